@@ -1,0 +1,43 @@
+"""The ``convexp`` command: a thin layer that parses, calls the library, and prints.
+
+Each command group lives in its own module. Library modules are imported inside the
+commands, so ``convexp --help`` imports no numerical framework. Errors raised on
+purpose (:class:`convexp.errors.ConvexpError`) are caught once, in :func:`main`, and
+printed as one red line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="convexp",
+    help="See what convolution filters are: how frameworks initialise them, what a conv layer "
+    "computes, and what the filters become as a network learns.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+from convexp.cli import backends, data, db, results, run  # noqa: E402  (they register commands on app)
+
+app.add_typer(data.app, name="data")
+app.add_typer(db.app, name="db")
+
+
+def main() -> None:
+    """Entry point of the ``convexp`` script."""
+    from convexp.errors import ConvexpError
+
+    try:
+        app()
+    except ConvexpError as exc:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {exc}", markup=True, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+__all__ = ["app", "main", "backends", "results", "run"]

@@ -1,0 +1,78 @@
+"""``convexp plugins`` and ``convexp init``: what backends there are, and what their initializers draw."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from convexp.cli import app
+from convexp.cli.options import OutputFormat
+from convexp.cli.output import Format, render
+
+
+@app.command("plugins")
+def plugins_command(fmt: OutputFormat = Format.table) -> None:
+    """List every backend found through the convexp.backends entry points, and whether it is usable."""
+    from dataclasses import asdict
+
+    from convexp.plugins import describe_backends
+
+    infos = describe_backends()
+    columns = ["name", "plugin", "plugin_version", "framework", "framework_version", "usable", "reason"]
+    rows = [[i.name, i.plugin, i.plugin_version, i.framework, i.version, i.usable, i.reason] for i in infos]
+    if fmt == Format.json:
+        typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
+        return
+    render(columns, rows, fmt)
+
+
+@app.command("init")
+def init_command(
+    name: Annotated[str, typer.Argument(help="Initializer name, e.g. glorot_uniform, he_normal, torch_default, default.")],
+    shape: Annotated[str, typer.Option(help="Conv kernel shape as Keras writes it: kh,kw,in_channels,out_channels.")] = "3,3,1,32",
+    backend: Annotated[str, typer.Option(help="Backend whose initializer to explain and draw from.")] = "numpy",
+    sample: Annotated[bool, typer.Option("--sample", help="Draw a kernel and compare its statistics with the theory.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
+) -> None:
+    """Explain an initializer for a conv kernel: formula, fan_in, fan_out, limit or stddev, variance."""
+    from convexp.initializers import SampleStats, explain, shape_from_hwio
+    from convexp.plugins import get_backend
+
+    canonical = shape_from_hwio(shape)
+    chosen = get_backend(backend, require_usable=sample)
+    concrete = chosen.resolve_initializer(name)
+    if concrete not in chosen.initializer_names():
+        from convexp.errors import unknown_name
+
+        raise unknown_name(f"initializer for backend '{backend}'", name, chosen.initializer_names())
+    e = explain(concrete, canonical)
+    out_c, in_c, kh, kw = canonical
+    alias = f" (backend {backend}'s default)" if concrete != name else ""
+    lines = [
+        f"{e.initializer.name}{alias} for a conv kernel (kh, kw, in, out) = ({kh}, {kw}, {in_c}, {out_c})",
+        f"  stored as (out, in, kh, kw) = {canonical}: {e.weights} weights",
+        f"  formula   {e.initializer.formula}",
+        f"  fan_in    = kh*kw*in  = {kh}*{kw}*{in_c} = {e.fans.fan_in}",
+        f"  fan_out   = kh*kw*out = {kh}*{kw}*{out_c} = {e.fans.fan_out}",
+        f"  {e.initializer.parameter_name():<9} = {e.parameter:.6g}",
+        f"  range     [{e.theory.low:.6g}, {e.theory.high:.6g}]",
+        f"  mean      {e.theory.mean:.6g}",
+        f"  variance  {e.theory.variance:.6g}  (std {e.theory.variance ** 0.5:.6g})",
+        f"  source    {e.initializer.reference}",
+    ]
+    typer.echo("\n".join(lines))
+    if sample:
+        drawn = chosen.initialize(concrete, canonical, seed)
+        stats = SampleStats.of(drawn)
+        typer.echo(f"\nsample of {drawn.size} weights drawn by backend '{backend}' with seed {seed}:")
+        render(
+            ["statistic", "sample", "theory"],
+            [
+                ["min", stats.low, e.theory.low],
+                ["max", stats.high, e.theory.high],
+                ["mean", stats.mean, e.theory.mean],
+                ["variance", stats.variance, e.theory.variance],
+            ],
+        )

@@ -1,0 +1,45 @@
+"""``convexp runs`` and ``convexp query``: reading the results database."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from convexp.cli import app
+from convexp.cli.options import Db, OutputFormat
+from convexp.cli.output import Format, render
+
+
+@app.command("runs")
+def runs_command(db: Db = None, fmt: OutputFormat = Format.table) -> None:
+    """List the recorded runs: id, experiment, backend, status, epochs, test accuracy, time."""
+    from convexp.store import Store
+
+    with Store(db, must_exist=True) as store:
+        runs = store.list_runs()
+    columns = ["id", "experiment", "backend", "status", "epochs", "test_accuracy", "seconds", "started"]
+    rows = [
+        [r.id, r.experiment, r.backend, r.status, r.epochs_completed, r.test_accuracy,
+         None if r.seconds is None else round(r.seconds, 2), r.started_at]
+        for r in runs
+    ]
+    render(columns, rows, fmt)
+
+
+@app.command("query")
+def query_command(
+    sql: Annotated[str, typer.Argument(help="One SQL statement that reads, e.g. \"SELECT * FROM runs\".")],
+    db: Db = None,
+    fmt: OutputFormat = Format.table,
+    limit: Annotated[Optional[int], typer.Option(help="Return at most this many rows.")] = None,
+) -> None:
+    """Run a read-only SQL query on the results database (tables: runs, metrics, kernel_snapshots).
+
+    Statements that would write are refused. Kernel bytes show as <N bytes>; load them as
+    arrays with the Python API (convexp.store.Store.kernel_series).
+    """
+    from convexp.store.query import run_query
+
+    result = run_query(db, sql, limit)
+    render(result.columns, result.rows, fmt)

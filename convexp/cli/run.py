@@ -1,0 +1,125 @@
+"""``convexp run`` and ``convexp validate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from convexp.cli import app
+from convexp.cli.options import DataDir, Db
+
+ExperimentsFile = Annotated[
+    Path, typer.Argument(help="Experiments YAML file.", show_default=True)
+]
+
+
+@app.command("run")
+def run_command(
+    file: ExperimentsFile = Path("experiments.yaml"),
+    experiment: Annotated[
+        Optional[list[str]],
+        typer.Option("--experiment", "-e", help="Experiment to run (repeat for several) [default: the file's default, else its first]."),
+    ] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Run on this backend instead of the experiment's.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the number of epochs.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
+    db: Db = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train the experiments of FILE and record runs, metrics and kernel snapshots in the database.
+
+    Everything is validated first (spec, backend, data); nothing is written unless all of it is good.
+    """
+    from convexp.runner import execute, plan_runs
+    from convexp.store import Store
+
+    overrides = {k: v for k, v in (("backend", backend), ("epochs", epochs), ("seed", seed)) if v is not None}
+    planned = plan_runs(file, experiment, overrides, data_dir)
+    store = Store(db)
+    listener = ProgressPrinter(len(planned))
+    try:
+        with listener:
+            outcomes = execute(planned, store, data_dir, listener)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: the current run is marked 'interrupted'; what was recorded is kept", err=True, fg="yellow")
+        raise typer.Exit(130) from None
+    finally:
+        store.close()
+    if any(o.status != "finished" for o in outcomes):
+        raise typer.Exit(1)
+
+
+class ProgressPrinter:
+    """Draws a progress bar per epoch and prints a line per epoch and a summary per run."""
+
+    def __init__(self, total_runs: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True, highlight=False)
+        self.out = Console(highlight=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+            TimeRemainingColumn(), console=self.console, transient=True,
+        )
+        self.total_runs, self.index = total_runs, 0
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def run_start(self, run_id, run, job) -> None:
+        self.index += 1
+        self.run_id, self.epochs, self.job = run_id, job.epochs, job
+        self.label = f"run {run_id} {run.experiment}/{run.backend.name}"
+        self.console.print(
+            f"[bold]{self.label}[/bold] ({self.index}/{self.total_runs}): {run.spec.dataset}, "
+            f"{len(job.train_labels)} train / {len(job.test_labels)} test, {job.epochs} epoch(s) x "
+            f"{job.steps_per_epoch} steps, init {run.kernel_initializer}, {run.spec.optimizer.name}"
+        )
+        self._new_task(1)
+
+    def _new_task(self, epoch: int) -> None:
+        steps = min(self.job.steps_per_epoch, self.job.total_steps - (epoch - 1) * self.job.steps_per_epoch)
+        self.task = self.progress.add_task(f"epoch {epoch}/{self.epochs}", total=max(steps, 0), loss="")
+
+    def step(self, step, epoch, metrics) -> None:
+        self.progress.update(self.task, advance=1, loss=f"loss {metrics['train_loss']:.4f}")
+
+    def epoch_end(self, epoch, metrics) -> None:
+        self.progress.remove_task(self.task)
+        self.console.print(
+            f"  epoch {epoch}/{self.epochs}: test_loss {metrics['test_loss']:.4f}, "
+            f"test_accuracy {metrics['test_accuracy']:.4f}, {metrics['epoch_seconds']:.2f} s"
+        )
+        if epoch < self.epochs and epoch * self.job.steps_per_epoch < self.job.total_steps:
+            self._new_task(epoch + 1)
+
+    def run_end(self, outcome) -> None:
+        accuracy = "n/a" if outcome.test_accuracy is None else f"{outcome.test_accuracy:.4f}"
+        per_epoch = (
+            f", {sum(outcome.epoch_seconds) / len(outcome.epoch_seconds):.2f} s/epoch" if outcome.epoch_seconds else ""
+        )
+        colour = "green" if outcome.status == "finished" else "red"
+        reason = f" ({outcome.message})" if outcome.message else ""
+        self.out.print(
+            f"{self.label}: [{colour}]{outcome.status}[/{colour}]{reason}, test accuracy {accuracy}{per_epoch}"
+        )
+
+
+@app.command("validate")
+def validate_command(file: ExperimentsFile = Path("experiments.yaml")) -> None:
+    """Check an experiments file without running anything: structure, names, shapes and grids."""
+    from convexp.spec import validate_file
+
+    experiments = validate_file(file)
+    for name, runs in experiments.items():
+        spec = runs[0].spec
+        layers = " -> ".join(f"{p.name}{list(p.output_shape)}" for p in spec.plan())
+        typer.echo(f"{name}: {len(runs)} run(s), {spec.dataset}, {layers}")
+    typer.echo(f"{file}: {len(experiments)} experiment(s) valid")

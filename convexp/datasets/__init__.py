@@ -1,0 +1,76 @@
+"""Datasets convexp trains on, each as numpy arrays: images (N, C, H, W) float32 in [0, 1], labels int64.
+
+``digits`` is scikit-learn's bundled 8x8 digits (no download, the embedded default);
+``mnist`` is the standard 60,000/10,000 MNIST read from its four IDX files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from convexp.errors import unknown_name
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split as numpy arrays."""
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a dataset without loading it: enough to validate an experiment."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    description: str
+    load: Callable[[Path | None], Dataset]
+    #: Raises :class:`~convexp.errors.DatasetError` saying how to get the data when it is missing.
+    check_available: Callable[[Path | None], None]
+
+
+def _digits_info() -> DatasetInfo:
+    from convexp.datasets import digits
+
+    return DatasetInfo(
+        "digits", (1, 8, 8), 10, "scikit-learn's 8x8 handwritten digits (1,797 images; fixed 1,437/360 split)",
+        digits.load, lambda data_dir: None,
+    )
+
+
+def _mnist_info() -> DatasetInfo:
+    from convexp.datasets import mnist
+
+    return DatasetInfo(
+        "mnist", (1, 28, 28), 10, "MNIST 28x28 handwritten digits (60,000 train / 10,000 test, IDX files)",
+        mnist.load, mnist.locate,
+    )
+
+
+_REGISTRY: dict[str, Callable[[], DatasetInfo]] = {"digits": _digits_info, "mnist": _mnist_info}
+DATASET_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of dataset ``name``; raises with the known names if there is none."""
+    if name not in _REGISTRY:
+        raise unknown_name("dataset", name, DATASET_NAMES)
+    return _REGISTRY[name]()
+
+
+def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
+    """Load dataset ``name``; ``data_dir`` is where to look for files of datasets that need them."""
+    return dataset_info(name).load(data_dir)

@@ -1,0 +1,66 @@
+"""Exceptions convexp raises on purpose.
+
+Each carries a message written for the user: one line that names the file, field or
+value at fault. The CLI catches :class:`ConvexpError` once, at its edge, and prints it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ConvexpError(Exception):
+    """Base class: an error with a message meant for the user."""
+
+    exit_code = 1
+
+
+class SpecError(ConvexpError):
+    """An experiments file is malformed or names something that does not exist."""
+
+    exit_code = 2
+
+
+class UnknownNameError(ConvexpError):
+    """A backend, initializer, dataset or experiment name that is not known."""
+
+    exit_code = 2
+
+
+class BackendUnavailableError(ConvexpError):
+    """A backend was found but cannot be used here (e.g. its framework is not installed)."""
+
+
+class DatasetError(ConvexpError):
+    """A dataset is missing, truncated or fails its checksum."""
+
+
+class StoreError(ConvexpError):
+    """The results database cannot be opened, migrated or written."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer convexp than this one."""
+
+
+class QueryError(ConvexpError):
+    """A ``convexp query`` statement was refused or failed."""
+
+
+class ShapeError(SpecError):
+    """An architecture cannot be applied to its input (e.g. a kernel larger than its input)."""
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """Return ' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown_name(kind: str, value: str, choices: Iterable[str]) -> UnknownNameError:
+    """Build the error for an unknown name, listing what is known and the closest match."""
+    known = sorted(choices)
+    return UnknownNameError(
+        f"unknown {kind} '{value}'{did_you_mean(value, known)}; known: {', '.join(known) or 'none'}"
+    )

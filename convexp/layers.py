@@ -1,0 +1,177 @@
+"""The layers of a small sequential CNN, and what shape each one produces.
+
+Layers are data (validated pydantic models) that every backend builds its own way.
+Images cross the backend interface as ``(N, C, H, W)``; conv kernels as
+``(out_channels, in_channels, kh, kw)``; dense kernels as ``(in_features, units)``
+where a flattened feature vector lists values in (H, W, C) order, as Keras flattens.
+
+Convolution here, as in every framework, is cross-correlation: the kernel slides over
+the input unflipped. ``valid`` padding uses only full windows (a 3x3 kernel shrinks a
+5x5 image to 3x3); ``same`` pads so the output is ceil(H / stride) wide, with the
+extra row/column of padding at the bottom/right, as TensorFlow does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from convexp.errors import ShapeError
+
+Padding = Literal["valid", "same"]
+Activation = Literal["none", "relu"]
+
+
+class _Layer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str | None = None
+
+
+class Conv(_Layer):
+    """2-D convolution (cross-correlation) with bias."""
+
+    type: Literal["conv"]
+    filters: int = Field(gt=0)
+    kernel_size: int | tuple[int, int] = 3
+    stride: int = Field(default=1, ge=1)
+    padding: Padding = "valid"
+    activation: Activation = "none"
+
+    @property
+    def kernel_hw(self) -> tuple[int, int]:
+        """(kh, kw)."""
+        k = self.kernel_size
+        return (k, k) if isinstance(k, int) else tuple(k)  # type: ignore[return-value]
+
+
+class MaxPool(_Layer):
+    """Max pooling over pool_size x pool_size windows with stride pool_size (remainders dropped)."""
+
+    type: Literal["maxpool"]
+    pool_size: int = Field(default=2, ge=1)
+
+
+class ReLU(_Layer):
+    """max(x, 0)."""
+
+    type: Literal["relu"]
+
+
+class Flatten(_Layer):
+    """(C, H, W) feature maps to one vector, in (H, W, C) order."""
+
+    type: Literal["flatten"]
+
+
+class Dropout(_Layer):
+    """Inverted dropout: zero a share ``rate`` of activations in training, scale the rest."""
+
+    type: Literal["dropout"]
+    rate: float = Field(ge=0.0, lt=1.0)
+
+
+class Dense(_Layer):
+    """Fully connected layer with bias. The last dense layer's outputs are the logits."""
+
+    type: Literal["dense"]
+    units: int = Field(gt=0)
+    activation: Activation = "none"
+
+
+Layer = Annotated[Union[Conv, MaxPool, ReLU, Flatten, Dropout, Dense], Field(discriminator="type")]
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: Padding) -> int:
+    """Output length along one axis of a conv or pool with this kernel, stride and padding."""
+    if padding == "same":
+        return math.ceil(size / stride)
+    return (size - kernel) // stride + 1
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) zero padding for ``same``: the odd extra goes after, as in TensorFlow."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+@dataclass(frozen=True)
+class PlannedLayer:
+    """A layer with its resolved name and its input and output shapes (without the batch axis)."""
+
+    index: int
+    name: str
+    layer: Conv | MaxPool | ReLU | Flatten | Dropout | Dense
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    @property
+    def kernel_shape(self) -> tuple[int, ...] | None:
+        """Canonical kernel shape: conv (out, in, kh, kw), dense (in, units); None for no weights."""
+        if isinstance(self.layer, Conv):
+            kh, kw = self.layer.kernel_hw
+            return (self.layer.filters, self.input_shape[0], kh, kw)
+        if isinstance(self.layer, Dense):
+            return (self.input_shape[0], self.layer.units)
+        return None
+
+
+def plan(layers: list, input_shape: tuple[int, int, int], num_classes: int) -> list[PlannedLayer]:
+    """Name every layer and infer every shape; raise :class:`ShapeError` naming the layer that cannot apply.
+
+    ``input_shape`` is (C, H, W). Conv layers are named conv1, conv2, ...; dense layers
+    dense1, ...; others by their type and position, unless a layer sets ``name``.
+    """
+    planned: list[PlannedLayer] = []
+    counters: dict[str, int] = {}
+    shape: tuple[int, ...] = tuple(input_shape)
+    for index, layer in enumerate(layers, start=1):
+        counters[layer.type] = counters.get(layer.type, 0) + 1
+        name = layer.name or f"{layer.type}{counters[layer.type]}"
+        where = f"layer {index} ({name})"
+        out = _output_shape(layer, shape, where)
+        planned.append(PlannedLayer(index, name, layer, shape, out))
+        shape = out
+    names = [p.name for p in planned]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ShapeError(f"layer names must be unique: {', '.join(duplicates)} appears more than once")
+    if not planned or not isinstance(planned[-1].layer, Dense):
+        raise ShapeError(f"the last layer must be dense with units = {num_classes} (the number of classes)")
+    if planned[-1].layer.units != num_classes:
+        raise ShapeError(
+            f"the last layer ({planned[-1].name}) has {planned[-1].layer.units} units "
+            f"but the dataset has {num_classes} classes"
+        )
+    return planned
+
+
+def _output_shape(layer, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+    if isinstance(layer, (Conv, MaxPool)):
+        if len(shape) != 3:
+            raise ShapeError(f"{where}: needs (channels, height, width) input, got a flat vector of {shape[0]}")
+        channels, height, width = shape
+        if isinstance(layer, Conv):
+            (kh, kw), stride, padding = layer.kernel_hw, layer.stride, layer.padding
+            what = f"kernel {kh}x{kw}"
+        else:
+            kh = kw = stride = layer.pool_size
+            padding = "valid"
+            what = f"pool {kh}x{kw}"
+        if padding == "valid" and (kh > height or kw > width):
+            raise ShapeError(
+                f"{where}: {what} is larger than its {height}x{width} input with padding 'valid'"
+            )
+        out_h = conv_output_size(height, kh, stride, padding)
+        out_w = conv_output_size(width, kw, stride, padding)
+        return (layer.filters if isinstance(layer, Conv) else channels, out_h, out_w)
+    if isinstance(layer, Flatten):
+        return (math.prod(shape),)
+    if isinstance(layer, Dense):
+        if len(shape) != 1:
+            raise ShapeError(f"{where}: dense needs a flat input; add a flatten layer before it (input is {shape})")
+        return (layer.units,)
+    return shape

@@ -1,0 +1,89 @@
+"""The observer that turns a backend's progress into rows of the results database.
+
+It decides, from the experiment's snapshot schedule, which steps' kernels to ask the
+backend for, and writes metrics and snapshots in batches, one transaction per batch,
+so that recording every step costs little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from convexp.spec import RunSpec
+from convexp.store import MetricRecord, SnapshotRow, Store
+from convexp.training import KernelReader
+
+#: Buffered kernel bytes that trigger a write in the middle of an epoch.
+FLUSH_BYTES = 8 * 1024 * 1024
+#: Buffered metric rows that trigger a write in the middle of an epoch.
+FLUSH_METRICS = 5000
+
+
+class ProgressListener(Protocol):
+    """Where a runner reports progress for people to see (the CLI draws a progress bar)."""
+
+    def step(self, step: int, epoch: int, metrics: Mapping[str, float]) -> None:
+        """After each update."""
+
+    def epoch_end(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """After each epoch's evaluation."""
+
+
+class RunRecorder:
+    """A :class:`~convexp.training.TrainingObserver` that records one run into a :class:`Store`."""
+
+    def __init__(self, store: Store, run_id: int, spec: RunSpec, progress: ProgressListener | None = None):
+        self.store, self.run_id, self.progress = store, run_id, progress
+        self.every = spec.snapshots.every
+        self.epoch_end_snapshots = spec.snapshots.epoch_end
+        self.log_every = spec.log_every
+        self.metrics: list[MetricRecord] = []
+        self.snapshots: list[SnapshotRow] = []
+        self.buffered_bytes = 0
+        self.last_snapshot_step = -1
+        self.steps_completed = 0
+        self.epochs_completed = 0
+
+    def _snapshot(self, step: int, epoch: int, kernels: KernelReader) -> None:
+        if step == self.last_snapshot_step:
+            return
+        for layer, snapshot in kernels().items():
+            self.snapshots.append(SnapshotRow(layer, step, epoch, snapshot.kernel, snapshot.bias))
+            self.buffered_bytes += snapshot.kernel.nbytes
+        self.last_snapshot_step = step
+
+    def on_train_start(self, kernels: KernelReader) -> None:
+        self._snapshot(0, 0, kernels)
+        self.flush()
+
+    def on_step(self, step: int, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+        self.steps_completed = step
+        if step % self.log_every == 0:
+            self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())
+        if self.every and step % self.every == 0:
+            self._snapshot(step, epoch, kernels)
+        if self.buffered_bytes >= FLUSH_BYTES or len(self.metrics) >= FLUSH_METRICS:
+            self.flush()
+        if self.progress:
+            self.progress.step(step, epoch, metrics)
+
+    def on_epoch_end(self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+        self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())
+        if self.epoch_end_snapshots:
+            self._snapshot(step, epoch, kernels)
+        self.epochs_completed = epoch
+        self.flush()
+        if self.progress:
+            self.progress.epoch_end(epoch, metrics)
+
+    def flush(self) -> None:
+        """Write what is buffered, with the run's progress, in one transaction."""
+        self.store.record(
+            self.run_id,
+            self.metrics,
+            self.snapshots,
+            epochs_completed=self.epochs_completed,
+            steps_completed=self.steps_completed,
+        )
+        self.metrics, self.snapshots, self.buffered_bytes = [], [], 0

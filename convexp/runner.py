@@ -1,0 +1,169 @@
+"""Run experiments: validate everything first, then train each run on its backend and record it.
+
+Usable from Python as from the CLI::
+
+    from convexp.runner import plan_runs, execute
+    from convexp.store import Store
+    outcomes = execute(plan_runs("experiments.yaml", ["quickstart"]), Store("convexp.db"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from convexp import __version__
+from convexp.backend import Backend
+from convexp.datasets import Dataset, dataset_info, load_dataset
+from convexp.layers import PlannedLayer
+from convexp.plugins import get_backend, plugin_version
+from convexp.recorder import ProgressListener, RunRecorder
+from convexp.spec import ResolvedRun, RunSpec, resolve_runs
+from convexp.store import Store
+from convexp.training import TrainingJob
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A validated run, with its backend and resolved initializers, ready to execute."""
+
+    experiment: str
+    spec: RunSpec
+    backend: Backend
+    layers: tuple[PlannedLayer, ...]
+    kernel_initializer: str
+    bias_initializer: str
+
+
+@dataclass
+class RunOutcome:
+    """How one run ended."""
+
+    run_id: int
+    experiment: str
+    backend: str
+    status: str
+    test_accuracy: float | None = None
+    epoch_seconds: list[float] = field(default_factory=list)
+    message: str | None = None
+
+
+class RunListener(ProgressListener, Protocol):
+    """Progress of a whole batch of runs, for display."""
+
+    def run_start(self, run_id: int, run: PlannedRun, job: TrainingJob) -> None:
+        """Before a run trains."""
+
+    def run_end(self, outcome: RunOutcome) -> None:
+        """After a run has ended, whatever its status."""
+
+
+def plan(resolved: list[ResolvedRun], data_dir: Path | None = None) -> list[PlannedRun]:
+    """Check that every run can start (backend usable, data present) before any of them does."""
+    planned = []
+    for run in resolved:
+        backend = get_backend(run.spec.backend)
+        dataset_info(run.spec.dataset).check_available(data_dir)
+        planned.append(
+            PlannedRun(
+                run.experiment,
+                run.spec,
+                backend,
+                run.spec.plan(),
+                backend.resolve_initializer(run.spec.initializer, "kernel"),
+                backend.resolve_initializer(run.spec.bias_initializer, "bias"),
+            )
+        )
+    return planned
+
+
+def plan_runs(
+    path: str | Path,
+    names: list[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    data_dir: Path | None = None,
+) -> list[PlannedRun]:
+    """Validate the named experiments of a file and everything they need; nothing is written."""
+    return plan(resolve_runs(path, names, dict(overrides or {})), data_dir)
+
+
+def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
+    """The backend-neutral description of one run's training."""
+    spec = run.spec
+    train_images, train_labels = data.train_images, data.train_labels
+    if spec.train_examples:
+        train_images, train_labels = train_images[: spec.train_examples], train_labels[: spec.train_examples]
+    return TrainingJob(
+        layers=run.layers,
+        num_classes=data.num_classes,
+        kernel_initializer=run.kernel_initializer,
+        bias_initializer=run.bias_initializer,
+        optimizer=spec.optimizer,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        seed=spec.seed,
+        shuffle=spec.shuffle,
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=data.test_images,
+        test_labels=data.test_labels,
+        max_steps=spec.max_steps,
+        snapshot_layers=spec.snapshot_layers(),
+    )
+
+
+def execute(
+    runs: list[PlannedRun], store: Store, data_dir: Path | None = None, listener: RunListener | None = None
+) -> list[RunOutcome]:
+    """Train and record each run in turn. A run that fails is recorded as failed and the rest go on;
+    Ctrl-C marks the current run interrupted (keeping what was recorded) and stops."""
+    datasets: dict[str, Dataset] = {}
+    outcomes = []
+    for run in runs:
+        if run.spec.dataset not in datasets:
+            datasets[run.spec.dataset] = load_dataset(run.spec.dataset, data_dir)
+        job = make_job(run, datasets[run.spec.dataset])
+        outcomes.append(_execute_one(run, job, store, listener))
+    return outcomes
+
+
+def _execute_one(run: PlannedRun, job: TrainingJob, store: Store, listener: RunListener | None) -> RunOutcome:
+    backend = run.backend
+    run_id = store.create_run(
+        experiment=run.experiment,
+        backend=backend.name,
+        seed=run.spec.seed,
+        dataset=run.spec.dataset,
+        kernel_initializer=run.kernel_initializer,
+        bias_initializer=run.bias_initializer,
+        spec=run.spec.model_dump(mode="json"),
+        convexp_version=__version__,
+        backend_version=plugin_version(backend.name),
+        framework=backend.framework,
+        framework_version=backend.framework_version(),
+    )
+    outcome = RunOutcome(run_id, run.experiment, backend.name, "running")
+    recorder = RunRecorder(store, run_id, run.spec, listener)
+    if listener:
+        listener.run_start(run_id, run, job)
+    try:
+        backend.train(job, recorder)
+        outcome.status = "finished"
+    except KeyboardInterrupt:
+        outcome.status, outcome.message = "interrupted", "interrupted by the user"
+        recorder.flush()
+        raise
+    except Exception as exc:  # the run failed; record why and go on with the next
+        outcome.status, outcome.message = "failed", f"{type(exc).__name__}: {exc}"
+        recorder.flush()
+    finally:
+        store.finish_run(run_id, outcome.status, outcome.message)
+        metrics = store.metrics(run_id, ["test_accuracy", "epoch_seconds"])
+        accuracies = [m.value for m in metrics if m.name == "test_accuracy"]
+        outcome.test_accuracy = accuracies[-1] if accuracies else None
+        outcome.epoch_seconds = [m.value for m in metrics if m.name == "epoch_seconds"]
+        if listener:
+            listener.run_end(outcome)
+    return outcome

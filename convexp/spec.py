@@ -1,0 +1,245 @@
+"""The experiments file: its format, its validation, and grid expansion.
+
+An experiments file is YAML::
+
+    default: quickstart          # run when no experiment is named (else the first one)
+    experiments:
+      quickstart:
+        dataset: digits
+        backend: numpy           # a list here (or in any field but layers) makes a grid
+        layers: [...]
+        ...
+
+:class:`RunSpec` is the one definition of what an experiment may say. Any top-level
+field of an experiment except ``layers`` and ``description`` may hold a list of
+values; the experiment then expands to one run per combination, in file order.
+Validation happens before anything runs: every error is a :class:`SpecError` whose
+one-line message names the file, the experiment and the field.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from convexp.errors import ConvexpError, SpecError, did_you_mean
+from convexp.layers import Conv, Layer, PlannedLayer, plan
+from convexp.training import Adam, Optimizer
+
+DEFAULT_FILE = "experiments.yaml"
+NOT_GRIDDED = ("layers", "description")
+
+
+class SnapshotSchedule(BaseModel):
+    """When kernels are recorded. Step 0 (before any update) is always recorded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    every: int | None = Field(default=None, ge=1, description="record every N steps (1 = every step)")
+    epoch_end: bool = Field(default=True, description="record at the last step of each epoch")
+    layers: list[str] | None = Field(default=None, description="conv layer names to record (default: all conv layers)")
+
+
+class RunSpec(BaseModel):
+    """One fully resolved run: every field has a single value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    dataset: str
+    backend: str = "numpy"
+    layers: list[Layer] = Field(min_length=1)
+    initializer: str = "glorot_uniform"
+    bias_initializer: str = "zeros"
+    optimizer: Optimizer = Field(default_factory=lambda: Adam(name="adam"), discriminator="name")
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    shuffle: bool = True
+    max_steps: int | None = Field(default=None, ge=1, description="stop after this many updates")
+    train_examples: int | None = Field(default=None, ge=1, description="train on the first N examples only")
+    log_every: int = Field(default=1, ge=1, description="record train_loss/train_accuracy every N steps")
+    snapshots: SnapshotSchedule = Field(default_factory=SnapshotSchedule)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        from convexp.datasets import DATASET_NAMES
+
+        if value not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset '{value}'{did_you_mean(value, DATASET_NAMES)}; known: {', '.join(DATASET_NAMES)}")
+        return value
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from convexp.plugins import get_backends
+
+        names = list(get_backends())
+        if value not in names:
+            raise ValueError(f"unknown backend '{value}'{did_you_mean(value, names)}; known: {', '.join(names) or 'none'}")
+        return value
+
+    @field_validator("initializer", "bias_initializer")
+    @classmethod
+    def _known_initializer(cls, value: str) -> str:
+        from convexp.initializers import INITIALIZER_NAMES
+
+        names = INITIALIZER_NAMES + ("default",)
+        if value not in names:
+            raise ValueError(f"unknown initializer '{value}'{did_you_mean(value, names)}; known: {', '.join(names)}")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_together(self) -> RunSpec:
+        from convexp.plugins import get_backends
+
+        backend = get_backends()[self.backend]
+        for field in ("initializer", "bias_initializer"):
+            if getattr(self, field) == "default" and not backend.default_initializers:
+                raise ValueError(f"{field}: backend '{self.backend}' has no framework default initializer; name one")
+        planned = self.plan()
+        conv_names = [p.name for p in planned if isinstance(p.layer, Conv)]
+        for name in self.snapshots.layers or []:
+            if name not in conv_names:
+                raise ValueError(
+                    f"snapshots.layers: '{name}' is not a conv layer{did_you_mean(name, conv_names)}; "
+                    f"conv layers: {', '.join(conv_names) or 'none'}"
+                )
+        return self
+
+    def plan(self) -> tuple[PlannedLayer, ...]:
+        """The layers with names and shapes for this spec's dataset (raises ValueError if they cannot apply)."""
+        from convexp.datasets import dataset_info
+
+        info = dataset_info(self.dataset)
+        try:
+            return tuple(plan(self.layers, info.input_shape, info.num_classes))
+        except ConvexpError as exc:
+            raise ValueError(f"layers: {exc}") from None
+
+    def snapshot_layers(self) -> tuple[str, ...]:
+        """Names of the conv layers whose kernels are recorded."""
+        if self.snapshots.layers:
+            return tuple(self.snapshots.layers)
+        return tuple(p.name for p in self.plan() if isinstance(p.layer, Conv))
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """One run of a (possibly gridded) experiment."""
+
+    experiment: str
+    spec: RunSpec
+
+
+def read_file(path: str | Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """Parse an experiments file into (default experiment name, raw experiments), checking its outline."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        hint = " (pass a file: convexp run PATH)" if path.name == DEFAULT_FILE else ""
+        raise SpecError(f"{path}: no such experiments file{hint}")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}{where}: malformed YAML: {exc.problem or exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: malformed YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise SpecError(f"{path}: must be a mapping with an 'experiments' key, not {type(document).__name__}")
+    unknown = set(document) - {"default", "experiments"}
+    if unknown:
+        key = sorted(map(str, unknown))[0]
+        raise SpecError(f"{path}: unknown top-level key '{key}'{did_you_mean(key, ['default', 'experiments'])}")
+    experiments = document.get("experiments")
+    if not isinstance(experiments, dict) or not experiments:
+        raise SpecError(f"{path}: 'experiments' must be a non-empty mapping of experiment names to experiments")
+    for name, body in experiments.items():
+        if not isinstance(body, dict):
+            raise SpecError(f"{path}: experiment '{name}' must be a mapping of fields, not {type(body).__name__}")
+    default = document.get("default")
+    if default is not None and default not in experiments:
+        raise SpecError(f"{path}: default experiment '{default}' is not defined{did_you_mean(default, map(str, experiments))}")
+    return default, {str(k): v for k, v in experiments.items()}
+
+
+def expand_grid(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """One raw run per combination of the list-valued fields (other than layers/description)."""
+    axes = [key for key, value in raw.items() if key not in NOT_GRIDDED and isinstance(value, list)]
+    for key in axes:
+        if not raw[key]:
+            raise ValueError(f"'{key}': an empty list gives no runs")
+    combos = itertools.product(*(raw[key] for key in axes))
+    return [{**raw, **dict(zip(axes, combo))} for combo in combos]
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-after"))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        parent = first["loc"][:-1]
+        known = _field_names(parent)
+        message = f"unknown field{did_you_mean(str(first['loc'][-1]), known)}"
+    elif first["type"] not in ("value_error", "missing"):
+        message += f" (got {first['input']!r})"
+    more = error.error_count() - 1
+    suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+    return f"field '{loc}': {message}{suffix}" if loc else f"{message}{suffix}"
+
+
+def _field_names(loc: tuple) -> list[str]:
+    """Field names of the model at ``loc`` in a RunSpec, for did-you-mean suggestions."""
+    from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU
+    from convexp.training import SGD
+
+    if not loc:
+        return list(RunSpec.model_fields)
+    if loc[0] == "snapshots":
+        return list(SnapshotSchedule.model_fields)
+    if loc[0] == "optimizer":
+        return list({**SGD.model_fields, **Adam.model_fields})
+    if loc[0] == "layers":
+        by_type = {m.model_fields["type"].annotation.__args__[0]: m for m in (Conv, MaxPool, ReLU, Flatten, Dropout, Dense)}
+        model = by_type.get(loc[-1]) if len(loc) > 2 else None
+        return list(model.model_fields) if model else []
+    return []
+
+
+def resolve_runs(
+    path: str | Path, names: list[str] | None = None, overrides: dict[str, Any] | None = None
+) -> list[ResolvedRun]:
+    """Validate the named experiments of a file (default: its default one) and expand them into runs.
+
+    ``overrides`` replace fields before expansion (e.g. ``{"epochs": 1}`` from the command
+    line). Raises :class:`SpecError` naming the file, experiment and field on any problem.
+    """
+    default, experiments = read_file(path)
+    chosen = names or [default or next(iter(experiments))]
+    runs: list[ResolvedRun] = []
+    for name in chosen:
+        if name not in experiments:
+            known = ", ".join(experiments)
+            raise SpecError(f"{path}: no experiment '{name}'{did_you_mean(name, experiments)}; defined: {known}")
+        raw = {**experiments[name], **(overrides or {})}
+        try:
+            for combo in expand_grid(raw):
+                runs.append(ResolvedRun(name, RunSpec.model_validate(combo)))
+        except ValidationError as exc:
+            raise SpecError(f"{path}: experiment '{name}': {_describe(exc)}") from None
+        except ValueError as exc:
+            raise SpecError(f"{path}: experiment '{name}': field {exc}") from None
+    return runs
+
+
+def validate_file(path: str | Path) -> dict[str, list[ResolvedRun]]:
+    """Validate every experiment of a file; returns the runs each expands to."""
+    _, experiments = read_file(path)
+    return {name: resolve_runs(path, [name]) for name in experiments}

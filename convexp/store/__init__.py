@@ -1,0 +1,193 @@
+"""The results database: runs, metrics and kernel snapshots.
+
+Everything outside this package sees plain dataclasses (:mod:`convexp.store.records`)
+and numpy arrays, never ORM objects::
+
+    from convexp.store import Store
+    store = Store("convexp.db")
+    for run in store.list_runs(): ...
+    series = store.kernel_series(run_id=1, layer="conv1")   # series.kernels: (steps, out, in, kh, kw)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, select, update
+
+from convexp.errors import StoreError
+from convexp.store import database
+from convexp.store.models import KernelSnapshot, Metric, Run
+from convexp.store.records import KernelSeries, MetricRecord, RunRecord, SnapshotRow
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["Store", "RunRecord", "MetricRecord", "KernelSeries", "SnapshotRow"]
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, without tzinfo (as stored)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    """A results database, migrated to the current schema when opened.
+
+    ``db`` is a SQLAlchemy URL or a SQLite file path (default: ``CONVEXP_DB`` or
+    ./convexp.db). With ``must_exist`` a missing SQLite file is an error instead of
+    being created.
+    """
+
+    def __init__(self, db: str | None = None, *, must_exist: bool = False, upgrade: bool = True):
+        self.url = database.resolve_url(db)
+        self.engine = database.create_db_engine(self.url, must_exist=must_exist)
+        database.ensure_schema(self.engine, self.url, upgrade=upgrade)
+
+    @property
+    def location(self) -> str:
+        """Where the database is, as shown to the user."""
+        return database.describe(self.url)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------
+
+    def create_run(self, **fields: Any) -> int:
+        """Insert a run with status ``running``; returns its id. ``fields`` are the columns of ``runs``."""
+        values = {"status": "running", "started_at": utcnow(), **fields}
+        with self.engine.begin() as connection:
+            return int(connection.execute(insert(Run).returning(Run.id), values).scalar_one())
+
+    def record(
+        self,
+        run_id: int,
+        metrics: Sequence[MetricRecord] = (),
+        snapshots: Sequence[SnapshotRow] = (),
+        *,
+        epochs_completed: int | None = None,
+        steps_completed: int | None = None,
+    ) -> None:
+        """Write a batch of metrics and snapshots, and the run's progress, in one transaction."""
+        progress = {
+            key: value
+            for key, value in (("epochs_completed", epochs_completed), ("steps_completed", steps_completed))
+            if value is not None
+        }
+        with self.engine.begin() as connection:
+            if metrics:
+                connection.execute(
+                    insert(Metric),
+                    [{"run_id": run_id, "step": m.step, "epoch": m.epoch, "name": m.name, "value": m.value} for m in metrics],
+                )
+            if snapshots:
+                connection.execute(insert(KernelSnapshot), [_snapshot_values(run_id, s) for s in snapshots])
+            if progress:
+                connection.execute(update(Run).where(Run.id == run_id).values(**progress))
+
+    def finish_run(self, run_id: int, status: str, message: str | None = None) -> None:
+        """Set a run's final status (finished, failed, interrupted) and finish time."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(Run).where(Run.id == run_id).values(status=status, finished_at=utcnow(), message=message)
+            )
+
+    # --- reading -------------------------------------------------------------------
+
+    def list_runs(self) -> list[RunRecord]:
+        """Every run, oldest first, with its last test accuracy."""
+        return self._select_runs()
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """One run by id; raises :class:`StoreError` if there is none."""
+        runs = self._select_runs(Run.id == run_id)
+        if not runs:
+            raise StoreError(f"{self.location}: no run with id {run_id}")
+        return runs[0]
+
+    def _select_runs(self, where: Any = None) -> list[RunRecord]:
+        last_step = (
+            select(Metric.run_id, func.max(Metric.step).label("step"))
+            .where(Metric.name == "test_accuracy")
+            .group_by(Metric.run_id)
+            .subquery()
+        )
+        accuracy = (
+            select(Metric.run_id, Metric.value)
+            .join(last_step, (Metric.run_id == last_step.c.run_id) & (Metric.step == last_step.c.step))
+            .where(Metric.name == "test_accuracy")
+            .subquery()
+        )
+        query = select(Run.__table__, accuracy.c.value.label("test_accuracy")).outerjoin(
+            accuracy, accuracy.c.run_id == Run.id
+        )
+        if where is not None:
+            query = query.where(where)
+        with self.engine.connect() as connection:
+            return [RunRecord(**row._mapping) for row in connection.execute(query.order_by(Run.id))]
+
+    def metrics(self, run_id: int, names: Iterable[str] | None = None) -> list[MetricRecord]:
+        """A run's metrics in step order, optionally only those called one of ``names``."""
+        query = select(Metric.step, Metric.epoch, Metric.name, Metric.value).where(Metric.run_id == run_id)
+        if names is not None:
+            query = query.where(Metric.name.in_(list(names)))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(Metric.step, Metric.name)).all()
+        return [MetricRecord(*row) for row in rows]
+
+    def snapshot_layers(self, run_id: int) -> list[str]:
+        """Names of the layers that have snapshots in a run."""
+        query = select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def kernel_series(self, run_id: int, layer: str) -> KernelSeries:
+        """All snapshots of one layer of one run, in step order, as stacked arrays."""
+        import numpy as np
+
+        query = (
+            select(KernelSnapshot.step, KernelSnapshot.epoch, KernelSnapshot.shape, KernelSnapshot.kernel, KernelSnapshot.bias)
+            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
+            .order_by(KernelSnapshot.step)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        if not rows:
+            known = self.snapshot_layers(run_id)
+            raise StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})")
+        shape = tuple(json.loads(rows[0].shape))
+        kernels = np.frombuffer(b"".join(r.kernel for r in rows), dtype="<f4").reshape((len(rows), *shape))
+        biases = None
+        if all(r.bias is not None for r in rows):
+            biases = np.frombuffer(b"".join(r.bias for r in rows), dtype="<f4").reshape(len(rows), shape[0])
+        steps = np.array([r.step for r in rows], dtype=np.int64)
+        epochs = np.array([r.epoch for r in rows], dtype=np.int64)
+        return KernelSeries(run_id, layer, steps, epochs, kernels, biases)
+
+
+def _snapshot_values(run_id: int, snapshot: SnapshotRow) -> dict[str, Any]:
+    import numpy as np
+
+    kernel = np.ascontiguousarray(snapshot.kernel, dtype="<f4")
+    bias = None if snapshot.bias is None else np.ascontiguousarray(snapshot.bias, dtype="<f4").tobytes()
+    return {
+        "run_id": run_id,
+        "layer": snapshot.layer,
+        "step": snapshot.step,
+        "epoch": snapshot.epoch,
+        "shape": json.dumps(list(kernel.shape)),
+        "kernel": kernel.tobytes(),
+        "bias": bias,
+    }
+

@@ -1,0 +1,91 @@
+"""The tables of the results database, as SQLAlchemy 2.0 typed models.
+
+These models and the Alembic migrations in ``migrations/versions`` describe the same
+schema; a test fails if they drift apart. ORM objects stay inside :mod:`convexp.store`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_STATUSES = ("running", "finished", "failed", "interrupted")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Run(Base):
+    """One training run: one experiment on one backend with one resolved spec."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment: Mapped[str] = mapped_column(String(200))
+    backend: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    seed: Mapped[int] = mapped_column(Integer)
+    dataset: Mapped[str] = mapped_column(String(100))
+    kernel_initializer: Mapped[str] = mapped_column(String(100))
+    bias_initializer: Mapped[str] = mapped_column(String(100))
+    spec: Mapped[dict] = mapped_column(JSON)
+    convexp_version: Mapped[str] = mapped_column(String(50))
+    backend_version: Mapped[str] = mapped_column(String(50))
+    framework: Mapped[str] = mapped_column(String(100))
+    framework_version: Mapped[str] = mapped_column(String(50))
+    epochs_completed: Mapped[int] = mapped_column(Integer, default=0)
+    steps_completed: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Metric(Base):
+    """One value of one metric at one step (per-epoch metrics sit at the epoch's last step)."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (
+        # also the index for reading a run's metric by name: (run_id, name) is its prefix
+        UniqueConstraint("run_id", "name", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+
+
+class KernelSnapshot(Base):
+    """One conv layer's kernel and bias at one step, as little-endian float32 bytes.
+
+    ``kernel`` is in (out_channels, in_channels, kh, kw) order with ``shape`` that list
+    as JSON; ``bias`` holds out_channels values (NULL for a layer without bias).
+    """
+
+    __tablename__ = "kernel_snapshots"
+    __table_args__ = (
+        # also the index for reading a layer's snapshots in step order
+        UniqueConstraint("run_id", "layer", "step"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    layer: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    shape: Mapped[str] = mapped_column(String(100))
+    kernel: Mapped[bytes] = mapped_column(LargeBinary)
+    bias: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -1,0 +1,95 @@
+"""Read-only SQL over the results database, for ``convexp query``.
+
+On SQLite the statement runs on a connection opened read-only (``mode=ro``,
+``query_only``) with an authorizer that allows reading and nothing else, so a
+statement that would write, attach a file or change a setting is refused before it
+runs. Other databases run it in a READ ONLY transaction that is rolled back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+
+from convexp.errors import QueryError
+from convexp.store import database
+
+#: PRAGMAs that only read the schema.
+_READING_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Column names and rows of a query."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def _authorizer(denied: list[str]):
+    allowed = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
+    names = {getattr(sqlite3, n): n.removeprefix("SQLITE_").lower() for n in dir(sqlite3) if n.startswith("SQLITE_") and isinstance(getattr(sqlite3, n), int)}
+
+    def authorize(action, arg1, arg2, _db, _trigger):
+        if action in allowed:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and arg1 in _READING_PRAGMAS:
+            return sqlite3.SQLITE_OK
+        denied.append(names.get(action, str(action)).replace("_", " ") + (f" {arg1}" if arg1 else ""))
+        return sqlite3.SQLITE_DENY
+
+    return authorize
+
+
+def run_query(db: str | None, sql: str, limit: int | None = None) -> QueryResult:
+    """Run one read-only SQL statement and return its rows (at most ``limit``); writing is refused."""
+    url = database.resolve_url(db)
+    # Opening through Store checks the file and its schema revision (and refuses a newer one).
+    from convexp.store import Store
+
+    Store(db, must_exist=True).close()
+    path = database.sqlite_path(url)
+    if path is not None:
+        return _sqlite_query(path, sql, limit)
+    engine = database.create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("SET TRANSACTION READ ONLY"))
+            try:
+                result = connection.execute(text(sql))
+                columns = list(result.keys()) if result.returns_rows else []
+                rows = [tuple(r) for r in (result.fetchmany(limit) if limit else result.fetchall())] if result.returns_rows else []
+            except Exception as exc:
+                raise QueryError(f"query failed: {getattr(exc, 'orig', exc)}") from None
+            finally:
+                connection.rollback()
+    finally:
+        engine.dispose()
+    return QueryResult(columns, rows)
+
+
+def _sqlite_query(path, sql: str, limit: int | None) -> QueryResult:
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    denied: list[str] = []
+    try:
+        connection.execute("PRAGMA query_only=ON")
+        connection.set_authorizer(_authorizer(denied))
+        try:
+            cursor = connection.execute(sql)
+        except sqlite3.ProgrammingError as exc:  # e.g. more than one statement
+            raise QueryError(f"query refused: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            if denied:
+                raise QueryError(f"query refused: convexp query is read-only, and the statement would {denied[0]}") from None
+            if "readonly" in str(exc):
+                raise QueryError("query refused: convexp query is read-only, and the statement would write") from None
+            raise QueryError(f"query failed: {exc}") from None
+        columns = [d[0] for d in cursor.description or []]
+        rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
+        return QueryResult(columns, [tuple(r) for r in rows])
+    finally:
+        connection.close()

@@ -1,0 +1,110 @@
+"""What a backend's trainer is given, and what it hands back while it trains.
+
+A backend never touches the database. The runner gives it a :class:`TrainingJob`
+(the resolved experiment plus the data as numpy arrays) and a :class:`TrainingObserver`;
+the backend reports every step and epoch to the observer, and hands over its conv
+kernels (canonical layout, float32) only when the observer asks for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from convexp.layers import PlannedLayer
+
+
+class SGD(BaseModel):
+    """Stochastic gradient descent, with optional (Nesterov) momentum, as Keras and torch define it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["sgd"]
+    learning_rate: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    nesterov: bool = False
+
+
+class Adam(BaseModel):
+    """Adam (Kingma & Ba), bias-corrected. epsilon defaults to Keras's 1e-7 (torch uses 1e-8)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["adam"]
+    learning_rate: float = Field(default=0.001, gt=0)
+    beta_1: float = Field(default=0.9, ge=0, lt=1)
+    beta_2: float = Field(default=0.999, ge=0, lt=1)
+    epsilon: float = Field(default=1e-7, gt=0)
+
+
+Optimizer = Union[SGD, Adam]
+
+
+@dataclass(frozen=True)
+class KernelSnapshot:
+    """One conv layer's weights at one moment: kernel (out, in, kh, kw) and bias (out,), float32."""
+
+    kernel: np.ndarray
+    bias: np.ndarray | None
+
+
+#: Called by the observer when it wants the current conv kernels, keyed by layer name.
+KernelReader = Callable[[], Mapping[str, KernelSnapshot]]
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """Everything a backend needs to train one run. Arrays are float32 images (N, C, H, W) and int64 labels."""
+
+    layers: tuple[PlannedLayer, ...]
+    num_classes: int
+    kernel_initializer: str
+    bias_initializer: str
+    optimizer: Optimizer
+    epochs: int
+    batch_size: int
+    seed: int
+    shuffle: bool
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    max_steps: int | None = None
+    snapshot_layers: tuple[str, ...] = field(default=())
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Number of batches in one pass over the training set (the last one may be short)."""
+        return -(-len(self.train_labels) // self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        """Number of optimizer updates the whole run makes."""
+        steps = self.steps_per_epoch * self.epochs
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+
+class TrainingObserver(Protocol):
+    """Receives a backend's progress. Steps count optimizer updates: step 0 is before any update."""
+
+    def on_train_start(self, kernels: KernelReader) -> None:
+        """Called once, after initialisation and before the first update."""
+
+    def on_step(self, step: int, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+        """Called after each update with that batch's ``train_loss`` and ``train_accuracy``."""
+
+    def on_epoch_end(self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+        """Called after each epoch with ``test_loss``, ``test_accuracy`` and ``epoch_seconds``.
+
+        ``epoch_seconds`` is the wall time of the epoch's training pass (forward, backward,
+        update and the observer's own work), excluding the test evaluation.
+        """
+
+
+#: Per-step metrics every trainer reports, and per-epoch ones.
+STEP_METRICS = ("train_loss", "train_accuracy")
+EPOCH_METRICS = ("test_loss", "test_accuracy", "epoch_seconds")

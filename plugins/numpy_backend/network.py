@@ -1,0 +1,199 @@
+"""A sequential network of numpy layers built from convexp's planned layers.
+
+Activations flow channels-last (N, H, W, C); conv kernels are kept as (kh, kw, C, O)
+so that im2col needs one matmul, and are handed out in convexp's canonical
+(O, C, kh, kw) layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, PlannedLayer, ReLU
+from convexp.training import KernelSnapshot
+
+from . import ops
+
+
+class _Layer:
+    name: str
+    params: list[np.ndarray] = []
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    @property
+    def grads(self) -> list[np.ndarray]:
+        return []
+
+
+class ConvLayer(_Layer):
+    def __init__(self, planned: PlannedLayer, kernel_oihw: np.ndarray, bias: np.ndarray, is_first: bool):
+        layer: Conv = planned.layer  # type: ignore[assignment]
+        self.name = planned.name
+        self.stride, self.padding, self.relu = layer.stride, layer.padding, layer.activation == "relu"
+        self.kernel = np.ascontiguousarray(kernel_oihw.transpose(2, 3, 1, 0), dtype=np.float32)
+        self.bias = np.array(bias, dtype=np.float32)
+        self.params = [self.kernel, self.bias]
+        self.need_input_grad = not is_first
+
+    def forward(self, x, training):
+        out, self.cache = ops.conv_forward(x, self.kernel, self.bias, self.stride, self.padding)
+        if self.relu:
+            np.maximum(out, 0, out=out)
+            self.out = out
+        return out
+
+    def backward(self, grad):
+        if self.relu:
+            grad = grad * (self.out > 0)
+        grad_x, self.grad_kernel, self.grad_bias = ops.conv_backward(
+            grad, self.kernel, self.cache, self.stride, self.need_input_grad
+        )
+        return grad_x
+
+    @property
+    def grads(self):
+        return [self.grad_kernel, self.grad_bias]
+
+    def snapshot(self) -> KernelSnapshot:
+        return KernelSnapshot(np.ascontiguousarray(self.kernel.transpose(3, 2, 0, 1)), self.bias.copy())
+
+
+class MaxPoolLayer(_Layer):
+    def __init__(self, planned: PlannedLayer):
+        self.name, self.pool = planned.name, planned.layer.pool_size  # type: ignore[union-attr]
+
+    def forward(self, x, training):
+        self.x = x
+        self.out = ops.maxpool_forward(x, self.pool)
+        return self.out
+
+    def backward(self, grad):
+        return ops.maxpool_backward(grad, self.x, self.out, self.pool)
+
+
+class ReLULayer(_Layer):
+    def __init__(self, planned: PlannedLayer):
+        self.name = planned.name
+
+    def forward(self, x, training):
+        self.out = np.maximum(x, 0)
+        return self.out
+
+    def backward(self, grad):
+        return grad * (self.out > 0)
+
+
+class FlattenLayer(_Layer):
+    def __init__(self, planned: PlannedLayer):
+        self.name = planned.name
+
+    def forward(self, x, training):
+        self.shape = x.shape
+        return x.reshape(len(x), -1)
+
+    def backward(self, grad):
+        return grad.reshape(self.shape)
+
+
+class DropoutLayer(_Layer):
+    def __init__(self, planned: PlannedLayer, rng: np.random.Generator):
+        self.name, self.rate, self.rng = planned.name, planned.layer.rate, rng  # type: ignore[union-attr]
+
+    def forward(self, x, training):
+        if not training or self.rate == 0:
+            self.mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float32) >= self.rate
+        self.mask = keep.astype(np.float32) / np.float32(1.0 - self.rate)
+        return x * self.mask
+
+    def backward(self, grad):
+        return grad if self.mask is None else grad * self.mask
+
+
+class DenseLayer(_Layer):
+    def __init__(self, planned: PlannedLayer, kernel: np.ndarray, bias: np.ndarray, is_first: bool):
+        self.name = planned.name
+        self.relu = planned.layer.activation == "relu"  # type: ignore[union-attr]
+        self.kernel = np.array(kernel, dtype=np.float32)
+        self.bias = np.array(bias, dtype=np.float32)
+        self.params = [self.kernel, self.bias]
+        self.need_input_grad = not is_first
+
+    def forward(self, x, training):
+        self.x = x
+        out = x @ self.kernel
+        out += self.bias
+        if self.relu:
+            np.maximum(out, 0, out=out)
+            self.out = out
+        return out
+
+    def backward(self, grad):
+        if self.relu:
+            grad = grad * (self.out > 0)
+        self.grad_kernel = self.x.T @ grad
+        self.grad_bias = grad.sum(axis=0)
+        return grad @ self.kernel.T if self.need_input_grad else None
+
+    @property
+    def grads(self):
+        return [self.grad_kernel, self.grad_bias]
+
+
+class Network:
+    """The layers in order, with forward, backward and access to parameters and kernels."""
+
+    def __init__(self, planned: tuple[PlannedLayer, ...], weights: dict[str, KernelSnapshot], rng: np.random.Generator):
+        self.layers: list[_Layer] = []
+        for position, p in enumerate(planned):
+            first = position == 0
+            if isinstance(p.layer, Conv):
+                self.layers.append(ConvLayer(p, weights[p.name].kernel, weights[p.name].bias, first))
+            elif isinstance(p.layer, Dense):
+                self.layers.append(DenseLayer(p, weights[p.name].kernel, weights[p.name].bias, first))
+            elif isinstance(p.layer, MaxPool):
+                self.layers.append(MaxPoolLayer(p))
+            elif isinstance(p.layer, ReLU):
+                self.layers.append(ReLULayer(p))
+            elif isinstance(p.layer, Flatten):
+                self.layers.append(FlattenLayer(p))
+            elif isinstance(p.layer, Dropout):
+                self.layers.append(DropoutLayer(p, rng))
+            else:  # pragma: no cover - layers.py defines no other type
+                raise TypeError(f"numpy backend cannot build {p.layer!r}")
+
+    def forward(self, x_nhwc: np.ndarray, training: bool) -> np.ndarray:
+        """Logits (N, classes) for a channels-last batch."""
+        for layer in self.layers:
+            x_nhwc = layer.forward(x_nhwc, training)
+        return x_nhwc
+
+    def backward(self, grad_logits: np.ndarray) -> None:
+        """Fill every layer's parameter gradients from the gradient of the loss w.r.t. the logits."""
+        grad: np.ndarray | None = grad_logits
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+            if grad is None:
+                break
+
+    @property
+    def params(self) -> list[np.ndarray]:
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def grads(self) -> list[np.ndarray]:
+        return [g for layer in self.layers for g in layer.grads]
+
+    def conv_snapshots(self, names: tuple[str, ...] | None = None) -> dict[str, KernelSnapshot]:
+        """Copies of the conv kernels in canonical layout, for the layers in ``names`` (all if None)."""
+        return {
+            layer.name: layer.snapshot()
+            for layer in self.layers
+            if isinstance(layer, ConvLayer) and (not names or layer.name in names)
+        }

@@ -1,0 +1,56 @@
+"""SGD (with momentum) and Adam, updating float32 parameters in place."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from convexp.training import SGD, Adam, Optimizer
+
+
+class SGDUpdater:
+    """v = momentum*v + g; p -= lr*v (Nesterov: p -= lr*(g + momentum*v)); the torch form, equal to Keras's."""
+
+    def __init__(self, config: SGD, params: list[np.ndarray]):
+        self.config = config
+        self.velocity = [np.zeros_like(p) for p in params] if config.momentum else None
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        lr, momentum = self.config.learning_rate, self.config.momentum
+        for i, (param, grad) in enumerate(zip(params, grads)):
+            if self.velocity is None:
+                param -= lr * grad
+                continue
+            velocity = self.velocity[i]
+            velocity *= momentum
+            velocity += grad
+            param -= lr * (grad + momentum * velocity) if self.config.nesterov else lr * velocity
+
+
+class AdamUpdater:
+    """Adam as Keras 3 computes it: p -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + epsilon)."""
+
+    def __init__(self, config: Adam, params: list[np.ndarray]):
+        self.config = config
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        c = self.config
+        self.t += 1
+        lr_t = c.learning_rate * math.sqrt(1 - c.beta_2**self.t) / (1 - c.beta_1**self.t)
+        for param, grad, m, v in zip(params, grads, self.m, self.v):
+            m *= c.beta_1
+            m += (1 - c.beta_1) * grad
+            v *= c.beta_2
+            v += (1 - c.beta_2) * np.square(grad)
+            param -= lr_t * m / (np.sqrt(v) + c.epsilon)
+
+
+def make_updater(config: Optimizer, params: list[np.ndarray]) -> SGDUpdater | AdamUpdater:
+    """The updater for an optimizer spec."""
+    if isinstance(config, Adam):
+        return AdamUpdater(config, params)
+    return SGDUpdater(config, params)
