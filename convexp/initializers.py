@@ -172,7 +172,7 @@ def _variance_scaling(scale: float, mode: str, distribution: Distribution) -> Ca
     return scale_of
 
 
-_TRUNC = "truncated to ±2·stddev, stddev divided by 0.87962566 so the variance is exact"
+_TRUNC = "values beyond ±2·stddev re-drawn (the division makes the variance exact)"
 
 INITIALIZERS: dict[str, Initializer] = {
     init.name: init

@@ -180,14 +180,21 @@ def expand_grid(raw: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**raw, **dict(zip(axes, combo))} for combo in combos]
 
 
+#: Names people bring from other tools, and what convexp calls them.
+_ALIASES = {"lr": "learning_rate", "kernel": "kernel_size", "pool": "pool_size", "activation_fn": "activation"}
+
+
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     loc = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-after"))
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         parent = first["loc"][:-1]
-        known = _field_names(parent)
-        message = f"unknown field{did_you_mean(str(first['loc'][-1]), known)}"
+        key = str(first["loc"][-1])
+        if key in _ALIASES and _ALIASES[key] in _field_names(parent):
+            message = f"unknown field (did you mean '{_ALIASES[key]}'?)"
+        else:
+            message = f"unknown field{did_you_mean(key, _field_names(parent))}"
     elif first["type"] not in ("value_error", "missing"):
         message += f" (got {first['input']!r})"
     more = error.error_count() - 1

@@ -1,0 +1,77 @@
+"""Shared fixtures: temporary databases, experiment files, the MNIST folder, and the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_ENV = "CONVEXP_TEST_MNIST"
+
+
+def mnist_folder() -> Path | None:
+    """The MNIST IDX folder tests use: $CONVEXP_TEST_MNIST, else ../shared/data/mnist beside the repo."""
+    candidate = Path(os.environ.get(MNIST_ENV) or REPO.parent / "shared" / "data" / "mnist")
+    return candidate if (candidate / "train-images-idx3-ubyte.gz").exists() or (candidate / "train-images-idx3-ubyte").exists() else None
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    folder = mnist_folder()
+    if folder is None:
+        pytest.skip(f"MNIST IDX files not found: set {MNIST_ENV} or put them in ../shared/data/mnist")
+    return folder
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "results.db"
+
+
+def write_experiments(path: Path, experiments: dict, default: str | None = None) -> Path:
+    document = {"experiments": experiments}
+    if default:
+        document["default"] = default
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+TINY_DIGITS = {
+    "dataset": "digits",
+    "backend": "numpy",
+    "layers": [
+        {"type": "conv", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "maxpool", "pool_size": 2},
+        {"type": "flatten"},
+        {"type": "dense", "units": 10},
+    ],
+    "optimizer": {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9},
+    "epochs": 1,
+    "batch_size": 64,
+    "seed": 0,
+}
+
+
+@pytest.fixture
+def tiny_experiments(tmp_path) -> Path:
+    """An experiments file with one quick digits experiment called 'tiny'."""
+    return write_experiments(tmp_path / "experiments.yaml", {"tiny": TINY_DIGITS})
+
+
+def sha256(path: Path) -> str | None:
+    """Digest of a file (None if it does not exist): to prove a database was left as it was."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the convexp command as a user would, in a fresh process."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "convexp", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
+    )

@@ -1,0 +1,190 @@
+"""The command line as a new user meets it: run, runs, query, init, plugins, validate, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, TINY_DIGITS, run_cli, sha256, write_experiments
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    """`convexp run` with no arguments, in a folder holding the repository's experiments.yaml."""
+    folder = tmp_path_factory.mktemp("quickstart")
+    shutil.copy(REPO / "experiments.yaml", folder / "experiments.yaml")
+    result = run_cli("run", cwd=folder, env={"CONVEXP_DB": ""})
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+def test_run_quickstart_reaches_95_percent_on_digits(quickstart):
+    folder, result = quickstart
+    assert "run 1 quickstart/numpy: finished, test accuracy" in result.stdout
+    runs = json.loads(run_cli("runs", "--format", "json", cwd=folder).stdout)
+    assert len(runs) == 1
+    assert runs[0]["status"] == "finished" and runs[0]["backend"] == "numpy" and runs[0]["epochs"] == 20
+    assert runs[0]["test_accuracy"] >= 0.95
+
+
+def test_every_step_schedule_records_steps_plus_one_snapshots(quickstart):
+    folder, _ = quickstart
+    db = sqlite3.connect(folder / "convexp.db")
+    steps = db.execute("SELECT steps_completed FROM runs WHERE id = 1").fetchone()[0]
+    assert steps == 20 * math.ceil(1437 / 32)
+    count, first, last = db.execute("SELECT count(*), min(step), max(step) FROM kernel_snapshots WHERE run_id = 1 AND layer = 'conv1'").fetchone()
+    assert (count, first, last) == (steps + 1, 0, steps)
+    metric_steps = db.execute("SELECT count(*) FROM metrics WHERE run_id = 1 AND name = 'train_loss'").fetchone()[0]
+    assert metric_steps == steps
+    assert db.execute("SELECT count(*) FROM metrics WHERE name IN ('test_loss', 'test_accuracy', 'epoch_seconds')").fetchone()[0] == 60
+
+
+def test_step_zero_kernels_lie_within_the_glorot_limit(quickstart):
+    folder, _ = quickstart
+    db = sqlite3.connect(folder / "convexp.db")
+    blob, shape = db.execute("SELECT kernel, shape FROM kernel_snapshots WHERE run_id = 1 AND step = 0").fetchone()
+    kernel = np.frombuffer(blob, "<f4").reshape(json.loads(shape))
+    out_c, in_c, kh, kw = kernel.shape
+    assert kernel.shape == (32, 1, 3, 3)
+    limit = math.sqrt(6 / (kh * kw * in_c + kh * kw * out_c))
+    assert np.abs(kernel).max() <= limit
+    bias = np.frombuffer(db.execute("SELECT bias FROM kernel_snapshots WHERE run_id = 1 AND step = 0").fetchone()[0], "<f4")
+    assert np.all(bias == 0)
+
+
+def test_query_prints_table_csv_and_json(quickstart):
+    folder, _ = quickstart
+    sql = "SELECT layer, step, shape FROM kernel_snapshots WHERE run_id = 1 LIMIT 5"
+    table = run_cli("query", sql, cwd=folder)
+    assert table.returncode == 0 and "conv1" in table.stdout and "[32, 1, 3, 3]" in table.stdout
+    csv_out = run_cli("query", sql, "--format", "csv", cwd=folder).stdout.splitlines()
+    assert csv_out[0] == "layer,step,shape" and csv_out[1] == 'conv1,0,"[32, 1, 3, 3]"' and len(csv_out) == 6
+    rows = json.loads(run_cli("query", sql, "--format", "json", cwd=folder).stdout)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+
+
+def test_variance_of_a_large_glorot_layer_read_straight_from_sqlite(tmp_path):
+    body = {
+        **TINY_DIGITS,
+        "layers": [
+            {"type": "conv", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "conv", "filters": 64, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 10},
+        ],
+        "max_steps": 1,
+    }
+    path = write_experiments(tmp_path / "e.yaml", {"wide": body})
+    result = run_cli("run", str(path), "--db", str(tmp_path / "r.db"))
+    assert result.returncode == 0, result.stderr
+    blob, shape = sqlite3.connect(tmp_path / "r.db").execute(
+        "SELECT kernel, shape FROM kernel_snapshots WHERE layer = 'conv2' AND step = 0"
+    ).fetchone()
+    kernel = np.frombuffer(blob, "<f4").reshape(json.loads(shape)).astype(np.float64)
+    assert kernel.size == 64 * 32 * 9
+    limit = math.sqrt(6 / (9 * 32 + 9 * 64))
+    assert np.abs(kernel).max() <= limit
+    assert kernel.var() == pytest.approx(limit**2 / 3, rel=0.05)
+
+
+def test_init_explains_glorot_uniform_for_a_keras_conv():
+    result = run_cli("init", "glorot_uniform", "--shape", "3,3,1,32", "--sample", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "fan_in    = kh*kw*in  = 3*3*1 = 9" in out
+    assert "fan_out   = kh*kw*out = 3*3*32 = 288" in out
+    assert f"limit     = {math.sqrt(6 / 297):.6g}" in out
+    assert f"variance  {2 / 297:.6g}" in out
+    assert "sample of 288 weights" in out
+
+
+def test_plugins_json_shows_numpy_usable():
+    result = run_cli("plugins", "--format", "json")
+    numpy_backend = next(b for b in json.loads(result.stdout) if b["name"] == "numpy")
+    assert numpy_backend["usable"] is True and numpy_backend["version"] == np.__version__
+
+
+def test_validate_reports_each_experiment():
+    result = run_cli("validate", str(REPO / "experiments.yaml"))
+    assert result.returncode == 0
+    assert "mnist-keras-convnet: 1 run(s), mnist" in result.stdout
+
+
+def test_help_lists_the_commands():
+    out = run_cli("--help").stdout
+    for command in ("run", "runs", "query", "init", "plugins", "validate", "data", "db"):
+        assert command in out
+
+
+@pytest.fixture
+def existing_db(tmp_path, tiny_experiments):
+    db = tmp_path / "r.db"
+    result = run_cli("run", str(tiny_experiments), "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    return db
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ") and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        ("experiments:\n  tiny: {dataset: digits\n", ["malformed YAML"]),
+        (None, ["experiment 'tiny'", "field 'epohcs'", "did you mean 'epochs'"]),
+        ("experiments:\n  tiny: {dataset: digits, backend: tensorflw, epochs: 1, layers: [{type: flatten}, {type: dense, units: 10}]}\n",
+         ["field 'backend'", "unknown backend 'tensorflw'"]),
+    ],
+)
+def test_bad_experiment_files_leave_the_database_as_it_was(existing_db, tmp_path, content, fragments):
+    path = tmp_path / "bad.yaml"
+    if content is None:
+        write_experiments(path, {"tiny": {**TINY_DIGITS, "epohcs": 2}})
+    else:
+        path.write_text(content)
+    before = sha256(existing_db)
+    assert_one_line_error(run_cli("run", str(path), "--db", str(existing_db)), str(path), *fragments)
+    assert sha256(existing_db) == before
+
+
+def test_missing_mnist_says_how_to_get_it(existing_db, tmp_path):
+    path = write_experiments(tmp_path / "m.yaml", {"m": {**TINY_DIGITS, "dataset": "mnist",
+        "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}})
+    before = sha256(existing_db)
+    env = {"CONVEXP_DATA_DIR": "", "XDG_CACHE_HOME": str(tmp_path / "empty-cache")}
+    result = run_cli("run", str(path), "--db", str(existing_db), env=env)
+    assert_one_line_error(result, "MNIST not found", "convexp data import")
+    assert sha256(existing_db) == before
+
+
+def test_write_statement_in_query_is_refused(existing_db):
+    before = sha256(existing_db)
+    assert_one_line_error(run_cli("query", "DELETE FROM runs", "--db", str(existing_db)), "read-only")
+    assert sha256(existing_db) == before
+
+
+def test_database_from_the_future_is_refused(existing_db, tiny_experiments):
+    connection = sqlite3.connect(existing_db)
+    connection.execute("UPDATE alembic_version SET version_num = 'ffff_from_the_future'")
+    connection.commit()
+    connection.close()
+    before = sha256(existing_db)
+    for args in (["runs"], ["run", str(tiny_experiments)], ["query", "SELECT 1"]):
+        assert_one_line_error(run_cli(*args, "--db", str(existing_db)), "ffff_from_the_future", "newer than this convexp")
+    assert sha256(existing_db) == before
+
+
+def test_db_upgrade_creates_and_reports(tmp_path):
+    result = run_cli("db", "upgrade", "--db", str(tmp_path / "new.db"))
+    assert result.returncode == 0 and "revision 0001" in result.stdout
