@@ -1,0 +1,39 @@
+"""A non-editable install carries the migrations and the built-in plugins, and can create a database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_wheel_ships_migrations_and_plugins_and_migrates(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"), str(REPO)],
+        check=True, capture_output=True, timeout=600,
+    )
+    (wheel,) = (tmp_path / "dist").glob("convexp-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"convexp/migrations/env.py", "convexp/migrations/script.py.mako", "convexp/migrations/versions/0001_initial.py",
+            "convexp_plugins/numpy_backend/backend.py"} <= names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    code = (
+        "import convexp, convexp_plugins; from convexp.store import Store; from convexp.plugins import get_backends;"
+        "print(convexp.__file__); print(convexp_plugins.__file__); print(sorted(get_backends()));"
+        f"Store({str(tmp_path / 'w.db')!r}).close()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(str(target)) and lines[1].startswith(str(target)), lines
+    assert "'numpy'" in lines[2]
+    assert (tmp_path / "w.db").exists()
