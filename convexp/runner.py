@@ -20,6 +20,7 @@ from convexp.datasets import Dataset, dataset_info, load_dataset
 from convexp.layers import PlannedLayer
 from convexp.plugins import get_backend, plugin_version
 from convexp.recorder import ProgressListener, RunRecorder
+from convexp.seeding import initial_weights
 from convexp.spec import ResolvedRun, RunSpec, resolve_runs
 from convexp.store import Store
 from convexp.training import TrainingJob
@@ -111,6 +112,9 @@ def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
         test_labels=data.test_labels,
         max_steps=spec.max_steps,
         snapshot_layers=spec.snapshot_layers(),
+        initial_weights=(
+            initial_weights(run.layers, run.kernel_initializer, run.bias_initializer, spec.seed) if spec.shared_init else None
+        ),
     )
 
 

@@ -59,6 +59,9 @@ class RunSpec(BaseModel):
     batch_size: int = Field(default=32, ge=1)
     seed: int = Field(default=0, ge=0, lt=2**63)
     shuffle: bool = True
+    shared_init: bool = Field(
+        default=False, description="draw initial weights once with numpy from the seed and load them into the backend"
+    )
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many updates")
     train_examples: int | None = Field(default=None, ge=1, description="train on the first N examples only")
     log_every: int = Field(default=1, ge=1, description="record train_loss/train_accuracy every N steps")

@@ -75,6 +75,9 @@ class TrainingJob:
     test_labels: np.ndarray
     max_steps: int | None = None
     snapshot_layers: tuple[str, ...] = field(default=())
+    #: When set, every conv and dense layer starts from these canonical weights (shared_init),
+    #: instead of the backend drawing its own.
+    initial_weights: Mapping[str, KernelSnapshot] | None = None
 
     @property
     def steps_per_epoch(self) -> int:

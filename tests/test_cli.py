@@ -188,3 +188,35 @@ def test_database_from_the_future_is_refused(existing_db, tiny_experiments):
 def test_db_upgrade_creates_and_reports(tmp_path):
     result = run_cli("db", "upgrade", "--db", str(tmp_path / "new.db"))
     assert result.returncode == 0 and "revision 0001" in result.stdout
+
+
+def test_conv_explain_walks_through_the_5x5_example():
+    from scipy.signal import convolve2d, correlate2d
+
+    from convexp.convolution import EXAMPLE_IMAGE, EXAMPLE_KERNEL
+
+    result = run_cli("conv", "--explain")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "the output is (5 - 3 + 1) x (5 - 3 + 1) = 3x3" in out
+    assert "NOT flipped: this is cross-correlation" in out
+    correlation = correlate2d(EXAMPLE_IMAGE, EXAMPLE_KERNEL, mode="valid")
+    convolution = convolve2d(EXAMPLE_IMAGE, EXAMPLE_KERNEL, mode="valid")  # true convolution flips the kernel
+    assert f"= {correlation[0, 0]:g}\n" in out
+    printed = out.split("computed by backend 'numpy':\n")[1].split("True (mathematical)")[0]
+    np.testing.assert_array_equal(np.array([row.split() for row in printed.strip().splitlines()], float), correlation)
+    flipped = out.split("it would give instead:\n")[1].strip().splitlines()[:3]
+    np.testing.assert_array_equal(np.array([row.split() for row in flipped], float), convolution)
+
+
+def test_conv_prints_a_result_and_refuses_impossible_shapes(tmp_path):
+    np.save(tmp_path / "img.npy", np.ones((5, 5), np.float32))
+    np.save(tmp_path / "k.npy", np.ones((3, 3), np.float32))
+    result = run_cli("conv", "--image", str(tmp_path / "img.npy"), "--kernel", str(tmp_path / "k.npy"))
+    assert result.returncode == 0 and "output (1, 1, 3, 3)" in result.stdout and "9." in result.stdout
+    np.save(tmp_path / "big.npy", np.ones((7, 7), np.float32))
+    assert_one_line_error(
+        run_cli("conv", "--image", str(tmp_path / "img.npy"), "--kernel", str(tmp_path / "big.npy")),
+        "kernel 7x7 is larger than the 5x5 image with padding 'valid'",
+    )
+    assert_one_line_error(run_cli("conv", "--random-image", "1,1,x", "--random-kernel", "1,1,3,3"), "--random-image")

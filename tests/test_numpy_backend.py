@@ -6,39 +6,24 @@ import math
 
 import numpy as np
 import pytest
-from scipy.signal import correlate2d
-
-from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU, plan, same_padding
+from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU, plan
 from convexp.plugins import get_backend
 from convexp.training import KernelSnapshot
 from convexp_plugins.numpy_backend import ops
 from convexp_plugins.numpy_backend.network import Network
-
-
-def scipy_conv(images, kernel, stride, padding):
-    """Reference: sum over input channels of scipy.signal.correlate2d, padded as TensorFlow pads 'same'."""
-    n, c, h, w = images.shape
-    o, _, kh, kw = kernel.shape
-    if padding == "same":
-        (top, bottom), (left, right) = same_padding(h, kh, stride), same_padding(w, kw, stride)
-        images = np.pad(images, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    out = []
-    for i in range(n):
-        maps = [sum(correlate2d(images[i, ch], kernel[f, ch], mode="valid") for ch in range(c)) for f in range(o)]
-        out.append(np.stack(maps)[:, ::stride, ::stride])
-    return np.stack(out)
+from tests.reference import CONV_CASES, scipy_conv
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("image_hw, kernel_hw", [((7, 6), (3, 3)), ((9, 9), (5, 3)), ((8, 8), (2, 2))])
-def test_conv_forward_matches_scipy_correlate2d(padding, stride, image_hw, kernel_hw):
+@pytest.mark.parametrize("image_shape, kernel_shape", CONV_CASES)
+def test_conv_forward_matches_scipy_correlate2d(padding, stride, image_shape, kernel_shape):
     rng = np.random.default_rng(0)
-    images = rng.standard_normal((2, 3, *image_hw)).astype(np.float32)
-    kernel = rng.standard_normal((4, 3, *kernel_hw)).astype(np.float32)
-    bias = rng.standard_normal(4).astype(np.float32)
+    images = rng.standard_normal(image_shape).astype(np.float32)
+    kernel = rng.standard_normal(kernel_shape).astype(np.float32)
+    bias = rng.standard_normal(kernel_shape[0]).astype(np.float32)
     out = get_backend("numpy").conv2d(images, kernel, bias, stride=stride, padding=padding)
-    expected = scipy_conv(images.astype(np.float64), kernel.astype(np.float64), stride, padding) + bias[:, None, None]
+    expected = scipy_conv(images, kernel, stride, padding) + bias[:, None, None]
     assert out.shape == expected.shape
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, expected, atol=1e-5, rtol=1e-5)

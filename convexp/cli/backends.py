@@ -37,16 +37,19 @@ def init_command(
     seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
 ) -> None:
     """Explain an initializer for a conv kernel: formula, fan_in, fan_out, limit or stddev, variance."""
-    from convexp.initializers import SampleStats, explain, shape_from_hwio
+    from convexp.initializers import SampleStats, explain, get_initializer, shape_from_hwio
     from convexp.plugins import get_backend
 
     canonical = shape_from_hwio(shape)
     chosen = get_backend(backend, require_usable=sample)
     concrete = chosen.resolve_initializer(name)
-    if concrete not in chosen.initializer_names():
-        from convexp.errors import unknown_name
+    if name not in chosen.initializer_names():
+        from convexp.errors import UnknownNameError, did_you_mean
 
-        raise unknown_name(f"initializer for backend '{backend}'", name, chosen.initializer_names())
+        known = chosen.initializer_names()
+        raise UnknownNameError(
+            f"backend '{backend}' has no initializer '{name}'{did_you_mean(name, known)}; known: {', '.join(known)}"
+        )
     e = explain(concrete, canonical)
     out_c, in_c, kh, kw = canonical
     alias = f" (backend {backend}'s default)" if concrete != name else ""
@@ -62,6 +65,9 @@ def init_command(
         f"  variance  {e.theory.variance:.6g}  (std {e.theory.variance ** 0.5:.6g})",
         f"  source    {e.initializer.reference}",
     ]
+    if name == "default":
+        bias = get_initializer(chosen.resolve_initializer(name, "bias"))
+        lines.append(f"  bias      {bias.name}, {bias.parameter_name()} = {bias.scale(e.fans):.6g} (fans of the kernel)")
     typer.echo("\n".join(lines))
     if sample:
         drawn = chosen.initialize(concrete, canonical, seed)
@@ -76,3 +82,24 @@ def init_command(
                 ["variance", stats.variance, e.theory.variance],
             ],
         )
+
+
+@app.command("check")
+def check_command(
+    backend: Annotated[str, typer.Argument(help="Backend to check, e.g. torch, or your plugin's backend.")],
+    fmt: OutputFormat = Format.table,
+) -> None:
+    """Run the conformance checks on a backend (conv, initializers, one step, snapshots, trainer, reproducibility).
+
+    The numpy backend is the reference. Exits 1 if any check fails.
+    """
+    from convexp.conformance import check_backend
+
+    results = check_backend(backend)
+    render(
+        ["check", "result", "seconds", "detail"],
+        [[r.name, "pass" if r.passed else "FAIL", round(r.seconds, 2), r.detail] for r in results],
+        fmt,
+    )
+    if not all(r.passed for r in results):
+        raise typer.Exit(1)

@@ -32,7 +32,7 @@ def evaluate(network: Network, images_nhwc: np.ndarray, labels: np.ndarray) -> t
 
 def train(job: TrainingJob, observer: TrainingObserver) -> None:
     """Train ``job``'s network from its seeded initial weights, reporting to ``observer``."""
-    weights = initial_weights(job.layers, job.kernel_initializer, job.bias_initializer, job.seed)
+    weights = job.initial_weights or initial_weights(job.layers, job.kernel_initializer, job.bias_initializer, job.seed)
     network = Network(job.layers, weights, backend_rng(job.seed))
     params = network.params
     updater = make_updater(job.optimizer, params)

@@ -1,0 +1,86 @@
+"""Build the experiment's network as a Keras Sequential model, initialised from convexp's initializer definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convexp.initializers import Fans, fans_of, get_initializer
+from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, PlannedLayer, ReLU
+from convexp.training import KernelSnapshot
+
+from .keras_import import keras
+
+
+def keras_initializer(name: str, canonical_shape: tuple[int, ...], seed: int, fans: Fans | None = None):
+    """The keras.initializers object that draws convexp initializer ``name`` for a kernel of this shape."""
+    init = get_initializer(name)
+    scale = init.scale(fans or fans_of(canonical_shape))
+    if init.distribution == "uniform":
+        return keras.initializers.RandomUniform(-scale, scale, seed=seed)
+    if init.distribution == "truncated_normal":
+        return keras.initializers.TruncatedNormal(0.0, scale, seed=seed)  # re-draws beyond 2 stddev
+    if init.distribution == "orthogonal":
+        return keras.initializers.Orthogonal(gain=scale, seed=seed)
+    return keras.initializers.Constant(scale)
+
+
+def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str, seed: int):
+    """A keras.Sequential with one named Keras layer per convexp layer, channels-last.
+
+    Initializers are seeded per layer, so a run is reproducible; Keras's own default
+    (glorot_uniform kernel, zeros bias) is drawn the same way, from the same formula.
+    """
+    channels, height, width = job_layers[0].input_shape
+    model_layers = [keras.Input(shape=(height, width, channels))]
+    for p in job_layers:
+        layer = p.layer
+        inits = {}
+        if p.kernel_shape is not None:
+            seed_k, seed_b = seed * 1000 + 2 * p.index, seed * 1000 + 2 * p.index + 1
+            inits = {
+                "kernel_initializer": keras_initializer(kernel_init, p.kernel_shape, seed_k),
+                "bias_initializer": keras_initializer(bias_init, (_units(p),), seed_b, fans_of(p.kernel_shape)),
+            }
+        activation = getattr(layer, "activation", "none")
+        activation = None if activation == "none" else activation
+        if isinstance(layer, Conv):
+            model_layers.append(keras.layers.Conv2D(
+                layer.filters, layer.kernel_hw, strides=layer.stride, padding=layer.padding,
+                activation=activation, name=p.name, **inits))
+        elif isinstance(layer, Dense):
+            model_layers.append(keras.layers.Dense(layer.units, activation=activation, name=p.name, **inits))
+        elif isinstance(layer, MaxPool):
+            model_layers.append(keras.layers.MaxPooling2D(layer.pool_size, name=p.name))
+        elif isinstance(layer, ReLU):
+            model_layers.append(keras.layers.ReLU(name=p.name))
+        elif isinstance(layer, Flatten):
+            model_layers.append(keras.layers.Flatten(name=p.name))
+        elif isinstance(layer, Dropout):
+            model_layers.append(keras.layers.Dropout(layer.rate, seed=seed, name=p.name))
+    return keras.Sequential(model_layers)
+
+
+def _units(p: PlannedLayer) -> int:
+    shape = p.kernel_shape
+    return shape[0] if len(shape) == 4 else shape[1]
+
+
+def load_weights(model, job_layers: tuple[PlannedLayer, ...], weights) -> None:
+    """Set conv and dense weights from canonical arrays (conv kernels go to Keras's (kh, kw, in, out))."""
+    for p in job_layers:
+        if p.kernel_shape is None:
+            continue
+        kernel = weights[p.name].kernel
+        layer = model.get_layer(p.name)
+        layer.kernel.assign(kernel.transpose(2, 3, 1, 0) if kernel.ndim == 4 else kernel)
+        layer.bias.assign(weights[p.name].bias)
+
+
+def conv_snapshots(model, names: tuple[str, ...]) -> dict[str, KernelSnapshot]:
+    """Copies of the named conv layers' kernels in canonical (out, in, kh, kw) layout, and biases."""
+    snapshots = {}
+    for name in names:
+        layer = model.get_layer(name)
+        kernel = np.ascontiguousarray(layer.kernel.numpy().transpose(3, 2, 0, 1))
+        snapshots[name] = KernelSnapshot(kernel, layer.bias.numpy().copy())
+    return snapshots

@@ -1,0 +1,82 @@
+"""The Keras/TensorFlow training loop: a tf.function train step with GradientTape, as Keras's
+"writing a training loop from scratch" guide writes it, visiting batches in convexp's seeded order."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from convexp.seeding import batch_order
+from convexp.training import SGD, TrainingJob, TrainingObserver
+
+from .keras_import import keras, tf
+from .model import build, conv_snapshots, load_weights
+
+EVAL_BATCH = 1000
+
+
+def make_optimizer(config):
+    """keras.optimizers.SGD or Adam with the experiment's settings."""
+    if isinstance(config, SGD):
+        return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov)
+    return keras.optimizers.Adam(
+        learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
+    )
+
+
+def train(job: TrainingJob, observer: TrainingObserver) -> None:
+    """Train ``job``'s network, reporting to ``observer``."""
+    model = build(job.layers, job.kernel_initializer, job.bias_initializer, job.seed)
+    if job.initial_weights is not None:
+        load_weights(model, job.layers, job.initial_weights)
+    optimizer = make_optimizer(job.optimizer)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    channels, height, width = job.layers[0].input_shape
+    spec = (tf.TensorSpec([None, height, width, channels], tf.float32), tf.TensorSpec([None], tf.int64))
+
+    @tf.function(input_signature=spec)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits)
+        grads = tape.gradient(loss, model.trainable_weights)
+        optimizer.apply_gradients(zip(grads, model.trainable_weights))
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32))
+        return loss, accuracy
+
+    @tf.function(input_signature=spec)
+    def eval_step(x, y):
+        logits = model(x, training=False)
+        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.int64))
+        return loss, correct
+
+    train_x = np.ascontiguousarray(job.train_images.transpose(0, 2, 3, 1))
+    test_x = np.ascontiguousarray(job.test_images.transpose(0, 2, 3, 1))
+    train_y, test_y = job.train_labels, job.test_labels
+
+    def kernels():
+        return conv_snapshots(model, job.snapshot_layers)
+
+    observer.on_train_start(kernels)
+    step, total_steps = 0, job.total_steps
+    for epoch in range(1, job.epochs + 1):
+        started = time.perf_counter()
+        order = batch_order(len(train_y), epoch, job.seed, job.shuffle)
+        for start in range(0, len(order), job.batch_size):
+            if step >= total_steps:
+                break
+            batch = order[start : start + job.batch_size]
+            loss, accuracy = train_step(train_x[batch], train_y[batch])
+            step += 1
+            observer.on_step(step, epoch, {"train_loss": float(loss), "train_accuracy": float(accuracy)}, kernels)
+        seconds = time.perf_counter() - started
+        total, correct = 0.0, 0
+        for start in range(0, len(test_y), EVAL_BATCH):
+            batch_loss, batch_correct = eval_step(test_x[start : start + EVAL_BATCH], test_y[start : start + EVAL_BATCH])
+            total, correct = total + float(batch_loss), correct + int(batch_correct)
+        metrics = {"test_loss": total / len(test_y), "test_accuracy": correct / len(test_y), "epoch_seconds": seconds}
+        observer.on_epoch_end(epoch, step, metrics, kernels)
+        if step >= total_steps:
+            break

@@ -1,0 +1,13 @@
+"""convexp's PyTorch backend, registered through the ``convexp.backends`` entry point.
+
+Registering imports nothing from torch: the framework is imported when the backend is used.
+"""
+
+from convexp.hookspecs import hookimpl
+
+
+@hookimpl
+def register_backends(register):
+    from .backend import TorchBackend
+
+    register(TorchBackend())

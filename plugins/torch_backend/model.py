@@ -1,0 +1,103 @@
+"""Build the experiment's network as an nn.Module, and initialise it from convexp's initializer definitions."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+from convexp.initializers import Fans, fans_of, get_initializer
+from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, Padding, PlannedLayer, ReLU, same_padding
+from convexp.training import KernelSnapshot
+
+
+def conv_padding(size_hw, kernel_hw, stride: int, padding: Padding) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) zero padding for F.pad: none for valid, TensorFlow's split for same."""
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    top, bottom = same_padding(size_hw[0], kernel_hw[0], stride)
+    left, right = same_padding(size_hw[1], kernel_hw[1], stride)
+    return (left, right, top, bottom)
+
+
+class FlattenHWC(nn.Module):
+    """Flatten (N, C, H, W) in (H, W, C) order, as Keras does, so dense weights mean the same on every backend."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1)
+
+
+def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
+    """An nn.Sequential with one named module per layer (plus padding and ReLU modules where needed)."""
+    modules: OrderedDict[str, nn.Module] = OrderedDict()
+    for p in layers:
+        layer = p.layer
+        if isinstance(layer, Conv):
+            pad = conv_padding(p.input_shape[1:], layer.kernel_hw, layer.stride, layer.padding)
+            if any(pad):
+                modules[f"{p.name}_pad"] = nn.ZeroPad2d(pad)
+            modules[p.name] = nn.Conv2d(p.input_shape[0], layer.filters, layer.kernel_hw, stride=layer.stride)
+            if layer.activation == "relu":
+                modules[f"{p.name}_relu"] = nn.ReLU()
+        elif isinstance(layer, Dense):
+            modules[p.name] = nn.Linear(p.input_shape[0], layer.units)
+            if layer.activation == "relu":
+                modules[f"{p.name}_relu"] = nn.ReLU()
+        elif isinstance(layer, MaxPool):
+            modules[p.name] = nn.MaxPool2d(layer.pool_size)
+        elif isinstance(layer, ReLU):
+            modules[p.name] = nn.ReLU()
+        elif isinstance(layer, Flatten):
+            modules[p.name] = FlattenHWC()
+        elif isinstance(layer, Dropout):
+            modules[p.name] = nn.Dropout(layer.rate)
+    return nn.Sequential(modules)
+
+
+def fill_(tensor: torch.Tensor, initializer: str, canonical_shape: tuple[int, ...], generator: torch.Generator,
+          fans: Fans | None = None) -> None:
+    """Fill ``tensor`` in place from a convexp initializer, with torch's own random functions."""
+    init = get_initializer(initializer)
+    scale = init.scale(fans or fans_of(canonical_shape))
+    with torch.no_grad():
+        if init.distribution == "uniform":
+            nn.init.uniform_(tensor, -scale, scale, generator=generator)
+        elif init.distribution == "truncated_normal":
+            nn.init.trunc_normal_(tensor, 0.0, scale, -2 * scale, 2 * scale, generator=generator)
+        elif init.distribution == "orthogonal":
+            nn.init.orthogonal_(tensor, gain=scale, generator=generator)
+        else:
+            nn.init.constant_(tensor, scale)
+
+
+def initialise(model: nn.Sequential, layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str,
+               seed: int, weights=None) -> None:
+    """Set every conv and dense layer's weights: from ``weights`` (canonical arrays) if given, else drawn
+    from the named initializers with a generator seeded from ``seed``. ``torch_default`` for both keeps
+    the modules' own reset_parameters, which is exactly PyTorch's default."""
+    generator = torch.Generator().manual_seed(seed)
+    keep_module_defaults = (kernel_init, bias_init) == ("torch_default", "torch_default")
+    for p in layers:
+        shape = p.kernel_shape
+        if shape is None:
+            continue
+        module = getattr(model, p.name)
+        if weights is not None:
+            kernel = weights[p.name].kernel
+            # nn.Linear stores (units, in_features): the transpose of the canonical (in_features, units)
+            with torch.no_grad():
+                module.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel if len(shape) == 4 else kernel.T)))
+                module.bias.copy_(torch.from_numpy(np.ascontiguousarray(weights[p.name].bias)))
+        elif not keep_module_defaults:
+            fill_(module.weight, kernel_init, shape, generator)
+            fill_(module.bias, bias_init, (module.bias.shape[0],), generator, fans_of(shape))
+
+
+def conv_snapshots(model: nn.Sequential, names: tuple[str, ...]) -> dict[str, KernelSnapshot]:
+    """Copies of the named conv layers' kernels (out, in, kh, kw) and biases."""
+    return {
+        name: KernelSnapshot(getattr(model, name).weight.detach().numpy().copy(), getattr(model, name).bias.detach().numpy().copy())
+        for name in names
+    }

@@ -1,0 +1,76 @@
+"""The PyTorch training loop, written as PyTorch's own examples write it, with convexp's seeded batch order."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from convexp.seeding import batch_order
+from convexp.training import SGD, TrainingJob, TrainingObserver
+
+from .model import build, conv_snapshots, initialise
+
+EVAL_BATCH = 1000
+
+
+def make_optimizer(config, params) -> torch.optim.Optimizer:
+    """torch.optim's SGD or Adam with the experiment's settings."""
+    if isinstance(config, SGD):
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov)
+    return torch.optim.Adam(params, lr=config.learning_rate, betas=(config.beta_1, config.beta_2), eps=config.epsilon)
+
+
+@torch.no_grad()
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy, in eval mode (no dropout)."""
+    model.eval()
+    total, correct = 0.0, 0
+    for start in range(0, len(labels), EVAL_BATCH):
+        logits = model(images[start : start + EVAL_BATCH])
+        y = labels[start : start + EVAL_BATCH]
+        total += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    model.train()
+    return total / len(labels), correct / len(labels)
+
+
+def train(job: TrainingJob, observer: TrainingObserver) -> None:
+    """Train ``job``'s network, reporting to ``observer``. Torch's global RNG is forked, not disturbed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(job.seed)  # dropout masks
+        model = build(job.layers)
+        initialise(model, job.layers, job.kernel_initializer, job.bias_initializer, job.seed, job.initial_weights)
+        optimizer = make_optimizer(job.optimizer, model.parameters())
+        train_x, train_y = torch.from_numpy(job.train_images), torch.from_numpy(job.train_labels)
+        test_x, test_y = torch.from_numpy(job.test_images), torch.from_numpy(job.test_labels)
+
+        def kernels():
+            return conv_snapshots(model, job.snapshot_layers)
+
+        observer.on_train_start(kernels)
+        model.train()
+        step, total_steps = 0, job.total_steps
+        for epoch in range(1, job.epochs + 1):
+            started = time.perf_counter()
+            order = torch.from_numpy(batch_order(len(train_y), epoch, job.seed, job.shuffle))
+            for batch in torch.split(order, job.batch_size):
+                if step >= total_steps:
+                    break
+                x, y = train_x[batch], train_y[batch]
+                optimizer.zero_grad()
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                accuracy = (logits.argmax(1) == y).float().mean().item()
+                observer.on_step(step, epoch, {"train_loss": loss.item(), "train_accuracy": accuracy}, kernels)
+            seconds = time.perf_counter() - started
+            test_loss, test_accuracy = evaluate(model, test_x, test_y)
+            observer.on_epoch_end(
+                epoch, step, {"test_loss": test_loss, "test_accuracy": test_accuracy, "epoch_seconds": seconds}, kernels
+            )
+            if step >= total_steps:
+                break

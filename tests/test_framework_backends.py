@@ -1,0 +1,165 @@
+"""The torch and tensorflow backends: conformance, scipy agreement, framework defaults, cross-backend agreement."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import math
+import sqlite3
+
+import numpy as np
+import pytest
+
+from convexp.conformance import CHECKS, run_check
+from convexp.errors import BackendUnavailableError
+from convexp.plugins import describe_backends, get_backend
+from convexp.runner import plan_runs
+from tests.conftest import REPO, TINY_DIGITS, run_cli, write_experiments
+from tests.reference import CONV_CASES, scipy_conv
+
+FRAMEWORKS = {"torch": "torch", "tensorflow": "tensorflow"}
+
+
+def require(backend: str) -> None:
+    if importlib.util.find_spec(FRAMEWORKS[backend]) is None:
+        pytest.skip(f"{backend} is not installed (pip install convexp[{backend}])")
+
+
+@pytest.fixture(params=list(FRAMEWORKS))
+def framework(request) -> str:
+    require(request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.name)
+def test_conformance(framework, check):
+    run_check(check, framework)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("image_shape, kernel_shape", CONV_CASES)
+def test_conv_matches_scipy_correlate2d(framework, padding, stride, image_shape, kernel_shape):
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal(image_shape).astype(np.float32)
+    kernel = rng.standard_normal(kernel_shape).astype(np.float32)
+    out = get_backend(framework).conv2d(images, kernel, stride=stride, padding=padding)
+    np.testing.assert_allclose(out, scipy_conv(images, kernel, stride, padding), atol=1e-5, rtol=1e-5)
+
+
+def test_conv_command_writes_what_scipy_computes(framework, tmp_path):
+    rng = np.random.default_rng(2)
+    images, kernel = rng.standard_normal((2, 3, 7, 7)).astype(np.float32), rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", images)
+    np.save(tmp_path / "k.npy", kernel)
+    result = run_cli("conv", "--backend", framework, "--image", str(tmp_path / "x.npy"), "--kernel", str(tmp_path / "k.npy"),
+                     "--padding", "same", "--stride", "2", "--out", str(tmp_path / "o.npy"))
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "o.npy"), scipy_conv(images, kernel, 2, "same"), atol=1e-5, rtol=1e-5)
+
+
+def test_plugins_lists_all_three_usable():
+    for backend in FRAMEWORKS:
+        require(backend)
+    usable = {b["name"]: b["usable"] for b in json.loads(run_cli("plugins", "--format", "json").stdout)}
+    assert usable == {"numpy": True, "torch": True, "tensorflow": True}
+
+
+def test_missing_framework_is_reported_with_the_install_command(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    torch_info = next(i for i in describe_backends() if i.name == "torch")
+    assert not torch_info.usable and torch_info.reason == "torch is not installed: pip install convexp[torch]"
+    path = write_experiments(tmp_path / "e.yaml", {"t": {**TINY_DIGITS, "backend": "torch"}})
+    with pytest.raises(BackendUnavailableError, match=r"backend 'torch' is unavailable: torch is not installed: pip install convexp\[torch\]"):
+        plan_runs(path)
+
+
+def two_conv_digits(backend: str) -> dict:
+    return {
+        **TINY_DIGITS,
+        "backend": backend,
+        "initializer": "default",
+        "bias_initializer": "default",
+        "max_steps": 1,
+        "layers": [
+            {"type": "conv", "filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "conv", "filters": 64, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 10},
+        ],
+    }
+
+
+def step0(db, layer):
+    kernel, bias, shape = sqlite3.connect(db).execute(
+        "SELECT kernel, bias, shape FROM kernel_snapshots WHERE layer = ? AND step = 0", (layer,)
+    ).fetchone()
+    return np.frombuffer(kernel, "<f4").reshape(json.loads(shape)).astype(np.float64), np.frombuffer(bias, "<f4")
+
+
+@pytest.mark.parametrize(
+    "backend, concrete, limit_of",
+    [
+        ("torch", "torch_default", lambda fan_in, fan_out: 1 / math.sqrt(fan_in)),
+        ("tensorflow", "glorot_uniform", lambda fan_in, fan_out: math.sqrt(6 / (fan_in + fan_out))),
+    ],
+)
+def test_default_initializer_is_the_frameworks_own(tmp_path, backend, concrete, limit_of):
+    require(backend)
+    path = write_experiments(tmp_path / "e.yaml", {"d": two_conv_digits(backend)})
+    db = tmp_path / "r.db"
+    result = run_cli("run", str(path), "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert sqlite3.connect(db).execute("SELECT kernel_initializer FROM runs").fetchone()[0] == concrete
+    for layer, (in_c, out_c) in (("conv1", (1, 32)), ("conv2", (32, 64))):
+        kernel, bias = step0(db, layer)
+        limit = limit_of(9 * in_c, 9 * out_c)
+        assert np.abs(kernel).max() <= limit
+        if backend == "torch":
+            assert np.abs(bias).max() <= 1 / math.sqrt(9 * in_c) and np.any(bias != 0)
+        else:
+            assert np.all(bias == 0)
+    kernel, _ = step0(db, "conv2")  # 18,432 weights: the variance of a uniform, limit^2 / 3
+    assert kernel.var() == pytest.approx(limit_of(288, 576) ** 2 / 3, rel=0.05)
+
+
+def test_cross_backend_agreement(mnist_dir, tmp_path):
+    for backend in FRAMEWORKS:
+        require(backend)
+    db = tmp_path / "agree.db"
+    result = run_cli("run", "-e", "cross-backend-agreement", "--data-dir", str(mnist_dir), "--db", str(db), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    connection = sqlite3.connect(db)
+    runs = dict(connection.execute("SELECT backend, id FROM runs WHERE status = 'finished'").fetchall())
+    assert set(runs) == {"numpy", "torch", "tensorflow"}
+
+    def kernel(run_id, layer, step):
+        blob, shape = connection.execute(
+            "SELECT kernel, shape FROM kernel_snapshots WHERE run_id = ? AND layer = ? AND step = ?", (run_id, layer, step)
+        ).fetchone()
+        return np.frombuffer(blob, "<f4").reshape(json.loads(shape))
+
+    for layer in ("conv1", "conv2"):
+        counts = connection.execute("SELECT count(*) FROM kernel_snapshots WHERE layer = ? GROUP BY run_id", (layer,)).fetchall()
+        assert counts == [(21,)] * 3
+        for a, b in itertools.combinations(runs.values(), 2):
+            np.testing.assert_array_equal(kernel(a, layer, 0), kernel(b, layer, 0))
+            assert np.abs(kernel(a, layer, 20) - kernel(b, layer, 20)).max() <= 1e-4
+        moved = np.abs(kernel(runs["numpy"], layer, 20) - kernel(runs["numpy"], layer, 0)).max()
+        assert moved > 1e-2  # the kernels really trained, so agreement is not trivial
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", list(FRAMEWORKS))
+def test_keras_example_one_epoch(mnist_dir, tmp_path, backend):
+    require(backend)
+    db = tmp_path / "r.db"
+    result = run_cli("run", "-e", "mnist-keras-convnet", "--backend", backend, "--epochs", "1",
+                     "--data-dir", str(mnist_dir), "--db", str(db), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads(run_cli("runs", "--format", "json", "--db", str(db)).stdout)
+    # The Keras example's own log shows val_loss 0.0815 / val_accuracy 0.978 after epoch 1;
+    # across seeds this spec gives 0.974-0.977 on every backend here.
+    assert run["test_accuracy"] >= 0.97
