@@ -150,6 +150,14 @@ def test_cross_backend_agreement(mnist_dir, tmp_path):
         moved = np.abs(kernel(runs["numpy"], layer, 20) - kernel(runs["numpy"], layer, 0)).max()
         assert moved > 1e-2  # the kernels really trained, so agreement is not trivial
 
+    compared = run_cli("compare", "cross-backend-agreement:torch", "cross-backend-agreement:tensorflow",
+                       "--step", "20", "--db", str(db), "--format", "json")
+    assert compared.returncode == 0, compared.stderr
+    for layer in json.loads(compared.stdout)["layers"]:
+        assert layer["steps"] == [20, 20]
+        assert layer["similarity_to_first_run"][1] == pytest.approx(1.0, abs=1e-6)
+        assert layer["drift"][0] == pytest.approx(layer["drift"][1], rel=1e-4)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", list(FRAMEWORKS))

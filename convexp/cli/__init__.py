@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-from convexp.cli import backends, conv, data, db, results, run  # noqa: E402  (they register commands on app)
+from convexp.cli import analysis, backends, conv, data, db, results, run  # noqa: E402  (they register commands on app)
 
 app.add_typer(data.app, name="data")
 app.add_typer(db.app, name="db")

@@ -146,6 +146,21 @@ class Store:
             rows = connection.execute(query.order_by(Metric.step, Metric.name)).all()
         return [MetricRecord(*row) for row in rows]
 
+    def metrics_frame(self, run_id: int, names: Iterable[str] | None = None):
+        """A run's metrics as a pandas DataFrame with columns step, epoch, name, value (needs pandas).
+
+        ``frame.pivot_table(index="step", columns="name", values="value")`` gives one column per metric.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise StoreError("metrics_frame needs pandas: pip install pandas (or use Store.metrics for plain rows)") from None
+        rows = self.metrics(run_id, names)
+        return pd.DataFrame(
+            {"step": [m.step for m in rows], "epoch": [m.epoch for m in rows],
+             "name": [m.name for m in rows], "value": [m.value for m in rows]}
+        )
+
     def snapshot_layers(self, run_id: int) -> list[str]:
         """Names of the layers that have snapshots in a run."""
         query = select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)

@@ -1,0 +1,172 @@
+"""``convexp compare``: runs side by side — what differs in their specs, how they scored, how their filters moved and compare."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from convexp.analysis.kernels import FilterMatching, match_filters, relative_drift
+from convexp.analysis.selection import snapshot_index
+from convexp.errors import ConvexpError
+from convexp.store import RunRecord, Store
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """A run's headline numbers."""
+
+    run_id: int
+    label: str
+    final_test_accuracy: float | None
+    best_test_accuracy: float | None
+    final_test_loss: float | None
+    final_train_loss: float | None
+    seconds_per_epoch: float | None
+    steps: int
+
+
+@dataclass(frozen=True)
+class LayerComparison:
+    """One conv layer across the runs: each run's drift at the compared step, and its filters matched to the first run's."""
+
+    layer: str
+    steps: list[int]
+    drift: list[float]
+    similarity: list[float]
+    matchings: list[FilterMatching]
+
+
+@dataclass
+class Comparison:
+    """Everything ``convexp compare`` reports."""
+
+    runs: list[RunRecord]
+    spec_differences: dict[str, list[Any]]
+    scores: list[RunScores]
+    layers: list[LayerComparison] = field(default_factory=list)
+
+
+def label(run: RunRecord) -> str:
+    """How a run is named in comparisons: ``id experiment:backend (seed S)``."""
+    return f"{run.id} {run.experiment}:{run.backend} (seed {run.seed})"
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested spec as dotted keys: {"optimizer.learning_rate": 0.001, "layers.0.filters": 32, ...}."""
+    if isinstance(value, dict):
+        items: dict[str, Any] = {}
+        for key, inner in value.items():
+            items.update(flatten(inner, f"{prefix}{key}."))
+        return items
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        items = {}
+        for index, inner in enumerate(value):
+            items.update(flatten(inner, f"{prefix}{index}."))
+        return items
+    return {prefix.rstrip("."): value}
+
+
+def resolved_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A recorded spec with today's defaults filled in (a run recorded before a field existed had its default);
+    the spec as recorded if it no longer validates (e.g. its backend's plugin is gone)."""
+    from pydantic import ValidationError
+
+    from convexp.spec import RunSpec
+
+    try:
+        return RunSpec.model_validate(spec).model_dump(mode="json")
+    except (ValidationError, ValueError):
+        return spec
+
+
+def spec_differences(runs: list[RunRecord]) -> dict[str, list[Any]]:
+    """Spec fields (plus experiment, backend and the concrete initializer) whose values differ between runs."""
+    flat = [
+        {"experiment": r.experiment, "backend": r.backend, "kernel_initializer": r.kernel_initializer,
+         **flatten(resolved_spec(r.spec))}
+        for r in runs
+    ]
+    keys = sorted(set().union(*flat)) if flat else []
+    return {k: [f.get(k) for f in flat] for k in keys if len({repr(f.get(k)) for f in flat}) > 1}
+
+
+def scores(store: Store, run: RunRecord) -> RunScores:
+    """Final and best metrics of a run, and its mean seconds per epoch."""
+    metrics = store.metrics(run.id, ["test_accuracy", "test_loss", "train_loss", "epoch_seconds"])
+
+    def values(name: str) -> list[float]:
+        return [m.value for m in metrics if m.name == name]
+
+    accuracy, epoch_seconds = values("test_accuracy"), values("epoch_seconds")
+    last = lambda name: values(name)[-1] if values(name) else None  # noqa: E731
+    return RunScores(
+        run.id, label(run), last("test_accuracy"), max(accuracy) if accuracy else None, last("test_loss"),
+        last("train_loss"), sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else None, run.steps_completed,
+    )
+
+
+def compare_runs(store: Store, runs: list[RunRecord], step: int | str = "last") -> Comparison:
+    """Compare runs; each conv layer recorded in every run is compared at ``step`` (a step number or ``last``)."""
+    if not runs:
+        raise ConvexpError("compare needs at least one run")
+    comparison = Comparison(runs, spec_differences(runs), [scores(store, r) for r in runs])
+    layer_sets = [set(store.snapshot_layers(r.id)) for r in runs]
+    common = sorted(set.intersection(*layer_sets)) if layer_sets else []
+    for layer in common:
+        series = [store.kernel_series(r.id, layer) for r in runs]
+        if len({s.kernels.shape[1:] for s in series}) > 1:
+            continue  # same name, different shapes: nothing to match
+        indices = [snapshot_index(s, step) for s in series]
+        reference = series[0].kernels[indices[0]]
+        matchings = [match_filters(reference, s.kernels[i]) for s, i in zip(series, indices)]
+        comparison.layers.append(LayerComparison(
+            layer,
+            [int(s.steps[i]) for s, i in zip(series, indices)],
+            [float(relative_drift(s.kernels[: i + 1])[-1]) for s, i in zip(series, indices)],
+            [m.mean_similarity for m in matchings],
+            matchings,
+        ))
+    return comparison
+
+
+def comparison_rows(comparison: Comparison) -> tuple[list[str], list[list[Any]]]:
+    """One row per run: its scores, then per layer the step compared, the drift and the similarity to the first run."""
+    columns = ["run", "final_test_accuracy", "best_test_accuracy", "final_test_loss", "seconds_per_epoch", "steps"]
+    for layer in comparison.layers:
+        columns += [f"{layer.layer}_step", f"{layer.layer}_drift", f"{layer.layer}_similarity"]
+    rows = []
+    for index, s in enumerate(comparison.scores):
+        row: list[Any] = [s.label, s.final_test_accuracy, s.best_test_accuracy, s.final_test_loss,
+                          None if s.seconds_per_epoch is None else round(s.seconds_per_epoch, 3), s.steps]
+        for layer in comparison.layers:
+            row += [layer.steps[index], _round(layer.drift[index]), _round(layer.similarity[index])]
+        rows.append(row)
+    return columns, rows
+
+
+def _round(value: float) -> float:
+    return value if math.isnan(value) or math.isinf(value) else round(value, 6)
+
+
+def comparison_dict(comparison: Comparison) -> dict[str, Any]:
+    """The whole comparison as plain data (for JSON)."""
+    columns, rows = comparison_rows(comparison)
+    return {
+        "runs": [dict(zip(columns, row)) for row in rows],
+        "spec_differences": comparison.spec_differences,
+        "layers": [
+            {
+                "layer": layer.layer,
+                "steps": layer.steps,
+                "drift": layer.drift,
+                "similarity_to_first_run": layer.similarity,
+                "matches": [
+                    [{"filter": i, "matched_filter": j, "cosine": round(sim, 6)} for i, j, sim in m.pairs]
+                    for m in layer.matchings
+                ],
+            }
+            for layer in comparison.layers
+        ],
+    }
+

@@ -1,0 +1,271 @@
+"""Pictures of filters and training, drawn with matplotlib's object API (no pyplot, no display needed).
+
+Filters are drawn the way people draw them: a diverging colormap centred on zero, one
+shared scale for every filter in a picture, so that a pale filter really is small.
+Each ``*_figure`` function takes arrays and returns a :class:`matplotlib.figure.Figure`;
+:func:`draw` fetches what a picture kind needs from the store.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from convexp.errors import ConvexpError
+from convexp.initializers import fans_of, get_initializer
+from convexp.layers import Padding, same_padding
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from convexp.store import RunRecord, Store
+
+CMAP = "RdBu_r"
+KINDS = ("filters", "evolution", "curves", "histogram", "features")
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _grid_shape(count: int) -> tuple[int, int]:
+    columns = math.ceil(math.sqrt(count))
+    return math.ceil(count / columns), columns
+
+
+def _show(ax, image: np.ndarray, limit: float, cmap: str = CMAP):
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax.imshow(image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+
+
+def _filters_2d(kernels: np.ndarray) -> np.ndarray:
+    """(out, in, kh, kw) -> (out, kh, kw): the filter itself for one input channel, else the mean over channels."""
+    return kernels.mean(axis=1)
+
+
+def filter_grid_figure(kernels: np.ndarray, title: str, limit: float | None = None) -> Figure:
+    """All filters of a layer in a grid, on one shared diverging scale (±``limit``, default the largest |weight|)."""
+    filters = _filters_2d(kernels)
+    rows, columns = _grid_shape(len(filters))
+    figure = _figure(1.1 * columns + 1.2, 1.1 * rows + 0.6)
+    limit = limit or float(np.abs(filters).max()) or 1.0
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        if index < len(filters):
+            image = _show(ax, filters[index], limit)
+            ax.set_title(str(index), fontsize=7, pad=2)
+        else:
+            ax.axis("off")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    figure.suptitle(title + (" (mean over input channels)" if kernels.shape[1] > 1 else ""), fontsize=10)
+    return figure
+
+
+def _even_indices(count: int, wanted: int) -> list[int]:
+    return sorted({round(i * (count - 1) / max(wanted - 1, 1)) for i in range(min(wanted, count))})
+
+
+def filter_evolution_figure(kernels: np.ndarray, steps: np.ndarray, filters: Sequence[int], title: str, columns: int = 10) -> Figure:
+    """Chosen filters (rows) at evenly spaced snapshots (columns), on one shared scale."""
+    chosen = _even_indices(len(steps), columns)
+    stack = _filters_2d(kernels[chosen][:, list(filters)].reshape(-1, *kernels.shape[2:])).reshape(len(chosen), len(filters), *kernels.shape[3:])
+    limit = float(np.abs(stack).max()) or 1.0
+    figure = _figure(1.0 * len(chosen) + 1.6, 1.0 * len(filters) + 0.8)
+    axes = figure.subplots(len(filters), len(chosen), squeeze=False)
+    for row, f in enumerate(filters):
+        for column, snapshot in enumerate(chosen):
+            image = _show(axes[row, column], stack[column, row], limit)
+            if row == 0:
+                axes[row, column].set_title(f"step {steps[snapshot]}", fontsize=7)
+        axes[row, 0].set_ylabel(f"filter {f}", fontsize=8)
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def evolution_gif(kernels: np.ndarray, steps: np.ndarray, title: str, path: Path, frames: int = 40) -> None:
+    """An animated GIF of the whole filter grid over the snapshots, every frame on the same scale."""
+    from PIL import Image
+
+    limit = float(np.abs(_filters_2d(kernels)).max()) or 1.0
+    images = [
+        Image.open(io.BytesIO(png_bytes(filter_grid_figure(kernels[i], f"{title}, step {steps[i]}", limit)))).convert("RGB")
+        for i in _even_indices(len(steps), frames)
+    ]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=200, loop=0)
+
+
+def training_curves_figure(curves: Sequence[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]]) -> Figure:
+    """Train loss per step (with a moving average) and test accuracy per epoch, one colour per run."""
+    figure = _figure(10, 4)
+    loss_ax, accuracy_ax = figure.subplots(1, 2)
+    for index, (label, metrics) in enumerate(curves):
+        colour = f"C{index}"
+        if "train_loss" in metrics:
+            steps, values = metrics["train_loss"]
+            loss_ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.7)
+            window = max(1, len(values) // 50)
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            loss_ax.plot(steps[window - 1 :], smooth, color=colour, label=label)
+        if "test_accuracy" in metrics:
+            steps, values = metrics["test_accuracy"]
+            accuracy_ax.plot(steps, values, "o-", color=colour, label=label)
+    loss_ax.set(xlabel="step", ylabel="train loss (batch; line: moving average)", yscale="log")
+    accuracy_ax.set(xlabel="step (end of epoch)", ylabel="test accuracy")
+    for ax in (loss_ax, accuracy_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return figure
+
+
+def init_histogram_figure(kernel: np.ndarray, initializer: str, title: str) -> Figure:
+    """Histogram of step-0 kernel weights with the initializer's theoretical density on top."""
+    from scipy import stats
+
+    init = get_initializer(initializer)
+    shape = tuple(kernel.shape)
+    theory = init.theory(shape)
+    scale = init.scale(fans_of(shape))
+    values = kernel.ravel().astype(np.float64)
+    figure = _figure(7, 4)
+    ax = figure.subplots()
+    ax.hist(values, bins=60, density=init.distribution != "constant", color="C0", alpha=0.6, label=f"step-0 weights ({values.size})")
+    if init.distribution != "constant":
+        low, high = min(theory.low, values.min()), max(theory.high, values.max())
+        x = np.linspace(low - 0.05 * (high - low), high + 0.05 * (high - low), 400)
+        if init.distribution == "uniform":
+            density = stats.uniform(-scale, 2 * scale).pdf(x)
+        elif init.distribution == "truncated_normal":
+            density = stats.truncnorm(-2, 2, scale=scale).pdf(x)
+        else:  # orthogonal: entries are close to N(0, variance) for large layers
+            density = stats.norm(0, math.sqrt(theory.variance)).pdf(x)
+        ax.plot(x, density, color="C3", linewidth=2, label=f"{initializer} density")
+    ax.set(xlabel="weight", ylabel="density", title=title)
+    ax.text(0.01, 0.98, f"{init.parameter_name()} = {scale:.4g}\nvariance: sample {values.var():.4g}, theory {theory.variance:.4g}",
+            transform=ax.transAxes, va="top", fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
+    return figure
+
+
+def correlate_layer(image: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, stride: int, padding: Padding) -> np.ndarray:
+    """A conv layer's pre-activation output (out, H', W') for one (C, H, W) image, computed with scipy."""
+    from scipy.signal import correlate2d
+
+    image = image.astype(np.float64)
+    if padding == "same":
+        pads = [same_padding(image.shape[axis], kernel.shape[axis], stride) for axis in (1, 2)]
+        image = np.pad(image, ((0, 0), pads[0], pads[1]))
+    maps = np.stack([sum(correlate2d(image[c], k[c], mode="valid") for c in range(image.shape[0])) for k in kernel])
+    maps = maps[:, ::stride, ::stride]
+    return maps + (0 if bias is None else bias[:, None, None])
+
+
+def feature_maps_figure(image: np.ndarray, maps: np.ndarray, title: str) -> Figure:
+    """The input image and each filter's feature map (on one shared scale)."""
+    rows, columns = _grid_shape(len(maps) + 1)
+    figure = _figure(1.3 * columns + 1.2, 1.3 * rows + 0.6)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    flat = list(axes.flat)
+    flat[0].imshow(image.mean(axis=0), cmap="gray", interpolation="nearest")
+    flat[0].set_title("input", fontsize=7)
+    flat[0].set_xticks([])
+    flat[0].set_yticks([])
+    limit = float(np.abs(maps).max()) or 1.0
+    for index, ax in enumerate(flat[1:]):
+        if index < len(maps):
+            mappable = _show(ax, maps[index], limit)
+            ax.set_title(str(index), fontsize=7, pad=2)
+        else:
+            ax.axis("off")
+    figure.colorbar(mappable, ax=axes, shrink=0.8)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+@dataclass(frozen=True)
+class PictureOptions:
+    """What to draw: layer, step, filters, and which test image (for feature maps)."""
+
+    layer: str = "conv1"
+    step: int | str = "last"
+    filters: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
+    image_index: int = 0
+    data_dir: Path | None = None
+
+
+def draw(kind: str, store: Store, runs: Sequence[RunRecord], options: PictureOptions = PictureOptions()) -> Figure:
+    """The picture ``kind`` (one of :data:`KINDS`) for the given runs, from the store."""
+    from convexp.analysis.selection import snapshot_index
+
+    if kind not in KINDS:
+        from convexp.errors import unknown_name
+
+        raise unknown_name("picture kind", kind, KINDS)
+    if kind == "curves":
+        return training_curves_figure([(f"run {r.id} {r.experiment}:{r.backend}", _curves(store, r.id)) for r in runs])
+    run = runs[0]
+    series = store.kernel_series(run.id, options.layer)
+    name = f"run {run.id} {run.experiment}:{run.backend} {options.layer}"
+    if kind == "filters":
+        index = snapshot_index(series, options.step)
+        return filter_grid_figure(series.kernels[index], f"{name}, step {series.steps[index]}")
+    if kind == "evolution":
+        out_channels = series.kernels.shape[1]
+        filters = [f for f in options.filters if f < out_channels] or [0]
+        return filter_evolution_figure(series.kernels, series.steps, filters, f"{name}: filters {filters} during training")
+    if kind == "histogram":
+        return init_histogram_figure(series.kernels[0], run.kernel_initializer, f"{name} at step 0: {run.kernel_initializer}")
+    return _feature_maps(store, run, series, options, name)
+
+
+def _curves(store: Store, run_id: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    metrics = store.metrics(run_id, ["train_loss", "test_accuracy"])
+    curves = {}
+    for metric in ("train_loss", "test_accuracy"):
+        rows = [(m.step, m.value) for m in metrics if m.name == metric]
+        if rows:
+            curves[metric] = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
+    return curves
+
+
+def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Figure:
+    from convexp.analysis.selection import snapshot_index
+    from convexp.datasets import load_dataset
+    from convexp.layers import Conv
+    from convexp.spec import RunSpec
+
+    planned = next((p for p in RunSpec.model_validate(run.spec).plan() if p.name == options.layer), None)
+    if planned is None or planned.index != 1 or not isinstance(planned.layer, Conv):
+        raise ConvexpError(f"feature maps are drawn for the first layer, a conv layer; '{options.layer}' is not it")
+    data = load_dataset(run.dataset, options.data_dir)
+    if not 0 <= options.image_index < len(data.test_labels):
+        raise ConvexpError(f"--image must be between 0 and {len(data.test_labels) - 1}")
+    image = data.test_images[options.image_index]
+    index = snapshot_index(series, options.step)
+    biases = None if series.biases is None else series.biases[index]
+    maps = correlate_layer(image, series.kernels[index], biases, planned.layer.stride, planned.layer.padding)
+    if planned.layer.activation == "relu":
+        maps = np.maximum(maps, 0)
+    label = int(data.test_labels[options.image_index])
+    return feature_maps_figure(image, maps, f"{name}, step {series.steps[index]}: test image {options.image_index} (label {label})")
+
+
+def save(figure: Figure, path: Path) -> None:
+    """Write a figure as PNG (or any format matplotlib infers from the suffix)."""
+    figure.savefig(path)
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """A figure as PNG bytes (for embedding in a report)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -1,0 +1,66 @@
+"""Choosing runs and snapshots by what users type: ``12``, ``quickstart:numpy``, ``last``."""
+
+from __future__ import annotations
+
+from convexp.errors import ConvexpError, did_you_mean
+from convexp.store import KernelSeries, RunRecord, Store
+
+
+def select_run(store: Store, selector: str) -> RunRecord:
+    """A run by id (``12``) or by ``experiment:backend`` / ``experiment`` (the latest such run, finished ones first)."""
+    selector = selector.strip()
+    if selector.isdigit():
+        return store.get_run(int(selector))
+    experiment, _, backend = selector.partition(":")
+    runs = store.list_runs()
+    matching = [r for r in runs if r.experiment == experiment and (not backend or r.backend == backend)]
+    if not matching:
+        experiments = sorted({r.experiment for r in runs})
+        backends = sorted({r.backend for r in runs if r.experiment == experiment})
+        hint = did_you_mean(experiment, experiments) if experiment not in experiments else f" (its backends: {', '.join(backends)})"
+        raise ConvexpError(f"no run matches '{selector}' in {store.location}{hint}; use a run id or EXPERIMENT:BACKEND")
+    finished = [r for r in matching if r.status == "finished"]
+    return (finished or matching)[-1]
+
+
+def select_runs(store: Store, selectors: list[str]) -> list[RunRecord]:
+    """Each selector's run, in the order given."""
+    return [select_run(store, s) for s in selectors]
+
+
+def snapshot_index(series: KernelSeries, step: int | str = "last") -> int:
+    """Index into a series of the snapshot at ``step`` (an int, or ``first``/``last``)."""
+    if step in ("last", None):
+        return len(series.steps) - 1
+    if step == "first":
+        return 0
+    try:
+        wanted = int(step)
+    except (TypeError, ValueError):
+        raise ConvexpError(f"step must be a number, 'first' or 'last', not '{step}'") from None
+    matches = [i for i, s in enumerate(series.steps) if s == wanted]
+    if not matches:
+        recorded = series.steps
+        shown = ", ".join(map(str, recorded[:5])) + (f", ..., {recorded[-1]}" if len(recorded) > 5 else "")
+        raise ConvexpError(f"run {series.run_id} has no snapshot of {series.layer} at step {wanted} (recorded steps: {shown})")
+    return matches[0]
+
+
+def parse_step(text: str | None) -> int | str:
+    """``--step`` as given: a number, or ``first``/``last``."""
+    if text is None or text in ("first", "last"):
+        return text or "last"
+    if text.lstrip("-").isdigit():
+        return int(text)
+    raise ConvexpError(f"--step must be a number, 'first' or 'last', not '{text}'")
+
+
+def parse_indices(text: str, what: str) -> tuple[int, ...]:
+    """"0,1,5" as filter indices; raises naming the option on anything else."""
+    try:
+        indices = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        indices = ()
+    if not indices or min(indices) < 0:
+        raise ConvexpError(f"{what}: '{text}' is not a list of filter numbers (e.g. 0,1,2,3)")
+    return indices

@@ -1,0 +1,144 @@
+"""``convexp compare`` and ``convexp filters``: what the recorded filters are, and how runs differ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from convexp.cli import app
+from convexp.cli.options import DataDir, Db, OutputFormat
+from convexp.cli.output import Format, render
+
+Step = Annotated[Optional[str], typer.Option(help="Snapshot step to use: a step number, 'first' or 'last'.")]
+
+
+@app.command("compare")
+def compare_command(
+    runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND for the latest such run.")],
+    step: Step = "last",
+    db: Db = None,
+    fmt: OutputFormat = Format.table,
+    matches: Annotated[bool, typer.Option("--matches", help="Also list each filter's match (table format).")] = False,
+) -> None:
+    """Compare runs: spec differences, final and best metrics, seconds per epoch, and per conv layer
+    how far kernels moved from step 0 (relative Frobenius norm) and how similar the filters are to
+    the first run's (one-to-one Hungarian matching on cosine similarity; 1.0 = the same filters)."""
+    from convexp.analysis.compare import compare_runs, comparison_dict, comparison_rows
+    from convexp.analysis.selection import parse_step, select_runs
+    from convexp.store import Store
+
+    with Store(db, must_exist=True) as store:
+        comparison = compare_runs(store, select_runs(store, runs), parse_step(step))
+    if fmt == Format.json:
+        typer.echo(json.dumps(comparison_dict(comparison), indent=2, default=str))
+        return
+    columns, rows = comparison_rows(comparison)
+    render(columns, rows, fmt)
+    if fmt == Format.csv:
+        return
+    if comparison.spec_differences:
+        render(["field", *[str(r.id) for r in comparison.runs]],
+               [[k, *v] for k, v in comparison.spec_differences.items()], fmt, title="spec differences")
+    else:
+        typer.echo("the runs' specs are identical")
+    if matches:
+        for layer in comparison.layers:
+            for run, matching in zip(comparison.runs[1:], layer.matchings[1:]):
+                render(["filter", f"run {run.id} filter", "cosine"], [list(p) for p in matching.pairs], fmt,
+                       title=f"{layer.layer}: run {comparison.runs[0].id} vs run {run.id}")
+
+
+@app.command("filters")
+def filters_command(
+    run: Annotated[str, typer.Argument(help="Run id, or EXPERIMENT:BACKEND for the latest such run.")],
+    layer: Annotated[str, typer.Option(help="Conv layer with 3x3 kernels.")] = "conv1",
+    step: Step = "last",
+    db: Db = None,
+    fmt: OutputFormat = Format.table,
+) -> None:
+    """For each filter: the classical operator it resembles most (Sobel, Prewitt, Scharr, diagonal edges,
+    Laplacian, center-surround, or a negative) with the correlation, its norm, mean and orientation;
+    and the share of edge-like filters at step 0 versus the chosen step."""
+    from convexp.analysis.filters import EDGE_THRESHOLD, analyse_layer
+    from convexp.analysis.selection import parse_step, select_run, snapshot_index
+    from convexp.store import Store
+
+    with Store(db, must_exist=True) as store:
+        record = select_run(store, run)
+        series = store.kernel_series(record.id, layer)
+    chosen = snapshot_index(series, parse_step(step))
+    first = analyse_layer(series.kernels[0], int(series.steps[0]))
+    report = analyse_layer(series.kernels[chosen], int(series.steps[chosen]))
+    if fmt == Format.json:
+        from dataclasses import asdict
+
+        typer.echo(json.dumps({
+            "run": record.id, "layer": layer, "edge_threshold": EDGE_THRESHOLD,
+            "edge_share": {str(first.step): first.edge_share, str(report.step): report.edge_share},
+            "filters": [asdict(f) for f in report.filters],
+        }, indent=2))
+        return
+    render(
+        ["filter", "best_operator", "correlation", "edge_like", "norm", "mean", "orientation_deg", "orientedness"],
+        [[f.index, f.best_operator, round(f.correlation, 3), f.edge_like, round(f.norm, 4), round(f.mean, 4),
+          round(f.orientation, 1), round(f.orientedness, 3)] for f in report.filters],
+        fmt,
+        title=f"run {record.id} {layer} at step {report.step}",
+    )
+    if fmt == Format.table:
+        typer.echo(
+            f"edge-like (best match an edge operator with correlation >= {EDGE_THRESHOLD}): "
+            f"step {first.step}: {first.edge_like}/{len(first.filters)} ({first.edge_share:.0%}), "
+            f"step {report.step}: {report.edge_like}/{len(report.filters)} ({report.edge_share:.0%})"
+        )
+
+
+@app.command("plot")
+def plot_command(
+    kind: Annotated[str, typer.Argument(help="filters | evolution | curves | histogram | features")],
+    runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND (curves draws all; the others the first).")],
+    out: Annotated[Path, typer.Option(help="Picture file to write (.png; evolution also .gif for an animation).")],
+    layer: Annotated[str, typer.Option(help="Conv layer.")] = "conv1",
+    step: Step = "last",
+    filters: Annotated[str, typer.Option(help="Filters for evolution, e.g. 0,1,2,3.")] = "0,1,2,3,4,5,6,7",
+    image: Annotated[int, typer.Option(help="Test image index for features.")] = 0,
+    db: Db = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Draw a picture of recorded runs: a layer's filters at a step (filters), chosen filters across
+    the snapshots (evolution), training curves (curves), step-0 weights against the initializer's
+    density (histogram), or one test image through the first conv layer (features)."""
+    from convexp.analysis import pictures
+    from convexp.analysis.selection import parse_indices, parse_step, select_runs
+    from convexp.store import Store
+
+    options = pictures.PictureOptions(layer, parse_step(step), parse_indices(filters, "--filters"), image, data_dir)
+    with Store(db, must_exist=True) as store:
+        records = select_runs(store, runs)
+        if kind == "evolution" and out.suffix.lower() == ".gif":
+            series = store.kernel_series(records[0].id, layer)
+            pictures.evolution_gif(series.kernels, series.steps, f"run {records[0].id} {layer}", out)
+        else:
+            pictures.save(pictures.draw(kind, store, records, options), out)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("report")
+def report_command(
+    runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND.")],
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
+    db: Db = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write one self-contained HTML file (images embedded; opens from disk, fetches nothing) with each
+    run's spec, metrics, filter pictures and filter analysis, the training curves and the comparison."""
+    from convexp.analysis.report import write_report
+    from convexp.analysis.selection import select_runs
+    from convexp.store import Store
+
+    with Store(db, must_exist=True) as store:
+        path = write_report(store, select_runs(store, runs), out, data_dir)
+    typer.echo(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
