@@ -108,6 +108,44 @@ class TrainingObserver(Protocol):
         """
 
 
+def run_epochs(
+    job: TrainingJob,
+    observer: TrainingObserver,
+    train_batch: Callable[[np.ndarray], tuple[float, float]],
+    evaluate: Callable[[], tuple[float, float]],
+    kernels: KernelReader,
+) -> None:
+    """The epoch and step loop every backend shares, so that a step means the same everywhere.
+
+    Reports step 0, then each epoch visits the training examples in the seeded batch order
+    (:func:`convexp.seeding.batch_order`); ``train_batch(indices)`` makes one update on those
+    examples and returns its (loss, accuracy); ``evaluate()`` returns the test set's
+    (mean loss, accuracy). Stops after ``job.max_steps`` updates if set. ``epoch_seconds``
+    times the training pass, including the observer's work, not the evaluation.
+    """
+    import time
+
+    from convexp.seeding import batch_order
+
+    observer.on_train_start(kernels)
+    step, total_steps = 0, job.total_steps
+    for epoch in range(1, job.epochs + 1):
+        started = time.perf_counter()
+        order = batch_order(len(job.train_labels), epoch, job.seed, job.shuffle)
+        for start in range(0, len(order), job.batch_size):
+            if step >= total_steps:
+                break
+            loss, accuracy = train_batch(order[start : start + job.batch_size])
+            step += 1
+            observer.on_step(step, epoch, {"train_loss": float(loss), "train_accuracy": float(accuracy)}, kernels)
+        seconds = time.perf_counter() - started
+        test_loss, test_accuracy = evaluate()
+        metrics = {"test_loss": float(test_loss), "test_accuracy": float(test_accuracy), "epoch_seconds": seconds}
+        observer.on_epoch_end(epoch, step, metrics, kernels)
+        if step >= total_steps:
+            break
+
+
 #: Per-step metrics every trainer reports, and per-epoch ones.
 STEP_METRICS = ("train_loss", "train_accuracy")
 EPOCH_METRICS = ("test_loss", "test_accuracy", "epoch_seconds")

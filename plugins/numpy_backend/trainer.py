@@ -1,13 +1,11 @@
-"""The numpy training loop: batches in the shared seeded order, one update per batch."""
+"""The numpy training step (forward, backward, update) inside convexp's shared epoch loop."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from convexp.seeding import backend_rng, batch_order, initial_weights
-from convexp.training import TrainingJob, TrainingObserver
+from convexp.seeding import backend_rng, initial_weights
+from convexp.training import TrainingJob, TrainingObserver, run_epochs
 
 from . import ops
 from .network import Network
@@ -39,28 +37,12 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
     train_x, train_y = _channels_last(job.train_images), job.train_labels
     test_x, test_y = _channels_last(job.test_images), job.test_labels
 
-    def kernels():
-        return network.conv_snapshots(job.snapshot_layers)
+    def train_batch(indices):
+        logits = network.forward(train_x[indices], training=True)
+        loss, accuracy, grad = ops.softmax_cross_entropy(logits, train_y[indices])
+        network.backward(grad)
+        updater.step(params, network.grads)
+        return loss, accuracy
 
-    observer.on_train_start(kernels)
-    step, total_steps = 0, job.total_steps
-    for epoch in range(1, job.epochs + 1):
-        started = time.perf_counter()
-        order = batch_order(len(train_y), epoch, job.seed, job.shuffle)
-        for start in range(0, len(order), job.batch_size):
-            if step >= total_steps:
-                break
-            batch = order[start : start + job.batch_size]
-            logits = network.forward(train_x[batch], training=True)
-            loss, accuracy, grad = ops.softmax_cross_entropy(logits, train_y[batch])
-            network.backward(grad)
-            updater.step(params, network.grads)
-            step += 1
-            observer.on_step(step, epoch, {"train_loss": loss, "train_accuracy": accuracy}, kernels)
-        seconds = time.perf_counter() - started
-        test_loss, test_accuracy = evaluate(network, test_x, test_y)
-        observer.on_epoch_end(
-            epoch, step, {"test_loss": test_loss, "test_accuracy": test_accuracy, "epoch_seconds": seconds}, kernels
-        )
-        if step >= total_steps:
-            break
+    run_epochs(job, observer, train_batch, lambda: evaluate(network, test_x, test_y),
+               lambda: network.conv_snapshots(job.snapshot_layers))

@@ -1,14 +1,11 @@
 """The Keras/TensorFlow training loop: a tf.function train step with GradientTape, as Keras's
-"writing a training loop from scratch" guide writes it, visiting batches in convexp's seeded order."""
+"writing a training loop from scratch" guide writes it, inside convexp's shared epoch loop."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from convexp.seeding import batch_order
-from convexp.training import SGD, TrainingJob, TrainingObserver
+from convexp.training import SGD, TrainingJob, TrainingObserver, run_epochs
 
 from .keras_import import keras, tf
 from .model import build, conv_snapshots, load_weights
@@ -56,27 +53,14 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
     test_x = np.ascontiguousarray(job.test_images.transpose(0, 2, 3, 1))
     train_y, test_y = job.train_labels, job.test_labels
 
-    def kernels():
-        return conv_snapshots(model, job.snapshot_layers)
+    def train_batch(indices):
+        return train_step(train_x[indices], train_y[indices])
 
-    observer.on_train_start(kernels)
-    step, total_steps = 0, job.total_steps
-    for epoch in range(1, job.epochs + 1):
-        started = time.perf_counter()
-        order = batch_order(len(train_y), epoch, job.seed, job.shuffle)
-        for start in range(0, len(order), job.batch_size):
-            if step >= total_steps:
-                break
-            batch = order[start : start + job.batch_size]
-            loss, accuracy = train_step(train_x[batch], train_y[batch])
-            step += 1
-            observer.on_step(step, epoch, {"train_loss": float(loss), "train_accuracy": float(accuracy)}, kernels)
-        seconds = time.perf_counter() - started
+    def evaluate():
         total, correct = 0.0, 0
         for start in range(0, len(test_y), EVAL_BATCH):
             batch_loss, batch_correct = eval_step(test_x[start : start + EVAL_BATCH], test_y[start : start + EVAL_BATCH])
             total, correct = total + float(batch_loss), correct + int(batch_correct)
-        metrics = {"test_loss": total / len(test_y), "test_accuracy": correct / len(test_y), "epoch_seconds": seconds}
-        observer.on_epoch_end(epoch, step, metrics, kernels)
-        if step >= total_steps:
-            break
+        return total / len(test_y), correct / len(test_y)
+
+    run_epochs(job, observer, train_batch, evaluate, lambda: conv_snapshots(model, job.snapshot_layers))

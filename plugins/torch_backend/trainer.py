@@ -1,14 +1,11 @@
-"""The PyTorch training loop, written as PyTorch's own examples write it, with convexp's seeded batch order."""
+"""The PyTorch training step, written as PyTorch's own examples write it, inside convexp's shared epoch loop."""
 
 from __future__ import annotations
-
-import time
 
 import torch
 import torch.nn.functional as F
 
-from convexp.seeding import batch_order
-from convexp.training import SGD, TrainingJob, TrainingObserver
+from convexp.training import SGD, TrainingJob, TrainingObserver, run_epochs
 
 from .model import build, conv_snapshots, initialise
 
@@ -46,31 +43,16 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         train_x, train_y = torch.from_numpy(job.train_images), torch.from_numpy(job.train_labels)
         test_x, test_y = torch.from_numpy(job.test_images), torch.from_numpy(job.test_labels)
 
-        def kernels():
-            return conv_snapshots(model, job.snapshot_layers)
+        def train_batch(indices):
+            batch = torch.from_numpy(indices)
+            x, y = train_x[batch], train_y[batch]
+            optimizer.zero_grad()
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            optimizer.step()
+            return loss.item(), (logits.argmax(1) == y).float().mean().item()
 
-        observer.on_train_start(kernels)
         model.train()
-        step, total_steps = 0, job.total_steps
-        for epoch in range(1, job.epochs + 1):
-            started = time.perf_counter()
-            order = torch.from_numpy(batch_order(len(train_y), epoch, job.seed, job.shuffle))
-            for batch in torch.split(order, job.batch_size):
-                if step >= total_steps:
-                    break
-                x, y = train_x[batch], train_y[batch]
-                optimizer.zero_grad()
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                accuracy = (logits.argmax(1) == y).float().mean().item()
-                observer.on_step(step, epoch, {"train_loss": loss.item(), "train_accuracy": accuracy}, kernels)
-            seconds = time.perf_counter() - started
-            test_loss, test_accuracy = evaluate(model, test_x, test_y)
-            observer.on_epoch_end(
-                epoch, step, {"test_loss": test_loss, "test_accuracy": test_accuracy, "epoch_seconds": seconds}, kernels
-            )
-            if step >= total_steps:
-                break
+        run_epochs(job, observer, train_batch, lambda: evaluate(model, test_x, test_y),
+                   lambda: conv_snapshots(model, job.snapshot_layers))
