@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from convexp import __version__
+from convexp.allocator import keep_freed_memory
 from convexp.backend import Backend
 from convexp.datasets import Dataset, dataset_info, load_dataset
 from convexp.layers import PlannedLayer
@@ -123,6 +124,7 @@ def execute(
 ) -> list[RunOutcome]:
     """Train and record each run in turn. A run that fails is recorded as failed and the rest go on;
     Ctrl-C marks the current run interrupted (keeping what was recorded) and stops."""
+    keep_freed_memory()
     datasets: dict[str, Dataset] = {}
     outcomes = []
     for run in runs:

@@ -48,8 +48,8 @@ class ConvLayer(_Layer):
         return out
 
     def backward(self, grad):
-        if self.relu:
-            grad = grad * (self.out > 0)
+        if self.relu:  # the layers above hand down a fresh gradient array: masking it in place is safe
+            np.multiply(grad, self.out > 0, out=grad)
         grad_x, self.grad_kernel, self.grad_bias = ops.conv_backward(
             grad, self.kernel, self.cache, self.stride, self.need_input_grad
         )

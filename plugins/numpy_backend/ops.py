@@ -20,7 +20,7 @@ from convexp.layers import Padding, conv_output_size, same_padding
 class ConvCache:
     """What the backward pass of a conv needs from its forward pass."""
 
-    columns: np.ndarray  # (N*H'*W', kh*kw*C)
+    columns: np.ndarray  # (N*H'*W', kh*kw*C), plus a column of ones when there is a bias
     input_shape: tuple[int, int, int, int]  # (N, H, W, C) before padding
     pads: tuple[tuple[int, int], tuple[int, int]]
     out_hw: tuple[int, int]
@@ -35,7 +35,11 @@ def _pads(height: int, width: int, kh: int, kw: int, stride: int, padding: Paddi
 def conv_forward(
     x: np.ndarray, kernel_hwio: np.ndarray, bias: np.ndarray | None, stride: int, padding: Padding
 ) -> tuple[np.ndarray, ConvCache]:
-    """Cross-correlate x (N, H, W, C) with kernel (kh, kw, C, O): returns (N, H', W', O) and a cache."""
+    """Cross-correlate x (N, H, W, C) with kernel (kh, kw, C, O): returns (N, H', W', O) and a cache.
+
+    The bias rides in the matmul as one more row of weights against a column of ones, so that
+    adding it (and, backwards, summing its gradient) costs no extra pass over the output.
+    """
     n, height, width, channels = x.shape
     kh, kw, _, out_channels = kernel_hwio.shape
     pads = _pads(height, width, kh, kw, stride, padding)
@@ -43,62 +47,86 @@ def conv_forward(
         x = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     out_h = conv_output_size(height, kh, stride, padding)
     out_w = conv_output_size(width, kw, stride, padding)
-    windows = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride][:, :out_h, :out_w]
-    # windows: (N, H', W', C, kh, kw) -> columns ordered (kh, kw, C) like the HWIO kernel
-    columns = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * out_h * out_w, kh * kw * channels)
-    out = columns @ kernel_hwio.reshape(kh * kw * channels, out_channels)
+    columns = _im2col(x, kh, kw, stride, out_h, out_w, ones_column=bias is not None)
+    weights = kernel_hwio.reshape(kh * kw * channels, out_channels)
     if bias is not None:
-        out += bias
+        weights = np.concatenate([weights, bias.reshape(1, out_channels).astype(weights.dtype)])
+    out = columns @ weights
     cache = ConvCache(columns, (n, height, width, channels), pads, (out_h, out_w))
     return out.reshape(n, out_h, out_w, out_channels), cache
 
 
+def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, out_h: int, out_w: int, ones_column: bool) -> np.ndarray:
+    """The (N*H'*W', kh*kw*C [+ 1]) matrix of every window, columns ordered (kh, kw, C) like the HWIO kernel."""
+    n, _, _, channels = x.shape
+    size = kh * kw * channels
+    columns = np.empty((n, out_h, out_w, size + ones_column), dtype=x.dtype)
+    windows = columns[..., :size].reshape(n, out_h, out_w, kh, kw, channels)  # a view into columns
+    if channels < 8:  # few channels: kh*kw strided slice copies beat a transposed window view
+        for i in range(kh):
+            for j in range(kw):
+                windows[:, :, :, i, j, :] = x[:, i : i + stride * out_h : stride, j : j + stride * out_w : stride, :]
+    else:
+        view = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride][:, :out_h, :out_w]
+        windows[...] = view.transpose(0, 1, 2, 4, 5, 3)  # (N, H', W', C, kh, kw) -> (N, H', W', kh, kw, C)
+    if ones_column:
+        columns[..., size] = 1
+    return columns.reshape(n * out_h * out_w, size + ones_column)
+
+
 def conv_backward(
     grad_out: np.ndarray, kernel_hwio: np.ndarray, cache: ConvCache, stride: int, need_input_grad: bool
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """Gradients of a conv: (d input or None, d kernel (kh, kw, C, O), d bias (O,))."""
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients of a conv: (d input or None, d kernel (kh, kw, C, O), d bias (O,) or None without bias)."""
     kh, kw, channels, out_channels = kernel_hwio.shape
+    size = kh * kw * channels
     grad_2d = grad_out.reshape(-1, out_channels)
-    grad_kernel = (cache.columns.T @ grad_2d).reshape(kernel_hwio.shape)
-    grad_bias = grad_2d.sum(axis=0)
+    grad_weights = cache.columns.T @ grad_2d  # its last row, against the ones column, is the bias gradient
+    grad_kernel = grad_weights[:size].reshape(kernel_hwio.shape)
+    grad_bias = grad_weights[size] if cache.columns.shape[1] > size else None
     if not need_input_grad:
         return None, grad_kernel, grad_bias
     n, height, width, _ = cache.input_shape
     out_h, out_w = cache.out_hw
     (top, bottom), (left, right) = cache.pads
-    grad_columns = (grad_2d @ kernel_hwio.reshape(-1, out_channels).T).reshape(n, out_h, out_w, kh, kw, channels)
     grad_padded = np.zeros((n, height + top + bottom, width + left + right, channels), dtype=grad_out.dtype)
-    for i in range(kh):
+    for i in range(kh):  # col2im, one kernel offset at a time: each product lands contiguous, ready to add
         for j in range(kw):
-            grad_padded[:, i : i + stride * out_h : stride, j : j + stride * out_w : stride, :] += grad_columns[
-                :, :, :, i, j, :
-            ]
+            contribution = (grad_2d @ kernel_hwio[i, j].T).reshape(n, out_h, out_w, channels)
+            grad_padded[:, i : i + stride * out_h : stride, j : j + stride * out_w : stride, :] += contribution
     return grad_padded[:, top : top + height, left : left + width, :], grad_kernel, grad_bias
+
+
+def _window_slices(pool: int, out_h: int, out_w: int):
+    """For each offset (i, j) inside a pool x pool window, the strided slices that pick it from every window."""
+    for i in range(pool):
+        for j in range(pool):
+            yield (slice(None), slice(i, i + pool * out_h, pool), slice(j, j + pool * out_w, pool), slice(None))
 
 
 def maxpool_forward(x: np.ndarray, pool: int) -> np.ndarray:
     """Max over pool x pool windows with stride pool; rows/columns that do not fill a window are dropped."""
-    n, height, width, channels = x.shape
-    out_h, out_w = height // pool, width // pool
-    windows = x[:, : out_h * pool, : out_w * pool, :].reshape(n, out_h, pool, out_w, pool, channels)
-    return windows.max(axis=(2, 4))
+    out_h, out_w = x.shape[1] // pool, x.shape[2] // pool
+    slices = _window_slices(pool, out_h, out_w)
+    out = x[next(slices)].copy()
+    for window_offset in slices:  # elementwise maxima of strided views: no reduction over scattered axes
+        np.maximum(out, x[window_offset], out=out)
+    return out
 
 
 def maxpool_backward(grad_out: np.ndarray, x: np.ndarray, out: np.ndarray, pool: int) -> np.ndarray:
     """Route each window's gradient to its maximum (the first one, in row-major order, on ties)."""
-    n, height, width, channels = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    windows = x[:, : out_h * pool, : out_w * pool, :].reshape(n, out_h, pool, out_w, pool, channels)
-    grad = np.zeros((n, out_h, pool, out_w, pool, channels), dtype=grad_out.dtype)
-    taken = np.zeros(out.shape, dtype=bool)
-    for i in range(pool):
-        for j in range(pool):
-            is_max = windows[:, :, i, :, j, :] == out
-            is_max &= ~taken
-            taken |= is_max
-            grad[:, :, i, :, j, :] = np.where(is_max, grad_out, 0)
-    grad_x = np.zeros_like(x, dtype=grad_out.dtype)
-    grad_x[:, : out_h * pool, : out_w * pool, :] = grad.reshape(n, out_h * pool, out_w * pool, channels)
+    grad_x = np.empty_like(x, dtype=grad_out.dtype)  # every pooled position is written below
+    grad_x[:, pool * out_h :] = 0  # rows and columns left out of every window get no gradient
+    grad_x[:, :, pool * out_w :] = 0
+    unclaimed = np.ones(out.shape, dtype=bool)  # windows whose maximum has not been found yet
+    is_max = np.empty(out.shape, dtype=bool)
+    for window_offset in _window_slices(pool, out_h, out_w):
+        np.equal(x[window_offset], out, out=is_max)
+        np.logical_and(is_max, unclaimed, out=is_max)
+        np.logical_xor(unclaimed, is_max, out=unclaimed)  # is_max lies within unclaimed: this removes it
+        np.multiply(grad_out, is_max, out=grad_x[window_offset])
     return grad_x
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convexp.training import SGD, TrainingJob, TrainingObserver, run_epochs
+from convexp.training import SGD, KernelSnapshot, TrainingJob, TrainingObserver, run_epochs
 
 from .keras_import import keras, tf
 from .model import build, conv_snapshots, load_weights
@@ -32,6 +32,8 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
     channels, height, width = job.layers[0].input_shape
     spec = (tf.TensorSpec([None, height, width, channels], tf.float32), tf.TensorSpec([None], tf.int64))
 
+    snapshot_layers = [model.get_layer(name) for name in job.snapshot_layers]
+
     @tf.function(input_signature=spec)
     def train_step(x, y):
         with tf.GradientTape() as tape:
@@ -40,7 +42,10 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         grads = tape.gradient(loss, model.trainable_weights)
         optimizer.apply_gradients(zip(grads, model.trainable_weights))
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32))
-        return loss, accuracy
+        # The updated kernels, already in canonical layout: handing them out of the step costs far
+        # less than reading the variables from Python afterwards, at the steps that are recorded.
+        kernels = [(tf.transpose(layer.kernel, (3, 2, 0, 1)), tf.identity(layer.bias)) for layer in snapshot_layers]
+        return loss, accuracy, kernels
 
     @tf.function(input_signature=spec)
     def eval_step(x, y):
@@ -49,12 +54,29 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.int64))
         return loss, correct
 
+    # Trace both functions now, so that the one-time graph tracing is not part of the first epoch's time.
+    optimizer.build(model.trainable_variables)
+    train_step.get_concrete_function()
+    eval_step.get_concrete_function()
+
     train_x = np.ascontiguousarray(job.train_images.transpose(0, 2, 3, 1))
     test_x = np.ascontiguousarray(job.test_images.transpose(0, 2, 3, 1))
     train_y, test_y = job.train_labels, job.test_labels
 
+    after_last_step = []  # the kernels the last train step handed out
+
     def train_batch(indices):
-        return train_step(train_x[indices], train_y[indices])
+        loss, accuracy, kernels = train_step(train_x[indices], train_y[indices])
+        after_last_step[:] = kernels
+        return loss, accuracy
+
+    def read_kernels():
+        if not after_last_step:  # before the first step
+            return conv_snapshots(model, job.snapshot_layers)
+        return {
+            name: KernelSnapshot(kernel.numpy(), bias.numpy())
+            for name, (kernel, bias) in zip(job.snapshot_layers, after_last_step)
+        }
 
     def evaluate():
         total, correct = 0.0, 0
@@ -63,4 +85,4 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
             total, correct = total + float(batch_loss), correct + int(batch_correct)
         return total / len(test_y), correct / len(test_y)
 
-    run_epochs(job, observer, train_batch, evaluate, lambda: conv_snapshots(model, job.snapshot_layers))
+    run_epochs(job, observer, train_batch, evaluate, read_kernels)

@@ -22,11 +22,11 @@ def conv_padding(size_hw, kernel_hw, stride: int, padding: Padding) -> tuple[int
     return (left, right, top, bottom)
 
 
-class FlattenHWC(nn.Module):
-    """Flatten (N, C, H, W) in (H, W, C) order, as Keras does, so dense weights mean the same on every backend."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1).flatten(1)
+def hwc_order(shape_chw: tuple[int, ...]) -> np.ndarray:
+    """For each feature of a (C, H, W) map flattened as torch does (C, H, W order), its index in
+    convexp's canonical (H, W, C) order: ``canonical_dense_kernel[hwc_order(shape)].T`` is nn.Linear's weight."""
+    channels, height, width = shape_chw
+    return np.arange(channels * height * width).reshape(height, width, channels).transpose(2, 0, 1).ravel()
 
 
 def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
@@ -50,7 +50,7 @@ def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
         elif isinstance(layer, ReLU):
             modules[p.name] = nn.ReLU()
         elif isinstance(layer, Flatten):
-            modules[p.name] = FlattenHWC()
+            modules[p.name] = nn.Flatten()
         elif isinstance(layer, Dropout):
             modules[p.name] = nn.Dropout(layer.rate)
     return nn.Sequential(modules)
@@ -79,20 +79,27 @@ def initialise(model: nn.Sequential, layers: tuple[PlannedLayer, ...], kernel_in
     the modules' own reset_parameters, which is exactly PyTorch's default."""
     generator = torch.Generator().manual_seed(seed)
     keep_module_defaults = (kernel_init, bias_init) == ("torch_default", "torch_default")
+    flattened_from = None  # the (C, H, W) shape the features of a dense layer were flattened from
     for p in layers:
+        if isinstance(p.layer, Flatten):
+            flattened_from = p.input_shape if len(p.input_shape) == 3 else None
         shape = p.kernel_shape
         if shape is None:
             continue
         module = getattr(model, p.name)
         if weights is not None:
             kernel = weights[p.name].kernel
-            # nn.Linear stores (units, in_features): the transpose of the canonical (in_features, units)
+            if len(shape) == 2:
+                # nn.Linear stores (units, in_features), its features in torch's (C, H, W) flatten order
+                kernel = (kernel[hwc_order(flattened_from)] if flattened_from else kernel).T
             with torch.no_grad():
-                module.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel if len(shape) == 4 else kernel.T)))
+                module.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
                 module.bias.copy_(torch.from_numpy(np.ascontiguousarray(weights[p.name].bias)))
         elif not keep_module_defaults:
             fill_(module.weight, kernel_init, shape, generator)
             fill_(module.bias, bias_init, (module.bias.shape[0],), generator, fans_of(shape))
+        if isinstance(p.layer, Dense):
+            flattened_from = None  # a later dense layer's features are this layer's units
 
 
 def conv_snapshots(model: nn.Sequential, names: tuple[str, ...]) -> dict[str, KernelSnapshot]:

@@ -1,0 +1,126 @@
+"""One MNIST epoch of the Keras example (mnist-keras-convnet: batch 128, Adam) on everything, in one run.
+
+    python benchmarks/epoch.py [--mnist DIR] [--repeats N] [--json FILE]
+
+Times, each in a fresh process: a plain PyTorch script and a plain Keras script (in this folder;
+no convexp code), convexp's torch, tensorflow and numpy backends with the default snapshot
+schedule (step 0 and the end of the epoch), and again with kernels recorded at every step.
+Prints a table (median seconds per epoch over the repeats, test accuracy), the ratios the
+performance targets are about, and writes everything as JSON.
+
+Warm-up is excluded from the per-epoch figure: the plain scripts fit one batch before the
+timed epoch (Keras traces its train function there), and convexp's tensorflow backend traces
+its tf.functions before its epoch timer starts. Memory: the peak resident set size of each
+convexp process, and its resident size after each of three epochs (on 20,000 examples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+TARGETS = {
+    "convexp-torch / plain-torch": 1.10,
+    "convexp-tensorflow / plain-keras": 1.10,
+    "convexp-numpy / plain-torch": 1.50,
+}
+SNAPSHOT_OVERHEAD_TARGET = 0.03
+
+
+def run_json(command: list[str]) -> dict:
+    """Run a benchmark program and parse the JSON on its last line of output."""
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def programs(mnist: str) -> dict[str, list[str]]:
+    py = sys.executable
+    convexp = [py, str(HERE / "convexp_epoch.py"), mnist]
+    return {
+        "plain-torch": [py, str(HERE / "plain_torch.py"), mnist],
+        "plain-keras": [py, str(HERE / "plain_keras.py"), mnist],
+        **{f"convexp-{b}": [*convexp, b] for b in ("torch", "tensorflow", "numpy")},
+        **{f"convexp-{b} every-step": [*convexp, b, "--every-step"] for b in ("torch", "tensorflow", "numpy")},
+    }
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "data" / "mnist"), help="folder with the MNIST IDX files")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each program (the median is reported)")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "epoch.json", help="where to write the results")
+    args = parser.parse_args()
+
+    results: dict[str, list[dict]] = {name: [] for name in programs(args.mnist)}
+    started = time.perf_counter()
+    for repeat in range(args.repeats):  # interleaved, so that drift in the machine's speed hits every program alike
+        for name, command in programs(args.mnist).items():
+            print(f"[{time.perf_counter() - started:6.0f} s] repeat {repeat + 1}/{args.repeats}: {name}", file=sys.stderr, flush=True)
+            results[name].append(run_json(command))
+    memory = {}
+    for backend in ("torch", "tensorflow", "numpy"):
+        print(f"[{time.perf_counter() - started:6.0f} s] memory over 3 epochs: convexp-{backend}", file=sys.stderr, flush=True)
+        memory[backend] = run_json([sys.executable, str(HERE / "convexp_epoch.py"), args.mnist, backend,
+                                    "--every-step", "--epochs", "3", "--train-examples", "20000"])
+
+    seconds = {name: statistics.median(r["epoch_seconds"][0] for r in runs) for name, runs in results.items()}
+    accuracy = {name: statistics.median(r["test_accuracy"] for r in runs) for name, runs in results.items()}
+    ratios = {
+        "convexp-torch / plain-torch": seconds["convexp-torch"] / seconds["plain-torch"],
+        "convexp-tensorflow / plain-keras": seconds["convexp-tensorflow"] / seconds["plain-keras"],
+        "convexp-numpy / plain-torch": seconds["convexp-numpy"] / seconds["plain-torch"],
+    }
+    overhead = {
+        b: {
+            "every_step_vs_default": seconds[f"convexp-{b} every-step"] / seconds[f"convexp-{b}"] - 1,
+            "recorder_share": statistics.median(r["recording_seconds"] / r["epoch_seconds"][0] for r in results[f"convexp-{b} every-step"]),
+        }
+        for b in ("torch", "tensorflow", "numpy")
+    }
+
+    print(f"\nOne MNIST epoch, mnist-keras-convnet (batch 128, Adam), median of {args.repeats}; {machine()}\n")
+    print(f"{'program':32} {'s/epoch':>8} {'test acc':>9} {'peak RSS MiB':>13}")
+    for name in results:
+        peak = statistics.median(r["peak_rss_mib"] for r in results[name]) if "peak_rss_mib" in results[name][0] else None
+        print(f"{name:32} {seconds[name]:8.2f} {accuracy[name]:9.4f} {'' if peak is None else f'{peak:13.0f}'}")
+    print(f"\n{'ratio':36} {'measured':>9} {'target':>7}")
+    for name, value in ratios.items():
+        print(f"{name:36} {value:9.3f} {'<= ' + str(TARGETS[name]):>7} {'ok' if value <= TARGETS[name] else 'MISSED'}")
+    print(f"\n{'every-step snapshot overhead':36} {'A/B':>9} {'recorder':>9} {'target':>7}")
+    for backend, o in overhead.items():
+        ok = "ok" if o["every_step_vs_default"] <= SNAPSHOT_OVERHEAD_TARGET else "MISSED"
+        print(f"{'convexp-' + backend:36} {o['every_step_vs_default']:9.1%} {o['recorder_share']:9.1%} {'<= 3%':>7} {ok}")
+    print("(A/B: every-step epoch time over default-schedule epoch time, minus 1; recorder: the time spent in\n"
+          " convexp's recorder, copying kernels and writing them, as a share of the every-step epoch)")
+    print(f"\n{'memory over 3 epochs (RSS MiB after each)':44} {'peak':>6}")
+    for backend, m in memory.items():
+        print(f"{'convexp-' + backend:44} {' '.join(f'{v:6.0f}' for v in m['rss_after_epoch_mib'])} {m['peak_rss_mib']:6.0f}")
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "machine": machine(), "repeats": args.repeats, "seconds_per_epoch": seconds, "test_accuracy": accuracy,
+        "ratios": ratios, "targets": TARGETS, "snapshot_overhead": overhead, "memory": memory, "raw": results,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

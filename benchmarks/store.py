@@ -1,0 +1,105 @@
+"""The results store and the command line: writing and reading every-step snapshots, and cold start times.
+
+    python benchmarks/store.py [--json FILE]
+
+- write: one epoch of the Keras example's every-step snapshots (469 steps + step 0 of conv1
+  (32, 1, 3, 3) and conv2 (64, 32, 3, 3), with their per-step metrics) through convexp's
+  recorder into a new SQLite file, in the batches it uses while training;
+- read: all snapshots of conv1 and of conv2 of that run back as (steps, out, in, kh, kw) arrays;
+- cold start: `convexp --help` and `convexp runs` in fresh processes (median of 7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from convexp.recorder import RunRecorder
+from convexp.spec import resolve_runs
+from convexp.store import Store
+from convexp.training import KernelSnapshot
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+STEPS = 469
+READ_TARGET = 0.5
+START_TARGET = 0.5
+
+
+def median_seconds(action, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "store.json")
+    args = parser.parse_args()
+    (run,) = resolve_runs(REPO / "experiments.yaml", ["mnist-keras-convnet"], {"epochs": 1, "snapshots": {"every": 1}})
+    rng = np.random.default_rng(0)
+    kernels = {"conv1": KernelSnapshot(rng.standard_normal((32, 1, 3, 3)).astype(np.float32), np.zeros(32, np.float32)),
+               "conv2": KernelSnapshot(rng.standard_normal((64, 32, 3, 3)).astype(np.float32), np.zeros(64, np.float32))}
+
+    def reader():  # what a backend hands over: fresh copies each time
+        return {name: KernelSnapshot(k.kernel.copy(), k.bias.copy()) for name, k in kernels.items()}
+
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "bench.db"
+        store = Store(str(db))
+        run_id = store.create_run(
+            experiment="bench", backend="numpy", seed=0, dataset="mnist", kernel_initializer="glorot_uniform",
+            bias_initializer="zeros", spec=run.spec.model_dump(mode="json"), convexp_version="bench",
+            backend_version="bench", framework="numpy", framework_version=np.__version__,
+        )
+        started = time.perf_counter()
+        recorder = RunRecorder(store, run_id, run.spec)
+        recorder.on_train_start(reader)
+        for step in range(1, STEPS + 1):
+            recorder.on_step(step, 1, {"train_loss": 0.1, "train_accuracy": 0.9}, reader)
+        recorder.on_epoch_end(1, STEPS, {"test_loss": 0.1, "test_accuracy": 0.9, "epoch_seconds": 1.0}, reader)
+        write_seconds = time.perf_counter() - started
+        store.close()
+        megabytes = db.stat().st_size / 2**20
+
+        def read_all():
+            with Store(str(db)) as fresh:
+                series = [fresh.kernel_series(run_id, layer) for layer in ("conv1", "conv2")]
+            assert series[1].kernels.shape == (STEPS + 1, 64, 32, 3, 3)
+
+        read_seconds = median_seconds(read_all, 5)
+        with_store = median_seconds(lambda: subprocess.run([sys.executable, "-m", "convexp", "runs", "--db", str(db)],
+                                                           capture_output=True, check=True), 7)
+    help_seconds = median_seconds(lambda: subprocess.run([sys.executable, "-m", "convexp", "--help"], capture_output=True, check=True), 7)
+    bare_python = median_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 7)
+
+    rows = [
+        ("write one epoch of every-step snapshots", write_seconds, None),
+        ("read all snapshots of conv1 and conv2", read_seconds, READ_TARGET),
+        ("cold `convexp --help`", help_seconds, START_TARGET),
+        ("cold `convexp runs`", with_store, None),
+        ("(a bare `python -c pass`, for scale)", bare_python, None),
+    ]
+    print(f"every-step snapshots of one epoch: {STEPS + 1} x 2 layers, database {megabytes:.1f} MiB\n")
+    print(f"{'measure':44} {'seconds':>8} {'target':>8}")
+    for name, seconds, target in rows:
+        verdict = "" if target is None else f"{'< ' + str(target):>8} {'ok' if seconds < target else 'MISSED'}"
+        print(f"{name:44} {seconds:8.3f} {verdict}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({name: seconds for name, seconds, _ in rows} | {"database_mib": megabytes}, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
