@@ -7,6 +7,7 @@ so that recording every step costs little.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -18,6 +19,14 @@ from convexp.training import KernelReader
 FLUSH_BYTES = 8 * 1024 * 1024
 #: Buffered metric rows that trigger a write in the middle of an epoch.
 FLUSH_METRICS = 5000
+
+
+class Diverged(Exception):
+    """Training produced a loss that is NaN or infinite; ``step`` is the update that produced it."""
+
+    def __init__(self, step: int, epoch: int, metric: str, value: float):
+        super().__init__(f"{metric} became {value} at step {step} (epoch {epoch})")
+        self.step, self.epoch = step, epoch
 
 
 class ProgressListener(Protocol):
@@ -58,6 +67,12 @@ class RunRecorder:
         self.flush()
 
     def on_step(self, step: int, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+        for name, value in metrics.items():
+            if not math.isfinite(value):
+                # keep everything recorded before this step; the run is then marked diverged
+                self.steps_completed = step
+                self.flush()
+                raise Diverged(step, epoch, name, value)
         self.steps_completed = step
         if step % self.log_every == 0:
             self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())

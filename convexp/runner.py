@@ -20,7 +20,7 @@ from convexp.backend import Backend
 from convexp.datasets import Dataset, dataset_info, load_dataset
 from convexp.layers import PlannedLayer
 from convexp.plugins import get_backend, plugin_version
-from convexp.recorder import ProgressListener, RunRecorder
+from convexp.recorder import Diverged, ProgressListener, RunRecorder
 from convexp.seeding import initial_weights
 from convexp.spec import ResolvedRun, RunSpec, resolve_runs
 from convexp.store import Store
@@ -122,8 +122,9 @@ def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
 def execute(
     runs: list[PlannedRun], store: Store, data_dir: Path | None = None, listener: RunListener | None = None
 ) -> list[RunOutcome]:
-    """Train and record each run in turn. A run that fails is recorded as failed and the rest go on;
-    Ctrl-C marks the current run interrupted (keeping what was recorded) and stops."""
+    """Train and record each run in turn. A run that fails is recorded as failed, one whose loss
+    becomes NaN or infinite as diverged (keeping its snapshots up to that step), and the rest go
+    on; Ctrl-C marks the current run interrupted (keeping what was recorded) and stops."""
     keep_freed_memory()
     datasets: dict[str, Dataset] = {}
     outcomes = []
@@ -158,9 +159,11 @@ def _execute_one(run: PlannedRun, job: TrainingJob, store: Store, listener: RunL
         backend.train(job, recorder)
         outcome.status = "finished"
     except KeyboardInterrupt:
-        outcome.status, outcome.message = "interrupted", "interrupted by the user"
+        outcome.status, outcome.message = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
         recorder.flush()
         raise
+    except Diverged as exc:  # recorded up to the step before; the next run goes on
+        outcome.status, outcome.message = "diverged", str(exc)
     except Exception as exc:  # the run failed; record why and go on with the next
         outcome.status, outcome.message = "failed", f"{type(exc).__name__}: {exc}"
         recorder.flush()

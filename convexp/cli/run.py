@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,6 +40,7 @@ def run_command(
     planned = plan_runs(file, experiment, overrides, data_dir)
     store = Store(db)
     listener = ProgressPrinter(len(planned))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run as cleanly as Ctrl-C
     try:
         with listener:
             outcomes = execute(planned, store, data_dir, listener)
@@ -46,9 +48,14 @@ def run_command(
         typer.secho("interrupted: the current run is marked 'interrupted'; what was recorded is kept", err=True, fg="yellow")
         raise typer.Exit(130) from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         store.close()
     if any(o.status != "finished" for o in outcomes):
         raise typer.Exit(1)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 class ProgressPrinter:

@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, select, update
 
 from convexp.errors import StoreError
 from convexp.store import database
-from convexp.store.models import KernelSnapshot, Metric, Run
+from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run
 from convexp.store.records import KernelSeries, MetricRecord, RunRecord, SnapshotRow
 
 if TYPE_CHECKING:
@@ -97,7 +97,9 @@ class Store:
                 connection.execute(update(Run).where(Run.id == run_id).values(**progress))
 
     def finish_run(self, run_id: int, status: str, message: str | None = None) -> None:
-        """Set a run's final status (finished, failed, interrupted) and finish time."""
+        """Set a run's final status (finished, failed, interrupted, diverged) and finish time."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status '{status}'; known: {', '.join(RUN_STATUSES)}")
         with self.engine.begin() as connection:
             connection.execute(
                 update(Run).where(Run.id == run_id).values(status=status, finished_at=utcnow(), message=message)

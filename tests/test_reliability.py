@@ -1,0 +1,88 @@
+"""Runs that diverge or are stopped keep what they recorded and say what happened."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import TINY_DIGITS, write_experiments
+
+EXPLODING = {
+    **TINY_DIGITS,
+    "layers": [{"type": "conv", "filters": 4, "kernel_size": 3}, {"type": "flatten"}, {"type": "dense", "units": 10}],
+    "optimizer": {"name": "sgd", "learning_rate": 1.0e30},
+    "snapshots": {"every": 1},
+    "epochs": 3,
+}
+
+
+def test_a_run_whose_loss_becomes_nan_is_marked_diverged_and_keeps_its_snapshots(tmp_path):
+    from tests.conftest import run_cli
+
+    path = write_experiments(tmp_path / "e.yaml", {"boom": EXPLODING, "fine": TINY_DIGITS})
+    db = tmp_path / "r.db"
+    result = run_cli("run", str(path), "-e", "boom", "-e", "fine", "--db", str(db))
+    assert result.returncode == 1  # not every run finished
+    connection = sqlite3.connect(db)
+    runs = connection.execute("SELECT experiment, status, steps_completed, message FROM runs ORDER BY id").fetchall()
+    (_, status, step, message), fine = runs
+    assert status == "diverged" and message == f"train_loss became nan at step {step} (epoch 1)"
+    assert fine[1] == "finished"  # the next run went on
+    steps = [s for (s,) in connection.execute("SELECT step FROM kernel_snapshots WHERE run_id = 1 ORDER BY step")]
+    assert steps == list(range(step))  # every step before the one that diverged
+    assert connection.execute("SELECT count(*) FROM metrics WHERE run_id = 1 AND name = 'train_loss'").fetchone()[0] == step - 1
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_sigterm_stops_a_run_cleanly(tmp_path):
+    body = {**TINY_DIGITS, "epochs": 500, "snapshots": {"every": 1}}
+    path = write_experiments(tmp_path / "e.yaml", {"long": body})
+    db = tmp_path / "r.db"
+    process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--db", str(db)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    recorded = 0
+    while time.monotonic() < deadline and recorded < 50:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                recorded = sqlite3.connect(db).execute("SELECT count(*) FROM kernel_snapshots").fetchone()[0]
+            except sqlite3.OperationalError:  # tables not created yet
+                pass
+    assert recorded >= 50, "the run did not start recording in time"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    connection = sqlite3.connect(db)
+    status, message, steps = connection.execute("SELECT status, message, steps_completed FROM runs").fetchone()
+    assert status == "interrupted" and "SIGTERM" in message
+    assert connection.execute("SELECT count(*) FROM kernel_snapshots").fetchone()[0] >= recorded
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_ctrl_c_is_the_same_as_sigterm(tmp_path):
+    body = {**TINY_DIGITS, "epochs": 500}
+    path = write_experiments(tmp_path / "e.yaml", {"long": body})
+    db = tmp_path / "r.db"
+    process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--db", str(db)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            if sqlite3.connect(db).execute("SELECT epochs_completed FROM runs").fetchone()[0] >= 2:
+                break
+        except (sqlite3.OperationalError, TypeError):
+            pass
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert sqlite3.connect(db).execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
