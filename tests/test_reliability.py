@@ -86,3 +86,73 @@ def test_ctrl_c_is_the_same_as_sigterm(tmp_path):
     process.communicate(timeout=60)
     assert process.returncode == 130
     assert sqlite3.connect(db).execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "convexp", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_concurrent_runs_into_one_sqlite_file_lose_nothing(tmp_path):
+    body = {**TINY_DIGITS, "epochs": 2, "snapshots": {"every": 1}}
+    db = tmp_path / "shared.db"
+    paths = [write_experiments(tmp_path / f"e{i}.yaml", {f"p{i}": {**body, "seed": i}}) for i in range(4)]
+    writers = [start("run", str(p), "--db", str(db)) for p in paths]
+    readers_ok = 0
+    while any(w.poll() is None for w in writers):
+        if db.exists():
+            reader = start("runs", "--db", str(db), "--format", "json")
+            out, err = reader.communicate(timeout=60)
+            readers_ok += reader.returncode == 0
+            assert "locked" not in err, err
+        time.sleep(0.2)
+    for writer in writers:
+        _, err = writer.communicate()
+        assert writer.returncode == 0, err
+        assert "locked" not in err
+    connection = sqlite3.connect(db)
+    assert connection.execute("SELECT count(*), min(status), max(status) FROM runs").fetchone() == (4, "finished", "finished")
+    steps = 2 * -(-1437 // 64)
+    per_run = connection.execute(
+        "SELECT run_id, count(*) FROM kernel_snapshots GROUP BY run_id ORDER BY run_id").fetchall()
+    assert [count for _, count in per_run] == [steps + 1] * 4
+    losses = connection.execute("SELECT count(*) FROM metrics WHERE name = 'train_loss' GROUP BY run_id").fetchall()
+    assert losses == [(steps,)] * 4
+    assert connection.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+    assert readers_ok >= 1
+
+
+def test_many_processes_migrate_a_new_database_exactly_once(tmp_path):
+    db = tmp_path / "new.db"
+    processes = [start("db", "upgrade", "--db", str(db)) for _ in range(6)]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    connection = sqlite3.connect(db)
+    from convexp.store.database import head_revision
+
+    assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_failed_migration_leaves_the_old_revision(tmp_path, monkeypatch):
+    """The upgrade runs in one transaction: if it fails part-way, nothing of it remains."""
+    from alembic import command
+
+    from convexp.errors import StoreError
+    from convexp.store import Store
+
+    db = tmp_path / "r.db"
+    real_upgrade = command.upgrade
+
+    def upgrade_then_fail(config, revision):
+        real_upgrade(config, revision)  # creates every table...
+        config.attributes["connection"].exec_driver_sql("SELECT * FROM no_such_table")  # ...then fails
+
+    monkeypatch.setattr(command, "upgrade", upgrade_then_fail)
+    with pytest.raises(StoreError, match="migration failed"):
+        Store(str(db))
+    tables = {name for (name,) in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == set()  # rolled back: no table, no alembic_version
+    monkeypatch.setattr(command, "upgrade", real_upgrade)
+    Store(str(db)).close()  # and a later open migrates it properly
+    assert "runs" in {name for (name,) in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

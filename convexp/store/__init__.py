@@ -45,7 +45,9 @@ class Store:
     def __init__(self, db: str | None = None, *, must_exist: bool = False, upgrade: bool = True):
         self.url = database.resolve_url(db)
         self.engine = database.create_db_engine(self.url, must_exist=must_exist)
-        database.ensure_schema(self.engine, self.url, upgrade=upgrade)
+        #: Writes go through their own engine, whose SQLite transactions begin IMMEDIATE.
+        self.writer = database.create_db_engine(self.url, for_writing=True)
+        database.ensure_schema(self.engine, self.url, upgrade=upgrade, writer=self.writer)
 
     @property
     def location(self) -> str:
@@ -55,6 +57,7 @@ class Store:
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
+        self.writer.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -67,7 +70,7 @@ class Store:
     def create_run(self, **fields: Any) -> int:
         """Insert a run with status ``running``; returns its id. ``fields`` are the columns of ``runs``."""
         values = {"status": "running", "started_at": utcnow(), **fields}
-        with self.engine.begin() as connection:
+        with self.writer.begin() as connection:
             return int(connection.execute(insert(Run).returning(Run.id), values).scalar_one())
 
     def record(
@@ -85,7 +88,7 @@ class Store:
             for key, value in (("epochs_completed", epochs_completed), ("steps_completed", steps_completed))
             if value is not None
         }
-        with self.engine.begin() as connection:
+        with self.writer.begin() as connection:
             if metrics:
                 connection.execute(
                     insert(Metric),
@@ -100,7 +103,7 @@ class Store:
         """Set a run's final status (finished, failed, interrupted, diverged) and finish time."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status '{status}'; known: {', '.join(RUN_STATUSES)}")
-        with self.engine.begin() as connection:
+        with self.writer.begin() as connection:
             connection.execute(
                 update(Run).where(Run.id == run_id).values(status=status, finished_at=utcnow(), message=message)
             )

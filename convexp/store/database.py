@@ -6,6 +6,7 @@ by a newer convexp (a revision this one does not know) is refused, never changed
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -53,10 +54,18 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # Let SQLAlchemy's begin event below open every transaction (the pysqlite recipe in
+    # SQLAlchemy's SQLite dialect documentation), so that DDL is transactional too.
+    dbapi_connection.isolation_level = None
 
 
-def create_db_engine(url: str, *, must_exist: bool = False) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, a busy timeout and foreign keys."""
+def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = False) -> Engine:
+    """An engine for ``url``; SQLite files get WAL, a busy timeout, foreign keys and transactional DDL.
+
+    With ``for_writing``, SQLite transactions begin IMMEDIATE: the write lock is taken (or
+    waited for, up to the busy timeout) at the start, so a transaction that reads and then
+    writes can never fail half-way with "database is locked" because another process wrote.
+    """
     path = sqlite_path(url)
     if path is not None:
         if must_exist and not path.exists():
@@ -69,6 +78,8 @@ def create_db_engine(url: str, *, must_exist: bool = False) -> Engine:
         raise StoreError(f"{describe(url)}: cannot open database ({exc})") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _on_sqlite_connect)
+        begin = "BEGIN IMMEDIATE" if for_writing else "BEGIN"
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
     return engine
 
 
@@ -98,8 +109,31 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True) -> None:
+@contextlib.contextmanager
+def _migration_lock(url: str):
+    """An exclusive lock on ``<database file>.lock`` while migrating (nothing for non-file databases)."""
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: SQLite's own locking is all there is
+        yield
+        return
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Engine | None = None) -> None:
     """Check the database's schema revision and bring it to head if ``upgrade`` (else raise if behind).
+
+    The upgrade runs in ``writer`` (default ``engine``) under a lock file, so that many processes
+    starting at once against a new or old database migrate it exactly once.
 
     Raises :class:`SchemaTooNewError` for a revision this convexp does not know, and
     :class:`StoreError` for a file that is not a SQLite database or not a convexp one.
@@ -130,8 +164,15 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True) -> None:
         return
     if not upgrade:
         raise StoreError(f"{where}: schema is at '{current}', not '{head}'; run `convexp db upgrade`")
-    try:
-        with engine.begin() as connection:
-            command.upgrade(_alembic_config(connection), "head")
-    except OperationalError as exc:
-        raise StoreError(f"{where}: migration failed ({exc.orig})") from None
+    with _migration_lock(url):
+        # One transaction (SQLite's DDL is transactional here), begun IMMEDIATE on SQLite: a
+        # process that waited for another's migration finds the database already at head,
+        # and a kill part-way leaves it at the old revision.
+        try:
+            with (writer or engine).begin() as connection:
+                from alembic.runtime.migration import MigrationContext
+
+                if MigrationContext.configure(connection).get_current_revision() != head:
+                    command.upgrade(_alembic_config(connection), "head")
+        except OperationalError as exc:
+            raise StoreError(f"{where}: migration failed ({exc.orig})") from None
