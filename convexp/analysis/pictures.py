@@ -52,22 +52,37 @@ def _filters_2d(kernels: np.ndarray) -> np.ndarray:
     return kernels.mean(axis=1)
 
 
-def filter_grid_figure(kernels: np.ndarray, title: str, limit: float | None = None) -> Figure:
-    """All filters of a layer in a grid, on one shared diverging scale (±``limit``, default the largest |weight|)."""
-    filters = _filters_2d(kernels)
-    rows, columns = _grid_shape(len(filters))
-    figure = _figure(1.1 * columns + 1.2, 1.1 * rows + 0.6)
-    limit = limit or float(np.abs(filters).max()) or 1.0
+def _numbered_grid(images: np.ndarray, title: str, limit: float | None, cell: float, first=None) -> Figure:
+    """Images numbered 0, 1, ... in a grid on one shared diverging scale, with a colorbar.
+
+    ``first``, if given, is a grey-scale image drawn in the first cell (titled "input").
+    """
+    offset = 0 if first is None else 1
+    rows, columns = _grid_shape(len(images) + offset)
+    figure = _figure(cell * columns + 1.2, cell * rows + 0.6)
     axes = figure.subplots(rows, columns, squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        if index < len(filters):
-            image = _show(ax, filters[index], limit)
+    cells = list(axes.flat)
+    if first is not None:
+        cells[0].imshow(first, cmap="gray", interpolation="nearest")
+        cells[0].set_title("input", fontsize=7)
+        cells[0].set_xticks([])
+        cells[0].set_yticks([])
+    limit = limit or float(np.abs(images).max()) or 1.0
+    for index, ax in enumerate(cells[offset:]):
+        if index < len(images):
+            mappable = _show(ax, images[index], limit)
             ax.set_title(str(index), fontsize=7, pad=2)
         else:
             ax.axis("off")
-    figure.colorbar(image, ax=axes, shrink=0.8)
-    figure.suptitle(title + (" (mean over input channels)" if kernels.shape[1] > 1 else ""), fontsize=10)
+    figure.colorbar(mappable, ax=axes, shrink=0.8)
+    figure.suptitle(title, fontsize=10)
     return figure
+
+
+def filter_grid_figure(kernels: np.ndarray, title: str, limit: float | None = None) -> Figure:
+    """All filters of a layer in a grid, on one shared diverging scale (±``limit``, default the largest |weight|)."""
+    suffix = " (mean over input channels)" if kernels.shape[1] > 1 else ""
+    return _numbered_grid(_filters_2d(kernels), title + suffix, limit, cell=1.1)
 
 
 def _even_indices(count: int, wanted: int) -> list[int]:
@@ -171,24 +186,7 @@ def correlate_layer(image: np.ndarray, kernel: np.ndarray, bias: np.ndarray | No
 
 def feature_maps_figure(image: np.ndarray, maps: np.ndarray, title: str) -> Figure:
     """The input image and each filter's feature map (on one shared scale)."""
-    rows, columns = _grid_shape(len(maps) + 1)
-    figure = _figure(1.3 * columns + 1.2, 1.3 * rows + 0.6)
-    axes = figure.subplots(rows, columns, squeeze=False)
-    flat = list(axes.flat)
-    flat[0].imshow(image.mean(axis=0), cmap="gray", interpolation="nearest")
-    flat[0].set_title("input", fontsize=7)
-    flat[0].set_xticks([])
-    flat[0].set_yticks([])
-    limit = float(np.abs(maps).max()) or 1.0
-    for index, ax in enumerate(flat[1:]):
-        if index < len(maps):
-            mappable = _show(ax, maps[index], limit)
-            ax.set_title(str(index), fontsize=7, pad=2)
-        else:
-            ax.axis("off")
-    figure.colorbar(mappable, ax=axes, shrink=0.8)
-    figure.suptitle(title, fontsize=10)
-    return figure
+    return _numbered_grid(maps, title, None, cell=1.3, first=image.mean(axis=0))
 
 
 @dataclass(frozen=True)
