@@ -8,6 +8,7 @@ so that recording every step costs little.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -19,6 +20,8 @@ from convexp.training import KernelReader
 FLUSH_BYTES = 8 * 1024 * 1024
 #: Buffered metric rows that trigger a write in the middle of an epoch.
 FLUSH_METRICS = 5000
+#: Longest time between two writes while training: each write is also the run's heartbeat.
+HEARTBEAT_SECONDS = 5.0
 
 
 class Diverged(Exception):
@@ -53,6 +56,7 @@ class RunRecorder:
         self.last_snapshot_step = -1
         self.steps_completed = 0
         self.epochs_completed = 0
+        self.last_flush = time.monotonic()
 
     def _snapshot(self, step: int, epoch: int, kernels: KernelReader) -> None:
         if step == self.last_snapshot_step:
@@ -78,7 +82,8 @@ class RunRecorder:
             self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())
         if self.every and step % self.every == 0:
             self._snapshot(step, epoch, kernels)
-        if self.buffered_bytes >= FLUSH_BYTES or len(self.metrics) >= FLUSH_METRICS:
+        if (self.buffered_bytes >= FLUSH_BYTES or len(self.metrics) >= FLUSH_METRICS
+                or time.monotonic() - self.last_flush >= HEARTBEAT_SECONDS):
             self.flush()
         if self.progress:
             self.progress.step(step, epoch, metrics)
@@ -93,7 +98,7 @@ class RunRecorder:
             self.progress.epoch_end(epoch, metrics)
 
     def flush(self) -> None:
-        """Write what is buffered, with the run's progress, in one transaction."""
+        """Write what is buffered, with the run's progress and heartbeat, in one transaction."""
         self.store.record(
             self.run_id,
             self.metrics,
@@ -102,3 +107,4 @@ class RunRecorder:
             steps_completed=self.steps_completed,
         )
         self.metrics, self.snapshots, self.buffered_bytes = [], [], 0
+        self.last_flush = time.monotonic()

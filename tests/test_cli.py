@@ -187,7 +187,9 @@ def test_database_from_the_future_is_refused(existing_db, tiny_experiments):
 
 def test_db_upgrade_creates_and_reports(tmp_path):
     result = run_cli("db", "upgrade", "--db", str(tmp_path / "new.db"))
-    assert result.returncode == 0 and "revision 0001" in result.stdout
+    from convexp.store.database import head_revision
+
+    assert result.returncode == 0 and f"revision {head_revision()} (newest)" in result.stdout
 
 
 def test_conv_explain_walks_through_the_5x5_example():

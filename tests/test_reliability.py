@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -156,3 +157,31 @@ def test_a_failed_migration_leaves_the_old_revision(tmp_path, monkeypatch):
     monkeypatch.setattr(command, "upgrade", real_upgrade)
     Store(str(db)).close()  # and a later open migrates it properly
     assert "runs" in {name for (name,) in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_a_killed_run_shows_as_stale_and_its_database_is_intact(tmp_path):
+    body = {**TINY_DIGITS, "epochs": 500, "snapshots": {"every": 1}}
+    path = write_experiments(tmp_path / "e.yaml", {"long": body})
+    db = tmp_path / "r.db"
+    process = start("run", str(path), "--db", str(db))
+    deadline = time.monotonic() + 120
+    epochs = 0
+    while time.monotonic() < deadline and epochs < 2:
+        time.sleep(0.3)
+        try:
+            epochs = sqlite3.connect(db).execute("SELECT epochs_completed FROM runs").fetchone()[0]
+        except (sqlite3.OperationalError, TypeError):
+            pass
+    process.kill()  # SIGKILL: no handler runs, nothing is flushed
+    process.communicate(timeout=60)
+    connection = sqlite3.connect(db)
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert connection.execute("SELECT status FROM runs").fetchone() == ("running",)  # as the process left it
+    # every recorded step is complete: the last batch was written whole or not at all
+    steps, snapshots, losses = connection.execute(
+        "SELECT steps_completed, (SELECT count(*) FROM kernel_snapshots), "
+        "(SELECT count(*) FROM metrics WHERE name = 'train_loss') FROM runs").fetchone()
+    assert snapshots == steps + 1 and losses == steps
+    runs = json.loads(subprocess.run([sys.executable, "-m", "convexp", "runs", "--db", str(db), "--format", "json"],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert runs[0]["status"] == "stale"

@@ -40,6 +40,27 @@ def test_empty_database_upgrades_to_head_and_matches_the_models(db_path):
     assert {"runs", "metrics", "kernel_snapshots", "alembic_version"} <= tables
 
 
+def test_an_old_database_with_data_upgrades_and_keeps_it(db_path):
+    from alembic import command
+
+    engine = create_engine(f"sqlite:///{db_path}")
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "0001")  # the first schema
+        connection.exec_driver_sql(
+            "INSERT INTO runs (experiment, backend, status, seed, dataset, kernel_initializer, bias_initializer, spec,"
+            " convexp_version, backend_version, framework, framework_version, epochs_completed, steps_completed,"
+            " started_at) VALUES ('old', 'numpy', 'finished', 3, 'digits', 'he_normal', 'zeros', '{}', '0.0', '0.0',"
+            " 'numpy', '1', 2, 90, '2026-01-01 00:00:00')"
+        )
+        connection.exec_driver_sql("INSERT INTO metrics (run_id, step, epoch, name, value) VALUES (1, 90, 2, 'test_accuracy', 0.5)")
+    with Store(str(db_path)) as store:
+        (run,) = store.list_runs()
+    assert (run.experiment, run.seed, run.test_accuracy, run.steps_completed) == ("old", 3, 0.5, 90)
+    assert (run.heartbeat_at, run.pid, run.host) == (None, None, None)  # columns added by 0002
+    with engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == head_revision()
+
+
 def test_sqlite_file_uses_wal(db_path):
     Store(str(db_path)).close()
     assert sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

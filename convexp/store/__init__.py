@@ -12,6 +12,8 @@ and numpy arrays, never ORM objects::
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -69,7 +71,9 @@ class Store:
 
     def create_run(self, **fields: Any) -> int:
         """Insert a run with status ``running``; returns its id. ``fields`` are the columns of ``runs``."""
-        values = {"status": "running", "started_at": utcnow(), **fields}
+        now = utcnow()
+        values = {"status": "running", "started_at": now, "heartbeat_at": now, "pid": os.getpid(),
+                  "host": socket.gethostname(), **fields}
         with self.writer.begin() as connection:
             return int(connection.execute(insert(Run).returning(Run.id), values).scalar_one())
 
@@ -82,12 +86,13 @@ class Store:
         epochs_completed: int | None = None,
         steps_completed: int | None = None,
     ) -> None:
-        """Write a batch of metrics and snapshots, and the run's progress, in one transaction."""
+        """Write a batch of metrics and snapshots, the run's progress and its heartbeat, in one transaction."""
         progress = {
             key: value
             for key, value in (("epochs_completed", epochs_completed), ("steps_completed", steps_completed))
             if value is not None
         }
+        progress["heartbeat_at"] = utcnow()
         with self.writer.begin() as connection:
             if metrics:
                 connection.execute(
@@ -96,8 +101,7 @@ class Store:
                 )
             if snapshots:
                 connection.execute(insert(KernelSnapshot), [_snapshot_values(run_id, s) for s in snapshots])
-            if progress:
-                connection.execute(update(Run).where(Run.id == run_id).values(**progress))
+            connection.execute(update(Run).where(Run.id == run_id).values(**progress))
 
     def finish_run(self, run_id: int, status: str, message: str | None = None) -> None:
         """Set a run's final status (finished, failed, interrupted, diverged) and finish time."""

@@ -49,6 +49,11 @@ class Run(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Liveness of a running run: written with every batch the recorder flushes (at least every
+    # few seconds); a run still 'running' whose process is gone or silent is shown as stale.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Metric(Base):

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+#: A running run that has written no heartbeat for this long is shown as stale. The recorder
+#: writes one at least every :data:`convexp.recorder.HEARTBEAT_SECONDS` (5 s).
+STALE_AFTER_SECONDS = 30.0
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -32,7 +49,25 @@ class RunRecord:
     started_at: datetime
     finished_at: datetime | None
     message: str | None
+    heartbeat_at: datetime | None
+    pid: int | None
+    host: str | None
     test_accuracy: float | None
+
+    def is_stale(self, now: datetime | None = None) -> bool:
+        """Whether a run still marked running has died: its process is gone (same host), or it
+        has not written a heartbeat for :data:`STALE_AFTER_SECONDS`."""
+        if self.status != "running":
+            return False
+        if self.host == socket.gethostname() and self.pid is not None and not _process_alive(self.pid):
+            return True
+        now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+        last = self.heartbeat_at or self.started_at
+        return now - last > timedelta(seconds=STALE_AFTER_SECONDS)
+
+    def shown_status(self, now: datetime | None = None) -> str:
+        """The status to show: ``stale`` for a running run whose process died, else the recorded one."""
+        return "stale" if self.is_stale(now) else self.status
 
     @property
     def seconds(self) -> float | None:
