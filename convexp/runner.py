@@ -9,6 +9,7 @@ Usable from Python as from the CLI::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,7 +161,10 @@ def _execute_one(run: PlannedRun, job: TrainingJob, store: Store, listener: RunL
         outcome.status = "finished"
     except KeyboardInterrupt:
         outcome.status, outcome.message = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
-        recorder.flush()
+        # The interrupt may have landed inside a write, which then rolled back as a whole: keep
+        # what is buffered if the database takes it, and stop in any case.
+        with contextlib.suppress(Exception):
+            recorder.flush()
         raise
     except Diverged as exc:  # recorded up to the step before; the next run goes on
         outcome.status, outcome.message = "diverged", str(exc)
@@ -168,11 +172,20 @@ def _execute_one(run: PlannedRun, job: TrainingJob, store: Store, listener: RunL
         outcome.status, outcome.message = "failed", f"{type(exc).__name__}: {exc}"
         recorder.flush()
     finally:
-        store.finish_run(run_id, outcome.status, outcome.message)
-        metrics = store.metrics(run_id, ["test_accuracy", "epoch_seconds"])
-        accuracies = [m.value for m in metrics if m.name == "test_accuracy"]
-        outcome.test_accuracy = accuracies[-1] if accuracies else None
-        outcome.epoch_seconds = [m.value for m in metrics if m.name == "epoch_seconds"]
-        if listener:
-            listener.run_end(outcome)
+        if outcome.status == "interrupted":
+            with contextlib.suppress(Exception):  # if this fails, the run shows as stale once its heartbeat ages
+                _finish(store, outcome, listener)
+        else:
+            _finish(store, outcome, listener)
     return outcome
+
+
+def _finish(store: Store, outcome: RunOutcome, listener: RunListener | None) -> None:
+    """Record a run's final status, read back its results into ``outcome``, and tell the listener."""
+    store.finish_run(outcome.run_id, outcome.status, outcome.message)
+    metrics = store.metrics(outcome.run_id, ["test_accuracy", "epoch_seconds"])
+    accuracies = [m.value for m in metrics if m.name == "test_accuracy"]
+    outcome.test_accuracy = accuracies[-1] if accuracies else None
+    outcome.epoch_seconds = [m.value for m in metrics if m.name == "epoch_seconds"]
+    if listener:
+        listener.run_end(outcome)

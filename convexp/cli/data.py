@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="Datasets: import MNIST into the convexp cache.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: download or import MNIST into the convexp cache.", no_args_is_help=True)
 
 
 @app.command("import")
@@ -20,4 +20,34 @@ def import_command(
     written = mnist.import_files(directory)
     for path in written.values():
         typer.echo(f"verified and copied {path}")
+    typer.echo(f"MNIST is ready in {mnist.cache_dir()}")
+
+
+@app.command("fetch")
+def fetch_command(
+    dataset: Annotated[str, typer.Argument(help="Dataset to download: mnist.")],
+    mirror: Annotated[Optional[list[str]], typer.Option("--mirror", help="Base URL to download from (repeat for several, tried in order); default: public mirrors.")] = None,
+    attempts: Annotated[int, typer.Option(help="Tries per mirror, resuming a broken transfer.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Seconds without data before a try fails.")] = 30.0,
+) -> None:
+    """Download a dataset into the convexp cache, verifying each file's published MD5."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from convexp.datasets import mnist
+    from convexp.datasets.download import fetch_mnist
+    from convexp.errors import unknown_name
+
+    if dataset != "mnist":
+        raise unknown_name("downloadable dataset", dataset, ["mnist"])
+    tasks: dict[str, int] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  transient=True) as bar:
+        def progress(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        written = fetch_mnist(mirror, attempts=attempts, timeout=timeout, progress=progress)
+    for path in written.values():
+        typer.echo(f"verified {path}")
     typer.echo(f"MNIST is ready in {mnist.cache_dir()}")

@@ -49,7 +49,7 @@ FILES: dict[str, IdxFile] = {
 }
 
 HOW_TO_GET = (
-    "get the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+    "run `convexp data fetch mnist`, or get the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
     "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) and run `convexp data import DIR`, "
     f"or pass --data-dir DIR / set {DATA_DIR_ENV}"
 )

@@ -1,0 +1,106 @@
+"""Downloading MNIST: from a list of mirrors, resuming dropped transfers, verifying every file.
+
+Each of the four files is fetched from the first mirror that delivers it whole and with the
+published MD5 of its decompressed bytes. A transfer that breaks off is resumed with an HTTP
+Range request (or restarted where the server ignores ranges), a few times, before the next
+mirror is tried. Bytes land in a ``.partial`` file beside the cache and are renamed into place
+only once verified; whatever fails leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from convexp.datasets import mnist
+from convexp.errors import DatasetError
+
+#: Public mirrors of the four gzip files (the original yann.lecun.com site now refuses downloads).
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+CHUNK = 1 << 16
+
+#: progress(file name, bytes so far, total bytes or None)
+Progress = Callable[[str, int, "int | None"], None]
+
+
+def _transfer(url: str, partial: Path, timeout: float, progress: Progress | None) -> None:
+    """Append the rest of ``url`` to ``partial`` (resuming from its size when the server allows)."""
+    have = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        if have and response.status != 206:  # the server sent everything again
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        with open(partial, "ab" if have else "wb") as out:
+            done = have
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(partial.name.removesuffix(".partial"), done, total)
+        if total is not None and done < total:
+            raise ConnectionError(f"{url}: connection closed after {done} of {total} bytes")
+
+
+def _download(url: str, partial: Path, attempts: int, timeout: float, progress: Progress | None, wait: float) -> str | None:
+    """Fetch ``url`` into ``partial``, resuming after a broken transfer; None on success, else why it failed."""
+    error = "no attempt"
+    for attempt in range(1, attempts + 1):
+        try:
+            _transfer(url, partial, timeout, progress)
+            return None
+        except urllib.error.HTTPError as exc:
+            if exc.code in (403, 404, 410):  # this mirror does not have it: no point in retrying
+                return f"HTTP {exc.code}"
+            error = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out, cut short
+            error = str(getattr(exc, "reason", exc))
+        if attempt < attempts:
+            time.sleep(wait * attempt)
+    return error
+
+
+def fetch_file(key: str, mirrors: list[str], destination: Path, *, attempts: int = 3, timeout: float = 30.0,
+               progress: Progress | None = None, wait: float = 1.0) -> Path:
+    """Download one MNIST file (``train_images`` ...) into ``destination``, verified; raises DatasetError."""
+    name = mnist.FILES[key].filename + ".gz"
+    target, partial = destination / name, destination / f".{name}.partial"
+    if target.exists():
+        try:
+            mnist.verify(key, target, mnist.read_bytes(target))
+            return target  # already here and correct
+        except DatasetError:
+            pass
+    failures = []
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + name
+        partial.unlink(missing_ok=True)
+        error = _download(url, partial, attempts, timeout, progress, wait)
+        if error is None:
+            try:
+                mnist.verify(key, partial, mnist.read_bytes(partial))
+                partial.replace(target)
+                return target
+            except DatasetError as exc:
+                error = str(exc).split(": ", 1)[-1]
+        failures.append(f"{url}: {error}")
+    partial.unlink(missing_ok=True)
+    raise DatasetError(f"could not download {name}: " + "; ".join(failures))
+
+
+def fetch_mnist(mirrors: list[str] | None = None, destination: Path | None = None, *, attempts: int = 3,
+                timeout: float = 30.0, progress: Progress | None = None) -> dict[str, Path]:
+    """Download the four MNIST files into the cache (or ``destination``), each verified by its MD5."""
+    destination = Path(destination) if destination else mnist.cache_dir()
+    destination.mkdir(parents=True, exist_ok=True)
+    return {
+        key: fetch_file(key, list(mirrors or DEFAULT_MIRRORS), destination, attempts=attempts, timeout=timeout, progress=progress)
+        for key in mnist.FILES
+    }
