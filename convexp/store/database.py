@@ -146,8 +146,12 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Eng
     script = ScriptDirectory.from_config(_alembic_config())
     head = script.get_current_head()
     try:
-        current = current_revision(engine)
-        tables = set(inspect(engine).get_table_names())
+        # one read transaction, so both come from the same snapshot even while another process migrates
+        with engine.connect() as connection:
+            from alembic.runtime.migration import MigrationContext
+
+            current = MigrationContext.configure(connection).get_current_revision()
+            tables = set(inspect(connection).get_table_names())
     except DatabaseError as exc:
         raise StoreError(f"{where}: not a usable database ({exc.orig})") from None
     if current is None and tables - {"alembic_version"}:
