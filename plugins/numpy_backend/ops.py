@@ -130,23 +130,27 @@ def maxpool_backward(grad_out: np.ndarray, x: np.ndarray, out: np.ndarray, pool:
     return grad_x
 
 
-def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Mean softmax cross-entropy, accuracy, and the gradient of the mean loss w.r.t. the logits."""
+def _softmax_parts(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """exp(logits - max), their row sums, and the log-probability of each true label (stable for large logits)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     sums = exp.sum(axis=1, keepdims=True)
-    rows = np.arange(len(labels))
-    log_probs_true = shifted[rows, labels] - np.log(sums[:, 0])
+    log_probs_true = shifted[np.arange(len(labels)), labels] - np.log(sums[:, 0])
+    return exp, sums, log_probs_true
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Mean softmax cross-entropy, accuracy, and the gradient of the mean loss w.r.t. the logits."""
+    exp, sums, log_probs_true = _softmax_parts(logits, labels)
     loss = float(-log_probs_true.mean())
     accuracy = float((logits.argmax(axis=1) == labels).mean())
     grad = exp / sums
-    grad[rows, labels] -= 1.0
+    grad[np.arange(len(labels)), labels] -= 1.0
     grad /= len(labels)
     return loss, accuracy, grad
 
 
 def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
     """Summed softmax cross-entropy and the count of correct predictions (for evaluation in batches)."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs_true = shifted[np.arange(len(labels)), labels] - np.log(np.exp(shifted).sum(axis=1))
+    _, _, log_probs_true = _softmax_parts(logits, labels)
     return float(-log_probs_true.astype(np.float64).sum()), int((logits.argmax(axis=1) == labels).sum())
