@@ -50,8 +50,8 @@ class TimedRecorder(RunRecorder):
     def on_step(self, step, epoch, metrics, kernels):
         self._timed(RunRecorder.on_step, step, epoch, metrics, kernels)
 
-    def on_epoch_end(self, epoch, step, metrics, kernels):
-        self._timed(RunRecorder.on_epoch_end, epoch, step, metrics, kernels)
+    def on_epoch_end(self, epoch, step, metrics, kernels, state=None):
+        self._timed(RunRecorder.on_epoch_end, epoch, step, metrics, kernels, state)
         TimedRecorder.rss_after_epoch.append(rss_mib())
 
 

@@ -25,7 +25,9 @@ from convexp.initializers import explain
 from convexp.layers import Conv, Dense, Flatten, MaxPool, plan
 from convexp.plugins import get_backend
 from convexp.seeding import initial_weights
-from convexp.training import EPOCH_METRICS, SGD, STEP_METRICS, Adam, KernelReader, KernelSnapshot, TrainingJob
+from convexp.training import (
+    EPOCH_METRICS, SGD, STEP_METRICS, Adam, Checkpoint, KernelReader, KernelSnapshot, StateReader, TrainingJob,
+)
 
 REFERENCE = "numpy"
 CONV_TOLERANCE = 1e-5
@@ -40,6 +42,8 @@ class CollectingObserver:
     snapshots: dict[int, dict[str, KernelSnapshot]] = field(default_factory=dict)
     steps: list[tuple[int, int, dict[str, float]]] = field(default_factory=list)
     epochs: list[tuple[int, int, dict[str, float]]] = field(default_factory=list)
+    #: The checkpoint of each epoch end, for backends that hand one out.
+    checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
 
     def on_train_start(self, kernels: KernelReader) -> None:
         self.snapshots[0] = dict(kernels())
@@ -48,8 +52,12 @@ class CollectingObserver:
         self.steps.append((step, epoch, dict(metrics)))
         self.snapshots[step] = dict(kernels())
 
-    def on_epoch_end(self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+    def on_epoch_end(
+        self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader, state: StateReader | None = None
+    ) -> None:
         self.epochs.append((epoch, step, dict(metrics)))
+        if state is not None:
+            self.checkpoints[epoch] = Checkpoint(epoch, step, state())
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,38 @@ def check_reproducible(backend: Backend) -> str:
     return f"max abs difference {diff:.1e}"
 
 
+def check_resume(backend: Backend) -> str:
+    """A run resumed from its epoch-1 checkpoint ends with the kernels of the run left alone (within 1e-6)."""
+    from convexp.layers import Dropout
+
+    layers = tuple(plan(
+        [Conv(type="conv", filters=4, kernel_size=3, padding="same", activation="relu"),
+         MaxPool(type="maxpool", pool_size=2), Dropout(type="dropout", rate=0.25),
+         Conv(type="conv", filters=6, kernel_size=3, activation="relu"),
+         Flatten(type="flatten"), Dense(type="dense", units=10)],
+        (1, 8, 8), 10,
+    ))
+    job = _tiny_job(layers=layers, epochs=3, shuffle=True, optimizer=Adam(name="adam", learning_rate=0.01),
+                    train_images=_tiny_job().train_images[:96], train_labels=_tiny_job().train_labels[:96])
+    straight = CollectingObserver()
+    backend.train(job, straight)
+    if not straight.checkpoints:
+        return "no checkpoints handed out: `convexp run --resume` restarts this backend's runs from step 0"
+    assert sorted(straight.checkpoints) == [1, 2, 3], f"checkpoints at epochs {sorted(straight.checkpoints)}"
+    checkpoint = straight.checkpoints[1]
+    assert checkpoint.step == job.steps_per_epoch, f"epoch-1 checkpoint at step {checkpoint.step}"
+    resumed = CollectingObserver()
+    backend.train(replace(job, resume_from=checkpoint), resumed)
+    first = min(resumed.snapshots, default=None)
+    assert first == checkpoint.step + 1, f"the resumed run's first step is {first}, expected {checkpoint.step + 1}"
+    last = job.total_steps
+    diff = max(
+        float(np.abs(straight.snapshots[last][k].kernel - resumed.snapshots[last][k].kernel).max()) for k in ("conv1", "conv2")
+    )
+    assert diff <= 1e-6, f"kernels after {last} steps differ by {diff:.2e} between the resumed run and the run left alone"
+    return f"resumed after epoch 1 of 3 (dropout, Adam): max abs difference {diff:.1e}"
+
+
 CHECKS: tuple[Check, ...] = (
     Check("conv", check_conv.__doc__, check_conv),
     Check("initializers", check_initializers.__doc__, check_initializers),
@@ -224,6 +264,7 @@ CHECKS: tuple[Check, ...] = (
     Check("snapshots", check_snapshot_layout.__doc__, check_snapshot_layout),
     Check("trainer", check_trainer.__doc__, check_trainer),
     Check("reproducible", check_reproducible.__doc__, check_reproducible),
+    Check("resume", check_resume.__doc__, check_resume),
 )
 
 

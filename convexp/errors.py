@@ -44,6 +44,10 @@ class SchemaTooNewError(StoreError):
     """The database was written by a newer convexp than this one."""
 
 
+class RunNotResumableError(StoreError):
+    """A run cannot be resumed: it finished, diverged, or is still running."""
+
+
 class QueryError(ConvexpError):
     """A ``convexp query`` statement was refused or failed."""
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from convexp.spec import RunSpec
 from convexp.store import MetricRecord, SnapshotRow, Store
-from convexp.training import KernelReader
+from convexp.training import Checkpoint, KernelReader, StateReader
 
 #: Buffered kernel bytes that trigger a write in the middle of an epoch.
 FLUSH_BYTES = 8 * 1024 * 1024
@@ -45,17 +45,23 @@ class ProgressListener(Protocol):
 class RunRecorder:
     """A :class:`~convexp.training.TrainingObserver` that records one run into a :class:`Store`."""
 
-    def __init__(self, store: Store, run_id: int, spec: RunSpec, progress: ProgressListener | None = None):
+    def __init__(
+        self, store: Store, run_id: int, spec: RunSpec, progress: ProgressListener | None = None,
+        resume_from: Checkpoint | None = None,
+    ):
+        """``resume_from``: the checkpoint a resumed run goes on from (what precedes it is recorded)."""
         self.store, self.run_id, self.progress = store, run_id, progress
         self.every = spec.snapshots.every
         self.epoch_end_snapshots = spec.snapshots.epoch_end
         self.log_every = spec.log_every
+        self.keep_checkpoints = spec.checkpoints
         self.metrics: list[MetricRecord] = []
         self.snapshots: list[SnapshotRow] = []
+        self.checkpoint: Checkpoint | None = None
         self.buffered_bytes = 0
-        self.last_snapshot_step = -1
-        self.steps_completed = 0
-        self.epochs_completed = 0
+        self.last_snapshot_step = resume_from.step if resume_from else -1
+        self.steps_completed = resume_from.step if resume_from else 0
+        self.epochs_completed = resume_from.epoch if resume_from else 0
         self.last_flush = time.monotonic()
 
     def _snapshot(self, step: int, epoch: int, kernels: KernelReader) -> None:
@@ -88,23 +94,28 @@ class RunRecorder:
         if self.progress:
             self.progress.step(step, epoch, metrics)
 
-    def on_epoch_end(self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+    def on_epoch_end(
+        self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader, state: StateReader | None = None
+    ) -> None:
         self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())
         if self.epoch_end_snapshots:
             self._snapshot(step, epoch, kernels)
+        if self.keep_checkpoints and state is not None:
+            self.checkpoint = Checkpoint(epoch, step, state())
         self.epochs_completed = epoch
         self.flush()
         if self.progress:
             self.progress.epoch_end(epoch, metrics)
 
     def flush(self) -> None:
-        """Write what is buffered, with the run's progress and heartbeat, in one transaction."""
+        """Write what is buffered, with the run's progress, heartbeat and checkpoint, in one transaction."""
         self.store.record(
             self.run_id,
             self.metrics,
             self.snapshots,
             epochs_completed=self.epochs_completed,
             steps_completed=self.steps_completed,
+            checkpoint=self.checkpoint,
         )
-        self.metrics, self.snapshots, self.buffered_bytes = [], [], 0
+        self.metrics, self.snapshots, self.buffered_bytes, self.checkpoint = [], [], 0, None
         self.last_flush = time.monotonic()

@@ -3,7 +3,7 @@
 Usable from Python as from the CLI::
 
     from convexp.runner import plan_runs, execute
-    from convexp.store import Store
+    from convexp.store import RunRecord, Store
     outcomes = execute(plan_runs("experiments.yaml", ["quickstart"]), Store("convexp.db"))
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from convexp.plugins import get_backend, plugin_version
 from convexp.recorder import Diverged, ProgressListener, RunRecorder
 from convexp.seeding import initial_weights
 from convexp.spec import ResolvedRun, RunSpec, resolve_runs
-from convexp.store import Store
+from convexp.store import RunRecord, Store
 from convexp.training import TrainingJob
 
 
@@ -137,9 +137,35 @@ def execute(
     return outcomes
 
 
-def _execute_one(run: PlannedRun, job: TrainingJob, store: Store, listener: RunListener | None) -> RunOutcome:
+def resume(run_id: int, store: Store, data_dir: Path | None = None, listener: RunListener | None = None) -> RunOutcome:
+    """Train on a run that stopped before finishing (interrupted, failed, or stale), recording into
+    the same run: from its latest epoch checkpoint, or from step 0 if it has none.
+
+    The run's own recorded spec is used. Rows it recorded after the checkpoint are replaced,
+    never duplicated. Raises :class:`~convexp.errors.RunNotResumableError` for a run that
+    finished, diverged or is still running; the database is then unchanged.
+    """
+    keep_freed_memory()
+    recorded = store.get_run(run_id)
+    planned = planned_from_record(recorded, data_dir)
+    data = load_dataset(planned.spec.dataset, data_dir)
+    checkpoint = store.reopen_run(run_id)
+    job = replace(make_job(planned, data), resume_from=checkpoint)
+    return _train_and_record(planned, job, store, run_id, listener)
+
+
+def planned_from_record(recorded: RunRecord, data_dir: Path | None = None) -> PlannedRun:
+    """The run a database row describes, checked to be able to start here (backend usable, data present)."""
+    spec = RunSpec.model_validate(recorded.spec)
+    backend = get_backend(recorded.backend)
+    dataset_info(spec.dataset).check_available(data_dir)
+    return PlannedRun(recorded.experiment, spec, backend, spec.plan(), recorded.kernel_initializer, recorded.bias_initializer)
+
+
+def create_run(run: PlannedRun, store: Store) -> int:
+    """Insert a planned run into the database (status running, this process); returns its id."""
     backend = run.backend
-    run_id = store.create_run(
+    return store.create_run(
         experiment=run.experiment,
         backend=backend.name,
         seed=run.spec.seed,
@@ -152,8 +178,18 @@ def _execute_one(run: PlannedRun, job: TrainingJob, store: Store, listener: RunL
         framework=backend.framework,
         framework_version=backend.framework_version(),
     )
+
+
+def _execute_one(run: PlannedRun, job: TrainingJob, store: Store, listener: RunListener | None) -> RunOutcome:
+    return _train_and_record(run, job, store, create_run(run, store), listener)
+
+
+def _train_and_record(
+    run: PlannedRun, job: TrainingJob, store: Store, run_id: int, listener: RunListener | None
+) -> RunOutcome:
+    backend = run.backend
     outcome = RunOutcome(run_id, run.experiment, backend.name, "running")
-    recorder = RunRecorder(store, run_id, run.spec, listener)
+    recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from)
     if listener:
         listener.run_start(run_id, run, job)
     try:

@@ -66,6 +66,9 @@ class RunSpec(BaseModel):
     train_examples: int | None = Field(default=None, ge=1, description="train on the first N examples only")
     log_every: int = Field(default=1, ge=1, description="record train_loss/train_accuracy every N steps")
     snapshots: SnapshotSchedule = Field(default_factory=SnapshotSchedule)
+    checkpoints: bool = Field(
+        default=True, description="keep the training state of the last finished epoch, so `convexp run --resume` can continue"
+    )
 
     @field_validator("dataset")
     @classmethod

@@ -55,6 +55,22 @@ class KernelSnapshot:
 #: Called by the observer when it wants the current conv kernels, keyed by layer name.
 KernelReader = Callable[[], Mapping[str, KernelSnapshot]]
 
+#: Called by the observer at the end of an epoch when it wants a checkpoint: the backend's whole
+#: training state (weights, optimizer state, random generators) as bytes in the backend's own format.
+StateReader = Callable[[], bytes]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A run's training state after its ``epoch``-th epoch (``step`` updates), to resume from.
+
+    ``state`` is what the backend's :data:`StateReader` produced; only that backend reads it.
+    """
+
+    epoch: int
+    step: int
+    state: bytes
+
 
 @dataclass(frozen=True)
 class TrainingJob:
@@ -78,6 +94,8 @@ class TrainingJob:
     #: When set, every conv and dense layer starts from these canonical weights (shared_init),
     #: instead of the backend drawing its own.
     initial_weights: Mapping[str, KernelSnapshot] | None = None
+    #: When set, the backend restores this state and training goes on after its epoch.
+    resume_from: Checkpoint | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -100,11 +118,14 @@ class TrainingObserver(Protocol):
     def on_step(self, step: int, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
         """Called after each update with that batch's ``train_loss`` and ``train_accuracy``."""
 
-    def on_epoch_end(self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+    def on_epoch_end(
+        self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader, state: StateReader | None = None
+    ) -> None:
         """Called after each epoch with ``test_loss``, ``test_accuracy`` and ``epoch_seconds``.
 
         ``epoch_seconds`` is the wall time of the epoch's training pass (forward, backward,
-        update and the observer's own work), excluding the test evaluation.
+        update and the observer's own work), excluding the test evaluation. ``state`` is given
+        by backends that can resume: reading it gives a checkpoint of this moment.
         """
 
 
@@ -114,10 +135,12 @@ def run_epochs(
     train_batch: Callable[[np.ndarray], tuple[float, float]],
     evaluate: Callable[[], tuple[float, float]],
     kernels: KernelReader,
+    state: StateReader | None = None,
 ) -> None:
     """The epoch and step loop every backend shares, so that a step means the same everywhere.
 
-    Reports step 0, then each epoch visits the training examples in the seeded batch order
+    Reports step 0 (unless resuming: then the backend has restored ``job.resume_from`` and the
+    loop goes on with the epoch after it), then each epoch visits the training examples in the seeded batch order
     (:func:`convexp.seeding.batch_order`); ``train_batch(indices)`` makes one update on those
     examples and returns its (loss, accuracy); ``evaluate()`` returns the test set's
     (mean loss, accuracy). Stops after ``job.max_steps`` updates if set. ``epoch_seconds``
@@ -127,9 +150,13 @@ def run_epochs(
 
     from convexp.seeding import batch_order
 
-    observer.on_train_start(kernels)
-    step, total_steps = 0, job.total_steps
-    for epoch in range(1, job.epochs + 1):
+    if job.resume_from is None:
+        observer.on_train_start(kernels)
+        first_epoch, step = 1, 0
+    else:
+        first_epoch, step = job.resume_from.epoch + 1, job.resume_from.step
+    total_steps = job.total_steps
+    for epoch in range(first_epoch, job.epochs + 1):
         started = time.perf_counter()
         order = batch_order(len(job.train_labels), epoch, job.seed, job.shuffle)
         for start in range(0, len(order), job.batch_size):
@@ -141,7 +168,7 @@ def run_epochs(
         seconds = time.perf_counter() - started
         test_loss, test_accuracy = evaluate()
         metrics = {"test_loss": float(test_loss), "test_accuracy": float(test_accuracy), "epoch_seconds": seconds}
-        observer.on_epoch_end(epoch, step, metrics, kernels)
+        observer.on_epoch_end(epoch, step, metrics, kernels, state)
         if step >= total_steps:
             break
 

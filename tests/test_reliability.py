@@ -185,3 +185,107 @@ def test_a_killed_run_shows_as_stale_and_its_database_is_intact(tmp_path):
     runs = json.loads(subprocess.run([sys.executable, "-m", "convexp", "runs", "--db", str(db), "--format", "json"],
                                      capture_output=True, text=True, check=True).stdout)
     assert runs[0]["status"] == "stale"
+
+
+RESUMABLE = {
+    **TINY_DIGITS,
+    "layers": [
+        {"type": "conv", "filters": 8, "kernel_size": 3, "activation": "relu"},
+        {"type": "maxpool", "pool_size": 2},
+        {"type": "dropout", "rate": 0.25},  # dropout masks: the generator's state must be checkpointed too
+        {"type": "flatten"},
+        {"type": "dense", "units": 10},
+    ],
+    "optimizer": {"name": "adam", "learning_rate": 0.01},  # and Adam's moments and step count
+    "batch_size": 8,
+    "epochs": 40,
+    "snapshots": {"every": 1},
+}
+
+
+def _series(db, run_id: int) -> tuple[list, list]:
+    connection = sqlite3.connect(db)
+    snapshots = connection.execute(
+        "SELECT layer, step, epoch, kernel, bias FROM kernel_snapshots WHERE run_id = ? ORDER BY layer, step", (run_id,)
+    ).fetchall()
+    metrics = connection.execute(
+        "SELECT name, step, epoch, value FROM metrics WHERE run_id = ? AND name != 'epoch_seconds' ORDER BY name, step",
+        (run_id,),
+    ).fetchall()
+    return snapshots, metrics
+
+
+def _wait_for(db, condition: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if sqlite3.connect(db, timeout=30).execute(f"SELECT count(*) FROM runs WHERE {condition}").fetchone()[0]:
+                return
+        except sqlite3.OperationalError:  # not created yet
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for a run with {condition}")
+
+
+@pytest.mark.parametrize("moment", ["steps_completed = 0", "epochs_completed >= 1", "epochs_completed >= 7",
+                                    "steps_completed >= 3000", "epochs_completed >= 30"])
+def test_a_run_killed_at_any_moment_resumes_to_the_same_kernels(tmp_path, moment):
+    """SIGKILL, then `convexp run --resume`: the database is intact, recorded steps are whole, and the
+    resumed numpy run ends bit-identical (every snapshot and metric) to the same run left alone."""
+    path = write_experiments(tmp_path / "e.yaml", {"resumable": RESUMABLE})
+    reference_db, db = tmp_path / "reference.db", tmp_path / "killed.db"
+    from tests.conftest import run_cli
+
+    assert run_cli("run", str(path), "--db", str(reference_db)).returncode == 0
+    process = start("run", str(path), "--db", str(db))
+    _wait_for(db, moment)
+    process.kill()
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    connection = sqlite3.connect(db)
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    steps, epochs = connection.execute("SELECT steps_completed, epochs_completed FROM runs").fetchone()
+    per_layer = connection.execute("SELECT count(*) FROM kernel_snapshots GROUP BY layer").fetchall()
+    assert per_layer in ([], [(steps + 1,)]), f"snapshots {per_layer} for {steps} whole steps"
+    checkpoint = connection.execute("SELECT epoch, step FROM checkpoints").fetchall()
+    assert checkpoint == ([(epochs, epochs * 180)] if epochs else [])
+    connection.close()
+    runs = json.loads(run_cli("runs", "--db", str(db), "--format", "json").stdout)
+    assert runs[0]["status"] == "stale"
+
+    resumed = run_cli("run", "--resume", "1", "--db", str(db))
+    assert resumed.returncode == 0, resumed.stderr
+    assert (f"resuming after epoch {epochs}" in resumed.stderr) == bool(epochs), resumed.stderr
+    connection = sqlite3.connect(db)
+    assert connection.execute("SELECT status, epochs_completed FROM runs").fetchone() == ("finished", 40)
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    killed_snapshots, killed_metrics = _series(db, 1)
+    reference_snapshots, reference_metrics = _series(reference_db, 1)
+    assert len(killed_snapshots) == len(reference_snapshots) == 40 * 180 + 1
+    assert killed_snapshots == reference_snapshots  # bit-identical kernels and biases at every step
+    assert killed_metrics == reference_metrics
+
+
+def test_resume_refuses_a_finished_or_running_run_and_changes_nothing(tmp_path):
+    from tests.conftest import run_cli, sha256
+
+    path = write_experiments(tmp_path / "e.yaml", {"tiny": TINY_DIGITS})
+    db = tmp_path / "r.db"
+    assert run_cli("run", str(path), "--db", str(db)).returncode == 0
+    before = sha256(db)
+    result = run_cli("run", "--resume", "1", "--db", str(db))
+    assert result.returncode == 1 and result.stderr.strip() == "Error: run 1 is finished: there is nothing to resume"
+    result = run_cli("run", "--resume", "7", "--db", str(db))
+    assert result.returncode == 1 and "no run with id 7" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("run", "--resume", "1", "--epochs", "3", "--db", str(db))
+    assert result.returncode == 1 and "cannot be combined with --epochs" in result.stderr
+    assert sha256(db) == before
+
+    connection = sqlite3.connect(db)
+    connection.execute("UPDATE runs SET status = 'running', pid = ?, heartbeat_at = datetime('now')", (os.getpid(),))
+    connection.commit()
+    connection.close()
+    before = sha256(db)
+    result = run_cli("run", "--resume", "1", "--db", str(db))
+    assert result.returncode == 1 and "run 1 is still running (pid" in result.stderr, result.stderr
+    assert sha256(db) == before

@@ -26,6 +26,11 @@ def run_command(
     backend: Annotated[Optional[str], typer.Option(help="Run on this backend instead of the experiment's.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override the number of epochs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
+    resume: Annotated[
+        Optional[int],
+        typer.Option("--resume", metavar="RUN", help="Continue run RUN (interrupted, failed or stale) from its last "
+                     "epoch checkpoint, recording into the same run; uses the run's own recorded spec."),
+    ] = None,
     db: Db = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -33,17 +38,29 @@ def run_command(
 
     Everything is validated first (spec, backend, data); nothing is written unless all of it is good.
     """
-    from convexp.runner import execute, plan_runs
+    from convexp import runner
+    from convexp.errors import ConvexpError
     from convexp.store import Store
 
     overrides = {k: v for k, v in (("backend", backend), ("epochs", epochs), ("seed", seed)) if v is not None}
-    planned = plan_runs(file, experiment, overrides, data_dir)
-    store = Store(db)
-    listener = ProgressPrinter(len(planned))
+    if resume is not None:
+        if overrides or experiment:
+            given = ", ".join(f"--{k}" for k in overrides) or "--experiment"
+            raise ConvexpError(f"--resume {resume} continues the run as recorded; it cannot be combined with {given}")
+        store = Store(db, must_exist=True)
+        planned_count = 1
+    else:
+        planned = runner.plan_runs(file, experiment, overrides, data_dir)
+        store = Store(db)
+        planned_count = len(planned)
+    listener = ProgressPrinter(planned_count)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run as cleanly as Ctrl-C
     try:
         with listener:
-            outcomes = execute(planned, store, data_dir, listener)
+            if resume is not None:
+                outcomes = [runner.resume(resume, store, data_dir, listener)]
+            else:
+                outcomes = runner.execute(planned, store, data_dir, listener)
     except KeyboardInterrupt:
         typer.secho("interrupted: the current run is marked 'interrupted'; what was recorded is kept", err=True, fg="yellow")
         raise typer.Exit(130) from None
@@ -84,12 +101,14 @@ class ProgressPrinter:
         self.index += 1
         self.run_id, self.epochs, self.job = run_id, job.epochs, job
         self.label = f"run {run_id} {run.experiment}/{run.backend.name}"
+        resumed = job.resume_from
         self.console.print(
             f"[bold]{self.label}[/bold] ({self.index}/{self.total_runs}): {run.spec.dataset}, "
             f"{len(job.train_labels)} train / {len(job.test_labels)} test, {job.epochs} epoch(s) x "
             f"{job.steps_per_epoch} steps, init {run.kernel_initializer}, {run.spec.optimizer.name}"
+            + (f"; resuming after epoch {resumed.epoch} (step {resumed.step})" if resumed else "")
         )
-        self._new_task(1)
+        self._new_task(resumed.epoch + 1 if resumed else 1)
 
     def _new_task(self, epoch: int) -> None:
         steps = min(self.job.steps_per_epoch, self.job.total_steps - (epoch - 1) * self.job.steps_per_epoch)

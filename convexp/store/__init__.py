@@ -18,15 +18,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
-from convexp.errors import StoreError
+from convexp.errors import RunNotResumableError, StoreError
 from convexp.store import database
-from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run
+from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
 from convexp.store.records import KernelSeries, MetricRecord, RunRecord, SnapshotRow
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from convexp.training import Checkpoint
 
 __all__ = ["Store", "RunRecord", "MetricRecord", "KernelSeries", "SnapshotRow"]
 
@@ -85,8 +87,13 @@ class Store:
         *,
         epochs_completed: int | None = None,
         steps_completed: int | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
-        """Write a batch of metrics and snapshots, the run's progress and its heartbeat, in one transaction."""
+        """Write a batch of metrics and snapshots, the run's progress and its heartbeat, in one transaction.
+
+        A ``checkpoint`` replaces the run's previous one in the same transaction, so the stored
+        checkpoint always matches the last recorded epoch.
+        """
         progress = {
             key: value
             for key, value in (("epochs_completed", epochs_completed), ("steps_completed", steps_completed))
@@ -101,7 +108,49 @@ class Store:
                 )
             if snapshots:
                 connection.execute(insert(KernelSnapshot), [_snapshot_values(run_id, s) for s in snapshots])
+            if checkpoint is not None:
+                connection.execute(delete(RunCheckpoint).where(RunCheckpoint.run_id == run_id))
+                connection.execute(insert(RunCheckpoint), {
+                    "run_id": run_id, "epoch": checkpoint.epoch, "step": checkpoint.step,
+                    "state": checkpoint.state, "created_at": utcnow(),
+                })
             connection.execute(update(Run).where(Run.id == run_id).values(**progress))
+
+    def reopen_run(self, run_id: int) -> Checkpoint | None:
+        """Claim a run that stopped before finishing, to train it on from its latest checkpoint.
+
+        In one transaction: refuse a run that finished or diverged or whose process is still
+        alive; delete what it recorded after its checkpoint (all of it when it has none, so it
+        starts over from step 0); mark it running in this process. Returns the checkpoint to
+        resume from, or None to start from scratch. Nothing is ever recorded twice.
+        """
+        with self.writer.begin() as connection:
+            row = connection.execute(select(Run.__table__).where(Run.id == run_id)).one_or_none()
+            if row is None:
+                raise StoreError(f"{self.location}: no run with id {run_id}")
+            run = RunRecord(**row._mapping, test_accuracy=None)
+            if run.status in ("finished", "diverged"):
+                raise RunNotResumableError(f"run {run_id} is {run.status}: there is nothing to resume")
+            if run.status == "running" and not run.is_stale():
+                raise RunNotResumableError(
+                    f"run {run_id} is still running (pid {run.pid} on {run.host}, last heartbeat {run.heartbeat_at:%H:%M:%S} UTC)"
+                )
+            checkpoint = _read_checkpoint(connection, run_id)
+            keep_through = -1 if checkpoint is None else checkpoint.step
+            connection.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > keep_through))
+            connection.execute(delete(KernelSnapshot).where(KernelSnapshot.run_id == run_id, KernelSnapshot.step > keep_through))
+            now = utcnow()
+            connection.execute(update(Run).where(Run.id == run_id).values(
+                status="running", finished_at=None, message=None, heartbeat_at=now, pid=os.getpid(),
+                host=socket.gethostname(), epochs_completed=checkpoint.epoch if checkpoint else 0,
+                steps_completed=checkpoint.step if checkpoint else 0,
+            ))
+        return checkpoint
+
+    def latest_checkpoint(self, run_id: int) -> Checkpoint | None:
+        """A run's latest epoch-end checkpoint, if it has one."""
+        with self.engine.connect() as connection:
+            return _read_checkpoint(connection, run_id)
 
     def finish_run(self, run_id: int, status: str, message: str | None = None) -> None:
         """Set a run's final status (finished, failed, interrupted, diverged) and finish time."""
@@ -198,6 +247,14 @@ class Store:
         steps = np.array([r.step for r in rows], dtype=np.int64)
         epochs = np.array([r.epoch for r in rows], dtype=np.int64)
         return KernelSeries(run_id, layer, steps, epochs, kernels, biases)
+
+
+def _read_checkpoint(connection, run_id: int) -> Checkpoint | None:
+    from convexp.training import Checkpoint
+
+    query = select(RunCheckpoint.epoch, RunCheckpoint.step, RunCheckpoint.state).where(RunCheckpoint.run_id == run_id)
+    row = connection.execute(query).one_or_none()
+    return None if row is None else Checkpoint(row.epoch, row.step, bytes(row.state))
 
 
 def _snapshot_values(run_id: int, snapshot: SnapshotRow) -> dict[str, Any]:

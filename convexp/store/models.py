@@ -94,3 +94,19 @@ class KernelSnapshot(Base):
     shape: Mapped[str] = mapped_column(String(100))
     kernel: Mapped[bytes] = mapped_column(LargeBinary)
     bias: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class RunCheckpoint(Base):
+    """A run's latest epoch-end checkpoint: the backend's whole training state, to resume from.
+
+    One row per run, replaced at each epoch end in the same transaction as that epoch's
+    metrics and snapshots, so it never runs ahead of (or behind) what is recorded.
+    """
+
+    __tablename__ = "checkpoints"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

@@ -27,6 +27,15 @@ class SGDUpdater:
             velocity += grad
             param -= lr * (grad + momentum * velocity) if self.config.nesterov else lr * velocity
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The optimizer's state, to checkpoint."""
+        return {f"velocity{i}": v for i, v in enumerate(self.velocity or [])}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from a checkpointed :meth:`state`."""
+        for i, velocity in enumerate(self.velocity or []):
+            velocity[...] = state[f"velocity{i}"]
+
 
 class AdamUpdater:
     """Adam as Keras 3 computes it: p -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + epsilon)."""
@@ -47,6 +56,19 @@ class AdamUpdater:
             v *= c.beta_2
             v += (1 - c.beta_2) * np.square(grad)
             param -= lr_t * m / (np.sqrt(v) + c.epsilon)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The optimizer's state, to checkpoint."""
+        state = {"t": np.array(self.t)}
+        state.update({f"m{i}": m for i, m in enumerate(self.m)})
+        state.update({f"v{i}": v for i, v in enumerate(self.v)})
+        return state
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from a checkpointed :meth:`state`."""
+        self.t = int(state["t"])
+        for i, (m, v) in enumerate(zip(self.m, self.v)):
+            m[...], v[...] = state[f"m{i}"], state[f"v{i}"]
 
 
 def make_updater(config: Optimizer, params: list[np.ndarray]) -> SGDUpdater | AdamUpdater:

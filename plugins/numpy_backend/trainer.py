@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 
 from convexp.seeding import backend_rng, initial_weights
@@ -28,12 +31,35 @@ def evaluate(network: Network, images_nhwc: np.ndarray, labels: np.ndarray) -> t
     return total_loss / len(labels), correct / len(labels)
 
 
+def save_state(params: list[np.ndarray], updater, rng: np.random.Generator) -> bytes:
+    """Weights, optimizer state and the dropout generator's state, as an .npz file's bytes."""
+    arrays = {f"param{i}": p for i, p in enumerate(params)}
+    arrays.update({f"optimizer_{k}": v for k, v in updater.state().items()})
+    arrays["rng"] = np.array(json.dumps(rng.bit_generator.state))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def load_state(state: bytes, params: list[np.ndarray], updater, rng: np.random.Generator) -> None:
+    """Restore what :func:`save_state` saved, in place."""
+    with np.load(io.BytesIO(state), allow_pickle=False) as arrays:
+        for i, param in enumerate(params):
+            param[...] = arrays[f"param{i}"]
+        prefix = "optimizer_"
+        updater.load_state({k[len(prefix):]: arrays[k] for k in arrays.files if k.startswith(prefix)})
+        rng.bit_generator.state = json.loads(str(arrays["rng"]))
+
+
 def train(job: TrainingJob, observer: TrainingObserver) -> None:
-    """Train ``job``'s network from its seeded initial weights, reporting to ``observer``."""
+    """Train ``job``'s network from its seeded initial weights (or its checkpoint), reporting to ``observer``."""
     weights = job.initial_weights or initial_weights(job.layers, job.kernel_initializer, job.bias_initializer, job.seed)
-    network = Network(job.layers, weights, backend_rng(job.seed))
+    rng = backend_rng(job.seed)
+    network = Network(job.layers, weights, rng)
     params = network.params
     updater = make_updater(job.optimizer, params)
+    if job.resume_from is not None:
+        load_state(job.resume_from.state, params, updater, rng)
     train_x, train_y = _channels_last(job.train_images), job.train_labels
     test_x, test_y = _channels_last(job.test_images), job.test_labels
 
@@ -45,4 +71,4 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         return loss, accuracy
 
     run_epochs(job, observer, train_batch, lambda: evaluate(network, test_x, test_y),
-               lambda: network.conv_snapshots(job.snapshot_layers))
+               lambda: network.conv_snapshots(job.snapshot_layers), lambda: save_state(params, updater, rng))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from convexp.training import SGD, KernelSnapshot, TrainingJob, TrainingObserver, run_epochs
@@ -20,6 +22,28 @@ def make_optimizer(config):
     return keras.optimizers.Adam(
         learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
     )
+
+
+def _state_variables(model, optimizer) -> list:
+    """Every variable training changes: the model's (weights and dropout seed states) and the optimizer's."""
+    return [*model.variables, *optimizer.variables]
+
+
+def save_state(model, optimizer) -> bytes:
+    """The values of :func:`_state_variables`, in order, as an .npz file's bytes."""
+    buffer = io.BytesIO()
+    np.savez(buffer, *[np.asarray(v.numpy()) for v in _state_variables(model, optimizer)])
+    return buffer.getvalue()
+
+
+def load_state(state: bytes, model, optimizer) -> None:
+    """Restore what :func:`save_state` saved into a model and optimizer built the same way."""
+    variables = _state_variables(model, optimizer)
+    with np.load(io.BytesIO(state), allow_pickle=False) as arrays:
+        if len(arrays.files) != len(variables):
+            raise ValueError(f"checkpoint holds {len(arrays.files)} variables, the model and optimizer have {len(variables)}")
+        for i, variable in enumerate(variables):
+            variable.assign(arrays[f"arr_{i}"])
 
 
 def train(job: TrainingJob, observer: TrainingObserver) -> None:
@@ -58,6 +82,8 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
     optimizer.build(model.trainable_variables)
     train_step.get_concrete_function()
     eval_step.get_concrete_function()
+    if job.resume_from is not None:
+        load_state(job.resume_from.state, model, optimizer)
 
     train_x = np.ascontiguousarray(job.train_images.transpose(0, 2, 3, 1))
     test_x = np.ascontiguousarray(job.test_images.transpose(0, 2, 3, 1))
@@ -85,4 +111,4 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
             total, correct = total + float(batch_loss), correct + int(batch_correct)
         return total / len(test_y), correct / len(test_y)
 
-    run_epochs(job, observer, train_batch, evaluate, read_kernels)
+    run_epochs(job, observer, train_batch, evaluate, read_kernels, lambda: save_state(model, optimizer))

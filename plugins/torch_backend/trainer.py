@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import torch
 import torch.nn.functional as F
 
@@ -33,6 +35,21 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, 
     return total / len(labels), correct / len(labels)
 
 
+def save_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> bytes:
+    """The model's and optimizer's state_dict and torch's RNG state (dropout masks), as torch.save bytes."""
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, buffer)
+    return buffer.getvalue()
+
+
+def load_state(state: bytes, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Restore what :func:`save_state` saved (tensors only: weights_only loading)."""
+    saved = torch.load(io.BytesIO(state), weights_only=True)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["rng"])
+
+
 def train(job: TrainingJob, observer: TrainingObserver) -> None:
     """Train ``job``'s network, reporting to ``observer``. Torch's global RNG is forked, not disturbed."""
     with torch.random.fork_rng(devices=[]):
@@ -40,6 +57,8 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         model = build(job.layers)
         initialise(model, job.layers, job.kernel_initializer, job.bias_initializer, job.seed, job.initial_weights)
         optimizer = make_optimizer(job.optimizer, model.parameters())
+        if job.resume_from is not None:
+            load_state(job.resume_from.state, model, optimizer)
         train_x, train_y = torch.from_numpy(job.train_images), torch.from_numpy(job.train_labels)
         test_x, test_y = torch.from_numpy(job.test_images), torch.from_numpy(job.test_labels)
 
@@ -55,4 +74,4 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
 
         model.train()
         run_epochs(job, observer, train_batch, lambda: evaluate(model, test_x, test_y),
-                   lambda: conv_snapshots(model, job.snapshot_layers))
+                   lambda: conv_snapshots(model, job.snapshot_layers), lambda: save_state(model, optimizer))
