@@ -32,9 +32,13 @@ def test_example_plugin_is_discovered_through_its_entry_point(example_site):
 def test_example_plugin_passes_convexp_check(example_site):
     result = run_cli("check", "example", "--format", "json", env=example_site)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert {r["check"]: r["result"] for r in json.loads(result.stdout)} == {
+    results = {r["check"]: r for r in json.loads(result.stdout)}
+    assert {name: r["result"] for name, r in results.items()} == {
         "conv": "pass", "initializers": "pass", "one-step": "pass", "snapshots": "pass", "trainer": "pass", "reproducible": "pass",
+        "resume": "pass",
     }
+    # the example trains with convexp's numpy trainer, so its runs resume exactly
+    assert results["resume"]["detail"].endswith("max abs difference 0.0e+00"), results["resume"]
 
 
 def test_example_plugin_runs_an_experiment(example_site, tmp_path):

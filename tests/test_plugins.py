@@ -102,6 +102,24 @@ def test_register_backends_hook_feeds_the_runner_and_the_store(fake_plugin, tmp_
         assert (record.framework, record.framework_version, record.kernel_initializer) == ("fakeframework", "9.9", "he_uniform")
 
 
+def test_a_backend_without_checkpoints_resumes_by_starting_over(fake_plugin, tmp_path):
+    """A plugin that hands out no training state still resumes correctly: from step 0, nothing twice."""
+    from convexp.conformance import check_resume
+    from convexp.runner import resume
+
+    assert check_resume(FakeBackend()).startswith("no checkpoints handed out")
+    path = write_experiments(tmp_path / "e.yaml", {"f": {**TINY_DIGITS, "backend": "fake", "epochs": 2, "snapshots": {"every": 1}}})
+    with Store(str(tmp_path / "r.db")) as store:
+        (outcome,) = execute(plan_runs(path), store)
+        store.finish_run(outcome.run_id, "interrupted")
+        assert store.latest_checkpoint(outcome.run_id) is None
+        resumed = resume(outcome.run_id, store)
+        assert (resumed.run_id, resumed.status) == (outcome.run_id, "finished")
+        steps = 2 * -(-1437 // 64)
+        assert list(store.kernel_series(outcome.run_id, "conv1").steps) == list(range(steps + 1))
+        assert [m.step for m in store.metrics(outcome.run_id, ["train_loss"])] == list(range(1, steps + 1))
+
+
 def test_unavailable_backend_is_refused_before_anything_runs(fake_plugin, tmp_path):
     path = write_experiments(tmp_path / "e.yaml", {"b": {**TINY_DIGITS, "backend": "broken"}})
     with pytest.raises(BackendUnavailableError, match="backend 'broken' is unavailable: fakeframework is not installed"):
