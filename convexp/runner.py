@@ -10,6 +10,7 @@ Usable from Python as from the CLI::
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from convexp import __version__
 from convexp.allocator import keep_freed_memory
 from convexp.backend import Backend
+from convexp.errors import StoreError
 from convexp.datasets import Dataset, dataset_info, load_dataset
 from convexp.layers import PlannedLayer
 from convexp.plugins import get_backend, plugin_version
@@ -162,10 +164,12 @@ def planned_from_record(recorded: RunRecord, data_dir: Path | None = None) -> Pl
     return PlannedRun(recorded.experiment, spec, backend, spec.plan(), recorded.kernel_initializer, recorded.bias_initializer)
 
 
-def create_run(run: PlannedRun, store: Store) -> int:
-    """Insert a planned run into the database (status running, this process); returns its id."""
+def create_run(run: PlannedRun, store: Store, *, queued: bool = False) -> int:
+    """Insert a planned run into the database (status running in this process, or queued for an
+    executor to start elsewhere); returns its id."""
     backend = run.backend
     return store.create_run(
+        queued=queued,
         experiment=run.experiment,
         backend=backend.name,
         seed=run.spec.seed,
@@ -202,15 +206,21 @@ def _train_and_record(
         with contextlib.suppress(Exception):
             recorder.flush()
         raise
+    except StoreError as exc:
+        # The database takes no more (full disk, read-only): record why if it still can, and
+        # stop the whole batch, since every later run would fail the same way.
+        outcome.status, outcome.message = "failed", str(exc)
+        raise
     except Diverged as exc:  # recorded up to the step before; the next run goes on
         outcome.status, outcome.message = "diverged", str(exc)
     except Exception as exc:  # the run failed; record why and go on with the next
         outcome.status, outcome.message = "failed", f"{type(exc).__name__}: {exc}"
         recorder.flush()
     finally:
-        if outcome.status == "interrupted":
-            with contextlib.suppress(Exception):  # if this fails, the run shows as stale once its heartbeat ages
-                _finish(store, outcome, listener)
+        if outcome.status == "running" or outcome.status == "interrupted" or isinstance(sys.exc_info()[1], StoreError):
+            # stopping anyway: if this write fails too, the run shows as stale once its heartbeat ages
+            with contextlib.suppress(Exception):
+                _finish(store, outcome, listener if outcome.status == "interrupted" else None)
         else:
             _finish(store, outcome, listener)
     return outcome

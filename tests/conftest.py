@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,39 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     return subprocess.run(
         [sys.executable, "-m", "convexp", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
     )
+
+
+#: A PostgreSQL URL (a role that may create databases) for the PostgreSQL variants of the store
+#: tests; .ci/run starts a server and sets it (see scripts/start-postgres.sh).
+POSTGRES_ENV = "CONVEXP_TEST_POSTGRES"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test (dropped afterwards)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = os.environ.get(POSTGRES_ENV)
+    if not admin:
+        pytest.skip(f"{POSTGRES_ENV} is not set: start a server with `eval \"$(bash scripts/start-postgres.sh)\"` (CI does)")
+    name = f"convexp_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A new results database URL: a SQLite file, then (where a server is available) PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'convexp.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -122,27 +123,41 @@ def test_concurrent_runs_into_one_sqlite_file_lose_nothing(tmp_path):
     assert readers_ok >= 1
 
 
-def test_many_processes_migrate_a_new_database_exactly_once(tmp_path):
-    db = tmp_path / "new.db"
-    processes = [start("db", "upgrade", "--db", str(db)) for _ in range(6)]
+def _tables(url: str) -> set[str]:
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return set(inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_many_processes_migrate_a_new_database_exactly_once(db_url):
+    from sqlalchemy import create_engine
+
+    from convexp.store.database import head_revision
+
+    processes = [start("db", "upgrade", "--db", db_url) for _ in range(8)]
     for process in processes:
         _, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
-    connection = sqlite3.connect(db)
-    from convexp.store.database import head_revision
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [(head_revision(),)]
+        if engine.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA integrity_check").one() == ("ok",)
+    engine.dispose()
 
-    assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
-    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
-
-def test_a_failed_migration_leaves_the_old_revision(tmp_path, monkeypatch):
+def test_a_failed_migration_leaves_the_old_revision(db_url, monkeypatch):
     """The upgrade runs in one transaction: if it fails part-way, nothing of it remains."""
     from alembic import command
 
     from convexp.errors import StoreError
     from convexp.store import Store
 
-    db = tmp_path / "r.db"
     real_upgrade = command.upgrade
 
     def upgrade_then_fail(config, revision):
@@ -151,12 +166,11 @@ def test_a_failed_migration_leaves_the_old_revision(tmp_path, monkeypatch):
 
     monkeypatch.setattr(command, "upgrade", upgrade_then_fail)
     with pytest.raises(StoreError, match="migration failed"):
-        Store(str(db))
-    tables = {name for (name,) in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == set()  # rolled back: no table, no alembic_version
+        Store(db_url)
+    assert _tables(db_url) == set()  # rolled back: no table, no alembic_version
     monkeypatch.setattr(command, "upgrade", real_upgrade)
-    Store(str(db)).close()  # and a later open migrates it properly
-    assert "runs" in {name for (name,) in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    Store(db_url).close()  # and a later open migrates it properly
+    assert "runs" in _tables(db_url)
 
 
 def test_a_killed_run_shows_as_stale_and_its_database_is_intact(tmp_path):
@@ -288,4 +302,105 @@ def test_resume_refuses_a_finished_or_running_run_and_changes_nothing(tmp_path):
     before = sha256(db)
     result = run_cli("run", "--resume", "1", "--db", str(db))
     assert result.returncode == 1 and "run 1 is still running (pid" in result.stderr, result.stderr
+    assert sha256(db) == before
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """Mount file systems for a test (a small tmpfs, a read-only bind): needs root, as in CI; else skip."""
+    mounts = []
+
+    def mount(*args: str) -> None:
+        target = args[-1]
+        result = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount file systems here ({result.stderr.strip()}): the test needs root")
+        mounts.append(target)
+
+    yield mount
+    for target in reversed(mounts):
+        subprocess.run(["umount", "-l", target], capture_output=True)
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_a_full_disk_stops_the_run_keeps_whole_steps_and_resumes_once_there_is_space(tmp_path, mounted):
+    from tests.conftest import run_cli, sha256
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted("-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk))
+    path = write_experiments(tmp_path / "e.yaml", {"long": {**TINY_DIGITS, "epochs": 20, "snapshots": {"every": 1}}})
+    db = disk / "r.db"
+    line = _one_error_line(run_cli("run", str(path), "--db", str(db)))
+    assert line.startswith(f"Error: {db}: the disk is full") and "--resume" in line, line
+    connection = sqlite3.connect(db)
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    status, steps = connection.execute("SELECT status, steps_completed FROM runs").fetchone()
+    assert status == "failed" and 0 < steps < 20 * 23
+    assert connection.execute("SELECT count(*) FROM kernel_snapshots").fetchone() == (steps + 1,)  # whole steps only
+    connection.close()
+
+    before = sha256(db)  # the disk stays full: a new run is refused, and the file is left as it was
+    with contextlib.suppress(OSError), open(disk / "filler", "wb") as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+            filler.flush()
+    line = _one_error_line(run_cli("run", str(path), "--db", str(db)))
+    assert "the disk is full" in line, line
+    assert sha256(db) == before
+
+    (disk / "filler").unlink()
+    subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+    resumed = run_cli("run", "--resume", "1", "--db", str(db))
+    assert resumed.returncode == 0, resumed.stderr
+    connection = sqlite3.connect(db)
+    assert connection.execute("SELECT status, steps_completed FROM runs").fetchone() == ("finished", 20 * 23)
+    assert connection.execute("SELECT count(*), count(DISTINCT step) FROM kernel_snapshots").fetchone() == (20 * 23 + 1,) * 2
+
+
+def test_a_read_only_directory_can_be_read_but_not_recorded_into(tmp_path, mounted):
+    from tests.conftest import run_cli, sha256
+
+    source, read_only = tmp_path / "source", tmp_path / "read-only"
+    source.mkdir()
+    read_only.mkdir()
+    path = write_experiments(tmp_path / "e.yaml", {"tiny": TINY_DIGITS})
+    assert run_cli("run", str(path), "--db", str(source / "r.db")).returncode == 0
+    mounted("--bind", str(source), str(read_only))
+    mounted("-o", "remount,ro,bind", str(read_only))
+    db = read_only / "r.db"
+    before = sha256(db)
+    line = _one_error_line(run_cli("run", str(path), "--db", str(db)))
+    assert line == f"Error: {db}: cannot record here: its directory {read_only} is read-only (SQLite writes its journal files beside the database)"
+    line = _one_error_line(run_cli("run", str(path), "--db", str(read_only / "new.db")))
+    assert line.startswith(f"Error: {read_only / 'new.db'}: cannot create the database: its directory")
+    # reading needs no writing
+    runs = json.loads(run_cli("runs", "--db", str(db), "--format", "json").stdout)
+    assert [r["status"] for r in runs] == ["finished"]
+    query = run_cli("query", "SELECT count(*) AS n FROM runs", "--db", str(db), "--format", "json")
+    assert json.loads(query.stdout) == [{"n": 1}], query.stderr
+    assert sha256(db) == before
+
+
+def test_a_read_only_database_file_is_refused_for_recording(tmp_path, mounted):
+    """The file itself is read-only (bound read-only over itself: chmod does not stop root), its folder is not."""
+    from tests.conftest import run_cli, sha256
+
+    path = write_experiments(tmp_path / "e.yaml", {"tiny": TINY_DIGITS})
+    db = tmp_path / "r.db"
+    assert run_cli("run", str(path), "--db", str(db)).returncode == 0
+    mounted("--bind", str(db), str(db))
+    mounted("-o", "remount,ro,bind", str(db))
+    before = sha256(db)
+    line = _one_error_line(run_cli("run", str(path), "--db", str(db)))
+    assert line == f"Error: {db}: cannot record here: the database file is read-only"
+    listed = run_cli("runs", "--db", str(db))
+    assert listed.returncode == 0 and "finished" in listed.stdout, listed.stderr
     assert sha256(db) == before

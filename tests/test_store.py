@@ -9,7 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 
 from convexp.errors import SchemaTooNewError, StoreError
 from convexp.store import MetricRecord, SnapshotRow, Store
@@ -29,21 +29,22 @@ def test_migrations_have_a_single_head():
     assert len(script.get_heads()) == 1
 
 
-def test_empty_database_upgrades_to_head_and_matches_the_models(db_path):
-    Store(str(db_path)).close()
-    engine = create_engine(f"sqlite:///{db_path}")
+def test_empty_database_upgrades_to_head_and_matches_the_models(db_url):
+    Store(db_url).close()
+    engine = create_engine(db_url)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
         assert context.get_current_revision() == head_revision()
         assert compare_metadata(context, Base.metadata) == []
-    tables = {r[0] for r in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"runs", "metrics", "kernel_snapshots", "alembic_version"} <= tables
+        tables = set(inspect(connection).get_table_names())
+    engine.dispose()
+    assert {"runs", "metrics", "kernel_snapshots", "checkpoints", "alembic_version"} <= tables
 
 
-def test_an_old_database_with_data_upgrades_and_keeps_it(db_path):
+def test_an_old_database_with_data_upgrades_and_keeps_it(db_url):
     from alembic import command
 
-    engine = create_engine(f"sqlite:///{db_path}")
+    engine = create_engine(db_url)
     with engine.begin() as connection:
         command.upgrade(_alembic_config(connection), "0001")  # the first schema
         connection.exec_driver_sql(
@@ -53,12 +54,27 @@ def test_an_old_database_with_data_upgrades_and_keeps_it(db_path):
             " 'numpy', '1', 2, 90, '2026-01-01 00:00:00')"
         )
         connection.exec_driver_sql("INSERT INTO metrics (run_id, step, epoch, name, value) VALUES (1, 90, 2, 'test_accuracy', 0.5)")
-    with Store(str(db_path)) as store:
+    with Store(db_url) as store:
         (run,) = store.list_runs()
+        assert store.latest_checkpoint(run.id) is None  # table added by 0003
     assert (run.experiment, run.seed, run.test_accuracy, run.steps_completed) == ("old", 3, 0.5, 90)
     assert (run.heartbeat_at, run.pid, run.host) == (None, None, None)  # columns added by 0002
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == head_revision()
+    engine.dispose()
+
+
+def test_every_migration_downgrades_and_upgrades_again(db_url):
+    from alembic import command
+
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        command.downgrade(_alembic_config(connection), "base")
+    with engine.connect() as connection:
+        assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
+    engine.dispose()
+    Store(db_url).close()
 
 
 def test_sqlite_file_uses_wal(db_path):
@@ -66,8 +82,8 @@ def test_sqlite_file_uses_wal(db_path):
     assert sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_metrics_and_snapshots_round_trip_as_float32_little_endian(db_path):
-    store = Store(str(db_path))
+def test_metrics_and_snapshots_round_trip_as_float32_little_endian(db_url):
+    store = Store(db_url)
     run_id = store.create_run(**RUN_FIELDS)
     rng = np.random.default_rng(0)
     kernels = [rng.standard_normal((4, 2, 3, 3)).astype(np.float32) for _ in range(3)]
@@ -85,30 +101,68 @@ def test_metrics_and_snapshots_round_trip_as_float32_little_endian(db_path):
     assert [m.value for m in store.metrics(run_id, ["train_loss"])] == [0.5, 0.25]
     run = store.get_run(run_id)
     assert (run.status, run.test_accuracy, run.epochs_completed, run.steps_completed) == ("finished", 0.9, 1, 2)
+    store.close()
     # the bytes, read without convexp, are little-endian float32 in (out, in, kh, kw) order
-    blob, shape = sqlite3.connect(db_path).execute("SELECT kernel, shape FROM kernel_snapshots WHERE step = 1").fetchone()
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        blob, shape = connection.exec_driver_sql("SELECT kernel, shape FROM kernel_snapshots WHERE step = 1").one()
+    engine.dispose()
     assert shape == "[4, 2, 3, 3]"
-    np.testing.assert_array_equal(np.frombuffer(blob, "<f4").reshape(4, 2, 3, 3), kernels[1])
+    np.testing.assert_array_equal(np.frombuffer(bytes(blob), "<f4").reshape(4, 2, 3, 3), kernels[1])
 
 
-def test_duplicate_snapshot_is_refused_and_the_batch_rolls_back(db_path):
-    store = Store(str(db_path))
+def test_duplicate_snapshot_is_refused_and_the_batch_rolls_back(db_url):
+    store = Store(db_url)
     run_id = store.create_run(**RUN_FIELDS)
     k = np.zeros((1, 1, 3, 3), np.float32)
     store.record(run_id, [], [SnapshotRow("conv1", 0, 0, k, None)])
     with pytest.raises(Exception):
         store.record(run_id, [MetricRecord(1, 1, "train_loss", 1.0)], [SnapshotRow("conv1", 0, 0, k, None)])
     assert store.metrics(run_id) == []  # the metric of the failed batch was not written either
+    store.close()
 
 
-def test_database_from_a_newer_convexp_is_refused_and_left_unchanged(db_path):
+def test_a_checkpoint_is_replaced_and_reopening_drops_what_came_after_it(db_url):
+    from convexp.training import Checkpoint
+
+    store = Store(db_url)
+    run_id = store.create_run(**RUN_FIELDS)
+    k = np.zeros((1, 1, 3, 3), np.float32)
+    store.record(run_id, [MetricRecord(s, 1, "train_loss", 1.0) for s in (1, 2)], [SnapshotRow("conv1", s, 1, k, None) for s in (0, 1, 2)],
+                 checkpoint=Checkpoint(1, 2, b"first"), epochs_completed=1, steps_completed=2)
+    store.record(run_id, [MetricRecord(s, 2, "train_loss", 1.0) for s in (3, 4)], [SnapshotRow("conv1", s, 2, k, None) for s in (3, 4)],
+                 checkpoint=Checkpoint(2, 4, b"second \x00 bytes"), epochs_completed=2, steps_completed=4)
+    store.record(run_id, [MetricRecord(5, 3, "train_loss", 1.0)], [SnapshotRow("conv1", 5, 3, k, None)], steps_completed=5)
+    store.finish_run(run_id, "interrupted")
+    assert store.reopen_run(run_id) == Checkpoint(2, 4, b"second \x00 bytes")
+    assert list(store.kernel_series(run_id, "conv1").steps) == [0, 1, 2, 3, 4]
+    assert [m.step for m in store.metrics(run_id)] == [1, 2, 3, 4]
+    run = store.get_run(run_id)
+    assert (run.status, run.steps_completed, run.epochs_completed, run.finished_at) == ("running", 4, 2, None)
+    store.close()
+
+
+def test_database_from_a_newer_convexp_is_refused_and_left_unchanged(db_url):
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_future'")
+    with pytest.raises(SchemaTooNewError, match="9999_future.*newer than this convexp"):
+        Store(db_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("9999_future",)]
+        assert "checkpoints" in inspect(connection).get_table_names()
+    engine.dispose()
+
+
+def test_a_newer_sqlite_file_is_left_byte_identical(db_path):
     Store(str(db_path)).close()
     connection = sqlite3.connect(db_path)
     connection.execute("UPDATE alembic_version SET version_num = '9999_future'")
     connection.commit()
     connection.close()
     before = sha256(db_path)
-    with pytest.raises(SchemaTooNewError, match="9999_future.*newer than this convexp"):
+    with pytest.raises(SchemaTooNewError):
         Store(str(db_path))
     assert sha256(db_path) == before
 

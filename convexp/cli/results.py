@@ -13,17 +13,17 @@ from convexp.cli.output import Format, render
 
 @app.command("runs")
 def runs_command(db: Db = None, fmt: OutputFormat = Format.table) -> None:
-    """List the recorded runs: id, experiment, backend, status, epochs, test accuracy, time.
+    """List the recorded runs: id, experiment, backend, status, attempts, epochs, test accuracy, time.
 
     A run still marked running whose process has died (or that has written nothing for 30 s)
-    shows as 'stale'."""
+    shows as 'stale'. attempts counts starts: more than 1 after a --resume or a cluster retry."""
     from convexp.store import Store
 
     with Store(db, must_exist=True) as store:
         runs = store.list_runs()
-    columns = ["id", "experiment", "backend", "status", "epochs", "test_accuracy", "seconds", "started"]
+    columns = ["id", "experiment", "backend", "status", "attempts", "epochs", "test_accuracy", "seconds", "started"]
     rows = [
-        [r.id, r.experiment, r.backend, r.shown_status(), r.epochs_completed, r.test_accuracy,
+        [r.id, r.experiment, r.backend, r.shown_status(), r.attempts, r.epochs_completed, r.test_accuracy,
          None if r.seconds is None else round(r.seconds, 2), r.started_at]
         for r in runs
     ]

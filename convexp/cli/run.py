@@ -31,18 +31,47 @@ def run_command(
         typer.Option("--resume", metavar="RUN", help="Continue run RUN (interrupted, failed or stale) from its last "
                      "epoch checkpoint, recording into the same run; uses the run's own recorded spec."),
     ] = None,
+    executor: Annotated[
+        str, typer.Option(help="Where runs execute: 'local' (this process, one after another) or 'dask' "
+                          "(each run a task on a Dask cluster; needs convexp[dask]).")
+    ] = "local",
+    scheduler: Annotated[
+        Optional[str], typer.Option(help="Dask scheduler address (tcp://host:8786) [default: start a LocalCluster].")
+    ] = None,
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, help="Worker processes of the LocalCluster [default: one per CPU].")
+    ] = None,
+    max_retries: Annotated[
+        int, typer.Option(min=0, help="With dask: re-run a run whose task failed or whose worker died this many "
+                          "times (it resumes from its checkpoint).")
+    ] = 2,
     db: Db = None,
     data_dir: DataDir = None,
 ) -> None:
     """Train the experiments of FILE and record runs, metrics and kernel snapshots in the database.
 
     Everything is validated first (spec, backend, data); nothing is written unless all of it is good.
+    With --executor dask every worker writes into --db: use a database they can all reach
+    (PostgreSQL: --db postgresql+psycopg://user@host/convexp).
     """
     from convexp import runner
     from convexp.errors import ConvexpError
     from convexp.store import Store
 
     overrides = {k: v for k, v in (("backend", backend), ("epochs", epochs), ("seed", seed)) if v is not None}
+    from convexp.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise ConvexpError(f"--executor {executor}: unknown executor; known: {', '.join(EXECUTORS)}")
+    if executor == "local" and (scheduler or workers):
+        raise ConvexpError(f"--{'scheduler' if scheduler else 'workers'} needs --executor dask")
+    if executor == "dask" and scheduler and workers:
+        raise ConvexpError("--workers starts a LocalCluster; with --scheduler the cluster's own workers run the grid")
+    if executor == "dask":
+        if resume is not None:
+            raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
+        _run_on_dask(runner.plan_runs(file, experiment, overrides, data_dir), db, data_dir, scheduler, workers, max_retries)
+        return
     if resume is not None:
         if overrides or experiment:
             given = ", ".join(f"--{k}" for k in overrides) or "--experiment"
@@ -68,6 +97,40 @@ def run_command(
         signal.signal(signal.SIGTERM, previous)
         store.close()
     if any(o.status != "finished" for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from convexp.executors import run_on_dask
+    from convexp.store import Store
+
+    console, out = Console(stderr=True, highlight=False), Console(highlight=False)
+    where = scheduler or f"a LocalCluster of {workers or 'one per CPU'} worker(s)"
+    with Store(db) as store:
+        console.print(f"{len(planned)} run(s) on {where}, recording into {store.location}")
+        progress = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
+                            TimeElapsedColumn(), console=console, transient=True)
+        task = progress.add_task("grid", total=len(planned), counts="")
+
+        def show(state, outcome) -> None:
+            progress.update(task, completed=state.done + state.failed,
+                            counts=f"{state.done} done, {state.failed} failed, {state.running} running")
+            if outcome is not None:
+                accuracy = "n/a" if outcome.test_accuracy is None else f"{outcome.test_accuracy:.4f}"
+                colour = "green" if outcome.status == "finished" else "red"
+                reason = f" ({outcome.message})" if outcome.message else ""
+                progress.console.print(f"run {outcome.run_id} {outcome.experiment}/{outcome.backend}: "
+                                       f"[{colour}]{outcome.status}[/{colour}]{reason}, test accuracy {accuracy}")
+
+        with progress:
+            outcomes = run_on_dask(planned, store, data_dir, scheduler=scheduler, workers=workers,
+                                   max_retries=max_retries, listener=show)
+    finished = sum(o.status == "finished" for o in outcomes)
+    out.print(f"grid: {finished}/{len(outcomes)} run(s) finished")
+    if finished != len(outcomes):
         raise typer.Exit(1)
 
 

@@ -11,14 +11,17 @@ and numpy arrays, never ORM objects::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from convexp.errors import RunNotResumableError, StoreError
 from convexp.store import database
@@ -49,9 +52,24 @@ class Store:
     def __init__(self, db: str | None = None, *, must_exist: bool = False, upgrade: bool = True):
         self.url = database.resolve_url(db)
         self.engine = database.create_db_engine(self.url, must_exist=must_exist)
-        #: Writes go through their own engine, whose SQLite transactions begin IMMEDIATE.
-        self.writer = database.create_db_engine(self.url, for_writing=True)
-        database.ensure_schema(self.engine, self.url, upgrade=upgrade, writer=self.writer)
+        self._writer: Engine | None = None
+        database.ensure_schema(self.engine, self.url, upgrade=upgrade, writer=lambda: self.writer)
+
+    @property
+    def writer(self) -> Engine:
+        """The engine writes go through (opened on first use), whose SQLite transactions begin IMMEDIATE."""
+        if self._writer is None:
+            self._writer = database.create_db_engine(self.url, for_writing=True)
+        return self._writer
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """One write transaction; a refused write becomes a one-line StoreError (read-only, full disk...)."""
+        try:
+            with self.writer.begin() as connection:
+                yield connection
+        except OperationalError as exc:
+            raise database.write_error(self.url, exc) from None
 
     @property
     def location(self) -> str:
@@ -61,7 +79,8 @@ class Store:
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
-        self.writer.dispose()
+        if self._writer is not None:
+            self._writer.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -71,12 +90,14 @@ class Store:
 
     # --- writing -------------------------------------------------------------------
 
-    def create_run(self, **fields: Any) -> int:
-        """Insert a run with status ``running``; returns its id. ``fields`` are the columns of ``runs``."""
+    def create_run(self, *, queued: bool = False, **fields: Any) -> int:
+        """Insert a run with status ``running`` in this process (or ``queued``, for an executor to start
+        elsewhere with :meth:`reopen_run`); returns its id. ``fields`` are the columns of ``runs``."""
         now = utcnow()
-        values = {"status": "running", "started_at": now, "heartbeat_at": now, "pid": os.getpid(),
-                  "host": socket.gethostname(), **fields}
-        with self.writer.begin() as connection:
+        owner = {"status": "queued"} if queued else {
+            "status": "running", "heartbeat_at": now, "pid": os.getpid(), "host": socket.gethostname()}
+        values = {"started_at": now, "uid": uuid.uuid4().hex, **owner, **fields}
+        with self._writing() as connection:
             return int(connection.execute(insert(Run).returning(Run.id), values).scalar_one())
 
     def record(
@@ -100,7 +121,7 @@ class Store:
             if value is not None
         }
         progress["heartbeat_at"] = utcnow()
-        with self.writer.begin() as connection:
+        with self._writing() as connection:
             if metrics:
                 connection.execute(
                     insert(Metric),
@@ -117,21 +138,21 @@ class Store:
             connection.execute(update(Run).where(Run.id == run_id).values(**progress))
 
     def reopen_run(self, run_id: int) -> Checkpoint | None:
-        """Claim a run that stopped before finishing, to train it on from its latest checkpoint.
+        """Claim a queued run, or one that stopped before finishing, to train it on from its latest checkpoint.
 
         In one transaction: refuse a run that finished or diverged or whose process is still
         alive; delete what it recorded after its checkpoint (all of it when it has none, so it
         starts over from step 0); mark it running in this process. Returns the checkpoint to
         resume from, or None to start from scratch. Nothing is ever recorded twice.
         """
-        with self.writer.begin() as connection:
+        with self._writing() as connection:
             row = connection.execute(select(Run.__table__).where(Run.id == run_id)).one_or_none()
             if row is None:
                 raise StoreError(f"{self.location}: no run with id {run_id}")
             run = RunRecord(**row._mapping, test_accuracy=None)
             if run.status in ("finished", "diverged"):
                 raise RunNotResumableError(f"run {run_id} is {run.status}: there is nothing to resume")
-            if run.status == "running" and not run.is_stale():
+            if run.status == "running" and not run.is_stale():  # a retry waits for the heartbeat to age
                 raise RunNotResumableError(
                     f"run {run_id} is still running (pid {run.pid} on {run.host}, last heartbeat {run.heartbeat_at:%H:%M:%S} UTC)"
                 )
@@ -141,11 +162,29 @@ class Store:
             connection.execute(delete(KernelSnapshot).where(KernelSnapshot.run_id == run_id, KernelSnapshot.step > keep_through))
             now = utcnow()
             connection.execute(update(Run).where(Run.id == run_id).values(
+                started_at=now if run.status == "queued" else run.started_at,
+                attempts=Run.attempts + int(run.status != "queued"),
                 status="running", finished_at=None, message=None, heartbeat_at=now, pid=os.getpid(),
                 host=socket.gethostname(), epochs_completed=checkpoint.epoch if checkpoint else 0,
                 steps_completed=checkpoint.step if checkpoint else 0,
             ))
         return checkpoint
+
+    def mark_stopped(self, run_id: int, status: str, message: str) -> bool:
+        """Record that a run stopped elsewhere (its worker died, its task was cancelled), unless it already
+        ended; returns whether it was marked."""
+        with self._writing() as connection:
+            result = connection.execute(
+                update(Run).where(Run.id == run_id, Run.status.in_(("queued", "running")))
+                .values(status=status, message=message, finished_at=utcnow())
+            )
+        return result.rowcount == 1
+
+    def statuses(self, run_ids: Iterable[int]) -> dict[int, str]:
+        """The recorded status of each of ``run_ids`` (a cheap query, for progress displays)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(Run.id, Run.status).where(Run.id.in_(list(run_ids)))).all()
+        return dict(rows)
 
     def latest_checkpoint(self, run_id: int) -> Checkpoint | None:
         """A run's latest epoch-end checkpoint, if it has one."""
@@ -156,7 +195,7 @@ class Store:
         """Set a run's final status (finished, failed, interrupted, diverged) and finish time."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status '{status}'; known: {', '.join(RUN_STATUSES)}")
-        with self.writer.begin() as connection:
+        with self._writing() as connection:
             connection.execute(
                 update(Run).where(Run.id == run_id).values(status=status, finished_at=utcnow(), message=message)
             )

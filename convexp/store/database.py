@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 
 from convexp import __version__
 from convexp.errors import SchemaTooNewError, StoreError
@@ -59,24 +60,61 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None
 
 
+def _on_read_only_sqlite_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA busy_timeout=30000")
+    dbapi_connection.isolation_level = None
+
+
+def write_problem(path: Path) -> str | None:
+    """Why a SQLite database at ``path`` cannot be written here (None when it can)."""
+    if path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+        return f"its directory {path.parent} is read-only (SQLite writes its journal files beside the database)"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the database file is read-only"
+    return None
+
+
+def sqlite_read_only_uri(path: Path) -> str:
+    """A ``file:`` URI that opens a SQLite file for reading only.
+
+    In a read-only directory no journal can be created beside the file, so nobody can change
+    it: SQLite may then read it as immutable (which needs no journal files).
+    """
+    immutable = "&immutable=1" if not os.access(path.parent, os.W_OK) else ""
+    return f"{path.resolve().as_uri()}?mode=ro{immutable}"
+
+
 def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = False) -> Engine:
     """An engine for ``url``; SQLite files get WAL, a busy timeout, foreign keys and transactional DDL.
 
     With ``for_writing``, SQLite transactions begin IMMEDIATE: the write lock is taken (or
     waited for, up to the busy timeout) at the start, so a transaction that reads and then
     writes can never fail half-way with "database is locked" because another process wrote.
+    A SQLite file that cannot be written here (read-only file or directory) is opened
+    read-only for reading, and refused with the reason for writing.
     """
     path = sqlite_path(url)
+    read_only = None
     if path is not None:
         if must_exist and not path.exists():
             raise StoreError(f"{path}: no such database (run `convexp run` first, or pass --db)")
         if not path.parent.is_dir():
             raise StoreError(f"{path}: directory {path.parent} does not exist")
+        read_only = write_problem(path)
+        if read_only and for_writing:
+            raise StoreError(f"{path}: cannot record here: {read_only}")
+        if read_only and not path.exists():
+            raise StoreError(f"{path}: cannot create the database: {read_only}")
+        if read_only and path.exists():
+            url = f"sqlite:///{sqlite_read_only_uri(path)}&uri=true"
     try:
         engine = create_engine(url)
     except Exception as exc:  # missing driver, bad URL
         raise StoreError(f"{describe(url)}: cannot open database ({exc})") from None
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite" and read_only:
+        event.listen(engine, "connect", _on_read_only_sqlite_connect)
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+    elif engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _on_sqlite_connect)
         begin = "BEGIN IMMEDIATE" if for_writing else "BEGIN"
         event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
@@ -111,7 +149,8 @@ def current_revision(engine: Engine) -> str | None:
 
 @contextlib.contextmanager
 def _migration_lock(url: str):
-    """An exclusive lock on ``<database file>.lock`` while migrating (nothing for non-file databases)."""
+    """An exclusive lock on ``<database file>.lock`` while migrating (server databases lock inside the
+    migration's transaction instead: PostgreSQL's advisory lock)."""
     path = sqlite_path(url)
     if path is None:
         yield
@@ -129,10 +168,44 @@ def _migration_lock(url: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Engine | None = None) -> None:
+#: Less free space than this beside a SQLite file that fails a write: the disk is full.
+FULL_DISK_BYTES = 256 * 1024
+
+
+def _disk_full(url: str) -> bool:
+    import shutil
+
+    path = sqlite_path(url)
+    try:
+        return path is not None and shutil.disk_usage(path.parent).free < FULL_DISK_BYTES
+    except OSError:
+        return False
+
+
+def write_error(url: str, exc: DBAPIError) -> StoreError:
+    """The one-line error for a write the database refused: read-only, full disk, I/O error, or other."""
+    where = describe(url)
+    reason = str(exc.orig).strip()
+    lowered = reason.lower()
+    if "readonly" in lowered or "read-only" in lowered:
+        return StoreError(f"{where}: cannot record here: the database is read-only ({reason})")
+    if "full" in lowered or "no space" in lowered or _disk_full(url):
+        return StoreError(f"{where}: the disk is full ({reason}); what was recorded before is kept, free space and --resume")
+    if "i/o" in lowered:
+        return StoreError(f"{where}: the disk failed a write ({reason}); what was recorded before is kept")
+    return StoreError(f"{where}: write failed ({reason})")
+
+
+#: PostgreSQL advisory lock key held while migrating (any constant shared by every convexp).
+MIGRATION_LOCK_KEY = 0x636F6E76  # "conv"
+
+
+def ensure_schema(
+    engine: Engine, url: str, *, upgrade: bool = True, writer: Callable[[], Engine] | None = None
+) -> None:
     """Check the database's schema revision and bring it to head if ``upgrade`` (else raise if behind).
 
-    The upgrade runs in ``writer`` (default ``engine``) under a lock file, so that many processes
+    The upgrade runs in the engine ``writer()`` gives (default ``engine``) under a lock file, so that many processes
     starting at once against a new or old database migrate it exactly once.
 
     Raises :class:`SchemaTooNewError` for a revision this convexp does not know, and
@@ -147,12 +220,16 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Eng
     head = script.get_current_head()
     try:
         # one read transaction, so both come from the same snapshot even while another process migrates
-        with engine.connect() as connection:
+        # (PostgreSQL's default READ COMMITTED takes a new snapshot per statement: ask for one per transaction)
+        snapshot = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+        with engine.connect().execution_options(**snapshot) as connection:
             from alembic.runtime.migration import MigrationContext
 
             current = MigrationContext.configure(connection).get_current_revision()
             tables = set(inspect(connection).get_table_names())
     except DatabaseError as exc:
+        if _disk_full(url):  # SQLite could not create its journal files
+            raise StoreError(f"{where}: cannot open the database: the disk is full ({exc.orig})") from None
         raise StoreError(f"{where}: not a usable database ({exc.orig})") from None
     if current is None and tables - {"alembic_version"}:
         raise StoreError(f"{where}: has tables ({', '.join(sorted(tables))}) but is not a convexp database")
@@ -173,10 +250,16 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Eng
         # process that waited for another's migration finds the database already at head,
         # and a kill part-way leaves it at the old revision.
         try:
-            with (writer or engine).begin() as connection:
+            with (writer() if writer else engine).begin() as connection:
                 from alembic.runtime.migration import MigrationContext
+
+                if connection.dialect.name == "postgresql":  # the server's own lock, held to the end of the transaction
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
 
                 if MigrationContext.configure(connection).get_current_revision() != head:
                     command.upgrade(_alembic_config(connection), "head")
-        except OperationalError as exc:
-            raise StoreError(f"{where}: migration failed ({exc.orig})") from None
+        except DBAPIError as exc:
+            error = write_error(url, exc)
+            if "write failed" in str(error):
+                error = StoreError(f"{where}: migration failed ({exc.orig})")
+            raise error from None

@@ -19,7 +19,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("running", "finished", "failed", "interrupted", "diverged")
+RUN_STATUSES = ("queued", "running", "finished", "failed", "interrupted", "diverged")
 
 
 class Base(DeclarativeBase):
@@ -54,6 +54,11 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: How many times the run was started: 1, plus one for each resume or retry.
+    attempts: Mapped[int] = mapped_column(Integer, server_default="1")
+    #: The run's identity across databases (ids differ between them): `convexp db copy` skips a run
+    #: whose uid the destination already holds.
+    uid: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True, unique=True)
 
 
 class Metric(Base):

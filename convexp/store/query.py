@@ -73,7 +73,7 @@ def run_query(db: str | None, sql: str, limit: int | None = None) -> QueryResult
 
 
 def _sqlite_query(path, sql: str, limit: int | None) -> QueryResult:
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    connection = sqlite3.connect(database.sqlite_read_only_uri(path), uri=True)
     denied: list[str] = []
     try:
         connection.execute("PRAGMA query_only=ON")

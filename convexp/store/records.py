@@ -52,6 +52,8 @@ class RunRecord:
     heartbeat_at: datetime | None
     pid: int | None
     host: str | None
+    attempts: int
+    uid: str | None
     test_accuracy: float | None
 
     def is_stale(self, now: datetime | None = None) -> bool:

@@ -1,0 +1,149 @@
+"""Where the runs of an expanded grid execute: here, one after another, or as tasks on a Dask cluster.
+
+The Dask executor uses dask.distributed as it is meant to be used: one task per run,
+Dask's own ``retries=`` and ``allowed-failures`` for re-running a task whose worker died,
+and nothing home-made in between. The client inserts every run as ``queued`` first; a task
+claims its run in the database (:meth:`convexp.store.Store.reopen_run`), so a task that Dask
+runs twice resumes the run from its last checkpoint instead of recording anything twice.
+Workers write straight into the database, so give them one they can all reach (PostgreSQL
+for a real cluster; a SQLite file works for a LocalCluster on one machine).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from convexp.errors import ConvexpError, RunNotResumableError
+from convexp.runner import PlannedRun, RunListener, RunOutcome, create_run, execute, resume
+from convexp.store import Store
+from convexp.store.records import STALE_AFTER_SECONDS
+
+EXECUTORS = ("local", "dask")
+#: The Dask worker resource a run takes on a LocalCluster (one per worker).
+RUN_RESOURCE = "convexp-run"
+#: Default for --max-retries: how often a run whose task failed or whose worker died is re-run.
+DEFAULT_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class GridProgress:
+    """How far a grid on a cluster has got."""
+
+    total: int
+    done: int
+    failed: int
+    running: int
+
+
+#: Told the grid's progress whenever it changes, and each run's outcome as it ends.
+GridListener = Callable[[GridProgress, "RunOutcome | None"], None]
+
+
+def run_local(runs: list[PlannedRun], store: Store, data_dir: Path | None = None,
+              listener: RunListener | None = None) -> list[RunOutcome]:
+    """Every run in this process, one after another (the default executor)."""
+    return execute(runs, store, data_dir, listener)
+
+
+def train_queued_run(run_id: int, db_url: str, data_dir: str | None = None) -> RunOutcome:
+    """The Dask task: claim run ``run_id`` in the database and train it to the end, recording as it goes.
+
+    A first attempt starts the queued run; a retry (Dask re-runs the task when its worker died)
+    resumes it from its last epoch checkpoint, once the dead attempt's heartbeat has aged.
+    """
+    deadline = time.monotonic() + STALE_AFTER_SECONDS + 30
+    with Store(db_url) as store:
+        while True:
+            try:
+                return resume(run_id, store, Path(data_dir) if data_dir else None)
+            except RunNotResumableError as exc:
+                if "still running" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(2.0)  # the previous attempt's worker died on another host: wait until it is stale
+
+
+def run_on_dask(
+    runs: list[PlannedRun],
+    store: Store,
+    data_dir: Path | None = None,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    max_retries: int = DEFAULT_RETRIES,
+    listener: GridListener | None = None,
+) -> list[RunOutcome]:
+    """Each run as a task on a Dask cluster: the one at ``scheduler``, or a new LocalCluster of
+    ``workers`` processes. Returns the outcomes in the order of ``runs``.
+
+    A run whose worker died is re-run up to ``max_retries`` times (resuming from its checkpoint);
+    after that it is marked interrupted and the grid goes on.
+    """
+    try:
+        import dask
+        import distributed
+    except ImportError:
+        raise ConvexpError("--executor dask needs dask.distributed: pip install 'convexp[dask]'") from None
+    run_ids = [create_run(run, store, queued=True) for run in runs]
+    data = str(data_dir) if data_dir else None
+    with dask.config.set({"distributed.scheduler.allowed-failures": max_retries}):
+        cluster, resources = None, None
+        if scheduler is None:
+            # Each worker offers one "convexp-run" and each task takes it (Dask's worker resources):
+            # a worker holds only the run it trains, so one that dies takes no waiting run down with it.
+            resources = {RUN_RESOURCE: 1}
+            cluster = distributed.LocalCluster(
+                n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                dashboard_address=None, resources=resources,
+            )
+        try:
+            with distributed.Client(cluster if cluster is not None else scheduler) as client:
+                futures = [
+                    client.submit(train_queued_run, run_id, store.url, data, key=f"convexp-run-{run_id}",
+                                  retries=max_retries, pure=False, resources=resources)
+                    for run_id in run_ids
+                ]
+                outcomes = _collect(futures, run_ids, runs, store, listener, distributed)
+        finally:
+            if cluster is not None:
+                cluster.close()
+    for run_id in run_ids:  # a run the cluster never got to (the client stopped early) is not left queued
+        store.mark_stopped(run_id, "interrupted", "the grid stopped before this run finished")
+    return [outcomes[run_id] for run_id in run_ids]
+
+
+def _collect(futures, run_ids, runs, store, listener, distributed) -> dict[int, RunOutcome]:
+    by_key = {future.key: (run_id, run) for future, run_id, run in zip(futures, run_ids, runs)}
+    outcomes: dict[int, RunOutcome] = {}
+    completed = distributed.as_completed(futures)
+    last = None
+    while not completed.is_empty() or completed.has_ready():
+        for future in completed.next_batch(block=False):
+            run_id, run = by_key[future.key]
+            if future.status == "finished":
+                outcome = future.result()
+            else:
+                error = future.exception()
+                reason = f"{type(error).__name__}: {error}"
+                status = "interrupted" if isinstance(error, distributed.KilledWorker) else "failed"
+                store.mark_stopped(run_id, status, reason)
+                outcome = RunOutcome(run_id, run.experiment, run.backend.name, status, message=reason)
+            outcomes[run_id] = outcome
+            if listener:
+                listener(_progress(outcomes, run_ids, store), outcome)
+        progress = _progress(outcomes, run_ids, store)
+        if listener and progress != last:
+            listener(progress, None)
+        last = progress
+        time.sleep(0.25)
+    return outcomes
+
+
+def _progress(outcomes: dict[int, RunOutcome], run_ids: list[int], store: Store) -> GridProgress:
+    statuses = store.statuses(run_ids)
+    running = sum(1 for run_id in run_ids if run_id not in outcomes and statuses.get(run_id) == "running")
+    failed = sum(1 for o in outcomes.values() if o.status != "finished")
+    return GridProgress(len(run_ids), len(outcomes) - failed, failed, running)

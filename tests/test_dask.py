@@ -1,0 +1,94 @@
+"""Grids on a Dask LocalCluster: every run's rows arrive exactly once, also when a worker is killed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import create_engine
+
+from tests.conftest import TINY_DIGITS, run_cli, write_experiments
+
+pytest.importorskip("distributed", reason="dask.distributed is not installed: pip install 'convexp[dask]'")
+
+GRID = {**TINY_DIGITS, "seed": list(range(8)), "epochs": 2, "snapshots": {"every": 1}}
+STEPS = 2 * -(-1437 // 64)
+
+
+def _counts(url: str) -> list[tuple]:
+    """Per run (in seed order): status, snapshots, distinct snapshot steps, metric rows, distinct metric keys."""
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT r.seed, r.status, "
+            "(SELECT count(*) FROM kernel_snapshots k WHERE k.run_id = r.id), "
+            "(SELECT count(DISTINCT k.step) FROM kernel_snapshots k WHERE k.run_id = r.id), "
+            "(SELECT count(*) FROM metrics m WHERE m.run_id = r.id), "
+            "(SELECT count(*) FROM (SELECT DISTINCT m.name, m.step FROM metrics m WHERE m.run_id = r.id) d) "
+            "FROM runs r ORDER BY r.seed"
+        ).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def test_a_grid_on_a_two_worker_local_cluster_records_every_row_once_into_postgresql(tmp_path, postgres_url):
+    path = write_experiments(tmp_path / "e.yaml", {"grid": GRID})
+    result = run_cli("run", str(path), "--executor", "dask", "--workers", "2", "--db", postgres_url)
+    assert result.returncode == 0, result.stderr
+    assert "grid: 8/8 run(s) finished" in result.stdout
+    local_db = f"sqlite:///{tmp_path / 'local.db'}"
+    assert run_cli("run", str(path), "--db", local_db).returncode == 0
+    on_cluster, local = _counts(postgres_url), _counts(local_db)
+    assert on_cluster == local
+    assert on_cluster == [(seed, "finished", STEPS + 1, STEPS + 1, 2 * STEPS + 2 * 3, 2 * STEPS + 2 * 3) for seed in range(8)]
+
+
+@pytest.mark.parametrize("retries", [2, 0])
+def test_a_killed_worker_s_run_is_retried_and_resumed_without_duplicates(tmp_path, retries):
+    """SIGKILL the worker process training a run: Dask re-runs the task, which resumes the run from its
+    checkpoint; the grid finishes and nothing is recorded twice. With no retries the run is marked
+    interrupted, keeping its whole steps, and the rest of the grid goes on."""
+    body = {**TINY_DIGITS, "seed": [0, 1, 2], "epochs": 40, "batch_size": 16, "snapshots": {"every": 1}}
+    path = write_experiments(tmp_path / "e.yaml", {"grid": body})
+    db = tmp_path / "grid.db"
+    url = f"sqlite:///{db}"
+    process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--executor", "dask", "--workers", "2",
+                                "--max-retries", str(retries), "--db", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.monotonic() + 180
+    while victim is None and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        try:
+            engine = create_engine(url)
+            with engine.connect() as connection:
+                victim = connection.exec_driver_sql(
+                    "SELECT id, pid FROM runs WHERE status = 'running' AND epochs_completed >= 2 LIMIT 1").first()
+            engine.dispose()
+        except Exception:  # the database is being created
+            pass
+    assert victim is not None, "no run reached its second epoch on the cluster"
+    run_id, pid = victim
+    assert pid != process.pid  # the run trains in a worker process, not in the client
+    os.kill(pid, signal.SIGKILL)
+    out, err = process.communicate(timeout=600)
+    steps = 40 * -(-1437 // 16)
+    runs = {r["id"]: r for r in json.loads(run_cli("runs", "--db", url, "--format", "json").stdout)}
+    if retries == 0:
+        assert process.returncode == 1 and "grid: 2/3 run(s) finished" in out, out + err
+        assert runs[run_id]["status"] == "interrupted" and runs[run_id]["attempts"] == 1
+        (killed,) = [c for c in _counts(url) if c[1] == "interrupted"]
+        done = runs[run_id]["epochs"] * -(-1437 // 16)
+        assert killed[2] == killed[3] and killed[2] >= done + 1  # whole, distinct steps, at least every finished epoch
+        finished = [c for c in _counts(url) if c[1] == "finished"]
+        assert len(finished) == 2 and all(c[2:] == (steps + 1, steps + 1, 2 * steps + 120, 2 * steps + 120) for c in finished)
+        return
+    assert process.returncode == 0, out + err
+    assert "grid: 3/3 run(s) finished" in out
+    assert _counts(url) == [(seed, "finished", steps + 1, steps + 1, 2 * steps + 40 * 3, 2 * steps + 40 * 3) for seed in range(3)]
+    assert runs[run_id]["attempts"] == 2, runs[run_id]  # the killed attempt, and the retry that resumed it
+    assert all(r["attempts"] == 1 for i, r in runs.items() if i != run_id)
