@@ -101,12 +101,12 @@ def run_on_dask(
             )
         try:
             with distributed.Client(cluster if cluster is not None else scheduler) as client:
-                futures = [
-                    client.submit(train_queued_run, run_id, store.url, data, key=f"convexp-run-{run_id}",
-                                  retries=max_retries, pure=False, resources=resources)
-                    for run_id in run_ids
-                ]
-                outcomes = _collect(futures, run_ids, runs, store, listener, distributed)
+                def submit(run_id: int, key: str):
+                    return client.submit(train_queued_run, run_id, store.url, data, key=key,
+                                         retries=max_retries, pure=False, resources=resources)
+
+                futures = [submit(run_id, f"convexp-run-{run_id}") for run_id in run_ids]
+                outcomes = _collect(futures, run_ids, runs, store, listener, distributed, submit)
         finally:
             if cluster is not None:
                 cluster.close()
@@ -115,7 +115,7 @@ def run_on_dask(
     return [outcomes[run_id] for run_id in run_ids]
 
 
-def _collect(futures, run_ids, runs, store, listener, distributed) -> dict[int, RunOutcome]:
+def _collect(futures, run_ids, runs, store, listener, distributed, submit) -> dict[int, RunOutcome]:
     by_key = {future.key: (run_id, run) for future, run_id, run in zip(futures, run_ids, runs)}
     outcomes: dict[int, RunOutcome] = {}
     completed = distributed.as_completed(futures)
@@ -127,6 +127,13 @@ def _collect(futures, run_ids, runs, store, listener, distributed) -> dict[int, 
                 outcome = future.result()
             else:
                 error = future.exception()
+                if isinstance(error, distributed.KilledWorker) and store.statuses([run_id])[run_id] == "queued":
+                    # The dead worker had been handed this run but never started it: that was no
+                    # attempt of the run, so it does not use up a retry.
+                    again = submit(run_id, f"{future.key}-again")
+                    by_key[again.key] = (run_id, run)
+                    completed.add(again)
+                    continue
                 reason = f"{type(error).__name__}: {error}"
                 status = "interrupted" if isinstance(error, distributed.KilledWorker) else "failed"
                 store.mark_stopped(run_id, status, reason)
