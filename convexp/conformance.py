@@ -236,8 +236,9 @@ def check_resume(backend: Backend) -> str:
          Flatten(type="flatten"), Dense(type="dense", units=10)],
         (1, 8, 8), 10,
     ))
-    job = _tiny_job(layers=layers, epochs=3, shuffle=True, optimizer=Adam(name="adam", learning_rate=0.01),
-                    train_images=_tiny_job().train_images[:96], train_labels=_tiny_job().train_labels[:96])
+    base = _tiny_job()
+    job = replace(base, layers=layers, epochs=3, shuffle=True, optimizer=Adam(name="adam", learning_rate=0.01),
+                  train_images=base.train_images[:96], train_labels=base.train_labels[:96])
     straight = CollectingObserver()
     backend.train(job, straight)
     if not straight.checkpoints:

@@ -121,6 +121,7 @@ def _collect(futures, run_ids, runs, store, listener, distributed, submit) -> di
     completed = distributed.as_completed(futures)
     last = None
     while not completed.is_empty() or completed.has_ready():
+        ended = []
         for future in completed.next_batch(block=False):
             run_id, run = by_key[future.key]
             if future.status == "finished":
@@ -139,11 +140,13 @@ def _collect(futures, run_ids, runs, store, listener, distributed, submit) -> di
                 store.mark_stopped(run_id, status, reason)
                 outcome = RunOutcome(run_id, run.experiment, run.backend.name, status, message=reason)
             outcomes[run_id] = outcome
-            if listener:
-                listener(_progress(outcomes, run_ids, store), outcome)
+            ended.append(outcome)
         progress = _progress(outcomes, run_ids, store)
-        if listener and progress != last:
-            listener(progress, None)
+        if listener:
+            for outcome in ended:
+                listener(progress, outcome)
+            if progress != last and not ended:
+                listener(progress, None)
         last = progress
         time.sleep(0.25)
     return outcomes

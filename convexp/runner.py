@@ -3,14 +3,13 @@
 Usable from Python as from the CLI::
 
     from convexp.runner import plan_runs, execute
-    from convexp.store import RunRecord, Store
+    from convexp.store import Store
     outcomes = execute(plan_runs("experiments.yaml", ["quickstart"]), Store("convexp.db"))
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import Any, Protocol
 from convexp import __version__
 from convexp.allocator import keep_freed_memory
 from convexp.backend import Backend
-from convexp.errors import StoreError
 from convexp.datasets import Dataset, dataset_info, load_dataset
+from convexp.errors import StoreError
 from convexp.layers import PlannedLayer
 from convexp.plugins import get_backend, plugin_version
 from convexp.recorder import Diverged, ProgressListener, RunRecorder
@@ -196,9 +195,10 @@ def _train_and_record(
     recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from)
     if listener:
         listener.run_start(run_id, run, job)
+    stopping = True  # until the run ends in a way that lets the next run go on
     try:
         backend.train(job, recorder)
-        outcome.status = "finished"
+        outcome.status, stopping = "finished", False
     except KeyboardInterrupt:
         outcome.status, outcome.message = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
         # The interrupt may have landed inside a write, which then rolled back as a whole: keep
@@ -212,13 +212,13 @@ def _train_and_record(
         outcome.status, outcome.message = "failed", str(exc)
         raise
     except Diverged as exc:  # recorded up to the step before; the next run goes on
-        outcome.status, outcome.message = "diverged", str(exc)
+        outcome.status, outcome.message, stopping = "diverged", str(exc), False
     except Exception as exc:  # the run failed; record why and go on with the next
         outcome.status, outcome.message = "failed", f"{type(exc).__name__}: {exc}"
         recorder.flush()
+        stopping = False
     finally:
-        if outcome.status == "running" or outcome.status == "interrupted" or isinstance(sys.exc_info()[1], StoreError):
-            # stopping anyway: if this write fails too, the run shows as stale once its heartbeat ages
+        if stopping:  # if this write fails too, the run shows as stale once its heartbeat ages
             with contextlib.suppress(Exception):
                 _finish(store, outcome, listener if outcome.status == "interrupted" else None)
         else:

@@ -56,11 +56,10 @@ def run_command(
     """
     from convexp import runner
     from convexp.errors import ConvexpError
+    from convexp.executors import EXECUTORS
     from convexp.store import Store
 
     overrides = {k: v for k, v in (("backend", backend), ("epochs", epochs), ("seed", seed)) if v is not None}
-    from convexp.executors import EXECUTORS
-
     if executor not in EXECUTORS:
         raise ConvexpError(f"--executor {executor}: unknown executor; known: {', '.join(EXECUTORS)}")
     if executor == "local" and (scheduler or workers):

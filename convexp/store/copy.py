@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, insert, select, text
 
+from convexp.errors import StoreError
 from convexp.store import Store
 from convexp.store.models import KernelSnapshot, Metric, Run, RunCheckpoint
 
@@ -41,8 +42,6 @@ def copy_runs(source: Store, destination: Store, run_ids: list[int] | None = Non
         runs = [dict(row._mapping) for row in reading.execute(query)]
         missing = set(run_ids or []) - {r["id"] for r in runs}
         if missing:
-            from convexp.errors import StoreError
-
             raise StoreError(f"{source.location}: no run with id {', '.join(map(str, sorted(missing)))}")
         with destination.engine.connect() as connection:
             present = set(connection.execute(select(Run.uid).where(Run.uid.in_([r["uid"] for r in runs]))).scalars())

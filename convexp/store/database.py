@@ -48,21 +48,20 @@ def describe(url: str) -> str:
     return str(path) if path else make_url(url).render_as_string(hide_password=True)
 
 
-def _on_sqlite_connect(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _on_read_only_sqlite_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA busy_timeout=30000")
     # Let SQLAlchemy's begin event below open every transaction (the pysqlite recipe in
     # SQLAlchemy's SQLite dialect documentation), so that DDL is transactional too.
     dbapi_connection.isolation_level = None
 
 
-def _on_read_only_sqlite_connect(dbapi_connection, _record) -> None:
-    dbapi_connection.execute("PRAGMA busy_timeout=30000")
-    dbapi_connection.isolation_level = None
+def _on_sqlite_connect(dbapi_connection, record) -> None:
+    _on_read_only_sqlite_connect(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def write_problem(path: Path) -> str | None:
@@ -111,11 +110,8 @@ def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = 
         engine = create_engine(url)
     except Exception as exc:  # missing driver, bad URL
         raise StoreError(f"{describe(url)}: cannot open database ({exc})") from None
-    if engine.dialect.name == "sqlite" and read_only:
-        event.listen(engine, "connect", _on_read_only_sqlite_connect)
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
-    elif engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _on_sqlite_connect)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _on_read_only_sqlite_connect if read_only else _on_sqlite_connect)
         begin = "BEGIN IMMEDIATE" if for_writing else "BEGIN"
         event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
     return engine
@@ -182,8 +178,9 @@ def _disk_full(url: str) -> bool:
         return False
 
 
-def write_error(url: str, exc: DBAPIError) -> StoreError:
-    """The one-line error for a write the database refused: read-only, full disk, I/O error, or other."""
+def write_error(url: str, exc: DBAPIError, action: str = "write") -> StoreError:
+    """The one-line error for a write (or migration: ``action``) the database refused: read-only,
+    full disk, I/O error, or other."""
     where = describe(url)
     reason = str(exc.orig).strip()
     lowered = reason.lower()
@@ -193,7 +190,7 @@ def write_error(url: str, exc: DBAPIError) -> StoreError:
         return StoreError(f"{where}: the disk is full ({reason}); what was recorded before is kept, free space and --resume")
     if "i/o" in lowered:
         return StoreError(f"{where}: the disk failed a write ({reason}); what was recorded before is kept")
-    return StoreError(f"{where}: write failed ({reason})")
+    return StoreError(f"{where}: {action} failed ({reason})")
 
 
 #: PostgreSQL advisory lock key held while migrating (any constant shared by every convexp).
@@ -259,7 +256,4 @@ def ensure_schema(
                 if MigrationContext.configure(connection).get_current_revision() != head:
                     command.upgrade(_alembic_config(connection), "head")
         except DBAPIError as exc:
-            error = write_error(url, exc)
-            if "write failed" in str(error):
-                error = StoreError(f"{where}: migration failed ({exc.orig})")
-            raise error from None
+            raise write_error(url, exc, "migration") from None
