@@ -8,6 +8,10 @@
 # in a new temporary folder. Stop it with: pg_ctl -D <folder printed on stderr> stop
 set -euo pipefail
 PORT="${CONVEXP_PG_PORT:-54329}"
+port_free() { python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null; }
+if ! port_free "$PORT"; then  # another server (an earlier run's) has it: take any free port
+    PORT="$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")"
+fi
 
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     for attempt in 1 2 3; do
