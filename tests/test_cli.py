@@ -121,6 +121,16 @@ def test_help_lists_the_commands():
         assert command in out
 
 
+def test_brackets_in_help_errors_and_tables_print_as_written(existing_db, tmp_path):
+    """Rich reads "[word]" as markup: help, error lines and table cells must not lose such text."""
+    help_text = " ".join(run_cli("run", "--help", env={"COLUMNS": "200"}).stdout.split())
+    assert "needs convexp[dask]" in help_text and "[default: $CONVEXP_DB or ./convexp.db]" in help_text
+    path = write_experiments(tmp_path / "b.yaml", {"tiny": {**TINY_DIGITS, "backend": "torch[cuda]"}})
+    assert_one_line_error(run_cli("run", str(path), "--db", str(existing_db)), "unknown backend 'torch[cuda]'")
+    table = run_cli("query", "SELECT '[bold]x[/bold]' AS \"[red]\"", "--db", str(existing_db))
+    assert table.returncode == 0 and "[bold]x[/bold]" in table.stdout and "[red]" in table.stdout
+
+
 @pytest.fixture
 def existing_db(tmp_path, tiny_experiments):
     db = tmp_path / "r.db"

@@ -196,3 +196,20 @@ def test_urls_and_paths(tmp_path, monkeypatch):
     assert resolve_url(str(tmp_path / "a.db")) == f"sqlite:///{tmp_path / 'a.db'}"
     monkeypatch.setenv("CONVEXP_DB", str(tmp_path / "env.db"))
     assert resolve_url(None).endswith("env.db")
+
+
+def test_list_runs_filters_by_experiment_backend_and_shown_status(db_path):
+    with Store(db_path) as store:
+        a = store.create_run(**RUN_FIELDS)
+        b = store.create_run(**{**RUN_FIELDS, "experiment": "f", "backend": "torch"})
+        c = store.create_run(**{**RUN_FIELDS, "pid": 2**22 + 12345})  # a process that does not exist: stale
+        store.finish_run(a, "finished")
+        assert [r.id for r in store.list_runs()] == [a, b, c]
+        assert [r.id for r in store.list_runs(experiment="e")] == [a, c]
+        assert [r.id for r in store.list_runs(backend="torch")] == [b]
+        assert [r.id for r in store.list_runs(experiment="e", backend="torch")] == []
+        assert [r.id for r in store.list_runs(status="finished")] == [a]
+        assert [r.id for r in store.list_runs(status="stale")] == [c]
+        assert [r.id for r in store.list_runs(status="running")] == [b]
+        with pytest.raises(StoreError, match="unknown run status 'done'; known: queued, running"):
+            store.list_runs(status="done")

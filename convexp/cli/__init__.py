@@ -19,12 +19,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Help texts are plain text: rich markup would swallow "[default: ...]" and "convexp[dask]".
+    rich_markup_mode=None,
 )
 
 from convexp.cli import analysis, backends, conv, data, db, results, run  # noqa: E402  (they register commands on app)
 
-app.add_typer(data.app, name="data")
-app.add_typer(db.app, name="db")
+app.add_typer(data.app, name="data", short_help="Download or import MNIST into the convexp cache.")
+app.add_typer(db.app, name="db", short_help="Migrate the results database; copy runs between databases.")
 
 
 def main() -> None:
@@ -35,8 +37,10 @@ def main() -> None:
         app()
     except ConvexpError as exc:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {exc}", markup=True, soft_wrap=True)
+        # The message is data, not markup: "pip install convexp[torch]" must print as written.
+        Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

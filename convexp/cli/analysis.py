@@ -15,7 +15,7 @@ from convexp.cli.output import Format, render
 Step = Annotated[Optional[str], typer.Option(help="Snapshot step to use: a step number, 'first' or 'last'.")]
 
 
-@app.command("compare")
+@app.command("compare", short_help="Compare runs: metrics, kernel drift, filter similarity.")
 def compare_command(
     runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND for the latest such run.")],
     step: Step = "last",
@@ -51,7 +51,7 @@ def compare_command(
                        title=f"{layer.layer}: run {comparison.runs[0].id} vs run {run.id}")
 
 
-@app.command("filters")
+@app.command("filters", short_help="Name the classical operator each filter resembles.")
 def filters_command(
     run: Annotated[str, typer.Argument(help="Run id, or EXPERIMENT:BACKEND for the latest such run.")],
     layer: Annotated[str, typer.Option(help="Conv layer with 3x3 kernels.")] = "conv1",
@@ -96,7 +96,7 @@ def filters_command(
         )
 
 
-@app.command("plot")
+@app.command("plot", short_help="Draw filters, their evolution, curves or features.")
 def plot_command(
     kind: Annotated[str, typer.Argument(help="filters | evolution | curves | histogram | features")],
     runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND (curves draws all; the others the first).")],
@@ -126,7 +126,7 @@ def plot_command(
     typer.echo(f"wrote {out}")
 
 
-@app.command("report")
+@app.command("report", short_help="Write a self-contained HTML report of runs.")
 def report_command(
     runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND.")],
     out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),

@@ -12,7 +12,7 @@ from convexp.cli.options import OutputFormat
 from convexp.cli.output import Format, render
 
 
-@app.command("plugins")
+@app.command("plugins", short_help="List the backends and whether each is usable.")
 def plugins_command(fmt: OutputFormat = Format.table) -> None:
     """List every backend found through the convexp.backends entry points, and whether it is usable."""
     from dataclasses import asdict
@@ -28,7 +28,7 @@ def plugins_command(fmt: OutputFormat = Format.table) -> None:
     render(columns, rows, fmt)
 
 
-@app.command("init")
+@app.command("init", short_help="Explain an initializer: formula, fan_in, fan_out.")
 def init_command(
     name: Annotated[str, typer.Argument(help="Initializer name, e.g. glorot_uniform, he_normal, torch_default, default.")],
     shape: Annotated[str, typer.Option(help="Conv kernel shape as Keras writes it: kh,kw,in_channels,out_channels.")] = "3,3,1,32",
@@ -84,7 +84,7 @@ def init_command(
         )
 
 
-@app.command("check")
+@app.command("check", short_help="Run the conformance checks on a backend.")
 def check_command(
     backend: Annotated[str, typer.Argument(help="Backend to check, e.g. torch, or your plugin's backend.")],
     fmt: OutputFormat = Format.table,

@@ -12,7 +12,7 @@ from convexp.cli import app
 
 
 
-@app.command("conv")
+@app.command("conv", short_help="Cross-correlate an image with a kernel.")
 def conv_command(
     image: Annotated[Optional[Path], typer.Option(help="Image .npy: (H, W), (C, H, W) or (N, C, H, W).")] = None,
     kernel: Annotated[Optional[Path], typer.Option(help="Kernel .npy: (kh, kw) or (out, in, kh, kw).")] = None,

@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="Datasets: download or import MNIST into the convexp cache.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: download or import MNIST into the convexp cache.", no_args_is_help=True, rich_markup_mode=None)
 
 
-@app.command("import")
+@app.command("import", short_help="Import MNIST's IDX files, checking their MD5s.")
 def import_command(
     directory: Annotated[Path, typer.Argument(help="Folder holding the four MNIST IDX files (.gz or plain).")],
 ) -> None:
@@ -23,7 +23,7 @@ def import_command(
     typer.echo(f"MNIST is ready in {mnist.cache_dir()}")
 
 
-@app.command("fetch")
+@app.command("fetch", short_help="Download a dataset, checking its MD5s.")
 def fetch_command(
     dataset: Annotated[str, typer.Argument(help="Dataset to download: mnist.")],
     mirror: Annotated[Optional[list[str]], typer.Option("--mirror", help="Base URL to download from (repeat for several, tried in order); default: public mirrors.")] = None,

@@ -8,10 +8,10 @@ import typer
 
 from convexp.cli.options import Db
 
-app = typer.Typer(help="The results database: schema migrations, copying runs between databases.", no_args_is_help=True)
+app = typer.Typer(help="The results database: schema migrations, copying runs between databases.", no_args_is_help=True, rich_markup_mode=None)
 
 
-@app.command("upgrade")
+@app.command("upgrade", short_help="Create the database or migrate its schema.")
 def upgrade_command(db: Db = None) -> None:
     """Create the database or migrate it to this convexp's schema (also done automatically on first use)."""
     from convexp.store import Store
@@ -21,7 +21,7 @@ def upgrade_command(db: Db = None) -> None:
         typer.echo(f"{store.location}: schema at revision {current_revision(store.engine)} (newest)")
 
 
-@app.command("copy")
+@app.command("copy", short_help="Copy runs from one database into another.")
 def copy_command(
     source: Annotated[str, typer.Argument(help="Database to copy from: a SQLite file path or a SQLAlchemy URL.")],
     destination: Annotated[str, typer.Argument(help="Database to copy into (created and migrated if new).")],

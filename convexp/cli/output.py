@@ -52,10 +52,14 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format = 
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title, show_edge=False, header_style="bold")
+        from rich.text import Text
+
+        table = Table(title=None if title is None else Text(title), show_edge=False, header_style="bold")
         for column in columns:
-            table.add_column(column, overflow="fold")
+            table.add_column(Text(column), overflow="fold")
+
         for row in rows:
-            table.add_row(*(_cell(v) for v in row))
+            # Text cells are never read as markup: a value like "[red]" is data and prints as written.
+            table.add_row(*(Text(_cell(v)) for v in row))
         # Piped output is data: never squeeze it to an imagined 80-column terminal.
         Console(width=None if sys.stdout.isatty() else 10_000).print(table)

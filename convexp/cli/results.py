@@ -11,8 +11,15 @@ from convexp.cli.options import Db, OutputFormat
 from convexp.cli.output import Format, render
 
 
-@app.command("runs")
-def runs_command(db: Db = None, fmt: OutputFormat = Format.table) -> None:
+@app.command("runs", short_help="List the recorded runs.")
+def runs_command(
+    experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Only runs of this experiment.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Only runs on this backend.")] = None,
+    status: Annotated[Optional[str], typer.Option(
+        help="Only runs shown with this status: queued, running, finished, failed, interrupted, diverged or stale.")] = None,
+    db: Db = None,
+    fmt: OutputFormat = Format.table,
+) -> None:
     """List the recorded runs: id, experiment, backend, status, attempts, epochs, test accuracy, time.
 
     A run still marked running whose process has died (or that has written nothing for 30 s)
@@ -20,7 +27,7 @@ def runs_command(db: Db = None, fmt: OutputFormat = Format.table) -> None:
     from convexp.store import Store
 
     with Store(db, must_exist=True) as store:
-        runs = store.list_runs()
+        runs = store.list_runs(experiment=experiment, backend=backend, status=status)
     columns = ["id", "experiment", "backend", "status", "attempts", "epochs", "test_accuracy", "seconds", "started"]
     rows = [
         [r.id, r.experiment, r.backend, r.shown_status(), r.attempts, r.epochs_completed, r.test_accuracy,
@@ -30,7 +37,7 @@ def runs_command(db: Db = None, fmt: OutputFormat = Format.table) -> None:
     render(columns, rows, fmt)
 
 
-@app.command("query")
+@app.command("query", short_help="Run a read-only SQL query on the results.")
 def query_command(
     sql: Annotated[str, typer.Argument(help="One SQL statement that reads, e.g. \"SELECT * FROM runs\".")],
     db: Db = None,

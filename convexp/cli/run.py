@@ -16,7 +16,7 @@ ExperimentsFile = Annotated[
 ]
 
 
-@app.command("run")
+@app.command("run", short_help="Train experiments and record them in the database.")
 def run_command(
     file: ExperimentsFile = Path("experiments.yaml"),
     experiment: Annotated[
@@ -101,6 +101,7 @@ def run_command(
 
 def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from convexp.executors import run_on_dask
@@ -120,8 +121,8 @@ def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None
             if outcome is not None:
                 accuracy = "n/a" if outcome.test_accuracy is None else f"{outcome.test_accuracy:.4f}"
                 colour = "green" if outcome.status == "finished" else "red"
-                reason = f" ({outcome.message})" if outcome.message else ""
-                progress.console.print(f"run {outcome.run_id} {outcome.experiment}/{outcome.backend}: "
+                reason = f" ({escape(outcome.message)})" if outcome.message else ""
+                progress.console.print(f"run {outcome.run_id} {escape(outcome.experiment)}/{escape(outcome.backend)}: "
                                        f"[{colour}]{outcome.status}[/{colour}]{reason}, test accuracy {accuracy}")
 
         with progress:
@@ -162,12 +163,14 @@ class ProgressPrinter:
     def run_start(self, run_id, run, job) -> None:
         self.index += 1
         self.run_id, self.epochs, self.job = run_id, job.epochs, job
-        self.label = f"run {run_id} {run.experiment}/{run.backend.name}"
+        from rich.markup import escape
+
+        self.label = escape(f"run {run_id} {run.experiment}/{run.backend.name}")
         resumed = job.resume_from
         self.console.print(
-            f"[bold]{self.label}[/bold] ({self.index}/{self.total_runs}): {run.spec.dataset}, "
+            f"[bold]{self.label}[/bold] ({self.index}/{self.total_runs}): {escape(run.spec.dataset)}, "
             f"{len(job.train_labels)} train / {len(job.test_labels)} test, {job.epochs} epoch(s) x "
-            f"{job.steps_per_epoch} steps, init {run.kernel_initializer}, {run.spec.optimizer.name}"
+            f"{job.steps_per_epoch} steps, init {escape(run.kernel_initializer)}, {escape(run.spec.optimizer.name)}"
             + (f"; resuming after epoch {resumed.epoch} (step {resumed.step})" if resumed else "")
         )
         self._new_task(resumed.epoch + 1 if resumed else 1)
@@ -194,13 +197,15 @@ class ProgressPrinter:
             f", {sum(outcome.epoch_seconds) / len(outcome.epoch_seconds):.2f} s/epoch" if outcome.epoch_seconds else ""
         )
         colour = "green" if outcome.status == "finished" else "red"
-        reason = f" ({outcome.message})" if outcome.message else ""
+        from rich.markup import escape
+
+        reason = f" ({escape(outcome.message)})" if outcome.message else ""
         self.out.print(
             f"{self.label}: [{colour}]{outcome.status}[/{colour}]{reason}, test accuracy {accuracy}{per_epoch}"
         )
 
 
-@app.command("validate")
+@app.command("validate", short_help="Check an experiments file without running it.")
 def validate_command(file: ExperimentsFile = Path("experiments.yaml")) -> None:
     """Check an experiments file without running anything: structure, names, shapes and grids."""
     from convexp.spec import validate_file

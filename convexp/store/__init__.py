@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, true, update
 from sqlalchemy.exc import OperationalError
 
 from convexp.errors import RunNotResumableError, StoreError
@@ -49,7 +49,7 @@ class Store:
     being created.
     """
 
-    def __init__(self, db: str | None = None, *, must_exist: bool = False, upgrade: bool = True):
+    def __init__(self, db: str | os.PathLike[str] | None = None, *, must_exist: bool = False, upgrade: bool = True):
         self.url = database.resolve_url(db)
         self.engine = database.create_db_engine(self.url, must_exist=must_exist)
         self._writer: Engine | None = None
@@ -202,9 +202,18 @@ class Store:
 
     # --- reading -------------------------------------------------------------------
 
-    def list_runs(self) -> list[RunRecord]:
-        """Every run, oldest first, with its last test accuracy."""
-        return self._select_runs()
+    def list_runs(self, experiment: str | None = None, backend: str | None = None,
+                  status: str | None = None) -> list[RunRecord]:
+        """The runs, oldest first, with their last test accuracy; each given filter must match.
+
+        ``status`` matches the status a run is shown with, so ``stale`` finds the runs marked
+        running whose process died."""
+        if status is not None and status not in (*RUN_STATUSES, "stale"):
+            raise StoreError(f"unknown run status '{status}'; known: {', '.join((*RUN_STATUSES, 'stale'))}")
+        conditions = [column == value for column, value in ((Run.experiment, experiment), (Run.backend, backend))
+                      if value is not None]
+        runs = self._select_runs(and_(true(), *conditions))
+        return runs if status is None else [run for run in runs if run.shown_status() == status]
 
     def get_run(self, run_id: int) -> RunRecord:
         """One run by id; raises :class:`StoreError` if there is none."""

@@ -22,9 +22,9 @@ DB_ENV = "CONVEXP_DB"
 DEFAULT_DB = "convexp.db"
 
 
-def resolve_url(db: str | None = None) -> str:
+def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
     """The SQLAlchemy URL for ``--db`` (a URL or a file path), else ``CONVEXP_DB``, else ./convexp.db."""
-    value = db or os.environ.get(DB_ENV) or DEFAULT_DB
+    value = os.fspath(db) if db else os.environ.get(DB_ENV) or DEFAULT_DB
     if "://" in value:
         try:
             make_url(value)
