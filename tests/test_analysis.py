@@ -144,6 +144,20 @@ def test_evolution_as_animated_gif(two_seeds, tmp_path):
     assert Image.open(out).n_frames > 10
 
 
+@pytest.mark.parametrize("command, out, fragment", [
+    (["plot", "filters", "1"], "f.txt", "cannot write '.txt' files; use one of"),
+    (["plot", "curves", "1"], "missing/c.png", "missing does not exist"),
+    (["report", "1"], "missing/r.html", "missing does not exist"),
+    (["report", "1"], "r.pdf", "use one of .htm, .html"),
+])
+def test_an_out_that_cannot_be_written_is_refused_before_drawing(two_seeds, tmp_path, command, out, fragment):
+    from tests.test_cli import assert_one_line_error
+
+    result = run_cli(*command, "--out", str(tmp_path / out), "--db", str(two_seeds))
+    assert_one_line_error(result, f"--out {tmp_path / out}", fragment)
+    assert result.returncode == 2 and list(tmp_path.iterdir()) == []
+
+
 def test_metrics_as_rows_and_dataframe(two_seeds):
     pd = pytest.importorskip("pandas")
     from convexp.store import Store

@@ -232,3 +232,14 @@ def test_conv_prints_a_result_and_refuses_impossible_shapes(tmp_path):
         "kernel 7x7 is larger than the 5x5 image with padding 'valid'",
     )
     assert_one_line_error(run_cli("conv", "--random-image", "1,1,x", "--random-kernel", "1,1,3,3"), "--random-image")
+
+
+def test_files_that_cannot_be_written_give_one_line(tmp_path):
+    args = ("conv", "--random-image", "1,1,5,5", "--random-kernel", "1,1,3,3", "--out")
+    assert_one_line_error(run_cli(*args, str(tmp_path / "no" / "o.npy")), f"--out {tmp_path / 'no' / 'o.npy'}: the folder")
+    assert_one_line_error(run_cli(*args, str(tmp_path / "o.txt")), "use one of .npy")
+    # A failure only the system sees (here a dangling link into a missing folder) is one line too.
+    (tmp_path / "link.npy").symlink_to(tmp_path / "gone" / "o.npy")
+    result = run_cli(*args, str(tmp_path / "link.npy"))
+    assert_one_line_error(result, "link.npy", "No such file or directory")
+    assert result.returncode == 1

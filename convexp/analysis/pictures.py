@@ -257,6 +257,25 @@ def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Fig
     return feature_maps_figure(image, maps, f"{name}, step {series.steps[index]}: test image {options.image_index} (label {label})")
 
 
+def picture_suffixes(kind: str) -> set[str]:
+    """The file suffixes a picture of ``kind`` can be written as (what matplotlib can write; .gif
+    for evolution is an animation)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return {f".{name}" for name in FigureCanvasBase.get_supported_filetypes()} - {".raw", ".rgba"}
+
+
+def check_picture_request(kind: str, path: Path) -> None:
+    """Refuse an unknown picture kind, or a ``--out`` that cannot be written, before drawing."""
+    from convexp.outputs import check_output_path
+
+    if kind not in KINDS:
+        from convexp.errors import unknown_name
+
+        raise unknown_name("picture kind", kind, KINDS)
+    check_output_path(path, "--out", picture_suffixes(kind))
+
+
 def save(figure: Figure, path: Path) -> None:
     """Write a figure as PNG (or any format matplotlib infers from the suffix)."""
     figure.savefig(path)

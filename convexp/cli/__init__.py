@@ -36,12 +36,27 @@ def main() -> None:
     try:
         app()
     except ConvexpError as exc:
-        from rich.console import Console
-        from rich.markup import escape
+        _fail(str(exc), exc.exit_code)
+    except BrokenPipeError:
+        # The reader of our output went away (``convexp query ... | head``): nothing to report.
+        import os
 
-        # The message is data, not markup: "pip install convexp[torch]" must print as written.
-        Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(exc.exit_code)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as exc:
+        # A file the command reads or writes failed at the system level (a full disk, a folder
+        # removed under it, no permission): one line naming the file, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(where + (exc.strerror or str(exc)), 1)
+
+
+def _fail(message: str, exit_code: int) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    # The message is data, not markup: "pip install convexp[torch]" must print as written.
+    Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {escape(message)}", soft_wrap=True)
+    sys.exit(exit_code)
 
 
 __all__ = ["app", "main", "backends", "results", "run"]

@@ -115,6 +115,7 @@ def plot_command(
     from convexp.analysis.selection import parse_indices, parse_step, select_runs
     from convexp.store import Store
 
+    pictures.check_picture_request(kind, out)
     options = pictures.PictureOptions(layer, parse_step(step), parse_indices(filters, "--filters"), image, data_dir)
     with Store(db, must_exist=True) as store:
         records = select_runs(store, runs)
@@ -137,8 +138,10 @@ def report_command(
     run's spec, metrics, filter pictures and filter analysis, the training curves and the comparison."""
     from convexp.analysis.report import write_report
     from convexp.analysis.selection import select_runs
+    from convexp.outputs import check_output_path
     from convexp.store import Store
 
+    check_output_path(out, "--out", {".html", ".htm"})
     with Store(db, must_exist=True) as store:
         path = write_report(store, select_runs(store, runs), out, data_dir)
     typer.echo(f"wrote {path} ({path.stat().st_size // 1024} KiB)")

@@ -35,6 +35,10 @@ def conv_command(
 
     if padding not in ("valid", "same"):
         raise ConvexpError(f"--padding must be 'valid' or 'same', not '{padding}'")
+    if out is not None:
+        from convexp.outputs import check_output_path
+
+        check_output_path(out, "--out", {".npy"})
     chosen = get_backend(backend)
     rng = np.random.default_rng(seed)
 
