@@ -70,11 +70,12 @@ def sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the convexp command as a user would, in a fresh process."""
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, input: str = "") -> subprocess.CompletedProcess:
+    """Run the convexp command as a user would, in a fresh process (``input`` is what the user types)."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "convexp", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "convexp", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900,
+        input=input,
     )
 
 

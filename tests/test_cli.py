@@ -243,3 +243,40 @@ def test_files_that_cannot_be_written_give_one_line(tmp_path):
     result = run_cli(*args, str(tmp_path / "link.npy"))
     assert_one_line_error(result, "link.npy", "No such file or directory")
     assert result.returncode == 1
+
+
+def test_db_delete_asks_then_deletes_and_vacuum_shrinks_the_file(tmp_path, tiny_experiments):
+    db = tmp_path / "d.db"
+    assert run_cli("run", str(tiny_experiments), "--db", str(db), "--seed", "1").returncode == 0
+    assert run_cli("run", str(tiny_experiments), "--db", str(db), "--seed", "2").returncode == 0
+    before = sha256(db)
+    refused = run_cli("db", "delete", "1", "--db", str(db), input="n\n")
+    assert refused.returncode == 1 and "delete 1 run(s)" in refused.stdout and sha256(db) == before
+    assert_one_line_error(run_cli("db", "delete", "--db", str(db)), "say which runs to delete")
+    assert_one_line_error(run_cli("db", "delete", "1", "9", "--db", str(db), "--yes"), "no run with id 9")
+    size = db.stat().st_size
+    done = run_cli("db", "delete", "--experiment", "tiny", "--status", "finished", "--db", str(db), "--yes", "--vacuum")
+    assert done.returncode == 0 and "deleted 2 run(s)" in done.stdout, done.stderr
+    assert json.loads(run_cli("runs", "--db", str(db), "--format", "json").stdout) == []
+    assert db.stat().st_size < size
+    connection = sqlite3.connect(db)
+    assert [connection.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("metrics", "kernel_snapshots", "checkpoints")] == [0, 0, 0]
+
+
+def test_show_describes_one_run_from_what_was_recorded(existing_db):
+    text = run_cli("show", "tiny:numpy", "--db", str(existing_db))
+    assert text.returncode == 0, text.stderr
+    assert "run 1 tiny/numpy: finished" in text.stdout
+    assert "input[1, 8, 8] -> conv1[4, 6, 6] -> maxpool1[4, 3, 3] -> flatten1[36] -> dense1[10]" in text.stdout
+    data = json.loads(run_cli("show", "1", "--db", str(existing_db), "--format", "json").stdout)
+    connection = sqlite3.connect(existing_db)
+    count, first, last = connection.execute(
+        "SELECT count(*), min(step), max(step) FROM kernel_snapshots WHERE run_id = 1 AND layer = 'conv1'").fetchone()
+    assert data["snapshots"] == {"conv1": {"count": count, "first_step": first, "last_step": last, "shape": [4, 1, 3, 3]}}
+    accuracy_step, accuracy = connection.execute(
+        "SELECT step, value FROM metrics WHERE run_id = 1 AND name = 'test_accuracy' ORDER BY step DESC LIMIT 1").fetchone()
+    assert data["last_metrics"]["test_accuracy"]["value"] == accuracy and data["last_metrics"]["test_accuracy"]["step"] == accuracy_step
+    assert data["checkpoint"]["step"] == data["steps_completed"] == last
+    assert (data["kernel_initializer"], data["spec"]["layers"][0]["filters"]) == ("glorot_uniform", 4)
+    assert f"snapshots   conv1 [4, 1, 3, 3]: {count} from step {first} to {last}" in text.stdout
+    assert_one_line_error(run_cli("show", "7", "--db", str(existing_db)), "no run with id 7")

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,31 @@ EXPLODING = {
     "snapshots": {"every": 1},
     "epochs": 3,
 }
+
+
+
+#: Epochs for a run that a test stops: so many that it can never finish before the signal, however
+#: slow or busy the machine (a 500-epoch digits run once finished in the 5 s a loaded CI machine
+#: took to poll it).
+ENDLESS = 100_000
+
+
+def wait_for(db: Path, sql: str, at_least: int, timeout: float = 120) -> int:
+    """Poll a SQLite file (without creating it) until ``sql``'s single value reaches ``at_least``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            connection = sqlite3.connect(db, timeout=30)
+            try:
+                row = connection.execute(sql).fetchone()
+            except sqlite3.OperationalError:  # tables not created yet
+                row = None
+            finally:
+                connection.close()
+            if row is not None and row[0] >= at_least:
+                return row[0]
+        time.sleep(0.02)  # often enough to catch a moment as short as "no step recorded yet"
+    raise AssertionError(f"{db}: {sql} did not reach {at_least} within {timeout} s")
 
 
 def test_a_run_whose_loss_becomes_nan_is_marked_diverged_and_keeps_its_snapshots(tmp_path):
@@ -43,21 +69,12 @@ def test_a_run_whose_loss_becomes_nan_is_marked_diverged_and_keeps_its_snapshots
 
 
 def test_sigterm_stops_a_run_cleanly(tmp_path):
-    body = {**TINY_DIGITS, "epochs": 500, "snapshots": {"every": 1}}
+    body = {**TINY_DIGITS, "epochs": ENDLESS, "snapshots": {"every": 1}}
     path = write_experiments(tmp_path / "e.yaml", {"long": body})
     db = tmp_path / "r.db"
     process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--db", str(db)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    recorded = 0
-    while time.monotonic() < deadline and recorded < 50:
-        time.sleep(0.5)
-        if db.exists():
-            try:
-                recorded = sqlite3.connect(db).execute("SELECT count(*) FROM kernel_snapshots").fetchone()[0]
-            except sqlite3.OperationalError:  # tables not created yet
-                pass
-    assert recorded >= 50, "the run did not start recording in time"
+    recorded = wait_for(db, "SELECT count(*) FROM kernel_snapshots", 50)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -71,19 +88,12 @@ def test_sigterm_stops_a_run_cleanly(tmp_path):
 
 @pytest.mark.skipif(os.name != "posix", reason="signals")
 def test_ctrl_c_is_the_same_as_sigterm(tmp_path):
-    body = {**TINY_DIGITS, "epochs": 500}
+    body = {**TINY_DIGITS, "epochs": ENDLESS}
     path = write_experiments(tmp_path / "e.yaml", {"long": body})
     db = tmp_path / "r.db"
     process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--db", str(db)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            if sqlite3.connect(db).execute("SELECT epochs_completed FROM runs").fetchone()[0] >= 2:
-                break
-        except (sqlite3.OperationalError, TypeError):
-            pass
+    wait_for(db, "SELECT epochs_completed FROM runs", 2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -174,18 +184,11 @@ def test_a_failed_migration_leaves_the_old_revision(db_url, monkeypatch):
 
 
 def test_a_killed_run_shows_as_stale_and_its_database_is_intact(tmp_path):
-    body = {**TINY_DIGITS, "epochs": 500, "snapshots": {"every": 1}}
+    body = {**TINY_DIGITS, "epochs": ENDLESS, "snapshots": {"every": 1}}
     path = write_experiments(tmp_path / "e.yaml", {"long": body})
     db = tmp_path / "r.db"
     process = start("run", str(path), "--db", str(db))
-    deadline = time.monotonic() + 120
-    epochs = 0
-    while time.monotonic() < deadline and epochs < 2:
-        time.sleep(0.3)
-        try:
-            epochs = sqlite3.connect(db).execute("SELECT epochs_completed FROM runs").fetchone()[0]
-        except (sqlite3.OperationalError, TypeError):
-            pass
+    wait_for(db, "SELECT epochs_completed FROM runs", 2)
     process.kill()  # SIGKILL: no handler runs, nothing is flushed
     process.communicate(timeout=60)
     connection = sqlite3.connect(db)
@@ -229,18 +232,6 @@ def _series(db, run_id: int) -> tuple[list, list]:
     return snapshots, metrics
 
 
-def _wait_for(db, condition: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if sqlite3.connect(db, timeout=30).execute(f"SELECT count(*) FROM runs WHERE {condition}").fetchone()[0]:
-                return
-        except sqlite3.OperationalError:  # not created yet
-            pass
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for a run with {condition}")
-
-
 @pytest.mark.parametrize("moment", ["steps_completed = 0", "epochs_completed >= 1", "epochs_completed >= 7",
                                     "steps_completed >= 3000", "epochs_completed >= 30"])
 def test_a_run_killed_at_any_moment_resumes_to_the_same_kernels(tmp_path, moment):
@@ -252,7 +243,7 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_kernels(tmp_path, moment
 
     assert run_cli("run", str(path), "--db", str(reference_db)).returncode == 0
     process = start("run", str(path), "--db", str(db))
-    _wait_for(db, moment)
+    wait_for(db, f"SELECT count(*) FROM runs WHERE {moment}", 1)
     process.kill()
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"

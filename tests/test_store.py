@@ -213,3 +213,40 @@ def test_list_runs_filters_by_experiment_backend_and_shown_status(db_path):
         assert [r.id for r in store.list_runs(status="running")] == [b]
         with pytest.raises(StoreError, match="unknown run status 'done'; known: queued, running"):
             store.list_runs(status="done")
+
+
+def test_deleting_runs_removes_everything_they_recorded_or_nothing(db_url):
+    from sqlalchemy import text
+
+    from convexp.training import Checkpoint
+
+    store = Store(db_url)
+    k = np.zeros((1, 1, 3, 3), np.float32)
+    ids = [store.create_run(**RUN_FIELDS) for _ in range(3)]
+    for run_id in ids:
+        store.record(run_id, [MetricRecord(1, 1, "train_loss", 1.0)], [SnapshotRow("conv1", s, 1, k, None) for s in (0, 1)],
+                     checkpoint=Checkpoint(1, 1, b"state"), epochs_completed=1, steps_completed=1)
+    store.finish_run(ids[0], "finished")
+    store.finish_run(ids[2], "failed")
+
+    def counts():
+        engine = create_engine(db_url)
+        with engine.connect() as connection:
+            result = {table: dict(connection.execute(text(f"SELECT run_id, count(*) FROM {table} GROUP BY run_id")).all())
+                      for table in ("metrics", "kernel_snapshots", "checkpoints")}
+            result["runs"] = sorted(connection.execute(text("SELECT id FROM runs")).scalars())
+        engine.dispose()
+        return result
+
+    before = counts()
+    with pytest.raises(StoreError, match=f"no run with id {ids[2] + 1}; nothing was deleted"):
+        store.delete_runs([ids[0], ids[2] + 1])
+    with pytest.raises(StoreError, match=f"run {ids[1]} is still running .*nothing was deleted"):
+        store.delete_runs([ids[0], ids[1]])  # this process is alive: its run is not stale
+    assert counts() == before
+    assert store.delete_runs([ids[2], ids[0]]) == [ids[0], ids[2]]
+    after = counts()
+    assert after["runs"] == [ids[1]]
+    assert after["metrics"] == {ids[1]: 1} and after["kernel_snapshots"] == {ids[1]: 2} and after["checkpoints"] == {ids[1]: 1}
+    store.compact()
+    store.close()

@@ -26,7 +26,7 @@ app = typer.Typer(
 from convexp.cli import analysis, backends, conv, data, db, results, run  # noqa: E402  (they register commands on app)
 
 app.add_typer(data.app, name="data", short_help="Download or import MNIST into the convexp cache.")
-app.add_typer(db.app, name="db", short_help="Migrate the results database; copy runs between databases.")
+app.add_typer(db.app, name="db", short_help="Migrate the results database; copy or delete runs.")
 
 
 def main() -> None:

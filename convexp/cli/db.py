@@ -8,7 +8,7 @@ import typer
 
 from convexp.cli.options import Db
 
-app = typer.Typer(help="The results database: schema migrations, copying runs between databases.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="The results database: schema migrations, copying and deleting runs.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("upgrade", short_help="Create the database or migrate its schema.")
@@ -44,3 +44,41 @@ def copy_command(
         typer.echo(f"skipped {len(report.already_there)} run(s) already there: {', '.join(map(str, report.already_there))}")
     if report.still_running:
         typer.echo(f"skipped {len(report.still_running)} run(s) still running: {', '.join(map(str, report.still_running))}")
+
+
+@app.command("delete", short_help="Delete runs with everything they recorded.")
+def delete_command(
+    runs: Annotated[Optional[list[int]], typer.Argument(help="Run ids to delete.", show_default=False)] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Delete the runs of this experiment.")] = None,
+    status: Annotated[Optional[str], typer.Option(help="Delete the runs shown with this status, e.g. failed or stale.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    vacuum: Annotated[bool, typer.Option("--vacuum", help="Then shrink the SQLite file (rewrites it; can take a while).")] = False,
+    db: Db = None,
+) -> None:
+    """Delete runs with their metrics, kernel snapshots and checkpoint, in one transaction.
+
+    Give run ids, or select runs with --experiment and/or --status (both must match). A run still
+    running in a live process is refused; nothing is deleted unless all of the selection can be.
+    """
+    from convexp.errors import ConvexpError
+    from convexp.store import Store
+
+    if not runs and experiment is None and status is None:
+        raise ConvexpError("say which runs to delete: run ids, --experiment or --status")
+    with Store(db, must_exist=True) as store:
+        if runs:
+            chosen = [store.get_run(run_id) for run_id in runs]
+            chosen = [r for r in chosen if experiment in (None, r.experiment) and status in (None, r.shown_status())]
+        else:
+            chosen = store.list_runs(experiment=experiment, status=status)
+        if not chosen:
+            typer.echo("no runs match: nothing deleted")
+            return
+        listed = ", ".join(f"{r.id} ({r.experiment}/{r.backend}, {r.shown_status()})" for r in chosen)
+        if not yes and not typer.confirm(f"delete {len(chosen)} run(s) from {store.location}: {listed}?"):
+            raise typer.Exit(1)
+        deleted = store.delete_runs(r.id for r in chosen)
+        typer.echo(f"deleted {len(deleted)} run(s) from {store.location}: {', '.join(map(str, deleted))}")
+        if vacuum:
+            store.compact()
+            typer.echo(f"{store.location}: compacted")

@@ -37,6 +37,33 @@ def runs_command(
     render(columns, rows, fmt)
 
 
+@app.command("show", short_help="Everything recorded about one run.")
+def show_command(
+    run: Annotated[str, typer.Argument(help="Run id, or EXPERIMENT:BACKEND for the latest such run.")],
+    db: Db = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format: table (text) or json.")] = Format.table,
+) -> None:
+    """Show one run: status, progress, architecture with shapes, initializer, optimizer, framework
+    versions, checkpoint, the last value of each metric, and the snapshots of each layer.
+
+    The full recorded spec is in the JSON output (--format json)."""
+    import json
+
+    from convexp.analysis.selection import select_run
+    from convexp.analysis.summary import describe_run, format_description
+    from convexp.errors import ConvexpError
+    from convexp.store import Store
+
+    if fmt == Format.csv:
+        raise ConvexpError("--format csv: a run's description is not a table; use table or json")
+    with Store(db, must_exist=True) as store:
+        description = describe_run(store, select_run(store, run))
+    if fmt == Format.json:
+        typer.echo(json.dumps(description.as_dict(), indent=2, default=str))
+    else:
+        typer.echo(format_description(description))
+
+
 @app.command("query", short_help="Run a read-only SQL query on the results.")
 def query_command(
     sql: Annotated[str, typer.Argument(help="One SQL statement that reads, e.g. \"SELECT * FROM runs\".")],

@@ -26,14 +26,14 @@ from sqlalchemy.exc import OperationalError
 from convexp.errors import RunNotResumableError, StoreError
 from convexp.store import database
 from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
-from convexp.store.records import KernelSeries, MetricRecord, RunRecord, SnapshotRow
+from convexp.store.records import KernelSeries, LayerSnapshots, MetricRecord, RunRecord, SnapshotRow
 
 if TYPE_CHECKING:
     import numpy as np
 
     from convexp.training import Checkpoint
 
-__all__ = ["Store", "RunRecord", "MetricRecord", "KernelSeries", "SnapshotRow"]
+__all__ = ["Store", "RunRecord", "MetricRecord", "KernelSeries", "LayerSnapshots", "SnapshotRow"]
 
 
 def utcnow() -> datetime:
@@ -180,6 +180,41 @@ class Store:
             )
         return result.rowcount == 1
 
+    def delete_runs(self, run_ids: Iterable[int]) -> list[int]:
+        """Delete runs with everything they recorded (metrics, snapshots, checkpoint), all or none.
+
+        Refuses, deleting nothing, when a run does not exist or is still running in a live
+        process (a stale run, whose process died, may be deleted). Returns the ids deleted."""
+        wanted = sorted(set(run_ids))
+        with self._writing() as connection:
+            rows = connection.execute(select(Run.__table__).where(Run.id.in_(wanted))).all()
+            records = {row.id: RunRecord(**row._mapping, test_accuracy=None) for row in rows}
+            missing = [run_id for run_id in wanted if run_id not in records]
+            if missing:
+                raise StoreError(f"{self.location}: no run with id {', '.join(map(str, missing))}; nothing was deleted")
+            alive = [r for r in records.values() if r.status == "running" and not r.is_stale()]
+            if alive:
+                raise StoreError(f"run {alive[0].id} is still running (pid {alive[0].pid} on {alive[0].host}); "
+                                 "stop it first; nothing was deleted")
+            for table in (Metric, KernelSnapshot, RunCheckpoint):
+                connection.execute(delete(table).where(table.run_id.in_(wanted)))
+            connection.execute(delete(Run).where(Run.id.in_(wanted)))
+        return wanted
+
+    def compact(self) -> None:
+        """Give the space of deleted rows back to the file system (SQLite VACUUM; PostgreSQL reclaims it itself)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        import sqlite3
+
+        raw = self.writer.raw_connection()  # VACUUM cannot run inside the transaction SQLAlchemy would begin
+        try:
+            raw.driver_connection.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.location}: cannot compact the database ({exc})") from None
+        finally:
+            raw.close()
+
     def statuses(self, run_ids: Iterable[int]) -> dict[int, str]:
         """The recorded status of each of ``run_ids`` (a cheap query, for progress displays)."""
         with self.engine.connect() as connection:
@@ -272,6 +307,29 @@ class Store:
         query = select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)
         with self.engine.connect() as connection:
             return list(connection.execute(query).scalars())
+
+    def snapshot_summary(self, run_id: int) -> list[LayerSnapshots]:
+        """Per layer with snapshots: how many, the first and last step, and the kernel shape (no kernel bytes read)."""
+        query = (
+            select(KernelSnapshot.layer, func.count(), func.min(KernelSnapshot.step), func.max(KernelSnapshot.step),
+                   func.min(KernelSnapshot.shape))
+            .where(KernelSnapshot.run_id == run_id).group_by(KernelSnapshot.layer).order_by(KernelSnapshot.layer)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [LayerSnapshots(layer, count, first, last, tuple(json.loads(shape))) for layer, count, first, last, shape in rows]
+
+    def last_metrics(self, run_id: int) -> dict[str, MetricRecord]:
+        """Each metric's value at the last step it was recorded, by name."""
+        last = (select(Metric.name, func.max(Metric.step).label("step")).where(Metric.run_id == run_id)
+                .group_by(Metric.name).subquery())
+        query = (
+            select(Metric.step, Metric.epoch, Metric.name, Metric.value)
+            .join(last, (Metric.name == last.c.name) & (Metric.step == last.c.step))
+            .where(Metric.run_id == run_id).order_by(Metric.name)
+        )
+        with self.engine.connect() as connection:
+            return {row.name: MetricRecord(*row) for row in connection.execute(query)}
 
     def kernel_series(self, run_id: int, layer: str) -> KernelSeries:
         """All snapshots of one layer of one run, in step order, as stacked arrays."""

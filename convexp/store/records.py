@@ -108,3 +108,14 @@ class KernelSeries:
     epochs: np.ndarray
     kernels: np.ndarray
     biases: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class LayerSnapshots:
+    """How a run's snapshots of one layer were recorded: how many, from which step to which, the kernel shape."""
+
+    layer: str
+    count: int
+    first_step: int
+    last_step: int
+    shape: tuple[int, ...]

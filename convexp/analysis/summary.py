@@ -1,0 +1,96 @@
+"""One run described in full: what it was asked to do, how far it got, and what it recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from convexp.store import LayerSnapshots, MetricRecord, RunRecord, Store
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """A run's record, its architecture with shapes, its last metrics, its snapshots and checkpoint."""
+
+    run: RunRecord
+    architecture: str | None  # None when the recorded spec no longer validates (written by another convexp)
+    last_metrics: dict[str, MetricRecord]
+    snapshots: list[LayerSnapshots]
+    checkpoint: tuple[int, int] | None  # (epoch, step) of the latest checkpoint
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output."""
+        run = self.run
+        return {
+            "id": run.id, "uid": run.uid, "experiment": run.experiment, "backend": run.backend,
+            "status": run.shown_status(), "recorded_status": run.status, "message": run.message,
+            "attempts": run.attempts, "started_at": run.started_at, "finished_at": run.finished_at,
+            "seconds": run.seconds, "host": run.host, "pid": run.pid,
+            "dataset": run.dataset, "seed": run.seed, "epochs_completed": run.epochs_completed,
+            "epochs_planned": run.spec.get("epochs"), "steps_completed": run.steps_completed,
+            "kernel_initializer": run.kernel_initializer, "bias_initializer": run.bias_initializer,
+            "framework": run.framework, "framework_version": run.framework_version,
+            "backend_version": run.backend_version, "convexp_version": run.convexp_version,
+            "architecture": self.architecture,
+            "last_metrics": {name: {"step": m.step, "epoch": m.epoch, "value": m.value} for name, m in self.last_metrics.items()},
+            "snapshots": {s.layer: {"count": s.count, "first_step": s.first_step, "last_step": s.last_step,
+                                    "shape": list(s.shape)} for s in self.snapshots},
+            "checkpoint": None if self.checkpoint is None else {"epoch": self.checkpoint[0], "step": self.checkpoint[1]},
+            "spec": run.spec,
+        }
+
+
+def describe_run(store: Store, run: RunRecord) -> RunDescription:
+    """Everything the store knows about one run, without reading any kernel bytes."""
+    checkpoint = store.latest_checkpoint(run.id)
+    return RunDescription(
+        run=run,
+        architecture=_architecture(run.spec),
+        last_metrics=store.last_metrics(run.id),
+        snapshots=store.snapshot_summary(run.id),
+        checkpoint=None if checkpoint is None else (checkpoint.epoch, checkpoint.step),
+    )
+
+
+def _architecture(spec: dict[str, Any]) -> str | None:
+    from pydantic import ValidationError
+
+    from convexp.spec import RunSpec
+
+    try:
+        planned = RunSpec.model_validate(spec).plan()
+    except (ValidationError, ValueError):
+        return None
+    first = planned[0].input_shape
+    return " -> ".join([f"input{list(first)}", *(f"{p.name}{list(p.output_shape)}" for p in planned)])
+
+
+def format_description(description: RunDescription) -> str:
+    """The description as the lines ``convexp show`` prints."""
+    run = description.run
+    optimizer = run.spec.get("optimizer") or {}
+    settings = ", ".join(f"{k} {v}" for k, v in optimizer.items() if k != "name")
+    lines = [
+        f"run {run.id} {run.experiment}/{run.backend}: {run.shown_status()}"
+        + (f" ({run.message})" if run.message else "") + (f", {run.attempts} attempts" if run.attempts > 1 else ""),
+        f"  dataset     {run.dataset}, seed {run.seed}, batch {run.spec.get('batch_size')}",
+        f"  progress    {run.epochs_completed} of {run.spec.get('epochs')} epoch(s), {run.steps_completed} steps"
+        + ("" if run.seconds is None else f", {run.seconds:.2f} s"),
+        f"  started     {run.started_at:%Y-%m-%d %H:%M:%S} UTC on {run.host or '?'}"
+        + ("" if run.finished_at is None else f"; ended {run.finished_at:%Y-%m-%d %H:%M:%S} UTC"),
+        f"  layers      {description.architecture or 'n/a (the recorded spec does not validate with this convexp)'}",
+        f"  initializer {run.kernel_initializer} (bias {run.bias_initializer})",
+        f"  optimizer   {optimizer.get('name', 'n/a')}" + (f": {settings}" if settings else ""),
+        f"  framework   {run.framework} {run.framework_version} (backend plugin {run.backend_version}, convexp {run.convexp_version})",
+        "  checkpoint  " + ("none" if description.checkpoint is None
+                             else f"after epoch {description.checkpoint[0]} (step {description.checkpoint[1]})"),
+    ]
+    lines.append("  metrics     none" if not description.last_metrics else "  metrics (last recorded values)")
+    width = max(map(len, description.last_metrics), default=0)
+    lines += [f"    {name:<{width}}  {m.value:.6g} (step {m.step}, epoch {m.epoch})"
+              for name, m in description.last_metrics.items()]
+    for s in description.snapshots:
+        lines.append(f"  snapshots   {s.layer} {list(s.shape)}: {s.count} from step {s.first_step} to {s.last_step}")
+    if not description.snapshots:
+        lines.append("  snapshots   none")
+    return "\n".join(lines)
