@@ -262,7 +262,8 @@ def picture_suffixes(kind: str) -> set[str]:
     for evolution is an animation)."""
     from matplotlib.backend_bases import FigureCanvasBase
 
-    return {f".{name}" for name in FigureCanvasBase.get_supported_filetypes()} - {".raw", ".rgba"}
+    static = {f".{name}" for name in FigureCanvasBase.get_supported_filetypes()} - {".raw", ".rgba"}
+    return static | {".gif"} if kind == "evolution" else static  # the animation is written with Pillow
 
 
 def check_picture_request(kind: str, path: Path) -> None:

@@ -80,7 +80,7 @@ def _sqlite_query(path, sql: str, limit: int | None) -> QueryResult:
         connection.set_authorizer(_authorizer(denied))
         try:
             cursor = connection.execute(sql)
-        except sqlite3.ProgrammingError as exc:  # e.g. more than one statement
+        except (sqlite3.ProgrammingError, sqlite3.Warning) as exc:  # more than one statement (Warning before Python 3.11)
             raise QueryError(f"query refused: {exc}") from None
         except sqlite3.DatabaseError as exc:
             if denied:
