@@ -52,6 +52,12 @@ class QueryError(ConvexpError):
     """A ``convexp query`` statement was refused or failed."""
 
 
+class OutputError(ConvexpError):
+    """A file a command was asked to write cannot be written there, or not in that format."""
+
+    exit_code = 2
+
+
 class ShapeError(SpecError):
     """An architecture cannot be applied to its input (e.g. a kernel larger than its input)."""
 

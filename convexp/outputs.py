@@ -10,13 +10,7 @@ import os
 from collections.abc import Collection
 from pathlib import Path
 
-from convexp.errors import ConvexpError
-
-
-class OutputError(ConvexpError):
-    """A file a command was asked to write cannot be written there, or not in that format."""
-
-    exit_code = 2
+from convexp.errors import OutputError
 
 
 def check_output_path(path: Path, option: str = "--out", suffixes: Collection[str] | None = None) -> Path:

@@ -26,6 +26,33 @@ EXPLODING = {
 
 
 
+_started: list[subprocess.Popen] = []
+
+
+def _default_sigint() -> None:
+    # A shell starting a job in the background (`pytest &`, some CI runners) sets SIGINT to
+    # ignored, and children inherit that: give convexp the Ctrl-C a terminal would deliver.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start(*args: str) -> subprocess.Popen:
+    """Start ``convexp ARGS`` as a user would; whatever a test leaves running is killed after it."""
+    process = subprocess.Popen([sys.executable, "-m", "convexp", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=_default_sigint if os.name == "posix" else None)
+    _started.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_processes():
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 #: Epochs for a run that a test stops: so many that it can never finish before the signal, however
 #: slow or busy the machine (a 500-epoch digits run once finished in the 5 s a loaded CI machine
 #: took to poll it).
@@ -72,8 +99,7 @@ def test_sigterm_stops_a_run_cleanly(tmp_path):
     body = {**TINY_DIGITS, "epochs": ENDLESS, "snapshots": {"every": 1}}
     path = write_experiments(tmp_path / "e.yaml", {"long": body})
     db = tmp_path / "r.db"
-    process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--db", str(db)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start("run", str(path), "--db", str(db))
     recorded = wait_for(db, "SELECT count(*) FROM kernel_snapshots", 50)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
@@ -91,17 +117,12 @@ def test_ctrl_c_is_the_same_as_sigterm(tmp_path):
     body = {**TINY_DIGITS, "epochs": ENDLESS}
     path = write_experiments(tmp_path / "e.yaml", {"long": body})
     db = tmp_path / "r.db"
-    process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--db", str(db)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start("run", str(path), "--db", str(db))
     wait_for(db, "SELECT epochs_completed FROM runs", 2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert sqlite3.connect(db).execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
-
-
-def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "convexp", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_concurrent_runs_into_one_sqlite_file_lose_nothing(tmp_path):

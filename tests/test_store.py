@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -250,3 +253,48 @@ def test_deleting_runs_removes_everything_they_recorded_or_nothing(db_url):
     assert after["metrics"] == {ids[1]: 1} and after["kernel_snapshots"] == {ids[1]: 2} and after["checkpoints"] == {ids[1]: 1}
     store.compact()
     store.close()
+
+
+def test_list_runs_by_id_names_the_ids_that_do_not_exist(db_path):
+    with Store(db_path) as store:
+        a, b = store.create_run(**RUN_FIELDS), store.create_run(**{**RUN_FIELDS, "experiment": "f"})
+        assert [r.id for r in store.list_runs(run_ids=[b, a])] == [a, b]
+        assert [r.id for r in store.list_runs(run_ids=[a, b], experiment="f")] == [b]
+        with pytest.raises(StoreError, match=f"no run with id {b + 1}, {b + 5}$"):
+            store.list_runs(run_ids=[a, b + 5, b + 1])
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_during_a_write_lands_after_it(db_path, signum):
+    """A real signal in the middle of a write transaction: the batch is committed whole, the
+    interrupt is raised once the write has ended, and the next write finds no lock to wait for."""
+    from sqlalchemy import event
+
+    def raise_interrupt(number, frame):
+        raise KeyboardInterrupt  # what `convexp run` installs for SIGTERM
+
+    previous = signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else raise_interrupt)
+    store = Store(db_path)
+    try:
+        run_id = store.create_run(**RUN_FIELDS)
+
+        def signal_mid_write(connection, cursor, statement, *args):
+            if statement.startswith("INSERT INTO metrics"):
+                os.kill(os.getpid(), signum)
+
+        event.listen(store.writer, "before_cursor_execute", signal_mid_write)
+        kernel = np.zeros((1, 1, 3, 3), np.float32)
+        with pytest.raises(KeyboardInterrupt):
+            store.record(run_id, [MetricRecord(1, 1, "train_loss", 0.5)], [SnapshotRow("conv1", 1, 1, kernel, None)],
+                         steps_completed=1)
+        event.remove(store.writer, "before_cursor_execute", signal_mid_write)
+        started = time.monotonic()
+        store.finish_run(run_id, "interrupted", "stopped")
+        assert time.monotonic() - started < 5
+        assert [m.value for m in store.metrics(run_id)] == [0.5]
+        assert store.kernel_series(run_id, "conv1").steps.tolist() == [1]
+        assert store.get_run(run_id).status == "interrupted"
+    finally:
+        signal.signal(signum, previous)
+        store.close()

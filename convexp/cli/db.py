@@ -66,11 +66,7 @@ def delete_command(
     if not runs and experiment is None and status is None:
         raise ConvexpError("say which runs to delete: run ids, --experiment or --status")
     with Store(db, must_exist=True) as store:
-        if runs:
-            chosen = [store.get_run(run_id) for run_id in runs]
-            chosen = [r for r in chosen if experiment in (None, r.experiment) and status in (None, r.shown_status())]
-        else:
-            chosen = store.list_runs(experiment=experiment, status=status)
+        chosen = store.list_runs(experiment=experiment, status=status, run_ids=runs or None)
         if not chosen:
             typer.echo("no runs match: nothing deleted")
             return

@@ -95,6 +95,10 @@ def run_command(
     finally:
         signal.signal(signal.SIGTERM, previous)
         store.close()
+    if outcomes:
+        last, where = outcomes[-1].run_id, "" if db is None else f" --db {db}"
+        typer.echo(f"recorded in {store.location}; next: `convexp show {last}{where}`, "
+                   f"`convexp plot filters {last}{where} --out filters.png`", err=True)
     if any(o.status != "finished" for o in outcomes):
         raise typer.Exit(1)
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from convexp.errors import RunNotResumableError, StoreError
 from convexp.store import database
+from convexp.store.interrupts import interrupts_deferred
 from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
 from convexp.store.records import KernelSeries, LayerSnapshots, MetricRecord, RunRecord, SnapshotRow
 
@@ -64,12 +65,15 @@ class Store:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[Connection]:
-        """One write transaction; a refused write becomes a one-line StoreError (read-only, full disk...)."""
-        try:
-            with self.writer.begin() as connection:
-                yield connection
-        except OperationalError as exc:
-            raise database.write_error(self.url, exc) from None
+        """One write transaction; a refused write becomes a one-line StoreError (read-only, full disk...).
+
+        Ctrl-C and SIGTERM wait until the transaction has ended (see :mod:`convexp.store.interrupts`)."""
+        with interrupts_deferred():
+            try:
+                with self.writer.begin() as connection:
+                    yield connection
+            except OperationalError as exc:
+                raise database.write_error(self.url, exc) from None
 
     @property
     def location(self) -> str:
@@ -238,15 +242,22 @@ class Store:
     # --- reading -------------------------------------------------------------------
 
     def list_runs(self, experiment: str | None = None, backend: str | None = None,
-                  status: str | None = None) -> list[RunRecord]:
+                  status: str | None = None, run_ids: Iterable[int] | None = None) -> list[RunRecord]:
         """The runs, oldest first, with their last test accuracy; each given filter must match.
 
         ``status`` matches the status a run is shown with, so ``stale`` finds the runs marked
-        running whose process died."""
+        running whose process died. ``run_ids`` that do not exist raise :class:`StoreError`."""
         if status is not None and status not in (*RUN_STATUSES, "stale"):
             raise StoreError(f"unknown run status '{status}'; known: {', '.join((*RUN_STATUSES, 'stale'))}")
         conditions = [column == value for column, value in ((Run.experiment, experiment), (Run.backend, backend))
                       if value is not None]
+        if run_ids is not None:
+            wanted = set(run_ids)
+            with self.engine.connect() as connection:
+                present = set(connection.execute(select(Run.id).where(Run.id.in_(wanted))).scalars())
+            if wanted - present:
+                raise StoreError(f"{self.location}: no run with id {', '.join(map(str, sorted(wanted - present)))}")
+            conditions.append(Run.id.in_(wanted))
         runs = self._select_runs(and_(true(), *conditions))
         return runs if status is None else [run for run in runs if run.shown_status() == status]
 
