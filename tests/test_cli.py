@@ -280,3 +280,10 @@ def test_show_describes_one_run_from_what_was_recorded(existing_db):
     assert (data["kernel_initializer"], data["spec"]["layers"][0]["filters"]) == ("glorot_uniform", 4)
     assert f"snapshots   conv1 [4, 1, 3, 3]: {count} from step {first} to {last}" in text.stdout
     assert_one_line_error(run_cli("show", "7", "--db", str(existing_db)), "no run with id 7")
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused_with_one_line(tmp_path, tiny_experiments, url):
+    result = run_cli("run", str(tiny_experiments), "--db", url, cwd=tmp_path)
+    assert_one_line_error(result, f"--db {url}: an in-memory SQLite database keeps nothing")
+    assert list(tmp_path.iterdir()) == [tiny_experiments]

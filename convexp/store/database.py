@@ -27,9 +27,12 @@ def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
     value = os.fspath(db) if db else os.environ.get(DB_ENV) or DEFAULT_DB
     if "://" in value:
         try:
-            make_url(value)
+            url = make_url(value)
         except ArgumentError as exc:
             raise StoreError(f"--db {value}: not a valid database URL ({exc})") from None
+        if url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:") or "mode=memory" in value):
+            raise StoreError(f"--db {value}: an in-memory SQLite database keeps nothing (and each connection "
+                             "would see its own); give a file path, e.g. --db results.db")
         return value
     return f"sqlite:///{Path(value).expanduser().resolve()}"
 
