@@ -107,12 +107,22 @@ def run_on_dask(
 
                 futures = [submit(run_id, f"convexp-run-{run_id}") for run_id in run_ids]
                 outcomes = _collect(futures, run_ids, runs, store, listener, distributed, submit)
-        finally:
+        finally:  # also on Ctrl-C: the LocalCluster's workers stop, and their runs with them
             if cluster is not None:
                 cluster.close()
-    for run_id in run_ids:  # a run the cluster never got to (the client stopped early) is not left queued
-        store.mark_stopped(run_id, "interrupted", "the grid stopped before this run finished")
+            _mark_unfinished(store, run_ids)
     return [outcomes[run_id] for run_id in run_ids]
+
+
+def _mark_unfinished(store: Store, run_ids: list[int]) -> None:
+    """Once the grid is over or stopped, no run of it is left queued, or running in a process that is gone.
+
+    A run still training in a live process (a worker of your own cluster, whose task Dask could
+    not stop) is left alone: it records on and ends as it ends."""
+    wanted = set(run_ids)
+    for record in store.list_runs():
+        if record.id in wanted and (record.status == "queued" or record.is_stale()):
+            store.mark_stopped(record.id, "interrupted", "the grid stopped before this run finished")
 
 
 def _collect(futures, run_ids, runs, store, listener, distributed, submit) -> dict[int, RunOutcome]:

@@ -92,3 +92,40 @@ def test_a_killed_worker_s_run_is_retried_and_resumed_without_duplicates(tmp_pat
     assert _counts(url) == [(seed, "finished", steps + 1, steps + 1, 2 * steps + 40 * 3, 2 * steps + 40 * 3) for seed in range(3)]
     assert runs[run_id]["attempts"] == 2, runs[run_id]  # the killed attempt, and the retry that resumed it
     assert all(r["attempts"] == 1 for i, r in runs.items() if i != run_id)
+
+
+def test_stopping_the_client_leaves_no_run_queued_or_running(tmp_path):
+    """SIGTERM to `convexp run --executor dask` while its runs train: exit 130 with one message, the
+    LocalCluster stops, and every run that had not finished is marked interrupted (so `--resume`
+    takes it) with whole steps; none is left queued or running."""
+    body = {**TINY_DIGITS, "seed": [0, 1, 2, 3], "epochs": 100_000, "snapshots": {"every": 1}}
+    path = write_experiments(tmp_path / "e.yaml", {"grid": body})
+    db = tmp_path / "grid.db"
+    url = f"sqlite:///{db}"
+    process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--executor", "dask", "--workers", "2",
+                                "--db", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, started = time.monotonic() + 180, 0
+        while started < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                engine = create_engine(url)
+                with engine.connect() as connection:
+                    started = connection.exec_driver_sql("SELECT count(*) FROM runs WHERE epochs_completed >= 1").scalar()
+                engine.dispose()
+            except Exception:  # the database is being created
+                pass
+        assert started == 2, "no two runs trained an epoch on the cluster"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted: the grid stopped" in err and "Traceback" not in err, err
+    runs = json.loads(run_cli("runs", "--db", url, "--format", "json").stdout)
+    assert [r["status"] for r in runs] == ["interrupted"] * 4, runs
+    counts = _counts(url)
+    assert all(c[2] == c[3] for c in counts)  # whole, distinct steps
+    assert sorted(c[2] > 0 for c in counts) == [False, False, True, True]  # two trained, two never started
+    assert run_cli("runs", "--status", "queued", "--db", url, "--format", "json").stdout.strip() == "[]"

@@ -69,7 +69,12 @@ def run_command(
     if executor == "dask":
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
-        _run_on_dask(runner.plan_runs(file, experiment, overrides, data_dir), db, data_dir, scheduler, workers, max_retries)
+        planned = runner.plan_runs(file, experiment, overrides, data_dir)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return
     if resume is not None:
         if overrides or experiment:
@@ -129,9 +134,14 @@ def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None
                 progress.console.print(f"run {outcome.run_id} {escape(outcome.experiment)}/{escape(outcome.backend)}: "
                                        f"[{colour}]{outcome.status}[/{colour}]{reason}, test accuracy {accuracy}")
 
-        with progress:
-            outcomes = run_on_dask(planned, store, data_dir, scheduler=scheduler, workers=workers,
-                                   max_retries=max_retries, listener=show)
+        try:
+            with progress:
+                outcomes = run_on_dask(planned, store, data_dir, scheduler=scheduler, workers=workers,
+                                       max_retries=max_retries, listener=show)
+        except KeyboardInterrupt:
+            typer.secho("interrupted: the grid stopped; its runs that had not finished are marked 'interrupted' "
+                        "(continue one with convexp run --resume RUN)", err=True, fg="yellow")
+            raise typer.Exit(130) from None
     finished = sum(o.status == "finished" for o in outcomes)
     out.print(f"grid: {finished}/{len(outcomes)} run(s) finished")
     if finished != len(outcomes):
