@@ -67,3 +67,15 @@ def test_a_copied_run_whose_id_is_taken_gets_a_new_one(tmp_path):
     assert [tuple(s) for s in seeds] == [(1, 5, 2), (2, 0, 2)]
     missing = run_cli("db", "copy", a, b, "--run", "9")
     assert missing.returncode == 1 and "no run with id 9" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_copy_reports_its_progress_run_by_run(tmp_path):
+    from convexp.store import Store
+    from convexp.store.copy import copy_runs
+
+    path = write_experiments(tmp_path / "e.yaml", {"grid": {**TINY_DIGITS, "seed": [0, 1, 2]}})
+    assert run_cli("run", str(path), "--db", str(tmp_path / "a.db")).returncode == 0
+    calls = []
+    with Store(tmp_path / "a.db") as source, Store(tmp_path / "b.db") as destination:
+        report = copy_runs(source, destination, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)] and [a for a, _ in report.copied] == [1, 2, 3]

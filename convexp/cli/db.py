@@ -35,8 +35,14 @@ def copy_command(
     from convexp.store import Store
     from convexp.store.copy import copy_runs
 
-    with Store(source, must_exist=True) as src, Store(destination) as dst:
-        report = copy_runs(src, dst, run)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("copy", total=None)
+    with Store(source, must_exist=True) as src, Store(destination) as dst, bar:
+        report = copy_runs(src, dst, run, progress=lambda done, total: bar.update(task, completed=done, total=total))
         where = f"from {src.location} to {dst.location}"
     moved = ", ".join(f"{a}" if a == b else f"{a} as {b}" for a, b in report.copied)
     typer.echo(f"copied {len(report.copied)} run(s) {where}" + (f": {moved}" if moved else ""))

@@ -64,11 +64,13 @@ class Store:
         return self._writer
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[Connection]:
+    def _writing(self, hold_interrupts: bool = True) -> Iterator[Connection]:
         """One write transaction; a refused write becomes a one-line StoreError (read-only, full disk...).
 
-        Ctrl-C and SIGTERM wait until the transaction has ended (see :mod:`convexp.store.interrupts`)."""
-        with interrupts_deferred():
+        Ctrl-C and SIGTERM wait until the transaction has ended (see :mod:`convexp.store.interrupts`),
+        unless ``hold_interrupts`` is false: for a long transaction of a command that exits on Ctrl-C,
+        where rolling back at once is what the user wants."""
+        with interrupts_deferred() if hold_interrupts else contextlib.nullcontext():
             try:
                 with self.writer.begin() as connection:
                     yield connection

@@ -7,6 +7,7 @@ whole, with its metrics, snapshots and checkpoint, in one transaction of the des
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, insert, select, text
@@ -28,11 +29,13 @@ class CopyReport:
     still_running: list[int] = field(default_factory=list)
 
 
-def copy_runs(source: Store, destination: Store, run_ids: list[int] | None = None) -> CopyReport:
+def copy_runs(source: Store, destination: Store, run_ids: list[int] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> CopyReport:
     """Copy runs (all, or those of ``run_ids``) that ``destination`` does not hold yet.
 
     A run keeps its id where the destination has that id free. Runs still running are not
-    copied (their rows are not complete yet).
+    copied (their rows are not complete yet). ``progress(done, total)`` is called as runs are
+    dealt with, for a progress display.
     """
     report = CopyReport()
     with source.engine.connect() as reading:
@@ -45,13 +48,17 @@ def copy_runs(source: Store, destination: Store, run_ids: list[int] | None = Non
             raise StoreError(f"{source.location}: no run with id {', '.join(map(str, sorted(missing)))}")
         with destination.engine.connect() as connection:
             present = set(connection.execute(select(Run.uid).where(Run.uid.in_([r["uid"] for r in runs]))).scalars())
-        for run in runs:
+        for done, run in enumerate(runs):
+            if progress:
+                progress(done, len(runs))
             if run["uid"] in present:
                 report.already_there.append(run["id"])
             elif run["status"] in ("running", "queued") and not _stale(source, run["id"]):
                 report.still_running.append(run["id"])
             else:
                 report.copied.append((run["id"], _copy_one(reading, destination, run)))
+        if progress:
+            progress(len(runs), len(runs))
     if report.copied and destination.writer.dialect.name == "postgresql":
         with destination.writer.begin() as connection:  # ids were given explicitly: move the sequence past them
             connection.execute(text("SELECT setval(pg_get_serial_sequence('runs', 'id'), (SELECT max(id) FROM runs))"))
@@ -63,7 +70,7 @@ def _stale(store: Store, run_id: int) -> bool:
 
 
 def _copy_one(reading, destination: Store, run: dict) -> int:
-    with destination._writing() as writing:
+    with destination._writing(hold_interrupts=False) as writing:  # Ctrl-C rolls the whole run back at once
         taken = writing.execute(select(func.count()).select_from(Run).where(Run.id == run["id"])).scalar_one()
         values = {k: v for k, v in run.items() if not (k == "id" and taken)}
         new_id = int(writing.execute(insert(Run).returning(Run.id), values).scalar_one())
