@@ -86,7 +86,9 @@ def run_command(
         planned = runner.plan_runs(file, experiment, overrides, data_dir)
         store = Store(db)
         planned_count = len(planned)
-    listener = ProgressPrinter(planned_count)
+    from convexp.cli.progress import RunPrinter
+
+    listener = RunPrinter(planned_count)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run as cleanly as Ctrl-C
     try:
         with listener:
@@ -109,33 +111,15 @@ def run_command(
 
 
 def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from convexp.cli.progress import GridPrinter
     from convexp.executors import run_on_dask
     from convexp.store import Store
 
-    console, out = Console(stderr=True, highlight=False), Console(highlight=False)
     where = scheduler or f"a LocalCluster of {workers or 'one per CPU'} worker(s)"
     with Store(db) as store:
-        console.print(f"{len(planned)} run(s) on {where}, recording into {store.location}")
-        progress = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
-                            TimeElapsedColumn(), console=console, transient=True)
-        task = progress.add_task("grid", total=len(planned), counts="")
-
-        def show(state, outcome) -> None:
-            progress.update(task, completed=state.done + state.failed,
-                            counts=f"{state.done} done, {state.failed} failed, {state.running} running")
-            if outcome is not None:
-                accuracy = "n/a" if outcome.test_accuracy is None else f"{outcome.test_accuracy:.4f}"
-                colour = "green" if outcome.status == "finished" else "red"
-                reason = f" ({escape(outcome.message)})" if outcome.message else ""
-                progress.console.print(f"run {outcome.run_id} {escape(outcome.experiment)}/{escape(outcome.backend)}: "
-                                       f"[{colour}]{outcome.status}[/{colour}]{reason}, test accuracy {accuracy}")
-
+        typer.echo(f"{len(planned)} run(s) on {where}, recording into {store.location}", err=True)
         try:
-            with progress:
+            with GridPrinter(len(planned)) as show:
                 outcomes = run_on_dask(planned, store, data_dir, scheduler=scheduler, workers=workers,
                                        max_retries=max_retries, listener=show)
         except KeyboardInterrupt:
@@ -143,80 +127,13 @@ def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None
                         "(continue one with convexp run --resume RUN)", err=True, fg="yellow")
             raise typer.Exit(130) from None
     finished = sum(o.status == "finished" for o in outcomes)
-    out.print(f"grid: {finished}/{len(outcomes)} run(s) finished")
+    typer.echo(f"grid: {finished}/{len(outcomes)} run(s) finished")
     if finished != len(outcomes):
         raise typer.Exit(1)
 
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-class ProgressPrinter:
-    """Draws a progress bar per epoch and prints a line per epoch and a summary per run."""
-
-    def __init__(self, total_runs: int):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.console = Console(stderr=True, highlight=False)
-        self.out = Console(highlight=False)
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-            TimeRemainingColumn(), console=self.console, transient=True,
-        )
-        self.total_runs, self.index = total_runs, 0
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
-
-    def run_start(self, run_id, run, job) -> None:
-        self.index += 1
-        self.run_id, self.epochs, self.job = run_id, job.epochs, job
-        from rich.markup import escape
-
-        self.label = escape(f"run {run_id} {run.experiment}/{run.backend.name}")
-        resumed = job.resume_from
-        self.console.print(
-            f"[bold]{self.label}[/bold] ({self.index}/{self.total_runs}): {escape(run.spec.dataset)}, "
-            f"{len(job.train_labels)} train / {len(job.test_labels)} test, {job.epochs} epoch(s) x "
-            f"{job.steps_per_epoch} steps, init {escape(run.kernel_initializer)}, {escape(run.spec.optimizer.name)}"
-            + (f"; resuming after epoch {resumed.epoch} (step {resumed.step})" if resumed else "")
-        )
-        self._new_task(resumed.epoch + 1 if resumed else 1)
-
-    def _new_task(self, epoch: int) -> None:
-        steps = min(self.job.steps_per_epoch, self.job.total_steps - (epoch - 1) * self.job.steps_per_epoch)
-        self.task = self.progress.add_task(f"epoch {epoch}/{self.epochs}", total=max(steps, 0), loss="")
-
-    def step(self, step, epoch, metrics) -> None:
-        self.progress.update(self.task, advance=1, loss=f"loss {metrics['train_loss']:.4f}")
-
-    def epoch_end(self, epoch, metrics) -> None:
-        self.progress.remove_task(self.task)
-        self.console.print(
-            f"  epoch {epoch}/{self.epochs}: test_loss {metrics['test_loss']:.4f}, "
-            f"test_accuracy {metrics['test_accuracy']:.4f}, {metrics['epoch_seconds']:.2f} s"
-        )
-        if epoch < self.epochs and epoch * self.job.steps_per_epoch < self.job.total_steps:
-            self._new_task(epoch + 1)
-
-    def run_end(self, outcome) -> None:
-        accuracy = "n/a" if outcome.test_accuracy is None else f"{outcome.test_accuracy:.4f}"
-        per_epoch = (
-            f", {sum(outcome.epoch_seconds) / len(outcome.epoch_seconds):.2f} s/epoch" if outcome.epoch_seconds else ""
-        )
-        colour = "green" if outcome.status == "finished" else "red"
-        from rich.markup import escape
-
-        reason = f" ({escape(outcome.message)})" if outcome.message else ""
-        self.out.print(
-            f"{self.label}: [{colour}]{outcome.status}[/{colour}]{reason}, test accuracy {accuracy}{per_epoch}"
-        )
 
 
 @app.command("validate", short_help="Check an experiments file without running it.")
