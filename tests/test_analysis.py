@@ -202,3 +202,21 @@ def test_report_opens_in_headless_chromium_with_every_image_and_no_network(two_s
     assert len(images) == 1 + 2 * 4  # curves, then filters/evolution/histogram/features per run
     assert all(complete and width > 100 and height > 100 for complete, width, height in images)
     assert all(url.startswith(("file://", "data:")) for url in requested), requested
+
+
+def test_compare_says_which_layers_it_could_not_compare_and_why(tmp_path):
+    conv = lambda filters, size: {"type": "conv", "filters": filters, "kernel_size": size, "activation": "relu"}  # noqa: E731
+    head = [{"type": "flatten"}, {"type": "dense", "units": 10}]
+    path = write_experiments(tmp_path / "e.yaml", {
+        "a": {**TINY_DIGITS, "layers": [conv(4, 3), *head]},
+        "b": {**TINY_DIGITS, "layers": [conv(6, 5), *head]},
+        "c": {**TINY_DIGITS, "layers": head},
+    })
+    db = tmp_path / "r.db"
+    assert run_cli("run", str(path), "-e", "a", "-e", "b", "-e", "c", "--db", str(db)).returncode == 0
+    shapes = compare_json(db, "1", "2")
+    assert shapes["layers"] == [] and shapes["layers_not_compared"] == {
+        "conv1": "kernel shapes differ (run 1 [4, 1, 3, 3], run 2 [6, 1, 5, 5])"}
+    assert compare_json(db, "1", "3")["layers_not_compared"] == {"conv1": "no snapshots in run(s) 3"}
+    table = run_cli("compare", "1", "3", "--db", str(db)).stdout
+    assert "conv1: filters not compared: no snapshots in run(s) 3" in table

@@ -45,6 +45,7 @@ class Comparison:
     spec_differences: dict[str, list[Any]]
     scores: list[RunScores]
     layers: list[LayerComparison] = field(default_factory=list)
+    not_compared: dict[str, str] = field(default_factory=dict)  # layer -> why its filters were not compared
 
 
 def label(run: RunRecord) -> str:
@@ -113,10 +114,15 @@ def compare_runs(store: Store, runs: list[RunRecord], step: int | str = "last") 
     comparison = Comparison(runs, spec_differences(runs), [scores(store, r) for r in runs])
     layer_sets = [set(store.snapshot_layers(r.id)) for r in runs]
     common = sorted(set.intersection(*layer_sets)) if layer_sets else []
+    for layer in sorted(set().union(*layer_sets) - set(common)):
+        missing = [str(r.id) for r, layers in zip(runs, layer_sets) if layer not in layers]
+        comparison.not_compared[layer] = f"no snapshots in run(s) {', '.join(missing)}"
     for layer in common:
         series = [store.kernel_series(r.id, layer) for r in runs]
-        if len({s.kernels.shape[1:] for s in series}) > 1:
-            continue  # same name, different shapes: nothing to match
+        if len({s.kernels.shape[1:] for s in series}) > 1:  # same name, different shapes: nothing to match
+            shapes = ", ".join(f"run {r.id} {list(s.kernels.shape[1:])}" for r, s in zip(runs, series))
+            comparison.not_compared[layer] = f"kernel shapes differ ({shapes})"
+            continue
         indices = [snapshot_index(s, step) for s in series]
         reference = series[0].kernels[indices[0]]
         matchings = [match_filters(reference, s.kernels[i]) for s, i in zip(series, indices)]
@@ -168,5 +174,6 @@ def comparison_dict(comparison: Comparison) -> dict[str, Any]:
             }
             for layer in comparison.layers
         ],
+        "layers_not_compared": comparison.not_compared,
     }
 

@@ -44,6 +44,8 @@ def compare_command(
                [[k, *v] for k, v in comparison.spec_differences.items()], fmt, title="spec differences")
     else:
         typer.echo("the runs' specs are identical")
+    for layer, why in comparison.not_compared.items():
+        typer.echo(f"{layer}: filters not compared: {why}")
     if matches:
         for layer in comparison.layers:
             for run, matching in zip(comparison.runs[1:], layer.matchings[1:]):
