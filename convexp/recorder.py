@@ -67,9 +67,9 @@ class RunRecorder:
     def _snapshot(self, step: int, epoch: int, kernels: KernelReader) -> None:
         if step == self.last_snapshot_step:
             return
-        for layer, snapshot in kernels().items():
-            self.snapshots.append(SnapshotRow(layer, step, epoch, snapshot.kernel, snapshot.bias))
-            self.buffered_bytes += snapshot.kernel.nbytes
+        rows = [SnapshotRow(layer, step, epoch, snapshot.kernel, snapshot.bias) for layer, snapshot in kernels().items()]
+        self.snapshots.extend(rows)  # every layer of the step, or (interrupted before this line) none
+        self.buffered_bytes += sum(row.kernel.nbytes for row in rows)
         self.last_snapshot_step = step
 
     def on_train_start(self, kernels: KernelReader) -> None:
@@ -83,11 +83,11 @@ class RunRecorder:
                 self.steps_completed = step
                 self.flush()
                 raise Diverged(step, epoch, name, value)
-        self.steps_completed = step
         if step % self.log_every == 0:
             self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())
         if self.every and step % self.every == 0:
             self._snapshot(step, epoch, kernels)
+        self.steps_completed = step  # only once the step's rows are buffered: a flush never claims a step it lacks
         if (self.buffered_bytes >= FLUSH_BYTES or len(self.metrics) >= FLUSH_METRICS
                 or time.monotonic() - self.last_flush >= HEARTBEAT_SECONDS):
             self.flush()
