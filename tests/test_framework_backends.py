@@ -66,13 +66,38 @@ def test_plugins_lists_all_three_usable():
     assert usable == {"numpy": True, "torch": True, "tensorflow": True}
 
 
+def test_the_command_line_prints_the_install_command_whole_when_torch_is_missing(tmp_path):
+    """As a user without torch sees it: `convexp plugins` and a run asking for torch (torch hidden from imports)."""
+    import subprocess
+    import sys
+
+    path = write_experiments(tmp_path / "e.yaml", {"t": {**TINY_DIGITS, "backend": "torch"}})
+    hide_torch = ("import importlib.util, sys; real = importlib.util.find_spec; "
+                  "importlib.util.find_spec = lambda name, *a: None if name == 'torch' else real(name, *a); "
+                  "from convexp.cli import main; sys.argv = ['convexp', *sys.argv[1:]]; main()")
+
+    def convexp(*args):
+        return subprocess.run([sys.executable, "-c", hide_torch, *args], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path)
+
+    plugins = {b["name"]: b for b in json.loads(convexp("plugins", "--format", "json").stdout)}
+    assert plugins["torch"]["usable"] is False and plugins["numpy"]["usable"] is True
+    assert plugins["torch"]["reason"] == "torch is not installed: pip install 'convexp[torch]'"
+    table = convexp("plugins").stdout
+    assert "pip install 'convexp[torch]'" in " ".join(table.split())
+    run = convexp("run", str(path), "--db", str(tmp_path / "r.db"))
+    assert run.returncode != 0 and run.stderr.strip() == (
+        "Error: backend 'torch' is unavailable: torch is not installed: pip install 'convexp[torch]'")
+    assert not (tmp_path / "r.db").exists()
+
+
 def test_missing_framework_is_reported_with_the_install_command(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     torch_info = next(i for i in describe_backends() if i.name == "torch")
-    assert not torch_info.usable and torch_info.reason == "torch is not installed: pip install convexp[torch]"
+    assert not torch_info.usable and torch_info.reason == "torch is not installed: pip install 'convexp[torch]'"
     path = write_experiments(tmp_path / "e.yaml", {"t": {**TINY_DIGITS, "backend": "torch"}})
-    with pytest.raises(BackendUnavailableError, match=r"backend 'torch' is unavailable: torch is not installed: pip install convexp\[torch\]"):
+    with pytest.raises(BackendUnavailableError, match=r"backend 'torch' is unavailable: torch is not installed: pip install 'convexp\[torch\]'"):
         plan_runs(path)
 
 

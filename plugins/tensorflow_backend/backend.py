@@ -17,7 +17,7 @@ class TensorflowBackend(Backend):
 
     name = "tensorflow"
     framework = "tensorflow"
-    install_hint = "pip install convexp[tensorflow]"
+    install_hint = "pip install 'convexp[tensorflow]'"
     #: keras.layers.Conv2D's defaults: glorot_uniform kernel, zeros bias.
     default_initializers = ("glorot_uniform", "zeros")
 

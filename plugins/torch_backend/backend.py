@@ -17,7 +17,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     framework = "torch"
-    install_hint = "pip install convexp[torch]"
+    install_hint = "pip install 'convexp[torch]'"
     #: nn.Conv2d's own reset_parameters: kaiming_uniform(a=sqrt(5)) kernel, U(±1/sqrt(fan_in)) bias.
     default_initializers = ("torch_default", "torch_default")
 
