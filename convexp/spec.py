@@ -142,6 +142,30 @@ class ResolvedRun:
     spec: RunSpec
 
 
+def bundled_examples() -> Path | None:
+    """The example experiments that come with convexp: the repository's experiments.yaml, shipped
+    inside an installed package as convexp/examples/experiments.yaml (None if neither is there)."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "examples" / DEFAULT_FILE, package.parent / DEFAULT_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def experiments_file(path: str | Path | None = None) -> tuple[Path, bool]:
+    """The experiments file to read, and whether it is convexp's bundled examples.
+
+    An explicit ``path`` is used as given; without one, ./experiments.yaml if it exists, else
+    the examples that come with convexp (so that ``convexp run`` works in any folder)."""
+    if path is not None:
+        return Path(path), False
+    local = Path(DEFAULT_FILE)
+    if local.exists():
+        return local, False
+    bundled = bundled_examples()
+    return (bundled, True) if bundled is not None else (local, False)
+
+
 def read_file(path: str | Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     """Parse an experiments file into (default experiment name, raw experiments), checking its outline."""
     import yaml

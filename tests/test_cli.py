@@ -115,6 +115,19 @@ def test_validate_reports_each_experiment():
     assert "mnist-keras-convnet: 1 run(s), mnist" in result.stdout
 
 
+def test_validate_and_run_in_a_folder_without_experiments_use_the_bundled_examples(tmp_path):
+    result = run_cli("validate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no ./experiments.yaml here: using the examples that come with convexp" in result.stderr
+    for name in ("quickstart", "mnist-keras-convnet", "cross-backend-agreement", "digits-grid"):
+        assert f"{name}: " in result.stdout
+    write_experiments(tmp_path / "experiments.yaml", {"mine": TINY_DIGITS})
+    own = run_cli("validate", cwd=tmp_path)
+    assert own.returncode == 0 and "mine: 1 run(s)" in own.stdout and "examples that come with" not in own.stderr
+    missing = run_cli("validate", str(tmp_path / "nope.yaml"), cwd=tmp_path)  # a named file is never replaced
+    assert missing.returncode != 0 and "nope.yaml: no such experiments file" in missing.stderr
+
+
 def test_help_lists_the_commands():
     out = run_cli("--help").stdout
     for command in ("run", "runs", "query", "init", "plugins", "validate", "data", "db"):

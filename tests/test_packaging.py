@@ -21,7 +21,9 @@ def test_wheel_ships_migrations_and_plugins_and_migrates(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("convexp-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"convexp/migrations/env.py", "convexp/migrations/script.py.mako", "convexp/migrations/versions/0001_initial.py",
-            "convexp_plugins/numpy_backend/backend.py"} <= names
+            "convexp_plugins/numpy_backend/backend.py", "convexp/examples/experiments.yaml"} <= names
+    assert not [n for n in names if n.startswith("convexp/examples/") and n != "convexp/examples/experiments.yaml"]
+    assert zipfile.ZipFile(wheel).read("convexp/examples/experiments.yaml") == (REPO / "experiments.yaml").read_bytes()
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=600)
@@ -37,3 +39,11 @@ def test_wheel_ships_migrations_and_plugins_and_migrates(tmp_path):
     assert lines[0].startswith(str(target)) and lines[1].startswith(str(target)), lines
     assert "'numpy'" in lines[2]
     assert (tmp_path / "w.db").exists()
+    # in a folder without experiments.yaml, the installed package's own examples are used
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    validate = subprocess.run([sys.executable, "-m", "convexp", "validate"], cwd=empty, env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert validate.returncode == 0, validate.stderr
+    assert f"({target / 'convexp' / 'examples' / 'experiments.yaml'})" in validate.stderr
+    assert "quickstart: 1 run(s)" in validate.stdout

@@ -12,13 +12,25 @@ from convexp.cli import app
 from convexp.cli.options import DataDir, Db
 
 ExperimentsFile = Annotated[
-    Path, typer.Argument(help="Experiments YAML file.", show_default=True)
+    Optional[Path],
+    typer.Argument(help="Experiments YAML file [default: ./experiments.yaml, else the examples that come with convexp].",
+                   show_default=False),
 ]
+
+
+def _experiments_file(file: Optional[Path]) -> Path:
+    """The file to read; says so on stderr when it is convexp's bundled examples."""
+    from convexp.spec import experiments_file
+
+    path, bundled = experiments_file(file)
+    if bundled:
+        typer.echo(f"no ./experiments.yaml here: using the examples that come with convexp ({path})", err=True)
+    return path
 
 
 @app.command("run", short_help="Train experiments and record them in the database.")
 def run_command(
-    file: ExperimentsFile = Path("experiments.yaml"),
+    file: ExperimentsFile = None,
     experiment: Annotated[
         Optional[list[str]],
         typer.Option("--experiment", "-e", help="Experiment to run (repeat for several) [default: the file's default, else its first]."),
@@ -69,7 +81,7 @@ def run_command(
     if executor == "dask":
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
-        planned = runner.plan_runs(file, experiment, overrides, data_dir)
+        planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries)
@@ -83,7 +95,7 @@ def run_command(
         store = Store(db, must_exist=True)
         planned_count = 1
     else:
-        planned = runner.plan_runs(file, experiment, overrides, data_dir)
+        planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
         store = Store(db)
         planned_count = len(planned)
     from convexp.cli.progress import RunPrinter
@@ -137,10 +149,11 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 @app.command("validate", short_help="Check an experiments file without running it.")
-def validate_command(file: ExperimentsFile = Path("experiments.yaml")) -> None:
+def validate_command(file: ExperimentsFile = None) -> None:
     """Check an experiments file without running anything: structure, names, shapes and grids."""
     from convexp.spec import validate_file
 
+    file = _experiments_file(file)
     experiments = validate_file(file)
     for name, runs in experiments.items():
         spec = runs[0].spec
