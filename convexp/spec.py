@@ -270,7 +270,9 @@ def resolve_runs(
             for combo in expand_grid(raw):
                 runs.append(ResolvedRun(name, RunSpec.model_validate(combo)))
         except ValidationError as exc:
-            raise SpecError(f"{path}: experiment '{name}': {_describe(exc)}") from None
+            field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
+            given = f" (given on the command line as --{field})" if field in (overrides or {}) else ""
+            raise SpecError(f"{path}: experiment '{name}': {_describe(exc)}{given}") from None
         except ValueError as exc:
             raise SpecError(f"{path}: experiment '{name}': field {exc}") from None
     return runs

@@ -300,3 +300,12 @@ def test_an_in_memory_database_is_refused_with_one_line(tmp_path, tiny_experimen
     result = run_cli("run", str(tiny_experiments), "--db", url, cwd=tmp_path)
     assert_one_line_error(result, f"--db {url}: an in-memory SQLite database keeps nothing")
     assert list(tmp_path.iterdir()) == [tiny_experiments]
+
+
+def test_a_bad_override_is_named_as_the_option_it_came_from(existing_db, tiny_experiments):
+    before = sha256(existing_db)
+    result = run_cli("run", str(tiny_experiments), "--epochs", "0", "--db", str(existing_db))
+    assert_one_line_error(result, "experiment 'tiny': field 'epochs'", "(got 0)", "(given on the command line as --epochs)")
+    result = run_cli("run", str(tiny_experiments), "--backend", "tensorflw", "--db", str(existing_db))
+    assert_one_line_error(result, "unknown backend 'tensorflw'", "--backend")
+    assert sha256(existing_db) == before
