@@ -53,9 +53,9 @@ def _kill_leftover_processes():
             process.communicate()
 
 
-#: Epochs for a run that a test stops: so many that it can never finish before the signal, however
-#: slow or busy the machine (a 500-epoch digits run once finished in the 5 s a loaded CI machine
-#: took to poll it).
+#: Epochs for a run that a test stops: so many that it never finishes on its own (a 500-epoch digits
+#: run takes ~5 s, and one whose Ctrl-C was lost, ignored as in a background shell, then simply
+#: finished, failing the test for a reason it did not name).
 ENDLESS = 100_000
 
 
