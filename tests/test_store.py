@@ -298,3 +298,19 @@ def test_ctrl_c_or_sigterm_during_a_write_lands_after_it(db_path, signum):
     finally:
         signal.signal(signum, previous)
         store.close()
+
+
+def test_snapshot_summary_and_last_metrics_read_no_kernel_bytes_and_agree_with_the_rows(db_url):
+    from convexp.store import LayerSnapshots
+
+    store = Store(db_url)
+    run_id = store.create_run(**RUN_FIELDS)
+    k1, k2 = np.zeros((4, 1, 3, 3), np.float32), np.zeros((8, 4, 3, 3), np.float32)
+    store.record(run_id, [MetricRecord(s, 1, "train_loss", 1.0 / s) for s in (1, 2, 3)] + [MetricRecord(3, 1, "test_accuracy", 0.5)],
+                 [SnapshotRow("conv1", s, 1, k1, None) for s in (0, 1, 2, 3)] + [SnapshotRow("conv2", s, 1, k2, None) for s in (0, 3)])
+    store.record(run_id, [MetricRecord(4, 2, "train_loss", 0.2)], [])
+    assert store.snapshot_summary(run_id) == [LayerSnapshots("conv1", 4, 0, 3, (4, 1, 3, 3)),
+                                              LayerSnapshots("conv2", 2, 0, 3, (8, 4, 3, 3))]
+    last = store.last_metrics(run_id)
+    assert last == {"test_accuracy": MetricRecord(3, 1, "test_accuracy", 0.5), "train_loss": MetricRecord(4, 2, "train_loss", 0.2)}
+    store.close()
