@@ -143,7 +143,9 @@ def report_command(
     from convexp.outputs import check_output_path
     from convexp.store import Store
 
+    from rich.console import Console
+
     check_output_path(out, "--out", {".html", ".htm"})
-    with Store(db, must_exist=True) as store:
+    with Store(db, must_exist=True) as store, Console(stderr=True).status("drawing the pictures and writing the report"):
         path = write_report(store, select_runs(store, runs), out, data_dir)
     typer.echo(f"wrote {path} ({path.stat().st_size // 1024} KiB)")

@@ -28,6 +28,11 @@ def runs_command(
 
     with Store(db, must_exist=True) as store:
         runs = store.list_runs(experiment=experiment, backend=backend, status=status)
+        where = store.location
+    if not runs and fmt == Format.table:
+        filtered = any(v is not None for v in (experiment, backend, status))
+        typer.echo(f"no runs match in {where}" if filtered else f"no runs recorded in {where} yet: try `convexp run`", err=True)
+        return
     columns = ["id", "experiment", "backend", "status", "attempts", "epochs", "test_accuracy", "seconds", "started"]
     rows = [
         [r.id, r.experiment, r.backend, r.shown_status(), r.attempts, r.epochs_completed, r.test_accuracy,
