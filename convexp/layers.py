@@ -14,6 +14,7 @@ extra row/column of padding at the bottom/right, as TensorFlow does.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal, Union
 
@@ -117,6 +118,13 @@ class PlannedLayer:
         if isinstance(self.layer, Dense):
             return (self.input_shape[0], self.layer.units)
         return None
+
+
+def describe_plan(planned: Sequence[PlannedLayer]) -> str:
+    """A planned network in one line, each layer with its output shape: ``input[1, 8, 8] -> conv1[32, 6, 6] -> ...``."""
+    if not planned:
+        return ""
+    return " -> ".join([f"input{list(planned[0].input_shape)}", *(f"{p.name}{list(p.output_shape)}" for p in planned)])
 
 
 def plan(layers: list, input_shape: tuple[int, int, int], num_classes: int) -> list[PlannedLayer]:

@@ -55,14 +55,13 @@ def describe_run(store: Store, run: RunRecord) -> RunDescription:
 def _architecture(spec: dict[str, Any]) -> str | None:
     from pydantic import ValidationError
 
+    from convexp.layers import describe_plan
     from convexp.spec import RunSpec
 
     try:
-        planned = RunSpec.model_validate(spec).plan()
+        return describe_plan(RunSpec.model_validate(spec).plan())
     except (ValidationError, ValueError):
         return None
-    first = planned[0].input_shape
-    return " -> ".join([f"input{list(first)}", *(f"{p.name}{list(p.output_shape)}" for p in planned)])
 
 
 def format_description(description: RunDescription) -> str:

@@ -138,12 +138,12 @@ def report_command(
 ) -> None:
     """Write one self-contained HTML file (images embedded; opens from disk, fetches nothing) with each
     run's spec, metrics, filter pictures and filter analysis, the training curves and the comparison."""
+    from rich.console import Console
+
     from convexp.analysis.report import write_report
     from convexp.analysis.selection import select_runs
     from convexp.outputs import check_output_path
     from convexp.store import Store
-
-    from rich.console import Console
 
     check_output_path(out, "--out", {".html", ".htm"})
     with Store(db, must_exist=True) as store, Console(stderr=True).status("drawing the pictures and writing the report"):

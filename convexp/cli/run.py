@@ -151,12 +151,12 @@ def _raise_interrupt(signum, frame) -> None:
 @app.command("validate", short_help="Check an experiments file without running it.")
 def validate_command(file: ExperimentsFile = None) -> None:
     """Check an experiments file without running anything: structure, names, shapes and grids."""
+    from convexp.layers import describe_plan
     from convexp.spec import validate_file
 
     file = _experiments_file(file)
     experiments = validate_file(file)
     for name, runs in experiments.items():
         spec = runs[0].spec
-        layers = " -> ".join(f"{p.name}{list(p.output_shape)}" for p in spec.plan())
-        typer.echo(f"{name}: {len(runs)} run(s), {spec.dataset}, {layers}")
+        typer.echo(f"{name}: {len(runs)} run(s), {spec.dataset}, {describe_plan(spec.plan())}")
     typer.echo(f"{file}: {len(experiments)} experiment(s) valid")
