@@ -23,7 +23,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from convexp.cli import analysis, backends, conv, data, db, results, run  # noqa: E402  (they register commands on app)
+# Each module registers its commands on app when imported; --help lists them in this order.
+from convexp.cli import run, results, analysis, conv, backends  # noqa: E402, I001
+from convexp.cli import data, db  # noqa: E402
 
 app.add_typer(data.app, name="data", short_help="Download or import MNIST into the convexp cache.")
 app.add_typer(db.app, name="db", short_help="Migrate the results database; copy or delete runs.")
