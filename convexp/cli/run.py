@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -82,11 +84,8 @@ def run_command(
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
         planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
+        with _sigterm_as_ctrl_c():
             _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
         return
     if resume is not None:
         if overrides or experiment:
@@ -101,9 +100,8 @@ def run_command(
     from convexp.cli.progress import RunPrinter
 
     listener = RunPrinter(planned_count)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops a run as cleanly as Ctrl-C
     try:
-        with listener:
+        with _sigterm_as_ctrl_c(), listener:
             if resume is not None:
                 outcomes = [runner.resume(resume, store, data_dir, listener)]
             else:
@@ -112,7 +110,6 @@ def run_command(
         typer.secho("interrupted: the current run is marked 'interrupted'; what was recorded is kept", err=True, fg="yellow")
         raise typer.Exit(130) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
         store.close()
     if outcomes:
         last, where = outcomes[-1].run_id, "" if db is None else f" --db {db}"
@@ -144,8 +141,17 @@ def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None
         raise typer.Exit(1)
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM stops training as cleanly as Ctrl-C does (a KeyboardInterrupt), while the block runs."""
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command("validate", short_help="Check an experiments file without running it.")
