@@ -20,7 +20,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from convexp.errors import ShapeError
+from convexp.errors import ConvexpError, ShapeError
 
 Padding = Literal["valid", "same"]
 Activation = Literal["none", "relu"]
@@ -183,3 +183,75 @@ def _output_shape(layer, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
             raise ShapeError(f"{where}: dense needs a flat input; add a flatten layer before it (input is {shape})")
         return (layer.units,)
     return shape
+
+
+@dataclass(frozen=True)
+class LayerParameters:
+    """One row of a network's parameter table: what a layer outputs and what it learns."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...] | None
+    weights: int
+    biases: int
+
+    @property
+    def parameters(self) -> int:
+        """Weights plus biases: everything training changes in this layer."""
+        return self.weights + self.biases
+
+
+def parameter_table(planned: Sequence[PlannedLayer]) -> list[LayerParameters]:
+    """Per layer: output shape, kernel shape, how many weights and biases (conv and dense layers have a bias per output)."""
+    rows = []
+    for p in planned:
+        kernel = p.kernel_shape
+        weights = math.prod(kernel) if kernel else 0
+        biases = kernel[0] if kernel and isinstance(p.layer, Conv) else (kernel[1] if kernel else 0)
+        rows.append(LayerParameters(p.name, p.layer.type, p.output_shape, kernel, weights, biases))
+    return rows
+
+
+def filters_sentence(planned: Sequence[PlannedLayer]) -> str:
+    """What a conv layer's filters are, in numbers: '32 filters of 3x3x1 = 288 weights + 32 biases' for each conv layer."""
+    parts = []
+    for p in planned:
+        if isinstance(p.layer, Conv):
+            out, channels, kh, kw = p.kernel_shape  # type: ignore[misc]
+            parts.append(f"{p.name}: {out} filters of {kh}x{kw}x{channels} = {out * channels * kh * kw} weights + {out} biases")
+    if not parts:
+        return "This network has no conv layer."
+    return ("A conv layer's filters are its weights, and with the biases they are the only parameters training "
+            "changes there (" + "; ".join(parts) + ").")
+
+
+def format_parameter_table(planned: Sequence[PlannedLayer]) -> list[str]:
+    """The parameter table as aligned text lines, with the total and :func:`filters_sentence` under it."""
+    rows = parameter_table(planned)
+    cells = [["layer", "output", "kernel", "weights", "biases", "parameters"]]
+    cells += [[r.name, "x".join(map(str, r.output_shape)), "x".join(map(str, r.kernel_shape)) if r.kernel_shape else "-",
+               str(r.weights), str(r.biases), str(r.parameters)] for r in rows]
+    cells.append(["total", "", "", str(sum(r.weights for r in rows)), str(sum(r.biases for r in rows)),
+                  str(sum(r.parameters for r in rows))])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+             for row in cells]
+    return [*lines, filters_sentence(planned)]
+
+
+def plan_recorded(spec: dict) -> tuple[PlannedLayer, ...]:
+    """The layer plan of a recorded run's spec, from its layers and dataset alone.
+
+    Unlike validating the whole spec, this needs no installed backend: a run can be described
+    after its backend's plugin is gone. Raises ``ValueError`` when the layers do not validate."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from convexp.datasets import dataset_info
+
+    try:
+        layers = TypeAdapter(list[Layer]).validate_python(spec.get("layers") or [])
+        info = dataset_info(str(spec.get("dataset")))
+        return tuple(plan(layers, info.input_shape, info.num_classes))
+    except (ValidationError, ShapeError, ConvexpError) as exc:
+        raise ValueError(f"the recorded layers do not plan: {exc}") from None

@@ -20,8 +20,9 @@ from convexp.training import Checkpoint, KernelReader, StateReader
 FLUSH_BYTES = 8 * 1024 * 1024
 #: Buffered metric rows that trigger a write in the middle of an epoch.
 FLUSH_METRICS = 5000
-#: Longest time between two writes while training: each write is also the run's heartbeat.
-HEARTBEAT_SECONDS = 5.0
+#: Longest time between two writes while training: each write is also the run's heartbeat, and
+#: what a live view (``convexp ui``) can show of a training run is at most this old.
+HEARTBEAT_SECONDS = 1.0
 
 
 class Diverged(Exception):

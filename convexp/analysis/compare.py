@@ -6,8 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from convexp.analysis.kernels import FilterMatching, match_filters, relative_drift
-from convexp.analysis.selection import snapshot_index
+from convexp.analysis.selection import step_index
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store
 
@@ -118,18 +120,20 @@ def compare_runs(store: Store, runs: list[RunRecord], step: int | str = "last") 
         missing = [str(r.id) for r, layers in zip(runs, layer_sets) if layer not in layers]
         comparison.not_compared[layer] = f"no snapshots in run(s) {', '.join(missing)}"
     for layer in common:
-        series = [store.kernel_series(r.id, layer) for r in runs]
-        if len({s.kernels.shape[1:] for s in series}) > 1:  # same name, different shapes: nothing to match
-            shapes = ", ".join(f"run {r.id} {list(s.kernels.shape[1:])}" for r, s in zip(runs, series))
+        # each run's first snapshot and the one compared: drift and matching need no more
+        steps = [store.snapshot_steps(r.id, layer) for r in runs]
+        indices = [step_index(s, step, r.id, layer) for r, s in zip(runs, steps)]
+        first = [store.snapshot(r.id, layer, s[0]).kernel_array for r, s in zip(runs, steps)]
+        chosen = [store.snapshot(r.id, layer, s[i]).kernel_array for r, s, i in zip(runs, steps, indices)]
+        if len({k.shape for k in chosen}) > 1:  # same name, different shapes: nothing to match
+            shapes = ", ".join(f"run {r.id} {list(k.shape)}" for r, k in zip(runs, chosen))
             comparison.not_compared[layer] = f"kernel shapes differ ({shapes})"
             continue
-        indices = [snapshot_index(s, step) for s in series]
-        reference = series[0].kernels[indices[0]]
-        matchings = [match_filters(reference, s.kernels[i]) for s, i in zip(series, indices)]
+        matchings = [match_filters(chosen[0], k) for k in chosen]
         comparison.layers.append(LayerComparison(
             layer,
-            [int(s.steps[i]) for s, i in zip(series, indices)],
-            [float(relative_drift(s.kernels[: i + 1])[-1]) for s, i in zip(series, indices)],
+            [s[i] for s, i in zip(steps, indices)],
+            [float(relative_drift(np.stack([w0, w]))[-1]) for w0, w in zip(first, chosen)],
             [m.mean_similarity for m in matchings],
             matchings,
         ))

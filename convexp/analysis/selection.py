@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
+
 from convexp.errors import ConvexpError, did_you_mean
 from convexp.store import KernelSeries, RunRecord, Store
 
@@ -30,20 +33,26 @@ def select_runs(store: Store, selectors: list[str]) -> list[RunRecord]:
 
 def snapshot_index(series: KernelSeries, step: int | str = "last") -> int:
     """Index into a series of the snapshot at ``step`` (an int, or ``first``/``last``)."""
+    return step_index([int(s) for s in series.steps], step, series.run_id, series.layer)
+
+
+def step_index(steps: Sequence[int], step: int | str | None, run_id: int, layer: str) -> int:
+    """Index into a layer's recorded ``steps`` of ``step`` (an int, or ``first``/``last``); raises naming what was recorded."""
+    if not steps:
+        raise ConvexpError(f"run {run_id} has no snapshots of {layer}")
     if step in ("last", None):
-        return len(series.steps) - 1
+        return len(steps) - 1
     if step == "first":
         return 0
     try:
-        wanted = int(step)
+        wanted = int(step)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ConvexpError(f"step must be a number, 'first' or 'last', not '{step}'") from None
-    matches = [i for i, s in enumerate(series.steps) if s == wanted]
-    if not matches:
-        recorded = series.steps
-        shown = ", ".join(map(str, recorded[:5])) + (f", ..., {recorded[-1]}" if len(recorded) > 5 else "")
-        raise ConvexpError(f"run {series.run_id} has no snapshot of {series.layer} at step {wanted} (recorded steps: {shown})")
-    return matches[0]
+    index = bisect.bisect_left(steps, wanted)
+    if index == len(steps) or steps[index] != wanted:
+        shown = ", ".join(map(str, steps[:5])) + (f", ..., {steps[-1]}" if len(steps) > 5 else "")
+        raise ConvexpError(f"run {run_id} has no snapshot of {layer} at step {wanted} (recorded steps: {shown})")
+    return index
 
 
 def parse_step(text: str | None) -> int | str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from convexp.layers import PlannedLayer, describe_plan, format_parameter_table, parameter_table, plan_recorded
 from convexp.store import LayerSnapshots, MetricRecord, RunRecord, Store
 
 
@@ -13,10 +14,15 @@ class RunDescription:
     """A run's record, its architecture with shapes, its last metrics, its snapshots and checkpoint."""
 
     run: RunRecord
-    architecture: str | None  # None when the recorded spec no longer validates (written by another convexp)
+    plan: tuple[PlannedLayer, ...] | None  # None when the recorded layers no longer plan (written by another convexp)
     last_metrics: dict[str, MetricRecord]
     snapshots: list[LayerSnapshots]
     checkpoint: tuple[int, int] | None  # (epoch, step) of the latest checkpoint
+
+    @property
+    def architecture(self) -> str | None:
+        """The network in one line with each layer's output shape."""
+        return None if self.plan is None else describe_plan(self.plan)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON output."""
@@ -32,6 +38,11 @@ class RunDescription:
             "framework": run.framework, "framework_version": run.framework_version,
             "backend_version": run.backend_version, "convexp_version": run.convexp_version,
             "architecture": self.architecture,
+            "parameters": None if self.plan is None else [
+                {"layer": r.name, "type": r.type, "output_shape": list(r.output_shape),
+                 "kernel_shape": None if r.kernel_shape is None else list(r.kernel_shape),
+                 "weights": r.weights, "biases": r.biases, "parameters": r.parameters}
+                for r in parameter_table(self.plan)],
             "last_metrics": {name: {"step": m.step, "epoch": m.epoch, "value": m.value} for name, m in self.last_metrics.items()},
             "snapshots": {s.layer: {"count": s.count, "first_step": s.first_step, "last_step": s.last_step,
                                     "shape": list(s.shape)} for s in self.snapshots},
@@ -45,22 +56,17 @@ def describe_run(store: Store, run: RunRecord) -> RunDescription:
     checkpoint = store.latest_checkpoint(run.id)
     return RunDescription(
         run=run,
-        architecture=_architecture(run.spec),
+        plan=_plan(run.spec),
         last_metrics=store.last_metrics(run.id),
         snapshots=store.snapshot_summary(run.id),
         checkpoint=None if checkpoint is None else (checkpoint.epoch, checkpoint.step),
     )
 
 
-def _architecture(spec: dict[str, Any]) -> str | None:
-    from pydantic import ValidationError
-
-    from convexp.layers import describe_plan
-    from convexp.spec import RunSpec
-
+def _plan(spec: dict[str, Any]) -> tuple[PlannedLayer, ...] | None:
     try:
-        return describe_plan(RunSpec.model_validate(spec).plan())
-    except (ValidationError, ValueError):
+        return plan_recorded(spec)
+    except ValueError:
         return None
 
 
@@ -88,6 +94,9 @@ def format_description(description: RunDescription) -> str:
     width = max(map(len, description.last_metrics), default=0)
     lines += [f"    {name:<{width}}  {m.value:.6g} (step {m.step}, epoch {m.epoch})"
               for name, m in description.last_metrics.items()]
+    if description.plan is not None:
+        lines.append("  parameters")
+        lines += [f"    {line}" for line in format_parameter_table(description.plan)]
     for s in description.snapshots:
         lines.append(f"  snapshots   {s.layer} {list(s.shape)}: {s.count} from step {s.first_step} to {s.last_step}")
     if not description.snapshots:

@@ -156,8 +156,11 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 
 @app.command("validate", short_help="Check an experiments file without running it.")
 def validate_command(file: ExperimentsFile = None) -> None:
-    """Check an experiments file without running anything: structure, names, shapes and grids."""
-    from convexp.layers import describe_plan
+    """Check an experiments file without running anything: structure, names, shapes and grids.
+
+    Prints each experiment's network with its parameter table: per layer the output shape, kernel
+    shape (out, in, kh, kw), weights, biases and parameters."""
+    from convexp.layers import describe_plan, format_parameter_table
     from convexp.spec import validate_file
 
     file = _experiments_file(file)
@@ -165,4 +168,5 @@ def validate_command(file: ExperimentsFile = None) -> None:
     for name, runs in experiments.items():
         spec = runs[0].spec
         typer.echo(f"{name}: {len(runs)} run(s), {spec.dataset}, {describe_plan(spec.plan())}")
+        typer.echo("\n".join(f"  {line}" for line in format_parameter_table(spec.plan())))
     typer.echo(f"{file}: {len(experiments)} experiment(s) valid")

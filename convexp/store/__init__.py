@@ -20,21 +20,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, true, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, true, update
 from sqlalchemy.exc import OperationalError
 
 from convexp.errors import RunNotResumableError, StoreError
 from convexp.store import database
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
-from convexp.store.records import KernelSeries, LayerSnapshots, MetricRecord, RunRecord, SnapshotRow
+from convexp.store.records import KernelSeries, LayerSnapshots, MetricRecord, RunRecord, SnapshotRow, StoredSnapshot
 
 if TYPE_CHECKING:
     import numpy as np
 
     from convexp.training import Checkpoint
 
-__all__ = ["Store", "RunRecord", "MetricRecord", "KernelSeries", "LayerSnapshots", "SnapshotRow"]
+__all__ = ["Store", "RunRecord", "MetricRecord", "KernelSeries", "LayerSnapshots", "SnapshotRow", "StoredSnapshot"]
 
 
 def utcnow() -> datetime:
@@ -47,18 +47,23 @@ class Store:
 
     ``db`` is a SQLAlchemy URL or a SQLite file path (default: ``CONVEXP_DB`` or
     ./convexp.db). With ``must_exist`` a missing SQLite file is an error instead of
-    being created.
+    being created. A ``read_only`` store (what ``convexp ui`` reads through) opens the database
+    read-only, as ``convexp query`` does, never migrates it, and refuses every write.
     """
 
-    def __init__(self, db: str | os.PathLike[str] | None = None, *, must_exist: bool = False, upgrade: bool = True):
+    def __init__(self, db: str | os.PathLike[str] | None = None, *, must_exist: bool = False, upgrade: bool = True,
+                 read_only: bool = False):
         self.url = database.resolve_url(db)
-        self.engine = database.create_db_engine(self.url, must_exist=must_exist)
+        self.read_only = read_only
+        self.engine = database.create_db_engine(self.url, must_exist=must_exist or read_only, read_only=read_only)
         self._writer: Engine | None = None
-        database.ensure_schema(self.engine, self.url, upgrade=upgrade, writer=lambda: self.writer)
+        database.ensure_schema(self.engine, self.url, upgrade=upgrade and not read_only, writer=lambda: self.writer)
 
     @property
     def writer(self) -> Engine:
         """The engine writes go through (opened on first use), whose SQLite transactions begin IMMEDIATE."""
+        if self.read_only:
+            raise StoreError(f"{self.location}: opened read-only; nothing can be written through this store")
         if self._writer is None:
             self._writer = database.create_db_engine(self.url, for_writing=True)
         return self._writer
@@ -263,6 +268,11 @@ class Store:
         runs = self._select_runs(and_(true(), *conditions))
         return runs if status is None else [run for run in runs if run.shown_status() == status]
 
+    def changed_runs(self, run_ids: Iterable[int], after_id: int) -> list[RunRecord]:
+        """The runs of ``run_ids`` that still exist, and every run with an id above ``after_id``: what a live
+        view of the runs table needs to refresh the rows it shows as queued or running, and to add new ones."""
+        return self._select_runs(or_(Run.id.in_(list(run_ids)), Run.id > after_id))
+
     def get_run(self, run_id: int) -> RunRecord:
         """One run by id; raises :class:`StoreError` if there is none."""
         runs = self._select_runs(Run.id == run_id)
@@ -343,6 +353,69 @@ class Store:
         )
         with self.engine.connect() as connection:
             return {row.name: MetricRecord(*row) for row in connection.execute(query)}
+
+    def metrics_after(self, run_id: int, after_step: int = -1) -> list[MetricRecord]:
+        """A run's metrics at steps after ``after_step``, in step order: what a live view fetches as a run trains."""
+        query = (select(Metric.step, Metric.epoch, Metric.name, Metric.value)
+                 .where(Metric.run_id == run_id, Metric.step > after_step).order_by(Metric.step, Metric.name))
+        with self.engine.connect() as connection:
+            return [MetricRecord(*row) for row in connection.execute(query)]
+
+    def snapshot_steps(self, run_id: int, layer: str) -> list[int]:
+        """The steps at which a layer of a run has snapshots, in order (no kernel bytes read)."""
+        query = (select(KernelSnapshot.step).where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
+                 .order_by(KernelSnapshot.step))
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def snapshots(self, run_id: int, layer: str, first_step: int, count: int = 1) -> list[StoredSnapshot]:
+        """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, as stored: reading one
+        step (or a few, to play them) costs one indexed query, however many steps the run has."""
+        query = (
+            select(KernelSnapshot.layer, KernelSnapshot.step, KernelSnapshot.epoch, KernelSnapshot.shape,
+                   KernelSnapshot.kernel, KernelSnapshot.bias)
+            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step >= first_step)
+            .order_by(KernelSnapshot.step).limit(count)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [StoredSnapshot(r.layer, r.step, r.epoch, tuple(json.loads(r.shape)), bytes(r.kernel),
+                               None if r.bias is None else bytes(r.bias)) for r in rows]
+
+    def snapshot(self, run_id: int, layer: str, step: int) -> StoredSnapshot:
+        """The snapshot of a layer at exactly ``step``; raises :class:`StoreError` naming the recorded range if there is none."""
+        found = self.snapshots(run_id, layer, step, 1)
+        if not found or found[0].step != step:
+            steps = self.snapshot_steps(run_id, layer)
+            if not steps:
+                known = self.snapshot_layers(run_id)
+                raise StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})")
+            raise StoreError(f"run {run_id} has no snapshot of {layer} at step {step} "
+                             f"({len(steps)} snapshots from step {steps[0]} to {steps[-1]})")
+        return found[0]
+
+    def filter_series(self, run_id: int, layer: str, filter_index: int, steps: Sequence[int] | None = None) -> tuple[list[int], np.ndarray]:
+        """One filter of a layer at every snapshot (or at ``steps``): (steps, values of shape (n, in, kh, kw)).
+
+        Only that filter's bytes leave the database (``substr`` of the stored kernel), so following
+        one filter of a wide layer over thousands of steps stays cheap."""
+        import numpy as np
+
+        summary = {s.layer: s for s in self.snapshot_summary(run_id)}
+        if layer not in summary:
+            raise StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(summary) or 'none'})")
+        out, *filter_shape = summary[layer].shape
+        if not 0 <= filter_index < out:
+            raise StoreError(f"layer {layer} of run {run_id} has filters 0 to {out - 1}, not {filter_index}")
+        size = 4 * int(np.prod(filter_shape))
+        query = (select(KernelSnapshot.step, func.substr(KernelSnapshot.kernel, filter_index * size + 1, size))
+                 .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer).order_by(KernelSnapshot.step))
+        if steps is not None:
+            query = query.where(KernelSnapshot.step.in_(list(steps)))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        values = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype="<f4").reshape(len(rows), *filter_shape)
+        return [r[0] for r in rows], values
 
     def kernel_series(self, run_id: int, layer: str) -> KernelSeries:
         """All snapshots of one layer of one run, in step order, as stacked arrays."""

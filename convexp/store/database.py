@@ -86,16 +86,31 @@ def sqlite_read_only_uri(path: Path) -> str:
     return f"{path.resolve().as_uri()}?mode=ro{immutable}"
 
 
-def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = False) -> Engine:
+def _on_guarded_sqlite_connect(dbapi_connection, record) -> None:
+    _on_read_only_sqlite_connect(dbapi_connection, record)
+    dbapi_connection.execute("PRAGMA query_only=ON")
+
+
+def _on_read_only_server_connect(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cursor.close()
+    dbapi_connection.commit()
+
+
+def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = False, read_only: bool = False) -> Engine:
     """An engine for ``url``; SQLite files get WAL, a busy timeout, foreign keys and transactional DDL.
 
     With ``for_writing``, SQLite transactions begin IMMEDIATE: the write lock is taken (or
     waited for, up to the busy timeout) at the start, so a transaction that reads and then
     writes can never fail half-way with "database is locked" because another process wrote.
     A SQLite file that cannot be written here (read-only file or directory) is opened
-    read-only for reading, and refused with the reason for writing.
+    read-only for reading, and refused with the reason for writing. With ``read_only`` every
+    connection is read-only whatever the file allows: a SQLite file opened ``mode=ro`` with
+    ``query_only`` (as ``convexp query`` opens it), a server database in READ ONLY transactions.
     """
     path = sqlite_path(url)
+    guarded = read_only
     read_only = None
     if path is not None:
         if must_exist and not path.exists():
@@ -107,16 +122,19 @@ def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = 
             raise StoreError(f"{path}: cannot record here: {read_only}")
         if read_only and not path.exists():
             raise StoreError(f"{path}: cannot create the database: {read_only}")
-        if read_only and path.exists():
+        if (read_only or guarded) and path.exists():
             url = f"sqlite:///{sqlite_read_only_uri(path)}&uri=true"
     try:
         engine = create_engine(url)
     except Exception as exc:  # missing driver, bad URL
         raise StoreError(f"{describe(url)}: cannot open database ({exc})") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _on_read_only_sqlite_connect if read_only else _on_sqlite_connect)
+        handler = _on_guarded_sqlite_connect if guarded else _on_read_only_sqlite_connect if read_only else _on_sqlite_connect
+        event.listen(engine, "connect", handler)
         begin = "BEGIN IMMEDIATE" if for_writing else "BEGIN"
         event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
+    elif guarded:
+        event.listen(engine, "connect", _on_read_only_server_connect)
     return engine
 
 
@@ -243,6 +261,8 @@ def ensure_schema(
             ) from None
     if current == head:
         return
+    if not upgrade and current is None:
+        raise StoreError(f"{where}: not a convexp database yet (it is empty); record a run into it first")
     if not upgrade:
         raise StoreError(f"{where}: schema is at '{current}', not '{head}'; run `convexp db upgrade`")
     with _migration_lock(url):

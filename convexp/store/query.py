@@ -21,6 +21,16 @@ from convexp.store import database
 _READING_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
 
 
+#: The authorizer's action codes (sqlite3 also has SQLITE_LIMIT_* and error constants with the same numbers).
+_ACTIONS = (
+    "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE", "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW",
+    "CREATE_TRIGGER", "CREATE_VIEW", "DELETE", "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE",
+    "DROP_TEMP_TRIGGER", "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT",
+    "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE", "CREATE_VTABLE", "DROP_VTABLE",
+    "FUNCTION", "SAVEPOINT", "RECURSIVE",
+)
+
+
 @dataclass(frozen=True)
 class QueryResult:
     """Column names and rows of a query."""
@@ -31,7 +41,7 @@ class QueryResult:
 
 def _authorizer(denied: list[str]):
     allowed = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
-    names = {getattr(sqlite3, n): n.removeprefix("SQLITE_").lower() for n in dir(sqlite3) if n.startswith("SQLITE_") and isinstance(getattr(sqlite3, n), int)}
+    names = {getattr(sqlite3, f"SQLITE_{n}"): n.lower() for n in _ACTIONS if hasattr(sqlite3, f"SQLITE_{n}")}
 
     def authorize(action, arg1, arg2, _db, _trigger):
         if action in allowed:
@@ -51,6 +61,15 @@ def run_query(db: str | None, sql: str, limit: int | None = None) -> QueryResult
     from convexp.store import Store
 
     Store(db, must_exist=True).close()
+    return read_only_query(url, sql, limit)
+
+
+def read_only_query(url: str, sql: str, limit: int | None = None) -> QueryResult:
+    """Run one SQL statement that only reads on a database already known to be convexp's; writing is refused.
+
+    ``convexp query`` and the query box of ``convexp ui`` both come here."""
+    if not sql.strip():
+        raise QueryError("query refused: the statement is empty")
     path = database.sqlite_path(url)
     if path is not None:
         return _sqlite_query(path, sql, limit)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 #: A running run that has written no heartbeat for this long is shown as stale. The recorder
-#: writes one at least every :data:`convexp.recorder.HEARTBEAT_SECONDS` (5 s).
+#: writes one at least every :data:`convexp.recorder.HEARTBEAT_SECONDS` (1 s).
 STALE_AFTER_SECONDS = 30.0
 
 
@@ -119,3 +119,29 @@ class LayerSnapshots:
     first_step: int
     last_step: int
     shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StoredSnapshot:
+    """One recorded snapshot as stored: little-endian float32 bytes of the kernel (out, in, kh, kw) and bias (out,)."""
+
+    layer: str
+    step: int
+    epoch: int
+    shape: tuple[int, ...]
+    kernel: bytes
+    bias: bytes | None
+
+    @property
+    def kernel_array(self) -> np.ndarray:
+        """The kernel as a read-only float32 array of ``shape`` (no copy)."""
+        import numpy as np
+
+        return np.frombuffer(self.kernel, dtype="<f4").reshape(self.shape)
+
+    @property
+    def bias_array(self) -> np.ndarray | None:
+        """The bias as a read-only float32 array, or None."""
+        import numpy as np
+
+        return None if self.bias is None else np.frombuffer(self.bias, dtype="<f4")

@@ -1,0 +1,290 @@
+"""The ``convexp ui`` web app: an ASGI (Starlette) app over one read-only store.
+
+Pages are server-rendered HTML with a little JavaScript (``static/``); every page's data
+is also JSON under ``/api/`` (what the scripts fetch, and what tests read). Kernels travel
+as the stored little-endian float32 bytes and are drawn in the browser, so moving the step
+slider costs the server one indexed row. Every asset ships in this package: a page fetches
+nothing from anywhere but this app.
+
+Errors never reach the server log as tracebacks: a request for something the database does
+not hold is a 404, malformed parameters a 400 (an HTML page or JSON, as the route serves),
+and anything unexpected a 500 with one line logged; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from convexp import __version__
+from convexp.errors import ConvexpError, QueryError
+from convexp.store import Store
+from convexp.ui import data
+from convexp.ui.data import BadRequest, NotFound
+
+HERE = Path(__file__).resolve().parent
+#: Rows the query page shows (its CSV download has up to QUERY_CSV_ROWS).
+QUERY_PAGE_ROWS = 1000
+QUERY_CSV_ROWS = 1_000_000
+
+log = logging.getLogger("convexp.ui")
+
+
+def colormap_table(name: str | None = None, size: int = 256) -> list[list[int]]:
+    """The pictures' diverging colormap as ``size`` RGB triples, for the browser to colour kernels with."""
+    import matplotlib
+    import numpy as np
+
+    from convexp.analysis.pictures import CMAP
+
+    colours = matplotlib.colormaps[name or CMAP](np.linspace(0.0, 1.0, size))[:, :3]
+    return (colours * 255).round().astype(int).tolist()
+
+
+def script_json(value: Any) -> Markup:
+    """``value`` as JSON that is safe inside a ``<script type="application/json">`` element."""
+    text = json.dumps(value, default=str)
+    return Markup(text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
+
+
+def _status(exc: Exception) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    return 400
+
+
+def _int_param(request: Request, name: str, default: int | None = None) -> int:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise BadRequest(f"the query parameter '{name}' is missing")
+        return default
+    if not value.lstrip("-").isdigit():
+        raise BadRequest(f"{name} must be a whole number, not '{value}'")
+    return int(value)
+
+
+def _ids_param(request: Request, name: str) -> list[int]:
+    value = request.query_params.get(name, "")
+    parts = [p for p in value.replace(" ", ",").split(",") if p]
+    if not all(p.isdigit() for p in parts):
+        raise BadRequest(f"{name} must be run ids separated by commas, not '{value}'")
+    return [int(p) for p in parts]
+
+
+def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
+    """The app for the database ``db`` (opened read-only; raises :class:`~convexp.errors.StoreError` at once
+    if it is missing, not convexp's, or from a newer convexp), or for an open ``store``."""
+    store = store or Store(db, read_only=True)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals.update(version=__version__, location=store.location,
+                                 colormap=script_json(colormap_table()))
+
+    def page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+        return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+    def error_page(request: Request, status: int, message: str) -> Response:
+        if request.url.path.startswith("/api/") or request.url.path.endswith(".csv"):
+            return JSONResponse({"error": message, "status": status}, status_code=status)
+        return templates.TemplateResponse(request, "error.html", {"status": status, "message": message},
+                                          status_code=status)
+
+    def endpoint(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        """Run a handler in the thread pool; its errors become error responses, never tracebacks."""
+
+        @functools.wraps(handler)
+        def guarded(request: Request) -> Response:
+            try:
+                return handler(request)
+            except (NotFound, BadRequest, QueryError) as exc:
+                return error_page(request, _status(exc), str(exc))
+            except ConvexpError as exc:
+                return error_page(request, 400, str(exc))
+            except Exception as exc:  # a bug, or the database went away: one line, and keep serving
+                log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+                return error_page(request, 500, f"internal error: {type(exc).__name__}: {exc}")
+
+        return guarded
+
+    # --- pages ---------------------------------------------------------------------------
+
+    @endpoint
+    def runs_page(request: Request) -> Response:
+        rows = data.runs_table(store)
+        return page(request, "runs.html", rows=rows, rows_json=script_json(rows))
+
+    @endpoint
+    def run_page(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        details = data.run_details(store, run)
+        return page(request, "run.html", run=details, run_json=script_json(details))
+
+    @endpoint
+    def compare_page(request: Request) -> Response:
+        ids = request.query_params.get("runs", "")
+        step = request.query_params.get("step", "last") or "last"
+        result = data.comparison(store, [p for p in ids.replace(" ", ",").split(",") if p], step)
+        return page(request, "compare.html", comparison=result, step=step,
+                    comparison_json=script_json(result))
+
+    @endpoint
+    def query_page(request: Request) -> Response:
+        sql = request.query_params.get("sql", "")
+        result, error = None, None
+        if sql.strip():
+            try:
+                result = _query(sql, QUERY_PAGE_ROWS + 1)
+            except QueryError as exc:
+                error = str(exc)
+        rows = None if result is None else [[_plain(v) for v in row] for row in result.rows[:QUERY_PAGE_ROWS]]
+        return page(request, "query.html", status_code=400 if error else 200, sql=sql, error=error, result=result,
+                    rows=rows, truncated=result is not None and len(result.rows) > QUERY_PAGE_ROWS,
+                    limit=QUERY_PAGE_ROWS)
+
+    # --- data --------------------------------------------------------------------------------
+
+    def _query(sql: str, limit: int):
+        from convexp.store.query import read_only_query
+
+        return read_only_query(store.url, sql, limit)
+
+    @endpoint
+    def api_runs(request: Request) -> Response:
+        if "after" in request.query_params:
+            return JSONResponse({"runs": data.runs_update(store, _ids_param(request, "ids"), _int_param(request, "after"))})
+        params = request.query_params
+        return JSONResponse({"runs": data.runs_table(store, params.get("experiment") or None,
+                                                     params.get("backend") or None, params.get("status") or None)})
+
+    @endpoint
+    def api_run(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        return Response(json.dumps(data.run_details(store, run), default=str), media_type="application/json")
+
+    @endpoint
+    def api_metrics(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        return JSONResponse(data.metrics_since(store, run, _int_param(request, "after", -1)))
+
+    @endpoint
+    def api_steps(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        return JSONResponse(data.layer_steps(store, run, request.path_params["layer"], _int_param(request, "after", -1)))
+
+    @endpoint
+    def api_kernels(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        layer = request.path_params["layer"]
+        step = data.step_of(store, run, layer, request.query_params.get("step"))
+        found = data.kernels_at(store, run, layer, step, _int_param(request, "count", 1))
+        headers = {
+            "X-Convexp-Shape": ",".join(map(str, found[0].shape)),
+            "X-Convexp-Steps": ",".join(str(s.step) for s in found),
+            "X-Convexp-Epochs": ",".join(str(s.epoch) for s in found),
+            "Cache-Control": "no-store",
+        }
+        return Response(b"".join(s.kernel for s in found), media_type="application/octet-stream", headers=headers)
+
+    @endpoint
+    def api_filter(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        index = request.path_params["index"]
+        if not index.isdigit():
+            raise NotFound(f"no filter '{index}': a filter is a whole number")
+        points = _int_param(request, "points", data.TRAJECTORY_POINTS)
+        return JSONResponse(data.filter_trajectory(store, run, request.path_params["layer"], int(index), points))
+
+    @endpoint
+    def api_analysis(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        layer = request.path_params["layer"]
+        step = data.step_of(store, run, layer, request.query_params.get("step"))
+        return JSONResponse(data.layer_analysis(store, run, layer, step))
+
+    @endpoint
+    def api_compare(request: Request) -> Response:
+        ids = request.query_params.get("runs", "")
+        result = data.comparison(store, [p for p in ids.replace(" ", ",").split(",") if p],
+                                 request.query_params.get("step", "last") or "last")
+        return Response(json.dumps(result, default=str), media_type="application/json")
+
+    @endpoint
+    def api_query(request: Request) -> Response:
+        sql = request.query_params.get("sql", "")
+        limit = _int_param(request, "limit", QUERY_PAGE_ROWS)
+        result = _query(sql, limit)
+        rows = [[_plain(v) for v in row] for row in result.rows]
+        return JSONResponse({"columns": result.columns, "rows": rows})
+
+    @endpoint
+    def query_csv(request: Request) -> Response:
+        import csv
+        import io
+
+        result = _query(request.query_params.get("sql", ""), QUERY_CSV_ROWS)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows([["" if v is None else _plain(v) for v in row] for row in result.rows])
+        return PlainTextResponse(buffer.getvalue(), media_type="text/csv",
+                                 headers={"Content-Disposition": 'attachment; filename="query.csv"'})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        message = "no such page" if status == 404 else getattr(exc, "detail", "request refused")
+        return error_page(request, status, f"{message}: {request.url.path}")
+
+    run_path = "/api/runs/{run_id}"
+    layer_path = run_path + "/layers/{layer}"
+    routes = [
+        Route("/", runs_page),
+        Route("/runs/{run_id}", run_page),
+        Route("/compare", compare_page),
+        Route("/query", query_page),
+        Route("/query.csv", query_csv),
+        Route("/api/runs", api_runs),
+        Route(run_path, api_run),
+        Route(run_path + "/metrics", api_metrics),
+        Route(layer_path + "/steps", api_steps),
+        Route(layer_path + "/kernels", api_kernels),
+        Route(layer_path + "/filters/{index}", api_filter),
+        Route(layer_path + "/analysis", api_analysis),
+        Route("/api/compare", api_compare),
+        Route("/api/query", api_query),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    app.state.store = store
+    return app
+
+
+def _plain(value: Any) -> Any:
+    """A query cell as JSON or CSV carries it: bytes become '<N bytes>' (as ``convexp query`` prints them)."""
+    if isinstance(value, (bytes, memoryview)):
+        return f"<{len(value)} bytes>"
+    if hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "hour") else value.isoformat()
+    return value
+
+
+def configure_logging() -> None:
+    """One line per server error on stderr (the app's own log; uvicorn's access log stays off)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("convexp ui: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False

@@ -1,0 +1,212 @@
+"""What the pages of ``convexp ui`` show, as plain data read from the store (each page's JSON).
+
+Every function takes an open (read-only) :class:`~convexp.store.Store` and returns lists and
+dicts ready for JSON; kernels are the exception, handed out as the stored float32 bytes.
+Nothing here reads a whole table: a step of a layer is one indexed row, a run's metrics can
+be read from a step on, and the runs table refreshes only the rows that can still change.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from convexp.analysis.compare import compare_runs, comparison_dict
+from convexp.analysis.filters import analyse_layer
+from convexp.analysis.kernels import relative_drift
+from convexp.analysis.selection import step_index
+from convexp.analysis.summary import describe_run
+from convexp.errors import ConvexpError
+from convexp.store import RunRecord, Store, StoredSnapshot
+
+#: Statuses whose rows a live runs table keeps refreshing.
+LIVE_STATUSES = ("queued", "running")
+#: The most points a filter's trajectory is drawn with (steps are thinned evenly beyond it).
+TRAJECTORY_POINTS = 600
+#: The most snapshots one kernels request hands out (playing fetches ahead in chunks).
+MAX_SNAPSHOTS_PER_REQUEST = 256
+
+
+class NotFound(ConvexpError):
+    """A run, layer, filter or step that the database does not hold (HTTP 404)."""
+
+
+class BadRequest(ConvexpError):
+    """A request whose parameters are malformed (HTTP 400)."""
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(sep=" ", timespec="seconds")
+
+
+def _number(value: float | None) -> float | None:
+    """A float JSON can carry (NaN and infinities become None)."""
+    return None if value is None or not math.isfinite(value) else value
+
+
+def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
+    """A run as a row of the runs table: the columns ``convexp runs`` prints, plus the planned epochs."""
+    return {
+        "id": run.id, "experiment": run.experiment, "backend": run.backend, "status": run.shown_status(now),
+        "attempts": run.attempts, "epochs": run.epochs_completed, "epochs_planned": run.spec.get("epochs"),
+        "steps": run.steps_completed, "test_accuracy": _number(run.test_accuracy),
+        "seconds": None if run.seconds is None else round(run.seconds, 2), "started": _time(run.started_at),
+        "dataset": run.dataset, "seed": run.seed, "initializer": run.kernel_initializer,
+    }
+
+
+def runs_table(store: Store, experiment: str | None = None, backend: str | None = None,
+               status: str | None = None) -> list[dict[str, Any]]:
+    """Every run as a row (filters as ``convexp runs`` takes them)."""
+    return [run_row(r) for r in store.list_runs(experiment=experiment, backend=backend, status=status)]
+
+
+def runs_update(store: Store, live_ids: list[int], after_id: int) -> list[dict[str, Any]]:
+    """The rows a live runs table must refresh: the runs it shows as queued or running, and runs newer than it knows."""
+    return [run_row(r) for r in store.changed_runs(live_ids, after_id)]
+
+
+def get_run(store: Store, run_id: str | int) -> RunRecord:
+    """A run by its id as typed in a URL; :class:`NotFound` for anything else."""
+    text = str(run_id)
+    if not text.isdigit():
+        raise NotFound(f"no run '{text}': a run id is a whole number")
+    try:
+        return store.get_run(int(text))
+    except ConvexpError as exc:
+        raise NotFound(str(exc)) from None
+
+
+def run_details(store: Store, run: RunRecord) -> dict[str, Any]:
+    """Everything the run page shows but the kernels and metrics: ``convexp show --format json``, as the row too."""
+    description = describe_run(store, run)
+    details = description.as_dict()
+    details.update(started_at=_time(run.started_at), finished_at=_time(run.finished_at), row=run_row(run))
+    details["conv_layers"] = [
+        {"layer": s.layer, "shape": list(s.shape), "count": s.count, "first_step": s.first_step, "last_step": s.last_step}
+        for s in description.snapshots
+    ]
+    details["filters_sentence"] = None
+    if description.plan is not None:
+        from convexp.layers import filters_sentence
+
+        details["filters_sentence"] = filters_sentence(description.plan)
+    return details
+
+
+def metrics_since(store: Store, run: RunRecord, after_step: int = -1) -> dict[str, Any]:
+    """A run's metrics after a step, grouped by name, with the run's row (for live progress)."""
+    series: dict[str, dict[str, list]] = {}
+    for m in store.metrics_after(run.id, after_step):
+        entry = series.setdefault(m.name, {"steps": [], "epochs": [], "values": []})
+        entry["steps"].append(m.step)
+        entry["epochs"].append(m.epoch)
+        entry["values"].append(_number(m.value))
+    last = max((entry["steps"][-1] for entry in series.values()), default=after_step)
+    return {"run": run_row(run), "metrics": series, "last_step": last}
+
+
+def _layer_shape(store: Store, run: RunRecord, layer: str) -> tuple[int, ...]:
+    for summary in store.snapshot_summary(run.id):
+        if summary.layer == layer:
+            return summary.shape
+    known = ", ".join(store.snapshot_layers(run.id)) or "none"
+    raise NotFound(f"run {run.id} has no snapshots of a layer '{layer}' (layers with snapshots: {known})")
+
+
+def layer_steps(store: Store, run: RunRecord, layer: str, after_step: int = -1) -> dict[str, Any]:
+    """The steps (and their epochs) at which a layer was recorded, after ``after_step``, and its kernel shape."""
+    shape = _layer_shape(store, run, layer)
+    steps = [s for s in store.snapshot_steps(run.id, layer) if s > after_step]
+    return {"run": run.id, "layer": layer, "shape": list(shape), "steps": steps}
+
+
+def kernels_at(store: Store, run: RunRecord, layer: str, step: int, count: int = 1) -> list[StoredSnapshot]:
+    """The stored snapshots of a layer from exactly ``step`` on (at most ``count``); :class:`NotFound` without one at ``step``."""
+    if not 1 <= count <= MAX_SNAPSHOTS_PER_REQUEST:
+        raise BadRequest(f"count must be from 1 to {MAX_SNAPSHOTS_PER_REQUEST}, not {count}")
+    _layer_shape(store, run, layer)
+    found = store.snapshots(run.id, layer, step, count)
+    if not found or found[0].step != step:
+        steps = store.snapshot_steps(run.id, layer)
+        raise NotFound(f"run {run.id} has no snapshot of {layer} at step {step} "
+                       f"({len(steps)} snapshots, steps {steps[0]} to {steps[-1]})")
+    return found
+
+
+def filter_trajectory(store: Store, run: RunRecord, layer: str, filter_index: int,
+                      points: int = TRAJECTORY_POINTS) -> dict[str, Any]:
+    """A filter's weights and drift from step 0 at up to ``points`` recorded steps (evenly spread, first and last kept)."""
+    shape = _layer_shape(store, run, layer)
+    if not 0 <= filter_index < shape[0]:
+        raise NotFound(f"layer {layer} of run {run.id} has filters 0 to {shape[0] - 1}, not {filter_index}")
+    if points < 2:
+        raise BadRequest(f"points must be at least 2, not {points}")
+    steps = store.snapshot_steps(run.id, layer)
+    if len(steps) > points:
+        steps = [steps[int(i)] for i in np.unique(np.linspace(0, len(steps) - 1, points).round().astype(int))]
+    recorded, values = store.filter_series(run.id, layer, filter_index, steps)
+    drift = relative_drift(values)  # the filter's own ||w_t - w_0|| / ||w_0||
+    return {
+        "run": run.id, "layer": layer, "filter": filter_index, "shape": list(values.shape[1:]),
+        "steps": recorded, "values": values.reshape(len(recorded), -1).tolist(),
+        "drift": [_number(float(d)) for d in drift],
+    }
+
+
+def layer_analysis(store: Store, run: RunRecord, layer: str, step: int) -> dict[str, Any]:
+    """``convexp filters`` for one step: each filter's closest operator and the edge-like share, beside step 0's."""
+    shape = _layer_shape(store, run, layer)
+    first_step = store.snapshot_steps(run.id, layer)[0]
+    kernel, first_kernel = kernels_at(store, run, layer, step)[0], store.snapshot(run.id, layer, first_step)
+    try:
+        shown = analyse_layer(kernel.kernel_array, step)
+        first = analyse_layer(first_kernel.kernel_array, first_step)
+    except ConvexpError as exc:  # e.g. a kernel size the operator bank does not have
+        return {"run": run.id, "layer": layer, "step": step, "shape": list(shape), "unavailable": str(exc)}
+    return {
+        "run": run.id, "layer": layer, "step": step, "shape": list(shape), "unavailable": None,
+        "edge_like": shown.edge_like, "filters_count": len(shown.filters), "edge_share": shown.edge_share,
+        "first_step": first_step, "first_edge_like": first.edge_like, "first_edge_share": first.edge_share,
+        "filters": [
+            {"filter": f.index, "best_operator": f.best_operator, "correlation": round(f.correlation, 4),
+             "edge_like": f.edge_like, "norm": round(f.norm, 5), "mean": round(f.mean, 5),
+             "orientation_deg": round(f.orientation, 1), "orientedness": round(f.orientedness, 3)}
+            for f in shown.filters
+        ],
+    }
+
+
+def comparison(store: Store, run_ids: list[str], step: str) -> dict[str, Any]:
+    """``convexp compare --format json`` for the runs and step of the compare page, with each run's row."""
+    if len(run_ids) < 2:
+        raise BadRequest("compare needs two or more runs: /compare?runs=1,2")
+    runs = [get_run(store, r) for r in run_ids]
+    wanted: int | str = step
+    if step not in ("last", "first"):
+        if not step.lstrip("-").isdigit():
+            raise BadRequest(f"step must be a number, 'first' or 'last', not '{step}'")
+        wanted = int(step)
+    try:
+        result = comparison_dict(compare_runs(store, runs, wanted))
+    except ConvexpError as exc:
+        raise NotFound(str(exc)) from None
+    result["run_rows"] = [run_row(r) for r in runs]
+    return result
+
+
+def step_of(store: Store, run: RunRecord, layer: str, step: str | None) -> int:
+    """A step as the pages ask for it (a number, ``first`` or ``last``), checked against what was recorded."""
+    steps = store.snapshot_steps(run.id, layer)
+    wanted: int | str = step or "last"
+    if wanted not in ("first", "last"):
+        if not str(wanted).lstrip("-").isdigit():
+            raise BadRequest(f"step must be a whole number, 'first' or 'last', not '{step}'")
+        wanted = int(wanted)
+    try:
+        return steps[step_index(steps, wanted, run.id, layer)]
+    except ConvexpError as exc:
+        raise NotFound(str(exc)) from None

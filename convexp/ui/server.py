@@ -1,0 +1,74 @@
+"""Serving the app: the listening socket, the loopback warning, and uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from convexp.errors import ConvexpError
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+INSTALL_HINT = "convexp ui needs its web server: pip install 'convexp[ui]'"
+
+
+def create_app(db: str | None = None) -> Starlette:
+    """The ``convexp ui`` app for the database ``db`` (read-only); raises at once if the database cannot be shown."""
+    try:
+        from convexp.ui.app import create_app as build
+    except ImportError as exc:
+        raise ConvexpError(f"{INSTALL_HINT} ({exc})") from None
+    return build(db)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one); a one-line error when the address cannot be had."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConvexpError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == 98:  # EADDRINUSE
+            raise ConvexpError(f"--port {port}: {host}:{port} is already in use; pick another port (--port 0 takes a free one)") from None
+        raise ConvexpError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve ``app`` on host:port until Ctrl-C or SIGTERM; ``on_ready`` gets the address once it listens."""
+    import uvicorn
+
+    from convexp.ui.app import configure_logging
+
+    sock = bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    url = f"http://{shown}:{bound_port}/"
+    configure_logging()
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    if on_ready:
+        on_ready(url)
+    server.run(sockets=[sock])

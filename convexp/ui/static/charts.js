@@ -1,0 +1,120 @@
+// convexp ui: small line charts on canvas, with a hover readout and a log-scale option.
+"use strict";
+
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
+class LineChart {
+  // series: [{name, xs, ys}]; options: {title, log, xLabel, width, height, legend}
+  constructor(parent, options) {
+    this.options = Object.assign({ width: 420, height: 230, xLabel: "step", legend: true }, options);
+    this.box = document.createElement("div");
+    this.box.className = "chart";
+    this.canvas = document.createElement("canvas");
+    this.canvas.width = this.options.width; this.canvas.height = this.options.height;
+    this.tip = document.createElement("div");
+    this.tip.className = "tip"; this.tip.hidden = true;
+    this.box.append(this.canvas, this.tip);
+    parent.append(this.box);
+    this.series = [];
+    this.canvas.addEventListener("mousemove", (e) => this.hover(e));
+    this.canvas.addEventListener("mouseleave", () => { this.tip.hidden = true; this.draw(); });
+  }
+
+  setSeries(series) { this.series = series.filter((s) => s.xs.length); this.draw(); }
+  setLog(log) { this.options.log = log; this.draw(); }
+
+  y(v) { return this.options.log ? (v > 0 ? Math.log10(v) : NaN) : v; }
+
+  extent() {
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const s of this.series) for (let i = 0; i < s.xs.length; i++) {
+      const y = this.y(s.ys[i]);
+      if (s.ys[i] === null || !isFinite(y)) continue;
+      x0 = Math.min(x0, s.xs[i]); x1 = Math.max(x1, s.xs[i]); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+    }
+    if (!isFinite(x0)) return null;
+    if (x1 === x0) x1 = x0 + 1;
+    if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+    const pad = (y1 - y0) * 0.05;
+    return { x0, x1, y0: y0 - pad, y1: y1 + pad };
+  }
+
+  draw(hoverX) {
+    const ctx = this.canvas.getContext("2d"), W = this.canvas.width, H = this.canvas.height;
+    const left = 52, right = 8, top = 20, bottom = 28;
+    ctx.clearRect(0, 0, W, H);
+    ctx.font = "11px sans-serif"; ctx.fillStyle = "#1d232b";
+    ctx.fillText(this.options.title + (this.options.log ? " (log scale)" : ""), left, 13);
+    const e = this.extent();
+    this.frame = null;
+    if (!e) { ctx.fillStyle = "#667085"; ctx.fillText("nothing recorded yet", left + 10, H / 2); return; }
+    const px = (x) => left + (x - e.x0) / (e.x1 - e.x0) * (W - left - right);
+    const py = (y) => top + (1 - (y - e.y0) / (e.y1 - e.y0)) * (H - top - bottom);
+    this.frame = { e, px, left, right, W };
+    ctx.strokeStyle = "#d9dee5"; ctx.fillStyle = "#667085"; ctx.lineWidth = 1;
+    for (let k = 0; k <= 4; k++) {
+      const yv = e.y0 + (e.y1 - e.y0) * k / 4, y = py(yv);
+      ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(W - right, y); ctx.stroke();
+      const label = this.options.log ? Number(Math.pow(10, yv)).toPrecision(2) : Number(yv).toPrecision(3);
+      ctx.fillText(label, 2, y + 3);
+    }
+    for (let k = 0; k <= 4; k++) {
+      const xv = e.x0 + (e.x1 - e.x0) * k / 4;
+      ctx.fillText(String(Math.round(xv)), px(xv) - 10, H - 14);
+    }
+    ctx.fillText(this.options.xLabel, W - right - 30, H - 2);
+    this.series.forEach((s, n) => {
+      ctx.strokeStyle = s.colour || PALETTE[n % PALETTE.length]; ctx.lineWidth = s.width || 1.2;
+      ctx.beginPath();
+      let pen = false;
+      const stride = Math.max(1, Math.floor(s.xs.length / (2 * W)));  // at most ~2 points per pixel
+      const indices = [];
+      for (let i = 0; i < s.xs.length; i += stride) indices.push(i);
+      if (indices[indices.length - 1] !== s.xs.length - 1) indices.push(s.xs.length - 1);
+      for (const i of indices) {
+        const y = this.y(s.ys[i]);
+        if (s.ys[i] === null || !isFinite(y)) { pen = false; continue; }
+        if (pen) ctx.lineTo(px(s.xs[i]), py(y)); else ctx.moveTo(px(s.xs[i]), py(y));
+        pen = true;
+      }
+      ctx.stroke();
+      if (s.xs.length < 60) {  // few points (per-epoch metrics): mark them
+        ctx.fillStyle = ctx.strokeStyle;
+        for (let i = 0; i < s.xs.length; i++) { const y = this.y(s.ys[i]); if (isFinite(y)) ctx.fillRect(px(s.xs[i]) - 2, py(y) - 2, 4, 4); }
+      }
+    });
+    if (this.options.legend) {
+      let x = left + 8;
+      this.series.slice(0, 10).forEach((s, n) => {
+        ctx.fillStyle = s.colour || PALETTE[n % PALETTE.length];
+        ctx.fillRect(x, top + 4, 10, 3); ctx.fillStyle = "#1d232b"; ctx.fillText(s.name, x + 13, top + 9);
+        x += 20 + ctx.measureText(s.name).width;
+      });
+    }
+    if (hoverX !== undefined) {
+      ctx.strokeStyle = "#98a2b3"; ctx.beginPath(); ctx.moveTo(px(hoverX), top); ctx.lineTo(px(hoverX), H - bottom); ctx.stroke();
+    }
+  }
+
+  hover(event) {
+    if (!this.frame) return;
+    const { e, left, right, W } = this.frame;
+    const x = CX.canvasPoint(this.canvas, event).x;
+    const xv = e.x0 + (x - left) / (W - left - right) * (e.x1 - e.x0);
+    const lines = [];
+    let shownX = null;
+    for (const s of this.series.slice(0, 12)) {
+      let best = -1, dist = Infinity;
+      for (let i = 0; i < s.xs.length; i++) { const d = Math.abs(s.xs[i] - xv); if (d < dist) { dist = d; best = i; } }
+      if (best < 0) continue;
+      if (shownX === null) shownX = s.xs[best];
+      lines.push(`${s.name} ${CX.fmt(s.ys[best], 6)} (${this.options.xLabel} ${s.xs[best]})`);
+    }
+    if (shownX === null) return;
+    this.draw(shownX);
+    this.tip.textContent = lines.join("\n");
+    this.tip.hidden = false;
+    this.tip.style.left = Math.min(x + 12, W - 160) + "px";
+    this.tip.style.top = "20px";
+  }
+}

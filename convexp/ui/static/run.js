@@ -1,0 +1,264 @@
+// convexp ui, run page: training curves, the filter grid at any recorded step, one filter over time, live updates.
+"use strict";
+
+const RUN = JSON.parse(document.getElementById("run-data").textContent);
+const LIVE = ["queued", "running"];
+const CACHE_BYTES = 64 * 1024 * 1024;  // snapshots kept in the page for scrubbing back and forth
+const PLAY_CHUNK = 64;                 // snapshots fetched ahead while playing
+
+const state = {
+  status: RUN.row.status, metrics: {}, lastMetricStep: -1,
+  layer: null, shape: null, steps: [], epochs: new Map(), index: 0, grid: null, snapshot: null,
+  cache: new Map(), cachedBytes: 0, limit: 1, playing: false, selected: null, analysisTimer: null,
+};
+const $ = (id) => document.getElementById(id);
+
+// --- training curves -------------------------------------------------------------------------------
+
+const charts = {};
+function chartGroups() {
+  const names = Object.keys(state.metrics);
+  const loss = names.filter((n) => n.endsWith("loss"));
+  const accuracy = names.filter((n) => n.endsWith("accuracy"));
+  const other = names.filter((n) => !loss.includes(n) && !accuracy.includes(n));
+  return { loss, accuracy, other };
+}
+
+function drawCharts() {
+  const groups = chartGroups();
+  for (const [title, names] of Object.entries(groups)) {
+    if (!names.length) continue;
+    if (!charts[title]) charts[title] = new LineChart($("charts"), { title, log: $("log-scale").checked });
+    charts[title].setSeries(names.map((n) => ({ name: n, xs: state.metrics[n].steps, ys: state.metrics[n].values })));
+  }
+  if (!Object.keys(state.metrics).length && !charts.empty) {
+    charts.empty = new LineChart($("charts"), { title: "metrics" });
+    charts.empty.setSeries([]);
+  }
+}
+
+async function loadMetrics() {
+  const body = await CX.json(`/api/runs/${RUN.id}/metrics?after=${state.lastMetricStep}`);
+  for (const [name, m] of Object.entries(body.metrics)) {
+    const into = state.metrics[name] || (state.metrics[name] = { steps: [], epochs: [], values: [] });
+    into.steps.push(...m.steps); into.epochs.push(...m.epochs); into.values.push(...m.values);
+  }
+  state.lastMetricStep = Math.max(state.lastMetricStep, body.last_step);
+  if (Object.keys(body.metrics).length || !Object.keys(charts).length) drawCharts();
+  showRow(body.run);
+}
+
+function showRow(row) {
+  state.status = row.status;
+  const badge = $("run-status");
+  badge.textContent = row.status; badge.dataset.status = row.status;
+  $("run-progress").textContent = `${row.epochs} of ${row.epochs_planned} epoch(s), ${row.steps} steps` +
+    (row.test_accuracy !== null ? `, test accuracy ${CX.fmt(row.test_accuracy, 4)}` : "");
+}
+
+$("log-scale").addEventListener("change", (e) => Object.values(charts).forEach((c) => c.setLog(e.target.checked)));
+
+// --- the filter grid -------------------------------------------------------------------------------
+
+function remember(snapshot) {
+  if (state.cache.has(snapshot.step)) return;
+  state.cache.set(snapshot.step, snapshot);
+  state.cachedBytes += snapshot.values.byteLength;
+  for (const [step, old] of state.cache) {  // oldest first
+    if (state.cachedBytes <= CACHE_BYTES) break;
+    state.cache.delete(step); state.cachedBytes -= old.values.byteLength;
+  }
+}
+
+async function snapshotAt(index, ahead) {
+  const step = state.steps[index];
+  if (!state.cache.has(step)) {
+    for (const s of await CX.kernels(RUN.id, state.layer, step, ahead || 1)) remember(s);
+  }
+  return state.cache.get(step);
+}
+
+function newGrid() {
+  state.grid = new CX.KernelGrid($("kernel-canvas"), state.shape, $("view").value);
+  if (state.snapshot) draw(state.snapshot);
+}
+
+function draw(snapshot) {
+  state.snapshot = snapshot;
+  if (!$("hold-scale").checked) state.limit = CX.maxAbs(snapshot.values);
+  state.grid.draw(snapshot.values, state.limit);
+  CX.colorbar($("colorbar"), $("scale-low"), $("scale-high"), state.limit);
+  const canvas = $("kernel-canvas");
+  canvas.dataset.step = snapshot.step; canvas.dataset.layer = state.layer; canvas.dataset.limit = state.limit;
+  $("step-label").textContent = `step ${snapshot.step} (epoch ${snapshot.epoch}) · snapshot ${state.index + 1} of ${state.steps.length}`;
+  if (state.selected !== null) showValues();
+  if (!state.playing) scheduleAnalysis();
+}
+
+// Show the snapshot at slider position `index` (the newest request wins if several are in flight).
+async function show(index, ahead) {
+  state.index = index;
+  $("step-slider").value = index;
+  try {
+    const snapshot = await snapshotAt(index, ahead);
+    if (state.index === index) draw(snapshot);
+  } catch (error) {
+    $("step-label").textContent = String(error.message || error);
+  }
+}
+
+async function selectLayer(name) {
+  state.layer = name; state.cache.clear(); state.cachedBytes = 0; state.selected = null; state.snapshot = null;
+  $("filter-detail").hidden = true;
+  const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(name)}/steps`);
+  state.shape = body.shape; state.steps = body.steps;
+  $("view").value = state.shape[1] === 1 ? "filters" : "channels";
+  $("step-slider").max = Math.max(0, state.steps.length - 1);
+  newGrid();
+  await show(state.steps.length - 1);
+}
+
+function readout(event) {
+  if (!state.snapshot) return;
+  const p = CX.canvasPoint($("kernel-canvas"), event);
+  const hit = state.grid.hit(p.x, p.y);
+  const out = $("readout");
+  if (!hit) return;
+  const value = state.grid.cellValue(state.snapshot.values, hit.filter, hit.channel, hit.i, hit.j);
+  const where = hit.channel === null ? `mean over ${state.shape[1]} channels` : `channel ${hit.channel}`;
+  out.textContent = `step ${state.snapshot.step} · filter ${hit.filter} · ${where} · row ${hit.i}, col ${hit.j} · ${value.toPrecision(9)}`;
+  Object.assign(out.dataset, { step: state.snapshot.step, filter: hit.filter, channel: hit.channel === null ? "mean" : hit.channel,
+    row: hit.i, col: hit.j, value: String(value) });
+}
+
+// --- one filter ----------------------------------------------------------------------------------
+
+function showValues() {
+  const [, inC, kh, kw] = state.shape, f = state.selected.filter, c = state.selected.channel;
+  const table = $("detail-values");
+  table.innerHTML = "";
+  const values = state.snapshot.values;
+  for (let i = 0; i < kh; i++) {
+    const tr = table.insertRow();
+    for (let j = 0; j < kw; j++) {
+      const td = tr.insertCell();
+      const v = values[((f * inC + c) * kh + i) * kw + j];
+      td.textContent = v.toPrecision(6); td.dataset.value = String(v);
+    }
+  }
+  table.dataset.step = state.snapshot.step;
+  $("detail-title").textContent = `filter ${f}, channel ${c} at step ${state.snapshot.step}`;
+}
+
+let trajectoryCharts = [];
+async function selectFilter(hit) {
+  state.selected = { filter: hit.filter, channel: hit.channel === null ? 0 : hit.channel };
+  $("filter-detail").hidden = false;
+  showValues();
+  const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(state.layer)}/filters/${hit.filter}`);
+  const [inC, kh, kw] = body.shape, c = state.selected.channel;
+  const weights = [];
+  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
+    const k = (c * kh + i) * kw + j;
+    weights.push({ name: `w[${i},${j}]`, xs: body.steps, ys: body.values.map((v) => v[k]) });
+  }
+  $("trajectory").innerHTML = "";
+  trajectoryCharts = [
+    new LineChart($("trajectory"), { title: `filter ${hit.filter}, channel ${c}: weights over steps`, width: 420, height: 200, legend: kh * kw <= 9 }),
+    new LineChart($("trajectory"), { title: `filter ${hit.filter}: drift ||w_t - w_0|| / ||w_0|| (all ${inC} channels)`, width: 420, height: 160 }),
+  ];
+  trajectoryCharts[0].setSeries(weights);
+  trajectoryCharts[1].setSeries([{ name: "drift", xs: body.steps, ys: body.drift }]);
+}
+
+// --- analysis of the shown step ------------------------------------------------------------------------
+
+function scheduleAnalysis() {
+  clearTimeout(state.analysisTimer);
+  state.analysisTimer = setTimeout(loadAnalysis, 250);
+}
+
+async function loadAnalysis() {
+  if (!state.snapshot) return;
+  const step = state.snapshot.step;
+  const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(state.layer)}/analysis?step=${step}`);
+  if (!state.snapshot || state.snapshot.step !== step) return;
+  const tbody = $("analysis-table").tBodies[0];
+  tbody.innerHTML = "";
+  if (body.unavailable) { $("analysis-summary").textContent = body.unavailable; return; }
+  const pct = (x) => `${Math.round(100 * x)}%`;
+  $("analysis-summary").textContent = `edge-like (best match an edge operator with correlation >= 0.8): ` +
+    `step ${body.first_step}: ${body.first_edge_like}/${body.filters_count} (${pct(body.first_edge_share)}), ` +
+    `step ${body.step}: ${body.edge_like}/${body.filters_count} (${pct(body.edge_share)})`;
+  $("analysis-summary").dataset.step = body.step;
+  for (const f of body.filters) {
+    const tr = tbody.insertRow();
+    for (const v of [f.filter, f.best_operator, f.correlation, f.edge_like ? "yes" : "", f.norm, f.orientation_deg]) tr.insertCell().textContent = v;
+  }
+}
+
+// --- playing -----------------------------------------------------------------------------------------
+
+async function play() {
+  state.playing = true;
+  $("play").textContent = "Pause";
+  if (state.index >= state.steps.length - 1) state.index = -1;
+  let next = performance.now();
+  while (state.playing && state.index < state.steps.length - 1) {
+    const interval = 1000 / Number($("speed").value);
+    await show(state.index + 1, PLAY_CHUNK);
+    next += interval;
+    const wait = next - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait)); else next = performance.now();
+  }
+  stop();
+}
+
+function stop() {
+  state.playing = false;
+  $("play").textContent = "Play";
+  scheduleAnalysis();
+}
+
+// --- live updates ------------------------------------------------------------------------------------
+
+async function poll() {
+  const wasLive = LIVE.includes(state.status);
+  try {
+    await loadMetrics();
+    if (state.layer) {
+      const last = state.steps.length ? state.steps[state.steps.length - 1] : -1;
+      const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(state.layer)}/steps?after=${last}`);
+      if (body.steps.length) {
+        const atEnd = state.index >= state.steps.length - 1;
+        state.steps.push(...body.steps);
+        $("step-slider").max = state.steps.length - 1;
+        if (atEnd && $("follow").checked && !state.playing) await show(state.steps.length - 1);
+        else $("step-label").textContent = $("step-label").textContent.replace(/of \d+$/, `of ${state.steps.length}`);
+      }
+    } else if (RUN.conv_layers.length === 0) {
+      const detail = await CX.json(`/api/runs/${RUN.id}`);
+      if (detail.conv_layers.length) location.reload();  // the first snapshots arrived: build the filter section
+    }
+  } catch (error) { /* the next poll tries again */ }
+  if (wasLive && LIVE.includes(state.status)) setTimeout(poll, 1000);
+}
+
+// --- wiring ------------------------------------------------------------------------------------------
+
+if (RUN.conv_layers.length) {
+  $("layer").addEventListener("change", (e) => selectLayer(e.target.value));
+  $("view").addEventListener("change", newGrid);
+  $("hold-scale").addEventListener("change", () => state.snapshot && draw(state.snapshot));
+  $("step-slider").addEventListener("input", (e) => { if (state.playing) stop(); show(Number(e.target.value)); });
+  $("play").addEventListener("click", () => (state.playing ? stop() : play()));
+  $("kernel-canvas").addEventListener("mousemove", readout);
+  $("kernel-canvas").addEventListener("click", (e) => {
+    const p = CX.canvasPoint($("kernel-canvas"), e);
+    const hit = state.grid && state.grid.hit(p.x, p.y);
+    if (hit) selectFilter(hit);
+  });
+  selectLayer(RUN.conv_layers[0].layer);
+}
+loadMetrics().then(() => { if (LIVE.includes(state.status)) setTimeout(poll, 1000); });
+window.cxRun = { state, show, selectLayer, selectFilter };
