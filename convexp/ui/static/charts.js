@@ -60,7 +60,9 @@ class LineChart {
     }
     for (let k = 0; k <= 4; k++) {
       const xv = e.x0 + (e.x1 - e.x0) * k / 4;
-      ctx.fillText(String(Math.round(xv)), px(xv) - 10, H - 14);
+      ctx.textAlign = k === 0 ? "left" : k === 4 ? "right" : "center";
+      ctx.fillText(String(Math.round(xv)), px(xv), H - 14);
+      ctx.textAlign = "left";
     }
     ctx.fillText(this.options.xLabel, W - right - 30, H - 2);
     this.series.forEach((s, n) => {
