@@ -28,3 +28,20 @@ def test_store_benchmark_runs(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "store.json").read_text())
     assert report["read all snapshots of conv1 and conv2"] > 0 and report["database_mib"] > 30
+
+
+def test_ui_benchmark_runs_and_reports(tmp_path):
+    """benchmarks/ui.py on a small digits run: every figure it reports is there (the MNIST figures are in the README)."""
+    import pytest
+
+    pytest.importorskip("starlette", reason="convexp ui needs the ui extra")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    report = run("benchmarks/ui.py", "--digits", "--backend", "numpy", "--epochs", "1", "--runs", "50", "--requests", "200",
+                 "--slides", "5", "--json", str(tmp_path / "ui.json"))
+    assert report["snapshots_per_layer"] == 46 and report["play_frames"] == 45
+    assert report["slider_ms_median"] > 0 and report["play_fps"] > 0 and report["runs_page_ms"] > 0
+    assert [done for done, _ in report["rss_mib_while_scrubbing"]] == [0, 40, 80, 120, 160, 200]

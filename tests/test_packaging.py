@@ -22,6 +22,10 @@ def test_wheel_ships_migrations_and_plugins_and_migrates(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"convexp/migrations/env.py", "convexp/migrations/script.py.mako", "convexp/migrations/versions/0001_initial.py",
             "convexp_plugins/numpy_backend/backend.py", "convexp/examples/experiments.yaml"} <= names
+    # convexp ui's pages, scripts and styles ship inside the package (nothing is fetched at run time)
+    shipped = {path.relative_to(REPO).as_posix() for folder in ("templates", "static")
+               for path in (REPO / "convexp" / "ui" / folder).iterdir()}
+    assert shipped and shipped <= names and "convexp/ui/static/run.js" in shipped
     assert not [n for n in names if n.startswith("convexp/examples/") and n != "convexp/examples/experiments.yaml"]
     assert zipfile.ZipFile(wheel).read("convexp/examples/experiments.yaml") == (REPO / "experiments.yaml").read_bytes()
     target = tmp_path / "site"
@@ -30,6 +34,7 @@ def test_wheel_ships_migrations_and_plugins_and_migrates(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = (
         "import convexp, convexp_plugins; from convexp.store import Store; from convexp.plugins import get_backends;"
+        "from convexp.ui.app import HERE; assert (HERE / 'static' / 'common.js').is_file();"
         "print(convexp.__file__); print(convexp_plugins.__file__); print(sorted(get_backends()));"
         f"Store({str(tmp_path / 'w.db')!r}).close()"
     )

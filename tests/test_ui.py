@@ -167,7 +167,7 @@ def test_bad_requests_get_a_clear_json_error_with_the_right_status(two_runs_db, 
 @pytest.mark.parametrize("path, status, fragment", [
     ("/runs/99", 404, "no run with id 99"),
     ("/runs/1.5", 404, "no run &#39;1.5&#39;"),
-    ("/compare?runs=1,2&step=soon", 400, "step must be a number"),
+    ("/compare?runs=1,2&step=soon", 400, "step must be a whole number, &#39;first&#39; or &#39;last&#39;, not &#39;soon&#39;"),
     ("/no/such/page", 404, "no such page"),
 ])
 def test_bad_page_requests_get_an_error_page(two_runs_db, client_for, path, status, fragment):

@@ -210,7 +210,6 @@ def test_a_run_started_elsewhere_appears_and_advances_without_a_reload(world):
         assert np.array_equal(page.evaluate("() => Array.from(window.cxRun.state.snapshot.values)"),
                               stored(world["db"], 4, "conv1", later).ravel().tolist())
         assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1  # never reloaded
-        page.screenshot(path=str(world["db"].parent / "ui-run.png"))
     finally:
         training.send_signal(signal.SIGINT)
         training.communicate(timeout=60)
@@ -226,17 +225,21 @@ def test_every_request_went_to_the_app_itself_and_no_page_failed(world):
 
 
 def test_a_screenshot_of_the_run_page(world):
-    """The README's picture of the UI: a finished run's page, taken here (CONVEXP_WRITE_DOCS_IMAGES=1 writes it to docs/images)."""
+    """The README's picture of the UI: the quickstart's page, taken here (CONVEXP_WRITE_DOCS_IMAGES=1 writes it to docs/images)."""
+    assert run_cli("run", "--epochs", "3", "--db", str(world["db"]), cwd=REPO).returncode == 0  # run 5: quickstart, 32 filters
     page = world["new_page"]()
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(world["url"] + "runs/1")
-    page.wait_for_function("() => document.getElementById('analysis-summary').dataset.step == '46'")
-    scrub_to(page, 20)
-    hover_value(page, 1, 0, 1, 1)
-    page.locator("h2", has_text="Filters").scroll_into_view_if_needed()
-    out = world["db"].parent / "ui-filters.png"
+    page.goto(world["url"] + "runs/5")
+    page.wait_for_function("() => document.getElementById('analysis-summary').dataset.step == '135'")
+    scrub_to(page, 60)
+    hover_value(page, 5, 0, 1, 1)
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_selector("#filter-detail:not([hidden]) #trajectory canvas")
+    page.wait_for_timeout(300)
+    out = world["db"].parent / "ui-run.png"
     page.screenshot(path=str(out), full_page=True)
     page.close()
-    assert out.stat().st_size > 20_000
+    assert out.stat().st_size > 50_000
     if os.environ.get(DOCS_IMAGES_ENV):
         shutil.copyfile(out, REPO / "docs" / "images" / "ui-run.png")

@@ -8,8 +8,9 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
+
+from convexp.cells import plain_value as _plain
 
 
 class Format(str, enum.Enum):
@@ -18,14 +19,6 @@ class Format(str, enum.Enum):
     table = "table"
     json = "json"
     csv = "csv"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
-    return value
 
 
 def _cell(value: Any) -> str:

@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -33,6 +35,7 @@ from starlette.templating import Jinja2Templates
 from convexp import __version__
 from convexp.errors import ConvexpError, QueryError
 from convexp.store import Store
+from convexp.cells import plain_value as _plain
 from convexp.ui import data
 from convexp.ui.data import BadRequest, NotFound
 
@@ -86,6 +89,10 @@ def _ids_param(request: Request, name: str) -> list[int]:
     return [int(p) for p in parts]
 
 
+def _runs_param(request: Request) -> list[str]:
+    return [p for p in request.query_params.get("runs", "").replace(" ", ",").split(",") if p]
+
+
 def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
     """The app for the database ``db`` (opened read-only; raises :class:`~convexp.errors.StoreError` at once
     if it is missing, not convexp's, or from a newer convexp), or for an open ``store``."""
@@ -135,9 +142,8 @@ def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
 
     @endpoint
     def compare_page(request: Request) -> Response:
-        ids = request.query_params.get("runs", "")
         step = request.query_params.get("step", "last") or "last"
-        result = data.comparison(store, [p for p in ids.replace(" ", ",").split(",") if p], step)
+        result = data.comparison(store, _runs_param(request), step)
         return page(request, "compare.html", comparison=result, step=step,
                     comparison_json=script_json(result))
 
@@ -217,9 +223,7 @@ def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
 
     @endpoint
     def api_compare(request: Request) -> Response:
-        ids = request.query_params.get("runs", "")
-        result = data.comparison(store, [p for p in ids.replace(" ", ",").split(",") if p],
-                                 request.query_params.get("step", "last") or "last")
+        result = data.comparison(store, _runs_param(request), request.query_params.get("step", "last") or "last")
         return Response(json.dumps(result, default=str), media_type="application/json")
 
     @endpoint
@@ -267,18 +271,32 @@ def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
         Route("/api/query", api_query),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found},
+                    middleware=[Middleware(ServerTiming)])
     app.state.store = store
     return app
 
 
-def _plain(value: Any) -> Any:
-    """A query cell as JSON or CSV carries it: bytes become '<N bytes>' (as ``convexp query`` prints them)."""
-    if isinstance(value, (bytes, memoryview)):
-        return f"<{len(value)} bytes>"
-    if hasattr(value, "isoformat"):
-        return value.isoformat(sep=" ", timespec="seconds") if hasattr(value, "hour") else value.isoformat()
-    return value
+class ServerTiming:
+    """Adds ``Server-Timing: app;dur=MS`` to every response: the time the app took to answer, which a
+    browser's developer tools (and benchmarks/ui.py) read apart from the network's."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message) -> None:
+            if message["type"] == "http.response.start":
+                took = (time.perf_counter() - started) * 1000
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", f"app;dur={took:.2f}".encode())]}
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 def configure_logging() -> None:

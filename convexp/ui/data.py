@@ -184,12 +184,7 @@ def comparison(store: Store, run_ids: list[str], step: str) -> dict[str, Any]:
     """``convexp compare --format json`` for the runs and step of the compare page, with each run's row."""
     if len(run_ids) < 2:
         raise BadRequest("compare needs two or more runs: /compare?runs=1,2")
-    runs = [get_run(store, r) for r in run_ids]
-    wanted: int | str = step
-    if step not in ("last", "first"):
-        if not step.lstrip("-").isdigit():
-            raise BadRequest(f"step must be a number, 'first' or 'last', not '{step}'")
-        wanted = int(step)
+    runs, wanted = [get_run(store, r) for r in run_ids], parse_step(step)
     try:
         result = comparison_dict(compare_runs(store, runs, wanted))
     except ConvexpError as exc:
@@ -198,14 +193,18 @@ def comparison(store: Store, run_ids: list[str], step: str) -> dict[str, Any]:
     return result
 
 
+def parse_step(text: str | None) -> int | str:
+    """A step as the pages ask for it: a whole number, ``first`` or ``last`` (the default)."""
+    if text in (None, "", "first", "last"):
+        return text or "last"
+    if not text.lstrip("-").isdigit():
+        raise BadRequest(f"step must be a whole number, 'first' or 'last', not '{text}'")
+    return int(text)
+
+
 def step_of(store: Store, run: RunRecord, layer: str, step: str | None) -> int:
     """A step as the pages ask for it (a number, ``first`` or ``last``), checked against what was recorded."""
-    steps = store.snapshot_steps(run.id, layer)
-    wanted: int | str = step or "last"
-    if wanted not in ("first", "last"):
-        if not str(wanted).lstrip("-").isdigit():
-            raise BadRequest(f"step must be a whole number, 'first' or 'last', not '{step}'")
-        wanted = int(wanted)
+    wanted, steps = parse_step(step), store.snapshot_steps(run.id, layer)
     try:
         return steps[step_index(steps, wanted, run.id, layer)]
     except ConvexpError as exc:
