@@ -361,9 +361,10 @@ class Store:
         with self.engine.connect() as connection:
             return [MetricRecord(*row) for row in connection.execute(query)]
 
-    def snapshot_steps(self, run_id: int, layer: str) -> list[int]:
-        """The steps at which a layer of a run has snapshots, in order (no kernel bytes read)."""
-        query = (select(KernelSnapshot.step).where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
+    def snapshot_steps(self, run_id: int, layer: str, after_step: int = -1) -> list[int]:
+        """The steps after ``after_step`` at which a layer of a run has snapshots, in order (no kernel bytes read)."""
+        query = (select(KernelSnapshot.step)
+                 .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step > after_step)
                  .order_by(KernelSnapshot.step))
         with self.engine.connect() as connection:
             return list(connection.execute(query).scalars())

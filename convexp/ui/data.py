@@ -120,7 +120,7 @@ def _layer_shape(store: Store, run: RunRecord, layer: str) -> tuple[int, ...]:
 def layer_steps(store: Store, run: RunRecord, layer: str, after_step: int = -1) -> dict[str, Any]:
     """The steps (and their epochs) at which a layer was recorded, after ``after_step``, and its kernel shape."""
     shape = _layer_shape(store, run, layer)
-    steps = [s for s in store.snapshot_steps(run.id, layer) if s > after_step]
+    steps = store.snapshot_steps(run.id, layer, after_step)
     return {"run": run.id, "layer": layer, "shape": list(shape), "steps": steps}
 
 
