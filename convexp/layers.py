@@ -207,8 +207,8 @@ def parameter_table(planned: Sequence[PlannedLayer]) -> list[LayerParameters]:
     rows = []
     for p in planned:
         kernel = p.kernel_shape
-        weights = math.prod(kernel) if kernel else 0
-        biases = kernel[0] if kernel and isinstance(p.layer, Conv) else (kernel[1] if kernel else 0)
+        # a layer with weights has one bias per output channel (conv) or unit (dense): output_shape[0]
+        weights, biases = (math.prod(kernel), p.output_shape[0]) if kernel else (0, 0)
         rows.append(LayerParameters(p.name, p.layer.type, p.output_shape, kernel, weights, biases))
     return rows
 
@@ -253,5 +253,5 @@ def plan_recorded(spec: dict) -> tuple[PlannedLayer, ...]:
         layers = TypeAdapter(list[Layer]).validate_python(spec.get("layers") or [])
         info = dataset_info(str(spec.get("dataset")))
         return tuple(plan(layers, info.input_shape, info.num_classes))
-    except (ValidationError, ShapeError, ConvexpError) as exc:
+    except (ValidationError, ConvexpError) as exc:  # ShapeError is a ConvexpError
         raise ValueError(f"the recorded layers do not plan: {exc}") from None

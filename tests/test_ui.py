@@ -141,6 +141,8 @@ def two_runs_db(tmp_path_factory) -> Path:
     ("/api/runs/99", 404, "no run with id 99"),
     ("/api/runs/abc/metrics", 404, "no run 'abc'"),
     ("/api/runs/1/layers/conv7/steps", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
+    ("/api/runs/1/layers/conv7/kernels?step=1", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
+    ("/api/runs/1/layers/conv7/analysis?step=1", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
     ("/api/runs/1/layers/conv1/kernels?step=5000", 404, "no snapshot of conv1 at step 5000"),
     ("/api/runs/1/layers/conv1/kernels?step=-3", 404, "no snapshot of conv1 at step -3"),
     ("/api/runs/1/layers/conv1/kernels?step=ten", 400, "step must be a whole number, 'first' or 'last', not 'ten'"),

@@ -110,30 +110,29 @@ def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = 
     ``query_only`` (as ``convexp query`` opens it), a server database in READ ONLY transactions.
     """
     path = sqlite_path(url)
-    guarded = read_only
-    read_only = None
+    unwritable = None  # why this SQLite file cannot be written here, if it cannot
     if path is not None:
         if must_exist and not path.exists():
             raise StoreError(f"{path}: no such database (run `convexp run` first, or pass --db)")
         if not path.parent.is_dir():
             raise StoreError(f"{path}: directory {path.parent} does not exist")
-        read_only = write_problem(path)
-        if read_only and for_writing:
-            raise StoreError(f"{path}: cannot record here: {read_only}")
-        if read_only and not path.exists():
-            raise StoreError(f"{path}: cannot create the database: {read_only}")
-        if (read_only or guarded) and path.exists():
+        unwritable = write_problem(path)
+        if unwritable and for_writing:
+            raise StoreError(f"{path}: cannot record here: {unwritable}")
+        if unwritable and not path.exists():
+            raise StoreError(f"{path}: cannot create the database: {unwritable}")
+        if (read_only or unwritable) and path.exists():
             url = f"sqlite:///{sqlite_read_only_uri(path)}&uri=true"
     try:
         engine = create_engine(url)
     except Exception as exc:  # missing driver, bad URL
         raise StoreError(f"{describe(url)}: cannot open database ({exc})") from None
     if engine.dialect.name == "sqlite":
-        handler = _on_guarded_sqlite_connect if guarded else _on_read_only_sqlite_connect if read_only else _on_sqlite_connect
+        handler = _on_guarded_sqlite_connect if read_only else _on_read_only_sqlite_connect if unwritable else _on_sqlite_connect
         event.listen(engine, "connect", handler)
         begin = "BEGIN IMMEDIATE" if for_writing else "BEGIN"
         event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
-    elif guarded:
+    elif read_only:
         event.listen(engine, "connect", _on_read_only_server_connect)
     return engine
 

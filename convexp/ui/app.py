@@ -194,9 +194,8 @@ def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
     @endpoint
     def api_kernels(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
-        layer = request.path_params["layer"]
-        step = data.step_of(store, run, layer, request.query_params.get("step"))
-        found = data.kernels_at(store, run, layer, step, _int_param(request, "count", 1))
+        found = data.kernels_at(store, run, request.path_params["layer"], request.query_params.get("step"),
+                                _int_param(request, "count", 1))
         headers = {
             "X-Convexp-Shape": ",".join(map(str, found[0].shape)),
             "X-Convexp-Steps": ",".join(str(s.step) for s in found),
@@ -217,9 +216,7 @@ def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
     @endpoint
     def api_analysis(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
-        layer = request.path_params["layer"]
-        step = data.step_of(store, run, layer, request.query_params.get("step"))
-        return JSONResponse(data.layer_analysis(store, run, layer, step))
+        return JSONResponse(data.layer_analysis(store, run, request.path_params["layer"], request.query_params.get("step")))
 
     @endpoint
     def api_compare(request: Request) -> Response:

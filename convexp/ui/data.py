@@ -109,12 +109,16 @@ def metrics_since(store: Store, run: RunRecord, after_step: int = -1) -> dict[st
     return {"run": run_row(run), "metrics": series, "last_step": last}
 
 
+def _no_layer(store: Store, run: RunRecord, layer: str) -> NotFound:
+    known = ", ".join(store.snapshot_layers(run.id)) or "none"
+    return NotFound(f"run {run.id} has no snapshots of a layer '{layer}' (layers with snapshots: {known})")
+
+
 def _layer_shape(store: Store, run: RunRecord, layer: str) -> tuple[int, ...]:
     for summary in store.snapshot_summary(run.id):
         if summary.layer == layer:
             return summary.shape
-    known = ", ".join(store.snapshot_layers(run.id)) or "none"
-    raise NotFound(f"run {run.id} has no snapshots of a layer '{layer}' (layers with snapshots: {known})")
+    raise _no_layer(store, run, layer)
 
 
 def layer_steps(store: Store, run: RunRecord, layer: str, after_step: int = -1) -> dict[str, Any]:
@@ -124,17 +128,11 @@ def layer_steps(store: Store, run: RunRecord, layer: str, after_step: int = -1) 
     return {"run": run.id, "layer": layer, "shape": list(shape), "steps": steps}
 
 
-def kernels_at(store: Store, run: RunRecord, layer: str, step: int, count: int = 1) -> list[StoredSnapshot]:
-    """The stored snapshots of a layer from exactly ``step`` on (at most ``count``); :class:`NotFound` without one at ``step``."""
+def kernels_at(store: Store, run: RunRecord, layer: str, step: str | None, count: int = 1) -> list[StoredSnapshot]:
+    """The stored snapshots of a layer from ``step`` (a recorded step, ``first`` or ``last``) on, at most ``count``."""
     if not 1 <= count <= MAX_SNAPSHOTS_PER_REQUEST:
         raise BadRequest(f"count must be from 1 to {MAX_SNAPSHOTS_PER_REQUEST}, not {count}")
-    _layer_shape(store, run, layer)
-    found = store.snapshots(run.id, layer, step, count)
-    if not found or found[0].step != step:
-        steps = store.snapshot_steps(run.id, layer)
-        raise NotFound(f"run {run.id} has no snapshot of {layer} at step {step} "
-                       f"({len(steps)} snapshots, steps {steps[0]} to {steps[-1]})")
-    return found
+    return store.snapshots(run.id, layer, step_of(store, run, layer, step), count)
 
 
 def filter_trajectory(store: Store, run: RunRecord, layer: str, filter_index: int,
@@ -157,11 +155,11 @@ def filter_trajectory(store: Store, run: RunRecord, layer: str, filter_index: in
     }
 
 
-def layer_analysis(store: Store, run: RunRecord, layer: str, step: int) -> dict[str, Any]:
-    """``convexp filters`` for one step: each filter's closest operator and the edge-like share, beside step 0's."""
-    shape = _layer_shape(store, run, layer)
-    first_step = store.snapshot_steps(run.id, layer)[0]
-    kernel, first_kernel = kernels_at(store, run, layer, step)[0], store.snapshot(run.id, layer, first_step)
+def layer_analysis(store: Store, run: RunRecord, layer: str, step: str | None) -> dict[str, Any]:
+    """``convexp filters`` for one step: each filter's closest operator and the edge-like share, beside the first step's."""
+    kernel = kernels_at(store, run, layer, step)[0]
+    first_kernel = store.snapshots(run.id, layer, 0, 1)[0]
+    step, first_step, shape = kernel.step, first_kernel.step, kernel.shape
     try:
         shown = analyse_layer(kernel.kernel_array, step)
         first = analyse_layer(first_kernel.kernel_array, first_step)
@@ -202,9 +200,16 @@ def parse_step(text: str | None) -> int | str:
     return int(text)
 
 
+def _recorded_steps(store: Store, run: RunRecord, layer: str) -> list[int]:
+    steps = store.snapshot_steps(run.id, layer)
+    if not steps:
+        raise _no_layer(store, run, layer)
+    return steps
+
+
 def step_of(store: Store, run: RunRecord, layer: str, step: str | None) -> int:
     """A step as the pages ask for it (a number, ``first`` or ``last``), checked against what was recorded."""
-    wanted, steps = parse_step(step), store.snapshot_steps(run.id, layer)
+    wanted, steps = parse_step(step), _recorded_steps(store, run, layer)
     try:
         return steps[step_index(steps, wanted, run.id, layer)]
     except ConvexpError as exc:
