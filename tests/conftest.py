@@ -30,6 +30,19 @@ def mnist_dir() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def mnist_keras_run(tmp_path_factory) -> Path:
+    """A database holding one run: one MNIST epoch of mnist-keras-convnet on numpy (run 1), as a user runs it."""
+    folder = mnist_folder()
+    if folder is None:
+        pytest.skip(f"MNIST IDX files not found: set {MNIST_ENV} or put them in ../shared/data/mnist")
+    db = tmp_path_factory.mktemp("mnist-run") / "r.db"
+    result = run_cli("run", "-e", "mnist-keras-convnet", "--backend", "numpy", "--epochs", "1",
+                     "--data-dir", str(folder), "--db", str(db), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    return db
+
+
 @pytest.fixture
 def db_path(tmp_path) -> Path:
     return tmp_path / "results.db"

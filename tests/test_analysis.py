@@ -128,7 +128,7 @@ def assert_real_picture(path: Path, min_bytes: int = 5000):
     assert image.std() > 10  # not blank
 
 
-@pytest.mark.parametrize("kind", ["filters", "evolution", "curves", "histogram", "features"])
+@pytest.mark.parametrize("kind", ["filters", "evolution", "curves", "histogram", "features", "patches", "maximize"])
 def test_each_picture_kind(two_seeds, tmp_path, kind):
     out = tmp_path / f"{kind}.png"
     result = run_cli("plot", kind, "1", "2", "--out", str(out), "--db", str(two_seeds))

@@ -45,3 +45,19 @@ def test_ui_benchmark_runs_and_reports(tmp_path):
     assert report["snapshots_per_layer"] == 46 and report["play_frames"] == 45
     assert report["slider_ms_median"] > 0 and report["play_fps"] > 0 and report["runs_page_ms"] > 0
     assert [done for done, _ in report["rss_mib_while_scrubbing"]] == [0, 40, 80, 120, 160, 200]
+
+
+def test_fidelity_script_runs_and_reports(tmp_path):
+    """benchmarks/fidelity.py on a quick digits experiment (the 12-epoch MNIST figures are in the README)."""
+    from tests.conftest import TINY_DIGITS, write_experiments
+
+    experiments = write_experiments(tmp_path / "e.yaml", {"tiny": {**TINY_DIGITS, "snapshots": {"every": 5}}})
+    out = tmp_path / "fidelity.json"
+    result = subprocess.run([sys.executable, "benchmarks/fidelity.py", "--file", str(experiments), "--experiment", "tiny",
+                             "--epochs", "2", "--backends", "numpy", "--json", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["status"] == "finished" and run["epochs"] == 2 and len(run["test_accuracy_per_epoch"]) == 2
+    assert run["median_epoch_seconds"] > 0 and list(run["conv1_edge_like"]) == ["0", "46"]
+    assert "tiny, 2 epochs" in result.stdout and "numpy" in result.stdout

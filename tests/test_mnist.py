@@ -11,7 +11,7 @@ import pytest
 
 from convexp.datasets import mnist
 from convexp.errors import DatasetError
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 
 
 def test_loads_the_standard_split(mnist_dir):
@@ -86,11 +86,6 @@ def test_data_import_command(mnist_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_keras_example_reaches_975_after_one_epoch_on_numpy(mnist_dir, tmp_path):
-    result = run_cli(
-        "run", "-e", "mnist-keras-convnet", "--backend", "numpy", "--epochs", "1",
-        "--data-dir", str(mnist_dir), "--db", str(tmp_path / "r.db"), cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    (run,) = json.loads(run_cli("runs", "--format", "json", "--db", str(tmp_path / "r.db")).stdout)
+def test_keras_example_reaches_975_after_one_epoch_on_numpy(mnist_keras_run):
+    (run,) = json.loads(run_cli("runs", "--format", "json", "--db", str(mnist_keras_run)).stdout)
     assert run["test_accuracy"] >= 0.975

@@ -152,6 +152,9 @@ def two_runs_db(tmp_path_factory) -> Path:
     ("/api/runs/1/layers/conv1/filters/one", 404, "no filter 'one'"),
     ("/api/runs/1/metrics?after=%ZZ", 400, "after must be a whole number"),
     ("/api/runs?ids=1,x&after=0", 400, "ids must be run ids"),
+    ("/api/runs/1/layers/conv1/patches?top=0", 400, "top must be between 1 and 25, not 0"),
+    ("/api/runs/1/layers/conv7/patches", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
+    ("/api/runs/1/layers/conv1/patches?step=4000", 404, "no snapshot of conv1 at step 4000"),
     ("/api/compare?runs=1", 400, "compare needs two or more runs"),
     ("/api/compare?runs=1,77", 404, "no run with id 77"),
     ("/api/compare?runs=1,2&step=900", 404, "no snapshot of conv1 at step 900"),
@@ -314,3 +317,31 @@ def test_show_describes_a_run_whose_backend_is_not_installed(two_runs_db):
     result = run_cli("show", "1", "--db", str(two_runs_db), env={"CONVEXP_LOAD_PLUGINS": "none-such"})
     assert result.returncode == 0, result.stderr
     assert "input[1, 8, 8] -> conv1[4, 6, 6]" in result.stdout and "total" in result.stdout
+
+
+def test_patches_of_a_deeper_layer_are_convexp_filters_patches(tmp_path, client_for):
+    """The patches panel's data for conv2 is `convexp filters --patches`'s, and each patch's pixels are the
+    test image's window at the position given."""
+    from convexp.datasets import load_dataset
+
+    body = {**TINY_DIGITS, "layers": [
+        {"type": "conv", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "maxpool", "pool_size": 2},
+        {"type": "conv", "filters": 6, "kernel_size": 3, "activation": "relu"},
+        {"type": "flatten"}, {"type": "dense", "units": 10}], "snapshots": {"every": 3}}
+    db = tmp_path / "deep.db"
+    assert run_cli("run", str(write_experiments(tmp_path / "e.yaml", {"deep": body})), "--db", str(db)).returncode == 0
+    response = client_for(str(db)).get("/api/runs/1/layers/conv2/patches?step=last&top=4")
+    assert response.status_code == 200, response.text
+    shown = response.json()
+    cli = json.loads(run_cli("filters", "1", "--layer", "conv2", "--patches", "--top", "4", "--format", "json",
+                             "--db", str(db)).stdout)
+    assert {k: v for k, v in shown.items() if k != "filters"} == {k: v for k, v in cli.items() if k != "filters"}
+    assert shown["receptive_field"] == {"size": [8, 8], "jump": [2, 2], "offset": [-1, -1]}
+    test_images = load_dataset("digits").test_images
+    for ours, theirs in zip(shown["filters"], cli["filters"]):
+        assert [{k: v for k, v in p.items() if k != "pixels"} for p in ours["patches"]] == theirs["patches"]
+        for p in ours["patches"]:
+            padded = np.pad(test_images[p["image"], 0], 8)
+            window = padded[8 + p["top"] : 8 + p["top"] + 8, 8 + p["left"] : 8 + p["left"] + 8]
+            np.testing.assert_allclose(np.reshape(p["pixels"], (8, 8)), window, atol=1e-4)

@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +156,28 @@ def test_play_runs_through_the_snapshots(world):
     page.click("#play")  # from the end, play starts over at step 0
     page.wait_for_function("() => document.getElementById('play').textContent == 'Play'", timeout=20_000)
     assert page.eval_on_selector("#kernel-canvas", "c => c.dataset.step") == "46"
+    page.close()
+
+
+def test_the_patches_panel_draws_convexp_filters_patches(world):
+    expected = json.loads(run_cli("filters", "1", "--patches", "--top", "4", "--step", "20", "--format", "json",
+                                  "--db", str(world["db"])).stdout)
+    page = world["new_page"]()
+    page.goto(world["url"] + "runs/1")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.step == '46'")
+    scrub_to(page, 20)
+    page.select_option("#patches-top", "4")
+    page.click("#patches-button")
+    page.wait_for_function("() => document.getElementById('patches-status').dataset.step == '20'", timeout=30_000)
+    assert "3x3 receptive field, 360 test images searched" in page.inner_text("#patches-status")
+    # hover filter 0's strongest patch: the first box of the first cell
+    page.locator("#patches-canvas").scroll_into_view_if_needed()
+    box = page.locator("#patches-canvas").bounding_box()
+    width = page.evaluate("() => document.getElementById('patches-canvas').width")
+    page.mouse.move(box["x"] + 3 * box["width"] / width, box["y"] + 19 * box["width"] / width)
+    best = expected["filters"][0]["patches"][0]
+    readout = page.inner_text("#patches-readout")
+    assert readout.startswith(f"filter 0, #1: test image {best['image']} (label {best['label']})"), readout
     page.close()
 
 

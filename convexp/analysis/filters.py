@@ -1,9 +1,18 @@
-"""What first-layer filters look like: the classical operator each resembles, and how edge-like the layer is.
+"""What filters look like: the classical operator each resembles, how edge-like a layer is, and Gabor fits.
 
-Each 3x3 filter (averaged over its input channels) is correlated (Pearson, so its mean
-does not count) with a bank of classical operators and their negatives. A filter is
-*edge-like* when its best match is an edge operator (Sobel, Prewitt, Scharr or a diagonal
-edge, either sign) with correlation at least :data:`EDGE_THRESHOLD`.
+Each filter (averaged over its input channels) is correlated (Pearson, so its mean does not
+count) with a bank of operators of its own size and their negatives (:func:`operator_bank`):
+
+* 3x3: the classical operators, Sobel, Prewitt and Scharr x/y, the two diagonal edges, the
+  Laplacian and a center-surround blob.
+* 5x5, 7x7 and any larger odd size k, built for that size with sigma = (k - 1) / 4:
+  derivative-of-Gaussian edges ``edge_<angle>`` at 8 orientations 22.5 deg apart
+  (u * exp(-(x^2 + y^2) / (2 sigma^2)), u = x cos(angle) + y sin(angle)), the Laplacian of
+  Gaussian and a center-surround difference of Gaussians (sigmas 0.6 sigma and 1.6 sigma).
+
+A filter is *edge-like* when its best match is an edge operator (3x3: Sobel, Prewitt, Scharr or
+a diagonal edge; larger: a derivative-of-Gaussian edge; either sign) with correlation at least
+:data:`EDGE_THRESHOLD`. Filters of 5x5 and larger also get a Gabor fit (:mod:`convexp.analysis.gabor`).
 
 A filter's orientation is the direction of its dominant intensity gradient (from the
 structure tensor of the filter seen as a tiny image), in degrees in [0, 180):
@@ -12,20 +21,25 @@ structure tensor of the filter seen as a tiny image), in degrees in [0, 180):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from convexp.analysis.gabor import MIN_SIZE as GABOR_MIN_SIZE
+from convexp.analysis.gabor import GaborFit, coordinates, fit_gabor
 from convexp.errors import ConvexpError
 
 #: Correlation a filter needs with an edge operator to count as edge-like.
 EDGE_THRESHOLD = 0.8
+#: Orientations (degrees) of the derivative-of-Gaussian edge operators of 5x5 and larger banks.
+EDGE_ANGLES = (0, 22.5, 45, 67.5, 90, 112.5, 135, 157.5)
 
 _SOBEL_X = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
 _PREWITT_X = [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]]
 _SCHARR_X = [[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]]
-_BASE = {
+_BASE_3X3 = {
     "sobel_x": _SOBEL_X,
     "sobel_y": np.transpose(_SOBEL_X),
     "prewitt_x": _PREWITT_X,
@@ -37,14 +51,42 @@ _BASE = {
     "laplacian": [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
     "center_surround": [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]],
 }
-#: The operator bank: each classical 3x3 operator and its negative ("-sobel_x").
-OPERATORS: dict[str, np.ndarray] = {
-    **{name: np.asarray(k, dtype=np.float64) for name, k in _BASE.items()},
-    **{f"-{name}": -np.asarray(k, dtype=np.float64) for name, k in _BASE.items()},
-}
-EDGE_OPERATORS = frozenset(
-    name for name in OPERATORS if name.lstrip("-").split("_")[0] in ("sobel", "prewitt", "scharr", "diagonal")
-)
+_EDGE_FAMILIES = ("sobel", "prewitt", "scharr", "diagonal", "edge")
+
+
+def _gaussian(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
+    g = np.exp(-(x**2 + y**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _generated_bank(size: int) -> dict[str, np.ndarray]:
+    """Derivative-of-Gaussian edges, Laplacian of Gaussian and center-surround for a size x size kernel."""
+    sigma = (size - 1) / 4
+    x, y = coordinates((size, size))
+    g = _gaussian(x, y, sigma)
+    bank = {f"edge_{angle:g}": (x * math.cos(math.radians(angle)) + y * math.sin(math.radians(angle))) * g for angle in EDGE_ANGLES}
+    bank["laplacian_of_gaussian"] = (x**2 + y**2 - 2 * sigma**2) / sigma**4 * g
+    bank["center_surround"] = _gaussian(x, y, 0.6 * sigma) - _gaussian(x, y, 1.6 * sigma)
+    return bank
+
+
+@functools.lru_cache(maxsize=None)
+def operator_bank(size: int) -> dict[str, np.ndarray]:
+    """The operators a size x size filter is compared with (see the module docstring), each also negated ("-sobel_x")."""
+    if size < 3 or size % 2 == 0:
+        raise ConvexpError(f"filter analysis needs square kernels of odd size 3 or more (3x3, 5x5, 7x7 ...), not {size}x{size}")
+    base = {n: np.asarray(k, dtype=np.float64) for n, k in _BASE_3X3.items()} if size == 3 else _generated_bank(size)
+    return {**base, **{f"-{name}": -k for name, k in base.items()}}
+
+
+def is_edge_operator(name: str) -> bool:
+    """Whether an operator of a bank is an edge operator (either sign)."""
+    return name.lstrip("-").split("_")[0] in _EDGE_FAMILIES
+
+
+#: The 3x3 operator bank (kept under its old name).
+OPERATORS: dict[str, np.ndarray] = operator_bank(3)
+EDGE_OPERATORS = frozenset(name for name in OPERATORS if is_edge_operator(name))
 
 
 @dataclass(frozen=True)
@@ -59,6 +101,7 @@ class FilterInfo:
     mean: float
     orientation: float
     orientedness: float
+    gabor: GaborFit | None = None  # for filters of 5x5 and larger
 
 
 @dataclass(frozen=True)
@@ -86,8 +129,8 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def best_operator(filter_2d: np.ndarray) -> tuple[str, float]:
-    """The operator of the bank that correlates best with a 3x3 filter, and the correlation."""
-    scores = {name: _pearson(filter_2d, op) for name, op in OPERATORS.items()}
+    """The operator of the filter's size's bank that correlates best with a square 2-D filter, and the correlation."""
+    scores = {name: _pearson(filter_2d, op) for name, op in operator_bank(filter_2d.shape[0]).items()}
     name = max(scores, key=scores.get)
     return name, scores[name]
 
@@ -105,17 +148,19 @@ def orientation(filter_2d: np.ndarray) -> tuple[float, float]:
     return angle, coherence
 
 
-def analyse_layer(kernels: np.ndarray, step: int) -> LayerFilters:
-    """Analyse every filter of a (out, in, 3, 3) kernel."""
-    if kernels.ndim != 4 or kernels.shape[2:] != (3, 3):
-        raise ConvexpError(f"filter analysis compares 3x3 filters with 3x3 operators; this layer's kernels are {kernels.shape[2:]}")
+def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True) -> LayerFilters:
+    """Analyse every filter of an (out, in, k, k) kernel, k odd; with a Gabor fit per filter when k >= 5 and ``gabor``."""
+    if kernels.ndim != 4 or kernels.shape[2] != kernels.shape[3] or kernels.shape[2] % 2 == 0 or kernels.shape[2] < 3:
+        raise ConvexpError("filter analysis compares square filters of odd size (3x3, 5x5, 7x7 ...) with operators of "
+                           f"that size; this layer's kernels are {'x'.join(map(str, kernels.shape[2:]))}")
     infos = []
     for index, kernel in enumerate(kernels.astype(np.float64)):
         filter_2d = kernel.mean(axis=0)
         name, correlation = best_operator(filter_2d)
         angle, coherence = orientation(filter_2d)
+        fit = fit_gabor(filter_2d) if gabor and filter_2d.shape[0] >= GABOR_MIN_SIZE else None
         infos.append(FilterInfo(
-            index, name, correlation, name in EDGE_OPERATORS and correlation >= EDGE_THRESHOLD,
-            float(np.linalg.norm(kernel)), float(kernel.mean()), angle, coherence,
+            index, name, correlation, is_edge_operator(name) and correlation >= EDGE_THRESHOLD,
+            float(np.linalg.norm(kernel)), float(kernel.mean()), angle, coherence, fit,
         ))
     return LayerFilters(step, infos)

@@ -24,10 +24,13 @@ from convexp.layers import Padding, same_padding
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from convexp.analysis.maximize import PreferredInput
+    from convexp.analysis.patches import LayerPatches
+
     from convexp.store import RunRecord, Store
 
 CMAP = "RdBu_r"
-KINDS = ("filters", "evolution", "curves", "histogram", "features")
+KINDS = ("filters", "evolution", "curves", "histogram", "features", "patches", "maximize")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -189,6 +192,61 @@ def feature_maps_figure(image: np.ndarray, maps: np.ndarray, title: str) -> Figu
     return _numbered_grid(maps, title, None, cell=1.3, first=image.mean(axis=0))
 
 
+def _mosaic(windows: Sequence[np.ndarray], columns: int) -> np.ndarray:
+    """(C, h, w) windows side by side (their mean over channels), ``columns`` to a row, split by NaN lines."""
+    h, w = windows[0].shape[1:]
+    rows = math.ceil(len(windows) / columns)
+    out = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), np.nan)
+    for index, window in enumerate(windows):
+        r, c = divmod(index, columns)
+        out[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = window.mean(axis=0)
+    return out
+
+
+def _image_grid(figure_or_subfigure, images: Sequence[np.ndarray], titles: Sequence[str], title: str) -> None:
+    """Grey-scale images (pixel range 0 to 1, NaN drawn pale) in a grid, titled."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["gray"].with_extremes(bad="#f0e6c8")
+    rows, columns = _grid_shape(len(images))
+    axes = figure_or_subfigure.subplots(rows, columns, squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if index < len(images):
+            ax.imshow(images[index], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(titles[index], fontsize=7, pad=2)
+        else:
+            ax.axis("off")
+    figure_or_subfigure.suptitle(title, fontsize=10)
+
+
+def patches_figure(found: LayerPatches, title: str) -> Figure:
+    """Each filter's top test-image patches as one small mosaic (strongest first, row by row), filters in a grid."""
+    top = max(len(p) for p in found.filters)
+    columns = math.ceil(math.sqrt(top))
+    mosaics = [_mosaic([p.pixels for p in patches], columns) for patches in found.filters]
+    rows, grid_columns = _grid_shape(len(mosaics))
+    figure = _figure(1.3 * grid_columns + 0.4, 1.3 * rows + 0.8)
+    size = "x".join(map(str, found.field.size))
+    _image_grid(figure, mosaics, [str(i) for i in range(len(mosaics))],
+                f"{title}: each filter's {top} strongest test-image patches ({size} receptive field, "
+                f"{found.images} images searched)")
+    return figure
+
+
+def preferred_inputs_figure(columns: Sequence[tuple[str, Sequence[PreferredInput]]], title: str) -> Figure:
+    """Activation maximization's windows, one grid per step given (e.g. step 0 and the last step side by side)."""
+    count = len(columns[0][1])
+    rows, grid_columns = _grid_shape(count)
+    figure = _figure((1.1 * grid_columns + 0.3) * len(columns), 1.1 * rows + 0.9)
+    panels = figure.subfigures(1, len(columns), squeeze=False)[0]
+    for panel, (label, found) in zip(panels, columns):
+        _image_grid(panel, [p.pixels.mean(axis=0) for p in found], [f"{p.filter}: {p.response:.3g}" for p in found], label)
+    figure.suptitle(title + " (filter: its response)", fontsize=10)
+    return figure
+
+
 @dataclass(frozen=True)
 class PictureOptions:
     """What to draw: layer, step, filters, and which test image (for feature maps)."""
@@ -198,6 +256,7 @@ class PictureOptions:
     filters: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
     image_index: int = 0
     data_dir: Path | None = None
+    top: int = 9
 
 
 def draw(kind: str, store: Store, runs: Sequence[RunRecord], options: PictureOptions = PictureOptions()) -> Figure:
@@ -211,8 +270,12 @@ def draw(kind: str, store: Store, runs: Sequence[RunRecord], options: PictureOpt
     if kind == "curves":
         return training_curves_figure([(f"run {r.id} {r.experiment}:{r.backend}", _curves(store, r.id)) for r in runs])
     run = runs[0]
-    series = store.kernel_series(run.id, options.layer)
     name = f"run {run.id} {run.experiment}:{run.backend} {options.layer}"
+    if kind == "patches":
+        return _patches(store, run, options, name)
+    if kind == "maximize":
+        return _maximize(store, run, options, name)
+    series = store.kernel_series(run.id, options.layer)
     if kind == "filters":
         index = snapshot_index(series, options.step)
         return filter_grid_figure(series.kernels[index], f"{name}, step {series.steps[index]}")
@@ -235,13 +298,38 @@ def _curves(store: Store, run_id: int) -> dict[str, tuple[np.ndarray, np.ndarray
     return curves
 
 
+def _patches(store, run, options: PictureOptions, name: str) -> Figure:
+    from convexp.analysis.network import load_network
+    from convexp.analysis.patches import top_patches
+    from convexp.datasets import load_dataset
+
+    network = load_network(store, run, options.layer, options.step)
+    data = load_dataset(run.dataset, options.data_dir)
+    return patches_figure(top_patches(network, data.test_images, data.test_labels, options.top), f"{name}, step {network.step}")
+
+
+def _maximize(store, run, options: PictureOptions, name: str) -> Figure:
+    from convexp.analysis.maximize import maximize_layer
+    from convexp.analysis.network import load_network
+
+    chosen = load_network(store, run, options.layer, options.step)
+    first = load_network(store, run, options.layer, "first")
+    columns = [(f"step {first.step}", maximize_layer(first))]
+    if chosen.step != first.step:
+        columns.append((f"step {chosen.step}", maximize_layer(chosen)))
+    return preferred_inputs_figure(columns, f"{name}: the input window each filter responds to most")
+
+
 def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Figure:
     from convexp.analysis.selection import snapshot_index
     from convexp.datasets import load_dataset
-    from convexp.layers import Conv
-    from convexp.spec import RunSpec
+    from convexp.layers import Conv, plan_recorded
 
-    planned = next((p for p in RunSpec.model_validate(run.spec).plan() if p.name == options.layer), None)
+    try:
+        planned_layers = plan_recorded(run.spec)
+    except ValueError as exc:
+        raise ConvexpError(f"run {run.id}: {exc}") from None
+    planned = next((p for p in planned_layers if p.name == options.layer), None)
     if planned is None or planned.index != 1 or not isinstance(planned.layer, Conv):
         raise ConvexpError(f"feature maps are drawn for the first layer, a conv layer; '{options.layer}' is not it")
     data = load_dataset(run.dataset, options.data_dir)

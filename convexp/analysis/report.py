@@ -74,19 +74,38 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
             parts.append(f"<h3>{html.escape(caption)}</h3>" + _image(pictures.draw(kind, store, [run], options), caption))
         except ConvexpError as exc:
             parts.append(f'<p class="note">{html.escape(caption)}: not drawn ({html.escape(str(exc))})</p>')
+    for deeper in store.snapshot_layers(run.id):
+        if deeper == layer:
+            continue
+        caption = f"{deeper}: each filter's strongest test-image patches"
+        try:
+            figure = pictures.draw("patches", store, [run], pictures.PictureOptions(layer=deeper, data_dir=data_dir))
+            parts.append(f"<h3>{html.escape(caption)}</h3>"
+                         '<p class="note">A deeper filter acts on feature maps, not pixels; these are the input windows '
+                         "(its receptive field) of the test images that drive it hardest, the recorded network replayed "
+                         "up to this layer.</p>" + _image(figure, caption))
+        except ConvexpError as exc:
+            parts.append(f'<p class="note">{html.escape(caption)}: not drawn ({html.escape(str(exc))})</p>')
     series = store.kernel_series(run.id, layer)
-    if series.kernels.shape[2:] == (3, 3):
-        first, last = analyse_layer(series.kernels[0], int(series.steps[0])), analyse_layer(series.kernels[-1], int(series.steps[-1]))
-        parts.append(
-            f"<h3>{html.escape(layer)} filter analysis at step {last.step}</h3>"
-            f"<p>Edge-like (best match an edge operator with correlation &ge; {EDGE_THRESHOLD}): "
-            f"step {first.step}: {first.edge_like}/{len(first.filters)} ({first.edge_share:.0%}); "
-            f"step {last.step}: {last.edge_like}/{len(last.filters)} ({last.edge_share:.0%}).</p>"
-        )
-        parts.append(_table(
-            ["filter", "best operator", "correlation", "edge-like", "norm", "mean", "orientation (deg)"],
-            [[f.index, f.best_operator, round(f.correlation, 3), f.edge_like, f.norm, f.mean, round(f.orientation, 1)] for f in last.filters],
-        ))
+    try:
+        first = analyse_layer(series.kernels[0], int(series.steps[0]), gabor=False)
+        last = analyse_layer(series.kernels[-1], int(series.steps[-1]))
+    except ConvexpError as exc:
+        parts.append(f'<p class="note">{html.escape(layer)} filter analysis: not done ({html.escape(str(exc))})</p>')
+        return "\n".join(parts)
+    parts.append(
+        f"<h3>{html.escape(layer)} filter analysis at step {last.step}</h3>"
+        f"<p>Edge-like (best match an edge operator with correlation &ge; {EDGE_THRESHOLD}): "
+        f"step {first.step}: {first.edge_like}/{len(first.filters)} ({first.edge_share:.0%}); "
+        f"step {last.step}: {last.edge_like}/{len(last.filters)} ({last.edge_share:.0%}).</p>"
+    )
+    columns = ["filter", "best operator", "correlation", "edge-like", "norm", "mean", "orientation (deg)"]
+    rows = [[f.index, f.best_operator, round(f.correlation, 3), f.edge_like, f.norm, f.mean, round(f.orientation, 1)] for f in last.filters]
+    if last.filters and last.filters[0].gabor is not None:
+        columns += ["Gabor orientation (deg)", "Gabor wavelength (px)", "Gabor phase (deg)", "Gabor fit R²"]
+        rows = [[*row, round(f.gabor.orientation, 1), round(f.gabor.wavelength, 2), round(f.gabor.phase, 1), round(f.gabor.r2, 3)]
+                for row, f in zip(rows, last.filters)]
+    parts.append(_table(columns, rows))
     return "\n".join(parts)
 
 

@@ -53,17 +53,55 @@ def compare_command(
                        title=f"{layer.layer}: run {comparison.runs[0].id} vs run {run.id}")
 
 
-@app.command("filters", short_help="Name the classical operator each filter resembles.")
+@app.command("filters", short_help="What each filter is: the operator it resembles, a Gabor fit, or its top patches.")
 def filters_command(
     run: Annotated[str, typer.Argument(help="Run id, or EXPERIMENT:BACKEND for the latest such run.")],
-    layer: Annotated[str, typer.Option(help="Conv layer with 3x3 kernels.")] = "conv1",
+    layer: Annotated[str, typer.Option(help="Conv layer (square kernels of odd size for the operator analysis).")] = "conv1",
     step: Step = "last",
+    patches: Annotated[bool, typer.Option("--patches", help="List each filter's strongest test-image patches instead.")] = False,
+    top: Annotated[int, typer.Option(help="With --patches: how many patches (test images) per filter.")] = 9,
     db: Db = None,
+    data_dir: DataDir = None,
     fmt: OutputFormat = Format.table,
 ) -> None:
-    """For each filter: the classical operator it resembles most (Sobel, Prewitt, Scharr, diagonal edges,
-    Laplacian, center-surround, or a negative) with the correlation, its norm, mean and orientation;
-    and the share of edge-like filters at step 0 versus the chosen step."""
+    """For each filter: the operator it resembles most (3x3: Sobel, Prewitt, Scharr, diagonal edges, Laplacian,
+    center-surround; 5x5 and larger: derivative-of-Gaussian edges at 8 orientations, Laplacian of Gaussian,
+    center-surround; or a negative) with the correlation, its norm, mean and orientation, a Gabor fit for 5x5
+    and larger (orientation, wavelength, phase, R^2); and the share of edge-like filters at step 0 versus the
+    chosen step.
+
+    With --patches: for each filter, the test images whose receptive-field patch drives it hardest (the
+    recorded network replayed in numpy up to the layer), with the unit's position and its response."""
+    from convexp.analysis.selection import parse_step, select_run
+    from convexp.store import Store
+
+    if patches:
+        from convexp.analysis.network import load_network
+        from convexp.analysis.patches import patches_dict, top_patches
+        from convexp.datasets import load_dataset
+
+        with Store(db, must_exist=True) as store:
+            record = select_run(store, run)
+            network = load_network(store, record, layer, parse_step(step))
+        data = load_dataset(record.dataset, data_dir)
+        found = patches_dict(top_patches(network, data.test_images, data.test_labels, top))
+        if fmt == Format.json:
+            typer.echo(json.dumps(found, indent=2))
+            return
+        columns = ["filter", "rank", "image", "label", "row", "col", "top", "left", "response", "activation"]
+        rows = [[f["filter"], *(p[c] for c in columns[1:])] for f in found["filters"] for p in f["patches"]]
+        if fmt == Format.table:
+            rows = [[*r[:-2], round(r[-2], 5), round(r[-1], 5)] for r in rows]
+        field = found["receptive_field"]
+        render(columns, rows, fmt, title=f"run {record.id} {layer} at step {found['step']}: top {top} test images per filter "
+               f"({field['size'][0]}x{field['size'][1]} receptive field, {found['images_searched']} images)")
+        return
+    _operator_analysis(run, layer, step, db, fmt)
+
+
+def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, fmt: Format) -> None:
+    from dataclasses import asdict
+
     from convexp.analysis.filters import EDGE_THRESHOLD, analyse_layer
     from convexp.analysis.selection import parse_step, select_run, snapshot_index
     from convexp.store import Store
@@ -72,24 +110,27 @@ def filters_command(
         record = select_run(store, run)
         series = store.kernel_series(record.id, layer)
     chosen = snapshot_index(series, parse_step(step))
-    first = analyse_layer(series.kernels[0], int(series.steps[0]))
+    first = analyse_layer(series.kernels[0], int(series.steps[0]), gabor=False)
     report = analyse_layer(series.kernels[chosen], int(series.steps[chosen]))
     if fmt == Format.json:
-        from dataclasses import asdict
-
         typer.echo(json.dumps({
-            "run": record.id, "layer": layer, "edge_threshold": EDGE_THRESHOLD,
+            "run": record.id, "layer": layer, "step": report.step, "edge_threshold": EDGE_THRESHOLD,
             "edge_share": {str(first.step): first.edge_share, str(report.step): report.edge_share},
             "filters": [asdict(f) for f in report.filters],
         }, indent=2))
         return
-    render(
-        ["filter", "best_operator", "correlation", "edge_like", "norm", "mean", "orientation_deg", "orientedness"],
-        [[f.index, f.best_operator, round(f.correlation, 3), f.edge_like, round(f.norm, 4), round(f.mean, 4),
-          round(f.orientation, 1), round(f.orientedness, 3)] for f in report.filters],
-        fmt,
-        title=f"run {record.id} {layer} at step {report.step}",
-    )
+    columns = ["filter", "best_operator", "correlation", "edge_like", "norm", "mean", "orientation_deg", "orientedness"]
+    gabor = report.filters[0].gabor is not None
+    if gabor:
+        columns += ["gabor_orientation_deg", "gabor_wavelength", "gabor_phase_deg", "gabor_r2"]
+    rows = []
+    for f in report.filters:
+        row = [f.index, f.best_operator, round(f.correlation, 3), f.edge_like, round(f.norm, 4), round(f.mean, 4),
+               round(f.orientation, 1), round(f.orientedness, 3)]
+        if f.gabor is not None:
+            row += [round(f.gabor.orientation, 1), round(f.gabor.wavelength, 2), round(f.gabor.phase, 1), round(f.gabor.r2, 3)]
+        rows.append(row)
+    render(columns, rows, fmt, title=f"run {record.id} {layer} at step {report.step}")
     if fmt == Format.table:
         typer.echo(
             f"edge-like (best match an edge operator with correlation >= {EDGE_THRESHOLD}): "
@@ -98,27 +139,31 @@ def filters_command(
         )
 
 
-@app.command("plot", short_help="Draw filters, their evolution, curves or features.")
+@app.command("plot", short_help="Draw filters, their evolution, curves, features, top patches or preferred inputs.")
 def plot_command(
-    kind: Annotated[str, typer.Argument(help="filters | evolution | curves | histogram | features")],
+    kind: Annotated[str, typer.Argument(help="filters | evolution | curves | histogram | features | patches | maximize")],
     runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND (curves draws all; the others the first).")],
     out: Annotated[Path, typer.Option(help="Picture file to write (.png; evolution also .gif for an animation).")],
     layer: Annotated[str, typer.Option(help="Conv layer.")] = "conv1",
     step: Step = "last",
     filters: Annotated[str, typer.Option(help="Filters for evolution, e.g. 0,1,2,3.")] = "0,1,2,3,4,5,6,7",
     image: Annotated[int, typer.Option(help="Test image index for features.")] = 0,
+    top: Annotated[int, typer.Option(help="Patches per filter for patches.")] = 9,
     db: Db = None,
     data_dir: DataDir = None,
 ) -> None:
     """Draw a picture of recorded runs: a layer's filters at a step (filters), chosen filters across
     the snapshots (evolution), training curves (curves), step-0 weights against the initializer's
-    density (histogram), or one test image through the first conv layer (features)."""
+    density (histogram), one test image through the first conv layer (features), each filter's
+    strongest test-image patches (patches; any conv layer, the network replayed from the recorded
+    weights), or the input window each filter responds to most, found by gradient ascent, at step 0
+    and at --step side by side (maximize)."""
     from convexp.analysis import pictures
     from convexp.analysis.selection import parse_indices, parse_step, select_runs
     from convexp.store import Store
 
     pictures.check_picture_request(kind, out)
-    options = pictures.PictureOptions(layer, parse_step(step), parse_indices(filters, "--filters"), image, data_dir)
+    options = pictures.PictureOptions(layer, parse_step(step), parse_indices(filters, "--filters"), image, data_dir, top)
     with Store(db, must_exist=True) as store:
         records = select_runs(store, runs)
         if kind == "evolution" and out.suffix.lower() == ".gif":

@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -93,10 +93,20 @@ def _runs_param(request: Request) -> list[str]:
     return [p for p in request.query_params.get("runs", "").replace(" ", ",").split(",") if p]
 
 
-def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
+def create_app(db: str | None = None, store: Store | None = None, data_dir: Path | None = None) -> Starlette:
     """The app for the database ``db`` (opened read-only; raises :class:`~convexp.errors.StoreError` at once
-    if it is missing, not convexp's, or from a newer convexp), or for an open ``store``."""
+    if it is missing, not convexp's, or from a newer convexp), or for an open ``store``. ``data_dir`` is
+    where datasets that need files are found (for the patches panel), as ``--data-dir`` elsewhere."""
     store = store or Store(db, read_only=True)
+    datasets: dict[str, Any] = {}
+    patches_cache: dict[tuple, dict] = {}
+
+    def load_dataset(name: str):
+        from convexp.datasets import load_dataset as load
+
+        if name not in datasets:
+            datasets[name] = load(name, data_dir)
+        return datasets[name]
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(version=__version__, location=store.location,
                                  colormap=script_json(colormap_table()))
@@ -219,6 +229,18 @@ def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
         return JSONResponse(data.layer_analysis(store, run, request.path_params["layer"], request.query_params.get("step")))
 
     @endpoint
+    def api_patches(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        layer, top = request.path_params["layer"], _int_param(request, "top", 9)
+        step = data.step_of(store, run, layer, request.query_params.get("step"))
+        key = (run.id, run.uid, layer, step, top)  # a recorded step never changes
+        if key not in patches_cache:
+            if len(patches_cache) >= 8:
+                patches_cache.pop(next(iter(patches_cache)))
+            patches_cache[key] = data.layer_patches(store, run, layer, str(step), top, load_dataset)
+        return JSONResponse(patches_cache[key])
+
+    @endpoint
     def api_compare(request: Request) -> Response:
         result = data.comparison(store, _runs_param(request), request.query_params.get("step", "last") or "last")
         return Response(json.dumps(result, default=str), media_type="application/json")
@@ -264,6 +286,7 @@ def create_app(db: str | None = None, store: Store | None = None) -> Starlette:
         Route(layer_path + "/kernels", api_kernels),
         Route(layer_path + "/filters/{index}", api_filter),
         Route(layer_path + "/analysis", api_analysis),
+        Route(layer_path + "/patches", api_patches),
         Route("/api/compare", api_compare),
         Route("/api/query", api_query),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

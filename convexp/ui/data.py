@@ -9,6 +9,7 @@ be read from a step on, and the runs table refreshes only the rows that can stil
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from convexp.analysis.filters import analyse_layer
 from convexp.analysis.kernels import relative_drift
 from convexp.analysis.selection import step_index
 from convexp.analysis.summary import describe_run
+from convexp.datasets import Dataset
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store, StoredSnapshot
 
@@ -162,7 +164,7 @@ def layer_analysis(store: Store, run: RunRecord, layer: str, step: str | None) -
     step, first_step, shape = kernel.step, first_kernel.step, kernel.shape
     try:
         shown = analyse_layer(kernel.kernel_array, step)
-        first = analyse_layer(first_kernel.kernel_array, first_step)
+        first = analyse_layer(first_kernel.kernel_array, first_step, gabor=False)
     except ConvexpError as exc:  # e.g. a kernel size the operator bank does not have
         return {"run": run.id, "layer": layer, "step": step, "shape": list(shape), "unavailable": str(exc)}
     return {
@@ -172,10 +174,39 @@ def layer_analysis(store: Store, run: RunRecord, layer: str, step: str | None) -
         "filters": [
             {"filter": f.index, "best_operator": f.best_operator, "correlation": round(f.correlation, 4),
              "edge_like": f.edge_like, "norm": round(f.norm, 5), "mean": round(f.mean, 5),
-             "orientation_deg": round(f.orientation, 1), "orientedness": round(f.orientedness, 3)}
+             "orientation_deg": round(f.orientation, 1), "orientedness": round(f.orientedness, 3),
+             "gabor": None if f.gabor is None else {
+                 "orientation_deg": round(f.gabor.orientation, 1), "wavelength": round(f.gabor.wavelength, 2),
+                 "phase_deg": round(f.gabor.phase, 1), "r2": round(f.gabor.r2, 3)}}
             for f in shown.filters
         ],
     }
+
+
+#: The most patches per filter the patches panel asks for.
+MAX_TOP_PATCHES = 25
+
+
+def layer_patches(store: Store, run: RunRecord, layer: str, step: str | None, top: int, load: Callable[[str], Dataset]) -> dict[str, Any]:
+    """``convexp filters --patches --format json`` for one step, with each patch's pixels (mean over channels,
+    row by row) so the page can draw them; ``load`` gives a dataset by name (the app keeps them loaded)."""
+    from convexp.analysis.network import load_network
+    from convexp.analysis.patches import patches_dict, top_patches
+
+    if not 1 <= top <= MAX_TOP_PATCHES:
+        raise BadRequest(f"top must be between 1 and {MAX_TOP_PATCHES}, not {top}")
+    chosen = step_of(store, run, layer, step)
+    try:
+        network = load_network(store, run, layer, chosen)
+    except ConvexpError as exc:
+        raise NotFound(str(exc)) from None
+    data = load(run.dataset)
+    found = top_patches(network, data.test_images, data.test_labels, top)
+    result = patches_dict(found)
+    for entry, patches in zip(result["filters"], found.filters):
+        for row, patch in zip(entry["patches"], patches):
+            row["pixels"] = [round(float(v), 4) for v in patch.pixels.mean(axis=0).ravel()]
+    return result
 
 
 def comparison(store: Store, run_ids: list[str], step: str) -> dict[str, Any]:

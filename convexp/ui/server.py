@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convexp.errors import ConvexpError
@@ -15,13 +16,14 @@ if TYPE_CHECKING:
 INSTALL_HINT = "convexp ui needs its web server: pip install 'convexp[ui]'"
 
 
-def create_app(db: str | None = None) -> Starlette:
-    """The ``convexp ui`` app for the database ``db`` (read-only); raises at once if the database cannot be shown."""
+def create_app(db: str | None = None, data_dir: Path | None = None) -> Starlette:
+    """The ``convexp ui`` app for the database ``db`` (read-only); raises at once if the database cannot be shown.
+    ``data_dir``: where datasets that need files are (the patches panel replays networks on the test images)."""
     try:
         from convexp.ui.app import create_app as build
     except ImportError as exc:
         raise ConvexpError(f"{INSTALL_HINT} ({exc})") from None
-    return build(db)
+    return build(db, data_dir=data_dir)
 
 
 def is_loopback(host: str) -> bool:

@@ -191,10 +191,73 @@ async function loadAnalysis() {
     `step ${body.first_step}: ${body.first_edge_like}/${body.filters_count} (${pct(body.first_edge_share)}), ` +
     `step ${body.step}: ${body.edge_like}/${body.filters_count} (${pct(body.edge_share)})`;
   $("analysis-summary").dataset.step = body.step;
+  const gabor = body.filters.some((f) => f.gabor);
+  $("analysis-table").querySelector("th.gabor").hidden = !gabor;
   for (const f of body.filters) {
     const tr = tbody.insertRow();
-    for (const v of [f.filter, f.best_operator, f.correlation, f.edge_like ? "yes" : "", f.norm, f.orientation_deg]) tr.insertCell().textContent = v;
+    const cells = [f.filter, f.best_operator, f.correlation, f.edge_like ? "yes" : "", f.norm, f.orientation_deg];
+    if (gabor) cells.push(f.gabor ? `${f.gabor.orientation_deg}°, λ ${f.gabor.wavelength}, R² ${f.gabor.r2}` : "");
+    for (const v of cells) tr.insertCell().textContent = v;
   }
+}
+
+// --- top patches ---------------------------------------------------------------------------------------
+
+const PATCH_ZOOM = 3;     // screen pixels per input pixel
+const PATCH_COLUMNS = 8;  // filters per row
+
+async function loadPatches() {
+  if (!state.snapshot) return;
+  const step = state.snapshot.step, layer = state.layer, top = $("patches-top").value;
+  $("patches-status").textContent = `replaying ${layer} at step ${step} over the test images...`;
+  $("patches-button").disabled = true;
+  try {
+    const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(layer)}/patches?step=${step}&top=${top}`);
+    drawPatches(body);
+    $("patches-status").textContent = `${layer} at step ${body.step}: ${body.receptive_field.size.join("x")} receptive field, ` +
+      `${body.images_searched} test images searched; hover a patch`;
+    $("patches-status").dataset.step = body.step;
+  } catch (error) {
+    $("patches-status").textContent = error.message;
+  } finally {
+    $("patches-button").disabled = false;
+  }
+}
+
+function drawPatches(body) {
+  const [h, w] = body.receptive_field.size;
+  const top = body.filters[0].patches.length, per = Math.ceil(Math.sqrt(top));
+  const cellW = per * (w * PATCH_ZOOM + 1) + 6, cellH = Math.ceil(top / per) * (h * PATCH_ZOOM + 1) + 18;
+  const canvas = $("patches-canvas");
+  const rows = Math.ceil(body.filters.length / PATCH_COLUMNS);
+  canvas.width = PATCH_COLUMNS * cellW; canvas.height = rows * cellH; canvas.hidden = false;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.font = "11px sans-serif"; ctx.fillStyle = "#333";
+  const boxes = [];
+  body.filters.forEach((f, k) => {
+    const x0 = (k % PATCH_COLUMNS) * cellW, y0 = Math.floor(k / PATCH_COLUMNS) * cellH;
+    ctx.fillStyle = "#333"; ctx.fillText(String(f.filter), x0 + 2, y0 + 12);
+    f.patches.forEach((p, r) => {
+      const px = x0 + (r % per) * (w * PATCH_ZOOM + 1), py = y0 + 16 + Math.floor(r / per) * (h * PATCH_ZOOM + 1);
+      const image = ctx.createImageData(w * PATCH_ZOOM, h * PATCH_ZOOM);
+      for (let y = 0; y < h * PATCH_ZOOM; y++) for (let x = 0; x < w * PATCH_ZOOM; x++) {
+        const v = Math.round(255 * Math.min(1, Math.max(0, p.pixels[Math.floor(y / PATCH_ZOOM) * w + Math.floor(x / PATCH_ZOOM)])));
+        const o = 4 * (y * w * PATCH_ZOOM + x);
+        image.data[o] = image.data[o + 1] = image.data[o + 2] = v; image.data[o + 3] = 255;
+      }
+      ctx.putImageData(image, px, py);
+      boxes.push({ x: px, y: py, w: w * PATCH_ZOOM, h: h * PATCH_ZOOM, filter: f.filter, rank: r, patch: p });
+    });
+  });
+  canvas.onmousemove = (e) => {
+    const rect = canvas.getBoundingClientRect();
+    const x = (e.clientX - rect.left) * canvas.width / rect.width, y = (e.clientY - rect.top) * canvas.height / rect.height;
+    const box = boxes.find((b) => x >= b.x && x < b.x + b.w && y >= b.y && y < b.y + b.h);
+    $("patches-readout").textContent = box ? `filter ${box.filter}, #${box.rank + 1}: test image ${box.patch.image} ` +
+      `(label ${box.patch.label}), unit (${box.patch.row}, ${box.patch.col}), window at (${box.patch.top}, ${box.patch.left}), ` +
+      `response ${box.patch.response.toPrecision(5)}` : "";
+  };
 }
 
 // --- playing -----------------------------------------------------------------------------------------
@@ -248,6 +311,7 @@ async function poll() {
 
 if (RUN.conv_layers.length) {
   $("layer").addEventListener("change", (e) => selectLayer(e.target.value));
+  $("patches-button").addEventListener("click", loadPatches);
   $("view").addEventListener("change", newGrid);
   $("hold-scale").addEventListener("change", () => state.snapshot && draw(state.snapshot));
   $("step-slider").addEventListener("input", (e) => { if (state.playing) stop(); show(Number(e.target.value)); });

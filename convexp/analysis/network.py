@@ -1,0 +1,256 @@
+"""A recorded network rebuilt in numpy from its snapshots, up to one conv layer: what a deeper filter responds to.
+
+A filter of conv2 acts on conv1's feature maps, not on pixels, so what it "is" shows only through
+the layers below it. This module replays the recorded network from the input to a chosen conv
+layer with the recorded kernels and biases of one step and the layer plan's padding, stride,
+activations and pooling (dropout is the identity at test time), using nothing but numpy: no
+backend is loaded, so a run can be analysed after its framework is gone.
+
+A filter's *response* is its conv layer's output before that layer's activation function
+(w·x + b over the input window). ReLU is monotone, so ranking by response ranks by the activated
+output too, and the response still orders inputs the ReLU would clip to zero.
+
+Every unit of a layer sees a square window of the input, its *receptive field*: with the window
+of each layer below (kernel or pool size k, stride s), the field grows by (k - 1) times the
+product of the strides below it. :func:`receptive_field` gives its size and where it starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from convexp.errors import ConvexpError
+from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, ReLU, same_padding
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Where a unit's window of the input lies: unit (i, j) of the layer sees input rows
+    ``offset[0] + i * jump[0]`` to that plus ``size[0] - 1``, and columns likewise."""
+
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    offset: tuple[int, int]
+
+    def window(self, row: int, col: int) -> tuple[int, int]:
+        """(top, left) input pixel of unit (row, col)'s window; negative or past the edge where padding was seen."""
+        return self.offset[0] + row * self.jump[0], self.offset[1] + col * self.jump[1]
+
+
+@dataclass(frozen=True)
+class RecordedNetwork:
+    """The layers from the input up to ``target`` (a conv layer) with the weights of one recorded step."""
+
+    run_id: int
+    step: int
+    layers: tuple[PlannedLayer, ...]
+    weights: dict[str, tuple[np.ndarray, np.ndarray | None]]  # conv layer name -> (kernel, bias), float64
+
+    @property
+    def target(self) -> PlannedLayer:
+        """The conv layer whose filters are studied (the last of :attr:`layers`)."""
+        return self.layers[-1]
+
+    @property
+    def filters(self) -> int:
+        """How many filters the target layer has."""
+        return self.weights[self.target.name][0].shape[0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of the network's input."""
+        return self.layers[0].input_shape
+
+
+def conv_layers_up_to(planned: Sequence[PlannedLayer], layer: str) -> tuple[PlannedLayer, ...]:
+    """The planned layers from the input up to conv layer ``layer``; raises naming the conv layers there are."""
+    convs = [p.name for p in planned if isinstance(p.layer, Conv)]
+    for index, p in enumerate(planned):
+        if p.name == layer:
+            if not isinstance(p.layer, Conv):
+                raise ConvexpError(f"'{layer}' is a {p.layer.type} layer; filters belong to conv layers ({', '.join(convs)})")
+            below = planned[:index]
+            if any(isinstance(q.layer, (Dense, Flatten)) for q in below):
+                raise ConvexpError(f"'{layer}' comes after a flatten or dense layer; its inputs are not images")
+            return tuple(planned[: index + 1])
+    raise ConvexpError(f"the network has no layer '{layer}' (its conv layers: {', '.join(convs) or 'none'})")
+
+
+def receptive_field(layers: Sequence[PlannedLayer]) -> ReceptiveField:
+    """The receptive field of a unit of the last of ``layers`` (a prefix of a network, from the input)."""
+    size, jump, offset = [1, 1], [1, 1], [0, 0]
+    for p in layers:
+        for axis in (0, 1):
+            kernel, stride, before = _window(p, axis)
+            offset[axis] -= before * jump[axis]
+            size[axis] += (kernel - 1) * jump[axis]
+            jump[axis] *= stride
+    return ReceptiveField(tuple(size), tuple(jump), tuple(offset))  # type: ignore[arg-type]
+
+
+def _window(p: PlannedLayer, axis: int) -> tuple[int, int, int]:
+    """(kernel, stride, padding before) of a layer along one spatial axis; (1, 1, 0) for element-wise layers."""
+    if isinstance(p.layer, Conv):
+        kernel, stride = p.layer.kernel_hw[axis], p.layer.stride
+        before = same_padding(p.input_shape[1 + axis], kernel, stride)[0] if p.layer.padding == "same" else 0
+        return kernel, stride, before
+    if isinstance(p.layer, MaxPool):
+        return p.layer.pool_size, p.layer.pool_size, 0
+    return 1, 1, 0
+
+
+def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, stride: int, pads: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+    """Cross-correlation of (N, C, H, W) inputs with (O, C, kh, kw) kernels: (N, O, H', W') plus the bias."""
+    if any(any(p) for p in pads):
+        x = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))
+    kh, kw = kernel.shape[2:]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    out = np.tensordot(windows, kernel, axes=([1, 4, 5], [1, 2, 3]))  # (N, H', W', O)
+    if bias is not None:
+        out = out + bias
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def _pool_offsets(x: np.ndarray, size: int):
+    """The size * size strided views of x whose element (h, w) is one element of pooling window (h, w), row by row."""
+    ho, wo = x.shape[2] // size, x.shape[3] // size
+    for i in range(size):
+        for j in range(size):
+            yield i, j, x[:, :, i : i + size * ho : size, j : j + size * wo : size]
+
+
+def max_pool(x: np.ndarray, size: int) -> np.ndarray:
+    """Max over size x size windows with stride size; the remainder rows and columns are dropped."""
+    out = None
+    for _, _, view in _pool_offsets(x, size):
+        out = view.copy() if out is None else np.maximum(out, view, out=out)
+    return out
+
+
+def _pads(p: PlannedLayer) -> tuple[tuple[int, int], tuple[int, int]]:
+    layer = p.layer
+    if layer.padding != "same":
+        return (0, 0), (0, 0)
+    return (same_padding(p.input_shape[1], layer.kernel_hw[0], layer.stride),
+            same_padding(p.input_shape[2], layer.kernel_hw[1], layer.stride))
+
+
+def responses(network: RecordedNetwork, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """The target layer's responses (N, filters, H', W') to (N, C, H, W) images, in float32, a batch at a time."""
+    out = []
+    for start in range(0, len(images), batch):
+        x = np.asarray(images[start : start + batch], dtype=np.float32)
+        for p in network.layers:
+            x = _apply(network, p, x, pads=_pads(p) if isinstance(p.layer, Conv) else None, last=p is network.target)
+        out.append(x)
+    if not out:
+        return np.zeros((0, network.filters, *network.target.output_shape[1:]), dtype=np.float32)
+    return np.concatenate(out)
+
+
+def _apply(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, pads, last: bool) -> np.ndarray:
+    layer = p.layer
+    if isinstance(layer, Conv):
+        kernel, bias = network.weights[p.name]
+        x = conv2d(x, kernel.astype(x.dtype), None if bias is None else bias.astype(x.dtype), layer.stride, pads)
+        return x if last or layer.activation == "none" else np.maximum(x, 0)
+    if isinstance(layer, MaxPool):
+        return max_pool(x, layer.pool_size)
+    if isinstance(layer, ReLU):
+        return np.maximum(x, 0)
+    return x  # dropout: the identity at test time
+
+
+def window_responses(network: RecordedNetwork, windows: np.ndarray, filter_indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Filter ``filter_indices[n]``'s response to input window ``windows[n]`` (N, C, size, size), and its gradient
+    with respect to that window: (responses (N,), gradients (N, C, size, size)).
+
+    Each window is run through the layers with 'valid' windows, which for a receptive-field-sized
+    input ends in a single unit: the response of a unit whose field lies inside the image. Computed
+    in float64, so the gradient can be checked against finite differences.
+    """
+    x = np.asarray(windows, dtype=np.float64)
+    trace = []
+    for p in network.layers:
+        before = x
+        x = _apply(network, p, x, pads=((0, 0), (0, 0)), last=p is network.target)
+        trace.append((p, before, x))
+    if x.shape[2:] != (1, 1):
+        raise ConvexpError(f"a {windows.shape[2]}x{windows.shape[3]} window does not end in one unit of {network.target.name}")
+    rows = np.arange(len(x))
+    chosen = np.asarray(filter_indices)
+    values = x[rows, chosen, 0, 0]
+    grad = np.zeros_like(x)
+    grad[rows, chosen, 0, 0] = 1.0
+    for p, before, after in reversed(trace):
+        grad = _backward(network, p, before, after, grad, last=p is network.target)
+    return values, grad
+
+
+def window_response(network: RecordedNetwork, window: np.ndarray, filter_index: int) -> tuple[float, np.ndarray]:
+    """One filter's response to one (C, size, size) input window, and the gradient (see :func:`window_responses`)."""
+    values, grads = window_responses(network, np.asarray(window)[None], [filter_index])
+    return float(values[0]), grads[0]
+
+
+def _backward(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, y: np.ndarray, dy: np.ndarray, last: bool) -> np.ndarray:
+    layer = p.layer
+    if isinstance(layer, Conv):
+        if not last and layer.activation == "relu":
+            dy = dy * (y > 0)
+        kernel = network.weights[p.name][0].astype(np.float64)
+        stride = layer.stride
+        kh, kw = kernel.shape[2:]
+        ho, wo = dy.shape[2:]
+        columns = np.tensordot(dy, kernel, axes=([1], [0]))  # (N, H', W', C, kh, kw): what each window receives
+        dx = np.zeros_like(x)
+        for i in range(kh):
+            for j in range(kw):
+                dx[:, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride] += \
+                    columns[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+        return dx
+    if isinstance(layer, MaxPool):
+        # each window's gradient goes to its maximum (the first one, row by row, when several tie)
+        dx = np.zeros_like(x)
+        unclaimed = np.ones(y.shape, dtype=bool)
+        size = layer.pool_size
+        for i, j, view in _pool_offsets(x, size):
+            winner = unclaimed & (view == y)
+            dx[:, :, i : i + size * y.shape[2] : size, j : j + size * y.shape[3] : size] = np.where(winner, dy, 0.0)
+            unclaimed &= ~winner
+        return dx
+    if isinstance(layer, ReLU):
+        return dy * (x > 0)
+    return dy
+
+
+def load_network(store, run, layer: str, step: int | str = "last") -> RecordedNetwork:
+    """The recorded network of ``run`` up to conv layer ``layer`` with the weights recorded at ``step``
+    (a step number, ``first`` or ``last`` of that layer's snapshots); every conv layer below it must
+    have been recorded at that step too."""
+    from convexp.analysis.selection import step_index
+    from convexp.layers import plan_recorded
+
+    try:
+        planned = plan_recorded(run.spec)
+    except ValueError as exc:
+        raise ConvexpError(f"run {run.id}: {exc}") from None
+    layers = conv_layers_up_to(planned, layer)
+    steps = store.snapshot_steps(run.id, layer)
+    chosen = steps[step_index(steps, step, run.id, layer)]
+    weights = {}
+    for p in layers:
+        if isinstance(p.layer, Conv):
+            recorded = store.snapshot_steps(run.id, p.name)
+            if chosen not in recorded:
+                raise ConvexpError(
+                    f"run {run.id} recorded {layer} at step {chosen} but not {p.name}, which feeds it; "
+                    f"record every conv layer (snapshots: layers) to see what {layer} responds to"
+                )
+            snap = store.snapshot(run.id, p.name, chosen)
+            bias = snap.bias_array
+            weights[p.name] = (snap.kernel_array.astype(np.float64), None if bias is None else bias.astype(np.float64))
+    return RecordedNetwork(run.id, int(chosen), layers, weights)
