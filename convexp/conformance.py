@@ -26,7 +26,15 @@ from convexp.layers import Conv, Dense, Flatten, MaxPool, plan
 from convexp.plugins import get_backend
 from convexp.seeding import initial_weights
 from convexp.training import (
-    EPOCH_METRICS, SGD, STEP_METRICS, Adam, Checkpoint, KernelReader, KernelSnapshot, StateReader, TrainingJob,
+    EPOCH_METRICS,
+    SGD,
+    STEP_METRICS,
+    Adam,
+    Checkpoint,
+    KernelReader,
+    KernelSnapshot,
+    StateReader,
+    TrainingJob,
 )
 
 REFERENCE = "numpy"

@@ -48,6 +48,10 @@ class RunNotResumableError(StoreError):
     """A run cannot be resumed: it finished, diverged, or is still running."""
 
 
+class RunStillRunningError(RunNotResumableError):
+    """A run cannot be resumed yet: its process is alive (its heartbeat is fresh)."""
+
+
 class QueryError(ConvexpError):
     """A ``convexp query`` statement was refused or failed."""
 

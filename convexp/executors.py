@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from convexp.errors import ConvexpError, RunNotResumableError
+from convexp.errors import ConvexpError, RunStillRunningError
 from convexp.runner import PlannedRun, RunListener, RunOutcome, create_run, execute, resume
 from convexp.store import Store
 from convexp.store.records import STALE_AFTER_SECONDS
@@ -60,8 +60,8 @@ def train_queued_run(run_id: int, db_url: str, data_dir: str | None = None) -> R
         while True:
             try:
                 return resume(run_id, store, Path(data_dir) if data_dir else None)
-            except RunNotResumableError as exc:
-                if "still running" not in str(exc) or time.monotonic() > deadline:
+            except RunStillRunningError:
+                if time.monotonic() > deadline:
                     raise
                 time.sleep(2.0)  # the previous attempt's worker died on another host: wait until it is stale
 

@@ -47,7 +47,11 @@ class BackendInfo:
 
 
 def load_entry_points() -> None:
-    """Register every plugin of the ``convexp.backends`` group (once; later calls do nothing)."""
+    """Register every plugin of the ``convexp.backends`` group (once; later calls do nothing).
+
+    A plugin that fails to import, or whose hook implementations pluggy refuses (a wrong argument
+    name, or a misspelled hook such as ``register_backend``), is left out and recorded in
+    :data:`plugin_failures`, so one broken plugin does not break convexp."""
     global _loaded
     if _loaded:
         return
@@ -57,31 +61,57 @@ def load_entry_points() -> None:
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if allowed is not None and entry_point.name not in allowed:
             continue
-        if pm.get_plugin(entry_point.name) is not None:
+        if pm.has_plugin(entry_point.name):
             continue
         try:
-            plugin = entry_point.load()
-            pm.register(plugin, name=entry_point.name)
+            pm.register(entry_point.load(), name=entry_point.name)
             if entry_point.dist is not None:
                 _plugin_versions[entry_point.name] = entry_point.dist.version
         except Exception as exc:  # a broken plugin must not break the CLI
             plugin_failures[entry_point.name] = f"{type(exc).__name__}: {exc}"
+    _drop_unknown_hooks()
 
 
-_cache: tuple[tuple[int, ...], dict[str, Backend]] | None = None
+def _drop_unknown_hooks() -> None:
+    """Unregister each plugin with a hook implementation that matches no hookspec (``pm.check_pending``)."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin) or repr(exc.plugin)
+            pm.unregister(exc.plugin)
+            plugin_failures[name] = f"{exc} (the hooks convexp knows: {', '.join(_hook_names())})"
+
+
+def _hook_names() -> list[str]:
+    return sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "convexp_spec"))
+
+
+_cache: tuple[tuple[tuple[str, int], ...], dict[str, Backend], dict[str, str]] | None = None
 
 
 def get_backends() -> dict[str, Backend]:
-    """Every registered backend by name, in registration order (asked of the plugins again when they change)."""
+    """Every registered backend by name, in plugin registration order (asked of the plugins again when they change).
+
+    Each plugin's ``register_backends`` is called through pluggy on its own
+    (``pm.subset_hook_caller``), so convexp knows which plugin registered which backend."""
     global _cache
     load_entry_points()
-    registered = tuple(id(plugin) for _, plugin in pm.list_name_plugin())
-    if _cache is not None and _cache[0] == registered:
+    _drop_unknown_hooks()  # also for plugins registered directly with pm.register
+    hook = pm.hook.register_backends
+    order = {name: index for index, (name, _) in enumerate(pm.list_name_plugin())}
+    impls = sorted(hook.get_hookimpls(), key=lambda impl: order.get(impl.plugin_name, len(order)))
+    key = tuple((impl.plugin_name, id(impl.plugin)) for impl in impls)
+    if _cache is not None and _cache[0] == key:
+        _backend_owners.clear()
+        _backend_owners.update(_cache[2])
         return dict(_cache[1])
     backends: dict[str, Backend] = {}
     owners: dict[str, str] = {}
+    for impl in impls:
+        plugin_name = impl.plugin_name
 
-    for plugin_name, plugin in pm.list_name_plugin():
         def register(backend: Backend, _plugin_name: str = plugin_name) -> None:
             if not isinstance(backend, Backend):
                 raise ConvexpError(
@@ -94,12 +124,17 @@ def get_backends() -> dict[str, Backend]:
             backends[backend.name] = backend
             owners[backend.name] = _plugin_name
 
-        hook = getattr(plugin, "register_backends", None)
-        if hook is not None:
-            hook(register=register)
+        others = [other.plugin for other in impls if other.plugin is not impl.plugin]
+        caller = pm.subset_hook_caller("register_backends", remove_plugins=others)
+        try:
+            caller(register=register)
+        except ConvexpError:
+            raise
+        except Exception as exc:  # a plugin whose hook fails is shown as failed, the others still work
+            plugin_failures[plugin_name] = f"register_backends failed: {type(exc).__name__}: {exc}"
     _backend_owners.clear()
     _backend_owners.update(owners)
-    _cache = (registered, backends)
+    _cache = (key, backends, owners)
     return dict(backends)
 
 

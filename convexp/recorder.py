@@ -14,7 +14,7 @@ from typing import Protocol
 
 from convexp.spec import RunSpec
 from convexp.store import MetricRecord, SnapshotRow, Store
-from convexp.training import Checkpoint, KernelReader, StateReader
+from convexp.types import Checkpoint, KernelReader, StateReader
 
 #: Buffered kernel bytes that trigger a write in the middle of an epoch.
 FLUSH_BYTES = 8 * 1024 * 1024

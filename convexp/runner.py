@@ -21,7 +21,7 @@ from convexp.backend import Backend
 from convexp.datasets import Dataset, dataset_info, load_dataset
 from convexp.errors import StoreError
 from convexp.layers import PlannedLayer
-from convexp.plugins import get_backend, plugin_version
+from convexp.plugins import get_backend, get_backends, plugin_version
 from convexp.recorder import Diverged, ProgressListener, RunRecorder
 from convexp.seeding import initial_weights
 from convexp.spec import ResolvedRun, RunSpec, resolve_runs
@@ -89,8 +89,8 @@ def plan_runs(
     overrides: Mapping[str, Any] | None = None,
     data_dir: Path | None = None,
 ) -> list[PlannedRun]:
-    """Validate the named experiments of a file and everything they need; nothing is written."""
-    return plan(resolve_runs(path, names, dict(overrides or {})), data_dir)
+    """Validate the named experiments of a file against the installed backends, and everything they need; nothing is written."""
+    return plan(resolve_runs(path, names, dict(overrides or {}), backends=get_backends()), data_dir)
 
 
 def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from convexp.initializers import fans_of, get_initializer
-from convexp.training import KernelSnapshot
+from convexp.types import KernelSnapshot
 
 if TYPE_CHECKING:
     import numpy as np

@@ -20,15 +20,19 @@ one-line message names the file, the experiment and the field.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convexp.errors import ConvexpError, SpecError, did_you_mean
 from convexp.layers import Conv, Layer, PlannedLayer, plan
 from convexp.training import Adam, Optimizer
+
+if TYPE_CHECKING:
+    from convexp.backend import Backend
 
 DEFAULT_FILE = "experiments.yaml"
 NOT_GRIDDED = ("layers", "description")
@@ -79,16 +83,6 @@ class RunSpec(BaseModel):
             raise ValueError(f"unknown dataset '{value}'{did_you_mean(value, DATASET_NAMES)}; known: {', '.join(DATASET_NAMES)}")
         return value
 
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, value: str) -> str:
-        from convexp.plugins import get_backends
-
-        names = list(get_backends())
-        if value not in names:
-            raise ValueError(f"unknown backend '{value}'{did_you_mean(value, names)}; known: {', '.join(names) or 'none'}")
-        return value
-
     @field_validator("initializer", "bias_initializer")
     @classmethod
     def _known_initializer(cls, value: str) -> str:
@@ -101,12 +95,6 @@ class RunSpec(BaseModel):
 
     @model_validator(mode="after")
     def _fits_together(self) -> RunSpec:
-        from convexp.plugins import get_backends
-
-        backend = get_backends()[self.backend]
-        for field in ("initializer", "bias_initializer"):
-            if getattr(self, field) == "default" and not backend.default_initializers:
-                raise ValueError(f"{field}: backend '{self.backend}' has no framework default initializer; name one")
         planned = self.plan()
         conv_names = [p.name for p in planned if isinstance(p.layer, Conv)]
         for name in self.snapshots.layers or []:
@@ -250,13 +238,29 @@ def _field_names(loc: tuple) -> list[str]:
     return []
 
 
+def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
+    """That ``spec`` can run on one of ``backends`` (name -> backend): the backend exists and, where the spec
+    says ``default``, has a framework default initializer. Raises ``ValueError("field '...': ...")``."""
+    names = list(backends)
+    if spec.backend not in backends:
+        raise ValueError(f"field 'backend': unknown backend '{spec.backend}'{did_you_mean(spec.backend, names)}; "
+                         f"known: {', '.join(names) or 'none'}")
+    for field in ("initializer", "bias_initializer"):
+        if getattr(spec, field) == "default" and not backends[spec.backend].default_initializers:
+            raise ValueError(f"field '{field}': backend '{spec.backend}' has no framework default initializer; name one")
+
+
 def resolve_runs(
-    path: str | Path, names: list[str] | None = None, overrides: dict[str, Any] | None = None
+    path: str | Path, names: list[str] | None = None, overrides: dict[str, Any] | None = None,
+    backends: Mapping[str, Backend] | None = None,
 ) -> list[ResolvedRun]:
     """Validate the named experiments of a file (default: its default one) and expand them into runs.
 
     ``overrides`` replace fields before expansion (e.g. ``{"epochs": 1}`` from the command
-    line). Raises :class:`SpecError` naming the file, experiment and field on any problem.
+    line). With ``backends`` (name -> backend, as :func:`convexp.plugins.get_backends` gives), each
+    run is also checked against them (:func:`check_backend`); without, only the spec's own shape
+    is, so reading experiments needs no installed backend. Raises :class:`SpecError` naming the
+    file, experiment and field on any problem.
     """
     default, experiments = read_file(path)
     chosen = names or [default or next(iter(experiments))]
@@ -268,17 +272,23 @@ def resolve_runs(
         raw = {**experiments[name], **(overrides or {})}
         try:
             for combo in expand_grid(raw):
-                runs.append(ResolvedRun(name, RunSpec.model_validate(combo)))
+                spec = RunSpec.model_validate(combo)
+                if backends is not None:
+                    check_backend(spec, backends)
+                runs.append(ResolvedRun(name, spec))
         except ValidationError as exc:
             field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
             given = f" (given on the command line as --{field})" if field in (overrides or {}) else ""
             raise SpecError(f"{path}: experiment '{name}': {_describe(exc)}{given}") from None
         except ValueError as exc:
-            raise SpecError(f"{path}: experiment '{name}': field {exc}") from None
+            text = str(exc)
+            field = text.split("'")[1] if text.startswith("field '") else ""
+            given = f" (given on the command line as --{field})" if field in (overrides or {}) else ""
+            raise SpecError(f"{path}: experiment '{name}': {text if text.startswith('field ') else 'field ' + text}{given}") from None
     return runs
 
 
-def validate_file(path: str | Path) -> dict[str, list[ResolvedRun]]:
-    """Validate every experiment of a file; returns the runs each expands to."""
+def validate_file(path: str | Path, backends: Mapping[str, Backend] | None = None) -> dict[str, list[ResolvedRun]]:
+    """Validate every experiment of a file (against ``backends`` too, if given); returns the runs each expands to."""
     _, experiments = read_file(path)
-    return {name: resolve_runs(path, [name]) for name in experiments}
+    return {name: resolve_runs(path, [name], backends=backends) for name in experiments}

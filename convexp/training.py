@@ -14,6 +14,12 @@ from typing import TYPE_CHECKING, Literal, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# what a backend hands back lives in a leaf module; re-exported here, where backends look for it
+from convexp.types import Checkpoint, KernelReader, KernelSnapshot, StateReader
+
+__all__ = ["SGD", "Adam", "Optimizer", "TrainingJob", "TrainingObserver", "run_epochs", "Checkpoint", "KernelReader",
+           "KernelSnapshot", "StateReader", "STEP_METRICS", "EPOCH_METRICS"]
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -42,34 +48,6 @@ class Adam(BaseModel):
 
 
 Optimizer = Union[SGD, Adam]
-
-
-@dataclass(frozen=True)
-class KernelSnapshot:
-    """One conv layer's weights at one moment: kernel (out, in, kh, kw) and bias (out,), float32."""
-
-    kernel: np.ndarray
-    bias: np.ndarray | None
-
-
-#: Called by the observer when it wants the current conv kernels, keyed by layer name.
-KernelReader = Callable[[], Mapping[str, KernelSnapshot]]
-
-#: Called by the observer at the end of an epoch when it wants a checkpoint: the backend's whole
-#: training state (weights, optimizer state, random generators) as bytes in the backend's own format.
-StateReader = Callable[[], bytes]
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A run's training state after its ``epoch``-th epoch (``step`` updates), to resume from.
-
-    ``state`` is what the backend's :data:`StateReader` produced; only that backend reads it.
-    """
-
-    epoch: int
-    step: int
-    state: bytes
 
 
 @dataclass(frozen=True)

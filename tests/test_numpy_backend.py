@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from convexp_plugins.numpy_backend import ops
+from convexp_plugins.numpy_backend.network import Network
+
 from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU, plan
 from convexp.plugins import get_backend
 from convexp.training import KernelSnapshot
-from convexp_plugins.numpy_backend import ops
-from convexp_plugins.numpy_backend.network import Network
 from tests.reference import CONV_CASES, scipy_conv
 
 
@@ -160,8 +160,9 @@ def test_dropout_scales_kept_activations_and_is_off_in_evaluation():
 
 
 def test_sgd_and_adam_follow_their_update_rules():
-    from convexp.training import SGD, Adam
     from convexp_plugins.numpy_backend.optimizers import make_updater
+
+    from convexp.training import SGD, Adam
 
     grad = np.array([0.5, -1.0], dtype=np.float32)
     param = np.array([1.0, 2.0], dtype=np.float32)

@@ -162,3 +162,34 @@ def test_every_hook_has_a_test():
     tested = {node.name for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
     for spec in specs:
         assert any(spec in name for name in tested), f"hook {spec} has no test named after it"
+
+
+class MisspelledPlugin:
+    @hookimpl
+    def register_backend(self, register):  # one letter short of the hook's name
+        register(FakeBackend())
+
+
+def test_a_misspelled_hook_implementation_is_an_error_shown_by_convexp_plugins():
+    plugin = MisspelledPlugin()
+    plugins.pm.register(plugin, name="misspelled")
+    try:
+        backends = plugins.get_backends()
+        assert "fake" not in backends and "numpy" in backends
+        assert not plugins.pm.has_plugin("misspelled")
+        infos = {i.name: i for i in plugins.describe_backends()}
+        assert not infos["misspelled"].usable
+        assert "unknown hook 'register_backend'" in infos["misspelled"].reason
+        assert "the hooks convexp knows: register_backends" in infos["misspelled"].reason
+    finally:
+        plugins.plugin_failures.pop("misspelled", None)
+        if plugins.pm.is_registered(plugin):
+            plugins.pm.unregister(plugin)
+
+
+def test_register_backends_is_called_through_pluggy_once_per_plugin(fake_plugin):
+    """Which plugin registered which backend comes from pluggy's hook implementations."""
+    impls = {impl.plugin_name for impl in plugins.pm.hook.register_backends.get_hookimpls()}
+    assert {"numpy", "fake-plugin"} <= impls
+    plugins.get_backends()
+    assert plugins._backend_owners["fake"] == "fake-plugin" and plugins._backend_owners["numpy"] == "numpy"

@@ -77,9 +77,11 @@ def test_overrides_replace_fields_before_expansion(tmp_path):
     ],
 )
 def test_bad_specs_give_one_line_naming_file_experiment_and_field(tmp_path, changes, message):
+    from convexp.plugins import get_backends
+
     path = spec_file(tmp_path, **changes)
     with pytest.raises(SpecError, match=message) as info:
-        resolve_runs(path)
+        resolve_runs(path, backends=get_backends())
     text = str(info.value)
     assert text.startswith(f"{path}: experiment 'tiny': ")
     assert "\n" not in text
@@ -114,3 +116,15 @@ def test_unknown_experiment_and_missing_file(tmp_path, tiny_experiments):
         resolve_runs(tiny_experiments, ["tinny"])
     with pytest.raises(SpecError, match="no such experiments file"):
         resolve_runs(tmp_path / "absent.yaml")
+
+
+def test_reading_experiments_needs_no_backend(tmp_path):
+    """A spec's shape is checked without the plugins; whether its backend is installed is checked when it is
+    planned against the backends there are."""
+    from convexp.plugins import get_backend
+
+    path = spec_file(tmp_path, backend="not-installed-here")
+    (run,) = resolve_runs(path)
+    assert run.spec.backend == "not-installed-here"
+    with pytest.raises(SpecError, match=r"field 'backend': unknown backend 'not-installed-here'; known: numpy"):
+        resolve_runs(path, backends={"numpy": get_backend("numpy")})

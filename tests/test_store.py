@@ -119,7 +119,9 @@ def test_duplicate_snapshot_is_refused_and_the_batch_rolls_back(db_url):
     run_id = store.create_run(**RUN_FIELDS)
     k = np.zeros((1, 1, 3, 3), np.float32)
     store.record(run_id, [], [SnapshotRow("conv1", 0, 0, k, None)])
-    with pytest.raises(Exception):
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
         store.record(run_id, [MetricRecord(1, 1, "train_loss", 1.0)], [SnapshotRow("conv1", 0, 0, k, None)])
     assert store.metrics(run_id) == []  # the metric of the failed batch was not written either
     store.close()

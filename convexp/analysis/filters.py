@@ -70,7 +70,7 @@ def _generated_bank(size: int) -> dict[str, np.ndarray]:
     return bank
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def operator_bank(size: int) -> dict[str, np.ndarray]:
     """The operators a size x size filter is compared with (see the module docstring), each also negated ("-sobel_x")."""
     if size < 3 or size % 2 == 0:

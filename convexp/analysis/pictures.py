@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
     from convexp.analysis.maximize import PreferredInput
     from convexp.analysis.patches import LayerPatches
-
     from convexp.store import RunRecord, Store
 
 CMAP = "RdBu_r"

@@ -10,8 +10,6 @@ import typer
 from convexp.cli import app
 
 
-
-
 @app.command("conv", short_help="Cross-correlate an image with a kernel.")
 def conv_command(
     image: Annotated[Optional[Path], typer.Option(help="Image .npy: (H, W), (C, H, W) or (N, C, H, W).")] = None,

@@ -32,11 +32,11 @@ def copy_command(
     Runs DESTINATION already holds (the same run, by its uid) are skipped, so copying again adds
     only what is new. A run keeps its id where that id is free in DESTINATION.
     """
-    from convexp.store import Store
-    from convexp.store.copy import copy_runs
-
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from convexp.store import Store
+    from convexp.store.copy import copy_runs
 
     bar = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True), transient=True)

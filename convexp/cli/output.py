@@ -44,7 +44,6 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format = 
     else:
         from rich.console import Console
         from rich.table import Table
-
         from rich.text import Text
 
         table = Table(title=None if title is None else Text(title), show_edge=False, header_style="bold")

@@ -161,10 +161,11 @@ def validate_command(file: ExperimentsFile = None) -> None:
     Prints each experiment's network with its parameter table: per layer the output shape, kernel
     shape (out, in, kh, kw), weights, biases and parameters."""
     from convexp.layers import describe_plan, format_parameter_table
+    from convexp.plugins import get_backends
     from convexp.spec import validate_file
 
     file = _experiments_file(file)
-    experiments = validate_file(file)
+    experiments = validate_file(file, backends=get_backends())
     for name, runs in experiments.items():
         spec = runs[0].spec
         typer.echo(f"{name}: {len(runs)} run(s), {spec.dataset}, {describe_plan(spec.plan())}")

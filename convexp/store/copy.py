@@ -70,7 +70,7 @@ def _stale(store: Store, run_id: int) -> bool:
 
 
 def _copy_one(reading, destination: Store, run: dict) -> int:
-    with destination._writing(hold_interrupts=False) as writing:  # Ctrl-C rolls the whole run back at once
+    with destination.transaction(hold_interrupts=False) as writing:  # Ctrl-C rolls the whole run back at once
         taken = writing.execute(select(func.count()).select_from(Run).where(Run.id == run["id"])).scalar_one()
         values = {k: v for k, v in run.items() if not (k == "id" and taken)}
         new_id = int(writing.execute(insert(Run).returning(Run.id), values).scalar_one())

@@ -17,6 +17,8 @@ from sqlalchemy import text
 from convexp.errors import QueryError
 from convexp.store import database
 
+SQLITE_READONLY = 8  # the primary result code of "attempt to write a readonly database"
+
 #: PRAGMAs that only read the schema.
 _READING_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
 
@@ -104,7 +106,7 @@ def _sqlite_query(path, sql: str, limit: int | None) -> QueryResult:
         except sqlite3.DatabaseError as exc:
             if denied:
                 raise QueryError(f"query refused: convexp query is read-only, and the statement would {denied[0]}") from None
-            if "readonly" in str(exc):
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_READONLY:
                 raise QueryError("query refused: convexp query is read-only, and the statement would write") from None
             raise QueryError(f"query failed: {exc}") from None
         columns = [d[0] for d in cursor.description or []]

@@ -33,9 +33,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from convexp import __version__
+from convexp.cells import plain_value as _plain
 from convexp.errors import ConvexpError, QueryError
 from convexp.store import Store
-from convexp.cells import plain_value as _plain
 from convexp.ui import data
 from convexp.ui.data import BadRequest, NotFound
 

@@ -1,14 +1,14 @@
 """initial schema: runs, metrics, kernel_snapshots
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-27 13:43:59.047797
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision: str = '0001'
 down_revision: Union[str, None] = None

@@ -5,11 +5,11 @@ Revises: 0002
 Create Date: 2026-11-27 16:45:00
 """
 import uuid
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision: str = '0003'
 down_revision: Union[str, None] = '0002'

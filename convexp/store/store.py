@@ -1,0 +1,456 @@
+"""The :class:`Store`: reading and writing the results database (runs, metrics, snapshots, checkpoints)."""
+
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy.exc import OperationalError
+
+from convexp.errors import RunNotResumableError, RunStillRunningError, StoreError
+from convexp.store import database
+from convexp.store.interrupts import interrupts_deferred
+from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
+from convexp.store.records import KernelSeries, LayerSnapshots, MetricRecord, RunRecord, SnapshotRow, StoredSnapshot
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from convexp.types import Checkpoint
+
+def utcnow() -> datetime:
+    """Now, in UTC, without tzinfo (as stored)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    """A results database, migrated to the current schema when opened.
+
+    ``db`` is a SQLAlchemy URL or a SQLite file path (default: ``CONVEXP_DB`` or
+    ./convexp.db). With ``must_exist`` a missing SQLite file is an error instead of
+    being created. A ``read_only`` store (what ``convexp ui`` reads through) opens the database
+    read-only, as ``convexp query`` does, never migrates it, and refuses every write.
+    """
+
+    def __init__(self, db: str | os.PathLike[str] | None = None, *, must_exist: bool = False, upgrade: bool = True,
+                 read_only: bool = False):
+        self.url = database.resolve_url(db)
+        self.read_only = read_only
+        self.engine = database.create_db_engine(self.url, must_exist=must_exist or read_only, read_only=read_only)
+        self._writer: Engine | None = None
+        database.ensure_schema(self.engine, self.url, upgrade=upgrade and not read_only, writer=lambda: self.writer)
+
+    @property
+    def writer(self) -> Engine:
+        """The engine writes go through (opened on first use), whose SQLite transactions begin IMMEDIATE."""
+        if self.read_only:
+            raise StoreError(f"{self.location}: opened read-only; nothing can be written through this store")
+        if self._writer is None:
+            self._writer = database.create_db_engine(self.url, for_writing=True)
+        return self._writer
+
+    @contextlib.contextmanager
+    def transaction(self, hold_interrupts: bool = True) -> Iterator[Connection]:
+        """One write transaction; a refused write becomes a one-line StoreError (read-only, full disk...).
+
+        Ctrl-C and SIGTERM wait until the transaction has ended (see :mod:`convexp.store.interrupts`),
+        unless ``hold_interrupts`` is false: for a long transaction of a command that exits on Ctrl-C,
+        where rolling back at once is what the user wants."""
+        with interrupts_deferred() if hold_interrupts else contextlib.nullcontext():
+            try:
+                with self.writer.begin() as connection:
+                    yield connection
+            except OperationalError as exc:
+                raise database.write_error(self.url, exc) from None
+
+    @property
+    def location(self) -> str:
+        """Where the database is, as shown to the user."""
+        return database.describe(self.url)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+        if self._writer is not None:
+            self._writer.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------
+
+    def create_run(self, *, queued: bool = False, **fields: Any) -> int:
+        """Insert a run with status ``running`` in this process (or ``queued``, for an executor to start
+        elsewhere with :meth:`reopen_run`); returns its id. ``fields`` are the columns of ``runs``."""
+        now = utcnow()
+        owner = {"status": "queued"} if queued else {
+            "status": "running", "heartbeat_at": now, "pid": os.getpid(), "host": socket.gethostname()}
+        values = {"started_at": now, "uid": uuid.uuid4().hex, **owner, **fields}
+        with self.transaction() as connection:
+            return int(connection.execute(insert(Run).returning(Run.id), values).scalar_one())
+
+    def record(
+        self,
+        run_id: int,
+        metrics: Sequence[MetricRecord] = (),
+        snapshots: Sequence[SnapshotRow] = (),
+        *,
+        epochs_completed: int | None = None,
+        steps_completed: int | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        """Write a batch of metrics and snapshots, the run's progress and its heartbeat, in one transaction.
+
+        A ``checkpoint`` replaces the run's previous one in the same transaction, so the stored
+        checkpoint always matches the last recorded epoch.
+        """
+        progress = {
+            key: value
+            for key, value in (("epochs_completed", epochs_completed), ("steps_completed", steps_completed))
+            if value is not None
+        }
+        progress["heartbeat_at"] = utcnow()
+        with self.transaction() as connection:
+            if metrics:
+                connection.execute(
+                    insert(Metric),
+                    [{"run_id": run_id, "step": m.step, "epoch": m.epoch, "name": m.name, "value": m.value} for m in metrics],
+                )
+            if snapshots:
+                connection.execute(insert(KernelSnapshot), [_snapshot_values(run_id, s) for s in snapshots])
+            if checkpoint is not None:
+                connection.execute(delete(RunCheckpoint).where(RunCheckpoint.run_id == run_id))
+                connection.execute(insert(RunCheckpoint), {
+                    "run_id": run_id, "epoch": checkpoint.epoch, "step": checkpoint.step,
+                    "state": checkpoint.state, "created_at": utcnow(),
+                })
+            connection.execute(update(Run).where(Run.id == run_id).values(**progress))
+
+    def reopen_run(self, run_id: int) -> Checkpoint | None:
+        """Claim a queued run, or one that stopped before finishing, to train it on from its latest checkpoint.
+
+        In one transaction: refuse a run that finished or diverged or whose process is still
+        alive; delete what it recorded after its checkpoint (all of it when it has none, so it
+        starts over from step 0); mark it running in this process. Returns the checkpoint to
+        resume from, or None to start from scratch. Nothing is ever recorded twice.
+        """
+        with self.transaction() as connection:
+            row = connection.execute(select(Run.__table__).where(Run.id == run_id)).one_or_none()
+            if row is None:
+                raise StoreError(f"{self.location}: no run with id {run_id}")
+            run = RunRecord(**row._mapping, test_accuracy=None)
+            if run.status in ("finished", "diverged"):
+                raise RunNotResumableError(f"run {run_id} is {run.status}: there is nothing to resume")
+            if run.status == "running" and not run.is_stale():  # a retry waits for the heartbeat to age
+                raise RunStillRunningError(
+                    f"run {run_id} is still running (pid {run.pid} on {run.host}, last heartbeat {run.heartbeat_at:%H:%M:%S} UTC)"
+                )
+            checkpoint = _read_checkpoint(connection, run_id)
+            keep_through = -1 if checkpoint is None else checkpoint.step
+            connection.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > keep_through))
+            connection.execute(delete(KernelSnapshot).where(KernelSnapshot.run_id == run_id, KernelSnapshot.step > keep_through))
+            now = utcnow()
+            connection.execute(update(Run).where(Run.id == run_id).values(
+                started_at=now if run.status == "queued" else run.started_at,
+                attempts=Run.attempts + int(run.status != "queued"),
+                status="running", finished_at=None, message=None, heartbeat_at=now, pid=os.getpid(),
+                host=socket.gethostname(), epochs_completed=checkpoint.epoch if checkpoint else 0,
+                steps_completed=checkpoint.step if checkpoint else 0,
+            ))
+        return checkpoint
+
+    def mark_stopped(self, run_id: int, status: str, message: str) -> bool:
+        """Record that a run stopped elsewhere (its worker died, its task was cancelled), unless it already
+        ended; returns whether it was marked."""
+        with self.transaction() as connection:
+            result = connection.execute(
+                update(Run).where(Run.id == run_id, Run.status.in_(("queued", "running")))
+                .values(status=status, message=message, finished_at=utcnow())
+            )
+        return result.rowcount == 1
+
+    def delete_runs(self, run_ids: Iterable[int]) -> list[int]:
+        """Delete runs with everything they recorded (metrics, snapshots, checkpoint), all or none.
+
+        Refuses, deleting nothing, when a run does not exist or is still running in a live
+        process (a stale run, whose process died, may be deleted). Returns the ids deleted."""
+        wanted = sorted(set(run_ids))
+        with self.transaction() as connection:
+            rows = connection.execute(select(Run.__table__).where(Run.id.in_(wanted))).all()
+            records = {row.id: RunRecord(**row._mapping, test_accuracy=None) for row in rows}
+            missing = [run_id for run_id in wanted if run_id not in records]
+            if missing:
+                raise StoreError(f"{self.location}: no run with id {', '.join(map(str, missing))}; nothing was deleted")
+            alive = [r for r in records.values() if r.status == "running" and not r.is_stale()]
+            if alive:
+                raise StoreError(f"run {alive[0].id} is still running (pid {alive[0].pid} on {alive[0].host}); "
+                                 "stop it first; nothing was deleted")
+            for table in (Metric, KernelSnapshot, RunCheckpoint):
+                connection.execute(delete(table).where(table.run_id.in_(wanted)))
+            connection.execute(delete(Run).where(Run.id.in_(wanted)))
+        return wanted
+
+    def compact(self) -> None:
+        """Give the space of deleted rows back to the file system (SQLite VACUUM; PostgreSQL reclaims it itself)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        import sqlite3
+
+        raw = self.writer.raw_connection()  # VACUUM cannot run inside the transaction SQLAlchemy would begin
+        try:
+            raw.driver_connection.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.location}: cannot compact the database ({exc})") from None
+        finally:
+            raw.close()
+
+    def statuses(self, run_ids: Iterable[int]) -> dict[int, str]:
+        """The recorded status of each of ``run_ids`` (a cheap query, for progress displays)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(Run.id, Run.status).where(Run.id.in_(list(run_ids)))).all()
+        return dict(rows)
+
+    def latest_checkpoint(self, run_id: int) -> Checkpoint | None:
+        """A run's latest epoch-end checkpoint, if it has one."""
+        with self.engine.connect() as connection:
+            return _read_checkpoint(connection, run_id)
+
+    def finish_run(self, run_id: int, status: str, message: str | None = None) -> None:
+        """Set a run's final status (finished, failed, interrupted, diverged) and finish time."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status '{status}'; known: {', '.join(RUN_STATUSES)}")
+        with self.transaction() as connection:
+            connection.execute(
+                update(Run).where(Run.id == run_id).values(status=status, finished_at=utcnow(), message=message)
+            )
+
+    # --- reading -------------------------------------------------------------------
+
+    def list_runs(self, experiment: str | None = None, backend: str | None = None,
+                  status: str | None = None, run_ids: Iterable[int] | None = None) -> list[RunRecord]:
+        """The runs, oldest first, with their last test accuracy; each given filter must match.
+
+        ``status`` matches the status a run is shown with, so ``stale`` finds the runs marked
+        running whose process died. ``run_ids`` that do not exist raise :class:`StoreError`."""
+        if status is not None and status not in (*RUN_STATUSES, "stale"):
+            raise StoreError(f"unknown run status '{status}'; known: {', '.join((*RUN_STATUSES, 'stale'))}")
+        conditions = [column == value for column, value in ((Run.experiment, experiment), (Run.backend, backend))
+                      if value is not None]
+        if run_ids is not None:
+            wanted = set(run_ids)
+            with self.engine.connect() as connection:
+                present = set(connection.execute(select(Run.id).where(Run.id.in_(wanted))).scalars())
+            if wanted - present:
+                raise StoreError(f"{self.location}: no run with id {', '.join(map(str, sorted(wanted - present)))}")
+            conditions.append(Run.id.in_(wanted))
+        runs = self._select_runs(and_(true(), *conditions))
+        return runs if status is None else [run for run in runs if run.shown_status() == status]
+
+    def changed_runs(self, run_ids: Iterable[int], after_id: int) -> list[RunRecord]:
+        """The runs of ``run_ids`` that still exist, and every run with an id above ``after_id``: what a live
+        view of the runs table needs to refresh the rows it shows as queued or running, and to add new ones."""
+        return self._select_runs(or_(Run.id.in_(list(run_ids)), Run.id > after_id))
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """One run by id; raises :class:`StoreError` if there is none."""
+        runs = self._select_runs(Run.id == run_id)
+        if not runs:
+            raise StoreError(f"{self.location}: no run with id {run_id}")
+        return runs[0]
+
+    def _select_runs(self, where: Any = None) -> list[RunRecord]:
+        last_step = (
+            select(Metric.run_id, func.max(Metric.step).label("step"))
+            .where(Metric.name == "test_accuracy")
+            .group_by(Metric.run_id)
+            .subquery()
+        )
+        accuracy = (
+            select(Metric.run_id, Metric.value)
+            .join(last_step, (Metric.run_id == last_step.c.run_id) & (Metric.step == last_step.c.step))
+            .where(Metric.name == "test_accuracy")
+            .subquery()
+        )
+        query = select(Run.__table__, accuracy.c.value.label("test_accuracy")).outerjoin(
+            accuracy, accuracy.c.run_id == Run.id
+        )
+        if where is not None:
+            query = query.where(where)
+        with self.engine.connect() as connection:
+            return [RunRecord(**row._mapping) for row in connection.execute(query.order_by(Run.id))]
+
+    def metrics(self, run_id: int, names: Iterable[str] | None = None) -> list[MetricRecord]:
+        """A run's metrics in step order, optionally only those called one of ``names``."""
+        query = select(Metric.step, Metric.epoch, Metric.name, Metric.value).where(Metric.run_id == run_id)
+        if names is not None:
+            query = query.where(Metric.name.in_(list(names)))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(Metric.step, Metric.name)).all()
+        return [MetricRecord(*row) for row in rows]
+
+    def metrics_frame(self, run_id: int, names: Iterable[str] | None = None):
+        """A run's metrics as a pandas DataFrame with columns step, epoch, name, value (needs pandas).
+
+        ``frame.pivot_table(index="step", columns="name", values="value")`` gives one column per metric.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise StoreError("metrics_frame needs pandas: pip install pandas (or use Store.metrics for plain rows)") from None
+        rows = self.metrics(run_id, names)
+        return pd.DataFrame(
+            {"step": [m.step for m in rows], "epoch": [m.epoch for m in rows],
+             "name": [m.name for m in rows], "value": [m.value for m in rows]}
+        )
+
+    def snapshot_layers(self, run_id: int) -> list[str]:
+        """Names of the layers that have snapshots in a run."""
+        query = select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def snapshot_summary(self, run_id: int) -> list[LayerSnapshots]:
+        """Per layer with snapshots: how many, the first and last step, and the kernel shape (no kernel bytes read)."""
+        query = (
+            select(KernelSnapshot.layer, func.count(), func.min(KernelSnapshot.step), func.max(KernelSnapshot.step),
+                   func.min(KernelSnapshot.shape))
+            .where(KernelSnapshot.run_id == run_id).group_by(KernelSnapshot.layer).order_by(KernelSnapshot.layer)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [LayerSnapshots(layer, count, first, last, tuple(json.loads(shape))) for layer, count, first, last, shape in rows]
+
+    def last_metrics(self, run_id: int) -> dict[str, MetricRecord]:
+        """Each metric's value at the last step it was recorded, by name."""
+        last = (select(Metric.name, func.max(Metric.step).label("step")).where(Metric.run_id == run_id)
+                .group_by(Metric.name).subquery())
+        query = (
+            select(Metric.step, Metric.epoch, Metric.name, Metric.value)
+            .join(last, (Metric.name == last.c.name) & (Metric.step == last.c.step))
+            .where(Metric.run_id == run_id).order_by(Metric.name)
+        )
+        with self.engine.connect() as connection:
+            return {row.name: MetricRecord(*row) for row in connection.execute(query)}
+
+    def metrics_after(self, run_id: int, after_step: int = -1) -> list[MetricRecord]:
+        """A run's metrics at steps after ``after_step``, in step order: what a live view fetches as a run trains."""
+        query = (select(Metric.step, Metric.epoch, Metric.name, Metric.value)
+                 .where(Metric.run_id == run_id, Metric.step > after_step).order_by(Metric.step, Metric.name))
+        with self.engine.connect() as connection:
+            return [MetricRecord(*row) for row in connection.execute(query)]
+
+    def snapshot_steps(self, run_id: int, layer: str, after_step: int = -1) -> list[int]:
+        """The steps after ``after_step`` at which a layer of a run has snapshots, in order (no kernel bytes read)."""
+        query = (select(KernelSnapshot.step)
+                 .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step > after_step)
+                 .order_by(KernelSnapshot.step))
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def snapshots(self, run_id: int, layer: str, first_step: int, count: int = 1) -> list[StoredSnapshot]:
+        """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, as stored: reading one
+        step (or a few, to play them) costs one indexed query, however many steps the run has."""
+        query = (
+            select(KernelSnapshot.layer, KernelSnapshot.step, KernelSnapshot.epoch, KernelSnapshot.shape,
+                   KernelSnapshot.kernel, KernelSnapshot.bias)
+            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step >= first_step)
+            .order_by(KernelSnapshot.step).limit(count)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [StoredSnapshot(r.layer, r.step, r.epoch, tuple(json.loads(r.shape)), bytes(r.kernel),
+                               None if r.bias is None else bytes(r.bias)) for r in rows]
+
+    def snapshot(self, run_id: int, layer: str, step: int) -> StoredSnapshot:
+        """The snapshot of a layer at exactly ``step``; raises :class:`StoreError` naming the recorded range if there is none."""
+        found = self.snapshots(run_id, layer, step, 1)
+        if not found or found[0].step != step:
+            steps = self.snapshot_steps(run_id, layer)
+            if not steps:
+                known = self.snapshot_layers(run_id)
+                raise StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})")
+            raise StoreError(f"run {run_id} has no snapshot of {layer} at step {step} "
+                             f"({len(steps)} snapshots from step {steps[0]} to {steps[-1]})")
+        return found[0]
+
+    def filter_series(self, run_id: int, layer: str, filter_index: int, steps: Sequence[int] | None = None) -> tuple[list[int], np.ndarray]:
+        """One filter of a layer at every snapshot (or at ``steps``): (steps, values of shape (n, in, kh, kw)).
+
+        Only that filter's bytes leave the database (``substr`` of the stored kernel), so following
+        one filter of a wide layer over thousands of steps stays cheap."""
+        import numpy as np
+
+        summary = {s.layer: s for s in self.snapshot_summary(run_id)}
+        if layer not in summary:
+            raise StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(summary) or 'none'})")
+        out, *filter_shape = summary[layer].shape
+        if not 0 <= filter_index < out:
+            raise StoreError(f"layer {layer} of run {run_id} has filters 0 to {out - 1}, not {filter_index}")
+        size = 4 * int(np.prod(filter_shape))
+        query = (select(KernelSnapshot.step, func.substr(KernelSnapshot.kernel, filter_index * size + 1, size))
+                 .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer).order_by(KernelSnapshot.step))
+        if steps is not None:
+            query = query.where(KernelSnapshot.step.in_(list(steps)))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        values = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype="<f4").reshape(len(rows), *filter_shape)
+        return [r[0] for r in rows], values
+
+    def kernel_series(self, run_id: int, layer: str) -> KernelSeries:
+        """All snapshots of one layer of one run, in step order, as stacked arrays."""
+        import numpy as np
+
+        query = (
+            select(KernelSnapshot.step, KernelSnapshot.epoch, KernelSnapshot.shape, KernelSnapshot.kernel, KernelSnapshot.bias)
+            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
+            .order_by(KernelSnapshot.step)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        if not rows:
+            known = self.snapshot_layers(run_id)
+            raise StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})")
+        shape = tuple(json.loads(rows[0].shape))
+        kernels = np.frombuffer(b"".join(r.kernel for r in rows), dtype="<f4").reshape((len(rows), *shape))
+        biases = None
+        if all(r.bias is not None for r in rows):
+            biases = np.frombuffer(b"".join(r.bias for r in rows), dtype="<f4").reshape(len(rows), shape[0])
+        steps = np.array([r.step for r in rows], dtype=np.int64)
+        epochs = np.array([r.epoch for r in rows], dtype=np.int64)
+        return KernelSeries(run_id, layer, steps, epochs, kernels, biases)
+
+
+def _read_checkpoint(connection, run_id: int) -> Checkpoint | None:
+    from convexp.types import Checkpoint
+
+    query = select(RunCheckpoint.epoch, RunCheckpoint.step, RunCheckpoint.state).where(RunCheckpoint.run_id == run_id)
+    row = connection.execute(query).one_or_none()
+    return None if row is None else Checkpoint(row.epoch, row.step, bytes(row.state))
+
+
+def _snapshot_values(run_id: int, snapshot: SnapshotRow) -> dict[str, Any]:
+    import numpy as np
+
+    kernel = np.ascontiguousarray(snapshot.kernel, dtype="<f4")
+    bias = None if snapshot.bias is None else np.ascontiguousarray(snapshot.bias, dtype="<f4").tobytes()
+    return {
+        "run_id": run_id,
+        "layer": snapshot.layer,
+        "step": snapshot.step,
+        "epoch": snapshot.epoch,
+        "shape": json.dumps(list(kernel.shape)),
+        "kernel": kernel.tobytes(),
+        "bias": bias,
+    }
+

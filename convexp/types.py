@@ -1,0 +1,43 @@
+"""What a backend hands back to convexp: kernel snapshots, the readers that produce them, checkpoints.
+
+A leaf module: it imports nothing of convexp, so the trainer interface (:mod:`convexp.training`),
+the initial weights (:mod:`convexp.seeding`) and the store can all use these types without
+importing each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class KernelSnapshot:
+    """One conv layer's weights at one moment: kernel (out, in, kh, kw) and bias (out,), float32."""
+
+    kernel: np.ndarray
+    bias: np.ndarray | None
+
+
+#: Called by the observer when it wants the current conv kernels, keyed by layer name.
+KernelReader = Callable[[], Mapping[str, KernelSnapshot]]
+
+#: Called by the observer at the end of an epoch when it wants a checkpoint: the backend's whole
+#: training state (weights, optimizer state, random generators) as bytes in the backend's own format.
+StateReader = Callable[[], bytes]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A run's training state after its ``epoch``-th epoch (``step`` updates), to resume from.
+
+    ``state`` is what the backend's :data:`StateReader` produced; only that backend reads it.
+    """
+
+    epoch: int
+    step: int
+    state: bytes
