@@ -80,15 +80,19 @@ def main() -> None:
         store.close()
     if outcome.status != "finished":
         sys.exit(f"run {outcome.status}: {outcome.message}")
-    print(json.dumps({
-        "epoch_seconds": outcome.epoch_seconds,
-        "test_accuracy": outcome.test_accuracy,
-        "recording_seconds": TimedRecorder.recording_seconds,
-        "conv2_snapshots": int(snapshots),
-        "wall_seconds": wall,
-        "rss_after_epoch_mib": TimedRecorder.rss_after_epoch,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "epoch_seconds": outcome.epoch_seconds,
+                "test_accuracy": outcome.test_accuracy,
+                "recording_seconds": TimedRecorder.recording_seconds,
+                "conv2_snapshots": int(snapshots),
+                "wall_seconds": wall,
+                "rss_after_epoch_mib": TimedRecorder.rss_after_epoch,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

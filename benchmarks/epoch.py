@@ -53,14 +53,27 @@ def programs(mnist: str) -> dict[str, list[str]]:
     return {
         "plain-torch": [py, str(HERE / "plain_torch.py"), mnist],
         "plain-keras": [py, str(HERE / "plain_keras.py"), mnist],
-        **{name: command for b in ("torch", "tensorflow", "numpy") for name, command in (
-            (f"convexp-{b}", [*convexp, b]), (f"convexp-{b} every-step", [*convexp, b, "--every-step"]))},
+        **{
+            name: command
+            for b in ("torch", "tensorflow", "numpy")
+            for name, command in ((f"convexp-{b}", [*convexp, b]), (f"convexp-{b} every-step", [*convexp, b, "--every-step"]))
+        },
     }
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
@@ -75,13 +88,28 @@ def main() -> None:
     started = time.perf_counter()
     for repeat in range(args.repeats):  # interleaved, so that drift in the machine's speed hits every program alike
         for name, command in programs(args.mnist).items():
-            print(f"[{time.perf_counter() - started:6.0f} s] repeat {repeat + 1}/{args.repeats}: {name}", file=sys.stderr, flush=True)
+            print(
+                f"[{time.perf_counter() - started:6.0f} s] repeat {repeat + 1}/{args.repeats}: {name}",
+                file=sys.stderr,
+                flush=True,
+            )
             results[name].append(run_json(command))
     memory = {}
     for backend in ("torch", "tensorflow", "numpy"):
         print(f"[{time.perf_counter() - started:6.0f} s] memory over 3 epochs: convexp-{backend}", file=sys.stderr, flush=True)
-        memory[backend] = run_json([sys.executable, str(HERE / "convexp_epoch.py"), args.mnist, backend,
-                                    "--every-step", "--epochs", "3", "--train-examples", "20000"])
+        memory[backend] = run_json(
+            [
+                sys.executable,
+                str(HERE / "convexp_epoch.py"),
+                args.mnist,
+                backend,
+                "--every-step",
+                "--epochs",
+                "3",
+                "--train-examples",
+                "20000",
+            ]
+        )
 
     seconds = {name: statistics.median(r["epoch_seconds"][0] for r in runs) for name, runs in results.items()}
     accuracy = {name: statistics.median(r["test_accuracy"] for r in runs) for name, runs in results.items()}
@@ -97,8 +125,11 @@ def main() -> None:
             "every_step_vs_default": statistics.median(
                 every["epoch_seconds"][0] / default["epoch_seconds"][0]
                 for default, every in zip(results[f"convexp-{b}"], results[f"convexp-{b} every-step"])
-            ) - 1,
-            "recorder_share": statistics.median(r["recording_seconds"] / r["epoch_seconds"][0] for r in results[f"convexp-{b} every-step"]),
+            )
+            - 1,
+            "recorder_share": statistics.median(
+                r["recording_seconds"] / r["epoch_seconds"][0] for r in results[f"convexp-{b} every-step"]
+            ),
         }
         for b in ("torch", "tensorflow", "numpy")
     }
@@ -115,19 +146,33 @@ def main() -> None:
     for backend, o in overhead.items():
         ok = "ok" if o["every_step_vs_default"] <= SNAPSHOT_OVERHEAD_TARGET else "MISSED"
         print(f"{'convexp-' + backend:36} {o['every_step_vs_default']:9.1%} {o['recorder_share']:9.1%} {'<= 3%':>7} {ok}")
-    print("(A/B: median over repeats of every-step epoch time / default-schedule epoch time, run back to back,\n"
-          " minus 1; recorder: the time spent in convexp's recorder, copying kernels and writing them, as a\n"
-          " share of the every-step epoch)")
+    print(
+        "(A/B: median over repeats of every-step epoch time / default-schedule epoch time, run back to back,\n"
+        " minus 1; recorder: the time spent in convexp's recorder, copying kernels and writing them, as a\n"
+        " share of the every-step epoch)"
+    )
     print(f"\n{'memory over 3 epochs (RSS MiB after each)':44} {'peak':>6}")
     for backend, m in memory.items():
         print(f"{'convexp-' + backend:44} {' '.join(f'{v:6.0f}' for v in m['rss_after_epoch_mib'])} {m['peak_rss_mib']:6.0f}")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "machine": machine(), "repeats": args.repeats, "seconds_per_epoch": seconds, "test_accuracy": accuracy,
-        "ratios": ratios, "targets": TARGETS, "snapshot_overhead": overhead, "memory": memory, "raw": results,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }, indent=2))
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "repeats": args.repeats,
+                "seconds_per_epoch": seconds,
+                "test_accuracy": accuracy,
+                "ratios": ratios,
+                "targets": TARGETS,
+                "snapshot_overhead": overhead,
+                "memory": memory,
+                "raw": results,
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {args.json}")
 
 

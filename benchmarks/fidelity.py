@@ -31,8 +31,23 @@ TARGET = 0.990
 
 def run_backend(file: Path, experiment: str, backend: str, epochs: int, db: Path, mnist: str) -> int:
     """Run the experiment on one backend with the CLI; return the new run's id."""
-    command = [sys.executable, "-m", "convexp", "run", str(file), "-e", experiment, "--backend", backend,
-               "--epochs", str(epochs), "--db", str(db), "--data-dir", mnist]
+    command = [
+        sys.executable,
+        "-m",
+        "convexp",
+        "run",
+        str(file),
+        "-e",
+        experiment,
+        "--backend",
+        backend,
+        "--epochs",
+        str(epochs),
+        "--db",
+        str(db),
+        "--data-dir",
+        mnist,
+    ]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if result.returncode != 0:
@@ -57,12 +72,19 @@ def figures(db: Path, run_id: int) -> dict:
     seconds = [m.value for m in metrics if m.name == "epoch_seconds"]
     first, last = analyse_layer(series.kernels[0], int(series.steps[0])), analyse_layer(series.kernels[-1], int(series.steps[-1]))
     return {
-        "run": run_id, "backend": run.backend, "framework": f"{run.framework} {run.framework_version}",
-        "status": run.status, "epochs": run.epochs_completed,
-        "test_accuracy_per_epoch": accuracy, "final_test_accuracy": accuracy[-1] if accuracy else None,
+        "run": run_id,
+        "backend": run.backend,
+        "framework": f"{run.framework} {run.framework_version}",
+        "status": run.status,
+        "epochs": run.epochs_completed,
+        "test_accuracy_per_epoch": accuracy,
+        "final_test_accuracy": accuracy[-1] if accuracy else None,
         "best_test_accuracy": max(accuracy) if accuracy else None,
         "median_epoch_seconds": statistics.median(seconds) if seconds else None,
-        "conv1_edge_like": {str(first.step): [first.edge_like, len(first.filters)], str(last.step): [last.edge_like, len(last.filters)]},
+        "conv1_edge_like": {
+            str(first.step): [first.edge_like, len(first.filters)],
+            str(last.step): [last.edge_like, len(last.filters)],
+        },
         "conv1_edge_share_end": last.edge_share,
     }
 
@@ -80,22 +102,34 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         db = args.db or Path(folder) / "fidelity.db"
-        results = [figures(db, run_backend(args.file, args.experiment, b, args.epochs, db, args.mnist))
-                   for b in args.backends.split(",")]
+        results = [
+            figures(db, run_backend(args.file, args.experiment, b, args.epochs, db, args.mnist)) for b in args.backends.split(",")
+        ]
     print(f"{args.experiment}, {args.epochs} epochs (keras.io: about 0.991 after 12-15 epochs; target >= {TARGET})")
     print(f"{'backend':<11} {'final acc':>9} {'best acc':>9} {'s/epoch':>8} {'conv1 edge-like start -> end':>30}  >= target")
     for r in results:
         (start, (a, n)), (end, (b, m)) = r["conv1_edge_like"].items()
-        print(f"{r['backend']:<11} {r['final_test_accuracy']:>9.4f} {r['best_test_accuracy']:>9.4f} "
-              f"{r['median_epoch_seconds']:>8.2f} {f'step {start}: {a}/{n} -> step {end}: {b}/{m}':>30}  "
-              f"{'yes' if r['final_test_accuracy'] >= TARGET else 'NO'}")
+        print(
+            f"{r['backend']:<11} {r['final_test_accuracy']:>9.4f} {r['best_test_accuracy']:>9.4f} "
+            f"{r['median_epoch_seconds']:>8.2f} {f'step {start}: {a}/{n} -> step {end}: {b}/{m}':>30}  "
+            f"{'yes' if r['final_test_accuracy'] >= TARGET else 'NO'}"
+        )
         print(f"{'':<11} per epoch: {' '.join(f'{v:.4f}' for v in r['test_accuracy_per_epoch'])}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
-        "date": time.strftime("%Y-%m-%d"), "experiment": args.experiment, "epochs": args.epochs, "target": TARGET,
-        "runs": results,
-    }, indent=2) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+                "date": time.strftime("%Y-%m-%d"),
+                "experiment": args.experiment,
+                "epochs": args.epochs,
+                "target": TARGET,
+                "runs": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.json}")
 
 

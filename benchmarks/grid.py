@@ -20,14 +20,20 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[1]
-COUNTS = ("SELECT count(*) FROM runs WHERE status = 'finished'", "SELECT count(*) FROM kernel_snapshots",
-          "SELECT count(*) FROM metrics WHERE name != 'epoch_seconds'")
+COUNTS = (
+    "SELECT count(*) FROM runs WHERE status = 'finished'",
+    "SELECT count(*) FROM kernel_snapshots",
+    "SELECT count(*) FROM metrics WHERE name != 'epoch_seconds'",
+)
 
 
 def timed_run(*args: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "convexp", "run", str(REPO / "experiments.yaml"), "-e", "digits-grid", *args],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "convexp", "run", str(REPO / "experiments.yaml"), "-e", "digits-grid", *args],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - started
 
 
@@ -54,7 +60,10 @@ def main() -> None:
         sqlite = f"sqlite:///{folder}/grid.db"
         local = timed_run("--db", sqlite)
         dask = timed_run("--executor", "dask", "--workers", str(args.workers), "--db", postgres)
-        rows = [("local", "SQLite", local, counts(sqlite)), (f"dask, {args.workers} workers", "PostgreSQL", dask, counts(postgres))]
+        rows = [
+            ("local", "SQLite", local, counts(sqlite)),
+            (f"dask, {args.workers} workers", "PostgreSQL", dask, counts(postgres)),
+        ]
     print(f"{'executor':<18} {'database':<11} {'wall s':>7} {'finished':>8} {'snapshots':>9} {'metrics':>8}")
     for executor, database, seconds, (finished, snapshots, metrics) in rows:
         print(f"{executor:<18} {database:<11} {seconds:>7.1f} {finished:>8} {snapshots:>9} {metrics:>8}")

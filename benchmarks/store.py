@@ -49,8 +49,10 @@ def main() -> None:
     args = parser.parse_args()
     (run,) = resolve_runs(REPO / "experiments.yaml", ["mnist-keras-convnet"], {"epochs": 1, "snapshots": {"every": 1}})
     rng = np.random.default_rng(0)
-    kernels = {"conv1": KernelSnapshot(rng.standard_normal((32, 1, 3, 3)).astype(np.float32), np.zeros(32, np.float32)),
-               "conv2": KernelSnapshot(rng.standard_normal((64, 32, 3, 3)).astype(np.float32), np.zeros(64, np.float32))}
+    kernels = {
+        "conv1": KernelSnapshot(rng.standard_normal((32, 1, 3, 3)).astype(np.float32), np.zeros(32, np.float32)),
+        "conv2": KernelSnapshot(rng.standard_normal((64, 32, 3, 3)).astype(np.float32), np.zeros(64, np.float32)),
+    }
 
     def reader():  # what a backend hands over: fresh copies each time
         return {name: KernelSnapshot(k.kernel.copy(), k.bias.copy()) for name, k in kernels.items()}
@@ -59,9 +61,17 @@ def main() -> None:
         db = Path(folder) / "bench.db"
         store = Store(str(db))
         run_id = store.create_run(
-            experiment="bench", backend="numpy", seed=0, dataset="mnist", kernel_initializer="glorot_uniform",
-            bias_initializer="zeros", spec=run.spec.model_dump(mode="json"), convexp_version="bench",
-            backend_version="bench", framework="numpy", framework_version=np.__version__,
+            experiment="bench",
+            backend="numpy",
+            seed=0,
+            dataset="mnist",
+            kernel_initializer="glorot_uniform",
+            bias_initializer="zeros",
+            spec=run.spec.model_dump(mode="json"),
+            convexp_version="bench",
+            backend_version="bench",
+            framework="numpy",
+            framework_version=np.__version__,
         )
         started = time.perf_counter()
         recorder = RunRecorder(store, run_id, run.spec)
@@ -79,9 +89,12 @@ def main() -> None:
             assert series[1].kernels.shape == (STEPS + 1, 64, 32, 3, 3)
 
         read_seconds = median_seconds(read_all, 5)
-        with_store = median_seconds(lambda: subprocess.run([sys.executable, "-m", "convexp", "runs", "--db", str(db)],
-                                                           capture_output=True, check=True), 7)
-    help_seconds = median_seconds(lambda: subprocess.run([sys.executable, "-m", "convexp", "--help"], capture_output=True, check=True), 7)
+        with_store = median_seconds(
+            lambda: subprocess.run([sys.executable, "-m", "convexp", "runs", "--db", str(db)], capture_output=True, check=True), 7
+        )
+    help_seconds = median_seconds(
+        lambda: subprocess.run([sys.executable, "-m", "convexp", "--help"], capture_output=True, check=True), 7
+    )
     bare_python = median_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 7)
 
     rows = [

@@ -41,10 +41,16 @@ def record(db: Path, experiments: Path, mnist: str | None, backend: str, epochs:
     document = yaml.safe_load((REPO / "experiments.yaml").read_text())
     spec = dict(document["experiments"]["mnist-keras-convnet"])
     if digits:  # two conv layers on the 8x8 digits: the same page, in seconds
-        spec.update(dataset="digits", layers=[
-            {"type": "conv", "filters": 32, "kernel_size": 3, "activation": "relu"},
-            {"type": "conv", "filters": 64, "kernel_size": 3, "activation": "relu"},
-            {"type": "flatten"}, {"type": "dense", "units": 10}], batch_size=32)
+        spec.update(
+            dataset="digits",
+            layers=[
+                {"type": "conv", "filters": 32, "kernel_size": 3, "activation": "relu"},
+                {"type": "conv", "filters": 64, "kernel_size": 3, "activation": "relu"},
+                {"type": "flatten"},
+                {"type": "dense", "units": 10},
+            ],
+            batch_size=32,
+        )
     spec.update(backend=backend, epochs=epochs, snapshots={"every": 1})
     experiments.write_text(yaml.safe_dump({"experiments": {"ui-benchmark": spec}}, sort_keys=False))
     command = [sys.executable, "-m", "convexp", "run", str(experiments), "--db", str(db)]
@@ -52,8 +58,10 @@ def record(db: Path, experiments: Path, mnist: str | None, backend: str, epochs:
         command += ["--data-dir", mnist]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    print(f"recorded {epochs} epoch(s) on {backend} with every-step snapshots in {time.perf_counter() - started:.0f} s",
-          file=sys.stderr)
+    print(
+        f"recorded {epochs} epoch(s) on {backend} with every-step snapshots in {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -66,19 +74,31 @@ def many_runs(db: Path, count: int) -> None:
     with Store(db) as store:
         for index in range(count):
             run_id = store.create_run(
-                experiment=f"grid-{index % 7}", backend=("numpy", "torch", "tensorflow")[index % 3], seed=index,
-                dataset="digits", kernel_initializer="glorot_uniform", bias_initializer="zeros", spec=spec,
-                convexp_version="0.1.0", backend_version="0.1.0", framework="numpy", framework_version="2",
+                experiment=f"grid-{index % 7}",
+                backend=("numpy", "torch", "tensorflow")[index % 3],
+                seed=index,
+                dataset="digits",
+                kernel_initializer="glorot_uniform",
+                bias_initializer="zeros",
+                spec=spec,
+                convexp_version="0.1.0",
+                backend_version="0.1.0",
+                framework="numpy",
+                framework_version="2",
             )
-            metrics = [MetricRecord(45 * e, e, name, 0.5 + e / 50) for e in range(1, 21)
-                       for name in ("test_accuracy", "test_loss", "epoch_seconds")]
+            metrics = [
+                MetricRecord(45 * e, e, name, 0.5 + e / 50)
+                for e in range(1, 21)
+                for name in ("test_accuracy", "test_loss", "epoch_seconds")
+            ]
             store.record(run_id, metrics, epochs_completed=20, steps_completed=900)
             store.finish_run(run_id, "finished")
 
 
 def start_ui(db: Path) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "convexp", "ui", "--port", "0", "--db", str(db)],
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convexp", "ui", "--port", "0", "--db", str(db)], stderr=subprocess.PIPE, text=True
+    )
     for line in process.stderr:
         found = re.search(r"at (http://\S+/)", line)
         if found:
@@ -221,17 +241,35 @@ def main() -> None:
     report = {
         "run": "digits" if args.digits else f"mnist-keras-convnet, {args.backend}, {args.epochs} epoch(s), every step",
         "snapshots_per_layer": browser["snapshots"],
-        "slider_ms_median": statistics.median(slider), "slider_ms_p95": percentile(slider, 0.95), "slider_ms_max": max(slider),
-        "play_fps": browser["play_fps"], "play_frames": browser["play_frames"],
-        "rss_mib_while_scrubbing": memory, "runs_in_runs_db": args.runs,
-        "runs_page_ms": pages["/"]["server_ms"], "runs_page_round_trip_ms": pages["/"]["round_trip_ms"],
-        "api_runs_ms": pages["/api/runs"]["server_ms"], "api_runs_round_trip_ms": pages["/api/runs"]["round_trip_ms"],
+        "slider_ms_median": statistics.median(slider),
+        "slider_ms_p95": percentile(slider, 0.95),
+        "slider_ms_max": max(slider),
+        "play_fps": browser["play_fps"],
+        "play_frames": browser["play_frames"],
+        "rss_mib_while_scrubbing": memory,
+        "runs_in_runs_db": args.runs,
+        "runs_page_ms": pages["/"]["server_ms"],
+        "runs_page_round_trip_ms": pages["/"]["round_trip_ms"],
+        "api_runs_ms": pages["/api/runs"]["server_ms"],
+        "api_runs_round_trip_ms": pages["/api/runs"]["round_trip_ms"],
     }
     rows = [
-        ("slider -> conv2 grid drawn (median / p95 / max)", f"{report['slider_ms_median']:.1f} / {report['slider_ms_p95']:.1f} / {report['slider_ms_max']:.1f} ms", "< 100 ms"),
+        (
+            "slider -> conv2 grid drawn (median / p95 / max)",
+            f"{report['slider_ms_median']:.1f} / {report['slider_ms_p95']:.1f} / {report['slider_ms_max']:.1f} ms",
+            "< 100 ms",
+        ),
         (f"play conv1, {browser['play_frames']} snapshots", f"{browser['play_fps']:.1f} fps", ">= 30 fps"),
-        (f"runs page, {args.runs} runs: server (round trip)", f"{pages['/']['server_ms']:.1f} ({pages['/']['round_trip_ms']:.1f}) ms", "< 300 ms"),
-        (f"/api/runs, {args.runs} runs: server (round trip)", f"{pages['/api/runs']['server_ms']:.1f} ({pages['/api/runs']['round_trip_ms']:.1f}) ms", ""),
+        (
+            f"runs page, {args.runs} runs: server (round trip)",
+            f"{pages['/']['server_ms']:.1f} ({pages['/']['round_trip_ms']:.1f}) ms",
+            "< 300 ms",
+        ),
+        (
+            f"/api/runs, {args.runs} runs: server (round trip)",
+            f"{pages['/api/runs']['server_ms']:.1f} ({pages['/api/runs']['round_trip_ms']:.1f}) ms",
+            "",
+        ),
         (f"server RSS over {args.requests} conv2 steps", " -> ".join(f"{mib:.0f}" for _, mib in memory) + " MiB", "flat"),
     ]
     print(f"convexp ui benchmark: {report['run']}, {browser['snapshots']} snapshots per layer")

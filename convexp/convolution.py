@@ -53,8 +53,12 @@ def as_kernel(array: np.ndarray) -> np.ndarray:
 
 
 def convolve(
-    backend: Backend, images: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None,
-    stride: int = 1, padding: Padding = "valid",
+    backend: Backend,
+    images: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: int = 1,
+    padding: Padding = "valid",
 ) -> np.ndarray:
     """Cross-correlate through ``backend`` after checking that the shapes fit (errors say the sizes)."""
     images, kernel = as_images(images), as_kernel(kernel)
@@ -71,14 +75,17 @@ def convolve(
     out = backend.conv2d(images, kernel, bias, stride=stride, padding=padding)
     expected = (conv_output_size(height, kh, stride, padding), conv_output_size(width, kw, stride, padding))
     if out.shape != (images.shape[0], kernel.shape[0], *expected):
-        raise ConvexpError(f"backend '{backend.name}' returned shape {out.shape}, expected {(images.shape[0], kernel.shape[0], *expected)}")
+        raise ConvexpError(
+            f"backend '{backend.name}' returned shape {out.shape}, expected {(images.shape[0], kernel.shape[0], *expected)}"
+        )
     return out
 
 
 #: The worked example: a 5x5 image with a vertical edge, and a kernel that responds to it.
-EXAMPLE_IMAGE = np.array(
-    [[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 1, 1, 1]], dtype=np.float32
-) * np.array([1, 2, 3, 4, 5], dtype=np.float32)[:, None]
+EXAMPLE_IMAGE = (
+    np.array([[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 1, 1, 1]], dtype=np.float32)
+    * np.array([1, 2, 3, 4, 5], dtype=np.float32)[:, None]
+)
 EXAMPLE_KERNEL = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float32)
 
 
@@ -130,8 +137,7 @@ def format_explanation(e: ConvExplanation, backend_name: str) -> str:
         f"  output[0, 0] = {' + '.join(e.first_terms)} = {e.output[0, 0]:g}",
         f"Output ({oh}x{ow}), computed by backend '{backend_name}':",
         _matrix(e.output),
-        "True (mathematical) convolution flips the kernel in both directions first; "
-        "with the flipped kernel",
+        "True (mathematical) convolution flips the kernel in both directions first; with the flipped kernel",
         _matrix(e.kernel[::-1, ::-1]),
         "it would give instead:",
         _matrix(e.flipped_output),

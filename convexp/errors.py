@@ -75,6 +75,4 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str:
 def unknown_name(kind: str, value: str, choices: Iterable[str]) -> UnknownNameError:
     """Build the error for an unknown name, listing what is known and the closest match."""
     known = sorted(choices)
-    return UnknownNameError(
-        f"unknown {kind} '{value}'{did_you_mean(value, known)}; known: {', '.join(known) or 'none'}"
-    )
+    return UnknownNameError(f"unknown {kind} '{value}'{did_you_mean(value, known)}; known: {', '.join(known) or 'none'}")

@@ -43,8 +43,9 @@ class GridProgress:
 GridListener = Callable[[GridProgress, "RunOutcome | None"], None]
 
 
-def run_local(runs: list[PlannedRun], store: Store, data_dir: Path | None = None,
-              listener: RunListener | None = None) -> list[RunOutcome]:
+def run_local(
+    runs: list[PlannedRun], store: Store, data_dir: Path | None = None, listener: RunListener | None = None
+) -> list[RunOutcome]:
     """Every run in this process, one after another (the default executor)."""
     return execute(runs, store, data_dir, listener)
 
@@ -96,14 +97,19 @@ def run_on_dask(
             # a worker holds only the run it trains, so one that dies takes no waiting run down with it.
             resources = {RUN_RESOURCE: 1}
             cluster = distributed.LocalCluster(
-                n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                dashboard_address=None, resources=resources,
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                resources=resources,
             )
         try:
             with distributed.Client(cluster if cluster is not None else scheduler) as client:
+
                 def submit(run_id: int, key: str):
-                    return client.submit(train_queued_run, run_id, store.url, data, key=key,
-                                         retries=max_retries, pure=False, resources=resources)
+                    return client.submit(
+                        train_queued_run, run_id, store.url, data, key=key, retries=max_retries, pure=False, resources=resources
+                    )
 
                 futures = [submit(run_id, f"convexp-run-{run_id}") for run_id in run_ids]
                 outcomes = _collect(futures, run_ids, runs, store, listener, distributed, submit)

@@ -51,9 +51,7 @@ def fans_of(shape: tuple[int, ...]) -> Fans:
         return Fans(receptive_field * in_channels, receptive_field * out_channels)
     if len(shape) == 2:
         return Fans(shape[0], shape[1])
-    raise ConvexpError(
-        f"fans are defined for conv (out, in, kh, kw) and dense (in, units) kernels, not shape {shape}"
-    )
+    raise ConvexpError(f"fans are defined for conv (out, in, kh, kw) and dense (in, units) kernels, not shape {shape}")
 
 
 @dataclass(frozen=True)
@@ -178,43 +176,50 @@ INITIALIZERS: dict[str, Initializer] = {
     init.name: init
     for init in [
         Initializer(
-            "glorot_uniform", "uniform",
+            "glorot_uniform",
+            "uniform",
             "U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out))",
             _variance_scaling(1.0, "fan_avg", "uniform"),
             "Glorot & Bengio 2010; Keras GlorotUniform (the Keras Conv2D default)",
         ),
         Initializer(
-            "glorot_normal", "truncated_normal",
+            "glorot_normal",
+            "truncated_normal",
             f"N(0, stddev), stddev = sqrt(2 / (fan_in + fan_out)) / 0.87962566, {_TRUNC}",
             _variance_scaling(1.0, "fan_avg", "truncated_normal"),
             "Glorot & Bengio 2010; Keras GlorotNormal",
         ),
         Initializer(
-            "he_uniform", "uniform",
+            "he_uniform",
+            "uniform",
             "U(-limit, limit), limit = sqrt(6 / fan_in)",
             _variance_scaling(2.0, "fan_in", "uniform"),
             "He et al. 2015; Keras HeUniform; torch kaiming_uniform_(a=0)",
         ),
         Initializer(
-            "he_normal", "truncated_normal",
+            "he_normal",
+            "truncated_normal",
             f"N(0, stddev), stddev = sqrt(2 / fan_in) / 0.87962566, {_TRUNC}",
             _variance_scaling(2.0, "fan_in", "truncated_normal"),
             "He et al. 2015; Keras HeNormal (torch kaiming_normal_ is not truncated)",
         ),
         Initializer(
-            "lecun_uniform", "uniform",
+            "lecun_uniform",
+            "uniform",
             "U(-limit, limit), limit = sqrt(3 / fan_in)",
             _variance_scaling(1.0, "fan_in", "uniform"),
             "LeCun et al. 1998; Keras LecunUniform",
         ),
         Initializer(
-            "lecun_normal", "truncated_normal",
+            "lecun_normal",
+            "truncated_normal",
             f"N(0, stddev), stddev = sqrt(1 / fan_in) / 0.87962566, {_TRUNC}",
             _variance_scaling(1.0, "fan_in", "truncated_normal"),
             "LeCun et al. 1998; Keras LecunNormal",
         ),
         Initializer(
-            "orthogonal", "orthogonal",
+            "orthogonal",
+            "orthogonal",
             "each output unit's weight vector (length fan_in) orthonormal to the others, gain 1 "
             "(the columns instead, when there are more units than the vector length)",
             lambda fans: 1.0,
@@ -223,7 +228,8 @@ INITIALIZERS: dict[str, Initializer] = {
         Initializer("zeros", "constant", "every weight = 0", lambda fans: 0.0, "Keras Zeros"),
         Initializer("ones", "constant", "every weight = 1", lambda fans: 1.0, "Keras Ones"),
         Initializer(
-            "torch_default", "uniform",
+            "torch_default",
+            "uniform",
             "U(-limit, limit), limit = 1 / sqrt(fan_in)  (kaiming_uniform with a = sqrt(5))",
             lambda fans: 1.0 / math.sqrt(fans.fan_in),
             "PyTorch nn.Conv2d / nn.Linear reset_parameters (kernel and bias)",

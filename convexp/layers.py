@@ -151,8 +151,7 @@ def plan(layers: list, input_shape: tuple[int, int, int], num_classes: int) -> l
         raise ShapeError(f"the last layer must be dense with units = {num_classes} (the number of classes)")
     if planned[-1].layer.units != num_classes:
         raise ShapeError(
-            f"the last layer ({planned[-1].name}) has {planned[-1].layer.units} units "
-            f"but the dataset has {num_classes} classes"
+            f"the last layer ({planned[-1].name}) has {planned[-1].layer.units} units but the dataset has {num_classes} classes"
         )
     return planned
 
@@ -170,9 +169,7 @@ def _output_shape(layer, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
             padding = "valid"
             what = f"pool {kh}x{kw}"
         if padding == "valid" and (kh > height or kw > width):
-            raise ShapeError(
-                f"{where}: {what} is larger than its {height}x{width} input with padding 'valid'"
-            )
+            raise ShapeError(f"{where}: {what} is larger than its {height}x{width} input with padding 'valid'")
         out_h = conv_output_size(height, kh, stride, padding)
         out_w = conv_output_size(width, kw, stride, padding)
         return (layer.filters if isinstance(layer, Conv) else channels, out_h, out_w)
@@ -222,21 +219,41 @@ def filters_sentence(planned: Sequence[PlannedLayer]) -> str:
             parts.append(f"{p.name}: {out} filters of {kh}x{kw}x{channels} = {out * channels * kh * kw} weights + {out} biases")
     if not parts:
         return "This network has no conv layer."
-    return ("A conv layer's filters are its weights, and with the biases they are the only parameters training "
-            "changes there (" + "; ".join(parts) + ").")
+    return (
+        "A conv layer's filters are its weights, and with the biases they are the only parameters training "
+        "changes there (" + "; ".join(parts) + ")."
+    )
 
 
 def format_parameter_table(planned: Sequence[PlannedLayer]) -> list[str]:
     """The parameter table as aligned text lines, with the total and :func:`filters_sentence` under it."""
     rows = parameter_table(planned)
     cells = [["layer", "output", "kernel", "weights", "biases", "parameters"]]
-    cells += [[r.name, "x".join(map(str, r.output_shape)), "x".join(map(str, r.kernel_shape)) if r.kernel_shape else "-",
-               str(r.weights), str(r.biases), str(r.parameters)] for r in rows]
-    cells.append(["total", "", "", str(sum(r.weights for r in rows)), str(sum(r.biases for r in rows)),
-                  str(sum(r.parameters for r in rows))])
+    cells += [
+        [
+            r.name,
+            "x".join(map(str, r.output_shape)),
+            "x".join(map(str, r.kernel_shape)) if r.kernel_shape else "-",
+            str(r.weights),
+            str(r.biases),
+            str(r.parameters),
+        ]
+        for r in rows
+    ]
+    cells.append(
+        [
+            "total",
+            "",
+            "",
+            str(sum(r.weights for r in rows)),
+            str(sum(r.biases for r in rows)),
+            str(sum(r.parameters for r in rows)),
+        ]
+    )
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-             for row in cells]
+    lines = [
+        "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in cells
+    ]
     return [*lines, filters_sentence(planned)]
 
 

@@ -114,9 +114,7 @@ def get_backends() -> dict[str, Backend]:
 
         def register(backend: Backend, _plugin_name: str = plugin_name) -> None:
             if not isinstance(backend, Backend):
-                raise ConvexpError(
-                    f"plugin '{_plugin_name}' registered {backend!r}, which is not a convexp.backend.Backend"
-                )
+                raise ConvexpError(f"plugin '{_plugin_name}' registered {backend!r}, which is not a convexp.backend.Backend")
             if backend.name in backends and owners[backend.name] != _plugin_name:
                 raise ConvexpError(
                     f"backend '{backend.name}' is registered by both '{owners[backend.name]}' and '{_plugin_name}'"
@@ -169,13 +167,18 @@ def describe_backends() -> list[BackendInfo]:
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
         infos.append(
-            BackendInfo(
-                name, _backend_owners[name], plugin_version(name), backend.framework, version, reason is None, reason
-            )
+            BackendInfo(name, _backend_owners[name], plugin_version(name), backend.framework, version, reason is None, reason)
         )
     for plugin_name, failure in plugin_failures.items():
         infos.append(
-            BackendInfo(plugin_name, plugin_name, _plugin_versions.get(plugin_name, "unknown"), "?", None, False,
-                        f"plugin failed to load: {failure}")
+            BackendInfo(
+                plugin_name,
+                plugin_name,
+                _plugin_versions.get(plugin_name, "unknown"),
+                "?",
+                None,
+                False,
+                f"plugin failed to load: {failure}",
+            )
         )
     return infos

@@ -47,7 +47,11 @@ class RunRecorder:
     """A :class:`~convexp.training.TrainingObserver` that records one run into a :class:`Store`."""
 
     def __init__(
-        self, store: Store, run_id: int, spec: RunSpec, progress: ProgressListener | None = None,
+        self,
+        store: Store,
+        run_id: int,
+        spec: RunSpec,
+        progress: ProgressListener | None = None,
         resume_from: Checkpoint | None = None,
     ):
         """``resume_from``: the checkpoint a resumed run goes on from (what precedes it is recorded)."""
@@ -89,8 +93,11 @@ class RunRecorder:
         if self.every and step % self.every == 0:
             self._snapshot(step, epoch, kernels)
         self.steps_completed = step  # only once the step's rows are buffered: a flush never claims a step it lacks
-        if (self.buffered_bytes >= FLUSH_BYTES or len(self.metrics) >= FLUSH_METRICS
-                or time.monotonic() - self.last_flush >= HEARTBEAT_SECONDS):
+        if (
+            self.buffered_bytes >= FLUSH_BYTES
+            or len(self.metrics) >= FLUSH_METRICS
+            or time.monotonic() - self.last_flush >= HEARTBEAT_SECONDS
+        ):
             self.flush()
         if self.progress:
             self.progress.step(step, epoch, metrics)

@@ -187,9 +187,7 @@ def _execute_one(run: PlannedRun, job: TrainingJob, store: Store, listener: RunL
     return _train_and_record(run, job, store, create_run(run, store), listener)
 
 
-def _train_and_record(
-    run: PlannedRun, job: TrainingJob, store: Store, run_id: int, listener: RunListener | None
-) -> RunOutcome:
+def _train_and_record(run: PlannedRun, job: TrainingJob, store: Store, run_id: int, listener: RunListener | None) -> RunOutcome:
     backend = run.backend
     outcome = RunOutcome(run_id, run.experiment, backend.name, "running")
     recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from)

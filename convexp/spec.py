@@ -23,7 +23,7 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -232,7 +232,7 @@ def _field_names(loc: tuple) -> list[str]:
     if loc[0] == "optimizer":
         return list({**SGD.model_fields, **Adam.model_fields})
     if loc[0] == "layers":
-        by_type = {m.model_fields["type"].annotation.__args__[0]: m for m in (Conv, MaxPool, ReLU, Flatten, Dropout, Dense)}
+        by_type = {get_args(m.model_fields["type"].annotation)[0]: m for m in (Conv, MaxPool, ReLU, Flatten, Dropout, Dense)}
         model = by_type.get(loc[-1]) if len(loc) > 2 else None
         return list(model.model_fields) if model else []
     return []
@@ -243,15 +243,19 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
     says ``default``, has a framework default initializer. Raises ``ValueError("field '...': ...")``."""
     names = list(backends)
     if spec.backend not in backends:
-        raise ValueError(f"field 'backend': unknown backend '{spec.backend}'{did_you_mean(spec.backend, names)}; "
-                         f"known: {', '.join(names) or 'none'}")
+        raise ValueError(
+            f"field 'backend': unknown backend '{spec.backend}'{did_you_mean(spec.backend, names)}; "
+            f"known: {', '.join(names) or 'none'}"
+        )
     for field in ("initializer", "bias_initializer"):
         if getattr(spec, field) == "default" and not backends[spec.backend].default_initializers:
             raise ValueError(f"field '{field}': backend '{spec.backend}' has no framework default initializer; name one")
 
 
 def resolve_runs(
-    path: str | Path, names: list[str] | None = None, overrides: dict[str, Any] | None = None,
+    path: str | Path,
+    names: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
     backends: Mapping[str, Backend] | None = None,
 ) -> list[ResolvedRun]:
     """Validate the named experiments of a file (default: its default one) and expand them into runs.
@@ -284,7 +288,9 @@ def resolve_runs(
             text = str(exc)
             field = text.split("'")[1] if text.startswith("field '") else ""
             given = f" (given on the command line as --{field})" if field in (overrides or {}) else ""
-            raise SpecError(f"{path}: experiment '{name}': {text if text.startswith('field ') else 'field ' + text}{given}") from None
+            raise SpecError(
+                f"{path}: experiment '{name}': {text if text.startswith('field ') else 'field ' + text}{given}"
+            ) from None
     return runs
 
 

@@ -17,8 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field
 # what a backend hands back lives in a leaf module; re-exported here, where backends look for it
 from convexp.types import Checkpoint, KernelReader, KernelSnapshot, StateReader
 
-__all__ = ["SGD", "Adam", "Optimizer", "TrainingJob", "TrainingObserver", "run_epochs", "Checkpoint", "KernelReader",
-           "KernelSnapshot", "StateReader", "STEP_METRICS", "EPOCH_METRICS"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "Optimizer",
+    "TrainingJob",
+    "TrainingObserver",
+    "run_epochs",
+    "Checkpoint",
+    "KernelReader",
+    "KernelSnapshot",
+    "StateReader",
+    "STEP_METRICS",
+    "EPOCH_METRICS",
+]
 
 if TYPE_CHECKING:
     import numpy as np

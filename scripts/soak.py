@@ -34,10 +34,19 @@ EPOCHS, BATCH, TRAIN = 12, 64, 1437
 STEPS = EPOCHS * -(-TRAIN // BATCH)
 SEEDS = (0, 1, 2, 3)
 SPEC = {
-    "dataset": "digits", "backend": "numpy", "epochs": EPOCHS, "batch_size": BATCH,
-    "layers": [{"type": "conv", "filters": 8, "kernel_size": 3, "activation": "relu"}, {"type": "maxpool", "pool_size": 2},
-               {"type": "dropout", "rate": 0.2}, {"type": "flatten"}, {"type": "dense", "units": 10}],
-    "optimizer": {"name": "adam", "learning_rate": 0.01}, "snapshots": {"every": 1},
+    "dataset": "digits",
+    "backend": "numpy",
+    "epochs": EPOCHS,
+    "batch_size": BATCH,
+    "layers": [
+        {"type": "conv", "filters": 8, "kernel_size": 3, "activation": "relu"},
+        {"type": "maxpool", "pool_size": 2},
+        {"type": "dropout", "rate": 0.2},
+        {"type": "flatten"},
+        {"type": "dense", "units": 10},
+    ],
+    "optimizer": {"name": "adam", "learning_rate": 0.01},
+    "snapshots": {"every": 1},
 }
 #: Exits that are not failures: finished, killed by us, or refused to resume a run another writer holds.
 REFUSALS = ("is still running", "nothing to resume")
@@ -45,8 +54,9 @@ REFUSALS = ("is still running", "nothing to resume")
 
 def list_runs(db: Path, counts: dict[str, int]) -> list[dict]:
     """`convexp runs` as JSON; a failure of the command itself counts as an unexpected error."""
-    result = subprocess.run([sys.executable, "-m", "convexp", "runs", "--db", str(db), "--format", "json"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "convexp", "runs", "--db", str(db), "--format", "json"], capture_output=True, text=True
+    )
     if result.returncode != 0:
         counts["unexpected errors"] += 1
         print(f"convexp runs failed: {result.stderr.strip()}", file=sys.stderr)
@@ -84,9 +94,15 @@ def check(db: Path, counts: dict[str, int], final: bool = False, reference: dict
         if "runs" not in tables or "heartbeat_at" not in {c[1] for c in connection.execute("PRAGMA table_info(runs)")}:
             return
         for run_id, steps, status, seed in connection.execute("SELECT id, steps_completed, status, seed FROM runs"):
-            snaps = [s for (s,) in connection.execute("SELECT step FROM kernel_snapshots WHERE run_id = ? ORDER BY step", (run_id,))]
-            losses = [s for (s,) in connection.execute(
-                "SELECT step FROM metrics WHERE run_id = ? AND name = 'train_loss' ORDER BY step", (run_id,))]
+            snaps = [
+                s for (s,) in connection.execute("SELECT step FROM kernel_snapshots WHERE run_id = ? ORDER BY step", (run_id,))
+            ]
+            losses = [
+                s
+                for (s,) in connection.execute(
+                    "SELECT step FROM metrics WHERE run_id = ? AND name = 'train_loss' ORDER BY step", (run_id,)
+                )
+            ]
             counts["duplicated rows"] += (len(snaps) - len(set(snaps))) + (len(losses) - len(set(losses)))
             expected_snaps = list(range(steps + 1)) if snaps or steps else []
             if sorted(set(snaps)) != expected_snaps or sorted(set(losses)) != list(range(1, steps + 1)):
@@ -98,7 +114,8 @@ def check(db: Path, counts: dict[str, int], final: bool = False, reference: dict
                 if len(snaps) != STEPS + 1 or len(losses) != STEPS:
                     counts["lost rows"] += 1
                 kernel = connection.execute(
-                    "SELECT kernel FROM kernel_snapshots WHERE run_id = ? AND step = ?", (run_id, STEPS)).fetchone()[0]
+                    "SELECT kernel FROM kernel_snapshots WHERE run_id = ? AND step = ?", (run_id, STEPS)
+                ).fetchone()[0]
                 if reference is not None and kernel != reference[seed]:
                     counts["final kernels differing from an uninterrupted run"] += 1
     finally:
@@ -115,9 +132,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="convexp-soak-"))
     experiments = work / "experiments.yaml"
     experiments.write_text(yaml.safe_dump({"experiments": {f"soak-{s}": {**SPEC, "seed": s} for s in SEEDS}}))
-    counts = {"integrity failures": 0, "runs with gaps": 0, "lost rows": 0, "duplicated rows": 0,
-              "runs not finished at the end": 0, "final kernels differing from an uninterrupted run": 0,
-              "unexpected errors": 0}
+    counts = {
+        "integrity failures": 0,
+        "runs with gaps": 0,
+        "lost rows": 0,
+        "duplicated rows": 0,
+        "runs not finished at the end": 0,
+        "final kernels differing from an uninterrupted run": 0,
+        "unexpected errors": 0,
+    }
     kills = migration_kills = rounds = 0
     databases: list[Path] = []
     started = time.monotonic()
@@ -156,32 +179,55 @@ def main() -> None:
                 print(f"unexpected exit {writer.returncode}: {err.strip().splitlines()[-1:]}", file=sys.stderr)
         for database in databases:
             check(database, counts)
-        print(f"round {rounds}: {kills} kills ({migration_kills} on new or old-schema files, during start-up and migration)", file=sys.stderr)
+        print(
+            f"round {rounds}: {kills} kills ({migration_kills} on new or old-schema files, during start-up and migration)",
+            file=sys.stderr,
+        )
 
     # finish every stopped run, then compare with uninterrupted runs of the same seeds
     reference_db = work / "reference.db"
-    subprocess.run([sys.executable, "-m", "convexp", "run", str(experiments), *sum((["-e", f"soak-{s}"] for s in SEEDS), []),
-                    "--db", str(reference_db)], capture_output=True, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convexp",
+            "run",
+            str(experiments),
+            *sum((["-e", f"soak-{s}"] for s in SEEDS), []),
+            "--db",
+            str(reference_db),
+        ],
+        capture_output=True,
+        check=True,
+    )
     with sqlite3.connect(reference_db) as connection:
-        reference = dict(connection.execute(
-            "SELECT r.seed, k.kernel FROM runs r JOIN kernel_snapshots k ON k.run_id = r.id WHERE k.step = ?", (STEPS,)))
+        reference = dict(
+            connection.execute(
+                "SELECT r.seed, k.kernel FROM runs r JOIN kernel_snapshots k ON k.run_id = r.id WHERE k.step = ?", (STEPS,)
+            )
+        )
     resumed = 0
     for db in databases:
         if not db.exists():
             continue
         for run in list_runs(db, counts):
             if run["status"] != "finished":
-                result = subprocess.run([sys.executable, "-m", "convexp", "run", "--resume", str(run["id"]), "--db", str(db)],
-                                        capture_output=True, text=True)
+                result = subprocess.run(
+                    [sys.executable, "-m", "convexp", "run", "--resume", str(run["id"]), "--db", str(db)],
+                    capture_output=True,
+                    text=True,
+                )
                 resumed += 1
                 if result.returncode != 0:
                     counts["unexpected errors"] += 1
                     print(f"resume {run['id']} failed: {result.stderr.strip()}", file=sys.stderr)
         check(db, counts, final=True, reference=reference)
     total_runs = sum(sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()[0] for db in databases if db.exists())
-    print(f"\n{kills} SIGKILLs ({migration_kills} during start-up/migration) in {rounds} rounds of {args.writers} writers, "
-          f"{len(databases)} database files, {total_runs} runs ({resumed} resumed at the end), "
-          f"{time.monotonic() - started:.0f} s; files in {work}")
+    print(
+        f"\n{kills} SIGKILLs ({migration_kills} during start-up/migration) in {rounds} rounds of {args.writers} writers, "
+        f"{len(databases)} database files, {total_runs} runs ({resumed} resumed at the end), "
+        f"{time.monotonic() - started:.0f} s; files in {work}"
+    )
     width = max(map(len, counts))
     for name, value in counts.items():
         print(f"  {name:<{width}}  {value}")

@@ -19,7 +19,11 @@ MNIST_ENV = "CONVEXP_TEST_MNIST"
 def mnist_folder() -> Path | None:
     """The MNIST IDX folder tests use: $CONVEXP_TEST_MNIST, else ../shared/data/mnist beside the repo."""
     candidate = Path(os.environ.get(MNIST_ENV) or REPO.parent / "shared" / "data" / "mnist")
-    return candidate if (candidate / "train-images-idx3-ubyte.gz").exists() or (candidate / "train-images-idx3-ubyte").exists() else None
+    return (
+        candidate
+        if (candidate / "train-images-idx3-ubyte.gz").exists() or (candidate / "train-images-idx3-ubyte").exists()
+        else None
+    )
 
 
 @pytest.fixture
@@ -37,8 +41,20 @@ def mnist_keras_run(tmp_path_factory) -> Path:
     if folder is None:
         pytest.skip(f"MNIST IDX files not found: set {MNIST_ENV} or put them in ../shared/data/mnist")
     db = tmp_path_factory.mktemp("mnist-run") / "r.db"
-    result = run_cli("run", "-e", "mnist-keras-convnet", "--backend", "numpy", "--epochs", "1",
-                     "--data-dir", str(folder), "--db", str(db), cwd=REPO)
+    result = run_cli(
+        "run",
+        "-e",
+        "mnist-keras-convnet",
+        "--backend",
+        "numpy",
+        "--epochs",
+        "1",
+        "--data-dir",
+        str(folder),
+        "--db",
+        str(db),
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     return db
 
@@ -87,7 +103,12 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, input:
     """Run the convexp command as a user would, in a fresh process (``input`` is what the user types)."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "convexp", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900,
+        [sys.executable, "-m", "convexp", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
         input=input,
     )
 
@@ -107,7 +128,7 @@ def postgres_url() -> Iterator[str]:
 
     admin = os.environ.get(POSTGRES_ENV)
     if not admin:
-        pytest.skip(f"{POSTGRES_ENV} is not set: start a server with `eval \"$(bash scripts/start-postgres.sh)\"` (CI does)")
+        pytest.skip(f'{POSTGRES_ENV} is not set: start a server with `eval "$(bash scripts/start-postgres.sh)"` (CI does)')
     name = f"convexp_test_{uuid.uuid4().hex[:12]}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:

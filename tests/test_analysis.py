@@ -43,7 +43,9 @@ def test_every_operator_matches_itself(name):
     assert matched == name or np.allclose(np.corrcoef(OPERATORS[matched].ravel(), OPERATORS[name].ravel())[0, 1], 1.0)
 
 
-@pytest.mark.parametrize("name, angle", [("sobel_x", 0), ("sobel_y", 90), ("-sobel_x", 0), ("diagonal_45", 45), ("diagonal_135", 135)])
+@pytest.mark.parametrize(
+    "name, angle", [("sobel_x", 0), ("sobel_y", 90), ("-sobel_x", 0), ("diagonal_45", 45), ("diagonal_135", 135)]
+)
 def test_orientation_of_edge_operators(name, angle):
     measured, coherence = orientation(OPERATORS[name])
     assert min(abs(measured - angle), 180 - abs(measured - angle)) < 1.0
@@ -68,10 +70,19 @@ def test_random_filters_are_rarely_edge_like():
 def two_seeds(tmp_path_factory):
     """Two runs of a small digits experiment that differ only by seed, every step recorded."""
     folder = tmp_path_factory.mktemp("seeds")
-    body = {**TINY_DIGITS, "layers": [
-        {"type": "conv", "filters": 8, "kernel_size": 3, "activation": "relu"},
-        {"type": "maxpool", "pool_size": 2}, {"type": "flatten"}, {"type": "dense", "units": 10}],
-        "seed": [0, 1], "epochs": 3, "optimizer": {"name": "adam", "learning_rate": 0.01}, "snapshots": {"every": 1}}
+    body = {
+        **TINY_DIGITS,
+        "layers": [
+            {"type": "conv", "filters": 8, "kernel_size": 3, "activation": "relu"},
+            {"type": "maxpool", "pool_size": 2},
+            {"type": "flatten"},
+            {"type": "dense", "units": 10},
+        ],
+        "seed": [0, 1],
+        "epochs": 3,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "snapshots": {"every": 1},
+    }
     path = write_experiments(folder / "e.yaml", {"seeds": body})
     db = folder / "r.db"
     result = run_cli("run", str(path), "--db", str(db))
@@ -114,7 +125,10 @@ def test_compare_selects_runs_by_experiment_and_backend(two_seeds):
 def test_filters_command_reports_operators_and_edge_share(two_seeds):
     table = run_cli("filters", "1", "--db", str(two_seeds))
     assert table.returncode == 0, table.stderr
-    assert "best_operator" in table.stdout and "edge-like (best match an edge operator with correlation >= 0.8): step 0:" in table.stdout
+    assert (
+        "best_operator" in table.stdout
+        and "edge-like (best match an edge operator with correlation >= 0.8): step 0:" in table.stdout
+    )
     data = json.loads(run_cli("filters", "1", "--db", str(two_seeds), "--format", "json", "--step", "0").stdout)
     assert len(data["filters"]) == 8 and set(data["edge_share"]) == {"0"}
 
@@ -144,12 +158,15 @@ def test_evolution_as_animated_gif(two_seeds, tmp_path):
     assert Image.open(out).n_frames > 10
 
 
-@pytest.mark.parametrize("command, out, fragment", [
-    (["plot", "filters", "1"], "f.txt", "cannot write '.txt' files; use one of"),
-    (["plot", "curves", "1"], "missing/c.png", "missing does not exist"),
-    (["report", "1"], "missing/r.html", "missing does not exist"),
-    (["report", "1"], "r.pdf", "use one of .htm, .html"),
-])
+@pytest.mark.parametrize(
+    "command, out, fragment",
+    [
+        (["plot", "filters", "1"], "f.txt", "cannot write '.txt' files; use one of"),
+        (["plot", "curves", "1"], "missing/c.png", "missing does not exist"),
+        (["report", "1"], "missing/r.html", "missing does not exist"),
+        (["report", "1"], "r.pdf", "use one of .htm, .html"),
+    ],
+)
 def test_an_out_that_cannot_be_written_is_refused_before_drawing(two_seeds, tmp_path, command, out, fragment):
     from tests.test_cli import assert_one_line_error
 
@@ -187,9 +204,17 @@ def test_report_opens_in_headless_chromium_with_every_image_and_no_network(two_s
     assert "http://" not in text and "https://" not in text
     with sync_api.sync_playwright() as playwright:
         # playwright gives the browser a fresh profile of its own (the --user-data-dir the issue asks for)
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page()
         requested = []
         page.on("request", lambda request: requested.append(request.url))
@@ -207,16 +232,20 @@ def test_report_opens_in_headless_chromium_with_every_image_and_no_network(two_s
 def test_compare_says_which_layers_it_could_not_compare_and_why(tmp_path):
     conv = lambda filters, size: {"type": "conv", "filters": filters, "kernel_size": size, "activation": "relu"}  # noqa: E731
     head = [{"type": "flatten"}, {"type": "dense", "units": 10}]
-    path = write_experiments(tmp_path / "e.yaml", {
-        "a": {**TINY_DIGITS, "layers": [conv(4, 3), *head]},
-        "b": {**TINY_DIGITS, "layers": [conv(6, 5), *head]},
-        "c": {**TINY_DIGITS, "layers": head},
-    })
+    path = write_experiments(
+        tmp_path / "e.yaml",
+        {
+            "a": {**TINY_DIGITS, "layers": [conv(4, 3), *head]},
+            "b": {**TINY_DIGITS, "layers": [conv(6, 5), *head]},
+            "c": {**TINY_DIGITS, "layers": head},
+        },
+    )
     db = tmp_path / "r.db"
     assert run_cli("run", str(path), "-e", "a", "-e", "b", "-e", "c", "--db", str(db)).returncode == 0
     shapes = compare_json(db, "1", "2")
     assert shapes["layers"] == [] and shapes["layers_not_compared"] == {
-        "conv1": "kernel shapes differ (run 1 [4, 1, 3, 3], run 2 [6, 1, 5, 5])"}
+        "conv1": "kernel shapes differ (run 1 [4, 1, 3, 3], run 2 [6, 1, 5, 5])"
+    }
     assert compare_json(db, "1", "3")["layers_not_compared"] == {"conv1": "no snapshots in run(s) 3"}
     table = run_cli("compare", "1", "3", "--db", str(db)).stdout
     assert "conv1: filters not compared: no snapshots in run(s) 3" in table

@@ -16,15 +16,22 @@ def run(*args: str) -> dict:
 
 
 def test_convexp_epoch_program_reports_times_snapshots_and_memory(mnist_dir):
-    report = run("benchmarks/convexp_epoch.py", str(mnist_dir), "numpy", "--every-step", "--train-examples", "640", "--epochs", "2")
+    report = run(
+        "benchmarks/convexp_epoch.py", str(mnist_dir), "numpy", "--every-step", "--train-examples", "640", "--epochs", "2"
+    )
     assert report["conv2_snapshots"] == 2 * 5 + 1  # step 0 and every one of the 5 steps of each epoch
     assert len(report["epoch_seconds"]) == 2 and len(report["rss_after_epoch_mib"]) == 2
     assert 0 < report["recording_seconds"] < report["wall_seconds"]
 
 
 def test_store_benchmark_runs(tmp_path):
-    result = subprocess.run([sys.executable, "benchmarks/store.py", "--json", str(tmp_path / "store.json")],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "benchmarks/store.py", "--json", str(tmp_path / "store.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "store.json").read_text())
     assert report["read all snapshots of conv1 and conv2"] > 0 and report["database_mib"] > 30
@@ -40,8 +47,22 @@ def test_ui_benchmark_runs_and_reports(tmp_path):
 
     if not (shutil.which("chromium") or shutil.which("chromium-browser")):
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
-    report = run("benchmarks/ui.py", "--digits", "--backend", "numpy", "--epochs", "1", "--runs", "50", "--requests", "200",
-                 "--slides", "5", "--json", str(tmp_path / "ui.json"))
+    report = run(
+        "benchmarks/ui.py",
+        "--digits",
+        "--backend",
+        "numpy",
+        "--epochs",
+        "1",
+        "--runs",
+        "50",
+        "--requests",
+        "200",
+        "--slides",
+        "5",
+        "--json",
+        str(tmp_path / "ui.json"),
+    )
     assert report["snapshots_per_layer"] == 46 and report["play_frames"] == 45
     assert report["slider_ms_median"] > 0 and report["play_fps"] > 0 and report["runs_page_ms"] > 0
     assert [done for done, _ in report["rss_mib_while_scrubbing"]] == [0, 40, 80, 120, 160, 200]
@@ -53,9 +74,26 @@ def test_fidelity_script_runs_and_reports(tmp_path):
 
     experiments = write_experiments(tmp_path / "e.yaml", {"tiny": {**TINY_DIGITS, "snapshots": {"every": 5}}})
     out = tmp_path / "fidelity.json"
-    result = subprocess.run([sys.executable, "benchmarks/fidelity.py", "--file", str(experiments), "--experiment", "tiny",
-                             "--epochs", "2", "--backends", "numpy", "--json", str(out)],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/fidelity.py",
+            "--file",
+            str(experiments),
+            "--experiment",
+            "tiny",
+            "--epochs",
+            "2",
+            "--backends",
+            "numpy",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = json.loads(out.read_text())["runs"]
     assert run["status"] == "finished" and run["epochs"] == 2 and len(run["test_accuracy_per_epoch"]) == 2

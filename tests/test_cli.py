@@ -37,11 +37,16 @@ def test_every_step_schedule_records_steps_plus_one_snapshots(quickstart):
     db = sqlite3.connect(folder / "convexp.db")
     steps = db.execute("SELECT steps_completed FROM runs WHERE id = 1").fetchone()[0]
     assert steps == 20 * math.ceil(1437 / 32)
-    count, first, last = db.execute("SELECT count(*), min(step), max(step) FROM kernel_snapshots WHERE run_id = 1 AND layer = 'conv1'").fetchone()
+    count, first, last = db.execute(
+        "SELECT count(*), min(step), max(step) FROM kernel_snapshots WHERE run_id = 1 AND layer = 'conv1'"
+    ).fetchone()
     assert (count, first, last) == (steps + 1, 0, steps)
     metric_steps = db.execute("SELECT count(*) FROM metrics WHERE run_id = 1 AND name = 'train_loss'").fetchone()[0]
     assert metric_steps == steps
-    assert db.execute("SELECT count(*) FROM metrics WHERE name IN ('test_loss', 'test_accuracy', 'epoch_seconds')").fetchone()[0] == 60
+    assert (
+        db.execute("SELECT count(*) FROM metrics WHERE name IN ('test_loss', 'test_accuracy', 'epoch_seconds')").fetchone()[0]
+        == 60
+    )
 
 
 def test_step_zero_kernels_lie_within_the_glorot_limit(quickstart):
@@ -82,9 +87,11 @@ def test_variance_of_a_large_glorot_layer_read_straight_from_sqlite(tmp_path):
     path = write_experiments(tmp_path / "e.yaml", {"wide": body})
     result = run_cli("run", str(path), "--db", str(tmp_path / "r.db"))
     assert result.returncode == 0, result.stderr
-    blob, shape = sqlite3.connect(tmp_path / "r.db").execute(
-        "SELECT kernel, shape FROM kernel_snapshots WHERE layer = 'conv2' AND step = 0"
-    ).fetchone()
+    blob, shape = (
+        sqlite3.connect(tmp_path / "r.db")
+        .execute("SELECT kernel, shape FROM kernel_snapshots WHERE layer = 'conv2' AND step = 0")
+        .fetchone()
+    )
     kernel = np.frombuffer(blob, "<f4").reshape(json.loads(shape)).astype(np.float64)
     assert kernel.size == 64 * 32 * 9
     limit = math.sqrt(6 / (9 * 32 + 9 * 64))
@@ -166,8 +173,10 @@ def assert_one_line_error(result, *fragments):
     [
         ("experiments:\n  tiny: {dataset: digits\n", ["malformed YAML"]),
         (None, ["experiment 'tiny'", "field 'epohcs'", "did you mean 'epochs'"]),
-        ("experiments:\n  tiny: {dataset: digits, backend: tensorflw, epochs: 1, layers: [{type: flatten}, {type: dense, units: 10}]}\n",
-         ["field 'backend'", "unknown backend 'tensorflw'"]),
+        (
+            "experiments:\n  tiny: {dataset: digits, backend: tensorflw, epochs: 1, layers: [{type: flatten}, {type: dense, units: 10}]}\n",
+            ["field 'backend'", "unknown backend 'tensorflw'"],
+        ),
     ],
 )
 def test_bad_experiment_files_leave_the_database_as_it_was(existing_db, tmp_path, content, fragments):
@@ -182,8 +191,10 @@ def test_bad_experiment_files_leave_the_database_as_it_was(existing_db, tmp_path
 
 
 def test_missing_mnist_says_how_to_get_it(existing_db, tmp_path):
-    path = write_experiments(tmp_path / "m.yaml", {"m": {**TINY_DIGITS, "dataset": "mnist",
-        "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}})
+    path = write_experiments(
+        tmp_path / "m.yaml",
+        {"m": {**TINY_DIGITS, "dataset": "mnist", "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}},
+    )
     before = sha256(existing_db)
     env = {"CONVEXP_DATA_DIR": "", "XDG_CACHE_HOME": str(tmp_path / "empty-cache")}
     result = run_cli("run", str(path), "--db", str(existing_db), env=env)
@@ -273,7 +284,9 @@ def test_db_delete_asks_then_deletes_and_vacuum_shrinks_the_file(tmp_path, tiny_
     assert json.loads(run_cli("runs", "--db", str(db), "--format", "json").stdout) == []
     assert db.stat().st_size < size
     connection = sqlite3.connect(db)
-    assert [connection.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("metrics", "kernel_snapshots", "checkpoints")] == [0, 0, 0]
+    assert [
+        connection.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("metrics", "kernel_snapshots", "checkpoints")
+    ] == [0, 0, 0]
 
 
 def test_show_describes_one_run_from_what_was_recorded(existing_db):
@@ -284,11 +297,16 @@ def test_show_describes_one_run_from_what_was_recorded(existing_db):
     data = json.loads(run_cli("show", "1", "--db", str(existing_db), "--format", "json").stdout)
     connection = sqlite3.connect(existing_db)
     count, first, last = connection.execute(
-        "SELECT count(*), min(step), max(step) FROM kernel_snapshots WHERE run_id = 1 AND layer = 'conv1'").fetchone()
+        "SELECT count(*), min(step), max(step) FROM kernel_snapshots WHERE run_id = 1 AND layer = 'conv1'"
+    ).fetchone()
     assert data["snapshots"] == {"conv1": {"count": count, "first_step": first, "last_step": last, "shape": [4, 1, 3, 3]}}
     accuracy_step, accuracy = connection.execute(
-        "SELECT step, value FROM metrics WHERE run_id = 1 AND name = 'test_accuracy' ORDER BY step DESC LIMIT 1").fetchone()
-    assert data["last_metrics"]["test_accuracy"]["value"] == accuracy and data["last_metrics"]["test_accuracy"]["step"] == accuracy_step
+        "SELECT step, value FROM metrics WHERE run_id = 1 AND name = 'test_accuracy' ORDER BY step DESC LIMIT 1"
+    ).fetchone()
+    assert (
+        data["last_metrics"]["test_accuracy"]["value"] == accuracy
+        and data["last_metrics"]["test_accuracy"]["step"] == accuracy_step
+    )
     assert data["checkpoint"]["step"] == data["steps_completed"] == last
     assert (data["kernel_initializer"], data["spec"]["layers"][0]["filters"]) == ("glorot_uniform", 4)
     assert f"snapshots   conv1 [4, 1, 3, 3]: {count} from step {first} to {last}" in text.stdout

@@ -37,7 +37,9 @@ def _runs(url: str) -> list[dict]:
 
 
 def test_copy_to_postgresql_and_back_is_identical_and_never_duplicates(tmp_path, postgres_url):
-    path = write_experiments(tmp_path / "e.yaml", {"grid": {**TINY_DIGITS, "seed": [0, 1, 2], "epochs": 2, "snapshots": {"every": 1}}})
+    path = write_experiments(
+        tmp_path / "e.yaml", {"grid": {**TINY_DIGITS, "seed": [0, 1, 2], "epochs": 2, "snapshots": {"every": 1}}}
+    )
     laptop, back = f"sqlite:///{tmp_path / 'laptop.db'}", str(tmp_path / "back.db")
     assert run_cli("run", str(path), "--db", laptop).returncode == 0
 
@@ -63,7 +65,9 @@ def test_a_copied_run_whose_id_is_taken_gets_a_new_one(tmp_path):
     assert [(r["id"], r["status"]) for r in runs] == [(1, "finished"), (2, "finished")]
     engine = create_engine(f"sqlite:///{b}")
     with engine.connect() as connection:
-        seeds = connection.exec_driver_sql("SELECT id, seed, (SELECT count(*) FROM kernel_snapshots k WHERE k.run_id = r.id) FROM runs r").all()
+        seeds = connection.exec_driver_sql(
+            "SELECT id, seed, (SELECT count(*) FROM kernel_snapshots k WHERE k.run_id = r.id) FROM runs r"
+        ).all()
     assert [tuple(s) for s in seeds] == [(1, 5, 2), (2, 0, 2)]
     missing = run_cli("db", "copy", a, b, "--run", "9")
     assert missing.returncode == 1 and "no run with id 9" in missing.stderr and "Traceback" not in missing.stderr

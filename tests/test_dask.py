@@ -57,8 +57,26 @@ def test_a_killed_worker_s_run_is_retried_and_resumed_without_duplicates(tmp_pat
     path = write_experiments(tmp_path / "e.yaml", {"grid": body})
     db = tmp_path / "grid.db"
     url = f"sqlite:///{db}"
-    process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--executor", "dask", "--workers", "2",
-                                "--max-retries", str(retries), "--db", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "convexp",
+            "run",
+            str(path),
+            "--executor",
+            "dask",
+            "--workers",
+            "2",
+            "--max-retries",
+            str(retries),
+            "--db",
+            url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     victim = None
     deadline = time.monotonic() + 180
     while victim is None and time.monotonic() < deadline and process.poll() is None:
@@ -67,7 +85,8 @@ def test_a_killed_worker_s_run_is_retried_and_resumed_without_duplicates(tmp_pat
             engine = create_engine(url)
             with engine.connect() as connection:
                 victim = connection.exec_driver_sql(
-                    "SELECT id, pid FROM runs WHERE status = 'running' AND epochs_completed >= 2 LIMIT 1").first()
+                    "SELECT id, pid FROM runs WHERE status = 'running' AND epochs_completed >= 2 LIMIT 1"
+                ).first()
             engine.dispose()
         except Exception:  # the database is being created
             pass
@@ -102,8 +121,12 @@ def test_stopping_the_client_leaves_no_run_queued_or_running(tmp_path):
     path = write_experiments(tmp_path / "e.yaml", {"grid": body})
     db = tmp_path / "grid.db"
     url = f"sqlite:///{db}"
-    process = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(path), "--executor", "dask", "--workers", "2",
-                                "--db", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convexp", "run", str(path), "--executor", "dask", "--workers", "2", "--db", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline, started = time.monotonic() + 180, 0
         while started < 2 and time.monotonic() < deadline:

@@ -108,14 +108,19 @@ def test_3x3_analysis_has_no_gabor_fit():
 
 def small_network(seed: int = 0) -> RecordedNetwork:
     """conv1 5x5 'same' stride 2 + ReLU, maxpool 2, conv2 3x3 valid (2 input channels): random weights."""
-    layers = [Conv(type="conv", filters=4, kernel_size=5, stride=2, padding="same", activation="relu"),
-              MaxPool(type="maxpool", pool_size=2),
-              Conv(type="conv", filters=3, kernel_size=3, activation="relu"),
-              Flatten(type="flatten"), Dense(type="dense", units=10)]
+    layers = [
+        Conv(type="conv", filters=4, kernel_size=5, stride=2, padding="same", activation="relu"),
+        MaxPool(type="maxpool", pool_size=2),
+        Conv(type="conv", filters=3, kernel_size=3, activation="relu"),
+        Flatten(type="flatten"),
+        Dense(type="dense", units=10),
+    ]
     planned = plan(layers, (2, 21, 21), 10)
     rng = np.random.default_rng(seed)
-    weights = {"conv1": (rng.standard_normal((4, 2, 5, 5)), rng.standard_normal(4) * 0.1),
-               "conv2": (rng.standard_normal((3, 4, 3, 3)), rng.standard_normal(3) * 0.1)}
+    weights = {
+        "conv1": (rng.standard_normal((4, 2, 5, 5)), rng.standard_normal(4) * 0.1),
+        "conv2": (rng.standard_normal((3, 4, 3, 3)), rng.standard_normal(3) * 0.1),
+    }
     return RecordedNetwork(0, 0, conv_layers_up_to(planned, "conv2"), weights)
 
 
@@ -130,7 +135,9 @@ def scipy_responses(network: RecordedNetwork, images: np.ndarray) -> np.ndarray:
     conv1 = np.stack([sum(correlate(x[:, c], k[c][None], mode="valid") for c in range(2)) for k in k1], axis=1)
     conv1 = np.maximum(conv1[:, :, ::2, ::2] + b1[None, :, None, None], 0)  # (N, 4, 11, 11)
     pooled = conv1[:, :, :10, :10].reshape(len(x), 4, 5, 2, 5, 2).max(axis=(3, 5))
-    return np.stack([sum(correlate(pooled[:, c], k[c][None], mode="valid") for c in range(4)) + b for k, b in zip(k2, b2)], axis=1)
+    return np.stack(
+        [sum(correlate(pooled[:, c], k[c][None], mode="valid") for c in range(4)) + b for k, b in zip(k2, b2)], axis=1
+    )
 
 
 def test_replayed_network_agrees_with_scipy():
@@ -146,8 +153,17 @@ def test_receptive_field_geometry():
     # conv 3x3: size 7 + 2 * 4 = 15, jump 4
     field = receptive_field(small_network().layers)
     assert (field.size, field.jump, field.offset) == ((15, 15), (4, 4), (-2, -2))
-    keras = plan([Conv(type="conv", filters=32), MaxPool(type="maxpool"), Conv(type="conv", filters=64),
-                  Flatten(type="flatten"), Dense(type="dense", units=10)], (1, 28, 28), 10)
+    keras = plan(
+        [
+            Conv(type="conv", filters=32),
+            MaxPool(type="maxpool"),
+            Conv(type="conv", filters=64),
+            Flatten(type="flatten"),
+            Dense(type="dense", units=10),
+        ],
+        (1, 28, 28),
+        10,
+    )
     assert receptive_field(conv_layers_up_to(keras, "conv1")).size == (3, 3)
     assert receptive_field(conv_layers_up_to(keras, "conv2")) == receptive_field(keras[:3])
     assert receptive_field(keras[:3]).size == (8, 8) and receptive_field(keras[:3]).jump == (2, 2)
@@ -183,7 +199,9 @@ def test_window_gradient_matches_finite_differences(filter_index):
         up, down = window.copy(), window.copy()
         up[index] += eps
         down[index] -= eps
-        numeric[index] = (window_response(network, up, filter_index)[0] - window_response(network, down, filter_index)[0]) / (2 * eps)
+        numeric[index] = (window_response(network, up, filter_index)[0] - window_response(network, down, filter_index)[0]) / (
+            2 * eps
+        )
     assert np.abs(grad).max() > 0
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
 
@@ -195,8 +213,11 @@ def _conv_weights(db: Path, layer: str, step: int) -> tuple[np.ndarray, np.ndarr
     """A layer's kernel and bias read straight from the database file (not through convexp's store)."""
     with sqlite3.connect(db) as connection:
         shape, kernel, bias = connection.execute(
-            "SELECT shape, kernel, bias FROM kernel_snapshots WHERE run_id = 1 AND layer = ? AND step = ?", (layer, step)).fetchone()
-    return np.frombuffer(kernel, "<f4").reshape(json.loads(shape)).astype(np.float64), np.frombuffer(bias, "<f4").astype(np.float64)
+            "SELECT shape, kernel, bias FROM kernel_snapshots WHERE run_id = 1 AND layer = ? AND step = ?", (layer, step)
+        ).fetchone()
+    return np.frombuffer(kernel, "<f4").reshape(json.loads(shape)).astype(np.float64), np.frombuffer(bias, "<f4").astype(
+        np.float64
+    )
 
 
 def test_top_patches_agree_with_an_independent_recomputation(mnist_keras_run):
@@ -204,8 +225,21 @@ def test_top_patches_agree_with_an_independent_recomputation(mnist_keras_run):
 
     from convexp.datasets import load_dataset
 
-    result = run_cli("filters", "1", "--layer", "conv2", "--patches", "--top", "5", "--format", "json",
-                     "--db", str(mnist_keras_run), "--data-dir", str(mnist_folder()))
+    result = run_cli(
+        "filters",
+        "1",
+        "--layer",
+        "conv2",
+        "--patches",
+        "--top",
+        "5",
+        "--format",
+        "json",
+        "--db",
+        str(mnist_keras_run),
+        "--data-dir",
+        str(mnist_folder()),
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["images_searched"] == 10000 and found["receptive_field"]["size"] == [8, 8] and len(found["filters"]) == 64
@@ -232,8 +266,9 @@ def test_top_patches_agree_with_an_independent_recomputation(mnist_keras_run):
 @pytest.mark.parametrize("layer", ["conv1", "conv2"])
 def test_pictures_of_what_filters_respond_to(mnist_keras_run, tmp_path, kind, layer):
     out = tmp_path / f"{kind}-{layer}.png"
-    result = run_cli("plot", kind, "1", "--layer", layer, "--out", str(out), "--db", str(mnist_keras_run),
-                     "--data-dir", str(mnist_folder()))
+    result = run_cli(
+        "plot", kind, "1", "--layer", layer, "--out", str(out), "--db", str(mnist_keras_run), "--data-dir", str(mnist_folder())
+    )
     assert result.returncode == 0, result.stderr
     assert_real_picture(out)
 
@@ -267,8 +302,12 @@ def test_a_run_is_analysed_and_drawn_after_its_backend_is_gone(mnist_keras_run, 
         spec["backend"] = "uninstalled"
         connection.execute("UPDATE runs SET backend = 'uninstalled', spec = ? WHERE id = 1", (json.dumps(spec),))
     data = ["--data-dir", str(mnist_folder())]
-    for args in [["show", "1"], ["filters", "1"], ["filters", "1", "--layer", "conv2", "--patches", "--top", "2", *data],
-                 ["compare", "1", "1"]]:
+    for args in [
+        ["show", "1"],
+        ["filters", "1"],
+        ["filters", "1", "--layer", "conv2", "--patches", "--top", "2", *data],
+        ["compare", "1", "1"],
+    ]:
         result = run_cli(*args, "--db", str(db))
         assert result.returncode == 0, (args, result.stderr)
     for kind in ("filters", "features", "patches", "maximize"):
@@ -284,10 +323,16 @@ def test_patches_need_every_layer_below_recorded(tmp_path):
     """A run that recorded only conv2 cannot replay conv1: the error says what to record."""
     from tests.conftest import TINY_DIGITS, write_experiments
 
-    body = {**TINY_DIGITS, "layers": [
-        {"type": "conv", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
-        {"type": "conv", "filters": 4, "kernel_size": 3, "activation": "relu"},
-        {"type": "flatten"}, {"type": "dense", "units": 10}], "snapshots": {"every": 5, "layers": ["conv2"]}}
+    body = {
+        **TINY_DIGITS,
+        "layers": [
+            {"type": "conv", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "conv", "filters": 4, "kernel_size": 3, "activation": "relu"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 10},
+        ],
+        "snapshots": {"every": 5, "layers": ["conv2"]},
+    }
     path = write_experiments(tmp_path / "e.yaml", {"only2": body})
     db = tmp_path / "r.db"
     assert run_cli("run", str(path), "--db", str(db)).returncode == 0

@@ -87,7 +87,9 @@ def test_failed_download_leaves_nothing_half_written(gz_folder, tmp_path):
     bad, bad_url, _ = serve(gz_folder, corrupt=True)
     empty, empty_url, _ = serve(gz_folder / "nothing")  # a mirror without the files
     try:
-        with pytest.raises(DatasetError, match=r"could not download train-images-idx3-ubyte.gz: .*cannot be read as gzip.*; .*HTTP 404"):
+        with pytest.raises(
+            DatasetError, match=r"could not download train-images-idx3-ubyte.gz: .*cannot be read as gzip.*; .*HTTP 404"
+        ):
             fetch_mnist([bad_url, empty_url], tmp_path / "cache", attempts=1, timeout=10)
     finally:
         bad.shutdown()
@@ -98,13 +100,31 @@ def test_failed_download_leaves_nothing_half_written(gz_folder, tmp_path):
 def test_fetch_command_with_mirrors(gz_folder, tmp_path):
     server, url, _ = serve(gz_folder)
     try:
-        result = run_cli("data", "fetch", "mnist", "--mirror", "http://127.0.0.1:1/nowhere/", "--mirror", url,
-                         "--attempts", "1", env={"XDG_CACHE_HOME": str(tmp_path)})
+        result = run_cli(
+            "data",
+            "fetch",
+            "mnist",
+            "--mirror",
+            "http://127.0.0.1:1/nowhere/",
+            "--mirror",
+            url,
+            "--attempts",
+            "1",
+            env={"XDG_CACHE_HOME": str(tmp_path)},
+        )
     finally:
         server.shutdown()
     assert result.returncode == 0, result.stderr
     assert "MNIST is ready in" in result.stdout
     assert len(list((tmp_path / "convexp" / "mnist").glob("*.gz"))) == 4
-    again = run_cli("data", "fetch", "mnist", "--mirror", "http://127.0.0.1:1/nowhere/", "--attempts", "1",
-                    env={"XDG_CACHE_HOME": str(tmp_path)})
+    again = run_cli(
+        "data",
+        "fetch",
+        "mnist",
+        "--mirror",
+        "http://127.0.0.1:1/nowhere/",
+        "--attempts",
+        "1",
+        env={"XDG_CACHE_HOME": str(tmp_path)},
+    )
     assert again.returncode == 0  # already there and verified: nothing to download

@@ -17,8 +17,20 @@ def example_site(tmp_path_factory):
     """The example package installed (non-editable, no dependencies) into a folder of its own."""
     site = tmp_path_factory.mktemp("example-site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(REPO / "examples" / "convexp-example-backend")],
-        check=True, capture_output=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--quiet",
+            "--target",
+            str(site),
+            str(REPO / "examples" / "convexp-example-backend"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
 
@@ -33,10 +45,9 @@ def test_example_plugin_passes_convexp_check(example_site):
     result = run_cli("check", "example", "--format", "json", env=example_site)
     assert result.returncode == 0, result.stdout + result.stderr
     results = {r["check"]: r for r in json.loads(result.stdout)}
-    assert {name: r["result"] for name, r in results.items()} == {
-        "conv": "pass", "initializers": "pass", "one-step": "pass", "snapshots": "pass", "trainer": "pass", "reproducible": "pass",
-        "resume": "pass",
-    }
+    from convexp.conformance import CHECKS
+
+    assert {name: r["result"] for name, r in results.items()} == {check.name: "pass" for check in CHECKS}
     # the example trains with convexp's numpy trainer, so its runs resume exactly
     assert results["resume"]["detail"].endswith("max abs difference 0.0e+00"), results["resume"]
 
@@ -73,3 +84,58 @@ def test_check_fails_loudly_for_a_broken_backend(tmp_path):
     results = {r["check"]: r for r in json.loads(result.stdout)}
     assert results["conv"]["result"] == "FAIL" and "Mismatched elements" in results["conv"]["detail"]
     assert results["trainer"]["result"] == "pass"
+
+
+def test_checks_fail_a_wrong_optimizer_step_even_under_python_O(tmp_path):
+    """A backend whose Nesterov is plain momentum and whose Adam uses the wrong beta_1 fails exactly those checks,
+    also with assert statements compiled away (python -O)."""
+    plugin = tmp_path / "sloppy_plugin"
+    plugin.mkdir()
+    (plugin / "__init__.py").write_text(
+        "from dataclasses import replace\n"
+        "from convexp.hookspecs import hookimpl\n"
+        "from convexp_plugins.numpy_backend.backend import NumpyBackend\n"
+        "class Sloppy(NumpyBackend):\n"
+        "    name = 'sloppy'\n"
+        "    def train(self, job, observer):\n"
+        "        o = job.optimizer\n"
+        "        if o.name == 'sgd' and o.nesterov:\n"
+        "            o = o.model_copy(update={'nesterov': False})\n"
+        "        elif o.name == 'adam':\n"
+        "            o = o.model_copy(update={'beta_1': 0.5})\n"
+        "        super().train(replace(job, optimizer=o), observer)\n"
+        "@hookimpl\n"
+        "def register_backends(register):\n"
+        "    register(Sloppy())\n"
+    )
+    code = (
+        "import sys; from convexp.plugins import pm; import sloppy_plugin; pm.register(sloppy_plugin, name='sloppy');"
+        "from convexp.cli import main; sys.argv = ['convexp', 'check', 'sloppy', '--format', 'json']; main()"
+    )
+    result = subprocess.run([sys.executable, "-O", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    results = {r["check"]: r["result"] for r in json.loads(result.stdout)}
+    assert results["nesterov"] == "FAIL" and results["adam"] == "FAIL"
+    assert results["momentum"] == "pass" and results["one-step"] == "pass" and results["dropout"] == "pass"
+    assert results["resume"] == "pass"  # its (wrong) Adam is the same before and after the checkpoint
+
+
+def test_a_check_that_cannot_run_is_skipped_with_its_reason(tmp_path):
+    from convexp import plugins
+    from convexp.conformance import check_backend
+    from convexp.hookspecs import hookimpl
+    from tests.test_plugins import FakeBackend
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            register(FakeBackend())
+
+    plugin = Plugin()
+    plugins.pm.register(plugin, name="fake-for-skip")
+    try:
+        results = {r.name: r for r in check_backend("fake")}
+    finally:
+        plugins.pm.unregister(plugin)
+    assert results["resume"].result == "skipped" and "no checkpoints handed out" in results["resume"].detail
+    assert results["resume"].passed and not results["one-step"].passed

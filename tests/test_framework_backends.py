@@ -53,8 +53,21 @@ def test_conv_command_writes_what_scipy_computes(framework, tmp_path):
     images, kernel = rng.standard_normal((2, 3, 7, 7)).astype(np.float32), rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", images)
     np.save(tmp_path / "k.npy", kernel)
-    result = run_cli("conv", "--backend", framework, "--image", str(tmp_path / "x.npy"), "--kernel", str(tmp_path / "k.npy"),
-                     "--padding", "same", "--stride", "2", "--out", str(tmp_path / "o.npy"))
+    result = run_cli(
+        "conv",
+        "--backend",
+        framework,
+        "--image",
+        str(tmp_path / "x.npy"),
+        "--kernel",
+        str(tmp_path / "k.npy"),
+        "--padding",
+        "same",
+        "--stride",
+        "2",
+        "--out",
+        str(tmp_path / "o.npy"),
+    )
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(np.load(tmp_path / "o.npy"), scipy_conv(images, kernel, 2, "same"), atol=1e-5, rtol=1e-5)
 
@@ -72,13 +85,16 @@ def test_the_command_line_prints_the_install_command_whole_when_torch_is_missing
     import sys
 
     path = write_experiments(tmp_path / "e.yaml", {"t": {**TINY_DIGITS, "backend": "torch"}})
-    hide_torch = ("import importlib.util, sys; real = importlib.util.find_spec; "
-                  "importlib.util.find_spec = lambda name, *a: None if name == 'torch' else real(name, *a); "
-                  "from convexp.cli import main; sys.argv = ['convexp', *sys.argv[1:]]; main()")
+    hide_torch = (
+        "import importlib.util, sys; real = importlib.util.find_spec; "
+        "importlib.util.find_spec = lambda name, *a: None if name == 'torch' else real(name, *a); "
+        "from convexp.cli import main; sys.argv = ['convexp', *sys.argv[1:]]; main()"
+    )
 
     def convexp(*args):
-        return subprocess.run([sys.executable, "-c", hide_torch, *args], capture_output=True, text=True, timeout=300,
-                              cwd=tmp_path)
+        return subprocess.run(
+            [sys.executable, "-c", hide_torch, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )
 
     plugins = {b["name"]: b for b in json.loads(convexp("plugins", "--format", "json").stdout)}
     assert plugins["torch"]["usable"] is False and plugins["numpy"]["usable"] is True
@@ -87,7 +103,8 @@ def test_the_command_line_prints_the_install_command_whole_when_torch_is_missing
     assert "pip install 'convexp[torch]'" in " ".join(table.split())
     run = convexp("run", str(path), "--db", str(tmp_path / "r.db"))
     assert run.returncode != 0 and run.stderr.strip() == (
-        "Error: backend 'torch' is unavailable: torch is not installed: pip install 'convexp[torch]'")
+        "Error: backend 'torch' is unavailable: torch is not installed: pip install 'convexp[torch]'"
+    )
     assert not (tmp_path / "r.db").exists()
 
 
@@ -97,7 +114,9 @@ def test_missing_framework_is_reported_with_the_install_command(monkeypatch, tmp
     torch_info = next(i for i in describe_backends() if i.name == "torch")
     assert not torch_info.usable and torch_info.reason == "torch is not installed: pip install 'convexp[torch]'"
     path = write_experiments(tmp_path / "e.yaml", {"t": {**TINY_DIGITS, "backend": "torch"}})
-    with pytest.raises(BackendUnavailableError, match=r"backend 'torch' is unavailable: torch is not installed: pip install 'convexp\[torch\]'"):
+    with pytest.raises(
+        BackendUnavailableError, match=r"backend 'torch' is unavailable: torch is not installed: pip install 'convexp\[torch\]'"
+    ):
         plan_runs(path)
 
 
@@ -118,9 +137,11 @@ def two_conv_digits(backend: str) -> dict:
 
 
 def step0(db, layer):
-    kernel, bias, shape = sqlite3.connect(db).execute(
-        "SELECT kernel, bias, shape FROM kernel_snapshots WHERE layer = ? AND step = 0", (layer,)
-    ).fetchone()
+    kernel, bias, shape = (
+        sqlite3.connect(db)
+        .execute("SELECT kernel, bias, shape FROM kernel_snapshots WHERE layer = ? AND step = 0", (layer,))
+        .fetchone()
+    )
     return np.frombuffer(kernel, "<f4").reshape(json.loads(shape)).astype(np.float64), np.frombuffer(bias, "<f4")
 
 
@@ -175,8 +196,17 @@ def test_cross_backend_agreement(mnist_dir, tmp_path):
         moved = np.abs(kernel(runs["numpy"], layer, 20) - kernel(runs["numpy"], layer, 0)).max()
         assert moved > 1e-2  # the kernels really trained, so agreement is not trivial
 
-    compared = run_cli("compare", "cross-backend-agreement:torch", "cross-backend-agreement:tensorflow",
-                       "--step", "20", "--db", str(db), "--format", "json")
+    compared = run_cli(
+        "compare",
+        "cross-backend-agreement:torch",
+        "cross-backend-agreement:tensorflow",
+        "--step",
+        "20",
+        "--db",
+        str(db),
+        "--format",
+        "json",
+    )
     assert compared.returncode == 0, compared.stderr
     for layer in json.loads(compared.stdout)["layers"]:
         assert layer["steps"] == [20, 20]
@@ -189,8 +219,20 @@ def test_cross_backend_agreement(mnist_dir, tmp_path):
 def test_keras_example_one_epoch(mnist_dir, tmp_path, backend):
     require(backend)
     db = tmp_path / "r.db"
-    result = run_cli("run", "-e", "mnist-keras-convnet", "--backend", backend, "--epochs", "1",
-                     "--data-dir", str(mnist_dir), "--db", str(db), cwd=REPO)
+    result = run_cli(
+        "run",
+        "-e",
+        "mnist-keras-convnet",
+        "--backend",
+        backend,
+        "--epochs",
+        "1",
+        "--data-dir",
+        str(mnist_dir),
+        "--db",
+        str(db),
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     (run,) = json.loads(run_cli("runs", "--format", "json", "--db", str(db)).stdout)
     # The Keras example's own log shows val_loss 0.0815 / val_accuracy 0.978 after epoch 1;

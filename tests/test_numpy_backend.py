@@ -120,7 +120,10 @@ def small_network(dtype=np.float64):
     planned = tuple(plan(layers, (2, 9, 9), 3))
     rng = np.random.default_rng(4)
     weights = {
-        p.name: KernelSnapshot(rng.standard_normal(p.kernel_shape) * 0.5, rng.standard_normal(p.kernel_shape[0] if len(p.kernel_shape) == 4 else p.kernel_shape[1]) * 0.1)
+        p.name: KernelSnapshot(
+            rng.standard_normal(p.kernel_shape) * 0.5,
+            rng.standard_normal(p.kernel_shape[0] if len(p.kernel_shape) == 4 else p.kernel_shape[1]) * 0.1,
+        )
         for p in planned
         if p.kernel_shape
     }
@@ -148,7 +151,9 @@ def test_whole_network_gradient_matches_finite_differences():
 
 
 def test_dropout_scales_kept_activations_and_is_off_in_evaluation():
-    layer_spec = tuple(plan([Flatten(type="flatten"), Dropout(type="dropout", rate=0.25), Dense(type="dense", units=2)], (1, 40, 50), 2))
+    layer_spec = tuple(
+        plan([Flatten(type="flatten"), Dropout(type="dropout", rate=0.25), Dense(type="dense", units=2)], (1, 40, 50), 2)
+    )
     weights = {"dense1": KernelSnapshot(np.eye(2000, 2, dtype=np.float32), np.zeros(2, np.float32))}
     network = Network(layer_spec, weights, np.random.default_rng(0))
     x = np.ones((1, 40, 50, 1), dtype=np.float32)

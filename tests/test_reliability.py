@@ -25,7 +25,6 @@ EXPLODING = {
 }
 
 
-
 _started: list[subprocess.Popen] = []
 
 
@@ -37,8 +36,13 @@ def _default_sigint() -> None:
 
 def start(*args: str) -> subprocess.Popen:
     """Start ``convexp ARGS`` as a user would; whatever a test leaves running is killed after it."""
-    process = subprocess.Popen([sys.executable, "-m", "convexp", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, preexec_fn=_default_sigint if os.name == "posix" else None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convexp", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint if os.name == "posix" else None,
+    )
     _started.append(process)
     return process
 
@@ -145,8 +149,7 @@ def test_concurrent_runs_into_one_sqlite_file_lose_nothing(tmp_path):
     connection = sqlite3.connect(db)
     assert connection.execute("SELECT count(*), min(status), max(status) FROM runs").fetchone() == (4, "finished", "finished")
     steps = 2 * -(-1437 // 64)
-    per_run = connection.execute(
-        "SELECT run_id, count(*) FROM kernel_snapshots GROUP BY run_id ORDER BY run_id").fetchall()
+    per_run = connection.execute("SELECT run_id, count(*) FROM kernel_snapshots GROUP BY run_id ORDER BY run_id").fetchall()
     assert [count for _, count in per_run] == [steps + 1] * 4
     losses = connection.execute("SELECT count(*) FROM metrics WHERE name = 'train_loss' GROUP BY run_id").fetchall()
     assert losses == [(steps,)] * 4
@@ -218,10 +221,17 @@ def test_a_killed_run_shows_as_stale_and_its_database_is_intact(tmp_path):
     # every recorded step is complete: the last batch was written whole or not at all
     steps, snapshots, losses = connection.execute(
         "SELECT steps_completed, (SELECT count(*) FROM kernel_snapshots), "
-        "(SELECT count(*) FROM metrics WHERE name = 'train_loss') FROM runs").fetchone()
+        "(SELECT count(*) FROM metrics WHERE name = 'train_loss') FROM runs"
+    ).fetchone()
     assert snapshots == steps + 1 and losses == steps
-    runs = json.loads(subprocess.run([sys.executable, "-m", "convexp", "runs", "--db", str(db), "--format", "json"],
-                                     capture_output=True, text=True, check=True).stdout)
+    runs = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "convexp", "runs", "--db", str(db), "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert runs[0]["status"] == "stale"
 
 
@@ -253,8 +263,16 @@ def _series(db, run_id: int) -> tuple[list, list]:
     return snapshots, metrics
 
 
-@pytest.mark.parametrize("moment", ["steps_completed = 0", "epochs_completed >= 1", "epochs_completed >= 7",
-                                    "steps_completed >= 3000", "epochs_completed >= 30"])
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "steps_completed = 0",
+        "epochs_completed >= 1",
+        "epochs_completed >= 7",
+        "steps_completed >= 3000",
+        "epochs_completed >= 30",
+    ],
+)
 def test_a_run_killed_at_any_moment_resumes_to_the_same_kernels(tmp_path, moment):
     """SIGKILL, then `convexp run --resume`: the database is intact, recorded steps are whole, and the
     resumed numpy run ends bit-identical (every snapshot and metric) to the same run left alone."""
@@ -390,7 +408,10 @@ def test_a_read_only_directory_can_be_read_but_not_recorded_into(tmp_path, mount
     db = read_only / "r.db"
     before = sha256(db)
     line = _one_error_line(run_cli("run", str(path), "--db", str(db)))
-    assert line == f"Error: {db}: cannot record here: its directory {read_only} is read-only (SQLite writes its journal files beside the database)"
+    assert (
+        line
+        == f"Error: {db}: cannot record here: its directory {read_only} is read-only (SQLite writes its journal files beside the database)"
+    )
     line = _one_error_line(run_cli("run", str(path), "--db", str(read_only / "new.db")))
     assert line.startswith(f"Error: {read_only / 'new.db'}: cannot create the database: its directory")
     # reading needs no writing

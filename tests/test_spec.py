@@ -36,7 +36,12 @@ def test_grid_expands_every_combination_in_order(tmp_path):
     path = spec_file(tmp_path, seed=[0, 1, 2], initializer=["he_normal", "orthogonal"])
     runs = resolve_runs(path)
     assert [(r.spec.seed, r.spec.initializer) for r in runs] == [
-        (0, "he_normal"), (0, "orthogonal"), (1, "he_normal"), (1, "orthogonal"), (2, "he_normal"), (2, "orthogonal"),
+        (0, "he_normal"),
+        (0, "orthogonal"),
+        (1, "he_normal"),
+        (1, "orthogonal"),
+        (2, "he_normal"),
+        (2, "orthogonal"),
     ]
 
 

@@ -18,14 +18,23 @@ LAYER_KEYS = ["type", "filters", "kernel_size", "stride", "padding", "activation
 LAYER_TYPES = ["conv", "maxpool", "relu", "flatten", "dropout", "dense", "pool", 3]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 40), st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 40),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
     st.sampled_from(["digits", "mnist", "numpy", "torch", "glorot_uniform", "default", "valid", "same", "relu", "sgd", "adam"]),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6,
+)
 layers = st.lists(
-    st.dictionaries(st.sampled_from(LAYER_KEYS), st.one_of(st.sampled_from(LAYER_TYPES), st.integers(-2, 12), scalars), max_size=4),
+    st.dictionaries(
+        st.sampled_from(LAYER_KEYS), st.one_of(st.sampled_from(LAYER_TYPES), st.integers(-2, 12), scalars), max_size=4
+    ),
     max_size=5,
 )
 changes = st.dictionaries(st.sampled_from(FIELDS), values, max_size=4)

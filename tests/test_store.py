@@ -21,9 +21,17 @@ from convexp.store.models import Base
 from tests.conftest import sha256
 
 RUN_FIELDS = dict(
-    experiment="e", backend="numpy", seed=0, dataset="digits", kernel_initializer="glorot_uniform",
-    bias_initializer="zeros", spec={"epochs": 1}, convexp_version="0", backend_version="0",
-    framework="numpy", framework_version="0",
+    experiment="e",
+    backend="numpy",
+    seed=0,
+    dataset="digits",
+    kernel_initializer="glorot_uniform",
+    bias_initializer="zeros",
+    spec={"epochs": 1},
+    convexp_version="0",
+    backend_version="0",
+    framework="numpy",
+    framework_version="0",
 )
 
 
@@ -56,7 +64,9 @@ def test_an_old_database_with_data_upgrades_and_keeps_it(db_url):
             " started_at) VALUES ('old', 'numpy', 'finished', 3, 'digits', 'he_normal', 'zeros', '{}', '0.0', '0.0',"
             " 'numpy', '1', 2, 90, '2026-01-01 00:00:00')"
         )
-        connection.exec_driver_sql("INSERT INTO metrics (run_id, step, epoch, name, value) VALUES (1, 90, 2, 'test_accuracy', 0.5)")
+        connection.exec_driver_sql(
+            "INSERT INTO metrics (run_id, step, epoch, name, value) VALUES (1, 90, 2, 'test_accuracy', 0.5)"
+        )
     with Store(db_url) as store:
         (run,) = store.list_runs()
         assert store.latest_checkpoint(run.id) is None  # table added by 0003
@@ -133,10 +143,22 @@ def test_a_checkpoint_is_replaced_and_reopening_drops_what_came_after_it(db_url)
     store = Store(db_url)
     run_id = store.create_run(**RUN_FIELDS)
     k = np.zeros((1, 1, 3, 3), np.float32)
-    store.record(run_id, [MetricRecord(s, 1, "train_loss", 1.0) for s in (1, 2)], [SnapshotRow("conv1", s, 1, k, None) for s in (0, 1, 2)],
-                 checkpoint=Checkpoint(1, 2, b"first"), epochs_completed=1, steps_completed=2)
-    store.record(run_id, [MetricRecord(s, 2, "train_loss", 1.0) for s in (3, 4)], [SnapshotRow("conv1", s, 2, k, None) for s in (3, 4)],
-                 checkpoint=Checkpoint(2, 4, b"second \x00 bytes"), epochs_completed=2, steps_completed=4)
+    store.record(
+        run_id,
+        [MetricRecord(s, 1, "train_loss", 1.0) for s in (1, 2)],
+        [SnapshotRow("conv1", s, 1, k, None) for s in (0, 1, 2)],
+        checkpoint=Checkpoint(1, 2, b"first"),
+        epochs_completed=1,
+        steps_completed=2,
+    )
+    store.record(
+        run_id,
+        [MetricRecord(s, 2, "train_loss", 1.0) for s in (3, 4)],
+        [SnapshotRow("conv1", s, 2, k, None) for s in (3, 4)],
+        checkpoint=Checkpoint(2, 4, b"second \x00 bytes"),
+        epochs_completed=2,
+        steps_completed=4,
+    )
     store.record(run_id, [MetricRecord(5, 3, "train_loss", 1.0)], [SnapshotRow("conv1", 5, 3, k, None)], steps_completed=5)
     store.finish_run(run_id, "interrupted")
     assert store.reopen_run(run_id) == Checkpoint(2, 4, b"second \x00 bytes")
@@ -229,16 +251,24 @@ def test_deleting_runs_removes_everything_they_recorded_or_nothing(db_url):
     k = np.zeros((1, 1, 3, 3), np.float32)
     ids = [store.create_run(**RUN_FIELDS) for _ in range(3)]
     for run_id in ids:
-        store.record(run_id, [MetricRecord(1, 1, "train_loss", 1.0)], [SnapshotRow("conv1", s, 1, k, None) for s in (0, 1)],
-                     checkpoint=Checkpoint(1, 1, b"state"), epochs_completed=1, steps_completed=1)
+        store.record(
+            run_id,
+            [MetricRecord(1, 1, "train_loss", 1.0)],
+            [SnapshotRow("conv1", s, 1, k, None) for s in (0, 1)],
+            checkpoint=Checkpoint(1, 1, b"state"),
+            epochs_completed=1,
+            steps_completed=1,
+        )
     store.finish_run(ids[0], "finished")
     store.finish_run(ids[2], "failed")
 
     def counts():
         engine = create_engine(db_url)
         with engine.connect() as connection:
-            result = {table: dict(connection.execute(text(f"SELECT run_id, count(*) FROM {table} GROUP BY run_id")).all())
-                      for table in ("metrics", "kernel_snapshots", "checkpoints")}
+            result = {
+                table: dict(connection.execute(text(f"SELECT run_id, count(*) FROM {table} GROUP BY run_id")).all())
+                for table in ("metrics", "kernel_snapshots", "checkpoints")
+            }
             result["runs"] = sorted(connection.execute(text("SELECT id FROM runs")).scalars())
         engine.dispose()
         return result
@@ -288,8 +318,9 @@ def test_ctrl_c_or_sigterm_during_a_write_lands_after_it(db_path, signum):
         event.listen(store.writer, "before_cursor_execute", signal_mid_write)
         kernel = np.zeros((1, 1, 3, 3), np.float32)
         with pytest.raises(KeyboardInterrupt):
-            store.record(run_id, [MetricRecord(1, 1, "train_loss", 0.5)], [SnapshotRow("conv1", 1, 1, kernel, None)],
-                         steps_completed=1)
+            store.record(
+                run_id, [MetricRecord(1, 1, "train_loss", 0.5)], [SnapshotRow("conv1", 1, 1, kernel, None)], steps_completed=1
+            )
         event.remove(store.writer, "before_cursor_execute", signal_mid_write)
         started = time.monotonic()
         store.finish_run(run_id, "interrupted", "stopped")
@@ -308,11 +339,19 @@ def test_snapshot_summary_and_last_metrics_read_no_kernel_bytes_and_agree_with_t
     store = Store(db_url)
     run_id = store.create_run(**RUN_FIELDS)
     k1, k2 = np.zeros((4, 1, 3, 3), np.float32), np.zeros((8, 4, 3, 3), np.float32)
-    store.record(run_id, [MetricRecord(s, 1, "train_loss", 1.0 / s) for s in (1, 2, 3)] + [MetricRecord(3, 1, "test_accuracy", 0.5)],
-                 [SnapshotRow("conv1", s, 1, k1, None) for s in (0, 1, 2, 3)] + [SnapshotRow("conv2", s, 1, k2, None) for s in (0, 3)])
+    store.record(
+        run_id,
+        [MetricRecord(s, 1, "train_loss", 1.0 / s) for s in (1, 2, 3)] + [MetricRecord(3, 1, "test_accuracy", 0.5)],
+        [SnapshotRow("conv1", s, 1, k1, None) for s in (0, 1, 2, 3)] + [SnapshotRow("conv2", s, 1, k2, None) for s in (0, 3)],
+    )
     store.record(run_id, [MetricRecord(4, 2, "train_loss", 0.2)], [])
-    assert store.snapshot_summary(run_id) == [LayerSnapshots("conv1", 4, 0, 3, (4, 1, 3, 3)),
-                                              LayerSnapshots("conv2", 2, 0, 3, (8, 4, 3, 3))]
+    assert store.snapshot_summary(run_id) == [
+        LayerSnapshots("conv1", 4, 0, 3, (4, 1, 3, 3)),
+        LayerSnapshots("conv2", 2, 0, 3, (8, 4, 3, 3)),
+    ]
     last = store.last_metrics(run_id)
-    assert last == {"test_accuracy": MetricRecord(3, 1, "test_accuracy", 0.5), "train_loss": MetricRecord(4, 2, "train_loss", 0.2)}
+    assert last == {
+        "test_accuracy": MetricRecord(3, 1, "test_accuracy", 0.5),
+        "train_loss": MetricRecord(4, 2, "train_loss", 0.2),
+    }
     store.close()

@@ -44,7 +44,8 @@ def raw_kernel(url: str, run_id: int, layer: str, step: int) -> np.ndarray:
     with engine.connect() as connection:
         blob, shape = connection.execute(
             text("SELECT kernel, shape FROM kernel_snapshots WHERE run_id = :r AND layer = :l AND step = :s"),
-            {"r": run_id, "l": layer, "s": step}).one()
+            {"r": run_id, "l": layer, "s": step},
+        ).one()
     engine.dispose()
     return np.frombuffer(bytes(blob), "<f4").reshape(json.loads(shape))
 
@@ -73,7 +74,9 @@ def test_the_app_hands_out_what_the_database_holds_on_sqlite_and_postgresql(db_u
 
     runs = client.get("/api/runs").json()["runs"]
     assert [(r["id"], r["status"], r["steps"], r["epochs"], r["epochs_planned"]) for r in runs] == [
-        (1, "finished", 46, 2, 2), (2, "finished", 46, 2, 2)]
+        (1, "finished", 46, 2, 2),
+        (2, "finished", 46, 2, 2),
+    ]
     page = client.get("/")
     assert page.status_code == 200 and "<h1>Runs</h1>" in page.text
 
@@ -104,8 +107,9 @@ def test_the_app_hands_out_what_the_database_holds_on_sqlite_and_postgresql(db_u
     metrics = client.get("/api/runs/1/metrics").json()
     engine = create_engine(db_url)
     with engine.connect() as connection:
-        losses = connection.execute(text(
-            "SELECT step, value FROM metrics WHERE run_id = 1 AND name = 'train_loss' ORDER BY step")).all()
+        losses = connection.execute(
+            text("SELECT step, value FROM metrics WHERE run_id = 1 AND name = 'train_loss' ORDER BY step")
+        ).all()
     engine.dispose()
     assert metrics["metrics"]["train_loss"]["steps"] == [s for s, _ in losses]
     assert metrics["metrics"]["train_loss"]["values"] == [v for _, v in losses]
@@ -137,31 +141,34 @@ def two_runs_db(tmp_path_factory) -> Path:
     return db
 
 
-@pytest.mark.parametrize("path, status, fragment", [
-    ("/api/runs/99", 404, "no run with id 99"),
-    ("/api/runs/abc/metrics", 404, "no run 'abc'"),
-    ("/api/runs/1/layers/conv7/steps", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
-    ("/api/runs/1/layers/conv7/kernels?step=1", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
-    ("/api/runs/1/layers/conv7/analysis?step=1", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
-    ("/api/runs/1/layers/conv1/kernels?step=5000", 404, "no snapshot of conv1 at step 5000"),
-    ("/api/runs/1/layers/conv1/kernels?step=-3", 404, "no snapshot of conv1 at step -3"),
-    ("/api/runs/1/layers/conv1/kernels?step=ten", 400, "step must be a whole number, 'first' or 'last', not 'ten'"),
-    ("/api/runs/1/layers/conv1/kernels?step=3&count=0", 400, "count must be from 1 to 256"),
-    ("/api/runs/1/layers/conv1/kernels?step=3&count=x", 400, "count must be a whole number, not 'x'"),
-    ("/api/runs/1/layers/conv1/filters/4", 404, "has filters 0 to 3, not 4"),
-    ("/api/runs/1/layers/conv1/filters/one", 404, "no filter 'one'"),
-    ("/api/runs/1/metrics?after=%ZZ", 400, "after must be a whole number"),
-    ("/api/runs?ids=1,x&after=0", 400, "ids must be run ids"),
-    ("/api/runs/1/layers/conv1/patches?top=0", 400, "top must be between 1 and 25, not 0"),
-    ("/api/runs/1/layers/conv7/patches", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
-    ("/api/runs/1/layers/conv1/patches?step=4000", 404, "no snapshot of conv1 at step 4000"),
-    ("/api/compare?runs=1", 400, "compare needs two or more runs"),
-    ("/api/compare?runs=1,77", 404, "no run with id 77"),
-    ("/api/compare?runs=1,2&step=900", 404, "no snapshot of conv1 at step 900"),
-    ("/api/query?sql=DELETE%20FROM%20runs", 400, "read-only, and the statement would delete runs"),
-    ("/api/query?sql=SELEC%20nonsense", 400, "query failed"),
-    ("/api/nothing-here", 404, "no such page: /api/nothing-here"),
-])
+@pytest.mark.parametrize(
+    "path, status, fragment",
+    [
+        ("/api/runs/99", 404, "no run with id 99"),
+        ("/api/runs/abc/metrics", 404, "no run 'abc'"),
+        ("/api/runs/1/layers/conv7/steps", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
+        ("/api/runs/1/layers/conv7/kernels?step=1", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
+        ("/api/runs/1/layers/conv7/analysis?step=1", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
+        ("/api/runs/1/layers/conv1/kernels?step=5000", 404, "no snapshot of conv1 at step 5000"),
+        ("/api/runs/1/layers/conv1/kernels?step=-3", 404, "no snapshot of conv1 at step -3"),
+        ("/api/runs/1/layers/conv1/kernels?step=ten", 400, "step must be a whole number, 'first' or 'last', not 'ten'"),
+        ("/api/runs/1/layers/conv1/kernels?step=3&count=0", 400, "count must be from 1 to 256"),
+        ("/api/runs/1/layers/conv1/kernels?step=3&count=x", 400, "count must be a whole number, not 'x'"),
+        ("/api/runs/1/layers/conv1/filters/4", 404, "has filters 0 to 3, not 4"),
+        ("/api/runs/1/layers/conv1/filters/one", 404, "no filter 'one'"),
+        ("/api/runs/1/metrics?after=%ZZ", 400, "after must be a whole number"),
+        ("/api/runs?ids=1,x&after=0", 400, "ids must be run ids"),
+        ("/api/runs/1/layers/conv1/patches?top=0", 400, "top must be between 1 and 25, not 0"),
+        ("/api/runs/1/layers/conv7/patches", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
+        ("/api/runs/1/layers/conv1/patches?step=4000", 404, "no snapshot of conv1 at step 4000"),
+        ("/api/compare?runs=1", 400, "compare needs two or more runs"),
+        ("/api/compare?runs=1,77", 404, "no run with id 77"),
+        ("/api/compare?runs=1,2&step=900", 404, "no snapshot of conv1 at step 900"),
+        ("/api/query?sql=DELETE%20FROM%20runs", 400, "read-only, and the statement would delete runs"),
+        ("/api/query?sql=SELEC%20nonsense", 400, "query failed"),
+        ("/api/nothing-here", 404, "no such page: /api/nothing-here"),
+    ],
+)
 def test_bad_requests_get_a_clear_json_error_with_the_right_status(two_runs_db, client_for, path, status, fragment):
     response = client_for(str(two_runs_db)).get(path)
     assert response.status_code == status
@@ -169,12 +176,19 @@ def test_bad_requests_get_a_clear_json_error_with_the_right_status(two_runs_db, 
     assert fragment in body["error"] and body["status"] == status and "Traceback" not in response.text
 
 
-@pytest.mark.parametrize("path, status, fragment", [
-    ("/runs/99", 404, "no run with id 99"),
-    ("/runs/1.5", 404, "no run &#39;1.5&#39;"),
-    ("/compare?runs=1,2&step=soon", 400, "step must be a whole number, &#39;first&#39; or &#39;last&#39;, not &#39;soon&#39;"),
-    ("/no/such/page", 404, "no such page"),
-])
+@pytest.mark.parametrize(
+    "path, status, fragment",
+    [
+        ("/runs/99", 404, "no run with id 99"),
+        ("/runs/1.5", 404, "no run &#39;1.5&#39;"),
+        (
+            "/compare?runs=1,2&step=soon",
+            400,
+            "step must be a whole number, &#39;first&#39; or &#39;last&#39;, not &#39;soon&#39;",
+        ),
+        ("/no/such/page", 404, "no such page"),
+    ],
+)
 def test_bad_page_requests_get_an_error_page(two_runs_db, client_for, path, status, fragment):
     response = client_for(str(two_runs_db)).get(path)
     assert response.status_code == status and response.headers["content-type"].startswith("text/html")
@@ -184,9 +198,15 @@ def test_bad_page_requests_get_an_error_page(two_runs_db, client_for, path, stat
 def test_the_query_page_refuses_writes_and_the_database_is_unchanged(two_runs_db, client_for):
     before = sha256(two_runs_db)
     client = client_for(str(two_runs_db))
-    for statement in ("DELETE FROM metrics", "UPDATE runs SET status = 'failed'", "DROP TABLE runs",
-                      "INSERT INTO runs (id) VALUES (9)", "ATTACH DATABASE 'x.db' AS x", "PRAGMA journal_mode=DELETE",
-                      "SELECT 1; DELETE FROM runs"):
+    for statement in (
+        "DELETE FROM metrics",
+        "UPDATE runs SET status = 'failed'",
+        "DROP TABLE runs",
+        "INSERT INTO runs (id) VALUES (9)",
+        "ATTACH DATABASE 'x.db' AS x",
+        "PRAGMA journal_mode=DELETE",
+        "SELECT 1; DELETE FROM runs",
+    ):
         page = client.get("/query", params={"sql": statement})
         assert page.status_code == 400 and 'id="query-error"' in page.text, statement
     ok = client.get("/query", params={"sql": "SELECT id, status FROM runs ORDER BY id"})
@@ -211,9 +231,13 @@ def test_nothing_the_ui_opens_can_write(two_runs_db):
 
 def start_ui(*args: str) -> tuple[subprocess.Popen, str]:
     """`convexp ui --port 0 ...` in its own process; returns it and the address it printed."""
-    process = subprocess.Popen([sys.executable, "-m", "convexp", "ui", "--port", "0", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convexp", "ui", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     lines = []
     for line in process.stderr:
         lines.append(line)
@@ -227,8 +251,14 @@ def start_ui(*args: str) -> tuple[subprocess.Popen, str]:
 def test_the_server_keeps_serving_and_logs_no_traceback(two_runs_db):
     process, url = start_ui("--db", str(two_runs_db))
     try:
-        for path in ("api/runs/99", "runs/x", "api/runs/1/layers/conv1/kernels?step=zz", "compare?runs=1",
-                     "query?sql=DROP%20TABLE%20runs", "api/runs/1/layers/nope/analysis?step=1"):
+        for path in (
+            "api/runs/99",
+            "runs/x",
+            "api/runs/1/layers/conv1/kernels?step=zz",
+            "compare?runs=1",
+            "query?sql=DROP%20TABLE%20runs",
+            "api/runs/1/layers/nope/analysis?step=1",
+        ):
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(url + path, timeout=10)
             assert refused.value.code in (400, 404)
@@ -280,9 +310,12 @@ def test_a_port_in_use_is_one_line(two_runs_db):
 
 
 def test_a_public_host_prints_a_warning_line(two_runs_db):
-    process = subprocess.Popen([sys.executable, "-m", "convexp", "ui", "--port", "0", "--host", "0.0.0.0", "--db", str(two_runs_db)],
-                               stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convexp", "ui", "--port", "0", "--host", "0.0.0.0", "--db", str(two_runs_db)],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     first = process.stderr.readline()
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=30)
@@ -295,7 +328,7 @@ def test_parameter_table_matches_the_keras_example_summary():
     result = run_cli("validate", str(REPO / "experiments.yaml"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.split("mnist-keras-convnet:")[1].splitlines()[1:]
-    block = "\n".join(line for line in lines[:next(i for i, line in enumerate(lines) if not line.startswith("  "))])
+    block = "\n".join(line for line in lines[: next(i for i, line in enumerate(lines) if not line.startswith("  "))])
     rows = {line.split()[0]: line.split() for line in block.splitlines()}
     assert rows["conv1"][-1] == "320" and rows["conv2"][-1] == "18496" and rows["dense1"][-1] == "16010"
     assert rows["total"][-3:] == ["34720", "106", "34826"]
@@ -308,8 +341,15 @@ def test_show_prints_the_parameter_table(two_runs_db):
     assert re.search(r"conv1\s+4x6x6\s+4x1x3x3\s+36\s+4\s+40", result.stdout)
     assert re.search(r"total\s+396\s+14\s+410", result.stdout)
     shown = json.loads(run_cli("show", "1", "--db", str(two_runs_db), "--format", "json").stdout)
-    assert shown["parameters"][0] == {"layer": "conv1", "type": "conv", "output_shape": [4, 6, 6],
-                                      "kernel_shape": [4, 1, 3, 3], "weights": 36, "biases": 4, "parameters": 40}
+    assert shown["parameters"][0] == {
+        "layer": "conv1",
+        "type": "conv",
+        "output_shape": [4, 6, 6],
+        "kernel_shape": [4, 1, 3, 3],
+        "weights": 36,
+        "biases": 4,
+        "parameters": 40,
+    }
 
 
 def test_show_describes_a_run_whose_backend_is_not_installed(two_runs_db):
@@ -324,18 +364,25 @@ def test_patches_of_a_deeper_layer_are_convexp_filters_patches(tmp_path, client_
     test image's window at the position given."""
     from convexp.datasets import load_dataset
 
-    body = {**TINY_DIGITS, "layers": [
-        {"type": "conv", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
-        {"type": "maxpool", "pool_size": 2},
-        {"type": "conv", "filters": 6, "kernel_size": 3, "activation": "relu"},
-        {"type": "flatten"}, {"type": "dense", "units": 10}], "snapshots": {"every": 3}}
+    body = {
+        **TINY_DIGITS,
+        "layers": [
+            {"type": "conv", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
+            {"type": "maxpool", "pool_size": 2},
+            {"type": "conv", "filters": 6, "kernel_size": 3, "activation": "relu"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 10},
+        ],
+        "snapshots": {"every": 3},
+    }
     db = tmp_path / "deep.db"
     assert run_cli("run", str(write_experiments(tmp_path / "e.yaml", {"deep": body})), "--db", str(db)).returncode == 0
     response = client_for(str(db)).get("/api/runs/1/layers/conv2/patches?step=last&top=4")
     assert response.status_code == 200, response.text
     shown = response.json()
-    cli = json.loads(run_cli("filters", "1", "--layer", "conv2", "--patches", "--top", "4", "--format", "json",
-                             "--db", str(db)).stdout)
+    cli = json.loads(
+        run_cli("filters", "1", "--layer", "conv2", "--patches", "--top", "4", "--format", "json", "--db", str(db)).stdout
+    )
     assert {k: v for k, v in shown.items() if k != "filters"} == {k: v for k, v in cli.items() if k != "filters"}
     assert shown["receptive_field"] == {"size": [8, 8], "jump": [2, 2], "offset": [-1, -1]}
     test_images = load_dataset("digits").test_images

@@ -35,7 +35,8 @@ def stored(db: Path, run_id: int, layer: str, step: int) -> np.ndarray:
     """A kernel as stored, read with sqlite3 alone."""
     with sqlite3.connect(db) as connection:
         blob, shape = connection.execute(
-            "SELECT kernel, shape FROM kernel_snapshots WHERE run_id = ? AND layer = ? AND step = ?", (run_id, layer, step)).fetchone()
+            "SELECT kernel, shape FROM kernel_snapshots WHERE run_id = ? AND layer = ? AND step = ?", (run_id, layer, step)
+        ).fetchone()
     return np.frombuffer(blob, "<f4").reshape(json.loads(shape))
 
 
@@ -49,10 +50,13 @@ def world(tmp_path_factory):
     """A database with two finished every-step runs (1, 2) and a stale one (3), a `convexp ui` serving it, and a browser."""
     folder = tmp_path_factory.mktemp("ui-browser")
     db = folder / "ui.db"
-    experiments = write_experiments(folder / "experiments.yaml", {
-        "tiny": {**TINY_DIGITS, "seed": [0, 1], "snapshots": {"every": 1}, "epochs": 2},
-        "forever": {**TINY_DIGITS, "snapshots": {"every": 1}, "epochs": 100_000},
-    })
+    experiments = write_experiments(
+        folder / "experiments.yaml",
+        {
+            "tiny": {**TINY_DIGITS, "seed": [0, 1], "snapshots": {"every": 1}, "epochs": 2},
+            "forever": {**TINY_DIGITS, "snapshots": {"every": 1}, "epochs": 100_000},
+        },
+    )
     assert run_cli("run", str(experiments), "-e", "tiny", "--db", str(db)).returncode == 0
     from convexp.store import Store
 
@@ -60,15 +64,34 @@ def world(tmp_path_factory):
     gone.wait()
     with Store(db) as store:
         first = store.get_run(1)
-        store.create_run(experiment="crashed", backend="numpy", seed=0, dataset="digits", kernel_initializer="glorot_uniform",
-                         bias_initializer="zeros", spec=first.spec, convexp_version="0.1.0", backend_version="0.1.0",
-                         framework="numpy", framework_version=np.__version__, pid=gone.pid)
+        store.create_run(
+            experiment="crashed",
+            backend="numpy",
+            seed=0,
+            dataset="digits",
+            kernel_initializer="glorot_uniform",
+            bias_initializer="zeros",
+            spec=first.spec,
+            convexp_version="0.1.0",
+            backend_version="0.1.0",
+            framework="numpy",
+            framework_version=np.__version__,
+            pid=gone.pid,
+        )
     server, url = start_ui("--db", str(db))
     requested: list[str] = []
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         context = browser.new_context(viewport={"width": 1300, "height": 1000})
         errors: list[str] = []
 
@@ -76,12 +99,17 @@ def world(tmp_path_factory):
             page = context.new_page()
             page.on("request", lambda request: requested.append(request.url))
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("console", lambda message: errors.append(f"{message.location.get('url')}: {message.text}")
-                    if message.type == "error" and not refused_query(message) else None)
+            page.on(
+                "console",
+                lambda message: (
+                    errors.append(f"{message.location.get('url')}: {message.text}")
+                    if message.type == "error" and not refused_query(message)
+                    else None
+                ),
+            )
             return page
 
-        yield {"db": db, "url": url, "experiments": experiments, "new_page": new_page, "requested": requested,
-               "errors": errors}
+        yield {"db": db, "url": url, "experiments": experiments, "new_page": new_page, "requested": requested, "errors": errors}
         browser.close()
     server.send_signal(signal.SIGINT)
     _, log = server.communicate(timeout=30)
@@ -104,8 +132,11 @@ def test_runs_page_shows_finished_and_stale_runs_and_sorts(world):
 def scrub_to(page, index: int) -> int:
     """Move the step slider to position ``index`` as a user drags it; returns the step it shows once drawn."""
     step = page.evaluate("i => window.cxRun.state.steps[i]", index)
-    page.evaluate("""i => { const s = document.getElementById('step-slider'); s.value = i;
-                      s.dispatchEvent(new Event('input', {bubbles: true})); }""", index)
+    page.evaluate(
+        """i => { const s = document.getElementById('step-slider'); s.value = i;
+                      s.dispatchEvent(new Event('input', {bubbles: true})); }""",
+        index,
+    )
     page.wait_for_function("s => document.getElementById('kernel-canvas').dataset.step == String(s)", arg=step)
     return step
 
@@ -115,7 +146,9 @@ def hover_value(page, filter_index: int, channel: int, row: int, col: int) -> di
     centre = page.evaluate("a => window.cxRun.state.grid.centre(...a)", [filter_index, channel, row, col])
     page.locator("#kernel-canvas").scroll_into_view_if_needed()
     box = page.locator("#kernel-canvas").bounding_box()
-    size = page.evaluate("() => [document.getElementById('kernel-canvas').width, document.getElementById('kernel-canvas').height]")
+    size = page.evaluate(
+        "() => [document.getElementById('kernel-canvas').width, document.getElementById('kernel-canvas').height]"
+    )
     page.mouse.move(box["x"] + centre["x"] * box["width"] / size[0], box["y"] + centre["y"] * box["height"] / size[1])
     return page.evaluate("() => Object.assign({}, document.getElementById('readout').dataset)")
 
@@ -130,7 +163,12 @@ def test_the_slider_shows_the_stored_float32_values_of_any_step(world):
         kernel = stored(world["db"], 1, "conv1", step)
         for filter_index, row, col in ((0, 0, 0), (3, 2, 1), (1, 1, 2)):
             shown = hover_value(page, filter_index, 0, row, col)
-            assert (int(shown["step"]), int(shown["filter"]), int(shown["row"]), int(shown["col"])) == (step, filter_index, row, col)
+            assert (int(shown["step"]), int(shown["filter"]), int(shown["row"]), int(shown["col"])) == (
+                step,
+                filter_index,
+                row,
+                col,
+            )
             assert float(shown["value"]) == float(kernel[filter_index, 0, row, col])  # bit for bit: a float32 read as a double
     # clicking a filter lists its values at the shown step and draws its trajectory
     hover_value(page, 2, 0, 1, 1)
@@ -160,8 +198,9 @@ def test_play_runs_through_the_snapshots(world):
 
 
 def test_the_patches_panel_draws_convexp_filters_patches(world):
-    expected = json.loads(run_cli("filters", "1", "--patches", "--top", "4", "--step", "20", "--format", "json",
-                                  "--db", str(world["db"])).stdout)
+    expected = json.loads(
+        run_cli("filters", "1", "--patches", "--top", "4", "--step", "20", "--format", "json", "--db", str(world["db"])).stdout
+    )
     page = world["new_page"]()
     page.goto(world["url"] + "runs/1")
     page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.step == '46'")
@@ -205,7 +244,9 @@ def test_the_query_box_refuses_delete_and_changes_nothing(world):
     page.click("#run-query")
     page.wait_for_selector("#query-result")
     assert page.eval_on_selector_all("#query-result tbody tr", "rows => rows.map(r => r.innerText.split('\\t'))") == [
-        ["1", "47"], ["2", "47"]]
+        ["1", "47"],
+        ["2", "47"],
+    ]
     assert page.get_attribute("#csv-link", "href").startswith("/query.csv?sql=")
     page.close()
     assert sha256(world["db"]) == before
@@ -215,21 +256,28 @@ def test_a_run_started_elsewhere_appears_and_advances_without_a_reload(world):
     page = world["new_page"]()
     page.goto(world["url"])
     page.wait_for_selector("#runs-table tbody tr")
-    training = subprocess.Popen([sys.executable, "-m", "convexp", "run", str(world["experiments"]), "-e", "forever",
-                                 "--db", str(world["db"])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    training = subprocess.Popen(
+        [sys.executable, "-m", "convexp", "run", str(world["experiments"]), "-e", "forever", "--db", str(world["db"])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         page.wait_for_selector("#runs-table tr[data-run='4'][data-status='running']", timeout=60_000)
         first = int(page.get_attribute("#runs-table tr[data-run='4']", "data-steps"))
-        page.wait_for_function(f"() => Number(document.querySelector(\"#runs-table tr[data-run='4']\").dataset.steps) > {first}",
-                               timeout=15_000)
+        page.wait_for_function(
+            f"() => Number(document.querySelector(\"#runs-table tr[data-run='4']\").dataset.steps) > {first}", timeout=15_000
+        )
         page.click("#runs-table tr[data-run='4'] a")
         page.wait_for_selector("#kernel-canvas[data-step]", timeout=30_000)
         shown = int(page.get_attribute("#kernel-canvas", "data-step"))
         page.wait_for_function(f"() => Number(document.getElementById('kernel-canvas').dataset.step) > {shown}", timeout=15_000)
         later = int(page.get_attribute("#kernel-canvas", "data-step"))
-        assert np.array_equal(page.evaluate("() => Array.from(window.cxRun.state.snapshot.values)"),
-                              stored(world["db"], 4, "conv1", later).ravel().tolist())
+        assert np.array_equal(
+            page.evaluate("() => Array.from(window.cxRun.state.snapshot.values)"),
+            stored(world["db"], 4, "conv1", later).ravel().tolist(),
+        )
         assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1  # never reloaded
     finally:
         training.send_signal(signal.SIGINT)
@@ -241,7 +289,8 @@ def test_a_run_started_elsewhere_appears_and_advances_without_a_reload(world):
 def test_every_request_went_to_the_app_itself_and_no_page_failed(world):
     assert world["requested"], "no page was opened"
     assert all(url.startswith(world["url"]) or url.startswith("data:") for url in world["requested"]), [
-        u for u in world["requested"] if not u.startswith(world["url"])]
+        u for u in world["requested"] if not u.startswith(world["url"])
+    ]
     assert world["errors"] == []
 
 

@@ -86,8 +86,12 @@ def resolved_spec(spec: dict[str, Any]) -> dict[str, Any]:
 def spec_differences(runs: list[RunRecord]) -> dict[str, list[Any]]:
     """Spec fields (plus experiment, backend and the concrete initializer) whose values differ between runs."""
     flat = [
-        {"experiment": r.experiment, "backend": r.backend, "kernel_initializer": r.kernel_initializer,
-         **flatten(resolved_spec(r.spec))}
+        {
+            "experiment": r.experiment,
+            "backend": r.backend,
+            "kernel_initializer": r.kernel_initializer,
+            **flatten(resolved_spec(r.spec)),
+        }
         for r in runs
     ]
     keys = sorted(set().union(*flat)) if flat else []
@@ -104,8 +108,14 @@ def scores(store: Store, run: RunRecord) -> RunScores:
     accuracy, epoch_seconds = values("test_accuracy"), values("epoch_seconds")
     last = lambda name: values(name)[-1] if values(name) else None  # noqa: E731
     return RunScores(
-        run.id, label(run), last("test_accuracy"), max(accuracy) if accuracy else None, last("test_loss"),
-        last("train_loss"), sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else None, run.steps_completed,
+        run.id,
+        label(run),
+        last("test_accuracy"),
+        max(accuracy) if accuracy else None,
+        last("test_loss"),
+        last("train_loss"),
+        sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else None,
+        run.steps_completed,
     )
 
 
@@ -130,13 +140,15 @@ def compare_runs(store: Store, runs: list[RunRecord], step: int | str = "last") 
             comparison.not_compared[layer] = f"kernel shapes differ ({shapes})"
             continue
         matchings = [match_filters(chosen[0], k) for k in chosen]
-        comparison.layers.append(LayerComparison(
-            layer,
-            [s[i] for s, i in zip(steps, indices)],
-            [float(relative_drift(np.stack([w0, w]))[-1]) for w0, w in zip(first, chosen)],
-            [m.mean_similarity for m in matchings],
-            matchings,
-        ))
+        comparison.layers.append(
+            LayerComparison(
+                layer,
+                [s[i] for s, i in zip(steps, indices)],
+                [float(relative_drift(np.stack([w0, w]))[-1]) for w0, w in zip(first, chosen)],
+                [m.mean_similarity for m in matchings],
+                matchings,
+            )
+        )
     return comparison
 
 
@@ -147,8 +159,14 @@ def comparison_rows(comparison: Comparison) -> tuple[list[str], list[list[Any]]]
         columns += [f"{layer.layer}_step", f"{layer.layer}_drift", f"{layer.layer}_similarity"]
     rows = []
     for index, s in enumerate(comparison.scores):
-        row: list[Any] = [s.label, s.final_test_accuracy, s.best_test_accuracy, s.final_test_loss,
-                          None if s.seconds_per_epoch is None else round(s.seconds_per_epoch, 3), s.steps]
+        row: list[Any] = [
+            s.label,
+            s.final_test_accuracy,
+            s.best_test_accuracy,
+            s.final_test_loss,
+            None if s.seconds_per_epoch is None else round(s.seconds_per_epoch, 3),
+            s.steps,
+        ]
         for layer in comparison.layers:
             row += [layer.steps[index], _round(layer.drift[index]), _round(layer.similarity[index])]
         rows.append(row)
@@ -180,4 +198,3 @@ def comparison_dict(comparison: Comparison) -> dict[str, Any]:
         ],
         "layers_not_compared": comparison.not_compared,
     }
-

@@ -64,7 +64,9 @@ def _generated_bank(size: int) -> dict[str, np.ndarray]:
     sigma = (size - 1) / 4
     x, y = coordinates((size, size))
     g = _gaussian(x, y, sigma)
-    bank = {f"edge_{angle:g}": (x * math.cos(math.radians(angle)) + y * math.sin(math.radians(angle))) * g for angle in EDGE_ANGLES}
+    bank = {
+        f"edge_{angle:g}": (x * math.cos(math.radians(angle)) + y * math.sin(math.radians(angle))) * g for angle in EDGE_ANGLES
+    }
     bank["laplacian_of_gaussian"] = (x**2 + y**2 - 2 * sigma**2) / sigma**4 * g
     bank["center_surround"] = _gaussian(x, y, 0.6 * sigma) - _gaussian(x, y, 1.6 * sigma)
     return bank
@@ -131,7 +133,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 def best_operator(filter_2d: np.ndarray) -> tuple[str, float]:
     """The operator of the filter's size's bank that correlates best with a square 2-D filter, and the correlation."""
     scores = {name: _pearson(filter_2d, op) for name, op in operator_bank(filter_2d.shape[0]).items()}
-    name = max(scores, key=scores.get)
+    name = max(scores, key=lambda n: scores[n])
     return name, scores[name]
 
 
@@ -151,16 +153,27 @@ def orientation(filter_2d: np.ndarray) -> tuple[float, float]:
 def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True) -> LayerFilters:
     """Analyse every filter of an (out, in, k, k) kernel, k odd; with a Gabor fit per filter when k >= 5 and ``gabor``."""
     if kernels.ndim != 4 or kernels.shape[2] != kernels.shape[3] or kernels.shape[2] % 2 == 0 or kernels.shape[2] < 3:
-        raise ConvexpError("filter analysis compares square filters of odd size (3x3, 5x5, 7x7 ...) with operators of "
-                           f"that size; this layer's kernels are {'x'.join(map(str, kernels.shape[2:]))}")
+        raise ConvexpError(
+            "filter analysis compares square filters of odd size (3x3, 5x5, 7x7 ...) with operators of "
+            f"that size; this layer's kernels are {'x'.join(map(str, kernels.shape[2:]))}"
+        )
     infos = []
     for index, kernel in enumerate(kernels.astype(np.float64)):
         filter_2d = kernel.mean(axis=0)
         name, correlation = best_operator(filter_2d)
         angle, coherence = orientation(filter_2d)
         fit = fit_gabor(filter_2d) if gabor and filter_2d.shape[0] >= GABOR_MIN_SIZE else None
-        infos.append(FilterInfo(
-            index, name, correlation, is_edge_operator(name) and correlation >= EDGE_THRESHOLD,
-            float(np.linalg.norm(kernel)), float(kernel.mean()), angle, coherence, fit,
-        ))
+        infos.append(
+            FilterInfo(
+                index,
+                name,
+                correlation,
+                is_edge_operator(name) and correlation >= EDGE_THRESHOLD,
+                float(np.linalg.norm(kernel)),
+                float(kernel.mean()),
+                angle,
+                coherence,
+                fit,
+            )
+        )
     return LayerFilters(step, infos)

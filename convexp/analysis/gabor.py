@@ -54,8 +54,18 @@ def coordinates(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return cols - (kw - 1) / 2, (kh - 1) / 2 - rows
 
 
-def gabor(size: tuple[int, int], orientation: float, wavelength: float, phase: float, sigma: float,
-          aspect: float = 1.0, amplitude: float = 1.0, x0: float = 0.0, y0: float = 0.0, offset: float = 0.0) -> np.ndarray:
+def gabor(
+    size: tuple[int, int],
+    orientation: float,
+    wavelength: float,
+    phase: float,
+    sigma: float,
+    aspect: float = 1.0,
+    amplitude: float = 1.0,
+    x0: float = 0.0,
+    y0: float = 0.0,
+    offset: float = 0.0,
+) -> np.ndarray:
     """The Gabor function of the module docstring sampled on a (kh, kw) kernel (angles in degrees)."""
     x, y = coordinates(size)
     theta = math.radians(orientation)
@@ -69,8 +79,18 @@ def _model(params: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     # unconstrained parameters for Levenberg-Marquardt: sigma and gamma = exp(.), the wavelength between
     # 2 pixels and 4 kernel widths through a logistic function
     amplitude, theta, wavelength_logit, phase, log_sigma, log_aspect, x0, y0, offset = params
-    return gabor(size, math.degrees(theta), _wavelength(wavelength_logit, size), math.degrees(phase), _exp(log_sigma),
-                 _exp(log_aspect), amplitude, x0, y0, offset)
+    return gabor(
+        size,
+        math.degrees(theta),
+        _wavelength(wavelength_logit, size),
+        math.degrees(phase),
+        _exp(log_sigma),
+        _exp(log_aspect),
+        amplitude,
+        x0,
+        y0,
+        offset,
+    )
 
 
 def _exp(value: float) -> float:
@@ -103,9 +123,23 @@ def _starts(filter_2d: np.ndarray) -> list[np.ndarray]:
     frequency = math.hypot(fx, fy)
     wavelengths = {min(max(1 / frequency, 2.0), 4.0 * size) if frequency > 0 else 2.0 * size, 2.0 * size}
     amplitude = float(np.abs(centred).max()) or 1.0
-    return [np.array([amplitude, theta, _logit(wavelength, filter_2d.shape), phase, math.log(size / 4), 0.0, 0.0, 0.0,
-                      float(filter_2d.mean())])
-            for wavelength in wavelengths for phase in (0.0, math.pi / 2, math.pi, 3 * math.pi / 2)]
+    return [
+        np.array(
+            [
+                amplitude,
+                theta,
+                _logit(wavelength, filter_2d.shape),
+                phase,
+                math.log(size / 4),
+                0.0,
+                0.0,
+                0.0,
+                float(filter_2d.mean()),
+            ]
+        )
+        for wavelength in wavelengths
+        for phase in (0.0, math.pi / 2, math.pi, 3 * math.pi / 2)
+    ]
 
 
 def fit_gabor(filter_2d: np.ndarray) -> GaborFit:
@@ -118,17 +152,33 @@ def fit_gabor(filter_2d: np.ndarray) -> GaborFit:
     best = None
     for start in _starts(target):
         with np.errstate(over="ignore", invalid="ignore"):
-            result = least_squares(lambda p: np.nan_to_num((_model(p, size) - target).ravel(), nan=1e6, posinf=1e6, neginf=-1e6),
-                                   start, method="lm", max_nfev=600)
+            result = least_squares(
+                lambda p: np.nan_to_num((_model(p, size) - target).ravel(), nan=1e6, posinf=1e6, neginf=-1e6),
+                start,
+                method="lm",
+                max_nfev=600,
+            )
         if best is None or result.cost < best.cost:
             best = result
+    if best is None:  # _starts always gives starts
+        raise ValueError("no starting point for the Gabor fit")
     amplitude, theta, wavelength_logit, phase, log_sigma, log_aspect, x0, y0, offset = best.x
     if amplitude < 0:  # -A cos(t) = A cos(t + 180 deg)
         amplitude, phase = -amplitude, phase + math.pi
     r2 = 1 - 2 * best.cost / total if total > 0 else 0.0
     orientation, phase = _canonical(math.degrees(theta), math.degrees(phase))
-    return GaborFit(orientation, _wavelength(wavelength_logit, size), phase, _exp(log_sigma), _exp(log_aspect),
-                    float(amplitude), float(x0), float(y0), float(offset), float(r2))
+    return GaborFit(
+        orientation,
+        _wavelength(wavelength_logit, size),
+        phase,
+        _exp(log_sigma),
+        _exp(log_aspect),
+        float(amplitude),
+        float(x0),
+        float(y0),
+        float(offset),
+        float(r2),
+    )
 
 
 def _canonical(orientation: float, phase: float) -> tuple[float, float]:

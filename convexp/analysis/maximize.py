@@ -40,8 +40,16 @@ class PreferredInput:
     pixels: np.ndarray  # (C, size, size) in [0, 1]
 
 
-def maximize_layer(network: RecordedNetwork, filters: Sequence[int] | None = None, *, steps: int = STEPS,
-                   rate: float = RATE, decay: float = DECAY, starts: int = STARTS, seed: int = 0) -> list[PreferredInput]:
+def maximize_layer(
+    network: RecordedNetwork,
+    filters: Sequence[int] | None = None,
+    *,
+    steps: int = STEPS,
+    rate: float = RATE,
+    decay: float = DECAY,
+    starts: int = STARTS,
+    seed: int = 0,
+) -> list[PreferredInput]:
     """For every filter of the layer (or the chosen ones), the input window that (locally) maximizes its
     response, best of ``starts`` seeded starts. Filter f's starts depend only on (seed, f, start), so the
     same filter at two steps of training starts from the same windows."""
@@ -53,8 +61,16 @@ def maximize_layer(network: RecordedNetwork, filters: Sequence[int] | None = Non
     # each filter's starts: `starts` seeded random windows around grey, and a blank (all 0) window;
     # all starts of all filters climb together, as one batch
     owners = np.repeat(chosen, starts + 1)
-    x = np.stack([window for f in chosen for window in (
-        *(np.random.default_rng([seed, f, s]).uniform(0.4, 0.6, size=shape) for s in range(starts)), np.zeros(shape))])
+    x = np.stack(
+        [
+            window
+            for f in chosen
+            for window in (
+                *(np.random.default_rng([seed, f, s]).uniform(0.4, 0.6, size=shape) for s in range(starts)),
+                np.zeros(shape),
+            )
+        ]
+    )
     axes = tuple(range(1, x.ndim))
     best_values = np.full(len(x), -np.inf)
     best_x = x.copy()
@@ -73,8 +89,9 @@ def maximize_layer(network: RecordedNetwork, filters: Sequence[int] | None = Non
             x = np.clip(x + rate * np.sign(grad), 0.0, 1.0)
     per_filter = best_values.reshape(len(chosen), starts + 1)
     winner = per_filter.argmax(axis=1)
-    return [PreferredInput(f, float(per_filter[i, w]), best_x[i * (starts + 1) + w])
-            for i, (f, w) in enumerate(zip(chosen, winner))]
+    return [
+        PreferredInput(f, float(per_filter[i, w]), best_x[i * (starts + 1) + w]) for i, (f, w) in enumerate(zip(chosen, winner))
+    ]
 
 
 def maximize_filter(network: RecordedNetwork, filter_index: int, **options) -> PreferredInput:

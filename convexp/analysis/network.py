@@ -102,7 +102,9 @@ def _window(p: PlannedLayer, axis: int) -> tuple[int, int, int]:
     return 1, 1, 0
 
 
-def conv2d(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, stride: int, pads: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+def conv2d(
+    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, stride: int, pads: tuple[tuple[int, int], tuple[int, int]]
+) -> np.ndarray:
     """Cross-correlation of (N, C, H, W) inputs with (O, C, kh, kw) kernels: (N, O, H', W') plus the bias."""
     if any(any(p) for p in pads):
         x = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))
@@ -124,18 +126,22 @@ def _pool_offsets(x: np.ndarray, size: int):
 
 def max_pool(x: np.ndarray, size: int) -> np.ndarray:
     """Max over size x size windows with stride size; the remainder rows and columns are dropped."""
-    out = None
-    for _, _, view in _pool_offsets(x, size):
-        out = view.copy() if out is None else np.maximum(out, view, out=out)
+    views = _pool_offsets(x, size)
+    _, _, first = next(views)
+    out = first.copy()
+    for _, _, view in views:
+        np.maximum(out, view, out=out)
     return out
 
 
 def _pads(p: PlannedLayer) -> tuple[tuple[int, int], tuple[int, int]]:
     layer = p.layer
-    if layer.padding != "same":
+    if not isinstance(layer, Conv) or layer.padding != "same":
         return (0, 0), (0, 0)
-    return (same_padding(p.input_shape[1], layer.kernel_hw[0], layer.stride),
-            same_padding(p.input_shape[2], layer.kernel_hw[1], layer.stride))
+    return (
+        same_padding(p.input_shape[1], layer.kernel_hw[0], layer.stride),
+        same_padding(p.input_shape[2], layer.kernel_hw[1], layer.stride),
+    )
 
 
 def responses(network: RecordedNetwork, images: np.ndarray, batch: int = 500) -> np.ndarray:
@@ -164,7 +170,9 @@ def _apply(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, pads, last:
     return x  # dropout: the identity at test time
 
 
-def window_responses(network: RecordedNetwork, windows: np.ndarray, filter_indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def window_responses(
+    network: RecordedNetwork, windows: np.ndarray, filter_indices: Sequence[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Filter ``filter_indices[n]``'s response to input window ``windows[n]`` (N, C, size, size), and its gradient
     with respect to that window: (responses (N,), gradients (N, C, size, size)).
 
@@ -209,8 +217,9 @@ def _backward(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, y: np.nd
         dx = np.zeros_like(x)
         for i in range(kh):
             for j in range(kw):
-                dx[:, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride] += \
-                    columns[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+                dx[:, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride] += columns[
+                    :, :, :, :, i, j
+                ].transpose(0, 3, 1, 2)
         return dx
     if isinstance(layer, MaxPool):
         # each window's gradient goes to its maximum (the first one, row by row, when several tie)

@@ -15,6 +15,7 @@ import numpy as np
 
 from convexp.analysis.network import ReceptiveField, RecordedNetwork, receptive_field, responses
 from convexp.errors import ConvexpError
+from convexp.layers import Conv
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def top_patches(network: RecordedNetwork, images: np.ndarray, labels: np.ndarray
     where = flat.argmax(axis=2)  # (N, F): each image's strongest unit per filter
     best = np.take_along_axis(flat, where[..., None], axis=2)[..., 0]  # (N, F)
     field = receptive_field(network.layers)
-    relu = network.target.layer.activation == "relu"
+    target = network.target.layer
+    relu = isinstance(target, Conv) and target.activation == "relu"
     keep = min(top, n)
     result = []
     for f in range(filters):
@@ -77,10 +79,19 @@ def top_patches(network: RecordedNetwork, images: np.ndarray, labels: np.ndarray
             row, col = divmod(int(where[index, f]), w)
             first_row, first_col = field.window(row, col)
             response = float(best[index, f])
-            patches.append(Patch(
-                int(index), int(labels[index]), row, col, first_row, first_col, response,
-                max(response, 0.0) if relu else response, crop(images[index], first_row, first_col, field.size),
-            ))
+            patches.append(
+                Patch(
+                    int(index),
+                    int(labels[index]),
+                    row,
+                    col,
+                    first_row,
+                    first_col,
+                    response,
+                    max(response, 0.0) if relu else response,
+                    crop(images[index], first_row, first_col, field.size),
+                )
+            )
         result.append(patches)
     return LayerPatches(network.run_id, network.target.name, network.step, field, n, result)
 
@@ -88,15 +99,31 @@ def top_patches(network: RecordedNetwork, images: np.ndarray, labels: np.ndarray
 def patches_dict(found: LayerPatches) -> dict:
     """The top patches as plain data (JSON): positions and responses, without the pixels."""
     return {
-        "run": found.run_id, "layer": found.layer, "step": found.step, "images_searched": found.images,
+        "run": found.run_id,
+        "layer": found.layer,
+        "step": found.step,
+        "images_searched": found.images,
         "receptive_field": {"size": list(found.field.size), "jump": list(found.field.jump), "offset": list(found.field.offset)},
         "response": "the layer's output before its activation function (w.x + b) at the unit's position; "
-                    "activation: after it (what the next layer receives)",
+        "activation: after it (what the next layer receives)",
         "filters": [
-            {"filter": f, "patches": [
-                {"rank": rank, "image": p.image, "label": p.label, "row": p.row, "col": p.col,
-                 "top": p.top, "left": p.left, "response": p.response, "activation": p.activation}
-                for rank, p in enumerate(patches)]}
+            {
+                "filter": f,
+                "patches": [
+                    {
+                        "rank": rank,
+                        "image": p.image,
+                        "label": p.label,
+                        "row": p.row,
+                        "col": p.col,
+                        "top": p.top,
+                        "left": p.left,
+                        "response": p.response,
+                        "activation": p.activation,
+                    }
+                    for rank, p in enumerate(patches)
+                ],
+            }
             for f, patches in enumerate(found.filters)
         ],
     }

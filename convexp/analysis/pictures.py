@@ -91,10 +91,14 @@ def _even_indices(count: int, wanted: int) -> list[int]:
     return sorted({round(i * (count - 1) / max(wanted - 1, 1)) for i in range(min(wanted, count))})
 
 
-def filter_evolution_figure(kernels: np.ndarray, steps: np.ndarray, filters: Sequence[int], title: str, columns: int = 10) -> Figure:
+def filter_evolution_figure(
+    kernels: np.ndarray, steps: np.ndarray, filters: Sequence[int], title: str, columns: int = 10
+) -> Figure:
     """Chosen filters (rows) at evenly spaced snapshots (columns), on one shared scale."""
     chosen = _even_indices(len(steps), columns)
-    stack = _filters_2d(kernels[chosen][:, list(filters)].reshape(-1, *kernels.shape[2:])).reshape(len(chosen), len(filters), *kernels.shape[3:])
+    stack = _filters_2d(kernels[chosen][:, list(filters)].reshape(-1, *kernels.shape[2:])).reshape(
+        len(chosen), len(filters), *kernels.shape[3:]
+    )
     limit = float(np.abs(stack).max()) or 1.0
     figure = _figure(1.0 * len(chosen) + 1.6, 1.0 * len(filters) + 0.8)
     axes = figure.subplots(len(filters), len(chosen), squeeze=False)
@@ -155,7 +159,9 @@ def init_histogram_figure(kernel: np.ndarray, initializer: str, title: str) -> F
     values = kernel.ravel().astype(np.float64)
     figure = _figure(7, 4)
     ax = figure.subplots()
-    ax.hist(values, bins=60, density=init.distribution != "constant", color="C0", alpha=0.6, label=f"step-0 weights ({values.size})")
+    ax.hist(
+        values, bins=60, density=init.distribution != "constant", color="C0", alpha=0.6, label=f"step-0 weights ({values.size})"
+    )
     if init.distribution != "constant":
         low, high = min(theory.low, values.min()), max(theory.high, values.max())
         x = np.linspace(low - 0.05 * (high - low), high + 0.05 * (high - low), 400)
@@ -167,8 +173,14 @@ def init_histogram_figure(kernel: np.ndarray, initializer: str, title: str) -> F
             density = stats.norm(0, math.sqrt(theory.variance)).pdf(x)
         ax.plot(x, density, color="C3", linewidth=2, label=f"{initializer} density")
     ax.set(xlabel="weight", ylabel="density", title=title)
-    ax.text(0.01, 0.98, f"{init.parameter_name()} = {scale:.4g}\nvariance: sample {values.var():.4g}, theory {theory.variance:.4g}",
-            transform=ax.transAxes, va="top", fontsize=8)
+    ax.text(
+        0.01,
+        0.98,
+        f"{init.parameter_name()} = {scale:.4g}\nvariance: sample {values.var():.4g}, theory {theory.variance:.4g}",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=8,
+    )
     ax.legend(fontsize=8, loc="upper right")
     return figure
 
@@ -228,9 +240,12 @@ def patches_figure(found: LayerPatches, title: str) -> Figure:
     rows, grid_columns = _grid_shape(len(mosaics))
     figure = _figure(1.3 * grid_columns + 0.4, 1.3 * rows + 0.8)
     size = "x".join(map(str, found.field.size))
-    _image_grid(figure, mosaics, [str(i) for i in range(len(mosaics))],
-                f"{title}: each filter's {top} strongest test-image patches ({size} receptive field, "
-                f"{found.images} images searched)")
+    _image_grid(
+        figure,
+        mosaics,
+        [str(i) for i in range(len(mosaics))],
+        f"{title}: each filter's {top} strongest test-image patches ({size} receptive field, {found.images} images searched)",
+    )
     return figure
 
 
@@ -341,7 +356,9 @@ def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Fig
     if planned.layer.activation == "relu":
         maps = np.maximum(maps, 0)
     label = int(data.test_labels[options.image_index])
-    return feature_maps_figure(image, maps, f"{name}, step {series.steps[index]}: test image {options.image_index} (label {label})")
+    return feature_maps_figure(
+        image, maps, f"{name}, step {series.steps[index]}: test image {options.image_index} (label {label})"
+    )
 
 
 def picture_suffixes(kind: str) -> set[str]:

@@ -53,12 +53,27 @@ def _first_conv_layer(store: Store, run: RunRecord) -> str | None:
 
 def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
     parts = [f"<h2>Run {run.id}: {html.escape(run.experiment)} on {html.escape(run.backend)}</h2>"]
-    parts.append(_table(
-        ["status", "dataset", "seed", "initializer", "epochs", "steps", "test accuracy", "framework", "started (UTC)"],
-        [[run.status, run.dataset, run.seed, run.kernel_initializer, run.epochs_completed, run.steps_completed,
-          run.test_accuracy, f"{run.framework} {run.framework_version}", run.started_at.isoformat(sep=" ", timespec="seconds")]],
-    ))
-    parts.append("<details><summary>Experiment spec</summary><pre>" + html.escape(json.dumps(run.spec, indent=2)) + "</pre></details>")
+    parts.append(
+        _table(
+            ["status", "dataset", "seed", "initializer", "epochs", "steps", "test accuracy", "framework", "started (UTC)"],
+            [
+                [
+                    run.status,
+                    run.dataset,
+                    run.seed,
+                    run.kernel_initializer,
+                    run.epochs_completed,
+                    run.steps_completed,
+                    run.test_accuracy,
+                    f"{run.framework} {run.framework_version}",
+                    run.started_at.isoformat(sep=" ", timespec="seconds"),
+                ]
+            ],
+        )
+    )
+    parts.append(
+        "<details><summary>Experiment spec</summary><pre>" + html.escape(json.dumps(run.spec, indent=2)) + "</pre></details>"
+    )
     layer = _first_conv_layer(store, run)
     if layer is None:
         parts.append('<p class="note">No kernel snapshots were recorded.</p>')
@@ -80,10 +95,12 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
         caption = f"{deeper}: each filter's strongest test-image patches"
         try:
             figure = pictures.draw("patches", store, [run], pictures.PictureOptions(layer=deeper, data_dir=data_dir))
-            parts.append(f"<h3>{html.escape(caption)}</h3>"
-                         '<p class="note">A deeper filter acts on feature maps, not pixels; these are the input windows '
-                         "(its receptive field) of the test images that drive it hardest, the recorded network replayed "
-                         "up to this layer.</p>" + _image(figure, caption))
+            parts.append(
+                f"<h3>{html.escape(caption)}</h3>"
+                '<p class="note">A deeper filter acts on feature maps, not pixels; these are the input windows '
+                "(its receptive field) of the test images that drive it hardest, the recorded network replayed "
+                "up to this layer.</p>" + _image(figure, caption)
+            )
         except ConvexpError as exc:
             parts.append(f'<p class="note">{html.escape(caption)}: not drawn ({html.escape(str(exc))})</p>')
     series = store.kernel_series(run.id, layer)
@@ -100,11 +117,17 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
         f"step {last.step}: {last.edge_like}/{len(last.filters)} ({last.edge_share:.0%}).</p>"
     )
     columns = ["filter", "best operator", "correlation", "edge-like", "norm", "mean", "orientation (deg)"]
-    rows = [[f.index, f.best_operator, round(f.correlation, 3), f.edge_like, f.norm, f.mean, round(f.orientation, 1)] for f in last.filters]
+    rows = [
+        [f.index, f.best_operator, round(f.correlation, 3), f.edge_like, f.norm, f.mean, round(f.orientation, 1)]
+        for f in last.filters
+    ]
     if last.filters and last.filters[0].gabor is not None:
         columns += ["Gabor orientation (deg)", "Gabor wavelength (px)", "Gabor phase (deg)", "Gabor fit R²"]
-        rows = [[*row, round(f.gabor.orientation, 1), round(f.gabor.wavelength, 2), round(f.gabor.phase, 1), round(f.gabor.r2, 3)]
-                for row, f in zip(rows, last.filters)]
+        rows = [
+            [*row, round(fit.orientation, 1), round(fit.wavelength, 2), round(fit.phase, 1), round(fit.r2, 3)]
+            for row, fit in zip(rows, (f.gabor for f in last.filters))
+            if fit is not None
+        ]
     parts.append(_table(columns, rows))
     return "\n".join(parts)
 
@@ -116,7 +139,8 @@ def build_report(store: Store, runs: Sequence[RunRecord], data_dir: Path | None 
     title = "convexp report: " + ", ".join(f"run {r.id}" for r in runs)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">convexp {__version__}, database {html.escape(store.location)}, generated {generated} UTC.</p>',
@@ -125,13 +149,16 @@ def build_report(store: Store, runs: Sequence[RunRecord], data_dir: Path | None 
     comparison = compare_runs(store, list(runs))
     columns, rows = comparison_rows(comparison)
     parts.append("<h2>Comparison</h2>")
-    parts.append('<p class="note">drift: ||W_t - W_0|| / ||W_0|| at the compared step; similarity: mean cosine similarity '
-                 "of each filter to its match among the first run's filters (one-to-one Hungarian matching).</p>")
+    parts.append(
+        '<p class="note">drift: ||W_t - W_0|| / ||W_0|| at the compared step; similarity: mean cosine similarity '
+        "of each filter to its match among the first run's filters (one-to-one Hungarian matching).</p>"
+    )
     parts.append(_table(columns, rows))
     if comparison.spec_differences:
-        parts.append("<h3>Spec differences</h3>" + _table(
-            ["field", *[f"run {r.id}" for r in runs]], [[k, *v] for k, v in comparison.spec_differences.items()]
-        ))
+        parts.append(
+            "<h3>Spec differences</h3>"
+            + _table(["field", *[f"run {r.id}" for r in runs]], [[k, *v] for k, v in comparison.spec_differences.items()])
+        )
     parts.extend(_run_section(store, run, data_dir) for run in runs)
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -20,7 +20,9 @@ def select_run(store: Store, selector: str) -> RunRecord:
     if not matching:
         experiments = sorted({r.experiment for r in runs})
         backends = sorted({r.backend for r in runs if r.experiment == experiment})
-        hint = did_you_mean(experiment, experiments) if experiment not in experiments else f" (its backends: {', '.join(backends)})"
+        hint = (
+            did_you_mean(experiment, experiments) if experiment not in experiments else f" (its backends: {', '.join(backends)})"
+        )
         raise ConvexpError(f"no run matches '{selector}' in {store.location}{hint}; use a run id or EXPERIMENT:BACKEND")
     finished = [r for r in matching if r.status == "finished"]
     return (finished or matching)[-1]
@@ -65,7 +67,7 @@ def parse_step(text: str | None) -> int | str:
 
 
 def parse_indices(text: str, what: str) -> tuple[int, ...]:
-    """"0,1,5" as filter indices; raises naming the option on anything else."""
+    """ "0,1,5" as filter indices; raises naming the option on anything else."""
     try:
         indices = tuple(int(part) for part in text.split(","))
     except ValueError:

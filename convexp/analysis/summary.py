@@ -28,24 +28,50 @@ class RunDescription:
         """Plain data for JSON output."""
         run = self.run
         return {
-            "id": run.id, "uid": run.uid, "experiment": run.experiment, "backend": run.backend,
-            "status": run.shown_status(), "recorded_status": run.status, "message": run.message,
-            "attempts": run.attempts, "started_at": run.started_at, "finished_at": run.finished_at,
-            "seconds": run.seconds, "host": run.host, "pid": run.pid,
-            "dataset": run.dataset, "seed": run.seed, "epochs_completed": run.epochs_completed,
-            "epochs_planned": run.spec.get("epochs"), "steps_completed": run.steps_completed,
-            "kernel_initializer": run.kernel_initializer, "bias_initializer": run.bias_initializer,
-            "framework": run.framework, "framework_version": run.framework_version,
-            "backend_version": run.backend_version, "convexp_version": run.convexp_version,
+            "id": run.id,
+            "uid": run.uid,
+            "experiment": run.experiment,
+            "backend": run.backend,
+            "status": run.shown_status(),
+            "recorded_status": run.status,
+            "message": run.message,
+            "attempts": run.attempts,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "seconds": run.seconds,
+            "host": run.host,
+            "pid": run.pid,
+            "dataset": run.dataset,
+            "seed": run.seed,
+            "epochs_completed": run.epochs_completed,
+            "epochs_planned": run.spec.get("epochs"),
+            "steps_completed": run.steps_completed,
+            "kernel_initializer": run.kernel_initializer,
+            "bias_initializer": run.bias_initializer,
+            "framework": run.framework,
+            "framework_version": run.framework_version,
+            "backend_version": run.backend_version,
+            "convexp_version": run.convexp_version,
             "architecture": self.architecture,
-            "parameters": None if self.plan is None else [
-                {"layer": r.name, "type": r.type, "output_shape": list(r.output_shape),
-                 "kernel_shape": None if r.kernel_shape is None else list(r.kernel_shape),
-                 "weights": r.weights, "biases": r.biases, "parameters": r.parameters}
-                for r in parameter_table(self.plan)],
+            "parameters": None
+            if self.plan is None
+            else [
+                {
+                    "layer": r.name,
+                    "type": r.type,
+                    "output_shape": list(r.output_shape),
+                    "kernel_shape": None if r.kernel_shape is None else list(r.kernel_shape),
+                    "weights": r.weights,
+                    "biases": r.biases,
+                    "parameters": r.parameters,
+                }
+                for r in parameter_table(self.plan)
+            ],
             "last_metrics": {name: {"step": m.step, "epoch": m.epoch, "value": m.value} for name, m in self.last_metrics.items()},
-            "snapshots": {s.layer: {"count": s.count, "first_step": s.first_step, "last_step": s.last_step,
-                                    "shape": list(s.shape)} for s in self.snapshots},
+            "snapshots": {
+                s.layer: {"count": s.count, "first_step": s.first_step, "last_step": s.last_step, "shape": list(s.shape)}
+                for s in self.snapshots
+            },
             "checkpoint": None if self.checkpoint is None else {"epoch": self.checkpoint[0], "step": self.checkpoint[1]},
             "spec": run.spec,
         }
@@ -77,7 +103,8 @@ def format_description(description: RunDescription) -> str:
     settings = ", ".join(f"{k} {v}" for k, v in optimizer.items() if k != "name")
     lines = [
         f"run {run.id} {run.experiment}/{run.backend}: {run.shown_status()}"
-        + (f" ({run.message})" if run.message else "") + (f", {run.attempts} attempts" if run.attempts > 1 else ""),
+        + (f" ({run.message})" if run.message else "")
+        + (f", {run.attempts} attempts" if run.attempts > 1 else ""),
         f"  dataset     {run.dataset}, seed {run.seed}, batch {run.spec.get('batch_size')}",
         f"  progress    {run.epochs_completed} of {run.spec.get('epochs')} epoch(s), {run.steps_completed} steps"
         + ("" if run.seconds is None else f", {run.seconds:.2f} s"),
@@ -87,13 +114,18 @@ def format_description(description: RunDescription) -> str:
         f"  initializer {run.kernel_initializer} (bias {run.bias_initializer})",
         f"  optimizer   {optimizer.get('name', 'n/a')}" + (f": {settings}" if settings else ""),
         f"  framework   {run.framework} {run.framework_version} (backend plugin {run.backend_version}, convexp {run.convexp_version})",
-        "  checkpoint  " + ("none" if description.checkpoint is None
-                             else f"after epoch {description.checkpoint[0]} (step {description.checkpoint[1]})"),
+        "  checkpoint  "
+        + (
+            "none"
+            if description.checkpoint is None
+            else f"after epoch {description.checkpoint[0]} (step {description.checkpoint[1]})"
+        ),
     ]
     lines.append("  metrics     none" if not description.last_metrics else "  metrics (last recorded values)")
     width = max(map(len, description.last_metrics), default=0)
-    lines += [f"    {name:<{width}}  {m.value:.6g} (step {m.step}, epoch {m.epoch})"
-              for name, m in description.last_metrics.items()]
+    lines += [
+        f"    {name:<{width}}  {m.value:.6g} (step {m.step}, epoch {m.epoch})" for name, m in description.last_metrics.items()
+    ]
     if description.plan is not None:
         lines.append("  parameters")
         lines += [f"    {line}" for line in format_parameter_table(description.plan)]

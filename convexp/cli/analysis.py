@@ -40,17 +40,25 @@ def compare_command(
     if fmt == Format.csv:
         return
     if comparison.spec_differences:
-        render(["field", *[str(r.id) for r in comparison.runs]],
-               [[k, *v] for k, v in comparison.spec_differences.items()], fmt, title="spec differences")
+        render(
+            ["field", *[str(r.id) for r in comparison.runs]],
+            [[k, *v] for k, v in comparison.spec_differences.items()],
+            fmt,
+            title="spec differences",
+        )
     else:
         typer.echo("the runs' specs are identical")
     for layer, why in comparison.not_compared.items():
         typer.echo(f"{layer}: filters not compared: {why}")
     if matches:
-        for layer in comparison.layers:
-            for run, matching in zip(comparison.runs[1:], layer.matchings[1:]):
-                render(["filter", f"run {run.id} filter", "cosine"], [list(p) for p in matching.pairs], fmt,
-                       title=f"{layer.layer}: run {comparison.runs[0].id} vs run {run.id}")
+        for compared in comparison.layers:
+            for run, matching in zip(comparison.runs[1:], compared.matchings[1:]):
+                render(
+                    ["filter", f"run {run.id} filter", "cosine"],
+                    [list(p) for p in matching.pairs],
+                    fmt,
+                    title=f"{compared.layer}: run {comparison.runs[0].id} vs run {run.id}",
+                )
 
 
 @app.command("filters", short_help="What each filter is: the operator it resembles, a Gabor fit, or its top patches.")
@@ -93,8 +101,13 @@ def filters_command(
         if fmt == Format.table:
             rows = [[*r[:-2], round(r[-2], 5), round(r[-1], 5)] for r in rows]
         field = found["receptive_field"]
-        render(columns, rows, fmt, title=f"run {record.id} {layer} at step {found['step']}: top {top} test images per filter "
-               f"({field['size'][0]}x{field['size'][1]} receptive field, {found['images_searched']} images)")
+        render(
+            columns,
+            rows,
+            fmt,
+            title=f"run {record.id} {layer} at step {found['step']}: top {top} test images per filter "
+            f"({field['size'][0]}x{field['size'][1]} receptive field, {found['images_searched']} images)",
+        )
         return
     _operator_analysis(run, layer, step, db, fmt)
 
@@ -113,11 +126,19 @@ def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, f
     first = analyse_layer(series.kernels[0], int(series.steps[0]), gabor=False)
     report = analyse_layer(series.kernels[chosen], int(series.steps[chosen]))
     if fmt == Format.json:
-        typer.echo(json.dumps({
-            "run": record.id, "layer": layer, "step": report.step, "edge_threshold": EDGE_THRESHOLD,
-            "edge_share": {str(first.step): first.edge_share, str(report.step): report.edge_share},
-            "filters": [asdict(f) for f in report.filters],
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "run": record.id,
+                    "layer": layer,
+                    "step": report.step,
+                    "edge_threshold": EDGE_THRESHOLD,
+                    "edge_share": {str(first.step): first.edge_share, str(report.step): report.edge_share},
+                    "filters": [asdict(f) for f in report.filters],
+                },
+                indent=2,
+            )
+        )
         return
     columns = ["filter", "best_operator", "correlation", "edge_like", "norm", "mean", "orientation_deg", "orientedness"]
     gabor = report.filters[0].gabor is not None
@@ -125,8 +146,16 @@ def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, f
         columns += ["gabor_orientation_deg", "gabor_wavelength", "gabor_phase_deg", "gabor_r2"]
     rows = []
     for f in report.filters:
-        row = [f.index, f.best_operator, round(f.correlation, 3), f.edge_like, round(f.norm, 4), round(f.mean, 4),
-               round(f.orientation, 1), round(f.orientedness, 3)]
+        row = [
+            f.index,
+            f.best_operator,
+            round(f.correlation, 3),
+            f.edge_like,
+            round(f.norm, 4),
+            round(f.mean, 4),
+            round(f.orientation, 1),
+            round(f.orientedness, 3),
+        ]
         if f.gabor is not None:
             row += [round(f.gabor.orientation, 1), round(f.gabor.wavelength, 2), round(f.gabor.phase, 1), round(f.gabor.r2, 3)]
         rows.append(row)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from convexp.cli import app
+from convexp.cli.options import PaddingChoice
 
 
 @app.command("conv", short_help="Cross-correlate an image with a kernel.")
@@ -16,13 +17,21 @@ def conv_command(
     kernel: Annotated[Optional[Path], typer.Option(help="Kernel .npy: (kh, kw) or (out, in, kh, kw).")] = None,
     bias: Annotated[Optional[Path], typer.Option(help="Bias .npy: (out,).")] = None,
     random_image: Annotated[Optional[str], typer.Option(help="Draw a standard-normal image of this shape, e.g. 1,3,7,7.")] = None,
-    random_kernel: Annotated[Optional[str], typer.Option(help="Draw a standard-normal kernel of this shape, e.g. 4,3,3,3.")] = None,
+    random_kernel: Annotated[
+        Optional[str], typer.Option(help="Draw a standard-normal kernel of this shape, e.g. 4,3,3,3.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for --random-image / --random-kernel.")] = 0,
     backend: Annotated[str, typer.Option(help="Backend that computes the convolution.")] = "numpy",
-    padding: Annotated[str, typer.Option(help="valid or same.")] = "valid",
+    padding: Annotated[
+        PaddingChoice, typer.Option(help="'valid' uses only full windows; 'same' pads to ceil(H / stride).")
+    ] = PaddingChoice.valid,
     stride: Annotated[int, typer.Option(help="Stride in both directions.")] = 1,
-    out: Annotated[Optional[Path], typer.Option(help="Write the result (N, out, H', W') to this .npy instead of printing it.")] = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Walk through a 5x5 image, 3x3 kernel, valid padding (or your 2-D arrays).")] = False,
+    out: Annotated[
+        Optional[Path], typer.Option(help="Write the result (N, out, H', W') to this .npy instead of printing it.")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Walk through a 5x5 image, 3x3 kernel, valid padding (or your 2-D arrays).")
+    ] = False,
 ) -> None:
     """Cross-correlate an image with a kernel on a backend, as its conv layer does (the kernel is not flipped)."""
     import numpy as np
@@ -31,8 +40,6 @@ def conv_command(
     from convexp.errors import ConvexpError
     from convexp.plugins import get_backend
 
-    if padding not in ("valid", "same"):
-        raise ConvexpError(f"--padding must be 'valid' or 'same', not '{padding}'")
     if out is not None:
         from convexp.outputs import check_output_path
 
@@ -55,11 +62,15 @@ def conv_command(
         typer.echo(convolution.format_explanation(convolution.explain(chosen, images, kernel_array), chosen.name))
         return
     if images is None or kernel_array is None:
-        raise ConvexpError("give an image (--image FILE or --random-image SHAPE) and a kernel (--kernel FILE or --random-kernel SHAPE), or use --explain")
-    result = convolution.convolve(chosen, images, kernel_array, bias_array, stride, padding)
+        raise ConvexpError(
+            "give an image (--image FILE or --random-image SHAPE) and a kernel (--kernel FILE or --random-kernel SHAPE), or use --explain"
+        )
+    result = convolution.convolve(chosen, images, kernel_array, bias_array, stride, padding.value)
     if out is not None:
         np.save(out, result)
         typer.echo(f"wrote {out}: shape {result.shape}")
         return
-    typer.echo(f"output {result.shape} (N, out_channels, H', W') from backend '{chosen.name}', {padding} padding, stride {stride}:")
+    typer.echo(
+        f"output {result.shape} (N, out_channels, H', W') from backend '{chosen.name}', {padding} padding, stride {stride}:"
+    )
     typer.echo(np.array2string(result, precision=5, suppress_small=True, max_line_width=120, threshold=10_000))

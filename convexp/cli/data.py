@@ -26,12 +26,15 @@ def import_command(
 @app.command("fetch", short_help="Download a dataset, checking its MD5s.")
 def fetch_command(
     dataset: Annotated[str, typer.Argument(help="Dataset to download: mnist.")],
-    mirror: Annotated[Optional[list[str]], typer.Option("--mirror", help="Base URL to download from (repeat for several, tried in order); default: public mirrors.")] = None,
+    mirror: Annotated[
+        Optional[list[str]],
+        typer.Option("--mirror", help="Base URL to download from (repeat for several, tried in order); default: public mirrors."),
+    ] = None,
     attempts: Annotated[int, typer.Option(help="Tries per mirror, resuming a broken transfer.")] = 3,
     timeout: Annotated[float, typer.Option(help="Seconds without data before a try fails.")] = 30.0,
 ) -> None:
     """Download a dataset into the convexp cache, verifying each file's published MD5."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     from convexp.datasets import mnist
     from convexp.datasets.download import fetch_mnist
@@ -39,9 +42,9 @@ def fetch_command(
 
     if dataset != "mnist":
         raise unknown_name("downloadable dataset", dataset, ["mnist"])
-    tasks: dict[str, int] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  transient=True) as bar:
+    tasks: dict[str, TaskID] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True) as bar:
+
         def progress(name: str, done: int, total: int | None) -> None:
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=total)

@@ -8,7 +8,9 @@ import typer
 
 from convexp.cli.options import Db
 
-app = typer.Typer(help="The results database: schema migrations, copying and deleting runs.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="The results database: schema migrations, copying and deleting runs.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @app.command("upgrade", short_help="Create the database or migrate its schema.")
@@ -38,8 +40,9 @@ def copy_command(
     from convexp.store import Store
     from convexp.store.copy import copy_runs
 
-    bar = Progress(TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), transient=True)
+    bar = Progress(
+        TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True), transient=True
+    )
     task = bar.add_task("copy", total=None)
     with Store(source, must_exist=True) as src, Store(destination) as dst, bar:
         report = copy_runs(src, dst, run, progress=lambda done, total: bar.update(task, completed=done, total=total))
@@ -58,7 +61,9 @@ def delete_command(
     experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Delete the runs of this experiment.")] = None,
     status: Annotated[Optional[str], typer.Option(help="Delete the runs shown with this status, e.g. failed or stale.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    vacuum: Annotated[bool, typer.Option("--vacuum", help="Then shrink the SQLite file (rewrites it; can take a while).")] = False,
+    vacuum: Annotated[
+        bool, typer.Option("--vacuum", help="Then shrink the SQLite file (rewrites it; can take a while).")
+    ] = False,
     db: Db = None,
 ) -> None:
     """Delete runs with their metrics, kernel snapshots and checkpoint, in one transaction.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +16,16 @@ Db = Annotated[
 ]
 DataDir = Annotated[
     Optional[Path],
-    typer.Option("--data-dir", help="Folder with dataset files (e.g. the MNIST IDX files) [default: $CONVEXP_DATA_DIR, else the convexp cache]."),
+    typer.Option(
+        "--data-dir",
+        help="Folder with dataset files (e.g. the MNIST IDX files) [default: $CONVEXP_DATA_DIR, else the convexp cache].",
+    ),
 ]
 OutputFormat = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+class PaddingChoice(str, enum.Enum):
+    """A conv layer's padding, as the layers spell it."""
+
+    valid = "valid"
+    same = "same"

@@ -31,8 +31,13 @@ class RunPrinter:
         self.console = Console(stderr=True, highlight=False)
         self.out = Console(highlight=False)
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-            TimeRemainingColumn(), console=self.console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
         )
         self.total_runs, self.index = total_runs, 0
 
@@ -83,8 +88,13 @@ class GridPrinter:
 
     def __init__(self, total_runs: int):
         self.progress = Progress(
-            TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
-            TimeElapsedColumn(), console=Console(stderr=True, highlight=False), transient=True,
+            TextColumn("runs"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True, highlight=False),
+            transient=True,
         )
         self.task = self.progress.add_task("grid", total=total_runs, counts="")
 
@@ -96,8 +106,11 @@ class GridPrinter:
         self.progress.__exit__(*exc)
 
     def __call__(self, state, outcome) -> None:
-        self.progress.update(self.task, completed=state.done + state.failed,
-                             counts=f"{state.done} done, {state.failed} failed, {state.running} running")
+        self.progress.update(
+            self.task,
+            completed=state.done + state.failed,
+            counts=f"{state.done} done, {state.failed} failed, {state.running} running",
+        )
         if outcome is not None:
             label = _run_label(outcome.run_id, outcome.experiment, outcome.backend)
             self.progress.console.print(outcome_line(outcome, label))

@@ -15,8 +15,10 @@ from convexp.cli.output import Format, render
 def runs_command(
     experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Only runs of this experiment.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="Only runs on this backend.")] = None,
-    status: Annotated[Optional[str], typer.Option(
-        help="Only runs shown with this status: queued, running, finished, failed, interrupted, diverged or stale.")] = None,
+    status: Annotated[
+        Optional[str],
+        typer.Option(help="Only runs shown with this status: queued, running, finished, failed, interrupted, diverged or stale."),
+    ] = None,
     db: Db = None,
     fmt: OutputFormat = Format.table,
 ) -> None:
@@ -35,8 +37,17 @@ def runs_command(
         return
     columns = ["id", "experiment", "backend", "status", "attempts", "epochs", "test_accuracy", "seconds", "started"]
     rows = [
-        [r.id, r.experiment, r.backend, r.shown_status(), r.attempts, r.epochs_completed, r.test_accuracy,
-         None if r.seconds is None else round(r.seconds, 2), r.started_at]
+        [
+            r.id,
+            r.experiment,
+            r.backend,
+            r.shown_status(),
+            r.attempts,
+            r.epochs_completed,
+            r.test_accuracy,
+            None if r.seconds is None else round(r.seconds, 2),
+            r.started_at,
+        ]
         for r in runs
     ]
     render(columns, rows, fmt)
@@ -71,7 +82,7 @@ def show_command(
 
 @app.command("query", short_help="Run a read-only SQL query on the results.")
 def query_command(
-    sql: Annotated[str, typer.Argument(help="One SQL statement that reads, e.g. \"SELECT * FROM runs\".")],
+    sql: Annotated[str, typer.Argument(help='One SQL statement that reads, e.g. "SELECT * FROM runs".')],
     db: Db = None,
     fmt: OutputFormat = Format.table,
     limit: Annotated[Optional[int], typer.Option(help="Return at most this many rows.")] = None,

@@ -15,8 +15,9 @@ from convexp.cli.options import DataDir, Db
 
 ExperimentsFile = Annotated[
     Optional[Path],
-    typer.Argument(help="Experiments YAML file [default: ./experiments.yaml, else the examples that come with convexp].",
-                   show_default=False),
+    typer.Argument(
+        help="Experiments YAML file [default: ./experiments.yaml, else the examples that come with convexp].", show_default=False
+    ),
 ]
 
 
@@ -35,19 +36,28 @@ def run_command(
     file: ExperimentsFile = None,
     experiment: Annotated[
         Optional[list[str]],
-        typer.Option("--experiment", "-e", help="Experiment to run (repeat for several) [default: the file's default, else its first]."),
+        typer.Option(
+            "--experiment", "-e", help="Experiment to run (repeat for several) [default: the file's default, else its first]."
+        ),
     ] = None,
     backend: Annotated[Optional[str], typer.Option(help="Run on this backend instead of the experiment's.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override the number of epochs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
     resume: Annotated[
         Optional[int],
-        typer.Option("--resume", metavar="RUN", help="Continue run RUN (interrupted, failed or stale) from its last "
-                     "epoch checkpoint, recording into the same run; uses the run's own recorded spec."),
+        typer.Option(
+            "--resume",
+            metavar="RUN",
+            help="Continue run RUN (interrupted, failed or stale) from its last "
+            "epoch checkpoint, recording into the same run; uses the run's own recorded spec.",
+        ),
     ] = None,
     executor: Annotated[
-        str, typer.Option(help="Where runs execute: 'local' (this process, one after another) or 'dask' "
-                          "(each run a task on a Dask cluster; needs convexp[dask]).")
+        str,
+        typer.Option(
+            help="Where runs execute: 'local' (this process, one after another) or 'dask' "
+            "(each run a task on a Dask cluster; needs convexp[dask])."
+        ),
     ] = "local",
     scheduler: Annotated[
         Optional[str], typer.Option(help="Dask scheduler address (tcp://host:8786) [default: start a LocalCluster].")
@@ -56,8 +66,12 @@ def run_command(
         Optional[int], typer.Option(min=1, help="Worker processes of the LocalCluster [default: one per CPU].")
     ] = None,
     max_retries: Annotated[
-        int, typer.Option(min=0, help="With dask: re-run a run whose task failed or whose worker died this many "
-                          "times (it resumes from its checkpoint).")
+        int,
+        typer.Option(
+            min=0,
+            help="With dask: re-run a run whose task failed or whose worker died this many "
+            "times (it resumes from its checkpoint).",
+        ),
     ] = 2,
     db: Db = None,
     data_dir: DataDir = None,
@@ -113,8 +127,11 @@ def run_command(
         store.close()
     if outcomes:
         last, where = outcomes[-1].run_id, "" if db is None else f" --db {db}"
-        typer.echo(f"recorded in {store.location}; next: `convexp show {last}{where}`, "
-                   f"`convexp plot filters {last}{where} --out filters.png`", err=True)
+        typer.echo(
+            f"recorded in {store.location}; next: `convexp show {last}{where}`, "
+            f"`convexp plot filters {last}{where} --out filters.png`",
+            err=True,
+        )
     if any(o.status != "finished" for o in outcomes):
         raise typer.Exit(1)
 
@@ -129,11 +146,16 @@ def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None
         typer.echo(f"{len(planned)} run(s) on {where}, recording into {store.location}", err=True)
         try:
             with GridPrinter(len(planned)) as show:
-                outcomes = run_on_dask(planned, store, data_dir, scheduler=scheduler, workers=workers,
-                                       max_retries=max_retries, listener=show)
+                outcomes = run_on_dask(
+                    planned, store, data_dir, scheduler=scheduler, workers=workers, max_retries=max_retries, listener=show
+                )
         except KeyboardInterrupt:
-            typer.secho("interrupted: the grid stopped; its runs that had not finished are marked 'interrupted' "
-                        "(continue one with convexp run --resume RUN)", err=True, fg="yellow")
+            typer.secho(
+                "interrupted: the grid stopped; its runs that had not finished are marked 'interrupted' "
+                "(continue one with convexp run --resume RUN)",
+                err=True,
+                fg="yellow",
+            )
             raise typer.Exit(130) from None
     finished = sum(o.status == "finished" for o in outcomes)
     typer.echo(f"grid: {finished}/{len(outcomes)} run(s) finished")
@@ -144,6 +166,7 @@ def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None
 @contextlib.contextmanager
 def _sigterm_as_ctrl_c() -> Iterator[None]:
     """SIGTERM stops training as cleanly as Ctrl-C does (a KeyboardInterrupt), while the block runs."""
+
     def interrupt(signum, frame) -> None:
         raise KeyboardInterrupt
 

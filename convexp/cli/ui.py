@@ -13,7 +13,12 @@ from convexp.cli.options import DataDir, Db
 @app.command("ui", short_help="Watch runs and filters in the browser (read-only, live).")
 def ui_command(
     db: Db = None,
-    host: Annotated[str, typer.Option(help="Address to listen on. Anything but a loopback address makes the results readable by anyone who can reach the port.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on. Anything but a loopback address makes the results readable by anyone who can reach the port."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 8765,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the runs page in your web browser.")] = False,
     data_dir: DataDir = None,
@@ -31,8 +36,11 @@ def ui_command(
     application = create_app(db, data_dir)
     location = application.state.store.location
     if not is_loopback(host):
-        typer.echo(f"warning: --host {host} is not a loopback address: the results in {location} become "
-                   "readable by anyone who can reach this port", err=True)
+        typer.echo(
+            f"warning: --host {host} is not a loopback address: the results in {location} become "
+            "readable by anyone who can reach this port",
+            err=True,
+        )
 
     def ready(url: str) -> None:
         typer.echo(f"convexp ui: {location} (read-only) at {url}  (Ctrl-C stops)", err=True)

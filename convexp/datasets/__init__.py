@@ -39,15 +39,19 @@ class DatasetInfo:
     description: str
     load: Callable[[Path | None], Dataset]
     #: Raises :class:`~convexp.errors.DatasetError` saying how to get the data when it is missing.
-    check_available: Callable[[Path | None], None]
+    check_available: Callable[[Path | None], object]
 
 
 def _digits_info() -> DatasetInfo:
     from convexp.datasets import digits
 
     return DatasetInfo(
-        "digits", (1, 8, 8), 10, "scikit-learn's 8x8 handwritten digits (1,797 images; fixed 1,437/360 split)",
-        digits.load, lambda data_dir: None,
+        "digits",
+        (1, 8, 8),
+        10,
+        "scikit-learn's 8x8 handwritten digits (1,797 images; fixed 1,437/360 split)",
+        digits.load,
+        lambda data_dir: None,
     )
 
 
@@ -55,8 +59,12 @@ def _mnist_info() -> DatasetInfo:
     from convexp.datasets import mnist
 
     return DatasetInfo(
-        "mnist", (1, 28, 28), 10, "MNIST 28x28 handwritten digits (60,000 train / 10,000 test, IDX files)",
-        mnist.load, mnist.locate,
+        "mnist",
+        (1, 28, 28),
+        10,
+        "MNIST 28x28 handwritten digits (60,000 train / 10,000 test, IDX files)",
+        mnist.load,
+        mnist.locate,
     )
 
 

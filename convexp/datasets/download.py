@@ -67,8 +67,16 @@ def _download(url: str, partial: Path, attempts: int, timeout: float, progress: 
     return error
 
 
-def fetch_file(key: str, mirrors: list[str], destination: Path, *, attempts: int = 3, timeout: float = 30.0,
-               progress: Progress | None = None, wait: float = 1.0) -> Path:
+def fetch_file(
+    key: str,
+    mirrors: list[str],
+    destination: Path,
+    *,
+    attempts: int = 3,
+    timeout: float = 30.0,
+    progress: Progress | None = None,
+    wait: float = 1.0,
+) -> Path:
     """Download one MNIST file (``train_images`` ...) into ``destination``, verified; raises DatasetError."""
     name = mnist.FILES[key].filename + ".gz"
     target, partial = destination / name, destination / f".{name}.partial"
@@ -95,8 +103,14 @@ def fetch_file(key: str, mirrors: list[str], destination: Path, *, attempts: int
     raise DatasetError(f"could not download {name}: " + "; ".join(failures))
 
 
-def fetch_mnist(mirrors: list[str] | None = None, destination: Path | None = None, *, attempts: int = 3,
-                timeout: float = 30.0, progress: Progress | None = None) -> dict[str, Path]:
+def fetch_mnist(
+    mirrors: list[str] | None = None,
+    destination: Path | None = None,
+    *,
+    attempts: int = 3,
+    timeout: float = 30.0,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
     """Download the four MNIST files into the cache (or ``destination``), each verified by its MD5."""
     destination = Path(destination) if destination else mnist.cache_dir()
     destination.mkdir(parents=True, exist_ok=True)

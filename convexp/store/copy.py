@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 
 from convexp.errors import StoreError
 from convexp.store import Store
@@ -29,8 +30,9 @@ class CopyReport:
     still_running: list[int] = field(default_factory=list)
 
 
-def copy_runs(source: Store, destination: Store, run_ids: list[int] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> CopyReport:
+def copy_runs(
+    source: Store, destination: Store, run_ids: list[int] | None = None, progress: Callable[[int, int], None] | None = None
+) -> CopyReport:
     """Copy runs (all, or those of ``run_ids``) that ``destination`` does not hold yet.
 
     A run keeps its id where the destination has that id free. Runs still running are not
@@ -75,7 +77,7 @@ def _copy_one(reading, destination: Store, run: dict) -> int:
         values = {k: v for k, v in run.items() if not (k == "id" and taken)}
         new_id = int(writing.execute(insert(Run).returning(Run.id), values).scalar_one())
         for model in (Metric, KernelSnapshot, RunCheckpoint):
-            table = model.__table__
+            table = cast(Table, model.__table__)
             columns = [c for c in table.columns if c.name != "id"]
             result = reading.execution_options(stream_results=True).execute(
                 select(*columns).where(table.c.run_id == run["id"]).order_by(*table.primary_key.columns)

@@ -31,8 +31,10 @@ def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
         except ArgumentError as exc:
             raise StoreError(f"--db {value}: not a valid database URL ({exc})") from None
         if url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:") or "mode=memory" in value):
-            raise StoreError(f"--db {value}: an in-memory SQLite database keeps nothing (and each connection "
-                             "would see its own); give a file path, e.g. --db results.db")
+            raise StoreError(
+                f"--db {value}: an in-memory SQLite database keeps nothing (and each connection "
+                "would see its own); give a file path, e.g. --db results.db"
+            )
         return value
     return f"sqlite:///{Path(value).expanduser().resolve()}"
 
@@ -152,7 +154,7 @@ def head_revision() -> str:
     """The newest schema revision this convexp knows."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return str(ScriptDirectory.from_config(_alembic_config()).get_current_head())
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -217,9 +219,7 @@ def write_error(url: str, exc: DBAPIError, action: str = "write") -> StoreError:
 MIGRATION_LOCK_KEY = 0x636F6E76  # "conv"
 
 
-def ensure_schema(
-    engine: Engine, url: str, *, upgrade: bool = True, writer: Callable[[], Engine] | None = None
-) -> None:
+def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Callable[[], Engine] | None = None) -> None:
     """Check the database's schema revision and bring it to head if ``upgrade`` (else raise if behind).
 
     The upgrade runs in the engine ``writer()`` gives (default ``engine``) under a lock file, so that many processes

@@ -25,11 +25,39 @@ _READING_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "in
 
 #: The authorizer's action codes (sqlite3 also has SQLITE_LIMIT_* and error constants with the same numbers).
 _ACTIONS = (
-    "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE", "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW",
-    "CREATE_TRIGGER", "CREATE_VIEW", "DELETE", "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE",
-    "DROP_TEMP_TRIGGER", "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT",
-    "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE", "CREATE_VTABLE", "DROP_VTABLE",
-    "FUNCTION", "SAVEPOINT", "RECURSIVE",
+    "CREATE_INDEX",
+    "CREATE_TABLE",
+    "CREATE_TEMP_INDEX",
+    "CREATE_TEMP_TABLE",
+    "CREATE_TEMP_TRIGGER",
+    "CREATE_TEMP_VIEW",
+    "CREATE_TRIGGER",
+    "CREATE_VIEW",
+    "DELETE",
+    "DROP_INDEX",
+    "DROP_TABLE",
+    "DROP_TEMP_INDEX",
+    "DROP_TEMP_TABLE",
+    "DROP_TEMP_TRIGGER",
+    "DROP_TEMP_VIEW",
+    "DROP_TRIGGER",
+    "DROP_VIEW",
+    "INSERT",
+    "PRAGMA",
+    "READ",
+    "SELECT",
+    "TRANSACTION",
+    "UPDATE",
+    "ATTACH",
+    "DETACH",
+    "ALTER_TABLE",
+    "REINDEX",
+    "ANALYZE",
+    "CREATE_VTABLE",
+    "DROP_VTABLE",
+    "FUNCTION",
+    "SAVEPOINT",
+    "RECURSIVE",
 )
 
 
@@ -83,7 +111,9 @@ def read_only_query(url: str, sql: str, limit: int | None = None) -> QueryResult
             try:
                 result = connection.execute(text(sql))
                 columns = list(result.keys()) if result.returns_rows else []
-                rows = [tuple(r) for r in (result.fetchmany(limit) if limit else result.fetchall())] if result.returns_rows else []
+                rows = (
+                    [tuple(r) for r in (result.fetchmany(limit) if limit else result.fetchall())] if result.returns_rows else []
+                )
             except Exception as exc:
                 raise QueryError(f"query failed: {getattr(exc, 'orig', exc)}") from None
             finally:

@@ -1,6 +1,5 @@
 """The :class:`Store`: reading and writing the results database (runs, metrics, snapshots, checkpoints)."""
 
-
 from __future__ import annotations
 
 import contextlib
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
 
     from convexp.types import Checkpoint
 
+
 def utcnow() -> datetime:
     """Now, in UTC, without tzinfo (as stored)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -40,8 +40,9 @@ class Store:
     read-only, as ``convexp query`` does, never migrates it, and refuses every write.
     """
 
-    def __init__(self, db: str | os.PathLike[str] | None = None, *, must_exist: bool = False, upgrade: bool = True,
-                 read_only: bool = False):
+    def __init__(
+        self, db: str | os.PathLike[str] | None = None, *, must_exist: bool = False, upgrade: bool = True, read_only: bool = False
+    ):
         self.url = database.resolve_url(db)
         self.read_only = read_only
         self.engine = database.create_db_engine(self.url, must_exist=must_exist or read_only, read_only=read_only)
@@ -94,8 +95,11 @@ class Store:
         """Insert a run with status ``running`` in this process (or ``queued``, for an executor to start
         elsewhere with :meth:`reopen_run`); returns its id. ``fields`` are the columns of ``runs``."""
         now = utcnow()
-        owner = {"status": "queued"} if queued else {
-            "status": "running", "heartbeat_at": now, "pid": os.getpid(), "host": socket.gethostname()}
+        owner = (
+            {"status": "queued"}
+            if queued
+            else {"status": "running", "heartbeat_at": now, "pid": os.getpid(), "host": socket.gethostname()}
+        )
         values = {"started_at": now, "uid": uuid.uuid4().hex, **owner, **fields}
         with self.transaction() as connection:
             return int(connection.execute(insert(Run).returning(Run.id), values).scalar_one())
@@ -115,7 +119,7 @@ class Store:
         A ``checkpoint`` replaces the run's previous one in the same transaction, so the stored
         checkpoint always matches the last recorded epoch.
         """
-        progress = {
+        progress: dict[str, Any] = {
             key: value
             for key, value in (("epochs_completed", epochs_completed), ("steps_completed", steps_completed))
             if value is not None
@@ -131,10 +135,16 @@ class Store:
                 connection.execute(insert(KernelSnapshot), [_snapshot_values(run_id, s) for s in snapshots])
             if checkpoint is not None:
                 connection.execute(delete(RunCheckpoint).where(RunCheckpoint.run_id == run_id))
-                connection.execute(insert(RunCheckpoint), {
-                    "run_id": run_id, "epoch": checkpoint.epoch, "step": checkpoint.step,
-                    "state": checkpoint.state, "created_at": utcnow(),
-                })
+                connection.execute(
+                    insert(RunCheckpoint),
+                    {
+                        "run_id": run_id,
+                        "epoch": checkpoint.epoch,
+                        "step": checkpoint.step,
+                        "state": checkpoint.state,
+                        "created_at": utcnow(),
+                    },
+                )
             connection.execute(update(Run).where(Run.id == run_id).values(**progress))
 
     def reopen_run(self, run_id: int) -> Checkpoint | None:
@@ -161,13 +171,22 @@ class Store:
             connection.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > keep_through))
             connection.execute(delete(KernelSnapshot).where(KernelSnapshot.run_id == run_id, KernelSnapshot.step > keep_through))
             now = utcnow()
-            connection.execute(update(Run).where(Run.id == run_id).values(
-                started_at=now if run.status == "queued" else run.started_at,
-                attempts=Run.attempts + int(run.status != "queued"),
-                status="running", finished_at=None, message=None, heartbeat_at=now, pid=os.getpid(),
-                host=socket.gethostname(), epochs_completed=checkpoint.epoch if checkpoint else 0,
-                steps_completed=checkpoint.step if checkpoint else 0,
-            ))
+            connection.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    started_at=now if run.status == "queued" else run.started_at,
+                    attempts=Run.attempts + int(run.status != "queued"),
+                    status="running",
+                    finished_at=None,
+                    message=None,
+                    heartbeat_at=now,
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                    epochs_completed=checkpoint.epoch if checkpoint else 0,
+                    steps_completed=checkpoint.step if checkpoint else 0,
+                )
+            )
         return checkpoint
 
     def mark_stopped(self, run_id: int, status: str, message: str) -> bool:
@@ -175,7 +194,8 @@ class Store:
         ended; returns whether it was marked."""
         with self.transaction() as connection:
             result = connection.execute(
-                update(Run).where(Run.id == run_id, Run.status.in_(("queued", "running")))
+                update(Run)
+                .where(Run.id == run_id, Run.status.in_(("queued", "running")))
                 .values(status=status, message=message, finished_at=utcnow())
             )
         return result.rowcount == 1
@@ -194,8 +214,10 @@ class Store:
                 raise StoreError(f"{self.location}: no run with id {', '.join(map(str, missing))}; nothing was deleted")
             alive = [r for r in records.values() if r.status == "running" and not r.is_stale()]
             if alive:
-                raise StoreError(f"run {alive[0].id} is still running (pid {alive[0].pid} on {alive[0].host}); "
-                                 "stop it first; nothing was deleted")
+                raise StoreError(
+                    f"run {alive[0].id} is still running (pid {alive[0].pid} on {alive[0].host}); "
+                    "stop it first; nothing was deleted"
+                )
             for table in (Metric, KernelSnapshot, RunCheckpoint):
                 connection.execute(delete(table).where(table.run_id.in_(wanted)))
             connection.execute(delete(Run).where(Run.id.in_(wanted)))
@@ -209,7 +231,10 @@ class Store:
 
         raw = self.writer.raw_connection()  # VACUUM cannot run inside the transaction SQLAlchemy would begin
         try:
-            raw.driver_connection.execute("VACUUM")
+            driver = raw.driver_connection
+            if driver is None:
+                raise StoreError(f"{self.location}: cannot compact the database (no connection)")
+            driver.execute("VACUUM")
         except sqlite3.OperationalError as exc:
             raise StoreError(f"{self.location}: cannot compact the database ({exc})") from None
         finally:
@@ -231,22 +256,26 @@ class Store:
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status '{status}'; known: {', '.join(RUN_STATUSES)}")
         with self.transaction() as connection:
-            connection.execute(
-                update(Run).where(Run.id == run_id).values(status=status, finished_at=utcnow(), message=message)
-            )
+            connection.execute(update(Run).where(Run.id == run_id).values(status=status, finished_at=utcnow(), message=message))
 
     # --- reading -------------------------------------------------------------------
 
-    def list_runs(self, experiment: str | None = None, backend: str | None = None,
-                  status: str | None = None, run_ids: Iterable[int] | None = None) -> list[RunRecord]:
+    def list_runs(
+        self,
+        experiment: str | None = None,
+        backend: str | None = None,
+        status: str | None = None,
+        run_ids: Iterable[int] | None = None,
+    ) -> list[RunRecord]:
         """The runs, oldest first, with their last test accuracy; each given filter must match.
 
         ``status`` matches the status a run is shown with, so ``stale`` finds the runs marked
         running whose process died. ``run_ids`` that do not exist raise :class:`StoreError`."""
         if status is not None and status not in (*RUN_STATUSES, "stale"):
             raise StoreError(f"unknown run status '{status}'; known: {', '.join((*RUN_STATUSES, 'stale'))}")
-        conditions = [column == value for column, value in ((Run.experiment, experiment), (Run.backend, backend))
-                      if value is not None]
+        conditions = [
+            column == value for column, value in ((Run.experiment, experiment), (Run.backend, backend)) if value is not None
+        ]
         if run_ids is not None:
             wanted = set(run_ids)
             with self.engine.connect() as connection:
@@ -282,9 +311,7 @@ class Store:
             .where(Metric.name == "test_accuracy")
             .subquery()
         )
-        query = select(Run.__table__, accuracy.c.value.label("test_accuracy")).outerjoin(
-            accuracy, accuracy.c.run_id == Run.id
-        )
+        query = select(Run.__table__, accuracy.c.value.label("test_accuracy")).outerjoin(accuracy, accuracy.c.run_id == Run.id)
         if where is not None:
             query = query.where(where)
         with self.engine.connect() as connection:
@@ -310,8 +337,12 @@ class Store:
             raise StoreError("metrics_frame needs pandas: pip install pandas (or use Store.metrics for plain rows)") from None
         rows = self.metrics(run_id, names)
         return pd.DataFrame(
-            {"step": [m.step for m in rows], "epoch": [m.epoch for m in rows],
-             "name": [m.name for m in rows], "value": [m.value for m in rows]}
+            {
+                "step": [m.step for m in rows],
+                "epoch": [m.epoch for m in rows],
+                "name": [m.name for m in rows],
+                "value": [m.value for m in rows],
+            }
         )
 
     def snapshot_layers(self, run_id: int) -> list[str]:
@@ -323,9 +354,16 @@ class Store:
     def snapshot_summary(self, run_id: int) -> list[LayerSnapshots]:
         """Per layer with snapshots: how many, the first and last step, and the kernel shape (no kernel bytes read)."""
         query = (
-            select(KernelSnapshot.layer, func.count(), func.min(KernelSnapshot.step), func.max(KernelSnapshot.step),
-                   func.min(KernelSnapshot.shape))
-            .where(KernelSnapshot.run_id == run_id).group_by(KernelSnapshot.layer).order_by(KernelSnapshot.layer)
+            select(
+                KernelSnapshot.layer,
+                func.count(),
+                func.min(KernelSnapshot.step),
+                func.max(KernelSnapshot.step),
+                func.min(KernelSnapshot.shape),
+            )
+            .where(KernelSnapshot.run_id == run_id)
+            .group_by(KernelSnapshot.layer)
+            .order_by(KernelSnapshot.layer)
         )
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
@@ -333,28 +371,38 @@ class Store:
 
     def last_metrics(self, run_id: int) -> dict[str, MetricRecord]:
         """Each metric's value at the last step it was recorded, by name."""
-        last = (select(Metric.name, func.max(Metric.step).label("step")).where(Metric.run_id == run_id)
-                .group_by(Metric.name).subquery())
+        last = (
+            select(Metric.name, func.max(Metric.step).label("step"))
+            .where(Metric.run_id == run_id)
+            .group_by(Metric.name)
+            .subquery()
+        )
         query = (
             select(Metric.step, Metric.epoch, Metric.name, Metric.value)
             .join(last, (Metric.name == last.c.name) & (Metric.step == last.c.step))
-            .where(Metric.run_id == run_id).order_by(Metric.name)
+            .where(Metric.run_id == run_id)
+            .order_by(Metric.name)
         )
         with self.engine.connect() as connection:
             return {row.name: MetricRecord(*row) for row in connection.execute(query)}
 
     def metrics_after(self, run_id: int, after_step: int = -1) -> list[MetricRecord]:
         """A run's metrics at steps after ``after_step``, in step order: what a live view fetches as a run trains."""
-        query = (select(Metric.step, Metric.epoch, Metric.name, Metric.value)
-                 .where(Metric.run_id == run_id, Metric.step > after_step).order_by(Metric.step, Metric.name))
+        query = (
+            select(Metric.step, Metric.epoch, Metric.name, Metric.value)
+            .where(Metric.run_id == run_id, Metric.step > after_step)
+            .order_by(Metric.step, Metric.name)
+        )
         with self.engine.connect() as connection:
             return [MetricRecord(*row) for row in connection.execute(query)]
 
     def snapshot_steps(self, run_id: int, layer: str, after_step: int = -1) -> list[int]:
         """The steps after ``after_step`` at which a layer of a run has snapshots, in order (no kernel bytes read)."""
-        query = (select(KernelSnapshot.step)
-                 .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step > after_step)
-                 .order_by(KernelSnapshot.step))
+        query = (
+            select(KernelSnapshot.step)
+            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step > after_step)
+            .order_by(KernelSnapshot.step)
+        )
         with self.engine.connect() as connection:
             return list(connection.execute(query).scalars())
 
@@ -362,15 +410,26 @@ class Store:
         """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, as stored: reading one
         step (or a few, to play them) costs one indexed query, however many steps the run has."""
         query = (
-            select(KernelSnapshot.layer, KernelSnapshot.step, KernelSnapshot.epoch, KernelSnapshot.shape,
-                   KernelSnapshot.kernel, KernelSnapshot.bias)
+            select(
+                KernelSnapshot.layer,
+                KernelSnapshot.step,
+                KernelSnapshot.epoch,
+                KernelSnapshot.shape,
+                KernelSnapshot.kernel,
+                KernelSnapshot.bias,
+            )
             .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step >= first_step)
-            .order_by(KernelSnapshot.step).limit(count)
+            .order_by(KernelSnapshot.step)
+            .limit(count)
         )
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
-        return [StoredSnapshot(r.layer, r.step, r.epoch, tuple(json.loads(r.shape)), bytes(r.kernel),
-                               None if r.bias is None else bytes(r.bias)) for r in rows]
+        return [
+            StoredSnapshot(
+                r.layer, r.step, r.epoch, tuple(json.loads(r.shape)), bytes(r.kernel), None if r.bias is None else bytes(r.bias)
+            )
+            for r in rows
+        ]
 
     def snapshot(self, run_id: int, layer: str, step: int) -> StoredSnapshot:
         """The snapshot of a layer at exactly ``step``; raises :class:`StoreError` naming the recorded range if there is none."""
@@ -379,12 +438,18 @@ class Store:
             steps = self.snapshot_steps(run_id, layer)
             if not steps:
                 known = self.snapshot_layers(run_id)
-                raise StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})")
-            raise StoreError(f"run {run_id} has no snapshot of {layer} at step {step} "
-                             f"({len(steps)} snapshots from step {steps[0]} to {steps[-1]})")
+                raise StoreError(
+                    f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})"
+                )
+            raise StoreError(
+                f"run {run_id} has no snapshot of {layer} at step {step} "
+                f"({len(steps)} snapshots from step {steps[0]} to {steps[-1]})"
+            )
         return found[0]
 
-    def filter_series(self, run_id: int, layer: str, filter_index: int, steps: Sequence[int] | None = None) -> tuple[list[int], np.ndarray]:
+    def filter_series(
+        self, run_id: int, layer: str, filter_index: int, steps: Sequence[int] | None = None
+    ) -> tuple[list[int], np.ndarray]:
         """One filter of a layer at every snapshot (or at ``steps``): (steps, values of shape (n, in, kh, kw)).
 
         Only that filter's bytes leave the database (``substr`` of the stored kernel), so following
@@ -393,13 +458,18 @@ class Store:
 
         summary = {s.layer: s for s in self.snapshot_summary(run_id)}
         if layer not in summary:
-            raise StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(summary) or 'none'})")
+            raise StoreError(
+                f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(summary) or 'none'})"
+            )
         out, *filter_shape = summary[layer].shape
         if not 0 <= filter_index < out:
             raise StoreError(f"layer {layer} of run {run_id} has filters 0 to {out - 1}, not {filter_index}")
         size = 4 * int(np.prod(filter_shape))
-        query = (select(KernelSnapshot.step, func.substr(KernelSnapshot.kernel, filter_index * size + 1, size))
-                 .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer).order_by(KernelSnapshot.step))
+        query = (
+            select(KernelSnapshot.step, func.substr(KernelSnapshot.kernel, filter_index * size + 1, size))
+            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
+            .order_by(KernelSnapshot.step)
+        )
         if steps is not None:
             query = query.where(KernelSnapshot.step.in_(list(steps)))
         with self.engine.connect() as connection:
@@ -420,7 +490,9 @@ class Store:
             rows = connection.execute(query).all()
         if not rows:
             known = self.snapshot_layers(run_id)
-            raise StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})")
+            raise StoreError(
+                f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})"
+            )
         shape = tuple(json.loads(rows[0].shape))
         kernels = np.frombuffer(b"".join(r.kernel for r in rows), dtype="<f4").reshape((len(rows), *shape))
         biases = None
@@ -453,4 +525,3 @@ def _snapshot_values(run_id: int, snapshot: SnapshotRow) -> dict[str, Any]:
         "kernel": kernel.tobytes(),
         "bias": bias,
     }
-

@@ -107,9 +107,9 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
         if name not in datasets:
             datasets[name] = load(name, data_dir)
         return datasets[name]
+
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(version=__version__, location=store.location,
-                                 colormap=script_json(colormap_table()))
+    templates.env.globals.update(version=__version__, location=store.location, colormap=script_json(colormap_table()))
 
     def page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         return templates.TemplateResponse(request, template, context, status_code=status_code)
@@ -117,8 +117,7 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
     def error_page(request: Request, status: int, message: str) -> Response:
         if request.url.path.startswith("/api/") or request.url.path.endswith(".csv"):
             return JSONResponse({"error": message, "status": status}, status_code=status)
-        return templates.TemplateResponse(request, "error.html", {"status": status, "message": message},
-                                          status_code=status)
+        return templates.TemplateResponse(request, "error.html", {"status": status, "message": message}, status_code=status)
 
     def endpoint(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         """Run a handler in the thread pool; its errors become error responses, never tracebacks."""
@@ -154,8 +153,7 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
     def compare_page(request: Request) -> Response:
         step = request.query_params.get("step", "last") or "last"
         result = data.comparison(store, _runs_param(request), step)
-        return page(request, "compare.html", comparison=result, step=step,
-                    comparison_json=script_json(result))
+        return page(request, "compare.html", comparison=result, step=step, comparison_json=script_json(result))
 
     @endpoint
     def query_page(request: Request) -> Response:
@@ -167,9 +165,17 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
             except QueryError as exc:
                 error = str(exc)
         rows = None if result is None else [[_plain(v) for v in row] for row in result.rows[:QUERY_PAGE_ROWS]]
-        return page(request, "query.html", status_code=400 if error else 200, sql=sql, error=error, result=result,
-                    rows=rows, truncated=result is not None and len(result.rows) > QUERY_PAGE_ROWS,
-                    limit=QUERY_PAGE_ROWS)
+        return page(
+            request,
+            "query.html",
+            status_code=400 if error else 200,
+            sql=sql,
+            error=error,
+            result=result,
+            rows=rows,
+            truncated=result is not None and len(result.rows) > QUERY_PAGE_ROWS,
+            limit=QUERY_PAGE_ROWS,
+        )
 
     # --- data --------------------------------------------------------------------------------
 
@@ -183,8 +189,13 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
         if "after" in request.query_params:
             return JSONResponse({"runs": data.runs_update(store, _ids_param(request, "ids"), _int_param(request, "after"))})
         params = request.query_params
-        return JSONResponse({"runs": data.runs_table(store, params.get("experiment") or None,
-                                                     params.get("backend") or None, params.get("status") or None)})
+        return JSONResponse(
+            {
+                "runs": data.runs_table(
+                    store, params.get("experiment") or None, params.get("backend") or None, params.get("status") or None
+                )
+            }
+        )
 
     @endpoint
     def api_run(request: Request) -> Response:
@@ -204,8 +215,9 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
     @endpoint
     def api_kernels(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
-        found = data.kernels_at(store, run, request.path_params["layer"], request.query_params.get("step"),
-                                _int_param(request, "count", 1))
+        found = data.kernels_at(
+            store, run, request.path_params["layer"], request.query_params.get("step"), _int_param(request, "count", 1)
+        )
         headers = {
             "X-Convexp-Shape": ",".join(map(str, found[0].shape)),
             "X-Convexp-Steps": ",".join(str(s.step) for s in found),
@@ -263,8 +275,9 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(result.columns)
         writer.writerows([["" if v is None else _plain(v) for v in row] for row in result.rows])
-        return PlainTextResponse(buffer.getvalue(), media_type="text/csv",
-                                 headers={"Content-Disposition": 'attachment; filename="query.csv"'})
+        return PlainTextResponse(
+            buffer.getvalue(), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="query.csv"'}
+        )
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -291,8 +304,7 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
         Route("/api/query", api_query),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found},
-                    middleware=[Middleware(ServerTiming)])
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found}, middleware=[Middleware(ServerTiming)])
     app.state.store = store
     return app
 
@@ -313,7 +325,10 @@ class ServerTiming:
         async def timed(message) -> None:
             if message["type"] == "http.response.start":
                 took = (time.perf_counter() - started) * 1000
-                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", f"app;dur={took:.2f}".encode())]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"server-timing", f"app;dur={took:.2f}".encode())],
+                }
             await send(message)
 
         await self.app(scope, receive, timed)

@@ -52,16 +52,26 @@ def _number(value: float | None) -> float | None:
 def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
     """A run as a row of the runs table: the columns ``convexp runs`` prints, plus the planned epochs."""
     return {
-        "id": run.id, "experiment": run.experiment, "backend": run.backend, "status": run.shown_status(now),
-        "attempts": run.attempts, "epochs": run.epochs_completed, "epochs_planned": run.spec.get("epochs"),
-        "steps": run.steps_completed, "test_accuracy": _number(run.test_accuracy),
-        "seconds": None if run.seconds is None else round(run.seconds, 2), "started": _time(run.started_at),
-        "dataset": run.dataset, "seed": run.seed, "initializer": run.kernel_initializer,
+        "id": run.id,
+        "experiment": run.experiment,
+        "backend": run.backend,
+        "status": run.shown_status(now),
+        "attempts": run.attempts,
+        "epochs": run.epochs_completed,
+        "epochs_planned": run.spec.get("epochs"),
+        "steps": run.steps_completed,
+        "test_accuracy": _number(run.test_accuracy),
+        "seconds": None if run.seconds is None else round(run.seconds, 2),
+        "started": _time(run.started_at),
+        "dataset": run.dataset,
+        "seed": run.seed,
+        "initializer": run.kernel_initializer,
     }
 
 
-def runs_table(store: Store, experiment: str | None = None, backend: str | None = None,
-               status: str | None = None) -> list[dict[str, Any]]:
+def runs_table(
+    store: Store, experiment: str | None = None, backend: str | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
     """Every run as a row (filters as ``convexp runs`` takes them)."""
     return [run_row(r) for r in store.list_runs(experiment=experiment, backend=backend, status=status)]
 
@@ -137,8 +147,9 @@ def kernels_at(store: Store, run: RunRecord, layer: str, step: str | None, count
     return store.snapshots(run.id, layer, step_of(store, run, layer, step), count)
 
 
-def filter_trajectory(store: Store, run: RunRecord, layer: str, filter_index: int,
-                      points: int = TRAJECTORY_POINTS) -> dict[str, Any]:
+def filter_trajectory(
+    store: Store, run: RunRecord, layer: str, filter_index: int, points: int = TRAJECTORY_POINTS
+) -> dict[str, Any]:
     """A filter's weights and drift from step 0 at up to ``points`` recorded steps (evenly spread, first and last kept)."""
     shape = _layer_shape(store, run, layer)
     if not 0 <= filter_index < shape[0]:
@@ -151,8 +162,12 @@ def filter_trajectory(store: Store, run: RunRecord, layer: str, filter_index: in
     recorded, values = store.filter_series(run.id, layer, filter_index, steps)
     drift = relative_drift(values)  # the filter's own ||w_t - w_0|| / ||w_0||
     return {
-        "run": run.id, "layer": layer, "filter": filter_index, "shape": list(values.shape[1:]),
-        "steps": recorded, "values": values.reshape(len(recorded), -1).tolist(),
+        "run": run.id,
+        "layer": layer,
+        "filter": filter_index,
+        "shape": list(values.shape[1:]),
+        "steps": recorded,
+        "values": values.reshape(len(recorded), -1).tolist(),
         "drift": [_number(float(d)) for d in drift],
     }
 
@@ -161,23 +176,43 @@ def layer_analysis(store: Store, run: RunRecord, layer: str, step: str | None) -
     """``convexp filters`` for one step: each filter's closest operator and the edge-like share, beside the first step's."""
     kernel = kernels_at(store, run, layer, step)[0]
     first_kernel = store.snapshots(run.id, layer, 0, 1)[0]
-    step, first_step, shape = kernel.step, first_kernel.step, kernel.shape
+    shown_step, first_step, shape = kernel.step, first_kernel.step, kernel.shape
     try:
-        shown = analyse_layer(kernel.kernel_array, step)
+        shown = analyse_layer(kernel.kernel_array, shown_step)
         first = analyse_layer(first_kernel.kernel_array, first_step, gabor=False)
     except ConvexpError as exc:  # e.g. a kernel size the operator bank does not have
-        return {"run": run.id, "layer": layer, "step": step, "shape": list(shape), "unavailable": str(exc)}
+        return {"run": run.id, "layer": layer, "step": shown_step, "shape": list(shape), "unavailable": str(exc)}
     return {
-        "run": run.id, "layer": layer, "step": step, "shape": list(shape), "unavailable": None,
-        "edge_like": shown.edge_like, "filters_count": len(shown.filters), "edge_share": shown.edge_share,
-        "first_step": first_step, "first_edge_like": first.edge_like, "first_edge_share": first.edge_share,
+        "run": run.id,
+        "layer": layer,
+        "step": shown_step,
+        "shape": list(shape),
+        "unavailable": None,
+        "edge_like": shown.edge_like,
+        "filters_count": len(shown.filters),
+        "edge_share": shown.edge_share,
+        "first_step": first_step,
+        "first_edge_like": first.edge_like,
+        "first_edge_share": first.edge_share,
         "filters": [
-            {"filter": f.index, "best_operator": f.best_operator, "correlation": round(f.correlation, 4),
-             "edge_like": f.edge_like, "norm": round(f.norm, 5), "mean": round(f.mean, 5),
-             "orientation_deg": round(f.orientation, 1), "orientedness": round(f.orientedness, 3),
-             "gabor": None if f.gabor is None else {
-                 "orientation_deg": round(f.gabor.orientation, 1), "wavelength": round(f.gabor.wavelength, 2),
-                 "phase_deg": round(f.gabor.phase, 1), "r2": round(f.gabor.r2, 3)}}
+            {
+                "filter": f.index,
+                "best_operator": f.best_operator,
+                "correlation": round(f.correlation, 4),
+                "edge_like": f.edge_like,
+                "norm": round(f.norm, 5),
+                "mean": round(f.mean, 5),
+                "orientation_deg": round(f.orientation, 1),
+                "orientedness": round(f.orientedness, 3),
+                "gabor": None
+                if f.gabor is None
+                else {
+                    "orientation_deg": round(f.gabor.orientation, 1),
+                    "wavelength": round(f.gabor.wavelength, 2),
+                    "phase_deg": round(f.gabor.phase, 1),
+                    "r2": round(f.gabor.r2, 3),
+                },
+            }
             for f in shown.filters
         ],
     }
@@ -187,7 +222,9 @@ def layer_analysis(store: Store, run: RunRecord, layer: str, step: str | None) -
 MAX_TOP_PATCHES = 25
 
 
-def layer_patches(store: Store, run: RunRecord, layer: str, step: str | None, top: int, load: Callable[[str], Dataset]) -> dict[str, Any]:
+def layer_patches(
+    store: Store, run: RunRecord, layer: str, step: str | None, top: int, load: Callable[[str], Dataset]
+) -> dict[str, Any]:
     """``convexp filters --patches --format json`` for one step, with each patch's pixels (mean over channels,
     row by row) so the page can draw them; ``load`` gives a dataset by name (the app keeps them loaded)."""
     from convexp.analysis.network import load_network

@@ -50,15 +50,16 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == 98:  # EADDRINUSE
-            raise ConvexpError(f"--port {port}: {host}:{port} is already in use; pick another port (--port 0 takes a free one)") from None
+            raise ConvexpError(
+                f"--port {port}: {host}:{port} is already in use; pick another port (--port 0 takes a free one)"
+            ) from None
         raise ConvexpError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
 
 
-def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765,
-          on_ready: Callable[[str], None] | None = None) -> None:
+def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve ``app`` on host:port until Ctrl-C or SIGTERM; ``on_ready`` gets the address once it listens."""
     import uvicorn
 

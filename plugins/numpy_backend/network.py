@@ -7,6 +7,8 @@ so that im2col needs one matmul, and are handed out in convexp's canonical
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, PlannedLayer, ReLU
@@ -146,17 +148,24 @@ class DenseLayer(_Layer):
         return [self.grad_kernel, self.grad_bias]
 
 
+def _bias(weights: Mapping[str, KernelSnapshot], p: PlannedLayer) -> np.ndarray:
+    bias = weights[p.name].bias
+    if bias is None:
+        raise ValueError(f"{p.name}: the numpy backend's layers all have a bias; none was given")
+    return bias
+
+
 class Network:
     """The layers in order, with forward, backward and access to parameters and kernels."""
 
-    def __init__(self, planned: tuple[PlannedLayer, ...], weights: dict[str, KernelSnapshot], rng: np.random.Generator):
+    def __init__(self, planned: tuple[PlannedLayer, ...], weights: Mapping[str, KernelSnapshot], rng: np.random.Generator):
         self.layers: list[_Layer] = []
         for position, p in enumerate(planned):
             first = position == 0
             if isinstance(p.layer, Conv):
-                self.layers.append(ConvLayer(p, weights[p.name].kernel, weights[p.name].bias, first))
+                self.layers.append(ConvLayer(p, weights[p.name].kernel, _bias(weights, p), first))
             elif isinstance(p.layer, Dense):
-                self.layers.append(DenseLayer(p, weights[p.name].kernel, weights[p.name].bias, first))
+                self.layers.append(DenseLayer(p, weights[p.name].kernel, _bias(weights, p), first))
             elif isinstance(p.layer, MaxPool):
                 self.layers.append(MaxPoolLayer(p))
             elif isinstance(p.layer, ReLU):
@@ -176,11 +185,12 @@ class Network:
 
     def backward(self, grad_logits: np.ndarray) -> None:
         """Fill every layer's parameter gradients from the gradient of the loss w.r.t. the logits."""
-        grad: np.ndarray | None = grad_logits
+        grad = grad_logits
         for layer in reversed(self.layers):
-            grad = layer.backward(grad)
-            if grad is None:
+            below = layer.backward(grad)
+            if below is None:
                 break
+            grad = below
 
     @property
     def params(self) -> list[np.ndarray]:

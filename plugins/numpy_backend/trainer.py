@@ -37,7 +37,7 @@ def save_state(params: list[np.ndarray], updater, rng: np.random.Generator) -> b
     arrays.update({f"optimizer_{k}": v for k, v in updater.state().items()})
     arrays["rng"] = np.array(json.dumps(rng.bit_generator.state))
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
     return buffer.getvalue()
 
 
@@ -47,7 +47,7 @@ def load_state(state: bytes, params: list[np.ndarray], updater, rng: np.random.G
         for i, param in enumerate(params):
             param[...] = arrays[f"param{i}"]
         prefix = "optimizer_"
-        updater.load_state({k[len(prefix):]: arrays[k] for k in arrays.files if k.startswith(prefix)})
+        updater.load_state({k[len(prefix) :]: arrays[k] for k in arrays.files if k.startswith(prefix)})
         rng.bit_generator.state = json.loads(str(arrays["rng"]))
 
 
@@ -70,5 +70,11 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         updater.step(params, network.grads)
         return loss, accuracy
 
-    run_epochs(job, observer, train_batch, lambda: evaluate(network, test_x, test_y),
-               lambda: network.conv_snapshots(job.snapshot_layers), lambda: save_state(params, updater, rng))
+    run_epochs(
+        job,
+        observer,
+        train_batch,
+        lambda: evaluate(network, test_x, test_y),
+        lambda: network.conv_snapshots(job.snapshot_layers),
+        lambda: save_state(params, updater, rng),
+    )

@@ -44,9 +44,17 @@ def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str
         activation = getattr(layer, "activation", "none")
         activation = None if activation == "none" else activation
         if isinstance(layer, Conv):
-            model_layers.append(keras.layers.Conv2D(
-                layer.filters, layer.kernel_hw, strides=layer.stride, padding=layer.padding,
-                activation=activation, name=p.name, **inits))
+            model_layers.append(
+                keras.layers.Conv2D(
+                    layer.filters,
+                    layer.kernel_hw,
+                    strides=layer.stride,
+                    padding=layer.padding,
+                    activation=activation,
+                    name=p.name,
+                    **inits,
+                )
+            )
         elif isinstance(layer, Dense):
             model_layers.append(keras.layers.Dense(layer.units, activation=activation, name=p.name, **inits))
         elif isinstance(layer, MaxPool):
@@ -62,6 +70,8 @@ def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str
 
 def _units(p: PlannedLayer) -> int:
     shape = p.kernel_shape
+    if shape is None:
+        raise ValueError(f"{p.name} has no kernel")
     return shape[0] if len(shape) == 4 else shape[1]
 
 

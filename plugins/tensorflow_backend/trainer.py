@@ -89,7 +89,7 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
     test_x = np.ascontiguousarray(job.test_images.transpose(0, 2, 3, 1))
     train_y, test_y = job.train_labels, job.test_labels
 
-    after_last_step = []  # the kernels the last train step handed out
+    after_last_step: list = []  # the kernels the last train step handed out
 
     def train_batch(indices):
         loss, accuracy, kernels = train_step(train_x[indices], train_y[indices])

@@ -56,8 +56,9 @@ def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
     return nn.Sequential(modules)
 
 
-def fill_(tensor: torch.Tensor, initializer: str, canonical_shape: tuple[int, ...], generator: torch.Generator,
-          fans: Fans | None = None) -> None:
+def fill_(
+    tensor: torch.Tensor, initializer: str, canonical_shape: tuple[int, ...], generator: torch.Generator, fans: Fans | None = None
+) -> None:
     """Fill ``tensor`` in place from a convexp initializer, with torch's own random functions."""
     init = get_initializer(initializer)
     scale = init.scale(fans or fans_of(canonical_shape))
@@ -72,8 +73,9 @@ def fill_(tensor: torch.Tensor, initializer: str, canonical_shape: tuple[int, ..
             nn.init.constant_(tensor, scale)
 
 
-def initialise(model: nn.Sequential, layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str,
-               seed: int, weights=None) -> None:
+def initialise(
+    model: nn.Sequential, layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str, seed: int, weights=None
+) -> None:
     """Set every conv and dense layer's weights: from ``weights`` (canonical arrays) if given, else drawn
     from the named initializers with a generator seeded from ``seed``. ``torch_default`` for both keeps
     the modules' own reset_parameters, which is exactly PyTorch's default."""
@@ -105,6 +107,8 @@ def initialise(model: nn.Sequential, layers: tuple[PlannedLayer, ...], kernel_in
 def conv_snapshots(model: nn.Sequential, names: tuple[str, ...]) -> dict[str, KernelSnapshot]:
     """Copies of the named conv layers' kernels (out, in, kh, kw) and biases."""
     return {
-        name: KernelSnapshot(getattr(model, name).weight.detach().numpy().copy(), getattr(model, name).bias.detach().numpy().copy())
+        name: KernelSnapshot(
+            getattr(model, name).weight.detach().numpy().copy(), getattr(model, name).bias.detach().numpy().copy()
+        )
         for name in names
     }

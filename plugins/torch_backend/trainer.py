@@ -73,5 +73,11 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
             return loss.item(), (logits.argmax(1) == y).float().mean().item()
 
         model.train()
-        run_epochs(job, observer, train_batch, lambda: evaluate(model, test_x, test_y),
-                   lambda: conv_snapshots(model, job.snapshot_layers), lambda: save_state(model, optimizer))
+        run_epochs(
+            job,
+            observer,
+            train_batch,
+            lambda: evaluate(model, test_x, test_y),
+            lambda: conv_snapshots(model, job.snapshot_layers),
+            lambda: save_state(model, optimizer),
+        )

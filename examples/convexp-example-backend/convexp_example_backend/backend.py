@@ -30,10 +30,12 @@ class ExampleBackend(Backend):
         if padding == "same":
             pads = [same_padding(images.shape[axis], kernel.shape[axis], stride) for axis in (2, 3)]
             images = np.pad(images, ((0, 0), (0, 0), pads[0], pads[1]))
-        out = np.stack([
-            np.stack([sum(correlate2d(image[c], k[c], mode="valid") for c in range(image.shape[0])) for k in kernel])
-            for image in images
-        ])[:, :, ::stride, ::stride]
+        out = np.stack(
+            [
+                np.stack([sum(correlate2d(image[c], k[c], mode="valid") for c in range(image.shape[0])) for k in kernel])
+                for image in images
+            ]
+        )[:, :, ::stride, ::stride]
         if bias is not None:
             out = out + np.asarray(bias)[None, :, None, None]
         return out.astype(np.float32)
