@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convexp.errors import ConvexpError, RunStillRunningError
-from convexp.runner import PlannedRun, RunListener, RunOutcome, create_run, execute, resume
+from convexp.runner import PlannedRun, RunOutcome, create_run, resume
 from convexp.store import Store
 from convexp.store.records import STALE_AFTER_SECONDS
 
-EXECUTORS = ("local", "dask")
 #: The Dask worker resource a run takes on a LocalCluster (one per worker).
 RUN_RESOURCE = "convexp-run"
 #: Default for --max-retries: how often a run whose task failed or whose worker died is re-run.
@@ -41,13 +40,6 @@ class GridProgress:
 
 #: Told the grid's progress whenever it changes, and each run's outcome as it ends.
 GridListener = Callable[[GridProgress, "RunOutcome | None"], None]
-
-
-def run_local(
-    runs: list[PlannedRun], store: Store, data_dir: Path | None = None, listener: RunListener | None = None
-) -> list[RunOutcome]:
-    """Every run in this process, one after another (the default executor)."""
-    return execute(runs, store, data_dir, listener)
 
 
 def train_queued_run(run_id: int, db_url: str, data_dir: str | None = None) -> RunOutcome:

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from convexp import __version__
 from convexp.allocator import keep_freed_memory
 from convexp.backend import Backend
-from convexp.datasets import Dataset, dataset_info, load_dataset
-from convexp.errors import StoreError
+from convexp.datasets import Dataset, data_source, dataset_info, load_dataset
+from convexp.errors import DatasetError, StoreError
 from convexp.layers import PlannedLayer
 from convexp.plugins import get_backend, get_backends, plugin_version
 from convexp.recorder import Diverged, ProgressListener, RunRecorder
@@ -128,13 +128,15 @@ def execute(
     becomes NaN or infinite as diverged (keeping its snapshots up to that step), and the rest go
     on; Ctrl-C marks the current run interrupted (keeping what was recorded) and stops."""
     keep_freed_memory()
-    datasets: dict[str, Dataset] = {}
+    datasets: dict[str, tuple[Dataset, dict[str, Any]]] = {}
     outcomes = []
     for run in runs:
         if run.spec.dataset not in datasets:
-            datasets[run.spec.dataset] = load_dataset(run.spec.dataset, data_dir)
-        job = make_job(run, datasets[run.spec.dataset])
-        outcomes.append(_execute_one(run, job, store, listener))
+            data = load_dataset(run.spec.dataset, data_dir)
+            datasets[run.spec.dataset] = data, data_source(data, data_dir)
+        data, source = datasets[run.spec.dataset]
+        job = make_job(run, data)
+        outcomes.append(_train_and_record(run, job, store, create_run(run, store, data_source=source), listener))
     return outcomes
 
 
@@ -148,24 +150,41 @@ def resume(run_id: int, store: Store, data_dir: Path | None = None, listener: Ru
     """
     keep_freed_memory()
     recorded = store.get_run(run_id)
+    source = recorded.data_source or {}
+    if data_dir is None and source.get("dir") and Path(source["dir"]).is_dir():
+        data_dir = Path(source["dir"])  # where the run found its data, unless told otherwise
     planned = planned_from_record(recorded, data_dir)
     data = load_dataset(planned.spec.dataset, data_dir)
+    found = data_source(data, data_dir)
+    if source.get("fingerprint") and source["fingerprint"] != found["fingerprint"]:
+        where = found["dir"] or f"the bundled {data.name}"
+        raise DatasetError(
+            f"run {run_id} trained on {data.name} data with fingerprint {source['fingerprint']}"
+            f"{' from ' + source['dir'] if source.get('dir') else ''}; the data in {where} differs "
+            f"({found['fingerprint']}): pass --data-dir with the data the run used"
+        )
     checkpoint = store.reopen_run(run_id)
+    if not source:  # a run recorded before convexp noted its data, or queued elsewhere: note it now
+        store.set_data_source(run_id, found)
     job = replace(make_job(planned, data), resume_from=checkpoint)
     return _train_and_record(planned, job, store, run_id, listener)
 
 
 def planned_from_record(recorded: RunRecord, data_dir: Path | None = None) -> PlannedRun:
-    """The run a database row describes, checked to be able to start here (backend usable, data present)."""
+    """The run a database row describes, checked to be able to start here (backend usable, data present).
+
+    Resuming a run finds its data in the folder the run recorded when no ``data_dir`` is given, and
+    refuses data whose fingerprint differs from the one recorded (:func:`resume`)."""
     spec = RunSpec.model_validate(recorded.spec)
     backend = get_backend(recorded.backend)
     dataset_info(spec.dataset).check_available(data_dir)
     return PlannedRun(recorded.experiment, spec, backend, spec.plan(), recorded.kernel_initializer, recorded.bias_initializer)
 
 
-def create_run(run: PlannedRun, store: Store, *, queued: bool = False) -> int:
+def create_run(run: PlannedRun, store: Store, *, queued: bool = False, data_source: dict[str, Any] | None = None) -> int:
     """Insert a planned run into the database (status running in this process, or queued for an
-    executor to start elsewhere); returns its id."""
+    executor to start elsewhere); returns its id. ``data_source`` is where its data came from
+    (:func:`convexp.datasets.data_source`; a queued run notes it when it starts)."""
     backend = run.backend
     return store.create_run(
         queued=queued,
@@ -180,11 +199,8 @@ def create_run(run: PlannedRun, store: Store, *, queued: bool = False) -> int:
         backend_version=plugin_version(backend.name),
         framework=backend.framework,
         framework_version=backend.framework_version(),
+        data_source=data_source,
     )
-
-
-def _execute_one(run: PlannedRun, job: TrainingJob, store: Store, listener: RunListener | None) -> RunOutcome:
-    return _train_and_record(run, job, store, create_run(run, store), listener)
 
 
 def _train_and_record(run: PlannedRun, job: TrainingJob, store: Store, run_id: int, listener: RunListener | None) -> RunOutcome:

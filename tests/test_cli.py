@@ -113,7 +113,7 @@ def test_init_explains_glorot_uniform_for_a_keras_conv():
 def test_plugins_json_shows_numpy_usable():
     result = run_cli("plugins", "--format", "json")
     numpy_backend = next(b for b in json.loads(result.stdout) if b["name"] == "numpy")
-    assert numpy_backend["usable"] is True and numpy_backend["version"] == np.__version__
+    assert numpy_backend["usable"] is True and numpy_backend["framework_version"] == np.__version__
 
 
 def test_validate_reports_each_experiment():

@@ -48,8 +48,43 @@ def test_example_plugin_passes_convexp_check(example_site):
     from convexp.conformance import CHECKS
 
     assert {name: r["result"] for name, r in results.items()} == {check.name: "pass" for check in CHECKS}
-    # the example trains with convexp's numpy trainer, so its runs resume exactly
+    # the example's own trainer restores its whole state, so its runs resume exactly
     assert results["resume"]["detail"].endswith("max abs difference 0.0e+00"), results["resume"]
+
+
+def test_example_plugin_passes_its_own_tests(example_site):
+    """The plugin's own test suite (examples/convexp-example-backend/tests) runs the importable checks."""
+    tests = REPO / "examples" / "convexp-example-backend" / "tests"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+        cwd=tests.parent,
+        env={**os.environ, **example_site},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "failed" not in result.stdout and "passed" in result.stdout
+
+
+def test_the_example_plugin_imports_only_the_plugin_api():
+    import ast
+
+    package = REPO / "examples" / "convexp-example-backend" / "convexp_example_backend"
+    allowed = {
+        "convexp.backend",
+        "convexp.training",
+        "convexp.types",
+        "convexp.layers",
+        "convexp.initializers",
+        "convexp.seeding",
+        "convexp.hookspecs",
+        "convexp.errors",
+    }
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("convexp."):
+                assert node.module in allowed, f"{path.name} imports {node.module}"
 
 
 def test_example_plugin_runs_an_experiment(example_site, tmp_path):

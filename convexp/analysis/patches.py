@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convexp.analysis import TOP_PATCHES
 from convexp.analysis.network import ReceptiveField, RecordedNetwork, receptive_field, responses
 from convexp.errors import ConvexpError
 from convexp.layers import Conv
@@ -56,7 +57,7 @@ def crop(image: np.ndarray, top: int, left: int, size: tuple[int, int]) -> np.nd
     return out
 
 
-def top_patches(network: RecordedNetwork, images: np.ndarray, labels: np.ndarray, top: int = 9) -> LayerPatches:
+def top_patches(network: RecordedNetwork, images: np.ndarray, labels: np.ndarray, top: int = TOP_PATCHES) -> LayerPatches:
     """Each filter's ``top`` strongest responses over ``images`` (N, C, H, W), one per image, strongest first."""
     if top < 1:
         raise ConvexpError(f"--top must be at least 1, not {top}")

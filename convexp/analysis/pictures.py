@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convexp.analysis import PICTURE_KINDS, TOP_PATCHES
 from convexp.errors import ConvexpError
 from convexp.initializers import fans_of, get_initializer
 from convexp.layers import Padding, same_padding
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from convexp.store import RunRecord, Store
 
 CMAP = "RdBu_r"
-KINDS = ("filters", "evolution", "curves", "histogram", "features", "patches", "maximize")
+KINDS = PICTURE_KINDS
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -270,7 +271,7 @@ class PictureOptions:
     filters: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
     image_index: int = 0
     data_dir: Path | None = None
-    top: int = 9
+    top: int = TOP_PATCHES
 
 
 def draw(kind: str, store: Store, runs: Sequence[RunRecord], options: PictureOptions = PictureOptions()) -> Figure:

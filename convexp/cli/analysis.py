@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from convexp.analysis import TOP_PATCHES
 from convexp.cli import app
-from convexp.cli.options import DataDir, Db, OutputFormat
+from convexp.cli.options import DEFAULT_LAYER, DEFAULT_STEP, DataDir, Db, OutputFormat, PlotKind, Run, Runs, Step
 from convexp.cli.output import Format, render
-
-Step = Annotated[Optional[str], typer.Option(help="Snapshot step to use: a step number, 'first' or 'last'.")]
 
 
 @app.command("compare", short_help="Compare runs: metrics, kernel drift, filter similarity.")
 def compare_command(
-    runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND for the latest such run.")],
-    step: Step = "last",
+    runs: Runs,
+    step: Step = DEFAULT_STEP,
     db: Db = None,
     fmt: OutputFormat = Format.table,
     matches: Annotated[bool, typer.Option("--matches", help="Also list each filter's match (table format).")] = False,
@@ -63,11 +62,13 @@ def compare_command(
 
 @app.command("filters", short_help="What each filter is: the operator it resembles, a Gabor fit, or its top patches.")
 def filters_command(
-    run: Annotated[str, typer.Argument(help="Run id, or EXPERIMENT:BACKEND for the latest such run.")],
-    layer: Annotated[str, typer.Option(help="Conv layer (square kernels of odd size for the operator analysis).")] = "conv1",
-    step: Step = "last",
+    run: Run,
+    layer: Annotated[
+        str, typer.Option(help="Conv layer (square kernels of odd size for the operator analysis).")
+    ] = DEFAULT_LAYER,
+    step: Step = DEFAULT_STEP,
     patches: Annotated[bool, typer.Option("--patches", help="List each filter's strongest test-image patches instead.")] = False,
-    top: Annotated[int, typer.Option(help="With --patches: how many patches (test images) per filter.")] = 9,
+    top: Annotated[int, typer.Option(help="With --patches: how many patches (test images) per filter.")] = TOP_PATCHES,
     db: Db = None,
     data_dir: DataDir = None,
     fmt: OutputFormat = Format.table,
@@ -113,8 +114,6 @@ def filters_command(
 
 
 def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, fmt: Format) -> None:
-    from dataclasses import asdict
-
     from convexp.analysis.filters import EDGE_THRESHOLD, analyse_layer
     from convexp.analysis.selection import parse_step, select_run, snapshot_index
     from convexp.store import Store
@@ -125,6 +124,18 @@ def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, f
     chosen = snapshot_index(series, parse_step(step))
     first = analyse_layer(series.kernels[0], int(series.steps[0]), gabor=False)
     report = analyse_layer(series.kernels[chosen], int(series.steps[chosen]))
+    columns = ["filter", "best_operator", "correlation", "edge_like", "norm", "mean", "orientation_deg", "orientedness"]
+    gabor = report.filters[0].gabor is not None
+    if gabor:
+        columns += ["gabor_orientation_deg", "gabor_wavelength", "gabor_phase_deg", "gabor_r2"]
+    # full precision for json and csv; the table rounds for reading
+    digits = [None, None, 3, None, 4, 4, 1, 3, 1, 2, 1, 3] if fmt == Format.table else [None] * len(columns)
+    rows = []
+    for f in report.filters:
+        row: list = [f.index, f.best_operator, f.correlation, f.edge_like, f.norm, f.mean, f.orientation, f.orientedness]
+        if f.gabor is not None:
+            row += [f.gabor.orientation, f.gabor.wavelength, f.gabor.phase, f.gabor.r2]
+        rows.append([v if d is None else round(v, d) for v, d in zip(row, digits)])
     if fmt == Format.json:
         typer.echo(
             json.dumps(
@@ -134,31 +145,12 @@ def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, f
                     "step": report.step,
                     "edge_threshold": EDGE_THRESHOLD,
                     "edge_share": {str(first.step): first.edge_share, str(report.step): report.edge_share},
-                    "filters": [asdict(f) for f in report.filters],
+                    "filters": [dict(zip(columns, row)) for row in rows],  # the table's columns
                 },
                 indent=2,
             )
         )
         return
-    columns = ["filter", "best_operator", "correlation", "edge_like", "norm", "mean", "orientation_deg", "orientedness"]
-    gabor = report.filters[0].gabor is not None
-    if gabor:
-        columns += ["gabor_orientation_deg", "gabor_wavelength", "gabor_phase_deg", "gabor_r2"]
-    rows = []
-    for f in report.filters:
-        row = [
-            f.index,
-            f.best_operator,
-            round(f.correlation, 3),
-            f.edge_like,
-            round(f.norm, 4),
-            round(f.mean, 4),
-            round(f.orientation, 1),
-            round(f.orientedness, 3),
-        ]
-        if f.gabor is not None:
-            row += [round(f.gabor.orientation, 1), round(f.gabor.wavelength, 2), round(f.gabor.phase, 1), round(f.gabor.r2, 3)]
-        rows.append(row)
     render(columns, rows, fmt, title=f"run {record.id} {layer} at step {report.step}")
     if fmt == Format.table:
         typer.echo(
@@ -170,14 +162,17 @@ def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, f
 
 @app.command("plot", short_help="Draw filters, their evolution, curves, features, top patches or preferred inputs.")
 def plot_command(
-    kind: Annotated[str, typer.Argument(help="filters | evolution | curves | histogram | features | patches | maximize")],
-    runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND (curves draws all; the others the first).")],
+    kind: Annotated[PlotKind, typer.Argument(metavar="KIND", help="What to draw.", show_default=False)],
+    runs: Annotated[
+        list[str],
+        typer.Argument(metavar="RUN...", help="Runs: ids, or EXPERIMENT:BACKEND (curves draws all; the others the first)."),
+    ],
     out: Annotated[Path, typer.Option(help="Picture file to write (.png; evolution also .gif for an animation).")],
-    layer: Annotated[str, typer.Option(help="Conv layer.")] = "conv1",
-    step: Step = "last",
+    layer: Annotated[str, typer.Option(help="Conv layer.")] = DEFAULT_LAYER,
+    step: Step = DEFAULT_STEP,
     filters: Annotated[str, typer.Option(help="Filters for evolution, e.g. 0,1,2,3.")] = "0,1,2,3,4,5,6,7",
     image: Annotated[int, typer.Option(help="Test image index for features.")] = 0,
-    top: Annotated[int, typer.Option(help="Patches per filter for patches.")] = 9,
+    top: Annotated[int, typer.Option(help="Patches per filter for patches.")] = TOP_PATCHES,
     db: Db = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -191,21 +186,22 @@ def plot_command(
     from convexp.analysis.selection import parse_indices, parse_step, select_runs
     from convexp.store import Store
 
-    pictures.check_picture_request(kind, out)
+    kind_name = kind.value
+    pictures.check_picture_request(kind_name, out)
     options = pictures.PictureOptions(layer, parse_step(step), parse_indices(filters, "--filters"), image, data_dir, top)
     with Store(db, must_exist=True) as store:
         records = select_runs(store, runs)
-        if kind == "evolution" and out.suffix.lower() == ".gif":
+        if kind_name == "evolution" and out.suffix.lower() == ".gif":
             series = store.kernel_series(records[0].id, layer)
             pictures.evolution_gif(series.kernels, series.steps, f"run {records[0].id} {layer}", out)
         else:
-            pictures.save(pictures.draw(kind, store, records, options), out)
+            pictures.save(pictures.draw(kind_name, store, records, options), out)
     typer.echo(f"wrote {out}")
 
 
 @app.command("report", short_help="Write a self-contained HTML report of runs.")
 def report_command(
-    runs: Annotated[list[str], typer.Argument(help="Runs: ids, or EXPERIMENT:BACKEND.")],
+    runs: Runs,
     out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
     db: Db = None,
     data_dir: DataDir = None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -15,16 +14,11 @@ from convexp.cli.output import Format, render
 @app.command("plugins", short_help="List the backends and whether each is usable.")
 def plugins_command(fmt: OutputFormat = Format.table) -> None:
     """List every backend found through the convexp.backends entry points, and whether it is usable."""
-    from dataclasses import asdict
-
     from convexp.plugins import describe_backends
 
     infos = describe_backends()
     columns = ["name", "plugin", "plugin_version", "framework", "framework_version", "usable", "reason"]
     rows = [[i.name, i.plugin, i.plugin_version, i.framework, i.version, i.usable, i.reason] for i in infos]
-    if fmt == Format.json:
-        typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
-        return
     render(columns, rows, fmt)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from convexp.analysis import PICTURE_KINDS
 from convexp.cli.output import Format
 
 Db = Annotated[
@@ -22,6 +23,44 @@ DataDir = Annotated[
     ),
 ]
 OutputFormat = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+#: One run, as every command that takes one names it.
+Run = Annotated[
+    str, typer.Argument(metavar="RUN", help="Run id, or EXPERIMENT:BACKEND for the latest such run (finished first).")
+]
+#: Several runs.
+Runs = Annotated[
+    list[str], typer.Argument(metavar="RUN...", help="Runs: ids, or EXPERIMENT:BACKEND for the latest such run (finished first).")
+]
+#: A snapshot step: a number, first or last.
+Step = Annotated[Optional[str], typer.Option(help="Snapshot step to use: a step number, 'first' or 'last'.")]
+DEFAULT_STEP = "last"
+DEFAULT_LAYER = "conv1"
+
+
+class Executor(str, enum.Enum):
+    """Where the runs of `convexp run` execute."""
+
+    local = "local"
+    dask = "dask"
+
+
+#: The pictures `convexp plot` draws, as choices the parser checks.
+PlotKind = enum.Enum("PlotKind", {kind: kind for kind in PICTURE_KINDS}, type=str)  # type: ignore[misc]
+
+
+class StatusChoice(str, enum.Enum):
+    """A run's status as `convexp runs` shows it (stale: marked running, but its process is gone);
+    convexp.store.models.RUN_STATUSES plus stale (a test keeps them equal)."""
+
+    queued = "queued"
+    running = "running"
+    finished = "finished"
+    failed = "failed"
+    interrupted = "interrupted"
+    diverged = "diverged"
+    stale = "stale"
 
 
 class PaddingChoice(str, enum.Enum):

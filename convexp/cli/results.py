@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from convexp.cli import app
-from convexp.cli.options import Db, OutputFormat
+from convexp.cli.options import Db, OutputFormat, Run, StatusChoice
 from convexp.cli.output import Format, render
 
 
@@ -16,8 +16,8 @@ def runs_command(
     experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Only runs of this experiment.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="Only runs on this backend.")] = None,
     status: Annotated[
-        Optional[str],
-        typer.Option(help="Only runs shown with this status: queued, running, finished, failed, interrupted, diverged or stale."),
+        Optional[StatusChoice],
+        typer.Option(help="Only runs shown with this status (stale: marked running, but its process is gone)."),
     ] = None,
     db: Db = None,
     fmt: OutputFormat = Format.table,
@@ -29,7 +29,7 @@ def runs_command(
     from convexp.store import Store
 
     with Store(db, must_exist=True) as store:
-        runs = store.list_runs(experiment=experiment, backend=backend, status=status)
+        runs = store.list_runs(experiment=experiment, backend=backend, status=None if status is None else status.value)
         where = store.location
     if not runs and fmt == Format.table:
         filtered = any(v is not None for v in (experiment, backend, status))
@@ -55,27 +55,30 @@ def runs_command(
 
 @app.command("show", short_help="Everything recorded about one run.")
 def show_command(
-    run: Annotated[str, typer.Argument(help="Run id, or EXPERIMENT:BACKEND for the latest such run.")],
+    run: Run,
     db: Db = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format: table (text) or json.")] = Format.table,
+    fmt: OutputFormat = Format.table,
 ) -> None:
     """Show one run: status, progress, architecture with shapes, initializer, optimizer, framework
     versions, checkpoint, the last value of each metric, and the snapshots of each layer.
 
-    The full recorded spec is in the JSON output (--format json)."""
+    The full recorded spec is in the JSON output (--format json); --format csv lists every field of
+    the JSON as a (field, value) row, nested fields joined with dots."""
     import json
 
     from convexp.analysis.selection import select_run
     from convexp.analysis.summary import describe_run, format_description
-    from convexp.errors import ConvexpError
     from convexp.store import Store
 
-    if fmt == Format.csv:
-        raise ConvexpError("--format csv: a run's description is not a table; use table or json")
     with Store(db, must_exist=True) as store:
         description = describe_run(store, select_run(store, run))
     if fmt == Format.json:
         typer.echo(json.dumps(description.as_dict(), indent=2, default=str))
+    elif fmt == Format.csv:
+        from convexp.analysis.compare import flatten
+
+        flat = flatten(json.loads(json.dumps(description.as_dict(), default=str)))
+        render(["field", "value"], [[k, v if not isinstance(v, list) else json.dumps(v)] for k, v in flat.items()], fmt)
     else:
         typer.echo(format_description(description))
 

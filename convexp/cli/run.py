@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from convexp.cli import app
-from convexp.cli.options import DataDir, Db
+from convexp.cli.options import DataDir, Db, Executor
 
 ExperimentsFile = Annotated[
     Optional[Path],
@@ -53,12 +53,12 @@ def run_command(
         ),
     ] = None,
     executor: Annotated[
-        str,
+        Executor,
         typer.Option(
             help="Where runs execute: 'local' (this process, one after another) or 'dask' "
             "(each run a task on a Dask cluster; needs convexp[dask])."
         ),
-    ] = "local",
+    ] = Executor.local,
     scheduler: Annotated[
         Optional[str], typer.Option(help="Dask scheduler address (tcp://host:8786) [default: start a LocalCluster].")
     ] = None,
@@ -84,17 +84,14 @@ def run_command(
     """
     from convexp import runner
     from convexp.errors import ConvexpError
-    from convexp.executors import EXECUTORS
     from convexp.store import Store
 
     overrides = {k: v for k, v in (("backend", backend), ("epochs", epochs), ("seed", seed)) if v is not None}
-    if executor not in EXECUTORS:
-        raise ConvexpError(f"--executor {executor}: unknown executor; known: {', '.join(EXECUTORS)}")
-    if executor == "local" and (scheduler or workers):
+    if executor is Executor.local and (scheduler or workers):
         raise ConvexpError(f"--{'scheduler' if scheduler else 'workers'} needs --executor dask")
-    if executor == "dask" and scheduler and workers:
+    if executor is Executor.dask and scheduler and workers:
         raise ConvexpError("--workers starts a LocalCluster; with --scheduler the cluster's own workers run the grid")
-    if executor == "dask":
+    if executor is Executor.dask:
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
         planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)

@@ -79,6 +79,30 @@ def dataset_info(name: str) -> DatasetInfo:
     return _REGISTRY[name]()
 
 
+def fingerprint(data: Dataset) -> str:
+    """A digest of a dataset's arrays (BLAKE2b, 128 bits): equal only for the same images and labels in the same order."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def data_source(data: Dataset, data_dir: Path | None = None) -> dict[str, str | None]:
+    """What a run records about its data: the folder its files were found in (None for a bundled dataset) and
+    the :func:`fingerprint`."""
+    found = dataset_info(data.name).check_available(data_dir)
+    folder = None
+    if isinstance(found, dict) and found:
+        folder = str(Path(next(iter(found.values()))).resolve().parent)
+    return {"dir": folder, "fingerprint": fingerprint(data)}
+
+
 def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
     """Load dataset ``name``; ``data_dir`` is where to look for files of datasets that need them."""
     return dataset_info(name).load(data_dir)

@@ -59,6 +59,9 @@ class Run(Base):
     #: The run's identity across databases (ids differ between them): `convexp db copy` skips a run
     #: whose uid the destination already holds.
     uid: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True, unique=True)
+    #: The data the run trained on: {"dir": the folder its files came from, or null for a bundled dataset,
+    #: "fingerprint": a digest of the arrays}. `convexp run --resume` finds the data there and checks it.
+    data_source: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class Metric(Base):

@@ -54,6 +54,7 @@ class RunRecord:
     host: str | None
     attempts: int
     uid: str | None
+    data_source: dict[str, Any] | None
     test_accuracy: float | None
 
     def is_stale(self, now: datetime | None = None) -> bool:

@@ -189,6 +189,11 @@ class Store:
             )
         return checkpoint
 
+    def set_data_source(self, run_id: int, source: dict[str, Any]) -> None:
+        """Record where a run's data came from and its fingerprint (see :func:`convexp.datasets.data_source`)."""
+        with self.transaction() as connection:
+            connection.execute(update(Run).where(Run.id == run_id).values(data_source=source))
+
     def mark_stopped(self, run_id: int, status: str, message: str) -> bool:
         """Record that a run stopped elsewhere (its worker died, its task was cancelled), unless it already
         ended; returns whether it was marked."""

@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from convexp import __version__
+from convexp.analysis import TOP_PATCHES
 from convexp.cells import plain_value as _plain
 from convexp.errors import ConvexpError, QueryError
 from convexp.store import Store
@@ -243,7 +244,7 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
     @endpoint
     def api_patches(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
-        layer, top = request.path_params["layer"], _int_param(request, "top", 9)
+        layer, top = request.path_params["layer"], _int_param(request, "top", TOP_PATCHES)
         step = data.step_of(store, run, layer, request.query_params.get("step"))
         key = (run.id, run.uid, layer, step, top)  # a recorded step never changes
         if key not in patches_cache:

@@ -24,8 +24,6 @@ from convexp.datasets import Dataset
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store, StoredSnapshot
 
-#: Statuses whose rows a live runs table keeps refreshing.
-LIVE_STATUSES = ("queued", "running")
 #: The most points a filter's trajectory is drawn with (steps are thinned evenly beyond it).
 TRAJECTORY_POINTS = 600
 #: The most snapshots one kernels request hands out (playing fetches ahead in chunks).

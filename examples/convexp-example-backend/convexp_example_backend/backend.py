@@ -1,4 +1,4 @@
-"""ExampleBackend: scipy computes the convolutions; convexp's numpy backend trains."""
+"""ExampleBackend: scipy computes the conv layer that `convexp conv` runs; its own small numpy trainer trains."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from scipy.signal import correlate2d
 from convexp.backend import Backend
 from convexp.initializers import draw
 from convexp.layers import same_padding
-from convexp.plugins import get_backend
 
 
 class ExampleBackend(Backend):
@@ -41,4 +40,6 @@ class ExampleBackend(Backend):
         return out.astype(np.float32)
 
     def train(self, job, observer):
-        get_backend("numpy").train(job, observer)
+        from .trainer import train
+
+        train(job, observer)
