@@ -355,3 +355,25 @@ def test_snapshot_summary_and_last_metrics_read_no_kernel_bytes_and_agree_with_t
         "train_loss": MetricRecord(4, 2, "train_loss", 0.2),
     }
     store.close()
+
+
+def test_the_schema_head_constant_is_alembic_s_head():
+    """SCHEMA_HEAD lets a database at head open without importing Alembic; it must name the newest migration."""
+    from convexp.store.database import SCHEMA_HEAD
+
+    assert SCHEMA_HEAD == head_revision()
+
+
+def test_opening_a_database_at_head_imports_no_alembic(tmp_path):
+    import subprocess
+    import sys
+
+    db = tmp_path / "r.db"
+    Store(str(db)).close()  # created and migrated
+    code = (
+        f"import sys; from convexp.store import Store; Store({str(db)!r}, must_exist=True).close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

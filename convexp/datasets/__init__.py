@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def cache_root() -> Path:
+    """convexp's folder in the user cache: ``$XDG_CACHE_HOME/convexp`` (default ``~/.cache/convexp``)."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "convexp"
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A train/test split as numpy arrays."""

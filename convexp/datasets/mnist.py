@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convexp.datasets import Dataset
+from convexp.datasets import Dataset, cache_root
 from convexp.errors import DatasetError
 
 DATA_DIR_ENV = "CONVEXP_DATA_DIR"
@@ -57,8 +57,7 @@ HOW_TO_GET = (
 
 def cache_dir() -> Path:
     """Where ``convexp data import`` keeps MNIST for this user."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "convexp" / "mnist"
+    return cache_root() / "mnist"
 
 
 def _find_in(directory: Path) -> dict[str, Path] | None:

@@ -150,6 +150,21 @@ def _alembic_config(connection=None):
     return config
 
 
+#: The newest migration in migrations/versions (a test keeps it equal to Alembic's head): a database
+#: already there is opened without importing Alembic.
+SCHEMA_HEAD = "0004"
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the database's alembic_version says SCHEMA_HEAD (False when unsure: the full check decides)."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except DatabaseError:  # no such table, not a database...: the full check says what is wrong
+        return False
+    return len(rows) == 1 and rows[0][0] == SCHEMA_HEAD
+
+
 def head_revision() -> str:
     """The newest schema revision this convexp knows."""
     from alembic.script import ScriptDirectory
@@ -228,6 +243,8 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Cal
     Raises :class:`SchemaTooNewError` for a revision this convexp does not know, and
     :class:`StoreError` for a file that is not a SQLite database or not a convexp one.
     """
+    if _at_head(engine):  # the common case, answered without importing Alembic
+        return
     from alembic import command
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
