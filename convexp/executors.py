@@ -11,6 +11,7 @@ for a real cluster; a SQLite file works for a LocalCluster on one machine).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -107,6 +108,8 @@ def run_on_dask(
                 outcomes = _collect(futures, run_ids, runs, store, listener, distributed, submit)
         finally:  # also on Ctrl-C: the LocalCluster's workers stop, and their runs with them
             if cluster is not None:
+                # tearing the cluster down makes its workers log lost heartbeats (with tracebacks): expected, not news
+                logging.getLogger("distributed").setLevel(logging.CRITICAL)
                 cluster.close()
             _mark_unfinished(store, run_ids)
     return [outcomes[run_id] for run_id in run_ids]

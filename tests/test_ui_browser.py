@@ -213,7 +213,9 @@ def test_the_patches_panel_draws_convexp_filters_patches(world):
     page.locator("#patches-canvas").scroll_into_view_if_needed()
     box = page.locator("#patches-canvas").bounding_box()
     width = page.evaluate("() => document.getElementById('patches-canvas').width")
-    page.mouse.move(box["x"] + 3 * box["width"] / width, box["y"] + 19 * box["width"] / width)
+    for nudge in (0, 1):  # a second move makes sure the canvas sees the pointer after any layout shift
+        page.mouse.move(box["x"] + (3 + nudge) * box["width"] / width, box["y"] + (19 + nudge) * box["width"] / width)
+    page.wait_for_function("() => document.getElementById('patches-readout').textContent.length > 0", timeout=10_000)
     best = expected["filters"][0]["patches"][0]
     readout = page.inner_text("#patches-readout")
     assert readout.startswith(f"filter 0, #1: test image {best['image']} (label {best['label']})"), readout
