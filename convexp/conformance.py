@@ -28,7 +28,7 @@ import numpy as np
 
 from convexp.backend import Backend
 from convexp.initializers import explain
-from convexp.layers import Conv, Dense, Flatten, MaxPool, plan
+from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, plan
 from convexp.plugins import get_backend
 from convexp.seeding import initial_weights
 from convexp.training import (
@@ -113,24 +113,23 @@ class CheckResult:
         return self.result != "FAIL"
 
 
+def digits_network(*layers: Any) -> tuple[PlannedLayer, ...]:
+    """``layers`` planned for scikit-learn's 8x8 digits (one channel, 10 classes), as the checks train them."""
+    return tuple(plan(list(layers), (1, 8, 8), 10))
+
+
 def tiny_job(**changes: Any) -> TrainingJob:
     """A small job for checks and a plugin's tests: conv 3x3 'same' (4) -> maxpool -> conv 3x3 (6) -> dense, plain SGD,
     one epoch on 256 of scikit-learn's digits (bundled, no download); ``changes`` replace any field."""
     from convexp.datasets import load_dataset
 
     data = load_dataset("digits")
-    layers = tuple(
-        plan(
-            [
-                Conv(type="conv", filters=4, kernel_size=3, padding="same", activation="relu"),
-                MaxPool(type="maxpool", pool_size=2),
-                Conv(type="conv", filters=6, kernel_size=3, activation="relu"),
-                Flatten(type="flatten"),
-                Dense(type="dense", units=10),
-            ],
-            (1, 8, 8),
-            10,
-        )
+    layers = digits_network(
+        Conv(type="conv", filters=4, kernel_size=3, padding="same", activation="relu"),
+        MaxPool(type="maxpool", pool_size=2),
+        Conv(type="conv", filters=6, kernel_size=3, activation="relu"),
+        Flatten(type="flatten"),
+        Dense(type="dense", units=10),
     )
     settings: dict[str, Any] = dict(
         layers=layers,
@@ -264,17 +263,11 @@ def check_adam(backend: Backend) -> str:
 def check_strided_same(backend: Backend) -> str:
     """A network whose first conv layer is 3x3 'same' with stride 2 (odd input: padding split 0/1 as TensorFlow
     does) trains one step like the numpy backend."""
-    layers = tuple(
-        plan(
-            [
-                Conv(type="conv", filters=4, kernel_size=3, stride=2, padding="same", activation="relu"),  # 8x8 -> 4x4
-                Conv(type="conv", filters=6, kernel_size=3, padding="same", activation="relu"),
-                Flatten(type="flatten"),
-                Dense(type="dense", units=10),
-            ],
-            (1, 8, 8),
-            10,
-        )
+    layers = digits_network(
+        Conv(type="conv", filters=4, kernel_size=3, stride=2, padding="same", activation="relu"),  # 8x8 -> 4x4
+        Conv(type="conv", filters=6, kernel_size=3, padding="same", activation="relu"),
+        Flatten(type="flatten"),
+        Dense(type="dense", units=10),
     )
     return _same_steps_as_reference(backend, tiny_job(layers=layers), 1, "SGD through a stride-2 'same' conv layer")
 
@@ -290,17 +283,11 @@ def check_dropout_scaling(backend: Backend) -> str:
     from convexp.layers import Dropout
 
     def network(rate: float):
-        return tuple(
-            plan(
-                [
-                    Dropout(type="dropout", rate=rate),
-                    Conv(type="conv", filters=4, kernel_size=3, activation="none"),
-                    Flatten(type="flatten"),
-                    Dense(type="dense", units=10),
-                ],
-                (1, 8, 8),
-                10,
-            )
+        return digits_network(
+            Dropout(type="dropout", rate=rate),
+            Conv(type="conv", filters=4, kernel_size=3, activation="none"),
+            Flatten(type="flatten"),
+            Dense(type="dense", units=10),
         )
 
     from convexp.datasets import load_dataset
@@ -403,19 +390,13 @@ def check_resume(backend: Backend) -> str:
     """A run resumed from its epoch-1 checkpoint ends with the kernels of the run left alone (within 1e-6)."""
     from convexp.layers import Dropout
 
-    layers = tuple(
-        plan(
-            [
-                Conv(type="conv", filters=4, kernel_size=3, padding="same", activation="relu"),
-                MaxPool(type="maxpool", pool_size=2),
-                Dropout(type="dropout", rate=0.25),
-                Conv(type="conv", filters=6, kernel_size=3, activation="relu"),
-                Flatten(type="flatten"),
-                Dense(type="dense", units=10),
-            ],
-            (1, 8, 8),
-            10,
-        )
+    layers = digits_network(
+        Conv(type="conv", filters=4, kernel_size=3, padding="same", activation="relu"),
+        MaxPool(type="maxpool", pool_size=2),
+        Dropout(type="dropout", rate=0.25),
+        Conv(type="conv", filters=6, kernel_size=3, activation="relu"),
+        Flatten(type="flatten"),
+        Dense(type="dense", units=10),
     )
     base = tiny_job()
     job = replace(

@@ -146,7 +146,9 @@ def resume(run_id: int, store: Store, data_dir: Path | None = None, listener: Ru
 
     The run's own recorded spec is used. Rows it recorded after the checkpoint are replaced,
     never duplicated. Raises :class:`~convexp.errors.RunNotResumableError` for a run that
-    finished, diverged or is still running; the database is then unchanged.
+    finished, diverged or is still running; the database is then unchanged. Without ``data_dir``
+    the data is looked for in the folder the run recorded, and data whose fingerprint differs from
+    the recorded one is refused (:class:`~convexp.errors.DatasetError`), also leaving it unchanged.
     """
     keep_freed_memory()
     recorded = store.get_run(run_id)
@@ -171,10 +173,7 @@ def resume(run_id: int, store: Store, data_dir: Path | None = None, listener: Ru
 
 
 def planned_from_record(recorded: RunRecord, data_dir: Path | None = None) -> PlannedRun:
-    """The run a database row describes, checked to be able to start here (backend usable, data present).
-
-    Resuming a run finds its data in the folder the run recorded when no ``data_dir`` is given, and
-    refuses data whose fingerprint differs from the one recorded (:func:`resume`)."""
+    """The run a database row describes, checked to be able to start here (backend usable, data present)."""
     spec = RunSpec.model_validate(recorded.spec)
     backend = get_backend(recorded.backend)
     dataset_info(spec.dataset).check_available(data_dir)
