@@ -1,6 +1,6 @@
 """One convexp run of the mnist-keras-convnet experiment in this process, timed; prints JSON on its last line.
 
-    python benchmarks/convexp_epoch.py MNIST_DIR BACKEND [--every-step] [--epochs N] [--train-examples N]
+    python benchmarks/convexp_epoch.py MNIST_DIR BACKEND [--every-step] [--epochs N] [--train-examples N] [--device cpu|cuda]
 
 Uses the library as a user's script would (plan_runs, execute, a SQLite store in a temporary
 folder), with no progress display. The recorder is wrapped to time convexp's own recording
@@ -62,9 +62,10 @@ def main() -> None:
     parser.add_argument("--every-step", action="store_true", help="record kernels at every step")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-examples", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="the spec's device (the benchmark's CPU figures say cpu explicitly)")
     args = parser.parse_args()
 
-    overrides = {"backend": args.backend, "epochs": args.epochs}
+    overrides = {"backend": args.backend, "epochs": args.epochs, "device": args.device}
     if args.every_step:
         overrides["snapshots"] = {"every": 1}
     if args.train_examples:

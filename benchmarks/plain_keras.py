@@ -3,9 +3,12 @@
 No convexp code: this is the baseline convexp's tensorflow backend is compared with. Reads MNIST
 from the IDX files in the folder given as the first argument; prints seconds per epoch and test
 accuracy as JSON on the last line. One batch is fitted before the timed epochs, so that the
-one-time tracing of Keras's train function is not counted.
+one-time tracing (and, with XLA, compiling) of Keras's train function is not counted.
 
-    python benchmarks/plain_keras.py ../shared/data/mnist [epochs]
+    python benchmarks/plain_keras.py ../shared/data/mnist [epochs] [--jit-compile]
+
+``--jit-compile`` compiles the train function with XLA (``model.compile(jit_compile=True)``);
+without it the script keeps Keras's default, which on the TensorFlow backend here is no XLA.
 """
 
 import gzip
@@ -30,8 +33,10 @@ def read_idx(path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-folder = sys.argv[1]
-epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+arguments = [a for a in sys.argv[1:] if a != "--jit-compile"]
+jit_compile = "--jit-compile" in sys.argv
+folder = arguments[0]
+epochs = int(arguments[1]) if len(arguments) > 1 else 1
 x_train = read_idx(os.path.join(folder, "train-images-idx3-ubyte.gz"))
 y_train = read_idx(os.path.join(folder, "train-labels-idx1-ubyte.gz"))
 x_test = read_idx(os.path.join(folder, "t10k-images-idx3-ubyte.gz"))
@@ -56,7 +61,9 @@ model = keras.Sequential(
         layers.Dense(num_classes, activation="softmax"),
     ]
 )
-model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+model.compile(
+    loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"], **({"jit_compile": True} if jit_compile else {})
+)
 
 
 class EpochTimer(keras.callbacks.Callback):

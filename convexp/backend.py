@@ -34,6 +34,8 @@ class Backend(ABC):
     install_hint: ClassVar[str] = ""
     #: The initializer ``default`` stands for on this backend, as (kernel, bias); None if there is no framework default.
     default_initializers: ClassVar[tuple[str, str] | None] = None
+    #: The devices a spec's ``device`` may name for this backend (``auto`` always may).
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     def unavailable_reason(self) -> str | None:
         """None when the backend can be used here, else one line saying why not and how to fix it."""
@@ -52,6 +54,14 @@ class Backend(ABC):
         if name == "default" and self.default_initializers:
             return self.default_initializers[0 if part == "kernel" else 1]
         return name
+
+    def resolve_device(self, requested: str) -> str:
+        """The device a run asking for ``requested`` (``auto``, or one of :attr:`devices`) trains on
+        here: ``cpu``, or ``cuda`` where the framework sees a GPU. Raises :class:`ValueError`, one line
+        naming the field, when it is not there. Called once per run, before any run starts."""
+        if requested not in ("auto", *self.devices):
+            raise ValueError(f"field 'device': backend '{self.name}' cannot train on {requested}")
+        return "cpu" if requested == "auto" else requested
 
     @abstractmethod
     def initialize(self, initializer: str, shape: tuple[int, int, int, int], seed: int) -> np.ndarray:

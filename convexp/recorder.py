@@ -1,8 +1,9 @@
 """The observer that turns a backend's progress into rows of the results database.
 
 It decides, from the experiment's snapshot schedule, which steps' kernels to ask the
-backend for, and writes metrics and snapshots in batches, one transaction per batch,
-so that recording every step costs little.
+backend for, and writes metrics and snapshots in batches, one transaction per batch, on a
+writer thread of their own (:mod:`convexp.store.background`), so that recording every step
+costs the training thread only the kernel copies.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Protocol
 
 from convexp.spec import RunSpec
 from convexp.store import MetricRecord, SnapshotRow, Store
+from convexp.store.background import BackgroundWriter, Batch
+from convexp.store.interrupts import interrupts_deferred
 from convexp.types import Checkpoint, KernelReader, StateReader
 
 #: Buffered kernel bytes that trigger a write in the middle of an epoch.
@@ -68,6 +71,7 @@ class RunRecorder:
         self.steps_completed = resume_from.step if resume_from else 0
         self.epochs_completed = resume_from.epoch if resume_from else 0
         self.last_flush = time.monotonic()
+        self.writer = BackgroundWriter(store, run_id)
 
     def _snapshot(self, step: int, epoch: int, kernels: KernelReader) -> None:
         if step == self.last_snapshot_step:
@@ -116,14 +120,20 @@ class RunRecorder:
             self.progress.epoch_end(epoch, metrics)
 
     def flush(self) -> None:
-        """Write what is buffered, with the run's progress, heartbeat and checkpoint, in one transaction."""
-        self.store.record(
-            self.run_id,
-            self.metrics,
-            self.snapshots,
-            epochs_completed=self.epochs_completed,
-            steps_completed=self.steps_completed,
-            checkpoint=self.checkpoint,
-        )
-        self.metrics, self.snapshots, self.buffered_bytes, self.checkpoint = [], [], 0, None
+        """Hand what is buffered, with the run's progress, heartbeat and checkpoint, to the writer
+        thread as one transaction; raises the error of an earlier write that failed."""
+        batch = Batch(self.metrics, self.snapshots, self.epochs_completed, self.steps_completed, self.checkpoint)
+        # Ctrl-C between queueing the batch and emptying the buffers would write its rows twice
+        # (or, the other way round, lose them while a later batch claims their steps)
+        with interrupts_deferred():
+            self.writer.submit(batch)
+            self.metrics, self.snapshots, self.buffered_bytes, self.checkpoint = [], [], 0, None
         self.last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Write what is buffered and wait until everything is committed: call before the run's
+        final status is written. Raises the first write that failed (a :class:`StoreError`)."""
+        try:
+            self.flush()  # also the progress and heartbeat of the last steps
+        finally:
+            self.writer.close()

@@ -19,7 +19,7 @@ from convexp import __version__
 from convexp.allocator import keep_freed_memory
 from convexp.backend import Backend
 from convexp.datasets import Dataset, data_source, dataset_info, load_dataset
-from convexp.errors import DatasetError, StoreError
+from convexp.errors import DatasetError, SpecError, StoreError
 from convexp.layers import PlannedLayer
 from convexp.plugins import get_backend, get_backends, plugin_version
 from convexp.recorder import Diverged, ProgressListener, RunRecorder
@@ -39,6 +39,8 @@ class PlannedRun:
     layers: tuple[PlannedLayer, ...]
     kernel_initializer: str
     bias_initializer: str
+    #: Where it trains: the spec's ``device`` as the backend resolved it here (cpu, cuda).
+    device: str = "cpu"
 
 
 @dataclass
@@ -67,9 +69,16 @@ class RunListener(ProgressListener, Protocol):
 def plan(resolved: list[ResolvedRun], data_dir: Path | None = None) -> list[PlannedRun]:
     """Check that every run can start (backend usable, data present) before any of them does."""
     planned = []
+    devices: dict[tuple[str, str], str] = {}  # resolving may import the framework: once per backend and device
     for run in resolved:
         backend = get_backend(run.spec.backend)
         dataset_info(run.spec.dataset).check_available(data_dir)
+        key = (backend.name, run.spec.device)
+        if key not in devices:
+            try:
+                devices[key] = backend.resolve_device(run.spec.device)
+            except ValueError as exc:
+                raise SpecError(f"experiment '{run.experiment}': {exc}") from None
         planned.append(
             PlannedRun(
                 run.experiment,
@@ -78,6 +87,7 @@ def plan(resolved: list[ResolvedRun], data_dir: Path | None = None) -> list[Plan
                 run.spec.plan(),
                 backend.resolve_initializer(run.spec.initializer, "kernel"),
                 backend.resolve_initializer(run.spec.bias_initializer, "bias"),
+                devices[key],
             )
         )
     return planned
@@ -114,6 +124,7 @@ def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
         test_images=data.test_images,
         test_labels=data.test_labels,
         max_steps=spec.max_steps,
+        device=run.device,
         snapshot_layers=spec.snapshot_layers(),
         initial_weights=(
             initial_weights(run.layers, run.kernel_initializer, run.bias_initializer, spec.seed) if spec.shared_init else None
@@ -177,7 +188,13 @@ def planned_from_record(recorded: RunRecord, data_dir: Path | None = None) -> Pl
     spec = RunSpec.model_validate(recorded.spec)
     backend = get_backend(recorded.backend)
     dataset_info(spec.dataset).check_available(data_dir)
-    return PlannedRun(recorded.experiment, spec, backend, spec.plan(), recorded.kernel_initializer, recorded.bias_initializer)
+    try:
+        device = backend.resolve_device(spec.device)
+    except ValueError as exc:
+        raise SpecError(f"run {recorded.id}: {exc}") from None
+    return PlannedRun(
+        recorded.experiment, spec, backend, spec.plan(), recorded.kernel_initializer, recorded.bias_initializer, device
+    )
 
 
 def create_run(run: PlannedRun, store: Store, *, queued: bool = False, data_source: dict[str, Any] | None = None) -> int:
@@ -199,6 +216,7 @@ def create_run(run: PlannedRun, store: Store, *, queued: bool = False, data_sour
         framework=backend.framework,
         framework_version=backend.framework_version(),
         data_source=data_source,
+        device=run.device,
     )
 
 
@@ -210,14 +228,15 @@ def _train_and_record(run: PlannedRun, job: TrainingJob, store: Store, run_id: i
         listener.run_start(run_id, run, job)
     stopping = True  # until the run ends in a way that lets the next run go on
     try:
-        backend.train(job, recorder)
+        try:
+            backend.train(job, recorder)
+        finally:
+            # everything recorded is committed before the run's status is written: what is
+            # buffered (also after a failure, or Ctrl-C) and what the writer thread still holds
+            recorder.close()
         outcome.status, stopping = "finished", False
     except KeyboardInterrupt:
         outcome.status, outcome.message = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
-        # The interrupt may have landed inside a write, which then rolled back as a whole: keep
-        # what is buffered if the database takes it, and stop in any case.
-        with contextlib.suppress(Exception):
-            recorder.flush()
         raise
     except StoreError as exc:
         # The database takes no more (full disk, read-only): record why if it still can, and
@@ -228,7 +247,6 @@ def _train_and_record(run: PlannedRun, job: TrainingJob, store: Store, run_id: i
         outcome.status, outcome.message, stopping = "diverged", str(exc), False
     except Exception as exc:  # the run failed; record why and go on with the next
         outcome.status, outcome.message = "failed", f"{type(exc).__name__}: {exc}"
-        recorder.flush()
         stopping = False
     finally:
         if stopping:  # if this write fails too, the run shows as stale once its heartbeat ages

@@ -23,7 +23,7 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -70,6 +70,10 @@ class RunSpec(BaseModel):
     train_examples: int | None = Field(default=None, ge=1, description="train on the first N examples only")
     log_every: int = Field(default=1, ge=1, description="record train_loss/train_accuracy every N steps")
     snapshots: SnapshotSchedule = Field(default_factory=SnapshotSchedule)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="where to train: auto (a GPU when the backend sees one, else the CPU), cpu, or cuda (a GPU or an error)",
+    )
     checkpoints: bool = Field(
         default=True, description="keep the training state of the last finished epoch, so `convexp run --resume` can continue"
     )
@@ -246,6 +250,11 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
         raise ValueError(
             f"field 'backend': unknown backend '{spec.backend}'{did_you_mean(spec.backend, names)}; "
             f"known: {', '.join(names) or 'none'}"
+        )
+    if spec.device != "auto" and spec.device not in backends[spec.backend].devices:
+        raise ValueError(
+            f"field 'device': backend '{spec.backend}' cannot train on {spec.device}; "
+            f"it trains on {', '.join(backends[spec.backend].devices)}"
         )
     for field in ("initializer", "bias_initializer"):
         if getattr(spec, field) == "default" and not backends[spec.backend].default_initializers:

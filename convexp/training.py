@@ -80,6 +80,8 @@ class TrainingJob:
     test_images: np.ndarray
     test_labels: np.ndarray
     max_steps: int | None = None
+    #: Where to train, as the backend resolved the spec's ``device`` (:meth:`Backend.resolve_device`).
+    device: str = "cpu"
     snapshot_layers: tuple[str, ...] = field(default=())
     #: When set, every conv and dense layer starts from these canonical weights (shared_init),
     #: instead of the backend drawing its own.

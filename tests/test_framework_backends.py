@@ -238,3 +238,68 @@ def test_keras_example_one_epoch(mnist_dir, tmp_path, backend):
     # The Keras example's own log shows val_loss 0.0815 / val_accuracy 0.978 after epoch 1;
     # across seeds this spec gives 0.974-0.977 on every backend here.
     assert run["test_accuracy"] >= 0.97
+
+
+def gpu_seen(framework: str) -> bool:
+    """Whether the framework itself sees a GPU here (what ``device: auto`` should then pick)."""
+    if framework == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def test_device_auto_and_cpu_are_recorded_and_train_alike(framework, tmp_path):
+    """``device: auto`` resolves to what the framework sees and is recorded with the run; on the CPU,
+    ``auto`` and ``cpu`` train to the same kernels bit for bit."""
+    experiments = {
+        f"on-{device}": {**TINY_DIGITS, "backend": framework, "device": device, "max_steps": 5} for device in ("auto", "cpu")
+    }
+    path = write_experiments(tmp_path / "e.yaml", experiments)
+    db = tmp_path / "r.db"
+    result = run_cli("run", str(path), "-e", "on-auto", "-e", "on-cpu", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as connection:
+        devices = dict(connection.execute("SELECT experiment, device FROM runs"))
+        kernels = dict(
+            connection.execute(
+                "SELECT r.experiment, k.kernel FROM kernel_snapshots k JOIN runs r ON r.id = k.run_id WHERE k.step = 5"
+            )
+        )
+    assert devices == {"on-auto": "cuda" if gpu_seen(framework) else "cpu", "on-cpu": "cpu"}
+    shown = json.loads(run_cli("show", "1", "--db", str(db), "-f", "json").stdout)
+    assert shown["device"] == devices["on-auto"]
+    if devices["on-auto"] == "cpu":
+        assert kernels["on-auto"] == kernels["on-cpu"]
+
+
+def test_cuda_without_a_gpu_is_refused_before_anything_runs(framework, tmp_path):
+    if gpu_seen(framework):
+        pytest.skip(f"{framework} sees a GPU here")
+    path = write_experiments(tmp_path / "e.yaml", {"gpu": {**TINY_DIGITS, "backend": framework, "device": "cuda"}})
+    db = tmp_path / "r.db"
+    result = run_cli("run", str(path), "--db", str(db))
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: experiment 'gpu': field 'device': cuda asked for, but ") and "no" in line, line
+    assert not db.exists() or sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_a_cpu_only_backend_refuses_cuda_when_validating(tmp_path):
+    path = write_experiments(tmp_path / "e.yaml", {"gpu": {**TINY_DIGITS, "device": "cuda"}})
+    result = run_cli("validate", str(path))
+    assert result.returncode != 0
+    assert "field 'device': backend 'numpy' cannot train on cuda; it trains on cpu" in result.stderr
+
+
+def test_device_on_the_command_line_overrides_the_experiments(tmp_path):
+    path = write_experiments(tmp_path / "e.yaml", {"tiny": TINY_DIGITS})
+    result = run_cli("run", str(path), "--device", "cuda", "--db", str(tmp_path / "r.db"))
+    assert result.returncode != 0
+    assert (
+        "field 'device': backend 'numpy' cannot train on cuda; it trains on cpu (given on the command line as --device)"
+        in result.stderr
+    )
+    assert "invalid value for '--device'" in run_cli("run", str(path), "--device", "tpu").stderr.lower()

@@ -50,6 +50,7 @@ class RunDescription:
             "bias_initializer": run.bias_initializer,
             "framework": run.framework,
             "framework_version": run.framework_version,
+            "device": run.device,
             "backend_version": run.backend_version,
             "convexp_version": run.convexp_version,
             "architecture": self.architecture,
@@ -113,7 +114,8 @@ def format_description(description: RunDescription) -> str:
         f"  layers      {description.architecture or 'n/a (the recorded spec does not validate with this convexp)'}",
         f"  initializer {run.kernel_initializer} (bias {run.bias_initializer})",
         f"  optimizer   {optimizer.get('name', 'n/a')}" + (f": {settings}" if settings else ""),
-        f"  framework   {run.framework} {run.framework_version} (backend plugin {run.backend_version}, convexp {run.convexp_version})",
+        f"  framework   {run.framework} {run.framework_version} (backend plugin {run.backend_version}, convexp {run.convexp_version})"
+        + (f" on {run.device}" if run.device else ""),
         "  checkpoint  "
         + (
             "none"

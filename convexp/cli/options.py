@@ -46,6 +46,14 @@ class Executor(str, enum.Enum):
     dask = "dask"
 
 
+class Device(str, enum.Enum):
+    """Where a run trains (the spec's ``device``)."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 #: The pictures `convexp plot` draws, as choices the parser checks.
 PlotKind = enum.Enum("PlotKind", {kind: kind for kind in PICTURE_KINDS}, type=str)  # type: ignore[misc]
 

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from convexp.cli import app
-from convexp.cli.options import DataDir, Db, Executor
+from convexp.cli.options import DataDir, Db, Device, Executor
 
 ExperimentsFile = Annotated[
     Optional[Path],
@@ -43,6 +43,10 @@ def run_command(
     backend: Annotated[Optional[str], typer.Option(help="Run on this backend instead of the experiment's.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override the number of epochs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
+    device: Annotated[
+        Optional[Device],
+        typer.Option(help="Train on this device instead of the experiment's (auto: a GPU when the backend sees one)."),
+    ] = None,
     resume: Annotated[
         Optional[int],
         typer.Option(
@@ -86,7 +90,11 @@ def run_command(
     from convexp.errors import ConvexpError
     from convexp.store import Store
 
-    overrides = {k: v for k, v in (("backend", backend), ("epochs", epochs), ("seed", seed)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("backend", backend), ("epochs", epochs), ("seed", seed), ("device", device and device.value))
+        if v is not None
+    }
     if executor is Executor.local and (scheduler or workers):
         raise ConvexpError(f"--{'scheduler' if scheduler else 'workers'} needs --executor dask")
     if executor is Executor.dask and scheduler and workers:

@@ -62,6 +62,8 @@ class Run(Base):
     #: The data the run trained on: {"dir": the folder its files came from, or null for a bundled dataset,
     #: "fingerprint": a digest of the arrays}. `convexp run --resume` finds the data there and checks it.
     data_source: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # The device the run trained on (cpu, cuda): its spec's ``device`` as the backend resolved it.
+    device: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 class Metric(Base):

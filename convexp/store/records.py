@@ -55,6 +55,7 @@ class RunRecord:
     attempts: int
     uid: str | None
     data_source: dict[str, Any] | None
+    device: str | None
     test_accuracy: float | None
 
     def is_stale(self, now: datetime | None = None) -> bool:

@@ -20,6 +20,22 @@ class TensorflowBackend(Backend):
     install_hint = "pip install 'convexp[tensorflow]'"
     #: keras.layers.Conv2D's defaults: glorot_uniform kernel, zeros bias.
     default_initializers = ("glorot_uniform", "zeros")
+    devices = ("cpu", "cuda")
+
+    def resolve_device(self, requested: str) -> str:
+        """``cuda`` when asked for or ``auto`` and TensorFlow lists a GPU (the first one is used), else ``cpu``."""
+        if requested == "cpu":
+            return "cpu"  # without importing TensorFlow
+        from .keras_import import tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return "cuda"
+        if requested == "cuda":
+            raise ValueError(
+                f"field 'device': cuda asked for, but TensorFlow {tf.__version__} lists no GPU here "
+                "(tensorflow-cpu has no GPU support; the GPU build is the 'tensorflow[and-cuda]' package)"
+            )
+        return "cpu"
 
     def unavailable_reason(self) -> str | None:
         if importlib.util.find_spec("tensorflow") is None:

@@ -47,7 +47,13 @@ def load_state(state: bytes, model, optimizer) -> None:
 
 
 def train(job: TrainingJob, observer: TrainingObserver) -> None:
-    """Train ``job``'s network, reporting to ``observer``."""
+    """Train ``job``'s network on ``job.device``, reporting to ``observer``. TensorFlow would put
+    everything on a GPU it sees; the device scope keeps ``cpu`` runs on the CPU."""
+    with tf.device("/GPU:0" if job.device == "cuda" else "/CPU:0"):
+        _train(job, observer)
+
+
+def _train(job: TrainingJob, observer: TrainingObserver) -> None:
     model = build(job.layers, job.kernel_initializer, job.bias_initializer, job.seed)
     if job.initial_weights is not None:
         load_weights(model, job.layers, job.initial_weights)

@@ -1,4 +1,4 @@
-"""The PyTorch backend: an nn.Module and a plain training loop, on the CPU."""
+"""The PyTorch backend: an nn.Module and a plain training loop, on the CPU or a CUDA GPU."""
 
 from __future__ import annotations
 
@@ -20,6 +20,20 @@ class TorchBackend(Backend):
     install_hint = "pip install 'convexp[torch]'"
     #: nn.Conv2d's own reset_parameters: kaiming_uniform(a=sqrt(5)) kernel, U(±1/sqrt(fan_in)) bias.
     default_initializers = ("torch_default", "torch_default")
+    devices = ("cpu", "cuda")
+
+    def resolve_device(self, requested: str) -> str:
+        """``cuda`` when asked for or ``auto`` and torch sees a CUDA GPU (the first one), else ``cpu``."""
+        if requested == "cpu":
+            return "cpu"  # without importing torch
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if requested == "cuda":
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ValueError(f"field 'device': cuda asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU here")
+        return "cpu"
 
     def unavailable_reason(self) -> str | None:
         if importlib.util.find_spec("torch") is None:

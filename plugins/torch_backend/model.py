@@ -108,7 +108,7 @@ def conv_snapshots(model: nn.Sequential, names: tuple[str, ...]) -> dict[str, Ke
     """Copies of the named conv layers' kernels (out, in, kh, kw) and biases."""
     return {
         name: KernelSnapshot(
-            getattr(model, name).weight.detach().numpy().copy(), getattr(model, name).bias.detach().numpy().copy()
+            getattr(model, name).weight.detach().cpu().numpy().copy(), getattr(model, name).bias.detach().cpu().numpy().copy()
         )
         for name in names
     }

@@ -38,32 +38,43 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, 
 def save_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> bytes:
     """The model's and optimizer's state_dict and torch's RNG state (dropout masks), as torch.save bytes."""
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, buffer)
+    rng = {"rng": torch.get_rng_state()}
+    if next(model.parameters()).is_cuda:  # dropout masks on a GPU come from its own generator
+        rng["cuda_rng"] = torch.cuda.get_rng_state()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **rng}, buffer)
     return buffer.getvalue()
 
 
 def load_state(state: bytes, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Restore what :func:`save_state` saved (tensors only: weights_only loading)."""
-    saved = torch.load(io.BytesIO(state), weights_only=True)
+    device = next(model.parameters()).device
+    saved = torch.load(io.BytesIO(state), weights_only=True, map_location=device)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
-    torch.set_rng_state(saved["rng"])
+    torch.set_rng_state(saved["rng"].cpu())
+    if device.type == "cuda" and "cuda_rng" in saved:
+        torch.cuda.set_rng_state(saved["cuda_rng"].cpu())
 
 
 def train(job: TrainingJob, observer: TrainingObserver) -> None:
-    """Train ``job``'s network, reporting to ``observer``. Torch's global RNG is forked, not disturbed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(job.seed)  # dropout masks
+    """Train ``job``'s network on ``job.device``, reporting to ``observer``. Torch's global RNGs are forked, not disturbed.
+
+    On a GPU the whole dataset is moved there once (MNIST is 0.2 GB as float32), so that a step
+    copies nothing but its batch's indices."""
+    device = torch.device(job.device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(job.seed)  # dropout masks (CPU and GPU generators alike)
         model = build(job.layers)
         initialise(model, job.layers, job.kernel_initializer, job.bias_initializer, job.seed, job.initial_weights)
+        model.to(device)
         optimizer = make_optimizer(job.optimizer, model.parameters())
         if job.resume_from is not None:
             load_state(job.resume_from.state, model, optimizer)
-        train_x, train_y = torch.from_numpy(job.train_images), torch.from_numpy(job.train_labels)
-        test_x, test_y = torch.from_numpy(job.test_images), torch.from_numpy(job.test_labels)
+        train_x, train_y = torch.from_numpy(job.train_images).to(device), torch.from_numpy(job.train_labels).to(device)
+        test_x, test_y = torch.from_numpy(job.test_images).to(device), torch.from_numpy(job.test_labels).to(device)
 
         def train_batch(indices):
-            batch = torch.from_numpy(indices)
+            batch = torch.from_numpy(indices).to(device)
             x, y = train_x[batch], train_y[batch]
             optimizer.zero_grad()
             logits = model(x)

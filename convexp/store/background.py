@@ -1,0 +1,100 @@
+"""Writing a run's batches on a thread of its own, so that training does not wait for the database.
+
+The recorder builds each batch on the training thread (whole steps only, with the run's
+progress and, at an epoch's end, its checkpoint) and hands it to a :class:`BackgroundWriter`,
+which writes the batches one transaction each, in the order they came. What a batch promises
+therefore holds as before: ``steps_completed`` is committed with exactly the rows of those
+steps, and a checkpoint with its epoch. A process killed outright loses only batches not yet
+committed, which the run's recorded progress never claimed.
+
+The queue is bounded: when the database falls behind, :meth:`BackgroundWriter.submit` waits
+(back-pressure) instead of letting memory grow. A write that fails is raised to the training
+thread at its next ``submit`` or at :meth:`BackgroundWriter.drain`, and nothing after it is
+written.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from convexp.store.records import MetricRecord, SnapshotRow
+from convexp.types import Checkpoint
+
+if TYPE_CHECKING:
+    from convexp.store.store import Store
+
+#: Batches that may wait for the writer before ``submit`` blocks (each holds at most the
+#: recorder's flush size, 8 MiB of kernels, so the queue holds at most about 32 MiB).
+MAX_PENDING = 4
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One transaction's worth of a run's rows and progress (see :meth:`Store.record`)."""
+
+    metrics: list[MetricRecord]
+    snapshots: list[SnapshotRow]
+    epochs_completed: int | None = None
+    steps_completed: int | None = None
+    checkpoint: Checkpoint | None = None
+
+
+_STOP = object()
+
+
+class BackgroundWriter:
+    """Writes one run's batches into a store from a daemon thread, in order, one transaction each."""
+
+    def __init__(self, store: Store, run_id: int, max_pending: int = MAX_PENDING):
+        self.store, self.run_id = store, run_id
+        self._queue: queue.Queue[Batch | object] = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name=f"convexp-writer-run-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is _STOP:
+                    return
+                if self._error is None:  # after a failure nothing more is written: it would skip a batch
+                    assert isinstance(batch, Batch)
+                    self.store.record(
+                        self.run_id,
+                        batch.metrics,
+                        batch.snapshots,
+                        epochs_completed=batch.epochs_completed,
+                        steps_completed=batch.steps_completed,
+                        checkpoint=batch.checkpoint,
+                    )
+            except BaseException as exc:  # handed to the training thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, batch: Batch) -> None:
+        """Queue a batch for writing; waits while the queue is full. Raises a failed earlier write's error."""
+        self._raise_error()
+        if not self._thread.is_alive():
+            raise RuntimeError(f"the database writer of run {self.run_id} has stopped")
+        self._queue.put(batch)
+
+    def drain(self) -> None:
+        """Wait until every batch submitted so far is committed; raises the first write that failed."""
+        self._queue.join()
+        self._raise_error()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread; raises the first write that failed."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        self._raise_error()

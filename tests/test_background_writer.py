@@ -1,0 +1,106 @@
+"""The writer thread: batches committed in order with their progress, back-pressure when the
+database falls behind, a failed write raised to the training thread with nothing after it written."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from convexp.store import MetricRecord, SnapshotRow, Store
+from convexp.store.background import BackgroundWriter, Batch
+from tests.test_store import RUN_FIELDS
+
+
+def step_batch(first: int, last: int) -> Batch:
+    """Whole steps first..last: one metric and one conv1 snapshot each, claiming ``last`` done."""
+    return Batch(
+        [MetricRecord(s, 1, "train_loss", 1.0 / s) for s in range(first, last + 1)],
+        [
+            SnapshotRow("conv1", s, 1, np.full((2, 1, 3, 3), s, np.float32), np.zeros(2, np.float32))
+            for s in range(first, last + 1)
+        ],
+        epochs_completed=0,
+        steps_completed=last,
+    )
+
+
+def committed(path, run_id: int) -> tuple[int, list[int], list[int]]:
+    """steps_completed, metric steps and snapshot steps as a plain sqlite3 reader sees them."""
+    with sqlite3.connect(path) as connection:
+        (done,) = connection.execute("SELECT steps_completed FROM runs WHERE id = ?", (run_id,)).fetchone()
+        metrics = [s for (s,) in connection.execute("SELECT step FROM metrics WHERE run_id = ? ORDER BY id", (run_id,))]
+        snapshots = [
+            s for (s,) in connection.execute("SELECT step FROM kernel_snapshots WHERE run_id = ? ORDER BY id", (run_id,))
+        ]
+    return done, metrics, snapshots
+
+
+def test_batches_are_committed_in_order_with_their_progress(db_path):
+    store = Store(str(db_path))
+    run_id = store.create_run(**RUN_FIELDS)
+    writer = BackgroundWriter(store, run_id)
+    for first in range(1, 200, 10):
+        writer.submit(step_batch(first, first + 9))
+    writer.drain()
+    assert committed(db_path, run_id) == (200, list(range(1, 201)), list(range(1, 201)))
+    writer.close()
+    store.close()
+
+
+def test_submit_waits_while_the_database_is_behind(db_path):
+    """With another process holding the write lock, the queue fills and the trainer waits; once the
+    lock is released every batch is written, in order."""
+    store = Store(str(db_path))
+    run_id = store.create_run(**RUN_FIELDS)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the database is busy for as long as this holds
+    writer = BackgroundWriter(store, run_id, max_pending=2)
+    submitted: list[int] = []
+
+    def trainer():
+        for first in range(1, 60, 10):
+            writer.submit(step_batch(first, first + 9))
+            submitted.append(first)
+
+    thread = threading.Thread(target=trainer)
+    thread.start()
+    time.sleep(1.0)
+    # one batch taken by the writer (waiting for the lock) and two queued: the fourth waits
+    assert submitted == [1, 11, 21], submitted
+    assert thread.is_alive()
+    blocker.rollback()
+    blocker.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    writer.close()
+    assert committed(db_path, run_id) == (60, list(range(1, 61)), list(range(1, 61)))
+    store.close()
+
+
+def test_a_failed_write_reaches_the_trainer_and_nothing_after_it_is_written(db_path):
+    store = Store(str(db_path))
+    run_id = store.create_run(**RUN_FIELDS)
+    writer = BackgroundWriter(store, run_id)
+    writer.submit(step_batch(1, 10))
+    writer.drain()
+    broken = Batch(
+        [MetricRecord(11, 1, "train_loss", 1.0)],
+        [SnapshotRow("conv1", 11, 1, np.zeros((2, 1, 3, 3), np.float32), np.zeros(2, np.float32))] * 2,  # duplicate key
+        steps_completed=11,
+    )
+    writer.submit(broken)
+    writer.submit(step_batch(12, 20))  # may be queued before the failure is known: never written
+    with pytest.raises(Exception) as raised:
+        writer.drain()
+    assert not isinstance(raised.value, AssertionError)
+    with pytest.raises(type(raised.value)):
+        writer.submit(step_batch(21, 30))
+    with pytest.raises(type(raised.value)):
+        writer.close()
+    # the failed batch rolled back as a whole, and the one after it was not written
+    assert committed(db_path, run_id) == (10, list(range(1, 11)), list(range(1, 11)))
+    store.close()
