@@ -8,6 +8,21 @@ import no numerical framework. Import the submodules you need:
 - :mod:`convexp.plugins` — backend discovery through the ``convexp.backends`` entry points
 - :mod:`convexp.runner` — run experiments and record them
 - :mod:`convexp.store` — the results database
+- :func:`convexp.track` (:mod:`convexp.tracking`) — record a run from your own training loop;
+  :mod:`convexp.keras` (a Keras callback) and :mod:`convexp.torch` (a PyTorch helper) build on it
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``convexp.track``, imported on first use (it needs the database layer, which ``import convexp`` does not load)."""
+    if name == "track":
+        from convexp.tracking import track
+
+        return track
+    raise AttributeError(f"module 'convexp' has no attribute {name!r}")

@@ -41,6 +41,7 @@ from convexp.training import (
     KernelSnapshot,
     StateReader,
     TrainingJob,
+    TrainingObserver,
 )
 
 
@@ -453,9 +454,27 @@ def run_check(check: Check, backend_name: str) -> str:
     return check.run(get_backend(backend_name))
 
 
-def check_backend(backend_name: str) -> list[CheckResult]:
-    """Run every check on a backend; failures are reported, not raised."""
-    backend = get_backend(backend_name)
+class _OnDevice:
+    """The backend under check with every job it trains sent to ``device`` (the numpy reference stays on the CPU)."""
+
+    def __init__(self, backend: Backend, device: str):
+        self._backend, self._device = backend, device
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def train(self, job: TrainingJob, observer: TrainingObserver) -> None:
+        self._backend.train(replace(job, device=self._device), observer)
+
+
+def check_backend(backend_name: str, device: str = "cpu") -> list[CheckResult]:
+    """Run every check on a backend, its training on ``device`` (auto, cpu, cuda: as a spec's
+    ``device``; the conv and initializer checks run where the backend runs them); failures are
+    reported, not raised. Raises ValueError when the backend cannot train on ``device`` here."""
+    backend: Any = get_backend(backend_name)
+    resolved = backend.resolve_device(device)
+    if resolved != "cpu":
+        backend = _OnDevice(backend, resolved)
     results = []
     for check in CHECKS:
         started = time.perf_counter()

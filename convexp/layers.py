@@ -266,6 +266,8 @@ def plan_recorded(spec: dict) -> tuple[PlannedLayer, ...]:
 
     from convexp.datasets import dataset_info
 
+    if spec.get("external"):
+        raise ValueError("it was recorded from its own training loop (convexp.track): convexp has its kernels, not its network")
     try:
         layers = TypeAdapter(list[Layer]).validate_python(spec.get("layers") or [])
         info = dataset_info(str(spec.get("dataset")))

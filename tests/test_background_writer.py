@@ -104,3 +104,18 @@ def test_a_failed_write_reaches_the_trainer_and_nothing_after_it_is_written(db_p
     # the failed batch rolled back as a whole, and the one after it was not written
     assert committed(db_path, run_id) == (10, list(range(1, 11)), list(range(1, 11)))
     store.close()
+
+
+def test_a_quiet_run_still_beats_when_asked_to(db_path):
+    store = Store(str(db_path))
+    run_id = store.create_run(**RUN_FIELDS)
+    writer = BackgroundWriter(store, run_id, heartbeat_seconds=0.2)
+    beats = set()
+    deadline = time.monotonic() + 5
+    while len(beats) < 3 and time.monotonic() < deadline:
+        with sqlite3.connect(db_path) as connection:
+            beats.add(connection.execute("SELECT heartbeat_at FROM runs").fetchone()[0])
+        time.sleep(0.1)
+    writer.close()
+    store.close()
+    assert len(beats) >= 3  # the heartbeat moved while nothing was submitted

@@ -99,3 +99,47 @@ def test_fidelity_script_runs_and_reports(tmp_path):
     assert run["status"] == "finished" and run["epochs"] == 2 and len(run["test_accuracy_per_epoch"]) == 2
     assert run["median_epoch_seconds"] > 0 and list(run["conv1_edge_like"]) == ["0", "46"]
     assert "tiny, 2 epochs" in result.stdout and "numpy" in result.stdout
+
+
+def test_encoding_benchmark_measures_lossless_encodings(tmp_path):
+    from tests.conftest import TINY_DIGITS, run_cli, write_experiments
+
+    path = write_experiments(tmp_path / "e.yaml", {"every": {**TINY_DIGITS, "snapshots": {"every": 1}}})
+    db = tmp_path / "r.db"
+    assert run_cli("run", str(path), "--db", str(db)).returncode == 0
+    out = tmp_path / "encoding.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/encoding.py", "--db", str(db), "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]  # it checks every encoding decodes bit for bit
+    report = json.loads(out.read_text())
+    assert report["snapshots"] == 24 and report["raw_bytes"] == 24 * 4 * 9 * 4
+    assert report["encodings"]["raw"]["saved"] == 0
+    assert all(0 < e["bytes_per_snapshot"] for e in report["encodings"].values())
+
+
+def test_the_readme_tables_are_the_recorded_results():
+    result = subprocess.run([sys.executable, "benchmarks/readme.py", "--check"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_tracking_benchmark_runs_and_reports(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")
+    out = tmp_path / "tracking.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/tracking.py", "--steps", "30", "--repeats", "1", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert {"plain", "convexp.torch", "convexp.track"} <= set(report["seconds"])
+    assert report["ratios"]["plain"] == 1.0 and all(s > 0 for s in report["seconds"].values())

@@ -303,3 +303,12 @@ def test_device_on_the_command_line_overrides_the_experiments(tmp_path):
         in result.stderr
     )
     assert "invalid value for '--device'" in run_cli("run", str(path), "--device", "tpu").stderr.lower()
+
+
+def test_check_on_a_device_that_is_not_there_is_one_line(framework):
+    if gpu_seen(framework):
+        pytest.skip(f"{framework} sees a GPU here")
+    result = run_cli("check", framework, "--device", "cuda")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: field 'device': cuda asked for, but "), line

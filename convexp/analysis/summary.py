@@ -7,6 +7,7 @@ from typing import Any
 
 from convexp.layers import PlannedLayer, describe_plan, format_parameter_table, parameter_table, plan_recorded
 from convexp.store import LayerSnapshots, MetricRecord, RunRecord, Store
+from convexp.store.space import RunSize, format_bytes, run_sizes
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class RunDescription:
     last_metrics: dict[str, MetricRecord]
     snapshots: list[LayerSnapshots]
     checkpoint: tuple[int, int] | None  # (epoch, step) of the latest checkpoint
+    size: RunSize | None = None  # the bytes its rows hold
 
     @property
     def architecture(self) -> str | None:
@@ -74,6 +76,16 @@ class RunDescription:
                 for s in self.snapshots
             },
             "checkpoint": None if self.checkpoint is None else {"epoch": self.checkpoint[0], "step": self.checkpoint[1]},
+            "storage": None
+            if self.size is None
+            else {
+                "snapshot_rows": self.size.snapshots,
+                "snapshot_bytes": self.size.snapshot_bytes,
+                "metric_rows": self.size.metrics,
+                "metric_bytes": self.size.metric_bytes,
+                "checkpoint_bytes": self.size.checkpoint_bytes,
+                "total_bytes": self.size.total_bytes,
+            },
             "spec": run.spec,
         }
 
@@ -87,6 +99,7 @@ def describe_run(store: Store, run: RunRecord) -> RunDescription:
         last_metrics=store.last_metrics(run.id),
         snapshots=store.snapshot_summary(run.id),
         checkpoint=None if checkpoint is None else (checkpoint.epoch, checkpoint.step),
+        size=run_sizes(store, [run.id])[run.id],
     )
 
 
@@ -123,6 +136,13 @@ def format_description(description: RunDescription) -> str:
             else f"after epoch {description.checkpoint[0]} (step {description.checkpoint[1]})"
         ),
     ]
+    if description.size is not None:
+        size = description.size
+        lines.append(
+            f"  storage     {format_bytes(size.total_bytes)}: {size.snapshots:,} kernel snapshot(s) "
+            f"{format_bytes(size.snapshot_bytes)}, {size.metrics:,} metric row(s) {format_bytes(size.metric_bytes)}, "
+            f"checkpoint {format_bytes(size.checkpoint_bytes)}"
+        )
     lines.append("  metrics     none" if not description.last_metrics else "  metrics (last recorded values)")
     width = max(map(len, description.last_metrics), default=0)
     lines += [

@@ -33,8 +33,14 @@ app.add_typer(db.app, name="db", short_help="Migrate the results database; copy 
 
 def main() -> None:
     """Entry point of the ``convexp`` script."""
+    import signal
+
     from convexp.errors import ConvexpError
 
+    # Ctrl-C / kill -INT stops convexp even when it was started with SIGINT ignored, as a shell
+    # script's background job (`convexp run ... &`) is: Python's own handler, as in a terminal.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app()
     except ConvexpError as exc:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from convexp.cli import app
-from convexp.cli.options import OutputFormat
+from convexp.cli.options import Device, OutputFormat
 from convexp.cli.output import Format, render
 
 
@@ -83,6 +83,9 @@ def init_command(
 @app.command("check", short_help="Run the conformance checks on a backend.")
 def check_command(
     backend: Annotated[str, typer.Argument(help="Backend to check, e.g. torch, or your plugin's backend.")],
+    device: Annotated[
+        Device, typer.Option(help="Where the backend trains in the training checks (cuda: a GPU, or an error).")
+    ] = Device.cpu,
     fmt: OutputFormat = Format.table,
 ) -> None:
     """Run the conformance checks on a backend: conv, initializers, the first steps of SGD, momentum, Nesterov and
@@ -92,8 +95,12 @@ def check_command(
     Exits 1 if any check fails.
     """
     from convexp.conformance import check_backend
+    from convexp.errors import ConvexpError
 
-    results = check_backend(backend)
+    try:
+        results = check_backend(backend, device.value)
+    except ValueError as exc:
+        raise ConvexpError(str(exc)) from None
     render(
         ["check", "result", "seconds", "detail"],
         [[r.name, r.result, round(r.seconds, 2), r.detail] for r in results],

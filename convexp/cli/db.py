@@ -1,4 +1,4 @@
-"""``convexp db``: the results database's schema."""
+"""``convexp db``: the results database's schema, copying, deleting and thinning runs, reclaiming space."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import typer
 from convexp.cli.options import Db
 
 app = typer.Typer(
-    help="The results database: schema migrations, copying and deleting runs.", no_args_is_help=True, rich_markup_mode=None
+    help="The results database: schema migrations, copying, deleting and thinning runs, reclaiming space.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -87,5 +89,70 @@ def delete_command(
         deleted = store.delete_runs(r.id for r in chosen)
         typer.echo(f"deleted {len(deleted)} run(s) from {store.location}: {', '.join(map(str, deleted))}")
         if vacuum:
-            store.compact()
-            typer.echo(f"{store.location}: compacted")
+            _vacuum(store)
+
+
+@app.command("thin", short_help="Delete most of runs' kernel snapshots, keeping every K-th step.")
+def thin_command(
+    runs: Annotated[list[int], typer.Argument(help="Run ids to thin.", show_default=False)],
+    keep_every: Annotated[
+        Optional[int], typer.Option(min=1, help="Keep every K-th step (step % K == 0) [default: none beyond the ones below].")
+    ] = None,
+    keep_epochs: Annotated[bool, typer.Option("--keep-epochs/--drop-epochs", help="Keep each epoch's last step.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be deleted.")] = False,
+    vacuum: Annotated[
+        bool, typer.Option("--vacuum", help="Then shrink the SQLite file (rewrites it; can take a while).")
+    ] = False,
+    db: Db = None,
+) -> None:
+    """Delete kernel snapshots of stopped runs, keeping step 0, every K-th step, each epoch's last
+    step and a finished run's final step; one transaction per run; metrics and checkpoints stay.
+
+    Reports the rows and bytes deleted per run. The freed space is reused by later runs; --vacuum
+    (or `convexp db vacuum`) gives it back to the file system. A queued or running run is refused.
+    Analysis, compare, pictures, the report and the UI use the steps that remain."""
+    from convexp.store import Store
+    from convexp.store.space import format_bytes, thin_run
+
+    with Store(db, must_exist=True) as store:
+        freed = 0
+        for run_id in runs:
+            result = thin_run(store, run_id, keep_every=keep_every, keep_epochs=keep_epochs, dry_run=dry_run)
+            freed += result.deleted_bytes
+            verb = "would delete" if dry_run else "deleted"
+            typer.echo(
+                f"run {run_id}: {verb} {result.deleted_rows:,} snapshot row(s), {format_bytes(result.deleted_bytes)} of kernels; "
+                f"{result.kept_steps:,} step(s) kept"
+            )
+        if len(runs) > 1:
+            typer.echo(f"{'would free' if dry_run else 'freed'} {format_bytes(freed)} in all")
+        if vacuum and not dry_run:
+            _vacuum(store)
+
+
+@app.command("vacuum", short_help="Give the space of deleted rows back to the file system.")
+def vacuum_command(db: Db = None) -> None:
+    """Rewrite a SQLite database without the space deleted or thinned runs left behind (SQLite's VACUUM;
+    needs free space about the size of the file while it runs). PostgreSQL reuses the space itself;
+    to shrink its files, run VACUUM FULL on the tables kernel_snapshots and metrics there."""
+    from convexp.store import Store
+
+    with Store(db, must_exist=True) as store:
+        _vacuum(store)
+
+
+def _vacuum(store) -> None:
+    from convexp.store.database import sqlite_path
+    from convexp.store.space import format_bytes
+
+    path = sqlite_path(store.url)
+    if path is None:
+        typer.echo(
+            f"{store.location}: PostgreSQL reuses the space of deleted rows itself; to give it back to the file "
+            "system run `VACUUM FULL kernel_snapshots; VACUUM FULL metrics;` there"
+        )
+        return
+    before = path.stat().st_size
+    store.compact()
+    after = path.stat().st_size
+    typer.echo(f"{store.location}: {format_bytes(before)} -> {format_bytes(after)} (gave back {format_bytes(before - after)})")

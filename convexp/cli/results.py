@@ -22,20 +22,23 @@ def runs_command(
     db: Db = None,
     fmt: OutputFormat = Format.table,
 ) -> None:
-    """List the recorded runs: id, experiment, backend, status, attempts, epochs, test accuracy, time.
+    """List the recorded runs: id, experiment, backend, status, attempts, epochs, test accuracy, time,
+    and the megabytes each run's rows hold (kernel snapshots, metrics, checkpoint; `show` itemizes).
 
     A run still marked running whose process has died (or that has written nothing for 30 s)
     shows as 'stale'. attempts counts starts: more than 1 after a --resume or a cluster retry."""
     from convexp.store import Store
+    from convexp.store.space import run_sizes
 
     with Store(db, must_exist=True) as store:
         runs = store.list_runs(experiment=experiment, backend=backend, status=None if status is None else status.value)
+        sizes = run_sizes(store)
         where = store.location
     if not runs and fmt == Format.table:
         filtered = any(v is not None for v in (experiment, backend, status))
         typer.echo(f"no runs match in {where}" if filtered else f"no runs recorded in {where} yet: try `convexp run`", err=True)
         return
-    columns = ["id", "experiment", "backend", "status", "attempts", "epochs", "test_accuracy", "seconds", "started"]
+    columns = ["id", "experiment", "backend", "status", "attempts", "epochs", "test_accuracy", "seconds", "size_mb", "started"]
     rows = [
         [
             r.id,
@@ -46,6 +49,7 @@ def runs_command(
             r.epochs_completed,
             r.test_accuracy,
             None if r.seconds is None else round(r.seconds, 2),
+            round(sizes[r.id].total_bytes / 1e6, 2),
             r.started_at,
         ]
         for r in runs

@@ -77,6 +77,15 @@ def run_command(
             "times (it resumes from its checkpoint).",
         ),
     ] = 2,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Start without asking, however many runs and bytes (convexp asks above 100 runs or 5 GB: "
+            "CONVEXP_CONFIRM_RUNS, CONVEXP_CONFIRM_BYTES).",
+        ),
+    ] = False,
     db: Db = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -103,6 +112,7 @@ def run_command(
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
         planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
+        _check_storage(planned, db, yes)
         with _sigterm_as_ctrl_c():
             _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries)
         return
@@ -114,6 +124,7 @@ def run_command(
         planned_count = 1
     else:
         planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
+        _check_storage(planned, db, yes)
         store = Store(db)
         planned_count = len(planned)
     from convexp.cli.progress import RunPrinter
@@ -182,20 +193,62 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _free_space_line(db: str | None) -> str:
+    from convexp import storage
+    from convexp.store.database import describe, resolve_url
+
+    free = storage.free_bytes(db)
+    where = describe(resolve_url(db))
+    if free is None:
+        return f"free space: not known for {where} (a server database; check its disk yourself)"
+    return f"free space where {where} lives: {storage.format_bytes(free)}"
+
+
+def _check_storage(planned: list, db: str | None, yes: bool) -> None:
+    """Say what the selection will write; refuse it when the disk cannot hold it, ask when it is big."""
+    from convexp import storage
+    from convexp.errors import ConvexpError, StoreError
+    from convexp.store.database import describe, resolve_url
+
+    expected = storage.estimate(run.spec for run in planned)
+    typer.echo(f"this selection: {expected.describe()}", err=True)
+    free = storage.free_bytes(db)
+    if free is not None and expected.total_bytes > free:
+        raise StoreError(
+            f"{describe(resolve_url(db))}: the runs would write about {storage.format_bytes(expected.total_bytes)}, "
+            f"more than the {storage.format_bytes(free)} free on its disk; record fewer steps "
+            "(snapshots: every), fewer runs, or use another --db"
+        )
+    if storage.needs_confirmation(expected) and not yes:
+        typer.echo(_free_space_line(db), err=True)
+        if not typer.confirm(
+            f"start {expected.runs:,} run(s) writing about {storage.format_bytes(expected.total_bytes)}?", default=False, err=True
+        ):
+            raise ConvexpError("nothing was run (pass --yes to start without asking)")
+
+
 @app.command("validate", short_help="Check an experiments file without running it.")
-def validate_command(file: ExperimentsFile = None) -> None:
+def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
     """Check an experiments file without running anything: structure, names, shapes and grids.
 
     Prints each experiment's network with its parameter table: per layer the output shape, kernel
-    shape (out, in, kh, kw), weights, biases and parameters."""
+    shape (out, in, kh, kw), weights, biases and parameters; how many runs it expands to and what
+    they will write (snapshot rows, metric rows, bytes, estimated from the specs); and the free space
+    where --db lives."""
+    from convexp import storage
     from convexp.layers import describe_plan, format_parameter_table
     from convexp.plugins import get_backends
     from convexp.spec import validate_file
 
     file = _experiments_file(file)
     experiments = validate_file(file, backends=get_backends())
+    total = storage.NOTHING
     for name, runs in experiments.items():
         spec = runs[0].spec
-        typer.echo(f"{name}: {len(runs)} run(s), {spec.dataset}, {describe_plan(spec.plan())}")
+        expected = storage.estimate(run.spec for run in runs)
+        total = total + expected
+        typer.echo(f"{name}: {len(runs):,} run(s), {spec.dataset}, {describe_plan(spec.plan())}")
         typer.echo("\n".join(f"  {line}" for line in format_parameter_table(spec.plan())))
-    typer.echo(f"{file}: {len(experiments)} experiment(s) valid")
+        typer.echo(f"  writes {expected.describe()}")
+    typer.echo(f"{file}: {len(experiments)} experiment(s) valid; all of them: {total.describe()}")
+    typer.echo(_free_space_line(db))

@@ -43,6 +43,8 @@ class DatasetInfo:
     name: str
     input_shape: tuple[int, int, int]
     num_classes: int
+    #: Size of the training split (what storage estimates count steps from).
+    train_examples: int
     description: str
     load: Callable[[Path | None], Dataset]
     #: Raises :class:`~convexp.errors.DatasetError` saying how to get the data when it is missing.
@@ -56,6 +58,7 @@ def _digits_info() -> DatasetInfo:
         "digits",
         (1, 8, 8),
         10,
+        1437,
         "scikit-learn's 8x8 handwritten digits (1,797 images; fixed 1,437/360 split)",
         digits.load,
         lambda data_dir: None,
@@ -69,6 +72,7 @@ def _mnist_info() -> DatasetInfo:
         "mnist",
         (1, 28, 28),
         10,
+        60000,
         "MNIST 28x28 handwritten digits (60,000 train / 10,000 test, IDX files)",
         mnist.load,
         mnist.locate,

@@ -48,8 +48,10 @@ _STOP = object()
 class BackgroundWriter:
     """Writes one run's batches into a store from a daemon thread, in order, one transaction each."""
 
-    def __init__(self, store: Store, run_id: int, max_pending: int = MAX_PENDING):
-        self.store, self.run_id = store, run_id
+    def __init__(self, store: Store, run_id: int, max_pending: int = MAX_PENDING, heartbeat_seconds: float | None = None):
+        """``heartbeat_seconds``: when nothing has come to write for that long, write the run's heartbeat
+        alone (for a run recorded from a user's loop, which may pause between steps for long)."""
+        self.store, self.run_id, self.heartbeat_seconds = store, run_id, heartbeat_seconds
         self._queue: queue.Queue[Batch | object] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name=f"convexp-writer-run-{run_id}", daemon=True)
@@ -57,7 +59,15 @@ class BackgroundWriter:
 
     def _work(self) -> None:
         while True:
-            batch = self._queue.get()
+            try:
+                batch = self._queue.get(timeout=self.heartbeat_seconds)
+            except queue.Empty:  # only with heartbeat_seconds: the run is alive, only quiet
+                if self._error is None:
+                    try:
+                        self.store.record(self.run_id)
+                    except BaseException as exc:
+                        self._error = exc
+                continue
             try:
                 if batch is _STOP:
                     return

@@ -127,12 +127,9 @@ class Store:
         progress["heartbeat_at"] = utcnow()
         with self.transaction() as connection:
             if metrics:
-                connection.execute(
-                    insert(Metric),
-                    [{"run_id": run_id, "step": m.step, "epoch": m.epoch, "name": m.name, "value": m.value} for m in metrics],
-                )
+                _insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value) for m in metrics])
             if snapshots:
-                connection.execute(insert(KernelSnapshot), [_snapshot_values(run_id, s) for s in snapshots])
+                _insert_many(connection, KernelSnapshot, [_snapshot_row(run_id, s) for s in snapshots])
             if checkpoint is not None:
                 connection.execute(delete(RunCheckpoint).where(RunCheckpoint.run_id == run_id))
                 connection.execute(
@@ -193,6 +190,13 @@ class Store:
         """Record where a run's data came from and its fingerprint (see :func:`convexp.datasets.data_source`)."""
         with self.transaction() as connection:
             connection.execute(update(Run).where(Run.id == run_id).values(data_source=source))
+
+    def update_spec(self, run_id: int, changes: dict[str, Any]) -> None:
+        """Merge ``changes`` into a run's recorded spec (a run recorded from the user's own loop notes
+        its layers' kernel shapes once it has seen them)."""
+        with self.transaction() as connection:
+            spec = connection.execute(select(Run.spec).where(Run.id == run_id)).scalar_one()
+            connection.execute(update(Run).where(Run.id == run_id).values(spec={**spec, **changes}))
 
     def mark_stopped(self, run_id: int, status: str, message: str) -> bool:
         """Record that a run stopped elsewhere (its worker died, its task was cancelled), unless it already
@@ -516,17 +520,35 @@ def _read_checkpoint(connection, run_id: int) -> Checkpoint | None:
     return None if row is None else Checkpoint(row.epoch, row.step, bytes(row.state))
 
 
-def _snapshot_values(run_id: int, snapshot: SnapshotRow) -> dict[str, Any]:
+#: The columns :func:`_insert_many` fills, in the order of its tuples.
+_INSERTED = {
+    "metrics": ("run_id", "step", "epoch", "name", "value"),
+    "kernel_snapshots": ("run_id", "layer", "step", "epoch", "shape", "kernel", "bias"),
+}
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _insert_many(connection: Connection, model: Any, rows: list[tuple]) -> None:
+    """Insert rows (tuples in the order of ``_INSERTED``) with the driver's own executemany.
+
+    This is the recorder's hot path, run for every step of every run: going straight to the
+    driver skips SQLAlchemy's per-row parameter processing, which cost several times the insert
+    itself. Table and column names come from the models; drivers with another paramstyle take
+    SQLAlchemy's insert."""
+    table = model.__table__
+    columns = _INSERTED[table.name]
+    placeholder = _PLACEHOLDERS.get(connection.dialect.paramstyle)
+    if placeholder is None:
+        connection.execute(insert(table), [dict(zip(columns, row)) for row in rows])
+        return
+    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([placeholder] * len(columns))})"
+    connection.exec_driver_sql(statement, rows)
+
+
+def _snapshot_row(run_id: int, snapshot: SnapshotRow) -> tuple:
+    """A snapshot as the tuple :func:`_insert_many` writes into ``kernel_snapshots``: little-endian float32 bytes."""
     import numpy as np
 
     kernel = np.ascontiguousarray(snapshot.kernel, dtype="<f4")
     bias = None if snapshot.bias is None else np.ascontiguousarray(snapshot.bias, dtype="<f4").tobytes()
-    return {
-        "run_id": run_id,
-        "layer": snapshot.layer,
-        "step": snapshot.step,
-        "epoch": snapshot.epoch,
-        "shape": json.dumps(list(kernel.shape)),
-        "kernel": kernel.tobytes(),
-        "bias": bias,
-    }
+    return (run_id, snapshot.layer, snapshot.step, snapshot.epoch, json.dumps(list(kernel.shape)), kernel.tobytes(), bias)

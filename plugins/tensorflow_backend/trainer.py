@@ -49,6 +49,8 @@ def load_state(state: bytes, model, optimizer) -> None:
 def train(job: TrainingJob, observer: TrainingObserver) -> None:
     """Train ``job``'s network on ``job.device``, reporting to ``observer``. TensorFlow would put
     everything on a GPU it sees; the device scope keeps ``cpu`` runs on the CPU."""
+    if job.device == "cuda":  # full float32 on the GPU, not TensorFloat-32 (see the torch backend)
+        tf.config.experimental.enable_tensor_float_32_execution(False)
     with tf.device("/GPU:0" if job.device == "cuda" else "/CPU:0"):
         _train(job, observer)
 

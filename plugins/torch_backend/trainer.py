@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -56,13 +58,28 @@ def load_state(state: bytes, model: torch.nn.Module, optimizer: torch.optim.Opti
         torch.cuda.set_rng_state(saved["cuda_rng"].cpu())
 
 
+@contextlib.contextmanager
+def _full_float32(device: torch.device) -> Iterator[None]:
+    """On a GPU, convolutions and matmuls in full float32, not TensorFloat-32 (10-bit mantissas), which
+    cuDNN uses for convolutions by default on Ampere and later: convexp's numbers must be the float32 ones."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def train(job: TrainingJob, observer: TrainingObserver) -> None:
     """Train ``job``'s network on ``job.device``, reporting to ``observer``. Torch's global RNGs are forked, not disturbed.
 
     On a GPU the whole dataset is moved there once (MNIST is 0.2 GB as float32), so that a step
     copies nothing but its batch's indices."""
     device = torch.device(job.device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _full_float32(device):
         torch.manual_seed(job.seed)  # dropout masks (CPU and GPU generators alike)
         model = build(job.layers)
         initialise(model, job.layers, job.kernel_initializer, job.bias_initializer, job.seed, job.initial_weights)

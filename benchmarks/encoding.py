@@ -1,0 +1,161 @@
+"""What a lossless encoding of the kernel bytes would save: measured on a real every-step MNIST run.
+
+    python benchmarks/encoding.py [--db FILE --run ID] [--mnist DIR]
+
+Without --db it records one MNIST epoch of mnist-keras-convnet on torch with kernels at every
+step (470 snapshots of conv1 and conv2) into a temporary database first. For each encoding it
+prints the bytes per snapshot, the share saved, and the time to decode all snapshots of both
+layers back into float32 arrays (what reading a series costs on top of fetching the bytes):
+
+- raw: the stored little-endian float32 bytes;
+- zlib: zlib level 6 of the raw bytes;
+- shuffle+zlib: the bytes regrouped by significance (all first bytes of the floats, then all
+  second bytes, ...; what HDF5's and Blosc's shuffle filter does), then zlib levels 1 and 6;
+- xor-delta+shuffle+zlib: each snapshot XOR the previous step's (consecutive steps differ in low
+  mantissa bits), then shuffle and zlib, with a full snapshot every 50 steps so that one step
+  is never more than 49 decodes away;
+- xor-step-0+shuffle+zlib: each snapshot XOR the layer's step-0 snapshot (which thinning always
+  keeps), so any step decodes from two rows.
+
+Writes benchmarks/results/encoding.json. convexp adopts an encoding only if it saves >= 25%
+and decoding everything stays under 0.5 s (issue 17).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+KEYFRAME = 50
+
+
+def shuffle(raw: bytes) -> bytes:
+    return np.frombuffer(raw, np.uint8).reshape(-1, 4).T.tobytes()
+
+
+def unshuffle(data: bytes) -> bytes:
+    return np.frombuffer(data, np.uint8).reshape(4, -1).T.tobytes()
+
+
+def encodings():
+    def xor_encode(series: list[bytes]) -> list[bytes]:
+        out = []
+        for i, raw in enumerate(series):
+            if i % KEYFRAME:
+                previous = np.frombuffer(series[i - 1], np.uint32)
+                raw = (np.frombuffer(raw, np.uint32) ^ previous).tobytes()
+            out.append(zlib.compress(shuffle(raw), 6))
+        return out
+
+    def xor_decode(encoded: list[bytes]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for i, data in enumerate(encoded):
+            words = np.frombuffer(unshuffle(zlib.decompress(data)), np.uint32)
+            out.append(words if i % KEYFRAME == 0 else words ^ out[-1])
+        return [w.view(np.float32) for w in out]
+
+    def first_encode(series: list[bytes]) -> list[bytes]:
+        first = np.frombuffer(series[0], np.uint32)
+        return [
+            zlib.compress(shuffle(raw if i == 0 else (np.frombuffer(raw, np.uint32) ^ first).tobytes()), 6)
+            for i, raw in enumerate(series)
+        ]
+
+    def first_decode(encoded: list[bytes]) -> list[np.ndarray]:
+        first = np.frombuffer(unshuffle(zlib.decompress(encoded[0])), np.uint32)
+        return [first.view(np.float32)] + [
+            (np.frombuffer(unshuffle(zlib.decompress(d)), np.uint32) ^ first).view(np.float32) for d in encoded[1:]
+        ]
+
+    return {
+        "raw": (lambda s: list(s), lambda e: [np.frombuffer(b, np.float32) for b in e]),
+        "zlib-6": (
+            lambda s: [zlib.compress(b, 6) for b in s],
+            lambda e: [np.frombuffer(zlib.decompress(b), np.float32) for b in e],
+        ),
+        "shuffle+zlib-1": (
+            lambda s: [zlib.compress(shuffle(b), 1) for b in s],
+            lambda e: [np.frombuffer(unshuffle(zlib.decompress(b)), np.float32) for b in e],
+        ),
+        "shuffle+zlib-6": (
+            lambda s: [zlib.compress(shuffle(b), 6) for b in s],
+            lambda e: [np.frombuffer(unshuffle(zlib.decompress(b)), np.float32) for b in e],
+        ),
+        f"xor-delta+shuffle+zlib-6 (key every {KEYFRAME})": (xor_encode, xor_decode),
+        "xor-step-0+shuffle+zlib-6": (first_encode, first_decode),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", type=Path, help="a database holding an every-step run (default: record one)")
+    parser.add_argument("--run", type=int, default=1)
+    parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "encoding.json")
+    args = parser.parse_args()
+
+    from convexp.store import Store
+
+    with tempfile.TemporaryDirectory() as folder:
+        db = args.db
+        if db is None:
+            import yaml
+
+            spec = yaml.safe_load((REPO / "experiments.yaml").read_text())["experiments"]["mnist-keras-convnet"]
+            spec.update(backend="torch", epochs=1, snapshots={"every": 1})
+            experiments = Path(folder) / "e.yaml"
+            experiments.write_text(yaml.safe_dump({"experiments": {"every-step": spec}}))
+            db = Path(folder) / "every-step.db"
+            subprocess.run(
+                [sys.executable, "-m", "convexp", "run", str(experiments), "--data-dir", args.mnist, "--db", str(db)],
+                cwd=REPO, check=True, capture_output=True,
+            )  # fmt: skip
+        with Store(str(db), must_exist=True) as store:
+            layers = store.snapshot_layers(args.run)
+            series = {}
+            for layer in layers:
+                steps = store.snapshot_steps(args.run, layer)
+                series[layer] = [bytes(s.kernel) for s in store.snapshots(args.run, layer, steps[0], len(steps))]
+    count = sum(len(s) for s in series.values())
+    raw_total = sum(len(b) for s in series.values() for b in s)
+    results = {}
+    for name, (encode, decode) in encodings().items():
+        encoded = {layer: encode(s) for layer, s in series.items()}
+        size = sum(len(b) for e in encoded.values() for b in e)
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            decoded = {layer: decode(e) for layer, e in encoded.items()}
+            times.append(time.perf_counter() - started)
+        for layer, arrays in decoded.items():  # lossless, bit for bit
+            assert all(a.tobytes() == b for a, b in zip(arrays, series[layer])), name
+        results[name] = {
+            "bytes_per_snapshot": size / count,
+            "saved": 1 - size / raw_total,
+            "decode_all_seconds": statistics.median(times),
+        }
+
+    print(
+        f"{count} kernel snapshots ({', '.join(f'{len(s)} x {layer}' for layer, s in series.items())}), {raw_total / 1e6:.1f} MB raw\n"
+    )
+    print(f"{'encoding':44} {'bytes/snapshot':>15} {'saved':>7} {'decode all':>11}")
+    for name, r in results.items():
+        print(f"{name:44} {r['bytes_per_snapshot']:15,.0f} {r['saved']:7.1%} {r['decode_all_seconds']:10.3f}s")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"snapshots": count, "raw_bytes": raw_total, "encodings": results}, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

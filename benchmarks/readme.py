@@ -1,0 +1,128 @@
+"""Write the README's benchmark tables from benchmarks/results/*.json, so that they are never typed by hand.
+
+    python benchmarks/readme.py           # rewrite the tables in README.md
+    python benchmarks/readme.py --check   # exit 1 if README.md's tables differ from the results
+
+Each table sits between ``<!-- benchmarks:NAME -->`` and ``<!-- /benchmarks:NAME -->`` in the
+README; NAME is the results file it comes from (epoch, store, encoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+README = HERE.parent / "README.md"
+
+
+def epoch_table(r: dict) -> str:
+    """benchmarks/epoch.py's results: seconds per epoch, ratios, snapshot overhead, memory."""
+    lines = [
+        f"Measured {r['date'][:10]} on {r['machine']}; median of {r['repeats']} interleaved repeats:",
+        "",
+        "| program | s/epoch | test acc | peak RSS MiB |",
+        "|---|---|---|---|",
+    ]
+    for name, seconds in r["seconds_per_epoch"].items():
+        runs = r["raw"][name]
+        peak = statistics.median(x["peak_rss_mib"] for x in runs) if "peak_rss_mib" in runs[0] else None
+        lines.append(f"| {name} | {seconds:.2f} | {r['test_accuracy'][name]:.4f} | {'' if peak is None else f'{peak:.0f}'} |")
+    lines += ["", "| ratio | measured | target | vs the fastest plain variant |", "|---|---|---|---|"]
+    for name, ratio in r["ratios"].items():
+        verdict = "" if ratio["measured"] <= ratio["target"] else " (missed)"
+        lines.append(
+            f"| {name} | {ratio['measured']:.3f}{verdict} | <= {ratio['target']} | "
+            f"{ratio['vs_fastest_plain']:.3f} ({ratio['fastest_plain']}) |"
+        )
+    lines += ["", "| every-step snapshot overhead | A/B | recorder | target |", "|---|---|---|---|"]
+    for backend, o in r["snapshot_overhead"].items():
+        lines.append(f"| convexp-{backend} | {o['every_step_vs_default']:.1%} | {o['recorder_share']:.1%} | <= 1% |")
+    memory = ", ".join(
+        f"{backend} {' / '.join(f'{v:.0f}' for v in m['rss_after_epoch_mib'])} MiB" for backend, m in r["memory"].items()
+    )
+    lines += ["", f"Resident memory after each of three epochs (20,000 examples, every-step snapshots): {memory}."]
+    if not r.get("gpu_measured"):
+        lines += ["", "GPU epochs: not measured (no GPU on the machine that ran it)."]
+    return "\n".join(lines)
+
+
+def store_table(r: dict) -> str:
+    """benchmarks/store.py's results: writing and reading snapshots, cold starts."""
+    lines = [
+        f"Database of one epoch of every-step snapshots: {r['database_mib']:.1f} MiB.",
+        "",
+        "| measure | seconds |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {seconds:.3f} |" for name, seconds in r.items() if name != "database_mib"]
+    return "\n".join(lines)
+
+
+def encoding_table(r: dict) -> str:
+    """benchmarks/encoding.py's results: what lossless encodings of the kernel bytes save."""
+    lines = [
+        f"{r['snapshots']} kernel snapshots of a real every-step MNIST run, {r['raw_bytes'] / 1e6:.1f} MB raw:",
+        "",
+        "| encoding | bytes per snapshot | saved | decode all |",
+        "|---|---|---|---|",
+    ]
+    for name, e in r["encodings"].items():
+        lines.append(f"| {name} | {e['bytes_per_snapshot']:,.0f} | {e['saved']:.1%} | {e['decode_all_seconds']:.3f} s |")
+    return "\n".join(lines)
+
+
+def tracking_table(r: dict) -> str:
+    """benchmarks/tracking.py's results: a plain PyTorch loop with and without recording."""
+    lines = [
+        f"{r['steps']} steps of the peer job (a small CNN on the digits, batch 32), median of {r['repeats']}, {r['date'][:10]}:",
+        "",
+        "| variant | loop s | ms/step | ratio to plain | target |",
+        "|---|---|---|---|---|",
+    ]
+    for name, seconds in r["seconds"].items():
+        target = "" if name == "plain" else f"<= {r['target']}"
+        lines.append(f"| {name} | {seconds:.3f} | {seconds / r['steps'] * 1000:.3f} | {r['ratios'][name]:.3f} | {target} |")
+    if r["not_installed"]:
+        lines += ["", f"Not installed on the machine that ran it, so not measured: {', '.join(r['not_installed'])}."]
+    return "\n".join(lines)
+
+
+TABLES = {"epoch": epoch_table, "store": store_table, "encoding": encoding_table, "tracking": tracking_table}
+
+
+def render(readme: str) -> str:
+    """The README with every benchmark table rewritten from its results file."""
+    for name, table in TABLES.items():
+        results = HERE / "results" / f"{name}.json"
+        if not results.exists():
+            continue
+        pattern = re.compile(rf"(<!-- benchmarks:{name} -->\n)(?:.*?\n)?(<!-- /benchmarks:{name} -->)", re.S)
+        if not pattern.search(readme):
+            sys.exit(f"README.md has no <!-- benchmarks:{name} --> ... <!-- /benchmarks:{name} --> block")
+        body = table(json.loads(results.read_text())) + "\n"
+        readme = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), readme)
+    return readme
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    args = parser.parse_args()
+    current = README.read_text()
+    wanted = render(current)
+    if args.check:
+        if wanted != current:
+            sys.exit("README.md's benchmark tables differ from benchmarks/results: run python benchmarks/readme.py")
+        print("README.md's benchmark tables match benchmarks/results")
+        return
+    README.write_text(wanted)
+    print("README.md's benchmark tables rewritten from benchmarks/results")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Recording a plain PyTorch training loop into convexp: two lines added to a script.
+
+    import convexp.torch
+
+    with convexp.torch.record(model, experiment="mnist-torch") as recorder:   # kernels at step 0
+        for x, y in loader:
+            ...
+            optimizer.step()
+            recorder.step(train_loss=loss.item())                            # step 1, 2, ...
+
+Each ``step()`` counts one update, records the metrics given, and every ``every`` steps the
+kernels of the model's ``nn.Conv2d`` modules (or ``layers``, by their ``named_modules`` names),
+(out, in, kh, kw) float32, through :func:`convexp.track`. ``recorder.end_epoch(test_loss=...,
+test_accuracy=...)`` records an epoch's metrics and its last step's kernels. PyTorch is imported
+only to read the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from convexp.tracking import TrackedRun, track
+
+
+class LoopRecorder:
+    """Counts a loop's updates and records them; made by :func:`record`."""
+
+    def __init__(self, run: TrackedRun, model: Any, every: int):
+        self.run, self.model, self.every = run, model, every
+        self.steps = 0
+        self.epoch = 1
+        run.log_kernels(model, step=0, epoch=0)
+
+    def step(self, **metrics: float) -> None:
+        """After one optimizer update: record ``metrics`` at it, and the kernels if it is an every-th step."""
+        self.steps += 1
+        if metrics:
+            self.run.log_metrics(metrics, step=self.steps, epoch=self.epoch)
+        if self.steps % self.every == 0:
+            self.run.log_kernels(self.model, step=self.steps, epoch=self.epoch)
+
+    def end_epoch(self, **metrics: float) -> None:
+        """After an epoch: record its metrics (e.g. test_loss, test_accuracy) and its last step's kernels."""
+        if metrics:
+            self.run.log_metrics(metrics, step=self.steps, epoch=self.epoch)
+        if self.steps % self.every:
+            self.run.log_kernels(self.model, step=self.steps, epoch=self.epoch)
+        self.epoch += 1
+
+
+@contextmanager
+def record(
+    model: Any,
+    experiment: str,
+    db: str | os.PathLike[str] | None = None,
+    *,
+    every: int = 1,
+    layers: list[str] | None = None,
+    config: dict[str, Any] | None = None,
+    dataset: str = "external",
+) -> Iterator[LoopRecorder]:
+    """Record a PyTorch model's training loop as a convexp run (see the module's docs)."""
+    if every < 1:
+        raise ValueError(f"every must be 1 or more, not {every}")
+    with track(experiment, db, config, layers=layers, dataset=dataset, framework="torch") as run:
+        yield LoopRecorder(run, model, every)
