@@ -112,9 +112,9 @@ def run_command(
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
         planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
-        _check_storage(planned, db, yes)
+        selection = _check_storage(planned, db, yes)
         with _sigterm_as_ctrl_c():
-            _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries)
+            _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection)
         return
     if resume is not None:
         if overrides or experiment:
@@ -124,8 +124,10 @@ def run_command(
         planned_count = 1
     else:
         planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
-        _check_storage(planned, db, yes)
+        selection = _check_storage(planned, db, yes)
         store = Store(db)
+        if selection:
+            typer.echo(selection, err=True)
         planned_count = len(planned)
     from convexp.cli.progress import RunPrinter
 
@@ -152,13 +154,15 @@ def run_command(
         raise typer.Exit(1)
 
 
-def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries) -> None:
+def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection: str = "") -> None:
     from convexp.cli.progress import GridPrinter
     from convexp.executors import run_on_dask
     from convexp.store import Store
 
     where = scheduler or f"a LocalCluster of {workers or 'one per CPU'} worker(s)"
     with Store(db) as store:
+        if selection:
+            typer.echo(selection, err=True)
         typer.echo(f"{len(planned)} run(s) on {where}, recording into {store.location}", err=True)
         try:
             with GridPrinter(len(planned)) as show:
@@ -204,14 +208,14 @@ def _free_space_line(db: str | None) -> str:
     return f"free space where {where} lives: {storage.format_bytes(free)}"
 
 
-def _check_storage(planned: list, db: str | None, yes: bool) -> None:
-    """Say what the selection will write; refuse it when the disk cannot hold it, ask when it is big."""
+def _check_storage(planned: list, db: str | None, yes: bool) -> str:
+    """Refuse a selection the disk cannot hold, ask before a big one; returns the line saying what it
+    will write (printed once the database has opened: an error there stays one line)."""
     from convexp import storage
     from convexp.errors import ConvexpError, StoreError
     from convexp.store.database import describe, resolve_url
 
     expected = storage.estimate(run.spec for run in planned)
-    typer.echo(f"this selection: {expected.describe()}", err=True)
     free = storage.free_bytes(db)
     if free is not None and expected.total_bytes > free:
         raise StoreError(
@@ -219,12 +223,16 @@ def _check_storage(planned: list, db: str | None, yes: bool) -> None:
             f"more than the {storage.format_bytes(free)} free on its disk; record fewer steps "
             "(snapshots: every), fewer runs, or use another --db"
         )
+    line = f"this selection: {expected.describe()}"
     if storage.needs_confirmation(expected) and not yes:
+        typer.echo(line, err=True)
         typer.echo(_free_space_line(db), err=True)
         if not typer.confirm(
             f"start {expected.runs:,} run(s) writing about {storage.format_bytes(expected.total_bytes)}?", default=False, err=True
         ):
             raise ConvexpError("nothing was run (pass --yes to start without asking)")
+        return ""
+    return line
 
 
 @app.command("validate", short_help="Check an experiments file without running it.")
