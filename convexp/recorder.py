@@ -15,17 +15,12 @@ from typing import Protocol
 
 from convexp.spec import RunSpec
 from convexp.store import MetricRecord, SnapshotRow, Store
-from convexp.store.background import BackgroundWriter, Batch
+from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, BackgroundWriter, Batch
 from convexp.store.interrupts import interrupts_deferred
 from convexp.types import Checkpoint, KernelReader, StateReader
 
-#: Buffered kernel bytes that trigger a write in the middle of an epoch.
-FLUSH_BYTES = 8 * 1024 * 1024
 #: Buffered metric rows that trigger a write in the middle of an epoch.
 FLUSH_METRICS = 5000
-#: Longest time between two writes while training: each write is also the run's heartbeat, and
-#: what a live view (``convexp ui``) can show of a training run is at most this old.
-HEARTBEAT_SECONDS = 1.0
 
 
 class Diverged(Exception):

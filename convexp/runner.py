@@ -75,10 +75,7 @@ def plan(resolved: list[ResolvedRun], data_dir: Path | None = None) -> list[Plan
         dataset_info(run.spec.dataset).check_available(data_dir)
         key = (backend.name, run.spec.device)
         if key not in devices:
-            try:
-                devices[key] = backend.resolve_device(run.spec.device)
-            except ValueError as exc:
-                raise SpecError(f"experiment '{run.experiment}': {exc}") from None
+            devices[key] = _resolve_device(backend, run.spec.device, f"experiment '{run.experiment}'")
         planned.append(
             PlannedRun(
                 run.experiment,
@@ -188,13 +185,18 @@ def planned_from_record(recorded: RunRecord, data_dir: Path | None = None) -> Pl
     spec = RunSpec.model_validate(recorded.spec)
     backend = get_backend(recorded.backend)
     dataset_info(spec.dataset).check_available(data_dir)
-    try:
-        device = backend.resolve_device(spec.device)
-    except ValueError as exc:
-        raise SpecError(f"run {recorded.id}: {exc}") from None
+    device = _resolve_device(backend, spec.device, f"run {recorded.id}")
     return PlannedRun(
         recorded.experiment, spec, backend, spec.plan(), recorded.kernel_initializer, recorded.bias_initializer, device
     )
+
+
+def _resolve_device(backend: Backend, requested: str, what: str) -> str:
+    """The device ``requested`` means on ``backend`` here; one line naming ``what`` asked for it when it is not there."""
+    try:
+        return backend.resolve_device(requested)
+    except ValueError as exc:
+        raise SpecError(f"{what}: {exc}") from None
 
 
 def create_run(run: PlannedRun, store: Store, *, queued: bool = False, data_source: dict[str, Any] | None = None) -> int:

@@ -36,14 +36,10 @@ import numpy as np
 
 from convexp import __version__
 from convexp.store import MetricRecord, SnapshotRow, Store
-from convexp.store.background import BackgroundWriter, Batch
+from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, BackgroundWriter, Batch
 
 #: How the runs table names the backend of a run recorded from a user's own loop.
 EXTERNAL = "external"
-#: Longest time between two writes while logging (each is also the run's heartbeat).
-FLUSH_SECONDS = 1.0
-#: Buffered kernel bytes that trigger a write.
-FLUSH_BYTES = 8 * 1024 * 1024
 
 
 def kernels_of(model: Any, layers: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
@@ -143,7 +139,7 @@ class TrackedRun:
 
     def __init__(self, store: Store, run_id: int, layers: list[str] | None = None):
         self.store, self.run_id, self.layers = store, run_id, layers
-        self.writer = BackgroundWriter(store, run_id, heartbeat_seconds=FLUSH_SECONDS)
+        self.writer = BackgroundWriter(store, run_id, heartbeat_seconds=HEARTBEAT_SECONDS)
         self.step: int | None = None  # the step being logged: complete once a later one is logged
         self.epoch = 0
         self._current_metrics: dict[str, MetricRecord] = {}
@@ -173,7 +169,7 @@ class TrackedRun:
         self._current_metrics, self._current_kernels = {}, {}
         if self.step is not None:
             self._steps_completed = self.step
-        if self._bytes >= FLUSH_BYTES or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+        if self._bytes >= FLUSH_BYTES or time.monotonic() - self._last_flush >= HEARTBEAT_SECONDS:
             self.flush()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int, epoch: int | None = None) -> None:

@@ -197,11 +197,10 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _free_space_line(db: str | None) -> str:
+def _free_space_line(db: str | None, free: int | None) -> str:
     from convexp import storage
     from convexp.store.database import describe, resolve_url
 
-    free = storage.free_bytes(db)
     where = describe(resolve_url(db))
     if free is None:
         return f"free space: not known for {where} (a server database; check its disk yourself)"
@@ -226,7 +225,7 @@ def _check_storage(planned: list, db: str | None, yes: bool) -> str:
     line = f"this selection: {expected.describe()}"
     if storage.needs_confirmation(expected) and not yes:
         typer.echo(line, err=True)
-        typer.echo(_free_space_line(db), err=True)
+        typer.echo(_free_space_line(db, free), err=True)
         if not typer.confirm(
             f"start {expected.runs:,} run(s) writing about {storage.format_bytes(expected.total_bytes)}?", default=False, err=True
         ):
@@ -259,4 +258,4 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
         typer.echo("\n".join(f"  {line}" for line in format_parameter_table(spec.plan())))
         typer.echo(f"  writes {expected.describe()}")
     typer.echo(f"{file}: {len(experiments)} experiment(s) valid; all of them: {total.describe()}")
-    typer.echo(_free_space_line(db))
+    typer.echo(_free_space_line(db, storage.free_bytes(db)))

@@ -26,6 +26,11 @@ from convexp.types import Checkpoint
 if TYPE_CHECKING:
     from convexp.store.store import Store
 
+#: Buffered kernel bytes at which a recorder hands a batch over in the middle of an epoch.
+FLUSH_BYTES = 8 * 1024 * 1024
+#: Longest time between two writes while training: each write is also the run's heartbeat, and
+#: what a live view (``convexp ui``) can show of a training run is at most this old.
+HEARTBEAT_SECONDS = 1.0
 #: Batches that may wait for the writer before ``submit`` blocks (each holds at most the
 #: recorder's flush size, 8 MiB of kernels, so the queue holds at most about 32 MiB).
 MAX_PENDING = 4

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 #: A running run that has written no heartbeat for this long is shown as stale. The recorder
-#: writes one at least every :data:`convexp.recorder.HEARTBEAT_SECONDS` (1 s).
+#: writes one at least every :data:`convexp.store.background.HEARTBEAT_SECONDS` (1 s).
 STALE_AFTER_SECONDS = 30.0
 
 

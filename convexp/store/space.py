@@ -46,6 +46,10 @@ class RunSize:
 METRIC_VALUE_BYTES = 40
 
 
+#: Kernel and bias bytes of a snapshot row.
+_PAYLOAD = func.length(KernelSnapshot.kernel) + func.coalesce(func.length(KernelSnapshot.bias), 0)
+
+
 def run_sizes(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, RunSize]:
     """Each run's size (all runs, or ``run_ids``): payload bytes, not the database's own page overhead.
 
@@ -69,7 +73,7 @@ def run_sizes(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, R
     per_layer = select(
         groups.c.run_id,
         groups.c.rows,
-        func.length(KernelSnapshot.kernel) + func.coalesce(func.length(KernelSnapshot.bias), 0),
+        _PAYLOAD,
     ).join(
         KernelSnapshot,
         and_(
@@ -133,17 +137,11 @@ def thin_run(
         going = and_(KernelSnapshot.run_id == run_id, KernelSnapshot.step.not_in(sorted(keep)))
         if keep_every is not None:
             going = and_(going, KernelSnapshot.step % keep_every != 0)
-        counted = select(
-            func.count(),
-            func.coalesce(func.sum(func.length(KernelSnapshot.kernel) + func.coalesce(func.length(KernelSnapshot.bias), 0)), 0),
-        ).where(going)
-        rows, payload = connection.execute(counted).one()
-        all_steps = select(func.count(func.distinct(KernelSnapshot.step))).where(KernelSnapshot.run_id == run_id)
-        steps_before = connection.execute(all_steps).scalar_one()
+        steps = func.count(func.distinct(KernelSnapshot.step))
+        counted = select(func.count(), func.coalesce(func.sum(_PAYLOAD), 0), steps).where(going)
+        rows, payload, going_steps = connection.execute(counted).one()
+        # a step goes for every layer or for none, so what stays is every step less those going
+        kept = connection.execute(select(steps).where(KernelSnapshot.run_id == run_id)).scalar_one() - going_steps
         if not dry_run:
             connection.execute(delete(KernelSnapshot).where(going))
-            kept = connection.execute(all_steps).scalar_one()
-        else:
-            going_steps = select(func.count(func.distinct(KernelSnapshot.step))).where(going)
-            kept = steps_before - connection.execute(going_steps).scalar_one()
     return ThinnedRun(run_id, int(kept), int(rows), int(payload))
