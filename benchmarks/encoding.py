@@ -15,7 +15,14 @@ layers back into float32 arrays (what reading a series costs on top of fetching 
   mantissa bits), then shuffle and zlib, with a full snapshot every 50 steps so that one step
   is never more than 49 decodes away;
 - xor-step-0+shuffle+zlib: each snapshot XOR the layer's step-0 snapshot (which thinning always
-  keeps), so any step decodes from two rows.
+  keeps), so any step decodes from two rows;
+- convexp (what convexp stores, convexp.store.encoding): XOR delta of the previous step, shuffle,
+  deflate with zlib's run-length strategy at level 1; raw every 10 snapshots and whenever the
+  delta would not be smaller.
+
+Each is also timed encoding all snapshots (the writer thread's cost). Last, the run is packed
+into convexp's encoding in a copy of the database and read back through the store (every
+snapshot of both layers, `Store.kernel_series`), raw and packed: the read time a user sees.
 
 Writes benchmarks/results/encoding.json. convexp adopts an encoding only if it saves >= 25%
 and decoding everything stays under 0.5 s (issue 17).
@@ -78,6 +85,22 @@ def encodings():
             (np.frombuffer(unshuffle(zlib.decompress(d)), np.uint32) ^ first).view(np.float32) for d in encoded[1:]
         ]
 
+    def convexp_encode(series: list[bytes]) -> list:
+        from convexp.store.encoding import ChainEncoder
+
+        encoder = ChainEncoder("xor-shuffle-deflate")
+        out = []
+        for step, raw in enumerate(series):
+            out.append(encoder.encode(1, "layer", step, raw))
+            encoder.commit()
+        return out
+
+    def convexp_decode(encoded: list) -> list[np.ndarray]:
+        from convexp.store.encoding import decode_chain
+
+        rows = ((step, e.encoding, e.base_step, e.data) for step, e in enumerate(encoded))
+        return [np.frombuffer(kernel, np.float32) for _, kernel in decode_chain(rows)]
+
     return {
         "raw": (lambda s: list(s), lambda e: [np.frombuffer(b, np.float32) for b in e]),
         "zlib-6": (
@@ -94,7 +117,42 @@ def encodings():
         ),
         f"xor-delta+shuffle+zlib-6 (key every {KEYFRAME})": (xor_encode, xor_decode),
         "xor-step-0+shuffle+zlib-6": (first_encode, first_decode),
+        "convexp: xor-shuffle-deflate (rle, level 1, raw every 10)": (convexp_encode, convexp_decode),
     }
+
+
+def size_of(encoded) -> int:
+    return sum(len(getattr(e, "data", e)) for e in encoded)
+
+
+def read_through_store(db: Path, run_id: int, folder: Path, series: dict[str, list[bytes]]) -> dict[str, dict]:
+    """Seconds to read every snapshot of every layer through the store (median of 5) and the stored
+    kernel bytes, with the run stored raw and packed into convexp's encoding."""
+    import shutil
+
+    from convexp.store import Store
+    from convexp.store.space import pack_run, run_sizes
+
+    out = {}
+    for name, encoding in (("raw", "raw"), ("packed", "xor-shuffle-deflate")):
+        copy = folder / f"{name}.db"
+        shutil.copyfile(db, copy)
+        with Store(str(copy)) as store:
+            store.encoder.encoding = encoding
+            # raw: thinning that keeps everything, with the raw encoding, rewrites any delta as raw
+            pack_run(store, run_id)
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                read = {layer: store.kernel_series(run_id, layer) for layer in series}
+                times.append(time.perf_counter() - started)
+            for layer, kernels in series.items():  # bit for bit
+                assert read[layer].kernels.tobytes() == b"".join(kernels), (name, layer)
+            out[name] = {
+                "read_all_seconds": statistics.median(times),
+                "snapshot_bytes": run_sizes(store, [run_id])[run_id].snapshot_bytes,
+            }
+    return out
 
 
 def main() -> None:
@@ -127,12 +185,15 @@ def main() -> None:
             for layer in layers:
                 steps = store.snapshot_steps(args.run, layer)
                 series[layer] = [bytes(s.kernel) for s in store.snapshots(args.run, layer, steps[0], len(steps))]
+        store_reads = read_through_store(Path(db), args.run, Path(folder), series)
     count = sum(len(s) for s in series.values())
     raw_total = sum(len(b) for s in series.values() for b in s)
     results = {}
     for name, (encode, decode) in encodings().items():
+        started = time.perf_counter()
         encoded = {layer: encode(s) for layer, s in series.items()}
-        size = sum(len(b) for e in encoded.values() for b in e)
+        encode_seconds = time.perf_counter() - started
+        size = sum(size_of(e) for e in encoded.values())
         times = []
         for _ in range(5):
             started = time.perf_counter()
@@ -144,16 +205,24 @@ def main() -> None:
             "bytes_per_snapshot": size / count,
             "saved": 1 - size / raw_total,
             "decode_all_seconds": statistics.median(times),
+            "encode_all_seconds": encode_seconds,
         }
 
     print(
         f"{count} kernel snapshots ({', '.join(f'{len(s)} x {layer}' for layer, s in series.items())}), {raw_total / 1e6:.1f} MB raw\n"
     )
-    print(f"{'encoding':44} {'bytes/snapshot':>15} {'saved':>7} {'decode all':>11}")
+    print(f"{'encoding':58} {'bytes/snapshot':>15} {'saved':>7} {'encode all':>11} {'decode all':>11}")
     for name, r in results.items():
-        print(f"{name:44} {r['bytes_per_snapshot']:15,.0f} {r['saved']:7.1%} {r['decode_all_seconds']:10.3f}s")
+        print(
+            f"{name:58} {r['bytes_per_snapshot']:15,.0f} {r['saved']:7.1%} "
+            f"{r['encode_all_seconds']:10.3f}s {r['decode_all_seconds']:10.3f}s"
+        )
+    print("\nread back through the store (Store.kernel_series of every layer, median of 5):")
+    for name, r in store_reads.items():
+        print(f"  stored {name}: {r['snapshot_bytes'] / 1e6:.1f} MB of kernels and biases, read in {r['read_all_seconds']:.3f} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"snapshots": count, "raw_bytes": raw_total, "encodings": results}, indent=2))
+    results_json = {"snapshots": count, "raw_bytes": raw_total, "encodings": results, "store": store_reads}
+    args.json.write_text(json.dumps(results_json, indent=2))
     print(f"\nwrote {args.json}")
 
 

@@ -68,11 +68,18 @@ def encoding_table(r: dict) -> str:
     lines = [
         f"{r['snapshots']} kernel snapshots of a real every-step MNIST run, {r['raw_bytes'] / 1e6:.1f} MB raw:",
         "",
-        "| encoding | bytes per snapshot | saved | decode all |",
-        "|---|---|---|---|",
+        "| encoding | bytes per snapshot | saved | encode all | decode all |",
+        "|---|---|---|---|---|",
     ]
     for name, e in r["encodings"].items():
-        lines.append(f"| {name} | {e['bytes_per_snapshot']:,.0f} | {e['saved']:.1%} | {e['decode_all_seconds']:.3f} s |")
+        lines.append(
+            f"| {name} | {e['bytes_per_snapshot']:,.0f} | {e['saved']:.1%} "
+            f"| {e['encode_all_seconds']:.3f} s | {e['decode_all_seconds']:.3f} s |"
+        )
+    lines += ["", "Read back through the store (`Store.kernel_series` of both layers, median of 5):", ""]
+    lines += ["| stored | kernel + bias bytes | read all |", "|---|---|---|"]
+    for name, e in r["store"].items():
+        lines.append(f"| {name} | {e['snapshot_bytes'] / 1e6:.1f} MB | {e['read_all_seconds']:.3f} s |")
     return "\n".join(lines)
 
 

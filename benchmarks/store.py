@@ -3,8 +3,9 @@
     python benchmarks/store.py [--json FILE]
 
 - write: one epoch of the Keras example's every-step snapshots (469 steps + step 0 of conv1
-  (32, 1, 3, 3) and conv2 (64, 32, 3, 3), with their per-step metrics) through convexp's
-  recorder into a new SQLite file, in the batches it uses while training;
+  (32, 1, 3, 3) and conv2 (64, 32, 3, 3), moving by small random steps as training moves them,
+  with their per-step metrics) through convexp's recorder into a new SQLite file, in the batches
+  it uses while training, encoded as convexp stores them;
 - read: all snapshots of conv1 and of conv2 of that run back as (steps, out, in, kh, kw) arrays;
 - cold start: `convexp --help` and `convexp runs` in fresh processes (median of 7).
 """
@@ -48,14 +49,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "store.json")
     args = parser.parse_args()
     (run,) = resolve_runs(REPO / "experiments.yaml", ["mnist-keras-convnet"], {"epochs": 1, "snapshots": {"every": 1}})
+    # kernels that move as training moves them (small steps), so the stored deltas are as large as real ones
     rng = np.random.default_rng(0)
-    kernels = {
-        "conv1": KernelSnapshot(rng.standard_normal((32, 1, 3, 3)).astype(np.float32), np.zeros(32, np.float32)),
-        "conv2": KernelSnapshot(rng.standard_normal((64, 32, 3, 3)).astype(np.float32), np.zeros(64, np.float32)),
-    }
+    path = {"conv1": [rng.standard_normal((32, 1, 3, 3)).astype(np.float32) * np.float32(0.3)]}
+    path["conv2"] = [rng.standard_normal((64, 32, 3, 3)).astype(np.float32) * np.float32(0.06)]
+    for start in path.values():
+        for _ in range(STEPS):
+            start.append(start[-1] - np.float32(1e-3) * rng.standard_normal(start[0].shape).astype(np.float32) * start[0].std())
+    at = [0]
 
     def reader():  # what a backend hands over: fresh copies each time
-        return {name: KernelSnapshot(k.kernel.copy(), k.bias.copy()) for name, k in kernels.items()}
+        return {
+            name: KernelSnapshot(kernels[at[0]].copy(), np.zeros(len(kernels[0]), np.float32)) for name, kernels in path.items()
+        }
 
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "bench.db"
@@ -77,6 +83,7 @@ def main() -> None:
         recorder = RunRecorder(store, run_id, run.spec)
         recorder.on_train_start(reader)
         for step in range(1, STEPS + 1):
+            at[0] = step
             recorder.on_step(step, 1, {"train_loss": 0.1, "train_accuracy": 0.9}, reader)
         recorder.on_epoch_end(1, STEPS, {"test_loss": 0.1, "test_accuracy": 0.9, "epoch_seconds": 1.0}, reader)
         handed_over_seconds = time.perf_counter() - started  # what training waits for: the writer thread does the rest

@@ -236,6 +236,7 @@ def track(
     settings = dict(config or {})
     store = Store(db)
     try:
+        store.encoder  # noqa: B018 -- a bad CONVEXP_SNAPSHOT_ENCODING is refused before the run is created
         run_id = store.create_run(
             experiment=experiment,
             backend=EXTERNAL,

@@ -113,13 +113,23 @@ def check(db: Path, counts: dict[str, int], final: bool = False, reference: dict
                     continue
                 if len(snaps) != STEPS + 1 or len(losses) != STEPS:
                     counts["lost rows"] += 1
-                kernel = connection.execute(
-                    "SELECT kernel FROM kernel_snapshots WHERE run_id = ? AND step = ?", (run_id, STEPS)
-                ).fetchone()[0]
+                kernel = final_kernel(connection, run_id)
                 if reference is not None and kernel != reference[seed]:
                     counts["final kernels differing from an uninterrupted run"] += 1
     finally:
         connection.close()
+
+
+def final_kernel(connection: sqlite3.Connection, run_id: int) -> bytes:
+    """The float32 bytes of a run's kernel at step STEPS, decoded from its chain of XOR deltas."""
+    from convexp.store.encoding import decode_chain
+
+    rows = connection.execute(
+        "SELECT step, encoding, base_step, kernel FROM kernel_snapshots WHERE run_id = ? AND step <= ? AND step >= "
+        "(SELECT max(step) FROM kernel_snapshots WHERE run_id = ? AND step <= ? AND encoding = 'raw') ORDER BY step",
+        (run_id, STEPS, run_id, STEPS),
+    ).fetchall()
+    return dict(decode_chain(rows))[STEPS]
 
 
 def main() -> None:
@@ -201,11 +211,7 @@ def main() -> None:
         check=True,
     )
     with sqlite3.connect(reference_db) as connection:
-        reference = dict(
-            connection.execute(
-                "SELECT r.seed, k.kernel FROM runs r JOIN kernel_snapshots k ON k.run_id = r.id WHERE k.step = ?", (STEPS,)
-            )
-        )
+        reference = {seed: final_kernel(connection, run_id) for run_id, seed in connection.execute("SELECT id, seed FROM runs")}
     resumed = 0
     for db in databases:
         if not db.exists():

@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import sqlite3
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_ENV = "CONVEXP_TEST_MNIST"
+
+
+def decode_kernels(rows) -> dict[int, np.ndarray]:
+    """step -> flat float32 kernel, from stored rows (step, encoding, kernel bytes) of one layer in step
+    order starting at a raw row, decoded by the format the README documents (not convexp's own code):
+    a raw row holds float32 bytes; an 'xor-shuffle-deflate' row holds zlib-compressed bytes regrouped
+    by significance of the XOR of its words with the previous row's."""
+    out: dict[int, np.ndarray] = {}
+    words = None
+    for step, encoding, blob in rows:
+        if encoding == "raw":
+            words = np.frombuffer(bytes(blob), "<u4")
+        else:
+            assert encoding == "xor-shuffle-deflate" and words is not None, (step, encoding)
+            planes = np.frombuffer(zlib.decompress(bytes(blob)), np.uint8).reshape(4, -1)
+            words = np.ascontiguousarray(planes.T).view("<u4").ravel() ^ words
+        out[step] = words.view("<f4")
+    return out
+
+
+def stored_kernels(db: Path | str, layer: str, run_id: int = 1) -> dict[int, np.ndarray]:
+    """step -> kernel (out, in, kh, kw) of one layer of a run, read with sqlite3 alone and decoded."""
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        rows = connection.execute(
+            "SELECT step, encoding, kernel, shape FROM kernel_snapshots WHERE run_id = ? AND layer = ? ORDER BY step",
+            (run_id, layer),
+        ).fetchall()
+    shape = json.loads(rows[0][3])
+    return {step: kernel.reshape(shape) for step, kernel in decode_kernels(r[:3] for r in rows).items()}
+
+
+def stored_kernel(db: Path | str, run_id: int, layer: str, step: int) -> np.ndarray:
+    """One stored kernel at ``step``, read with sqlite3 alone and decoded."""
+    return stored_kernels(db, layer, run_id)[step]
 
 
 def mnist_folder() -> Path | None:

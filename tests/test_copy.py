@@ -13,7 +13,7 @@ from tests.conftest import TINY_DIGITS, run_cli, write_experiments
 def _digest(url: str) -> dict[str, str]:
     """A digest of each table's contents in a database-neutral order (ids of rows left out)."""
     queries = {
-        "kernel_snapshots": "SELECT run_id, layer, step, epoch, shape, kernel, bias FROM kernel_snapshots ORDER BY run_id, layer, step",
+        "kernel_snapshots": "SELECT run_id, layer, step, epoch, shape, kernel, bias, encoding, base_step FROM kernel_snapshots ORDER BY run_id, layer, step",
         "metrics": "SELECT run_id, name, step, epoch, value FROM metrics ORDER BY run_id, name, step",
         "checkpoints": "SELECT run_id, epoch, step, state FROM checkpoints ORDER BY run_id",
     }

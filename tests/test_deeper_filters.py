@@ -21,7 +21,7 @@ from convexp.analysis.gabor import fit_gabor, gabor
 from convexp.analysis.network import RecordedNetwork, conv_layers_up_to, receptive_field, responses, window_response
 from convexp.errors import ConvexpError
 from convexp.layers import Conv, Dense, Flatten, MaxPool, plan
-from tests.conftest import mnist_folder, run_cli
+from tests.conftest import mnist_folder, run_cli, stored_kernel
 from tests.test_analysis import assert_real_picture
 
 # --- filters of any odd size ----------------------------------------------------------------------
@@ -212,12 +212,10 @@ def test_window_gradient_matches_finite_differences(filter_index):
 def _conv_weights(db: Path, layer: str, step: int) -> tuple[np.ndarray, np.ndarray]:
     """A layer's kernel and bias read straight from the database file (not through convexp's store)."""
     with sqlite3.connect(db) as connection:
-        shape, kernel, bias = connection.execute(
-            "SELECT shape, kernel, bias FROM kernel_snapshots WHERE run_id = 1 AND layer = ? AND step = ?", (layer, step)
+        (bias,) = connection.execute(
+            "SELECT bias FROM kernel_snapshots WHERE run_id = 1 AND layer = ? AND step = ?", (layer, step)
         ).fetchone()
-    return np.frombuffer(kernel, "<f4").reshape(json.loads(shape)).astype(np.float64), np.frombuffer(bias, "<f4").astype(
-        np.float64
-    )
+    return stored_kernel(db, 1, layer, step).astype(np.float64), np.frombuffer(bias, "<f4").astype(np.float64)
 
 
 def test_top_patches_agree_with_an_independent_recomputation(mnist_keras_run):

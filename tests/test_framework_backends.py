@@ -15,7 +15,7 @@ from convexp.conformance import CHECKS, run_check
 from convexp.errors import BackendUnavailableError
 from convexp.plugins import describe_backends, get_backend
 from convexp.runner import plan_runs
-from tests.conftest import REPO, TINY_DIGITS, run_cli, write_experiments
+from tests.conftest import REPO, TINY_DIGITS, run_cli, stored_kernel, write_experiments
 from tests.reference import CONV_CASES, scipy_conv
 
 FRAMEWORKS = {"torch": "torch", "tensorflow": "tensorflow"}
@@ -182,10 +182,7 @@ def test_cross_backend_agreement(mnist_dir, tmp_path):
     assert set(runs) == {"numpy", "torch", "tensorflow"}
 
     def kernel(run_id, layer, step):
-        blob, shape = connection.execute(
-            "SELECT kernel, shape FROM kernel_snapshots WHERE run_id = ? AND layer = ? AND step = ?", (run_id, layer, step)
-        ).fetchone()
-        return np.frombuffer(blob, "<f4").reshape(json.loads(shape))
+        return stored_kernel(db, run_id, layer, step)
 
     for layer in ("conv1", "conv2"):
         counts = connection.execute("SELECT count(*) FROM kernel_snapshots WHERE layer = ? GROUP BY run_id", (layer,)).fetchall()

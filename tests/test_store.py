@@ -18,7 +18,7 @@ from convexp.errors import SchemaTooNewError, StoreError
 from convexp.store import MetricRecord, SnapshotRow, Store
 from convexp.store.database import _alembic_config, head_revision, resolve_url
 from convexp.store.models import Base
-from tests.conftest import sha256
+from tests.conftest import decode_kernels, sha256
 
 RUN_FIELDS = dict(
     experiment="e",
@@ -99,7 +99,9 @@ def test_metrics_and_snapshots_round_trip_as_float32_little_endian(db_url):
     store = Store(db_url)
     run_id = store.create_run(**RUN_FIELDS)
     rng = np.random.default_rng(0)
-    kernels = [rng.standard_normal((4, 2, 3, 3)).astype(np.float32) for _ in range(3)]
+    kernels = [rng.standard_normal((4, 2, 3, 3)).astype(np.float32)]
+    for _ in range(2):  # small steps, as training takes: the stored deltas are smaller than the kernels
+        kernels.append(kernels[-1] - np.float32(1e-4) * rng.standard_normal((4, 2, 3, 3)).astype(np.float32))
     store.record(
         run_id,
         [MetricRecord(1, 1, "train_loss", 0.5), MetricRecord(2, 1, "train_loss", 0.25), MetricRecord(2, 1, "test_accuracy", 0.9)],
@@ -118,10 +120,15 @@ def test_metrics_and_snapshots_round_trip_as_float32_little_endian(db_url):
     # the bytes, read without convexp, are little-endian float32 in (out, in, kh, kw) order
     engine = create_engine(db_url)
     with engine.connect() as connection:
-        blob, shape = connection.exec_driver_sql("SELECT kernel, shape FROM kernel_snapshots WHERE step = 1").one()
+        rows = connection.exec_driver_sql("SELECT step, encoding, kernel, shape FROM kernel_snapshots ORDER BY step").all()
     engine.dispose()
-    assert shape == "[4, 2, 3, 3]"
-    np.testing.assert_array_equal(np.frombuffer(bytes(blob), "<f4").reshape(4, 2, 3, 3), kernels[1])
+    assert {r.shape for r in rows} == {"[4, 2, 3, 3]"}
+    # step 0 starts the chain as plain float32 bytes; the steps after it are XOR deltas
+    assert [r.encoding for r in rows] == ["raw", "xor-shuffle-deflate", "xor-shuffle-deflate"]
+    assert np.frombuffer(bytes(rows[0].kernel), "<f4").reshape(4, 2, 3, 3).tolist() == kernels[0].tolist()
+    decoded = decode_kernels((r.step, r.encoding, r.kernel) for r in rows)
+    for step in (1, 2):
+        np.testing.assert_array_equal(decoded[step].reshape(4, 2, 3, 3), kernels[step])
 
 
 def test_duplicate_snapshot_is_refused_and_the_batch_rolls_back(db_url):

@@ -18,16 +18,12 @@ import numpy as np
 import pytest
 
 import convexp
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, stored_kernels
 
 
 def stored(db, layer: str) -> dict[int, np.ndarray]:
     """step -> kernel of one layer, from the database bytes."""
-    with sqlite3.connect(db) as connection:
-        rows = connection.execute(
-            "SELECT step, kernel, shape FROM kernel_snapshots WHERE layer = ? ORDER BY step", (layer,)
-        ).fetchall()
-    return {step: np.frombuffer(blob, "<f4").reshape(json.loads(shape)) for step, blob, shape in rows}
+    return stored_kernels(db, layer)
 
 
 def test_track_records_whole_steps_with_metrics_and_kernels(tmp_path):

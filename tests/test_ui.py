@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import REPO, TINY_DIGITS, run_cli, sha256, write_experiments
+from tests.conftest import REPO, TINY_DIGITS, decode_kernels, run_cli, sha256, write_experiments
 
 pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
 pytest.importorskip("httpx", reason="the app is tested through starlette's TestClient, which needs httpx")
@@ -42,12 +42,15 @@ def raw_kernel(url: str, run_id: int, layer: str, step: int) -> np.ndarray:
     """A stored kernel read with plain SQL, not through convexp."""
     engine = create_engine(url)
     with engine.connect() as connection:
-        blob, shape = connection.execute(
-            text("SELECT kernel, shape FROM kernel_snapshots WHERE run_id = :r AND layer = :l AND step = :s"),
+        rows = connection.execute(
+            text(
+                "SELECT step, encoding, kernel, shape FROM kernel_snapshots"
+                " WHERE run_id = :r AND layer = :l AND step <= :s ORDER BY step"
+            ),
             {"r": run_id, "l": layer, "s": step},
-        ).one()
+        ).all()
     engine.dispose()
-    return np.frombuffer(bytes(blob), "<f4").reshape(json.loads(shape))
+    return decode_kernels((r.step, r.encoding, r.kernel) for r in rows)[step].reshape(json.loads(rows[0].shape))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, TINY_DIGITS, run_cli, sha256, write_experiments
+from tests.conftest import REPO, TINY_DIGITS, run_cli, sha256, stored_kernel, write_experiments
 from tests.test_ui import start_ui
 
 pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
@@ -33,11 +32,7 @@ DOCS_IMAGES_ENV = "CONVEXP_WRITE_DOCS_IMAGES"
 
 def stored(db: Path, run_id: int, layer: str, step: int) -> np.ndarray:
     """A kernel as stored, read with sqlite3 alone."""
-    with sqlite3.connect(db) as connection:
-        blob, shape = connection.execute(
-            "SELECT kernel, shape FROM kernel_snapshots WHERE run_id = ? AND layer = ? AND step = ?", (run_id, layer, step)
-        ).fetchone()
-    return np.frombuffer(blob, "<f4").reshape(json.loads(shape))
+    return stored_kernel(db, run_id, layer, step)
 
 
 def refused_query(message) -> bool:

@@ -9,7 +9,7 @@ import typer
 from convexp.cli.options import Db
 
 app = typer.Typer(
-    help="The results database: schema migrations, copying, deleting and thinning runs, reclaiming space.",
+    help="The results database: schema migrations, copying, deleting, thinning and packing runs, reclaiming space.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -108,7 +108,8 @@ def thin_command(
     """Delete kernel snapshots of stopped runs, keeping step 0, every K-th step, each epoch's last
     step and a finished run's final step; one transaction per run; metrics and checkpoints stay.
 
-    Reports the rows and bytes deleted per run. The freed space is reused by later runs; --vacuum
+    Reports the rows deleted and the bytes freed per run (kept snapshots whose base step went are
+    stored again as deltas of the step kept before them). The freed space is reused by later runs; --vacuum
     (or `convexp db vacuum`) gives it back to the file system. A queued or running run is refused.
     Analysis, compare, pictures, the report and the UI use the steps that remain."""
     from convexp.store import Store
@@ -126,6 +127,32 @@ def thin_command(
             )
         if len(runs) > 1:
             typer.echo(f"{'would free' if dry_run else 'freed'} {format_bytes(freed)} in all")
+        if vacuum and not dry_run:
+            _vacuum(store)
+
+
+@app.command("pack", short_help="Store runs' kernel snapshots as XOR deltas (about 30% smaller), keeping every step.")
+def pack_command(
+    runs: Annotated[list[int], typer.Argument(help="Run ids to pack.", show_default=False)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be freed.")] = False,
+    vacuum: Annotated[
+        bool, typer.Option("--vacuum", help="Then shrink the SQLite file (rewrites it; can take a while).")
+    ] = False,
+    db: Db = None,
+) -> None:
+    """Re-encode the kernel snapshots of stopped runs as XOR deltas of the step before (what convexp
+    writes since schema 0006; runs recorded earlier, or with CONVEXP_SNAPSHOT_ENCODING=raw, are raw
+    float32). Every step stays and reads back bit for bit; one transaction per run."""
+    from convexp.store import Store
+    from convexp.store.space import format_bytes, pack_run
+
+    with Store(db, must_exist=True) as store:
+        for run_id in runs:
+            result = pack_run(store, run_id, dry_run=dry_run)
+            typer.echo(
+                f"run {run_id}: {'would re-encode' if dry_run else 're-encoded'} {result.rewritten_rows:,} snapshot row(s), "
+                f"{'would free' if dry_run else 'freed'} {format_bytes(result.deleted_bytes)}"
+            )
         if vacuum and not dry_run:
             _vacuum(store)
 

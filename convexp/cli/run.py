@@ -218,7 +218,7 @@ def _check_storage(planned: list, db: str | None, yes: bool) -> str:
     free = storage.free_bytes(db)
     if free is not None and expected.total_bytes > free:
         raise StoreError(
-            f"{describe(resolve_url(db))}: the runs would write about {storage.format_bytes(expected.total_bytes)}, "
+            f"{describe(resolve_url(db))}: the runs would write up to {storage.format_bytes(expected.total_bytes)}, "
             f"more than the {storage.format_bytes(free)} free on its disk; record fewer steps "
             "(snapshots: every), fewer runs, or use another --db"
         )
@@ -227,7 +227,7 @@ def _check_storage(planned: list, db: str | None, yes: bool) -> str:
         typer.echo(line, err=True)
         typer.echo(_free_space_line(db, free), err=True)
         if not typer.confirm(
-            f"start {expected.runs:,} run(s) writing about {storage.format_bytes(expected.total_bytes)}?", default=False, err=True
+            f"start {expected.runs:,} run(s) writing up to {storage.format_bytes(expected.total_bytes)}?", default=False, err=True
         ):
             raise ConvexpError("nothing was run (pass --yes to start without asking)")
         return ""

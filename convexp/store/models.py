@@ -84,10 +84,13 @@ class Metric(Base):
 
 
 class KernelSnapshot(Base):
-    """One conv layer's kernel and bias at one step, as little-endian float32 bytes.
+    """One conv layer's kernel and bias at one step.
 
-    ``kernel`` is in (out_channels, in_channels, kh, kw) order with ``shape`` that list
-    as JSON; ``bias`` holds out_channels values (NULL for a layer without bias).
+    The kernel is in (out_channels, in_channels, kh, kw) order with ``shape`` that list as JSON;
+    ``kernel`` holds its little-endian float32 bytes when ``encoding`` is 'raw', or an XOR delta
+    against the layer's snapshot at ``base_step`` when it is 'xor-shuffle-deflate' (see
+    :mod:`convexp.store.encoding`). ``bias`` holds out_channels float32 values (NULL for a layer
+    without bias), always raw.
     """
 
     __tablename__ = "kernel_snapshots"
@@ -104,6 +107,8 @@ class KernelSnapshot(Base):
     shape: Mapped[str] = mapped_column(String(100))
     kernel: Mapped[bytes] = mapped_column(LargeBinary)
     bias: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    encoding: Mapped[str] = mapped_column(String(24), server_default="raw")
+    base_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class RunCheckpoint(Base):

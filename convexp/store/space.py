@@ -8,12 +8,14 @@ later writes; ``convexp db vacuum`` gives it back to the file system (SQLite).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, select, update
 
 from convexp.errors import StoreError
+from convexp.store.encoding import RAW, ChainEncoder, decode_chain
 from convexp.store.models import KernelSnapshot, Metric, Run, RunCheckpoint
 from convexp.store.store import Store
 
@@ -53,28 +55,27 @@ _PAYLOAD = func.length(KernelSnapshot.kernel) + func.coalesce(func.length(Kernel
 def run_sizes(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, RunSize]:
     """Each run's size (all runs, or ``run_ids``): payload bytes, not the database's own page overhead.
 
-    Every snapshot of a layer has the same size, so the snapshots are counted through the
-    (run, layer, step) index and one row per layer is measured: no kernel bytes are read, and
-    sizing a database of many gigabytes stays fast."""
+    Raw snapshots of a layer all have one size, so they are counted through the index and one
+    row per layer is measured; encoded snapshots are summed by their stored lengths (which the
+    database knows without reading the bytes)."""
     wanted = None if run_ids is None else list(run_ids)
 
     def only_wanted(query, column):
         return query if wanted is None else query.where(column.in_(wanted))
 
+    raw = KernelSnapshot.encoding == RAW
     groups = only_wanted(
         select(
             KernelSnapshot.run_id,
             KernelSnapshot.layer,
             func.count().label("rows"),
             func.min(KernelSnapshot.step).label("first_step"),
-        ).group_by(KernelSnapshot.run_id, KernelSnapshot.layer),
+        )
+        .where(raw)
+        .group_by(KernelSnapshot.run_id, KernelSnapshot.layer),
         KernelSnapshot.run_id,
     ).subquery()
-    per_layer = select(
-        groups.c.run_id,
-        groups.c.rows,
-        _PAYLOAD,
-    ).join(
+    raw_per_layer = select(groups.c.run_id, groups.c.rows, _PAYLOAD).join(
         KernelSnapshot,
         and_(
             KernelSnapshot.run_id == groups.c.run_id,
@@ -82,12 +83,17 @@ def run_sizes(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, R
             KernelSnapshot.step == groups.c.first_step,
         ),
     )
+    encoded = only_wanted(
+        select(KernelSnapshot.run_id, func.count(), func.sum(_PAYLOAD)).where(~raw).group_by(KernelSnapshot.run_id),
+        KernelSnapshot.run_id,
+    )
     with store.engine.connect() as connection:
         ids = [row[0] for row in connection.execute(only_wanted(select(Run.id), Run.id))]
         snapshots: dict[int, tuple[int, int]] = {}
-        for run_id, rows, row_bytes in connection.execute(per_layer):
-            count, payload = snapshots.get(run_id, (0, 0))
-            snapshots[run_id] = (count + rows, payload + rows * row_bytes)
+        measured = [(run_id, rows, rows * row_bytes) for run_id, rows, row_bytes in connection.execute(raw_per_layer)]
+        for run_id, rows, payload in measured + list(connection.execute(encoded)):
+            count, total = snapshots.get(run_id, (0, 0))
+            snapshots[run_id] = (count + rows, total + int(payload))
         metrics = dict(
             connection.execute(only_wanted(select(Metric.run_id, func.count()).group_by(Metric.run_id), Metric.run_id)).all()
         )
@@ -106,12 +112,18 @@ def run_sizes(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, R
 
 @dataclass(frozen=True)
 class ThinnedRun:
-    """What thinning did (or, in a dry run, would do) to one run."""
+    """What thinning did (or, in a dry run, would do) to one run: steps kept, snapshot rows deleted,
+    kept rows re-encoded (their chain lost a base, or they were raw), and the bytes this freed."""
 
     run_id: int
     kept_steps: int
     deleted_rows: int
     deleted_bytes: int
+    rewritten_rows: int = 0
+
+
+#: Rows of a layer read at a time while thinning, so a long run is never all in memory.
+_CHUNK = 256
 
 
 def thin_run(
@@ -120,8 +132,10 @@ def thin_run(
     """Delete a run's kernel snapshots except step 0, every ``keep_every``-th step, each epoch's
     last step (with ``keep_epochs``) and, for a finished run, its final step; one transaction.
 
+    The kept snapshots are stored again as chains of XOR deltas (the store's encoding) where
+    their base went or they were raw, so thinning with ``keep_every=1`` packs a run recorded raw.
     Refuses a run that is queued or still running in a live process (raises :class:`StoreError`,
-    deleting nothing). Returns the steps kept and the rows and bytes deleted."""
+    changing nothing). Returns the steps kept, the rows deleted and rewritten, the bytes freed."""
     if keep_every is not None and keep_every < 1:
         raise ValueError(f"--keep-every must be 1 or more, not {keep_every}")
     with store.transaction() as connection:
@@ -134,14 +148,66 @@ def thin_run(
             keep.update(step for (step,) in connection.execute(ends))
         if run.status == "finished":
             keep.add(run.steps_completed)
-        going = and_(KernelSnapshot.run_id == run_id, KernelSnapshot.step.not_in(sorted(keep)))
-        if keep_every is not None:
-            going = and_(going, KernelSnapshot.step % keep_every != 0)
-        steps = func.count(func.distinct(KernelSnapshot.step))
-        counted = select(func.count(), func.coalesce(func.sum(_PAYLOAD), 0), steps).where(going)
-        rows, payload, going_steps = connection.execute(counted).one()
-        # a step goes for every layer or for none, so what stays is every step less those going
-        kept = connection.execute(select(steps).where(KernelSnapshot.run_id == run_id)).scalar_one() - going_steps
+
+        def kept(step: int) -> bool:
+            return step in keep or (keep_every is not None and step % keep_every == 0)
+
+        encoder = ChainEncoder(store.encoder.encoding)
+        layers = connection.execute(
+            select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)
+        ).scalars()
+        deleted = rewritten = freed = 0
+        kept_steps: set[int] = set()
+        for layer in list(layers):
+            for row, (step, kernel) in _decoded_rows(connection, run_id, layer):
+                where = and_(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step == step)
+                if not kept(step):
+                    deleted += 1
+                    freed += len(row.kernel) + len(row.bias or b"")
+                    if not dry_run:
+                        connection.execute(delete(KernelSnapshot).where(where))
+                    continue
+                kept_steps.add(step)
+                stored = encoder.encode(run_id, layer, step, kernel)
+                if (stored.encoding, stored.base_step) != (row.encoding, row.base_step) or (
+                    stored.encoding != RAW and stored.data != bytes(row.kernel)
+                ):
+                    rewritten += 1
+                    freed += len(row.kernel) - len(stored.data)
+                    if not dry_run:
+                        values = {"kernel": stored.data, "encoding": stored.encoding, "base_step": stored.base_step}
+                        connection.execute(update(KernelSnapshot).where(where).values(**values))
         if not dry_run:
-            connection.execute(delete(KernelSnapshot).where(going))
-    return ThinnedRun(run_id, int(kept), int(rows), int(payload))
+            store.encoder.forget(run_id)
+    return ThinnedRun(run_id, len(kept_steps), deleted, freed, rewritten)
+
+
+def pack_run(store: Store, run_id: int, *, dry_run: bool = False) -> ThinnedRun:
+    """Store a stopped run's snapshots in the store's encoding (XOR deltas), keeping every step:
+    what a database recorded before snapshots were encoded gains from. One transaction."""
+    return thin_run(store, run_id, keep_every=1, dry_run=dry_run)
+
+
+def _decoded_rows(connection, run_id: int, layer: str):
+    """(row, (step, float32 kernel bytes)) of a layer in step order, read a chunk at a time; rows at
+    or before the last one yielded may be changed meanwhile."""
+    columns = (KernelSnapshot.step, KernelSnapshot.encoding, KernelSnapshot.base_step, KernelSnapshot.kernel, KernelSnapshot.bias)
+    after = -1
+
+    def chunks():
+        nonlocal after
+        while True:
+            query = (
+                select(*columns)
+                .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step > after)
+                .order_by(KernelSnapshot.step)
+                .limit(_CHUNK)
+            )
+            rows = connection.execute(query).all()
+            if not rows:
+                return
+            after = rows[-1].step
+            yield from rows
+
+    rows, feed = itertools.tee(chunks())
+    yield from zip(rows, decode_chain((r.step, r.encoding, r.base_step, r.kernel) for r in feed))

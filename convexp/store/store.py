@@ -15,7 +15,8 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 from sqlalchemy.exc import OperationalError
 
 from convexp.errors import RunNotResumableError, RunStillRunningError, StoreError
-from convexp.store import database
+from convexp.store import chains, database
+from convexp.store.encoding import ChainEncoder
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
 from convexp.store.records import KernelSeries, LayerSnapshots, MetricRecord, RunRecord, SnapshotRow, StoredSnapshot
@@ -47,6 +48,7 @@ class Store:
         self.read_only = read_only
         self.engine = database.create_db_engine(self.url, must_exist=must_exist or read_only, read_only=read_only)
         self._writer: Engine | None = None
+        self._encoder: ChainEncoder | None = None
         database.ensure_schema(self.engine, self.url, upgrade=upgrade and not read_only, writer=lambda: self.writer)
 
     @property
@@ -125,11 +127,27 @@ class Store:
             if value is not None
         }
         progress["heartbeat_at"] = utcnow()
+        encoder = self.encoder
+        try:
+            self._write(run_id, metrics, snapshots, progress, checkpoint, encoder)
+        except BaseException:
+            encoder.rollback()
+            raise
+        encoder.commit()
+
+    @property
+    def encoder(self) -> ChainEncoder:
+        """How this store encodes the snapshots it records (see :mod:`convexp.store.encoding`)."""
+        if self._encoder is None:
+            self._encoder = ChainEncoder()
+        return self._encoder
+
+    def _write(self, run_id, metrics, snapshots, progress, checkpoint, encoder: ChainEncoder) -> None:
         with self.transaction() as connection:
             if metrics:
                 _insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value) for m in metrics])
             if snapshots:
-                _insert_many(connection, KernelSnapshot, [_snapshot_row(run_id, s) for s in snapshots])
+                _insert_many(connection, KernelSnapshot, [_snapshot_row(run_id, s, encoder) for s in snapshots])
             if checkpoint is not None:
                 connection.execute(delete(RunCheckpoint).where(RunCheckpoint.run_id == run_id))
                 connection.execute(
@@ -167,6 +185,7 @@ class Store:
             keep_through = -1 if checkpoint is None else checkpoint.step
             connection.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > keep_through))
             connection.execute(delete(KernelSnapshot).where(KernelSnapshot.run_id == run_id, KernelSnapshot.step > keep_through))
+            self.encoder.forget(run_id)
             now = utcnow()
             connection.execute(
                 update(Run)
@@ -244,6 +263,9 @@ class Store:
             if driver is None:
                 raise StoreError(f"{self.location}: cannot compact the database (no connection)")
             driver.execute("VACUUM")
+            # in WAL mode the rewritten file sits in the log until a checkpoint: move it back now, so the
+            # file has shrunk when this returns (a reader still open elsewhere may delay it to its close)
+            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.OperationalError as exc:
             raise StoreError(f"{self.location}: cannot compact the database ({exc})") from None
         finally:
@@ -416,29 +438,10 @@ class Store:
             return list(connection.execute(query).scalars())
 
     def snapshots(self, run_id: int, layer: str, first_step: int, count: int = 1) -> list[StoredSnapshot]:
-        """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, as stored: reading one
-        step (or a few, to play them) costs one indexed query, however many steps the run has."""
-        query = (
-            select(
-                KernelSnapshot.layer,
-                KernelSnapshot.step,
-                KernelSnapshot.epoch,
-                KernelSnapshot.shape,
-                KernelSnapshot.kernel,
-                KernelSnapshot.bias,
-            )
-            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step >= first_step)
-            .order_by(KernelSnapshot.step)
-            .limit(count)
-        )
+        """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, as float32 bytes: reading
+        one step (or a few, to play them) costs one indexed query of a few rows, however many steps the run has."""
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [
-            StoredSnapshot(
-                r.layer, r.step, r.epoch, tuple(json.loads(r.shape)), bytes(r.kernel), None if r.bias is None else bytes(r.bias)
-            )
-            for r in rows
-        ]
+            return chains.read_snapshots(connection, run_id, layer, first_step, count)
 
     def snapshot(self, run_id: int, layer: str, step: int) -> StoredSnapshot:
         """The snapshot of a layer at exactly ``step``; raises :class:`StoreError` naming the recorded range if there is none."""
@@ -461,8 +464,8 @@ class Store:
     ) -> tuple[list[int], np.ndarray]:
         """One filter of a layer at every snapshot (or at ``steps``): (steps, values of shape (n, in, kh, kw)).
 
-        Only that filter's bytes leave the database (``substr`` of the stored kernel), so following
-        one filter of a wide layer over thousands of steps stays cheap."""
+        For a layer stored raw only that filter's bytes leave the database (``substr`` of the stored
+        kernel); XOR-delta snapshots are decoded whole, one after another."""
         import numpy as np
 
         summary = {s.layer: s for s in self.snapshot_summary(run_id)}
@@ -474,41 +477,40 @@ class Store:
         if not 0 <= filter_index < out:
             raise StoreError(f"layer {layer} of run {run_id} has filters 0 to {out - 1}, not {filter_index}")
         size = 4 * int(np.prod(filter_shape))
-        query = (
-            select(KernelSnapshot.step, func.substr(KernelSnapshot.kernel, filter_index * size + 1, size))
-            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
-            .order_by(KernelSnapshot.step)
-        )
-        if steps is not None:
-            query = query.where(KernelSnapshot.step.in_(list(steps)))
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        values = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype="<f4").reshape(len(rows), *filter_shape)
+            if chains.all_raw(connection, run_id, layer):
+                query = (
+                    select(KernelSnapshot.step, func.substr(KernelSnapshot.kernel, filter_index * size + 1, size))
+                    .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
+                    .order_by(KernelSnapshot.step)
+                )
+                if steps is not None:
+                    query = query.where(KernelSnapshot.step.in_(list(steps)))
+                rows = [(step, bytes(data)) for step, data in connection.execute(query)]
+            else:
+                start = filter_index * size
+                rows = [(r[0], r[3][start : start + size]) for r in chains.read_layer(connection, run_id, layer, steps)]
+        values = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), *filter_shape)
         return [r[0] for r in rows], values
 
     def kernel_series(self, run_id: int, layer: str) -> KernelSeries:
         """All snapshots of one layer of one run, in step order, as stacked arrays."""
         import numpy as np
 
-        query = (
-            select(KernelSnapshot.step, KernelSnapshot.epoch, KernelSnapshot.shape, KernelSnapshot.kernel, KernelSnapshot.bias)
-            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
-            .order_by(KernelSnapshot.step)
-        )
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = list(chains.read_layer(connection, run_id, layer))
         if not rows:
             known = self.snapshot_layers(run_id)
             raise StoreError(
                 f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})"
             )
-        shape = tuple(json.loads(rows[0].shape))
-        kernels = np.frombuffer(b"".join(r.kernel for r in rows), dtype="<f4").reshape((len(rows), *shape))
+        shape = tuple(json.loads(rows[0][2]))
+        kernels = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").reshape((len(rows), *shape))
         biases = None
-        if all(r.bias is not None for r in rows):
-            biases = np.frombuffer(b"".join(r.bias for r in rows), dtype="<f4").reshape(len(rows), shape[0])
-        steps = np.array([r.step for r in rows], dtype=np.int64)
-        epochs = np.array([r.epoch for r in rows], dtype=np.int64)
+        if all(r[4] is not None for r in rows):
+            biases = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f4").reshape(len(rows), shape[0])
+        steps = np.array([r[0] for r in rows], dtype=np.int64)
+        epochs = np.array([r[1] for r in rows], dtype=np.int64)
         return KernelSeries(run_id, layer, steps, epochs, kernels, biases)
 
 
@@ -523,7 +525,7 @@ def _read_checkpoint(connection, run_id: int) -> Checkpoint | None:
 #: The columns :func:`_insert_many` fills, in the order of its tuples.
 _INSERTED = {
     "metrics": ("run_id", "step", "epoch", "name", "value"),
-    "kernel_snapshots": ("run_id", "layer", "step", "epoch", "shape", "kernel", "bias"),
+    "kernel_snapshots": ("run_id", "layer", "step", "epoch", "shape", "kernel", "bias", "encoding", "base_step"),
 }
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
@@ -545,10 +547,12 @@ def _insert_many(connection: Connection, model: Any, rows: list[tuple]) -> None:
     connection.exec_driver_sql(statement, rows)
 
 
-def _snapshot_row(run_id: int, snapshot: SnapshotRow) -> tuple:
-    """A snapshot as the tuple :func:`_insert_many` writes into ``kernel_snapshots``: little-endian float32 bytes."""
+def _snapshot_row(run_id: int, snapshot: SnapshotRow, encoder: ChainEncoder) -> tuple:
+    """A snapshot as the tuple :func:`_insert_many` writes into ``kernel_snapshots``, its kernel encoded."""
     import numpy as np
 
     kernel = np.ascontiguousarray(snapshot.kernel, dtype="<f4")
     bias = None if snapshot.bias is None else np.ascontiguousarray(snapshot.bias, dtype="<f4").tobytes()
-    return (run_id, snapshot.layer, snapshot.step, snapshot.epoch, json.dumps(list(kernel.shape)), kernel.tobytes(), bias)
+    stored = encoder.encode(run_id, snapshot.layer, snapshot.step, kernel)
+    shape = json.dumps(list(kernel.shape))
+    return (run_id, snapshot.layer, snapshot.step, snapshot.epoch, shape, stored.data, bias, stored.encoding, stored.base_step)

@@ -1,0 +1,243 @@
+"""Kernel snapshots stored as XOR deltas: lossless against the recorded weights, readable without
+convexp by the README's recipe, read the same through every store method, and kept readable by
+thinning, packing, copying, failed writes and old databases."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import IntegrityError
+
+from convexp.errors import StoreError
+from convexp.store import SnapshotRow, Store
+from convexp.store.database import _alembic_config
+from convexp.store.encoding import RAW, XOR_DELTA, ChainEncoder, decode_chain
+from convexp.store.space import format_bytes, run_sizes, thin_run
+from tests.conftest import REPO, TINY_DIGITS, decode_kernels, run_cli, stored_kernels, write_experiments
+from tests.test_store import RUN_FIELDS
+
+
+def training_walk(steps: int, shape=(8, 3, 3, 3), seed: int = 0) -> list[np.ndarray]:
+    """Kernels as training moves them: small steps from a random start."""
+    rng = np.random.default_rng(seed)
+    kernels = [rng.standard_normal(shape).astype(np.float32) * np.float32(0.2)]
+    for _ in range(steps - 1):
+        kernels.append(kernels[-1] - np.float32(1e-3) * rng.standard_normal(shape).astype(np.float32))
+    return kernels
+
+
+def rows_of(db, run_id: int = 1, layer: str = "conv1") -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        return connection.execute(
+            "SELECT step, encoding, base_step, length(kernel) FROM kernel_snapshots WHERE run_id = ? AND layer = ? ORDER BY step",
+            (run_id, layer),
+        ).fetchall()
+
+
+def test_chains_are_raw_every_tenth_snapshot_and_decode_bit_for_bit():
+    kernels = training_walk(25)
+    encoder = ChainEncoder(XOR_DELTA)
+    stored = []
+    for step, kernel in enumerate(kernels):
+        stored.append(encoder.encode(1, "conv1", step, kernel))
+        encoder.commit()
+    assert [s.encoding for s in stored] == ([RAW] + [XOR_DELTA] * 9) * 2 + [RAW] + [XOR_DELTA] * 4
+    assert [s.base_step for s in stored[:3]] == [None, 0, 1]
+    assert all(len(s.data) < kernels[0].nbytes for s in stored if s.encoding == XOR_DELTA)
+    # the test's own decoder (the README's format) and convexp's agree with the kernels, bit for bit
+    mine = decode_kernels((step, s.encoding, s.data) for step, s in enumerate(stored))
+    theirs = dict(decode_chain((step, s.encoding, s.base_step, s.data) for step, s in enumerate(stored)))
+    for step, kernel in enumerate(kernels):
+        assert mine[step].tobytes() == theirs[step] == kernel.tobytes()
+
+
+def test_a_delta_that_would_not_be_smaller_is_stored_raw_and_so_is_a_new_shape():
+    rng = np.random.default_rng(1)
+    encoder = ChainEncoder(XOR_DELTA)
+    first = encoder.encode(1, "conv1", 0, rng.standard_normal((4, 1, 3, 3)).astype(np.float32))
+    unrelated = encoder.encode(1, "conv1", 1, rng.standard_normal((4, 1, 3, 3)).astype(np.float32))
+    reshaped = encoder.encode(1, "conv1", 2, rng.standard_normal((2, 1, 3, 3)).astype(np.float32))
+    assert [first.encoding, unrelated.encoding, reshaped.encoding] == [RAW, RAW, RAW]
+
+
+def test_a_broken_chain_is_an_error_naming_the_steps():
+    kernels = training_walk(3)
+    encoder = ChainEncoder(XOR_DELTA)
+    stored = [encoder.encode(1, "conv1", step, k) for step, k in enumerate(kernels)]
+    with pytest.raises(StoreError, match="the snapshot at step 2 is a delta of step 1, but it follows step 0"):
+        list(decode_chain([(0, RAW, None, stored[0].data), (2, XOR_DELTA, 1, stored[2].data)]))
+
+
+def test_a_failed_write_does_not_advance_the_chain(db_path):
+    """A batch that rolls back leaves no row behind, so the next batch must not be a delta of it."""
+    kernels = training_walk(4)
+    with Store(db_path) as store:
+        run_id = store.create_run(**RUN_FIELDS)
+        store.record(run_id, snapshots=[SnapshotRow("conv1", 0, 0, kernels[0], None)])
+        with pytest.raises(IntegrityError):  # step 1 together with a duplicate of step 0: refused whole
+            store.record(
+                run_id, snapshots=[SnapshotRow("conv1", 1, 0, kernels[1], None), SnapshotRow("conv1", 0, 0, kernels[0], None)]
+            )
+        store.record(run_id, snapshots=[SnapshotRow("conv1", s, 0, kernels[s], None) for s in (1, 2, 3)])
+        series = store.kernel_series(run_id, "conv1")
+    assert [(step, encoding, base) for step, encoding, base, _ in rows_of(db_path, run_id)] == [
+        (0, RAW, None),
+        (1, XOR_DELTA, 0),
+        (2, XOR_DELTA, 1),
+        (3, XOR_DELTA, 2),
+    ]
+    np.testing.assert_array_equal(series.kernels, np.stack(kernels))
+
+
+#: Two conv layers of a realistic width, every step for 3 epochs of the digits (23 steps each).
+EVERY_STEP = {
+    **TINY_DIGITS,
+    "layers": [
+        {"type": "conv", "filters": 16, "kernel_size": 3, "activation": "relu"},
+        {"type": "conv", "filters": 32, "kernel_size": 3, "activation": "relu"},
+        {"type": "maxpool", "pool_size": 2},
+        {"type": "flatten"},
+        {"type": "dense", "units": 10},
+    ],
+    "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
+    "epochs": 3,
+    "snapshots": {"every": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def every_step_run(tmp_path_factory):
+    """A real training run with kernels at every step."""
+    folder = tmp_path_factory.mktemp("encoded")
+    path = write_experiments(folder / "e.yaml", {"every-step": EVERY_STEP})
+    db = folder / "r.db"
+    result = run_cli("run", str(path), "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    return db
+
+
+def test_a_real_run_is_stored_as_deltas_and_every_read_agrees_with_the_readme_recipe(every_step_run):
+    db = every_step_run
+    rows = rows_of(db, 1, "conv1")
+    encodings = [encoding for _, encoding, _, _ in rows]
+    assert encodings[0] == RAW and encodings.count(XOR_DELTA) > len(rows) // 2
+    # independent decoding (the test's own, from the README's description of the format)
+    expected = {layer: stored_kernels(db, layer) for layer in ("conv1", "conv2")}
+    # the README's recipe, run as a user would copy it
+    readme = (REPO / "README.md").read_text()
+    recipe = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "def read_kernel" in block)
+    namespace: dict = {}
+    exec(recipe.split("\nkernel = read_kernel")[0], namespace)
+    with Store(db, must_exist=True) as store:
+        for layer, kernels in expected.items():
+            steps = sorted(kernels)
+            series = store.kernel_series(1, layer)
+            assert series.steps.tolist() == steps
+            np.testing.assert_array_equal(series.kernels, np.stack([kernels[s] for s in steps]))
+            for step in (0, 1, 9, 10, 11, 57, steps[-1]):
+                assert step in kernels
+                assert namespace["read_kernel"](str(db), 1, layer, step).tobytes() == kernels[step].tobytes()
+                assert store.snapshot(1, layer, step).kernel == kernels[step].tobytes()
+            # a window that starts inside a chain and crosses the next raw row
+            window = store.snapshots(1, layer, 7, 6)
+            assert [s.step for s in window] == list(range(7, 13))
+            assert all(s.kernel == kernels[s.step].tobytes() for s in window)
+            # one filter across steps (decoded, not sliced by SQL) and at chosen steps
+            got_steps, values = store.filter_series(1, layer, 3)
+            assert got_steps == steps
+            np.testing.assert_array_equal(values, np.stack([kernels[s][3] for s in steps]))
+            got_steps, values = store.filter_series(1, layer, 0, steps=[5, 40])
+            assert got_steps == [5, 40]
+            np.testing.assert_array_equal(values, np.stack([kernels[5][0], kernels[40][0]]))
+
+
+def test_thinning_an_encoded_run_keeps_the_kept_steps_bit_for_bit(every_step_run, tmp_path):
+    db = tmp_path / "thin.db"
+    db.write_bytes(every_step_run.read_bytes())
+    before = {layer: stored_kernels(db, layer) for layer in ("conv1", "conv2")}
+    with Store(db) as store:
+        result = thin_run(store, 1, keep_every=7)
+    kept = sorted({0, 23, 46, 69, *range(0, 70, 7)})
+    assert result.kept_steps == len(kept) and result.rewritten_rows > 0
+    for layer, kernels in before.items():
+        after = stored_kernels(db, layer)
+        assert sorted(after) == kept
+        assert all(after[step].tobytes() == kernels[step].tobytes() for step in kept)
+    # every delta's base is the kept row before it
+    rows = rows_of(db)
+    assert all(base == rows[i - 1][0] for i, (_, encoding, base, _) in enumerate(rows) if encoding == XOR_DELTA)
+
+
+def test_a_raw_run_packs_smaller_and_reads_the_same(tmp_path):
+    path = write_experiments(tmp_path / "e.yaml", {"every-step": {**EVERY_STEP, "epochs": 1}})
+    db = tmp_path / "raw.db"
+    result = run_cli("run", str(path), "--db", str(db), env={"CONVEXP_SNAPSHOT_ENCODING": "raw"})
+    assert result.returncode == 0, result.stderr
+    assert {encoding for _, encoding, _, _ in rows_of(db)} == {RAW}
+    before = {layer: stored_kernels(db, layer) for layer in ("conv1", "conv2")}
+    with Store(db) as store:
+        size_before = run_sizes(store)[1].snapshot_bytes
+    dry = run_cli("db", "pack", "1", "--dry-run", "--db", str(db))
+    assert dry.returncode == 0 and "would re-encode" in dry.stdout, dry.stderr
+    assert {encoding for _, encoding, _, _ in rows_of(db)} == {RAW}
+    packed = run_cli("db", "pack", "1", "--db", str(db))
+    assert packed.returncode == 0, packed.stderr
+    with Store(db) as store:
+        size_after = run_sizes(store)[1].snapshot_bytes
+    freed = re.search(r"freed (.+)$", packed.stdout.strip()).group(1)
+    assert size_after < size_before and freed == format_bytes(size_before - size_after)
+    for layer, kernels in before.items():
+        after = stored_kernels(db, layer)
+        assert all(after[step].tobytes() == kernels[step].tobytes() for step in kernels)
+    assert run_cli("compare", "1", "1", "--db", str(db)).returncode == 0
+    # packing twice changes nothing more
+    again = run_cli("db", "pack", "1", "--db", str(db))
+    assert "re-encoded 0 snapshot row(s), freed 0 B" in again.stdout
+
+
+def test_an_old_database_reads_as_raw_after_the_migration(tmp_path):
+    """A database recorded at schema 0005 (float32 kernels, no encoding column) upgrades, reads the
+    same, and goes on recording deltas."""
+    from alembic import command
+
+    db = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "0005")
+    engine.dispose()
+    kernels = training_walk(5)
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        connection.execute(
+            "INSERT INTO runs (id, experiment, backend, status, seed, dataset, kernel_initializer, bias_initializer, spec,"
+            " convexp_version, backend_version, framework, framework_version, epochs_completed, steps_completed, started_at)"
+            " VALUES (1, 'old', 'numpy', 'interrupted', 0, 'digits', 'glorot_uniform', 'zeros', '{}', '0', '0', 'numpy',"
+            " '0', 0, 2, '2026-01-01 00:00:00')"
+        )
+        connection.executemany(
+            "INSERT INTO kernel_snapshots (run_id, layer, step, epoch, shape, kernel, bias) VALUES (1, 'conv1', ?, 0, ?, ?, NULL)",
+            [(step, "[8, 3, 3, 3]", kernels[step].tobytes()) for step in range(3)],
+        )
+        connection.commit()
+    with Store(db) as store:  # migrates to the head
+        assert [r[1] for r in rows_of(db)] == [RAW] * 3
+        np.testing.assert_array_equal(store.kernel_series(1, "conv1").kernels, np.stack(kernels[:3]))
+        store.record(1, snapshots=[SnapshotRow("conv1", s, 0, kernels[s], None) for s in (3, 4)])
+        np.testing.assert_array_equal(store.kernel_series(1, "conv1").kernels, np.stack(kernels))
+    assert [r[1] for r in rows_of(db)] == [RAW] * 4 + [XOR_DELTA]
+    assert run_cli("db", "pack", "1", "--db", str(db)).returncode == 0
+    assert [r[1] for r in rows_of(db)] == [RAW] + [XOR_DELTA] * 4
+    with Store(db) as store:
+        np.testing.assert_array_equal(store.kernel_series(1, "conv1").kernels, np.stack(kernels))
+
+
+def test_a_bad_encoding_setting_is_one_clear_error(tmp_path):
+    path = write_experiments(tmp_path / "e.yaml", {"tiny": TINY_DIGITS})
+    result = run_cli("run", str(path), "--db", str(tmp_path / "r.db"), env={"CONVEXP_SNAPSHOT_ENCODING": "gzip"})
+    assert result.returncode == 1
+    assert "CONVEXP_SNAPSHOT_ENCODING='gzip' is not a snapshot encoding; use one of raw, xor-shuffle-deflate" in result.stderr
+    assert "Traceback" not in result.stderr
