@@ -16,9 +16,9 @@ layers back into float32 arrays (what reading a series costs on top of fetching 
   is never more than 49 decodes away;
 - xor-step-0+shuffle+zlib: each snapshot XOR the layer's step-0 snapshot (which thinning always
   keeps), so any step decodes from two rows;
-- convexp (what convexp stores, convexp.store.encoding): XOR delta of the previous step, shuffle,
-  deflate with zlib's run-length strategy at level 1; raw every 10 snapshots and whenever the
-  delta would not be smaller.
+- convexp (what convexp stores, convexp.store.encoding): XOR delta of the previous step, shuffled;
+  the two low byte planes kept as they are, the two high ones deflated with zlib's run-length
+  strategy at level 1; raw every 10 snapshots and whenever the delta would not be smaller.
 
 Each is also timed encoding all snapshots (the writer thread's cost). Last, the run is packed
 into convexp's encoding in a copy of the database and read back through the store (every
@@ -88,7 +88,7 @@ def encodings():
     def convexp_encode(series: list[bytes]) -> list:
         from convexp.store.encoding import ChainEncoder
 
-        encoder = ChainEncoder("xor-shuffle-deflate")
+        encoder = ChainEncoder("xor-delta")
         out = []
         for step, raw in enumerate(series):
             out.append(encoder.encode(1, "layer", step, raw))
@@ -117,7 +117,7 @@ def encodings():
         ),
         f"xor-delta+shuffle+zlib-6 (key every {KEYFRAME})": (xor_encode, xor_decode),
         "xor-step-0+shuffle+zlib-6": (first_encode, first_decode),
-        "convexp: xor-shuffle-deflate (rle, level 1, raw every 10)": (convexp_encode, convexp_decode),
+        "convexp: xor-delta (high planes deflated, raw every 10)": (convexp_encode, convexp_decode),
     }
 
 
@@ -134,7 +134,7 @@ def read_through_store(db: Path, run_id: int, folder: Path, series: dict[str, li
     from convexp.store.space import pack_run, run_sizes
 
     out = {}
-    for name, encoding in (("raw", "raw"), ("packed", "xor-shuffle-deflate")):
+    for name, encoding in (("raw", "raw"), ("packed", "xor-delta")):
         copy = folder / f"{name}.db"
         shutil.copyfile(db, copy)
         with Store(str(copy)) as store:

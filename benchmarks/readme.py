@@ -107,7 +107,7 @@ def render(readme: str) -> str:
     for name, table in TABLES.items():
         results = HERE / "results" / f"{name}.json"
         if not results.exists():
-            continue
+            sys.exit(f"{results} is missing: run benchmarks/{name}.py (the README's table comes from it)")
         pattern = re.compile(rf"(<!-- benchmarks:{name} -->\n)(?:.*?\n)?(<!-- /benchmarks:{name} -->)", re.S)
         if not pattern.search(readme):
             sys.exit(f"README.md has no <!-- benchmarks:{name} --> ... <!-- /benchmarks:{name} --> block")

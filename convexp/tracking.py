@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,31 +42,70 @@ from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, BackgroundW
 EXTERNAL = "external"
 
 
+#: How a reader lays a model's conv layers out in one flat float32 array: per layer its name, its
+#: canonical kernel shape (out, in, kh, kw), and its bias length (None without a bias); the
+#: kernel's values come first, then the bias's, layer after layer.
+Layout = tuple[tuple[str, tuple[int, ...], int | None], ...]
+#: A kernel reader: returns the layout and one fresh float32 array holding every kernel and bias.
+KernelReader = Callable[[], tuple[Layout, np.ndarray]]
+
+
 def kernels_of(model: Any, layers: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """The conv kernels (out, in, kh, kw) and biases of a model, by layer name, as float32 copies.
 
     ``model`` is a torch ``nn.Module`` (its ``Conv2d`` modules, named as ``named_modules`` names
     them), a Keras 3 model (its ``Conv2D`` layers, by layer name) or a mapping of name to a
     canonical kernel array or a (kernel, bias) pair. ``layers`` picks some of them by name."""
-    return kernel_reader(model, layers)()
+    return dict(unpack(*kernel_reader(model, layers)()))
 
 
-def kernel_reader(model: Any, layers: list[str] | None = None) -> Callable[[], dict[str, tuple[np.ndarray, np.ndarray | None]]]:
-    """A function returning :func:`kernels_of` ``model``: the model's conv layers are found once, so
-    that reading them at every step costs only the copies."""
+def unpack(layout: Layout, flat: np.ndarray) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray | None]]]:
+    """(name, (kernel, bias)) of each layer in a reader's flat array (views of it, no copies)."""
+    offset = 0
+    for name, shape, bias_size in layout:
+        size = math.prod(shape)
+        kernel = flat[offset : offset + size].reshape(shape)
+        offset += size
+        bias = None
+        if bias_size is not None:
+            bias = flat[offset : offset + bias_size]
+            offset += bias_size
+        yield name, (kernel, bias)
+
+
+def kernel_reader(model: Any, layers: list[str] | None = None) -> KernelReader:
+    """A function reading the conv kernels of ``model`` (see :func:`kernels_of`) into one flat float32
+    copy with its :data:`Layout`: the model's conv layers are found once, so that reading them at
+    every step costs one copy (for torch, one ``torch.cat`` of the weights)."""
     if isinstance(model, Mapping):
-        return lambda: _checked(_from_mapping(model), layers)
+        return lambda: _packed(_checked(_from_mapping(model), layers))
     module = type(model).__module__
     if module.startswith("torch"):
         import torch
 
         convs = _chosen({name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}, layers)
+        layout: Layout = tuple(
+            (name, tuple(m.weight.shape), None if m.bias is None else int(m.bias.shape[0])) for name, m in convs.items()
+        )
+        modules = list(convs.values())
+        names = [("weight", "bias") for _ in modules]
+        cached: dict[str, Any] = {"params": None, "current": None, "views": None}
 
-        def read_torch() -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-            with torch.no_grad():
-                return {
-                    name: (_torch_copy(m.weight), None if m.bias is None else _torch_copy(m.bias)) for name, m in convs.items()
-                }
+        def read_torch() -> tuple[Layout, np.ndarray]:
+            # flat views of the parameters' data are made once and kept while every parameter is the
+            # same object on the same memory (optimizers update in place); anything else remakes them
+            params = [m._parameters[n] for m, pair in zip(modules, names) for n in pair if m._parameters[n] is not None]
+            # ids of the parameters held in the cache (so no id is reused meanwhile), and their memory
+            current = [(id(p), p.data_ptr()) for p in params]
+            if current != cached["current"]:
+                cached.update(params=params, current=current, views=[p.data.reshape(-1) for p in params])
+            flat = torch.cat(cached["views"]) if params else torch.zeros(0)
+            if flat.dtype != torch.float32:
+                flat = flat.float()
+            try:
+                return layout, flat.numpy()  # cat made a copy
+            except TypeError:  # on a GPU
+                return layout, flat.cpu().numpy()
 
         return read_torch
     if module.startswith(("keras", "tf_keras", "tensorflow")):
@@ -76,14 +115,16 @@ def kernel_reader(model: Any, layers: list[str] | None = None) -> Callable[[], d
             {layer.name: layer for layer in _keras_layers(model) if isinstance(layer, keras.layers.Conv2D)}, layers
         )
 
-        def read_keras() -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-            return {
-                name: (
-                    np.ascontiguousarray(np.asarray(layer.kernel.numpy(), dtype=np.float32).transpose(3, 2, 0, 1)),
-                    None if layer.bias is None else np.array(layer.bias.numpy(), dtype=np.float32),
-                )
-                for name, layer in conv_layers.items()
-            }
+        def read_keras() -> tuple[Layout, np.ndarray]:
+            return _packed(
+                {
+                    name: (
+                        np.asarray(layer.kernel.numpy(), dtype=np.float32).transpose(3, 2, 0, 1),
+                        None if layer.bias is None else np.asarray(layer.bias.numpy(), dtype=np.float32),
+                    )
+                    for name, layer in conv_layers.items()
+                }
+            )
 
         return read_keras
     raise TypeError(
@@ -92,11 +133,11 @@ def kernel_reader(model: Any, layers: list[str] | None = None) -> Callable[[], d
     )
 
 
-def _torch_copy(tensor: Any) -> np.ndarray:
-    tensor = tensor.detach()
-    if tensor.device.type != "cpu":
-        return tensor.cpu().numpy()  # already a copy
-    return np.array(tensor.numpy(), dtype=np.float32)  # numpy() shares the tensor's memory
+def _packed(found: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> tuple[Layout, np.ndarray]:
+    """Layers' kernels and biases as a layout and one flat float32 copy."""
+    layout = tuple((name, tuple(k.shape), None if b is None else int(b.shape[0])) for name, (k, b) in found.items())
+    parts = [a.ravel() for k, b in found.values() for a in (k, b) if a is not None]
+    return layout, np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
 
 
 def _chosen(found: dict[str, Any], layers: list[str] | None) -> dict[str, Any]:
@@ -112,10 +153,7 @@ def _from_mapping(model: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.nd
     found = {}
     for name, value in model.items():
         kernel, bias = value if isinstance(value, tuple) else (value, None)
-        found[str(name)] = (
-            np.array(kernel, dtype=np.float32),
-            None if bias is None else np.array(bias, dtype=np.float32),
-        )
+        found[str(name)] = (np.asarray(kernel, dtype=np.float32), None if bias is None else np.asarray(bias, dtype=np.float32))
     return found
 
 
@@ -134,6 +172,27 @@ def _keras_layers(model: Any) -> Iterator[Any]:
             yield from _keras_layers(layer)
 
 
+class PackedSnapshots(Sequence[SnapshotRow]):
+    """Snapshot rows of complete steps, kept as each step's flat arrays: the rows are built when the
+    writer thread reads them, not on the training thread."""
+
+    def __init__(self, steps: list[tuple[int, int, list[tuple[Layout, np.ndarray]]]]):
+        self.steps = steps
+        self._count = sum(len(layout) for _, _, logged in steps for layout, _ in logged)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[SnapshotRow]:
+        for step, epoch, logged in self.steps:
+            for layout, flat in logged:
+                for name, (kernel, bias) in unpack(layout, flat):
+                    yield SnapshotRow(name, step, epoch, kernel, bias)
+
+    def __getitem__(self, index):  # a Sequence's; the writer only iterates
+        return list(self)[index]
+
+
 class TrackedRun:
     """A run being recorded from the user's own loop; see :func:`track`."""
 
@@ -143,14 +202,16 @@ class TrackedRun:
         self.step: int | None = None  # the step being logged: complete once a later one is logged
         self.epoch = 0
         self._current_metrics: dict[str, MetricRecord] = {}
-        self._current_kernels: dict[str, SnapshotRow] = {}
+        # by layer names: the same layers logged again at the same step replace what was logged
+        self._current_kernels: dict[tuple[str, ...], tuple[Layout, np.ndarray]] = {}
         self._metrics: list[MetricRecord] = []  # complete steps, not yet handed to the writer
-        self._snapshots: list[SnapshotRow] = []
+        self._snapshots: list[tuple[int, int, list[tuple[Layout, np.ndarray]]]] = []
         self._bytes = 0
         self._steps_completed = 0
         self._last_flush = time.monotonic()
         self.shapes: dict[str, list[int]] = {}
-        self._readers: dict[int, tuple[Any, Callable[[], dict]]] = {}  # a model and its kernel reader, built once
+        # a model, its kernel reader (built once) and its layer names, by the model's id
+        self._readers: dict[int, tuple[Any, KernelReader, tuple[str, ...]]] = {}
 
     def _at(self, step: int, epoch: int | None) -> None:
         if not isinstance(step, (int, np.integer)) or step < 0:
@@ -165,7 +226,8 @@ class TrackedRun:
 
     def _complete_current(self) -> None:
         self._metrics.extend(self._current_metrics.values())
-        self._snapshots.extend(self._current_kernels.values())
+        if self._current_kernels and self.step is not None:
+            self._snapshots.append((self.step, self.epoch, list(self._current_kernels.values())))
         self._current_metrics, self._current_kernels = {}, {}
         if self.step is not None:
             self._steps_completed = self.step
@@ -186,23 +248,34 @@ class TrackedRun:
     def log_kernels(self, model: Any, step: int, epoch: int | None = None) -> None:
         """Record the conv kernels of ``model`` (see :func:`kernels_of`) at ``step``."""
         self._at(step, epoch)
-        cached = None if isinstance(model, Mapping) else self._readers.get(id(model))
-        if cached is not None and cached[0] is model:
-            reader = cached[1]
+        cached = self._readers.get(id(model))
+        if cached is not None and cached[0] is model:  # a model seen before: its reader, its layout checked
+            layout, flat = cached[1]()
+            names = cached[2]
         else:
             reader = kernel_reader(model, self.layers)
-            if not isinstance(model, Mapping):
-                self._readers[id(model)] = (model, reader)
-        for name, (kernel, bias) in reader().items():
-            known = self.shapes.setdefault(name, list(kernel.shape))
-            if known != list(kernel.shape):
-                raise ValueError(f"layer {name}: kernel shape {list(kernel.shape)} at step {step}, {known} before")
-            self._current_kernels[name] = SnapshotRow(name, int(step), self.epoch, kernel, bias)
-            self._bytes += kernel.nbytes
+            layout, flat = reader()
+            self._check_layout(layout, step)
+            names = tuple(name for name, _, _ in layout)
+            if not isinstance(model, Mapping):  # a mapping may change from one call to the next
+                self._readers[id(model)] = (model, reader, names)
+        if self._current_kernels and names not in self._current_kernels:
+            taken = {name for other in self._current_kernels for name in other}.intersection(names)
+            if taken:
+                raise ValueError(f"layer {', '.join(sorted(taken))} logged twice at step {step}, from two models")
+        self._current_kernels[names] = (layout, flat)
+        self._bytes += flat.nbytes
+
+    def _check_layout(self, layout: Layout, step: int) -> None:
+        """Each layer keeps the kernel shape it was first logged with."""
+        for name, shape, _ in layout:
+            known = self.shapes.setdefault(name, list(shape))
+            if known != list(shape):
+                raise ValueError(f"layer {name}: kernel shape {list(shape)} at step {step}, {known} before")
 
     def flush(self) -> None:
         """Hand the complete steps to the writer thread (done by itself at least every second)."""
-        self.writer.submit(Batch(self._metrics, self._snapshots, self.epoch, self._steps_completed))
+        self.writer.submit(Batch(self._metrics, PackedSnapshots(self._snapshots), self.epoch, self._steps_completed))
         self._metrics, self._snapshots, self._bytes = [], [], 0
         self._last_flush = time.monotonic()
 

@@ -24,16 +24,17 @@ MNIST_ENV = "CONVEXP_TEST_MNIST"
 def decode_kernels(rows) -> dict[int, np.ndarray]:
     """step -> flat float32 kernel, from stored rows (step, encoding, kernel bytes) of one layer in step
     order starting at a raw row, decoded by the format the README documents (not convexp's own code):
-    a raw row holds float32 bytes; an 'xor-shuffle-deflate' row holds zlib-compressed bytes regrouped
-    by significance of the XOR of its words with the previous row's."""
+    a raw row holds float32 bytes; an 'xor-delta' row holds the XOR of its words with the previous
+    row's, as byte planes by significance: planes 0 and 1 as they are, planes 2 and 3 deflated."""
     out: dict[int, np.ndarray] = {}
     words = None
     for step, encoding, blob in rows:
         if encoding == "raw":
             words = np.frombuffer(bytes(blob), "<u4")
         else:
-            assert encoding == "xor-shuffle-deflate" and words is not None, (step, encoding)
-            planes = np.frombuffer(zlib.decompress(bytes(blob)), np.uint8).reshape(4, -1)
+            assert encoding == "xor-delta" and words is not None, (step, encoding)
+            blob, low = bytes(blob), 2 * words.size
+            planes = np.frombuffer(blob[:low] + zlib.decompress(blob[low:]), np.uint8).reshape(4, -1)
             words = np.ascontiguousarray(planes.T).view("<u4").ravel() ^ words
         out[step] = words.view("<f4")
     return out

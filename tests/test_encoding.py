@@ -22,7 +22,7 @@ from tests.conftest import REPO, TINY_DIGITS, decode_kernels, run_cli, stored_ke
 from tests.test_store import RUN_FIELDS
 
 
-def training_walk(steps: int, shape=(8, 3, 3, 3), seed: int = 0) -> list[np.ndarray]:
+def training_walk(steps: int, shape=(32, 16, 3, 3), seed: int = 0) -> list[np.ndarray]:
     """Kernels as training moves them: small steps from a random start."""
     rng = np.random.default_rng(seed)
     kernels = [rng.standard_normal(shape).astype(np.float32) * np.float32(0.2)]
@@ -31,7 +31,7 @@ def training_walk(steps: int, shape=(8, 3, 3, 3), seed: int = 0) -> list[np.ndar
     return kernels
 
 
-def rows_of(db, run_id: int = 1, layer: str = "conv1") -> list[tuple]:
+def rows_of(db, run_id: int = 1, layer: str = "conv2") -> list[tuple]:
     with contextlib.closing(sqlite3.connect(db)) as connection:
         return connection.execute(
             "SELECT step, encoding, base_step, length(kernel) FROM kernel_snapshots WHERE run_id = ? AND layer = ? ORDER BY step",
@@ -48,7 +48,7 @@ def test_chains_are_raw_every_tenth_snapshot_and_decode_bit_for_bit():
         encoder.commit()
     assert [s.encoding for s in stored] == ([RAW] + [XOR_DELTA] * 9) * 2 + [RAW] + [XOR_DELTA] * 4
     assert [s.base_step for s in stored[:3]] == [None, 0, 1]
-    assert all(len(s.data) < kernels[0].nbytes for s in stored if s.encoding == XOR_DELTA)
+    assert all(len(s.data) < 0.8 * kernels[0].nbytes for s in stored if s.encoding == XOR_DELTA)
     # the test's own decoder (the README's format) and convexp's agree with the kernels, bit for bit
     mine = decode_kernels((step, s.encoding, s.data) for step, s in enumerate(stored))
     theirs = dict(decode_chain((step, s.encoding, s.base_step, s.data) for step, s in enumerate(stored)))
@@ -56,13 +56,19 @@ def test_chains_are_raw_every_tenth_snapshot_and_decode_bit_for_bit():
         assert mine[step].tobytes() == theirs[step] == kernel.tobytes()
 
 
-def test_a_delta_that_would_not_be_smaller_is_stored_raw_and_so_is_a_new_shape():
+def test_a_delta_that_would_not_be_smaller_is_stored_raw_and_so_are_a_new_shape_and_small_kernels():
     rng = np.random.default_rng(1)
     encoder = ChainEncoder(XOR_DELTA)
-    first = encoder.encode(1, "conv1", 0, rng.standard_normal((4, 1, 3, 3)).astype(np.float32))
-    unrelated = encoder.encode(1, "conv1", 1, rng.standard_normal((4, 1, 3, 3)).astype(np.float32))
-    reshaped = encoder.encode(1, "conv1", 2, rng.standard_normal((2, 1, 3, 3)).astype(np.float32))
+    first = encoder.encode(1, "conv2", 0, rng.standard_normal((32, 16, 3, 3)).astype(np.float32))
+    noise = rng.integers(0, 2**32, (32, 16, 3, 3), dtype=np.uint32).view(np.float32)  # every bit random
+    unrelated = encoder.encode(1, "conv2", 1, noise)
+    reshaped = encoder.encode(1, "conv2", 2, rng.standard_normal((16, 16, 3, 3)).astype(np.float32))
     assert [first.encoding, unrelated.encoding, reshaped.encoding] == [RAW, RAW, RAW]
+    small = training_walk(3, shape=(8, 3, 3, 3))  # 864 bytes: under MIN_DELTA_BYTES
+    assert {encoder.encode(1, "conv1", step, k).encoding for step, k in enumerate(small)} == {RAW}
+    # without the floor, the same small kernels are deltas
+    unfloored = ChainEncoder(XOR_DELTA, min_bytes=0)
+    assert [unfloored.encode(1, "conv1", step, k).encoding for step, k in enumerate(small)] == [RAW, XOR_DELTA, XOR_DELTA]
 
 
 def test_a_broken_chain_is_an_error_naming_the_steps():
@@ -78,13 +84,13 @@ def test_a_failed_write_does_not_advance_the_chain(db_path):
     kernels = training_walk(4)
     with Store(db_path) as store:
         run_id = store.create_run(**RUN_FIELDS)
-        store.record(run_id, snapshots=[SnapshotRow("conv1", 0, 0, kernels[0], None)])
+        store.record(run_id, snapshots=[SnapshotRow("conv2", 0, 0, kernels[0], None)])
         with pytest.raises(IntegrityError):  # step 1 together with a duplicate of step 0: refused whole
             store.record(
-                run_id, snapshots=[SnapshotRow("conv1", 1, 0, kernels[1], None), SnapshotRow("conv1", 0, 0, kernels[0], None)]
+                run_id, snapshots=[SnapshotRow("conv2", 1, 0, kernels[1], None), SnapshotRow("conv2", 0, 0, kernels[0], None)]
             )
-        store.record(run_id, snapshots=[SnapshotRow("conv1", s, 0, kernels[s], None) for s in (1, 2, 3)])
-        series = store.kernel_series(run_id, "conv1")
+        store.record(run_id, snapshots=[SnapshotRow("conv2", s, 0, kernels[s], None) for s in (1, 2, 3)])
+        series = store.kernel_series(run_id, "conv2")
     assert [(step, encoding, base) for step, encoding, base, _ in rows_of(db_path, run_id)] == [
         (0, RAW, None),
         (1, XOR_DELTA, 0),
@@ -123,9 +129,10 @@ def every_step_run(tmp_path_factory):
 
 def test_a_real_run_is_stored_as_deltas_and_every_read_agrees_with_the_readme_recipe(every_step_run):
     db = every_step_run
-    rows = rows_of(db, 1, "conv1")
+    rows = rows_of(db, 1, "conv2")  # 32 x 16 x 3 x 3: 18 KB; conv1 (576 bytes) is raw throughout
     encodings = [encoding for _, encoding, _, _ in rows]
     assert encodings[0] == RAW and encodings.count(XOR_DELTA) > len(rows) // 2
+    assert {encoding for _, encoding, _, _ in rows_of(db, 1, "conv1")} == {RAW}
     # independent decoding (the test's own, from the README's description of the format)
     expected = {layer: stored_kernels(db, layer) for layer in ("conv1", "conv2")}
     # the README's recipe, run as a user would copy it
@@ -219,25 +226,25 @@ def test_an_old_database_reads_as_raw_after_the_migration(tmp_path):
             " '0', 0, 2, '2026-01-01 00:00:00')"
         )
         connection.executemany(
-            "INSERT INTO kernel_snapshots (run_id, layer, step, epoch, shape, kernel, bias) VALUES (1, 'conv1', ?, 0, ?, ?, NULL)",
-            [(step, "[8, 3, 3, 3]", kernels[step].tobytes()) for step in range(3)],
+            "INSERT INTO kernel_snapshots (run_id, layer, step, epoch, shape, kernel, bias) VALUES (1, 'conv2', ?, 0, ?, ?, NULL)",
+            [(step, "[32, 16, 3, 3]", kernels[step].tobytes()) for step in range(3)],
         )
         connection.commit()
     with Store(db) as store:  # migrates to the head
         assert [r[1] for r in rows_of(db)] == [RAW] * 3
-        np.testing.assert_array_equal(store.kernel_series(1, "conv1").kernels, np.stack(kernels[:3]))
-        store.record(1, snapshots=[SnapshotRow("conv1", s, 0, kernels[s], None) for s in (3, 4)])
-        np.testing.assert_array_equal(store.kernel_series(1, "conv1").kernels, np.stack(kernels))
+        np.testing.assert_array_equal(store.kernel_series(1, "conv2").kernels, np.stack(kernels[:3]))
+        store.record(1, snapshots=[SnapshotRow("conv2", s, 0, kernels[s], None) for s in (3, 4)])
+        np.testing.assert_array_equal(store.kernel_series(1, "conv2").kernels, np.stack(kernels))
     assert [r[1] for r in rows_of(db)] == [RAW] * 4 + [XOR_DELTA]
     assert run_cli("db", "pack", "1", "--db", str(db)).returncode == 0
     assert [r[1] for r in rows_of(db)] == [RAW] + [XOR_DELTA] * 4
     with Store(db) as store:
-        np.testing.assert_array_equal(store.kernel_series(1, "conv1").kernels, np.stack(kernels))
+        np.testing.assert_array_equal(store.kernel_series(1, "conv2").kernels, np.stack(kernels))
 
 
 def test_a_bad_encoding_setting_is_one_clear_error(tmp_path):
     path = write_experiments(tmp_path / "e.yaml", {"tiny": TINY_DIGITS})
     result = run_cli("run", str(path), "--db", str(tmp_path / "r.db"), env={"CONVEXP_SNAPSHOT_ENCODING": "gzip"})
     assert result.returncode == 1
-    assert "CONVEXP_SNAPSHOT_ENCODING='gzip' is not a snapshot encoding; use one of raw, xor-shuffle-deflate" in result.stderr
+    assert "CONVEXP_SNAPSHOT_ENCODING='gzip' is not a snapshot encoding; use one of raw, xor-delta" in result.stderr
     assert "Traceback" not in result.stderr

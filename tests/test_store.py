@@ -99,13 +99,13 @@ def test_metrics_and_snapshots_round_trip_as_float32_little_endian(db_url):
     store = Store(db_url)
     run_id = store.create_run(**RUN_FIELDS)
     rng = np.random.default_rng(0)
-    kernels = [rng.standard_normal((4, 2, 3, 3)).astype(np.float32)]
+    kernels = [rng.standard_normal((16, 32, 3, 3)).astype(np.float32)]
     for _ in range(2):  # small steps, as training takes: the stored deltas are smaller than the kernels
-        kernels.append(kernels[-1] - np.float32(1e-4) * rng.standard_normal((4, 2, 3, 3)).astype(np.float32))
+        kernels.append(kernels[-1] - np.float32(1e-4) * rng.standard_normal((16, 32, 3, 3)).astype(np.float32))
     store.record(
         run_id,
         [MetricRecord(1, 1, "train_loss", 0.5), MetricRecord(2, 1, "train_loss", 0.25), MetricRecord(2, 1, "test_accuracy", 0.9)],
-        [SnapshotRow("conv1", step, 0, k, np.arange(4, dtype=np.float32)) for step, k in enumerate(kernels)],
+        [SnapshotRow("conv1", step, 0, k, np.arange(16, dtype=np.float32)) for step, k in enumerate(kernels)],
         epochs_completed=1,
         steps_completed=2,
     )
@@ -122,13 +122,13 @@ def test_metrics_and_snapshots_round_trip_as_float32_little_endian(db_url):
     with engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT step, encoding, kernel, shape FROM kernel_snapshots ORDER BY step").all()
     engine.dispose()
-    assert {r.shape for r in rows} == {"[4, 2, 3, 3]"}
+    assert {r.shape for r in rows} == {"[16, 32, 3, 3]"}
     # step 0 starts the chain as plain float32 bytes; the steps after it are XOR deltas
-    assert [r.encoding for r in rows] == ["raw", "xor-shuffle-deflate", "xor-shuffle-deflate"]
-    assert np.frombuffer(bytes(rows[0].kernel), "<f4").reshape(4, 2, 3, 3).tolist() == kernels[0].tolist()
+    assert [r.encoding for r in rows] == ["raw", "xor-delta", "xor-delta"]
+    assert np.frombuffer(bytes(rows[0].kernel), "<f4").reshape(16, 32, 3, 3).tolist() == kernels[0].tolist()
     decoded = decode_kernels((r.step, r.encoding, r.kernel) for r in rows)
     for step in (1, 2):
-        np.testing.assert_array_equal(decoded[step].reshape(4, 2, 3, 3), kernels[step])
+        np.testing.assert_array_equal(decoded[step].reshape(16, 32, 3, 3), kernels[step])
 
 
 def test_duplicate_snapshot_is_refused_and_the_batch_rolls_back(db_url):

@@ -61,6 +61,53 @@ def test_track_records_whole_steps_with_metrics_and_kernels(tmp_path):
     assert losses == [(s, 2.0 / s) for s in range(1, 6)]
 
 
+def test_a_torch_model_is_read_as_it_is_at_each_step_even_when_its_parameters_are_replaced(tmp_path):
+    """The reader keeps flat views of the parameters between steps: an in-place update, a replaced
+    Parameter and a change of dtype must all be seen, bit for bit, kernels and biases alike."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 8, 3, bias=False))
+    db = tmp_path / "r.db"
+    expected = {}
+
+    def copies():
+        return {name: (m.weight.detach().float().numpy().copy(), None if m.bias is None else m.bias.detach().float().numpy().copy())
+                for name, m in (("0", model[0]), ("2", model[2]))}  # fmt: skip
+
+    with convexp.track(experiment="mine", db=str(db)) as run:
+        run.log_kernels(model, step=0)
+        expected[0] = copies()
+        with torch.no_grad():
+            model[0].weight.mul_(0.5)  # in place, as optimizers update
+            model[0].bias.add_(1.0)
+        run.log_kernels(model, step=1)
+        expected[1] = copies()
+        model[2].weight = torch.nn.Parameter(torch.full((8, 4, 3, 3), 0.25))  # a new Parameter object
+        run.log_kernels(model, step=2)
+        expected[2] = copies()
+        model.double()  # new memory, another dtype: recorded as float32
+        with torch.no_grad():
+            model[0].weight.add_(1e-3)
+        run.log_kernels(model, step=3)
+        expected[3] = copies()
+        other = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3))  # its layer "0" clashes with the model's
+        with pytest.raises(ValueError, match="layer 0 logged twice at step 3, from two models"):
+            run.log_kernels(other, step=3)
+        with pytest.raises(ValueError, match=r"layer 2: kernel shape \[8, 4, 5, 5\] at step 4, \[8, 4, 3, 3\] before"):
+            run.log_kernels({"2": np.zeros((8, 4, 5, 5), np.float32)}, step=4)
+    for layer in ("0", "2"):
+        recorded = stored(db, layer)
+        assert sorted(recorded) == [0, 1, 2, 3]
+        for step, kernels in expected.items():
+            assert recorded[step].tobytes() == kernels[layer][0].tobytes(), (layer, step)
+    with sqlite3.connect(db) as connection:
+        biases = dict(connection.execute("SELECT step, bias FROM kernel_snapshots WHERE layer = '0' ORDER BY step"))
+        assert connection.execute("SELECT count(*) FROM kernel_snapshots WHERE layer = '2' AND bias IS NOT NULL").fetchone() == (
+            0,
+        )
+    assert all(biases[step] == kernels["0"][1].tobytes() for step, kernels in expected.items())
+
+
 def test_leaving_by_an_exception_or_ctrl_c_keeps_the_complete_steps(tmp_path):
     for error, status in ((RuntimeError("boom"), "failed"), (KeyboardInterrupt(), "interrupted")):
         db = tmp_path / f"{status}.db"

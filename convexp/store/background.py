@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,7 @@ class Batch:
     """One transaction's worth of a run's rows and progress (see :meth:`Store.record`)."""
 
     metrics: list[MetricRecord]
-    snapshots: list[SnapshotRow]
+    snapshots: Sequence[SnapshotRow]
     epochs_completed: int | None = None
     steps_completed: int | None = None
     checkpoint: Checkpoint | None = None

@@ -1,21 +1,23 @@
 """How kernel snapshots are stored: raw float32 bytes, or XOR deltas against the layer's previous snapshot.
 
 Between consecutive steps a kernel changes in the low bits of each float's mantissa, so the XOR
-of two consecutive snapshots is mostly zero bytes in its high positions. A snapshot with
-``encoding = 'xor-shuffle-deflate'`` holds
+of two consecutive snapshots has mostly zero bytes in its high positions. A snapshot with
+``encoding = 'xor-delta'`` holds, for its ``n`` float32 values,
 
-    deflate(shuffle(words XOR base_words))
+    planes[0] + planes[1] + deflate(planes[2] + planes[3])
 
-where ``words`` are the snapshot's little-endian float32 kernel values read as uint32, and
-``base_words`` those of the same run and layer at ``base_step`` (the layer's previous snapshot,
-itself raw or an XOR delta); ``shuffle`` regroups the bytes by significance (byte 0 of every
-word, then byte 1 of every word, ...; what HDF5's shuffle filter does); ``deflate`` is zlib's
-format (``zlib.decompress`` reads it). A row with ``encoding = 'raw'`` holds the float32 bytes
-themselves and starts a chain: every layer's first snapshot (step 0 included), every
-:data:`KEYFRAME_EVERY`-th one after it, and any whose delta would not be smaller are raw, so one
-step decodes from at most that many rows and no snapshot takes more than its raw bytes.
-Biases are always raw. On MNIST every-step runs this stores about 30% fewer bytes (measured by
-benchmarks/encoding.py; the numbers are in the README).
+where ``planes[i]`` is byte ``i`` (0 = least significant) of every word of
+``words XOR base_words``, ``n`` bytes each; ``words`` are the snapshot's little-endian float32
+kernel values read as uint32 and ``base_words`` those of the same run and layer at
+``base_step`` (the layer's previous snapshot, itself raw or an XOR delta). The two low planes
+are close to random and stored as they are; the two high ones, mostly zeros, are deflated
+(zlib's format: ``zlib.decompress`` reads them). A row with ``encoding = 'raw'`` holds the
+float32 bytes themselves and starts a chain: every layer's first snapshot (step 0 included),
+every :data:`KEYFRAME_EVERY`-th one after it, and any whose delta would not be smaller are raw,
+so one step decodes from at most that many rows and no snapshot takes more than its raw bytes;
+kernels under :data:`MIN_DELTA_BYTES` are always raw.
+Biases are always raw. On MNIST every-step runs this stores about a third fewer bytes (measured
+by benchmarks/encoding.py; the numbers are in the README).
 
 To read a kernel without convexp (sqlite3 + numpy), see "Reading the database yourself" in the
 README, or :func:`decode_chain` here.
@@ -35,10 +37,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 RAW = "raw"
-XOR_DELTA = "xor-shuffle-deflate"
+XOR_DELTA = "xor-delta"
 ENCODINGS = (RAW, XOR_DELTA)
 #: A raw snapshot starts a new chain after this many snapshots of a layer.
 KEYFRAME_EVERY = 10
+#: Kernels smaller than this are stored raw: their deltas would save a few hundred bytes a step
+#: while costing the writer thread about as much time as a kernel ten times larger.
+MIN_DELTA_BYTES = 8192
 #: Where the recorder's encoding is chosen: ``raw`` stores every snapshot as plain float32 bytes.
 ENCODING_ENV = "CONVEXP_SNAPSHOT_ENCODING"
 
@@ -63,19 +68,23 @@ def xor_delta(words: np.ndarray, base: np.ndarray) -> bytes:
     """The stored bytes of ``words`` as an XOR delta against ``base`` (both little-endian uint32 arrays)."""
     if words.shape != base.shape:
         raise StoreError(f"a kernel of {words.size} values cannot be a delta of one of {base.size}")
-    shuffled = (words ^ base).view("u1").reshape(-1, 4).T.tobytes()
-    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)  # Z_RLE: the zero runs are what there is to find
-    return packer.compress(shuffled) + packer.flush()
+    planes = (words ^ base).view("u1").reshape(-1, 4).T
+    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # Z_RLE: the zero runs are what there is to find
+    return planes[:2].tobytes() + packer.compress(planes[2:].tobytes()) + packer.flush()
 
 
 def undo_xor_delta(data: bytes, base: np.ndarray) -> np.ndarray:
     """The uint32 words an XOR delta (``data``) encodes against ``base``."""
     import numpy as np
 
-    shuffled = np.frombuffer(zlib.decompress(data), dtype="u1")
-    if shuffled.size != 4 * base.size:
-        raise StoreError(f"an XOR delta of {shuffled.size // 4} values against a kernel of {base.size}")
-    return shuffled.reshape(4, -1).T.copy().view("<u4").reshape(-1) ^ base
+    low = 2 * base.size
+    planes = np.empty((4, base.size), dtype="u1")
+    planes[:2] = np.frombuffer(data, dtype="u1", count=low).reshape(2, -1)
+    high = np.frombuffer(zlib.decompress(memoryview(data)[low:]), dtype="u1")
+    if high.size != low:
+        raise StoreError(f"an XOR delta of {high.size // 2} values against a kernel of {base.size}")
+    planes[2:] = high.reshape(2, -1)
+    return planes.T.copy().view("<u4").reshape(-1) ^ base
 
 
 @dataclass(frozen=True)
@@ -102,9 +111,9 @@ class ChainEncoder:
     never leaves a chain pointing at a row that is not there. A layer the encoder has not seen
     (a new run, a resumed one, another process) starts with a raw snapshot."""
 
-    def __init__(self, encoding: str | None = None, keyframe_every: int = KEYFRAME_EVERY):
+    def __init__(self, encoding: str | None = None, keyframe_every: int = KEYFRAME_EVERY, min_bytes: int = MIN_DELTA_BYTES):
         self.encoding = default_encoding() if encoding is None else encoding
-        self.keyframe_every = keyframe_every
+        self.keyframe_every, self.min_bytes = keyframe_every, min_bytes
         self._chains: dict[tuple[int, str], _Link] = {}
         self._pending: dict[tuple[int, str], _Link] = {}
 
@@ -116,6 +125,7 @@ class ChainEncoder:
         last = self._pending.get(key) or self._chains.get(key)
         if (
             self.encoding == RAW
+            or words.nbytes < self.min_bytes
             or last is None
             or last.step >= step
             or last.words.shape != words.shape

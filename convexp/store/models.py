@@ -88,7 +88,7 @@ class KernelSnapshot(Base):
 
     The kernel is in (out_channels, in_channels, kh, kw) order with ``shape`` that list as JSON;
     ``kernel`` holds its little-endian float32 bytes when ``encoding`` is 'raw', or an XOR delta
-    against the layer's snapshot at ``base_step`` when it is 'xor-shuffle-deflate' (see
+    against the layer's snapshot at ``base_step`` when it is 'xor-delta' (see
     :mod:`convexp.store.encoding`). ``bias`` holds out_channels float32 values (NULL for a layer
     without bias), always raw.
     """

@@ -554,5 +554,9 @@ def _snapshot_row(run_id: int, snapshot: SnapshotRow, encoder: ChainEncoder) -> 
     kernel = np.ascontiguousarray(snapshot.kernel, dtype="<f4")
     bias = None if snapshot.bias is None else np.ascontiguousarray(snapshot.bias, dtype="<f4").tobytes()
     stored = encoder.encode(run_id, snapshot.layer, snapshot.step, kernel)
-    shape = json.dumps(list(kernel.shape))
+    shape = _SHAPES.get(kernel.shape) or _SHAPES.setdefault(kernel.shape, json.dumps(list(kernel.shape)))
     return (run_id, snapshot.layer, snapshot.step, snapshot.epoch, shape, stored.data, bias, stored.encoding, stored.base_step)
+
+
+#: Kernel shapes as the ``shape`` column writes them, made once per shape.
+_SHAPES: dict[tuple[int, ...], str] = {}
