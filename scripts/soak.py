@@ -40,6 +40,8 @@ SPEC = {
     "batch_size": BATCH,
     "layers": [
         {"type": "conv", "filters": 8, "kernel_size": 3, "activation": "relu"},
+        # 32 x 8 x 3 x 3 float32 = 9.2 KB: stored as XOR deltas, so kills also land amid chains of them
+        {"type": "conv", "filters": 32, "kernel_size": 3, "activation": "relu"},
         {"type": "maxpool", "pool_size": 2},
         {"type": "dropout", "rate": 0.2},
         {"type": "flatten"},
@@ -48,6 +50,7 @@ SPEC = {
     "optimizer": {"name": "adam", "learning_rate": 0.01},
     "snapshots": {"every": 1},
 }
+LAYERS = ("conv1", "conv2")
 #: Exits that are not failures: finished, killed by us, or refused to resume a run another writer holds.
 REFUSALS = ("is still running", "nothing to resume")
 
@@ -94,42 +97,54 @@ def check(db: Path, counts: dict[str, int], final: bool = False, reference: dict
         if "runs" not in tables or "heartbeat_at" not in {c[1] for c in connection.execute("PRAGMA table_info(runs)")}:
             return
         for run_id, steps, status, seed in connection.execute("SELECT id, steps_completed, status, seed FROM runs"):
-            snaps = [
-                s for (s,) in connection.execute("SELECT step FROM kernel_snapshots WHERE run_id = ? ORDER BY step", (run_id,))
-            ]
+            layers = {
+                layer: [
+                    s
+                    for (s,) in connection.execute(
+                        "SELECT step FROM kernel_snapshots WHERE run_id = ? AND layer = ? ORDER BY step", (run_id, layer)
+                    )
+                ]
+                for layer in LAYERS
+            }
+            snaps = layers["conv1"]
             losses = [
                 s
                 for (s,) in connection.execute(
                     "SELECT step FROM metrics WHERE run_id = ? AND name = 'train_loss' ORDER BY step", (run_id,)
                 )
             ]
-            counts["duplicated rows"] += (len(snaps) - len(set(snaps))) + (len(losses) - len(set(losses)))
+            counts["duplicated rows"] += sum(len(s) - len(set(s)) for s in layers.values()) + (len(losses) - len(set(losses)))
             expected_snaps = list(range(steps + 1)) if snaps or steps else []
-            if sorted(set(snaps)) != expected_snaps or sorted(set(losses)) != list(range(1, steps + 1)):
+            gaps = any(sorted(set(s)) != expected_snaps for s in layers.values())
+            if gaps or sorted(set(losses)) != list(range(1, steps + 1)):
                 counts["runs with gaps"] += 1
             if final:
                 if status != "finished" or steps != STEPS:
                     counts["runs not finished at the end"] += 1
                     continue
-                if len(snaps) != STEPS + 1 or len(losses) != STEPS:
+                if any(len(s) != STEPS + 1 for s in layers.values()) or len(losses) != STEPS:
                     counts["lost rows"] += 1
-                kernel = final_kernel(connection, run_id)
-                if reference is not None and kernel != reference[seed]:
+                kernels = final_kernels(connection, run_id)
+                if reference is not None and kernels != reference[seed]:
                     counts["final kernels differing from an uninterrupted run"] += 1
     finally:
         connection.close()
 
 
-def final_kernel(connection: sqlite3.Connection, run_id: int) -> bytes:
-    """The float32 bytes of a run's kernel at step STEPS, decoded from its chain of XOR deltas."""
+def final_kernels(connection: sqlite3.Connection, run_id: int) -> list[bytes]:
+    """The float32 bytes of a run's kernels at step STEPS, layer by layer, decoded from their chains of XOR deltas."""
     from convexp.store.encoding import decode_chain
 
-    rows = connection.execute(
-        "SELECT step, encoding, base_step, kernel FROM kernel_snapshots WHERE run_id = ? AND step <= ? AND step >= "
-        "(SELECT max(step) FROM kernel_snapshots WHERE run_id = ? AND step <= ? AND encoding = 'raw') ORDER BY step",
-        (run_id, STEPS, run_id, STEPS),
-    ).fetchall()
-    return dict(decode_chain(rows))[STEPS]
+    kernels = []
+    for layer in LAYERS:
+        rows = connection.execute(
+            "SELECT step, encoding, base_step, kernel FROM kernel_snapshots WHERE run_id = ?1 AND layer = ?2 AND step <= ?3"
+            " AND step >= (SELECT max(step) FROM kernel_snapshots"
+            " WHERE run_id = ?1 AND layer = ?2 AND step <= ?3 AND encoding = 'raw') ORDER BY step",
+            (run_id, layer, STEPS),
+        ).fetchall()
+        kernels.append(dict(decode_chain(rows))[STEPS])
+    return kernels
 
 
 def main() -> None:
@@ -211,7 +226,8 @@ def main() -> None:
         check=True,
     )
     with sqlite3.connect(reference_db) as connection:
-        reference = {seed: final_kernel(connection, run_id) for run_id, seed in connection.execute("SELECT id, seed FROM runs")}
+        runs = connection.execute("SELECT id, seed FROM runs").fetchall()
+        reference = {seed: final_kernels(connection, run_id) for run_id, seed in runs}
     resumed = 0
     for db in databases:
         if not db.exists():
