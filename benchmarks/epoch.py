@@ -12,8 +12,8 @@ step. Where torch sees a CUDA GPU, convexp's torch and tensorflow backends are a
 repeats, test accuracy), the ratios the performance targets are about -- against the named
 baseline and against the fastest plain variant of that framework, so that convexp is never
 measured against a slow baseline only -- and writes everything as JSON. Each default-schedule run is
-followed at once by its every-step twin, and the snapshot overhead is the median of those
-paired ratios: on a shared 2-core machine single epochs vary by 10% or more from minute to
+followed at once by its every-step twin (preceded by it on odd repeats, so that an order effect
+cancels), and the snapshot overhead is the median of those paired ratios: on a shared 2-core machine single epochs vary by 10% or more from minute to
 minute, far more than the 3% being measured.
 
 Warm-up is excluded from the per-epoch figure: the plain scripts fit one batch before the
@@ -79,6 +79,18 @@ def programs(mnist: str, gpu: bool = False) -> dict[str, list[str]]:
     }
 
 
+def run_order(commands: dict[str, list[str]], repeat: int) -> list[tuple[str, list[str]]]:
+    """The programs in the order of this repeat: each default-schedule run and its every-step twin
+    stay back to back, the twin second on even repeats and first on odd ones, so that a machine
+    that runs the first (or second) program of a pair slower does not show up as snapshot cost."""
+    order = list(commands.items())
+    if repeat % 2:
+        for i, (name, _) in enumerate(order):
+            if name.endswith(" every-step") and i > 0 and order[i - 1][0] == name.removesuffix(" every-step"):
+                order[i - 1], order[i] = order[i], order[i - 1]
+    return order
+
+
 def machine() -> str:
     cpu = (
         next(
@@ -107,7 +119,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in programs(args.mnist, gpu)}
     started = time.perf_counter()
     for repeat in range(args.repeats):  # interleaved, so that drift in the machine's speed hits every program alike
-        for name, command in programs(args.mnist, gpu).items():
+        for name, command in run_order(programs(args.mnist, gpu), repeat):
             print(
                 f"[{time.perf_counter() - started:6.0f} s] repeat {repeat + 1}/{args.repeats}: {name}",
                 file=sys.stderr,
@@ -144,8 +156,8 @@ def main() -> None:
         }
     overhead = {
         b: {
-            # each repeat runs default and every-step back to back: the median of the paired ratios
-            # is far less sensitive to the machine's speed drifting between repeats
+            # each repeat runs default and every-step back to back, in alternating order: the median
+            # of the paired ratios is far less sensitive to the machine's speed drifting between repeats
             "every_step_vs_default": statistics.median(
                 every["epoch_seconds"][0] / default["epoch_seconds"][0]
                 for default, every in zip(results[f"convexp-{b}"], results[f"convexp-{b} every-step"])
@@ -180,9 +192,9 @@ def main() -> None:
     if not gpu:
         print("\nGPU: not measured (" + ("--no-gpu" if args.no_gpu else "torch sees no CUDA GPU on this machine") + ")")
     print(
-        "(A/B: median over repeats of every-step epoch time / default-schedule epoch time, run back to back,\n"
-        " minus 1; recorder: the time spent in convexp's recorder, copying kernels and writing them, as a\n"
-        " share of the every-step epoch)"
+        "(A/B: median over repeats of every-step epoch time / default-schedule epoch time, run back to back\n"
+        " in alternating order, minus 1; recorder: the time spent in convexp's recorder, copying kernels and\n"
+        " writing them, as a share of the every-step epoch)"
     )
     print(f"\n{'memory over 3 epochs (RSS MiB after each)':44} {'peak':>6}")
     for backend, m in memory.items():
