@@ -13,8 +13,9 @@ repeats, test accuracy), the ratios the performance targets are about -- against
 baseline and against the fastest plain variant of that framework, so that convexp is never
 measured against a slow baseline only -- and writes everything as JSON. Each default-schedule run is
 followed at once by its every-step twin (preceded by it on odd repeats, so that an order effect
-cancels), and the snapshot overhead is the median of those paired ratios: on a shared 2-core machine single epochs vary by 10% or more from minute to
-minute, far more than the 3% being measured.
+cancels), and the snapshot overhead is the median of those paired ratios: on a shared 2-core
+machine single epochs vary by 10% or more from minute to minute, far more than the 3% being
+measured.
 
 Warm-up is excluded from the per-epoch figure: the plain scripts fit one batch before the
 timed epoch (Keras traces its train function there), and convexp's tensorflow backend traces
