@@ -63,33 +63,28 @@ def cuda_available() -> bool:
     return result.returncode == 0 and result.stdout.strip() == "True"
 
 
-def programs(mnist: str, gpu: bool = False) -> dict[str, list[str]]:
+def programs(mnist: str, gpu: bool = False, every_step_first: bool = False) -> dict[str, list[str]]:
+    """Every timed program, in run order: each default-schedule convexp run and its every-step twin
+    back to back, the twin second unless ``every_step_first`` (odd repeats swap them, so that a
+    machine that runs the first or second program of a pair slower does not show up as snapshot cost)."""
     py = sys.executable
     convexp = [py, str(HERE / "convexp_epoch.py"), mnist]
+    order = slice(None, None, -1 if every_step_first else 1)
+
+    def twins(backend: str) -> tuple[tuple[str, list[str]], ...]:
+        return (
+            (f"convexp-{backend}", [*convexp, backend]),
+            (f"convexp-{backend} every-step", [*convexp, backend, "--every-step"]),
+        )
+
     return {
         "plain-torch": [py, str(HERE / "plain_torch.py"), mnist],
         "plain-torch-lean": [py, str(HERE / "plain_torch.py"), mnist, "1", "--lean"],
         "plain-keras": [py, str(HERE / "plain_keras.py"), mnist],
         "plain-keras-xla": [py, str(HERE / "plain_keras.py"), mnist, "1", "--jit-compile"],
-        **{
-            name: command
-            for b in ("torch", "tensorflow", "numpy")
-            for name, command in ((f"convexp-{b}", [*convexp, b]), (f"convexp-{b} every-step", [*convexp, b, "--every-step"]))
-        },
+        **{name: command for b in ("torch", "tensorflow", "numpy") for name, command in twins(b)[order]},
         **({f"convexp-{b} cuda": [*convexp, b, "--device", "cuda"] for b in ("torch", "tensorflow")} if gpu else {}),
     }
-
-
-def run_order(commands: dict[str, list[str]], repeat: int) -> list[tuple[str, list[str]]]:
-    """The programs in the order of this repeat: each default-schedule run and its every-step twin
-    stay back to back, the twin second on even repeats and first on odd ones, so that a machine
-    that runs the first (or second) program of a pair slower does not show up as snapshot cost."""
-    order = list(commands.items())
-    if repeat % 2:
-        for i, (name, _) in enumerate(order):
-            if name.endswith(" every-step") and i > 0 and order[i - 1][0] == name.removesuffix(" every-step"):
-                order[i - 1], order[i] = order[i], order[i - 1]
-    return order
 
 
 def machine() -> str:
@@ -120,7 +115,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in programs(args.mnist, gpu)}
     started = time.perf_counter()
     for repeat in range(args.repeats):  # interleaved, so that drift in the machine's speed hits every program alike
-        for name, command in run_order(programs(args.mnist, gpu), repeat):
+        for name, command in programs(args.mnist, gpu, every_step_first=repeat % 2 == 1).items():
             print(
                 f"[{time.perf_counter() - started:6.0f} s] repeat {repeat + 1}/{args.repeats}: {name}",
                 file=sys.stderr,
