@@ -4,8 +4,8 @@
 
 Uses the library as a user's script would (plan_runs, execute, a SQLite store in a temporary
 folder), with no progress display. The recorder is wrapped to time convexp's own recording
-work (kernel copies and database writes), and the process's resident memory is read at the end
-of every epoch.
+work on the training thread (kernel copies, handing batches over) and the CPU time of its
+database writer thread, and the process's resident memory is read at the end of every epoch.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class TimedRecorder(RunRecorder):
     """A RunRecorder that adds up the time spent in it, and notes memory after each epoch."""
 
     recording_seconds = 0.0
+    writer_cpu_seconds = 0.0
     rss_after_epoch: list[float] = []
 
     def _timed(self, method, *args):
@@ -53,6 +54,12 @@ class TimedRecorder(RunRecorder):
     def on_epoch_end(self, epoch, step, metrics, kernels, state=None):
         self._timed(RunRecorder.on_epoch_end, epoch, step, metrics, kernels, state)
         TimedRecorder.rss_after_epoch.append(rss_mib())
+
+    def close(self):
+        try:
+            RunRecorder.close(self)
+        finally:
+            TimedRecorder.writer_cpu_seconds += self.writer.cpu_seconds
 
 
 def main() -> None:
@@ -87,6 +94,7 @@ def main() -> None:
                 "epoch_seconds": outcome.epoch_seconds,
                 "test_accuracy": outcome.test_accuracy,
                 "recording_seconds": TimedRecorder.recording_seconds,
+                "writer_cpu_seconds": TimedRecorder.writer_cpu_seconds,
                 "conv2_snapshots": int(snapshots),
                 "wall_seconds": wall,
                 "rss_after_epoch_mib": TimedRecorder.rss_after_epoch,

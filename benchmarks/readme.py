@@ -39,9 +39,10 @@ def epoch_table(r: dict) -> str:
             f"| {name} | {ratio['measured']:.3f}{verdict} | <= {ratio['target']} | "
             f"{ratio['vs_fastest_plain']:.3f} ({ratio['fastest_plain']}) |"
         )
-    lines += ["", "| every-step snapshot overhead | A/B | recorder | target |", "|---|---|---|---|"]
+    lines += ["", "| every-step snapshot overhead | A/B | recorder | writer thread CPU | target |", "|---|---|---|---|---|"]
     for backend, o in r["snapshot_overhead"].items():
-        lines.append(f"| convexp-{backend} | {o['every_step_vs_default']:.1%} | {o['recorder_share']:.1%} | <= 1% |")
+        writer = f"{o['writer_share']:.1%}" if "writer_share" in o else "-"
+        lines.append(f"| convexp-{backend} | {o['every_step_vs_default']:.1%} | {o['recorder_share']:.1%} | {writer} | <= 1% |")
     memory = ", ".join(
         f"{backend} {' / '.join(f'{v:.0f}' for v in m['rss_after_epoch_mib'])} MiB" for backend, m in r["memory"].items()
     )
@@ -56,10 +57,15 @@ def store_table(r: dict) -> str:
     lines = [
         f"Database of one epoch of every-step snapshots: {r['database_mib']:.1f} MiB.",
         "",
-        "| measure | seconds |",
-        "|---|---|",
+        "| measure | seconds | target |",
+        "|---|---|---|",
     ]
-    lines += [f"| {name} | {seconds:.3f} |" for name, seconds in r.items() if name != "database_mib"]
+    targets = r.get("targets", {})
+    for name, seconds in r.items():
+        if isinstance(seconds, float) and name != "database_mib":
+            target = targets.get(name)
+            verdict = "" if target is None else f"<= {target}" + ("" if seconds <= target else " (missed)")
+            lines.append(f"| {name} | {seconds:.3f} | {verdict} |")
     return "\n".join(lines)
 
 

@@ -51,6 +51,24 @@ def test_batches_are_committed_in_order_with_their_progress(db_path):
     store.close()
 
 
+def test_the_writer_counts_its_own_cpu_time_only(db_path):
+    """cpu_seconds is what the writer thread used (what benchmarks report as the writer's share), not the trainer's."""
+    store = Store(str(db_path))
+    run_id = store.create_run(**RUN_FIELDS)
+    writer = BackgroundWriter(store, run_id)
+    writer.submit(step_batch(1, 50))
+    writer.drain()
+    after_writing = writer.cpu_seconds
+    assert after_writing > 0
+    started = time.thread_time()
+    while time.thread_time() - started < 0.5:  # the training thread busy: not the writer's time
+        pass
+    writer.submit(step_batch(51, 51))
+    writer.close()
+    assert after_writing <= writer.cpu_seconds < after_writing + 0.25
+    store.close()
+
+
 def test_submit_waits_while_the_database_is_behind(db_path):
     """With another process holding the write lock, the queue fills and the trainer waits; once the
     lock is released every batch is written, in order."""

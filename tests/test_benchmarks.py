@@ -22,11 +22,12 @@ def test_convexp_epoch_program_reports_times_snapshots_and_memory(mnist_dir):
     assert report["conv2_snapshots"] == 2 * 5 + 1  # step 0 and every one of the 5 steps of each epoch
     assert len(report["epoch_seconds"]) == 2 and len(report["rss_after_epoch_mib"]) == 2
     assert 0 < report["recording_seconds"] < report["wall_seconds"]
+    assert 0 < report["writer_cpu_seconds"] < report["wall_seconds"]
 
 
 def test_store_benchmark_runs(tmp_path):
     result = subprocess.run(
-        [sys.executable, "benchmarks/store.py", "--json", str(tmp_path / "store.json")],
+        [sys.executable, "benchmarks/store.py", "--json", str(tmp_path / "store.json"), "--repeats", "1"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -35,6 +36,16 @@ def test_store_benchmark_runs(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "store.json").read_text())
     assert report["read all snapshots of conv1 and conv2"] > 0 and report["database_mib"] > 15
+    quickstart = [name for name in report if "quickstart" in name]
+    assert len(quickstart) == 2 and all(report[name] > 0 for name in quickstart)
+    floors = [name for name in report if name.startswith("(floor")]
+    assert len(floors) == 2 and all(report[name] > 0 for name in floors)
+    assert set(report["targets"]) == {
+        "read all snapshots of conv1 and conv2",
+        "cold `convexp --help`",
+        "cold `convexp runs`",
+        *quickstart,
+    }
 
 
 def test_ui_benchmark_runs_and_reports(tmp_path):

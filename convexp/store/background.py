@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -60,6 +61,9 @@ class BackgroundWriter:
         self.store, self.run_id, self.heartbeat_seconds = store, run_id, heartbeat_seconds
         self._queue: queue.Queue[Batch | object] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
+        #: CPU time the writer thread has used (encoding and writing), as of its last batch, in seconds:
+        #: on a machine whose cores training keeps busy, this is what the writer takes from training.
+        self.cpu_seconds = 0.0
         self._thread = threading.Thread(target=self._work, name=f"convexp-writer-run-{run_id}", daemon=True)
         self._thread.start()
 
@@ -90,6 +94,7 @@ class BackgroundWriter:
             except BaseException as exc:  # handed to the training thread
                 self._error = exc
             finally:
+                self.cpu_seconds = time.thread_time()
                 self._queue.task_done()
 
     def _raise_error(self) -> None:

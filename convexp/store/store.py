@@ -1,9 +1,11 @@
-"""The :class:`Store`: reading and writing the results database (runs, metrics, snapshots, checkpoints)."""
+"""The :class:`Store`: reading and writing the results database (runs, metrics, snapshots, checkpoints).
+
+Its snapshot readers live in :mod:`convexp.store.snapshot_reads`, the inserts of the recorder's
+batches in :mod:`convexp.store.inserts`."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import uuid
@@ -15,15 +17,15 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 from sqlalchemy.exc import OperationalError
 
 from convexp.errors import RunNotResumableError, RunStillRunningError, StoreError
-from convexp.store import chains, database
+from convexp.store import database
 from convexp.store.encoding import ChainEncoder
+from convexp.store.inserts import insert_many, snapshot_row
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
-from convexp.store.records import KernelSeries, LayerSnapshots, MetricRecord, RunRecord, SnapshotRow, StoredSnapshot
+from convexp.store.records import MetricRecord, RunRecord, SnapshotRow
+from convexp.store.snapshot_reads import SnapshotReads
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from convexp.types import Checkpoint
 
 
@@ -32,7 +34,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-class Store:
+class Store(SnapshotReads):
     """A results database, migrated to the current schema when opened.
 
     ``db`` is a SQLAlchemy URL or a SQLite file path (default: ``CONVEXP_DB`` or
@@ -145,9 +147,9 @@ class Store:
     def _write(self, run_id, metrics, snapshots, progress, checkpoint, encoder: ChainEncoder) -> None:
         with self.transaction() as connection:
             if metrics:
-                _insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value) for m in metrics])
+                insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value) for m in metrics])
             if snapshots:
-                _insert_many(connection, KernelSnapshot, [_snapshot_row(run_id, s, encoder) for s in snapshots])
+                insert_many(connection, KernelSnapshot, [snapshot_row(run_id, s, encoder) for s in snapshots])
             if checkpoint is not None:
                 connection.execute(delete(RunCheckpoint).where(RunCheckpoint.run_id == run_id))
                 connection.execute(
@@ -376,30 +378,6 @@ class Store:
             }
         )
 
-    def snapshot_layers(self, run_id: int) -> list[str]:
-        """Names of the layers that have snapshots in a run."""
-        query = select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)
-        with self.engine.connect() as connection:
-            return list(connection.execute(query).scalars())
-
-    def snapshot_summary(self, run_id: int) -> list[LayerSnapshots]:
-        """Per layer with snapshots: how many, the first and last step, and the kernel shape (no kernel bytes read)."""
-        query = (
-            select(
-                KernelSnapshot.layer,
-                func.count(),
-                func.min(KernelSnapshot.step),
-                func.max(KernelSnapshot.step),
-                func.min(KernelSnapshot.shape),
-            )
-            .where(KernelSnapshot.run_id == run_id)
-            .group_by(KernelSnapshot.layer)
-            .order_by(KernelSnapshot.layer)
-        )
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [LayerSnapshots(layer, count, first, last, tuple(json.loads(shape))) for layer, count, first, last, shape in rows]
-
     def last_metrics(self, run_id: int) -> dict[str, MetricRecord]:
         """Each metric's value at the last step it was recorded, by name."""
         last = (
@@ -427,92 +405,6 @@ class Store:
         with self.engine.connect() as connection:
             return [MetricRecord(*row) for row in connection.execute(query)]
 
-    def snapshot_steps(self, run_id: int, layer: str, after_step: int = -1) -> list[int]:
-        """The steps after ``after_step`` at which a layer of a run has snapshots, in order (no kernel bytes read)."""
-        query = (
-            select(KernelSnapshot.step)
-            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step > after_step)
-            .order_by(KernelSnapshot.step)
-        )
-        with self.engine.connect() as connection:
-            return list(connection.execute(query).scalars())
-
-    def snapshots(self, run_id: int, layer: str, first_step: int, count: int = 1) -> list[StoredSnapshot]:
-        """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, as float32 bytes: reading
-        one step (or a few, to play them) costs one indexed query of a few rows, however many steps the run has."""
-        with self.engine.connect() as connection:
-            return chains.read_snapshots(connection, run_id, layer, first_step, count)
-
-    def snapshot(self, run_id: int, layer: str, step: int) -> StoredSnapshot:
-        """The snapshot of a layer at exactly ``step``; raises :class:`StoreError` naming the recorded range if there is none."""
-        found = self.snapshots(run_id, layer, step, 1)
-        if not found or found[0].step != step:
-            steps = self.snapshot_steps(run_id, layer)
-            if not steps:
-                known = self.snapshot_layers(run_id)
-                raise StoreError(
-                    f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})"
-                )
-            raise StoreError(
-                f"run {run_id} has no snapshot of {layer} at step {step} "
-                f"({len(steps)} snapshots from step {steps[0]} to {steps[-1]})"
-            )
-        return found[0]
-
-    def filter_series(
-        self, run_id: int, layer: str, filter_index: int, steps: Sequence[int] | None = None
-    ) -> tuple[list[int], np.ndarray]:
-        """One filter of a layer at every snapshot (or at ``steps``): (steps, values of shape (n, in, kh, kw)).
-
-        For a layer stored raw only that filter's bytes leave the database (``substr`` of the stored
-        kernel); XOR-delta snapshots are decoded whole, one after another."""
-        import numpy as np
-
-        summary = {s.layer: s for s in self.snapshot_summary(run_id)}
-        if layer not in summary:
-            raise StoreError(
-                f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(summary) or 'none'})"
-            )
-        out, *filter_shape = summary[layer].shape
-        if not 0 <= filter_index < out:
-            raise StoreError(f"layer {layer} of run {run_id} has filters 0 to {out - 1}, not {filter_index}")
-        size = 4 * int(np.prod(filter_shape))
-        with self.engine.connect() as connection:
-            if chains.all_raw(connection, run_id, layer):
-                query = (
-                    select(KernelSnapshot.step, func.substr(KernelSnapshot.kernel, filter_index * size + 1, size))
-                    .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
-                    .order_by(KernelSnapshot.step)
-                )
-                if steps is not None:
-                    query = query.where(KernelSnapshot.step.in_(list(steps)))
-                rows = [(step, bytes(data)) for step, data in connection.execute(query)]
-            else:
-                start = filter_index * size
-                rows = [(r[0], r[3][start : start + size]) for r in chains.read_layer(connection, run_id, layer, steps)]
-        values = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), *filter_shape)
-        return [r[0] for r in rows], values
-
-    def kernel_series(self, run_id: int, layer: str) -> KernelSeries:
-        """All snapshots of one layer of one run, in step order, as stacked arrays."""
-        import numpy as np
-
-        with self.engine.connect() as connection:
-            rows = list(chains.read_layer(connection, run_id, layer))
-        if not rows:
-            known = self.snapshot_layers(run_id)
-            raise StoreError(
-                f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})"
-            )
-        shape = tuple(json.loads(rows[0][2]))
-        kernels = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").reshape((len(rows), *shape))
-        biases = None
-        if all(r[4] is not None for r in rows):
-            biases = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f4").reshape(len(rows), shape[0])
-        steps = np.array([r[0] for r in rows], dtype=np.int64)
-        epochs = np.array([r[1] for r in rows], dtype=np.int64)
-        return KernelSeries(run_id, layer, steps, epochs, kernels, biases)
-
 
 def _read_checkpoint(connection, run_id: int) -> Checkpoint | None:
     from convexp.types import Checkpoint
@@ -520,43 +412,3 @@ def _read_checkpoint(connection, run_id: int) -> Checkpoint | None:
     query = select(RunCheckpoint.epoch, RunCheckpoint.step, RunCheckpoint.state).where(RunCheckpoint.run_id == run_id)
     row = connection.execute(query).one_or_none()
     return None if row is None else Checkpoint(row.epoch, row.step, bytes(row.state))
-
-
-#: The columns :func:`_insert_many` fills, in the order of its tuples.
-_INSERTED = {
-    "metrics": ("run_id", "step", "epoch", "name", "value"),
-    "kernel_snapshots": ("run_id", "layer", "step", "epoch", "shape", "kernel", "bias", "encoding", "base_step"),
-}
-_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-
-
-def _insert_many(connection: Connection, model: Any, rows: list[tuple]) -> None:
-    """Insert rows (tuples in the order of ``_INSERTED``) with the driver's own executemany.
-
-    This is the recorder's hot path, run for every step of every run: going straight to the
-    driver skips SQLAlchemy's per-row parameter processing, which cost several times the insert
-    itself. Table and column names come from the models; drivers with another paramstyle take
-    SQLAlchemy's insert."""
-    table = model.__table__
-    columns = _INSERTED[table.name]
-    placeholder = _PLACEHOLDERS.get(connection.dialect.paramstyle)
-    if placeholder is None:
-        connection.execute(insert(table), [dict(zip(columns, row)) for row in rows])
-        return
-    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([placeholder] * len(columns))})"
-    connection.exec_driver_sql(statement, rows)
-
-
-def _snapshot_row(run_id: int, snapshot: SnapshotRow, encoder: ChainEncoder) -> tuple:
-    """A snapshot as the tuple :func:`_insert_many` writes into ``kernel_snapshots``, its kernel encoded."""
-    import numpy as np
-
-    kernel = np.ascontiguousarray(snapshot.kernel, dtype="<f4")
-    bias = None if snapshot.bias is None else np.ascontiguousarray(snapshot.bias, dtype="<f4").tobytes()
-    stored = encoder.encode(run_id, snapshot.layer, snapshot.step, kernel)
-    shape = _SHAPES.get(kernel.shape) or _SHAPES.setdefault(kernel.shape, json.dumps(list(kernel.shape)))
-    return (run_id, snapshot.layer, snapshot.step, snapshot.epoch, shape, stored.data, bias, stored.encoding, stored.base_step)
-
-
-#: Kernel shapes as the ``shape`` column writes them, made once per shape.
-_SHAPES: dict[tuple[int, ...], str] = {}

@@ -1,0 +1,136 @@
+"""Reading a run's kernel snapshots back: which layers and steps there are, one step, a window of
+steps, one filter over time, a whole layer as arrays. Snapshots stored as XOR deltas are decoded
+here (through :mod:`convexp.store.chains`), so every reader gets float32 kernels, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, func, select
+
+from convexp.errors import StoreError
+from convexp.store import chains
+from convexp.store.models import KernelSnapshot
+from convexp.store.records import KernelSeries, LayerSnapshots, StoredSnapshot
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class SnapshotReads:
+    """The :class:`~convexp.store.Store` methods that read kernel snapshots (a part of Store, kept in a module of its own)."""
+
+    engine: Engine
+
+    def snapshot_layers(self, run_id: int) -> list[str]:
+        """Names of the layers that have snapshots in a run."""
+        query = select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def snapshot_summary(self, run_id: int) -> list[LayerSnapshots]:
+        """Per layer with snapshots: how many, the first and last step, and the kernel shape (no kernel bytes read)."""
+        query = (
+            select(
+                KernelSnapshot.layer,
+                func.count(),
+                func.min(KernelSnapshot.step),
+                func.max(KernelSnapshot.step),
+                func.min(KernelSnapshot.shape),
+            )
+            .where(KernelSnapshot.run_id == run_id)
+            .group_by(KernelSnapshot.layer)
+            .order_by(KernelSnapshot.layer)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [LayerSnapshots(layer, count, first, last, tuple(json.loads(shape))) for layer, count, first, last, shape in rows]
+
+    def snapshot_steps(self, run_id: int, layer: str, after_step: int = -1) -> list[int]:
+        """The steps after ``after_step`` at which a layer of a run has snapshots, in order (no kernel bytes read)."""
+        query = (
+            select(KernelSnapshot.step)
+            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step > after_step)
+            .order_by(KernelSnapshot.step)
+        )
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def snapshots(self, run_id: int, layer: str, first_step: int, count: int = 1) -> list[StoredSnapshot]:
+        """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, as float32 bytes: reading
+        one step (or a few, to play them) costs one indexed query of a few rows, however many steps the run has."""
+        with self.engine.connect() as connection:
+            return chains.read_snapshots(connection, run_id, layer, first_step, count)
+
+    def snapshot(self, run_id: int, layer: str, step: int) -> StoredSnapshot:
+        """The snapshot of a layer at exactly ``step``; raises :class:`StoreError` naming the recorded range if there is none."""
+        found = self.snapshots(run_id, layer, step, 1)
+        if not found or found[0].step != step:
+            steps = self.snapshot_steps(run_id, layer)
+            if not steps:
+                known = self.snapshot_layers(run_id)
+                raise StoreError(
+                    f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})"
+                )
+            raise StoreError(
+                f"run {run_id} has no snapshot of {layer} at step {step} "
+                f"({len(steps)} snapshots from step {steps[0]} to {steps[-1]})"
+            )
+        return found[0]
+
+    def filter_series(
+        self, run_id: int, layer: str, filter_index: int, steps: Sequence[int] | None = None
+    ) -> tuple[list[int], np.ndarray]:
+        """One filter of a layer at every snapshot (or at ``steps``): (steps, values of shape (n, in, kh, kw)).
+
+        For a layer stored raw only that filter's bytes leave the database (``substr`` of the stored
+        kernel); XOR-delta snapshots are decoded whole, one after another."""
+        import numpy as np
+
+        summary = {s.layer: s for s in self.snapshot_summary(run_id)}
+        if layer not in summary:
+            raise StoreError(
+                f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(summary) or 'none'})"
+            )
+        out, *filter_shape = summary[layer].shape
+        if not 0 <= filter_index < out:
+            raise StoreError(f"layer {layer} of run {run_id} has filters 0 to {out - 1}, not {filter_index}")
+        size = 4 * int(np.prod(filter_shape))
+        with self.engine.connect() as connection:
+            if chains.all_raw(connection, run_id, layer):
+                query = (
+                    select(KernelSnapshot.step, func.substr(KernelSnapshot.kernel, filter_index * size + 1, size))
+                    .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
+                    .order_by(KernelSnapshot.step)
+                )
+                if steps is not None:
+                    query = query.where(KernelSnapshot.step.in_(list(steps)))
+                rows = [(step, bytes(data)) for step, data in connection.execute(query)]
+            else:
+                start = filter_index * size
+                rows = [(r[0], r[3][start : start + size]) for r in chains.read_layer(connection, run_id, layer, steps)]
+        values = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), *filter_shape)
+        return [r[0] for r in rows], values
+
+    def kernel_series(self, run_id: int, layer: str) -> KernelSeries:
+        """All snapshots of one layer of one run, in step order, as stacked arrays."""
+        import numpy as np
+
+        with self.engine.connect() as connection:
+            rows = list(chains.read_layer(connection, run_id, layer))
+        if not rows:
+            known = self.snapshot_layers(run_id)
+            raise StoreError(
+                f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})"
+            )
+        shape = tuple(json.loads(rows[0][2]))
+        kernels = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").reshape((len(rows), *shape))
+        biases = None
+        if all(r[4] is not None for r in rows):
+            biases = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f4").reshape(len(rows), shape[0])
+        steps = np.array([r[0] for r in rows], dtype=np.int64)
+        epochs = np.array([r[1] for r in rows], dtype=np.int64)
+        return KernelSeries(run_id, layer, steps, epochs, kernels, biases)
