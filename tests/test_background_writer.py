@@ -39,22 +39,27 @@ def committed(path, run_id: int) -> tuple[int, list[int], list[int]]:
     return done, metrics, snapshots
 
 
-def test_batches_are_committed_in_order_with_their_progress(db_path):
+@pytest.fixture
+def new_run(db_path):
+    """A store on a fresh SQLite file and a run in it: (store, run_id); the store is closed afterwards."""
     store = Store(str(db_path))
-    run_id = store.create_run(**RUN_FIELDS)
+    yield store, store.create_run(**RUN_FIELDS)
+    store.close()
+
+
+def test_batches_are_committed_in_order_with_their_progress(db_path, new_run):
+    store, run_id = new_run
     writer = BackgroundWriter(store, run_id)
     for first in range(1, 200, 10):
         writer.submit(step_batch(first, first + 9))
     writer.drain()
     assert committed(db_path, run_id) == (200, list(range(1, 201)), list(range(1, 201)))
     writer.close()
-    store.close()
 
 
-def test_the_writer_counts_its_own_cpu_time_only(db_path):
+def test_the_writer_counts_its_own_cpu_time_only(db_path, new_run):
     """cpu_seconds is what the writer thread used (what benchmarks report as the writer's share), not the trainer's."""
-    store = Store(str(db_path))
-    run_id = store.create_run(**RUN_FIELDS)
+    store, run_id = new_run
     writer = BackgroundWriter(store, run_id)
     writer.submit(step_batch(1, 50))
     writer.drain()
@@ -66,14 +71,12 @@ def test_the_writer_counts_its_own_cpu_time_only(db_path):
     writer.submit(step_batch(51, 51))
     writer.close()
     assert after_writing <= writer.cpu_seconds < after_writing + 0.25
-    store.close()
 
 
-def test_submit_waits_while_the_database_is_behind(db_path):
+def test_submit_waits_while_the_database_is_behind(db_path, new_run):
     """With another process holding the write lock, the queue fills and the trainer waits; once the
     lock is released every batch is written, in order."""
-    store = Store(str(db_path))
-    run_id = store.create_run(**RUN_FIELDS)
+    store, run_id = new_run
     blocker = sqlite3.connect(db_path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the database is busy for as long as this holds
     writer = BackgroundWriter(store, run_id, max_pending=2)
@@ -96,12 +99,10 @@ def test_submit_waits_while_the_database_is_behind(db_path):
     assert not thread.is_alive()
     writer.close()
     assert committed(db_path, run_id) == (60, list(range(1, 61)), list(range(1, 61)))
-    store.close()
 
 
-def test_a_failed_write_reaches_the_trainer_and_nothing_after_it_is_written(db_path):
-    store = Store(str(db_path))
-    run_id = store.create_run(**RUN_FIELDS)
+def test_a_failed_write_reaches_the_trainer_and_nothing_after_it_is_written(db_path, new_run):
+    store, run_id = new_run
     writer = BackgroundWriter(store, run_id)
     writer.submit(step_batch(1, 10))
     writer.drain()
@@ -121,12 +122,10 @@ def test_a_failed_write_reaches_the_trainer_and_nothing_after_it_is_written(db_p
         writer.close()
     # the failed batch rolled back as a whole, and the one after it was not written
     assert committed(db_path, run_id) == (10, list(range(1, 11)), list(range(1, 11)))
-    store.close()
 
 
-def test_a_quiet_run_still_beats_when_asked_to(db_path):
-    store = Store(str(db_path))
-    run_id = store.create_run(**RUN_FIELDS)
+def test_a_quiet_run_still_beats_when_asked_to(db_path, new_run):
+    store, run_id = new_run
     writer = BackgroundWriter(store, run_id, heartbeat_seconds=0.2)
     beats = set()
     deadline = time.monotonic() + 5
@@ -135,5 +134,4 @@ def test_a_quiet_run_still_beats_when_asked_to(db_path):
             beats.add(connection.execute("SELECT heartbeat_at FROM runs").fetchone()[0])
         time.sleep(0.1)
     writer.close()
-    store.close()
     assert len(beats) >= 3  # the heartbeat moved while nothing was submitted
