@@ -150,13 +150,16 @@ def main() -> None:
             "fastest_plain": fastest,
             "vs_fastest_plain": seconds[program] / seconds[fastest],
         }
+
+    def pairs(backend: str) -> list[tuple[dict, dict]]:
+        """Each repeat's (default-schedule, every-step) runs of a backend, run back to back in alternating order."""
+        return list(zip(results[f"convexp-{backend}"], results[f"convexp-{backend} every-step"]))
+
     overhead = {
         b: {
-            # each repeat runs default and every-step back to back, in alternating order: the median
-            # of the paired ratios is far less sensitive to the machine's speed drifting between repeats
+            # the median of the paired ratios is far less sensitive to the machine's speed drifting between repeats
             "every_step_vs_default": statistics.median(
-                every["epoch_seconds"][0] / default["epoch_seconds"][0]
-                for default, every in zip(results[f"convexp-{b}"], results[f"convexp-{b} every-step"])
+                every["epoch_seconds"][0] / default["epoch_seconds"][0] for default, every in pairs(b)
             )
             - 1,
             "recorder_share": statistics.median(
@@ -166,7 +169,7 @@ def main() -> None:
             # every core busy (two cores, two intra-op threads), that time comes out of training's
             "writer_share": statistics.median(
                 (every["writer_cpu_seconds"] - default["writer_cpu_seconds"]) / every["epoch_seconds"][0]
-                for default, every in zip(results[f"convexp-{b}"], results[f"convexp-{b} every-step"])
+                for default, every in pairs(b)
             ),
         }
         for b in ("torch", "tensorflow", "numpy")

@@ -6,7 +6,7 @@ here (through :mod:`convexp.store.chains`), so every reader gets float32 kernels
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, func, select
@@ -71,10 +71,7 @@ class SnapshotReads:
         if not found or found[0].step != step:
             steps = self.snapshot_steps(run_id, layer)
             if not steps:
-                known = self.snapshot_layers(run_id)
-                raise StoreError(
-                    f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})"
-                )
+                raise _no_such_layer(run_id, layer, self.snapshot_layers(run_id))
             raise StoreError(
                 f"run {run_id} has no snapshot of {layer} at step {step} "
                 f"({len(steps)} snapshots from step {steps[0]} to {steps[-1]})"
@@ -92,9 +89,7 @@ class SnapshotReads:
 
         summary = {s.layer: s for s in self.snapshot_summary(run_id)}
         if layer not in summary:
-            raise StoreError(
-                f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(summary) or 'none'})"
-            )
+            raise _no_such_layer(run_id, layer, summary)
         out, *filter_shape = summary[layer].shape
         if not 0 <= filter_index < out:
             raise StoreError(f"layer {layer} of run {run_id} has filters 0 to {out - 1}, not {filter_index}")
@@ -122,10 +117,7 @@ class SnapshotReads:
         with self.engine.connect() as connection:
             rows = list(chains.read_layer(connection, run_id, layer))
         if not rows:
-            known = self.snapshot_layers(run_id)
-            raise StoreError(
-                f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})"
-            )
+            raise _no_such_layer(run_id, layer, self.snapshot_layers(run_id))
         shape = tuple(json.loads(rows[0][2]))
         kernels = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").reshape((len(rows), *shape))
         biases = None
@@ -134,3 +126,8 @@ class SnapshotReads:
         steps = np.array([r[0] for r in rows], dtype=np.int64)
         epochs = np.array([r[1] for r in rows], dtype=np.int64)
         return KernelSeries(run_id, layer, steps, epochs, kernels, biases)
+
+
+def _no_such_layer(run_id: int, layer: str, known: Iterable[str]) -> StoreError:
+    """The error for a layer a run has no snapshots of, naming the layers it has."""
+    return StoreError(f"run {run_id} has no snapshots of layer '{layer}' (layers with snapshots: {', '.join(known) or 'none'})")
