@@ -62,6 +62,10 @@ class OutputError(ConvexpError):
     exit_code = 2
 
 
+class ModelError(ConvexpError, TypeError):
+    """A model handed to the recorder is not one convexp can read, or has no conv layer it records."""
+
+
 class ShapeError(SpecError):
     """An architecture cannot be applied to its input (e.g. a kernel larger than its input)."""
 

@@ -5,16 +5,26 @@
     model.fit(x, y, batch_size=128, epochs=15, callbacks=[convexp.keras.KernelRecorder(experiment="mnist-convnet")])
 
 Every ``every`` batches (a step is one batch's update; step 0 is before the first) it records the
-kernels of the model's ``Conv2D`` layers (or ``layers``), canonically (out, in, kh, kw) float32,
+kernels of the model's ``Conv2D`` and ``DepthwiseConv2D`` layers (or ``layers``; any Keras 3 model:
+Sequential, functional, a ``keras.Model`` subclass, nested), canonically (out, in, kh, kw) float32,
 and Keras's running ``loss`` / ``accuracy`` logs as ``train_loss`` / ``train_accuracy``; at each
 epoch's end the epoch's metrics (``val_loss`` / ``val_accuracy`` as ``test_loss`` /
 ``test_accuracy``, what convexp's own runs call them, when ``fit`` has validation data), all
 through :func:`convexp.track`. Keras is imported when the callback is made, not before.
+
+A subclassed model that ``fit`` builds in its first step has no kernels before it: the run then
+starts at step 1, with a warning and a note in the run's spec (build the model before ``fit``
+to record step 0). ``fit`` ends the run (finished) at ``on_train_end``. If ``fit`` dies instead (an error in a
+layer, Ctrl-C), Keras calls no callback: the run keeps every whole step and is ended when the
+interpreter exits (failed after the uncaught exception, interrupted after Ctrl-C); where the
+process goes on (a notebook, a caught exception), end it yourself with
+``recorder.run.finish("failed", "why")``.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 #: Keras log names and what convexp's own runs call them.
@@ -33,6 +43,7 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
     """A ``keras.callbacks.Callback`` recording ``model.fit`` as a convexp run (see the module's docs)."""
     import keras
 
+    from convexp.model_kernels import NotBuiltError
     from convexp.tracking import track
 
     if every < 1:
@@ -43,14 +54,27 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
             super().__init__()
             self.step = 0
             self.epoch = 0
-            self._context: Any = None
+            self._unbuilt = False  # the model had no weights at step 0: record them at the first step
             self.run: Any = None
 
         def on_train_begin(self, logs=None):
             settings = {"keras_optimizer": type(self.model.optimizer).__name__, **(config or {})}
-            self._context = track(experiment, db, settings, layers=layers, dataset=dataset, framework="keras")
-            self.run = self._context.__enter__()
-            self.run.log_kernels(self.model, step=0, epoch=0)
+            self.run = track(experiment, db, settings, layers=layers, dataset=dataset, framework="keras")
+            try:
+                self.run.log_kernels(self.model, step=0, epoch=0)
+            except NotBuiltError:  # a subclassed model that fit builds in its first step
+                self._unbuilt = True
+                note = (
+                    f"the {type(self.model).__name__} was built by its first training step, so its initial kernels "
+                    "(step 0) could not be recorded; build the model before fit (model.build(input_shape), or "
+                    "call it on a batch) to record them"
+                )
+                self.run.notes.append(note)
+                warnings.warn(f"convexp: {note}", stacklevel=2)
+            except BaseException as exc:  # the model cannot be read: the run ends here, not at exit
+                self.run.finish("failed", f"{type(exc).__name__}: {exc}")
+                raise
+            self.run.end_step()
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch + 1
@@ -59,18 +83,20 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
             self.step += 1
             metrics = {RENAMED.get(k, k): v for k, v in (logs or {}).items() if k in ("loss", "accuracy")}
             self.run.log_metrics(metrics, step=self.step, epoch=self.epoch)
-            if self.step % every == 0:
+            if self.step % every == 0 or self._unbuilt:
                 self.run.log_kernels(self.model, step=self.step, epoch=self.epoch)
+                self._unbuilt = False
+            self.run.end_step()  # whole: if fit dies from here on, this step is kept
 
         def on_epoch_end(self, epoch, logs=None):
             ended = {RENAMED.get(k, k): v for k, v in (logs or {}).items() if k.startswith("val_")}
             self.run.log_metrics(ended, step=self.step, epoch=self.epoch)
             if self.step % every:  # the epoch's last step, as convexp's own runs record it
                 self.run.log_kernels(self.model, step=self.step, epoch=self.epoch)
+            self.run.end_step()
 
         def on_train_end(self, logs=None):
-            context, self._context = self._context, None
-            if context is not None:
-                context.__exit__(None, None, None)
+            if self.run is not None:
+                self.run.finish()
 
     return _KernelRecorder()

@@ -9,30 +9,31 @@
             recorder.step(train_loss=loss.item())                            # step 1, 2, ...
 
 Each ``step()`` counts one update, records the metrics given, and every ``every`` steps the
-kernels of the model's ``nn.Conv2d`` modules (or ``layers``, by their ``named_modules`` names),
+kernels of the model's ``nn.Conv2d`` modules (or ``layers``, by their ``named_modules`` paths),
 (out, in, kh, kw) float32, through :func:`convexp.track`. ``recorder.end_epoch(test_loss=...,
-test_accuracy=...)`` records an epoch's metrics and its last step's kernels. PyTorch is imported
-only to read the model.
+test_accuracy=...)`` records an epoch's metrics and its last step's kernels. convexp imports no
+framework: the model is read through the torch the script imported. Any ``nn.Module`` is read
+(see :mod:`convexp.model_kernels`), its conv layers named by their full path.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from convexp.tracking import TrackedRun, track
 
 
 class LoopRecorder:
-    """Counts a loop's updates and records them; made by :func:`record`."""
+    """Counts a loop's updates and records them; made by :func:`record`. A context manager, or a plain
+    object ended by :meth:`finish` (as :class:`convexp.tracking.TrackedRun`)."""
 
     def __init__(self, run: TrackedRun, model: Any, every: int):
         self.run, self.model, self.every = run, model, every
         self.steps = 0
         self.epoch = 1
         run.log_kernels(model, step=0, epoch=0)
+        run.end_step()
 
     def step(self, **metrics: float) -> None:
         """After one optimizer update: record ``metrics`` at it, and the kernels if it is an every-th step."""
@@ -41,6 +42,7 @@ class LoopRecorder:
             self.run.log_metrics(metrics, step=self.steps, epoch=self.epoch)
         if self.steps % self.every == 0:
             self.run.log_kernels(self.model, step=self.steps, epoch=self.epoch)
+        self.run.end_step()  # whole: a crash from here on keeps this step
 
     def end_epoch(self, **metrics: float) -> None:
         """After an epoch: record its metrics (e.g. test_loss, test_accuracy) and its last step's kernels."""
@@ -48,10 +50,20 @@ class LoopRecorder:
             self.run.log_metrics(metrics, step=self.steps, epoch=self.epoch)
         if self.steps % self.every:
             self.run.log_kernels(self.model, step=self.steps, epoch=self.epoch)
+        self.run.end_step()
         self.epoch += 1
 
+    def finish(self, status: str = "finished", message: str | None = None) -> None:
+        """End the run (see :meth:`convexp.tracking.TrackedRun.finish`)."""
+        self.run.finish(status, message)
 
-@contextmanager
+    def __enter__(self) -> LoopRecorder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.run.__exit__(*exc)
+
+
 def record(
     model: Any,
     experiment: str,
@@ -61,9 +73,14 @@ def record(
     layers: list[str] | None = None,
     config: dict[str, Any] | None = None,
     dataset: str = "external",
-) -> Iterator[LoopRecorder]:
-    """Record a PyTorch model's training loop as a convexp run (see the module's docs)."""
+) -> LoopRecorder:
+    """Start recording a PyTorch model's training loop as a convexp run (see the module's docs): use it
+    in a ``with`` block, or call ``finish()`` when done."""
     if every < 1:
         raise ValueError(f"every must be 1 or more, not {every}")
-    with track(experiment, db, config, layers=layers, dataset=dataset, framework="torch") as run:
-        yield LoopRecorder(run, model, every)
+    run = track(experiment, db, config, layers=layers, dataset=dataset, framework="torch")
+    try:
+        return LoopRecorder(run, model, every)
+    except BaseException as exc:  # the model cannot be read: the run never started
+        run.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise

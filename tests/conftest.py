@@ -56,6 +56,17 @@ def stored_kernel(db: Path | str, run_id: int, layer: str, step: int) -> np.ndar
     return stored_kernels(db, layer, run_id)[step]
 
 
+def readme_read_kernel():
+    """The README's ``read_kernel(db, run_id, layer, step)`` recipe (sqlite3 + numpy), run as a user copies it."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    recipe = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "def read_kernel" in block)
+    namespace: dict = {}
+    exec(recipe.split("\nkernel = read_kernel")[0], namespace)
+    return namespace["read_kernel"]
+
+
 def mnist_folder() -> Path | None:
     """The MNIST IDX folder tests use: $CONVEXP_TEST_MNIST, else ../shared/data/mnist beside the repo."""
     candidate = Path(os.environ.get(MNIST_ENV) or REPO.parent / "shared" / "data" / "mnist")

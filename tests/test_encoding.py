@@ -18,7 +18,7 @@ from convexp.store import SnapshotRow, Store
 from convexp.store.database import _alembic_config
 from convexp.store.encoding import RAW, XOR_DELTA, ChainEncoder, decode_chain
 from convexp.store.space import format_bytes, run_sizes, thin_run
-from tests.conftest import REPO, TINY_DIGITS, decode_kernels, run_cli, stored_kernels, write_experiments
+from tests.conftest import TINY_DIGITS, decode_kernels, readme_read_kernel, run_cli, stored_kernels, write_experiments
 from tests.test_store import RUN_FIELDS
 
 
@@ -136,10 +136,7 @@ def test_a_real_run_is_stored_as_deltas_and_every_read_agrees_with_the_readme_re
     # independent decoding (the test's own, from the README's description of the format)
     expected = {layer: stored_kernels(db, layer) for layer in ("conv1", "conv2")}
     # the README's recipe, run as a user would copy it
-    readme = (REPO / "README.md").read_text()
-    recipe = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "def read_kernel" in block)
-    namespace: dict = {}
-    exec(recipe.split("\nkernel = read_kernel")[0], namespace)
+    read_kernel = readme_read_kernel()
     with Store(db, must_exist=True) as store:
         for layer, kernels in expected.items():
             steps = sorted(kernels)
@@ -148,7 +145,7 @@ def test_a_real_run_is_stored_as_deltas_and_every_read_agrees_with_the_readme_re
             np.testing.assert_array_equal(series.kernels, np.stack([kernels[s] for s in steps]))
             for step in (0, 1, 9, 10, 11, 57, steps[-1]):
                 assert step in kernels
-                assert namespace["read_kernel"](str(db), 1, layer, step).tobytes() == kernels[step].tobytes()
+                assert read_kernel(str(db), 1, layer, step).tobytes() == kernels[step].tobytes()
                 assert store.snapshot(1, layer, step).kernel == kernels[step].tobytes()
             # a window that starts inside a chain and crosses the next raw row
             window = store.snapshots(1, layer, 7, 6)

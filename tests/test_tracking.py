@@ -5,6 +5,7 @@ at every step, and read back from the database with plain SQL."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -305,3 +307,70 @@ def test_the_web_app_shows_a_tracked_run(tmp_path):
         assert client.get("/api/runs/1/layers/c/steps").json()["steps"] == [0, 1, 2]
     finally:
         client.app.state.store.close()
+
+
+def test_a_run_without_a_with_block_is_ended_by_finish_and_refuses_more_logging_by_name(tmp_path):
+    db = tmp_path / "r.db"
+    run = convexp.track(experiment="cells", db=str(db))  # as a notebook spreads a run over cells
+    for step in range(3):
+        run.log_kernels({"c": np.full((2, 1, 3, 3), step, np.float32)}, step=step)
+    del run  # nothing but the user's name held it: the run must go on
+    gc.collect()
+    assert "convexp-writer-run-1" in {thread.name for thread in threading.enumerate()}
+    run = convexp.track(experiment="cells", db=str(db))
+    run.log_metrics({"train_loss": 1.0}, step=0)
+    run.finish()
+    run.finish()  # again: nothing
+    with pytest.raises(convexp.tracking.RunEndedError, match=r"^run 2 has ended \(finished\): nothing more can be logged"):
+        run.log_metrics({"train_loss": 1.0}, step=1)
+    other = convexp.track(experiment="x", db=str(tmp_path / "other.db"))
+    with pytest.raises(ValueError, match="a run ends finished, failed, interrupted, not 'done'"):
+        other.finish("done")
+    other.finish("failed", "a test")
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT id, status FROM runs ORDER BY id").fetchall() == [(1, "running"), (2, "finished")]
+    (first,) = [open_run for open_run in convexp.tracking._open_runs if open_run.store.url.endswith(str(db))]
+    first.finish()  # what interpreter exit would do
+    assert sorted(stored(db, "c")) == [0, 1, 2]
+
+
+def exit_script(db, ending: str) -> str:
+    """A script that logs three steps without a with block and never calls finish(), then ends as said."""
+    return textwrap.dedent(
+        f"""
+        import os, signal, sys, numpy as np, convexp
+        run = convexp.track(experiment="left-open", db={str(db)!r})
+        for step in range(3):
+            run.log_kernels({{"c": np.full((2, 1, 3, 3), step, np.float32)}}, step=step)
+            run.log_metrics({{"train_loss": 1.0 + step}}, step=step)
+            run.end_step()
+        child = os.fork()
+        if child == 0:  # a forked worker: its logging and its exit leave the parent's run alone
+            run.log_metrics({{"train_loss": 9.0}}, step=7)
+            run.finish("failed", "from the child")
+            sys.exit(0)
+        os.waitpid(child, 0)
+        {ending}
+        """
+    )
+
+
+@pytest.mark.parametrize(
+    ("ending", "status", "message", "steps"),
+    [
+        ("pass", "finished", "finished at interpreter exit, without finish()", 2),
+        ("raise RuntimeError('boom')", "failed", "RuntimeError: boom", 2),
+        ("os.kill(os.getpid(), signal.SIGINT)", "interrupted", "interrupted (Ctrl-C)", 2),
+    ],
+)
+def test_a_run_never_finished_is_closed_at_interpreter_exit_as_the_process_ended(tmp_path, ending, status, message, steps):
+    db = tmp_path / "r.db"
+    script = tmp_path / "script.py"
+    script.write_text(exit_script(db, ending))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO)
+    assert (result.returncode == 0) == (status == "finished"), result.stderr
+    assert "convexp" not in result.stderr.replace(str(script), "")  # no error of convexp's at exit
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT status, message, steps_completed FROM runs").fetchone() == (status, message, steps)
+        assert connection.execute("SELECT step, value FROM metrics ORDER BY step").fetchall() == [(0, 1.0), (1, 2.0), (2, 3.0)]
+    assert sorted(stored(db, "c")) == [0, 1, 2]  # end_step() kept the last step, whatever the ending

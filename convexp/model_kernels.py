@@ -1,0 +1,263 @@
+"""Finding the conv layers of a user's model and reading their kernels, whatever class the model is.
+
+A model is recognised by what it is, never by where its class was defined: a user's ``Net`` in
+``__main__`` is a ``torch.nn.Module`` like ``nn.Sequential`` is. A framework is looked at only when
+it is already imported (``sys.modules``): a model of a framework the script never imported cannot
+exist, so convexp imports none on its own.
+
+- **PyTorch**: any ``nn.Module`` (a subclass, nested containers, a ``torch.compile``d module, a
+  ``DataParallel`` or ``DistributedDataParallel`` wrapper - the wrapped module's names are used),
+  its ``Conv2d`` modules (``LazyConv2d`` once initialised) named by their full ``named_modules``
+  path (``features.0``, ``block1.conv``). Kernels are (out, in / groups, kh, kw), as torch keeps
+  them.
+- **Keras 3**: any layer or model (Sequential, functional, a ``keras.Model`` subclass, nested
+  models and layers), its ``Conv2D`` and ``DepthwiseConv2D`` layers, a top-level layer named by
+  its name and a nested one by its path (``block1/conv``). ``Conv2D`` kernels (kh, kw, in / groups,
+  out) are transposed to (out, in / groups, kh, kw); a ``DepthwiseConv2D`` kernel
+  (kh, kw, in, multiplier) is stored as the grouped convolution it is: (in * multiplier, 1, kh, kw),
+  output channel ``c * multiplier + m``, ``groups = in``.
+- **A mapping** of layer name to a (out, in, kh, kw) array, or to a (kernel, bias) pair.
+
+Conv layers convexp does not record (1-D, 3-D, transposed, separable) are refused in one line that
+names the layer and says how to record the rest (``layers=``): never skipped silently. So is a
+model with no 2-D conv layer at all, and (:class:`NotBuiltError`) one whose conv layers have no
+weights yet.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from convexp.errors import ModelError
+
+
+class NotBuiltError(ModelError):
+    """A conv layer has no weights yet (a lazy torch module before its first call, a Keras model
+    built by its first training step): there is nothing to read until it is built."""
+
+
+#: How a reader lays a model's conv layers out in one flat float32 array: per layer its name, its
+#: canonical kernel shape (out, in / groups, kh, kw), and its bias length (None without a bias);
+#: the kernel's values come first, then the bias's, layer after layer.
+Layout = tuple[tuple[str, tuple[int, ...], int | None], ...]
+
+
+class KernelReader:
+    """Reads the chosen conv layers of one model, found once, into one fresh flat float32 array per call.
+
+    ``layout`` is fixed when the reader is made; ``groups`` names the grouped (or depthwise) layers
+    and their group count, which a kernel's shape alone does not tell."""
+
+    def __init__(self, layout: Layout, read: Callable[[], np.ndarray], groups: dict[str, int] | None = None):
+        self.layout, self._read, self.groups = layout, read, dict(groups or {})
+
+    def __call__(self) -> tuple[Layout, np.ndarray]:
+        return self.layout, self._read()
+
+
+def kernels_of(model: Any, layers: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """The conv kernels (out, in, kh, kw) and biases of a model, by layer name, as float32 copies.
+
+    ``model`` is a torch module, a Keras 3 model or layer, or a mapping (see the module's docs);
+    ``layers`` picks some of its conv layers by name."""
+    return dict(unpack(*kernel_reader(model, layers)()))
+
+
+def unpack(layout: Layout, flat: np.ndarray) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray | None]]]:
+    """(name, (kernel, bias)) of each layer in a reader's flat array (views of it, no copies)."""
+    offset = 0
+    for name, shape, bias_size in layout:
+        size = math.prod(shape)
+        kernel = flat[offset : offset + size].reshape(shape)
+        offset += size
+        bias = None
+        if bias_size is not None:
+            bias = flat[offset : offset + bias_size]
+            offset += bias_size
+        yield name, (kernel, bias)
+
+
+def kernel_reader(model: Any, layers: list[str] | None = None) -> KernelReader:
+    """A :class:`KernelReader` for the conv layers of ``model`` (see :func:`kernels_of`): the layers are
+    found once, so that reading them at every step costs one copy (for torch, one ``torch.cat``)."""
+    if isinstance(model, Mapping):
+        first = [_packed(_from_mapping(model, layers))]  # read once to know the layout: the first call's array
+
+        def read_mapping() -> np.ndarray:
+            return first.pop()[1] if first else _packed(_from_mapping(model, layers))[1]
+
+        return KernelReader(first[0][0], read_mapping)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return _torch_reader(torch, model, layers)
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(model, keras.layers.Layer):
+        return _keras_reader(keras, model, layers)
+    raise ModelError(
+        f"cannot read conv kernels from a {type(model).__qualname__}: pass a torch nn.Module, "
+        "a Keras model, or a mapping of layer name to (out, in, kh, kw) arrays"
+    )
+
+
+def _chosen(
+    model: Any, recorded: dict[str, Any], refused: dict[str, str], unbuilt: dict[str, str], layers: list[str] | None
+) -> dict[str, Any]:
+    """The layers to record: all of ``recorded`` or those named; a refused or unbuilt layer among them is an error."""
+    kind = type(model).__qualname__
+    for name, why in unbuilt.items():
+        if layers is None or name in layers:
+            raise NotBuiltError(f"layer {name} of the {kind} is {why}")
+    if layers is None:
+        if refused:
+            name, why = next(iter(refused.items()))
+            rest = f"; to record the others, pass layers={list(recorded)}" if recorded else ""
+            raise ModelError(f"layer {name} of the {kind} is {why}{rest}")
+        if not recorded:
+            raise ModelError(f"the {kind} has no 2-D conv layer (Conv2d / Conv2D): nothing to record")
+        return recorded
+    for name in layers:
+        if name in refused:
+            raise ModelError(f"layer {name} of the {kind} is {refused[name]}")
+    missing = [name for name in layers if name not in recorded]
+    if missing:
+        raise ModelError(
+            f"no conv layer named {', '.join(missing)} in the {kind}; its conv layers: {', '.join(recorded) or 'none'}"
+        )
+    return {name: recorded[name] for name in layers}
+
+
+_NOT_RECORDED = "convexp records 2-D convolution kernels only"
+
+
+def _torch_reader(torch: Any, model: Any, layers: list[str] | None) -> KernelReader:
+    nn = torch.nn
+    while True:  # wrappers whose own names would prefix every layer's: the wrapped module is the model
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+            continue
+        dynamo = sys.modules.get("torch._dynamo.eval_frame")
+        if dynamo is not None and isinstance(model, dynamo.OptimizedModule):  # torch.compile(model)
+            model = model._orig_mod
+            continue
+        break
+    other_convs = (nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+    recorded: dict[str, Any] = {}
+    refused: dict[str, str] = {}
+    unbuilt: dict[str, str] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            if isinstance(module.weight, nn.parameter.UninitializedParameter):
+                unbuilt[name] = f"a {type(module).__name__} not initialised yet: run a forward pass before recording"
+            else:
+                recorded[name] = module
+        elif isinstance(module, other_convs):
+            refused[name] = f"a {type(module).__name__}: {_NOT_RECORDED} (Conv2d)"
+    convs = _chosen(model, recorded, refused, unbuilt, layers)
+    layout: Layout = tuple(
+        (name, tuple(m.weight.shape), None if m.bias is None else int(m.bias.shape[0])) for name, m in convs.items()
+    )
+    modules = list(convs.values())
+    cached: dict[str, Any] = {"current": None, "views": None}
+
+    def read_torch() -> np.ndarray:
+        # flat views of the parameters' data are made once and kept while every parameter is the
+        # same object on the same memory (optimizers update in place); anything else remakes them
+        params = [p for m in modules for p in (m._parameters["weight"], m._parameters.get("bias")) if p is not None]
+        # ids of the parameters held in the cache (so no id is reused meanwhile), and their memory
+        current = [(id(p), p.data_ptr()) for p in params]
+        if current != cached["current"]:
+            cached.update(params=params, current=current, views=[p.data.reshape(-1) for p in params])
+        flat = torch.cat(cached["views"])
+        if flat.dtype != torch.float32:
+            flat = flat.float()
+        try:
+            return flat.numpy()  # cat made a copy
+        except TypeError:  # on a GPU
+            return flat.cpu().numpy()
+
+    groups = {name: int(m.groups) for name, m in convs.items() if m.groups != 1}
+    return KernelReader(layout, read_torch, groups)
+
+
+def _keras_reader(keras: Any, model: Any, layers: list[str] | None) -> KernelReader:
+    kl = keras.layers
+    other_convs = (kl.Conv1D, kl.Conv3D, kl.Conv1DTranspose, kl.Conv2DTranspose, kl.Conv3DTranspose, kl.DepthwiseConv1D)
+    recorded: dict[str, Any] = {}
+    refused: dict[str, str] = {}
+    unbuilt: dict[str, str] = {}
+    for name, layer in _keras_layers(model):
+        if isinstance(layer, (kl.Conv2D, kl.DepthwiseConv2D)):
+            if not layer.built:
+                unbuilt[name] = f"a {type(layer).__name__} not built yet: build the model (or call it once) before recording"
+            else:
+                recorded[name] = layer
+        elif isinstance(layer, (kl.SeparableConv1D, kl.SeparableConv2D)):
+            refused[name] = (
+                f"a {type(layer).__name__} (a depthwise then a pointwise kernel): {_NOT_RECORDED} (Conv2D, DepthwiseConv2D)"
+            )
+        elif isinstance(layer, other_convs):
+            refused[name] = f"a {type(layer).__name__}: {_NOT_RECORDED} (Conv2D, DepthwiseConv2D)"
+    convs = _chosen(model, recorded, refused, unbuilt, layers)
+
+    def canonical(layer: Any) -> np.ndarray:
+        kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)
+        if isinstance(layer, kl.DepthwiseConv2D):  # (kh, kw, in, multiplier) -> (in * multiplier, 1, kh, kw)
+            kh, kw = kernel.shape[:2]
+            return kernel.transpose(2, 3, 0, 1).reshape(-1, 1, kh, kw)
+        return kernel.transpose(3, 2, 0, 1)
+
+    def read_keras() -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        return {
+            name: (canonical(layer), None if layer.bias is None else np.asarray(layer.bias.numpy(), dtype=np.float32))
+            for name, layer in convs.items()
+        }
+
+    layout = _packed(read_keras())[0]
+    groups = {
+        name: int(layer.kernel.shape[2]) if isinstance(layer, kl.DepthwiseConv2D) else int(layer.groups)
+        for name, layer in convs.items()
+    }
+    return KernelReader(layout, lambda: _packed(read_keras())[1], {n: g for n, g in groups.items() if g != 1})
+
+
+def _keras_layers(layer: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, layer) of every layer inside ``layer``, depth first: a top-level layer by its name, a
+    nested one by its parents' names and its own, joined by ``/`` (as Keras writes variable paths)."""
+    seen: set[int] = set()
+    for inner in getattr(layer, "_layers", ()):  # what Keras tracks: attributes, lists, a model's layers
+        if id(inner) in seen:
+            continue
+        seen.add(id(inner))
+        path = f"{prefix}{inner.name}"
+        yield path, inner
+        yield from _keras_layers(inner, path + "/")
+
+
+def _packed(found: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> tuple[Layout, np.ndarray]:
+    """Layers' kernels and biases as a layout and one flat float32 copy."""
+    layout = tuple((name, tuple(k.shape), None if b is None else int(b.shape[0])) for name, (k, b) in found.items())
+    parts = [a.ravel() for k, b in found.values() for a in (k, b) if a is not None]
+    return layout, np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+
+
+def _from_mapping(model: Mapping[str, Any], layers: list[str] | None) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    found = {}
+    for name, value in model.items():
+        kernel, bias = value if isinstance(value, tuple) else (value, None)
+        found[str(name)] = (np.asarray(kernel, dtype=np.float32), None if bias is None else np.asarray(bias, dtype=np.float32))
+    if layers is not None:
+        missing = [name for name in layers if name not in found]
+        if missing:
+            raise ModelError(f"no conv layer named {', '.join(missing)}; the mapping's: {', '.join(found) or 'none'}")
+        found = {name: found[name] for name in layers}
+    for name, (kernel, _) in found.items():
+        if kernel.ndim != 4:
+            raise ModelError(f"layer {name}: a conv kernel is (out, in, kh, kw); got shape {kernel.shape}")
+    if not found:
+        raise ModelError("the mapping has no layer: nothing to record")
+    return found
