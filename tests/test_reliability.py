@@ -186,22 +186,35 @@ def test_many_processes_migrate_a_new_database_exactly_once(db_url):
 
 
 def test_a_failed_migration_leaves_the_old_revision(db_url, monkeypatch):
-    """The upgrade runs in one transaction: if it fails part-way, nothing of it remains."""
+    """The upgrade runs in one transaction: if it fails part-way, nothing of it remains. (A new SQLite
+    file is created from the models without migrations, so there the database starts at 0005.)"""
     from alembic import command
+    from sqlalchemy import create_engine
 
     from convexp.errors import StoreError
     from convexp.store import Store
+    from convexp.store.database import _alembic_config
 
     real_upgrade = command.upgrade
+    sqlite = db_url.startswith("sqlite")
+    if sqlite:
+        engine = create_engine(db_url)
+        with engine.begin() as connection:
+            real_upgrade(_alembic_config(connection), "0005")
+        engine.dispose()
+    before = _tables(db_url)
 
     def upgrade_then_fail(config, revision):
-        real_upgrade(config, revision)  # creates every table...
+        real_upgrade(config, revision)  # creates or alters every table...
         config.attributes["connection"].exec_driver_sql("SELECT * FROM no_such_table")  # ...then fails
 
     monkeypatch.setattr(command, "upgrade", upgrade_then_fail)
     with pytest.raises(StoreError, match="migration failed"):
         Store(db_url)
-    assert _tables(db_url) == set()  # rolled back: no table, no alembic_version
+    assert _tables(db_url) == before  # rolled back: no table, or the old ones, as they were
+    if sqlite:
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as connection:
+            assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
     monkeypatch.setattr(command, "upgrade", real_upgrade)
     Store(db_url).close()  # and a later open migrates it properly
     assert "runs" in _tables(db_url)

@@ -52,6 +52,57 @@ def test_empty_database_upgrades_to_head_and_matches_the_models(db_url):
     assert {"runs", "metrics", "kernel_snapshots", "checkpoints", "alembic_version"} <= tables
 
 
+def schema_of(url: str) -> dict:
+    """Every table's columns (in order, with type, nullability, default), keys, indexes and constraints."""
+    engine = create_engine(url)
+    described = {}
+    with engine.connect() as connection:
+        found = inspect(connection)
+        for table in sorted(found.get_table_names()):
+            described[table] = (
+                [(c["name"], str(c["type"]), c["nullable"], c["default"]) for c in found.get_columns(table)],
+                found.get_pk_constraint(table)["constrained_columns"],
+                sorted(
+                    (f["constrained_columns"], f["referred_table"], f["referred_columns"], f.get("options"))
+                    for f in found.get_foreign_keys(table)
+                ),
+                sorted((i["name"], i["column_names"], bool(i["unique"])) for i in found.get_indexes(table)),
+                sorted(u["column_names"] for u in found.get_unique_constraints(table)),
+                sorted(c["sqltext"] for c in found.get_check_constraints(table)),
+            )
+    engine.dispose()
+    return described
+
+
+def test_a_new_sqlite_file_gets_the_schema_the_migrations_make_without_alembic(tmp_path):
+    """A new SQLite file is created from the models and stamped at head (no Alembic import, no six
+    migrations); it must be the very schema that running every migration makes."""
+    import subprocess
+    import sys
+
+    from alembic import command
+
+    created = tmp_path / "created.db"
+    code = (
+        f"import sys; from convexp.store import Store; Store({str(created)!r}).close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    migrated = f"sqlite:///{tmp_path / 'migrated.db'}"
+    engine = create_engine(migrated)
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "head")
+    engine.dispose()
+    assert schema_of(f"sqlite:///{created}") == schema_of(migrated)
+    assert set(schema_of(migrated)) == {"alembic_version", "runs", "metrics", "kernel_snapshots", "checkpoints"}
+    with Store(str(created)) as store:  # and it is a database like any other
+        run_id = store.create_run(**RUN_FIELDS)
+        store.record(run_id, [MetricRecord(1, 1, "train_loss", 0.5)])
+        assert [m.value for m in store.metrics(run_id)] == [0.5]
+
+
 def test_an_old_database_with_data_upgrades_and_keeps_it(db_url):
     from alembic import command
 

@@ -165,6 +165,41 @@ def _at_head(engine: Engine) -> bool:
     return len(rows) == 1 and rows[0][0] == SCHEMA_HEAD
 
 
+#: Alembic's own table, as ``alembic upgrade`` creates it.
+_ALEMBIC_VERSION_DDL = (
+    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+)
+
+
+def _create_new_sqlite(engine: Engine, url: str, writer: Engine) -> bool:
+    """Give a new, empty SQLite database the head schema from the models and stamp it ``SCHEMA_HEAD``, in
+    one transaction: what running every migration would make (a test compares the two), without
+    importing Alembic or replaying six migrations. False, touching nothing, for anything but an
+    empty SQLite file: the full check and Alembic decide those."""
+    if sqlite_path(url) is None:
+        return False
+    try:
+        with engine.connect() as connection:
+            if connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
+                return False
+    except DatabaseError:  # not a database: the full check says so
+        return False
+    from convexp.store.models import Base
+
+    with _migration_lock(url):
+        try:
+            with writer.begin() as connection:  # IMMEDIATE: one process creates, the others find it made
+                if connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
+                    return False  # another process got here first (it may be migrating: the full check waits)
+                Base.metadata.create_all(connection)
+                connection.exec_driver_sql(_ALEMBIC_VERSION_DDL)
+                connection.exec_driver_sql(f"INSERT INTO alembic_version (version_num) VALUES ('{SCHEMA_HEAD}')")
+        except DBAPIError as exc:
+            raise write_error(url, exc, "creating the database") from None
+    return True
+
+
 def head_revision() -> str:
     """The newest schema revision this convexp knows."""
     from alembic.script import ScriptDirectory
@@ -244,6 +279,8 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Cal
     :class:`StoreError` for a file that is not a SQLite database or not a convexp one.
     """
     if _at_head(engine):  # the common case, answered without importing Alembic
+        return
+    if upgrade and _create_new_sqlite(engine, url, writer() if writer else engine):  # a new file: no Alembic either
         return
     from alembic import command
     from alembic.script import ScriptDirectory
