@@ -90,18 +90,29 @@ def encoding_table(r: dict) -> str:
 
 
 def tracking_table(r: dict) -> str:
-    """benchmarks/tracking.py's results: a plain PyTorch loop with and without recording."""
+    """benchmarks/tracking.py's results: PyTorch loops with and without every-step recording."""
     lines = [
-        f"{r['steps']} steps of the peer job (a small CNN on the digits, batch 32), median of {r['repeats']}, {r['date'][:10]}:",
+        f"Median of {r['repeats']} interleaved fresh processes, {r['date'][:10]}; kernels of every conv layer and the loss at every step:",
         "",
-        "| variant | loop s | ms/step | ratio to plain | target |",
-        "|---|---|---|---|---|",
+        "| job | steps | variant | loop s | ratio to plain | target | training thread us/step | writer CPU s | peak MB (training / writer) | open / close s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, seconds in r["seconds"].items():
-        target = "" if name == "plain" else f"<= {r['target']}"
-        lines.append(f"| {name} | {seconds:.3f} | {seconds / r['steps'] * 1000:.3f} | {r['ratios'][name]:.3f} | {target} |")
+    for name, job in r["jobs"].items():
+        for variant, m in job["medians"].items():
+            recording = variant in ("convexp.torch", "convexp.track")
+            target = f"<= {job['target']:.2f}" if recording else ""
+            thread = f"{m['us_per_step']:.0f}" if recording else ""
+            writer = f"{m['writer_cpu']:.2f}" if recording else ""
+            memory = f"{m['rss_mb']:.0f} / {m['writer_rss_mb']:.0f}" if recording else f"{m['rss_mb']:.0f}"
+            timing = f"{m['open']:.3f} / {m['close']:.3f}" if recording else ""
+            lines.append(
+                f"| {name} | {job['steps']} | {variant} | {m['seconds']:.3f} | {m['ratio']:.3f} | {target} | {thread} | {writer} | {memory} | {timing} |"
+            )
+    lines += ["", f"Targets: opening a run on a new database and ending it (everything committed) <= {r['open_target']} s each."]
+    for line in r["skipped"]:
+        lines.append(f"Not measured: {line}.")
     if r["not_installed"]:
-        lines += ["", f"Not installed on the machine that ran it, so not measured: {', '.join(r['not_installed'])}."]
+        lines.append(f"Not installed on the machine that ran it, so not measured: {', '.join(r['not_installed'])}.")
     return "\n".join(lines)
 
 

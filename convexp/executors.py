@@ -81,7 +81,7 @@ def run_on_dask(
         import distributed
     except ImportError:
         raise ConvexpError("--executor dask needs dask.distributed: pip install 'convexp[dask]'") from None
-    store.encoder  # noqa: B018 -- a bad CONVEXP_SNAPSHOT_ENCODING is refused before any run is queued
+    store.check_recording_settings()  # a bad CONVEXP_SNAPSHOT_ENCODING or CONVEXP_WRITER is refused before any run is queued
     run_ids = [create_run(run, store, queued=True) for run in runs]
     data = str(data_dir) if data_dir else None
     with dask.config.set({"distributed.scheduler.allowed-failures": max_retries}):

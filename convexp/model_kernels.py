@@ -26,7 +26,6 @@ weights yet.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -34,17 +33,12 @@ from typing import Any
 import numpy as np
 
 from convexp.errors import ModelError
+from convexp.store.packed import Layout, unpack
 
 
 class NotBuiltError(ModelError):
     """A conv layer has no weights yet (a lazy torch module before its first call, a Keras model
     built by its first training step): there is nothing to read until it is built."""
-
-
-#: How a reader lays a model's conv layers out in one flat float32 array: per layer its name, its
-#: canonical kernel shape (out, in / groups, kh, kw), and its bias length (None without a bias);
-#: the kernel's values come first, then the bias's, layer after layer.
-Layout = tuple[tuple[str, tuple[int, ...], int | None], ...]
 
 
 class KernelReader:
@@ -66,20 +60,6 @@ def kernels_of(model: Any, layers: list[str] | None = None) -> dict[str, tuple[n
     ``model`` is a torch module, a Keras 3 model or layer, or a mapping (see the module's docs);
     ``layers`` picks some of its conv layers by name."""
     return dict(unpack(*kernel_reader(model, layers)()))
-
-
-def unpack(layout: Layout, flat: np.ndarray) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray | None]]]:
-    """(name, (kernel, bias)) of each layer in a reader's flat array (views of it, no copies)."""
-    offset = 0
-    for name, shape, bias_size in layout:
-        size = math.prod(shape)
-        kernel = flat[offset : offset + size].reshape(shape)
-        offset += size
-        bias = None
-        if bias_size is not None:
-            bias = flat[offset : offset + bias_size]
-            offset += bias_size
-        yield name, (kernel, bias)
 
 
 def kernel_reader(model: Any, layers: list[str] | None = None) -> KernelReader:

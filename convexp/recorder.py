@@ -15,8 +15,9 @@ from typing import Protocol
 
 from convexp.spec import RunSpec
 from convexp.store import MetricRecord, SnapshotRow, Store
-from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, BackgroundWriter, Batch
+from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
 from convexp.store.interrupts import interrupts_deferred
+from convexp.store.writer_process import make_writer
 from convexp.types import Checkpoint, KernelReader, StateReader
 
 #: Buffered metric rows that trigger a write in the middle of an epoch.
@@ -66,7 +67,7 @@ class RunRecorder:
         self.steps_completed = resume_from.step if resume_from else 0
         self.epochs_completed = resume_from.epoch if resume_from else 0
         self.last_flush = time.monotonic()
-        self.writer = BackgroundWriter(store, run_id)
+        self.writer = make_writer(store, run_id)
 
     def _snapshot(self, step: int, epoch: int, kernels: KernelReader) -> None:
         if step == self.last_snapshot_step:

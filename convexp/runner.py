@@ -135,7 +135,7 @@ def execute(
     """Train and record each run in turn. A run that fails is recorded as failed, one whose loss
     becomes NaN or infinite as diverged (keeping its snapshots up to that step), and the rest go
     on; Ctrl-C marks the current run interrupted (keeping what was recorded) and stops."""
-    store.encoder  # noqa: B018 -- a bad CONVEXP_SNAPSHOT_ENCODING is refused before any run starts
+    store.check_recording_settings()  # a bad CONVEXP_SNAPSHOT_ENCODING or CONVEXP_WRITER is refused before any run starts
     keep_freed_memory()
     datasets: dict[str, tuple[Dataset, dict[str, Any]]] = {}
     outcomes = []
@@ -159,7 +159,7 @@ def resume(run_id: int, store: Store, data_dir: Path | None = None, listener: Ru
     the data is looked for in the folder the run recorded, and data whose fingerprint differs from
     the recorded one is refused (:class:`~convexp.errors.DatasetError`), also leaving it unchanged.
     """
-    store.encoder  # noqa: B018 -- a bad CONVEXP_SNAPSHOT_ENCODING is refused before anything changes
+    store.check_recording_settings()  # a bad CONVEXP_SNAPSHOT_ENCODING or CONVEXP_WRITER is refused before anything changes
     keep_freed_memory()
     recorded = store.get_run(run_id)
     source = recorded.data_source or {}

@@ -39,16 +39,18 @@ import atexit
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from convexp import __version__
 from convexp.errors import ConvexpError
-from convexp.model_kernels import KernelReader, Layout, kernel_reader, kernels_of, unpack
-from convexp.store import MetricRecord, SnapshotRow, Store
-from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, BackgroundWriter, Batch
+from convexp.model_kernels import KernelReader, kernel_reader, kernels_of
+from convexp.store import MetricRecord, Store
+from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
+from convexp.store.packed import Layout, PackedSnapshots, unpack
+from convexp.store.writer_process import make_writer
 
 __all__ = ["EXTERNAL", "TrackedRun", "kernel_reader", "kernels_of", "track", "unpack"]
 
@@ -62,34 +64,13 @@ class RunEndedError(ConvexpError, RuntimeError):
     """Something was logged into a tracked run after it had ended."""
 
 
-class PackedSnapshots(Sequence[SnapshotRow]):
-    """Snapshot rows of complete steps, kept as each step's flat arrays: the rows are built when the
-    writer thread reads them, not on the training thread."""
-
-    def __init__(self, steps: list[tuple[int, int, list[tuple[Layout, np.ndarray]]]]):
-        self.steps = steps
-        self._count = sum(len(layout) for _, _, logged in steps for layout, _ in logged)
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __iter__(self) -> Iterator[SnapshotRow]:
-        for step, epoch, logged in self.steps:
-            for layout, flat in logged:
-                for name, (kernel, bias) in unpack(layout, flat):
-                    yield SnapshotRow(name, step, epoch, kernel, bias)
-
-    def __getitem__(self, index):  # a Sequence's; the writer only iterates
-        return list(self)[index]
-
-
 class TrackedRun:
     """A run being recorded from the user's own loop, made by :func:`track`: a context manager, or a
     plain object ended by :meth:`finish` (or at interpreter exit)."""
 
     def __init__(self, store: Store, run_id: int, layers: list[str] | None = None):
         self.store, self.run_id, self.layers = store, run_id, layers
-        self.writer = BackgroundWriter(store, run_id, heartbeat_seconds=HEARTBEAT_SECONDS)
+        self.writer = make_writer(store, run_id, heartbeat_seconds=HEARTBEAT_SECONDS)
         self.pid = os.getpid()  # the process that records: a forked child does nothing with the run
         #: How the run ended (``finished``, ``failed``, ``interrupted``), None while it records.
         self.status: str | None = None
@@ -247,8 +228,9 @@ class TrackedRun:
                 changes["groups"] = self.groups
             if self.notes:
                 changes["notes"] = self.notes
-            self.store.update_spec(self.run_id, changes)
-            self.store.finish_run(self.run_id, self.status, message)
+            # a run another process has taken over (--resume after this one was thought dead) is left to it
+            if self.store.finish_run(self.run_id, self.status, message, owner=self.writer.owner):
+                self.store.update_spec(self.run_id, changes)
         finally:
             self.store.close()
         if failure is not None:
@@ -296,7 +278,7 @@ def track(
     settings = dict(config or {})
     store = Store(db)
     try:
-        store.encoder  # noqa: B018 -- a bad CONVEXP_SNAPSHOT_ENCODING is refused before the run is created
+        store.check_recording_settings()  # a bad CONVEXP_SNAPSHOT_ENCODING or CONVEXP_WRITER is refused before the run is created
         run_id = store.create_run(
             experiment=experiment,
             backend=EXTERNAL,

@@ -1,5 +1,6 @@
-"""The writer thread: batches committed in order with their progress, back-pressure when the
-database falls behind, a failed write raised to the training thread with nothing after it written."""
+"""The writers, the thread and the process alike: batches committed in order with their progress,
+back-pressure when the database falls behind, a failed write raised to the training thread with
+nothing after it written."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from convexp.store import MetricRecord, SnapshotRow, Store
 from convexp.store.background import BackgroundWriter, Batch
+from convexp.store.writer_process import ProcessWriter
 from tests.test_store import RUN_FIELDS
 
 
@@ -47,9 +49,14 @@ def new_run(db_path):
     store.close()
 
 
-def test_batches_are_committed_in_order_with_their_progress(db_path, new_run):
+@pytest.fixture(params=[BackgroundWriter, ProcessWriter], ids=["thread", "process"])
+def writer_class(request):
+    return request.param
+
+
+def test_batches_are_committed_in_order_with_their_progress(db_path, new_run, writer_class):
     store, run_id = new_run
-    writer = BackgroundWriter(store, run_id)
+    writer = writer_class(store, run_id)
     for first in range(1, 200, 10):
         writer.submit(step_batch(first, first + 9))
     writer.drain()
@@ -73,13 +80,13 @@ def test_the_writer_counts_its_own_cpu_time_only(db_path, new_run):
     assert after_writing <= writer.cpu_seconds < after_writing + 0.25
 
 
-def test_submit_waits_while_the_database_is_behind(db_path, new_run):
+def test_submit_waits_while_the_database_is_behind(db_path, new_run, writer_class):
     """With another process holding the write lock, the queue fills and the trainer waits; once the
     lock is released every batch is written, in order."""
     store, run_id = new_run
     blocker = sqlite3.connect(db_path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the database is busy for as long as this holds
-    writer = BackgroundWriter(store, run_id, max_pending=2)
+    writer = writer_class(store, run_id, max_pending=2)
     submitted: list[int] = []
 
     def trainer():
@@ -101,9 +108,9 @@ def test_submit_waits_while_the_database_is_behind(db_path, new_run):
     assert committed(db_path, run_id) == (60, list(range(1, 61)), list(range(1, 61)))
 
 
-def test_a_failed_write_reaches_the_trainer_and_nothing_after_it_is_written(db_path, new_run):
+def test_a_failed_write_reaches_the_trainer_and_nothing_after_it_is_written(db_path, new_run, writer_class):
     store, run_id = new_run
-    writer = BackgroundWriter(store, run_id)
+    writer = writer_class(store, run_id)
     writer.submit(step_batch(1, 10))
     writer.drain()
     broken = Batch(

@@ -144,7 +144,18 @@ def test_tracking_benchmark_runs_and_reports(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "tracking.json"
     result = subprocess.run(
-        [sys.executable, "benchmarks/tracking.py", "--steps", "30", "--repeats", "1", "--json", str(out)],
+        [
+            sys.executable,
+            "benchmarks/tracking.py",
+            "--jobs",
+            "peer,two-conv-1t",
+            "--steps",
+            "30",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -152,5 +163,11 @@ def test_tracking_benchmark_runs_and_reports(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert {"plain", "convexp.torch", "convexp.track"} <= set(report["seconds"])
-    assert report["ratios"]["plain"] == 1.0 and all(s > 0 for s in report["seconds"].values())
+    assert set(report["jobs"]) == {"peer", "two-conv-1t"}
+    for job in report["jobs"].values():
+        medians = job["medians"]
+        assert {"plain", "convexp.torch", "convexp.track"} <= set(medians)
+        assert medians["plain"]["ratio"] == 1.0 and all(m["seconds"] > 0 for m in medians.values())
+        for variant in ("convexp.torch", "convexp.track"):
+            assert medians[variant]["us_per_step"] > 0 and medians[variant]["writer_cpu"] > 0
+            assert medians[variant]["writer_rss_mb"] > 0 and 0 < medians[variant]["open"] and 0 < medians[variant]["close"]

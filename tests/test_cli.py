@@ -269,7 +269,12 @@ def test_files_that_cannot_be_written_give_one_line(tmp_path):
     assert result.returncode == 1
 
 
-def test_db_delete_asks_then_deletes_and_vacuum_shrinks_the_file(tmp_path, tiny_experiments):
+def test_db_delete_asks_then_deletes_and_vacuum_shrinks_the_file(tmp_path):
+    # kernels at every step: more than one database page per table, so that there is something to give back
+    wide = [{**TINY_DIGITS["layers"][0], "filters": 64, "kernel_size": 5}, *TINY_DIGITS["layers"][1:]]
+    tiny_experiments = write_experiments(
+        tmp_path / "e.yaml", {"tiny": {**TINY_DIGITS, "layers": wide, "snapshots": {"every": 1}}}
+    )
     db = tmp_path / "d.db"
     assert run_cli("run", str(tiny_experiments), "--db", str(db), "--seed", "1").returncode == 0
     assert run_cli("run", str(tiny_experiments), "--db", str(db), "--seed", "2").returncode == 0

@@ -62,7 +62,9 @@ def test_the_estimate_is_what_a_real_run_writes(tmp_path, settings):
 
 
 def test_the_estimate_is_near_the_file_size_of_an_every_step_run(tmp_path):
-    spec = {**TINY_DIGITS, "epochs": 3, "snapshots": {"every": 1}}
+    # 64 5x5 filters: kernels enough to fill pages, so that what grows is the rows, not an empty file's pages
+    wide = [{**TINY_DIGITS["layers"][0], "filters": 64, "kernel_size": 5}, *TINY_DIGITS["layers"][1:]]
+    spec = {**TINY_DIGITS, "layers": wide, "epochs": 3, "snapshots": {"every": 1}}
     path = write_experiments(tmp_path / "e.yaml", {"every-step": spec})
     db = tmp_path / "r.db"
     assert run_cli("run", str(path), "--db", str(db)).returncode == 0
@@ -182,7 +184,8 @@ def test_thinning_keeps_every_kth_step_and_the_last_and_frees_what_it_says(every
     assert rows_before - rows == 2 * (470 - 48) and metrics == metrics_before
     assert f"deleted {2 * (470 - 48)} snapshot row(s), {storage.format_bytes(freed)} of kernels; 48 step(s) kept" in result.stdout
     shrunk = size_before - db.stat().st_size
-    assert freed <= shrunk <= freed * 1.05 + 2**16, (freed, shrunk)
+    # never less than it says; more by the pages' slack around the rows it deleted (16 KB pages)
+    assert freed <= shrunk <= freed * 1.10 + 2**16, (freed, shrunk)
 
     # everything that reads snapshots works on the steps that remain, and names them when asked for a gone one
     assert run_cli("compare", "1", "1", "--db", str(db)).returncode == 0

@@ -15,7 +15,9 @@ written.
 
 from __future__ import annotations
 
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -29,12 +31,12 @@ if TYPE_CHECKING:
     from convexp.store.store import Store
 
 #: Buffered kernel bytes at which a recorder hands a batch over in the middle of an epoch.
-FLUSH_BYTES = 8 * 1024 * 1024
+FLUSH_BYTES = 2 * 1024 * 1024
 #: Longest time between two writes while training: each write is also the run's heartbeat, and
 #: what a live view (``convexp ui``) can show of a training run is at most this old.
 HEARTBEAT_SECONDS = 1.0
 #: Batches that may wait for the writer before ``submit`` blocks (each holds at most the
-#: recorder's flush size, 8 MiB of kernels, so the queue holds at most about 32 MiB).
+#: recorder's flush size, 2 MiB of kernels, so the queue holds at most about 8 MiB).
 MAX_PENDING = 4
 
 
@@ -52,6 +54,22 @@ class Batch:
 _STOP = object()
 
 
+def write_batch(store: Store, run_id: int, batch: Batch | None, owner: tuple[int, str]) -> None:
+    """Commit one batch of a run owned by ``owner`` (pid, host); None writes the heartbeat alone."""
+    if batch is None:
+        store.record(run_id, owner=owner)
+        return
+    store.record(
+        run_id,
+        batch.metrics,
+        batch.snapshots,
+        epochs_completed=batch.epochs_completed,
+        steps_completed=batch.steps_completed,
+        checkpoint=batch.checkpoint,
+        owner=owner,
+    )
+
+
 class BackgroundWriter:
     """Writes one run's batches into a store from a daemon thread, in order, one transaction each."""
 
@@ -59,6 +77,8 @@ class BackgroundWriter:
         """``heartbeat_seconds``: when nothing has come to write for that long, write the run's heartbeat
         alone (for a run recorded from a user's loop, which may pause between steps for long)."""
         self.store, self.run_id, self.heartbeat_seconds = store, run_id, heartbeat_seconds
+        #: The process the run belongs to (pid, host): nothing is written once the run is another's.
+        self.owner = (os.getpid(), socket.gethostname())
         self._queue: queue.Queue[Batch | object] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         #: CPU time the writer thread has used (encoding and writing), as of its last batch, in seconds:
@@ -74,7 +94,7 @@ class BackgroundWriter:
             except queue.Empty:  # only with heartbeat_seconds: the run is alive, only quiet
                 if self._error is None:
                     try:
-                        self.store.record(self.run_id)
+                        self._write(None)
                     except BaseException as exc:
                         self._error = exc
                 continue
@@ -83,19 +103,19 @@ class BackgroundWriter:
                     return
                 if self._error is None:  # after a failure nothing more is written: it would skip a batch
                     assert isinstance(batch, Batch)
-                    self.store.record(
-                        self.run_id,
-                        batch.metrics,
-                        batch.snapshots,
-                        epochs_completed=batch.epochs_completed,
-                        steps_completed=batch.steps_completed,
-                        checkpoint=batch.checkpoint,
-                    )
+                    self._write(batch)
             except BaseException as exc:  # handed to the training thread
                 self._error = exc
             finally:
-                self.cpu_seconds = time.thread_time()
+                self.cpu_seconds = self._cpu_seconds()
                 self._queue.task_done()
+
+    def _write(self, batch: Batch | None) -> None:
+        """Commit one batch (None: the heartbeat alone), into the run only while it is this process's."""
+        write_batch(self.store, self.run_id, batch, self.owner)
+
+    def _cpu_seconds(self) -> float:
+        return time.thread_time()
 
     def _raise_error(self) -> None:
         if self._error is not None:

@@ -24,6 +24,7 @@ from convexp.store.interrupts import interrupts_deferred
 from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
 from convexp.store.records import MetricRecord, RunRecord, SnapshotRow
 from convexp.store.snapshot_reads import SnapshotReads
+from convexp.store.writer_process import writer_kind
 
 if TYPE_CHECKING:
     from convexp.types import Checkpoint
@@ -117,11 +118,14 @@ class Store(SnapshotReads):
         epochs_completed: int | None = None,
         steps_completed: int | None = None,
         checkpoint: Checkpoint | None = None,
+        owner: tuple[int, str] | None = None,
     ) -> None:
         """Write a batch of metrics and snapshots, the run's progress and its heartbeat, in one transaction.
 
         A ``checkpoint`` replaces the run's previous one in the same transaction, so the stored
-        checkpoint always matches the last recorded epoch.
+        checkpoint always matches the last recorded epoch. With ``owner`` (pid, host) nothing is
+        written unless the run is still that process's: a writer never adds to a run that another
+        process has taken over (``--resume`` after its owner died).
         """
         progress: dict[str, Any] = {
             key: value
@@ -131,11 +135,16 @@ class Store(SnapshotReads):
         progress["heartbeat_at"] = utcnow()
         encoder = self.encoder
         try:
-            self._write(run_id, metrics, snapshots, progress, checkpoint, encoder)
+            self._write(run_id, metrics, snapshots, progress, checkpoint, encoder, owner)
         except BaseException:
             encoder.rollback()
             raise
         encoder.commit()
+
+    def check_recording_settings(self) -> None:
+        """Refuse a bad ``CONVEXP_SNAPSHOT_ENCODING`` or ``CONVEXP_WRITER`` in one line, before any run is made."""
+        self.encoder  # noqa: B018
+        writer_kind()
 
     @property
     def encoder(self) -> ChainEncoder:
@@ -144,8 +153,14 @@ class Store(SnapshotReads):
             self._encoder = ChainEncoder()
         return self._encoder
 
-    def _write(self, run_id, metrics, snapshots, progress, checkpoint, encoder: ChainEncoder) -> None:
+    def _write(self, run_id, metrics, snapshots, progress, checkpoint, encoder: ChainEncoder, owner) -> None:
         with self.transaction() as connection:
+            # the progress first: with an owner, it is the check that the run is still ours
+            owned = Run.id == run_id if owner is None else and_(Run.id == run_id, Run.pid == owner[0], Run.host == owner[1])
+            if connection.execute(update(Run).where(owned).values(**progress)).rowcount != 1:
+                now = connection.execute(select(Run.pid, Run.host, Run.status).where(Run.id == run_id)).one_or_none()
+                held = "it is gone" if now is None else f"it is now pid {now.pid} on {now.host} ({now.status})"
+                raise StoreError(f"{self.location}: run {run_id} is no longer this process's to write: {held}")
             if metrics:
                 insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value) for m in metrics])
             if snapshots:
@@ -162,7 +177,6 @@ class Store(SnapshotReads):
                         "created_at": utcnow(),
                     },
                 )
-            connection.execute(update(Run).where(Run.id == run_id).values(**progress))
 
     def reopen_run(self, run_id: int) -> Checkpoint | None:
         """Claim a queued run, or one that stopped before finishing, to train it on from its latest checkpoint.
@@ -284,12 +298,15 @@ class Store(SnapshotReads):
         with self.engine.connect() as connection:
             return _read_checkpoint(connection, run_id)
 
-    def finish_run(self, run_id: int, status: str, message: str | None = None) -> None:
-        """Set a run's final status (finished, failed, interrupted, diverged) and finish time."""
+    def finish_run(self, run_id: int, status: str, message: str | None = None, owner: tuple[int, str] | None = None) -> bool:
+        """Set a run's final status (finished, failed, interrupted, diverged) and finish time; with ``owner``
+        (pid, host) only while the run is still that process's. Returns whether it was set."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status '{status}'; known: {', '.join(RUN_STATUSES)}")
+        owned = Run.id == run_id if owner is None else and_(Run.id == run_id, Run.pid == owner[0], Run.host == owner[1])
         with self.transaction() as connection:
-            connection.execute(update(Run).where(Run.id == run_id).values(status=status, finished_at=utcnow(), message=message))
+            done = connection.execute(update(Run).where(owned).values(status=status, finished_at=utcnow(), message=message))
+            return done.rowcount == 1
 
     # --- reading -------------------------------------------------------------------
 

@@ -1,0 +1,352 @@
+"""Writing a run's batches in a process of its own, so that training pays for a copy and little else.
+
+Encoding snapshots and writing them into SQLite take about a millisecond of CPU per ten steps of a
+small network, much of it holding Python's GIL; in a thread beside the training loop that time is
+taken from training (measured in benchmarks/tracking.py and explained in the README). Here the
+training process's writer thread (:class:`ProcessWriter`, a :class:`BackgroundWriter`) only hands
+each batch's bytes to a pipe (``os.writev``, which releases the GIL); a child process (this
+module's :func:`main`) unpacks, encodes and commits them
+through its own :class:`Store`, one transaction per batch, and acknowledges each batch. Every
+guarantee of the thread writer holds: batches in order, whole steps only, a failed write raised
+to the training thread with nothing after it written, back-pressure (the training side waits for
+each batch's acknowledgement before sending the next, and queues at most
+:data:`~convexp.store.background.MAX_PENDING`). The child writes the run's heartbeat whenever it
+has been idle for a second, whatever training is doing.
+
+The child runs in a session of its own (Ctrl-C in the terminal reaches the training process, which
+ends the run as before). It exits as soon as it has acknowledged the close, leaving its database
+connection unclosed, so that the training process's own connection is the last one and folds the
+WAL into the file when it closes, before the command returns, as a run in one process did. It also
+ends when the pipe from its parent closes: after a kill of the
+training process it commits the batches it received whole and exits, leaving the run to show as
+stale, as a killed run does.
+
+The protocol: the parent sends frames ``kind (1 byte), meta length, raw length (2 x uint64 LE),
+meta (pickle), raw bytes``: ``I`` (the URL, run and heartbeat), ``B`` (a batch: its metrics and
+snapshot layout in meta, the float32 kernel and bias bytes in raw), ``C`` (close). The child
+answers each ``I``, ``B`` and ``C`` with ``length (uint64 LE), pickle((error or None, CPU seconds,
+peak memory bytes))``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from convexp.errors import StoreError
+from convexp.store.background import HEARTBEAT_SECONDS, MAX_PENDING, BackgroundWriter, Batch, write_batch
+from convexp.store.packed import PackedSnapshots
+
+if TYPE_CHECKING:
+    from convexp.store.store import Store
+
+_HEADER = struct.Struct("<cQQ")
+_LENGTH = struct.Struct("<Q")
+#: The most buffers one ``os.writev`` takes (Linux's IOV_MAX).
+_IOV_MAX = 1024
+#: Where the writer is chosen: ``process`` (the default) or ``thread`` (the writer thread of
+#: :class:`BackgroundWriter`, in the training process itself).
+WRITER_ENV = "CONVEXP_WRITER"
+WRITERS = ("process", "thread")
+
+
+def writer_kind() -> str:
+    """The writer recording uses: ``CONVEXP_WRITER``, or ``process``."""
+    chosen = os.environ.get(WRITER_ENV, "process")
+    if chosen not in WRITERS:
+        raise StoreError(f"{WRITER_ENV}={chosen!r} is not a writer; use one of {', '.join(WRITERS)}")
+    return chosen
+
+
+def make_writer(store: Store, run_id: int, heartbeat_seconds: float | None = None) -> BackgroundWriter:
+    """The writer for a run being recorded: a :class:`ProcessWriter`, or the in-process thread where
+    ``CONVEXP_WRITER=thread``."""
+    if writer_kind() == "thread":
+        return BackgroundWriter(store, run_id, heartbeat_seconds=heartbeat_seconds)
+    return ProcessWriter(store, run_id)
+
+
+# --- what crosses the pipe -------------------------------------------------------------------
+
+
+def _batch_frame(batch: Batch) -> tuple[bytes, list[Any]]:
+    """A batch as (meta pickle, raw buffers): snapshot arrays travel as their bytes, not pickled."""
+    import numpy as np
+
+    buffers: list[Any] = []
+    snapshots: tuple
+    if isinstance(batch.snapshots, PackedSnapshots):
+        steps = []
+        for step, epoch, logged in batch.snapshots.steps:
+            parts = []
+            for layout, flat in logged:
+                flat = np.ascontiguousarray(flat, dtype="<f4")
+                buffers.append(flat.reshape(-1).view(np.uint8))
+                parts.append((layout, flat.size))
+            steps.append((step, epoch, parts))
+        snapshots = ("packed", steps)
+    else:
+        rows = []
+        for row in batch.snapshots:
+            kernel = np.ascontiguousarray(row.kernel, dtype="<f4")
+            buffers.append(kernel.reshape(-1).view(np.uint8))
+            bias_size = None
+            if row.bias is not None:
+                bias = np.ascontiguousarray(row.bias, dtype="<f4")
+                buffers.append(bias.reshape(-1).view(np.uint8))
+                bias_size = bias.size
+            rows.append((row.layer, row.step, row.epoch, kernel.shape, bias_size))
+        snapshots = ("rows", rows)
+    metrics = [(m.step, m.epoch, m.name, m.value) for m in batch.metrics]
+    meta = pickle.dumps(
+        (metrics, snapshots, batch.epochs_completed, batch.steps_completed, batch.checkpoint), protocol=pickle.HIGHEST_PROTOCOL
+    )
+    return meta, buffers
+
+
+def _batch_from(meta: bytes, raw: bytearray) -> Batch:
+    """The batch :func:`_batch_frame` sent (arrays are views of ``raw``)."""
+    import math
+
+    import numpy as np
+
+    from convexp.store.records import MetricRecord, SnapshotRow
+
+    metrics, (kind, entries), epochs_completed, steps_completed, checkpoint = pickle.loads(meta)
+    values = np.frombuffer(raw, dtype="<f4")
+    offset = 0
+    snapshots: Any
+    if kind == "packed":
+        steps = []
+        for step, epoch, parts in entries:
+            logged = []
+            for layout, size in parts:
+                logged.append((layout, values[offset : offset + size]))
+                offset += size
+            steps.append((step, epoch, logged))
+        snapshots = PackedSnapshots(steps)
+    else:
+        snapshots = []
+        for layer, step, epoch, shape, bias_size in entries:
+            size = math.prod(shape)
+            kernel = values[offset : offset + size].reshape(shape)
+            offset += size
+            bias = None
+            if bias_size is not None:
+                bias = values[offset : offset + bias_size]
+                offset += bias_size
+            snapshots.append(SnapshotRow(layer, step, epoch, kernel, bias))
+    return Batch([MetricRecord(*m) for m in metrics], snapshots, epochs_completed, steps_completed, checkpoint)
+
+
+def _write_all(fd: int, buffers: list[Any]) -> None:
+    """Write every buffer to ``fd`` in order, in as few system calls as the kernel allows."""
+    pending = [b for b in buffers if len(b)]
+    while pending:
+        written = os.writev(fd, pending[:_IOV_MAX])
+        while pending and written >= len(pending[0]):
+            written -= len(pending[0])
+            pending.pop(0)
+        if written:
+            pending[0] = pending[0][written:]
+
+
+def _read_exactly(fd: int, size: int) -> bytearray | None:
+    """``size`` bytes from ``fd``; None at the end of the stream (also part-way through)."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = os.readv(fd, [view[got:]])
+        if count == 0:
+            return None
+        got += count
+    return buffer
+
+
+def _peak_memory() -> int:
+    """This process's peak resident memory in bytes, since it began running Python (Linux's VmHWM: the
+    rusage maximum would count the parent's pages the child shared before its exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux, bytes on macOS: a fallback
+
+
+def _answer_bytes(error: BaseException | None) -> bytes:
+    """The acknowledgement of a frame: its error (None) and the writer process's CPU time and peak memory."""
+    import time
+
+    usage = (time.process_time(), _peak_memory())
+    try:
+        payload = pickle.dumps((error, *usage))
+        pickle.loads(payload)  # an exception that pickles but does not unpickle
+    except Exception:  # noqa: BLE001 -- any error must reach the parent as something
+        payload = pickle.dumps((StoreError(f"{type(error).__name__}: {error}"), *usage))
+    return _LENGTH.pack(len(payload)) + payload
+
+
+# --- the training process's side -------------------------------------------------------------
+
+
+class ProcessWriter(BackgroundWriter):
+    """A :class:`BackgroundWriter` whose thread sends each batch to a writer process (see the module's
+    docs) instead of writing it itself. ``cpu_seconds`` is the writer process's CPU time."""
+
+    def __init__(self, store: Store, run_id: int, max_pending: int = MAX_PENDING):
+        root = str(Path(__file__).resolve().parents[2])  # where convexp is imported from, for the child too
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from convexp.store.writer_process import main; main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # Ctrl-C in the terminal is the training process's to handle
+        )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._to_child, self._from_child = self._process.stdin.fileno(), self._process.stdout.fileno()
+        self._pid = os.getpid()
+        self._child_cpu = 0.0
+        #: The writer process's peak resident memory, as of its last acknowledgement, in bytes.
+        self.peak_rss_bytes = 0
+        self._unanswered = 0  # frames sent whose acknowledgement has not been read
+        self.run_id = run_id
+        super().__init__(store, run_id, max_pending)
+        # answered with the first batch; the owner is this process: the child writes only while the run is ours
+        self._send(b"I", pickle.dumps((store.url, run_id, HEARTBEAT_SECONDS, self.owner)), [])
+
+    def _send(self, kind: bytes, meta: bytes, buffers: list[Any]) -> None:
+        raw = sum(len(b) for b in buffers)
+        try:
+            _write_all(self._to_child, [_HEADER.pack(kind, len(meta), raw), meta, *buffers])
+        except BrokenPipeError:
+            raise self._died() from None
+        self._unanswered += 1
+
+    def _answer(self) -> None:
+        """Read the acknowledgements of the frames sent; raise the first error they report."""
+        first: BaseException | None = None
+        while self._unanswered:
+            header = _read_exactly(self._from_child, _LENGTH.size)
+            payload = header and _read_exactly(self._from_child, _LENGTH.unpack(header)[0])
+            if payload is None:
+                self._unanswered = 0
+                raise first or self._died()
+            self._unanswered -= 1
+            error, self._child_cpu, self.peak_rss_bytes = pickle.loads(payload)
+            first = first or error
+        if first is not None:
+            raise first
+
+    def _died(self) -> StoreError:
+        try:
+            code = self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            code = self._process.wait()
+        return StoreError(
+            f"the database writer process of run {self.run_id} exited (code {code}); "
+            "what it committed before is kept (its own error, if any, is printed above)"
+        )
+
+    def _write(self, batch: Batch | None) -> None:
+        if batch is None:
+            return  # the writer process writes the heartbeat when idle
+        meta, buffers = _batch_frame(batch)
+        self._send(b"B", meta, buffers)
+        self._answer()
+
+    def _cpu_seconds(self) -> float:
+        return self._child_cpu
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer process; raises the first write that failed."""
+        if os.getpid() != self._pid:  # a forked child: the writer process is its parent's
+            return
+        try:
+            super().close()
+        finally:
+            try:
+                if self._process.poll() is None:
+                    self._send(b"C", b"", [])
+                    self._answer()
+            except StoreError as exc:
+                if self._error is None:
+                    self._error = exc
+            finally:
+                for stream in (self._process.stdin, self._process.stdout):
+                    if stream is not None:
+                        stream.close()
+                try:
+                    self._process.wait(timeout=30)  # it exits as soon as the close is acknowledged
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+        self._raise_error()
+
+
+# --- the writer process ----------------------------------------------------------------------
+
+
+def main() -> None:
+    """Serve one run: commit each batch read from standard input, acknowledge it on standard output,
+    write the heartbeat when idle; end at ``C`` (close) or when the parent's pipe closes."""
+    from convexp.store.store import Store
+
+    incoming, outgoing = sys.stdin.fileno(), sys.stdout.fileno()
+    store: Store | None = None
+    run_id = 0
+    owner = (0, "")
+    heartbeat = HEARTBEAT_SECONDS
+    failed = False  # after a failed write nothing more is written: it would skip a batch
+    try:
+        while True:
+            if store is not None and not failed:
+                ready, _, _ = select.select([incoming], [], [], heartbeat)
+                if not ready:
+                    try:
+                        write_batch(store, run_id, None, owner)
+                    except BaseException:  # noqa: BLE001 -- the next batch's write says what is wrong
+                        pass
+                    continue
+            header = _read_exactly(incoming, _HEADER.size)
+            if header is None:
+                return  # the parent is gone: what was received whole is committed
+            kind, meta_size, raw_size = _HEADER.unpack(header)
+            meta = _read_exactly(incoming, meta_size) if meta_size else bytearray()
+            raw = _read_exactly(incoming, raw_size) if raw_size else bytearray()
+            if meta is None or raw is None:
+                return  # cut off part-way: a partial batch is never written
+            error: BaseException | None = None
+            try:
+                if kind == b"I":
+                    url, run_id, heartbeat, owner = pickle.loads(meta)
+                    store = Store(url)
+                elif kind == b"B":
+                    if failed:
+                        raise StoreError("an earlier write failed: nothing after it is written")
+                    assert store is not None
+                    write_batch(store, run_id, _batch_from(bytes(meta), raw), owner)
+            except BaseException as exc:  # noqa: BLE001 -- handed to the training process
+                error, failed = exc, True
+            os.write(outgoing, _answer_bytes(error))
+            if kind == b"C":
+                # Everything is committed. Leave at once, without closing the database: SQLite would
+                # first fold the WAL back into the file, after the parent had moved on; the parent's
+                # own connection, the last one, does that when it closes (WAL mode is made for this).
+                os._exit(0)
+    finally:
+        if store is not None:
+            store.close()

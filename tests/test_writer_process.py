@@ -1,0 +1,193 @@
+"""The writer process: batches sent through a pipe and committed by a child process, in order, bit for bit,
+its own heartbeat, its death reported, and no life after its parent's. (What it shares with the
+writer thread - order, back-pressure, a failed write - is tested for both in test_background_writer.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import convexp
+from convexp.errors import StoreError
+from convexp.store import MetricRecord, SnapshotRow, Store
+from convexp.store.background import Batch
+from convexp.store.packed import PackedSnapshots
+from convexp.store.writer_process import ProcessWriter
+from tests.conftest import REPO, stored_kernels
+from tests.test_background_writer import committed, step_batch
+from tests.test_store import RUN_FIELDS
+
+
+@pytest.fixture
+def new_run(db_path):
+    store = Store(str(db_path))
+    yield store, store.create_run(**RUN_FIELDS)
+    store.close()
+
+
+def test_batches_of_rows_and_of_packed_steps_are_committed_in_order_bit_for_bit(db_path, new_run):
+    store, run_id = new_run
+    writer = ProcessWriter(store, run_id)
+    for first in range(1, 100, 10):
+        writer.submit(step_batch(first, first + 9))
+    rng = np.random.default_rng(0)
+    layout = (("wide", (64, 32, 3, 3), 64), ("small", (4, 1, 3, 3), None))
+    flats = {step: rng.standard_normal(64 * 32 * 9 + 64 + 36).astype(np.float32) for step in range(101, 131)}
+    packed = PackedSnapshots([(step, 2, [(layout, flat)]) for step, flat in flats.items()])
+    writer.submit(Batch([MetricRecord(130, 2, "test_loss", 0.25)], packed, 2, 130))
+    writer.drain()
+    assert writer.cpu_seconds > 0  # the child's CPU, reported with each batch
+    writer.close()
+    done, metrics, snapshots = committed(db_path, run_id)
+    assert (done, metrics) == (130, [*range(1, 101), 130])
+    assert snapshots[:100] == list(range(1, 101))
+    wide, small = stored_kernels(db_path, "wide", run_id), stored_kernels(db_path, "small", run_id)
+    for step, flat in flats.items():
+        assert wide[step].tobytes() == flat[: 64 * 32 * 9].tobytes()
+        assert small[step].tobytes() == flat[-36:].tobytes()
+    with sqlite3.connect(db_path) as connection:
+        biases = dict(connection.execute("SELECT step, bias FROM kernel_snapshots WHERE layer = 'wide'"))
+    assert all(biases[step] == flat[64 * 32 * 9 : 64 * 32 * 9 + 64].tobytes() for step, flat in flats.items())
+
+
+def test_the_writer_process_writes_the_heartbeat_while_the_trainer_is_quiet(db_path, new_run):
+    store, run_id = new_run
+    writer = ProcessWriter(store, run_id)
+    writer.submit(step_batch(1, 1))
+    writer.drain()
+    with sqlite3.connect(db_path) as connection:
+        first = connection.execute("SELECT heartbeat_at FROM runs").fetchone()[0]
+    time.sleep(2.5)  # nothing submitted: the child beats on its own, once a second
+    with sqlite3.connect(db_path) as connection:
+        later = connection.execute("SELECT heartbeat_at FROM runs").fetchone()[0]
+    writer.close()
+    assert later > first
+
+
+def test_a_writer_process_that_dies_fails_the_run_in_one_line(tmp_path):
+    db = tmp_path / "r.db"
+    run = convexp.track(experiment="x", db=str(db))
+    run.log_kernels({"c": np.zeros((2, 1, 3, 3), np.float32)}, step=0)
+    os.kill(run.writer._process.pid, signal.SIGKILL)
+    run.writer._process.wait()
+    with pytest.raises(StoreError, match=r"the database writer process of run 1 exited \(code -9\)"):
+        run.finish()
+    with sqlite3.connect(db) as connection:
+        status, message = connection.execute("SELECT status, message FROM runs").fetchone()
+    assert status == "failed" and message.startswith("recording failed: StoreError: the database writer process of run 1 exited")
+
+
+def test_the_writer_process_ends_with_its_parent_and_keeps_whole_steps(tmp_path):
+    db = tmp_path / "r.db"
+    script = tmp_path / "loop.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time, numpy as np, convexp
+            run = convexp.track(experiment="killed", db={str(db)!r})
+            print(run.writer._process.pid, flush=True)
+            for step in range(100000):
+                run.log_kernels({{"c": np.full((32, 32, 3, 3), step, np.float32)}}, step=step)
+                run.log_metrics({{"train_loss": 1.0}}, step=step)
+                if step % 100 == 0:
+                    print(step, flush=True)
+                time.sleep(0.001)
+            """
+        )
+    )
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert process.stdout is not None
+    child = int(process.stdout.readline())
+    for line in process.stdout:
+        if int(line) >= 1500:
+            break
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.1)
+    assert not _alive(child), "the writer process outlived the process it wrote for"
+    with sqlite3.connect(db) as connection:
+        (done,) = connection.execute("SELECT steps_completed FROM runs").fetchone()
+        steps = [s for (s,) in connection.execute("SELECT step FROM kernel_snapshots ORDER BY step")]
+        losses = [s for (s,) in connection.execute("SELECT step FROM metrics ORDER BY step")]
+    assert done >= 1000
+    assert steps == list(range(done + 1)) and losses == list(range(done + 1))  # whole steps, all claimed
+    kernels = stored_kernels(db, "c")
+    assert all(kernels[step].tobytes() == np.full((32, 32, 3, 3), step, np.float32).tobytes() for step in (0, done))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_the_writer_can_be_the_thread_and_a_bad_choice_is_refused_before_any_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVEXP_WRITER", "thread")
+    db = tmp_path / "t.db"
+    with convexp.track(experiment="x", db=str(db)) as run:
+        assert not isinstance(run.writer, ProcessWriter)
+        run.log_kernels({"c": np.ones((2, 1, 3, 3), np.float32)}, step=0)
+    assert stored_kernels(db, "c")[0].tobytes() == np.ones((2, 1, 3, 3), np.float32).tobytes()
+    monkeypatch.setenv("CONVEXP_WRITER", "fork")
+    with pytest.raises(StoreError, match=r"^CONVEXP_WRITER='fork' is not a writer; use one of process, thread$"):
+        convexp.track(experiment="x", db=str(tmp_path / "refused.db"))
+    with sqlite3.connect(tmp_path / "refused.db") as connection:
+        assert connection.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_rows_with_biases_and_without_travel_intact(db_path, new_run):
+    store, run_id = new_run
+    writer = ProcessWriter(store, run_id)
+    kernel = np.arange(2 * 3 * 5 * 5, dtype=np.float64).reshape(2, 3, 5, 5)  # float64 in: stored as float32
+    writer.submit(
+        Batch([], [SnapshotRow("a", 0, 0, kernel, np.array([1.5, -2.0])), SnapshotRow("b", 0, 0, kernel[:1], None)], 0, 0)
+    )
+    writer.close()
+    assert stored_kernels(db_path, "a", run_id)[0].tobytes() == kernel.astype(np.float32).tobytes()
+    assert stored_kernels(db_path, "b", run_id)[0].shape == (1, 3, 5, 5)
+    with sqlite3.connect(db_path) as connection:
+        assert dict(connection.execute("SELECT layer, bias FROM kernel_snapshots")) == {
+            "a": np.array([1.5, -2.0], np.float32).tobytes(),
+            "b": None,
+        }
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_a_run_taken_over_by_another_process_is_never_written_again(tmp_path, monkeypatch, writer):
+    """Once another process owns the run (a --resume that found this one stale), this one's batches,
+    heartbeats and final status are refused, and what the new owner wrote stays as it is."""
+    monkeypatch.setenv("CONVEXP_WRITER", writer)
+    db = tmp_path / "r.db"
+    run = convexp.track(experiment="x", db=str(db))
+    run.log_kernels({"c": np.zeros((2, 1, 3, 3), np.float32)}, step=0)
+    run.log_kernels({"c": np.zeros((2, 1, 3, 3), np.float32)}, step=1)  # step 0 is complete
+    run.flush()
+    run.writer.drain()
+    with sqlite3.connect(db) as connection:  # what reopen_run does for the new owner
+        connection.execute("UPDATE runs SET pid = 999999999, host = 'elsewhere', status = 'running', steps_completed = 0")
+    run.log_kernels({"c": np.ones((2, 1, 3, 3), np.float32)}, step=2)
+    run.log_kernels({"c": np.ones((2, 1, 3, 3), np.float32)}, step=3)
+    with pytest.raises(
+        StoreError, match=r"run 1 is no longer this process's to write: it is now pid 999999999 on elsewhere \(running\)"
+    ):
+        run.finish()
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT status, pid, steps_completed, message FROM runs").fetchone() == (
+            "running",
+            999999999,
+            0,
+            None,
+        )
+        assert connection.execute("SELECT step FROM kernel_snapshots").fetchall() == [(0,)]
