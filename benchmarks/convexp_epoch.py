@@ -5,7 +5,7 @@
 Uses the library as a user's script would (plan_runs, execute, a SQLite store in a temporary
 folder), with no progress display. The recorder is wrapped to time convexp's own recording
 work on the training thread (kernel copies, handing batches over) and the CPU time of its
-database writer thread, and the process's resident memory is read at the end of every epoch.
+database writer (the writer process by default), and the process's resident memory is read at the end of every epoch.
 """
 
 from __future__ import annotations

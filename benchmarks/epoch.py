@@ -165,7 +165,7 @@ def main() -> None:
             "recorder_share": statistics.median(
                 r["recording_seconds"] / r["epoch_seconds"][0] for r in results[f"convexp-{b} every-step"]
             ),
-            # the writer thread's CPU beyond what it uses on the default schedule: where training keeps
+            # the writer's CPU (the writer process's, by default) beyond what it uses on the default schedule: where training keeps
             # every core busy (two cores, two intra-op threads), that time comes out of training's
             "writer_share": statistics.median(
                 (every["writer_cpu_seconds"] - default["writer_cpu_seconds"]) / every["epoch_seconds"][0]
@@ -200,7 +200,7 @@ def main() -> None:
         "(A/B: median over repeats of every-step epoch time / default-schedule epoch time, run back to back\n"
         " in alternating order, minus 1; recorder: the training thread's time in convexp's recorder, copying\n"
         " kernels and handing them to the writer, as a share of the every-step epoch; writer: the CPU time\n"
-        " the database writer thread uses beyond the default schedule's, as a share of the epoch)"
+        " the database writer (its process, by default) uses beyond the default schedule's, as a share of the epoch)"
     )
     print(f"\n{'memory over 3 epochs (RSS MiB after each)':44} {'peak':>6}")
     for backend, m in memory.items():

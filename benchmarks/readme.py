@@ -39,7 +39,7 @@ def epoch_table(r: dict) -> str:
             f"| {name} | {ratio['measured']:.3f}{verdict} | <= {ratio['target']} | "
             f"{ratio['vs_fastest_plain']:.3f} ({ratio['fastest_plain']}) |"
         )
-    lines += ["", "| every-step snapshot overhead | A/B | recorder | writer thread CPU | target |", "|---|---|---|---|---|"]
+    lines += ["", "| every-step snapshot overhead | A/B | recorder | writer CPU | target |", "|---|---|---|---|---|"]
     for backend, o in r["snapshot_overhead"].items():
         writer = f"{o['writer_share']:.1%}" if "writer_share" in o else "-"
         lines.append(f"| convexp-{backend} | {o['every_step_vs_default']:.1%} | {o['recorder_share']:.1%} | {writer} | <= 1% |")

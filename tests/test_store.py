@@ -74,22 +74,25 @@ def schema_of(url: str) -> dict:
     return described
 
 
+def alembic_modules_imported_by(statement: str) -> str:
+    """The Alembic modules a fresh interpreter has imported after ``statement`` (with Store imported)."""
+    import subprocess
+    import sys
+
+    code = f"import sys; from convexp.store import Store; {statement}; print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_a_new_sqlite_file_gets_the_schema_the_migrations_make_without_alembic(tmp_path):
     """A new SQLite file is created from the models and stamped at head (no Alembic import, no six
     migrations); it must be the very schema that running every migration makes."""
-    import subprocess
-    import sys
 
     from alembic import command
 
     created = tmp_path / "created.db"
-    code = (
-        f"import sys; from convexp.store import Store; Store({str(created)!r}).close(); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert alembic_modules_imported_by(f"Store({str(created)!r}).close()") == "[]"
     migrated = f"sqlite:///{tmp_path / 'migrated.db'}"
     engine = create_engine(migrated)
     with engine.begin() as connection:
@@ -423,15 +426,7 @@ def test_the_schema_head_constant_is_alembic_s_head():
 
 
 def test_opening_a_database_at_head_imports_no_alembic(tmp_path):
-    import subprocess
-    import sys
 
     db = tmp_path / "r.db"
     Store(str(db)).close()  # created and migrated
-    code = (
-        f"import sys; from convexp.store import Store; Store({str(db)!r}, must_exist=True).close(); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert alembic_modules_imported_by(f"Store({str(db)!r}, must_exist=True).close()") == "[]"

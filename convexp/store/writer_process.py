@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from convexp.errors import StoreError
 from convexp.store.background import HEARTBEAT_SECONDS, MAX_PENDING, BackgroundWriter, Batch, write_batch
-from convexp.store.packed import PackedSnapshots
+from convexp.store.packed import PackedSnapshots, unpack
 
 if TYPE_CHECKING:
     from convexp.store.store import Store
@@ -134,13 +134,9 @@ def _batch_from(meta: bytes, raw: bytearray) -> Batch:
     else:
         snapshots = []
         for layer, step, epoch, shape, bias_size in entries:
-            size = math.prod(shape)
-            kernel = values[offset : offset + size].reshape(shape)
+            size = math.prod(shape) + (bias_size or 0)
+            ((_, (kernel, bias)),) = unpack(((layer, shape, bias_size),), values[offset : offset + size])
             offset += size
-            bias = None
-            if bias_size is not None:
-                bias = values[offset : offset + bias_size]
-                offset += bias_size
             snapshots.append(SnapshotRow(layer, step, epoch, kernel, bias))
     return Batch([MetricRecord(*m) for m in metrics], snapshots, epochs_completed, steps_completed, checkpoint)
 
