@@ -192,6 +192,17 @@ def postgres_url() -> Iterator[str]:
         engine.dispose()
 
 
+@pytest.fixture
+def new_run(db_path):
+    """A store on a fresh SQLite file and a run in it: (store, run_id); the store is closed afterwards."""
+    from convexp.store import Store
+    from tests.test_store import RUN_FIELDS
+
+    store = Store(str(db_path))
+    yield store, store.create_run(**RUN_FIELDS)
+    store.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> str:
     """A new results database URL: a SQLite file, then (where a server is available) PostgreSQL."""

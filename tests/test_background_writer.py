@@ -11,10 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from convexp.store import MetricRecord, SnapshotRow, Store
+from convexp.store import MetricRecord, SnapshotRow
 from convexp.store.background import BackgroundWriter, Batch
 from convexp.store.writer_process import ProcessWriter
-from tests.test_store import RUN_FIELDS
 
 
 def step_batch(first: int, last: int) -> Batch:
@@ -39,14 +38,6 @@ def committed(path, run_id: int) -> tuple[int, list[int], list[int]]:
             s for (s,) in connection.execute("SELECT step FROM kernel_snapshots WHERE run_id = ? ORDER BY id", (run_id,))
         ]
     return done, metrics, snapshots
-
-
-@pytest.fixture
-def new_run(db_path):
-    """A store on a fresh SQLite file and a run in it: (store, run_id); the store is closed afterwards."""
-    store = Store(str(db_path))
-    yield store, store.create_run(**RUN_FIELDS)
-    store.close()
 
 
 @pytest.fixture(params=[BackgroundWriter, ProcessWriter], ids=["thread", "process"])

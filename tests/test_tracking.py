@@ -144,6 +144,18 @@ def read_mnist(folder, count):
     return data.train_images[:count], data.train_labels[:count], data.test_images[:500], data.test_labels[:500]
 
 
+def keras_example():
+    """examples/recording/keras_mnist_convnet.py as a module (its models; its main() is not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "keras_mnist_convnet", REPO / "examples" / "recording" / "keras_mnist_convnet.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_keras_example_with_the_callback_records_its_own_weights(mnist_dir, tmp_path):
     pytest.importorskip("tensorflow")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -155,26 +167,15 @@ def test_the_keras_example_with_the_callback_records_its_own_weights(mnist_dir, 
     x, y, x_test, y_test = read_mnist(mnist_dir, 1024)
     x, x_test = x.transpose(0, 2, 3, 1), x_test.transpose(0, 2, 3, 1)  # channels-last, as Keras's example
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(  # keras.io/examples/vision/mnist_convnet
-        [
-            keras.Input(shape=(28, 28, 1)),
-            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-            layers.MaxPooling2D(pool_size=(2, 2)),
-            layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-            layers.MaxPooling2D(pool_size=(2, 2)),
-            layers.Flatten(),
-            layers.Dropout(0.5),
-            layers.Dense(10, activation="softmax"),
-        ]
-    )
+    model = keras_example().sequential()  # keras.io/examples/vision/mnist_convnet, as examples/recording has it
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
 
     class Copies(keras.callbacks.Callback):  # the test's own copy of the weights at every step
         def on_train_begin(self, logs=None):
-            self.kernels = [[layer.kernel.numpy().copy() for layer in model.layers if "conv" in layer.name]]
+            self.kernels = [[layer.kernel.numpy().copy() for layer in model.layers if isinstance(layer, layers.Conv2D)]]
 
         def on_train_batch_end(self, batch, logs=None):
-            self.kernels.append([layer.kernel.numpy().copy() for layer in model.layers if "conv" in layer.name])
+            self.kernels.append([layer.kernel.numpy().copy() for layer in model.layers if isinstance(layer, layers.Conv2D)])
 
     copies = Copies()
     db = tmp_path / "keras.db"
@@ -187,7 +188,7 @@ def test_the_keras_example_with_the_callback_records_its_own_weights(mnist_dir, 
         verbose=0,
         callbacks=[convexp.keras.KernelRecorder(experiment="keras-example", db=str(db)), copies],
     )
-    names = [layer.name for layer in model.layers if "conv" in layer.name]
+    names = [layer.name for layer in model.layers if isinstance(layer, layers.Conv2D)]
     for index, name in enumerate(names):
         recorded = stored(db, name)
         assert sorted(recorded) == list(range(17))  # step 0 and 8 steps of each of 2 epochs

@@ -17,20 +17,12 @@ import pytest
 
 import convexp
 from convexp.errors import StoreError
-from convexp.store import MetricRecord, SnapshotRow, Store
+from convexp.store import MetricRecord, SnapshotRow
 from convexp.store.background import Batch
 from convexp.store.packed import PackedSnapshots
 from convexp.store.writer_process import ProcessWriter
 from tests.conftest import REPO, stored_kernels
 from tests.test_background_writer import committed, step_batch
-from tests.test_store import RUN_FIELDS
-
-
-@pytest.fixture
-def new_run(db_path):
-    store = Store(str(db_path))
-    yield store, store.create_run(**RUN_FIELDS)
-    store.close()
 
 
 def test_batches_of_rows_and_of_packed_steps_are_committed_in_order_bit_for_bit(db_path, new_run):

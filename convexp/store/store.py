@@ -156,8 +156,7 @@ class Store(SnapshotReads):
     def _write(self, run_id, metrics, snapshots, progress, checkpoint, encoder: ChainEncoder, owner) -> None:
         with self.transaction() as connection:
             # the progress first: with an owner, it is the check that the run is still ours
-            owned = Run.id == run_id if owner is None else and_(Run.id == run_id, Run.pid == owner[0], Run.host == owner[1])
-            if connection.execute(update(Run).where(owned).values(**progress)).rowcount != 1:
+            if connection.execute(update(Run).where(_owned(run_id, owner)).values(**progress)).rowcount != 1:
                 now = connection.execute(select(Run.pid, Run.host, Run.status).where(Run.id == run_id)).one_or_none()
                 held = "it is gone" if now is None else f"it is now pid {now.pid} on {now.host} ({now.status})"
                 raise StoreError(f"{self.location}: run {run_id} is no longer this process's to write: {held}")
@@ -303,9 +302,10 @@ class Store(SnapshotReads):
         (pid, host) only while the run is still that process's. Returns whether it was set."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status '{status}'; known: {', '.join(RUN_STATUSES)}")
-        owned = Run.id == run_id if owner is None else and_(Run.id == run_id, Run.pid == owner[0], Run.host == owner[1])
         with self.transaction() as connection:
-            done = connection.execute(update(Run).where(owned).values(status=status, finished_at=utcnow(), message=message))
+            done = connection.execute(
+                update(Run).where(_owned(run_id, owner)).values(status=status, finished_at=utcnow(), message=message)
+            )
             return done.rowcount == 1
 
     # --- reading -------------------------------------------------------------------
@@ -421,6 +421,11 @@ class Store(SnapshotReads):
         )
         with self.engine.connect() as connection:
             return [MetricRecord(*row) for row in connection.execute(query)]
+
+
+def _owned(run_id: int, owner: tuple[int, str] | None) -> Any:
+    """The WHERE clause of a write to a run: the run, and with ``owner`` (pid, host) only while it is that process's."""
+    return Run.id == run_id if owner is None else and_(Run.id == run_id, Run.pid == owner[0], Run.host == owner[1])
 
 
 def _read_checkpoint(connection, run_id: int) -> Checkpoint | None:

@@ -23,7 +23,7 @@ stale, as a killed run does.
 
 The protocol: the parent sends frames ``kind (1 byte), meta length, raw length (2 x uint64 LE),
 meta (pickle), raw bytes``: ``I`` (the URL, run and heartbeat), ``B`` (a batch: its metrics and
-snapshot layout in meta, the float32 kernel and bias bytes in raw), ``C`` (close). The child
+packed steps' layouts in meta, the float32 kernel and bias bytes in raw), ``C`` (close). The child
 answers each ``I``, ``B`` and ``C`` with ``length (uint64 LE), pickle((error or None, CPU seconds,
 peak memory bytes))``.
 """
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from convexp.errors import StoreError
 from convexp.store.background import HEARTBEAT_SECONDS, MAX_PENDING, BackgroundWriter, Batch, write_batch
-from convexp.store.packed import PackedSnapshots, unpack
+from convexp.store.packed import PackedSnapshots
 
 if TYPE_CHECKING:
     from convexp.store.store import Store
@@ -76,13 +76,13 @@ def make_writer(store: Store, run_id: int, heartbeat_seconds: float | None = Non
 
 
 def _batch_frame(batch: Batch) -> tuple[bytes, list[Any]]:
-    """A batch as (meta pickle, raw buffers): snapshot arrays travel as their bytes, not pickled."""
+    """A batch as (meta pickle, raw buffers): snapshot arrays travel as their bytes, not pickled, each
+    step's as packed steps (a layout and a size per flat array); plain rows go as one-layer steps."""
     import numpy as np
 
     buffers: list[Any] = []
-    snapshots: tuple
+    steps = []
     if isinstance(batch.snapshots, PackedSnapshots):
-        steps = []
         for step, epoch, logged in batch.snapshots.steps:
             parts = []
             for layout, flat in logged:
@@ -90,55 +90,36 @@ def _batch_frame(batch: Batch) -> tuple[bytes, list[Any]]:
                 buffers.append(flat.reshape(-1).view(np.uint8))
                 parts.append((layout, flat.size))
             steps.append((step, epoch, parts))
-        snapshots = ("packed", steps)
     else:
-        rows = []
-        for row in batch.snapshots:
-            kernel = np.ascontiguousarray(row.kernel, dtype="<f4")
-            buffers.append(kernel.reshape(-1).view(np.uint8))
-            bias_size = None
-            if row.bias is not None:
-                bias = np.ascontiguousarray(row.bias, dtype="<f4")
-                buffers.append(bias.reshape(-1).view(np.uint8))
-                bias_size = bias.size
-            rows.append((row.layer, row.step, row.epoch, kernel.shape, bias_size))
-        snapshots = ("rows", rows)
+        for row in batch.snapshots:  # the kernel's values, then the bias's, as a layout of one layer lays them out
+            arrays = [np.ascontiguousarray(a, dtype="<f4") for a in (row.kernel, row.bias) if a is not None]
+            buffers.extend(a.reshape(-1).view(np.uint8) for a in arrays)
+            layout = ((row.layer, arrays[0].shape, None if row.bias is None else arrays[1].size),)
+            steps.append((row.step, row.epoch, [(layout, sum(a.size for a in arrays))]))
     metrics = [(m.step, m.epoch, m.name, m.value) for m in batch.metrics]
     meta = pickle.dumps(
-        (metrics, snapshots, batch.epochs_completed, batch.steps_completed, batch.checkpoint), protocol=pickle.HIGHEST_PROTOCOL
+        (metrics, steps, batch.epochs_completed, batch.steps_completed, batch.checkpoint), protocol=pickle.HIGHEST_PROTOCOL
     )
     return meta, buffers
 
 
 def _batch_from(meta: bytes, raw: bytearray) -> Batch:
     """The batch :func:`_batch_frame` sent (arrays are views of ``raw``)."""
-    import math
-
     import numpy as np
 
-    from convexp.store.records import MetricRecord, SnapshotRow
+    from convexp.store.records import MetricRecord
 
-    metrics, (kind, entries), epochs_completed, steps_completed, checkpoint = pickle.loads(meta)
+    metrics, sent, epochs_completed, steps_completed, checkpoint = pickle.loads(meta)
     values = np.frombuffer(raw, dtype="<f4")
     offset = 0
-    snapshots: Any
-    if kind == "packed":
-        steps = []
-        for step, epoch, parts in entries:
-            logged = []
-            for layout, size in parts:
-                logged.append((layout, values[offset : offset + size]))
-                offset += size
-            steps.append((step, epoch, logged))
-        snapshots = PackedSnapshots(steps)
-    else:
-        snapshots = []
-        for layer, step, epoch, shape, bias_size in entries:
-            size = math.prod(shape) + (bias_size or 0)
-            ((_, (kernel, bias)),) = unpack(((layer, shape, bias_size),), values[offset : offset + size])
+    steps = []
+    for step, epoch, parts in sent:
+        logged = []
+        for layout, size in parts:
+            logged.append((layout, values[offset : offset + size]))
             offset += size
-            snapshots.append(SnapshotRow(layer, step, epoch, kernel, bias))
-    return Batch([MetricRecord(*m) for m in metrics], snapshots, epochs_completed, steps_completed, checkpoint)
+        steps.append((step, epoch, logged))
+    return Batch([MetricRecord(*m) for m in metrics], PackedSnapshots(steps), epochs_completed, steps_completed, checkpoint)
 
 
 def _write_all(fd: int, buffers: list[Any]) -> None:
@@ -218,7 +199,6 @@ class ProcessWriter(BackgroundWriter):
         #: The writer process's peak resident memory, as of its last acknowledgement, in bytes.
         self.peak_rss_bytes = 0
         self._unanswered = 0  # frames sent whose acknowledgement has not been read
-        self.run_id = run_id
         super().__init__(store, run_id, max_pending)
         # answered with the first batch; the owner is this process: the child writes only while the run is ours
         self._send(b"I", pickle.dumps((store.url, run_id, HEARTBEAT_SECONDS, self.owner)), [])
