@@ -4,6 +4,7 @@ nothing after it written."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -40,8 +41,13 @@ def committed(path, run_id: int) -> tuple[int, list[int], list[int]]:
     return done, metrics, snapshots
 
 
-@pytest.fixture(params=[BackgroundWriter, ProcessWriter], ids=["thread", "process"])
+@pytest.fixture(
+    params=[BackgroundWriter, ProcessWriter, functools.partial(ProcessWriter, move_after_cpu_seconds=1e-9)],
+    ids=["thread", "process", "moving"],
+)
 def writer_class(request):
+    """The writer thread; the writer process from the first batch; the default's path, writing in place
+    while the process it started at its first batch gets ready (the move itself: test_writer_process)."""
     return request.param
 
 

@@ -64,10 +64,13 @@ def test_the_writer_process_writes_the_heartbeat_while_the_trainer_is_quiet(db_p
     assert later > first
 
 
-def test_a_writer_process_that_dies_fails_the_run_in_one_line(tmp_path):
+def test_a_writer_process_that_dies_fails_the_run_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVEXP_WRITER", "process")
     db = tmp_path / "r.db"
     run = convexp.track(experiment="x", db=str(db))
     run.log_kernels({"c": np.zeros((2, 1, 3, 3), np.float32)}, step=0)
+    run.flush()
+    run.writer.drain()  # the writer process started with the first batch
     os.kill(run.writer._process.pid, signal.SIGKILL)
     run.writer._process.wait()
     with pytest.raises(StoreError, match=r"the database writer process of run 1 exited \(code -9\)"):
@@ -78,6 +81,9 @@ def test_a_writer_process_that_dies_fails_the_run_in_one_line(tmp_path):
 
 
 def test_the_writer_process_ends_with_its_parent_and_keeps_whole_steps(tmp_path):
+    """With the default writer, which moves to its process once recording proves heavy (32 x 32 x 3 x 3
+    every step does): a kill of the training process after the move keeps whole steps, in place and
+    moved alike, and the writer process ends too."""
     db = tmp_path / "r.db"
     script = tmp_path / "loop.py"
     script.write_text(
@@ -85,22 +91,25 @@ def test_the_writer_process_ends_with_its_parent_and_keeps_whole_steps(tmp_path)
             f"""
             import sys, time, numpy as np, convexp
             run = convexp.track(experiment="killed", db={str(db)!r})
-            print(run.writer._process.pid, flush=True)
             for step in range(100000):
                 run.log_kernels({{"c": np.full((32, 32, 3, 3), step, np.float32)}}, step=step)
                 run.log_metrics({{"train_loss": 1.0}}, step=step)
                 if step % 100 == 0:
-                    print(step, flush=True)
+                    moved = run.writer._moved and run.writer._process.pid
+                    print(step, int(moved), flush=True)
                 time.sleep(0.001)
             """
         )
     )
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert process.stdout is not None
-    child = int(process.stdout.readline())
+    child, moved_at = 0, None
     for line in process.stdout:
-        if int(line) >= 1500:
+        step, child = map(int, line.split())
+        moved_at = moved_at if moved_at is not None or not child else step
+        if moved_at is not None and step >= moved_at + 1000:
             break
+    assert moved_at is not None, "the writer never moved to its process"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.monotonic() + 30
@@ -111,7 +120,7 @@ def test_the_writer_process_ends_with_its_parent_and_keeps_whole_steps(tmp_path)
         (done,) = connection.execute("SELECT steps_completed FROM runs").fetchone()
         steps = [s for (s,) in connection.execute("SELECT step FROM kernel_snapshots ORDER BY step")]
         losses = [s for (s,) in connection.execute("SELECT step FROM metrics ORDER BY step")]
-    assert done >= 1000
+    assert done >= moved_at + 900
     assert steps == list(range(done + 1)) and losses == list(range(done + 1))  # whole steps, all claimed
     kernels = stored_kernels(db, "c")
     assert all(kernels[step].tobytes() == np.full((32, 32, 3, 3), step, np.float32).tobytes() for step in (0, done))
@@ -133,7 +142,7 @@ def test_the_writer_can_be_the_thread_and_a_bad_choice_is_refused_before_any_run
         run.log_kernels({"c": np.ones((2, 1, 3, 3), np.float32)}, step=0)
     assert stored_kernels(db, "c")[0].tobytes() == np.ones((2, 1, 3, 3), np.float32).tobytes()
     monkeypatch.setenv("CONVEXP_WRITER", "fork")
-    with pytest.raises(StoreError, match=r"^CONVEXP_WRITER='fork' is not a writer; use one of process, thread$"):
+    with pytest.raises(StoreError, match=r"^CONVEXP_WRITER='fork' is not a writer; use one of auto, process, thread$"):
         convexp.track(experiment="x", db=str(tmp_path / "refused.db"))
     with sqlite3.connect(tmp_path / "refused.db") as connection:
         assert connection.execute("SELECT count(*) FROM runs").fetchone() == (0,)
@@ -183,3 +192,46 @@ def test_a_run_taken_over_by_another_process_is_never_written_again(tmp_path, mo
             None,
         )
         assert connection.execute("SELECT step FROM kernel_snapshots").fetchall() == [(0,)]
+
+
+def test_a_light_run_is_written_in_place_and_never_starts_a_writer_process(tmp_path):
+    db = tmp_path / "light.db"
+    with convexp.track(experiment="x", db=str(db)) as run:
+        for step in range(50):
+            run.log_kernels({"c": np.full((4, 1, 3, 3), step, np.float32)}, step=step)
+        writer = run.writer
+    assert isinstance(writer, ProcessWriter) and writer._process is None and writer.cpu_seconds > 0
+    assert sorted(stored_kernels(db, "c")) == list(range(50))
+
+
+def test_a_writer_process_started_too_late_for_any_batch_is_stopped_and_nothing_is_lost(db_path, new_run):
+    store, run_id = new_run
+    writer = ProcessWriter(store, run_id, move_after_cpu_seconds=1e-9)  # starts it at the first batch
+    writer.submit(step_batch(1, 10))
+    writer.close()  # long before a new interpreter has imported numpy: the batch was written in place
+    assert not writer._moved and writer._process is not None and writer._process.returncode == -signal.SIGKILL
+    assert committed(db_path, run_id) == (10, list(range(1, 11)), list(range(1, 11)))
+
+
+def test_a_writer_moves_to_its_process_part_way_and_keeps_order_and_bits(db_path, new_run):
+    store, run_id = new_run
+    writer = ProcessWriter(store, run_id, move_after_cpu_seconds=1e-9)  # starts it at the first batch
+    first, deadline = 1, time.monotonic() + 60
+    while not writer._moved and time.monotonic() < deadline:
+        writer.submit(step_batch(first, first + 9))
+        writer.drain()
+        first += 10
+        time.sleep(0.01)
+    assert writer._moved and first > 11, "the writer should write in place while its process starts, then move"
+    in_place = writer.cpu_seconds
+    rng = np.random.default_rng(1)
+    layout = (("wide", (32, 32, 3, 3), None),)
+    flats = {step: rng.standard_normal(32 * 32 * 9).astype(np.float32) for step in range(first, first + 20)}
+    writer.submit(Batch([], PackedSnapshots([(step, 0, [(layout, flat)]) for step, flat in flats.items()]), 0, first + 19))
+    writer.close()
+    assert writer.cpu_seconds > in_place  # the process's CPU added to what was spent in place
+    done, metrics, snapshots = committed(db_path, run_id)
+    assert (done, metrics) == (first + 19, list(range(1, first)))
+    assert snapshots == list(range(1, first + 20))
+    wide = stored_kernels(db_path, "wide", run_id)
+    assert all(wide[step].tobytes() == flat.tobytes() for step, flat in flats.items())

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from convexp.analysis.kernels import FilterMatching, match_filters, relative_drift
+from convexp.analysis.parameters import run_parameters, varying_fields
 from convexp.analysis.selection import step_index
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store
@@ -55,47 +56,10 @@ def label(run: RunRecord) -> str:
     return f"{run.id} {run.experiment}:{run.backend} (seed {run.seed})"
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested spec as dotted keys: {"optimizer.learning_rate": 0.001, "layers.0.filters": 32, ...}."""
-    if isinstance(value, dict):
-        items: dict[str, Any] = {}
-        for key, inner in value.items():
-            items.update(flatten(inner, f"{prefix}{key}."))
-        return items
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        items = {}
-        for index, inner in enumerate(value):
-            items.update(flatten(inner, f"{prefix}{index}."))
-        return items
-    return {prefix.rstrip("."): value}
-
-
-def resolved_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A recorded spec with today's defaults filled in (a run recorded before a field existed had its default);
-    the spec as recorded if it no longer validates (e.g. its backend's plugin is gone)."""
-    from pydantic import ValidationError
-
-    from convexp.spec import RunSpec
-
-    try:
-        return RunSpec.model_validate(spec).model_dump(mode="json")
-    except (ValidationError, ValueError):
-        return spec
-
-
 def spec_differences(runs: list[RunRecord]) -> dict[str, list[Any]]:
-    """Spec fields (plus experiment, backend and the concrete initializer) whose values differ between runs."""
-    flat = [
-        {
-            "experiment": r.experiment,
-            "backend": r.backend,
-            "kernel_initializer": r.kernel_initializer,
-            **flatten(resolved_spec(r.spec)),
-        }
-        for r in runs
-    ]
-    keys = sorted(set().union(*flat)) if flat else []
-    return {k: [f.get(k) for f in flat] for k in keys if len({repr(f.get(k)) for f in flat}) > 1}
+    """Parameters (spec fields, plus experiment, backend and the concrete initializer) whose values differ between runs."""
+    parameters = [run_parameters(r) for r in runs]
+    return {k: [p.get(k) for p in parameters] for k in sorted(varying_fields(parameters))}
 
 
 def scores(store: Store, run: RunRecord) -> RunScores:

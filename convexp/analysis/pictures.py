@@ -25,6 +25,7 @@ from convexp.layers import Padding, same_padding
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from convexp.analysis.groups import GroupCurves
     from convexp.analysis.maximize import PreferredInput
     from convexp.analysis.patches import LayerPatches
     from convexp.store import RunRecord, Store
@@ -146,6 +147,25 @@ def training_curves_figure(curves: Sequence[tuple[str, dict[str, tuple[np.ndarra
     for ax in (loss_ax, accuracy_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return figure
+
+
+def group_curves_figure(curves: GroupCurves) -> Figure:
+    """Each group's mean over the steps with its 95% band, its single runs faint behind it."""
+    figure = _figure(8, 4.5)
+    ax = figure.subplots()
+    for index, curve in enumerate(curves.curves):
+        colour = f"C{index}"
+        for steps, values in curve.runs.values():
+            ax.plot(steps, values, color=colour, alpha=0.18, linewidth=0.7)
+        ax.fill_between(curve.steps, curve.low, curve.high, color=colour, alpha=0.25, linewidth=0)
+        ax.plot(curve.steps, curve.mean, color=colour, label=f"{curve.label} (n={int(curve.n.max()) if len(curve.n) else 0})")
+    ax.set(xlabel="step", ylabel=curves.quantity)
+    ax.set_title(
+        f"{curves.experiment}: {curves.quantity} by {', '.join(curves.by)}; mean, 95% t band, single runs faint", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title=", ".join(curves.by), title_fontsize=8)
     return figure
 
 
@@ -282,6 +302,8 @@ def draw(kind: str, store: Store, runs: Sequence[RunRecord], options: PictureOpt
         from convexp.errors import unknown_name
 
         raise unknown_name("picture kind", kind, KINDS)
+    if kind == "summary":
+        raise ConvexpError("a summary is drawn from an experiment's groups: convexp plot summary EXPERIMENT --by FIELD")
     if kind == "curves":
         return training_curves_figure([(f"run {r.id} {r.experiment}:{r.backend}", _curves(store, r.id)) for r in runs])
     run = runs[0]

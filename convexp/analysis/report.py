@@ -132,11 +132,57 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
     return "\n".join(parts)
 
 
-def build_report(store: Store, runs: Sequence[RunRecord], data_dir: Path | None = None) -> str:
-    """The report's HTML: spec, metrics, pictures and filter analysis of each run, then curves and the comparison."""
+def _groups_section(store: Store, experiment: str, by: Sequence[str]) -> str:
+    """An experiment's groups: the summary tables (metrics; filter measures of its first conv layer) and
+    each group's curves with their bands."""
+    from convexp.analysis.groups import group_curves, summarise
+
+    summary = summarise(store, experiment, by)
+    parts = [
+        f"<h2>{html.escape(experiment)}: finished runs by {html.escape(', '.join(by))}</h2>",
+        '<p class="note">Per group: n runs, mean, sample standard deviation, 95% confidence interval of the mean '
+        "(Student's t), min and max"
+        + (
+            f"; difference of means from {html.escape(summary.baseline)} with Welch's 95% interval and a two-sided "
+            "permutation test's p-value"
+            if summary.baseline is not None
+            else ""
+        )
+        + (f". Left out, not finished: {html.escape(str(summary.left_out))}" if summary.left_out else "")
+        + ".</p>",
+        _table(summary.columns(), summary.table()),
+    ]
+    ids = sorted({i for row in summary.rows for i in row.run_ids})
+    recorded = store.metric_names(ids)
+    drawn = [group_curves(store, experiment, by, metric=name) for name in ("test_accuracy", "train_loss") if name in recorded]
+    layers = [set(store.snapshot_layers(i)) for i in ids]
+    common = sorted(set.intersection(*layers)) if layers else []
+    layer = "conv1" if "conv1" in common else (common[0] if common else None)
+    if layer is not None:
+        try:
+            measures = summarise(store, experiment, by, measures=("edge_share", "drift", "similarity"), layer=layer)
+            parts.append(
+                f"<h3>{html.escape(layer)} filter measures at the last step</h3>" + _table(measures.columns(), measures.table())
+            )
+            drawn.append(group_curves(store, experiment, by, measure="edge_share", layer=layer))
+        except ConvexpError as exc:
+            parts.append(f'<p class="note">{html.escape(layer)} filter measures: not computed ({html.escape(str(exc))})</p>')
+    for curves in drawn:
+        parts.append(
+            f"<h3>{html.escape(curves.quantity)} by group</h3>" + _image(pictures.group_curves_figure(curves), curves.quantity)
+        )
+    return "\n".join(parts)
+
+
+def build_report(
+    store: Store, runs: Sequence[RunRecord], data_dir: Path | None = None, groups: tuple[str, Sequence[str]] | None = None
+) -> str:
+    """The report's HTML: with ``groups`` (an experiment and the fields to group its runs by), the groups'
+    summary and curves first; then spec, metrics, pictures and filter analysis of each run, the training
+    curves and the comparison."""
     if not runs:
         raise ConvexpError("a report needs at least one run")
-    title = "convexp report: " + ", ".join(f"run {r.id}" for r in runs)
+    title = "convexp report: " + (f"experiment {groups[0]}" if groups else ", ".join(f"run {r.id}" for r in runs))
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     parts = [
         "<!DOCTYPE html>",
@@ -144,8 +190,10 @@ def build_report(store: Store, runs: Sequence[RunRecord], data_dir: Path | None 
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">convexp {__version__}, database {html.escape(store.location)}, generated {generated} UTC.</p>',
-        "<h2>Training curves</h2>" + _image(pictures.draw("curves", store, runs), "training curves"),
     ]
+    if groups is not None:
+        parts.append(_groups_section(store, *groups))
+    parts.append("<h2>Training curves</h2>" + _image(pictures.draw("curves", store, runs), "training curves"))
     comparison = compare_runs(store, list(runs))
     columns, rows = comparison_rows(comparison)
     parts.append("<h2>Comparison</h2>")
@@ -164,9 +212,15 @@ def build_report(store: Store, runs: Sequence[RunRecord], data_dir: Path | None 
     return "\n".join(parts)
 
 
-def write_report(store: Store, runs: Sequence[RunRecord], out: Path, data_dir: Path | None = None) -> Path:
+def write_report(
+    store: Store,
+    runs: Sequence[RunRecord],
+    out: Path,
+    data_dir: Path | None = None,
+    groups: tuple[str, Sequence[str]] | None = None,
+) -> Path:
     """Write the report to ``out`` (atomically: a failure leaves no half-written file)."""
-    text = build_report(store, runs, data_dir)
+    text = build_report(store, runs, data_dir, groups)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,6 +12,7 @@ from convexp.analysis import TOP_PATCHES
 from convexp.cli import app
 from convexp.cli.options import DEFAULT_LAYER, DEFAULT_STEP, DataDir, Db, OutputFormat, PlotKind, Run, Runs, Step
 from convexp.cli.output import Format, render
+from convexp.errors import ConvexpError
 
 
 @app.command("compare", short_help="Compare runs: metrics, kernel drift, filter similarity.")
@@ -165,14 +166,27 @@ def plot_command(
     kind: Annotated[PlotKind, typer.Argument(metavar="KIND", help="What to draw.", show_default=False)],
     runs: Annotated[
         list[str],
-        typer.Argument(metavar="RUN...", help="Runs: ids, or EXPERIMENT:BACKEND (curves draws all; the others the first)."),
+        typer.Argument(
+            metavar="RUN...",
+            help="Runs: ids, or EXPERIMENT:BACKEND (curves draws all; the others the first); for summary, an EXPERIMENT.",
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Picture file to write (.png; evolution also .gif for an animation).")],
-    layer: Annotated[str, typer.Option(help="Conv layer.")] = DEFAULT_LAYER,
+    layer: Annotated[
+        Optional[str], typer.Option(help=f"Conv layer [default: {DEFAULT_LAYER}; summary: the only one recorded].")
+    ] = None,
     step: Step = DEFAULT_STEP,
     filters: Annotated[str, typer.Option(help="Filters for evolution, e.g. 0,1,2,3.")] = "0,1,2,3,4,5,6,7",
     image: Annotated[int, typer.Option(help="Test image index for features.")] = 0,
     top: Annotated[int, typer.Option(help="Patches per filter for patches.")] = TOP_PATCHES,
+    by: Annotated[
+        Optional[list[str]], typer.Option("--by", metavar="FIELD", help="summary: group the runs by this parameter (repeatable).")
+    ] = None,
+    metric: Annotated[Optional[str], typer.Option(metavar="NAME", help="summary: the metric drawn, e.g. test_accuracy.")] = None,
+    measure: Annotated[
+        Optional[str],
+        typer.Option(metavar="NAME", help="summary: the filter measure of --layer drawn: edge_share, drift or similarity."),
+    ] = None,
     db: Db = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -181,33 +195,72 @@ def plot_command(
     density (histogram), one test image through the first conv layer (features), each filter's
     strongest test-image patches (patches; any conv layer, the network replayed from the recorded
     weights), or the input window each filter responds to most, found by gradient ascent, at step 0
-    and at --step side by side (maximize)."""
+    and at --step side by side (maximize).
+
+    summary draws an experiment's runs grouped by --by: each group's mean --metric or --measure over
+    the steps with its 95% t band, the single runs faint (the numbers of `convexp summary`)."""
     from convexp.analysis import pictures
     from convexp.analysis.selection import parse_indices, parse_step, select_runs
     from convexp.store import Store
 
     kind_name = kind.value
     pictures.check_picture_request(kind_name, out)
-    options = pictures.PictureOptions(layer, parse_step(step), parse_indices(filters, "--filters"), image, data_dir, top)
+    if kind_name == "summary":
+        _plot_summary(runs, out, by or [], metric, measure, layer, db)
+        return
+    if by or metric or measure:
+        raise ConvexpError("--by, --metric and --measure are for `convexp plot summary EXPERIMENT`")
+    options = pictures.PictureOptions(
+        layer or DEFAULT_LAYER, parse_step(step), parse_indices(filters, "--filters"), image, data_dir, top
+    )
     with Store(db, must_exist=True) as store:
         records = select_runs(store, runs)
         if kind_name == "evolution" and out.suffix.lower() == ".gif":
-            series = store.kernel_series(records[0].id, layer)
-            pictures.evolution_gif(series.kernels, series.steps, f"run {records[0].id} {layer}", out)
+            series = store.kernel_series(records[0].id, options.layer)
+            pictures.evolution_gif(series.kernels, series.steps, f"run {records[0].id} {options.layer}", out)
         else:
             pictures.save(pictures.draw(kind_name, store, records, options), out)
     typer.echo(f"wrote {out}")
 
 
-@app.command("report", short_help="Write a self-contained HTML report of runs.")
+def _plot_summary(experiments: list[str], out: Path, by: list[str], metric, measure, layer, db) -> None:
+    from convexp.analysis import pictures
+    from convexp.analysis.groups import group_curves
+    from convexp.store import Store
+
+    if len(experiments) != 1:
+        raise ConvexpError(
+            f"plot summary draws one experiment, not {len(experiments)}: convexp plot summary EXPERIMENT --by FIELD ..."
+        )
+    if metric is None and measure is None:
+        metric = "test_accuracy"
+    with Store(db, must_exist=True) as store:
+        curves = group_curves(store, experiments[0], by, metric, measure, layer)
+    pictures.save(pictures.group_curves_figure(curves), out)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("report", short_help="Write a self-contained HTML report of runs, or of an experiment's groups.")
 def report_command(
-    runs: Runs,
+    runs: Annotated[
+        list[str],
+        typer.Argument(metavar="RUN...", help="Runs: ids, or EXPERIMENT:BACKEND; with --by, one EXPERIMENT."),
+    ],
     out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
+    by: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--by", metavar="FIELD", help="Report on the experiment's finished runs grouped by this parameter (repeatable)."
+        ),
+    ] = None,
     db: Db = None,
     data_dir: DataDir = None,
 ) -> None:
     """Write one self-contained HTML file (images embedded; opens from disk, fetches nothing) with each
-    run's spec, metrics, filter pictures and filter analysis, the training curves and the comparison."""
+    run's spec, metrics, filter pictures and filter analysis, the training curves and the comparison.
+
+    With --by, RUN is an experiment: the report starts with its groups (the tables of `convexp
+    summary` and each group's curves with 95% bands) and goes on with its finished runs."""
     from rich.console import Console
 
     from convexp.analysis.report import write_report
@@ -217,5 +270,12 @@ def report_command(
 
     check_output_path(out, "--out", {".html", ".htm"})
     with Store(db, must_exist=True) as store, Console(stderr=True).status("drawing the pictures and writing the report"):
-        path = write_report(store, select_runs(store, runs), out, data_dir)
+        if by:
+            from convexp.analysis.groups import group_runs
+
+            if len(runs) != 1:
+                raise ConvexpError(f"with --by, report one experiment, not {len(runs)}: convexp report EXPERIMENT --by FIELD")
+            path = write_report(store, group_runs(store, runs[0], by).runs, out, data_dir, groups=(runs[0], by))
+        else:
+            path = write_report(store, select_runs(store, runs), out, data_dir)
     typer.echo(f"wrote {path} ({path.stat().st_size // 1024} KiB)")

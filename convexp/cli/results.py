@@ -11,7 +11,7 @@ from convexp.cli.options import Db, OutputFormat, Run, StatusChoice
 from convexp.cli.output import Format, render
 
 
-@app.command("runs", short_help="List the recorded runs.")
+@app.command("runs", short_help="List the recorded runs, with the parameters that vary.")
 def runs_command(
     experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Only runs of this experiment.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="Only runs on this backend.")] = None,
@@ -19,26 +19,46 @@ def runs_command(
         Optional[StatusChoice],
         typer.Option(help="Only runs shown with this status (stale: marked running, but its process is gone)."),
     ] = None,
+    where: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--where",
+            "-w",
+            metavar="FIELD=VALUE",
+            help="Only runs whose parameter FIELD equals VALUE (repeatable: all must hold; numbers compared as "
+            "numbers), e.g. --where initializer=he_normal --where optimizer.learning_rate=0.005.",
+        ),
+    ] = None,
     db: Db = None,
     fmt: OutputFormat = Format.table,
 ) -> None:
     """List the recorded runs: id, experiment, backend, status, attempts, epochs, test accuracy, time,
     and the megabytes each run's rows hold (kernel snapshots, metrics, checkpoint; `show` itemizes).
 
+    With --experiment or --where, a column follows for every parameter that varies among the runs
+    listed: a run's parameters are the fields of its spec, flattened with dots (seed, initializer,
+    optimizer.learning_rate, layers.0.filters; config.NAME for a run recorded from your own loop).
+
     A run still marked running whose process has died (or that has written nothing for 30 s)
     shows as 'stale'. attempts counts starts: more than 1 after a --resume or a cluster retry."""
+    from convexp.analysis.parameters import runs_with_parameters, shown_value
     from convexp.store import Store
     from convexp.store.space import run_sizes
 
     with Store(db, must_exist=True) as store:
-        runs = store.list_runs(experiment=experiment, backend=backend, status=None if status is None else status.value)
+        found = runs_with_parameters(
+            store, experiment=experiment, backend=backend, status=None if status is None else status.value, where=where or ()
+        )
         sizes = run_sizes(store)
-        where = store.location
-    if not runs and fmt == Format.table:
-        filtered = any(v is not None for v in (experiment, backend, status))
-        typer.echo(f"no runs match in {where}" if filtered else f"no runs recorded in {where} yet: try `convexp run`", err=True)
+        location = store.location
+    if not found.runs and fmt == Format.table:
+        filtered = any(v is not None for v in (experiment, backend, status, where))
+        typer.echo(
+            f"no runs match in {location}" if filtered else f"no runs recorded in {location} yet: try `convexp run`", err=True
+        )
         return
     columns = ["id", "experiment", "backend", "status", "attempts", "epochs", "test_accuracy", "seconds", "size_mb", "started"]
+    varying = [f for f in found.varying if f not in columns] if experiment is not None or where else []
     rows = [
         [
             r.id,
@@ -51,10 +71,11 @@ def runs_command(
             None if r.seconds is None else round(r.seconds, 2),
             round(sizes[r.id].total_bytes / 1e6, 2),
             r.started_at,
+            *(shown_value(p.get(field)) for field in varying),
         ]
-        for r in runs
+        for r, p in zip(found.runs, found.parameters)
     ]
-    render(columns, rows, fmt)
+    render(columns + varying, rows, fmt)
 
 
 @app.command("show", short_help="Everything recorded about one run.")
@@ -79,7 +100,7 @@ def show_command(
     if fmt == Format.json:
         typer.echo(json.dumps(description.as_dict(), indent=2, default=str))
     elif fmt == Format.csv:
-        from convexp.analysis.compare import flatten
+        from convexp.analysis.parameters import flatten
 
         flat = flatten(json.loads(json.dumps(description.as_dict(), default=str)))
         render(["field", "value"], [[k, v if not isinstance(v, list) else json.dumps(v)] for k, v in flat.items()], fmt)

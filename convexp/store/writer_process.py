@@ -36,6 +36,7 @@ import select
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,26 +51,33 @@ _HEADER = struct.Struct("<cQQ")
 _LENGTH = struct.Struct("<Q")
 #: The most buffers one ``os.writev`` takes (Linux's IOV_MAX).
 _IOV_MAX = 1024
-#: Where the writer is chosen: ``process`` (the default) or ``thread`` (the writer thread of
-#: :class:`BackgroundWriter`, in the training process itself).
+#: Where the writer is chosen: ``auto`` (the default: in the training process until recording proves
+#: heavy, then in a process of its own), ``process`` (a process of its own from the start) or
+#: ``thread`` (always the writer thread of :class:`BackgroundWriter`, in the training process).
 WRITER_ENV = "CONVEXP_WRITER"
-WRITERS = ("process", "thread")
+WRITERS = ("auto", "process", "thread")
+#: CPU time the writer may spend writing in the training process before it moves to a process of its
+#: own: about half what that process costs to start (~0.5 s: it imports numpy and SQLAlchemy). A light
+#: run (a short loop, or snapshots once an epoch) never pays for a second interpreter; a heavy one pays
+#: for a little in-process writing before it moves, as a renter buys once the rent nears the price.
+MOVE_AFTER_CPU_SECONDS = 0.25
 
 
 def writer_kind() -> str:
-    """The writer recording uses: ``CONVEXP_WRITER``, or ``process``."""
-    chosen = os.environ.get(WRITER_ENV, "process")
+    """The writer recording uses: ``CONVEXP_WRITER``, or ``auto``."""
+    chosen = os.environ.get(WRITER_ENV, "auto")
     if chosen not in WRITERS:
         raise StoreError(f"{WRITER_ENV}={chosen!r} is not a writer; use one of {', '.join(WRITERS)}")
     return chosen
 
 
 def make_writer(store: Store, run_id: int, heartbeat_seconds: float | None = None) -> BackgroundWriter:
-    """The writer for a run being recorded: a :class:`ProcessWriter`, or the in-process thread where
-    ``CONVEXP_WRITER=thread``."""
-    if writer_kind() == "thread":
+    """The writer for a run being recorded, as ``CONVEXP_WRITER`` says (see :data:`WRITERS`)."""
+    kind = writer_kind()
+    if kind == "thread":
         return BackgroundWriter(store, run_id, heartbeat_seconds=heartbeat_seconds)
-    return ProcessWriter(store, run_id)
+    move_after = MOVE_AFTER_CPU_SECONDS if kind == "auto" else 0.0
+    return ProcessWriter(store, run_id, heartbeat_seconds=heartbeat_seconds, move_after_cpu_seconds=move_after)
 
 
 # --- what crosses the pipe -------------------------------------------------------------------
@@ -179,10 +187,34 @@ def _answer_bytes(error: BaseException | None) -> bytes:
 
 
 class ProcessWriter(BackgroundWriter):
-    """A :class:`BackgroundWriter` whose thread sends each batch to a writer process (see the module's
-    docs) instead of writing it itself. ``cpu_seconds`` is the writer process's CPU time."""
+    """A :class:`BackgroundWriter` whose thread, once its own writing has cost
+    ``move_after_cpu_seconds`` of CPU, starts a writer process and from then on sends it each batch
+    (see the module's docs) instead of writing it itself; with 0, every batch goes to the process.
 
-    def __init__(self, store: Store, run_id: int, max_pending: int = MAX_PENDING):
+    The move keeps the order: one thread hands every batch over, the ones before the process is ready
+    written in place, the ones after sent. ``cpu_seconds`` is the writing's CPU time in both places.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        max_pending: int = MAX_PENDING,
+        heartbeat_seconds: float | None = None,
+        move_after_cpu_seconds: float = 0.0,
+    ):
+        self._move_after = move_after_cpu_seconds
+        self._process: subprocess.Popen[bytes] | None = None
+        self._moved = False  # the writer process answered its start: batches go there
+        self._pid = os.getpid()
+        self._child_cpu = 0.0
+        self._thread_cpu = 0.0
+        #: The writer process's peak resident memory, as of its last acknowledgement, in bytes (0: none).
+        self.peak_rss_bytes = 0
+        self._unanswered = 0  # frames sent whose acknowledgement has not been read
+        super().__init__(store, run_id, max_pending, heartbeat_seconds)
+
+    def _start_process(self) -> None:
         root = str(Path(__file__).resolve().parents[2])  # where convexp is imported from, for the child too
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self._process = subprocess.Popen(
@@ -194,14 +226,8 @@ class ProcessWriter(BackgroundWriter):
         )
         assert self._process.stdin is not None and self._process.stdout is not None
         self._to_child, self._from_child = self._process.stdin.fileno(), self._process.stdout.fileno()
-        self._pid = os.getpid()
-        self._child_cpu = 0.0
-        #: The writer process's peak resident memory, as of its last acknowledgement, in bytes.
-        self.peak_rss_bytes = 0
-        self._unanswered = 0  # frames sent whose acknowledgement has not been read
-        super().__init__(store, run_id, max_pending)
-        # answered with the first batch; the owner is this process: the child writes only while the run is ours
-        self._send(b"I", pickle.dumps((store.url, run_id, HEARTBEAT_SECONDS, self.owner)), [])
+        # the owner is this process: the child writes only while the run is ours
+        self._send(b"I", pickle.dumps((self.store.url, self.run_id, HEARTBEAT_SECONDS, self.owner)), [])
 
     def _send(self, kind: bytes, meta: bytes, buffers: list[Any]) -> None:
         raw = sum(len(b) for b in buffers)
@@ -227,6 +253,7 @@ class ProcessWriter(BackgroundWriter):
             raise first
 
     def _died(self) -> StoreError:
+        assert self._process is not None
         try:
             code = self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -238,6 +265,17 @@ class ProcessWriter(BackgroundWriter):
         )
 
     def _write(self, batch: Batch | None) -> None:
+        if not self._moved:
+            if self._process is None and time.thread_time() >= self._move_after:
+                self._start_process()
+            # with 0, wait for it to start; else write here until it has
+            if self._process is not None and (self._move_after <= 0 or select.select([self._from_child], [], [], 0)[0]):
+                self._answer()  # its start, or the error that stopped it
+                self._moved = True
+        if not self._moved:
+            write_batch(self.store, self.run_id, batch, self.owner)
+            self._thread_cpu = time.thread_time()
+            return
         if batch is None:
             return  # the writer process writes the heartbeat when idle
         meta, buffers = _batch_frame(batch)
@@ -245,7 +283,7 @@ class ProcessWriter(BackgroundWriter):
         self._answer()
 
     def _cpu_seconds(self) -> float:
-        return self._child_cpu
+        return self._thread_cpu + self._child_cpu
 
     def close(self) -> None:
         """Write what is queued, then stop the writer process; raises the first write that failed."""
@@ -254,23 +292,30 @@ class ProcessWriter(BackgroundWriter):
         try:
             super().close()
         finally:
-            try:
-                if self._process.poll() is None:
-                    self._send(b"C", b"", [])
-                    self._answer()
-            except StoreError as exc:
-                if self._error is None:
-                    self._error = exc
-            finally:
-                for stream in (self._process.stdin, self._process.stdout):
-                    if stream is not None:
-                        stream.close()
-                try:
-                    self._process.wait(timeout=30)  # it exits as soon as the close is acknowledged
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait()
+            if self._process is not None:
+                self._stop_process()
         self._raise_error()
+
+    def _stop_process(self) -> None:
+        assert self._process is not None
+        try:
+            if not self._moved:  # started too late to take a batch: it has written nothing of the run's
+                self._process.kill()
+            elif self._process.poll() is None:
+                self._send(b"C", b"", [])
+                self._answer()
+        except StoreError as exc:
+            if self._error is None:
+                self._error = exc
+        finally:
+            for stream in (self._process.stdin, self._process.stdout):
+                if stream is not None:
+                    stream.close()
+            try:
+                self._process.wait(timeout=30)  # it exits as soon as the close is acknowledged
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
 
 
 # --- the writer process ----------------------------------------------------------------------

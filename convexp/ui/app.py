@@ -150,6 +150,27 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
         details = data.run_details(store, run)
         return page(request, "run.html", run=details, run_json=script_json(details))
 
+    def _experiment(request: Request) -> dict[str, Any]:
+        params = request.query_params
+        by = [f for value in params.getlist("by") for f in value.split(",") if f]
+        return data.experiment_view(
+            store,
+            request.path_params["name"],
+            by,
+            params.get("metric") or None,
+            params.get("measure") or None,
+            params.get("layer") or None,
+        )
+
+    @endpoint
+    def experiment_page(request: Request) -> Response:
+        view = _experiment(request)
+        return page(request, "experiment.html", view=view, view_json=script_json(view))
+
+    @endpoint
+    def api_experiment(request: Request) -> Response:
+        return Response(json.dumps(_experiment(request), default=str), media_type="application/json")
+
     @endpoint
     def compare_page(request: Request) -> Response:
         step = request.query_params.get("step", "last") or "last"
@@ -290,6 +311,7 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
     routes = [
         Route("/", runs_page),
         Route("/runs/{run_id}", run_page),
+        Route("/experiments/{name}", experiment_page),
         Route("/compare", compare_page),
         Route("/query", query_page),
         Route("/query.csv", query_csv),
@@ -301,6 +323,7 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
         Route(layer_path + "/filters/{index}", api_filter),
         Route(layer_path + "/analysis", api_analysis),
         Route(layer_path + "/patches", api_patches),
+        Route("/api/experiments/{name}", api_experiment),
         Route("/api/compare", api_compare),
         Route("/api/query", api_query),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

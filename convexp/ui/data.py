@@ -18,6 +18,7 @@ import numpy as np
 from convexp.analysis.compare import compare_runs, comparison_dict
 from convexp.analysis.filters import analyse_layer
 from convexp.analysis.kernels import relative_drift
+from convexp.analysis.parameters import run_parameters, shown_value, varying_fields
 from convexp.analysis.selection import step_index
 from convexp.analysis.summary import describe_run
 from convexp.datasets import Dataset
@@ -64,6 +65,8 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "dataset": run.dataset,
         "seed": run.seed,
         "initializer": run.kernel_initializer,
+        # its parameters as `convexp runs` and `summary` name them (the description aside: long, and not a setting)
+        "params": {k: shown_value(v) for k, v in run_parameters(run).items() if k != "description"},
     }
 
 
@@ -99,12 +102,26 @@ def run_details(store: Store, run: RunRecord) -> dict[str, Any]:
         {"layer": s.layer, "shape": list(s.shape), "count": s.count, "first_step": s.first_step, "last_step": s.last_step}
         for s in description.snapshots
     ]
+    details["siblings"] = siblings(store, run)
     details["filters_sentence"] = None
     if description.plan is not None:
         from convexp.layers import filters_sentence
 
         details["filters_sentence"] = filters_sentence(description.plan)
     return details
+
+
+def siblings(store: Store, run: RunRecord) -> list[dict[str, Any]]:
+    """The other runs of the run's experiment, each labelled by the parameters that vary among them
+    (what the run page offers to overlay on its curves)."""
+    runs = store.list_runs(experiment=run.experiment)
+    parameters = [run_parameters(r) for r in runs]
+    fields = [f for f in varying_fields(parameters) if f != "description"]
+    return [
+        {"id": r.id, "status": r.shown_status(), "label": ", ".join(f"{f} {shown_value(p.get(f))}" for f in fields)}
+        for r, p in zip(runs, parameters)
+        if r.id != run.id
+    ]
 
 
 def metrics_since(store: Store, run: RunRecord, after_step: int = -1) -> dict[str, Any]:
@@ -280,3 +297,54 @@ def step_of(store: Store, run: RunRecord, layer: str, step: str | None) -> int:
         return steps[step_index(steps, wanted, run.id, layer)]
     except ConvexpError as exc:
         raise NotFound(str(exc)) from None
+
+
+def experiment_view(
+    store: Store,
+    experiment: str,
+    by: list[str],
+    metric: str | None = None,
+    measure: str | None = None,
+    layer: str | None = None,
+) -> dict[str, Any]:
+    """An experiment's groups: the fields it can be grouped by, the summary of the chosen quantity at the
+    last step (as ``convexp summary -f json``) and its curves with 95% bands (as ``convexp plot summary``)."""
+    from convexp.analysis.groups import MEASURES, group_curves, summarise
+
+    runs = store.list_runs(experiment=experiment)
+    if not runs:
+        raise NotFound(f"no runs of experiment '{experiment}'")
+    parameters = [run_parameters(r) for r in runs if r.status == "finished"]
+    fields = [f for f in varying_fields(parameters) if f != "description"]
+    if not by:
+        by = [next((f for f in fields if f != "seed"), fields[0] if fields else "seed")]
+    if metric is None and measure is None:
+        metric = "test_accuracy"
+    summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer)
+    curves = group_curves(store, experiment, by, metric, measure, layer)
+    ids = sorted({i for row in summary.rows for i in row.run_ids} | {int(i) for c in curves.curves for i in c.runs})
+    layer_sets = [set(store.snapshot_layers(i)) for i in ids]
+    columns = summary.columns()
+    return {
+        "experiment": experiment,
+        "by": by,
+        "fields": fields,
+        "metric": metric,
+        "measure": measure,
+        "layer": layer,
+        "metrics": store.metric_names(ids),
+        "measures": list(MEASURES),
+        "layers": sorted(set.intersection(*layer_sets)) if layer_sets else [],
+        "summary": {
+            "columns": columns,
+            "rows": [dict(zip(columns, [_cell(v) for v in row])) for row in summary.table()],
+            "baseline": summary.baseline,
+            "left_out": summary.left_out,
+            "step": summary.step,
+        },
+        "curves": curves.as_dict(),
+    }
+
+
+def _cell(value: Any) -> Any:
+    return _number(value) if isinstance(value, float) else value

@@ -4,7 +4,9 @@
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 class LineChart {
-  // series: [{name, xs, ys}]; options: {title, log, xLabel, width, height, legend}
+  // series: [{name, xs, ys, colour?, width?, dash?, lows?, highs?, ns?, faint?, legend?}]: lows/highs draw a band
+  // around the line (an interval), faint series are drawn pale and left out of the legend and the readout;
+  // options: {title, log, xLabel, width, height, legend}
   constructor(parent, options) {
     this.options = Object.assign({ width: 420, height: 230, xLabel: "step", legend: true }, options);
     this.box = document.createElement("div");
@@ -28,9 +30,11 @@ class LineChart {
   extent() {
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     for (const s of this.series) for (let i = 0; i < s.xs.length; i++) {
-      const y = this.y(s.ys[i]);
-      if (s.ys[i] === null || !isFinite(y)) continue;
-      x0 = Math.min(x0, s.xs[i]); x1 = Math.max(x1, s.xs[i]); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+      for (const v of [s.ys[i], s.lows ? s.lows[i] : null, s.highs ? s.highs[i] : null]) {
+        const y = this.y(v);
+        if (v === null || !isFinite(y)) continue;
+        x0 = Math.min(x0, s.xs[i]); x1 = Math.max(x1, s.xs[i]); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+      }
     }
     if (!isFinite(x0)) return null;
     if (x1 === x0) x1 = x0 + 1;
@@ -65,8 +69,30 @@ class LineChart {
       ctx.textAlign = "left";
     }
     ctx.fillText(this.options.xLabel, W - right - 30, H - 2);
+    this.series.forEach((s, n) => {  // bands first, under every line: each run of steps with an interval is one polygon
+      if (!s.lows) return;
+      ctx.fillStyle = s.colour || PALETTE[n % PALETTE.length]; ctx.globalAlpha = 0.2;
+      let run = [];
+      const flush = () => {
+        if (run.length > 1) {
+          ctx.beginPath();
+          run.forEach((i, k) => { const x = px(s.xs[i]), y = py(this.y(s.highs[i])); if (k) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
+          for (let k = run.length - 1; k >= 0; k--) ctx.lineTo(px(s.xs[run[k]]), py(this.y(s.lows[run[k]])));
+          ctx.closePath(); ctx.fill();
+        }
+        run = [];
+      };
+      for (let i = 0; i < s.xs.length; i++) {
+        if (s.lows[i] === null || s.highs[i] === null || !isFinite(this.y(s.lows[i])) || !isFinite(this.y(s.highs[i]))) flush();
+        else run.push(i);
+      }
+      flush();
+      ctx.globalAlpha = 1;
+    });
     this.series.forEach((s, n) => {
       ctx.strokeStyle = s.colour || PALETTE[n % PALETTE.length]; ctx.lineWidth = s.width || 1.2;
+      ctx.globalAlpha = s.faint ? 0.3 : 1;
+      ctx.setLineDash(s.dash ? [5, 3] : []);
       ctx.beginPath();
       let pen = false;
       const stride = Math.max(1, Math.floor(s.xs.length / (2 * W)));  // at most ~2 points per pixel
@@ -80,14 +106,15 @@ class LineChart {
         pen = true;
       }
       ctx.stroke();
-      if (s.xs.length < 60) {  // few points (per-epoch metrics): mark them
+      ctx.globalAlpha = 1; ctx.setLineDash([]);
+      if (s.xs.length < 60 && !s.faint) {  // few points (per-epoch metrics): mark them
         ctx.fillStyle = ctx.strokeStyle;
         for (let i = 0; i < s.xs.length; i++) { const y = this.y(s.ys[i]); if (isFinite(y)) ctx.fillRect(px(s.xs[i]) - 2, py(y) - 2, 4, 4); }
       }
     });
     if (this.options.legend) {
       let x = left + 8;
-      this.series.slice(0, 10).forEach((s, n) => {
+      this.series.filter((s) => s.legend !== false).slice(0, 10).forEach((s, n) => {
         ctx.fillStyle = s.colour || PALETTE[n % PALETTE.length];
         ctx.fillRect(x, top + 4, 10, 3); ctx.fillStyle = "#1d232b"; ctx.fillText(s.name, x + 13, top + 9);
         x += 20 + ctx.measureText(s.name).width;
@@ -105,12 +132,14 @@ class LineChart {
     const xv = e.x0 + (x - left) / (W - left - right) * (e.x1 - e.x0);
     const lines = [];
     let shownX = null;
-    for (const s of this.series.slice(0, 12)) {
+    for (const s of this.series.filter((s) => !s.faint).slice(0, 12)) {
       let best = -1, dist = Infinity;
       for (let i = 0; i < s.xs.length; i++) { const d = Math.abs(s.xs[i] - xv); if (d < dist) { dist = d; best = i; } }
       if (best < 0) continue;
       if (shownX === null) shownX = s.xs[best];
-      lines.push(`${s.name} ${CX.fmt(s.ys[best], 6)} (${this.options.xLabel} ${s.xs[best]})`);
+      const band = s.lows && s.lows[best] !== null ? ` [${CX.fmt(s.lows[best], 6)}, ${CX.fmt(s.highs[best], 6)}]` : "";
+      const n = s.ns ? ` n=${s.ns[best]}` : "";
+      lines.push(`${s.name} ${CX.fmt(s.ys[best], 6)}${band}${n} (${this.options.xLabel} ${s.xs[best]})`);
     }
     if (shownX === null) return;
     this.draw(shownX);

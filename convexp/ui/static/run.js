@@ -24,12 +24,23 @@ function chartGroups() {
   return { loss, accuracy, other };
 }
 
+// other runs of the experiment drawn on the same charts, dashed (run id -> its metrics); in the URL as ?overlay=
+const overlays = new Map();
+
 function drawCharts() {
   const groups = chartGroups();
   for (const [title, names] of Object.entries(groups)) {
     if (!names.length) continue;
     if (!charts[title]) charts[title] = new LineChart($("charts"), { title, log: $("log-scale").checked });
-    charts[title].setSeries(names.map((n) => ({ name: n, xs: state.metrics[n].steps, ys: state.metrics[n].values })));
+    const series = names.map((n, k) => ({ name: n, xs: state.metrics[n].steps, ys: state.metrics[n].values, colour: PALETTE[k % PALETTE.length] }));
+    let k = names.length;
+    for (const [id, metrics] of overlays) {
+      for (const n of names) {
+        if (metrics[n]) series.push({ name: `${n} · run ${id}`, xs: metrics[n].steps, ys: metrics[n].values, colour: PALETTE[k % PALETTE.length], dash: true });
+        k++;
+      }
+    }
+    charts[title].setSeries(series);
   }
   if (!Object.keys(state.metrics).length && !charts.empty) {
     charts.empty = new LineChart($("charts"), { title: "metrics" });
@@ -57,6 +68,23 @@ function showRow(row) {
 }
 
 $("log-scale").addEventListener("change", (e) => Object.values(charts).forEach((c) => c.setLog(e.target.checked)));
+
+async function setOverlays(ids) {
+  for (const id of [...overlays.keys()]) if (!ids.includes(id)) overlays.delete(id);
+  for (const id of ids) if (!overlays.has(id)) overlays.set(id, (await CX.json(`/api/runs/${id}/metrics`)).metrics);
+  const next = new URLSearchParams(location.search);
+  if (ids.length) next.set("overlay", ids.join(",")); else next.delete("overlay");
+  history.replaceState(null, "", next.toString() ? `${location.pathname}?${next}` : location.pathname);
+  drawCharts();
+  $("charts").dataset.overlays = ids.join(",");
+}
+
+if ($("overlay")) {
+  const wanted = (new URLSearchParams(location.search).get("overlay") || "").split(",").filter(Boolean);
+  for (const option of $("overlay").options) option.selected = wanted.includes(option.value);
+  $("overlay").addEventListener("change", () => setOverlays([...$("overlay").selectedOptions].map((o) => Number(o.value))));
+  if (wanted.length) setOverlays(wanted.map(Number).filter((id) => RUN.siblings.some((s) => s.id === id)));
+}
 
 // --- the filter grid -------------------------------------------------------------------------------
 

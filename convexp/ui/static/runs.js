@@ -1,18 +1,51 @@
-// convexp ui, runs page: filter, sort, tick runs to compare, and keep queued and running runs up to date.
+// convexp ui, runs page: filter (also on parameters), sort, tick runs to compare, keep queued and running runs
+// up to date; the filters and the sort live in the URL, so a view can be shared.
 "use strict";
 
 const LIVE_STATUSES = ["queued", "running"];
 const rows = new Map(JSON.parse(document.getElementById("runs-data").textContent).map((r) => [r.id, r]));
 const COLUMNS = ["id", "experiment", "backend", "status", "attempts", "epochs", "steps", "test_accuracy", "seconds", "started"];
+const FILTERS = ["experiment", "backend", "status"];
 const selected = new Set();
-let sortKey = "id", sortDescending = false;
+const url = new URLSearchParams(location.search);
+let sortKey = url.get("sort") || "id", sortDescending = url.get("desc") === "1";
+let paramColumns = [];
 const $ = (id) => document.getElementById(id);
+
+// a run's value of a column: its own field, or a parameter (p:FIELD)
+const valueOf = (row, key) => key.startsWith("p:") ? row.params[key.slice(2)] : row[key];
+
+// "FIELD=VALUE FIELD=VALUE" as conditions; numbers compare as numbers (as convexp runs --where)
+function parseWhere(text) {
+  return text.trim().split(/\s+/).filter(Boolean).map((part) => {
+    const at = part.indexOf("=");
+    if (at <= 0) throw new Error(`where '${part}': write FIELD=VALUE, e.g. initializer=he_normal`);
+    return { field: part.slice(0, at), value: part.slice(at + 1) };
+  });
+}
+
+function asText(value) {
+  if (value === true) return "true";
+  if (value === false) return "false";
+  if (value === null || value === undefined) return "null";
+  return String(value);
+}
+
+function matches(row, condition) {
+  const actual = row.params[condition.field];
+  const wanted = Number(condition.value);
+  if (condition.value.trim() !== "" && isFinite(wanted) && typeof actual === "number") return actual === wanted;
+  return asText(actual) === condition.value;
+}
 
 function cell(row, key) {
   const td = document.createElement("td");
-  const value = row[key];
+  const value = valueOf(row, key);
   if (key === "id") {
     const a = document.createElement("a"); a.href = `/runs/${row.id}`; a.textContent = row.id; td.append(a);
+  } else if (key === "experiment") {
+    const a = document.createElement("a"); a.href = `/experiments/${encodeURIComponent(value)}`; a.textContent = value;
+    a.title = "its runs grouped by a parameter"; td.append(a);
   } else if (key === "status") {
     td.className = "status-cell";
     const badge = document.createElement("span"); badge.textContent = value; badge.dataset.status = value; td.append(badge);
@@ -31,12 +64,64 @@ function cell(row, key) {
   return td;
 }
 
+// the parameters that vary among the runs shown, in their order; a column that repeats an earlier one
+// in every run (kernel_initializer beside initializer) is left out, as convexp runs leaves it out
+function varying(shown) {
+  const fields = [];
+  for (const r of shown) for (const f of Object.keys(r.params)) if (!fields.includes(f)) fields.push(f);
+  const seen = new Set(), result = [];
+  for (const f of fields) {
+    if (COLUMNS.includes(f)) continue;
+    const column = JSON.stringify(shown.map((r) => r.params[f] === undefined ? null : r.params[f]));
+    if (new Set(shown.map((r) => JSON.stringify(r.params[f] === undefined ? null : r.params[f]))).size < 2 || seen.has(column)) continue;
+    seen.add(column); result.push(f);
+  }
+  return result;
+}
+
+function header() {
+  const tr = $("runs-table").tHead.rows[0];
+  tr.querySelectorAll("th.param").forEach((th) => th.remove());
+  for (const field of paramColumns) {
+    const th = document.createElement("th");
+    th.className = "param"; th.dataset.key = `p:${field}`; th.textContent = field; th.title = "a parameter of the run's spec";
+    th.addEventListener("click", () => sortBy(th.dataset.key));
+    tr.append(th);
+  }
+}
+
+function saveState() {
+  const next = new URLSearchParams();
+  for (const key of FILTERS) if ($(`filter-${key}`).value) next.set(key, $(`filter-${key}`).value);
+  if ($("filter-where").value.trim()) next.set("where", $("filter-where").value.trim());
+  if (sortKey !== "id") next.set("sort", sortKey);
+  if (sortDescending) next.set("desc", "1");
+  const query = next.toString();
+  history.replaceState(null, "", query ? `${location.pathname}?${query}` : location.pathname);
+}
+
 function render() {
-  const want = { experiment: $("filter-experiment").value, backend: $("filter-backend").value, status: $("filter-status").value };
-  const shown = [...rows.values()].filter((r) => Object.entries(want).every(([k, v]) => !v || String(r[k]) === v));
-  const numeric = document.querySelector(`th[data-key="${sortKey}"]`).dataset.type === "number";
+  const want = Object.fromEntries(FILTERS.map((k) => [k, $(`filter-${k}`).value]));
+  let shown = [...rows.values()].filter((r) => Object.entries(want).every(([k, v]) => !v || String(r[k]) === v));
+  let conditions = [];
+  $("where-error").hidden = true;
+  try {
+    conditions = parseWhere($("filter-where").value);
+    const known = new Set(shown.flatMap((r) => Object.keys(r.params)));
+    const unknown = conditions.find((c) => !known.has(c.field));
+    if (unknown && shown.length) throw new Error(`where ${unknown.field}: no such field in these runs; fields: ${[...known].join(", ")}`);
+  } catch (error) {
+    $("where-error").textContent = error.message; $("where-error").hidden = false; conditions = [];
+  }
+  shown = shown.filter((r) => conditions.every((c) => matches(r, c)));
+  paramColumns = want.experiment || conditions.length ? varying(shown) : [];
+  header();
+  // a parameter sorted by stays the order while its column is hidden (the runs shown all have one value)
+  const th = document.querySelector(`th[data-key="${CSS.escape(sortKey)}"]`);
+  const numeric = (th && th.dataset.type === "number") ||
+    (sortKey.startsWith("p:") && shown.every((r) => typeof valueOf(r, sortKey) === "number" || valueOf(r, sortKey) == null));
   shown.sort((a, b) => {
-    const x = a[sortKey], y = b[sortKey];
+    const x = valueOf(a, sortKey), y = valueOf(b, sortKey);
     const order = x === null ? 1 : y === null ? -1 : numeric ? x - y : String(x).localeCompare(String(y));
     return (sortDescending ? -order : order) || a.id - b.id;
   });
@@ -48,6 +133,7 @@ function render() {
     tick.title = "compare"; tick.addEventListener("change", () => { tick.checked ? selected.add(row.id) : selected.delete(row.id); updateCompare(); });
     const first = document.createElement("td"); first.append(tick); tr.append(first);
     COLUMNS.forEach((key) => tr.append(cell(row, key)));
+    paramColumns.forEach((field) => tr.append(cell(row, `p:${field}`)));
     return tr;
   }));
   $("runs-count").textContent = `${shown.length} of ${rows.size} run(s)`;
@@ -55,11 +141,17 @@ function render() {
     th.classList.toggle("sorted-asc", th.dataset.key === sortKey && !sortDescending);
     th.classList.toggle("sorted-desc", th.dataset.key === sortKey && sortDescending);
   });
+  saveState();
 }
 
-function fillFilters() {
-  for (const key of ["experiment", "backend", "status"]) {
-    const select = $(`filter-${key}`), current = select.value;
+function sortBy(key) {
+  sortDescending = key === sortKey ? !sortDescending : false;
+  sortKey = key; render();
+}
+
+function fillFilters(initial) {
+  for (const key of FILTERS) {
+    const select = $(`filter-${key}`), current = initial ? url.get(key) || "" : select.value;
     const values = [...new Set([...rows.values()].map((r) => String(r[key])))].sort();
     select.replaceChildren(new Option("all", ""), ...values.map((v) => new Option(v, v)));
     select.value = values.includes(current) ? current : "";
@@ -90,12 +182,11 @@ async function poll() {
   setTimeout(poll, 1000);
 }
 
-document.querySelectorAll("th[data-key]").forEach((th) => th.addEventListener("click", () => {
-  sortDescending = th.dataset.key === sortKey ? !sortDescending : false;
-  sortKey = th.dataset.key; render();
-}));
-["experiment", "backend", "status"].forEach((key) => $(`filter-${key}`).addEventListener("change", render));
+document.querySelectorAll("th[data-key]").forEach((th) => th.addEventListener("click", () => sortBy(th.dataset.key)));
+FILTERS.forEach((key) => $(`filter-${key}`).addEventListener("change", render));
+$("filter-where").value = url.get("where") || "";
+$("filter-where").addEventListener("change", render);
 $("compare-button").addEventListener("click", () => { location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`; });
-fillFilters();
+fillFilters(true);
 render();
 setTimeout(poll, 1000);

@@ -1,0 +1,513 @@
+"""``convexp summary``: an experiment's finished runs grouped by their parameters, each group's numbers
+with their spread and uncertainty across its runs (seeds), and how far two groups stand apart.
+
+Per group and quantity: n, mean, the sample standard deviation, a 95% confidence interval of the mean
+from Student's t (mean +- t(0.975, n-1) s / sqrt(n)), min and max. Against a baseline group: the
+difference of means with Welch's 95% interval (unequal variances, Welch-Satterthwaite degrees of
+freedom) and a two-sided permutation test's p-value: the share of relabellings of the two groups'
+runs whose |difference of means| is at least the observed one, all of them when there are at most
+:data:`EXACT_PERMUTATIONS`, else that many drawn with a fixed seed (the observed labelling counted).
+
+Quantities: a metric's value at the step (the last one recorded at or before it), or a filter measure
+of a conv layer at a recorded step, as ``filters`` and ``compare`` define them: ``edge_share`` (the
+share of filters most like an edge operator), ``drift`` (||W_t - W_0|| / ||W_0||, from the run's first
+snapshot) and ``similarity`` (each run's filters against every other run's of its group,
+Hungarian-matched cosine similarity, averaged).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from convexp.analysis.parameters import as_text, check_fields, run_parameters, shown_value
+from convexp.analysis.selection import step_index
+from convexp.errors import ConvexpError, did_you_mean
+from convexp.store import RunRecord, Store
+
+#: Filter measures ``summary --measure`` knows.
+MEASURES = ("edge_share", "drift", "similarity")
+#: Metrics summarised when none is asked for.
+DEFAULT_METRICS = ("test_accuracy", "test_loss")
+#: Relabellings the permutation test enumerates in full; above, it draws this many (seed 0).
+EXACT_PERMUTATIONS = 20_000
+#: The confidence level of every interval.
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One group's values of one quantity, summarised (spread and interval None with fewer than two)."""
+
+    n: int
+    mean: float | None
+    std: float | None
+    ci_low: float | None
+    ci_high: float | None
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A group's mean minus the baseline group's, with Welch's interval and a permutation p-value."""
+
+    versus: str
+    difference: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One group's summary of one quantity."""
+
+    group: tuple[Any, ...]
+    quantity: str
+    run_ids: tuple[int, ...]
+    values: tuple[float, ...]
+    stats: Stats
+    difference: Difference | None = None
+    note: str = ""  # what the reader should know about this row
+
+
+@dataclass
+class Summary:
+    """Everything ``convexp summary`` reports."""
+
+    experiment: str
+    by: list[str]
+    step: int | str
+    rows: list[GroupRow]
+    left_out: dict[str, int] = field(default_factory=dict)  # status -> runs not finished, left out
+    baseline: str | None = None
+
+    def columns(self) -> list[str]:
+        """The table's columns, which JSON rows are keyed by."""
+        return (
+            [*self.by, "quantity", "n", "mean", "std", "ci_low", "ci_high", "min", "max"]
+            + (["difference", "diff_ci_low", "diff_ci_high", "p_value"] if self.baseline is not None else [])
+            + ["note"]
+        )
+
+    def table(self) -> list[list[Any]]:
+        """One row per group and quantity, in :meth:`columns` order."""
+        rows = []
+        for row in self.rows:
+            s = row.stats
+            cells: list[Any] = [*(shown_value(v) for v in row.group), row.quantity, s.n, s.mean, s.std, s.ci_low, s.ci_high]
+            cells += [s.min, s.max]
+            if self.baseline is not None:
+                d = row.difference
+                cells += [None, None, None, None] if d is None else [d.difference, d.ci_low, d.ci_high, d.p_value]
+            rows.append([*cells, row.note])
+        return rows
+
+
+def t_interval(values: Sequence[float]) -> Stats:
+    """n, mean, sample std, Student's t 95% interval of the mean, min and max."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return Stats(0, None, None, None, None, None, None)
+    mean = float(x.mean())
+    if n == 1:
+        return Stats(1, mean, None, None, None, mean, mean)
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
+    return Stats(n, mean, std, mean - half, mean + half, float(x.min()), float(x.max()))
+
+
+def welch_interval(a: Sequence[float], baseline: Sequence[float]) -> tuple[float | None, float | None]:
+    """Welch's 95% interval of mean(a) - mean(baseline); None with fewer than two values on a side."""
+    from scipy import stats
+
+    x, y = np.asarray(a, np.float64), np.asarray(baseline, np.float64)
+    if len(x) < 2 or len(y) < 2:
+        return None, None
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    difference = float(x.mean() - y.mean())
+    if vx + vy == 0:
+        return difference, difference
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * math.sqrt(vx + vy)
+    return difference - half, difference + half
+
+
+def permutation_p_value(a: Sequence[float], baseline: Sequence[float]) -> float | None:
+    """Two-sided permutation test of equal means: the share of relabellings with |difference| >= the observed."""
+    x, y = np.asarray(a, np.float64), np.asarray(baseline, np.float64)
+    if len(x) == 0 or len(y) == 0:
+        return None
+    pooled = np.concatenate([x, y])
+    observed = abs(x.mean() - y.mean())
+    tolerance = 1e-12 * max(1.0, float(np.abs(pooled).max()))  # equal differences summed in another order
+    total = pooled.sum()
+    if math.comb(len(pooled), len(x)) <= EXACT_PERMUTATIONS:
+        chosen = np.array(list(itertools.combinations(range(len(pooled)), len(x))))
+        sums = pooled[chosen].sum(axis=1)
+        differences = np.abs(sums / len(x) - (total - sums) / len(y))
+        return float(np.mean(differences >= observed - tolerance))
+    rng = np.random.default_rng(0)
+    draws = np.array([rng.permutation(len(pooled))[: len(x)] for _ in range(EXACT_PERMUTATIONS - 1)])
+    sums = pooled[draws].sum(axis=1)
+    differences = np.abs(sums / len(x) - (total - sums) / len(y))
+    return float((np.sum(differences >= observed - tolerance) + 1) / EXACT_PERMUTATIONS)
+
+
+def _order(value: Any) -> tuple[int, float, str]:
+    """Groups in a natural order: numbers by value, then everything else by its text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, as_text(value))
+
+
+def group_label(group: tuple[Any, ...]) -> str:
+    """A group as ``--baseline`` names it: its values joined with commas."""
+    return ",".join(as_text(v) for v in group)
+
+
+@dataclass(frozen=True)
+class GroupedRuns:
+    """An experiment's finished runs by the values of some parameters."""
+
+    runs: list[RunRecord]
+    keys: list[tuple[str, ...]]  # the groups in order, each as its values' text
+    groups: dict[tuple[str, ...], list[RunRecord]]
+    values: dict[tuple[str, ...], tuple[Any, ...]]  # each group's parameter values
+    left_out: dict[str, int]  # status -> runs not finished
+
+
+def group_runs(store: Store, experiment: str, by: Sequence[str]) -> GroupedRuns:
+    """The experiment's finished runs grouped by the ``by`` fields, groups in natural order (numbers by
+    value); raises naming what there is for an unknown experiment or field, or no finished run."""
+    runs = store.list_runs(experiment=experiment)
+    if not runs:
+        experiments = sorted({r.experiment for r in store.list_runs()})
+        raise ConvexpError(
+            f"no runs of experiment '{experiment}' in {store.location}{did_you_mean(experiment, experiments)}"
+            + (f"; experiments there: {', '.join(experiments)}" if experiments else "")
+        )
+    finished = [r for r in runs if r.status == "finished"]
+    left_out = dict(Counter(r.shown_status() for r in runs if r.status != "finished"))
+    if not finished:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(left_out.items()))
+        raise ConvexpError(f"experiment '{experiment}' has no finished runs yet ({counts})")
+    if not by:
+        raise ConvexpError("group the runs by at least one --by FIELD (e.g. --by initializer)")
+    parameters = {r.id: run_parameters(r) for r in finished}
+    check_fields(by, list(parameters.values()), "--by")
+    groups: dict[tuple[str, ...], list[RunRecord]] = {}
+    values: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    for run in finished:
+        group = tuple(parameters[run.id].get(f) for f in by)
+        key = tuple(as_text(v) for v in group)
+        groups.setdefault(key, []).append(run)
+        values[key] = group
+    keys = sorted(groups, key=lambda k: tuple(_order(v) for v in values[k]))
+    return GroupedRuns(finished, keys, groups, values, left_out)
+
+
+def _check_measure(measure: str) -> None:
+    if measure not in MEASURES:
+        raise ConvexpError(
+            f"--measure {measure}: not a filter measure{did_you_mean(measure, MEASURES)}; measures: {', '.join(MEASURES)}"
+        )
+
+
+def summarise(
+    store: Store,
+    experiment: str,
+    by: Sequence[str],
+    metrics: Sequence[str] = (),
+    measures: Sequence[str] = (),
+    layer: str | None = None,
+    step: int | str = "last",
+    baseline: str | None = None,
+) -> Summary:
+    """Group the experiment's finished runs by the ``by`` fields and summarise each group's metrics and
+    filter measures at ``step`` (see the module's docs); runs not finished are left out and counted.
+
+    With two groups, or a ``baseline`` group (its values joined with commas), every other group gets
+    its difference from the baseline. Raises naming what there is for a bad field, metric, measure,
+    layer or step, and for an experiment with no finished runs."""
+    grouped = group_runs(store, experiment, by)
+    for measure in measures:
+        _check_measure(measure)
+    groups, keys, finished = grouped.groups, grouped.keys, grouped.runs
+    baseline_key = _baseline(keys, baseline)
+
+    quantities: list[tuple[str, dict[int, float]]] = []
+    for name in metrics or (DEFAULT_METRICS if not measures else ()):
+        quantities.append((name, _metric_values(store, finished, name, step)))
+    if measures:
+        chosen_layer = _layer(store, finished, layer)
+        kernels = _kernels(store, finished, chosen_layer, step)
+        for measure in measures:
+            quantities.append((f"{measure}({chosen_layer})", _measure_values(measure, kernels, groups)))
+
+    rows = []
+    for quantity, values in quantities:
+        for key in keys:
+            members = [r.id for r in groups[key] if r.id in values]
+            x = [values[i] for i in members]
+            difference = None
+            if baseline_key is not None and key != baseline_key:
+                base = [values[r.id] for r in groups[baseline_key] if r.id in values]
+                if x and base:
+                    low, high = welch_interval(x, base)
+                    difference = Difference(
+                        group_label(baseline_key), float(np.mean(x) - np.mean(base)), low, high, permutation_p_value(x, base)
+                    )
+            rows.append(
+                GroupRow(
+                    grouped.values[key],
+                    quantity,
+                    tuple(members),
+                    tuple(x),
+                    t_interval(x),
+                    difference,
+                    _note(quantity, len(groups[key]), len(x)),
+                )
+            )
+    baseline_label = None if baseline_key is None else group_label(baseline_key)
+    return Summary(experiment, list(by), step, rows, grouped.left_out, baseline_label)
+
+
+def _note(quantity: str, runs: int, n: int) -> str:
+    """Why a group's row has fewer values, or no interval."""
+    if quantity.startswith("similarity(") and runs == 1:
+        return "one run: no other run in the group to compare its filters with"
+    if n == 0:
+        return f"none of its {runs} run(s) recorded this"
+    parts = ["one value: no spread or interval"] if n == 1 else []
+    if n < runs:
+        parts.append(f"{runs - n} of its {runs} runs did not record this")
+    return "; ".join(parts)
+
+
+def _baseline(keys: list[tuple[str, ...]], baseline: str | None) -> tuple[str, ...] | None:
+    labels = {",".join(k): k for k in keys}
+    if baseline is not None:
+        if baseline not in labels:
+            raise ConvexpError(
+                f"--baseline {baseline}: no such group{did_you_mean(baseline, labels)}; groups: {'; '.join(labels)}"
+            )
+        return labels[baseline]
+    return keys[0] if len(keys) == 2 else None
+
+
+def _metric_values(store: Store, runs: list[RunRecord], name: str, step: int | str) -> dict[int, float]:
+    """Each run's value of a metric at ``step``: the first, the last, or the last recorded at or before it."""
+    series = store.metrics_of_runs([r.id for r in runs], [name])
+    if not series:
+        names = store.metric_names([r.id for r in runs])
+        raise ConvexpError(
+            f"--metric {name}: no finished run recorded it{did_you_mean(name, names)}; metrics: {', '.join(names)}"
+        )
+    values: dict[int, float] = {}
+    for run_id, records in series.items():
+        if step == "first":
+            values[run_id] = records[0].value
+        elif step == "last":
+            values[run_id] = records[-1].value
+        else:
+            before = [m for m in records if m.step <= int(step)]
+            if before:
+                values[run_id] = before[-1].value
+    return values
+
+
+def _layer(store: Store, runs: list[RunRecord], layer: str | None) -> str:
+    recorded = [set(store.snapshot_layers(r.id)) for r in runs]
+    everywhere = sorted(set.intersection(*recorded))
+    anywhere = sorted(set().union(*recorded))
+    if layer is None:
+        if len(everywhere) == 1:
+            return everywhere[0]
+        raise ConvexpError(f"--measure needs --layer NAME; layers with snapshots in every run: {', '.join(everywhere) or 'none'}")
+    if layer not in everywhere:
+        missing = [str(r.id) for r, layers in zip(runs, recorded) if layer not in layers]
+        raise ConvexpError(
+            f"--layer {layer}: no snapshots in run(s) {', '.join(missing)}{did_you_mean(layer, anywhere)}; "
+            f"layers with snapshots in every run: {', '.join(everywhere) or 'none'}"
+        )
+    return layer
+
+
+def _kernels(store: Store, runs: list[RunRecord], layer: str, step: int | str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each run's first kernel of the layer and its kernel at ``step``."""
+    kernels = {}
+    for run in runs:
+        steps = store.snapshot_steps(run.id, layer)
+        chosen = steps[step_index(steps, step, run.id, layer)]
+        first = store.snapshot(run.id, layer, steps[0]).kernel_array
+        kernels[run.id] = (first, first if chosen == steps[0] else store.snapshot(run.id, layer, chosen).kernel_array)
+    return kernels
+
+
+def _measure_values(
+    measure: str, kernels: dict[int, tuple[np.ndarray, np.ndarray]], groups: dict[tuple[str, ...], list[RunRecord]]
+) -> dict[int, float]:
+    from convexp.analysis.filters import analyse_layer
+    from convexp.analysis.kernels import match_filters, relative_drift
+
+    if measure == "edge_share":
+        return {i: analyse_layer(k, 0, gabor=False).edge_share for i, (_, k) in kernels.items()}
+    if measure == "drift":
+        return {i: float(relative_drift(np.stack([w0, w]))[-1]) for i, (w0, w) in kernels.items()}
+    values = {}
+    for members in groups.values():  # similarity: within the group only
+        for run in members:
+            others = [o for o in members if o.id != run.id]
+            if others:
+                values[run.id] = float(
+                    np.mean([match_filters(kernels[run.id][1], kernels[o.id][1]).mean_similarity for o in others])
+                )
+    return values
+
+
+@dataclass(frozen=True)
+class GroupCurve:
+    """One group's quantity over the steps: the mean of its runs at each step with the 95% t interval
+    (NaN where fewer than two runs have a value), and each run's own curve."""
+
+    group: tuple[Any, ...]
+    label: str
+    steps: np.ndarray
+    n: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    runs: dict[int, tuple[np.ndarray, np.ndarray]]  # run id -> (steps, values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (JSON): NaN as None."""
+
+        def plain(values: np.ndarray) -> list[float | None]:
+            return [None if not math.isfinite(v) else float(v) for v in values]
+
+        return {
+            "group": [shown_value(v) for v in self.group],
+            "label": self.label,
+            "steps": [int(s) for s in self.steps],
+            "n": [int(n) for n in self.n],
+            "mean": plain(self.mean),
+            "ci_low": plain(self.low),
+            "ci_high": plain(self.high),
+            "runs": {str(i): {"steps": [int(s) for s in st], "values": plain(v)} for i, (st, v) in self.runs.items()},
+        }
+
+
+@dataclass(frozen=True)
+class GroupCurves:
+    """A quantity over the steps, one curve per group (see :func:`group_curves`)."""
+
+    experiment: str
+    by: list[str]
+    quantity: str
+    curves: list[GroupCurve]
+    left_out: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (JSON)."""
+        return {
+            "experiment": self.experiment,
+            "by": self.by,
+            "quantity": self.quantity,
+            "interval": "95% t",
+            "groups": [c.as_dict() for c in self.curves],
+            "left_out": self.left_out,
+        }
+
+
+def group_curves(
+    store: Store,
+    experiment: str,
+    by: Sequence[str],
+    metric: str | None = None,
+    measure: str | None = None,
+    layer: str | None = None,
+) -> GroupCurves:
+    """A metric (at every step it was recorded) or a filter measure (at every snapshot of ``layer``) of
+    the experiment's finished runs, averaged per group at each step with its 95% t interval; the same
+    numbers ``summarise`` gives at one step."""
+    if (metric is None) == (measure is None):
+        raise ConvexpError("draw either a --metric NAME or a --measure NAME")
+    grouped = group_runs(store, experiment, by)
+    series: dict[int, tuple[np.ndarray, np.ndarray]]
+    if metric is not None:
+        quantity = metric
+        found = store.metrics_of_runs([r.id for r in grouped.runs], [metric])
+        if not found:
+            names = store.metric_names([r.id for r in grouped.runs])
+            raise ConvexpError(
+                f"--metric {metric}: no finished run recorded it{did_you_mean(metric, names)}; metrics: {', '.join(names)}"
+            )
+        series = {
+            i: (np.array([m.step for m in records]), np.array([m.value for m in records], np.float64))
+            for i, records in found.items()
+        }
+    else:
+        assert measure is not None
+        _check_measure(measure)
+        chosen = _layer(store, grouped.runs, layer)
+        quantity = f"{measure}({chosen})"
+        series = _measure_series(store, measure, chosen, grouped)
+    curves = []
+    for key in grouped.keys:
+        members = {r.id: series[r.id] for r in grouped.groups[key] if r.id in series}
+        steps = np.unique(np.concatenate([s for s, _ in members.values()])) if members else np.array([], np.int64)
+        n, mean, low, high = (np.full(len(steps), np.nan) for _ in range(4))
+        for index, step in enumerate(steps):
+            at = [v[np.searchsorted(s, step)] for s, v in members.values() if step in s]
+            stats = t_interval(at)
+            n[index] = stats.n
+            mean[index] = stats.mean if stats.mean is not None else np.nan
+            low[index] = stats.ci_low if stats.ci_low is not None else np.nan
+            high[index] = stats.ci_high if stats.ci_high is not None else np.nan
+        curves.append(GroupCurve(grouped.values[key], group_label(key), steps, n.astype(int), mean, low, high, members))
+    return GroupCurves(experiment, list(by), quantity, curves, grouped.left_out)
+
+
+def _measure_series(store: Store, measure: str, layer: str, grouped: GroupedRuns) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each run's measure at every snapshot of the layer (similarity: against the group's other runs at the same step)."""
+    from convexp.analysis.filters import analyse_layer
+    from convexp.analysis.kernels import match_filters, relative_drift
+
+    kernels = {r.id: store.kernel_series(r.id, layer) for r in grouped.runs}
+    if measure == "edge_share":
+        return {
+            i: (np.asarray(k.steps), np.array([analyse_layer(w, 0, gabor=False).edge_share for w in k.kernels]))
+            for i, k in kernels.items()
+        }
+    if measure == "drift":
+        return {i: (np.asarray(k.steps), relative_drift(k.kernels)) for i, k in kernels.items()}
+    result = {}
+    for members in grouped.groups.values():
+        for run in members:
+            others = [o.id for o in members if o.id != run.id]
+            if not others:
+                continue
+            own = kernels[run.id]
+            steps, values = [], []
+            for index, step in enumerate(own.steps):
+                matched = []
+                for other in others:
+                    at = np.searchsorted(kernels[other].steps, step)
+                    if at < len(kernels[other].steps) and kernels[other].steps[at] == step:
+                        matched.append(match_filters(own.kernels[index], kernels[other].kernels[at]).mean_similarity)
+                if matched:
+                    steps.append(int(step))
+                    values.append(float(np.mean(matched)))
+            result[run.id] = (np.array(steps), np.array(values))
+    return result

@@ -1,0 +1,199 @@
+"""Runs by their parameters: what each run was asked to do, as flat fields to show, filter and group by.
+
+A run's parameters are its experiment, backend and concrete kernel initializer, then every field of
+its spec with today's defaults filled in, flattened with dots (``optimizer.learning_rate``,
+``layers.0.filters``, ``snapshots.every``); a run recorded from your own loop has its ``config``
+there as ``config.NAME``. ``convexp runs`` shows the fields that vary among the runs it lists,
+``--where`` filters on any of them, and ``convexp summary`` groups by them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from convexp.errors import ConvexpError, did_you_mean
+from convexp.store import RunRecord, Store
+
+if TYPE_CHECKING:
+    import pandas
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested spec as dotted keys: {"optimizer.learning_rate": 0.001, "layers.0.filters": 32, ...}."""
+    if isinstance(value, dict):
+        items: dict[str, Any] = {}
+        for key, inner in value.items():
+            items.update(flatten(inner, f"{prefix}{key}."))
+        return items
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        items = {}
+        for index, inner in enumerate(value):
+            items.update(flatten(inner, f"{prefix}{index}."))
+        return items
+    return {prefix.rstrip("."): value}
+
+
+def resolved_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A recorded spec with today's defaults filled in (a run recorded before a field existed had its default);
+    the spec as recorded if it no longer validates (e.g. its backend's plugin is gone, or it is a tracked run's)."""
+    from pydantic import ValidationError
+
+    from convexp.spec import RunSpec
+
+    try:
+        return RunSpec.model_validate(spec).model_dump(mode="json")
+    except (ValidationError, ValueError):
+        return spec
+
+
+def run_parameters(run: RunRecord) -> dict[str, Any]:
+    """One run's parameters as flat fields (see the module's docs)."""
+    return {
+        "experiment": run.experiment,
+        "backend": run.backend,
+        **flatten(resolved_spec(run.spec)),
+        "kernel_initializer": run.kernel_initializer,  # the concrete one: 'default' is the backend's own
+    }
+
+
+def varying_fields(parameters: Sequence[dict[str, Any]]) -> list[str]:
+    """The fields whose values are not the same in every run (a field a run lacks counts as None), in spec
+    order; a field whose values repeat an earlier varying field's in every run (``kernel_initializer``
+    beside ``initializer``) is left out."""
+    keys: dict[str, None] = {}
+    for fields in parameters:
+        keys.update(dict.fromkeys(fields))
+    varying: dict[tuple[str, ...], str] = {}
+    for k in keys:
+        column = tuple(_key(p.get(k)) for p in parameters)
+        if len(set(column)) > 1:
+            varying.setdefault(column, k)
+    return list(varying.values())
+
+
+def _key(value: Any) -> str:
+    """A hashable, order-independent stand-in for a parameter's value."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def shown_value(value: Any) -> Any:
+    """A parameter's value as a table cell: lists and mappings as JSON, anything else as it is."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``FIELD=VALUE``: a run matches when its field equals the value, as numbers when both are numbers."""
+
+    field: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        """A condition from ``FIELD=VALUE``; raises naming the text when it has no ``=``."""
+        field, sep, value = text.partition("=")
+        if not sep or not field.strip():
+            raise ConvexpError(f"--where '{text}': write FIELD=VALUE, e.g. --where initializer=he_normal")
+        return cls(field.strip(), value.strip())
+
+    def matches(self, parameters: dict[str, Any]) -> bool:
+        """Whether a run with these parameters meets the condition."""
+        actual = parameters.get(self.field)
+        wanted = _number(self.value)
+        if wanted is not None and isinstance(actual, (int, float)) and not isinstance(actual, bool):
+            return float(actual) == wanted
+        return as_text(actual) == self.value
+
+
+def _number(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def as_text(value: Any) -> str:
+    """A parameter's value as it is written on the command line: true/false, null, JSON for lists, else str."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def check_fields(fields: Iterable[str], parameters: Sequence[dict[str, Any]], option: str) -> None:
+    """Refuse a field that no run has, in one line naming the fields there are."""
+    known: dict[str, None] = {}
+    for p in parameters:
+        known.update(dict.fromkeys(p))
+    for name in fields:
+        if name not in known:
+            raise ConvexpError(
+                f"{option} {name}: no such field in these runs{did_you_mean(name, known)}; fields: {', '.join(known)}"
+            )
+
+
+@dataclass(frozen=True)
+class RunsWithParameters:
+    """Runs, each with its parameters, and the fields that vary among them."""
+
+    runs: list[RunRecord]
+    parameters: list[dict[str, Any]]
+    varying: list[str]
+
+
+def runs_with_parameters(
+    store: Store,
+    experiment: str | None = None,
+    backend: str | None = None,
+    status: str | None = None,
+    where: Sequence[str | Condition] = (),
+) -> RunsWithParameters:
+    """The runs that match the filters and every ``FIELD=VALUE`` condition, with their parameters and
+    the fields that vary among the runs kept. A condition on a field no run has raises, naming the fields."""
+    runs = store.list_runs(experiment=experiment, backend=backend, status=status)
+    parameters = [run_parameters(r) for r in runs]
+    conditions = [c if isinstance(c, Condition) else Condition.parse(c) for c in where]
+    if runs:
+        check_fields([c.field for c in conditions], parameters, "--where")
+    kept = [(r, p) for r, p in zip(runs, parameters) if all(c.matches(p) for c in conditions)]
+    kept_parameters = [p for _, p in kept]
+    return RunsWithParameters([r for r, _ in kept], kept_parameters, varying_fields(kept_parameters))
+
+
+def runs_frame(
+    store: Store,
+    experiment: str | None = None,
+    backend: str | None = None,
+    status: str | None = None,
+    where: Sequence[str | Condition] = (),
+) -> pandas.DataFrame:
+    """The runs as a pandas DataFrame indexed by run id: status, test accuracy and times, then one
+    column per parameter field (every field, varying or not; lists and mappings as JSON text)."""
+    try:
+        import pandas
+    except ImportError:
+        raise ConvexpError("runs_frame needs pandas: pip install pandas") from None
+    found = runs_with_parameters(store, experiment, backend, status, where)
+    records = [
+        {
+            "id": r.id,
+            "status": r.shown_status(),
+            "test_accuracy": r.test_accuracy,
+            "epochs_completed": r.epochs_completed,
+            "steps_completed": r.steps_completed,
+            "started_at": r.started_at,
+            "seconds": r.seconds,
+            **{k: shown_value(v) for k, v in p.items()},
+        }
+        for r, p in zip(found.runs, found.parameters)
+    ]
+    frame = pandas.DataFrame.from_records(records)
+    return frame.set_index("id") if records else frame
