@@ -11,7 +11,9 @@ encoded as recording writes them). Then times, each as a fresh ``convexp`` proce
 
 - ``convexp runs -e grid`` (a column per varying parameter) against a target of 1 s;
 - ``convexp summary grid --by initializer`` (test accuracy and loss per group), 1 s;
-- ``convexp summary every-step --by initializer --measure edge_share --layer conv1``, 5 s.
+- ``convexp summary every-step --by initializer --measure edge_share --layer conv1``, 5 s;
+- ``convexp ui``'s page ``/experiments/grid100?by=initializer`` (100 runs, test accuracy by group with
+  its curves), server time, 0.5 s; the runs page with every run and its parameters, 0.3 s.
 
 Prints a table and writes JSON (benchmarks/results/grids.json by default).
 """
@@ -56,7 +58,17 @@ def experiments_file(folder: Path, seeds: int) -> Path:
         "snapshots": {"every": 1},
     }
     path = folder / "grids.yaml"
-    path.write_text(yaml.safe_dump({"experiments": {"grid": {**body, "seed": list(range(seeds))}, "every-step": body}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "experiments": {
+                    "grid": {**body, "seed": list(range(seeds))},
+                    "grid100": {**body, "seed": list(range(25))},
+                    "every-step": body,
+                }
+            }
+        )
+    )
     return path
 
 
@@ -71,7 +83,7 @@ def build(db: Path, runs: int, snapshot_runs: int, steps: int) -> None:
     path = experiments_file(folder, seeds)
     rng = np.random.default_rng(0)
     with Store(f"sqlite:///{db}") as store:
-        planned = runner.plan_runs(path, ["grid"])[:runs]
+        planned = runner.plan_runs(path, ["grid"])[:runs] + runner.plan_runs(path, ["grid100"])
         for run in planned:
             run_id = runner.create_run(run, store)
             metrics = [MetricRecord(s, s // 100, "train_loss", float(rng.random())) for s in range(1, 1001, 10)]
@@ -119,8 +131,18 @@ def main() -> None:
         start = time.perf_counter()
         build(db, args.runs, args.snapshot_runs, args.steps)
         print(
-            f"built {args.runs} + {args.snapshot_runs} runs in {time.perf_counter() - start:.1f} s ({db.stat().st_size / 1e6:.1f} MB)"
+            f"built {args.runs} + 100 + {args.snapshot_runs} runs in {time.perf_counter() - start:.1f} s ({db.stat().st_size / 1e6:.1f} MB)"
         )
+        pages = {
+            "convexp ui: /experiments/grid100?by=initializer (100 runs), server time": (
+                page_ms(db, "/experiments/grid100?by=initializer", args.repeats),
+                0.5,
+            ),
+            f"convexp ui: the runs page, {args.runs + 100 + args.snapshot_runs} runs with their parameters, server time": (
+                page_ms(db, "/", args.repeats),
+                0.3,
+            ),
+        }
         commands = {
             f"convexp runs -e grid ({args.runs} runs)": (["runs", "-e", "grid"], 1.0),
             f"convexp summary grid --by initializer ({args.runs} runs)": (["summary", "grid", "--by", "initializer"], 1.0),
@@ -134,6 +156,8 @@ def main() -> None:
         for name, (command, target) in commands.items():
             times = [timed(command, db) if command != ["--help"] else timed_help() for _ in range(args.repeats)]
             results[name] = {"seconds": statistics.median(times), "all": times, "target": target}
+    for name, (times, target) in pages.items():
+        results[name] = {"seconds": statistics.median(times) / 1000, "all": [t / 1000 for t in times], "target": target}
     print(f"{'command':<110} {'median s':>9} {'target s':>9}")
     for name, r in results.items():
         target = "" if r["target"] is None else f"{r['target']:.1f}"
@@ -150,6 +174,21 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.json}")
+
+
+def page_ms(db: Path, path: str, repeats: int) -> list[float]:
+    """A page's server time in ms (its Server-Timing header), the app in this process."""
+    from starlette.testclient import TestClient
+
+    from convexp.ui.app import create_app
+
+    with TestClient(create_app(f"sqlite:///{db}")) as client:
+        times = []
+        for _ in range(repeats + 1):  # the first warms the imports up
+            response = client.get(path)
+            assert response.status_code == 200, response.text
+            times.append(float(response.headers["server-timing"].split("dur=")[1]))
+    return times[1:]
 
 
 def timed_help() -> float:

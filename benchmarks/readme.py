@@ -116,7 +116,27 @@ def tracking_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"epoch": epoch_table, "store": store_table, "encoding": encoding_table, "tracking": tracking_table}
+def grids_table(r: dict) -> str:
+    """benchmarks/grids.py's results: reading grids back by their parameters."""
+    lines = [
+        f"Median of {r['repeats']} fresh `convexp` processes (interpreter start-up included), {r['date'][:10]}, {r['machine']}:",
+        "",
+        "| command | seconds | target |",
+        "|---|---|---|",
+    ]
+    for name, c in r["commands"].items():
+        target = "" if c["target"] is None else f"< {c['target']:g}"
+        lines.append(f"| {name} | {c['seconds']:.3f} | {target} |")
+    return "\n".join(lines)
+
+
+TABLES = {
+    "epoch": epoch_table,
+    "store": store_table,
+    "encoding": encoding_table,
+    "tracking": tracking_table,
+    "grids": grids_table,
+}
 
 
 def render(readme: str) -> str:

@@ -14,7 +14,7 @@ from scipy import optimize, stats
 
 import convexp
 from convexp.store import Store
-from tests.conftest import TINY_DIGITS, readme_read_kernel, run_cli, write_experiments
+from tests.conftest import REPO, TINY_DIGITS, readme_read_kernel, run_cli, write_experiments
 
 GRID = {**TINY_DIGITS, "initializer": ["glorot_uniform", "he_normal"], "seed": [0, 1, 2], "batch_size": [32, 64]}
 
@@ -279,3 +279,52 @@ def test_the_permutation_test_draws_with_a_fixed_seed_when_relabellings_are_many
         n_resamples=100_000, random_state=1,
     ).pvalue  # fmt: skip
     assert abs(p - reference) < 0.02
+
+
+def test_the_edge_detectors_experiment_is_three_initializers_by_five_seeds_of_the_keras_example():
+    from convexp.spec import resolve_runs
+
+    runs = resolve_runs(REPO / "experiments.yaml", ["edge-detectors"], {}, backends=None)
+    assert sorted((r.spec.initializer, r.spec.seed) for r in runs) == sorted(
+        (i, s) for i in ("glorot_uniform", "torch_default", "he_normal") for s in range(5)
+    )
+    keras = resolve_runs(REPO / "experiments.yaml", ["mnist-keras-convnet"], {}, backends=None)[0].spec
+    assert all(r.spec.layers == keras.layers and r.spec.epochs == 1 and r.spec.snapshots.layers == ["conv1"] for r in runs)
+
+
+def test_plot_summary_draws_the_groups_and_the_curves_hold_the_summarys_numbers(grid_db, tmp_path):
+    from matplotlib.image import imread
+
+    from convexp.analysis.groups import group_curves
+
+    out = tmp_path / "groups.png"
+    result = run_cli(
+        "plot", "summary", "grid", "--by", "initializer", "--metric", "test_loss", "--out", str(out), "--db", str(grid_db)
+    )
+    assert result.returncode == 0, result.stderr
+    assert imread(out).shape[:2] == (450, 800)
+    rows = json.loads(
+        run_cli("summary", "grid", "--by", "initializer", "--metric", "test_loss", "--db", str(grid_db), "-f", "json").stdout
+    )
+    with Store(str(grid_db)) as store:
+        curves = group_curves(store, "grid", ["initializer"], metric="test_loss")
+    for curve, row in zip(curves.curves, rows):
+        # every run of a group ends at its last step only if they share the batch size: compare run by run
+        assert sorted(float(values[-1]) for _, values in curve.runs.values()) == sorted(
+            _final(grid_db, i, "test_loss") for i in _groups(grid_db, "initializer")[curve.label]
+        )
+        assert row["n"] == len(curve.runs)
+    both = run_cli("plot", "summary", "grid", "other", "--by", "seed", "--out", str(out), "--db", str(grid_db))
+    assert both.returncode == 1 and "plot summary draws one experiment, not 2" in both.stderr
+
+
+def test_a_report_of_an_experiment_opens_with_its_groups(grid_db, tmp_path):
+    out = tmp_path / "grid.html"
+    result = run_cli("report", "grid", "--by", "initializer", "--out", str(out), "--db", str(grid_db))
+    assert result.returncode == 0, result.stderr
+    html = out.read_text()
+    rows = json.loads(run_cli("summary", "grid", "--by", "initializer", "--db", str(grid_db), "-f", "json").stdout)
+    assert "<h2>grid: finished runs by initializer</h2>" in html
+    assert all(f"<td>{row['mean']:.6g}</td>" in html for row in rows)
+    assert html.count("<h2>Run ") == 12  # the finished runs, not the failed one nor the other experiment's
+    assert "edge_share(conv1) by group" in html and "test_accuracy by group" in html

@@ -395,3 +395,24 @@ def test_patches_of_a_deeper_layer_are_convexp_filters_patches(tmp_path, client_
             padded = np.pad(test_images[p["image"], 0], 8)
             window = padded[8 + p["top"] : 8 + p["top"] + 8, 8 + p["left"] : 8 + p["left"] + 8]
             np.testing.assert_allclose(np.reshape(p["pixels"], (8, 8)), window, atol=1e-4)
+
+
+def test_the_listening_socket_is_tcp_so_small_responses_are_not_held_back():
+    """asyncio sets TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP; a socket made with
+    protocol 0 kept Nagle's algorithm on, and each small response on a kept-alive connection waited
+    ~40 ms for the client's delayed ACK (issue 28, bug 1)."""
+    import asyncio
+    import socket
+
+    from convexp.ui.server import bind
+
+    listening = bind("127.0.0.1", 0)
+    client = socket.create_connection(listening.getsockname())
+    served, _ = listening.accept()
+    try:
+        assert served.proto == socket.IPPROTO_TCP
+        asyncio.base_events._set_nodelay(served)  # what asyncio's loop does with each connection it accepts
+        assert served.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        for s in (client, served, listening):
+            s.close()

@@ -42,6 +42,10 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format = 
         writer.writerows([["" if v is None else _plain(v) for v in row] for row in rows])
         sys.stdout.write(buffer.getvalue())
     else:
+        cells = [[_cell(v) for v in row] for row in rows]
+        if not sys.stdout.isatty() and not any(_needs_rich(c) for row in cells for c in row):
+            sys.stdout.write(plain_table(columns, cells, title))
+            return
         from rich.console import Console
         from rich.table import Table
         from rich.text import Text
@@ -50,8 +54,40 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format = 
         for column in columns:
             table.add_column(Text(column), overflow="fold")
 
-        for row in rows:
+        for row in cells:
             # Text cells are never read as markup: a value like "[red]" is data and prints as written.
-            table.add_row(*(Text(_cell(v)) for v in row))
+            table.add_row(*(Text(c) for c in row))
         # Piped output is data: never squeeze it to an imagined 80-column terminal.
         Console(width=None if sys.stdout.isatty() else 10_000).print(table)
+
+
+def _needs_rich(text: str) -> bool:
+    """A cell rich lays out in more than one line, or expands: left to rich."""
+    return any(c in text for c in "\n\r\t")
+
+
+def plain_table(columns: Sequence[str], cells: Sequence[Sequence[str]], title: str | None = None) -> str:
+    """The table exactly as rich prints it to a pipe (no edge, one space of padding, a heavy header rule),
+    built directly: rich takes about 2 ms a row, and `convexp runs` of 1,000 runs took 2 s to print."""
+    from rich.cells import cell_len
+
+    widths = [max([cell_len(c), *(cell_len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+
+    def line(values: Sequence[str], separator: str) -> str:
+        return separator.join(f" {v}{' ' * (w - cell_len(v))} " for v, w in zip(values, widths))
+
+    lines = []
+    if title:  # centred and wrapped over the table's width by rich itself, as its tables do (an empty one: none)
+        from rich.console import Console
+        from rich.text import Text
+
+        total = sum(w + 2 for w in widths) + len(widths) - 1
+        console = Console(file=io.StringIO(), width=max(total, 1))
+        for rendered in console.render_lines(
+            Text(title, justify="center"), console.options.update_width(max(total, 1)), pad=True
+        ):
+            lines.append("".join(segment.text for segment in rendered))
+    lines.append(line(columns, "┃"))
+    lines.append("╇".join("━" * (w + 2) for w in widths))
+    lines.extend(line(row, "│") for row in cells)
+    return "\n".join(lines) + "\n"

@@ -387,7 +387,7 @@ class Store(SnapshotReads):
             .order_by(Metric.run_id, Metric.step, Metric.name)
         )
         with self.engine.connect() as connection:
-            for run_id, step, epoch, name, value in connection.execute(query):
+            for run_id, step, epoch, name, value in connection.execute(query).all():
                 series.setdefault(run_id, []).append(MetricRecord(step, epoch, name, value))
         return series
 

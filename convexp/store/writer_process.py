@@ -13,6 +13,12 @@ each batch's acknowledgement before sending the next, and queues at most
 :data:`~convexp.store.background.MAX_PENDING`). The child writes the run's heartbeat whenever it
 has been idle for a second, whatever training is doing.
 
+A second interpreter costs about half a second of CPU to start, more than a light run's whole writing,
+so by default (``CONVEXP_WRITER=auto``) the writer thread writes in place, as
+:class:`BackgroundWriter` does, until its writing has cost :data:`MOVE_AFTER_CPU_SECONDS`; then it
+starts the child, goes on writing in place until the child has answered its start, and from the next
+batch on sends every batch there. One thread hands every batch over, so the order holds across the move.
+
 The child runs in a session of its own (Ctrl-C in the terminal reaches the training process, which
 ends the run as before). It exits as soon as it has acknowledged the close, leaving its database
 connection unclosed, so that the training process's own connection is the last one and folds the

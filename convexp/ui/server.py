@@ -43,7 +43,9 @@ def bind(host: str, port: int) -> socket.socket:
     except socket.gaierror as exc:
         raise ConvexpError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
     family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets that say they are
+    # TCP, and with it on, every small response on a kept-alive connection waited ~40 ms for the client's ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)

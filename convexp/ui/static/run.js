@@ -291,22 +291,25 @@ function drawPatches(body) {
 // --- playing -----------------------------------------------------------------------------------------
 
 async function play() {
-  state.playing = true;
+  // each play is its own loop: a Pause then Play while the last frame is still loading ends the old
+  // loop at its next turn instead of leaving two loops stepping (which doubled the speed)
+  const loop = {};
+  state.playing = loop;
   $("play").textContent = "Pause";
   if (state.index >= state.steps.length - 1) state.index = -1;
   let next = performance.now();
-  while (state.playing && state.index < state.steps.length - 1) {
+  while (state.playing === loop && state.index < state.steps.length - 1) {
     const interval = 1000 / Number($("speed").value);
     await show(state.index + 1, PLAY_CHUNK);
     next += interval;
     const wait = next - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait)); else next = performance.now();
   }
-  stop();
+  if (state.playing === loop) stop();
 }
 
 function stop() {
-  state.playing = false;
+  state.playing = null;
   $("play").textContent = "Play";
   scheduleAnalysis();
 }
