@@ -103,7 +103,8 @@ def tracking_table(r: dict) -> str:
             target = f"<= {job['target']:.2f}" if recording else ""
             thread = f"{m['us_per_step']:.0f}" if recording else ""
             writer = f"{m['writer_cpu']:.2f}" if recording else ""
-            memory = f"{m['rss_mb']:.0f} / {m['writer_rss_mb']:.0f}" if recording else f"{m['rss_mb']:.0f}"
+            writer_mb = f"{m['writer_rss_mb']:.0f}" if m.get("writer_rss_mb") else "none (wrote in process)"
+            memory = f"{m['rss_mb']:.0f} / {writer_mb}" if recording else f"{m['rss_mb']:.0f}"
             timing = f"{m['open']:.3f} / {m['close']:.3f}" if recording else ""
             lines.append(
                 f"| {name} | {job['steps']} | {variant} | {m['seconds']:.3f} | {m['ratio']:.3f} | {target} | {thread} | {writer} | {memory} | {timing} |"

@@ -209,3 +209,11 @@ def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'convexp.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+def sigint_as_a_terminal_delivers_it() -> None:
+    """``preexec_fn`` for a child that must see Ctrl-C as a KeyboardInterrupt even when the tests run as a
+    shell's background job (which starts them, and so every child, with SIGINT ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

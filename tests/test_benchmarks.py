@@ -170,4 +170,5 @@ def test_tracking_benchmark_runs_and_reports(tmp_path):
         assert medians["plain"]["ratio"] == 1.0 and all(m["seconds"] > 0 for m in medians.values())
         for variant in ("convexp.torch", "convexp.track"):
             assert medians[variant]["us_per_step"] > 0 and medians[variant]["writer_cpu"] > 0
-            assert medians[variant]["writer_rss_mb"] > 0 and 0 < medians[variant]["open"] and 0 < medians[variant]["close"]
+            # 30 light steps never move the writer out of the training process: no writer process, no memory of its own
+            assert medians[variant]["writer_rss_mb"] == 0 and 0 < medians[variant]["open"] and 0 < medians[variant]["close"]

@@ -75,6 +75,41 @@ def test_a_subclassed_torch_model_is_read_with_full_paths_bit_for_bit():
             assert bias.tobytes() == modules[name].bias.detach().numpy().tobytes()
 
 
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+def test_every_read_of_a_training_torch_model_is_its_weights_at_that_moment(tmp_path, memory_format):
+    """The reader keeps views of the parameters' memory between reads; each read must still be the
+    weights as they are then, after in-place updates and a parameter replaced, and in the (out, in,
+    kh, kw) order also for channels_last weights (whose memory is laid out otherwise)."""
+    from convexp.model_kernels import kernel_reader
+
+    torch, net = torch_net()
+    if memory_format == "channels_last":
+        net = net.to(memory_format=torch.channels_last)
+        assert not net.block1.conv.weight.is_contiguous()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    reader = kernel_reader(net)
+    modules = dict(net.named_modules())
+
+    def expected() -> bytes:
+        parts = []
+        for name, _, bias in reader.layout:
+            parts.append(modules[name].weight.detach().contiguous().numpy().tobytes())
+            if bias is not None:
+                parts.append(modules[name].bias.detach().numpy().tobytes())
+        return b"".join(parts)
+
+    for step in range(3):
+        _, flat = reader()
+        assert flat.dtype == np.float32 and flat.tobytes() == expected(), step
+        optimizer.zero_grad()
+        net(torch.randn(2, 1, 8, 8)).sum().backward()
+        optimizer.step()  # in place: the same parameters, the same memory
+    with torch.no_grad():
+        net.block1.conv.weight = torch.nn.Parameter(net.block1.conv.weight * 2)  # a new parameter object
+    modules = dict(net.named_modules())
+    assert reader()[1].tobytes() == expected()
+
+
 def test_wrapped_torch_models_are_named_as_the_model_they_wrap():
     torch, net = torch_net()
     expected = list(kernels_of(net))

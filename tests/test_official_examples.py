@@ -16,14 +16,21 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, readme_read_kernel, run_cli
+from tests.conftest import REPO, readme_read_kernel, run_cli, sigint_as_a_terminal_delivers_it
 
 EXAMPLES = REPO / "examples" / "recording"
 
 
 def run_example(script: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, cwd=REPO, env=env)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        preexec_fn=sigint_as_a_terminal_delivers_it,  # --interrupt-at sends itself SIGINT
+    )
 
 
 def run_row(db) -> tuple:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import convexp
-from tests.conftest import REPO, run_cli, stored_kernels
+from tests.conftest import REPO, run_cli, sigint_as_a_terminal_delivers_it, stored_kernels
 
 
 def stored(db, layer: str) -> dict[int, np.ndarray]:
@@ -368,7 +368,9 @@ def test_a_run_never_finished_is_closed_at_interpreter_exit_as_the_process_ended
     db = tmp_path / "r.db"
     script = tmp_path / "script.py"
     script.write_text(exit_script(db, ending))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=REPO, preexec_fn=sigint_as_a_terminal_delivers_it
+    )
     assert (result.returncode == 0) == (status == "finished"), result.stderr
     assert "convexp" not in result.stderr.replace(str(script), "")  # no error of convexp's at exit
     with sqlite3.connect(db) as connection:

@@ -24,8 +24,8 @@ if CHROMIUM is None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """`grid`: 2 initializers x 3 seeds (runs 1-6), every-step conv1, 2 epochs; `single` (run 7); a
-    `convexp ui` serving them; a browser."""
+    """`grid`: 2 initializers x 3 seeds (runs 1-6), every-step conv1, 2 epochs; `single` (run 7: two
+    conv layers, every step, 3 epochs); a `convexp ui` serving them; a browser."""
     folder = tmp_path_factory.mktemp("ui-groups")
     db = folder / "ui.db"
     grid = {
@@ -35,7 +35,18 @@ def world(tmp_path_factory):
         "epochs": 2,
         "snapshots": {"every": 1},
     }
-    experiments = write_experiments(folder / "experiments.yaml", {"grid": grid, "single": TINY_DIGITS})
+    two_convs = {
+        **TINY_DIGITS,
+        "layers": [
+            {"type": "conv", "filters": 4, "kernel_size": 3, "activation": "relu"},
+            {"type": "conv", "filters": 6, "kernel_size": 3, "activation": "relu"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 10},
+        ],
+        "snapshots": {"every": 1},
+        "epochs": 3,
+    }
+    experiments = write_experiments(folder / "experiments.yaml", {"grid": grid, "single": two_convs})
     for name in ("grid", "single"):
         assert run_cli("run", str(experiments), "-e", name, "--db", str(db)).returncode == 0
     server, url = start_ui("--db", str(db))
@@ -176,4 +187,227 @@ def test_a_run_page_overlays_other_runs_of_its_experiment_from_its_url(world):
             "SELECT id, json_extract(spec, '$.initializer'), json_extract(spec, '$.seed') FROM runs WHERE experiment = 'grid' AND id != 1"
         ).fetchall()
     assert options == [f"run {i} (initializer {init}, seed {seed}) finished" for i, init, seed in specs]
+    page.close()
+
+
+def _hover_grid(page, filter_index: int, channel: int, row: int, col: int) -> dict:
+    centre = page.evaluate("a => window.cxRun.state.grid.centre(...a)", [filter_index, channel, row, col])
+    box = page.locator("#kernel-canvas").bounding_box()
+    size = page.evaluate(
+        "() => [document.getElementById('kernel-canvas').width, document.getElementById('kernel-canvas').height]"
+    )
+    page.mouse.move(box["x"] + centre["x"] * box["width"] / size[0], box["y"] + centre["y"] * box["height"] / size[1])
+    return page.evaluate("() => Object.assign({}, document.getElementById('readout').dataset)")
+
+
+def test_the_hover_readout_names_its_layer_and_is_cleared_when_the_layer_changes(world):
+    """Issue 28, bug 3: after switching from conv1 to conv2 the readout still showed conv1's value."""
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
+    shown = _hover_grid(page, 1, 0, 1, 1)
+    assert shown["layer"] == "conv1" and page.text_content("#readout").startswith("conv1 · step ")
+    page.mouse.move(0, 0)
+    page.select_option("#layer", "conv2")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv2'")
+    assert page.text_content("#readout") == "" and "layer" not in page.evaluate(
+        "() => Object.assign({}, document.getElementById('readout').dataset)"
+    )
+    assert _hover_grid(page, 0, 0, 0, 0)["layer"] == "conv2"
+    page.close()
+
+
+def test_pause_then_play_runs_one_play_loop_not_two(world):
+    """Issue 28, bug 2: a Pause then Play while a frame was loading left the old loop stepping too, and
+    10 fps played at about 20. The frames shown in 2 s of playing at 10 fps are counted."""
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
+    page.select_option("#speed", "10")
+    page.evaluate("() => window.cxRun.state.index = 0")
+    page.evaluate(
+        """() => {
+            window.frames_drawn = 0;
+            new MutationObserver(() => window.frames_drawn++).observe(
+                document.getElementById('kernel-canvas'), { attributes: true, attributeFilter: ['data-step'] });
+        }"""
+    )
+    for _ in range(3):  # Play, Pause, Play, quicker than a frame
+        page.click("#play")
+    page.wait_for_timeout(2000)
+    frames = page.evaluate("() => window.frames_drawn")
+    page.click("#play")  # pause
+    assert 8 <= frames <= 26, frames  # one loop: ~20; two loops: ~40
+    page.close()
+
+
+def test_charts_of_quantities_that_are_never_negative_stay_above_zero_and_one_point_sits_mid_axis(world):
+    """Issue 28, bug 6: loss and drift axes went below zero (the padding), and a one-point series got
+    the x ticks 469 469 470 470 470 with its point on the edge."""
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7")
+    page.wait_for_function("() => window.cxRun.charts.loss && window.cxRun.charts.loss.frame")
+    assert page.evaluate("() => window.cxRun.charts.loss.frame.e.y0") >= 0  # train and test loss: never negative
+    one = page.evaluate(
+        """() => {
+            const chart = new LineChart(document.body, { title: "one point" });
+            chart.setSeries([{ name: "test_accuracy", xs: [469], ys: [0.97] }]);
+            const f = chart.frame;
+            return { ticks: chart.xTicks, x: f.px(469), middle: (f.left + f.W - f.right) / 2, y0: f.e.y0 };
+        }"""
+    )
+    assert one["ticks"] == sorted(set(one["ticks"])) and 469 in one["ticks"]
+    assert abs(one["x"] - one["middle"]) < 1 and one["y0"] >= 0
+    page.close()
+
+
+def test_the_mean_view_takes_its_colour_scale_from_the_means_it_draws(world):
+    """Issue 28, bug 4: one cell per filter (the mean over input channels) was coloured on the scale of
+    the largest single weight, so a deep layer's means were almost colourless."""
+    import numpy as np
+
+    from tests.conftest import stored_kernel
+
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
+    page.select_option("#layer", "conv2")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv2'")
+    page.select_option("#view", "filters")
+    step = int(page.get_attribute("#kernel-canvas", "data-step"))
+    kernel = stored_kernel(world["db"], 7, "conv2", step).astype(np.float64)
+    limit = float(page.get_attribute("#kernel-canvas", "data-limit"))
+    assert limit == pytest.approx(np.abs(kernel.mean(axis=1)).max(), rel=1e-6)
+    assert limit < 0.9 * np.abs(kernel).max()  # the old scale: the largest single weight
+    page.select_option("#view", "channels")
+    assert float(page.get_attribute("#kernel-canvas", "data-limit")) == pytest.approx(np.abs(kernel).max(), rel=1e-6)
+    page.close()
+
+
+def test_a_filter_clicked_in_the_mean_view_shows_its_mean_and_any_channel_on_demand(world):
+    """Issue 28, bug 5: clicking a cell of the mean view showed "channel 0" values beside a cell that
+    showed the mean, and no other channel could be chosen."""
+    import numpy as np
+
+    from tests.conftest import stored_kernel
+
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
+    page.select_option("#layer", "conv2")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv2'")
+    page.select_option("#view", "filters")
+    _hover_grid(page, 3, 0, 1, 1)
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_selector("#filter-detail:not([hidden]) #trajectory canvas")
+    step = int(page.get_attribute("#detail-values", "data-step"))
+    kernel = stored_kernel(world["db"], 7, "conv2", step).astype(np.float64)
+
+    def shown():
+        return np.array(page.eval_on_selector_all("#detail-values td", "cells => cells.map(c => Number(c.dataset.value))"))
+
+    assert page.text_content("#detail-title") == f"filter 3, mean over 4 channels at step {step}"
+    assert np.allclose(shown(), kernel[3].mean(axis=0).ravel(), rtol=1e-12, atol=0)
+    page.select_option("#detail-channel", "2")
+    assert page.text_content("#detail-title") == f"filter 3, channel 2 at step {step}"
+    assert np.array_equal(shown(), kernel[3, 2].ravel())
+    page.close()
+
+
+def test_the_weight_trajectory_legend_fits_and_covers_no_curve(world):
+    """Issue 28, bug 7: a 3x3 filter's legend (w[0,0] ... w[2,2]) ran off the chart's right edge and
+    was drawn over the highest curve."""
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
+    _hover_grid(page, 1, 0, 1, 1)
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_selector("#filter-detail:not([hidden]) #trajectory canvas")
+    chart = page.evaluate(
+        """() => { const c = window.cxRun.trajectoryCharts()[0];
+                   return { boxes: c.legendBoxes, top: c.frame.top, width: c.canvas.width }; }"""
+    )
+    assert [b["name"] for b in chart["boxes"]] == [f"w[{i},{j}]" for i in range(3) for j in range(3)]
+    assert all(b["x"] + b["w"] <= chart["width"] for b in chart["boxes"])
+    assert max(b["y"] for b in chart["boxes"]) + 6 <= chart["top"]  # every legend row above the plot area
+    page.close()
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_no_page_is_wider_than_the_window(world, width):
+    """Issue 28, bug 8: compare was 1,692 px wide in a 1,400 px window; at 800 px the run page was 936 px."""
+    page = world["new_page"]()
+    page.set_viewport_size({"width": width, "height": 900})
+    for path in ("", "runs/7", "runs/1", "experiments/grid?by=initializer", "compare?runs=1,2,3", "query?sql=SELECT+*+FROM+runs"):
+        page.goto(world["url"] + path)
+        page.wait_for_load_state("networkidle")
+        wide = page.evaluate("() => document.documentElement.scrollWidth")
+        assert wide <= width, f"/{path} is {wide} px wide in a {width} px window"
+    page.close()
+
+
+def test_a_training_run_shows_its_progress_by_steps_its_time_so_far_and_left(world):
+    """Issue 28, bug 10: the progress bar moved once an epoch (empty at step 414 of 469), and seconds was
+    blank while a run trained. A run of `single` (3 epochs of 23 steps) is made to stand at step 30,
+    owned by this process, as a live run would."""
+    from datetime import datetime, timedelta, timezone
+
+    from convexp.store import MetricRecord, Store
+
+    with Store(str(world["db"])) as store:
+        spec = store.get_run(7).spec
+        fields = {
+            k: getattr(store.get_run(7), k) for k in ("backend", "seed", "dataset", "kernel_initializer", "bias_initializer")
+        }
+        fields.update(convexp_version="0.1.0", backend_version="0.1.0", framework="numpy", framework_version="2")
+        started = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=60)
+        run_id = store.create_run(experiment="live", spec=spec, started_at=started, **fields)
+        store.record(run_id, [MetricRecord(23, 1, "test_accuracy", 0.5)], [], epochs_completed=1, steps_completed=30)
+        try:
+            page = world["new_page"]()
+            page.goto(world["url"])
+            page.wait_for_selector(f"#runs-table tr[data-run='{run_id}']")
+            row = f"#runs-table tr[data-run='{run_id}']"
+            assert float(page.get_attribute(f"{row} .progress", "data-share")) == pytest.approx(30 / 69)
+            cells = page.eval_on_selector_all(f"{row} td", "cells => cells.map(c => c.textContent)")
+            assert cells[8] == "0.5000" and float(cells[9]) >= 60  # test accuracy so far; seconds so far
+            left = page.text_content(f"{row} .time-left").strip()  # 60 s for 30 of 69 steps: 78 s more, and the seconds since
+            assert left.startswith("~") and left.endswith(" s left") and 78 <= int(left[1:-7]) <= 89, left
+            page.close()
+        finally:
+            store.mark_stopped(run_id, "interrupted", "the test is over")
+            store.delete_runs([run_id])
+
+
+def test_the_analysis_never_passes_off_another_steps_table_and_says_what_it_measures(world):
+    """Issue 28, bug 9: the analysis table could describe step 469 beside a grid at step 235 with no sign
+    of loading, and for a deep layer it matched 3x3 operators against channel means without saying so."""
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7")
+    last = page.evaluate(
+        "() => new Promise(r => { const t = setInterval(() => { const c = document.getElementById('kernel-canvas'); if (c.dataset.step) { clearInterval(t); r(c.dataset.step); } }, 50); })"
+    )
+    page.wait_for_function(f"() => document.getElementById('analysis-table').dataset.step === '{last}'")
+    for index in (0, 30, 5):
+        seen = page.evaluate(
+            """async (i) => {
+                await window.cxRun.show(i);
+                const table = document.getElementById('analysis-table');
+                const grid = document.getElementById('kernel-canvas').dataset.step;
+                return { grid, table: table.dataset.step, stale: table.classList.contains('stale'),
+                         state: document.getElementById('analysis-state').textContent };
+            }""",
+            index,
+        )
+        assert seen["table"] == seen["grid"] or (seen["stale"] and seen["state"] == f"analysing step {seen['grid']}…"), seen
+        page.wait_for_function(
+            "g => { const t = document.getElementById('analysis-table'); return t.dataset.step === g && !t.classList.contains('stale'); }",
+            arg=seen["grid"],
+        )
+    page.select_option("#layer", "conv2")
+    page.wait_for_function(
+        "() => document.getElementById('analysis-summary').textContent.includes('mean over its 4 input channels')"
+    )
     page.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -48,19 +48,42 @@ def _number(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
 
+def planned_steps(spec: dict[str, Any]) -> int | None:
+    """The updates a run of this spec makes if it finishes (None for a run recorded from your own loop)."""
+    from pydantic import ValidationError
+
+    from convexp.spec import RunSpec
+    from convexp.storage import estimate_run
+
+    try:
+        return estimate_run(RunSpec.model_validate(spec)).steps
+    except (ValidationError, ValueError, ConvexpError):
+        return None
+
+
 def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
-    """A run as a row of the runs table: the columns ``convexp runs`` prints, plus the planned epochs."""
+    """A run as a row of the runs table: the columns ``convexp runs`` prints, plus the planned epochs and
+    steps; while it trains, ``seconds`` is the time so far and ``seconds_left`` a guess from its pace."""
+    status = run.shown_status(now)
+    planned = planned_steps(run.spec)
+    seconds, left = run.seconds, None
+    if run.finished_at is None and status in ("running", "stale"):
+        seconds = ((now or datetime.now(timezone.utc).replace(tzinfo=None)) - run.started_at).total_seconds()
+        if status == "running" and planned and run.steps_completed:
+            left = seconds * (planned - run.steps_completed) / run.steps_completed
     return {
         "id": run.id,
         "experiment": run.experiment,
         "backend": run.backend,
-        "status": run.shown_status(now),
+        "status": status,
         "attempts": run.attempts,
         "epochs": run.epochs_completed,
         "epochs_planned": run.spec.get("epochs"),
         "steps": run.steps_completed,
+        "steps_planned": planned,
         "test_accuracy": _number(run.test_accuracy),
-        "seconds": None if run.seconds is None else round(run.seconds, 2),
+        "seconds": None if seconds is None else round(seconds, 2),
+        "seconds_left": None if left is None else round(left, 1),
         "started": _time(run.started_at),
         "dataset": run.dataset,
         "seed": run.seed,

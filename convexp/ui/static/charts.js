@@ -37,24 +37,38 @@ class LineChart {
       }
     }
     if (!isFinite(x0)) return null;
-    if (x1 === x0) x1 = x0 + 1;
+    if (x1 === x0) { x0 -= 1; x1 += 1; }  // one step: its point in the middle, not on the edge
     if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
     const pad = (y1 - y0) * 0.05;
-    return { x0, x1, y0: y0 - pad, y1: y1 + pad };
+    // a quantity that is never negative (a loss, a drift, a share) gets no axis below zero from the padding
+    const floor = !this.options.log && y0 >= 0 ? 0 : -Infinity;
+    return { x0, x1, y0: Math.max(floor, y0 - pad), y1: y1 + pad };
   }
 
   draw(hoverX) {
     const ctx = this.canvas.getContext("2d"), W = this.canvas.width, H = this.canvas.height;
-    const left = 52, right = 8, top = 20, bottom = 28;
+    const left = 52, right = 8, bottom = 28;
     ctx.clearRect(0, 0, W, H);
     ctx.font = "11px sans-serif"; ctx.fillStyle = "#1d232b";
     ctx.fillText(this.options.title + (this.options.log ? " (log scale)" : ""), left, 13);
+    // the legend in rows of its own above the plot, wrapped to the width: it never covers a curve, nor runs off the edge
+    const entries = this.options.legend ? this.series.map((s, n) => ({ s, n })).filter(({ s }) => s.legend !== false && !s.faint).slice(0, 12) : [];
+    const boxes = [];
+    let lx = left, ly = 18;
+    for (const { s, n } of entries) {
+      const w = 18 + ctx.measureText(s.name).width;
+      if (lx + w > W - right && lx > left) { lx = left; ly += 13; }
+      boxes.push({ x: lx, y: ly, w, name: s.name, colour: s.colour || PALETTE[n % PALETTE.length] });
+      lx += w;
+    }
+    const top = boxes.length ? ly + 10 : 20;
+    this.legendBoxes = boxes;
     const e = this.extent();
     this.frame = null;
     if (!e) { ctx.fillStyle = "#667085"; ctx.fillText("nothing recorded yet", left + 10, H / 2); return; }
     const px = (x) => left + (x - e.x0) / (e.x1 - e.x0) * (W - left - right);
     const py = (y) => top + (1 - (y - e.y0) / (e.y1 - e.y0)) * (H - top - bottom);
-    this.frame = { e, px, left, right, W };
+    this.frame = { e, px, left, right, W, top };
     ctx.strokeStyle = "#d9dee5"; ctx.fillStyle = "#667085"; ctx.lineWidth = 1;
     for (let k = 0; k <= 4; k++) {
       const yv = e.y0 + (e.y1 - e.y0) * k / 4, y = py(yv);
@@ -62,10 +76,16 @@ class LineChart {
       const label = this.options.log ? Number(Math.pow(10, yv)).toPrecision(2) : Number(yv).toPrecision(3);
       ctx.fillText(label, 2, y + 3);
     }
+    const xTicks = [];  // steps are whole numbers: at most five distinct ticks, each where its value is
     for (let k = 0; k <= 4; k++) {
-      const xv = e.x0 + (e.x1 - e.x0) * k / 4;
-      ctx.textAlign = k === 0 ? "left" : k === 4 ? "right" : "center";
-      ctx.fillText(String(Math.round(xv)), px(xv), H - 14);
+      const xv = Math.round(e.x0 + (e.x1 - e.x0) * k / 4);
+      if (xv >= e.x0 && xv <= e.x1 && !xTicks.includes(xv)) xTicks.push(xv);
+    }
+    this.xTicks = xTicks;
+    for (const xv of xTicks) {
+      const x = px(xv);
+      ctx.textAlign = x - left < 15 ? "left" : W - right - x < 15 ? "right" : "center";
+      ctx.fillText(String(xv), x, H - 14);
       ctx.textAlign = "left";
     }
     ctx.fillText(this.options.xLabel, W - right - 30, H - 2);
@@ -112,13 +132,9 @@ class LineChart {
         for (let i = 0; i < s.xs.length; i++) { const y = this.y(s.ys[i]); if (isFinite(y)) ctx.fillRect(px(s.xs[i]) - 2, py(y) - 2, 4, 4); }
       }
     });
-    if (this.options.legend) {
-      let x = left + 8;
-      this.series.filter((s) => s.legend !== false).slice(0, 10).forEach((s, n) => {
-        ctx.fillStyle = s.colour || PALETTE[n % PALETTE.length];
-        ctx.fillRect(x, top + 4, 10, 3); ctx.fillStyle = "#1d232b"; ctx.fillText(s.name, x + 13, top + 9);
-        x += 20 + ctx.measureText(s.name).width;
-      });
+    for (const b of boxes) {
+      ctx.fillStyle = b.colour; ctx.fillRect(b.x, b.y + 1, 10, 3);
+      ctx.fillStyle = "#1d232b"; ctx.fillText(b.name, b.x + 13, b.y + 6);
     }
     if (hoverX !== undefined) {
       ctx.strokeStyle = "#98a2b3"; ctx.beginPath(); ctx.moveTo(px(hoverX), top); ctx.lineTo(px(hoverX), H - bottom); ctx.stroke();

@@ -42,6 +42,13 @@ CX.colour = function (value, limit) {
   return CX.cmap[index];
 };
 
+// Seconds as people read a wait: "45 s", "3 min", "1 h 20 min".
+CX.duration = function (seconds) {
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  const minutes = Math.round(seconds / 60);
+  return minutes < 90 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+};
+
 CX.fmt = (v, digits) => v === null || v === undefined ? "" : Number(v).toPrecision(digits || 6);
 
 // A colour bar from -limit to +limit into a canvas and two labels.
@@ -82,6 +89,18 @@ class KernelGrid {
     let sum = 0;
     for (let c = 0; c < inC; c++) sum += values[((filter * inC + c) * kh + i) * kw + j];
     return sum / inC;
+  }
+
+  // The largest |value| the grid draws: the colour scale's limit. In the "filters" view of a layer with
+  // several input channels the cells are channel means, much smaller than its largest single weight.
+  maxAbs(values) {
+    const [, inC, kh, kw] = this.shape;
+    if (this.view === "channels" || inC === 1) return CX.maxAbs(values);
+    let m = 0;
+    for (const filter of this.order) for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
+      m = Math.max(m, Math.abs(this.cellValue(values, filter, null, i, j)));
+    }
+    return m || 1;
   }
 
   cells() {

@@ -8,11 +8,13 @@ async function drawLayer(layer) {
   const row = document.querySelector(`.compare-row[data-layer="${CSS.escape(layer.layer)}"]`);
   const canvases = [...row.querySelectorAll("canvas")];
   const snapshots = await Promise.all(COMPARISON.run_rows.map((r, k) => CX.kernels(r.id, layer.layer, layer.steps[k], 1)));
-  const limit = Math.max(...snapshots.map((s) => CX.maxAbs(s[0].values)));  // one scale for the layer
+  // run k's filter matched to each of the first run's filters 0, 1, ...: the matching convexp compare reports
+  const orders = snapshots.map((s, k) => layer.matches[k].slice().sort((a, b) => a.filter - b.filter).map((m) => m.matched_filter));
+  const grids = snapshots.map((s, k) => new CX.KernelGrid(canvases[k], s[0].shape, "filters", orders[k], 360));
+  const limit = Math.max(...grids.map((g, k) => g.maxAbs(snapshots[k][0].values)));  // one scale for the layer: what is drawn
+  row.dataset.limit = limit;
   snapshots.forEach((s, k) => {
-    // run k's filter matched to each of the first run's filters 0, 1, ...: the matching convexp compare reports
-    const order = layer.matches[k].slice().sort((a, b) => a.filter - b.filter).map((m) => m.matched_filter);
-    const grid = new CX.KernelGrid(canvases[k], s[0].shape, "filters", order, 360);
+    const order = orders[k], grid = grids[k];
     grid.draw(s[0].values, limit);
     canvases[k].dataset.order = order.join(",");
     canvases[k].addEventListener("mousemove", (event) => {

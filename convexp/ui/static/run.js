@@ -63,8 +63,10 @@ function showRow(row) {
   state.status = row.status;
   const badge = $("run-status");
   badge.textContent = row.status; badge.dataset.status = row.status;
-  $("run-progress").textContent = `${row.epochs} of ${row.epochs_planned} epoch(s), ${row.steps} steps` +
-    (row.test_accuracy !== null ? `, test accuracy ${CX.fmt(row.test_accuracy, 4)}` : "");
+  $("run-progress").textContent = `${row.epochs} of ${row.epochs_planned} epoch(s), ${row.steps}` +
+    (row.steps_planned ? ` of ${row.steps_planned}` : "") + " steps" +
+    (row.test_accuracy !== null ? `, test accuracy ${CX.fmt(row.test_accuracy, 4)}` : "") +
+    (row.status === "running" && row.seconds_left !== null ? `, about ${CX.duration(row.seconds_left)} left` : "");
 }
 
 $("log-scale").addEventListener("change", (e) => Object.values(charts).forEach((c) => c.setLog(e.target.checked)));
@@ -113,7 +115,7 @@ function newGrid() {
 
 function draw(snapshot) {
   state.snapshot = snapshot;
-  if (!$("hold-scale").checked) state.limit = CX.maxAbs(snapshot.values);
+  if (!$("hold-scale").checked) state.limit = state.grid.maxAbs(snapshot.values);
   state.grid.draw(snapshot.values, state.limit);
   CX.colorbar($("colorbar"), $("scale-low"), $("scale-high"), state.limit);
   const canvas = $("kernel-canvas");
@@ -138,6 +140,8 @@ async function show(index, ahead) {
 async function selectLayer(name) {
   state.layer = name; state.cache.clear(); state.cachedBytes = 0; state.selected = null; state.snapshot = null;
   $("filter-detail").hidden = true;
+  const out = $("readout");  // a value read off the previous layer must not stand beside this one's grid
+  out.textContent = ""; for (const key of Object.keys(out.dataset)) delete out.dataset[key];
   const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(name)}/steps`);
   state.shape = body.shape; state.steps = body.steps;
   $("view").value = state.shape[1] === 1 ? "filters" : "channels";
@@ -154,46 +158,61 @@ function readout(event) {
   if (!hit) return;
   const value = state.grid.cellValue(state.snapshot.values, hit.filter, hit.channel, hit.i, hit.j);
   const where = hit.channel === null ? `mean over ${state.shape[1]} channels` : `channel ${hit.channel}`;
-  out.textContent = `step ${state.snapshot.step} · filter ${hit.filter} · ${where} · row ${hit.i}, col ${hit.j} · ${value.toPrecision(9)}`;
-  Object.assign(out.dataset, { step: state.snapshot.step, filter: hit.filter, channel: hit.channel === null ? "mean" : hit.channel,
+  out.textContent = `${state.layer} · step ${state.snapshot.step} · filter ${hit.filter} · ${where} · row ${hit.i}, col ${hit.j} · ${value.toPrecision(9)}`;
+  Object.assign(out.dataset, { layer: state.layer, step: state.snapshot.step, filter: hit.filter, channel: hit.channel === null ? "mean" : hit.channel,
     row: hit.i, col: hit.j, value: String(value) });
 }
 
 // --- one filter ----------------------------------------------------------------------------------
 
+// The selected filter's values at the shown step, for the chosen channel or the mean over its channels
+// (what its cell shows in the one-cell-per-filter view).
 function showValues() {
   const [, inC, kh, kw] = state.shape, f = state.selected.filter, c = state.selected.channel;
   const table = $("detail-values");
   table.innerHTML = "";
-  const values = state.snapshot.values;
   for (let i = 0; i < kh; i++) {
     const tr = table.insertRow();
     for (let j = 0; j < kw; j++) {
       const td = tr.insertCell();
-      const v = values[((f * inC + c) * kh + i) * kw + j];
+      const v = state.grid.cellValue(state.snapshot.values, f, c, i, j);
       td.textContent = v.toPrecision(6); td.dataset.value = String(v);
     }
   }
   table.dataset.step = state.snapshot.step;
-  $("detail-title").textContent = `filter ${f}, channel ${c} at step ${state.snapshot.step}`;
+  table.dataset.channel = c === null ? "mean" : c;
+  const which = c === null ? `mean over ${inC} channels` : `channel ${c}`;
+  $("detail-title").textContent = `filter ${f}, ${which} at step ${state.snapshot.step}`;
 }
 
-let trajectoryCharts = [];
+let trajectoryCharts = [], trajectory = null;
 async function selectFilter(hit) {
-  state.selected = { filter: hit.filter, channel: hit.channel === null ? 0 : hit.channel };
+  const [, inC] = state.shape;
+  state.selected = { filter: hit.filter, channel: hit.channel };
+  const choice = $("detail-channel");
+  choice.replaceChildren(...(inC > 1 ? [new Option(`mean over ${inC} channels`, "mean")] : []),
+    ...Array.from({ length: inC }, (_, c) => new Option(`channel ${c}`, String(c))));
+  choice.value = hit.channel === null ? "mean" : String(hit.channel);
+  choice.parentElement.hidden = inC === 1;  // one channel: nothing to choose
   $("filter-detail").hidden = false;
   showValues();
-  const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(state.layer)}/filters/${hit.filter}`);
-  const [inC, kh, kw] = body.shape, c = state.selected.channel;
+  trajectory = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(state.layer)}/filters/${hit.filter}`);
+  drawTrajectory();
+}
+
+function drawTrajectory() {
+  const body = trajectory, [inC, kh, kw] = body.shape, c = state.selected.channel;
   const weights = [];
   for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
-    const k = (c * kh + i) * kw + j;
-    weights.push({ name: `w[${i},${j}]`, xs: body.steps, ys: body.values.map((v) => v[k]) });
+    const at = (v, ch) => v[(ch * kh + i) * kw + j];
+    const ys = body.values.map((v) => c !== null ? at(v, c) : Array.from({ length: inC }, (_, ch) => at(v, ch)).reduce((a, b) => a + b, 0) / inC);
+    weights.push({ name: `w[${i},${j}]`, xs: body.steps, ys });
   }
   $("trajectory").innerHTML = "";
+  const which = c === null ? `mean over ${inC} channels` : `channel ${c}`;
   trajectoryCharts = [
-    new LineChart($("trajectory"), { title: `filter ${hit.filter}, channel ${c}: weights over steps`, width: 420, height: 200, legend: kh * kw <= 9 }),
-    new LineChart($("trajectory"), { title: `filter ${hit.filter}: drift ||w_t - w_0|| / ||w_0|| (all ${inC} channels)`, width: 420, height: 160 }),
+    new LineChart($("trajectory"), { title: `filter ${body.filter}, ${which}: weights over steps`, width: 420, height: 200, legend: kh * kw <= 9 }),
+    new LineChart($("trajectory"), { title: `filter ${body.filter}: drift ||w_t - w_0|| / ||w_0|| (all ${inC} channels)`, width: 420, height: 160 }),
   ];
   trajectoryCharts[0].setSeries(weights);
   trajectoryCharts[1].setSeries([{ name: "drift", xs: body.steps, ys: body.drift }]);
@@ -201,21 +220,35 @@ async function selectFilter(hit) {
 
 // --- analysis of the shown step ------------------------------------------------------------------------
 
+// The table always says which step it describes: while the shown step's analysis is on its way, the
+// table is marked stale (greyed, "analysing step N") instead of passing off another step's as this one's.
 function scheduleAnalysis() {
   clearTimeout(state.analysisTimer);
-  state.analysisTimer = setTimeout(loadAnalysis, 250);
+  const table = $("analysis-table");
+  if (state.snapshot && table.dataset.step !== String(state.snapshot.step)) {
+    table.classList.add("stale");
+    $("analysis-state").textContent = `analysing step ${state.snapshot.step}…`;
+  }
+  state.analysisTimer = setTimeout(loadAnalysis, 150);
 }
 
 async function loadAnalysis() {
   if (!state.snapshot) return;
-  const step = state.snapshot.step;
-  const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(state.layer)}/analysis?step=${step}`);
-  if (!state.snapshot || state.snapshot.step !== step) return;
-  const tbody = $("analysis-table").tBodies[0];
+  const step = state.snapshot.step, layer = state.layer;
+  const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(layer)}/analysis?step=${step}`);
+  if (!state.snapshot || state.snapshot.step !== step || state.layer !== layer) return;
+  const table = $("analysis-table"), tbody = table.tBodies[0];
   tbody.innerHTML = "";
+  table.dataset.step = step; table.classList.remove("stale");
+  $("analysis-state").textContent = `step ${step}`;
   if (body.unavailable) { $("analysis-summary").textContent = body.unavailable; return; }
   const pct = (x) => `${Math.round(100 * x)}%`;
-  $("analysis-summary").textContent = `edge-like (best match an edge operator with correlation >= 0.8): ` +
+  const channels = state.shape[1];
+  // for a layer with several input channels, say what is compared: the mean over them, which for a deep
+  // layer says little (its top patches, below, show what a filter responds to)
+  $("analysis-summary").textContent = (channels > 1 ? `Each filter's mean over its ${channels} input channels, compared with ` +
+    `${state.shape[2]}x${state.shape[3]} operators (for a layer on feature maps this says little of what a filter responds to: see its top patches below). ` : "") +
+    `Edge-like (best match an edge operator with correlation >= 0.8): ` +
     `step ${body.first_step}: ${body.first_edge_like}/${body.filters_count} (${pct(body.first_edge_share)}), ` +
     `step ${body.step}: ${body.edge_like}/${body.filters_count} (${pct(body.edge_share)})`;
   $("analysis-summary").dataset.step = body.step;
@@ -344,6 +377,11 @@ if (RUN.conv_layers.length) {
   $("layer").addEventListener("change", (e) => selectLayer(e.target.value));
   $("patches-button").addEventListener("click", loadPatches);
   $("view").addEventListener("change", newGrid);
+  $("detail-channel").addEventListener("change", (e) => {
+    state.selected.channel = e.target.value === "mean" ? null : Number(e.target.value);
+    showValues();
+    if (trajectory) drawTrajectory();
+  });
   $("hold-scale").addEventListener("change", () => state.snapshot && draw(state.snapshot));
   $("step-slider").addEventListener("input", (e) => { if (state.playing) stop(); show(Number(e.target.value)); });
   $("play").addEventListener("click", () => (state.playing ? stop() : play()));
@@ -356,4 +394,4 @@ if (RUN.conv_layers.length) {
   selectLayer(RUN.conv_layers[0].layer);
 }
 loadMetrics().then(() => { if (LIVE.includes(state.status)) setTimeout(poll, 1000); });
-window.cxRun = { state, show, selectLayer, selectFilter };
+window.cxRun = { state, show, selectLayer, selectFilter, charts, trajectoryCharts: () => trajectoryCharts };

@@ -49,11 +49,19 @@ function cell(row, key) {
   } else if (key === "status") {
     td.className = "status-cell";
     const badge = document.createElement("span"); badge.textContent = value; badge.dataset.status = value; td.append(badge);
-    if (row.epochs_planned) {
+    if (row.steps_planned || row.epochs_planned) {  // by steps, so that it moves within an epoch
       const bar = document.createElement("span"); bar.className = "progress";
-      bar.title = `${row.epochs} of ${row.epochs_planned} epochs`;
-      const fill = document.createElement("i"); fill.style.width = `${Math.min(100, 100 * row.epochs / row.epochs_planned)}%`;
+      const share = row.steps_planned ? row.steps / row.steps_planned : row.epochs / row.epochs_planned;
+      bar.title = row.steps_planned ? `${row.steps} of ${row.steps_planned} steps, ${row.epochs} of ${row.epochs_planned} epochs` +
+        (row.seconds_left !== null && row.seconds_left !== undefined ? `, about ${CX.duration(row.seconds_left)} left` : "")
+        : `${row.epochs} of ${row.epochs_planned} epochs`;
+      bar.dataset.share = share;
+      const fill = document.createElement("i"); fill.style.width = `${Math.min(100, 100 * share)}%`;
       bar.append(fill); td.append(bar);
+      if (row.status === "running" && row.seconds_left !== null && row.seconds_left !== undefined) {
+        const left = document.createElement("span"); left.className = "muted time-left";
+        left.textContent = ` ~${CX.duration(row.seconds_left)} left`; td.append(left);
+      }
     }
   } else if (key === "test_accuracy") {
     td.textContent = value === null ? "" : Number(value).toFixed(4); td.className = "n";
