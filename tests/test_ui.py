@@ -148,6 +148,11 @@ def two_runs_db(tmp_path_factory) -> Path:
     "path, status, fragment",
     [
         ("/api/runs/99", 404, "no run with id 99"),
+        ("/api/runs/99999999999999999999999999", 404, "no run 99999999999999999999999999"),  # beyond 64 bits: was a 500
+        ("/api/runs/1/metrics?after=99999999999999999999", 400, "after must be a whole number the database can hold"),
+        ("/api/runs?ids=99999999999999999999&after=0", 400, "ids must be run ids"),
+        ("/api/runs/1/layers/conv1/kernels?step=99999999999999999999", 400, "step must be a whole number"),
+        ("/api/compare?runs=1,99999999999999999999", 404, "no run 99999999999999999999"),
         ("/api/runs/abc/metrics", 404, "no run 'abc'"),
         ("/api/runs/1/layers/conv7/steps", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
         ("/api/runs/1/layers/conv7/kernels?step=1", 404, "no snapshots of a layer 'conv7' (layers with snapshots: conv1)"),
@@ -183,6 +188,7 @@ def test_bad_requests_get_a_clear_json_error_with_the_right_status(two_runs_db, 
     "path, status, fragment",
     [
         ("/runs/99", 404, "no run with id 99"),
+        ("/runs/99999999999999999999999999", 404, "no run 99999999999999999999999999"),
         ("/runs/1.5", 404, "no run &#39;1.5&#39;"),
         (
             "/compare?runs=1,2&step=soon",

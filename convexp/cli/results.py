@@ -113,14 +113,21 @@ def query_command(
     sql: Annotated[str, typer.Argument(help='One SQL statement that reads, e.g. "SELECT * FROM runs".')],
     db: Db = None,
     fmt: OutputFormat = Format.table,
-    limit: Annotated[Optional[int], typer.Option(help="Return at most this many rows.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Return at most this many rows.", min=1)] = None,
+    time_limit: Annotated[
+        float, typer.Option("--time-limit", metavar="SECONDS", help="Stop the query after this many seconds.", min=0.001)
+    ] = 10.0,
 ) -> None:
     """Run a read-only SQL query on the results database (tables: runs, metrics, kernel_snapshots).
 
-    Statements that would write are refused. Kernel bytes show as <N bytes>; load them as
-    arrays with the Python API (convexp.store.Store.kernel_series).
+    Statements that would write are refused, and one still running after --time-limit seconds is
+    stopped, as is a result over 200 MiB of values (the rows before it are printed, with a note).
+    Kernel bytes show as <N bytes>; load them as arrays with the Python API
+    (convexp.store.Store.kernel_series).
     """
     from convexp.store.query import run_query
 
-    result = run_query(db, sql, limit)
+    result = run_query(db, sql, limit, time_limit)
     render(result.columns, result.rows, fmt)
+    if result.truncated:
+        typer.echo(f"note: the result is cut short: {result.truncated}", err=True)

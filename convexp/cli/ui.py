@@ -22,6 +22,12 @@ def ui_command(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 8765,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the runs page in your web browser.")] = False,
     data_dir: DataDir = None,
+    query_time_limit: Annotated[
+        float,
+        typer.Option(
+            "--query-time-limit", metavar="SECONDS", help="Stop a query of the query page after this many seconds.", min=0.001
+        ),
+    ] = 2.0,
 ) -> None:
     """Serve a live, read-only web app over the results database: the runs table (filters, sorting,
     live progress), each run's spec, parameter table and training curves, its filters at any
@@ -33,7 +39,7 @@ def ui_command(
     from convexp.ui import create_app, serve
     from convexp.ui.server import is_loopback
 
-    application = create_app(db, data_dir)
+    application = create_app(db, data_dir, query_time_limit)
     location = application.state.store.location
     if not is_loopback(host):
         typer.echo(

@@ -79,13 +79,16 @@ def _int_param(request: Request, name: str, default: int | None = None) -> int:
         return default
     if not value.lstrip("-").isdigit():
         raise BadRequest(f"{name} must be a whole number, not '{value}'")
-    return int(value)
+    number = int(value)
+    if abs(number) > data.MAX_ID:
+        raise BadRequest(f"{name} must be a whole number the database can hold (at most {data.MAX_ID}), not {value}")
+    return number
 
 
 def _ids_param(request: Request, name: str) -> list[int]:
     value = request.query_params.get(name, "")
     parts = [p for p in value.replace(" ", ",").split(",") if p]
-    if not all(p.isdigit() for p in parts):
+    if not all(p.isdigit() and int(p) <= data.MAX_ID for p in parts):
         raise BadRequest(f"{name} must be run ids separated by commas, not '{value}'")
     return [int(p) for p in parts]
 
@@ -94,7 +97,14 @@ def _runs_param(request: Request) -> list[str]:
     return [p for p in request.query_params.get("runs", "").replace(" ", ",").split(",") if p]
 
 
-def create_app(db: str | None = None, store: Store | None = None, data_dir: Path | None = None) -> Starlette:
+#: Seconds a query of the query page (and /api/query, /query.csv) may run unless told otherwise, as
+#: datasette limits the queries it serves: one endless query must not tie up a worker for long.
+QUERY_TIME_LIMIT = 2.0
+
+
+def create_app(
+    db: str | None = None, store: Store | None = None, data_dir: Path | None = None, query_time_limit: float | None = None
+) -> Starlette:
     """The app for the database ``db`` (opened read-only; raises :class:`~convexp.errors.StoreError` at once
     if it is missing, not convexp's, or from a newer convexp), or for an open ``store``. ``data_dir`` is
     where datasets that need files are found (for the patches panel), as ``--data-dir`` elsewhere."""
@@ -201,10 +211,12 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
 
     # --- data --------------------------------------------------------------------------------
 
+    time_limit = query_time_limit or QUERY_TIME_LIMIT
+
     def _query(sql: str, limit: int):
         from convexp.store.query import read_only_query
 
-        return read_only_query(store.url, sql, limit)
+        return read_only_query(store.url, sql, limit, time_limit)
 
     @endpoint
     def api_runs(request: Request) -> Response:
@@ -285,7 +297,7 @@ def create_app(db: str | None = None, store: Store | None = None, data_dir: Path
         limit = _int_param(request, "limit", QUERY_PAGE_ROWS)
         result = _query(sql, limit)
         rows = [[_plain(v) for v in row] for row in result.rows]
-        return JSONResponse({"columns": result.columns, "rows": rows})
+        return JSONResponse({"columns": result.columns, "rows": rows, "truncated": result.truncated})
 
     @endpoint
     def query_csv(request: Request) -> Response:

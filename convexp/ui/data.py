@@ -25,6 +25,8 @@ from convexp.datasets import Dataset
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store, StoredSnapshot
 
+#: The largest id or step the database's integers hold (64-bit signed).
+MAX_ID = 2**63 - 1
 #: The most points a filter's trajectory is drawn with (steps are thinned evenly beyond it).
 TRAJECTORY_POINTS = 600
 #: The most snapshots one kernels request hands out (playing fetches ahead in chunks).
@@ -110,6 +112,8 @@ def get_run(store: Store, run_id: str | int) -> RunRecord:
     text = str(run_id)
     if not text.isdigit():
         raise NotFound(f"no run '{text}': a run id is a whole number")
+    if int(text) > MAX_ID:  # more than the database's integers hold: no such run, not a database error
+        raise NotFound(f"no run {text}")
     try:
         return store.get_run(int(text))
     except ConvexpError as exc:
@@ -301,7 +305,7 @@ def parse_step(text: str | None) -> int | str:
     """A step as the pages ask for it: a whole number, ``first`` or ``last`` (the default)."""
     if text in (None, "", "first", "last"):
         return text or "last"
-    if not text.lstrip("-").isdigit():
+    if not text.lstrip("-").isdigit() or abs(int(text)) > MAX_ID:
         raise BadRequest(f"step must be a whole number, 'first' or 'last', not '{text}'")
     return int(text)
 

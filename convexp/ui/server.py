@@ -16,14 +16,15 @@ if TYPE_CHECKING:
 INSTALL_HINT = "convexp ui needs its web server: pip install 'convexp[ui]'"
 
 
-def create_app(db: str | None = None, data_dir: Path | None = None) -> Starlette:
+def create_app(db: str | None = None, data_dir: Path | None = None, query_time_limit: float | None = None) -> Starlette:
     """The ``convexp ui`` app for the database ``db`` (read-only); raises at once if the database cannot be shown.
-    ``data_dir``: where datasets that need files are (the patches panel replays networks on the test images)."""
+    ``data_dir``: where datasets that need files are (the patches panel replays networks on the test images);
+    ``query_time_limit``: seconds a query of the query page may run."""
     try:
         from convexp.ui.app import create_app as build
     except ImportError as exc:
         raise ConvexpError(f"{INSTALL_HINT} ({exc})") from None
-    return build(db, data_dir=data_dir)
+    return build(db, data_dir=data_dir, query_time_limit=query_time_limit)
 
 
 def is_loopback(host: str) -> bool:
