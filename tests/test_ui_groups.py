@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
 from tests.test_ui import start_ui
+from tests.test_ui_browser import hover_value
 
 pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
@@ -190,22 +191,23 @@ def test_a_run_page_overlays_other_runs_of_its_experiment_from_its_url(world):
     page.close()
 
 
-def _hover_grid(page, filter_index: int, channel: int, row: int, col: int) -> dict:
-    centre = page.evaluate("a => window.cxRun.state.grid.centre(...a)", [filter_index, channel, row, col])
-    box = page.locator("#kernel-canvas").bounding_box()
-    size = page.evaluate(
-        "() => [document.getElementById('kernel-canvas').width, document.getElementById('kernel-canvas').height]"
-    )
-    page.mouse.move(box["x"] + centre["x"] * box["width"] / size[0], box["y"] + centre["y"] * box["height"] / size[1])
-    return page.evaluate("() => Object.assign({}, document.getElementById('readout').dataset)")
+def _open_run_7(world, layer: str = "conv1", view: str | None = None):
+    """A page on run 7 (two conv layers) showing ``layer``, in ``view`` if given."""
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
+    if layer != "conv1":
+        page.select_option("#layer", layer)
+        page.wait_for_function(f"() => document.getElementById('kernel-canvas').dataset.layer === '{layer}'")
+    if view is not None:
+        page.select_option("#view", view)
+    return page
 
 
 def test_the_hover_readout_names_its_layer_and_is_cleared_when_the_layer_changes(world):
     """Issue 28, bug 3: after switching from conv1 to conv2 the readout still showed conv1's value."""
-    page = world["new_page"]()
-    page.goto(f"{world['url']}runs/7")
-    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
-    shown = _hover_grid(page, 1, 0, 1, 1)
+    page = _open_run_7(world)
+    shown = hover_value(page, 1, 0, 1, 1)
     assert shown["layer"] == "conv1" and page.text_content("#readout").startswith("conv1 · step ")
     page.mouse.move(0, 0)
     page.select_option("#layer", "conv2")
@@ -213,16 +215,14 @@ def test_the_hover_readout_names_its_layer_and_is_cleared_when_the_layer_changes
     assert page.text_content("#readout") == "" and "layer" not in page.evaluate(
         "() => Object.assign({}, document.getElementById('readout').dataset)"
     )
-    assert _hover_grid(page, 0, 0, 0, 0)["layer"] == "conv2"
+    assert hover_value(page, 0, 0, 0, 0)["layer"] == "conv2"
     page.close()
 
 
 def test_pause_then_play_runs_one_play_loop_not_two(world):
     """Issue 28, bug 2: a Pause then Play while a frame was loading left the old loop stepping too, and
     10 fps played at about 20. The frames shown in 2 s of playing at 10 fps are counted."""
-    page = world["new_page"]()
-    page.goto(f"{world['url']}runs/7")
-    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
+    page = _open_run_7(world)
     page.select_option("#speed", "10")
     page.evaluate("() => window.cxRun.state.index = 0")
     page.evaluate(
@@ -268,12 +268,7 @@ def test_the_mean_view_takes_its_colour_scale_from_the_means_it_draws(world):
 
     from tests.conftest import stored_kernel
 
-    page = world["new_page"]()
-    page.goto(f"{world['url']}runs/7")
-    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
-    page.select_option("#layer", "conv2")
-    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv2'")
-    page.select_option("#view", "filters")
+    page = _open_run_7(world, "conv2", "filters")
     step = int(page.get_attribute("#kernel-canvas", "data-step"))
     kernel = stored_kernel(world["db"], 7, "conv2", step).astype(np.float64)
     limit = float(page.get_attribute("#kernel-canvas", "data-limit"))
@@ -291,13 +286,8 @@ def test_a_filter_clicked_in_the_mean_view_shows_its_mean_and_any_channel_on_dem
 
     from tests.conftest import stored_kernel
 
-    page = world["new_page"]()
-    page.goto(f"{world['url']}runs/7")
-    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
-    page.select_option("#layer", "conv2")
-    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv2'")
-    page.select_option("#view", "filters")
-    _hover_grid(page, 3, 0, 1, 1)
+    page = _open_run_7(world, "conv2", "filters")
+    hover_value(page, 3, 0, 1, 1)
     page.mouse.down()
     page.mouse.up()
     page.wait_for_selector("#filter-detail:not([hidden]) #trajectory canvas")
@@ -318,10 +308,8 @@ def test_a_filter_clicked_in_the_mean_view_shows_its_mean_and_any_channel_on_dem
 def test_the_weight_trajectory_legend_fits_and_covers_no_curve(world):
     """Issue 28, bug 7: a 3x3 filter's legend (w[0,0] ... w[2,2]) ran off the chart's right edge and
     was drawn over the highest curve."""
-    page = world["new_page"]()
-    page.goto(f"{world['url']}runs/7")
-    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.layer === 'conv1'")
-    _hover_grid(page, 1, 0, 1, 1)
+    page = _open_run_7(world)
+    hover_value(page, 1, 0, 1, 1)
     page.mouse.down()
     page.mouse.up()
     page.wait_for_selector("#filter-detail:not([hidden]) #trajectory canvas")
