@@ -112,7 +112,7 @@ def run_command(
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
         planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
-        selection = _check_storage(planned, db, yes)
+        selection = _check_storage(planned, db, yes, memory_here=scheduler is None)  # a cluster of one's own: its machines
         with _sigterm_as_ctrl_c():
             _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection)
         return
@@ -207,13 +207,17 @@ def _free_space_line(db: str | None, free: int | None) -> str:
     return f"free space where {where} lives: {storage.format_bytes(free)}"
 
 
-def _check_storage(planned: list, db: str | None, yes: bool) -> str:
-    """Refuse a selection the disk cannot hold, ask before a big one; returns the line saying what it
+def _check_storage(planned: list, db: str | None, yes: bool, memory_here: bool = True) -> str:
+    """Refuse a selection a run of which cannot fit in this machine's memory (``memory_here``: the runs
+    train here), or that the disk cannot hold; ask before a big one; returns the line saying what it
     will write (printed once the database has opened: an error there stays one line)."""
     from convexp import storage
     from convexp.errors import ConvexpError, StoreError
+    from convexp.memory import check_selection
     from convexp.store.database import describe, resolve_url
 
+    if memory_here:
+        check_selection([(run.experiment, run.spec) for run in planned])
     expected = storage.estimate(run.spec for run in planned)
     free = storage.free_bytes(db)
     if free is not None and expected.total_bytes > free:
@@ -239,17 +243,20 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
     """Check an experiments file without running anything: structure, names, shapes and grids.
 
     Prints each experiment's network with its parameter table: per layer the output shape, kernel
-    shape (out, in, kh, kw), weights, biases and parameters; how many runs it expands to and what
-    they will write (snapshot rows, metric rows, bytes, estimated from the specs); and the free space
-    where --db lives."""
+    shape (out, in, kh, kw), weights, biases and parameters; how many runs it expands to, what they
+    will write (snapshot rows, metric rows, bytes, estimated from the specs) and the least memory a
+    run of it holds (an experiment a run of which cannot fit in this machine's memory is an error);
+    and the free space where --db lives."""
     from convexp import storage
     from convexp.layers import describe_plan, format_parameter_table
+    from convexp.memory import available_memory, check_selection
     from convexp.plugins import get_backends
     from convexp.spec import validate_file
 
     file = _experiments_file(file)
     experiments = validate_file(file, backends=get_backends())
     total = storage.NOTHING
+    available = available_memory()
     for name, runs in experiments.items():
         spec = runs[0].spec
         expected = storage.estimate(run.spec for run in runs)
@@ -257,5 +264,9 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
         typer.echo(f"{name}: {len(runs):,} run(s), {spec.dataset}, {describe_plan(spec.plan())}")
         typer.echo("\n".join(f"  {line}" for line in format_parameter_table(spec.plan())))
         typer.echo(f"  writes {expected.describe()}")
+        needed = check_selection([(name, run.spec) for run in runs], available)
+        typer.echo(
+            f"  holds at least {storage.format_bytes(needed)} of memory a run (parameters, gradients, optimizer state, a batch's activations, the data)"
+        )
     typer.echo(f"{file}: {len(experiments)} experiment(s) valid; all of them: {total.describe()}")
     typer.echo(_free_space_line(db, storage.free_bytes(db)))

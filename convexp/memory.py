@@ -1,0 +1,107 @@
+"""How much memory a run needs at least, before it starts, and whether this machine has it.
+
+A conv layer of 100,000,000 filters validates (the shapes fit) and would start, to fail half a
+minute later asking for hundreds of GiB. The estimate comes from the spec alone, like the
+storage estimate (:mod:`convexp.storage`): float32 parameters and their gradients, the
+optimizer's state (Adam's two moments; SGD's momentum buffer), one batch's activations and
+their gradients (every planned layer's output), the training images as float32, and the
+snapshots waiting for the writer. It leaves out what a framework itself takes (hundreds of MB
+for torch or TensorFlow) and its workspaces, so it is a lower bound: a run over it cannot fit,
+one under it may still not.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from convexp.datasets import dataset_info
+from convexp.errors import ConvexpError
+from convexp.layers import parameter_table
+from convexp.spec import RunSpec
+from convexp.store.background import FLUSH_BYTES, MAX_PENDING
+from convexp.store.space import format_bytes
+
+FLOAT = 4
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The bytes a run holds at least while it trains, by what holds them."""
+
+    weights: int  # parameters, their gradients and the optimizer's state
+    activations: int  # one batch through every layer and back
+    dataset: int  # the training images as float32
+    snapshots: int  # batches waiting for the writer
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations + self.dataset + self.snapshots
+
+    def describe(self) -> str:
+        """The parts in one line."""
+        return (
+            f"parameters, gradients and optimizer state {format_bytes(self.weights)}, one batch's activations "
+            f"{format_bytes(self.activations)}, the training images {format_bytes(self.dataset)}"
+        )
+
+
+def estimate_memory(spec: RunSpec) -> MemoryEstimate:
+    """The least memory one run of ``spec`` holds while it trains (see the module's docs)."""
+    planned = spec.plan()
+    parameters = sum(row.weights + row.biases for row in parameter_table(planned))
+    optimizer = spec.optimizer
+    states = 2 if optimizer.name == "adam" else (1 if getattr(optimizer, "momentum", 0) else 0)
+    info = dataset_info(spec.dataset)
+    outputs = sum(math.prod(p.output_shape) for p in planned) + math.prod(info.input_shape)
+    train = min(info.train_examples, spec.train_examples or info.train_examples)
+    recorded = set(spec.snapshot_layers())
+    kernels = sum(math.prod(p.kernel_shape) + p.output_shape[0] for p in planned if p.name in recorded and p.kernel_shape)
+    return MemoryEstimate(
+        weights=(2 + states) * parameters * FLOAT,
+        activations=2 * outputs * spec.batch_size * FLOAT,
+        dataset=train * math.prod(info.input_shape) * FLOAT,
+        snapshots=(MAX_PENDING + 1) * max(FLUSH_BYTES, kernels * FLOAT),
+    )
+
+
+def available_memory() -> int | None:
+    """The memory this machine can give a new process now (Linux's MemAvailable), else its physical
+    memory; None where neither can be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(experiment: str, spec: RunSpec, available: int | None = None) -> MemoryEstimate:
+    """The run's estimate; raises in one line when it cannot fit in the memory there is."""
+    needed = estimate_memory(spec)
+    available = available_memory() if available is None else available
+    if available is not None and needed.total > available:
+        raise ConvexpError(
+            f"experiment '{experiment}': a run needs at least {format_bytes(needed.total)} of memory "
+            f"({needed.describe()}), more than the {format_bytes(available)} this machine has available; "
+            "use fewer filters or units, a smaller batch_size, or train_examples"
+        )
+    return needed
+
+
+def check_selection(runs: list[tuple[str, RunSpec]], available: int | None = None) -> int:
+    """Check every run of a selection (experiment name, spec); returns the most one of them needs.
+    Specs that size alike are sized once."""
+    available = available_memory() if available is None else available
+    seen: dict[str, int] = {}
+    for experiment, spec in runs:
+        key = spec.model_dump_json(include={"dataset", "layers", "batch_size", "train_examples", "optimizer", "snapshots"})
+        if key not in seen:
+            seen[key] = check_memory(experiment, spec, available).total
+    return max(seen.values(), default=0)
