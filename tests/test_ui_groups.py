@@ -408,3 +408,41 @@ def test_the_analysis_never_passes_off_another_steps_table_and_says_what_it_meas
         "() => document.getElementById('analysis-summary').textContent.includes('mean over its 4 input channels')"
     )
     page.close()
+
+
+def test_keys_and_the_step_box_move_through_the_steps_and_the_trajectory_marks_the_shown_step(world):
+    """Issue 28, stepping: space plays and pauses, arrows step one snapshot, shift+arrows ten, a box takes
+    a step to go to, and the filter's trajectory charts mark the step the grid shows."""
+    page = _open_run_7(world)
+    page.wait_for_function("() => window.cxRun.state.snapshot !== null")
+    last = page.evaluate("() => window.cxRun.state.steps.length - 1")
+
+    def shown() -> tuple[int, int]:
+        page.wait_for_function(
+            "() => String(window.cxRun.state.snapshot.step) === document.getElementById('kernel-canvas').dataset.step"
+        )
+        return page.evaluate("() => [window.cxRun.state.index, Number(document.getElementById('kernel-canvas').dataset.step)]")
+
+    page.locator("h1").click()  # the page, not a box, has the focus
+    page.keyboard.press("ArrowLeft")
+    assert shown()[0] == last - 1
+    page.keyboard.press("Shift+ArrowLeft")
+    assert shown()[0] == last - 11
+    page.keyboard.press("ArrowRight")
+    assert shown()[0] == last - 10
+    page.keyboard.press("Space")
+    assert page.evaluate("() => Boolean(window.cxRun.state.playing)")
+    page.keyboard.press("Space")
+    assert not page.evaluate("() => Boolean(window.cxRun.state.playing)")
+    page.fill("#step-box", "30")
+    page.press("#step-box", "Enter")
+    page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.step === '30'")
+    hover_value(page, 1, 0, 1, 1)
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_selector("#filter-detail:not([hidden]) #trajectory canvas")
+    assert page.evaluate("() => window.cxRun.trajectoryCharts().map(c => c.marker)") == [30, 30]
+    page.locator("h1").click()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => window.cxRun.trajectoryCharts()[0].marker === 31")
+    page.close()

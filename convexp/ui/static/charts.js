@@ -23,6 +23,8 @@ class LineChart {
   }
 
   setSeries(series) { this.series = series.filter((s) => s.xs.length); this.draw(); }
+  // A step marked by a dashed vertical line (the step the page shows); null removes it.
+  setMarker(x) { this.marker = x; this.draw(); }
   setLog(log) { this.options.log = log; this.draw(); }
 
   y(v) { return this.options.log ? (v > 0 ? Math.log10(v) : NaN) : v; }
@@ -135,6 +137,11 @@ class LineChart {
     for (const b of boxes) {
       ctx.fillStyle = b.colour; ctx.fillRect(b.x, b.y + 1, 10, 3);
       ctx.fillStyle = "#1d232b"; ctx.fillText(b.name, b.x + 13, b.y + 6);
+    }
+    if (this.marker !== null && this.marker !== undefined && this.marker >= e.x0 && this.marker <= e.x1) {
+      ctx.strokeStyle = "#1d232b"; ctx.setLineDash([3, 3]);
+      ctx.beginPath(); ctx.moveTo(px(this.marker), top); ctx.lineTo(px(this.marker), H - bottom); ctx.stroke();
+      ctx.setLineDash([]);
     }
     if (hoverX !== undefined) {
       ctx.strokeStyle = "#98a2b3"; ctx.beginPath(); ctx.moveTo(px(hoverX), top); ctx.lineTo(px(hoverX), H - bottom); ctx.stroke();

@@ -121,6 +121,7 @@ function draw(snapshot) {
   const canvas = $("kernel-canvas");
   canvas.dataset.step = snapshot.step; canvas.dataset.layer = state.layer; canvas.dataset.limit = state.limit;
   $("step-label").textContent = `step ${snapshot.step} (epoch ${snapshot.epoch}) · snapshot ${state.index + 1} of ${state.steps.length}`;
+  trajectoryCharts.forEach((chart) => chart.setMarker(snapshot.step));  // the shown step on the filter's curves
   if (state.selected !== null) showValues();
   if (!state.playing) scheduleAnalysis();
 }
@@ -216,6 +217,7 @@ function drawTrajectory() {
   ];
   trajectoryCharts[0].setSeries(weights);
   trajectoryCharts[1].setSeries([{ name: "drift", xs: body.steps, ys: body.drift }]);
+  if (state.snapshot) trajectoryCharts.forEach((chart) => chart.setMarker(state.snapshot.step));
 }
 
 // --- analysis of the shown step ------------------------------------------------------------------------
@@ -391,7 +393,29 @@ if (RUN.conv_layers.length) {
     const hit = state.grid && state.grid.hit(p.x, p.y);
     if (hit) selectFilter(hit);
   });
+  $("step-box").addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" || !state.steps.length) return;
+    if (state.playing) stop();
+    show(nearestIndex(Number(e.target.value)));
+  });
+  // keys work unless a box or a list has the focus (typing there is typing)
+  document.addEventListener("keydown", (e) => {
+    if (!state.steps.length || e.target.closest("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === " ") { e.preventDefault(); state.playing ? stop() : play(); return; }
+    const by = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+    if (!by) return;
+    e.preventDefault();
+    if (state.playing) stop();
+    show(Math.max(0, Math.min(state.steps.length - 1, state.index + by * (e.shiftKey ? 10 : 1))));
+  });
   selectLayer(RUN.conv_layers[0].layer);
+}
+
+// The position of the recorded step nearest to ``step`` (a thinned run lacks most steps).
+function nearestIndex(step) {
+  let best = 0;
+  state.steps.forEach((s, i) => { if (Math.abs(s - step) < Math.abs(state.steps[best] - step)) best = i; });
+  return best;
 }
 loadMetrics().then(() => { if (LIVE.includes(state.status)) setTimeout(poll, 1000); });
 window.cxRun = { state, show, selectLayer, selectFilter, charts, trajectoryCharts: () => trajectoryCharts };
