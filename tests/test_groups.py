@@ -295,7 +295,7 @@ def test_the_edge_detectors_experiment_is_three_initializers_by_five_seeds_of_th
 def test_plot_summary_draws_the_groups_and_the_curves_hold_the_summarys_numbers(grid_db, tmp_path):
     from matplotlib.image import imread
 
-    from convexp.analysis.groups import group_curves
+    from convexp.analysis.group_curves import group_curves
 
     out = tmp_path / "groups.png"
     result = run_cli(

@@ -12,7 +12,8 @@ Quantities: a metric's value at the step (the last one recorded at or before it)
 of a conv layer at a recorded step, as ``filters`` and ``compare`` define them: ``edge_share`` (the
 share of filters most like an edge operator), ``drift`` (||W_t - W_0|| / ||W_0||, from the run's first
 snapshot) and ``similarity`` (each run's filters against every other run's of its group,
-Hungarian-matched cosine similarity, averaged).
+Hungarian-matched cosine similarity, averaged). The same quantities over the steps, one curve per
+group: :mod:`convexp.analysis.group_curves`.
 """
 
 from __future__ import annotations
@@ -217,7 +218,8 @@ def group_runs(store: Store, experiment: str, by: Sequence[str]) -> GroupedRuns:
     return GroupedRuns(finished, keys, groups, values, left_out)
 
 
-def _check_measure(measure: str) -> None:
+def check_measure(measure: str) -> None:
+    """Refuse a filter measure convexp does not know, naming those it does."""
     if measure not in MEASURES:
         raise ConvexpError(
             f"--measure {measure}: not a filter measure{did_you_mean(measure, MEASURES)}; measures: {', '.join(MEASURES)}"
@@ -233,16 +235,18 @@ def summarise(
     layer: str | None = None,
     step: int | str = "last",
     baseline: str | None = None,
+    grouped: GroupedRuns | None = None,
 ) -> Summary:
     """Group the experiment's finished runs by the ``by`` fields and summarise each group's metrics and
     filter measures at ``step`` (see the module's docs); runs not finished are left out and counted.
 
     With two groups, or a ``baseline`` group (its values joined with commas), every other group gets
     its difference from the baseline. Raises naming what there is for a bad field, metric, measure,
-    layer or step, and for an experiment with no finished runs."""
-    grouped = group_runs(store, experiment, by)
+    layer or step, and for an experiment with no finished runs. ``grouped``: the runs as
+    :func:`group_runs` grouped them already (a page or a report asking for several quantities)."""
+    grouped = grouped or group_runs(store, experiment, by)
     for measure in measures:
-        _check_measure(measure)
+        check_measure(measure)
     groups, keys, finished = grouped.groups, grouped.keys, grouped.runs
     baseline_key = _baseline(keys, baseline)
 
@@ -253,7 +257,7 @@ def summarise(
         for name in names:
             quantities.append((name, _metric_values(store, finished, name, step, read)))
     if measures:
-        chosen_layer = _layer(store, finished, layer)
+        chosen_layer = common_layer(store, finished, layer)
         kernels = _kernels(store, finished, chosen_layer, step)
         for measure in measures:
             quantities.append((f"{measure}({chosen_layer})", _measure_values(measure, kernels, groups)))
@@ -316,10 +320,7 @@ def _metric_values(
     (``read``: the runs' metrics, read once)."""
     series = {i: kept for i, records in read.items() if (kept := [m for m in records if m.name == name])}
     if not series:
-        names = store.metric_names([r.id for r in runs])
-        raise ConvexpError(
-            f"--metric {name}: no finished run recorded it{did_you_mean(name, names)}; metrics: {', '.join(names)}"
-        )
+        raise no_metric(store, runs, name)
     values: dict[int, float] = {}
     for run_id, records in series.items():
         if step == "first":
@@ -333,7 +334,14 @@ def _metric_values(
     return values
 
 
-def _layer(store: Store, runs: list[RunRecord], layer: str | None) -> str:
+def no_metric(store: Store, runs: list[RunRecord], name: str) -> ConvexpError:
+    """The error for a metric none of the runs recorded, naming those they did."""
+    names = store.metric_names([r.id for r in runs])
+    return ConvexpError(f"--metric {name}: no finished run recorded it{did_you_mean(name, names)}; metrics: {', '.join(names)}")
+
+
+def common_layer(store: Store, runs: list[RunRecord], layer: str | None) -> str:
+    """The conv layer to measure: ``layer``, which every run must have snapshots of, or the only one they all have."""
     recorded = [set(store.snapshot_layers(r.id)) for r in runs]
     everywhere = sorted(set.intersection(*recorded))
     anywhere = sorted(set().union(*recorded))
@@ -365,7 +373,7 @@ def _measure_values(
     measure: str, kernels: dict[int, tuple[np.ndarray, np.ndarray]], groups: dict[tuple[str, ...], list[RunRecord]]
 ) -> dict[int, float]:
     from convexp.analysis.filters import analyse_layer
-    from convexp.analysis.kernels import match_filters, relative_drift
+    from convexp.analysis.kernels import relative_drift
 
     if measure == "edge_share":
         return {i: analyse_layer(k, 0, gabor=False).edge_share for i, (_, k) in kernels.items()}
@@ -374,146 +382,15 @@ def _measure_values(
     values = {}
     for members in groups.values():  # similarity: within the group only
         for run in members:
-            others = [o for o in members if o.id != run.id]
+            others = [kernels[o.id][1] for o in members if o.id != run.id]
             if others:
-                values[run.id] = float(
-                    np.mean([match_filters(kernels[run.id][1], kernels[o.id][1]).mean_similarity for o in others])
-                )
+                values[run.id] = mean_similarity(kernels[run.id][1], others)
     return values
 
 
-@dataclass(frozen=True)
-class GroupCurve:
-    """One group's quantity over the steps: the mean of its runs at each step with the 95% t interval
-    (NaN where fewer than two runs have a value), and each run's own curve."""
+def mean_similarity(kernel: np.ndarray, others: Sequence[np.ndarray]) -> float:
+    """A run's filters against each other run's (Hungarian-matched cosine similarity), averaged: the
+    ``similarity`` measure."""
+    from convexp.analysis.kernels import match_filters
 
-    group: tuple[Any, ...]
-    label: str
-    steps: np.ndarray
-    n: np.ndarray
-    mean: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    runs: dict[int, tuple[np.ndarray, np.ndarray]]  # run id -> (steps, values)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data (JSON): NaN as None."""
-
-        def plain(values: np.ndarray) -> list[float | None]:
-            return [None if not math.isfinite(v) else float(v) for v in values]
-
-        return {
-            "group": [shown_value(v) for v in self.group],
-            "label": self.label,
-            "steps": [int(s) for s in self.steps],
-            "n": [int(n) for n in self.n],
-            "mean": plain(self.mean),
-            "ci_low": plain(self.low),
-            "ci_high": plain(self.high),
-            "runs": {str(i): {"steps": [int(s) for s in st], "values": plain(v)} for i, (st, v) in self.runs.items()},
-        }
-
-
-@dataclass(frozen=True)
-class GroupCurves:
-    """A quantity over the steps, one curve per group (see :func:`group_curves`)."""
-
-    experiment: str
-    by: list[str]
-    quantity: str
-    curves: list[GroupCurve]
-    left_out: dict[str, int]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data (JSON)."""
-        return {
-            "experiment": self.experiment,
-            "by": self.by,
-            "quantity": self.quantity,
-            "interval": "95% t",
-            "groups": [c.as_dict() for c in self.curves],
-            "left_out": self.left_out,
-        }
-
-
-def group_curves(
-    store: Store,
-    experiment: str,
-    by: Sequence[str],
-    metric: str | None = None,
-    measure: str | None = None,
-    layer: str | None = None,
-) -> GroupCurves:
-    """A metric (at every step it was recorded) or a filter measure (at every snapshot of ``layer``) of
-    the experiment's finished runs, averaged per group at each step with its 95% t interval; the same
-    numbers ``summarise`` gives at one step."""
-    if (metric is None) == (measure is None):
-        raise ConvexpError("draw either a --metric NAME or a --measure NAME")
-    grouped = group_runs(store, experiment, by)
-    series: dict[int, tuple[np.ndarray, np.ndarray]]
-    if metric is not None:
-        quantity = metric
-        found = store.metrics_of_runs([r.id for r in grouped.runs], [metric])
-        if not found:
-            names = store.metric_names([r.id for r in grouped.runs])
-            raise ConvexpError(
-                f"--metric {metric}: no finished run recorded it{did_you_mean(metric, names)}; metrics: {', '.join(names)}"
-            )
-        series = {
-            i: (np.array([m.step for m in records]), np.array([m.value for m in records], np.float64))
-            for i, records in found.items()
-        }
-    else:
-        assert measure is not None
-        _check_measure(measure)
-        chosen = _layer(store, grouped.runs, layer)
-        quantity = f"{measure}({chosen})"
-        series = _measure_series(store, measure, chosen, grouped)
-    curves = []
-    for key in grouped.keys:
-        members = {r.id: series[r.id] for r in grouped.groups[key] if r.id in series}
-        steps = np.unique(np.concatenate([s for s, _ in members.values()])) if members else np.array([], np.int64)
-        n, mean, low, high = (np.full(len(steps), np.nan) for _ in range(4))
-        for index, step in enumerate(steps):
-            at = [v[np.searchsorted(s, step)] for s, v in members.values() if step in s]
-            stats = t_interval(at)
-            n[index] = stats.n
-            mean[index] = stats.mean if stats.mean is not None else np.nan
-            low[index] = stats.ci_low if stats.ci_low is not None else np.nan
-            high[index] = stats.ci_high if stats.ci_high is not None else np.nan
-        curves.append(GroupCurve(grouped.values[key], group_label(key), steps, n.astype(int), mean, low, high, members))
-    return GroupCurves(experiment, list(by), quantity, curves, grouped.left_out)
-
-
-def _measure_series(store: Store, measure: str, layer: str, grouped: GroupedRuns) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Each run's measure at every snapshot of the layer (similarity: against the group's other runs at the same step)."""
-    from convexp.analysis.filters import analyse_layer
-    from convexp.analysis.kernels import match_filters, relative_drift
-
-    kernels = {r.id: store.kernel_series(r.id, layer) for r in grouped.runs}
-    if measure == "edge_share":
-        return {
-            i: (np.asarray(k.steps), np.array([analyse_layer(w, 0, gabor=False).edge_share for w in k.kernels]))
-            for i, k in kernels.items()
-        }
-    if measure == "drift":
-        return {i: (np.asarray(k.steps), relative_drift(k.kernels)) for i, k in kernels.items()}
-    result = {}
-    for members in grouped.groups.values():
-        for run in members:
-            others = [o.id for o in members if o.id != run.id]
-            if not others:
-                continue
-            own = kernels[run.id]
-            steps, values = [], []
-            for index, step in enumerate(own.steps):
-                matched = []
-                for other in others:
-                    at = np.searchsorted(kernels[other].steps, step)
-                    if at < len(kernels[other].steps) and kernels[other].steps[at] == step:
-                        matched.append(match_filters(own.kernels[index], kernels[other].kernels[at]).mean_similarity)
-                if matched:
-                    steps.append(int(step))
-                    values.append(float(np.mean(matched)))
-            result[run.id] = (np.array(steps), np.array(values))
-    return result
+    return float(np.mean([match_filters(kernel, other).mean_similarity for other in others]))

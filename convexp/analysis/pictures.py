@@ -25,7 +25,7 @@ from convexp.layers import Padding, same_padding
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from convexp.analysis.groups import GroupCurves
+    from convexp.analysis.group_curves import GroupCurves
     from convexp.analysis.maximize import PreferredInput
     from convexp.analysis.patches import LayerPatches
     from convexp.store import RunRecord, Store

@@ -135,9 +135,11 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
 def _groups_section(store: Store, experiment: str, by: Sequence[str]) -> str:
     """An experiment's groups: the summary tables (metrics; filter measures of its first conv layer) and
     each group's curves with their bands."""
-    from convexp.analysis.groups import group_curves, summarise
+    from convexp.analysis.group_curves import group_curves
+    from convexp.analysis.groups import group_runs, summarise
 
-    summary = summarise(store, experiment, by)
+    grouped = group_runs(store, experiment, by)  # once, for every table and curve below
+    summary = summarise(store, experiment, by, grouped=grouped)
     parts = [
         f"<h2>{html.escape(experiment)}: finished runs by {html.escape(', '.join(by))}</h2>",
         '<p class="note">Per group: n runs, mean, sample standard deviation, 95% confidence interval of the mean '
@@ -154,17 +156,23 @@ def _groups_section(store: Store, experiment: str, by: Sequence[str]) -> str:
     ]
     ids = sorted({i for row in summary.rows for i in row.run_ids})
     recorded = store.metric_names(ids)
-    drawn = [group_curves(store, experiment, by, metric=name) for name in ("test_accuracy", "train_loss") if name in recorded]
+    drawn = [
+        group_curves(store, experiment, by, metric=name, grouped=grouped)
+        for name in ("test_accuracy", "train_loss")
+        if name in recorded
+    ]
     layers = [set(store.snapshot_layers(i)) for i in ids]
     common = sorted(set.intersection(*layers)) if layers else []
     layer = "conv1" if "conv1" in common else (common[0] if common else None)
     if layer is not None:
         try:
-            measures = summarise(store, experiment, by, measures=("edge_share", "drift", "similarity"), layer=layer)
+            measures = summarise(
+                store, experiment, by, measures=("edge_share", "drift", "similarity"), layer=layer, grouped=grouped
+            )
             parts.append(
                 f"<h3>{html.escape(layer)} filter measures at the last step</h3>" + _table(measures.columns(), measures.table())
             )
-            drawn.append(group_curves(store, experiment, by, measure="edge_share", layer=layer))
+            drawn.append(group_curves(store, experiment, by, measure="edge_share", layer=layer, grouped=grouped))
         except ConvexpError as exc:
             parts.append(f'<p class="note">{html.escape(layer)} filter measures: not computed ({html.escape(str(exc))})</p>')
     for curves in drawn:

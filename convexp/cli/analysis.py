@@ -225,7 +225,7 @@ def plot_command(
 
 def _plot_summary(experiments: list[str], out: Path, by: list[str], metric, measure, layer, db) -> None:
     from convexp.analysis import pictures
-    from convexp.analysis.groups import group_curves
+    from convexp.analysis.group_curves import group_curves
     from convexp.store import Store
 
     if len(experiments) != 1:

@@ -336,7 +336,8 @@ def experiment_view(
 ) -> dict[str, Any]:
     """An experiment's groups: the fields it can be grouped by, the summary of the chosen quantity at the
     last step (as ``convexp summary -f json``) and its curves with 95% bands (as ``convexp plot summary``)."""
-    from convexp.analysis.groups import MEASURES, group_curves, summarise
+    from convexp.analysis.group_curves import group_curves
+    from convexp.analysis.groups import MEASURES, group_runs, summarise
 
     runs = store.list_runs(experiment=experiment)
     if not runs:
@@ -347,8 +348,9 @@ def experiment_view(
         by = [next((f for f in fields if f != "seed"), fields[0] if fields else "seed")]
     if metric is None and measure is None:
         metric = "test_accuracy"
-    summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer)
-    curves = group_curves(store, experiment, by, metric, measure, layer)
+    grouped = group_runs(store, experiment, by)  # once, for the table and the curves
+    summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer, grouped=grouped)
+    curves = group_curves(store, experiment, by, metric, measure, layer, grouped=grouped)
     ids = sorted({i for row in summary.rows for i in row.run_ids} | {int(i) for c in curves.curves for i in c.runs})
     layer_sets = [set(store.snapshot_layers(i)) for i in ids]
     columns = summary.columns()
