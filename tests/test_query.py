@@ -138,3 +138,17 @@ def test_a_result_is_bounded_in_rows_and_bytes_and_says_so(filled_db):
     assert run_query(str(filled_db), rows, limit=5000).truncated is None
     bounded = run_query(str(filled_db), rows, max_bytes=16 * 100)  # 8 bytes a number, 8 a text of 8
     assert len(bounded.rows) == 100 and bounded.truncated.startswith("the first 100 rows: the result passed")
+
+
+def test_the_command_lines_time_limits_are_the_librarys():
+    """The CLI states its defaults for --help; they must be the ones the library applies to other callers."""
+    from convexp.store.query import DEFAULT_TIME_LIMIT
+    from tests.test_readme_commands import cli_commands
+
+    commands = cli_commands()
+    default = {p.name: p.default for p in commands["query"].params}["time_limit"]
+    assert default == DEFAULT_TIME_LIMIT
+    pytest.importorskip("starlette", reason="convexp ui needs the ui extra")
+    from convexp.ui.app import QUERY_TIME_LIMIT
+
+    assert {p.name: p.default for p in commands["ui"].params}["query_time_limit"] == QUERY_TIME_LIMIT

@@ -21,6 +21,8 @@ from convexp.store import RunRecord, Store
 if TYPE_CHECKING:
     import pandas
 
+    from convexp.spec import RunSpec
+
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """A nested spec as dotted keys: {"optimizer.learning_rate": 0.001, "layers.0.filters": 32, ...}."""
@@ -37,25 +39,32 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
-def resolved_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A recorded spec with today's defaults filled in (a run recorded before a field existed had its default);
-    the spec as recorded if it no longer validates (e.g. its backend's plugin is gone, or it is a tracked run's)."""
+def run_spec(spec: dict[str, Any]) -> RunSpec | None:
+    """A recorded spec as today's model, its defaults filled in (a run recorded before a field existed had
+    its default); None if it no longer validates (e.g. its backend's plugin is gone, or it is a tracked run's)."""
     from pydantic import ValidationError
 
     from convexp.spec import RunSpec
 
     try:
-        return RunSpec.model_validate(spec).model_dump(mode="json")
+        return RunSpec.model_validate(spec)
     except (ValidationError, ValueError):
-        return spec
+        return None
 
 
-def run_parameters(run: RunRecord) -> dict[str, Any]:
-    """One run's parameters as flat fields (see the module's docs)."""
+def resolved_spec(spec: dict[str, Any], model: RunSpec | None = None) -> dict[str, Any]:
+    """A recorded spec with today's defaults filled in (``model``: its :func:`run_spec`, if made
+    already); the spec as recorded if it no longer validates."""
+    model = model or run_spec(spec)
+    return spec if model is None else model.model_dump(mode="json")
+
+
+def run_parameters(run: RunRecord, model: RunSpec | None = None) -> dict[str, Any]:
+    """One run's parameters as flat fields (see the module's docs); ``model``: its :func:`run_spec`, if made already."""
     return {
         "experiment": run.experiment,
         "backend": run.backend,
-        **flatten(resolved_spec(run.spec)),
+        **flatten(resolved_spec(run.spec, model)),
         "kernel_initializer": run.kernel_initializer,  # the concrete one: 'default' is the backend's own
     }
 

@@ -11,19 +11,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from convexp.analysis.compare import compare_runs, comparison_dict
 from convexp.analysis.filters import analyse_layer
 from convexp.analysis.kernels import relative_drift
-from convexp.analysis.parameters import run_parameters, shown_value, varying_fields
+from convexp.analysis.parameters import run_parameters, run_spec, shown_value, varying_fields
 from convexp.analysis.selection import step_index
 from convexp.analysis.summary import describe_run
 from convexp.datasets import Dataset
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store, StoredSnapshot
+
+if TYPE_CHECKING:
+    from convexp.spec import RunSpec
 
 #: The largest id or step the database's integers hold (64-bit signed).
 MAX_ID = 2**63 - 1
@@ -50,16 +53,15 @@ def _number(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
 
-def planned_steps(spec: dict[str, Any]) -> int | None:
+def planned_steps(spec: RunSpec | None) -> int | None:
     """The updates a run of this spec makes if it finishes (None for a run recorded from your own loop)."""
-    from pydantic import ValidationError
-
-    from convexp.spec import RunSpec
     from convexp.storage import estimate_run
 
+    if spec is None:
+        return None
     try:
-        return estimate_run(RunSpec.model_validate(spec)).steps
-    except (ValidationError, ValueError, ConvexpError):
+        return estimate_run(spec).steps
+    except (ValueError, ConvexpError):
         return None
 
 
@@ -67,7 +69,8 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
     """A run as a row of the runs table: the columns ``convexp runs`` prints, plus the planned epochs and
     steps; while it trains, ``seconds`` is the time so far and ``seconds_left`` a guess from its pace."""
     status = run.shown_status(now)
-    planned = planned_steps(run.spec)
+    model = run_spec(run.spec)  # validated once, for the planned steps and the parameters
+    planned = planned_steps(model)
     seconds, left = run.seconds, None
     if run.finished_at is None and status in ("running", "stale"):
         seconds = ((now or datetime.now(timezone.utc).replace(tzinfo=None)) - run.started_at).total_seconds()
@@ -91,7 +94,7 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "seed": run.seed,
         "initializer": run.kernel_initializer,
         # its parameters as `convexp runs` and `summary` name them (the description aside: long, and not a setting)
-        "params": {k: shown_value(v) for k, v in run_parameters(run).items() if k != "description"},
+        "params": {k: shown_value(v) for k, v in run_parameters(run, model).items() if k != "description"},
     }
 
 
