@@ -20,7 +20,8 @@ layers back into float32 arrays (what reading a series costs on top of fetching 
   the two low byte planes kept as they are, the two high ones deflated with zlib's run-length
   strategy at level 1; raw every 10 snapshots and whenever the delta would not be smaller.
 
-Each is also timed encoding all snapshots (the writer thread's cost). Last, the run is packed
+Each is also timed encoding all snapshots (the writer thread's cost), and the checksum every row
+carries (CRC-32 of the kernel) is timed beside it. Last, the run is packed
 into convexp's encoding in a copy of the database and read back through the store (every
 snapshot of both layers, `Store.kernel_series`), raw and packed: the read time a user sees.
 
@@ -155,6 +156,22 @@ def read_through_store(db: Path, run_id: int, folder: Path, series: dict[str, li
     return out
 
 
+def checksum_cost(series: dict[str, list[bytes]], encode_seconds: float, count: int) -> dict[str, float]:
+    """Seconds to checksum every snapshot as the writer does (convexp.store.encoding.snapshot_checksum,
+    median of 5), per snapshot, and as a share of the time convexp's encoding takes for them."""
+    from convexp.store.encoding import snapshot_checksum
+
+    arrays = [np.frombuffer(raw, "<f4") for kernels in series.values() for raw in kernels]
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for kernel in arrays:
+            snapshot_checksum(kernel, None)
+        times.append(time.perf_counter() - started)
+    seconds = statistics.median(times)
+    return {"seconds": seconds, "per_snapshot_us": seconds / count * 1e6, "share_of_encode": seconds / encode_seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", type=Path, help="a database holding an every-step run (default: record one)")
@@ -217,11 +234,18 @@ def main() -> None:
             f"{name:58} {r['bytes_per_snapshot']:15,.0f} {r['saved']:7.1%} "
             f"{r['encode_all_seconds']:10.3f}s {r['decode_all_seconds']:10.3f}s"
         )
+    checksum = checksum_cost(
+        series, results["convexp: xor-delta (high planes deflated, raw every 10)"]["encode_all_seconds"], count
+    )
+    print(
+        f"\nchecksums (CRC-32 of each kernel, what the writer adds per row): {checksum['seconds']:.3f} s for all, "
+        f"{checksum['per_snapshot_us']:.1f} us a snapshot, {checksum['share_of_encode']:.1%} of convexp's encoding time"
+    )
     print("\nread back through the store (Store.kernel_series of every layer, median of 5):")
     for name, r in store_reads.items():
         print(f"  stored {name}: {r['snapshot_bytes'] / 1e6:.1f} MB of kernels and biases, read in {r['read_all_seconds']:.3f} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    results_json = {"snapshots": count, "raw_bytes": raw_total, "encodings": results, "store": store_reads}
+    results_json = {"snapshots": count, "raw_bytes": raw_total, "encodings": results, "checksum": checksum, "store": store_reads}
     args.json.write_text(json.dumps(results_json, indent=2))
     print(f"\nwrote {args.json}")
 

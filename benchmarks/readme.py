@@ -82,7 +82,14 @@ def encoding_table(r: dict) -> str:
             f"| {name} | {e['bytes_per_snapshot']:,.0f} | {e['saved']:.1%} "
             f"| {e['encode_all_seconds']:.3f} s | {e['decode_all_seconds']:.3f} s |"
         )
-    lines += ["", "Read back through the store (`Store.kernel_series` of both layers, median of 5):", ""]
+    if "checksum" in r:
+        c = r["checksum"]
+        lines += [
+            "",
+            f"Checksums (CRC-32 of each kernel, written with every row, checked by every read): {c['seconds']:.3f} s for all, "
+            f"{c['per_snapshot_us']:.1f} us a snapshot, {c['share_of_encode']:.1%} of the time convexp's encoding takes.",
+        ]
+    lines += ["", "Read back through the store (`Store.kernel_series` of both layers, median of 5, checksums checked):", ""]
     lines += ["| stored | kernel + bias bytes | read all |", "|---|---|---|"]
     for name, e in r["store"].items():
         lines.append(f"| {name} | {e['snapshot_bytes'] / 1e6:.1f} MB | {e['read_all_seconds']:.3f} s |")

@@ -40,6 +40,19 @@ class StoreError(ConvexpError):
     """The results database cannot be opened, migrated or written."""
 
 
+class DamagedSnapshotError(StoreError):
+    """A stored kernel snapshot cannot be read back as the kernel that was written: it does not
+    decode, or what it decodes to does not match the checksum written with it."""
+
+    def __init__(self, run_id: int, layer: str, step: int, reason: str, wanted_step: int | None = None):
+        self.run_id, self.layer, self.step, self.reason = run_id, layer, step, reason
+        via = "" if wanted_step is None or wanted_step == step else f"; step {wanted_step} decodes from it"
+        super().__init__(
+            f"run {run_id}, layer {layer}: the snapshot at step {step} is damaged ({reason}){via}; "
+            f"`convexp db check {run_id}` lists every damaged snapshot"
+        )
+
+
 class SchemaTooNewError(StoreError):
     """The database was written by a newer convexp than this one."""
 

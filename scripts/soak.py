@@ -12,7 +12,8 @@ writers are SIGKILLed at a random moment. After every round the database must pa
 `PRAGMA integrity_check` and every run must hold whole steps: snapshots of steps
 0..steps_completed and train_loss at steps 1..steps_completed, each exactly once. At the end
 every stopped run is resumed to the end, and each must then have exactly the rows of an
-uninterrupted run and bit-identical final kernels (numpy runs are deterministic for a seed).
+uninterrupted run and bit-identical final kernels (numpy runs are deterministic for a seed), and
+`convexp db check` must find every snapshot matching its checksum.
 Prints a table of the counts; exits 1 if any failure count is not 0.
 """
 
@@ -131,6 +132,21 @@ def check(db: Path, counts: dict[str, int], final: bool = False, reference: dict
         connection.close()
 
 
+def db_check(db: Path, counts: dict[str, int]) -> None:
+    """Every snapshot must decode and match its checksum (`convexp db check`); every row must have one."""
+    result = subprocess.run(
+        [sys.executable, "-m", "convexp", "db", "check", "--db", str(db), "--format", "json"], capture_output=True, text=True
+    )
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        counts["unexpected errors"] += 1
+        print(f"convexp db check failed: {result.stderr.strip()}", file=sys.stderr)
+        return
+    bad = sum(len(r["damaged"]) + r["unverified"] for r in report["runs"]) + len(report["integrity"] or [])
+    counts["snapshots failing `convexp db check` (damaged or without a checksum)"] += bad
+
+
 def final_kernels(connection: sqlite3.Connection, run_id: int) -> list[bytes]:
     """The float32 bytes of a run's kernels at step STEPS, layer by layer, decoded from their chains of XOR deltas."""
     from convexp.store.encoding import decode_chain
@@ -164,6 +180,7 @@ def main() -> None:
         "duplicated rows": 0,
         "runs not finished at the end": 0,
         "final kernels differing from an uninterrupted run": 0,
+        "snapshots failing `convexp db check` (damaged or without a checksum)": 0,
         "unexpected errors": 0,
     }
     kills = migration_kills = rounds = 0
@@ -244,6 +261,7 @@ def main() -> None:
                     counts["unexpected errors"] += 1
                     print(f"resume {run['id']} failed: {result.stderr.strip()}", file=sys.stderr)
         check(db, counts, final=True, reference=reference)
+        db_check(db, counts)
     total_runs = sum(sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()[0] for db in databases if db.exists())
     print(
         f"\n{kills} SIGKILLs ({migration_kills} during start-up/migration) in {rounds} rounds of {args.writers} writers, "

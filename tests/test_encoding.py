@@ -75,7 +75,7 @@ def test_a_broken_chain_is_an_error_naming_the_steps():
     kernels = training_walk(3)
     encoder = ChainEncoder(XOR_DELTA)
     stored = [encoder.encode(1, "conv1", step, k) for step, k in enumerate(kernels)]
-    with pytest.raises(StoreError, match="the snapshot at step 2 is a delta of step 1, but it follows step 0"):
+    with pytest.raises(StoreError, match="the snapshot at step 2 is a delta of step 1, but follows step 0"):
         list(decode_chain([(0, RAW, None, stored[0].data), (2, XOR_DELTA, 1, stored[2].data)]))
 
 

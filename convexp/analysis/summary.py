@@ -20,6 +20,9 @@ class RunDescription:
     snapshots: list[LayerSnapshots]
     checkpoint: tuple[int, int] | None  # (epoch, step) of the latest checkpoint
     size: RunSize | None = None  # the bytes its rows hold
+    #: Whether each layer's last snapshot was checked against a checksum (None: not read; False: some
+    #: were recorded before checksums, so only decoded).
+    last_checked: bool | None = None
 
     @property
     def architecture(self) -> str | None:
@@ -76,6 +79,7 @@ class RunDescription:
                 for s in self.snapshots
             },
             "checkpoint": None if self.checkpoint is None else {"epoch": self.checkpoint[0], "step": self.checkpoint[1]},
+            "last_snapshots_checked": self.last_checked,
             "storage": None
             if self.size is None
             else {
@@ -90,16 +94,23 @@ class RunDescription:
         }
 
 
-def describe_run(store: Store, run: RunRecord) -> RunDescription:
-    """Everything the store knows about one run, without reading any kernel bytes."""
+def describe_run(store: Store, run: RunRecord, check_last: bool = False) -> RunDescription:
+    """Everything the store knows about one run. With ``check_last``, each layer's last snapshot is read
+    and checked against its checksum (a damaged one raises :class:`~convexp.errors.DamagedSnapshotError`);
+    otherwise no kernel bytes are read."""
     checkpoint = store.latest_checkpoint(run.id)
+    snapshots = store.snapshot_summary(run.id)
+    checked = None
+    if check_last:
+        checked = all(store.snapshot(run.id, s.layer, s.last_step).checksum is not None for s in snapshots)
     return RunDescription(
         run=run,
         plan=_plan(run.spec),
         last_metrics=store.last_metrics(run.id),
-        snapshots=store.snapshot_summary(run.id),
+        snapshots=snapshots,
         checkpoint=None if checkpoint is None else (checkpoint.epoch, checkpoint.step),
         size=run_sizes(store, [run.id])[run.id],
+        last_checked=checked,
     )
 
 
@@ -155,4 +166,13 @@ def format_description(description: RunDescription) -> str:
         lines.append(f"  snapshots   {s.layer} {list(s.shape)}: {s.count} from step {s.first_step} to {s.last_step}")
     if not description.snapshots:
         lines.append("  snapshots   none")
+    elif description.last_checked is not None:
+        run_id = description.run.id
+        lines.append(
+            "  checked     each layer's last snapshot decodes and matches its checksum; "
+            f"`convexp db check {run_id}` checks every one"
+            if description.last_checked
+            else "  checked     each layer's last snapshot decodes; some were recorded without checksums "
+            f"(`convexp db check --fix {run_id}` adds them)"
+        )
     return "\n".join(lines)

@@ -6,10 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from convexp.cli.options import Db
+from convexp.cli.options import Db, Format, OutputFormat
 
 app = typer.Typer(
-    help="The results database: schema migrations, copying, deleting, thinning and packing runs, reclaiming space.",
+    help="The results database: schema migrations, copying, deleting, thinning and packing runs, reclaiming space, checking for damage.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -142,7 +142,8 @@ def pack_command(
 ) -> None:
     """Re-encode the kernel snapshots of stopped runs as XOR deltas of the step before (what convexp
     writes since schema 0006; runs recorded earlier, or with CONVEXP_SNAPSHOT_ENCODING=raw, are raw
-    float32). Every step stays and reads back bit for bit; one transaction per run."""
+    float32). Every step stays and reads back bit for bit; one transaction per run. Rows recorded
+    before snapshots carried checksums (schema 0007) are given one; a damaged row stops the run's pack."""
     from convexp.store import Store
     from convexp.store.space import format_bytes, pack_run
 
@@ -152,9 +153,121 @@ def pack_command(
             typer.echo(
                 f"run {run_id}: {'would re-encode' if dry_run else 're-encoded'} {result.rewritten_rows:,} snapshot row(s), "
                 f"{'would free' if dry_run else 'freed'} {format_bytes(result.deleted_bytes)}"
+                + (
+                    f"; {'would add' if dry_run else 'added'} {result.checksums_added:,} checksum(s)"
+                    if result.checksums_added
+                    else ""
+                )
             )
         if vacuum and not dry_run:
             _vacuum(store)
+
+
+@app.command("check", short_help="Find damaged rows: SQLite's integrity check, every snapshot against its checksum.")
+def check_command(
+    runs: Annotated[
+        Optional[list[int]], typer.Argument(help="Run ids to check [default: every run].", show_default=False)
+    ] = None,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Give a checksum to each snapshot recorded without one that decodes.")
+    ] = False,
+    db: Db = None,
+    fmt: OutputFormat = Format.table,
+) -> None:
+    """Check the database for silent damage (a bad disk, a copy cut short, a sync tool): SQLite's own
+    integrity check of the file, then every kernel snapshot of every run (or of RUNS) decoded and
+    compared with the checksum written with it. A damaged snapshot is named with the later steps that
+    decode from it (XOR deltas), which cannot be read either. Exits 1 when anything is damaged.
+
+    Snapshots recorded before convexp wrote checksums (schema 0007) are counted as unverified; --fix
+    gives each one that decodes its checksum. Damaged rows are left as they are: delete the run
+    (`convexp db delete`) or copy it from a backup."""
+    import dataclasses
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from convexp.store.check import check_database
+
+    bar = Progress(
+        TextColumn("snapshots"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("check", total=None)
+    with bar:
+        report = check_database(db, runs, fix=fix, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if fmt == Format.json:
+        typer.echo(json.dumps({**dataclasses.asdict(report), "ok": report.ok}, indent=2))
+    else:
+        for line in _check_lines(report):
+            typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _check_lines(report) -> list[str]:
+    """The check's report as a person reads it: the file, then each run, then a verdict."""
+    if report.integrity is None:
+        lines = [
+            f"{report.location}: no file check for a server's database (PostgreSQL checks its own pages "
+            "when its cluster has data checksums on); checking the snapshots"
+        ]
+    elif report.integrity:
+        lines = [f"{report.location}: SQLite's integrity check found {len(report.integrity)} problem(s):"]
+        lines += [f"  {problem}" for problem in report.integrity[:20]]
+        if len(report.integrity) > 20:
+            lines.append(f"  ... and {len(report.integrity) - 20} more")
+    else:
+        lines = [f"{report.location}: SQLite's integrity check: ok"]
+    if report.unreadable:
+        lines.append(f"runs cannot be read: {report.unreadable}")
+    damaged = dependent = unverified = 0
+    for run in report.runs:
+        head = f"run {run.run_id} ({run.name}): {run.layers} layer(s), {run.snapshots:,} snapshot(s)"
+        if run.unreadable:
+            lines.append(f"{head}: cannot be read: {run.unreadable}")
+            continue
+        if run.damaged:
+            lines.append(f"{head}: {len(run.damaged)} damaged")
+        elif run.unverified and not run.checksums_added:
+            lines.append(f"{head}: {run.verified:,} match their checksums, {run.unverified:,} recorded without one")
+        else:
+            lines.append(f"{head}: all match their checksums")
+        for damage in run.damaged:
+            after = ""
+            if damage.dependent_steps:
+                after = f"; {_steps(damage.dependent_steps)} decode from it and cannot be read"
+            lines.append(f"  {damage.layer} step {damage.step}: {damage.reason}{after}")
+        if run.checksums_added:
+            lines.append(f"  added {run.checksums_added:,} checksum(s) to snapshots recorded without one")
+        damaged += len(run.damaged)
+        dependent += sum(len(d.dependent_steps) for d in run.damaged)
+        unverified += run.unverified - run.checksums_added
+    if report.ok:
+        lines.append(
+            "no damage found" + (f"; {unverified:,} snapshot(s) have no checksum (--fix adds them)" if unverified else "")
+        )
+    else:
+        broken = [r for r in report.runs if not r.ok]
+        lines.append(
+            f"damaged: {damaged:,} snapshot(s) in {len(broken)} run(s)"
+            + (f", {dependent:,} more step(s) depending on them" if dependent else "")
+            + ("; the file itself fails its integrity check" if report.integrity else "")
+        )
+    return lines
+
+
+def _steps(steps: list[int]) -> str:
+    if len(steps) == 1:
+        return f"step {steps[0]}"
+    if len(steps) <= 6:
+        return "steps " + ", ".join(map(str, steps))
+    return f"steps {steps[0]} to {steps[-1]} ({len(steps)} steps)"
 
 
 @app.command("vacuum", short_help="Give the space of deleted rows back to the file system.")

@@ -96,7 +96,7 @@ def show_command(
     from convexp.store import Store
 
     with Store(db, must_exist=True) as store:
-        description = describe_run(store, select_run(store, run))
+        description = describe_run(store, select_run(store, run), check_last=True)
     if fmt == Format.json:
         typer.echo(json.dumps(description.as_dict(), indent=2, default=str))
     elif fmt == Format.csv:

@@ -215,7 +215,9 @@ def _check_storage(planned: list, db: str | None, yes: bool, memory_here: bool =
     from convexp.errors import ConvexpError, StoreError
     from convexp.memory import check_selection
     from convexp.store.database import describe, resolve_url
+    from convexp.store.store import check_recording_settings
 
+    check_recording_settings()  # before anything is printed: a bad setting is the one line the user sees
     if memory_here:
         check_selection([(run.experiment, run.spec) for run in planned])
     expected = storage.estimate(run.spec for run in planned)

@@ -7,11 +7,13 @@ snapshots before it back to the last raw one, so reads start at that row; a chai
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from convexp.store.encoding import RAW, decode_chain
+from convexp.errors import DamagedSnapshotError
+from convexp.store.encoding import RAW, UndecodableSnapshot, checksum_problem, decode_row
 from convexp.store.models import KernelSnapshot
 from convexp.store.records import StoredSnapshot
 
@@ -23,7 +25,28 @@ _COLUMNS = (
     KernelSnapshot.base_step,
     KernelSnapshot.kernel,
     KernelSnapshot.bias,
+    KernelSnapshot.checksum,
 )
+
+
+def verified(run_id: int, layer: str, rows: Iterable[Any], wanted_step: int | None = None) -> Iterator[tuple[Any, bytes]]:
+    """(row, float32 kernel bytes) for a layer's rows in step order from a chain's start (rows with
+    step, encoding, base_step, kernel, bias and checksum), each decoded and checked against its
+    checksum: raises :class:`DamagedSnapshotError` naming run, layer and step at the first row that
+    does not decode or does not match (``wanted_step``: the step the caller asked for, to name too)."""
+    previous = None
+    for row in rows:
+        try:
+            words = decode_row(previous, row.step, row.encoding, row.base_step, row.kernel)
+        except UndecodableSnapshot as exc:
+            raise DamagedSnapshotError(run_id, layer, exc.step, exc.reason, wanted_step) from None
+        kernel = words.tobytes()
+        bias = None if row.bias is None else bytes(row.bias)
+        problem = checksum_problem(kernel, bias, row.checksum)
+        if problem is not None:
+            raise DamagedSnapshotError(run_id, layer, row.step, problem, wanted_step)
+        previous = (row.step, words)
+        yield row, kernel
 
 
 def _of_layer(run_id: int, layer: str):
@@ -31,10 +54,8 @@ def _of_layer(run_id: int, layer: str):
 
 
 def read_snapshots(connection: Connection, run_id: int, layer: str, first_step: int, count: int) -> list[StoredSnapshot]:
-    """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, decoded: the rows from
-    the raw snapshot at or before ``first_step`` are read, and those before ``first_step`` dropped."""
-    import json
-
+    """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, decoded and verified: the
+    rows from the raw snapshot at or before ``first_step`` are read, and those before ``first_step`` dropped."""
     chain_start = (
         select(func.max(KernelSnapshot.step))
         .where(*_of_layer(run_id, layer), KernelSnapshot.step <= first_step, KernelSnapshot.encoding == RAW)
@@ -56,22 +77,44 @@ def read_snapshots(connection: Connection, run_id: int, layer: str, first_step: 
         .limit(before[1] + count)
     )
     rows = connection.execute(query).all()
-    decoded = decode_chain((r.step, r.encoding, r.base_step, r.kernel) for r in rows)
     return [
-        StoredSnapshot(layer, r.step, r.epoch, tuple(json.loads(r.shape)), kernel, None if r.bias is None else bytes(r.bias))
-        for r, (_, kernel) in zip(rows, decoded)
+        StoredSnapshot(
+            layer,
+            r.step,
+            r.epoch,
+            _shape(run_id, layer, r, kernel),
+            kernel,
+            None if r.bias is None else bytes(r.bias),
+            r.checksum,
+        )
+        for r, kernel in verified(run_id, layer, rows, first_step)
         if r.step >= first_step
     ]
 
 
+def _shape(run_id: int, layer: str, row: Any, kernel: bytes) -> tuple[int, ...]:
+    """A row's kernel shape, checked against the bytes it decoded to."""
+    import json
+    import math
+
+    try:
+        shape = tuple(int(n) for n in json.loads(row.shape))
+    except (ValueError, TypeError) as exc:
+        raise DamagedSnapshotError(run_id, layer, row.step, f"its shape {row.shape!r} is not a list of sizes: {exc}") from None
+    if 4 * math.prod(shape) != len(kernel):
+        reason = f"its kernel holds {len(kernel) // 4} values where its shape {list(shape)} has {math.prod(shape)}"
+        raise DamagedSnapshotError(run_id, layer, row.step, reason)
+    return shape
+
+
 def read_layer(connection: Connection, run_id: int, layer: str, steps: Sequence[int] | None = None) -> Iterator[tuple]:
-    """(step, epoch, shape JSON, kernel bytes, bias bytes or None) of a layer's snapshots in step order
-    (all, or those at ``steps``), decoded; the rows a delta needs are read even when not wanted."""
+    """(step, epoch, shape, kernel bytes, bias bytes or None) of a layer's snapshots in step order (all,
+    or those at ``steps``), decoded and verified; the rows a delta needs are read even when not wanted."""
     rows = connection.execute(select(*_COLUMNS).where(*_of_layer(run_id, layer)).order_by(KernelSnapshot.step)).all()
     wanted = None if steps is None else set(steps)
-    for row, (step, kernel) in zip(rows, decode_chain((r.step, r.encoding, r.base_step, r.kernel) for r in rows)):
-        if wanted is None or step in wanted:
-            yield step, row.epoch, row.shape, kernel, None if row.bias is None else bytes(row.bias)
+    for row, kernel in verified(run_id, layer, rows):
+        if wanted is None or row.step in wanted:
+            yield row.step, row.epoch, _shape(run_id, layer, row, kernel), kernel, None if row.bias is None else bytes(row.bias)
 
 
 def all_raw(connection: Connection, run_id: int, layer: str) -> bool:

@@ -159,7 +159,7 @@ def _alembic_config(connection=None):
 
 #: The newest migration in migrations/versions (a test keeps it equal to Alembic's head): a database
 #: already there is opened without importing Alembic.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 
 def _at_head(engine: Engine) -> bool:
@@ -307,7 +307,8 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Cal
     except DatabaseError as exc:
         if _disk_full(url):  # SQLite could not create its journal files
             raise StoreError(f"{where}: cannot open the database: the disk is full ({exc.orig})") from None
-        raise StoreError(f"{where}: not a usable database ({exc.orig})") from None
+        reason = " ".join(str(exc.orig).split())  # a driver's message may span lines (psycopg adds a hint)
+        raise StoreError(f"{where}: not a usable database ({reason})") from None
     if current is None and tables - {"alembic_version"}:
         raise StoreError(f"{where}: has tables ({', '.join(sorted(tables))}) but is not a convexp database")
     if current is not None:

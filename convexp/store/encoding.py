@@ -35,6 +35,7 @@ from convexp.errors import StoreError
 
 if TYPE_CHECKING:
     import numpy as np
+    from typing_extensions import Buffer
 
 RAW = "raw"
 XOR_DELTA = "xor-delta"
@@ -156,24 +157,58 @@ class ChainEncoder:
                 del chains[key]
 
 
+class UndecodableSnapshot(StoreError):
+    """A stored snapshot that cannot be turned back into the kernel that was written (``reason`` says why)."""
+
+    def __init__(self, step: int, reason: str):
+        self.step, self.reason = step, reason
+        super().__init__(f"the snapshot at step {step} {reason}")
+
+
+def snapshot_checksum(kernel: Buffer, bias: Buffer | None) -> int:
+    """What a row's ``checksum`` holds: the CRC-32 (zlib's) of the snapshot's little-endian float32
+    kernel bytes, continued over its bias bytes when it has a bias -- the decoded values, so a
+    damaged raw row, a damaged delta and a delta applied to the wrong base are all caught."""
+    crc = zlib.crc32(kernel)
+    return crc if bias is None else zlib.crc32(bias, crc)
+
+
+def decode_row(previous: tuple[int, np.ndarray] | None, step: int, encoding: str, base_step: int | None, data) -> np.ndarray:
+    """The uint32 words of one stored kernel, given the (step, words) of the row before it in its
+    layer (None at a chain's start); raises :class:`UndecodableSnapshot` naming the step."""
+    import numpy as np
+
+    if encoding == RAW:
+        if len(data) % 4:
+            raise UndecodableSnapshot(step, f"holds {len(data)} bytes, not a whole number of float32 values")
+        return np.frombuffer(bytes(data), dtype="<u4")
+    if encoding != XOR_DELTA:
+        raise UndecodableSnapshot(step, f"has an unknown encoding {encoding!r}")
+    if previous is None or previous[0] != base_step:
+        after = "the chain's start" if previous is None else f"step {previous[0]}"
+        raise UndecodableSnapshot(step, f"is a delta of step {base_step}, but follows {after}")
+    try:
+        return undo_xor_delta(bytes(data), previous[1])
+    except (zlib.error, ValueError, StoreError) as exc:
+        raise UndecodableSnapshot(step, f"does not decode: {exc}") from None
+
+
+def checksum_problem(kernel: bytes, bias: bytes | None, checksum: int | None) -> str | None:
+    """Why a decoded snapshot is not the one written (its checksum differs), or None when it matches
+    or was recorded before snapshots carried checksums (``checksum`` is None)."""
+    if checksum is None or snapshot_checksum(kernel, bias) == checksum:
+        return None
+    return "its kernel and bias do not match the checksum written with them"
+
+
 def decode_chain(rows: Iterable[tuple[int, str, int | None, bytes]]) -> Iterator[tuple[int, bytes]]:
     """(step, little-endian float32 kernel bytes) for rows of one run and layer given as
     (step, encoding, base_step, stored kernel bytes) in step order, starting at a raw row.
 
-    Raises :class:`StoreError` when a delta's base is not the row before it (a chain cut)."""
-    import numpy as np
-
+    Raises :class:`UndecodableSnapshot` (a :class:`StoreError`) naming the step of a row that does
+    not decode, as when a delta's base is not the row before it (a chain cut)."""
     previous: tuple[int, np.ndarray] | None = None
     for step, encoding, base_step, data in rows:
-        data = bytes(data)
-        if encoding == RAW:
-            words = np.frombuffer(data, dtype="<u4")
-        elif encoding == XOR_DELTA:
-            if previous is None or previous[0] != base_step:
-                after = "the chain's start" if previous is None else f"step {previous[0]}"
-                raise StoreError(f"the snapshot at step {step} is a delta of step {base_step}, but it follows {after}")
-            words = undo_xor_delta(data, previous[1])
-        else:
-            raise StoreError(f"the snapshot at step {step} has an unknown encoding {encoding!r}")
+        words = decode_row(previous, step, encoding, base_step, data)
         previous = (step, words)
         yield step, words.tobytes()

@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from convexp.store.encoding import ChainEncoder
+from convexp.store.encoding import ChainEncoder, snapshot_checksum
 from convexp.store.records import SnapshotRow
 
 #: The columns :func:`insert_many` fills, in the order of its tuples.
 _INSERTED = {
     "metrics": ("run_id", "step", "epoch", "name", "value"),
-    "kernel_snapshots": ("run_id", "layer", "step", "epoch", "shape", "kernel", "bias", "encoding", "base_step"),
+    "kernel_snapshots": ("run_id", "layer", "step", "epoch", "shape", "kernel", "bias", "encoding", "base_step", "checksum"),
 }
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
@@ -36,14 +36,17 @@ def insert_many(connection: Connection, model: Any, rows: list[tuple]) -> None:
 
 
 def snapshot_row(run_id: int, snapshot: SnapshotRow, encoder: ChainEncoder) -> tuple:
-    """A snapshot as the tuple :func:`insert_many` writes into ``kernel_snapshots``, its kernel encoded."""
+    """A snapshot as the tuple :func:`insert_many` writes into ``kernel_snapshots``: its kernel encoded,
+    and the checksum of the kernel and bias it stands for."""
     import numpy as np
 
     kernel = np.ascontiguousarray(snapshot.kernel, dtype="<f4")
     bias = None if snapshot.bias is None else np.ascontiguousarray(snapshot.bias, dtype="<f4").tobytes()
     stored = encoder.encode(run_id, snapshot.layer, snapshot.step, kernel)
     shape = _SHAPES.get(kernel.shape) or _SHAPES.setdefault(kernel.shape, json.dumps(list(kernel.shape)))
-    return (run_id, snapshot.layer, snapshot.step, snapshot.epoch, shape, stored.data, bias, stored.encoding, stored.base_step)
+    checksum = snapshot_checksum(kernel.data, bias)
+    row = (run_id, snapshot.layer, snapshot.step, snapshot.epoch, shape, stored.data, bias, stored.encoding, stored.base_step)
+    return (*row, checksum)
 
 
 #: Kernel shapes as the ``shape`` column writes them, made once per shape.

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -90,7 +102,9 @@ class KernelSnapshot(Base):
     ``kernel`` holds its little-endian float32 bytes when ``encoding`` is 'raw', or an XOR delta
     against the layer's snapshot at ``base_step`` when it is 'xor-delta' (see
     :mod:`convexp.store.encoding`). ``bias`` holds out_channels float32 values (NULL for a layer
-    without bias), always raw.
+    without bias), always raw. ``checksum`` is the CRC-32 of the float32 kernel and bias the row
+    stands for (decoded; see :func:`convexp.store.encoding.snapshot_checksum`), checked by every
+    reader; NULL in rows recorded before checksums (``convexp db check --fix`` adds it).
     """
 
     __tablename__ = "kernel_snapshots"
@@ -109,6 +123,7 @@ class KernelSnapshot(Base):
     bias: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     encoding: Mapped[str] = mapped_column(String(24), server_default="raw")
     base_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    checksum: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class RunCheckpoint(Base):

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+#: The largest id a database holds (a signed 64-bit integer): a larger one names no run.
+MAX_ID = 2**63 - 1
+
 #: A running run that has written no heartbeat for this long is shown as stale. The recorder
 #: writes one at least every :data:`convexp.store.background.HEARTBEAT_SECONDS` (1 s).
 STALE_AFTER_SECONDS = 30.0
@@ -133,6 +136,8 @@ class StoredSnapshot:
     shape: tuple[int, ...]
     kernel: bytes
     bias: bytes | None
+    #: The checksum the row was written with (None: recorded before checksums); readers have checked it.
+    checksum: int | None = None
 
     @property
     def kernel_array(self) -> np.ndarray:

@@ -83,8 +83,7 @@ class SnapshotReads:
     ) -> tuple[list[int], np.ndarray]:
         """One filter of a layer at every snapshot (or at ``steps``): (steps, values of shape (n, in, kh, kw)).
 
-        For a layer stored raw only that filter's bytes leave the database (``substr`` of the stored
-        kernel); XOR-delta snapshots are decoded whole, one after another."""
+        Every snapshot is read whole and checked against its checksum, then the filter cut out of it."""
         import numpy as np
 
         summary = {s.layer: s for s in self.snapshot_summary(run_id)}
@@ -94,19 +93,10 @@ class SnapshotReads:
         if not 0 <= filter_index < out:
             raise StoreError(f"layer {layer} of run {run_id} has filters 0 to {out - 1}, not {filter_index}")
         size = 4 * int(np.prod(filter_shape))
+        start = filter_index * size
         with self.engine.connect() as connection:
-            if chains.all_raw(connection, run_id, layer):
-                query = (
-                    select(KernelSnapshot.step, func.substr(KernelSnapshot.kernel, filter_index * size + 1, size))
-                    .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
-                    .order_by(KernelSnapshot.step)
-                )
-                if steps is not None:
-                    query = query.where(KernelSnapshot.step.in_(list(steps)))
-                rows = [(step, bytes(data)) for step, data in connection.execute(query)]
-            else:
-                start = filter_index * size
-                rows = [(r[0], r[3][start : start + size]) for r in chains.read_layer(connection, run_id, layer, steps)]
+            # whole kernels are read, even stored raw, so that each is checked against its checksum
+            rows = [(r[0], r[3][start : start + size]) for r in chains.read_layer(connection, run_id, layer, steps)]
         values = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), *filter_shape)
         return [r[0] for r in rows], values
 
@@ -118,7 +108,13 @@ class SnapshotReads:
             rows = list(chains.read_layer(connection, run_id, layer))
         if not rows:
             raise _no_such_layer(run_id, layer, self.snapshot_layers(run_id))
-        shape = tuple(json.loads(rows[0][2]))
+        shape = rows[0][2]
+        for row in rows:
+            if row[2] != shape:
+                raise StoreError(
+                    f"run {run_id}, layer {layer}: the snapshot at step {row[0]} has shape {list(row[2])}, "
+                    f"the one at step {rows[0][0]} {list(shape)}; a layer's snapshots must all have one shape"
+                )
         kernels = np.frombuffer(b"".join(r[3] for r in rows), dtype="<f4").reshape((len(rows), *shape))
         biases = None
         if all(r[4] is not None for r in rows):

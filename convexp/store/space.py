@@ -8,14 +8,14 @@ later writes; ``convexp db vacuum`` gives it back to the file system (SQLite).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, func, select, update
 
 from convexp.errors import StoreError
-from convexp.store.encoding import RAW, ChainEncoder, decode_chain
+from convexp.store.chains import verified
+from convexp.store.encoding import RAW, ChainEncoder, snapshot_checksum
 from convexp.store.models import KernelSnapshot, Metric, Run, RunCheckpoint
 from convexp.store.store import Store
 
@@ -113,13 +113,15 @@ def run_sizes(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, R
 @dataclass(frozen=True)
 class ThinnedRun:
     """What thinning did (or, in a dry run, would do) to one run: steps kept, snapshot rows deleted,
-    kept rows re-encoded (their chain lost a base, or they were raw), and the bytes this freed."""
+    kept rows re-encoded (their chain lost a base, or they were raw), the bytes this freed, and the kept
+    rows recorded before checksums that were given one."""
 
     run_id: int
     kept_steps: int
     deleted_rows: int
     deleted_bytes: int
     rewritten_rows: int = 0
+    checksums_added: int = 0
 
 
 #: Rows of a layer read at a time while thinning, so a long run is never all in memory.
@@ -156,10 +158,11 @@ def thin_run(
         layers = connection.execute(
             select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)
         ).scalars()
-        deleted = rewritten = freed = 0
+        deleted = rewritten = freed = checksummed = 0
         kept_steps: set[int] = set()
         for layer in list(layers):
-            for row, (step, kernel) in _decoded_rows(connection, run_id, layer):
+            for row, kernel in _decoded_rows(connection, run_id, layer):
+                step = row.step
                 where = and_(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step == step)
                 if not kept(step):
                     deleted += 1
@@ -169,17 +172,21 @@ def thin_run(
                     continue
                 kept_steps.add(step)
                 stored = encoder.encode(run_id, layer, step, kernel)
+                values: dict[str, object] = {}
                 if (stored.encoding, stored.base_step) != (row.encoding, row.base_step) or (
                     stored.encoding != RAW and stored.data != bytes(row.kernel)
                 ):
                     rewritten += 1
                     freed += len(row.kernel) - len(stored.data)
-                    if not dry_run:
-                        values = {"kernel": stored.data, "encoding": stored.encoding, "base_step": stored.base_step}
-                        connection.execute(update(KernelSnapshot).where(where).values(**values))
+                    values = {"kernel": stored.data, "encoding": stored.encoding, "base_step": stored.base_step}
+                if row.checksum is None:  # recorded before checksums: it decoded, so it gains one
+                    checksummed += 1
+                    values["checksum"] = snapshot_checksum(kernel, None if row.bias is None else bytes(row.bias))
+                if values and not dry_run:
+                    connection.execute(update(KernelSnapshot).where(where).values(**values))
         if not dry_run:
             store.encoder.forget(run_id)
-    return ThinnedRun(run_id, len(kept_steps), deleted, freed, rewritten)
+    return ThinnedRun(run_id, len(kept_steps), deleted, freed, rewritten, checksummed)
 
 
 def pack_run(store: Store, run_id: int, *, dry_run: bool = False) -> ThinnedRun:
@@ -189,9 +196,17 @@ def pack_run(store: Store, run_id: int, *, dry_run: bool = False) -> ThinnedRun:
 
 
 def _decoded_rows(connection, run_id: int, layer: str):
-    """(row, (step, float32 kernel bytes)) of a layer in step order, read a chunk at a time; rows at
-    or before the last one yielded may be changed meanwhile."""
-    columns = (KernelSnapshot.step, KernelSnapshot.encoding, KernelSnapshot.base_step, KernelSnapshot.kernel, KernelSnapshot.bias)
+    """(row, float32 kernel bytes) of a layer in step order, read a chunk at a time, each checked against
+    its checksum (a damaged row stops the caller's transaction); rows at or before the last one yielded
+    may be changed meanwhile."""
+    columns = (
+        KernelSnapshot.step,
+        KernelSnapshot.encoding,
+        KernelSnapshot.base_step,
+        KernelSnapshot.kernel,
+        KernelSnapshot.bias,
+        KernelSnapshot.checksum,
+    )
     after = -1
 
     def chunks():
@@ -209,5 +224,4 @@ def _decoded_rows(connection, run_id: int, layer: str):
             after = rows[-1].step
             yield from rows
 
-    rows, feed = itertools.tee(chunks())
-    yield from zip(rows, decode_chain((r.step, r.encoding, r.base_step, r.kernel) for r in feed))
+    yield from verified(run_id, layer, chunks())

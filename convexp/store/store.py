@@ -18,16 +18,22 @@ from sqlalchemy.exc import OperationalError
 
 from convexp.errors import RunNotResumableError, RunStillRunningError, StoreError
 from convexp.store import database
-from convexp.store.encoding import ChainEncoder
+from convexp.store.encoding import ChainEncoder, default_encoding
 from convexp.store.inserts import insert_many, snapshot_row
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
-from convexp.store.records import MetricRecord, RunRecord, SnapshotRow
+from convexp.store.records import MAX_ID, MetricRecord, RunRecord, SnapshotRow
 from convexp.store.snapshot_reads import SnapshotReads
 from convexp.store.writer_process import writer_kind
 
 if TYPE_CHECKING:
     from convexp.types import Checkpoint
+
+
+def check_recording_settings() -> None:
+    """Refuse a bad ``CONVEXP_SNAPSHOT_ENCODING`` or ``CONVEXP_WRITER`` in one line (no store needed)."""
+    default_encoding()
+    writer_kind()
 
 
 def utcnow() -> datetime:
@@ -144,7 +150,7 @@ class Store(SnapshotReads):
     def check_recording_settings(self) -> None:
         """Refuse a bad ``CONVEXP_SNAPSHOT_ENCODING`` or ``CONVEXP_WRITER`` in one line, before any run is made."""
         self.encoder  # noqa: B018
-        writer_kind()
+        check_recording_settings()
 
     @property
     def encoder(self) -> ChainEncoder:
@@ -328,8 +334,9 @@ class Store(SnapshotReads):
         ]
         if run_ids is not None:
             wanted = set(run_ids)
+            storable = {i for i in wanted if abs(i) <= MAX_ID}  # a larger id is in no database
             with self.engine.connect() as connection:
-                present = set(connection.execute(select(Run.id).where(Run.id.in_(wanted))).scalars())
+                present = set(connection.execute(select(Run.id).where(Run.id.in_(storable))).scalars())
             if wanted - present:
                 raise StoreError(f"{self.location}: no run with id {', '.join(map(str, sorted(wanted - present)))}")
             conditions.append(Run.id.in_(wanted))
@@ -343,7 +350,7 @@ class Store(SnapshotReads):
 
     def get_run(self, run_id: int) -> RunRecord:
         """One run by id; raises :class:`StoreError` if there is none."""
-        runs = self._select_runs(Run.id == run_id)
+        runs = self._select_runs(Run.id == run_id) if abs(run_id) <= MAX_ID else []
         if not runs:
             raise StoreError(f"{self.location}: no run with id {run_id}")
         return runs[0]

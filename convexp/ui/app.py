@@ -35,7 +35,7 @@ from starlette.templating import Jinja2Templates
 from convexp import __version__
 from convexp.analysis import TOP_PATCHES
 from convexp.cells import plain_value as _plain
-from convexp.errors import ConvexpError, QueryError
+from convexp.errors import ConvexpError, DamagedSnapshotError, QueryError
 from convexp.store import Store
 from convexp.ui import data
 from convexp.ui.data import BadRequest, NotFound
@@ -139,6 +139,9 @@ def create_app(
                 return handler(request)
             except (NotFound, BadRequest, QueryError) as exc:
                 return error_page(request, _status(exc), str(exc))
+            except DamagedSnapshotError as exc:  # a sound request the database cannot answer truthfully
+                log.warning("%s %s: %s", request.method, request.url.path, exc)
+                return error_page(request, 500, str(exc))
             except ConvexpError as exc:
                 return error_page(request, 400, str(exc))
             except Exception as exc:  # a bug, or the database went away: one line, and keep serving

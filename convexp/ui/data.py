@@ -24,12 +24,11 @@ from convexp.analysis.summary import describe_run
 from convexp.datasets import Dataset
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store, StoredSnapshot
+from convexp.store.records import MAX_ID
 
 if TYPE_CHECKING:
     from convexp.spec import RunSpec
 
-#: The largest id or step the database's integers hold (64-bit signed).
-MAX_ID = 2**63 - 1
 #: The most points a filter's trajectory is drawn with (steps are thinned evenly beyond it).
 TRAJECTORY_POINTS = 600
 #: The most snapshots one kernels request hands out (playing fetches ahead in chunks).
