@@ -13,7 +13,10 @@ encoded as recording writes them). Then times, each as a fresh ``convexp`` proce
 - ``convexp summary grid --by initializer`` (test accuracy and loss per group), 1 s;
 - ``convexp summary every-step --by initializer --measure edge_share --layer conv1``, 5 s;
 - ``convexp ui``'s page ``/experiments/grid100?by=initializer`` (100 runs, test accuracy by group with
-  its curves), server time, 0.5 s; the runs page with every run and its parameters, 0.3 s.
+  its curves), server time, 0.5 s; the runs page with every run and its parameters, 0.3 s;
+- ``convexp validate`` of a grid of 1,000,000,000 runs (seed, epochs and batch_size with 1,000
+  values each): counting, checking every value, sizing what it writes and the memory a run holds,
+  in this process, 1 s (issue 33: counted from the sizes, never expanded); and the whole command.
 
 Prints a table and writes JSON (benchmarks/results/grids.json by default).
 """
@@ -152,7 +155,15 @@ def main() -> None:
             ),
             "convexp --help (start-up alone)": (["--help"], None),
         }
+        huge = billion_grid(Path(folder))
+        commands["convexp validate, a 1,000,000,000-run grid (start-up included)"] = (["validate", str(huge)], None)
         results = {}
+        times = [billion_grid_seconds(huge) for _ in range(args.repeats)]
+        results["a 1,000,000,000-run grid validated, sized and checked for memory, in this process"] = {
+            "seconds": statistics.median(times),
+            "all": times,
+            "target": 1.0,
+        }
         for name, (command, target) in commands.items():
             times = [timed(command, db) if command != ["--help"] else timed_help() for _ in range(args.repeats)]
             results[name] = {"seconds": statistics.median(times), "all": times, "target": target}
@@ -174,6 +185,39 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.json}")
+
+
+def billion_grid(folder: Path) -> Path:
+    """An experiments file of one experiment with 1,000 seeds x 1,000 epoch counts x 1,000 batch sizes."""
+    import yaml
+
+    spec = {
+        "dataset": "digits",
+        "backend": "numpy",
+        "layers": [{"type": "conv", "filters": 4, "kernel_size": 3}, {"type": "flatten"}, {"type": "dense", "units": 10}],
+        "seed": list(range(1000)),
+        "epochs": list(range(1, 1001)),
+        "batch_size": list(range(1, 1001)),
+    }
+    path = folder / "billion.yaml"
+    path.write_text(yaml.safe_dump({"experiments": {"billion": spec}}))
+    return path
+
+
+def billion_grid_seconds(path: Path) -> float:
+    """What `convexp validate` does with the file, timed in this process (start-up apart)."""
+    from convexp import storage
+    from convexp.memory import check_grids
+    from convexp.plugins import get_backends
+    from convexp.spec import validate_file
+
+    backends = get_backends()
+    start = time.perf_counter()
+    (grid,) = validate_file(path, backends=backends).values()
+    assert len(grid) == 10**9
+    storage.estimate_grid(grid)
+    check_grids([grid])
+    return time.perf_counter() - start
 
 
 def page_ms(db: Path, path: str, repeats: int) -> list[float]:

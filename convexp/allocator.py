@@ -24,13 +24,24 @@ _THRESHOLD = 1 << 30
 _tuned: bool | None = None
 
 
+def tuning_setting() -> str:
+    """``CONVEXP_MALLOC_TUNING``: '1' (the default) or '0'; anything else is one line naming it."""
+    setting = os.environ.get(TUNING_ENV, "1").strip() or "1"
+    if setting not in ("0", "1"):
+        from convexp.errors import ConvexpError
+
+        raise ConvexpError(f"{TUNING_ENV}={setting!r}: use 1 to keep freed memory for reuse (the default) or 0 not to")
+    return setting
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process (once); returns whether it did."""
     global _tuned
     if _tuned is not None:
         return _tuned
+    setting = tuning_setting()
     _tuned = False
-    if os.environ.get(TUNING_ENV, "1") == "0" or not sys.platform.startswith("linux"):
+    if setting == "0" or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

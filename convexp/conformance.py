@@ -29,6 +29,7 @@ import numpy as np
 from convexp.backend import Backend
 from convexp.initializers import explain
 from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, plan
+from convexp.plugin_output import NonFiniteKernel, PlanCheck, PluginBreach
 from convexp.plugins import get_backend
 from convexp.seeding import initial_weights
 from convexp.training import (
@@ -67,27 +68,58 @@ VARIANCE_TOLERANCE = 0.05
 
 @dataclass
 class CollectingObserver:
-    """A TrainingObserver that keeps everything it is told, with a kernel snapshot at every step."""
+    """A TrainingObserver that keeps everything it is told, with a kernel snapshot at every step.
+
+    With a ``plan`` it checks what the backend hands back as the runner does
+    (:class:`~convexp.plugin_output.PlanCheck`), so a plugin author meets a breach here first."""
 
     snapshots: dict[int, dict[str, KernelSnapshot]] = field(default_factory=dict)
     steps: list[tuple[int, int, dict[str, float]]] = field(default_factory=list)
     epochs: list[tuple[int, int, dict[str, float]]] = field(default_factory=list)
     #: The checkpoint of each epoch end, for backends that hand one out.
     checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
+    plan: PlanCheck | None = None
+
+    def _kernels(self, kernels: KernelReader, step: int, epoch: int) -> dict[str, KernelSnapshot]:
+        handed = dict(kernels())
+        if self.plan is not None:
+            try:
+                self.plan.kernels(handed, step, epoch)
+            except (PluginBreach, NonFiniteKernel) as exc:
+                raise ConformanceFailure(str(exc)) from None
+        return handed
 
     def on_train_start(self, kernels: KernelReader) -> None:
-        self.snapshots[0] = dict(kernels())
+        self.snapshots[0] = self._kernels(kernels, 0, 0)
 
     def on_step(self, step: int, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+        if self.plan is not None:
+            try:
+                self.plan.step(step, epoch)
+            except PluginBreach as exc:
+                raise ConformanceFailure(str(exc)) from None
         self.steps.append((step, epoch, dict(metrics)))
-        self.snapshots[step] = dict(kernels())
+        self.snapshots[step] = self._kernels(kernels, step, epoch)
 
     def on_epoch_end(
         self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader, state: StateReader | None = None
     ) -> None:
+        if self.plan is not None:
+            try:
+                self.plan.epoch_end(epoch, step)
+            except PluginBreach as exc:
+                raise ConformanceFailure(str(exc)) from None
         self.epochs.append((epoch, step, dict(metrics)))
         if state is not None:
             self.checkpoints[epoch] = Checkpoint(epoch, step, state())
+
+    def finished(self) -> None:
+        """After the backend's train returned: it made every step and epoch of the plan."""
+        if self.plan is not None:
+            try:
+                self.plan.finished()
+            except PluginBreach as exc:
+                raise ConformanceFailure(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -328,8 +360,9 @@ def check_snapshot_layout(backend: Backend) -> str:
     """Snapshots are float32 copies in (out, in, kh, kw) layout, and step 0 is exactly the initial weights."""
     job = with_shared_init(tiny_job(max_steps=3))
     weights = job.initial_weights or {}
-    observer = CollectingObserver()
+    observer = CollectingObserver(plan=PlanCheck.for_job(backend.name, job))
     backend.train(job, observer)
+    observer.finished()
     for layer in ("conv1", "conv2"):
         expected_shape = next(tuple(p.kernel_shape or ()) for p in job.layers if p.name == layer)
         for step, snapshots in observer.snapshots.items():
@@ -360,8 +393,9 @@ def check_trainer(backend: Backend) -> str:
         train_images=data.train_images,
         train_labels=data.train_labels,
     )
-    observer = CollectingObserver()
+    observer = CollectingObserver(plan=PlanCheck.for_job(backend.name, job))
     backend.train(job, observer)
+    observer.finished()
     require([s[0] for s in observer.steps] == list(range(1, job.total_steps + 1)), "steps must be numbered 1, 2, ... once each")
     require(
         [(e[0], e[1]) for e in observer.epochs] == [(e, e * job.steps_per_epoch) for e in range(1, job.epochs + 1)],

@@ -12,14 +12,16 @@ one under it may still not.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
 from convexp.layers import parameter_table
-from convexp.spec import RunSpec
+from convexp.spec import Grid, RunSpec
 from convexp.store.background import FLUSH_BYTES, MAX_PENDING
 from convexp.store.space import format_bytes
 
@@ -95,13 +97,34 @@ def check_memory(experiment: str, spec: RunSpec, available: int | None = None) -
     return needed
 
 
+#: The fields that decide the memory a run holds; the others (seed, epochs, initializer...) do not.
+MEMORY_FIELDS = ("dataset", "layers", "batch_size", "train_examples", "optimizer", "snapshots")
+
+
+def check_grids(grids: Iterable[Grid], available: int | None = None) -> int:
+    """Check every run of each grid without expanding it: one run per combination of the values of the
+    axes that decide memory (:data:`MEMORY_FIELDS`); returns the most a run needs."""
+    available = available_memory() if available is None else available
+    most = 0
+    for grid in grids:
+        axes = [axis for axis in grid.axes if axis in MEMORY_FIELDS]
+        seen: set[str] = set()
+        for choice in itertools.product(*(grid.raw[axis] for axis in axes)):
+            spec = grid.spec(**dict(zip(axes, choice)))
+            key = spec.model_dump_json(include=set(MEMORY_FIELDS))
+            if key not in seen:
+                seen.add(key)
+                most = max(most, check_memory(grid.experiment, spec, available).total)
+    return most
+
+
 def check_selection(runs: list[tuple[str, RunSpec]], available: int | None = None) -> int:
     """Check every run of a selection (experiment name, spec); returns the most one of them needs.
     Specs that size alike are sized once."""
     available = available_memory() if available is None else available
     seen: dict[str, int] = {}
     for experiment, spec in runs:
-        key = spec.model_dump_json(include={"dataset", "layers", "batch_size", "train_examples", "optimizer", "snapshots"})
+        key = spec.model_dump_json(include=set(MEMORY_FIELDS))
         if key not in seen:
             seen[key] = check_memory(experiment, spec, available).total
     return max(seen.values(), default=0)

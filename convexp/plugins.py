@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
 import pluggy
 
@@ -136,6 +137,17 @@ def get_backends() -> dict[str, Backend]:
     return dict(backends)
 
 
+def call_backend(backend: Backend, method: str, *args: Any) -> Any:
+    """``backend.method(*args)``, a plugin's code: any error but convexp's own (and ``ValueError``, which
+    the interface uses for bad input) becomes one line naming the backend and the method."""
+    try:
+        return getattr(backend, method)(*args)
+    except (ConvexpError, ValueError):
+        raise
+    except Exception as exc:
+        raise BackendUnavailableError(f"backend '{backend.name}': {method}() raised {type(exc).__name__}: {exc}") from None
+
+
 def get_backend(name: str, *, require_usable: bool = True) -> Backend:
     """The backend called ``name``; raises if unknown, or if unusable and ``require_usable``."""
     backends = get_backends()
@@ -143,7 +155,7 @@ def get_backend(name: str, *, require_usable: bool = True) -> Backend:
         raise unknown_name("backend", name, backends)
     backend = backends[name]
     if require_usable:
-        reason = backend.unavailable_reason()
+        reason = call_backend(backend, "unavailable_reason")
         if reason:
             raise BackendUnavailableError(f"backend '{name}' is unavailable: {reason}")
     return backend

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import Protocol
+from typing import NoReturn, Protocol
 
+from convexp.plugin_output import NonFiniteKernel, PlanCheck
 from convexp.spec import RunSpec
 from convexp.store import MetricRecord, SnapshotRow, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
@@ -25,10 +26,10 @@ FLUSH_METRICS = 5000
 
 
 class Diverged(Exception):
-    """Training produced a loss that is NaN or infinite; ``step`` is the update that produced it."""
+    """Training produced a loss, a kernel or a bias that is NaN or infinite at update ``step``."""
 
-    def __init__(self, step: int, epoch: int, metric: str, value: float):
-        super().__init__(f"{metric} became {value} at step {step} (epoch {epoch})")
+    def __init__(self, step: int, epoch: int, message: str):
+        super().__init__(message)
         self.step, self.epoch = step, epoch
 
 
@@ -52,9 +53,11 @@ class RunRecorder:
         spec: RunSpec,
         progress: ProgressListener | None = None,
         resume_from: Checkpoint | None = None,
+        plan: PlanCheck | None = None,
     ):
-        """``resume_from``: the checkpoint a resumed run goes on from (what precedes it is recorded)."""
-        self.store, self.run_id, self.progress = store, run_id, progress
+        """``resume_from``: the checkpoint a resumed run goes on from (what precedes it is recorded);
+        ``plan``: what the backend may hand back (checked before anything is buffered), if checked."""
+        self.store, self.run_id, self.progress, self.plan = store, run_id, progress, plan
         self.every = spec.snapshots.every
         self.epoch_end_snapshots = spec.snapshots.epoch_end
         self.log_every = spec.log_every
@@ -67,31 +70,50 @@ class RunRecorder:
         self.steps_completed = resume_from.step if resume_from else 0
         self.epochs_completed = resume_from.epoch if resume_from else 0
         self.last_flush = time.monotonic()
-        self.writer = make_writer(store, run_id)
+        # heartbeats come from the writer whatever the backend does: a slow first step or a long
+        # evaluation hands nothing over for seconds, and the run must not look dead meanwhile
+        self.writer = make_writer(store, run_id, heartbeat_seconds=HEARTBEAT_SECONDS)
 
-    def _snapshot(self, step: int, epoch: int, kernels: KernelReader) -> None:
+    def _snapshot_rows(self, step: int, epoch: int, kernels: KernelReader) -> list[SnapshotRow]:
+        """The rows of the kernels at ``step`` (none if already taken), checked against the plan first."""
         if step == self.last_snapshot_step:
-            return
-        rows = [SnapshotRow(layer, step, epoch, snapshot.kernel, snapshot.bias) for layer, snapshot in kernels().items()]
-        self.snapshots.extend(rows)  # every layer of the step, or (interrupted before this line) none
-        self.buffered_bytes += sum(row.kernel.nbytes for row in rows)
-        self.last_snapshot_step = step
+            return []
+        handed = kernels()
+        if self.plan is None:
+            return [SnapshotRow(layer, step, epoch, snapshot.kernel, snapshot.bias) for layer, snapshot in handed.items()]
+        try:
+            checked = self.plan.kernels(handed, step, epoch)
+        except NonFiniteKernel as exc:
+            self._diverged(step, epoch, str(exc))
+        return [SnapshotRow(layer, step, epoch, kernel, bias) for layer, kernel, bias in checked]
+
+    def _keep(self, rows: list[SnapshotRow]) -> None:
+        if rows:
+            self.snapshots.extend(rows)  # every layer of the step, or (interrupted before this line) none
+            self.buffered_bytes += sum(row.kernel.nbytes for row in rows)
+            self.last_snapshot_step = rows[0].step
+
+    def _diverged(self, step: int, epoch: int, message: str) -> NoReturn:
+        """Keep everything recorded before ``step``, then end the run as diverged."""
+        self.steps_completed = step
+        self.flush()
+        raise Diverged(step, epoch, message)
 
     def on_train_start(self, kernels: KernelReader) -> None:
-        self._snapshot(0, 0, kernels)
+        self._keep(self._snapshot_rows(0, 0, kernels))
         self.flush()
 
     def on_step(self, step: int, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+        if self.plan is not None:
+            self.plan.step(step, epoch)
         for name, value in metrics.items():
             if not math.isfinite(value):
                 # keep everything recorded before this step; the run is then marked diverged
-                self.steps_completed = step
-                self.flush()
-                raise Diverged(step, epoch, name, value)
+                self._diverged(step, epoch, f"{name} became {value} at step {step} (epoch {epoch})")
+        rows = self._snapshot_rows(step, epoch, kernels) if self.every and step % self.every == 0 else []
         if step % self.log_every == 0:
             self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())
-        if self.every and step % self.every == 0:
-            self._snapshot(step, epoch, kernels)
+        self._keep(rows)
         self.steps_completed = step  # only once the step's rows are buffered: a flush never claims a step it lacks
         if (
             self.buffered_bytes >= FLUSH_BYTES
@@ -105,15 +127,22 @@ class RunRecorder:
     def on_epoch_end(
         self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader, state: StateReader | None = None
     ) -> None:
+        if self.plan is not None:
+            self.plan.epoch_end(epoch, step)
+        rows = self._snapshot_rows(step, epoch, kernels) if self.epoch_end_snapshots else []
         self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())
-        if self.epoch_end_snapshots:
-            self._snapshot(step, epoch, kernels)
+        self._keep(rows)
         if self.keep_checkpoints and state is not None:
             self.checkpoint = Checkpoint(epoch, step, state())
         self.epochs_completed = epoch
         self.flush()
         if self.progress:
             self.progress.epoch_end(epoch, metrics)
+
+    def finished(self) -> None:
+        """After the backend's train returned: raises :class:`PluginBreach` unless it made every step and epoch."""
+        if self.plan is not None:
+            self.plan.finished()
 
     def flush(self) -> None:
         """Hand what is buffered, with the run's progress, heartbeat and checkpoint, to the writer

@@ -10,7 +10,9 @@ Usable from Python as from the CLI::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import os
+import socket
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,10 +23,11 @@ from convexp.backend import Backend
 from convexp.datasets import Dataset, data_source, dataset_info, load_dataset
 from convexp.errors import DatasetError, SpecError, StoreError
 from convexp.layers import PlannedLayer
-from convexp.plugins import get_backend, get_backends, plugin_version
+from convexp.plugin_output import PlanCheck, PluginBreach
+from convexp.plugins import call_backend, get_backend, get_backends, plugin_version
 from convexp.recorder import Diverged, ProgressListener, RunRecorder
 from convexp.seeding import initial_weights
-from convexp.spec import ResolvedRun, RunSpec, resolve_runs
+from convexp.spec import Grid, ResolvedRun, RunSpec, resolve_grids
 from convexp.store import RunRecord, Store
 from convexp.training import TrainingJob
 
@@ -66,28 +69,75 @@ class RunListener(ProgressListener, Protocol):
         """After a run has ended, whatever its status."""
 
 
+class _Planner:
+    """Turns resolved runs into planned ones, asking each backend (usable? which device?) once."""
+
+    def __init__(self, data_dir: Path | None = None):
+        self.data_dir = data_dir
+        self.devices: dict[tuple[str, str], str] = {}  # resolving may import the framework: once per backend and device
+        self.available: set[str] = set()
+
+    def check(self, spec: RunSpec, where: str) -> tuple[Backend, str]:
+        """That ``spec``'s backend is usable here on its device and its data is present."""
+        backend = get_backend(spec.backend)
+        if spec.dataset not in self.available:
+            dataset_info(spec.dataset).check_available(self.data_dir)
+            self.available.add(spec.dataset)
+        key = (backend.name, spec.device)
+        if key not in self.devices:
+            call_backend(backend, "framework_version")  # a plugin that cannot say it is refused before anything runs
+            self.devices[key] = _resolve_device(backend, spec.device, where)
+        return backend, self.devices[key]
+
+    def plan(self, run: ResolvedRun) -> PlannedRun:
+        backend, device = self.check(run.spec, f"experiment '{run.experiment}'")
+        return PlannedRun(
+            run.experiment,
+            run.spec,
+            backend,
+            run.spec.plan(),
+            call_backend(backend, "resolve_initializer", run.spec.initializer, "kernel"),
+            call_backend(backend, "resolve_initializer", run.spec.bias_initializer, "bias"),
+            device,
+        )
+
+
 def plan(resolved: list[ResolvedRun], data_dir: Path | None = None) -> list[PlannedRun]:
     """Check that every run can start (backend usable, data present) before any of them does."""
-    planned = []
-    devices: dict[tuple[str, str], str] = {}  # resolving may import the framework: once per backend and device
-    for run in resolved:
-        backend = get_backend(run.spec.backend)
-        dataset_info(run.spec.dataset).check_available(data_dir)
-        key = (backend.name, run.spec.device)
-        if key not in devices:
-            devices[key] = _resolve_device(backend, run.spec.device, f"experiment '{run.experiment}'")
-        planned.append(
-            PlannedRun(
-                run.experiment,
-                run.spec,
-                backend,
-                run.spec.plan(),
-                backend.resolve_initializer(run.spec.initializer, "kernel"),
-                backend.resolve_initializer(run.spec.bias_initializer, "bias"),
-                devices[key],
-            )
-        )
-    return planned
+    planner = _Planner(data_dir)
+    return [planner.plan(run) for run in resolved]
+
+
+class PlannedRuns:
+    """The runs of a selection of experiments, counted from their grids and planned one at a time as
+    they are reached, so that a grid of any size costs constant memory. Everything a run needs that
+    can be checked before the first starts is checked when this is made: each value of each field
+    (:meth:`Grid.check`), and each backend, device and dataset the grids name."""
+
+    def __init__(self, grids: list[Grid], data_dir: Path | None = None):
+        self.grids = grids
+        self._planner = _Planner(data_dir)
+        for grid in grids:
+            for axis in ("backend", "device", "dataset"):
+                for spec in grid.validated(axis) if axis in grid.axes else [grid.spec()]:
+                    self._planner.check(spec, f"experiment '{grid.experiment}'")
+
+    def __len__(self) -> int:
+        return sum(len(grid) for grid in self.grids)
+
+    def __iter__(self) -> Iterator[PlannedRun]:
+        for grid in self.grids:
+            for run in grid:
+                yield self._planner.plan(run)
+
+    def __getitem__(self, index: int) -> PlannedRun:
+        """The ``index``-th run (counting from the first grid); planned on the way, so for small selections."""
+        if index < 0:
+            index += len(self)
+        for position, run in enumerate(self):
+            if position == index:
+                return run
+        raise IndexError(index)
 
 
 def plan_runs(
@@ -95,9 +145,10 @@ def plan_runs(
     names: list[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     data_dir: Path | None = None,
-) -> list[PlannedRun]:
-    """Validate the named experiments of a file against the installed backends, and everything they need; nothing is written."""
-    return plan(resolve_runs(path, names, dict(overrides or {}), backends=get_backends()), data_dir)
+) -> PlannedRuns:
+    """Validate the named experiments of a file against the installed backends, and everything they need,
+    without expanding their grids; nothing is written. Iterate the result for the runs, in order."""
+    return PlannedRuns(resolve_grids(path, names, dict(overrides or {}), backends=get_backends()), data_dir)
 
 
 def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
@@ -130,7 +181,7 @@ def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
 
 
 def execute(
-    runs: list[PlannedRun], store: Store, data_dir: Path | None = None, listener: RunListener | None = None
+    runs: Iterable[PlannedRun], store: Store, data_dir: Path | None = None, listener: RunListener | None = None
 ) -> list[RunOutcome]:
     """Train and record each run in turn. A run that fails is recorded as failed, one whose loss
     becomes NaN or infinite as diverged (keeping its snapshots up to that step), and the rest go
@@ -149,7 +200,9 @@ def execute(
     return outcomes
 
 
-def resume(run_id: int, store: Store, data_dir: Path | None = None, listener: RunListener | None = None) -> RunOutcome:
+def resume(
+    run_id: int, store: Store, data_dir: Path | None = None, listener: RunListener | None = None, force: bool = False
+) -> RunOutcome:
     """Train on a run that stopped before finishing (interrupted, failed, or stale), recording into
     the same run: from its latest epoch checkpoint, or from step 0 if it has none.
 
@@ -158,6 +211,7 @@ def resume(run_id: int, store: Store, data_dir: Path | None = None, listener: Ru
     finished, diverged or is still running; the database is then unchanged. Without ``data_dir``
     the data is looked for in the folder the run recorded, and data whose fingerprint differs from
     the recorded one is refused (:class:`~convexp.errors.DatasetError`), also leaving it unchanged.
+    With ``force`` a run that still looks alive is taken over (its process records nothing more).
     """
     store.check_recording_settings()  # a bad CONVEXP_SNAPSHOT_ENCODING or CONVEXP_WRITER is refused before anything changes
     keep_freed_memory()
@@ -175,7 +229,7 @@ def resume(run_id: int, store: Store, data_dir: Path | None = None, listener: Ru
             f"{' from ' + source['dir'] if source.get('dir') else ''}; the data in {where} differs "
             f"({found['fingerprint']}): pass --data-dir with the data the run used"
         )
-    checkpoint = store.reopen_run(run_id)
+    checkpoint = store.reopen_run(run_id, force=force)
     if not source:  # a run recorded before convexp noted its data, or queued elsewhere: note it now
         store.set_data_source(run_id, found)
     job = replace(make_job(planned, data), resume_from=checkpoint)
@@ -196,7 +250,7 @@ def planned_from_record(recorded: RunRecord, data_dir: Path | None = None) -> Pl
 def _resolve_device(backend: Backend, requested: str, what: str) -> str:
     """The device ``requested`` means on ``backend`` here; one line naming ``what`` asked for it when it is not there."""
     try:
-        return backend.resolve_device(requested)
+        return call_backend(backend, "resolve_device", requested)
     except ValueError as exc:
         raise SpecError(f"{what}: {exc}") from None
 
@@ -218,7 +272,7 @@ def create_run(run: PlannedRun, store: Store, *, queued: bool = False, data_sour
         convexp_version=__version__,
         backend_version=plugin_version(backend.name),
         framework=backend.framework,
-        framework_version=backend.framework_version(),
+        framework_version=call_backend(backend, "framework_version"),
         data_source=data_source,
         device=run.device,
     )
@@ -227,13 +281,17 @@ def create_run(run: PlannedRun, store: Store, *, queued: bool = False, data_sour
 def _train_and_record(run: PlannedRun, job: TrainingJob, store: Store, run_id: int, listener: RunListener | None) -> RunOutcome:
     backend = run.backend
     outcome = RunOutcome(run_id, run.experiment, backend.name, "running")
-    recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from)
+    plan = PlanCheck.for_job(backend.name, job)
+    recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from, plan=plan)
     if listener:
         listener.run_start(run_id, run, job)
     stopping = True  # until the run ends in a way that lets the next run go on
     try:
         try:
             backend.train(job, recorder)
+            recorder.finished()
+        except SystemExit as exc:  # a plugin must not end convexp: the run failed, and the next goes on
+            raise PluginBreach(f"backend '{backend.name}' called sys.exit({exc.code!r}) during training") from None
         finally:
             # everything recorded is committed before the run's status is written: what is
             # buffered (also after a failure, or Ctrl-C) and what the writer thread still holds
@@ -243,14 +301,19 @@ def _train_and_record(run: PlannedRun, job: TrainingJob, store: Store, run_id: i
         outcome.status, outcome.message = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
         raise
     except StoreError as exc:
-        # The database takes no more (full disk, read-only): record why if it still can, and
-        # stop the whole batch, since every later run would fail the same way.
-        outcome.status, outcome.message = "failed", str(exc)
+        # The database takes no more (full disk, read-only, its file deleted): record why if it still
+        # can, and stop the whole batch, since every later run would fail the same way.
+        problem = store.file_problem(run_id)
+        outcome.status, outcome.message = "failed", problem or str(exc)
+        if problem is not None:
+            raise StoreError(problem) from None
         raise
     except Diverged as exc:  # recorded up to the step before; the next run goes on
         outcome.status, outcome.message, stopping = "diverged", str(exc), False
+    except PluginBreach as exc:  # the backend handed back what its plan does not allow: nothing of it is stored
+        outcome.status, outcome.message, stopping = "failed", str(exc), False
     except Exception as exc:  # the run failed; record why and go on with the next
-        outcome.status, outcome.message = "failed", f"{type(exc).__name__}: {exc}"
+        outcome.status, outcome.message = "failed", f"backend '{backend.name}' raised {type(exc).__name__}: {exc}"
         stopping = False
     finally:
         if stopping:  # if this write fails too, the run shows as stale once its heartbeat ages
@@ -262,8 +325,14 @@ def _train_and_record(run: PlannedRun, job: TrainingJob, store: Store, run_id: i
 
 
 def _finish(store: Store, outcome: RunOutcome, listener: RunListener | None) -> None:
-    """Record a run's final status, read back its results into ``outcome``, and tell the listener."""
-    store.finish_run(outcome.run_id, outcome.status, outcome.message)
+    """Record a run's final status, read back its results into ``outcome``, and tell the listener. Raises
+    :class:`StoreError` when the run is no longer this process's (taken over) or not in the database."""
+    owner = (os.getpid(), socket.gethostname())
+    if not store.finish_run(outcome.run_id, outcome.status, outcome.message, owner=owner):
+        now = store.get_run(outcome.run_id) if outcome.run_id in store.statuses([outcome.run_id]) else None
+        held = "it is gone" if now is None else f"it is now pid {now.pid} on {now.host} ({now.status})"
+        raise StoreError(f"{store.location}: run {outcome.run_id} is no longer this process's to finish: {held}")
+    store.confirm_recorded(outcome.run_id)
     metrics = store.metrics(outcome.run_id, ["test_accuracy", "epoch_seconds"])
     accuracies = [m.value for m in metrics if m.name == "test_accuracy"]
     outcome.test_accuracy = accuracies[-1] if accuracies else None

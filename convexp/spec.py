@@ -20,7 +20,8 @@ one-line message names the file, the experiment and the field.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from convexp.errors import ConvexpError, SpecError, did_you_mean
 from convexp.layers import Conv, Layer, PlannedLayer, plan
+from convexp.names import experiment_name_problem
 from convexp.training import Adam, Optimizer
 
 if TYPE_CHECKING:
@@ -167,7 +169,11 @@ def read_file(path: str | Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
         hint = " (pass a file: convexp run PATH)" if path.name == DEFAULT_FILE else ""
         raise SpecError(f"{path}: no such experiments file{hint}")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader())  # noqa: S506 - a SafeLoader
+    except DuplicateKey as exc:
+        raise SpecError(
+            f"{path}:{exc.line}: '{exc.key}' is given twice (lines {exc.first_line} and {exc.line}); keep one"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -184,6 +190,9 @@ def read_file(path: str | Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     if not isinstance(experiments, dict) or not experiments:
         raise SpecError(f"{path}: 'experiments' must be a non-empty mapping of experiment names to experiments")
     for name, body in experiments.items():
+        problem = experiment_name_problem(str(name))
+        if problem:
+            raise SpecError(f"{path}: experiment '{name}': {problem}")
         if not isinstance(body, dict):
             raise SpecError(f"{path}: experiment '{name}' must be a mapping of fields, not {type(body).__name__}")
     default = document.get("default")
@@ -192,14 +201,38 @@ def read_file(path: str | Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     return default, {str(k): v for k, v in experiments.items()}
 
 
-def expand_grid(raw: dict[str, Any]) -> list[dict[str, Any]]:
-    """One raw run per combination of the list-valued fields (other than layers/description)."""
-    axes = [key for key, value in raw.items() if key not in NOT_GRIDDED and isinstance(value, list)]
-    for key in axes:
-        if not raw[key]:
-            raise ValueError(f"'{key}': an empty list gives no runs")
-    combos = itertools.product(*(raw[key] for key in axes))
-    return [{**raw, **dict(zip(axes, combo))} for combo in combos]
+class DuplicateKey(Exception):
+    """A mapping in an experiments file gives one key twice (YAML would silently keep the last)."""
+
+    def __init__(self, key: object, first_line: int, line: int):
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+def _unique_keys_loader() -> type:
+    """PyYAML's SafeLoader, but a mapping that gives a key twice raises :class:`DuplicateKey` with both lines:
+    two experiments of one name, or ``epochs`` twice, must not quietly become the last one."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<' merges: later keys override on purpose
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: the mapping's own construction says so
+                break
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return UniqueKeyLoader
 
 
 #: Names people bring from other tools, and what convexp calls them.
@@ -261,6 +294,105 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
             raise ValueError(f"field '{field}': backend '{spec.backend}' has no framework default initializer; name one")
 
 
+class Grid:
+    """One experiment's runs, counted and expanded without ever being listed: each list-valued field
+    (but ``layers`` and ``description``) is an axis, the runs are every combination in file order
+    (the last axis fastest), and their number is the product of the axes' lengths. Iterating gives
+    each run validated as it comes, so a grid of a billion runs costs constant memory."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        experiment: str,
+        raw: dict[str, Any],
+        overrides: Mapping[str, Any] | None = None,
+        backends: Mapping[str, Backend] | None = None,
+    ):
+        self.path, self.experiment, self.raw = path, experiment, raw
+        self.overrides, self.backends = dict(overrides or {}), backends
+        self.axes = tuple(key for key, value in raw.items() if key not in NOT_GRIDDED and isinstance(value, list))
+        self._validated_axes: dict[str, list[RunSpec]] = {}
+        for key in self.axes:
+            if not raw[key]:
+                raise SpecError(f"{path}: experiment '{experiment}': field '{key}': an empty list gives no runs")
+
+    def __len__(self) -> int:
+        return math.prod(len(self.raw[key]) for key in self.axes)
+
+    def sizes(self) -> dict[str, int]:
+        """Each axis and how many values it has."""
+        return {key: len(self.raw[key]) for key in self.axes}
+
+    def combination(self, **choices: Any) -> dict[str, Any]:
+        """The raw fields of the run taking each axis's first value, but the values ``choices`` gives."""
+        return {**self.raw, **{key: self.raw[key][0] for key in self.axes}, **choices}
+
+    def spec(self, **choices: Any) -> RunSpec:
+        """The validated spec of :meth:`combination` (raises :class:`SpecError` naming the field)."""
+        return self._validated(self.combination(**choices))
+
+    def validated(self, axis: str) -> list[RunSpec]:
+        """The spec of each value of ``axis`` in turn (the other axes at their first value), made once."""
+        if axis not in self._validated_axes:
+            self._validated_axes[axis] = [self.spec(**{axis: value}) for value in self.raw[axis]]
+        return self._validated_axes[axis]
+
+    def check(self) -> None:
+        """Validate every value of every axis (each in the first run, with the other axes at their first
+        value) -- the sum of the axes' lengths, not their product; raises :class:`SpecError`."""
+        self.spec()
+        for key in self.axes:
+            seen: set[str] = set()
+            for value in self.raw[key]:
+                marker = repr(value)
+                if marker not in seen:
+                    seen.add(marker)
+                    self.spec(**{key: value})
+
+    def __iter__(self) -> Iterator[ResolvedRun]:
+        for values in itertools.product(*(self.raw[key] for key in self.axes)):
+            yield ResolvedRun(self.experiment, self._validated({**self.raw, **dict(zip(self.axes, values))}))
+
+    def _validated(self, combo: dict[str, Any]) -> RunSpec:
+        try:
+            spec = RunSpec.model_validate(combo)
+            if self.backends is not None:
+                check_backend(spec, self.backends)
+            return spec
+        except ValidationError as exc:
+            field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
+            given = f" (given on the command line as --{field})" if field in self.overrides else ""
+            raise SpecError(f"{self.path}: experiment '{self.experiment}': {_describe(exc)}{given}") from None
+        except ValueError as exc:
+            text = str(exc)
+            field = text.split("'")[1] if text.startswith("field '") else ""
+            given = f" (given on the command line as --{field})" if field in self.overrides else ""
+            raise SpecError(
+                f"{self.path}: experiment '{self.experiment}': {text if text.startswith('field ') else 'field ' + text}{given}"
+            ) from None
+
+
+def resolve_grids(
+    path: str | Path,
+    names: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    backends: Mapping[str, Backend] | None = None,
+) -> list[Grid]:
+    """The named experiments of a file (default: its default one) as grids, each value of each of
+    their fields validated (see :meth:`Grid.check`) without expanding them."""
+    default, experiments = read_file(path)
+    chosen = names or [default or next(iter(experiments))]
+    grids = []
+    for name in chosen:
+        if name not in experiments:
+            known = ", ".join(experiments)
+            raise SpecError(f"{path}: no experiment '{name}'{did_you_mean(name, experiments)}; defined: {known}")
+        grid = Grid(path, name, {**experiments[name], **(overrides or {})}, overrides, backends)
+        grid.check()
+        grids.append(grid)
+    return grids
+
+
 def resolve_runs(
     path: str | Path,
     names: list[str] | None = None,
@@ -273,37 +405,14 @@ def resolve_runs(
     line). With ``backends`` (name -> backend, as :func:`convexp.plugins.get_backends` gives), each
     run is also checked against them (:func:`check_backend`); without, only the spec's own shape
     is, so reading experiments needs no installed backend. Raises :class:`SpecError` naming the
-    file, experiment and field on any problem.
+    file, experiment and field on any problem. Lists every run: for a grid of any size use
+    :func:`resolve_grids`.
     """
-    default, experiments = read_file(path)
-    chosen = names or [default or next(iter(experiments))]
-    runs: list[ResolvedRun] = []
-    for name in chosen:
-        if name not in experiments:
-            known = ", ".join(experiments)
-            raise SpecError(f"{path}: no experiment '{name}'{did_you_mean(name, experiments)}; defined: {known}")
-        raw = {**experiments[name], **(overrides or {})}
-        try:
-            for combo in expand_grid(raw):
-                spec = RunSpec.model_validate(combo)
-                if backends is not None:
-                    check_backend(spec, backends)
-                runs.append(ResolvedRun(name, spec))
-        except ValidationError as exc:
-            field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
-            given = f" (given on the command line as --{field})" if field in (overrides or {}) else ""
-            raise SpecError(f"{path}: experiment '{name}': {_describe(exc)}{given}") from None
-        except ValueError as exc:
-            text = str(exc)
-            field = text.split("'")[1] if text.startswith("field '") else ""
-            given = f" (given on the command line as --{field})" if field in (overrides or {}) else ""
-            raise SpecError(
-                f"{path}: experiment '{name}': {text if text.startswith('field ') else 'field ' + text}{given}"
-            ) from None
-    return runs
+    return [run for grid in resolve_grids(path, names, overrides, backends) for run in grid]
 
 
-def validate_file(path: str | Path, backends: Mapping[str, Backend] | None = None) -> dict[str, list[ResolvedRun]]:
-    """Validate every experiment of a file (against ``backends`` too, if given); returns the runs each expands to."""
+def validate_file(path: str | Path, backends: Mapping[str, Backend] | None = None) -> dict[str, Grid]:
+    """Validate every experiment of a file (against ``backends`` too, if given); returns each one's grid
+    of runs, counted, not expanded."""
     _, experiments = read_file(path)
-    return {name: resolve_runs(path, [name], backends=backends) for name in experiments}
+    return {name: resolve_grids(path, [name], backends=backends)[0] for name in experiments}

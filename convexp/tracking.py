@@ -45,8 +45,9 @@ from typing import Any
 import numpy as np
 
 from convexp import __version__
-from convexp.errors import ConvexpError
+from convexp.errors import ConvexpError, StoreError
 from convexp.model_kernels import KernelReader, kernel_reader, kernels_of
+from convexp.names import experiment_name_problem
 from convexp.store import MetricRecord, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
 from convexp.store.packed import Layout, PackedSnapshots, unpack
@@ -167,6 +168,8 @@ class TrackedRun:
             names = tuple(name for name, _, _ in layout)
             if not isinstance(model, Mapping):  # a mapping may change from one call to the next
                 self._readers[id(model)] = (model, reader, names)
+        if not np.isfinite(flat).all():
+            raise ValueError(_non_finite(layout, flat, step))
         if self._current_kernels and names not in self._current_kernels:
             taken = {name for other in self._current_kernels for name in other}.intersection(names)
             if taken:
@@ -231,8 +234,14 @@ class TrackedRun:
             # a run another process has taken over (--resume after this one was thought dead) is left to it
             if self.store.finish_run(self.run_id, self.status, message, owner=self.writer.owner):
                 self.store.update_spec(self.run_id, changes)
+            self.store.confirm_recorded(self.run_id)
+        except StoreError as exc:
+            failure = failure or exc
         finally:
+            problem = self.store.file_problem(self.run_id) if failure is not None else None  # the likeliest cause, plainly
             self.store.close()
+        if problem is not None:
+            raise StoreError(problem) from None
         if failure is not None:
             raise failure
 
@@ -275,6 +284,9 @@ def track(
     ``config`` is kept as the run's settings (JSON-able values; ``seed``, if there, is also the
     run's seed); ``layers`` limits the recorded conv layers by name; ``dataset`` and ``framework``
     are noted with the run."""
+    problem = experiment_name_problem(str(experiment))
+    if problem:
+        raise ValueError(f"experiment {experiment!r}: {problem}")
     settings = dict(config or {})
     store = Store(db)
     try:
@@ -305,3 +317,13 @@ def _framework_version(framework: str) -> str:
         return importlib.metadata.version(framework)
     except (importlib.metadata.PackageNotFoundError, ValueError):
         return "unknown"
+
+
+def _non_finite(layout: Layout, flat: np.ndarray, step: int) -> str:
+    """Which layer of a logged step holds NaN or infinity, as one line."""
+    for name, (kernel, bias) in unpack(layout, flat):
+        for part, values in (("kernel", kernel), ("bias", bias)):
+            if values is not None and not np.isfinite(values).all():
+                bad = "NaN" if np.isnan(values).any() else "infinity"
+                return f"layer {name}'s {part} holds {bad} at step {step}: only finite kernels are recorded"
+    return f"a kernel holds NaN or infinity at step {step}: only finite kernels are recorded"

@@ -3,6 +3,7 @@
     python scripts/probe.py [--only cli,web,tracking] [--time-limit SECONDS]
 
 Every case is something a user can do by mistake (or on purpose): ids too large for any database,
+YAML keys given twice, a billion-run grid,
 writes through the read-only query, an endless query, broken experiments files, bad environment
 settings, paths that cannot be written, web requests with bad parameters, tracking calls with bad
 values. Each must end in a clear error -- one line on stderr and no traceback for the CLI, a 4xx
@@ -98,6 +99,22 @@ def write_files(folder: Path) -> dict[str, Path]:
         "not-a-mapping": experiments("not-a-mapping", "- just\n- a list\n"),
         "empty": experiments("empty", ""),
         "binary": experiments("binary", "\x00\x01\x02 not yaml at all \xff"),
+        "duplicate-key": experiments("duplicate-key", "experiments:\n  a: {dataset: digits, epochs: 1, epochs: 2}\n"),
+        "duplicate-experiment": experiments(
+            "duplicate-experiment", "experiments:\n  a: {dataset: digits}\n  a: {dataset: mnist}\n"
+        ),
+        "colon-name": experiments("colon-name", "experiments:\n  'a:b': {dataset: digits}\n"),
+        "empty-grid": experiments("empty-grid", {**SMALL, "seed": []}),
+        "billion-runs": experiments(
+            "billion-runs",
+            {
+                **SMALL,
+                "max_steps": None,
+                "seed": list(range(1000)),
+                "epochs": list(range(1, 1001)),
+                "batch_size": list(range(1, 1001)),
+            },
+        ),
     }
 
 
@@ -183,6 +200,30 @@ def cli_cases(db: Path, files: dict[str, Path], folder: Path) -> list[tuple[str,
         ("a database URL that is no URL", ["runs", "--db", "nope://"], 1, "", {}),
         ("an in-memory database", ["run", str(files["good"]), "--db", "sqlite://"], 1, "in-memory", {}),
         ("a conformance check of no backend", ["check", "nope"], 2, "nope", {}),
+        ("a key given twice", ["run", str(files["duplicate-key"]), *d], 2, "'epochs' is given twice", {}),
+        ("an experiment given twice", ["run", str(files["duplicate-experiment"]), *d], 2, "'a' is given twice", {}),
+        ("a colon in an experiment name", ["validate", str(files["colon-name"])], 2, "cannot hold ':'", {}),
+        ("a grid axis with no values", ["run", str(files["empty-grid"]), *d], 2, "an empty list gives no runs", {}),
+        ("a billion-run grid", ["run", str(files["billion-runs"]), *d], 1, "the runs would write up to", {}),
+        ("a SQLite URL parameter", ["runs", "--db", f"sqlite:///{db}?mode=ro"], 1, "no SQLite URL parameters", {}),
+        ("--force without --resume", ["run", str(files["good"]), "--force", *d], 1, "give it with --resume RUN", {}),
+        ("a selector with emoji codes", ["show", "a:b:numpy", *d], 1, "'a:b:numpy'", {}),
+        (
+            "a bad confirm threshold",
+            ["run", str(files["good"]), *d],
+            1,
+            "CONVEXP_CONFIRM_BYTES='lots'",
+            {"CONVEXP_CONFIRM_BYTES": "lots"},
+        ),
+        ("a bad run threshold", ["run", str(files["good"]), *d], 1, "CONVEXP_CONFIRM_RUNS='-1'", {"CONVEXP_CONFIRM_RUNS": "-1"}),
+        (
+            "a bad allocator setting",
+            ["run", str(files["good"]), *d],
+            1,
+            "CONVEXP_MALLOC_TUNING='yes'",
+            {"CONVEXP_MALLOC_TUNING": "yes"},
+        ),
+        ("an ASCII terminal", ["runs", *d], 0, "", {"PYTHONIOENCODING": "ascii"}),
     ]
 
 
@@ -209,6 +250,8 @@ def probe_cli(db: Path, folder: Path, outcome: Outcome, deadline: float) -> None
             return name, f"exit status {result.returncode}, not {status}; stderr: {result.stderr.strip()[:300]}"
         if "Traceback" in result.stderr:
             return name, f"a traceback: {result.stderr.strip()[-300:]}"
+        if status == 0:
+            return name, None
         if status == 1 and len(lines) != 1:  # a usage error (2) is Click's own two or three lines
             return name, f"{len(lines)} lines on stderr, not one: {result.stderr.strip()[:300]}"
         if phrase and phrase not in result.stderr:
@@ -296,6 +339,8 @@ def tracking_cases(folder: Path) -> list[tuple[str, Callable[[object], None]]]:
     """(name, a bad call on an open tracked run) of each tracking case."""
     import numpy as np
 
+    import convexp
+
     kernel = np.zeros((4, 1, 3, 3), np.float32)
 
     def backwards(run) -> None:
@@ -316,6 +361,12 @@ def tracking_cases(folder: Path) -> list[tuple[str, Callable[[object], None]]]:
         ("kernels of a model with no conv layer", lambda run: run.log_kernels({}, step=1)),
         ("a kernel whose shape changes", changed_shape),
         ("a status that is not one", lambda run: run.finish("done")),
+        (
+            "a kernel holding NaN",
+            lambda run: run.log_kernels({"conv1": (np.full((4, 1, 3, 3), np.nan, np.float32), None)}, step=1),
+        ),
+        ("a bias holding infinity", lambda run: run.log_kernels({"conv1": (kernel, np.full(4, np.inf, np.float32))}, step=1)),
+        ("an experiment name with a colon", lambda run: convexp.track("a:b", db=str(folder / "colon.db"))),
     ]
 
 

@@ -17,7 +17,7 @@ def spec_file(tmp_path, **changes):
 def test_the_repository_examples_are_valid():
     experiments = validate_file(REPO / "experiments.yaml")
     assert {"quickstart", "mnist-keras-convnet"} <= set(experiments)
-    keras = experiments["mnist-keras-convnet"][0].spec
+    keras = experiments["mnist-keras-convnet"].spec()
     shapes = [p.output_shape for p in keras.plan()]
     assert shapes == [(32, 26, 26), (32, 13, 13), (64, 11, 11), (64, 5, 5), (1600,), (1600,), (10,)]
     assert keras.optimizer.name == "adam" and keras.optimizer.learning_rate == 0.001 and keras.batch_size == 128

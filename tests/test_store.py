@@ -280,10 +280,12 @@ def test_missing_database_is_an_error_when_it_must_exist(tmp_path):
 
 
 def test_urls_and_paths(tmp_path, monkeypatch):
+    from convexp.store.database import sqlite_path
+
     assert resolve_url("sqlite:///x.db") == "sqlite:///x.db"
-    assert resolve_url(str(tmp_path / "a.db")) == f"sqlite:///{tmp_path / 'a.db'}"
+    assert sqlite_path(resolve_url(str(tmp_path / "a.db"))) == tmp_path / "a.db"  # a path is a path, every character kept
     monkeypatch.setenv("CONVEXP_DB", str(tmp_path / "env.db"))
-    assert resolve_url(None).endswith("env.db")
+    assert sqlite_path(resolve_url(None)) == tmp_path / "env.db"
 
 
 def test_list_runs_filters_by_experiment_backend_and_shown_status(db_path):

@@ -146,7 +146,8 @@ def training_curves_figure(curves: Sequence[tuple[str, dict[str, tuple[np.ndarra
     accuracy_ax.set(xlabel="step (end of epoch)", ylabel="test accuracy")
     for ax in (loss_ax, accuracy_ax):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a run without test accuracy draws nothing there
+            ax.legend(fontsize=8)
     return figure
 
 

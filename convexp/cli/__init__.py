@@ -41,6 +41,12 @@ def main() -> None:
     # script's background job (`convexp run ... &`) is: Python's own handler, as in a terminal.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Any terminal: under LC_ALL=C or PYTHONIOENCODING=ascii a name or table rule the encoding cannot
+    # write becomes '?' instead of ending the command in a UnicodeEncodeError.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
     try:
         app()
     except ConvexpError as exc:
@@ -59,11 +65,12 @@ def main() -> None:
 
 
 def _fail(message: str, exit_code: int) -> None:
-    from rich.console import Console
     from rich.markup import escape
 
+    from convexp.cli.output import console
+
     # The message is data, not markup: "pip install convexp[torch]" must print as written.
-    Console(stderr=True, highlight=False).print(f"[red]Error:[/red] {escape(message)}", soft_wrap=True)
+    console(stderr=True).print(f"[red]Error:[/red] {escape(message)}", soft_wrap=True)
     sys.exit(exit_code)
 
 

@@ -261,15 +261,14 @@ def report_command(
 
     With --by, RUN is an experiment: the report starts with its groups (the tables of `convexp
     summary` and each group's curves with 95% bands) and goes on with its finished runs."""
-    from rich.console import Console
-
     from convexp.analysis.report import write_report
     from convexp.analysis.selection import select_runs
+    from convexp.cli.output import console
     from convexp.outputs import check_output_path
     from convexp.store import Store
 
     check_output_path(out, "--out", {".html", ".htm"})
-    with Store(db, must_exist=True) as store, Console(stderr=True).status("drawing the pictures and writing the report"):
+    with Store(db, must_exist=True) as store, console(stderr=True).status("drawing the pictures and writing the report"):
         if by:
             from convexp.analysis.groups import group_runs
 

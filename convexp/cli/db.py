@@ -36,14 +36,14 @@ def copy_command(
     Runs DESTINATION already holds (the same run, by its uid) are skipped, so copying again adds
     only what is new. A run keeps its id where that id is free in DESTINATION.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from convexp.cli.output import console
     from convexp.store import Store
     from convexp.store.copy import copy_runs
 
     bar = Progress(
-        TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True), transient=True
+        TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console(stderr=True), transient=True
     )
     task = bar.add_task("copy", total=None)
     with Store(source, must_exist=True) as src, Store(destination) as dst, bar:
@@ -185,9 +185,9 @@ def check_command(
     import dataclasses
     import json
 
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from convexp.cli.output import console
     from convexp.store.check import check_database
 
     bar = Progress(
@@ -195,7 +195,7 @@ def check_command(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console(stderr=True),
         transient=True,
     )
     task = bar.add_task("check", total=None)

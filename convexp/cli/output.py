@@ -21,6 +21,15 @@ class Format(str, enum.Enum):
     csv = "csv"
 
 
+def console(stderr: bool = False, **options: Any):
+    """A rich Console for the CLI: user text (experiment names, messages) is data, so rich's markup
+    highlighting and ``:emoji:`` codes are off -- an experiment ``a:b`` with backend numpy prints as
+    ``a:b:numpy``, never with an emoji."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, emoji=False, **options)
+
+
 def _cell(value: Any) -> str:
     value = _plain(value)
     if value is None:
@@ -46,7 +55,6 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format = 
         if not sys.stdout.isatty() and not any(_needs_rich(c) for row in cells for c in row):
             sys.stdout.write(plain_table(columns, cells, title))
             return
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
@@ -58,7 +66,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format = 
             # Text cells are never read as markup: a value like "[red]" is data and prints as written.
             table.add_row(*(Text(c) for c in row))
         # Piped output is data: never squeeze it to an imagined 80-column terminal.
-        Console(width=None if sys.stdout.isatty() else 10_000).print(table)
+        console(width=None if sys.stdout.isatty() else 10_000).print(table)
 
 
 def _needs_rich(text: str) -> bool:
@@ -82,7 +90,7 @@ def plain_table(columns: Sequence[str], cells: Sequence[Sequence[str]], title: s
         from rich.text import Text
 
         total = sum(w + 2 for w in widths) + len(widths) - 1
-        console = Console(file=io.StringIO(), width=max(total, 1))
+        console = Console(file=io.StringIO(), width=max(total, 1), emoji=False)
         for rendered in console.render_lines(
             Text(title, justify="center"), console.options.update_width(max(total, 1)), pad=True
         ):

@@ -5,9 +5,10 @@ Names and messages are data, not markup: they are escaped before rich prints the
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from convexp.cli.output import console
 
 
 def outcome_line(outcome, label: str) -> str:
@@ -28,8 +29,8 @@ class RunPrinter:
     """Runs trained here: a progress bar per epoch, a line per epoch, and a summary per run."""
 
     def __init__(self, total_runs: int):
-        self.console = Console(stderr=True, highlight=False)
-        self.out = Console(highlight=False)
+        self.console = console(stderr=True)
+        self.out = console()
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -93,7 +94,7 @@ class GridPrinter:
             MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"),
             TimeElapsedColumn(),
-            console=Console(stderr=True, highlight=False),
+            console=console(stderr=True),
             transient=True,
         )
         self.task = self.progress.add_task("grid", total=total_runs, counts="")

@@ -6,12 +6,15 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from convexp.cli import app
 from convexp.cli.options import DataDir, Db, Device, Executor
+
+if TYPE_CHECKING:
+    from convexp.runner import PlannedRuns
 
 ExperimentsFile = Annotated[
     Optional[Path],
@@ -56,6 +59,15 @@ def run_command(
             "epoch checkpoint, recording into the same run; uses the run's own recorded spec.",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --resume: take over a run that still looks alive (its process on this host is alive, or "
+            "elsewhere its heartbeat is under 30 s old); says whose run it takes. The other process then "
+            "records nothing more into it.",
+        ),
+    ] = False,
     executor: Annotated[
         Executor,
         typer.Option(
@@ -114,13 +126,24 @@ def run_command(
         planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
         selection = _check_storage(planned, db, yes, memory_here=scheduler is None)  # a cluster of one's own: its machines
         with _sigterm_as_ctrl_c():
-            _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection)
+            _run_on_dask(list(planned), db, data_dir, scheduler, workers, max_retries, selection)
         return
+    if force and resume is None:
+        raise ConvexpError("--force takes over a run to resume: give it with --resume RUN")
     if resume is not None:
         if overrides or experiment:
             given = ", ".join(f"--{k}" for k in overrides) or "--experiment"
             raise ConvexpError(f"--resume {resume} continues the run as recorded; it cannot be combined with {given}")
         store = Store(db, must_exist=True)
+        taken = store.get_run(resume)
+        if force and taken.status == "running" and not taken.is_stale():
+            beat = "no heartbeat" if taken.heartbeat_at is None else f"last heartbeat {taken.heartbeat_at:%H:%M:%S} UTC"
+            typer.secho(
+                f"--force: taking over run {resume} from pid {taken.pid} on {taken.host}, which looks alive ({beat}); "
+                "that process records nothing more into it",
+                err=True,
+                fg="yellow",
+            )
         planned_count = 1
     else:
         planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
@@ -135,7 +158,7 @@ def run_command(
     try:
         with _sigterm_as_ctrl_c(), listener:
             if resume is not None:
-                outcomes = [runner.resume(resume, store, data_dir, listener)]
+                outcomes = [runner.resume(resume, store, data_dir, listener, force=force)]
             else:
                 outcomes = runner.execute(planned, store, data_dir, listener)
     except KeyboardInterrupt:
@@ -144,7 +167,9 @@ def run_command(
     finally:
         store.close()
     if outcomes:
-        last, where = outcomes[-1].run_id, "" if db is None else f" --db {db}"
+        import shlex
+
+        last, where = outcomes[-1].run_id, "" if db is None else f" --db {shlex.quote(db)}"
         typer.echo(
             f"recorded in {store.location}; next: `convexp show {last}{where}`, "
             f"`convexp plot filters {last}{where} --out filters.png`",
@@ -207,20 +232,20 @@ def _free_space_line(db: str | None, free: int | None) -> str:
     return f"free space where {where} lives: {storage.format_bytes(free)}"
 
 
-def _check_storage(planned: list, db: str | None, yes: bool, memory_here: bool = True) -> str:
+def _check_storage(planned: PlannedRuns, db: str | None, yes: bool, memory_here: bool = True) -> str:
     """Refuse a selection a run of which cannot fit in this machine's memory (``memory_here``: the runs
     train here), or that the disk cannot hold; ask before a big one; returns the line saying what it
     will write (printed once the database has opened: an error there stays one line)."""
     from convexp import storage
     from convexp.errors import ConvexpError, StoreError
-    from convexp.memory import check_selection
+    from convexp.memory import check_grids
     from convexp.store.database import describe, resolve_url
     from convexp.store.store import check_recording_settings
 
     check_recording_settings()  # before anything is printed: a bad setting is the one line the user sees
     if memory_here:
-        check_selection([(run.experiment, run.spec) for run in planned])
-    expected = storage.estimate(run.spec for run in planned)
+        check_grids(planned.grids)
+    expected = sum((storage.estimate_grid(grid) for grid in planned.grids), storage.NOTHING)
     free = storage.free_bytes(db)
     if free is not None and expected.total_bytes > free:
         raise StoreError(
@@ -251,7 +276,7 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
     and the free space where --db lives."""
     from convexp import storage
     from convexp.layers import describe_plan, format_parameter_table
-    from convexp.memory import available_memory, check_selection
+    from convexp.memory import available_memory, check_grids
     from convexp.plugins import get_backends
     from convexp.spec import validate_file
 
@@ -259,14 +284,14 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
     experiments = validate_file(file, backends=get_backends())
     total = storage.NOTHING
     available = available_memory()
-    for name, runs in experiments.items():
-        spec = runs[0].spec
-        expected = storage.estimate(run.spec for run in runs)
+    for name, grid in experiments.items():
+        spec = grid.spec()
+        expected = storage.estimate_grid(grid)
         total = total + expected
-        typer.echo(f"{name}: {len(runs):,} run(s), {spec.dataset}, {describe_plan(spec.plan())}")
+        typer.echo(f"{name}: {len(grid):,} run(s), {spec.dataset}, {describe_plan(spec.plan())}")
         typer.echo("\n".join(f"  {line}" for line in format_parameter_table(spec.plan())))
         typer.echo(f"  writes {expected.describe()}")
-        needed = check_selection([(name, run.spec) for run in runs], available)
+        needed = check_grids([grid], available)
         typer.echo(
             f"  holds at least {storage.format_bytes(needed)} of memory a run (parameters, gradients, optimizer state, a batch's activations, the data)"
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from convexp.errors import DamagedSnapshotError
+from convexp.errors import DamagedSnapshotError, StoreError
 from convexp.store.encoding import RAW, UndecodableSnapshot, checksum_problem, decode_row
 from convexp.store.models import KernelSnapshot
 from convexp.store.records import StoredSnapshot
@@ -77,19 +77,26 @@ def read_snapshots(connection: Connection, run_id: int, layer: str, first_step: 
         .limit(before[1] + count)
     )
     rows = connection.execute(query).all()
-    return [
-        StoredSnapshot(
-            layer,
-            r.step,
-            r.epoch,
-            _shape(run_id, layer, r, kernel),
-            kernel,
-            None if r.bias is None else bytes(r.bias),
-            r.checksum,
-        )
-        for r, kernel in verified(run_id, layer, rows, first_step)
-        if r.step >= first_step
-    ]
+    wanted = []
+    for r, kernel in verified(run_id, layer, rows, first_step):
+        if r.step >= first_step:
+            bias = None if r.bias is None else bytes(r.bias)
+            _check_finite(run_id, layer, r.step, kernel, bias)
+            wanted.append(StoredSnapshot(layer, r.step, r.epoch, _shape(run_id, layer, r, kernel), kernel, bias, r.checksum))
+    return wanted
+
+
+def _check_finite(run_id: int, layer: str, step: int, kernel: bytes, bias: bytes | None) -> None:
+    """Raise one line naming run, layer and step unless a snapshot's values are all finite
+    (convexp records only finite kernels: such a row comes from elsewhere, and no analysis of it holds)."""
+    import numpy as np
+
+    for part, data in (("kernel", kernel), ("bias", bias)):
+        if data is not None and not np.isfinite(np.frombuffer(data, dtype="<f4")).all():
+            raise StoreError(
+                f"run {run_id}, layer {layer}: the {part} at step {step} holds NaN or infinity; "
+                "convexp records and analyses finite kernels only"
+            )
 
 
 def _shape(run_id: int, layer: str, row: Any, kernel: bytes) -> tuple[int, ...]:
@@ -114,6 +121,7 @@ def read_layer(connection: Connection, run_id: int, layer: str, steps: Sequence[
     wanted = None if steps is None else set(steps)
     for row, kernel in verified(run_id, layer, rows):
         if wanted is None or row.step in wanted:
+            _check_finite(run_id, layer, row.step, kernel, None if row.bias is None else bytes(row.bias))
             yield row.step, row.epoch, _shape(run_id, layer, row, kernel), kernel, None if row.bias is None else bytes(row.bias)
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
@@ -23,20 +25,45 @@ DEFAULT_DB = "convexp.db"
 
 
 def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
-    """The SQLAlchemy URL for ``--db`` (a URL or a file path), else ``CONVEXP_DB``, else ./convexp.db."""
+    """The SQLAlchemy URL for ``--db``, else ``CONVEXP_DB``, else ./convexp.db.
+
+    A value is a URL only if it starts with a scheme (``sqlite:///``, ``postgresql+psycopg://``);
+    anything else is a file path, every character of it kept (``?``, ``#``, ``%``, spaces,
+    non-ASCII), so ``--db 'x.db?mode=ro'`` is the file of that name, never a URL parameter."""
     value = os.fspath(db) if db else os.environ.get(DB_ENV) or DEFAULT_DB
-    if "://" in value:
-        try:
-            url = make_url(value)
-        except ArgumentError as exc:
-            raise StoreError(f"--db {value}: not a valid database URL ({exc})") from None
-        if url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:") or "mode=memory" in value):
+    if not _SCHEME.match(value):
+        return sqlite_url(Path(value).expanduser().resolve())
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        raise StoreError(f"--db {value}: not a valid database URL ({exc})") from None
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:") or "mode=memory" in value:
             raise StoreError(
                 f"--db {value}: an in-memory SQLite database keeps nothing (and each connection "
                 "would see its own); give a file path, e.g. --db results.db"
             )
-        return value
-    return f"sqlite:///{Path(value).expanduser().resolve()}"
+        extra = sorted(set(url.query) - {"uri"})
+        if extra or (url.query and not (url.database or "").startswith("file:")):
+            raise StoreError(
+                f"--db {value}: convexp takes no SQLite URL parameters ({', '.join(extra) or 'uri'}); give the "
+                "file's path (commands that only read, like query and ui, open it read-only themselves)"
+            )
+    return value
+
+
+#: What starts a URL: a scheme (letters, digits, + - .) and "://".
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def sqlite_url(path: Path, **parameters: str) -> str:
+    """The SQLAlchemy URL of the SQLite file at ``path`` (absolute), with SQLite URI ``parameters`` such
+    as ``mode='ro'``: a ``file:`` URI, so that every character of the path reaches SQLite as it is.
+    The URI is percent-encoded, and its % signs are escaped once more because SQLAlchemy unquotes
+    a URL's database part before the driver sees it."""
+    uri = path.as_uri().replace("%", "%25")
+    query = "".join(f"{name}={value}&" for name, value in parameters.items())
+    return f"sqlite:///{uri}?{query}uri=true"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -44,6 +71,8 @@ def sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
+    if parsed.query.get("uri") == "true" and parsed.database.startswith("file:"):
+        return Path(unquote(urlsplit(parsed.database).path))
     return Path(parsed.database)
 
 
@@ -85,14 +114,18 @@ def write_problem(path: Path) -> str | None:
     return None
 
 
-def sqlite_read_only_uri(path: Path) -> str:
-    """A ``file:`` URI that opens a SQLite file for reading only.
+def _read_only_parameters(path: Path) -> dict[str, str]:
+    """SQLite URI parameters that open a file for reading only.
 
     In a read-only directory no journal can be created beside the file, so nobody can change
-    it: SQLite may then read it as immutable (which needs no journal files).
-    """
-    immutable = "&immutable=1" if not os.access(path.parent, os.W_OK) else ""
-    return f"{path.resolve().as_uri()}?mode=ro{immutable}"
+    it: SQLite may then read it as immutable (which needs no journal files)."""
+    return {"mode": "ro", **({"immutable": "1"} if not os.access(path.parent, os.W_OK) else {})}
+
+
+def sqlite_read_only_uri(path: Path) -> str:
+    """A ``file:`` URI that opens a SQLite file for reading only, for ``sqlite3.connect(uri, uri=True)``."""
+    query = "&".join(f"{name}={value}" for name, value in _read_only_parameters(path).items())
+    return f"{path.resolve().as_uri()}?{query}"
 
 
 def _on_guarded_sqlite_connect(dbapi_connection, record) -> None:
@@ -131,7 +164,7 @@ def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = 
         if unwritable and not path.exists():
             raise StoreError(f"{path}: cannot create the database: {unwritable}")
         if (read_only or unwritable) and path.exists():
-            url = f"sqlite:///{sqlite_read_only_uri(path)}&uri=true"
+            url = sqlite_url(path.resolve(), **_read_only_parameters(path))
     try:
         engine = create_engine(url)
     except Exception as exc:  # missing driver, bad URL

@@ -27,7 +27,33 @@ def _process_alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process: it exists
         return True
+    except OverflowError:  # no process has such a pid
+        return False
     return True
+
+
+def process_started_at(pid: int) -> datetime | None:
+    """When the process ``pid`` of this host started (UTC, naive), or None where that cannot be read
+    (not Linux, no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat", encoding="ascii") as system:
+            boot = next(int(line.split()[1]) for line in system if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
+    seconds = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
+
+
+def owner_alive(pid: int, since: datetime | None) -> bool:
+    """Whether the process ``pid`` of this host is alive and is the one that wrote a heartbeat at ``since``:
+    a process that started after that heartbeat merely reuses the pid of a process that died."""
+    if not _process_alive(pid):
+        return False
+    started = process_started_at(pid)
+    return started is None or since is None or started <= since + timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -62,12 +88,14 @@ class RunRecord:
     test_accuracy: float | None
 
     def is_stale(self, now: datetime | None = None) -> bool:
-        """Whether a run still marked running has died: its process is gone (same host), or it
-        has not written a heartbeat for :data:`STALE_AFTER_SECONDS`."""
+        """Whether a run still marked running has died. On this host its owner process decides: alive
+        (and not a later process reusing its pid), the run is running however long the backend has been
+        quiet; gone, it is stale. A run of another host is stale once it has written no heartbeat for
+        :data:`STALE_AFTER_SECONDS`."""
         if self.status != "running":
             return False
-        if self.host == socket.gethostname() and self.pid is not None and not _process_alive(self.pid):
-            return True
+        if self.host == socket.gethostname() and self.pid is not None:
+            return not owner_alive(self.pid, self.heartbeat_at or self.started_at)
         now = now or datetime.now(timezone.utc).replace(tzinfo=None)
         last = self.heartbeat_at or self.started_at
         return now - last > timedelta(seconds=STALE_AFTER_SECONDS)

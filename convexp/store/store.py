@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -31,9 +32,13 @@ if TYPE_CHECKING:
 
 
 def check_recording_settings() -> None:
-    """Refuse a bad ``CONVEXP_SNAPSHOT_ENCODING`` or ``CONVEXP_WRITER`` in one line (no store needed)."""
+    """Refuse a bad ``CONVEXP_SNAPSHOT_ENCODING``, ``CONVEXP_WRITER`` or ``CONVEXP_MALLOC_TUNING`` in one line
+    (no store needed)."""
+    from convexp.allocator import tuning_setting
+
     default_encoding()
     writer_kind()
+    tuning_setting()
 
 
 def utcnow() -> datetime:
@@ -59,6 +64,51 @@ class Store(SnapshotReads):
         self._writer: Engine | None = None
         self._encoder: ChainEncoder | None = None
         database.ensure_schema(self.engine, self.url, upgrade=upgrade and not read_only, writer=lambda: self.writer)
+        #: (device, inode) of the SQLite file as opened: a file deleted or replaced later is told apart.
+        self._file_identity = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        path = database.sqlite_path(self.url)
+        try:
+            stat = os.stat(path) if path is not None else None
+        except OSError:
+            return None
+        return None if stat is None else (stat.st_dev, stat.st_ino)
+
+    def file_problem(self, run_id: int) -> str | None:
+        """Why the SQLite file this store opened is no longer the file at its path -- deleted or replaced
+        while run ``run_id`` recorded (SQLite goes on writing into a file nobody can open again) -- or None."""
+        path = database.sqlite_path(self.url)
+        if path is None or self._file_identity is None:
+            return None
+        now = self._identity()
+        if now is None:
+            return f"{path}: the database file was deleted while run {run_id} was recording; what it recorded is lost"
+        replaced = (
+            f"{path}: the database file was replaced while run {run_id} was recording; "
+            "what it recorded went into the file that was there and is lost"
+        )
+        if now != self._file_identity:
+            return replaced
+        # a new file may get the inode number of the one deleted: the run itself tells them apart
+        with self.engine.connect() as connection:
+            uid = connection.execute(select(Run.uid).where(Run.id == run_id)).scalar_one_or_none()
+        try:
+            with contextlib.closing(sqlite3.connect(database.sqlite_read_only_uri(path), uri=True)) as fresh:
+                found = fresh.execute("SELECT uid FROM runs WHERE id = ?", (run_id,)).fetchone()
+        except sqlite3.Error:
+            return replaced
+        return None if found is not None and found[0] == uid else replaced
+
+    def confirm_recorded(self, run_id: int) -> None:
+        """Raise :class:`StoreError` unless the run is in the database at this store's location: the file
+        opened is still the one at its path (:meth:`file_problem`), and it holds the run."""
+        problem = self.file_problem(run_id)
+        if problem is not None:
+            raise StoreError(problem)
+        with self.engine.connect() as connection:
+            if connection.execute(select(Run.id).where(Run.id == run_id)).first() is None:
+                raise StoreError(f"{self.location}: run {run_id} is not in the database any more (deleted while it recorded?)")
 
     @property
     def writer(self) -> Engine:
@@ -183,13 +233,14 @@ class Store(SnapshotReads):
                     },
                 )
 
-    def reopen_run(self, run_id: int) -> Checkpoint | None:
+    def reopen_run(self, run_id: int, force: bool = False) -> Checkpoint | None:
         """Claim a queued run, or one that stopped before finishing, to train it on from its latest checkpoint.
 
         In one transaction: refuse a run that finished or diverged or whose process is still
         alive; delete what it recorded after its checkpoint (all of it when it has none, so it
         starts over from step 0); mark it running in this process. Returns the checkpoint to
-        resume from, or None to start from scratch. Nothing is ever recorded twice.
+        resume from, or None to start from scratch. Nothing is ever recorded twice. With ``force`` a
+        run that still looks alive is taken over: its process's next write finds the run is not its own.
         """
         with self.transaction() as connection:
             row = connection.execute(select(Run.__table__).where(Run.id == run_id)).one_or_none()
@@ -198,9 +249,11 @@ class Store(SnapshotReads):
             run = RunRecord(**row._mapping, test_accuracy=None)
             if run.status in ("finished", "diverged"):
                 raise RunNotResumableError(f"run {run_id} is {run.status}: there is nothing to resume")
-            if run.status == "running" and not run.is_stale():  # a retry waits for the heartbeat to age
+            if run.status == "running" and not run.is_stale() and not force:  # a retry waits for the heartbeat to age
+                beat = "no heartbeat yet" if run.heartbeat_at is None else f"last heartbeat {run.heartbeat_at:%H:%M:%S} UTC"
                 raise RunStillRunningError(
-                    f"run {run_id} is still running (pid {run.pid} on {run.host}, last heartbeat {run.heartbeat_at:%H:%M:%S} UTC)"
+                    f"run {run_id} is still running (pid {run.pid} on {run.host}, {beat}); "
+                    "wait for it, or take it over with --resume --force"
                 )
             checkpoint = _read_checkpoint(connection, run_id)
             keep_through = -1 if checkpoint is None else checkpoint.step
