@@ -113,7 +113,14 @@ def test_a_billion_run_grid_validates_and_is_refused_in_bounded_memory(tmp_path)
 
 def test_each_value_of_each_axis_is_checked_before_any_run_starts(tmp_path):
     path = tmp_path / "e.yaml"
-    spec = {"dataset": "digits", "backend": "numpy", "layers": SMALL_NET, "epochs": 1, "seed": list(range(100)), "batch_size": [32, 64, 0]}
+    spec = {
+        "dataset": "digits",
+        "backend": "numpy",
+        "layers": SMALL_NET,
+        "epochs": 1,
+        "seed": list(range(100)),
+        "batch_size": [32, 64, 0],
+    }
     path.write_text(yaml.safe_dump({"experiments": {"bad": spec}}))
     result = run_cli("run", str(path), "--db", str(tmp_path / "r.db"))
     assert result.returncode == 2 and "experiment 'bad': field 'batch_size'" in result.stderr, result.stderr
