@@ -130,15 +130,6 @@ class PlannedRuns:
             for run in grid:
                 yield self._planner.plan(run)
 
-    def __getitem__(self, index: int) -> PlannedRun:
-        """The ``index``-th run (counting from the first grid); planned on the way, so for small selections."""
-        if index < 0:
-            index += len(self)
-        for position, run in enumerate(self):
-            if position == index:
-                return run
-        raise IndexError(index)
-
 
 def plan_runs(
     path: str | Path,
