@@ -20,21 +20,9 @@ import pytest
 import convexp
 from convexp.errors import StoreError
 from convexp.store import Store
-from tests.conftest import run_cli, write_experiments
+from tests.conftest import TINY_DIGITS, run_cli, write_experiments
 
-QUICK = {
-    "dataset": "digits",
-    "backend": "numpy",
-    "layers": [
-        {"type": "conv", "filters": 4, "kernel_size": 3, "activation": "relu"},
-        {"type": "flatten"},
-        {"type": "dense", "units": 10},
-    ],
-    "epochs": 1,
-    "batch_size": 64,
-    "max_steps": 3,
-    "snapshots": {"every": 1},
-}
+QUICK = {**TINY_DIGITS, "max_steps": 3, "snapshots": {"every": 1}}
 NAMES = ["we?ird #1.db", "x.db?mode=ro", "a%20b.db", "with space.db", "été 数据.db", "semi;colon&amp.db", "hash#.db"]
 
 

@@ -29,6 +29,25 @@ _COLUMNS = (
 )
 
 
+#: Rows of a layer :func:`layer_rows` reads at a time, so a long run is never all in memory.
+CHUNK = 256
+
+
+def layer_rows(connection: Connection, run_id: int, layer: str) -> Iterator[Any]:
+    """A layer's snapshot rows (every column readers use) in step order, read a chunk at a time; rows at
+    or before the last one yielded may be changed or deleted meanwhile (thinning does)."""
+    after = None
+    while True:
+        query = select(*_COLUMNS).where(*_of_layer(run_id, layer))
+        if after is not None:
+            query = query.where(KernelSnapshot.step > after)
+        rows = connection.execute(query.order_by(KernelSnapshot.step).limit(CHUNK)).all()
+        if not rows:
+            return
+        after = rows[-1].step
+        yield from rows
+
+
 def verified(run_id: int, layer: str, rows: Iterable[Any], wanted_step: int | None = None) -> Iterator[tuple[Any, bytes]]:
     """(row, float32 kernel bytes) for a layer's rows in step order from a chain's start (rows with
     step, encoding, base_step, kernel, bias and checksum), each decoded and checked against its

@@ -19,13 +19,11 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import DatabaseError
 
+from convexp.store.chains import layer_rows
 from convexp.store.database import sqlite_read_only_uri
 from convexp.store.encoding import XOR_DELTA, UndecodableSnapshot, checksum_problem, decode_row, snapshot_checksum
 from convexp.store.models import KernelSnapshot
 from convexp.store.store import Store
-
-#: Rows of a layer read at a time, so a long run is never all in memory.
-CHUNK = 256
 
 
 @dataclass
@@ -132,11 +130,11 @@ def check_runs(
                 )
                 check.layers = len(layers)
                 for layer in layers:
-                    for row, checksum in _check_layer(check, layer, _rows(connection, run.id, layer)):
+                    for row, checksum in _check_layer(check, layer, layer_rows(connection, run.id, layer)):
                         done += 1
                         if fix and checksum is not None:
                             additions.append({"run": run.id, "the_layer": layer, "the_step": row.step, "value": checksum})
-                        if progress and done % CHUNK == 0:
+                        if progress and done % 256 == 0:
                             progress(done, total)
         except DatabaseError as exc:
             check.unreadable = _database_error(exc)
@@ -180,28 +178,6 @@ def check_database(
 
 def _database_error(exc: DatabaseError) -> str:
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
-
-
-def _rows(connection, run_id: int, layer: str) -> Iterator[Any]:
-    columns = (
-        KernelSnapshot.step,
-        KernelSnapshot.shape,
-        KernelSnapshot.encoding,
-        KernelSnapshot.base_step,
-        KernelSnapshot.kernel,
-        KernelSnapshot.bias,
-        KernelSnapshot.checksum,
-    )
-    after = None
-    while True:
-        query = select(*columns).where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
-        if after is not None:
-            query = query.where(KernelSnapshot.step > after)
-        rows = connection.execute(query.order_by(KernelSnapshot.step).limit(CHUNK)).all()
-        if not rows:
-            return
-        after = rows[-1].step
-        yield from rows
 
 
 def _check_layer(check: RunCheck, layer: str, rows: Iterable[Any]) -> Iterator[tuple[Any, int | None]]:

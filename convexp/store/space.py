@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, delete, func, select, update
 
 from convexp.errors import StoreError
-from convexp.store.chains import verified
+from convexp.store.chains import layer_rows, verified
 from convexp.store.encoding import RAW, ChainEncoder, snapshot_checksum
 from convexp.store.models import KernelSnapshot, Metric, Run, RunCheckpoint
 from convexp.store.store import Store
@@ -124,10 +124,6 @@ class ThinnedRun:
     checksums_added: int = 0
 
 
-#: Rows of a layer read at a time while thinning, so a long run is never all in memory.
-_CHUNK = 256
-
-
 def thin_run(
     store: Store, run_id: int, *, keep_every: int | None = None, keep_epochs: bool = True, dry_run: bool = False
 ) -> ThinnedRun:
@@ -199,29 +195,4 @@ def _decoded_rows(connection, run_id: int, layer: str):
     """(row, float32 kernel bytes) of a layer in step order, read a chunk at a time, each checked against
     its checksum (a damaged row stops the caller's transaction); rows at or before the last one yielded
     may be changed meanwhile."""
-    columns = (
-        KernelSnapshot.step,
-        KernelSnapshot.encoding,
-        KernelSnapshot.base_step,
-        KernelSnapshot.kernel,
-        KernelSnapshot.bias,
-        KernelSnapshot.checksum,
-    )
-    after = -1
-
-    def chunks():
-        nonlocal after
-        while True:
-            query = (
-                select(*columns)
-                .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step > after)
-                .order_by(KernelSnapshot.step)
-                .limit(_CHUNK)
-            )
-            rows = connection.execute(query).all()
-            if not rows:
-                return
-            after = rows[-1].step
-            yield from rows
-
-    yield from verified(run_id, layer, chunks())
+    yield from verified(run_id, layer, layer_rows(connection, run_id, layer))
