@@ -446,3 +446,45 @@ def test_keys_and_the_step_box_move_through_the_steps_and_the_trajectory_marks_t
     page.keyboard.press("ArrowRight")
     page.wait_for_function("() => window.cxRun.trajectoryCharts()[0].marker === 31")
     page.close()
+
+
+def _ema(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's debiased exponential moving average, computed here from the recorded values."""
+    out, last = [], 0.0
+    for count, value in enumerate(values, start=1):
+        last = last * weight + (1 - weight) * value
+        out.append(last / (1 - weight**count))
+    return out
+
+
+def test_smoothing_draws_the_moving_average_of_the_recorded_curve_over_the_curve_itself(world):
+    """Issue 28: smoothing of the per-step curves, with a slider, the raw values faint behind, the
+    setting in the URL; the drawn curve equals the average computed from the metrics table."""
+    with sqlite3.connect(world["db"]) as connection:
+        recorded = connection.execute(
+            "SELECT step, value FROM metrics WHERE run_id = 7 AND name = 'train_loss' ORDER BY step"
+        ).fetchall()
+    steps, values = [s for s, _ in recorded], [v for _, v in recorded]
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7?smoothing=0.9")
+    page.wait_for_function("() => window.cxRun.charts.loss && window.cxRun.charts.loss.frame")
+    assert page.input_value("#smoothing") == "0.9" and page.text_content("#smoothing-value") == "0.90"
+    drawn = page.evaluate(
+        "() => window.cxRun.charts.loss.series.map(s => ({name: s.name, xs: s.xs, ys: s.ys, faint: !!s.faint}))"
+    )
+    raw = [s for s in drawn if s["name"] == "train_loss"]
+    smoothed = [s for s in drawn if s["name"] == "train_loss (smoothed 0.9)"]
+    assert raw and raw[0]["faint"] and raw[0]["ys"] == values and raw[0]["xs"] == steps
+    assert smoothed and not smoothed[0]["faint"] and smoothed[0]["xs"] == steps
+    expected = _ema(values, 0.9)
+    assert max(abs(a - b) for a, b in zip(smoothed[0]["ys"], expected)) <= 1e-12 * max(map(abs, expected))
+    test_loss = [s for s in drawn if s["name"] == "test_loss"]  # per-epoch metrics are drawn as recorded
+    assert test_loss and not test_loss[0]["faint"] and len([s for s in drawn if s["name"].startswith("test_loss")]) == 1
+    page.fill("#smoothing", "0")
+    page.dispatch_event("#smoothing", "input")
+    drawn = page.evaluate("() => window.cxRun.charts.loss.series.map(s => ({name: s.name, ys: s.ys, faint: !!s.faint}))")
+    assert [s["name"] for s in drawn if s["name"].startswith("train_loss")] == ["train_loss"] and not any(
+        s["faint"] for s in drawn
+    )
+    assert "smoothing" not in page.url
+    page.close()

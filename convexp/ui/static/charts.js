@@ -1,12 +1,29 @@
 // convexp ui: small line charts on canvas, with a hover readout and a log-scale option.
 "use strict";
 
+// TensorBoard's smoothing: an exponential moving average, debiased so the first points are not pulled
+// towards zero; weight 0 is the values themselves. Non-finite values are left out of the average.
+function emaSmooth(ys, weight) {
+  if (!(weight > 0)) return ys.slice();
+  const out = new Array(ys.length);
+  let last = 0, count = 0;
+  for (let i = 0; i < ys.length; i++) {
+    const v = ys[i];
+    if (v === null || !isFinite(v)) { out[i] = v; continue; }
+    last = last * weight + (1 - weight) * v;
+    count++;
+    out[i] = last / (1 - Math.pow(weight, count));
+  }
+  return out;
+}
+
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 class LineChart {
-  // series: [{name, xs, ys, colour?, width?, dash?, lows?, highs?, ns?, faint?, legend?}]: lows/highs draw a band
-  // around the line (an interval), faint series are drawn pale and left out of the legend and the readout;
-  // options: {title, log, xLabel, width, height, legend}
+  // series: [{name, xs, ys, colour?, width?, dash?, lows?, highs?, ns?, faint?, legend?, smooth?}]: lows/highs draw
+  // a band around the line (an interval), faint series are drawn pale and left out of the legend and the readout;
+  // a smooth series is drawn as its moving average (options.smoothing, 0 = none) over its raw values, faint;
+  // options: {title, log, xLabel, width, height, legend, smoothing}
   constructor(parent, options) {
     this.options = Object.assign({ width: 420, height: 230, xLabel: "step", legend: true }, options);
     this.box = document.createElement("div");
@@ -22,7 +39,20 @@ class LineChart {
     this.canvas.addEventListener("mouseleave", () => { this.tip.hidden = true; this.draw(); });
   }
 
-  setSeries(series) { this.series = series.filter((s) => s.xs.length); this.draw(); }
+  setSeries(series) { this.given = series.filter((s) => s.xs.length); this.smoothen(); }
+  setSmoothing(weight) { this.options.smoothing = weight; this.smoothen(); }
+  // the series drawn: each smooth one, when smoothing, as its raw values (faint) under their moving average
+  smoothen() {
+    const weight = this.options.smoothing || 0;
+    this.series = [];
+    this.given.forEach((s, n) => {
+      if (!s.smooth || !(weight > 0)) { this.series.push(s); return; }
+      const colour = s.colour || PALETTE[n % PALETTE.length];
+      this.series.push(Object.assign({}, s, { colour, faint: true }));
+      this.series.push(Object.assign({}, s, { colour, ys: emaSmooth(s.ys, weight), name: `${s.name} (smoothed ${weight})` }));
+    });
+    this.draw();
+  }
   // A step marked by a dashed vertical line (the step the page shows); null removes it.
   setMarker(x) { this.marker = x; this.draw(); }
   setLog(log) { this.options.log = log; this.draw(); }

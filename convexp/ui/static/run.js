@@ -31,12 +31,14 @@ function drawCharts() {
   const groups = chartGroups();
   for (const [title, names] of Object.entries(groups)) {
     if (!names.length) continue;
-    if (!charts[title]) charts[title] = new LineChart($("charts"), { title, log: $("log-scale").checked });
-    const series = names.map((n, k) => ({ name: n, xs: state.metrics[n].steps, ys: state.metrics[n].values, colour: PALETTE[k % PALETTE.length] }));
+    if (!charts[title]) charts[title] = new LineChart($("charts"), { title, log: $("log-scale").checked, smoothing: smoothing() });
+    // per-step metrics (train_*) are the noisy ones the smoothing slider is for
+    const smooth = (n) => n.startsWith("train_");
+    const series = names.map((n, k) => ({ name: n, xs: state.metrics[n].steps, ys: state.metrics[n].values, colour: PALETTE[k % PALETTE.length], smooth: smooth(n) }));
     let k = names.length;
     for (const [id, metrics] of overlays) {
       for (const n of names) {
-        if (metrics[n]) series.push({ name: `${n} · run ${id}`, xs: metrics[n].steps, ys: metrics[n].values, colour: PALETTE[k % PALETTE.length], dash: true });
+        if (metrics[n]) series.push({ name: `${n} · run ${id}`, xs: metrics[n].steps, ys: metrics[n].values, colour: PALETTE[k % PALETTE.length], dash: true, smooth: smooth(n) });
         k++;
       }
     }
@@ -70,6 +72,21 @@ function showRow(row) {
 }
 
 $("log-scale").addEventListener("change", (e) => Object.values(charts).forEach((c) => c.setLog(e.target.checked)));
+
+// smoothing of the per-step curves: 0 draws the recorded values; in the URL as ?smoothing=
+function smoothing() { return Number($("smoothing").value) || 0; }
+{
+  const given = Number(new URLSearchParams(location.search).get("smoothing"));
+  if (given > 0 && given < 1) $("smoothing").value = String(given);
+  $("smoothing-value").textContent = smoothing().toFixed(2);
+}
+$("smoothing").addEventListener("input", () => {
+  $("smoothing-value").textContent = smoothing().toFixed(2);
+  Object.values(charts).forEach((c) => c.setSmoothing(smoothing()));
+  const next = new URLSearchParams(location.search);
+  if (smoothing() > 0) next.set("smoothing", String(smoothing())); else next.delete("smoothing");
+  history.replaceState(null, "", next.toString() ? `${location.pathname}?${next}` : location.pathname);
+});
 
 async function setOverlays(ids) {
   for (const id of [...overlays.keys()]) if (!ids.includes(id)) overlays.delete(id);
