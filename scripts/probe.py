@@ -302,6 +302,7 @@ def web_cases() -> list[tuple[str, str, str, tuple[int, ...]]]:
         ("a static file outside the folder", "GET", "/static/../../convexp/__init__.py", (404,)),
         ("a static file escaped outside the folder", "GET", "/static/..%2f..%2fREADME.md", (404,)),
         ("a path that is not there", "GET", "/nope", (404,)),
+        ("curves of a run that is not there", "GET", f"/runs/{HUGE_ID}/curves.csv", (404,)),
     ]
 
 

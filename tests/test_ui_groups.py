@@ -488,3 +488,37 @@ def test_smoothing_draws_the_moving_average_of_the_recorded_curve_over_the_curve
     )
     assert "smoothing" not in page.url
     page.close()
+
+
+def test_export_the_curves_as_csv_and_the_filters_at_a_step_as_png(world, tmp_path):
+    """Issue 28: export. The CSV equals the metrics table; the PNG decodes to the grid as drawn."""
+    import csv
+    import io
+    import urllib.request
+
+    import matplotlib.image
+
+    page = world["new_page"]()
+    page.goto(f"{world['url']}runs/7")
+    page.wait_for_function("() => window.cxRun.state.steps.length > 0 && window.cxRun.state.snapshot")
+    href = page.get_attribute("#curves-csv", "href")
+    with urllib.request.urlopen(world["url"].rstrip("/") + href) as response:
+        assert response.headers["Content-Type"].startswith("text/csv")
+        assert 'filename="run-7-curves.csv"' in response.headers["Content-Disposition"]
+        rows = list(csv.reader(io.StringIO(response.read().decode())))
+    with sqlite3.connect(world["db"]) as connection:
+        table = connection.execute("SELECT step, epoch, name, value FROM metrics WHERE run_id = 7 ORDER BY name, step").fetchall()
+    assert rows[0] == ["step", "epoch", "name", "value"]
+    assert [(int(a), int(b), c, float(d)) for a, b, c, d in rows[1:]] == table  # every value as recorded, bit for bit
+    with page.expect_download() as download:
+        page.click("#grid-png")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    step = page.evaluate("() => window.cxRun.state.steps[window.cxRun.state.index]")
+    assert saved.name == f"run-7-conv1-step-{step}.png"
+    image = matplotlib.image.imread(saved)
+    size = page.evaluate(
+        "() => [document.getElementById('kernel-canvas').height, document.getElementById('kernel-canvas').width]"
+    )
+    assert list(image.shape[:2]) == size and image.std() > 0  # the grid as drawn, not a blank canvas
+    page.close()

@@ -245,6 +245,14 @@ def create_app(
         return JSONResponse(data.metrics_since(store, run, _int_param(request, "after", -1)))
 
     @endpoint
+    def metrics_csv(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        name = f"run-{run.id}-curves.csv"
+        return PlainTextResponse(
+            data.metrics_csv(store, run), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
+
+    @endpoint
     def api_steps(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
         return JSONResponse(data.layer_steps(store, run, request.path_params["layer"], _int_param(request, "after", -1)))
@@ -326,6 +334,7 @@ def create_app(
     routes = [
         Route("/", runs_page),
         Route("/runs/{run_id}", run_page),
+        Route("/runs/{run_id}/curves.csv", metrics_csv),
         Route("/experiments/{name}", experiment_page),
         Route("/compare", compare_page),
         Route("/query", query_page),

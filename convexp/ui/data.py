@@ -165,6 +165,20 @@ def metrics_since(store: Store, run: RunRecord, after_step: int = -1) -> dict[st
     return {"run": run_row(run), "metrics": series, "last_step": last}
 
 
+def metrics_csv(store: Store, run: RunRecord) -> str:
+    """A run's curves as CSV, one row per recorded value (step, epoch, name, value), as the metrics
+    table holds them: the values repr-exact, so a spreadsheet or pandas reads back what was recorded."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["step", "epoch", "name", "value"])
+    for m in sorted(store.metrics(run.id), key=lambda m: (m.name, m.step)):
+        writer.writerow([m.step, m.epoch, m.name, repr(float(m.value))])
+    return buffer.getvalue()
+
+
 def _no_layer(store: Store, run: RunRecord, layer: str) -> NotFound:
     known = ", ".join(store.snapshot_layers(run.id)) or "none"
     return NotFound(f"run {run.id} has no snapshots of a layer '{layer}' (layers with snapshots: {known})")

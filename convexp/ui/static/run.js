@@ -435,4 +435,12 @@ function nearestIndex(step) {
   return best;
 }
 loadMetrics().then(() => { if (LIVE.includes(state.status)) setTimeout(poll, 1000); });
+// export: the filter grid as drawn at the shown step, as a PNG file named by run, layer and step
+if ($("grid-png")) $("grid-png").addEventListener("click", () => {
+  const link = document.createElement("a");
+  link.href = $("kernel-canvas").toDataURL("image/png");  // made in the page: nothing is fetched
+  link.download = `run-${RUN.id}-${state.layer}-step-${state.steps[state.index]}.png`;
+  document.body.append(link); link.click(); link.remove();
+});
+
 window.cxRun = { state, show, selectLayer, selectFilter, charts, trajectoryCharts: () => trajectoryCharts };
