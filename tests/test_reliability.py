@@ -343,7 +343,9 @@ def test_resume_refuses_a_finished_or_running_run_and_changes_nothing(tmp_path):
     assert sha256(db) == before
 
     connection = sqlite3.connect(db)
-    connection.execute("UPDATE runs SET status = 'running', pid = ?, heartbeat_at = datetime('now')", (os.getpid(),))
+    connection.execute(  # this test's process as the owner (its start time unknown: judged by the heartbeat)
+        "UPDATE runs SET status = 'running', pid = ?, owner_started_at = NULL, heartbeat_at = datetime('now')", (os.getpid(),)
+    )
     connection.commit()
     connection.close()
     before = sha256(db)

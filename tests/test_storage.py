@@ -205,7 +205,10 @@ def test_thinning_refuses_a_running_run_and_keeps_epoch_ends(tmp_path):
     assert run_cli("db", "thin", "1", "--db", str(db)).returncode == 0
     assert every_step_steps(db) == [0, 23, 46, 69]  # step 0 and the three epoch ends (23 steps an epoch)
     with sqlite3.connect(db) as connection:
-        connection.execute("UPDATE runs SET status = 'running', pid = ?, host = ?", (os.getpid(), os.uname().nodename))
+        connection.execute(  # this test's process as the owner (its start time unknown: judged by the heartbeat)
+            "UPDATE runs SET status = 'running', pid = ?, host = ?, owner_started_at = NULL, heartbeat_at = datetime('now')",
+            (os.getpid(), os.uname().nodename),
+        )
     line = _one_error_line(run_cli("db", "thin", "1", "--db", str(db)))
     assert line == "Error: run 1 is running; thin it once it has stopped (nothing was deleted)"
 

@@ -76,6 +76,9 @@ class Run(Base):
     data_source: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # The device the run trained on (cpu, cuda): its spec's ``device`` as the backend resolved it.
     device: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    #: When the owner process (``pid`` on ``host``) started: on that host a run is running while this
+    #: very process lives, and a later process that is given the same pid is told apart.
+    owner_started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Metric(Base):

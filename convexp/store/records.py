@@ -47,13 +47,18 @@ def process_started_at(pid: int) -> datetime | None:
     return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
 
 
-def owner_alive(pid: int, since: datetime | None) -> bool:
-    """Whether the process ``pid`` of this host is alive and is the one that wrote a heartbeat at ``since``:
-    a process that started after that heartbeat merely reuses the pid of a process that died."""
+def owner_alive(pid: int, owner_started: datetime | None, since: datetime | None) -> bool:
+    """Whether the process ``pid`` of this host is alive and is the run's owner: the process that started
+    at ``owner_started`` (as recorded), or, where that was not recorded, one that started no later than
+    the heartbeat at ``since`` -- a process started since merely reuses the pid of one that died."""
     if not _process_alive(pid):
         return False
     started = process_started_at(pid)
-    return started is None or since is None or started <= since + timedelta(seconds=1)
+    if started is None:
+        return True
+    if owner_started is not None:
+        return abs(started - owner_started) <= timedelta(seconds=1)
+    return since is None or started <= since + timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class RunRecord:
     uid: str | None
     data_source: dict[str, Any] | None
     device: str | None
+    owner_started_at: datetime | None
     test_accuracy: float | None
 
     def is_stale(self, now: datetime | None = None) -> bool:
@@ -95,7 +101,7 @@ class RunRecord:
         if self.status != "running":
             return False
         if self.host == socket.gethostname() and self.pid is not None:
-            return not owner_alive(self.pid, self.heartbeat_at or self.started_at)
+            return not owner_alive(self.pid, self.owner_started_at, self.heartbeat_at or self.started_at)
         now = now or datetime.now(timezone.utc).replace(tzinfo=None)
         last = self.heartbeat_at or self.started_at
         return now - last > timedelta(seconds=STALE_AFTER_SECONDS)

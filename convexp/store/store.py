@@ -23,7 +23,7 @@ from convexp.store.encoding import ChainEncoder, default_encoding
 from convexp.store.inserts import insert_many, snapshot_row
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
-from convexp.store.records import MAX_ID, MetricRecord, RunRecord, SnapshotRow
+from convexp.store.records import MAX_ID, MetricRecord, RunRecord, SnapshotRow, process_started_at
 from convexp.store.snapshot_reads import SnapshotReads
 from convexp.store.writer_process import writer_kind
 
@@ -156,11 +156,7 @@ class Store(SnapshotReads):
         """Insert a run with status ``running`` in this process (or ``queued``, for an executor to start
         elsewhere with :meth:`reopen_run`); returns its id. ``fields`` are the columns of ``runs``."""
         now = utcnow()
-        owner = (
-            {"status": "queued"}
-            if queued
-            else {"status": "running", "heartbeat_at": now, "pid": os.getpid(), "host": socket.gethostname()}
-        )
+        owner = {"status": "queued"} if queued else {"status": "running", "heartbeat_at": now, **_this_process()}
         values = {"started_at": now, "uid": uuid.uuid4().hex, **owner, **fields}
         with self.transaction() as connection:
             return int(connection.execute(insert(Run).returning(Run.id), values).scalar_one())
@@ -271,8 +267,7 @@ class Store(SnapshotReads):
                     finished_at=None,
                     message=None,
                     heartbeat_at=now,
-                    pid=os.getpid(),
-                    host=socket.gethostname(),
+                    **_this_process(),
                     epochs_completed=checkpoint.epoch if checkpoint else 0,
                     steps_completed=checkpoint.step if checkpoint else 0,
                 )
@@ -502,6 +497,11 @@ class Store(SnapshotReads):
         )
         with self.engine.connect() as connection:
             return [MetricRecord(*row) for row in connection.execute(query)]
+
+
+def _this_process() -> dict[str, Any]:
+    """The owner columns of a run this process claims: its pid, host and start time."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "owner_started_at": process_started_at(os.getpid())}
 
 
 def _owned(run_id: int, owner: tuple[int, str] | None) -> Any:
