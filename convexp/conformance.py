@@ -18,9 +18,10 @@ trainer reports.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -66,6 +67,15 @@ STEP_TOLERANCE = 1e-5
 VARIANCE_TOLERANCE = 0.05
 
 
+@contextlib.contextmanager
+def _breach_fails() -> Iterator[None]:
+    """A breach of the plan (:mod:`convexp.plugin_output`) inside the block is a failed check, with its line."""
+    try:
+        yield
+    except (PluginBreach, NonFiniteKernel) as exc:
+        raise ConformanceFailure(str(exc)) from None
+
+
 @dataclass
 class CollectingObserver:
     """A TrainingObserver that keeps everything it is told, with a kernel snapshot at every step.
@@ -83,10 +93,8 @@ class CollectingObserver:
     def _kernels(self, kernels: KernelReader, step: int, epoch: int) -> dict[str, KernelSnapshot]:
         handed = dict(kernels())
         if self.plan is not None:
-            try:
+            with _breach_fails():
                 self.plan.kernels(handed, step, epoch)
-            except (PluginBreach, NonFiniteKernel) as exc:
-                raise ConformanceFailure(str(exc)) from None
         return handed
 
     def on_train_start(self, kernels: KernelReader) -> None:
@@ -94,10 +102,8 @@ class CollectingObserver:
 
     def on_step(self, step: int, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
         if self.plan is not None:
-            try:
+            with _breach_fails():
                 self.plan.step(step, epoch)
-            except PluginBreach as exc:
-                raise ConformanceFailure(str(exc)) from None
         self.steps.append((step, epoch, dict(metrics)))
         self.snapshots[step] = self._kernels(kernels, step, epoch)
 
@@ -105,10 +111,8 @@ class CollectingObserver:
         self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader, state: StateReader | None = None
     ) -> None:
         if self.plan is not None:
-            try:
+            with _breach_fails():
                 self.plan.epoch_end(epoch, step)
-            except PluginBreach as exc:
-                raise ConformanceFailure(str(exc)) from None
         self.epochs.append((epoch, step, dict(metrics)))
         if state is not None:
             self.checkpoints[epoch] = Checkpoint(epoch, step, state())
@@ -116,10 +120,8 @@ class CollectingObserver:
     def finished(self) -> None:
         """After the backend's train returned: it made every step and epoch of the plan."""
         if self.plan is not None:
-            try:
+            with _breach_fails():
                 self.plan.finished()
-            except PluginBreach as exc:
-                raise ConformanceFailure(str(exc)) from None
 
 
 @dataclass(frozen=True)

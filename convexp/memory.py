@@ -116,15 +116,3 @@ def check_grids(grids: Iterable[Grid], available: int | None = None) -> int:
                 seen.add(key)
                 most = max(most, check_memory(grid.experiment, spec, available).total)
     return most
-
-
-def check_selection(runs: list[tuple[str, RunSpec]], available: int | None = None) -> int:
-    """Check every run of a selection (experiment name, spec); returns the most one of them needs.
-    Specs that size alike are sized once."""
-    available = available_memory() if available is None else available
-    seen: dict[str, int] = {}
-    for experiment, spec in runs:
-        key = spec.model_dump_json(include=set(MEMORY_FIELDS))
-        if key not in seen:
-            seen[key] = check_memory(experiment, spec, available).total
-    return max(seen.values(), default=0)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from convexp.layers import Conv
+from convexp.types import non_finite
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,8 +85,6 @@ class PlanCheck:
     def kernels(self, snapshots: Mapping[str, Any], step: int, epoch: int) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         """The kernels a backend handed back at ``step``, checked against the plan and made float32:
         (layer, kernel, bias) in the plan's order. Raises :class:`PluginBreach` or :class:`NonFiniteKernel`."""
-        import numpy as np
-
         if not isinstance(snapshots, Mapping):
             raise PluginBreach(f"backend '{self.plugin}' handed back {type(snapshots).__name__} for the kernels, not a mapping")
         extra = sorted(set(snapshots) - set(self.shapes), key=str)
@@ -115,8 +114,8 @@ class PlanCheck:
                         f"the plan's is [{shape[0]}]"
                     )
             for part, values in (("kernel", kernel), ("bias", bias)):
-                if values is not None and not np.isfinite(values).all():
-                    bad = "NaN" if np.isnan(values).any() else "infinity"
+                bad = None if values is None else non_finite(values)
+                if bad is not None:
                     raise NonFiniteKernel(f"{name}'s {part} holds {bad} at step {step} (epoch {epoch})", step, epoch)
             checked.append((name, kernel, bias))
         return checked

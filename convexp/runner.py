@@ -10,8 +10,6 @@ Usable from Python as from the CLI::
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -309,20 +307,17 @@ def _train_and_record(run: PlannedRun, job: TrainingJob, store: Store, run_id: i
     finally:
         if stopping:  # if this write fails too, the run shows as stale once its heartbeat ages
             with contextlib.suppress(Exception):
-                _finish(store, outcome, listener if outcome.status == "interrupted" else None)
+                _finish(store, outcome, recorder.writer.owner, listener if outcome.status == "interrupted" else None)
         else:
-            _finish(store, outcome, listener)
+            _finish(store, outcome, recorder.writer.owner, listener)
     return outcome
 
 
-def _finish(store: Store, outcome: RunOutcome, listener: RunListener | None) -> None:
+def _finish(store: Store, outcome: RunOutcome, owner: tuple[int, str], listener: RunListener | None) -> None:
     """Record a run's final status, read back its results into ``outcome``, and tell the listener. Raises
-    :class:`StoreError` when the run is no longer this process's (taken over) or not in the database."""
-    owner = (os.getpid(), socket.gethostname())
+    :class:`StoreError` when the run is no longer ``owner``'s (taken over) or not in the database."""
     if not store.finish_run(outcome.run_id, outcome.status, outcome.message, owner=owner):
-        now = store.get_run(outcome.run_id) if outcome.run_id in store.statuses([outcome.run_id]) else None
-        held = "it is gone" if now is None else f"it is now pid {now.pid} on {now.host} ({now.status})"
-        raise StoreError(f"{store.location}: run {outcome.run_id} is no longer this process's to finish: {held}")
+        raise store.not_ours(outcome.run_id, "finish")
     store.confirm_recorded(outcome.run_id)
     metrics = store.metrics(outcome.run_id, ["test_accuracy", "epoch_seconds"])
     accuracies = [m.value for m in metrics if m.name == "test_accuracy"]

@@ -52,6 +52,7 @@ from convexp.store import MetricRecord, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
 from convexp.store.packed import Layout, PackedSnapshots, unpack
 from convexp.store.writer_process import make_writer
+from convexp.types import non_finite
 
 __all__ = ["EXTERNAL", "TrackedRun", "kernel_reader", "kernels_of", "track", "unpack"]
 
@@ -323,7 +324,7 @@ def _non_finite(layout: Layout, flat: np.ndarray, step: int) -> str:
     """Which layer of a logged step holds NaN or infinity, as one line."""
     for name, (kernel, bias) in unpack(layout, flat):
         for part, values in (("kernel", kernel), ("bias", bias)):
-            if values is not None and not np.isfinite(values).all():
-                bad = "NaN" if np.isnan(values).any() else "infinity"
+            bad = None if values is None else non_finite(values)
+            if bad is not None:
                 return f"layer {name}'s {part} holds {bad} at step {step}: only finite kernels are recorded"
     return f"a kernel holds NaN or infinity at step {step}: only finite kernels are recorded"

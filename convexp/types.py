@@ -1,4 +1,5 @@
-"""What a backend hands back to convexp: kernel snapshots, the readers that produce them, checkpoints.
+"""What a backend hands back to convexp: kernel snapshots, the readers that produce them, checkpoints, and
+the test that the values handed back are finite.
 
 A leaf module: it imports nothing of convexp, so the trainer interface (:mod:`convexp.training`),
 the initial weights (:mod:`convexp.seeding`) and the store can all use these types without
@@ -41,3 +42,12 @@ class Checkpoint:
     epoch: int
     step: int
     state: bytes
+
+
+def non_finite(values: np.ndarray) -> str | None:
+    """What non-finite value an array holds ("NaN" before "infinity"), or None when all are finite."""
+    import numpy as np
+
+    if np.isfinite(values).all():
+        return None
+    return "NaN" if np.isnan(values).any() else "infinity"

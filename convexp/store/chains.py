@@ -48,24 +48,52 @@ def layer_rows(connection: Connection, run_id: int, layer: str) -> Iterator[Any]
         yield from rows
 
 
-def verified(run_id: int, layer: str, rows: Iterable[Any], wanted_step: int | None = None) -> Iterator[tuple[Any, bytes]]:
-    """(row, float32 kernel bytes) for a layer's rows in step order from a chain's start (rows with
-    step, encoding, base_step, kernel, bias and checksum), each decoded and checked against its
-    checksum: raises :class:`DamagedSnapshotError` naming run, layer and step at the first row that
-    does not decode or does not match (``wanted_step``: the step the caller asked for, to name too)."""
+def read_row(previous: tuple[int, Any] | None, row: Any) -> tuple[Any, bytes, bytes | None]:
+    """One stored row (step, encoding, base_step, kernel, bias, checksum) as (uint32 words, float32 kernel
+    bytes, bias bytes or None), given the (step, words) of the row before it in its layer (None at a
+    chain's start); raises :class:`UndecodableSnapshot` naming the step when it does not decode or does
+    not match its checksum."""
+    words = decode_row(previous, row.step, row.encoding, row.base_step, row.kernel)
+    kernel = words.tobytes()
+    bias = None if row.bias is None else bytes(row.bias)
+    problem = checksum_problem(kernel, bias, row.checksum)
+    if problem is not None:
+        raise UndecodableSnapshot(row.step, problem)
+    return words, kernel, bias
+
+
+def shape_problem(shape_text: str, kernel: bytes, bias: bytes | None) -> tuple[tuple[int, ...], str | None]:
+    """A row's kernel shape (from its ``shape`` JSON), and why it does not fit the bytes the row decoded
+    to (None when it does)."""
+    import json
+    import math
+
+    try:
+        shape = tuple(int(n) for n in json.loads(shape_text))
+    except (ValueError, TypeError):
+        return (), f"its shape {shape_text!r} is not a list of sizes"
+    if 4 * math.prod(shape) != len(kernel):
+        return shape, f"its kernel holds {len(kernel) // 4} values where its shape {list(shape)} has {math.prod(shape)}"
+    if bias is not None and shape and len(bias) != 4 * shape[0]:
+        return shape, f"its bias holds {len(bias) / 4:g} values where its {shape[0]} filters need {shape[0]}"
+    return shape, None
+
+
+def verified(
+    run_id: int, layer: str, rows: Iterable[Any], wanted_step: int | None = None
+) -> Iterator[tuple[Any, bytes, bytes | None]]:
+    """(row, float32 kernel bytes, bias bytes or None) for a layer's rows in step order from a chain's
+    start, each decoded and checked against its checksum (:func:`read_row`): raises
+    :class:`DamagedSnapshotError` naming run, layer and step at the first row that does not decode or
+    does not match (``wanted_step``: the step the caller asked for, to name too)."""
     previous = None
     for row in rows:
         try:
-            words = decode_row(previous, row.step, row.encoding, row.base_step, row.kernel)
+            words, kernel, bias = read_row(previous, row)
         except UndecodableSnapshot as exc:
             raise DamagedSnapshotError(run_id, layer, exc.step, exc.reason, wanted_step) from None
-        kernel = words.tobytes()
-        bias = None if row.bias is None else bytes(row.bias)
-        problem = checksum_problem(kernel, bias, row.checksum)
-        if problem is not None:
-            raise DamagedSnapshotError(run_id, layer, row.step, problem, wanted_step)
         previous = (row.step, words)
-        yield row, kernel
+        yield row, kernel, bias
 
 
 def _of_layer(run_id: int, layer: str):
@@ -96,40 +124,28 @@ def read_snapshots(connection: Connection, run_id: int, layer: str, first_step: 
         .limit(before[1] + count)
     )
     rows = connection.execute(query).all()
-    wanted = []
-    for r, kernel in verified(run_id, layer, rows, first_step):
-        if r.step >= first_step:
-            bias = None if r.bias is None else bytes(r.bias)
-            _check_finite(run_id, layer, r.step, kernel, bias)
-            wanted.append(StoredSnapshot(layer, r.step, r.epoch, _shape(run_id, layer, r, kernel), kernel, bias, r.checksum))
-    return wanted
+    return [
+        StoredSnapshot(layer, r.step, r.epoch, _readable(run_id, layer, r, kernel, bias), kernel, bias, r.checksum)
+        for r, kernel, bias in verified(run_id, layer, rows, first_step)
+        if r.step >= first_step
+    ]
 
 
-def _check_finite(run_id: int, layer: str, step: int, kernel: bytes, bias: bytes | None) -> None:
-    """Raise one line naming run, layer and step unless a snapshot's values are all finite
-    (convexp records only finite kernels: such a row comes from elsewhere, and no analysis of it holds)."""
+def _readable(run_id: int, layer: str, row: Any, kernel: bytes, bias: bytes | None) -> tuple[int, ...]:
+    """A verified row's shape, once it is known to fit its bytes and to hold finite values only; else
+    one line naming run, layer and step (convexp records only finite kernels: such a row comes from
+    elsewhere, and no analysis of it holds)."""
     import numpy as np
 
+    shape, problem = shape_problem(row.shape, kernel, bias)
+    if problem is not None:
+        raise DamagedSnapshotError(run_id, layer, row.step, problem)
     for part, data in (("kernel", kernel), ("bias", bias)):
         if data is not None and not np.isfinite(np.frombuffer(data, dtype="<f4")).all():
             raise StoreError(
-                f"run {run_id}, layer {layer}: the {part} at step {step} holds NaN or infinity; "
+                f"run {run_id}, layer {layer}: the {part} at step {row.step} holds NaN or infinity; "
                 "convexp records and analyses finite kernels only"
             )
-
-
-def _shape(run_id: int, layer: str, row: Any, kernel: bytes) -> tuple[int, ...]:
-    """A row's kernel shape, checked against the bytes it decoded to."""
-    import json
-    import math
-
-    try:
-        shape = tuple(int(n) for n in json.loads(row.shape))
-    except (ValueError, TypeError) as exc:
-        raise DamagedSnapshotError(run_id, layer, row.step, f"its shape {row.shape!r} is not a list of sizes: {exc}") from None
-    if 4 * math.prod(shape) != len(kernel):
-        reason = f"its kernel holds {len(kernel) // 4} values where its shape {list(shape)} has {math.prod(shape)}"
-        raise DamagedSnapshotError(run_id, layer, row.step, reason)
     return shape
 
 
@@ -138,13 +154,6 @@ def read_layer(connection: Connection, run_id: int, layer: str, steps: Sequence[
     or those at ``steps``), decoded and verified; the rows a delta needs are read even when not wanted."""
     rows = connection.execute(select(*_COLUMNS).where(*_of_layer(run_id, layer)).order_by(KernelSnapshot.step)).all()
     wanted = None if steps is None else set(steps)
-    for row, kernel in verified(run_id, layer, rows):
+    for row, kernel, bias in verified(run_id, layer, rows):
         if wanted is None or row.step in wanted:
-            _check_finite(run_id, layer, row.step, kernel, None if row.bias is None else bytes(row.bias))
-            yield row.step, row.epoch, _shape(run_id, layer, row, kernel), kernel, None if row.bias is None else bytes(row.bias)
-
-
-def all_raw(connection: Connection, run_id: int, layer: str) -> bool:
-    """Whether every snapshot of a layer holds plain float32 bytes (so SQL can slice them)."""
-    query = select(func.count()).where(*_of_layer(run_id, layer), KernelSnapshot.encoding != RAW)
-    return connection.execute(query).scalar_one() == 0
+            yield row.step, row.epoch, _readable(run_id, layer, row, kernel, bias), kernel, bias

@@ -9,7 +9,6 @@ unverified; with ``fix`` each one that decodes is given its checksum.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import DatabaseError
 
-from convexp.store.chains import layer_rows
+from convexp.store.chains import layer_rows, read_row, shape_problem
 from convexp.store.database import sqlite_read_only_uri
-from convexp.store.encoding import XOR_DELTA, UndecodableSnapshot, checksum_problem, decode_row, snapshot_checksum
+from convexp.store.encoding import XOR_DELTA, UndecodableSnapshot, snapshot_checksum
 from convexp.store.models import KernelSnapshot
 from convexp.store.store import Store
 
@@ -193,15 +192,10 @@ def _check_layer(check: RunCheck, layer: str, rows: Iterable[Any]) -> Iterator[t
             continue
         broken = None
         try:
-            words = decode_row(previous, row.step, row.encoding, row.base_step, row.kernel)
+            words, kernel, bias = read_row(previous, row)
+            problem = shape_problem(row.shape, kernel, bias)[1]
         except UndecodableSnapshot as exc:
-            broken = _damaged(check, layer, row.step, exc.reason)
-            previous = None
-            yield row, None
-            continue
-        kernel = words.tobytes()
-        bias = None if row.bias is None else bytes(row.bias)
-        problem = checksum_problem(kernel, bias, row.checksum) or _size_problem(row.shape, len(kernel), bias)
+            problem = exc.reason
         if problem is not None:
             broken = _damaged(check, layer, row.step, problem)
             previous = None
@@ -220,20 +214,6 @@ def _damaged(check: RunCheck, layer: str, step: int, reason: str) -> DamagedSnap
     damage = DamagedSnapshot(layer, step, reason)
     check.damaged.append(damage)
     return damage
-
-
-def _size_problem(shape_text: str, kernel_bytes: int, bias: bytes | None) -> str | None:
-    import json
-
-    try:
-        shape = [int(n) for n in json.loads(shape_text)]
-    except (ValueError, TypeError):
-        return f"its shape {shape_text!r} is not a list of sizes"
-    if 4 * math.prod(shape) != kernel_bytes:
-        return f"its kernel holds {kernel_bytes // 4} values where its shape {shape} has {math.prod(shape)}"
-    if bias is not None and shape and len(bias) != 4 * shape[0]:
-        return f"its bias holds {len(bias) / 4:g} values where its {shape[0]} filters need {shape[0]}"
-    return None
 
 
 def _add_checksums(store: Store, additions: list[dict[str, Any]]) -> int:

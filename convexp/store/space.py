@@ -157,7 +157,7 @@ def thin_run(
         deleted = rewritten = freed = checksummed = 0
         kept_steps: set[int] = set()
         for layer in list(layers):
-            for row, kernel in _decoded_rows(connection, run_id, layer):
+            for row, kernel, bias in _decoded_rows(connection, run_id, layer):
                 step = row.step
                 where = and_(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step == step)
                 if not kept(step):
@@ -177,7 +177,7 @@ def thin_run(
                     values = {"kernel": stored.data, "encoding": stored.encoding, "base_step": stored.base_step}
                 if row.checksum is None:  # recorded before checksums: it decoded, so it gains one
                     checksummed += 1
-                    values["checksum"] = snapshot_checksum(kernel, None if row.bias is None else bytes(row.bias))
+                    values["checksum"] = snapshot_checksum(kernel, bias)
                 if values and not dry_run:
                     connection.execute(update(KernelSnapshot).where(where).values(**values))
         if not dry_run:
@@ -192,7 +192,7 @@ def pack_run(store: Store, run_id: int, *, dry_run: bool = False) -> ThinnedRun:
 
 
 def _decoded_rows(connection, run_id: int, layer: str):
-    """(row, float32 kernel bytes) of a layer in step order, read a chunk at a time, each checked against
+    """(row, float32 kernel bytes, bias bytes) of a layer in step order, read a chunk at a time, each checked against
     its checksum (a damaged row stops the caller's transaction); rows at or before the last one yielded
     may be changed meanwhile."""
     yield from verified(run_id, layer, layer_rows(connection, run_id, layer))

@@ -209,9 +209,7 @@ class Store(SnapshotReads):
         with self.transaction() as connection:
             # the progress first: with an owner, it is the check that the run is still ours
             if connection.execute(update(Run).where(_owned(run_id, owner)).values(**progress)).rowcount != 1:
-                now = connection.execute(select(Run.pid, Run.host, Run.status).where(Run.id == run_id)).one_or_none()
-                held = "it is gone" if now is None else f"it is now pid {now.pid} on {now.host} ({now.status})"
-                raise StoreError(f"{self.location}: run {run_id} is no longer this process's to write: {held}")
+                raise self._not_ours(connection, run_id, "write")
             if metrics:
                 insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value) for m in metrics])
             if snapshots:
@@ -228,6 +226,17 @@ class Store(SnapshotReads):
                         "created_at": utcnow(),
                     },
                 )
+
+    def not_ours(self, run_id: int, action: str) -> StoreError:
+        """The error for a run this process no longer owns (another took it over, or it was deleted): what
+        it cannot ``action``, and whose the run is now."""
+        with self.engine.connect() as connection:
+            return self._not_ours(connection, run_id, action)
+
+    def _not_ours(self, connection: Connection, run_id: int, action: str) -> StoreError:
+        now = connection.execute(select(Run.pid, Run.host, Run.status).where(Run.id == run_id)).one_or_none()
+        held = "it is gone" if now is None else f"it is now pid {now.pid} on {now.host} ({now.status})"
+        return StoreError(f"{self.location}: run {run_id} is no longer this process's to {action}: {held}")
 
     def reopen_run(self, run_id: int, force: bool = False) -> Checkpoint | None:
         """Claim a queued run, or one that stopped before finishing, to train it on from its latest checkpoint.
