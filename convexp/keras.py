@@ -39,6 +39,9 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
     layers: list[str] | None = None,
     config: dict[str, Any] | None = None,
     dataset: str = "external",
+    name: str | None = None,
+    tags: list[str] | None = None,
+    notes: str | None = None,
 ) -> Any:
     """A ``keras.callbacks.Callback`` recording ``model.fit`` as a convexp run (see the module's docs)."""
     import keras
@@ -59,7 +62,9 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
 
         def on_train_begin(self, logs=None):
             settings = {"keras_optimizer": type(self.model.optimizer).__name__, **(config or {})}
-            self.run = track(experiment, db, settings, layers=layers, dataset=dataset, framework="keras")
+            self.run = track(
+                experiment, db, settings, layers=layers, dataset=dataset, framework="keras", name=name, tags=tags, notes=notes
+            )
             try:
                 self.run.log_kernels(self.model, step=0, epoch=0)
             except NotBuiltError:  # a subclassed model that fit builds in its first step

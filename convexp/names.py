@@ -13,3 +13,35 @@ def experiment_name_problem(name: str) -> str | None:
     if any(not c.isprintable() for c in name):
         return "a name cannot hold control characters such as a newline or a tab"
     return None
+
+
+#: The longest run name and tag the ``runs`` table holds.
+MAX_RUN_NAME = 200
+MAX_TAG = 100
+
+
+def tag_problem(tag: object) -> str | None:
+    """Why ``tag`` cannot tag a run, or None: a tag is one printable word-like string (no spaces or commas,
+    so ``--tag a,b`` and the UI's filter box can list several)."""
+    if not isinstance(tag, str):
+        return f"a tag is a string, not {type(tag).__name__} {tag!r}"
+    if not tag.strip():
+        return "a tag cannot be empty"
+    if len(tag) > MAX_TAG:
+        return f"a tag has at most {MAX_TAG} characters ({len(tag)} given)"
+    if any(c.isspace() or c == "," or not c.isprintable() for c in tag):
+        return f"tag {tag!r}: a tag cannot hold spaces, commas or control characters"
+    return None
+
+
+def run_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a run, or None: one printable line of at most :data:`MAX_RUN_NAME` characters."""
+    if not isinstance(name, str):
+        return f"a run name is a string, not {type(name).__name__} {name!r}"
+    if not name.strip():
+        return "a run name cannot be empty"
+    if len(name) > MAX_RUN_NAME:
+        return f"a run name has at most {MAX_RUN_NAME} characters ({len(name)} given)"
+    if any(not c.isprintable() for c in name):
+        return "a run name cannot hold control characters such as a newline or a tab"
+    return None

@@ -112,7 +112,8 @@ class RunRecorder:
                 self._diverged(step, epoch, f"{name} became {value} at step {step} (epoch {epoch})")
         rows = self._snapshot_rows(step, epoch, kernels) if self.every and step % self.every == 0 else []
         if step % self.log_every == 0:
-            self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())
+            now = time.time()
+            self.metrics.extend(MetricRecord(step, epoch, name, float(value), now) for name, value in metrics.items())
         self._keep(rows)
         self.steps_completed = step  # only once the step's rows are buffered: a flush never claims a step it lacks
         if (
@@ -130,7 +131,8 @@ class RunRecorder:
         if self.plan is not None:
             self.plan.epoch_end(epoch, step)
         rows = self._snapshot_rows(step, epoch, kernels) if self.epoch_end_snapshots else []
-        self.metrics.extend(MetricRecord(step, epoch, name, float(value)) for name, value in metrics.items())
+        now = time.time()
+        self.metrics.extend(MetricRecord(step, epoch, name, float(value), now) for name, value in metrics.items())
         self._keep(rows)
         if self.keep_checkpoints and state is not None:
             self.checkpoint = Checkpoint(epoch, step, state())

@@ -42,6 +42,9 @@ class PlannedRun:
     bias_initializer: str
     #: Where it trains: the spec's ``device`` as the backend resolved it here (cpu, cuda).
     device: str = "cpu"
+    #: The experiment's tags and notes, which the run starts with.
+    tags: tuple[str, ...] = ()
+    notes: str | None = None
 
 
 @dataclass
@@ -97,6 +100,8 @@ class _Planner:
             call_backend(backend, "resolve_initializer", run.spec.initializer, "kernel"),
             call_backend(backend, "resolve_initializer", run.spec.bias_initializer, "bias"),
             device,
+            run.tags,
+            run.notes,
         )
 
 
@@ -264,6 +269,8 @@ def create_run(run: PlannedRun, store: Store, *, queued: bool = False, data_sour
         framework_version=call_backend(backend, "framework_version"),
         data_source=data_source,
         device=run.device,
+        tags=list(run.tags) or None,
+        notes=run.notes,
     )
 
 

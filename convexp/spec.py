@@ -13,6 +13,8 @@ An experiments file is YAML::
 :class:`RunSpec` is the one definition of what an experiment may say. Any top-level
 field of an experiment except ``layers`` and ``description`` may hold a list of
 values; the experiment then expands to one run per combination, in file order.
+Two more fields label the runs without being part of what they are asked to do:
+``tags`` (a list) and ``notes`` (text), which every run of the experiment starts with.
 Validation happens before anything runs: every error is a :class:`SpecError` whose
 one-line message names the file, the experiment and the field.
 """
@@ -30,14 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from convexp.errors import ConvexpError, SpecError, did_you_mean
 from convexp.layers import Conv, Layer, PlannedLayer, plan
-from convexp.names import experiment_name_problem
+from convexp.names import experiment_name_problem, tag_problem
 from convexp.training import Adam, Optimizer
 
 if TYPE_CHECKING:
     from convexp.backend import Backend
 
 DEFAULT_FILE = "experiments.yaml"
-NOT_GRIDDED = ("layers", "description")
+NOT_GRIDDED = ("layers", "description", "tags")
 
 
 class SnapshotSchedule(BaseModel):
@@ -134,6 +136,9 @@ class ResolvedRun:
 
     experiment: str
     spec: RunSpec
+    #: The experiment's ``tags`` and ``notes``: each of its runs starts with them (``convexp tag``/``note`` change them later).
+    tags: tuple[str, ...] = ()
+    notes: str | None = None
 
 
 def bundled_examples() -> Path | None:
@@ -263,7 +268,7 @@ def _field_names(loc: tuple) -> list[str]:
     from convexp.training import SGD
 
     if not loc:
-        return list(RunSpec.model_fields)
+        return [*RunSpec.model_fields, "tags", "notes"]
     if loc[0] == "snapshots":
         return list(SnapshotSchedule.model_fields)
     if loc[0] == "optimizer":
@@ -308,6 +313,8 @@ class Grid:
         overrides: Mapping[str, Any] | None = None,
         backends: Mapping[str, Backend] | None = None,
     ):
+        raw = dict(raw)
+        self.tags, self.notes = _labels(path, experiment, raw.pop("tags", None), raw.pop("notes", None))
         self.path, self.experiment, self.raw = path, experiment, raw
         self.overrides, self.backends = dict(overrides or {}), backends
         self.axes = tuple(key for key, value in raw.items() if key not in NOT_GRIDDED and isinstance(value, list))
@@ -351,7 +358,8 @@ class Grid:
 
     def __iter__(self) -> Iterator[ResolvedRun]:
         for values in itertools.product(*(self.raw[key] for key in self.axes)):
-            yield ResolvedRun(self.experiment, self._validated({**self.raw, **dict(zip(self.axes, values))}))
+            spec = self._validated({**self.raw, **dict(zip(self.axes, values))})
+            yield ResolvedRun(self.experiment, spec, self.tags, self.notes)
 
     def _validated(self, combo: dict[str, Any]) -> RunSpec:
         try:
@@ -370,6 +378,24 @@ class Grid:
             raise SpecError(
                 f"{self.path}: experiment '{self.experiment}': {text if text.startswith('field ') else 'field ' + text}{given}"
             ) from None
+
+
+def _labels(path: str | Path, experiment: str, tags: Any, notes: Any) -> tuple[tuple[str, ...], str | None]:
+    """An experiment's ``tags`` (a list of tags, or one) and ``notes`` (text), checked; they label its runs
+    and are not part of what a run is asked to do (its spec)."""
+    where = f"{path}: experiment '{experiment}'"
+    if tags is None:
+        tags = []
+    elif isinstance(tags, str):
+        tags = [tags]
+    elif not isinstance(tags, list):
+        raise SpecError(f"{where}: field 'tags': a list of tags, e.g. [baseline, lr-sweep] (got {tags!r})")
+    for tag in tags:
+        if problem := tag_problem(tag):
+            raise SpecError(f"{where}: field 'tags': {problem}")
+    if notes is not None and not isinstance(notes, str):
+        raise SpecError(f"{where}: field 'notes': text (got {notes!r})")
+    return tuple(dict.fromkeys(tags)), notes or None
 
 
 def resolve_grids(

@@ -47,7 +47,7 @@ import numpy as np
 from convexp import __version__
 from convexp.errors import ConvexpError, StoreError
 from convexp.model_kernels import KernelReader, kernel_reader, kernels_of
-from convexp.names import experiment_name_problem
+from convexp.names import experiment_name_problem, run_name_problem, tag_problem
 from convexp.store import MetricRecord, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
 from convexp.store.packed import Layout, PackedSnapshots, unpack
@@ -147,11 +147,12 @@ class TrackedRun:
         if not self._recording():
             return
         self._at(step, epoch)
+        now = time.time()
         for name, value in metrics.items():
             number = float(value)
             if not np.isfinite(number):
                 raise ValueError(f"metric {name} at step {step} is {number}: only finite values are recorded")
-            self._current_metrics[name] = MetricRecord(int(step), self.epoch, str(name), number)
+            self._current_metrics[name] = MetricRecord(int(step), self.epoch, str(name), number, now)
 
     def log_kernels(self, model: Any, step: int, epoch: int | None = None) -> None:
         """Record the conv kernels of ``model`` (see :func:`convexp.model_kernels.kernels_of`) at ``step``."""
@@ -277,6 +278,9 @@ def track(
     layers: list[str] | None = None,
     dataset: str = EXTERNAL,
     framework: str = EXTERNAL,
+    name: str | None = None,
+    tags: list[str] | None = None,
+    notes: str | None = None,
 ) -> TrackedRun:
     """Start recording a run from your own training loop into ``db`` (a SQLite path or SQLAlchemy
     URL; default ``$CONVEXP_DB`` or ./convexp.db), as experiment ``experiment``; see the module's
@@ -284,10 +288,15 @@ def track(
 
     ``config`` is kept as the run's settings (JSON-able values; ``seed``, if there, is also the
     run's seed); ``layers`` limits the recorded conv layers by name; ``dataset`` and ``framework``
-    are noted with the run."""
+    are noted with the run; ``name``, ``tags`` and ``notes`` label it (as ``convexp name/tag/note`` do)."""
     problem = experiment_name_problem(str(experiment))
     if problem:
         raise ValueError(f"experiment {experiment!r}: {problem}")
+    if name is not None and (problem := run_name_problem(name)):
+        raise ValueError(f"name {name!r}: {problem}")
+    for tag in tags or ():
+        if problem := tag_problem(tag):
+            raise ValueError(problem)
     settings = dict(config or {})
     store = Store(db)
     try:
@@ -304,6 +313,9 @@ def track(
             backend_version=__version__,
             framework=framework,
             framework_version=_framework_version(framework),
+            name=name,
+            tags=list(dict.fromkeys(tags or ())) or None,
+            notes=notes or None,
         )
         return TrackedRun(store, run_id, layers)
     except BaseException:

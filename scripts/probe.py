@@ -105,6 +105,7 @@ def write_files(folder: Path) -> dict[str, Path]:
         ),
         "colon-name": experiments("colon-name", "experiments:\n  'a:b': {dataset: digits}\n"),
         "empty-grid": experiments("empty-grid", {**SMALL, "seed": []}),
+        "numeric-tag": experiments("numeric-tag", {**SMALL, "tags": [7]}),
         "billion-runs": experiments(
             "billion-runs",
             {
@@ -224,6 +225,13 @@ def cli_cases(db: Path, files: dict[str, Path], folder: Path) -> list[tuple[str,
             {"CONVEXP_MALLOC_TUNING": "yes"},
         ),
         ("an ASCII terminal", ["runs", *d], 0, "", {"PYTHONIOENCODING": "ascii"}),
+        ("a tag with a space", ["tag", "1", "two words", *d], 1, "cannot hold spaces", {}),
+        ("a tag of a run that is not there", ["tag", HUGE_ID, "x", *d], 1, "no run with id", {}),
+        ("an empty run name", ["name", "1", " ", *d], 1, "cannot be empty", {}),
+        ("a run name of two lines", ["name", "1", "a\nb", *d], 1, "control characters", {}),
+        ("a name and --clear", ["name", "1", "x", "--clear", *d], 1, "or --clear", {}),
+        ("notes without text", ["note", "1", *d], 1, "give the notes", {}),
+        ("a tag as a number in the file", ["run", str(files["numeric-tag"]), *d], 2, "a tag is a string", {}),
     ]
 
 
@@ -303,6 +311,15 @@ def web_cases() -> list[tuple[str, str, str, tuple[int, ...]]]:
         ("a static file escaped outside the folder", "GET", "/static/..%2f..%2fREADME.md", (404,)),
         ("a path that is not there", "GET", "/nope", (404,)),
         ("curves of a run that is not there", "GET", f"/runs/{HUGE_ID}/curves.csv", (404,)),
+        ("a distribution of a layer that is not there", "GET", "/api/runs/1/layers/nope/distribution", (404,)),
+        ("a distribution of one point", "GET", "/api/runs/1/layers/conv1/distribution?points=1", (400,)),
+        ("a distribution of a huge number of points", "GET", f"/api/runs/1/layers/conv1/distribution?points={HUGE_ID}", (400,)),
+        ("a histogram of no bins", "GET", "/api/runs/1/layers/conv1/histogram?bins=0", (400,)),
+        ("a histogram at a step not recorded", "GET", "/api/runs/1/layers/conv1/histogram?step=123456", (404,)),
+        ("a GIF that ends before it starts", "GET", "/runs/1/layers/conv1/filters.gif?from=9&to=3", (400,)),
+        ("a GIF from a word", "GET", "/runs/1/layers/conv1/filters.gif?from=soon", (400,)),
+        ("a GIF of no frames", "GET", "/runs/1/layers/conv1/filters.gif?frames=1", (400,)),
+        ("a GIF of steps with no snapshot", "GET", "/runs/1/layers/conv1/filters.gif?from=123456&to=123457", (400,)),
     ]
 
 

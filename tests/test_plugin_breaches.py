@@ -328,7 +328,7 @@ def test_on_this_host_a_run_whose_process_is_alive_is_running_however_old_its_he
         id=1, **{k: v for k, v in RUN_FIELDS.items() if k in RunRecord.__dataclass_fields__},
         status="running", epochs_completed=0, steps_completed=0, started_at=beat, finished_at=None, message=None,
         heartbeat_at=beat, pid=os.getpid(), host=socket.gethostname(), attempts=1, uid=None, data_source=None,
-        device="cpu", owner_started_at=None, test_accuracy=None,
+        device="cpu", owner_started_at=None, name=None, tags=None, notes=None, test_accuracy=None,
     )  # fmt: skip
     an_hour_later = beat + timedelta(hours=1)
     assert not run.is_stale(an_hour_later)  # alive: quiet for an hour, still running

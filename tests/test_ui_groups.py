@@ -369,7 +369,7 @@ def test_a_training_run_shows_its_progress_by_steps_its_time_so_far_and_left(wor
             row = f"#runs-table tr[data-run='{run_id}']"
             assert float(page.get_attribute(f"{row} .progress", "data-share")) == pytest.approx(30 / 69)
             cells = page.eval_on_selector_all(f"{row} td", "cells => cells.map(c => c.textContent)")
-            assert cells[8] == "0.5000" and float(cells[9]) >= 60  # test accuracy so far; seconds so far
+            assert cells[9] == "0.5000" and float(cells[10]) >= 60  # test accuracy so far; seconds so far (after the name)
             left = page.text_content(f"{row} .time-left").strip()  # 60 s for 30 of 69 steps: 78 s more, and the seconds since
             assert left.startswith("~") and left.endswith(" s left") and 78 <= int(left[1:-7]) <= 89, left
             page.close()
@@ -507,9 +507,12 @@ def test_export_the_curves_as_csv_and_the_filters_at_a_step_as_png(world, tmp_pa
         assert 'filename="run-7-curves.csv"' in response.headers["Content-Disposition"]
         rows = list(csv.reader(io.StringIO(response.read().decode())))
     with sqlite3.connect(world["db"]) as connection:
-        table = connection.execute("SELECT step, epoch, name, value FROM metrics WHERE run_id = 7 ORDER BY name, step").fetchall()
-    assert rows[0] == ["step", "epoch", "name", "value"]
-    assert [(int(a), int(b), c, float(d)) for a, b, c, d in rows[1:]] == table  # every value as recorded, bit for bit
+        table = connection.execute(
+            "SELECT step, epoch, name, value, wall_time FROM metrics WHERE run_id = 7 ORDER BY name, step"
+        ).fetchall()
+    assert rows[0] == ["step", "epoch", "name", "value", "wall_time"]
+    # every value as recorded, bit for bit, with the time it was logged
+    assert [(int(a), int(b), c, float(d), float(t)) for a, b, c, d, t in rows[1:]] == table
     with page.expect_download() as download:
         page.click("#grid-png")
     saved = tmp_path / download.value.suggested_filename

@@ -164,10 +164,12 @@ def runs_with_parameters(
     backend: str | None = None,
     status: str | None = None,
     where: Sequence[str | Condition] = (),
+    tags: Sequence[str] = (),
 ) -> RunsWithParameters:
-    """The runs that match the filters and every ``FIELD=VALUE`` condition, with their parameters and
-    the fields that vary among the runs kept. A condition on a field no run has raises, naming the fields."""
-    runs = store.list_runs(experiment=experiment, backend=backend, status=status)
+    """The runs that match the filters, carry every tag of ``tags`` and meet every ``FIELD=VALUE`` condition,
+    with their parameters and the fields that vary among the runs kept. A condition on a field no run has
+    raises, naming the fields."""
+    runs = [r for r in store.list_runs(experiment=experiment, backend=backend, status=status) if set(tags) <= set(r.tags or ())]
     parameters = [run_parameters(r) for r in runs]
     conditions = [c if isinstance(c, Condition) else Condition.parse(c) for c in where]
     if runs:
@@ -183,17 +185,20 @@ def runs_frame(
     backend: str | None = None,
     status: str | None = None,
     where: Sequence[str | Condition] = (),
+    tags: Sequence[str] = (),
 ) -> pandas.DataFrame:
-    """The runs as a pandas DataFrame indexed by run id: status, test accuracy and times, then one
-    column per parameter field (every field, varying or not; lists and mappings as JSON text)."""
+    """The runs as a pandas DataFrame indexed by run id: name, tags, status, test accuracy and times, then
+    one column per parameter field (every field, varying or not; lists and mappings as JSON text)."""
     try:
         import pandas
     except ImportError:
         raise ConvexpError("runs_frame needs pandas: pip install pandas") from None
-    found = runs_with_parameters(store, experiment, backend, status, where)
+    found = runs_with_parameters(store, experiment, backend, status, where, tags)
     records = [
         {
             "id": r.id,
+            "name": r.name,
+            "tags": ",".join(r.tags or ()),
             "status": r.shown_status(),
             "test_accuracy": r.test_accuracy,
             "epochs_completed": r.epochs_completed,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -115,8 +115,9 @@ def filter_evolution_figure(
     return figure
 
 
-def evolution_gif(kernels: np.ndarray, steps: np.ndarray, title: str, path: Path, frames: int = 40) -> None:
-    """An animated GIF of the whole filter grid over the snapshots, every frame on the same scale."""
+def evolution_gif(kernels: np.ndarray, steps: np.ndarray, title: str, path: Path | IO[bytes], frames: int = 40) -> None:
+    """An animated GIF of the whole filter grid over the snapshots, every frame on the same scale, into a
+    file (a path, or a binary file object such as ``io.BytesIO``)."""
     from PIL import Image
 
     limit = float(np.abs(_filters_2d(kernels)).max()) or 1.0
@@ -124,7 +125,7 @@ def evolution_gif(kernels: np.ndarray, steps: np.ndarray, title: str, path: Path
         Image.open(io.BytesIO(png_bytes(filter_grid_figure(kernels[i], f"{title}, step {steps[i]}", limit)))).convert("RGB")
         for i in _even_indices(len(steps), frames)
     ]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=200, loop=0)
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=200, loop=0)
 
 
 def training_curves_figure(curves: Sequence[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]]) -> Figure:

@@ -37,6 +37,9 @@ class RunDescription:
             "uid": run.uid,
             "experiment": run.experiment,
             "backend": run.backend,
+            "name": run.name,
+            "tags": list(run.tags or ()),
+            "notes": run.notes,
             "status": run.shown_status(),
             "recorded_status": run.status,
             "message": run.message,
@@ -130,6 +133,13 @@ def format_description(description: RunDescription) -> str:
         f"run {run.id} {run.experiment}/{run.backend}: {run.shown_status()}"
         + (f" ({run.message})" if run.message else "")
         + (f", {run.attempts} attempts" if run.attempts > 1 else ""),
+        *([f"  name        {run.name}"] if run.name else []),
+        *([f"  tags        {', '.join(run.tags)}"] if run.tags else []),
+        *(
+            [f"  notes       {line}" if k == 0 else f"              {line}" for k, line in enumerate(run.notes.splitlines())]
+            if run.notes
+            else []
+        ),
         f"  dataset     {run.dataset}, seed {run.seed}, batch {run.spec.get('batch_size')}",
         f"  progress    {run.epochs_completed} of {run.spec.get('epochs')} epoch(s), {run.steps_completed} steps"
         + ("" if run.seconds is None else f", {run.seconds:.2f} s"),

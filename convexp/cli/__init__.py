@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # Each module registers its commands on app when imported; --help lists them in this order.
-from convexp.cli import run, results, groups, ui, analysis, conv, backends  # noqa: E402, I001
+from convexp.cli import run, results, labels, groups, ui, analysis, conv, backends  # noqa: E402, I001
 from convexp.cli import data, db  # noqa: E402
 
 app.add_typer(data.app, name="data", short_help="Download or import MNIST into the convexp cache.")

@@ -29,11 +29,16 @@ def runs_command(
             "numbers), e.g. --where initializer=he_normal --where optimizer.learning_rate=0.005.",
         ),
     ] = None,
+    tag: Annotated[
+        Optional[list[str]],
+        typer.Option("--tag", "-t", help="Only runs with this tag (repeatable: all must hold; see `convexp tag`)."),
+    ] = None,
     db: Db = None,
     fmt: OutputFormat = Format.table,
 ) -> None:
-    """List the recorded runs: id, experiment, backend, status, attempts, epochs, test accuracy, time,
-    and the megabytes each run's rows hold (kernel snapshots, metrics, checkpoint; `show` itemizes).
+    """List the recorded runs: id, name, experiment, backend, status, attempts, epochs, test accuracy,
+    time, the megabytes each run's rows hold (kernel snapshots, metrics, checkpoint; `show` itemizes)
+    and tags.
 
     With --experiment or --where, a column follows for every parameter that varies among the runs
     listed: a run's parameters are the fields of its spec, flattened with dots (seed, initializer,
@@ -47,21 +52,40 @@ def runs_command(
 
     with Store(db, must_exist=True) as store:
         found = runs_with_parameters(
-            store, experiment=experiment, backend=backend, status=None if status is None else status.value, where=where or ()
+            store,
+            experiment=experiment,
+            backend=backend,
+            status=None if status is None else status.value,
+            where=where or (),
+            tags=tag or (),
         )
         sizes = run_sizes(store)
         location = store.location
     if not found.runs and fmt == Format.table:
-        filtered = any(v is not None for v in (experiment, backend, status, where))
+        filtered = any(v is not None for v in (experiment, backend, status, where, tag))
         typer.echo(
             f"no runs match in {location}" if filtered else f"no runs recorded in {location} yet: try `convexp run`", err=True
         )
         return
-    columns = ["id", "experiment", "backend", "status", "attempts", "epochs", "test_accuracy", "seconds", "size_mb", "started"]
+    columns = [
+        "id",
+        "name",
+        "experiment",
+        "backend",
+        "status",
+        "attempts",
+        "epochs",
+        "test_accuracy",
+        "seconds",
+        "size_mb",
+        "tags",
+    ]
+    columns.append("started")
     varying = [f for f in found.varying if f not in columns] if experiment is not None or where else []
     rows = [
         [
             r.id,
+            r.name,
             r.experiment,
             r.backend,
             r.shown_status(),
@@ -70,6 +94,7 @@ def runs_command(
             r.test_accuracy,
             None if r.seconds is None else round(r.seconds, 2),
             round(sizes[r.id].total_bytes / 1e6, 2),
+            ",".join(r.tags or ()),
             r.started_at,
             *(shown_value(p.get(field)) for field in varying),
         ]

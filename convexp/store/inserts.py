@@ -12,7 +12,7 @@ from convexp.store.records import SnapshotRow
 
 #: The columns :func:`insert_many` fills, in the order of its tuples.
 _INSERTED = {
-    "metrics": ("run_id", "step", "epoch", "name", "value"),
+    "metrics": ("run_id", "step", "epoch", "name", "value", "wall_time"),
     "kernel_snapshots": ("run_id", "layer", "step", "epoch", "shape", "kernel", "bias", "encoding", "base_step", "checksum"),
 }
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}

@@ -79,6 +79,11 @@ class Run(Base):
     #: When the owner process (``pid`` on ``host``) started: on that host a run is running while this
     #: very process lives, and a later process that is given the same pid is told apart.
     owner_started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: What the user calls the run, its tags (a JSON list of strings) and notes: set from the YAML, the
+    #: tracking API or ``convexp name/tag/note``; shown and filtered by ``convexp runs`` and the UI.
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    tags: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Metric(Base):
@@ -96,6 +101,8 @@ class Metric(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
+    #: When the training loop handed the value over: Unix time in seconds (UTC); NULL in older rows.
+    wall_time: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class KernelSnapshot(Base):

@@ -91,6 +91,9 @@ class RunRecord:
     data_source: dict[str, Any] | None
     device: str | None
     owner_started_at: datetime | None
+    name: str | None
+    tags: list[str] | None
+    notes: str | None
     test_accuracy: float | None
 
     def is_stale(self, now: datetime | None = None) -> bool:
@@ -124,6 +127,8 @@ class MetricRecord:
     epoch: int
     name: str
     value: float
+    #: When the training loop handed the value over (Unix seconds); None in rows recorded before 0009.
+    wall_time: float | None = None
 
 
 @dataclass(frozen=True)

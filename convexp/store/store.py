@@ -211,7 +211,7 @@ class Store(SnapshotReads):
             if connection.execute(update(Run).where(_owned(run_id, owner)).values(**progress)).rowcount != 1:
                 raise self._not_ours(connection, run_id, "write")
             if metrics:
-                insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value) for m in metrics])
+                insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value, m.wall_time) for m in metrics])
             if snapshots:
                 insert_many(connection, KernelSnapshot, [snapshot_row(run_id, s, encoder) for s in snapshots])
             if checkpoint is not None:
@@ -433,7 +433,7 @@ class Store(SnapshotReads):
 
     def metrics(self, run_id: int, names: Iterable[str] | None = None) -> list[MetricRecord]:
         """A run's metrics in step order, optionally only those called one of ``names``."""
-        query = select(Metric.step, Metric.epoch, Metric.name, Metric.value).where(Metric.run_id == run_id)
+        query = select(Metric.step, Metric.epoch, Metric.name, Metric.value, Metric.wall_time).where(Metric.run_id == run_id)
         if names is not None:
             query = query.where(Metric.name.in_(list(names)))
         with self.engine.connect() as connection:
@@ -462,7 +462,8 @@ class Store(SnapshotReads):
             return list(connection.execute(query).scalars())
 
     def metrics_frame(self, run_id: int, names: Iterable[str] | None = None):
-        """A run's metrics as a pandas DataFrame with columns step, epoch, name, value (needs pandas).
+        """A run's metrics as a pandas DataFrame with columns step, epoch, name, value, wall_time (Unix
+        seconds when the value was logged; NaN in rows recorded before convexp stored it) (needs pandas).
 
         ``frame.pivot_table(index="step", columns="name", values="value")`` gives one column per metric.
         """
@@ -477,6 +478,7 @@ class Store(SnapshotReads):
                 "epoch": [m.epoch for m in rows],
                 "name": [m.name for m in rows],
                 "value": [m.value for m in rows],
+                "wall_time": [m.wall_time for m in rows],
             }
         )
 
@@ -489,7 +491,7 @@ class Store(SnapshotReads):
             .subquery()
         )
         query = (
-            select(Metric.step, Metric.epoch, Metric.name, Metric.value)
+            select(Metric.step, Metric.epoch, Metric.name, Metric.value, Metric.wall_time)
             .join(last, (Metric.name == last.c.name) & (Metric.step == last.c.step))
             .where(Metric.run_id == run_id)
             .order_by(Metric.name)
@@ -500,7 +502,7 @@ class Store(SnapshotReads):
     def metrics_after(self, run_id: int, after_step: int = -1) -> list[MetricRecord]:
         """A run's metrics at steps after ``after_step``, in step order: what a live view fetches as a run trains."""
         query = (
-            select(Metric.step, Metric.epoch, Metric.name, Metric.value)
+            select(Metric.step, Metric.epoch, Metric.name, Metric.value, Metric.wall_time)
             .where(Metric.run_id == run_id, Metric.step > after_step)
             .order_by(Metric.step, Metric.name)
         )

@@ -110,7 +110,7 @@ def _batch_frame(batch: Batch) -> tuple[bytes, list[Any]]:
             buffers.extend(a.reshape(-1).view(np.uint8) for a in arrays)
             layout = ((row.layer, arrays[0].shape, None if row.bias is None else arrays[1].size),)
             steps.append((row.step, row.epoch, [(layout, sum(a.size for a in arrays))]))
-    metrics = [(m.step, m.epoch, m.name, m.value) for m in batch.metrics]
+    metrics = [(m.step, m.epoch, m.name, m.value, m.wall_time) for m in batch.metrics]
     meta = pickle.dumps(
         (metrics, steps, batch.epochs_completed, batch.steps_completed, batch.checkpoint), protocol=pickle.HIGHEST_PROTOCOL
     )

@@ -281,6 +281,27 @@ def create_app(
         return JSONResponse(data.filter_trajectory(store, run, request.path_params["layer"], int(index), points))
 
     @endpoint
+    def filters_gif(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        layer, params = request.path_params["layer"], request.query_params
+        frames = _int_param(request, "frames", data.GIF_FRAMES)
+        gif = data.filters_gif(store, run, layer, params.get("from"), params.get("to"), frames)
+        name = f"run-{run.id}-{layer}-steps-{params.get('from') or 'first'}-{params.get('to') or 'last'}.gif"
+        return Response(gif, media_type="image/gif", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @endpoint
+    def api_distribution(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        points = _int_param(request, "points", data.distributions.MAX_POINTS)
+        return JSONResponse(data.layer_distribution(store, run, request.path_params["layer"], points))
+
+    @endpoint
+    def api_histogram(request: Request) -> Response:
+        run = data.get_run(store, request.path_params["run_id"])
+        layer, bins = request.path_params["layer"], _int_param(request, "bins", 30)
+        return JSONResponse(data.layer_histogram(store, run, layer, request.query_params.get("step"), bins))
+
+    @endpoint
     def api_analysis(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
         return JSONResponse(data.layer_analysis(store, run, request.path_params["layer"], request.query_params.get("step")))
@@ -335,6 +356,7 @@ def create_app(
         Route("/", runs_page),
         Route("/runs/{run_id}", run_page),
         Route("/runs/{run_id}/curves.csv", metrics_csv),
+        Route("/runs/{run_id}/layers/{layer}/filters.gif", filters_gif),
         Route("/experiments/{name}", experiment_page),
         Route("/compare", compare_page),
         Route("/query", query_page),
@@ -346,6 +368,8 @@ def create_app(
         Route(layer_path + "/kernels", api_kernels),
         Route(layer_path + "/filters/{index}", api_filter),
         Route(layer_path + "/analysis", api_analysis),
+        Route(layer_path + "/distribution", api_distribution),
+        Route(layer_path + "/histogram", api_histogram),
         Route(layer_path + "/patches", api_patches),
         Route("/api/experiments/{name}", api_experiment),
         Route("/api/compare", api_compare),

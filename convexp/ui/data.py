@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from convexp.analysis import distributions
 from convexp.analysis.compare import compare_runs, comparison_dict
 from convexp.analysis.filters import analyse_layer
 from convexp.analysis.kernels import relative_drift
@@ -77,6 +78,8 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
             left = seconds * (planned - run.steps_completed) / run.steps_completed
     return {
         "id": run.id,
+        "name": run.name,
+        "tags": list(run.tags or ()),
         "experiment": run.experiment,
         "backend": run.backend,
         "status": status,
@@ -157,25 +160,27 @@ def metrics_since(store: Store, run: RunRecord, after_step: int = -1) -> dict[st
     """A run's metrics after a step, grouped by name, with the run's row (for live progress)."""
     series: dict[str, dict[str, list]] = {}
     for m in store.metrics_after(run.id, after_step):
-        entry = series.setdefault(m.name, {"steps": [], "epochs": [], "values": []})
+        entry = series.setdefault(m.name, {"steps": [], "epochs": [], "values": [], "times": []})
         entry["steps"].append(m.step)
         entry["epochs"].append(m.epoch)
         entry["values"].append(_number(m.value))
+        entry["times"].append(m.wall_time)  # Unix seconds when logged; None in rows recorded before convexp kept it
     last = max((entry["steps"][-1] for entry in series.values()), default=after_step)
     return {"run": run_row(run), "metrics": series, "last_step": last}
 
 
 def metrics_csv(store: Store, run: RunRecord) -> str:
-    """A run's curves as CSV, one row per recorded value (step, epoch, name, value), as the metrics
-    table holds them: the values repr-exact, so a spreadsheet or pandas reads back what was recorded."""
+    """A run's curves as CSV, one row per recorded value (step, epoch, name, value, wall_time), as the
+    metrics table holds them: the values repr-exact, so a spreadsheet or pandas reads back what was
+    recorded; wall_time is Unix seconds when the value was logged (empty in older rows)."""
     import csv
     import io
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["step", "epoch", "name", "value"])
+    writer.writerow(["step", "epoch", "name", "value", "wall_time"])
     for m in sorted(store.metrics(run.id), key=lambda m: (m.name, m.step)):
-        writer.writerow([m.step, m.epoch, m.name, repr(float(m.value))])
+        writer.writerow([m.step, m.epoch, m.name, repr(float(m.value)), "" if m.wall_time is None else repr(m.wall_time)])
     return buffer.getvalue()
 
 
@@ -214,9 +219,7 @@ def filter_trajectory(
         raise NotFound(f"layer {layer} of run {run.id} has filters 0 to {shape[0] - 1}, not {filter_index}")
     if points < 2:
         raise BadRequest(f"points must be at least 2, not {points}")
-    steps = store.snapshot_steps(run.id, layer)
-    if len(steps) > points:
-        steps = [steps[int(i)] for i in np.unique(np.linspace(0, len(steps) - 1, points).round().astype(int))]
+    steps = distributions.sampled_steps(store.snapshot_steps(run.id, layer), points)
     recorded, values = store.filter_series(run.id, layer, filter_index, steps)
     drift = relative_drift(values)  # the filter's own ||w_t - w_0|| / ||w_0||
     return {
@@ -228,6 +231,50 @@ def filter_trajectory(
         "values": values.reshape(len(recorded), -1).tolist(),
         "drift": [_number(float(d)) for d in drift],
     }
+
+
+def layer_distribution(store: Store, run: RunRecord, layer: str, points: int = distributions.MAX_POINTS) -> dict[str, Any]:
+    """The spread of a layer's weights and biases over its recorded steps (see :mod:`convexp.analysis.distributions`)."""
+    _layer_shape(store, run, layer)
+    if not 2 <= points <= distributions.MAX_POINTS:
+        raise BadRequest(f"points must be from 2 to {distributions.MAX_POINTS}, not {points}")
+    return {"run": run.id, **distributions.layer_distribution(store, run.id, layer, points)}
+
+
+def layer_histogram(store: Store, run: RunRecord, layer: str, step: str | None, bins: int = 30) -> dict[str, Any]:
+    """Histograms of a layer's weights and biases at one recorded step (a number, ``first`` or ``last``)."""
+    return {"run": run.id, **distributions.layer_histogram(store, run.id, layer, step_of(store, run, layer, step), bins)}
+
+
+GIF_FRAMES = 40
+
+
+def filters_gif(store: Store, run: RunRecord, layer: str, first: str | None, last: str | None, frames: int = GIF_FRAMES) -> bytes:
+    """An animated GIF of a layer's filter grid over the recorded steps from ``first`` to ``last`` (step numbers,
+    ``first`` or ``last``), at most ``frames`` snapshots evenly spread, every frame on one colour scale (as
+    ``convexp plot evolution --out x.gif`` draws it)."""
+    import io
+
+    from convexp.analysis.pictures import evolution_gif
+
+    if not 2 <= frames <= 200:
+        raise BadRequest(f"frames must be from 2 to 200, not {frames}")
+    steps = _recorded_steps(store, run, layer)
+    bounds = [parse_step(first or "first"), parse_step(last or "last")]
+    start, stop = (b if isinstance(b, int) else steps[0] if b == "first" else steps[-1] for b in bounds)
+    if stop < start:
+        raise BadRequest(f"the GIF's last step ({stop}) comes before its first ({start})")
+    recorded = [s for s in steps if start <= s <= stop]
+    if not recorded:
+        raise BadRequest(
+            f"{layer} of run {run.id} has no snapshot from step {start} to {stop}; it has steps {steps[0]} to {steps[-1]}"
+        )
+    steps = distributions.sampled_steps(recorded, frames) if len(recorded) > 1 else recorded
+    snapshots = [store.snapshot(run.id, layer, s) for s in steps]
+    kernels = np.stack([s.kernel_array for s in snapshots])
+    buffer = io.BytesIO()
+    evolution_gif(kernels, np.array(steps), f"run {run.id} {layer}", buffer, frames=len(steps))
+    return buffer.getvalue()
 
 
 def layer_analysis(store: Store, run: RunRecord, layer: str, step: str | None) -> dict[str, Any]:

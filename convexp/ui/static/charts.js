@@ -17,6 +17,18 @@ function emaSmooth(ys, weight) {
   return out;
 }
 
+// Up to about `count` ticks from x0 to x1 at round values (1, 2 or 5 times a power of ten); whole numbers
+// only when `integer` (steps). Each tick is where its value is.
+function niceTicks(x0, x1, count, integer) {
+  const raw = (x1 - x0) / Math.max(1, count);
+  const power = Math.pow(10, Math.floor(Math.log10(raw)));
+  let step = [1, 2, 5, 10].map((m) => m * power).find((v) => v >= raw) || 10 * power;
+  if (integer) step = Math.max(1, Math.round(step));
+  const ticks = [];
+  for (let v = Math.ceil(x0 / step) * step; v <= x1 + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  return ticks;
+}
+
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 class LineChart {
@@ -24,22 +36,99 @@ class LineChart {
   // a band around the line (an interval), faint series are drawn pale and left out of the legend and the readout;
   // a smooth series is drawn as its moving average (options.smoothing, 0 = none) over its raw values, faint;
   // options: {title, log, xLabel, width, height, legend, smoothing}
+  // options.xFormat: how an x value is written (ticks, readout); options.xInteger: x values are whole numbers (steps)
   constructor(parent, options) {
-    this.options = Object.assign({ width: 420, height: 230, xLabel: "step", legend: true }, options);
+    this.options = Object.assign({ width: 420, height: 230, xLabel: "step", legend: true, xInteger: true }, options);
     this.box = document.createElement("div");
     this.box.className = "chart";
+    // its own log scale and zoom: drag across the plot to zoom in on x, shift+drag to pan, double-click to see all
+    const bar = document.createElement("div");
+    bar.className = "chart-bar";
+    const log = document.createElement("label");
+    this.logBox = document.createElement("input"); this.logBox.type = "checkbox"; this.logBox.className = "chart-log";
+    this.logBox.checked = !!this.options.log;
+    this.logBox.addEventListener("change", () => this.setLog(this.logBox.checked));
+    log.append(this.logBox, " log");
+    this.resetButton = document.createElement("button");
+    this.resetButton.className = "chart-reset"; this.resetButton.textContent = "see all"; this.resetButton.hidden = true;
+    this.resetButton.title = "undo the zoom (or double-click the chart)";
+    this.resetButton.addEventListener("click", () => this.setView(null));
+    const hint = document.createElement("span");
+    hint.className = "muted"; hint.textContent = "drag: zoom · shift+drag: pan";
+    bar.append(log, this.resetButton, hint);
     this.canvas = document.createElement("canvas");
     this.canvas.width = this.options.width; this.canvas.height = this.options.height;
     this.tip = document.createElement("div");
     this.tip.className = "tip"; this.tip.hidden = true;
-    this.box.append(this.canvas, this.tip);
+    this.box.append(bar, this.canvas, this.tip);
     parent.append(this.box);
     this.series = [];
-    this.canvas.addEventListener("mousemove", (e) => this.hover(e));
-    this.canvas.addEventListener("mouseleave", () => { this.tip.hidden = true; this.draw(); });
+    this.given = [];
+    this.view = null;  // the x range shown when zoomed: {x0, x1}; null: everything
+    this.canvas.addEventListener("mousedown", (e) => this.press(e));
+    this.canvas.addEventListener("mousemove", (e) => this.drag ? this.dragTo(e) : this.hover(e));
+    window.addEventListener("mouseup", (e) => this.release(e));
+    this.canvas.addEventListener("dblclick", () => this.setView(null));
+    this.canvas.addEventListener("mouseleave", () => { this.tip.hidden = true; if (!this.drag) this.draw(); });
+  }
+
+  // The x range to show (zoomed in), or null for all of it; the y axis fits what lies in the range.
+  setView(view) {
+    this.view = view && view.x1 > view.x0 ? view : null;
+    this.resetButton.hidden = this.view === null;
+    this.draw();
+  }
+  // A new width in canvas pixels (the page resized): the chart is drawn again at that size.
+  resize(width) {
+    width = Math.max(240, Math.round(width));
+    if (width === this.canvas.width) return;
+    this.canvas.width = width; this.options.width = width;
+    this.draw();
+  }
+  xValue(event) {
+    const { e, left, right, W } = this.frame;
+    const x = CX.canvasPoint(this.canvas, event).x;
+    return e.x0 + (x - left) / (W - left - right) * (e.x1 - e.x0);
+  }
+  press(event) {
+    if (!this.frame || event.button !== 0) return;
+    event.preventDefault();
+    const startX = CX.canvasPoint(this.canvas, event).x;
+    this.drag = { from: this.xValue(event), to: this.xValue(event), pan: event.shiftKey, view: this.frame.e, startX };
+  }
+  dragTo(event) {
+    const d = this.drag;
+    if (d.pan) {  // move the shown range by what the pointer moved, on the scale the drag began with
+      const { left, right, W } = this.frame;
+      const x = CX.canvasPoint(this.canvas, event).x;
+      const shift = (d.startX - x) / (W - left - right) * (d.view.x1 - d.view.x0);
+      this.setView({ x0: d.view.x0 + shift, x1: d.view.x1 + shift });
+      return;
+    }
+    d.to = this.xValue(event);
+    this.draw();
+    const ctx = this.canvas.getContext("2d"), { px, top } = this.frame;
+    ctx.fillStyle = CX.theme().accent; ctx.globalAlpha = 0.15;
+    ctx.fillRect(Math.min(px(d.from), px(d.to)), top, Math.abs(px(d.to) - px(d.from)), this.canvas.height - top - 28);
+    ctx.globalAlpha = 1;
+  }
+  release() {
+    const d = this.drag;
+    if (!d) return;
+    this.drag = null;
+    if (d.pan) return;
+    const pixels = this.frame ? Math.abs(this.frame.px(d.to) - this.frame.px(d.from)) : 0;
+    if (pixels >= 4) this.setView({ x0: Math.min(d.from, d.to), x1: Math.max(d.from, d.to) });  // a click is not a zoom
+    else this.draw();
   }
 
   setSeries(series) { this.given = series.filter((s) => s.xs.length); this.smoothen(); }
+  // How x is measured (a new axis: step, epoch, wall time): its label, format and whether it is whole numbers; the zoom is undone.
+  setAxis(xLabel, xFormat, xInteger) {
+    Object.assign(this.options, { xLabel, xFormat, xInteger });
+    this.view = null; this.resetButton.hidden = true;
+  }
+  fmtX(x) { return this.options.xFormat ? this.options.xFormat(x) : String(x); }
   setSmoothing(weight) { this.options.smoothing = weight; this.smoothen(); }
   // the series drawn: each smooth one, when smoothing, as its raw values (faint) under their moving average
   smoothen() {
@@ -55,18 +144,24 @@ class LineChart {
   }
   // A step marked by a dashed vertical line (the step the page shows); null removes it.
   setMarker(x) { this.marker = x; this.draw(); }
-  setLog(log) { this.options.log = log; this.draw(); }
+  setLog(log) { this.options.log = log; this.logBox.checked = log; this.draw(); }
 
   y(v) { return this.options.log ? (v > 0 ? Math.log10(v) : NaN) : v; }
 
   extent() {
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    const view = this.view;
     for (const s of this.series) for (let i = 0; i < s.xs.length; i++) {
+      if (s.xs[i] === null || (view && (s.xs[i] < view.x0 || s.xs[i] > view.x1))) continue;  // zoomed: y fits what is shown
       for (const v of [s.ys[i], s.lows ? s.lows[i] : null, s.highs ? s.highs[i] : null]) {
         const y = this.y(v);
         if (v === null || !isFinite(y)) continue;
         x0 = Math.min(x0, s.xs[i]); x1 = Math.max(x1, s.xs[i]); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
       }
+    }
+    if (view) {
+      if (!isFinite(y0)) { y0 = 0; y1 = 1; }  // nothing recorded in the range: an empty plot, not "nothing recorded"
+      x0 = view.x0; x1 = view.x1;
     }
     if (!isFinite(x0)) return null;
     if (x1 === x0) { x0 -= 1; x1 += 1; }  // one step: its point in the middle, not on the edge
@@ -80,8 +175,9 @@ class LineChart {
   draw(hoverX) {
     const ctx = this.canvas.getContext("2d"), W = this.canvas.width, H = this.canvas.height;
     const left = 52, right = 8, bottom = 28;
+    const theme = CX.theme();
     ctx.clearRect(0, 0, W, H);
-    ctx.font = "11px sans-serif"; ctx.fillStyle = "#1d232b";
+    ctx.font = "11px sans-serif"; ctx.fillStyle = theme.fg;
     ctx.fillText(this.options.title + (this.options.log ? " (log scale)" : ""), left, 13);
     // the legend in rows of its own above the plot, wrapped to the width: it never covers a curve, nor runs off the edge
     const entries = this.options.legend ? this.series.map((s, n) => ({ s, n })).filter(({ s }) => s.legend !== false && !s.faint).slice(0, 12) : [];
@@ -97,30 +193,28 @@ class LineChart {
     this.legendBoxes = boxes;
     const e = this.extent();
     this.frame = null;
-    if (!e) { ctx.fillStyle = "#667085"; ctx.fillText("nothing recorded yet", left + 10, H / 2); return; }
+    if (!e) { ctx.fillStyle = theme.muted; ctx.fillText(this.options.empty || "nothing recorded yet", left + 10, H / 2); return; }
     const px = (x) => left + (x - e.x0) / (e.x1 - e.x0) * (W - left - right);
     const py = (y) => top + (1 - (y - e.y0) / (e.y1 - e.y0)) * (H - top - bottom);
     this.frame = { e, px, left, right, W, top };
-    ctx.strokeStyle = "#d9dee5"; ctx.fillStyle = "#667085"; ctx.lineWidth = 1;
+    ctx.strokeStyle = theme.line; ctx.fillStyle = theme.muted; ctx.lineWidth = 1;
     for (let k = 0; k <= 4; k++) {
       const yv = e.y0 + (e.y1 - e.y0) * k / 4, y = py(yv);
       ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(W - right, y); ctx.stroke();
       const label = this.options.log ? Number(Math.pow(10, yv)).toPrecision(2) : Number(yv).toPrecision(3);
       ctx.fillText(label, 2, y + 3);
     }
-    const xTicks = [];  // steps are whole numbers: at most five distinct ticks, each where its value is
-    for (let k = 0; k <= 4; k++) {
-      const xv = Math.round(e.x0 + (e.x1 - e.x0) * k / 4);
-      if (xv >= e.x0 && xv <= e.x1 && !xTicks.includes(xv)) xTicks.push(xv);
-    }
+    const xTicks = niceTicks(e.x0, e.x1, Math.max(3, Math.floor((W - left - right) / 90)), this.options.xInteger);
     this.xTicks = xTicks;
     for (const xv of xTicks) {
       const x = px(xv);
       ctx.textAlign = x - left < 15 ? "left" : W - right - x < 15 ? "right" : "center";
-      ctx.fillText(String(xv), x, H - 14);
+      ctx.fillText(this.fmtX(xv), x, H - 14);
       ctx.textAlign = "left";
     }
-    ctx.fillText(this.options.xLabel, W - right - 30, H - 2);
+    ctx.save();  // lines and bands stay inside the plot when zoomed
+    ctx.beginPath(); ctx.rect(left, top - 2, W - left - right, H - bottom - top + 4); ctx.clip();
+    ctx.textAlign = "right"; ctx.fillText(this.options.xLabel, W - right, H - 2); ctx.textAlign = "left";
     this.series.forEach((s, n) => {  // bands first, under every line: each run of steps with an interval is one polygon
       if (!s.lows) return;
       ctx.fillStyle = s.colour || PALETTE[n % PALETTE.length]; ctx.globalAlpha = 0.2;
@@ -147,13 +241,15 @@ class LineChart {
       ctx.setLineDash(s.dash ? [5, 3] : []);
       ctx.beginPath();
       let pen = false;
-      const stride = Math.max(1, Math.floor(s.xs.length / (2 * W)));  // at most ~2 points per pixel
+      const [a0, a1] = this.visible(s);
+      const stride = Math.max(1, Math.floor((a1 - a0 + 1) / (2 * W)));  // at most ~2 points per pixel shown
       const indices = [];
-      for (let i = 0; i < s.xs.length; i += stride) indices.push(i);
-      if (indices[indices.length - 1] !== s.xs.length - 1) indices.push(s.xs.length - 1);
+      const [first, last] = this.visible(s);
+      for (let i = first; i <= last; i += stride) indices.push(i);
+      if (indices[indices.length - 1] !== last) indices.push(last);
       for (const i of indices) {
         const y = this.y(s.ys[i]);
-        if (s.ys[i] === null || !isFinite(y)) { pen = false; continue; }
+        if (s.ys[i] === null || s.xs[i] === null || !isFinite(y)) { pen = false; continue; }
         if (pen) ctx.lineTo(px(s.xs[i]), py(y)); else ctx.moveTo(px(s.xs[i]), py(y));
         pen = true;
       }
@@ -164,35 +260,50 @@ class LineChart {
         for (let i = 0; i < s.xs.length; i++) { const y = this.y(s.ys[i]); if (isFinite(y)) ctx.fillRect(px(s.xs[i]) - 2, py(y) - 2, 4, 4); }
       }
     });
+    ctx.restore();
     for (const b of boxes) {
       ctx.fillStyle = b.colour; ctx.fillRect(b.x, b.y + 1, 10, 3);
-      ctx.fillStyle = "#1d232b"; ctx.fillText(b.name, b.x + 13, b.y + 6);
+      ctx.fillStyle = theme.fg; ctx.fillText(b.name, b.x + 13, b.y + 6);
     }
     if (this.marker !== null && this.marker !== undefined && this.marker >= e.x0 && this.marker <= e.x1) {
-      ctx.strokeStyle = "#1d232b"; ctx.setLineDash([3, 3]);
+      ctx.strokeStyle = theme.fg; ctx.setLineDash([3, 3]);
       ctx.beginPath(); ctx.moveTo(px(this.marker), top); ctx.lineTo(px(this.marker), H - bottom); ctx.stroke();
       ctx.setLineDash([]);
     }
     if (hoverX !== undefined) {
-      ctx.strokeStyle = "#98a2b3"; ctx.beginPath(); ctx.moveTo(px(hoverX), top); ctx.lineTo(px(hoverX), H - bottom); ctx.stroke();
+      ctx.strokeStyle = theme.muted; ctx.beginPath(); ctx.moveTo(px(hoverX), top); ctx.lineTo(px(hoverX), H - bottom); ctx.stroke();
     }
+  }
+
+  // The indices of a series' first and last points in the shown x range (its xs ascend).
+  visible(s) {
+    if (!this.view) return [0, s.xs.length - 1];
+    let first = 0, last = s.xs.length - 1;
+    while (first < last && !(s.xs[first] >= this.view.x0)) first++;
+    while (last > first && !(s.xs[last] <= this.view.x1)) last--;
+    // one point beyond each edge, so that a line runs to the edge of the plot
+    return [Math.max(0, first - 1), Math.min(s.xs.length - 1, last + 1)];
   }
 
   hover(event) {
     if (!this.frame) return;
-    const { e, left, right, W } = this.frame;
+    const { W } = this.frame;
     const x = CX.canvasPoint(this.canvas, event).x;
-    const xv = e.x0 + (x - left) / (W - left - right) * (e.x1 - e.x0);
+    const xv = this.xValue(event);
     const lines = [];
     let shownX = null;
     for (const s of this.series.filter((s) => !s.faint).slice(0, 12)) {
       let best = -1, dist = Infinity;
-      for (let i = 0; i < s.xs.length; i++) { const d = Math.abs(s.xs[i] - xv); if (d < dist) { dist = d; best = i; } }
+      for (let i = 0; i < s.xs.length; i++) {
+        if (s.xs[i] === null) continue;
+        const d = Math.abs(s.xs[i] - xv); if (d < dist) { dist = d; best = i; }
+      }
       if (best < 0) continue;
       if (shownX === null) shownX = s.xs[best];
       const band = s.lows && s.lows[best] !== null ? ` [${CX.fmt(s.lows[best], 6)}, ${CX.fmt(s.highs[best], 6)}]` : "";
       const n = s.ns ? ` n=${s.ns[best]}` : "";
-      lines.push(`${s.name} ${CX.fmt(s.ys[best], 6)}${band}${n} (${this.options.xLabel} ${s.xs[best]})`);
+      const step = s.steps && this.options.xLabel !== "step" ? `, step ${s.steps[best]}` : "";  // x by epoch or time: the step too
+      lines.push(`${s.name} ${CX.fmt(s.ys[best], 6)}${band}${n} (${this.options.xLabel} ${this.fmtX(s.xs[best])}${step})`);
     }
     if (shownX === null) return;
     this.draw(shownX);

@@ -49,6 +49,19 @@ CX.duration = function (seconds) {
   return minutes < 90 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 };
 
+// The page's colours (its CSS variables), for what is drawn on canvases: they follow the light or dark scheme.
+CX.theme = function () {
+  const style = getComputedStyle(document.documentElement);
+  const get = (name) => style.getPropertyValue(name).trim();
+  return { fg: get("--fg"), muted: get("--muted"), line: get("--line"), bg: get("--bg"), accent: get("--accent") };
+};
+// The background as RGB (what a kernel grid leaves between its cells).
+CX.background = function () {
+  const probe = document.createElement("canvas").getContext("2d");
+  probe.fillStyle = CX.theme().bg || "#fff"; probe.fillRect(0, 0, 1, 1);
+  return Array.from(probe.getImageData(0, 0, 1, 1).data.slice(0, 3));
+};
+
 CX.fmt = (v, digits) => v === null || v === undefined ? "" : Number(v).toPrecision(digits || 6);
 
 // A colour bar from -limit to +limit into a canvas and two labels.
@@ -66,19 +79,27 @@ CX.colorbar = function (canvas, low, high, limit) {
 // Draws the filters of a conv layer, (out, in, kh, kw), into a canvas on one shared scale centred on 0.
 // view "filters": one cell per filter (its mean over input channels, or the filter itself for one channel);
 // view "channels": a row per filter, a cell per input channel. `order` lists the filters in drawing order.
+// With `numbers` (the default), each filter's number stands above its cell (or left of its row, with the
+// channel numbers above the columns), outside the kernel's pixels.
 class KernelGrid {
-  constructor(canvas, shape, view, order, width) {
+  constructor(canvas, shape, view, order, width, numbers) {
     const [out, inC, kh, kw] = shape;
     this.canvas = canvas; this.shape = shape; this.view = view;
     this.order = order || Array.from({ length: out }, (_, i) => i);
+    this.numbers = numbers !== false;
     this.gap = 2;
     if (view === "channels") { this.columns = inC; this.rows = out; }
     else { this.columns = Math.ceil(Math.sqrt(out)); this.rows = Math.ceil(out / this.columns); }
-    const budget = width || 560;
+    // room for the numbers: above each cell (filters view), or a column on the left and a row on top (channels view)
+    this.labelH = this.numbers && view !== "channels" ? 12 : 0;
+    this.offX = this.numbers && view === "channels" ? 8 + 7 * String(out - 1).length : 0;
+    this.offY = this.numbers && view === "channels" ? 12 : 0;
+    const budget = (width || 560) - this.offX;
     this.pixel = Math.max(2, Math.min(24, Math.floor(budget / (this.columns * kw) - 0.5)));
     if (view === "filters") this.gap = Math.max(3, Math.round(this.pixel / 3));
     this.cellW = kw * this.pixel + this.gap; this.cellH = kh * this.pixel + this.gap;
-    canvas.width = this.columns * this.cellW; canvas.height = this.rows * this.cellH;
+    this.pitchY = this.cellH + this.labelH;
+    canvas.width = this.offX + this.columns * this.cellW; canvas.height = this.offY + this.rows * this.pitchY;
     this.image = canvas.getContext("2d").createImageData(canvas.width, canvas.height);
   }
 
@@ -113,12 +134,16 @@ class KernelGrid {
     return cells;
   }
 
+  // The canvas position of a cell's top-left kernel pixel.
+  origin(row, col) { return { x: this.offX + col * this.cellW, y: this.offY + row * this.pitchY + this.labelH }; }
+
   draw(values, limit) {
     const [, , kh, kw] = this.shape;
     const data = this.image.data, width = this.canvas.width, p = this.pixel;
-    data.fill(255);
+    const [br, bg, bb] = this.background || (this.background = CX.background());
+    for (let o = 0; o < data.length; o += 4) { data[o] = br; data[o + 1] = bg; data[o + 2] = bb; data[o + 3] = 255; }
     for (const cell of this.cells()) {
-      const x0 = cell.col * this.cellW, y0 = cell.row * this.cellH;
+      const { x: x0, y: y0 } = this.origin(cell.row, cell.col);
       for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
         const [r, g, b] = CX.colour(this.cellValue(values, cell.filter, cell.channel, i, j), limit);
         for (let dy = 0; dy < p; dy++) {
@@ -127,14 +152,36 @@ class KernelGrid {
         }
       }
     }
-    this.canvas.getContext("2d").putImageData(this.image, 0, 0);
+    const ctx = this.canvas.getContext("2d");
+    ctx.putImageData(this.image, 0, 0);
+    if (this.numbers) this.drawNumbers(ctx);
+  }
+
+  drawNumbers(ctx) {
+    ctx.fillStyle = CX.theme().muted || "#667085"; ctx.font = "10px sans-serif"; ctx.textBaseline = "alphabetic";
+    if (this.view === "channels") {
+      ctx.textAlign = "right";
+      this.order.forEach((filter, row) => ctx.fillText(String(filter), this.offX - 4, this.offY + row * this.pitchY + this.cellH / 2 + 3));
+      ctx.textAlign = "center";
+      for (let c = 0; c < this.columns; c++) ctx.fillText(String(c), this.offX + c * this.cellW + (this.cellW - this.gap) / 2, 10);
+    } else {
+      ctx.textAlign = "left";
+      for (const cell of this.cells()) {
+        const { x, y } = this.origin(cell.row, cell.col);
+        ctx.fillText(String(cell.filter), x, y - 2);
+      }
+    }
+    ctx.textAlign = "left";
   }
 
   // What lies under canvas pixel (x, y): the filter, channel (null for a mean), kernel row and column.
   hit(x, y) {
     const [, inC, kh, kw] = this.shape;
-    const col = Math.floor(x / this.cellW), row = Math.floor(y / this.cellH);
-    const i = Math.floor((y - row * this.cellH) / this.pixel), j = Math.floor((x - col * this.cellW) / this.pixel);
+    const col = Math.floor((x - this.offX) / this.cellW), row = Math.floor((y - this.offY) / this.pitchY);
+    if (col < 0 || row < 0) return null;
+    const o = this.origin(row, col);
+    if (y < o.y || x < o.x) return null;  // a number's place, not a kernel pixel
+    const i = Math.floor((y - o.y) / this.pixel), j = Math.floor((x - o.x) / this.pixel);
     if (i >= kh || j >= kw || col >= this.columns) return null;
     if (this.view === "channels") {
       if (row >= this.order.length) return null;
@@ -150,7 +197,8 @@ class KernelGrid {
     const position = this.order.indexOf(filter);
     const col = this.view === "channels" ? channel : position % this.columns;
     const row = this.view === "channels" ? position : Math.floor(position / this.columns);
-    return { x: col * this.cellW + (j + 0.5) * this.pixel, y: row * this.cellH + (i + 0.5) * this.pixel };
+    const o = this.origin(row, col);
+    return { x: o.x + (j + 0.5) * this.pixel, y: o.y + (i + 0.5) * this.pixel };
   }
 }
 CX.KernelGrid = KernelGrid;

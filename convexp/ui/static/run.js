@@ -27,18 +27,68 @@ function chartGroups() {
 // other runs of the experiment drawn on the same charts, dashed (run id -> its metrics); in the URL as ?overlay=
 const overlays = new Map();
 
+// --- the x axis: steps, epochs or wall time ------------------------------------------------------------
+
+const AXES = {
+  step: { label: "step", integer: true, format: (x) => String(x) },
+  epoch: { label: "epoch", integer: false, format: (x) => String(Number(x.toPrecision(6))) },
+  time: { label: "seconds", integer: false, format: (x) => x < 120 ? `${Number(x.toPrecision(4))} s` : x < 7200 ? `${Number((x / 60).toPrecision(3))} min` : `${Number((x / 3600).toPrecision(3))} h` },
+};
+const xAxis = () => $("x-axis").value;
+
+// A run's steps as fractional epochs: a step k steps into epoch e (1-based) of n steps is e - 1 + k / n. Each
+// epoch's end is the last step recorded with it (its per-epoch metrics sit there); the epoch under way is as long
+// as the one before it (or as planned). null when the run records no epochs.
+function epochScale(metrics, live, planned) {
+  const ends = new Map();
+  for (const m of Object.values(metrics)) m.epochs.forEach((e, i) => { if (!(ends.get(e) >= m.steps[i])) ends.set(e, m.steps[i]); });
+  const epochs = [...ends.keys()].sort((a, b) => a - b);
+  if (!epochs.length || epochs.every((e) => e === 0)) return null;
+  const start = new Map(), length = new Map();
+  let previousEnd = 0, previousLength = null;
+  epochs.forEach((e, k) => {
+    let n = ends.get(e) - previousEnd;
+    if (k === epochs.length - 1 && live) n = previousLength || planned || n;
+    start.set(e, previousEnd); length.set(e, Math.max(1, n));
+    previousEnd = ends.get(e); previousLength = n;
+  });
+  return (step, epoch) => length.has(epoch) ? epoch - 1 + (step - start.get(epoch)) / length.get(epoch) : null;
+}
+
+// The x values of one metric of a run (`all`: every metric of that run) on the chosen axis; null where unknown.
+function xsOf(all, metric, live, planned) {
+  const axis = xAxis();
+  if (axis === "epoch") {
+    const scale = epochScale(all, live, planned);
+    return scale ? metric.steps.map((s, i) => scale(s, metric.epochs[i])) : metric.steps.map(() => null);
+  }
+  if (axis === "time") {
+    let first = Infinity;
+    for (const m of Object.values(all)) for (const t of m.times || []) if (t !== null && t < first) first = t;
+    return (metric.times || metric.steps.map(() => null)).map((t) => (t === null || !isFinite(first) ? null : t - first));
+  }
+  return metric.steps;
+}
+
 function drawCharts() {
-  const groups = chartGroups();
+  const groups = chartGroups(), axis = AXES[xAxis()];
+  const live = LIVE.includes(state.status);
+  const planned = RUN.row.steps_planned && RUN.row.epochs_planned ? RUN.row.steps_planned / RUN.row.epochs_planned : null;
+  const empty = xAxis() === "time" ? "no wall times: recorded before convexp kept them" : xAxis() === "epoch" ? "this run records no epochs" : null;
   for (const [title, names] of Object.entries(groups)) {
     if (!names.length) continue;
     if (!charts[title]) charts[title] = new LineChart($("charts"), { title, log: $("log-scale").checked, smoothing: smoothing() });
+    charts[title].options.empty = empty;
+    if (charts[title].options.xLabel !== axis.label) charts[title].setAxis(axis.label, axis.format, axis.integer);
     // per-step metrics (train_*) are the noisy ones the smoothing slider is for
     const smooth = (n) => n.startsWith("train_");
-    const series = names.map((n, k) => ({ name: n, xs: state.metrics[n].steps, ys: state.metrics[n].values, colour: PALETTE[k % PALETTE.length], smooth: smooth(n) }));
+    const series = names.map((n, k) => ({ name: n, xs: xsOf(state.metrics, state.metrics[n], live, planned), steps: state.metrics[n].steps,
+      ys: state.metrics[n].values, colour: PALETTE[k % PALETTE.length], smooth: smooth(n) }));
     let k = names.length;
     for (const [id, metrics] of overlays) {
       for (const n of names) {
-        if (metrics[n]) series.push({ name: `${n} · run ${id}`, xs: metrics[n].steps, ys: metrics[n].values, colour: PALETTE[k % PALETTE.length], dash: true, smooth: smooth(n) });
+        if (metrics[n]) series.push({ name: `${n} · run ${id}`, xs: xsOf(metrics, metrics[n], false, null), steps: metrics[n].steps,
+          ys: metrics[n].values, colour: PALETTE[k % PALETTE.length], dash: true, smooth: smooth(n) });
         k++;
       }
     }
@@ -48,13 +98,33 @@ function drawCharts() {
     charts.empty = new LineChart($("charts"), { title: "metrics" });
     charts.empty.setSeries([]);
   }
+  layoutCharts();
 }
+
+// The charts share the width of the page: as many side by side as fit at 420 px or more, each as wide as its share.
+function layoutCharts() {
+  const width = $("charts").clientWidth, gap = 16;
+  const columns = Math.max(1, Math.min(3, Math.floor((width + gap) / (420 + gap))));
+  const each = Math.floor((width - (columns - 1) * gap) / columns) - 2;  // its border
+  for (const chart of Object.values(charts)) chart.resize(Math.min(each, width - 2));
+}
+new ResizeObserver(() => layoutCharts()).observe($("charts"));
+{
+  const given = new URLSearchParams(location.search).get("x");
+  if (given in AXES) $("x-axis").value = given;
+}
+$("x-axis").addEventListener("change", () => {
+  const next = new URLSearchParams(location.search);
+  if (xAxis() !== "step") next.set("x", xAxis()); else next.delete("x");
+  history.replaceState(null, "", next.toString() ? `${location.pathname}?${next}` : location.pathname);
+  drawCharts();
+});
 
 async function loadMetrics() {
   const body = await CX.json(`/api/runs/${RUN.id}/metrics?after=${state.lastMetricStep}`);
   for (const [name, m] of Object.entries(body.metrics)) {
-    const into = state.metrics[name] || (state.metrics[name] = { steps: [], epochs: [], values: [] });
-    into.steps.push(...m.steps); into.epochs.push(...m.epochs); into.values.push(...m.values);
+    const into = state.metrics[name] || (state.metrics[name] = { steps: [], epochs: [], values: [], times: [] });
+    into.steps.push(...m.steps); into.epochs.push(...m.epochs); into.values.push(...m.values); into.times.push(...m.times);
   }
   state.lastMetricStep = Math.max(state.lastMetricStep, body.last_step);
   if (Object.keys(body.metrics).length || !Object.keys(charts).length) drawCharts();
@@ -126,7 +196,7 @@ async function snapshotAt(index, ahead) {
 }
 
 function newGrid() {
-  state.grid = new CX.KernelGrid($("kernel-canvas"), state.shape, $("view").value);
+  state.grid = new CX.KernelGrid($("kernel-canvas"), state.shape, $("view").value, null, 560, $("numbers").checked);
   if (state.snapshot) draw(state.snapshot);
 }
 
@@ -139,6 +209,7 @@ function draw(snapshot) {
   canvas.dataset.step = snapshot.step; canvas.dataset.layer = state.layer; canvas.dataset.limit = state.limit;
   $("step-label").textContent = `step ${snapshot.step} (epoch ${snapshot.epoch}) · snapshot ${state.index + 1} of ${state.steps.length}`;
   trajectoryCharts.forEach((chart) => chart.setMarker(snapshot.step));  // the shown step on the filter's curves
+  if (spread.chart) spread.chart.setMarker(snapshot.step);
   if (state.selected !== null) showValues();
   if (!state.playing) scheduleAnalysis();
 }
@@ -165,6 +236,8 @@ async function selectLayer(name) {
   $("view").value = state.shape[1] === 1 ? "filters" : "channels";
   $("step-slider").max = Math.max(0, state.steps.length - 1);
   newGrid();
+  spread.body = null; spread.first = null; spread.histogram = null;
+  loadDistribution().catch((error) => { $("dist-status").textContent = String(error.message || error); });
   await show(state.steps.length - 1);
 }
 
@@ -253,6 +326,7 @@ function scheduleAnalysis() {
 
 async function loadAnalysis() {
   if (!state.snapshot) return;
+  loadHistogram().catch((error) => { $("histogram-readout").textContent = String(error.message || error); });
   const step = state.snapshot.step, layer = state.layer;
   const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(layer)}/analysis?step=${step}`);
   if (!state.snapshot || state.snapshot.step !== step || state.layer !== layer) return;
@@ -280,6 +354,88 @@ async function loadAnalysis() {
     for (const v of cells) tr.insertCell().textContent = v;
   }
 }
+
+// --- the spread of the layer's values over steps, and at the shown step -----------------------------------
+
+const spread = { chart: null, body: null, histogram: null, first: null, loadedAt: 0 };
+const BANDS = [[0, 8, "min–max"], [1, 7, "6.7–93.3%"], [2, 6, "15.9–84.1%"], [3, 5, "30.9–69.1%"]];
+
+async function loadDistribution() {
+  const layer = state.layer;
+  spread.loadedAt = Date.now();
+  const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(layer)}/distribution`);
+  if (layer !== state.layer) return;
+  spread.body = body;
+  $("dist-status").textContent = body.steps.length < body.recorded
+    ? `${body.steps.length} of ${body.recorded} recorded steps, evenly spread` : `all ${body.recorded} recorded steps`;
+  drawDistribution();
+}
+
+function drawDistribution() {
+  const body = spread.body, which = $("dist-of").value, of = which === "kernel" ? "weights" : "biases";
+  if (!spread.chart) spread.chart = new LineChart($("distribution"), { title: "", width: 560, height: 240 });
+  const chart = spread.chart;
+  chart.options.title = `${state.layer} ${of} over steps`;
+  const d = body && body[which];
+  chart.options.empty = body && !d ? `${state.layer} has no bias` : "loading…";
+  const column = (k) => d.values.map((v) => v[k]);
+  const colour = which === "kernel" ? "#1f77b4" : "#d62728";
+  chart.setSeries(!d ? [] : [
+    ...BANDS.map(([low, high, name]) => ({ name, xs: body.steps, ys: body.steps.map(() => null), lows: column(low), highs: column(high), colour, legend: false })),
+    { name: "median", xs: body.steps, ys: column(4), colour, width: 1.6 },
+  ]);
+  if (state.snapshot) chart.setMarker(state.snapshot.step);
+  $("distribution").dataset.layer = state.layer; $("distribution").dataset.of = which;
+}
+
+async function loadHistogram() {
+  if (!state.snapshot) return;
+  const step = state.snapshot.step, layer = state.layer, url = `/api/runs/${RUN.id}/layers/${encodeURIComponent(layer)}/histogram`;
+  const [shown, first] = await Promise.all([CX.json(`${url}?step=${step}`), spread.first && spread.first.layer === layer ? spread.first : CX.json(`${url}?step=first`)]);
+  if (!state.snapshot || state.snapshot.step !== step || state.layer !== layer) return;
+  spread.histogram = shown; spread.first = first;
+  drawHistogram();
+}
+
+// The shown step's histogram as bars, the first step's as an outline, on one x range; hover reads a bin.
+function drawHistogram() {
+  const canvas = $("histogram"), ctx = canvas.getContext("2d"), theme = CX.theme(), which = $("dist-of").value;
+  const shown = spread.histogram && spread.histogram[which], first = spread.first && spread.first[which];
+  const W = canvas.width, H = canvas.height, left = 44, right = 8, top = 18, bottom = 26;
+  ctx.clearRect(0, 0, W, H);
+  ctx.font = "11px sans-serif"; ctx.fillStyle = theme.fg;
+  if (!shown) { ctx.fillStyle = theme.muted; ctx.fillText(spread.histogram ? `${state.layer} has no bias` : "", left, H / 2); return; }
+  ctx.fillText(`${state.layer} ${which === "kernel" ? "weights" : "biases"} at step ${spread.histogram.step} (${shown.size} values)` +
+    (first ? `; outline: step ${spread.first.step}` : ""), left, 12);
+  const all = [shown, first].filter(Boolean);
+  const x0 = Math.min(...all.map((h) => h.edges[0])), x1 = Math.max(...all.map((h) => h.edges[h.edges.length - 1]));
+  const y1 = Math.max(1, ...all.flatMap((h) => h.counts));
+  const span = x1 > x0 ? x1 - x0 : 1;
+  const px = (x) => left + (x - x0) / span * (W - left - right), py = (c) => H - bottom - c / y1 * (H - top - bottom);
+  ctx.strokeStyle = theme.line; ctx.beginPath(); ctx.moveTo(left, H - bottom); ctx.lineTo(W - right, H - bottom); ctx.stroke();
+  ctx.fillStyle = which === "kernel" ? "#1f77b4" : "#d62728"; ctx.globalAlpha = 0.75;
+  shown.counts.forEach((c, i) => ctx.fillRect(px(shown.edges[i]), py(c), Math.max(1, px(shown.edges[i + 1]) - px(shown.edges[i]) - 1), H - bottom - py(c)));
+  ctx.globalAlpha = 1;
+  if (first) {
+    ctx.strokeStyle = theme.fg; ctx.beginPath(); ctx.moveTo(px(first.edges[0]), py(0));
+    first.counts.forEach((c, i) => { ctx.lineTo(px(first.edges[i]), py(c)); ctx.lineTo(px(first.edges[i + 1]), py(c)); });
+    ctx.lineTo(px(first.edges[first.edges.length - 1]), py(0)); ctx.stroke();
+  }
+  ctx.fillStyle = theme.muted;
+  for (const x of niceTicks(x0, x1, 5, false)) { ctx.textAlign = "center"; ctx.fillText(String(Number(x.toPrecision(3))), px(x), H - 10); }
+  ctx.textAlign = "right"; ctx.fillText(String(y1), left - 4, top + 4); ctx.fillText("0", left - 4, H - bottom); ctx.textAlign = "left";
+  canvas.dataset.step = spread.histogram.step; canvas.dataset.of = which;
+  spread.frame = { px, x0, span, left, right, W, shown };
+}
+
+$("histogram") && $("histogram").addEventListener("mousemove", (event) => {
+  const f = spread.frame;
+  if (!f) return;
+  const x = f.x0 + (CX.canvasPoint($("histogram"), event).x - f.left) / (f.W - f.left - f.right) * f.span;
+  const i = f.shown.edges.findIndex((e, k) => k < f.shown.counts.length && x >= e && x <= f.shown.edges[k + 1]);
+  if (i < 0) return;
+  $("histogram-readout").textContent = `[${f.shown.edges[i].toPrecision(6)}, ${f.shown.edges[i + 1].toPrecision(6)}${i === f.shown.counts.length - 1 ? "]" : ")"}: ${f.shown.counts[i]} values`;
+});
 
 // --- top patches ---------------------------------------------------------------------------------------
 
@@ -312,12 +468,13 @@ function drawPatches(body) {
   const rows = Math.ceil(body.filters.length / PATCH_COLUMNS);
   canvas.width = PATCH_COLUMNS * cellW; canvas.height = rows * cellH; canvas.hidden = false;
   const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
-  ctx.font = "11px sans-serif"; ctx.fillStyle = "#333";
+  const theme = CX.theme();
+  ctx.fillStyle = theme.bg; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.font = "11px sans-serif"; ctx.fillStyle = theme.fg;
   const boxes = [];
   body.filters.forEach((f, k) => {
     const x0 = (k % PATCH_COLUMNS) * cellW, y0 = Math.floor(k / PATCH_COLUMNS) * cellH;
-    ctx.fillStyle = "#333"; ctx.fillText(String(f.filter), x0 + 2, y0 + 12);
+    ctx.fillStyle = theme.fg; ctx.fillText(String(f.filter), x0 + 2, y0 + 12);
     f.patches.forEach((p, r) => {
       const px = x0 + (r % per) * (w * PATCH_ZOOM + 1), py = y0 + 16 + Math.floor(r / per) * (h * PATCH_ZOOM + 1);
       const image = ctx.createImageData(w * PATCH_ZOOM, h * PATCH_ZOOM);
@@ -379,6 +536,7 @@ async function poll() {
         const atEnd = state.index >= state.steps.length - 1;
         state.steps.push(...body.steps);
         $("step-slider").max = state.steps.length - 1;
+        if (Date.now() - spread.loadedAt > 5000) loadDistribution().catch(() => {});  // a live run: its spread, every few seconds
         if (atEnd && $("follow").checked && !state.playing) await show(state.steps.length - 1);
         else $("step-label").textContent = $("step-label").textContent.replace(/of \d+$/, `of ${state.steps.length}`);
       }
@@ -396,6 +554,8 @@ if (RUN.conv_layers.length) {
   $("layer").addEventListener("change", (e) => selectLayer(e.target.value));
   $("patches-button").addEventListener("click", loadPatches);
   $("view").addEventListener("change", newGrid);
+  $("numbers").addEventListener("change", newGrid);
+  $("dist-of").addEventListener("change", () => { drawDistribution(); drawHistogram(); });
   $("detail-channel").addEventListener("change", (e) => {
     state.selected.channel = e.target.value === "mean" ? null : Number(e.target.value);
     showValues();
@@ -443,4 +603,17 @@ if ($("grid-png")) $("grid-png").addEventListener("click", () => {
   document.body.append(link); link.click(); link.remove();
 });
 
-window.cxRun = { state, show, selectLayer, selectFilter, charts, trajectoryCharts: () => trajectoryCharts };
+// export: a GIF of the filter grid over a range of steps, made by the app (the link follows the boxes and the layer)
+function gifLink() {
+  const from = $("gif-from").value, to = $("gif-to").value, query = new URLSearchParams();
+  if (from !== "") query.set("from", from);
+  if (to !== "") query.set("to", to);
+  $("gif-link").href = `/runs/${RUN.id}/layers/${encodeURIComponent(state.layer)}/filters.gif${query.toString() ? "?" + query : ""}`;
+}
+if ($("gif-link")) {
+  for (const id of ["gif-from", "gif-to"]) $(id).addEventListener("input", gifLink);
+  $("layer").addEventListener("change", gifLink);
+  $("gif-link").addEventListener("click", gifLink);
+}
+
+window.cxRun = { state, show, selectLayer, selectFilter, charts, trajectoryCharts: () => trajectoryCharts, spread };

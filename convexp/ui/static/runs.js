@@ -4,7 +4,7 @@
 
 const LIVE_STATUSES = ["queued", "running"];
 const rows = new Map(JSON.parse(document.getElementById("runs-data").textContent).map((r) => [r.id, r]));
-const COLUMNS = ["id", "experiment", "backend", "status", "attempts", "epochs", "steps", "test_accuracy", "seconds", "started"];
+const COLUMNS = ["id", "name", "experiment", "backend", "status", "attempts", "epochs", "steps", "test_accuracy", "seconds", "tags", "started"];
 const FILTERS = ["experiment", "backend", "status"];
 const selected = new Set();
 const url = new URLSearchParams(location.search);
@@ -63,6 +63,12 @@ function cell(row, key) {
         left.textContent = ` ~${CX.duration(row.seconds_left)} left`; td.append(left);
       }
     }
+  } else if (key === "tags") {
+    for (const tag of value) {  // a tag is a filter: clicking it shows the runs that carry it
+      const a = document.createElement("a"); a.href = "#"; a.className = "tag"; a.textContent = tag; a.title = `only runs tagged ${tag}`;
+      a.addEventListener("click", (e) => { e.preventDefault(); addTagFilter(tag); });
+      td.append(a, " ");
+    }
   } else if (key === "test_accuracy") {
     td.textContent = value === null ? "" : Number(value).toFixed(4); td.className = "n";
   } else {
@@ -102,15 +108,25 @@ function saveState() {
   const next = new URLSearchParams();
   for (const key of FILTERS) if ($(`filter-${key}`).value) next.set(key, $(`filter-${key}`).value);
   if ($("filter-where").value.trim()) next.set("where", $("filter-where").value.trim());
+  if (wantedTags().length) next.set("tags", wantedTags().join(","));
   if (sortKey !== "id") next.set("sort", sortKey);
   if (sortDescending) next.set("desc", "1");
   const query = next.toString();
   history.replaceState(null, "", query ? `${location.pathname}?${query}` : location.pathname);
 }
 
+// the tags typed in the filter box: a run is shown when it carries every one (as convexp runs --tag)
+const wantedTags = () => $("filter-tags").value.split(/[\s,]+/).filter(Boolean);
+function addTagFilter(tag) {
+  if (!wantedTags().includes(tag)) $("filter-tags").value = [...wantedTags(), tag].join(" ");
+  render();
+}
+
 function render() {
   const want = Object.fromEntries(FILTERS.map((k) => [k, $(`filter-${k}`).value]));
-  let shown = [...rows.values()].filter((r) => Object.entries(want).every(([k, v]) => !v || String(r[k]) === v));
+  const tags = wantedTags();
+  let shown = [...rows.values()].filter((r) => Object.entries(want).every(([k, v]) => !v || String(r[k]) === v))
+    .filter((r) => tags.every((t) => r.tags.includes(t)));
   let conditions = [];
   $("where-error").hidden = true;
   try {
@@ -129,8 +145,9 @@ function render() {
   const numeric = (th && th.dataset.type === "number") ||
     (sortKey.startsWith("p:") && shown.every((r) => typeof valueOf(r, sortKey) === "number" || valueOf(r, sortKey) == null));
   shown.sort((a, b) => {
-    const x = valueOf(a, sortKey), y = valueOf(b, sortKey);
-    const order = x === null ? 1 : y === null ? -1 : numeric ? x - y : String(x).localeCompare(String(y));
+    const text = (v) => Array.isArray(v) ? (v.length ? v.join(",") : null) : v;  // tags sort by their text; none last
+    const x = text(valueOf(a, sortKey)), y = text(valueOf(b, sortKey));
+    const order = x === null && y === null ? 0 : x === null ? 1 : y === null ? -1 : numeric ? x - y : String(x).localeCompare(String(y));
     return (sortDescending ? -order : order) || a.id - b.id;
   });
   const tbody = $("runs-table").tBodies[0];
@@ -194,6 +211,8 @@ document.querySelectorAll("th[data-key]").forEach((th) => th.addEventListener("c
 FILTERS.forEach((key) => $(`filter-${key}`).addEventListener("change", render));
 $("filter-where").value = url.get("where") || "";
 $("filter-where").addEventListener("change", render);
+$("filter-tags").value = (url.get("tags") || "").split(",").filter(Boolean).join(" ");
+$("filter-tags").addEventListener("change", render);
 $("compare-button").addEventListener("click", () => { location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`; });
 fillFilters(true);
 render();
