@@ -138,12 +138,28 @@ def grids_table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def ui_table(r: dict) -> str:
+    """benchmarks/ui.py's results: convexp ui in headless Chromium (its rows are the script's own)."""
+    sys.path.insert(0, str(HERE))
+    from ui import table_rows
+
+    lines = [
+        f"Measured {r['date']} on this machine, {r['run']}, {r['snapshots_per_layer']:,} snapshots per layer:",
+        "",
+        "| measure | measured | target |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {value} | {target} |" for name, value, target in table_rows(r)]
+    return "\n".join(lines)
+
+
 TABLES = {
     "epoch": epoch_table,
     "store": store_table,
     "encoding": encoding_table,
     "tracking": tracking_table,
     "grids": grids_table,
+    "ui": ui_table,
 }
 
 

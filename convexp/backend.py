@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 from convexp.initializers import INITIALIZER_NAMES
+from convexp.layers import BASE_FEATURES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,6 +37,10 @@ class Backend(ABC):
     default_initializers: ClassVar[tuple[str, str] | None] = None
     #: The devices a spec's ``device`` may name for this backend (``auto`` always may).
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: The layer types and activations (``activation:NAME``) its trainer builds: an experiment that needs
+    #: another is refused before it runs. :data:`convexp.layers.ALL_FEATURES` lists them all; a backend
+    #: that does not say implements the first vocabulary, :data:`convexp.layers.BASE_FEATURES`.
+    features: ClassVar[frozenset[str]] = BASE_FEATURES
 
     def unavailable_reason(self) -> str | None:
         """None when the backend can be used here, else one line saying why not and how to fix it."""

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from convexp.backend import Backend
+from convexp.conformance_layers import check_activations, check_average_pooling
 from convexp.initializers import explain
 from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, plan
 from convexp.plugin_output import NonFiniteKernel, PlanCheck, PluginBreach
@@ -476,6 +477,8 @@ CHECKS: tuple[Check, ...] = (
     _check("nesterov", check_nesterov),
     _check("adam", check_adam),
     _check("strided-same", check_strided_same),
+    _check("activations", check_activations),
+    _check("average-pooling", check_average_pooling),
     _check("dropout", check_dropout_scaling),
     _check("snapshots", check_snapshot_layout),
     _check("trainer", check_trainer),

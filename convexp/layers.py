@@ -16,14 +16,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from convexp.errors import ConvexpError, ShapeError
 
 Padding = Literal["valid", "same"]
-Activation = Literal["none", "relu"]
+ActivationName = Literal["none", "relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
+#: Every activation function an experiment may name (``linear`` is read as ``none``); their formulas are
+#: in :mod:`convexp.activations`.
+ACTIVATION_NAMES: tuple[str, ...] = get_args(ActivationName)
+Activation = Annotated[ActivationName, BeforeValidator(lambda value: "none" if value == "linear" else value)]
 
 
 class _Layer(BaseModel):
@@ -55,10 +59,30 @@ class MaxPool(_Layer):
     pool_size: int = Field(default=2, ge=1)
 
 
+class AvgPool(_Layer):
+    """Average pooling over pool_size x pool_size windows with stride pool_size (remainders dropped)."""
+
+    type: Literal["avgpool"]
+    pool_size: int = Field(default=2, ge=1)
+
+
+class GlobalAvgPool(_Layer):
+    """Each feature map's mean: (C, H, W) to (C,)."""
+
+    type: Literal["global_avgpool"]
+
+
 class ReLU(_Layer):
     """max(x, 0)."""
 
     type: Literal["relu"]
+
+
+class ActivationLayer(_Layer):
+    """An activation function as a layer of its own (see :mod:`convexp.activations` for the formulas)."""
+
+    type: Literal["activation"]
+    activation: Activation
 
 
 class Flatten(_Layer):
@@ -82,7 +106,29 @@ class Dense(_Layer):
     activation: Activation = "none"
 
 
-Layer = Annotated[Union[Conv, MaxPool, ReLU, Flatten, Dropout, Dense], Field(discriminator="type")]
+Layer = Annotated[
+    Union[Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, Flatten, Dropout, Dense], Field(discriminator="type")
+]
+#: Every layer model, for those that list them (did-you-mean, the plugins' features).
+LAYER_TYPES = (Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, Flatten, Dropout, Dense)
+#: The layers and activations every backend had before layers became features: what a backend that
+#: does not say otherwise implements.
+BASE_FEATURES = frozenset({"conv", "maxpool", "relu", "flatten", "dropout", "dense", "activation:none", "activation:relu"})
+#: Everything an experiment can ask of a backend's network.
+ALL_FEATURES = frozenset(
+    {get_args(t.model_fields["type"].annotation)[0] for t in LAYER_TYPES} | {f"activation:{a}" for a in ACTIVATION_NAMES}
+)
+
+
+def features_of(layers: Sequence) -> frozenset[str]:
+    """What a list of layers asks of a backend: each layer type, and ``activation:NAME`` for each activation."""
+    needed = set()
+    for layer in layers:
+        needed.add(layer.type)
+        activation = getattr(layer, "activation", None)
+        if activation is not None:
+            needed.add(f"activation:{activation}")
+    return frozenset(needed)
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: Padding) -> int:
@@ -105,7 +151,7 @@ class PlannedLayer:
 
     index: int
     name: str
-    layer: Conv | MaxPool | ReLU | Flatten | Dropout | Dense
+    layer: Conv | MaxPool | AvgPool | GlobalAvgPool | ReLU | ActivationLayer | Flatten | Dropout | Dense
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
 
@@ -157,7 +203,11 @@ def plan(layers: list, input_shape: tuple[int, int, int], num_classes: int) -> l
 
 
 def _output_shape(layer, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
-    if isinstance(layer, (Conv, MaxPool)):
+    if isinstance(layer, GlobalAvgPool):
+        if len(shape) != 3:
+            raise ShapeError(f"{where}: needs (channels, height, width) input, got a flat vector of {shape[0]}")
+        return (shape[0],)
+    if isinstance(layer, (Conv, MaxPool, AvgPool)):
         if len(shape) != 3:
             raise ShapeError(f"{where}: needs (channels, height, width) input, got a flat vector of {shape[0]}")
         channels, height, width = shape

@@ -18,6 +18,7 @@ import pluggy
 from convexp import hookspecs
 from convexp.backend import Backend
 from convexp.errors import BackendUnavailableError, ConvexpError, unknown_name
+from convexp.layers import ALL_FEATURES
 
 ENTRY_POINT_GROUP = "convexp.backends"
 LOAD_PLUGINS_ENV = "CONVEXP_LOAD_PLUGINS"
@@ -45,6 +46,8 @@ class BackendInfo:
     version: str | None
     usable: bool
     reason: str | None
+    #: What of convexp's layer vocabulary it lacks (``convexp.layers.ALL_FEATURES`` less its features).
+    missing: tuple[str, ...] = ()
 
 
 def load_entry_points() -> None:
@@ -178,8 +181,11 @@ def describe_backends() -> list[BackendInfo]:
                 version = backend.framework_version()
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+        missing = tuple(sorted(ALL_FEATURES - backend.features))
         infos.append(
-            BackendInfo(name, _backend_owners[name], plugin_version(name), backend.framework, version, reason is None, reason)
+            BackendInfo(
+                name, _backend_owners[name], plugin_version(name), backend.framework, version, reason is None, reason, missing
+            )
         )
     for plugin_name, failure in plugin_failures.items():
         infos.append(

@@ -264,7 +264,7 @@ def _describe(error: ValidationError) -> str:
 
 def _field_names(loc: tuple) -> list[str]:
     """Field names of the model at ``loc`` in a RunSpec, for did-you-mean suggestions."""
-    from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU
+    from convexp.layers import LAYER_TYPES
     from convexp.training import SGD
 
     if not loc:
@@ -274,7 +274,7 @@ def _field_names(loc: tuple) -> list[str]:
     if loc[0] == "optimizer":
         return list({**SGD.model_fields, **Adam.model_fields})
     if loc[0] == "layers":
-        by_type = {get_args(m.model_fields["type"].annotation)[0]: m for m in (Conv, MaxPool, ReLU, Flatten, Dropout, Dense)}
+        by_type = {get_args(m.model_fields["type"].annotation)[0]: m for m in LAYER_TYPES}
         model = by_type.get(loc[-1]) if len(loc) > 2 else None
         return list(model.model_fields) if model else []
     return []
@@ -293,6 +293,14 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
         raise ValueError(
             f"field 'device': backend '{spec.backend}' cannot train on {spec.device}; "
             f"it trains on {', '.join(backends[spec.backend].devices)}"
+        )
+    from convexp.layers import features_of
+
+    missing = sorted(features_of(spec.layers) - backends[spec.backend].features)
+    if missing:
+        raise ValueError(
+            f"field 'layers': backend '{spec.backend}' does not implement {', '.join(m.replace(':', ' ') for m in missing)}; "
+            f"`convexp plugins` lists what each backend implements"
         )
     for field in ("initializer", "bias_initializer"):
         if getattr(spec, field) == "default" and not backends[spec.backend].default_initializers:

@@ -184,7 +184,7 @@ def test_metrics_as_rows_and_dataframe(two_seeds):
         frame = store.metrics_frame(1)
         series = store.kernel_series(1, "conv1")
     assert [r.epoch for r in rows] == [1, 2, 3]
-    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["step", "epoch", "name", "value"]
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["step", "epoch", "name", "value", "wall_time"]
     wide = frame.pivot_table(index="step", columns="name", values="value")
     assert wide["test_accuracy"].dropna().tolist() == [r.value for r in rows]
     assert series.kernels.shape == (len(series.steps), 8, 1, 3, 3) and series.steps[0] == 0

@@ -71,11 +71,16 @@ def test_ui_benchmark_runs_and_reports(tmp_path):
         "200",
         "--slides",
         "5",
+        "--walk-steps",
+        "60",
         "--json",
         str(tmp_path / "ui.json"),
     )
     assert report["snapshots_per_layer"] == 46 and report["play_frames"] == 45
-    assert report["slider_ms_median"] > 0 and report["play_fps"] > 0 and report["runs_page_ms"] > 0
+    assert all(report["slider_ms"][layer]["median"] > 0 for layer in ("conv1", "conv2"))
+    assert report["play_fps"] > 0 and report["runs_page_ms"] > 0 and report["keep_alive"]["round_trip_ms"] > 0
+    assert report["walk_steps"] == 60 and len(report["distribution_ms"]) == 3 and min(report["distribution_ms"]) > 0
+    assert report["compare_page_ms"] > 0 and report["experiment_page_ms"] > 0
     assert [done for done, _ in report["rss_mib_while_scrubbing"]] == [0, 40, 80, 120, 160, 200]
 
 

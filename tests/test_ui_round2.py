@@ -321,6 +321,17 @@ def test_a_gif_of_a_step_range_has_a_frame_per_recorded_step_on_one_scale(world)
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(f"{world['url']}runs/1/layers/conv1/filters.gif?from=9&to=3")
     assert error.value.code == 400 and "the GIF&#39;s last step (3) comes before its first (9)" in error.value.read().decode()
+    # the top patches as drawn, as a PNG too
+    page.click("#patches-button")
+    page.wait_for_selector("#patches-png:not([hidden])")
+    with page.expect_download() as download:
+        page.click("#patches-png")
+    assert download.value.suggested_filename == "run-1-conv1-step-46-patches.png"
+    picture = Image.open(io.BytesIO(download.value.path().read_bytes()))
+    size = page.evaluate(
+        "() => [document.getElementById('patches-canvas').width, document.getElementById('patches-canvas').height]"
+    )
+    assert picture.format == "PNG" and list(picture.size) == size
     page.close()
 
 

@@ -56,11 +56,19 @@ def layer_distribution(store: Store, run_id: int, layer: str, points: int = MAX_
     recorded = store.snapshot_steps(run_id, layer)
     if not recorded:
         store.snapshot(run_id, layer, 0)  # raises, naming the layers the run has
-    steps = sampled_steps(recorded, min(points, MAX_POINTS))
+    points = min(points, MAX_POINTS)
+    steps = sampled_steps(recorded, points)
+    if len(steps) < len(recorded):
+        # when only some steps are drawn, those stored whole (a raw row every few snapshots) are as evenly spread
+        # and need no delta chain decoded: sample among them, the first and last recorded steps always in
+        whole = store.self_contained_steps(run_id, layer)
+        if len(whole) >= points:
+            steps = sorted({recorded[0], *sampled_steps(whole, points)[1:-1], recorded[-1]})
     kernels: list[Spread] = []
     biases: list[Spread] = []
-    for step in steps:
-        snapshot = store.snapshot(run_id, layer, step)
+    snapshots = store.snapshots_at(run_id, layer, steps)
+    steps = [s.step for s in snapshots]
+    for snapshot in snapshots:
         kernels.append(Spread.of(snapshot.kernel_array))
         if snapshot.bias is not None:
             biases.append(Spread.of(np.frombuffer(snapshot.bias, dtype="<f4")))

@@ -7,8 +7,10 @@ activations and pooling (dropout is the identity at test time), using nothing bu
 backend is loaded, so a run can be analysed after its framework is gone.
 
 A filter's *response* is its conv layer's output before that layer's activation function
-(w·x + b over the input window). ReLU is monotone, so ranking by response ranks by the activated
-output too, and the response still orders inputs the ReLU would clip to zero.
+(w·x + b over the input window). ReLU, tanh, sigmoid, ELU and leaky ReLU are monotone, so ranking
+by response ranks by the activated output too (GELU's dip below zero aside), and the response
+still orders inputs the ReLU would clip to zero. Activations, average pooling and global average
+pooling below the layer are replayed with :mod:`convexp.activations`' definitions.
 
 Every unit of a layer sees a square window of the input, its *receptive field*: with the window
 of each layer below (kernel or pool size k, stride s), the field grows by (k - 1) times the
@@ -22,8 +24,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convexp import activations
 from convexp.errors import ConvexpError
-from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, ReLU, same_padding
+from convexp.layers import (
+    ActivationLayer,
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    PlannedLayer,
+    ReLU,
+    same_padding,
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +87,8 @@ def conv_layers_up_to(planned: Sequence[PlannedLayer], layer: str) -> tuple[Plan
             if not isinstance(p.layer, Conv):
                 raise ConvexpError(f"'{layer}' is a {p.layer.type} layer; filters belong to conv layers ({', '.join(convs)})")
             below = planned[:index]
-            if any(isinstance(q.layer, (Dense, Flatten)) for q in below):
-                raise ConvexpError(f"'{layer}' comes after a flatten or dense layer; its inputs are not images")
+            if any(isinstance(q.layer, (Dense, Flatten, GlobalAvgPool)) for q in below):
+                raise ConvexpError(f"'{layer}' comes after a flatten, dense or global pooling layer; its inputs are not images")
             return tuple(planned[: index + 1])
     raise ConvexpError(f"the network has no layer '{layer}' (its conv layers: {', '.join(convs) or 'none'})")
 
@@ -97,7 +111,7 @@ def _window(p: PlannedLayer, axis: int) -> tuple[int, int, int]:
         kernel, stride = p.layer.kernel_hw[axis], p.layer.stride
         before = same_padding(p.input_shape[1 + axis], kernel, stride)[0] if p.layer.padding == "same" else 0
         return kernel, stride, before
-    if isinstance(p.layer, MaxPool):
+    if isinstance(p.layer, (MaxPool, AvgPool)):
         return p.layer.pool_size, p.layer.pool_size, 0
     return 1, 1, 0
 
@@ -134,6 +148,14 @@ def max_pool(x: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def avg_pool(x: np.ndarray, size: int) -> np.ndarray:
+    """Mean over size x size windows with stride size; the remainder rows and columns are dropped."""
+    total = None
+    for _, _, view in _pool_offsets(x, size):
+        total = view.copy() if total is None else total + view
+    return total / x.dtype.type(size * size)
+
+
 def _pads(p: PlannedLayer) -> tuple[tuple[int, int], tuple[int, int]]:
     layer = p.layer
     if not isinstance(layer, Conv) or layer.padding != "same":
@@ -162,11 +184,15 @@ def _apply(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, pads, last:
     if isinstance(layer, Conv):
         kernel, bias = network.weights[p.name]
         x = conv2d(x, kernel.astype(x.dtype), None if bias is None else bias.astype(x.dtype), layer.stride, pads)
-        return x if last or layer.activation == "none" else np.maximum(x, 0)
+        return x if last or layer.activation == "none" else activations.apply(layer.activation, x)
     if isinstance(layer, MaxPool):
         return max_pool(x, layer.pool_size)
+    if isinstance(layer, AvgPool):
+        return avg_pool(x, layer.pool_size)
     if isinstance(layer, ReLU):
         return np.maximum(x, 0)
+    if isinstance(layer, ActivationLayer):
+        return activations.apply(layer.activation, x)
     return x  # dropout: the identity at test time
 
 
@@ -207,9 +233,12 @@ def window_response(network: RecordedNetwork, window: np.ndarray, filter_index: 
 def _backward(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, y: np.ndarray, dy: np.ndarray, last: bool) -> np.ndarray:
     layer = p.layer
     if isinstance(layer, Conv):
+        kernel = network.weights[p.name][0].astype(np.float64)
         if not last and layer.activation == "relu":
             dy = dy * (y > 0)
-        kernel = network.weights[p.name][0].astype(np.float64)
+        elif not last and layer.activation != "none":
+            pre = conv2d(x, kernel, _bias64(network, p), layer.stride, ((0, 0), (0, 0)))
+            dy = activations.gradient(layer.activation, pre, y, dy)
         stride = layer.stride
         kh, kw = kernel.shape[2:]
         ho, wo = dy.shape[2:]
@@ -231,9 +260,22 @@ def _backward(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, y: np.nd
             dx[:, :, i : i + size * y.shape[2] : size, j : j + size * y.shape[3] : size] = np.where(winner, dy, 0.0)
             unclaimed &= ~winner
         return dx
+    if isinstance(layer, AvgPool):
+        size = layer.pool_size
+        dx = np.zeros_like(x)
+        for i, j, _ in _pool_offsets(x, size):
+            dx[:, :, i : i + size * y.shape[2] : size, j : j + size * y.shape[3] : size] = dy / (size * size)
+        return dx
     if isinstance(layer, ReLU):
         return dy * (x > 0)
+    if isinstance(layer, ActivationLayer):
+        return activations.gradient(layer.activation, x, y, dy)
     return dy
+
+
+def _bias64(network: RecordedNetwork, p: PlannedLayer) -> np.ndarray | None:
+    bias = network.weights[p.name][1]
+    return None if bias is None else bias.astype(np.float64)
 
 
 def load_network(store, run, layer: str, step: int | str = "last") -> RecordedNetwork:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convexp.activations import apply
 from convexp.analysis import TOP_PATCHES
 from convexp.analysis.network import ReceptiveField, RecordedNetwork, receptive_field, responses
 from convexp.errors import ConvexpError
@@ -30,7 +31,7 @@ class Patch:
     top: int  # the window's first input row and column (negative where it reaches into padding)
     left: int
     response: float  # the layer's output before its activation function
-    activation: float  # after it: what the next layer receives (max(response, 0) for ReLU)
+    activation: float  # after it: what the next layer receives (max(response, 0) for ReLU, tanh(response) ...)
     pixels: np.ndarray  # (C, size, size); zero outside the image
 
 
@@ -70,7 +71,7 @@ def top_patches(network: RecordedNetwork, images: np.ndarray, labels: np.ndarray
     best = np.take_along_axis(flat, where[..., None], axis=2)[..., 0]  # (N, F)
     field = receptive_field(network.layers)
     target = network.target.layer
-    relu = isinstance(target, Conv) and target.activation == "relu"
+    function = target.activation if isinstance(target, Conv) else "none"
     keep = min(top, n)
     result = []
     for f in range(filters):
@@ -89,7 +90,7 @@ def top_patches(network: RecordedNetwork, images: np.ndarray, labels: np.ndarray
                     first_row,
                     first_col,
                     response,
-                    max(response, 0.0) if relu else response,
+                    float(apply(function, np.array([response]))[0]),
                     crop(images[index], first_row, first_col, field.size),
                 )
             )

@@ -378,8 +378,10 @@ def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Fig
     index = snapshot_index(series, options.step)
     biases = None if series.biases is None else series.biases[index]
     maps = correlate_layer(image, series.kernels[index], biases, planned.layer.stride, planned.layer.padding)
-    if planned.layer.activation == "relu":
-        maps = np.maximum(maps, 0)
+    if planned.layer.activation != "none":
+        from convexp.activations import apply
+
+        maps = apply(planned.layer.activation, maps)
     label = int(data.test_labels[options.image_index])
     return feature_maps_figure(
         image, maps, f"{name}, step {series.steps[index]}: test image {options.image_index} (label {label})"

@@ -13,12 +13,17 @@ from convexp.cli.output import Format, render
 
 @app.command("plugins", short_help="List the backends and whether each is usable.")
 def plugins_command(fmt: OutputFormat = Format.table) -> None:
-    """List every backend found through the convexp.backends entry points, and whether it is usable."""
+    """List every backend found through the convexp.backends entry points, whether it is usable, and
+    which of convexp's layers and activations it does not implement (an experiment that needs one is
+    refused by `validate` and `run`)."""
     from convexp.plugins import describe_backends
 
     infos = describe_backends()
-    columns = ["name", "plugin", "plugin_version", "framework", "framework_version", "usable", "reason"]
-    rows = [[i.name, i.plugin, i.plugin_version, i.framework, i.version, i.usable, i.reason] for i in infos]
+    columns = ["name", "plugin", "plugin_version", "framework", "framework_version", "usable", "reason", "lacks"]
+    rows = [
+        [i.name, i.plugin, i.plugin_version, i.framework, i.version, i.usable, i.reason, ", ".join(i.missing) or None]
+        for i in infos
+    ]
     render(columns, rows, fmt)
 
 

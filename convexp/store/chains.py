@@ -131,6 +131,24 @@ def read_snapshots(connection: Connection, run_id: int, layer: str, first_step: 
     ]
 
 
+def read_steps(connection: Connection, run_id: int, layer: str, steps: Sequence[int]) -> list[StoredSnapshot]:
+    """The snapshots of a layer at exactly ``steps`` (those recorded), in step order, decoded and verified:
+    one query for them all, and a delta's chain read only for a step stored as a delta."""
+    rows = connection.execute(
+        select(*_COLUMNS).where(*_of_layer(run_id, layer), KernelSnapshot.step.in_(list(steps))).order_by(KernelSnapshot.step)
+    ).all()
+    found: list[StoredSnapshot] = []
+    for row in rows:
+        if row.encoding != RAW:
+            found += read_snapshots(connection, run_id, layer, row.step, 1)
+            continue
+        for r, kernel, bias in verified(run_id, layer, [row], row.step):
+            found.append(
+                StoredSnapshot(layer, r.step, r.epoch, _readable(run_id, layer, r, kernel, bias), kernel, bias, r.checksum)
+            )
+    return found
+
+
 def _readable(run_id: int, layer: str, row: Any, kernel: bytes, bias: bytes | None) -> tuple[int, ...]:
     """A verified row's shape, once it is known to fit its bytes and to hold finite values only; else
     one line naming run, layer and step (convexp records only finite kernels: such a row comes from

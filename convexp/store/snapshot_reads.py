@@ -59,11 +59,30 @@ class SnapshotReads:
         with self.engine.connect() as connection:
             return list(connection.execute(query).scalars())
 
+    def self_contained_steps(self, run_id: int, layer: str) -> list[int]:
+        """The steps whose snapshots of a layer decode from their own row alone (stored raw, not as a delta):
+        the cheapest to read when any of several nearby steps will do, as for a distribution over steps."""
+        from convexp.store.encoding import RAW
+
+        query = (
+            select(KernelSnapshot.step)
+            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.encoding == RAW)
+            .order_by(KernelSnapshot.step)
+        )
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
     def snapshots(self, run_id: int, layer: str, first_step: int, count: int = 1) -> list[StoredSnapshot]:
         """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, as float32 bytes: reading
         one step (or a few, to play them) costs one indexed query of a few rows, however many steps the run has."""
         with self.engine.connect() as connection:
             return chains.read_snapshots(connection, run_id, layer, first_step, count)
+
+    def snapshots_at(self, run_id: int, layer: str, steps: Sequence[int]) -> list[StoredSnapshot]:
+        """The snapshots of a layer at exactly ``steps`` (those recorded; in step order), in one query: steps
+        stored whole (:meth:`self_contained_steps`) cost one row each, a delta its chain."""
+        with self.engine.connect() as connection:
+            return chains.read_steps(connection, run_id, layer, steps)
 
     def snapshot(self, run_id: int, layer: str, step: int) -> StoredSnapshot:
         """The snapshot of a layer at exactly ``step``; raises :class:`StoreError` naming the recorded range if there is none."""

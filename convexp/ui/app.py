@@ -188,7 +188,8 @@ def create_app(
     def compare_page(request: Request) -> Response:
         step = request.query_params.get("step", "last") or "last"
         result = data.comparison(store, _runs_param(request), step)
-        return page(request, "compare.html", comparison=result, step=step, comparison_json=script_json(result))
+        embedded = {**result, "kernels": data.compared_kernels(store, result)}
+        return page(request, "compare.html", comparison=result, step=step, comparison_json=script_json(embedded))
 
     @endpoint
     def query_page(request: Request) -> Response:

@@ -8,6 +8,8 @@ be read from a step on, and the runs table refreshes only the rows that can stil
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -19,7 +21,7 @@ from convexp.analysis import distributions
 from convexp.analysis.compare import compare_runs, comparison_dict
 from convexp.analysis.filters import analyse_layer
 from convexp.analysis.kernels import relative_drift
-from convexp.analysis.parameters import run_parameters, run_spec, shown_value, varying_fields
+from convexp.analysis.parameters import flatten, resolved_spec, run_parameters, run_spec, shown_value, varying_fields
 from convexp.analysis.selection import step_index
 from convexp.analysis.summary import describe_run
 from convexp.datasets import Dataset
@@ -65,12 +67,21 @@ def planned_steps(spec: RunSpec | None) -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=512)
+def _spec_facts(spec_json: str) -> tuple[int | None, tuple[tuple[str, Any], ...]]:
+    """A recorded spec's planned steps and its parameters as shown (the description aside: long, and not a
+    setting), worked out once per distinct spec: the runs of a grid share most of theirs."""
+    spec = json.loads(spec_json)
+    model = run_spec(spec)
+    shown = {k: shown_value(v) for k, v in flatten(resolved_spec(spec, model)).items() if k != "description"}
+    return planned_steps(model), tuple(shown.items())
+
+
 def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
     """A run as a row of the runs table: the columns ``convexp runs`` prints, plus the planned epochs and
     steps; while it trains, ``seconds`` is the time so far and ``seconds_left`` a guess from its pace."""
     status = run.shown_status(now)
-    model = run_spec(run.spec)  # validated once, for the planned steps and the parameters
-    planned = planned_steps(model)
+    planned, spec_parameters = _spec_facts(json.dumps(run.spec, default=str))
     seconds, left = run.seconds, None
     if run.finished_at is None and status in ("running", "stale"):
         seconds = ((now or datetime.now(timezone.utc).replace(tzinfo=None)) - run.started_at).total_seconds()
@@ -95,8 +106,13 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "dataset": run.dataset,
         "seed": run.seed,
         "initializer": run.kernel_initializer,
-        # its parameters as `convexp runs` and `summary` name them (the description aside: long, and not a setting)
-        "params": {k: shown_value(v) for k, v in run_parameters(run, model).items() if k != "description"},
+        # its parameters as `convexp runs` and `summary` name them (run_parameters' fields, in its order)
+        "params": {
+            "experiment": shown_value(run.experiment),
+            "backend": shown_value(run.backend),
+            **dict(spec_parameters),
+            "kernel_initializer": shown_value(run.kernel_initializer),
+        },
     }
 
 
@@ -362,6 +378,28 @@ def comparison(store: Store, run_ids: list[str], step: str) -> dict[str, Any]:
         raise NotFound(str(exc)) from None
     result["run_rows"] = [run_row(r) for r in runs]
     return result
+
+
+def compared_kernels(store: Store, comparison: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The snapshots the compare page draws first (each run's at its compared step, per layer) as the stored
+    float32 bytes in base64, to embed in the page: it draws at once instead of asking for each."""
+    import base64
+
+    embedded: dict[str, list[dict[str, Any]]] = {}
+    for layer in comparison["layers"]:
+        snapshots = []
+        for row, step in zip(comparison["run_rows"], layer["steps"]):
+            (found,) = store.snapshots_at(row["id"], layer["layer"], [step])
+            snapshots.append(
+                {
+                    "step": found.step,
+                    "epoch": found.epoch,
+                    "shape": list(found.shape),
+                    "kernel": base64.b64encode(found.kernel).decode(),
+                }
+            )
+        embedded[layer["layer"]] = snapshots
+    return embedded
 
 
 def parse_step(text: str | None) -> int | str:

@@ -6,7 +6,7 @@ import numpy as np
 
 from convexp.backend import Backend
 from convexp.initializers import draw
-from convexp.layers import Padding
+from convexp.layers import ALL_FEATURES, Padding
 from convexp.training import TrainingJob, TrainingObserver
 
 from . import ops, trainer
@@ -18,6 +18,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     framework = "numpy"
     install_hint = "pip install numpy"
+    features = ALL_FEATURES
 
     def framework_version(self) -> str:
         return np.__version__

@@ -11,7 +11,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, PlannedLayer, ReLU
+from convexp import activations
+from convexp.layers import (
+    ActivationLayer,
+    AvgPool,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    PlannedLayer,
+    ReLU,
+)
 from convexp.training import KernelSnapshot
 
 from . import ops
@@ -36,7 +48,9 @@ class ConvLayer(_Layer):
     def __init__(self, planned: PlannedLayer, kernel_oihw: np.ndarray, bias: np.ndarray, is_first: bool):
         layer: Conv = planned.layer  # type: ignore[assignment]
         self.name = planned.name
-        self.stride, self.padding, self.relu = layer.stride, layer.padding, layer.activation == "relu"
+        self.stride, self.padding = layer.stride, layer.padding
+        self.activation = layer.activation
+        self.relu = layer.activation == "relu"
         self.kernel = np.ascontiguousarray(kernel_oihw.transpose(2, 3, 1, 0), dtype=np.float32)
         self.bias = np.array(bias, dtype=np.float32)
         self.params = [self.kernel, self.bias]
@@ -47,11 +61,16 @@ class ConvLayer(_Layer):
         if self.relu:
             np.maximum(out, 0, out=out)
             self.out = out
+        elif self.activation != "none":
+            self.pre, self.out = out, activations.apply(self.activation, out)
+            return self.out
         return out
 
     def backward(self, grad):
         if self.relu:  # the layers above hand down a fresh gradient array: masking it in place is safe
             np.multiply(grad, self.out > 0, out=grad)
+        elif self.activation != "none":
+            grad = activations.gradient(self.activation, self.pre, self.out, grad)
         grad_x, self.grad_kernel, self.grad_bias = ops.conv_backward(
             grad, self.kernel, self.cache, self.stride, self.need_input_grad
         )
@@ -76,6 +95,46 @@ class MaxPoolLayer(_Layer):
 
     def backward(self, grad):
         return ops.maxpool_backward(grad, self.x, self.out, self.pool)
+
+
+class AvgPoolLayer(_Layer):
+    def __init__(self, planned: PlannedLayer):
+        self.name, self.pool = planned.name, planned.layer.pool_size  # type: ignore[union-attr]
+
+    def forward(self, x, training):
+        self.shape = x.shape
+        return ops.avgpool_forward(x, self.pool)
+
+    def backward(self, grad):
+        return ops.avgpool_backward(grad, self.shape, self.pool)
+
+
+class GlobalAvgPoolLayer(_Layer):
+    """Each channel's mean over (H, W): (N, H, W, C) to (N, C)."""
+
+    def __init__(self, planned: PlannedLayer):
+        self.name = planned.name
+
+    def forward(self, x, training):
+        self.shape = x.shape
+        return x.mean(axis=(1, 2), dtype=x.dtype)
+
+    def backward(self, grad):
+        _, height, width, _ = self.shape
+        share = grad / grad.dtype.type(height * width)
+        return np.broadcast_to(share[:, None, None, :], self.shape).copy()
+
+
+class ActivationFunctionLayer(_Layer):
+    def __init__(self, planned: PlannedLayer):
+        self.name, self.activation = planned.name, planned.layer.activation  # type: ignore[union-attr]
+
+    def forward(self, x, training):
+        self.x, self.out = x, activations.apply(self.activation, x)
+        return self.out
+
+    def backward(self, grad):
+        return activations.gradient(self.activation, self.x, self.out, grad)
 
 
 class ReLULayer(_Layer):
@@ -121,7 +180,8 @@ class DropoutLayer(_Layer):
 class DenseLayer(_Layer):
     def __init__(self, planned: PlannedLayer, kernel: np.ndarray, bias: np.ndarray, is_first: bool):
         self.name = planned.name
-        self.relu = planned.layer.activation == "relu"  # type: ignore[union-attr]
+        self.activation = planned.layer.activation  # type: ignore[union-attr]
+        self.relu = self.activation == "relu"
         self.kernel = np.array(kernel, dtype=np.float32)
         self.bias = np.array(bias, dtype=np.float32)
         self.params = [self.kernel, self.bias]
@@ -134,11 +194,16 @@ class DenseLayer(_Layer):
         if self.relu:
             np.maximum(out, 0, out=out)
             self.out = out
+        elif self.activation != "none":
+            self.pre, self.out = out, activations.apply(self.activation, out)
+            return self.out
         return out
 
     def backward(self, grad):
         if self.relu:
             grad = grad * (self.out > 0)
+        elif self.activation != "none":
+            grad = activations.gradient(self.activation, self.pre, self.out, grad)
         self.grad_kernel = self.x.T @ grad
         self.grad_bias = grad.sum(axis=0)
         return grad @ self.kernel.T if self.need_input_grad else None
@@ -168,6 +233,12 @@ class Network:
                 self.layers.append(DenseLayer(p, weights[p.name].kernel, _bias(weights, p), first))
             elif isinstance(p.layer, MaxPool):
                 self.layers.append(MaxPoolLayer(p))
+            elif isinstance(p.layer, AvgPool):
+                self.layers.append(AvgPoolLayer(p))
+            elif isinstance(p.layer, GlobalAvgPool):
+                self.layers.append(GlobalAvgPoolLayer(p))
+            elif isinstance(p.layer, ActivationLayer):
+                self.layers.append(ActivationFunctionLayer(p))
             elif isinstance(p.layer, ReLU):
                 self.layers.append(ReLULayer(p))
             elif isinstance(p.layer, Flatten):

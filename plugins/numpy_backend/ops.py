@@ -130,6 +130,23 @@ def maxpool_backward(grad_out: np.ndarray, x: np.ndarray, out: np.ndarray, pool:
     return grad_x
 
 
+def avgpool_forward(x: np.ndarray, pool: int) -> np.ndarray:
+    """Mean over pool x pool windows with stride pool of (N, H, W, C) activations; remainders dropped."""
+    n, height, width, channels = x.shape
+    out_h, out_w = height // pool, width // pool
+    windows = x[:, : out_h * pool, : out_w * pool].reshape(n, out_h, pool, out_w, pool, channels)
+    return windows.mean(axis=(2, 4), dtype=x.dtype)
+
+
+def avgpool_backward(grad_out: np.ndarray, x_shape: tuple[int, ...], pool: int) -> np.ndarray:
+    """Each window's gradient shared equally among its pool * pool inputs; the dropped rows and columns get 0."""
+    n, out_h, out_w, channels = grad_out.shape
+    grad_x = np.zeros(x_shape, dtype=grad_out.dtype)
+    share = np.repeat(np.repeat(grad_out / grad_out.dtype.type(pool * pool), pool, axis=1), pool, axis=2)
+    grad_x[:, : out_h * pool, : out_w * pool] = share
+    return grad_x
+
+
 def _softmax_parts(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """exp(logits - max), their row sums, and the log-probability of each true label (stable for large logits)."""
     shifted = logits - logits.max(axis=1, keepdims=True)

@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 
 from convexp.backend import Backend
-from convexp.layers import Padding
+from convexp.layers import ALL_FEATURES, Padding
 from convexp.training import TrainingJob, TrainingObserver
 
 
@@ -21,6 +21,7 @@ class TensorflowBackend(Backend):
     #: keras.layers.Conv2D's defaults: glorot_uniform kernel, zeros bias.
     default_initializers = ("glorot_uniform", "zeros")
     devices = ("cpu", "cuda")
+    features = ALL_FEATURES
 
     def resolve_device(self, requested: str) -> str:
         """``cuda`` when asked for or ``auto`` and TensorFlow lists a GPU (the first one is used), else ``cpu``."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
+from convexp.activations import LEAKY_SLOPE
 from convexp.initializers import Fans, fans_of, get_initializer
-from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, PlannedLayer, ReLU
+from convexp.layers import ActivationLayer, AvgPool, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, PlannedLayer, ReLU
 from convexp.training import KernelSnapshot
 
 from .keras_import import keras
@@ -22,6 +25,18 @@ def keras_initializer(name: str, canonical_shape: tuple[int, ...], seed: int, fa
     if init.distribution == "orthogonal":
         return keras.initializers.Orthogonal(gain=scale, seed=seed)
     return keras.initializers.Constant(scale)
+
+
+def keras_activation(name: str):
+    """What Keras computes convexp activation ``name`` with (see :mod:`convexp.activations`): its name, or a
+    function where Keras's default differs (leaky_relu's slope, gelu's exact form); None for none."""
+    if name == "none":
+        return None
+    if name == "leaky_relu":
+        return functools.partial(keras.activations.leaky_relu, negative_slope=LEAKY_SLOPE)
+    if name == "gelu":
+        return functools.partial(keras.activations.gelu, approximate=False)
+    return name
 
 
 def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str, seed: int):
@@ -41,8 +56,7 @@ def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str
                 "kernel_initializer": keras_initializer(kernel_init, p.kernel_shape, seed_k),
                 "bias_initializer": keras_initializer(bias_init, (_units(p),), seed_b, fans_of(p.kernel_shape)),
             }
-        activation = getattr(layer, "activation", "none")
-        activation = None if activation == "none" else activation
+        activation = keras_activation(getattr(layer, "activation", "none"))
         if isinstance(layer, Conv):
             model_layers.append(
                 keras.layers.Conv2D(
@@ -59,6 +73,12 @@ def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str
             model_layers.append(keras.layers.Dense(layer.units, activation=activation, name=p.name, **inits))
         elif isinstance(layer, MaxPool):
             model_layers.append(keras.layers.MaxPooling2D(layer.pool_size, name=p.name))
+        elif isinstance(layer, AvgPool):
+            model_layers.append(keras.layers.AveragePooling2D(layer.pool_size, name=p.name))
+        elif isinstance(layer, GlobalAvgPool):
+            model_layers.append(keras.layers.GlobalAveragePooling2D(name=p.name))
+        elif isinstance(layer, ActivationLayer):
+            model_layers.append(keras.layers.Activation(activation, name=p.name))
         elif isinstance(layer, ReLU):
             model_layers.append(keras.layers.ReLU(name=p.name))
         elif isinstance(layer, Flatten):

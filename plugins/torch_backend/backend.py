@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 
 from convexp.backend import Backend
-from convexp.layers import Padding
+from convexp.layers import ALL_FEATURES, Padding
 from convexp.training import TrainingJob, TrainingObserver
 
 
@@ -21,6 +21,7 @@ class TorchBackend(Backend):
     #: nn.Conv2d's own reset_parameters: kaiming_uniform(a=sqrt(5)) kernel, U(±1/sqrt(fan_in)) bias.
     default_initializers = ("torch_default", "torch_default")
     devices = ("cpu", "cuda")
+    features = ALL_FEATURES
 
     def resolve_device(self, requested: str) -> str:
         """``cuda`` when asked for or ``auto`` and torch sees a CUDA GPU (the first one), else ``cpu``."""

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from convexp.activations import LEAKY_SLOPE
 from convexp.initializers import Fans, fans_of, get_initializer
-from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, Padding, PlannedLayer, ReLU, same_padding
+from convexp.layers import (
+    ActivationLayer,
+    AvgPool,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Padding,
+    PlannedLayer,
+    ReLU,
+    same_padding,
+)
 from convexp.training import KernelSnapshot
 
 
@@ -29,6 +44,26 @@ def hwc_order(shape_chw: tuple[int, ...]) -> np.ndarray:
     return np.arange(channels * height * width).reshape(height, width, channels).transpose(2, 0, 1).ravel()
 
 
+def activation_module(name: str) -> nn.Module:
+    """The module computing convexp activation ``name`` (see :mod:`convexp.activations`)."""
+    modules: dict[str, Callable[[], nn.Module]] = {
+        "relu": nn.ReLU,
+        "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE),
+        "elu": lambda: nn.ELU(alpha=1.0),
+        "gelu": lambda: nn.GELU(approximate="none"),
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "none": nn.Identity,
+    }
+    return modules[name]()
+
+
+def _activated(modules: OrderedDict[str, nn.Module], name: str, activation: str) -> None:
+    """The activation after a conv or dense layer, as a module of its own (none: nothing)."""
+    if activation != "none":
+        modules[f"{name}_relu" if activation == "relu" else f"{name}_{activation}"] = activation_module(activation)
+
+
 def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
     """An nn.Sequential with one named module per layer (plus padding and ReLU modules where needed)."""
     modules: OrderedDict[str, nn.Module] = OrderedDict()
@@ -39,14 +74,18 @@ def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
             if any(pad):
                 modules[f"{p.name}_pad"] = nn.ZeroPad2d(pad)
             modules[p.name] = nn.Conv2d(p.input_shape[0], layer.filters, layer.kernel_hw, stride=layer.stride)
-            if layer.activation == "relu":
-                modules[f"{p.name}_relu"] = nn.ReLU()
+            _activated(modules, p.name, layer.activation)
         elif isinstance(layer, Dense):
             modules[p.name] = nn.Linear(p.input_shape[0], layer.units)
-            if layer.activation == "relu":
-                modules[f"{p.name}_relu"] = nn.ReLU()
+            _activated(modules, p.name, layer.activation)
         elif isinstance(layer, MaxPool):
             modules[p.name] = nn.MaxPool2d(layer.pool_size)
+        elif isinstance(layer, AvgPool):
+            modules[p.name] = nn.AvgPool2d(layer.pool_size)  # stride = size; the remainder dropped (ceil_mode off)
+        elif isinstance(layer, GlobalAvgPool):
+            modules[p.name] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        elif isinstance(layer, ActivationLayer):
+            modules[p.name] = activation_module(layer.activation)
         elif isinstance(layer, ReLU):
             modules[p.name] = nn.ReLU()
         elif isinstance(layer, Flatten):

@@ -140,8 +140,9 @@ class KernelGrid {
   draw(values, limit) {
     const [, , kh, kw] = this.shape;
     const data = this.image.data, width = this.canvas.width, p = this.pixel;
-    const [br, bg, bb] = this.background || (this.background = CX.background());
-    for (let o = 0; o < data.length; o += 4) { data[o] = br; data[o + 1] = bg; data[o + 2] = bb; data[o + 3] = 255; }
+    // the background between the cells, filled as whole pixels (one native fill, in the machine's byte order)
+    if (!this.backgroundWord) this.backgroundWord = new Uint32Array(new Uint8ClampedArray([...CX.background(), 255]).buffer)[0];
+    new Uint32Array(data.buffer).fill(this.backgroundWord);
     for (const cell of this.cells()) {
       const { x: x0, y: y0 } = this.origin(cell.row, cell.col);
       for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {

@@ -15,6 +15,14 @@ const layers = COMPARISON.layers.map((layer) => {
 });
 let allSteps = [];
 
+// The snapshots the page came with (each run's at its compared step): drawn without asking the app again.
+layers.forEach((L) => (COMPARISON.kernels[L.layer.layer] || []).forEach((s, k) => {
+  const bytes = Uint8Array.from(atob(s.kernel), (c) => c.charCodeAt(0)), view = new DataView(bytes.buffer);
+  const values = new Float32Array(bytes.length / 4);
+  for (let i = 0; i < values.length; i++) values[i] = view.getFloat32(4 * i, true);  // little-endian, as stored
+  L.cache.set(`${k}:${s.step}`, Promise.resolve({ step: s.step, epoch: s.epoch, shape: s.shape, values }));
+}));
+
 // run k's filter matched to each of the first run's filters 0, 1, ...: the matching convexp compare reports
 const orderOf = (layer, k) => layer.matches[k].slice().sort((a, b) => a.filter - b.filter).map((m) => m.matched_filter);
 
@@ -92,6 +100,7 @@ async function start() {
   document.body.classList.toggle("compare-one-row", $("layout").value === "row");
   layers.forEach((L) => L.canvases.forEach((canvas, k) => canvas.addEventListener("mousemove", (e) => readout(L, k, e))));
   await drawAll(null);
+  window.cxReadyAt = performance.now();  // ms since the navigation began: every run drawn (benchmarks/ui.py)
   // the slider runs over every step any compared run recorded, in any layer
   await Promise.all(layers.map(async (L) => {
     L.steps = await Promise.all(RUNS.map(async (r) => (await CX.json(`/api/runs/${r.id}/layers/${encodeURIComponent(L.layer.layer)}/steps`)).steps));

@@ -44,3 +44,4 @@ $("single-runs").addEventListener("change", () => {
 });
 draw();
 document.body.dataset.drawn = "true";
+window.cxReadyAt = performance.now();  // ms since the navigation began: when the page is drawn (benchmarks/ui.py)

@@ -467,6 +467,7 @@ function drawPatches(body) {
   const canvas = $("patches-canvas");
   const rows = Math.ceil(body.filters.length / PATCH_COLUMNS);
   canvas.width = PATCH_COLUMNS * cellW; canvas.height = rows * cellH; canvas.hidden = false;
+  canvas.dataset.layer = body.layer; canvas.dataset.step = body.step; $("patches-png").hidden = false;
   const ctx = canvas.getContext("2d");
   const theme = CX.theme();
   ctx.fillStyle = theme.bg; ctx.fillRect(0, 0, canvas.width, canvas.height);
@@ -595,13 +596,20 @@ function nearestIndex(step) {
   return best;
 }
 loadMetrics().then(() => { if (LIVE.includes(state.status)) setTimeout(poll, 1000); });
-// export: the filter grid as drawn at the shown step, as a PNG file named by run, layer and step
-if ($("grid-png")) $("grid-png").addEventListener("click", () => {
+// export: a canvas as drawn, as a PNG file (made in the page: nothing is fetched)
+function savePng(canvas, name) {
   const link = document.createElement("a");
-  link.href = $("kernel-canvas").toDataURL("image/png");  // made in the page: nothing is fetched
-  link.download = `run-${RUN.id}-${state.layer}-step-${state.steps[state.index]}.png`;
+  link.href = canvas.toDataURL("image/png");
+  link.download = name;
   document.body.append(link); link.click(); link.remove();
-});
+}
+if ($("grid-png")) {
+  $("grid-png").addEventListener("click", () => savePng($("kernel-canvas"), `run-${RUN.id}-${state.layer}-step-${state.steps[state.index]}.png`));
+  $("patches-png").addEventListener("click", () => {
+    const canvas = $("patches-canvas");
+    savePng(canvas, `run-${RUN.id}-${canvas.dataset.layer}-step-${canvas.dataset.step}-patches.png`);
+  });
+}
 
 // export: a GIF of the filter grid over a range of steps, made by the app (the link follows the boxes and the layer)
 function gifLink() {

@@ -1,0 +1,218 @@
+"""The experiment vocabulary beyond the first (issue 30): activation functions as options and layers, average
+and global average pooling. Forward passes against independent references (scipy, PyTorch's functional ops,
+known values), gradients against finite differences, the same run on three backends, validation, and the
+analysis that replays a recorded network."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from convexp import activations
+from convexp.layers import ACTIVATION_NAMES, ActivationLayer, AvgPool, Conv, Dense, GlobalAvgPool, plan
+from convexp.training import KernelSnapshot
+from tests.conftest import TINY_DIGITS, run_cli, write_experiments
+from tests.test_numpy_backend import numeric_grad
+
+X = np.linspace(-4, 4, 81)  # 0 included
+
+
+def test_each_activation_is_its_formula():
+    """Known values and formulas written out here, not the module's own."""
+    from scipy.special import erf, expit
+
+    expected = {
+        "none": X,
+        "relu": np.where(X > 0, X, 0.0),
+        "leaky_relu": np.where(X > 0, X, 0.01 * X),
+        "elu": np.where(X > 0, X, np.exp(X) - 1),
+        "gelu": 0.5 * X * (1 + erf(X / math.sqrt(2))),
+        "tanh": (np.exp(X) - np.exp(-X)) / (np.exp(X) + np.exp(-X)),
+        "sigmoid": expit(X),
+    }
+    assert set(expected) == set(ACTIVATION_NAMES)
+    for name, values in expected.items():
+        np.testing.assert_allclose(activations.apply(name, X), values, rtol=1e-12, atol=1e-15, err_msg=name)
+    assert activations.apply("gelu", np.array([1.0]))[0] == pytest.approx(0.8413447460685429, rel=1e-14)  # 1 * Phi(1)
+    assert activations.apply("sigmoid", np.array([0.0]))[0] == 0.5
+
+
+def test_each_activation_matches_pytorch_s_functional_op():
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    x = torch.from_numpy(X)  # float64: PyTorch's float32 gelu loses digits in the far negative tail (1 + erf cancels)
+    reference = {
+        "relu": functional.relu(x),
+        "leaky_relu": functional.leaky_relu(x, 0.01),
+        "elu": functional.elu(x),
+        "gelu": functional.gelu(x),  # exact (erf) by default
+        "tanh": torch.tanh(x),
+        "sigmoid": torch.sigmoid(x),
+    }
+    for name, values in reference.items():
+        np.testing.assert_allclose(activations.apply(name, X), values.numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
+        single = activations.apply(name, X.astype(np.float32))
+        assert single.dtype == np.float32
+        np.testing.assert_allclose(single, values.numpy(), rtol=2e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_each_activation_gradient_matches_finite_differences(name):
+    x = X[np.abs(X) > 1e-3].copy()  # away from relu's kink at 0
+    y = activations.apply(name, x)
+    dy = np.cos(x)  # any upstream gradient
+    analytic = activations.gradient(name, x, y, dy)
+    h = 1e-6
+    numeric = (activations.apply(name, x + h) - activations.apply(name, x - h)) / (2 * h) * dy
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def _network(layers, input_shape, classes):
+    from convexp_plugins.numpy_backend.network import Network
+
+    planned = tuple(plan(list(layers), input_shape, classes))
+    rng = np.random.default_rng(4)
+    weights = {
+        p.name: KernelSnapshot(
+            rng.standard_normal(p.kernel_shape) * 0.5,
+            rng.standard_normal(p.kernel_shape[0] if len(p.kernel_shape) == 4 else p.kernel_shape[1]) * 0.1,
+        )
+        for p in planned
+        if p.kernel_shape
+    }
+    network = Network(planned, weights, np.random.default_rng(0))
+    for layer in network.layers:  # float64, for exact finite differences
+        if layer.params:
+            layer.kernel, layer.bias = layer.kernel.astype(np.float64), layer.bias.astype(np.float64)
+            layer.params = [layer.kernel, layer.bias]
+    return network
+
+
+def test_a_network_of_every_new_part_has_the_gradient_of_finite_differences():
+    from convexp_plugins.numpy_backend import ops
+
+    network = _network(
+        [
+            Conv(type="conv", filters=3, kernel_size=3, padding="same", activation="tanh"),
+            AvgPool(type="avgpool", pool_size=2),  # 9x9 -> 4x4: the last row and column dropped
+            ActivationLayer(type="activation", activation="gelu"),
+            Conv(type="conv", filters=4, kernel_size=2, activation="elu"),
+            ActivationLayer(type="activation", activation="leaky_relu"),
+            GlobalAvgPool(type="global_avgpool"),
+            Dense(type="dense", units=5, activation="sigmoid"),
+            Dense(type="dense", units=3, activation="linear"),
+        ],
+        (2, 9, 9),
+        3,
+    )
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 9, 9, 2))
+    labels = np.array([0, 2, 1, 2])
+
+    def loss():
+        return ops.softmax_cross_entropy(network.forward(x, training=True), labels)[0]
+
+    _, _, grad_logits = ops.softmax_cross_entropy(network.forward(x, training=True), labels)
+    network.backward(grad_logits)
+    for param, grad in zip(network.params, network.grads):
+        np.testing.assert_allclose(grad, numeric_grad(loss, param), rtol=1e-5, atol=1e-8)
+
+
+def test_average_pooling_is_the_window_mean_and_global_pooling_the_map_mean():
+    from convexp_plugins.numpy_backend import ops
+
+    x = np.random.default_rng(1).standard_normal((2, 5, 7, 3))
+    out = ops.avgpool_forward(x, 2)
+    assert out.shape == (2, 2, 3, 3)
+    assert out[1, 1, 2, 0] == pytest.approx(x[1, 2:4, 4:6, 0].mean(), rel=1e-14)  # remainder row 4, column 6 dropped
+    grad = ops.avgpool_backward(np.ones_like(out), x.shape, 2)
+    assert grad[:, 4].sum() == 0 and grad[:, :, 6].sum() == 0 and np.all(grad[:, :4, :6] == 0.25)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_the_new_parts_train_like_the_numpy_reference(backend):
+    """The conformance checks of the new layers, on the framework backends (from shared initial weights)."""
+    from convexp.conformance import CHECKS, run_check
+    from convexp.plugins import get_backend
+
+    if get_backend(backend).unavailable_reason():
+        pytest.skip(get_backend(backend).unavailable_reason())
+    for check in CHECKS:
+        if check.name in ("activations", "average-pooling"):
+            assert "max abs difference" in run_check(check, backend)
+
+
+def test_an_experiment_with_the_new_parts_runs_and_its_filters_are_analysed(tmp_path):
+    spec = {
+        **TINY_DIGITS,
+        "layers": [
+            {"type": "conv", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "tanh"},
+            {"type": "avgpool", "pool_size": 2},
+            {"type": "conv", "filters": 6, "kernel_size": 3, "activation": "gelu"},
+            {"type": "activation", "activation": "sigmoid"},
+            {"type": "global_avgpool"},
+            {"type": "dense", "units": 10},
+        ],
+        "max_steps": 4,
+        "snapshots": {"every": 1},
+    }
+    experiments = write_experiments(tmp_path / "experiments.yaml", {"vocabulary": spec})
+    db = tmp_path / "r.db"
+    validated = run_cli("validate", str(experiments))
+    assert validated.returncode == 0, validated.stderr
+    assert "avgpool1" in validated.stdout and "global_avgpool1" in validated.stdout
+    ran = run_cli("run", str(experiments), "--db", str(db))
+    assert ran.returncode == 0, ran.stderr
+    patches = run_cli("filters", "1", "--patches", "--layer", "conv2", "--top", "2", "--format", "json", "--db", str(db))
+    assert patches.returncode == 0, patches.stderr
+    import json
+
+    found = json.loads(patches.stdout)
+    first = found["filters"][0]["patches"][0]
+    assert first["activation"] == pytest.approx(float(activations.apply("gelu", np.array([first["response"]]))[0]), rel=1e-6)
+
+
+def test_an_experiment_a_backend_cannot_build_is_refused_in_one_line(tmp_path):
+    from convexp.errors import SpecError
+    from convexp.spec import resolve_runs
+
+    class Old:  # a third-party backend written before the new layers: the first vocabulary only
+        from convexp.layers import BASE_FEATURES as features
+
+        devices = ("cpu",)
+        default_initializers = None
+
+    experiments = write_experiments(
+        tmp_path / "experiments.yaml",
+        {
+            "x": {
+                **TINY_DIGITS,
+                "backend": "old",
+                "layers": [
+                    {"type": "conv", "filters": 2, "activation": "tanh"},
+                    {"type": "global_avgpool"},
+                    {"type": "dense", "units": 10},
+                ],
+            }
+        },
+    )
+    with pytest.raises(SpecError) as error:
+        resolve_runs(experiments, backends={"old": Old()})
+    assert str(error.value) == (
+        f"{experiments}: experiment 'x': field 'layers': backend 'old' does not implement activation tanh, global_avgpool; "
+        "`convexp plugins` lists what each backend implements"
+    )
+    # an unknown activation is a validation error naming the field, with the names there are
+    bad = write_experiments(
+        tmp_path / "bad.yaml",
+        {
+            "x": {
+                **TINY_DIGITS,
+                "layers": [{"type": "activation", "activation": "swish"}, {"type": "flatten"}, {"type": "dense", "units": 10}],
+            }
+        },
+    )
+    with pytest.raises(SpecError, match="field 'layers.0.activation.activation'"):
+        resolve_runs(bad)
