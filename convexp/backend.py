@@ -10,8 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
+from convexp.features import BASE_FEATURES
 from convexp.initializers import INITIALIZER_NAMES
-from convexp.layers import BASE_FEATURES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,9 +37,10 @@ class Backend(ABC):
     default_initializers: ClassVar[tuple[str, str] | None] = None
     #: The devices a spec's ``device`` may name for this backend (``auto`` always may).
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
-    #: The layer types and activations (``activation:NAME``) its trainer builds: an experiment that needs
-    #: another is refused before it runs. :data:`convexp.layers.ALL_FEATURES` lists them all; a backend
-    #: that does not say implements the first vocabulary, :data:`convexp.layers.BASE_FEATURES`.
+    #: The layer types, activations (``activation:NAME``), optimizers (``optimizer:NAME``) and ``weight_decay``
+    #: its trainer implements: an experiment that needs another is refused before it runs.
+    #: :data:`convexp.features.ALL_FEATURES` lists them all; a backend that does not say implements the
+    #: first vocabulary, :data:`convexp.features.BASE_FEATURES`.
     features: ClassVar[frozenset[str]] = BASE_FEATURES
 
     def unavailable_reason(self) -> str | None:

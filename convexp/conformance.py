@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from convexp.backend import Backend
-from convexp.conformance_layers import check_activations, check_average_pooling
+from convexp.conformance_layers import check_activations, check_adamw, check_average_pooling, check_weight_decay
 from convexp.initializers import explain
 from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, plan
 from convexp.plugin_output import NonFiniteKernel, PlanCheck, PluginBreach
@@ -476,6 +476,8 @@ CHECKS: tuple[Check, ...] = (
     _check("momentum", check_momentum),
     _check("nesterov", check_nesterov),
     _check("adam", check_adam),
+    _check("weight-decay", check_weight_decay),
+    _check("adamw", check_adamw),
     _check("strided-same", check_strided_same),
     _check("activations", check_activations),
     _check("average-pooling", check_average_pooling),

@@ -1,27 +1,54 @@
-"""Conformance checks of the layers and activations beyond the first vocabulary: each trains a small network that
-uses them from shared initial weights and compares the kernels with the numpy reference's, whose layers are
-tested against independent references (scipy, finite differences) in convexp's own tests. A backend that does
+"""Conformance checks of the features beyond the first vocabulary (layers, activations, weight decay, AdamW): each
+trains a small network that uses them from shared initial weights and compares the kernels with the numpy
+reference's, whose layers and updates are tested against independent references (scipy, finite differences,
+the update formulas written out) in convexp's own tests. A backend that does
 not implement a feature (:attr:`convexp.backend.Backend.features`) has the check skipped, saying what it lacks."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from convexp.layers import ActivationLayer, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, features_of
-from convexp.training import SGD
+from convexp.features import described, features_needed
+from convexp.layers import ActivationLayer, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
+from convexp.training import SGD, Adam, AdamW
 
 if TYPE_CHECKING:
     from convexp.backend import Backend
 
 
-def _same_as_reference(backend: Backend, layers: tuple, steps: int, what: str) -> str:
+def _same_as_reference(backend: Backend, layers: tuple | None, steps: int, what: str, optimizer=None) -> str:
     from convexp.conformance import CheckSkipped, _same_steps_as_reference, digits_network, tiny_job
 
-    missing = sorted(features_of(layers) - backend.features)
+    optimizer = optimizer or SGD(name="sgd", learning_rate=0.5)
+    changes = {"optimizer": optimizer} | ({} if layers is None else {"layers": digits_network(*layers)})
+    job = tiny_job(**changes)
+    missing = sorted(features_needed([p.layer for p in job.layers], optimizer) - backend.features)
     if missing:
-        raise CheckSkipped(f"the backend does not implement {', '.join(m.replace(':', ' ') for m in missing)}")
-    job = tiny_job(layers=digits_network(*layers), optimizer=SGD(name="sgd", learning_rate=0.5))
+        raise CheckSkipped(f"the backend does not implement {described(missing)}")
     return _same_steps_as_reference(backend, job, steps, what)
+
+
+def check_weight_decay(backend: Backend) -> str:
+    """Weight decay as an L2 term on the kernels (not the biases): three steps of SGD with momentum and three of
+    Adam (epsilon 1e-10, as in the Adam check) give the numpy backend's kernels and biases."""
+    sgd = _same_as_reference(
+        backend,
+        None,
+        3,
+        "SGD, momentum 0.9, weight decay 0.05",
+        SGD(name="sgd", learning_rate=0.05, momentum=0.9, weight_decay=0.05),
+    )
+    adam = _same_as_reference(
+        backend, None, 3, "Adam, weight decay 0.05", Adam(name="adam", learning_rate=0.001, epsilon=1e-10, weight_decay=0.05)
+    )
+    return f"{sgd}; {adam}"
+
+
+def check_adamw(backend: Backend) -> str:
+    """AdamW: each kernel shrinks by learning_rate * weight_decay of itself before the Adam step, the biases do not;
+    five steps give the numpy backend's kernels and biases."""
+    optimizer = AdamW(name="adamw", learning_rate=0.01, epsilon=1e-10, weight_decay=0.5)
+    return _same_as_reference(backend, None, 5, "AdamW, weight decay 0.5", optimizer)
 
 
 def check_activations(backend: Backend) -> str:

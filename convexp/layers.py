@@ -109,26 +109,10 @@ class Dense(_Layer):
 Layer = Annotated[
     Union[Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, Flatten, Dropout, Dense], Field(discriminator="type")
 ]
-#: Every layer model, for those that list them (did-you-mean, the plugins' features).
+#: Every layer model, for those that list them (did-you-mean, the backends' features).
 LAYER_TYPES = (Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, Flatten, Dropout, Dense)
-#: The layers and activations every backend had before layers became features: what a backend that
-#: does not say otherwise implements.
-BASE_FEATURES = frozenset({"conv", "maxpool", "relu", "flatten", "dropout", "dense", "activation:none", "activation:relu"})
-#: Everything an experiment can ask of a backend's network.
-ALL_FEATURES = frozenset(
-    {get_args(t.model_fields["type"].annotation)[0] for t in LAYER_TYPES} | {f"activation:{a}" for a in ACTIVATION_NAMES}
-)
-
-
-def features_of(layers: Sequence) -> frozenset[str]:
-    """What a list of layers asks of a backend: each layer type, and ``activation:NAME`` for each activation."""
-    needed = set()
-    for layer in layers:
-        needed.add(layer.type)
-        activation = getattr(layer, "activation", None)
-        if activation is not None:
-            needed.add(f"activation:{activation}")
-    return frozenset(needed)
+#: Every layer type's name (``type:`` in an experiment).
+LAYER_TYPE_NAMES: tuple[str, ...] = tuple(get_args(t.model_fields["type"].annotation)[0] for t in LAYER_TYPES)
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: Padding) -> int:

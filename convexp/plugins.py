@@ -18,7 +18,7 @@ import pluggy
 from convexp import hookspecs
 from convexp.backend import Backend
 from convexp.errors import BackendUnavailableError, ConvexpError, unknown_name
-from convexp.layers import ALL_FEATURES
+from convexp.features import ALL_FEATURES
 
 ENTRY_POINT_GROUP = "convexp.backends"
 LOAD_PLUGINS_ENV = "CONVEXP_LOAD_PLUGINS"
@@ -46,7 +46,7 @@ class BackendInfo:
     version: str | None
     usable: bool
     reason: str | None
-    #: What of convexp's layer vocabulary it lacks (``convexp.layers.ALL_FEATURES`` less its features).
+    #: What of convexp's layer vocabulary it lacks (``convexp.features.ALL_FEATURES`` less its features).
     missing: tuple[str, ...] = ()
 
 

@@ -265,14 +265,14 @@ def _describe(error: ValidationError) -> str:
 def _field_names(loc: tuple) -> list[str]:
     """Field names of the model at ``loc`` in a RunSpec, for did-you-mean suggestions."""
     from convexp.layers import LAYER_TYPES
-    from convexp.training import SGD
+    from convexp.training import SGD, AdamW
 
     if not loc:
         return [*RunSpec.model_fields, "tags", "notes"]
     if loc[0] == "snapshots":
         return list(SnapshotSchedule.model_fields)
     if loc[0] == "optimizer":
-        return list({**SGD.model_fields, **Adam.model_fields})
+        return list({**SGD.model_fields, **Adam.model_fields, **AdamW.model_fields})
     if loc[0] == "layers":
         by_type = {get_args(m.model_fields["type"].annotation)[0]: m for m in LAYER_TYPES}
         model = by_type.get(loc[-1]) if len(loc) > 2 else None
@@ -294,12 +294,13 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
             f"field 'device': backend '{spec.backend}' cannot train on {spec.device}; "
             f"it trains on {', '.join(backends[spec.backend].devices)}"
         )
-    from convexp.layers import features_of
+    from convexp.features import described, features_needed
 
-    missing = sorted(features_of(spec.layers) - backends[spec.backend].features)
+    missing = sorted(features_needed(spec.layers, spec.optimizer) - backends[spec.backend].features)
     if missing:
+        field = "optimizer" if all(m.startswith("optimizer") or m == "weight_decay" for m in missing) else "layers"
         raise ValueError(
-            f"field 'layers': backend '{spec.backend}' does not implement {', '.join(m.replace(':', ' ') for m in missing)}; "
+            f"field '{field}': backend '{spec.backend}' does not implement {described(missing)}; "
             f"`convexp plugins` lists what each backend implements"
         )
     for field in ("initializer", "bias_initializer"):

@@ -20,6 +20,7 @@ from convexp.types import Checkpoint, KernelReader, KernelSnapshot, StateReader
 __all__ = [
     "SGD",
     "Adam",
+    "AdamW",
     "Optimizer",
     "TrainingJob",
     "TrainingObserver",
@@ -38,6 +39,13 @@ if TYPE_CHECKING:
     from convexp.layers import PlannedLayer
 
 
+#: What ``weight_decay`` means on sgd and adam: the one definition, for the spec's docs and every backend.
+WEIGHT_DECAY = (
+    "L2 regularisation: weight_decay * w added to each kernel's gradient (conv and dense kernels; biases are not "
+    "decayed), i.e. weight_decay / 2 * ||w||^2 added to the loss, as torch.optim's weight_decay does for the kernels"
+)
+
+
 class SGD(BaseModel):
     """Stochastic gradient descent, with optional (Nesterov) momentum, as Keras and torch define it."""
 
@@ -46,6 +54,7 @@ class SGD(BaseModel):
     learning_rate: float = Field(default=0.01, gt=0)
     momentum: float = Field(default=0.0, ge=0, lt=1)
     nesterov: bool = False
+    weight_decay: float = Field(default=0.0, ge=0, description=WEIGHT_DECAY)
 
 
 class Adam(BaseModel):
@@ -57,9 +66,24 @@ class Adam(BaseModel):
     beta_1: float = Field(default=0.9, ge=0, lt=1)
     beta_2: float = Field(default=0.999, ge=0, lt=1)
     epsilon: float = Field(default=1e-7, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0, description=WEIGHT_DECAY)
 
 
-Optimizer = Union[SGD, Adam]
+class AdamW(BaseModel):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): before each Adam step, every kernel shrinks by
+    learning_rate * weight_decay of itself (w -= lr * wd * w; biases are not decayed), as torch.optim.AdamW and
+    keras.optimizers.AdamW do it; the Adam step is Adam's above."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["adamw"]
+    learning_rate: float = Field(default=0.001, gt=0)
+    beta_1: float = Field(default=0.9, ge=0, lt=1)
+    beta_2: float = Field(default=0.999, ge=0, lt=1)
+    epsilon: float = Field(default=1e-7, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0, description="decoupled: w -= learning_rate * weight_decay * w each step")
+
+
+Optimizer = Union[SGD, Adam, AdamW]
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ def test_an_experiment_a_backend_cannot_build_is_refused_in_one_line(tmp_path):
     from convexp.spec import resolve_runs
 
     class Old:  # a third-party backend written before the new layers: the first vocabulary only
-        from convexp.layers import BASE_FEATURES as features
+        from convexp.features import BASE_FEATURES as features
 
         devices = ("cpu",)
         default_initializers = None
@@ -216,3 +216,78 @@ def test_an_experiment_a_backend_cannot_build_is_refused_in_one_line(tmp_path):
     )
     with pytest.raises(SpecError, match="field 'layers.0.activation.activation'"):
         resolve_runs(bad)
+
+
+def test_weight_decay_and_adamw_updates_follow_their_formulas():
+    """The numpy backend's updates against the formulas written out here: L2 adds wd * w to a kernel's gradient,
+    AdamW shrinks a kernel by lr * wd of itself before the Adam step; biases are never decayed."""
+    from convexp_plugins.numpy_backend.optimizers import make_updater
+
+    from convexp.training import SGD, Adam, AdamW
+
+    rng = np.random.default_rng(0)
+    kernel, bias = rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    g_kernel, g_bias = rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    lr, wd, momentum = 0.1, 0.05, 0.9
+
+    def run(config, steps):
+        params = [kernel.copy(), bias.copy()]
+        updater = make_updater(config, params, [True, False])
+        for _ in range(steps):
+            updater.step(params, [g_kernel, g_bias])
+        return params
+
+    k, b = run(SGD(name="sgd", learning_rate=lr, weight_decay=wd), 1)
+    np.testing.assert_allclose(k, kernel - lr * (g_kernel + wd * kernel), rtol=1e-6)
+    np.testing.assert_allclose(b, bias - lr * g_bias, rtol=1e-6)
+    k, _ = run(SGD(name="sgd", learning_rate=lr, momentum=momentum, weight_decay=wd), 2)
+    v1 = g_kernel + wd * kernel
+    k1 = kernel - lr * v1
+    v2 = momentum * v1 + g_kernel + wd * k1
+    np.testing.assert_allclose(k, k1 - lr * v2, rtol=1e-5)
+    b1, b2, eps = 0.9, 0.999, 1e-7
+    step = lr * math.sqrt(1 - b2) / (1 - b1)  # Adam's first step, bias-corrected
+    for config, shrunk, gradient in (
+        (Adam(name="adam", learning_rate=lr, weight_decay=wd), kernel, g_kernel + wd * kernel),
+        (AdamW(name="adamw", learning_rate=lr, weight_decay=wd), kernel - lr * wd * kernel, g_kernel),
+    ):
+        k, b = run(config, 1)
+        m, v = (1 - b1) * gradient, (1 - b2) * gradient**2
+        np.testing.assert_allclose(k, shrunk - step * m / (np.sqrt(v) + eps), rtol=1e-5, err_msg=config.name)
+        m, v = (1 - b1) * g_bias, (1 - b2) * g_bias**2
+        np.testing.assert_allclose(b, bias - step * m / (np.sqrt(v) + eps), rtol=1e-5, err_msg=config.name)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_weight_decay_and_adamw_train_like_the_numpy_reference(backend):
+    from convexp.conformance import CHECKS, run_check
+    from convexp.plugins import get_backend
+
+    if get_backend(backend).unavailable_reason():
+        pytest.skip(get_backend(backend).unavailable_reason())
+    for check in CHECKS:
+        if check.name in ("weight-decay", "adamw"):
+            assert "max abs difference" in run_check(check, backend)
+
+
+def test_an_optimizer_a_backend_lacks_is_refused_in_one_line(tmp_path):
+    from convexp.errors import SpecError
+    from convexp.spec import resolve_runs
+
+    class Old:
+        from convexp.features import BASE_FEATURES as features
+
+        devices = ("cpu",)
+        default_initializers = None
+
+    for optimizer, lacking in (
+        ({"name": "adamw", "weight_decay": 0.01}, "optimizer adamw"),
+        ({"name": "sgd", "weight_decay": 0.01}, "weight_decay"),
+    ):
+        experiments = write_experiments(
+            tmp_path / "experiments.yaml", {"x": {**TINY_DIGITS, "backend": "old", "optimizer": optimizer}}
+        )
+        with pytest.raises(SpecError) as error:
+            resolve_runs(experiments, backends={"old": Old()})
+        assert f"field 'optimizer': backend 'old' does not implement {lacking};" in str(error.value)
+    assert resolve_runs(write_experiments(tmp_path / "ok.yaml", {"x": {**TINY_DIGITS, "optimizer": {"name": "adamw"}}}))

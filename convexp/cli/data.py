@@ -7,28 +7,44 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="Datasets: download or import MNIST into the convexp cache.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Datasets: download or import MNIST, Fashion-MNIST or KMNIST into the convexp cache.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
-@app.command("import", short_help="Import MNIST's IDX files, checking their MD5s.")
+def _collection(name: str):
+    from convexp.datasets.idx import COLLECTIONS
+    from convexp.errors import unknown_name
+
+    if name not in COLLECTIONS:
+        raise unknown_name("downloadable dataset", name, list(COLLECTIONS))
+    return COLLECTIONS[name]
+
+
+@app.command("import", short_help="Import a dataset's IDX files, checking their MD5s.")
 def import_command(
-    directory: Annotated[Path, typer.Argument(help="Folder holding the four MNIST IDX files (.gz or plain).")],
+    directory: Annotated[Path, typer.Argument(help="Folder holding the four IDX files (MNIST: .gz or plain; the others: .gz).")],
+    dataset: Annotated[str, typer.Option(help="Which dataset they are: mnist, fashion-mnist or kmnist.")] = "mnist",
 ) -> None:
-    """Copy MNIST's four IDX files into the convexp cache after checking the published MD5s."""
-    from convexp.datasets import mnist
-
-    written = mnist.import_files(directory)
+    """Copy a dataset's four IDX files into the convexp cache after checking the published MD5s."""
+    collection = _collection(dataset)
+    written = collection.import_files(directory)
     for path in written.values():
         typer.echo(f"verified and copied {path}")
-    typer.echo(f"MNIST is ready in {mnist.cache_dir()}")
+    typer.echo(f"{collection.title} is ready in {collection.cache_dir()}")
 
 
 @app.command("fetch", short_help="Download a dataset, checking its MD5s.")
 def fetch_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset to download: mnist.")],
+    dataset: Annotated[str, typer.Argument(help="Dataset to download: mnist, fashion-mnist or kmnist.")],
     mirror: Annotated[
         Optional[list[str]],
-        typer.Option("--mirror", help="Base URL to download from (repeat for several, tried in order); default: public mirrors."),
+        typer.Option(
+            "--mirror",
+            help="Base URL to download from (repeat for several, tried in order); default: the dataset's public mirrors.",
+        ),
     ] = None,
     attempts: Annotated[int, typer.Option(help="Tries per mirror, resuming a broken transfer.")] = 3,
     timeout: Annotated[float, typer.Option(help="Seconds without data before a try fails.")] = 30.0,
@@ -36,12 +52,9 @@ def fetch_command(
     """Download a dataset into the convexp cache, verifying each file's published MD5."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
-    from convexp.datasets import mnist
-    from convexp.datasets.download import fetch_mnist
-    from convexp.errors import unknown_name
+    from convexp.datasets.download import fetch
 
-    if dataset != "mnist":
-        raise unknown_name("downloadable dataset", dataset, ["mnist"])
+    collection = _collection(dataset)
     tasks: dict[str, TaskID] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True) as bar:
 
@@ -50,7 +63,7 @@ def fetch_command(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done, total=total)
 
-        written = fetch_mnist(mirror, attempts=attempts, timeout=timeout, progress=progress)
+        written = fetch(collection, mirror, attempts=attempts, timeout=timeout, progress=progress)
     for path in written.values():
         typer.echo(f"verified {path}")
-    typer.echo(f"MNIST is ready in {mnist.cache_dir()}")
+    typer.echo(f"{collection.title} is ready in {collection.cache_dir()}")

@@ -1,7 +1,8 @@
 """Datasets convexp trains on, each as numpy arrays: images (N, C, H, W) float32 in [0, 1], labels int64.
 
 ``digits`` is scikit-learn's bundled 8x8 digits (no download, the embedded default);
-``mnist`` is the standard 60,000/10,000 MNIST read from its four IDX files.
+``mnist``, ``fashion-mnist`` and ``kmnist`` are 60,000/10,000 28x28 images read from their four IDX files
+(:mod:`convexp.datasets.idx`).
 """
 
 from __future__ import annotations
@@ -65,21 +66,36 @@ def _digits_info() -> DatasetInfo:
     )
 
 
-def _mnist_info() -> DatasetInfo:
-    from convexp.datasets import mnist
-
-    return DatasetInfo(
-        "mnist",
-        (1, 28, 28),
-        10,
-        60000,
-        "MNIST 28x28 handwritten digits (60,000 train / 10,000 test, IDX files)",
-        mnist.load,
-        mnist.locate,
-    )
+_IDX_DESCRIPTIONS = {
+    "mnist": "MNIST 28x28 handwritten digits (60,000 train / 10,000 test, IDX files)",
+    "fashion-mnist": "Fashion-MNIST 28x28 photos of clothing, 10 kinds (60,000 train / 10,000 test, IDX files)",
+    "kmnist": "Kuzushiji-MNIST 28x28 cursive Japanese characters, 10 classes (60,000 train / 10,000 test, IDX files)",
+}
 
 
-_REGISTRY: dict[str, Callable[[], DatasetInfo]] = {"digits": _digits_info, "mnist": _mnist_info}
+def _idx_info(name: str) -> Callable[[], DatasetInfo]:
+    def info() -> DatasetInfo:
+        from convexp.datasets.idx import COLLECTIONS
+
+        collection = COLLECTIONS[name]  # looked up when asked: the collection's files and checksums in one place
+        channels_height_width = (1, *collection.files["train_images"].dims[1:])
+        return DatasetInfo(
+            name,
+            channels_height_width,  # type: ignore[arg-type]
+            len(collection.classes),
+            collection.files["train_images"].dims[0],
+            _IDX_DESCRIPTIONS[name],
+            collection.load,
+            collection.locate,
+        )
+
+    return info
+
+
+_REGISTRY: dict[str, Callable[[], DatasetInfo]] = {
+    "digits": _digits_info,
+    **{name: _idx_info(name) for name in _IDX_DESCRIPTIONS},
+}
 DATASET_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 

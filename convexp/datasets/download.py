@@ -1,7 +1,8 @@
-"""Downloading MNIST: from a list of mirrors, resuming dropped transfers, verifying every file.
+"""Downloading an IDX dataset (MNIST, Fashion-MNIST, KMNIST): from a list of mirrors, resuming dropped
+transfers, verifying every file.
 
 Each of the four files is fetched from the first mirror that delivers it whole and with the
-published MD5 of its decompressed bytes. A transfer that breaks off is resumed with an HTTP
+published MD5 (of its decompressed bytes for MNIST, of the .gz for the others). A transfer that breaks off is resumed with an HTTP
 Range request (or restarted where the server ignores ranges), a few times, before the next
 mirror is tried. Bytes land in a ``.partial`` file beside the cache and are renamed into place
 only once verified; whatever fails leaves no partial file behind.
@@ -15,14 +16,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from convexp.datasets import mnist
+from convexp.datasets.idx import MNIST, IdxCollection, read_raw
 from convexp.errors import DatasetError
 
-#: Public mirrors of the four gzip files (the original yann.lecun.com site now refuses downloads).
-DEFAULT_MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
+#: Public mirrors of MNIST's four gzip files (each collection lists its own: ``IdxCollection.mirrors``).
+DEFAULT_MIRRORS = MNIST.mirrors
 CHUNK = 1 << 16
 
 #: progress(file name, bytes so far, total bytes or None)
@@ -76,13 +74,14 @@ def fetch_file(
     timeout: float = 30.0,
     progress: Progress | None = None,
     wait: float = 1.0,
+    collection: IdxCollection = MNIST,
 ) -> Path:
-    """Download one MNIST file (``train_images`` ...) into ``destination``, verified; raises DatasetError."""
-    name = mnist.FILES[key].filename + ".gz"
+    """Download one file of ``collection`` (``train_images`` ...) into ``destination``, verified; raises DatasetError."""
+    name = collection.files[key].filename + ".gz"
     target, partial = destination / name, destination / f".{name}.partial"
     if target.exists():
         try:
-            mnist.verify(key, target, mnist.read_bytes(target))
+            collection.verify(key, target, read_raw(target))
             return target  # already here and correct
         except DatasetError:
             pass
@@ -93,7 +92,7 @@ def fetch_file(
         error = _download(url, partial, attempts, timeout, progress, wait)
         if error is None:
             try:
-                mnist.verify(key, partial, mnist.read_bytes(partial))
+                collection.verify(key, partial, read_raw(partial))
                 partial.replace(target)
                 return target
             except DatasetError as exc:
@@ -101,6 +100,26 @@ def fetch_file(
         failures.append(f"{url}: {error}")
     partial.unlink(missing_ok=True)
     raise DatasetError(f"could not download {name}: " + "; ".join(failures))
+
+
+def fetch(
+    collection: IdxCollection,
+    mirrors: list[str] | None = None,
+    destination: Path | None = None,
+    *,
+    attempts: int = 3,
+    timeout: float = 30.0,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Download the four files of ``collection`` into the cache (or ``destination``), each verified by its MD5;
+    ``mirrors`` default to the collection's own."""
+    destination = Path(destination) if destination else collection.cache_dir()
+    destination.mkdir(parents=True, exist_ok=True)
+    chosen = list(mirrors or collection.mirrors)
+    return {
+        key: fetch_file(key, chosen, destination, attempts=attempts, timeout=timeout, progress=progress, collection=collection)
+        for key in collection.files
+    }
 
 
 def fetch_mnist(
@@ -112,9 +131,4 @@ def fetch_mnist(
     progress: Progress | None = None,
 ) -> dict[str, Path]:
     """Download the four MNIST files into the cache (or ``destination``), each verified by its MD5."""
-    destination = Path(destination) if destination else mnist.cache_dir()
-    destination.mkdir(parents=True, exist_ok=True)
-    return {
-        key: fetch_file(key, list(mirrors or DEFAULT_MIRRORS), destination, attempts=attempts, timeout=timeout, progress=progress)
-        for key in mnist.FILES
-    }
+    return fetch(MNIST, mirrors, destination, attempts=attempts, timeout=timeout, progress=progress)

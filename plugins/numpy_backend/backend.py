@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from convexp.backend import Backend
+from convexp.features import ALL_FEATURES
 from convexp.initializers import draw
-from convexp.layers import ALL_FEATURES, Padding
+from convexp.layers import Padding
 from convexp.training import TrainingJob, TrainingObserver
 
 from . import ops, trainer

@@ -271,6 +271,11 @@ class Network:
     def grads(self) -> list[np.ndarray]:
         return [g for layer in self.layers for g in layer.grads]
 
+    @property
+    def decayed(self) -> list[bool]:
+        """For each of :attr:`params`, whether weight decay applies to it: the kernels, not the biases."""
+        return [index == 0 for layer in self.layers for index, _ in enumerate(layer.params)]
+
     def conv_snapshots(self, names: tuple[str, ...] | None = None) -> dict[str, KernelSnapshot]:
         """Copies of the conv kernels in canonical layout, for the layers in ``names`` (all if None)."""
         return {

@@ -57,7 +57,7 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
     rng = backend_rng(job.seed)
     network = Network(job.layers, weights, rng)
     params = network.params
-    updater = make_updater(job.optimizer, params)
+    updater = make_updater(job.optimizer, params, network.decayed)
     if job.resume_from is not None:
         load_state(job.resume_from.state, params, updater, rng)
     train_x, train_y = _channels_last(job.train_images), job.train_labels

@@ -8,7 +8,8 @@ import importlib.util
 import numpy as np
 
 from convexp.backend import Backend
-from convexp.layers import ALL_FEATURES, Padding
+from convexp.features import ALL_FEATURES
+from convexp.layers import Padding
 from convexp.training import TrainingJob, TrainingObserver
 
 

@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 
-from convexp.training import SGD, KernelSnapshot, TrainingJob, TrainingObserver, run_epochs
+from convexp.training import SGD, AdamW, KernelSnapshot, TrainingJob, TrainingObserver, run_epochs
 
 from .keras_import import keras, tf
 from .model import build, conv_snapshots, load_weights
@@ -16,12 +16,16 @@ EVAL_BATCH = 1000
 
 
 def make_optimizer(config):
-    """keras.optimizers.SGD or Adam with the experiment's settings."""
+    """keras.optimizers.SGD, Adam or AdamW with the experiment's settings. Keras's own ``weight_decay`` is decoupled,
+    so sgd's and adam's L2 term is added to the gradients in the train step instead; AdamW decays the kernels only."""
     if isinstance(config, SGD):
         return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov)
-    return keras.optimizers.Adam(
-        learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon
-    )
+    settings = dict(learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon)
+    if isinstance(config, AdamW):
+        optimizer = keras.optimizers.AdamW(weight_decay=config.weight_decay, **settings)
+        optimizer.exclude_from_weight_decay(var_names=["bias"])  # convexp decays kernels, not biases
+        return optimizer
+    return keras.optimizers.Adam(**settings)
 
 
 def _state_variables(model, optimizer) -> list:
@@ -65,6 +69,10 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
     spec = (tf.TensorSpec([None, height, width, channels], tf.float32), tf.TensorSpec([None], tf.int64))
 
     snapshot_layers = [model.get_layer(name) for name in job.snapshot_layers]
+    # sgd's and adam's weight decay: weight_decay * w added to each kernel's gradient (biases are not decayed)
+    l2 = 0.0 if isinstance(job.optimizer, AdamW) else job.optimizer.weight_decay
+    kernels = {id(layer.kernel) for layer in model.layers if getattr(layer, "kernel", None) is not None}
+    decayed = [l2 > 0 and id(v) in kernels for v in model.trainable_weights]
 
     @tf.function(input_signature=spec)
     def train_step(x, y):
@@ -72,6 +80,7 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
             logits = model(x, training=True)
             loss = loss_fn(y, logits)
         grads = tape.gradient(loss, model.trainable_weights)
+        grads = [g + l2 * v if d else g for g, v, d in zip(grads, model.trainable_weights, decayed)]
         optimizer.apply_gradients(zip(grads, model.trainable_weights))
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32))
         # The updated kernels, already in canonical layout: handing them out of the step costs far

@@ -5,22 +5,36 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from convexp.training import SGD, TrainingJob, TrainingObserver, run_epochs
+from convexp.training import SGD, AdamW, TrainingJob, TrainingObserver, run_epochs
 
 from .model import build, conv_snapshots, initialise
 
 EVAL_BATCH = 1000
 
 
-def make_optimizer(config, params) -> torch.optim.Optimizer:
-    """torch.optim's SGD or Adam with the experiment's settings."""
+def make_optimizer(config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """torch.optim's SGD, Adam or AdamW with the experiment's settings. With weight decay the kernels and the
+    biases are two parameter groups, the biases' without decay (as convexp defines weight decay); without, one
+    group, as before (so that a checkpoint of an older run loads)."""
+    params: Any = list(model.parameters())
+    decay = config.weight_decay
+    if decay:
+        named = list(model.named_parameters())
+        params = [
+            {"params": [p for name, p in named if not name.endswith("bias")], "weight_decay": decay},
+            {"params": [p for name, p in named if name.endswith("bias")], "weight_decay": 0.0},
+        ]
     if isinstance(config, SGD):
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov)
-    return torch.optim.Adam(params, lr=config.learning_rate, betas=(config.beta_1, config.beta_2), eps=config.epsilon)
+    betas = (config.beta_1, config.beta_2)
+    if isinstance(config, AdamW):
+        return torch.optim.AdamW(params, lr=config.learning_rate, betas=betas, eps=config.epsilon, weight_decay=decay)
+    return torch.optim.Adam(params, lr=config.learning_rate, betas=betas, eps=config.epsilon)
 
 
 @torch.no_grad()
@@ -84,7 +98,7 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         model = build(job.layers)
         initialise(model, job.layers, job.kernel_initializer, job.bias_initializer, job.seed, job.initial_weights)
         model.to(device)
-        optimizer = make_optimizer(job.optimizer, model.parameters())
+        optimizer = make_optimizer(job.optimizer, model)
         if job.resume_from is not None:
             load_state(job.resume_from.state, model, optimizer)
         train_x, train_y = torch.from_numpy(job.train_images).to(device), torch.from_numpy(job.train_labels).to(device)

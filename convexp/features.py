@@ -1,0 +1,61 @@
+"""What an experiment can ask of a backend, named: its layer types, activations, optimizers and weight decay.
+
+A backend says which it implements (:attr:`convexp.backend.Backend.features`); an experiment that needs
+another is refused in one line before it runs, ``convexp plugins`` lists what each backend lacks, and
+the conformance checks of what it lacks are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from convexp.layers import ACTIVATION_NAMES, LAYER_TYPE_NAMES
+
+#: What every backend had before features were named: what a backend that does not say implements.
+BASE_FEATURES = frozenset(
+    {
+        "conv",
+        "maxpool",
+        "relu",
+        "flatten",
+        "dropout",
+        "dense",
+        "activation:none",
+        "activation:relu",
+        "optimizer:sgd",
+        "optimizer:adam",
+    }
+)
+#: Everything an experiment can ask of a backend.
+ALL_FEATURES = frozenset(
+    {
+        *LAYER_TYPE_NAMES,
+        *(f"activation:{a}" for a in ACTIVATION_NAMES),
+        "optimizer:sgd",
+        "optimizer:adam",
+        "optimizer:adamw",
+        "weight_decay",
+    }
+)
+
+
+def features_needed(layers: Sequence[Any], optimizer: Any = None) -> frozenset[str]:
+    """What ``layers`` (and ``optimizer``, if given) ask of a backend: each layer type, ``activation:NAME`` for
+    each activation, ``optimizer:NAME``, and ``weight_decay`` for an L2 term on sgd or adam."""
+    needed = set()
+    for layer in layers:
+        needed.add(layer.type)
+        activation = getattr(layer, "activation", None)
+        if activation is not None:
+            needed.add(f"activation:{activation}")
+    if optimizer is not None:
+        needed.add(f"optimizer:{optimizer.name}")
+        if optimizer.name != "adamw" and getattr(optimizer, "weight_decay", 0):
+            needed.add("weight_decay")
+    return frozenset(needed)
+
+
+def described(features: Sequence[str]) -> str:
+    """Feature names as a sentence lists them: ``activation tanh, global_avgpool``."""
+    return ", ".join(f.replace(":", " ") for f in features)
