@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from convexp.backend import Backend
-from convexp.conformance_layers import check_activations, check_adamw, check_average_pooling, check_weight_decay
+from convexp.conformance_layers import (
+    check_activations,
+    check_adamw,
+    check_average_pooling,
+    check_schedule,
+    check_weight_decay,
+)
 from convexp.initializers import explain
 from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, plan
 from convexp.plugin_output import NonFiniteKernel, PlanCheck, PluginBreach
@@ -478,6 +484,7 @@ CHECKS: tuple[Check, ...] = (
     _check("adam", check_adam),
     _check("weight-decay", check_weight_decay),
     _check("adamw", check_adamw),
+    _check("schedule", check_schedule),
     _check("strided-same", check_strided_same),
     _check("activations", check_activations),
     _check("average-pooling", check_average_pooling),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from convexp.features import described, features_needed
 from convexp.layers import ActivationLayer, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
-from convexp.training import SGD, Adam, AdamW
+from convexp.training import SGD, Adam, AdamW, Schedule
 
 if TYPE_CHECKING:
     from convexp.backend import Backend
@@ -78,3 +78,12 @@ def check_average_pooling(backend: Backend) -> str:
         Dense(type="dense", units=10),
     )
     return _same_as_reference(backend, layers, 3, "avgpool and global_avgpool")
+
+
+def check_schedule(backend: Backend) -> str:
+    """A learning-rate schedule: two updates of linear warmup, then cosine decay (SGD with momentum), and a step
+    schedule (Adam): six updates each give the numpy backend's kernels and biases."""
+    cosine = SGD(name="sgd", learning_rate=0.1, momentum=0.9, schedule=Schedule(type="cosine", warmup_steps=2, min_factor=0.1))
+    step = Adam(name="adam", learning_rate=0.01, epsilon=1e-10, schedule=Schedule(type="step", step_size=2, gamma=0.5))
+    first = _same_as_reference(backend, None, 6, "SGD, warmup then cosine", cosine)
+    return f"{first}; {_same_as_reference(backend, None, 6, 'Adam, step schedule', step)}"

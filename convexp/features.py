@@ -36,13 +36,15 @@ ALL_FEATURES = frozenset(
         "optimizer:adam",
         "optimizer:adamw",
         "weight_decay",
+        "schedule",
     }
 )
 
 
 def features_needed(layers: Sequence[Any], optimizer: Any = None) -> frozenset[str]:
     """What ``layers`` (and ``optimizer``, if given) ask of a backend: each layer type, ``activation:NAME`` for
-    each activation, ``optimizer:NAME``, and ``weight_decay`` for an L2 term on sgd or adam."""
+    each activation, ``optimizer:NAME``, ``weight_decay`` for an L2 term on sgd or adam, and ``schedule`` for a
+    learning-rate schedule."""
     needed = set()
     for layer in layers:
         needed.add(layer.type)
@@ -53,6 +55,8 @@ def features_needed(layers: Sequence[Any], optimizer: Any = None) -> frozenset[s
         needed.add(f"optimizer:{optimizer.name}")
         if optimizer.name != "adamw" and getattr(optimizer, "weight_decay", 0):
             needed.add("weight_decay")
+        if getattr(optimizer, "schedule", None) is not None:
+            needed.add("schedule")
     return frozenset(needed)
 
 

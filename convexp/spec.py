@@ -298,7 +298,7 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
 
     missing = sorted(features_needed(spec.layers, spec.optimizer) - backends[spec.backend].features)
     if missing:
-        field = "optimizer" if all(m.startswith("optimizer") or m == "weight_decay" for m in missing) else "layers"
+        field = "optimizer" if all(m.startswith("optimizer") or m in ("weight_decay", "schedule") for m in missing) else "layers"
         raise ValueError(
             f"field '{field}': backend '{spec.backend}' does not implement {described(missing)}; "
             f"`convexp plugins` lists what each backend implements"

@@ -8,11 +8,12 @@ kernels (canonical layout, float32) only when the observer asks for them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # what a backend hands back lives in a leaf module; re-exported here, where backends look for it
 from convexp.types import Checkpoint, KernelReader, KernelSnapshot, StateReader
@@ -21,6 +22,8 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "Schedule",
+    "learning_rate_at",
     "Optimizer",
     "TrainingJob",
     "TrainingObserver",
@@ -46,6 +49,37 @@ WEIGHT_DECAY = (
 )
 
 
+class Schedule(BaseModel):
+    """How the learning rate changes over the run's updates: a linear warmup, then constant, step or cosine
+    decay. The rate of update k (1, 2, ...) is ``learning_rate`` times :meth:`factor` of k - 1, the updates
+    made before it (see :func:`learning_rate_at`); every backend is given it before each update."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["constant", "step", "cosine"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0, description="updates whose rate rises linearly: update k of them uses k / warmup_steps")
+    step_size: int | None = Field(default=None, ge=1, description="step: the rate is multiplied by gamma every step_size updates")
+    gamma: float = Field(default=0.1, gt=0, le=1, description="step: the factor at each step")
+    min_factor: float = Field(default=0.0, ge=0, le=1, description="cosine: the share of learning_rate it decays to")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Schedule:
+        if self.type == "step" and self.step_size is None:
+            raise ValueError("a step schedule needs step_size (the updates between two steps down)")
+        return self
+
+    def factor(self, done: int, total: int) -> float:
+        """The learning rate's multiplier for the update made after ``done`` updates, of ``total`` in the run."""
+        if done < self.warmup_steps:
+            return (done + 1) / self.warmup_steps
+        after = done - self.warmup_steps
+        if self.type == "step":
+            return self.gamma ** (after // (self.step_size or 1))
+        if self.type == "cosine":
+            span = max(1, total - self.warmup_steps)
+            return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * min(after, span) / span))
+        return 1.0
+
+
 class SGD(BaseModel):
     """Stochastic gradient descent, with optional (Nesterov) momentum, as Keras and torch define it."""
 
@@ -55,6 +89,7 @@ class SGD(BaseModel):
     momentum: float = Field(default=0.0, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(default=0.0, ge=0, description=WEIGHT_DECAY)
+    schedule: Schedule | None = Field(default=None, description="how the learning rate changes over the updates")
 
 
 class Adam(BaseModel):
@@ -67,6 +102,7 @@ class Adam(BaseModel):
     beta_2: float = Field(default=0.999, ge=0, lt=1)
     epsilon: float = Field(default=1e-7, gt=0)
     weight_decay: float = Field(default=0.0, ge=0, description=WEIGHT_DECAY)
+    schedule: Schedule | None = Field(default=None, description="how the learning rate changes over the updates")
 
 
 class AdamW(BaseModel):
@@ -81,9 +117,18 @@ class AdamW(BaseModel):
     beta_2: float = Field(default=0.999, ge=0, lt=1)
     epsilon: float = Field(default=1e-7, gt=0)
     weight_decay: float = Field(default=0.01, ge=0, description="decoupled: w -= learning_rate * weight_decay * w each step")
+    schedule: Schedule | None = Field(default=None, description="how the learning rate changes over the updates")
 
 
 Optimizer = Union[SGD, Adam, AdamW]
+
+
+def learning_rate_at(optimizer: Optimizer, done: int, total: int) -> float:
+    """The learning rate of the update made after ``done`` updates, of ``total`` in the run: ``learning_rate``
+    times its schedule's factor (the one definition every backend is held to)."""
+    if optimizer.schedule is None:
+        return optimizer.learning_rate
+    return optimizer.learning_rate * optimizer.schedule.factor(done, total)
 
 
 @dataclass(frozen=True)
@@ -152,6 +197,7 @@ def run_epochs(
     evaluate: Callable[[], tuple[float, float]],
     kernels: KernelReader,
     state: StateReader | None = None,
+    set_learning_rate: Callable[[float], None] | None = None,
 ) -> None:
     """The epoch and step loop every backend shares, so that a step means the same everywhere.
 
@@ -160,7 +206,9 @@ def run_epochs(
     (:func:`convexp.seeding.batch_order`); ``train_batch(indices)`` makes one update on those
     examples and returns its (loss, accuracy); ``evaluate()`` returns the test set's
     (mean loss, accuracy). Stops after ``job.max_steps`` updates if set. ``epoch_seconds``
-    times the training pass, including the observer's work, not the evaluation.
+    times the training pass, including the observer's work, not the evaluation. With a learning-rate
+    schedule, ``set_learning_rate(rate)`` is called before each update with :func:`learning_rate_at`'s rate
+    (a backend that implements schedules passes it; the rate of a resumed run follows from its step).
     """
     import time
 
@@ -172,12 +220,17 @@ def run_epochs(
     else:
         first_epoch, step = job.resume_from.epoch + 1, job.resume_from.step
     total_steps = job.total_steps
+    scheduled = job.optimizer.schedule is not None
+    if scheduled and set_learning_rate is None:
+        raise ValueError("this backend's trainer does not set the learning rate per update: it cannot train a schedule")
     for epoch in range(first_epoch, job.epochs + 1):
         started = time.perf_counter()
         order = batch_order(len(job.train_labels), epoch, job.seed, job.shuffle)
         for start in range(0, len(order), job.batch_size):
             if step >= total_steps:
                 break
+            if scheduled:
+                set_learning_rate(learning_rate_at(job.optimizer, step, total_steps))  # type: ignore[misc]
             loss, accuracy = train_batch(order[start : start + job.batch_size])
             step += 1
             observer.on_step(step, epoch, {"train_loss": float(loss), "train_accuracy": float(accuracy)}, kernels)

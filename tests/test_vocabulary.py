@@ -266,7 +266,7 @@ def test_weight_decay_and_adamw_train_like_the_numpy_reference(backend):
     if get_backend(backend).unavailable_reason():
         pytest.skip(get_backend(backend).unavailable_reason())
     for check in CHECKS:
-        if check.name in ("weight-decay", "adamw"):
+        if check.name in ("weight-decay", "adamw", "schedule"):
             assert "max abs difference" in run_check(check, backend)
 
 
@@ -291,3 +291,41 @@ def test_an_optimizer_a_backend_lacks_is_refused_in_one_line(tmp_path):
             resolve_runs(experiments, backends={"old": Old()})
         assert f"field 'optimizer': backend 'old' does not implement {lacking};" in str(error.value)
     assert resolve_runs(write_experiments(tmp_path / "ok.yaml", {"x": {**TINY_DIGITS, "optimizer": {"name": "adamw"}}}))
+
+
+def test_a_schedule_s_rate_at_each_update_is_its_formula():
+    """Rates written out by hand: warmup k / W for the first W updates, then cosine from 1 to min_factor over the
+    rest, or a step down by gamma every step_size updates; the shared loop hands each update its rate."""
+    from convexp.training import SGD, Schedule, learning_rate_at
+
+    cosine = Schedule(type="cosine", warmup_steps=2, min_factor=0.2)
+    expected = [0.5, 1.0] + [0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * t / 8)) for t in range(8)]
+    assert [cosine.factor(done, 10) for done in range(10)] == pytest.approx(expected, rel=1e-12)
+    step = Schedule(type="step", step_size=3, gamma=0.5)
+    assert [step.factor(done, 10) for done in range(8)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25]
+    assert learning_rate_at(SGD(name="sgd", learning_rate=0.2, schedule=step), 4, 10) == pytest.approx(0.1)
+    assert learning_rate_at(SGD(name="sgd", learning_rate=0.2), 4, 10) == 0.2
+    with pytest.raises(ValueError, match="a step schedule needs step_size"):
+        Schedule(type="step")
+    assert _rates(SGD(name="sgd", learning_rate=0.2, schedule=step)) == pytest.approx([0.2, 0.2, 0.2, 0.1, 0.1, 0.1, 0.05])
+
+
+def _rates(optimizer) -> list[float]:
+    """The rate the shared epoch loop sets before each of a 7-update job's updates."""
+    from convexp.conformance import tiny_job
+    from convexp.training import run_epochs
+
+    class Quiet:
+        def on_train_start(self, kernels):
+            pass
+
+        def on_step(self, *args):
+            pass
+
+        def on_epoch_end(self, *args):
+            pass
+
+    rates: list[float] = []
+    job = tiny_job(optimizer=optimizer, max_steps=7)
+    run_epochs(job, Quiet(), lambda indices: (0.0, 0.0), lambda: (0.0, 0.0), lambda: {}, None, rates.append)
+    return rates

@@ -16,12 +16,13 @@ def plugins_command(fmt: OutputFormat = Format.table) -> None:
     """List every backend found through the convexp.backends entry points, whether it is usable, and
     which of convexp's layers and activations it does not implement (an experiment that needs one is
     refused by `validate` and `run`)."""
+    from convexp.features import described
     from convexp.plugins import describe_backends
 
     infos = describe_backends()
     columns = ["name", "plugin", "plugin_version", "framework", "framework_version", "usable", "reason", "lacks"]
     rows = [
-        [i.name, i.plugin, i.plugin_version, i.framework, i.version, i.usable, i.reason, ", ".join(i.missing) or None]
+        [i.name, i.plugin, i.plugin_version, i.framework, i.version, i.usable, i.reason, described(i.missing) or None]
         for i in infos
     ]
     render(columns, rows, fmt)

@@ -22,12 +22,13 @@ class SGDUpdater:
 
     def __init__(self, config: SGD, params: list[np.ndarray], decay: list[bool] | None = None):
         self.config = config
+        self.learning_rate = config.learning_rate  # the trainer sets it before each update when scheduled
         self.decay = decay or [False] * len(params)
         self.velocity = [np.zeros_like(p) for p in params] if config.momentum else None
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         grads = _with_l2(grads, params, self.decay, self.config.weight_decay)
-        lr, momentum = self.config.learning_rate, self.config.momentum
+        lr, momentum = self.learning_rate, self.config.momentum
         for i, (param, grad) in enumerate(zip(params, grads)):
             if self.velocity is None:
                 param -= lr * grad
@@ -52,6 +53,7 @@ class AdamUpdater:
 
     def __init__(self, config: Adam | AdamW, params: list[np.ndarray], decay: list[bool] | None = None):
         self.config = config
+        self.learning_rate = config.learning_rate  # the trainer sets it before each update when scheduled
         self.decay = decay or [False] * len(params)
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
@@ -62,11 +64,11 @@ class AdamUpdater:
         if isinstance(c, AdamW):  # decoupled: each kernel shrinks by lr * wd of itself, before the Adam step
             for param, decayed in zip(params, self.decay):
                 if decayed and c.weight_decay:
-                    param -= np.float32(c.learning_rate * c.weight_decay) * param
+                    param -= np.float32(self.learning_rate * c.weight_decay) * param
         else:
             grads = _with_l2(grads, params, self.decay, c.weight_decay)
         self.t += 1
-        lr_t = c.learning_rate * math.sqrt(1 - c.beta_2**self.t) / (1 - c.beta_1**self.t)
+        lr_t = self.learning_rate * math.sqrt(1 - c.beta_2**self.t) / (1 - c.beta_1**self.t)
         for param, grad, m, v in zip(params, grads, self.m, self.v):
             m *= c.beta_1
             m += (1 - c.beta_1) * grad

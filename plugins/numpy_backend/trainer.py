@@ -77,4 +77,5 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         lambda: evaluate(network, test_x, test_y),
         lambda: network.conv_snapshots(job.snapshot_layers),
         lambda: save_state(params, updater, rng),
+        lambda rate: setattr(updater, "learning_rate", rate),
     )

@@ -15,10 +15,19 @@ from .model import build, conv_snapshots, load_weights
 EVAL_BATCH = 1000
 
 
+def _own_momentum(config) -> bool:
+    """Whether the train step keeps SGD's velocity itself: with momentum and a schedule. Keras folds the rate into
+    its velocity (m = momentum * m - rate * g), torch and convexp apply it after (v = momentum * v + g,
+    w -= rate * v): the same while the rate is constant, not once it changes."""
+    return isinstance(config, SGD) and config.momentum > 0 and config.schedule is not None
+
+
 def make_optimizer(config):
     """keras.optimizers.SGD, Adam or AdamW with the experiment's settings. Keras's own ``weight_decay`` is decoupled,
     so sgd's and adam's L2 term is added to the gradients in the train step instead; AdamW decays the kernels only."""
     if isinstance(config, SGD):
+        if _own_momentum(config):
+            return keras.optimizers.SGD(learning_rate=config.learning_rate)  # the velocity is the train step's
         return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov)
     settings = dict(learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon)
     if isinstance(config, AdamW):
@@ -28,21 +37,22 @@ def make_optimizer(config):
     return keras.optimizers.Adam(**settings)
 
 
-def _state_variables(model, optimizer) -> list:
-    """Every variable training changes: the model's (weights and dropout seed states) and the optimizer's."""
-    return [*model.variables, *optimizer.variables]
+def _state_variables(model, optimizer, extra: list | None = None) -> list:
+    """Every variable training changes: the model's (weights and dropout seed states), the optimizer's, and the
+    train step's own (``extra``: SGD's velocity when the step keeps it)."""
+    return [*model.variables, *optimizer.variables, *(extra or [])]
 
 
-def save_state(model, optimizer) -> bytes:
+def save_state(model, optimizer, extra: list | None = None) -> bytes:
     """The values of :func:`_state_variables`, in order, as an .npz file's bytes."""
     buffer = io.BytesIO()
-    np.savez(buffer, *[np.asarray(v.numpy()) for v in _state_variables(model, optimizer)])
+    np.savez(buffer, *[np.asarray(v.numpy()) for v in _state_variables(model, optimizer, extra)])
     return buffer.getvalue()
 
 
-def load_state(state: bytes, model, optimizer) -> None:
+def load_state(state: bytes, model, optimizer, extra: list | None = None) -> None:
     """Restore what :func:`save_state` saved into a model and optimizer built the same way."""
-    variables = _state_variables(model, optimizer)
+    variables = _state_variables(model, optimizer, extra)
     with np.load(io.BytesIO(state), allow_pickle=False) as arrays:
         if len(arrays.files) != len(variables):
             raise ValueError(f"checkpoint holds {len(arrays.files)} variables, the model and optimizer have {len(variables)}")
@@ -73,6 +83,10 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
     l2 = 0.0 if isinstance(job.optimizer, AdamW) else job.optimizer.weight_decay
     kernels = {id(layer.kernel) for layer in model.layers if getattr(layer, "kernel", None) is not None}
     decayed = [l2 > 0 and id(v) in kernels for v in model.trainable_weights]
+    own = _own_momentum(job.optimizer)
+    momentum = job.optimizer.momentum if own else 0.0
+    nesterov = own and job.optimizer.nesterov
+    velocities = [tf.Variable(tf.zeros_like(v), trainable=False) for v in model.trainable_weights] if own else []
 
     @tf.function(input_signature=spec)
     def train_step(x, y):
@@ -81,6 +95,10 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
             loss = loss_fn(y, logits)
         grads = tape.gradient(loss, model.trainable_weights)
         grads = [g + l2 * v if d else g for g, v, d in zip(grads, model.trainable_weights, decayed)]
+        if velocities:  # v = momentum * v + g; the step is rate * v (Nesterov: rate * (g + momentum * v))
+            for g, velocity in zip(grads, velocities):
+                velocity.assign(momentum * velocity + g)
+            grads = [g + momentum * v if nesterov else tf.identity(v) for g, v in zip(grads, velocities)]
         optimizer.apply_gradients(zip(grads, model.trainable_weights))
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32))
         # The updated kernels, already in canonical layout: handing them out of the step costs far
@@ -100,7 +118,7 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
     train_step.get_concrete_function()
     eval_step.get_concrete_function()
     if job.resume_from is not None:
-        load_state(job.resume_from.state, model, optimizer)
+        load_state(job.resume_from.state, model, optimizer, velocities)
 
     train_x = np.ascontiguousarray(job.train_images.transpose(0, 2, 3, 1))
     test_x = np.ascontiguousarray(job.test_images.transpose(0, 2, 3, 1))
@@ -128,4 +146,12 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
             total, correct = total + float(batch_loss), correct + int(batch_correct)
         return total / len(test_y), correct / len(test_y)
 
-    run_epochs(job, observer, train_batch, evaluate, read_kernels, lambda: save_state(model, optimizer))
+    run_epochs(
+        job,
+        observer,
+        train_batch,
+        evaluate,
+        read_kernels,
+        lambda: save_state(model, optimizer, velocities),
+        optimizer.learning_rate.assign,  # the rate each update uses, when the run has a schedule
+    )

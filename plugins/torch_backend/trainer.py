@@ -37,6 +37,12 @@ def make_optimizer(config, model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.learning_rate, betas=betas, eps=config.epsilon)
 
 
+def _set_learning_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
+    """The rate the next update uses, in every parameter group (a schedule's, as convexp defines it)."""
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+
+
 @torch.no_grad()
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy and accuracy, in eval mode (no dropout)."""
@@ -122,4 +128,5 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
             lambda: evaluate(model, test_x, test_y),
             lambda: conv_snapshots(model, job.snapshot_layers),
             lambda: save_state(model, optimizer),
+            lambda rate: _set_learning_rate(optimizer, rate),
         )
