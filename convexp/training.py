@@ -56,7 +56,9 @@ class Schedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: Literal["constant", "step", "cosine"] = "constant"
-    warmup_steps: int = Field(default=0, ge=0, description="updates whose rate rises linearly: update k of them uses k / warmup_steps")
+    warmup_steps: int = Field(
+        default=0, ge=0, description="updates whose rate rises linearly: update k of them uses k / warmup_steps"
+    )
     step_size: int | None = Field(default=None, ge=1, description="step: the rate is multiplied by gamma every step_size updates")
     gamma: float = Field(default=0.1, gt=0, le=1, description="step: the factor at each step")
     min_factor: float = Field(default=0.0, ge=0, le=1, description="cosine: the share of learning_rate it decays to")

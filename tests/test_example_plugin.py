@@ -53,7 +53,9 @@ def test_example_plugin_passes_convexp_check(example_site):
     assert {name: r["result"] for name, r in results.items()} == {
         check.name: "skipped" if check.name in beyond else "pass" for check in CHECKS
     }
-    assert results["activations"]["detail"].startswith("the backend does not implement activation, activation elu, activation gelu")
+    assert results["activations"]["detail"].startswith(
+        "the backend does not implement activation, activation elu, activation gelu"
+    )
     assert results["adamw"]["detail"] == "the backend does not implement optimizer adamw"
     lacks = next(b for b in json.loads(run_cli("plugins", "--format", "json", env=example_site).stdout) if b["name"] == "example")
     assert "optimizer adamw" in lacks["lacks"] and "global_avgpool" in lacks["lacks"]

@@ -83,9 +83,10 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
     l2 = 0.0 if isinstance(job.optimizer, AdamW) else job.optimizer.weight_decay
     kernels = {id(layer.kernel) for layer in model.layers if getattr(layer, "kernel", None) is not None}
     decayed = [l2 > 0 and id(v) in kernels for v in model.trainable_weights]
-    own = _own_momentum(job.optimizer)
-    momentum = job.optimizer.momentum if own else 0.0
-    nesterov = own and job.optimizer.nesterov
+    config = job.optimizer
+    own = isinstance(config, SGD) and _own_momentum(config)
+    momentum = config.momentum if isinstance(config, SGD) and own else 0.0
+    nesterov = isinstance(config, SGD) and own and config.nesterov
     velocities = [tf.Variable(tf.zeros_like(v), trainable=False) for v in model.trainable_weights] if own else []
 
     @tf.function(input_signature=spec)
