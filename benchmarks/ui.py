@@ -157,8 +157,14 @@ SLIDE = """async ([index, layer]) => {
   const canvas = document.getElementById('kernel-canvas');
   const started = performance.now();
   const slider = document.getElementById('step-slider');
+  // drawn: the page marks the canvas with the step it drew (seen at once by an observer, not by polling)
+  const drawn = new Promise(r => {
+    const done = () => canvas.dataset.step == String(step) && canvas.dataset.layer == layer;
+    const watch = new MutationObserver(() => { if (done()) { watch.disconnect(); r(); } });
+    watch.observe(canvas, {attributes: true});
+  });
   slider.value = index; slider.dispatchEvent(new Event('input', {bubbles: true}));
-  while (!(canvas.dataset.step == String(step) && canvas.dataset.layer == layer)) await new Promise(r => setTimeout(r, 0));
+  await drawn;
   await new Promise(r => requestAnimationFrame(() => r()));  // until the frame with the new grid is painted
   return performance.now() - started;
 }"""
@@ -373,6 +379,9 @@ def main() -> None:
     from convexp.store import Store
 
     with Store(db, read_only=True) as store:
+        recorded = store.get_run(run_id)  # what the page shows, as recorded (also for a --db given)
+        described = f"{'digits' if recorded.dataset == 'digits' else recorded.experiment}, {recorded.backend}, "
+        described += f"{recorded.epochs_completed} epoch(s), every step"
         steps = store.snapshot_steps(run_id, "conv2")
         epoch_steps = store.get_run(run_id).steps_completed // max(1, store.get_run(run_id).epochs_completed)
     walk_id = random_walk(db, args.walk_steps)
@@ -397,7 +406,7 @@ def main() -> None:
     slider = browser["slider_ms"]
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "run": "digits" if args.digits else f"mnist-keras-convnet, {args.backend}, {args.epochs} epoch(s), every step",
+        "run": described,
         "snapshots_per_layer": browser["snapshots"],
         "slides": args.slides,
         "slider_ms": {

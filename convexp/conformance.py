@@ -32,6 +32,7 @@ from convexp.conformance_layers import (
     check_activations,
     check_adamw,
     check_average_pooling,
+    check_clipping_and_smoothing,
     check_schedule,
     check_weight_decay,
 )
@@ -485,6 +486,7 @@ CHECKS: tuple[Check, ...] = (
     _check("weight-decay", check_weight_decay),
     _check("adamw", check_adamw),
     _check("schedule", check_schedule),
+    _check("clipping-smoothing", check_clipping_and_smoothing),
     _check("strided-same", check_strided_same),
     _check("activations", check_activations),
     _check("average-pooling", check_average_pooling),

@@ -16,13 +16,14 @@ if TYPE_CHECKING:
     from convexp.backend import Backend
 
 
-def _same_as_reference(backend: Backend, layers: tuple | None, steps: int, what: str, optimizer=None) -> str:
+def _same_as_reference(backend: Backend, layers: tuple | None, steps: int, what: str, optimizer=None, **settings) -> str:
     from convexp.conformance import CheckSkipped, _same_steps_as_reference, digits_network, tiny_job
 
     optimizer = optimizer or SGD(name="sgd", learning_rate=0.5)
-    changes = {"optimizer": optimizer} | ({} if layers is None else {"layers": digits_network(*layers)})
+    changes = {"optimizer": optimizer, **settings} | ({} if layers is None else {"layers": digits_network(*layers)})
     job = tiny_job(**changes)
-    missing = sorted(features_needed([p.layer for p in job.layers], optimizer) - backend.features)
+    needed = features_needed([p.layer for p in job.layers], optimizer) | {name for name, value in settings.items() if value}
+    missing = sorted(needed - backend.features)
     if missing:
         raise CheckSkipped(f"the backend does not implement {described(missing)}")
     return _same_steps_as_reference(backend, job, steps, what)
@@ -87,3 +88,12 @@ def check_schedule(backend: Backend) -> str:
     step = Adam(name="adam", learning_rate=0.01, epsilon=1e-10, schedule=Schedule(type="step", step_size=2, gamma=0.5))
     first = _same_as_reference(backend, None, 6, "SGD, warmup then cosine", cosine)
     return f"{first}; {_same_as_reference(backend, None, 6, 'Adam, step schedule', step)}"
+
+
+def check_clipping_and_smoothing(backend: Backend) -> str:
+    """Gradient clipping by the global norm (to 0.05, below this job's gradients: every update is clipped) and
+    label smoothing 0.1: three SGD steps with momentum give the numpy backend's kernels and biases."""
+    optimizer = SGD(name="sgd", learning_rate=0.5, momentum=0.9)
+    return _same_as_reference(
+        backend, None, 3, "clipped to norm 0.05, label smoothing 0.1", optimizer, gradient_clip_norm=0.05, label_smoothing=0.1
+    )

@@ -37,8 +37,17 @@ ALL_FEATURES = frozenset(
         "optimizer:adamw",
         "weight_decay",
         "schedule",
+        "gradient_clip_norm",
+        "label_smoothing",
     }
 )
+
+
+def features_of_spec(spec: Any) -> frozenset[str]:
+    """What a run's spec asks of a backend: :func:`features_needed` of its layers and optimizer, and its training
+    settings (``gradient_clip_norm``, ``label_smoothing``) where they are set."""
+    settings = {name for name in ("gradient_clip_norm", "label_smoothing") if getattr(spec, name, None)}
+    return features_needed(spec.layers, spec.optimizer) | settings
 
 
 def features_needed(layers: Sequence[Any], optimizer: Any = None) -> frozenset[str]:

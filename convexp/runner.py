@@ -167,6 +167,8 @@ def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
         test_labels=data.test_labels,
         max_steps=spec.max_steps,
         device=run.device,
+        gradient_clip_norm=spec.gradient_clip_norm,
+        label_smoothing=spec.label_smoothing,
         snapshot_layers=spec.snapshot_layers(),
         initial_weights=(
             initial_weights(run.layers, run.kernel_initializer, run.bias_initializer, spec.seed) if spec.shared_init else None

@@ -73,6 +73,12 @@ class RunSpec(BaseModel):
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many updates")
     train_examples: int | None = Field(default=None, ge=1, description="train on the first N examples only")
     log_every: int = Field(default=1, ge=1, description="record train_loss/train_accuracy every N steps")
+    gradient_clip_norm: float | None = Field(
+        default=None, gt=0, description="scale every gradient by min(1, c / ||g||), ||g|| the norm of all of them together"
+    )
+    label_smoothing: float = Field(
+        default=0.0, ge=0, lt=1, description="train on targets (1 - s) one-hot + s / classes (the test loss stays plain)"
+    )
     snapshots: SnapshotSchedule = Field(default_factory=SnapshotSchedule)
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
@@ -294,11 +300,16 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
             f"field 'device': backend '{spec.backend}' cannot train on {spec.device}; "
             f"it trains on {', '.join(backends[spec.backend].devices)}"
         )
-    from convexp.features import described, features_needed
+    from convexp.features import described, features_of_spec
 
-    missing = sorted(features_needed(spec.layers, spec.optimizer) - backends[spec.backend].features)
+    missing = sorted(features_of_spec(spec) - backends[spec.backend].features)
     if missing:
-        field = "optimizer" if all(m.startswith("optimizer") or m in ("weight_decay", "schedule") for m in missing) else "layers"
+        if all(m in ("gradient_clip_norm", "label_smoothing") for m in missing):
+            field = missing[0]
+        elif all(m.startswith("optimizer") or m in ("weight_decay", "schedule") for m in missing):
+            field = "optimizer"
+        else:
+            field = "layers"
         raise ValueError(
             f"field '{field}': backend '{spec.backend}' does not implement {described(missing)}; "
             f"`convexp plugins` lists what each backend implements"

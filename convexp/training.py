@@ -24,6 +24,7 @@ __all__ = [
     "AdamW",
     "Schedule",
     "learning_rate_at",
+    "clip_factor",
     "Optimizer",
     "TrainingJob",
     "TrainingObserver",
@@ -125,6 +126,15 @@ class AdamW(BaseModel):
 Optimizer = Union[SGD, Adam, AdamW]
 
 
+def clip_factor(global_norm: float, clip_norm: float | None) -> float:
+    """What gradients whose norm, taken all together, is ``global_norm`` are multiplied by when clipped to
+    ``clip_norm``: min(1, clip_norm / global_norm) -- TensorFlow's clip_by_global_norm; torch's clip_grad_norm_
+    divides by global_norm + 1e-6, which the torch backend does not."""
+    if clip_norm is None or global_norm <= clip_norm:
+        return 1.0
+    return clip_norm / global_norm
+
+
 def learning_rate_at(optimizer: Optimizer, done: int, total: int) -> float:
     """The learning rate of the update made after ``done`` updates, of ``total`` in the run: ``learning_rate``
     times its schedule's factor (the one definition every backend is held to)."""
@@ -159,6 +169,11 @@ class TrainingJob:
     initial_weights: Mapping[str, KernelSnapshot] | None = None
     #: When set, the backend restores this state and training goes on after its epoch.
     resume_from: Checkpoint | None = None
+    #: When set, every update's gradients (the loss's, before any weight decay) are scaled by
+    #: min(1, gradient_clip_norm / ||g||), ||g|| their norm taken all together (:func:`clip_factor`).
+    gradient_clip_norm: float | None = None
+    #: The training loss's targets are (1 - s) * one-hot + s / num_classes (the test loss is plain cross-entropy).
+    label_smoothing: float = 0.0
 
     @property
     def steps_per_epoch(self) -> int:

@@ -301,21 +301,18 @@ def test_a_run_is_analysed_and_drawn_after_its_backend_is_gone(mnist_keras_run, 
         connection.execute("UPDATE runs SET backend = 'uninstalled', spec = ? WHERE id = 1", (json.dumps(spec),))
     data = ["--data-dir", str(mnist_folder())]
     no_plugins = {"CONVEXP_LOAD_PLUGINS": ""}  # not one backend plugin is loaded
-    for args in [
-        ["show", "1"],
-        ["filters", "1"],
-        ["filters", "1", "--layer", "conv2", "--patches", "--top", "2", *data],
-        ["compare", "1", "1"],
-    ]:
+    for args in [["show", "1"], ["filters", "1"], ["compare", "1", "1"]]:
         result = run_cli(*args, "--db", str(db), env=no_plugins)
         assert result.returncode == 0, (args, result.stderr)
-    for kind in ("filters", "features", "patches", "maximize"):
-        out = tmp_path / f"{kind}.png"
-        result = run_cli("plot", kind, "1", "--layer", "conv1", "--out", str(out), "--db", str(db), *data, env=no_plugins)
-        assert result.returncode == 0, (kind, result.stderr)
+    out = tmp_path / "maximize.png"
+    result = run_cli("plot", "maximize", "1", "--layer", "conv1", "--out", str(out), "--db", str(db), *data, env=no_plugins)
+    assert result.returncode == 0, result.stderr
+    # the report draws the filters, their evolution, histogram and feature maps of conv1 and conv2's top patches
+    # (replaying the network): each picture drawn, none "not drawn"
     report = run_cli("report", "1", "--out", str(tmp_path / "r.html"), "--db", str(db), *data, env=no_plugins)
     assert report.returncode == 0, report.stderr
-    assert "conv2: each filter" in (tmp_path / "r.html").read_text()
+    text = (tmp_path / "r.html").read_text()
+    assert "conv2: each filter" in text and "a test image through conv1" in text and "not drawn" not in text
 
 
 def test_patches_need_every_layer_below_recorded(tmp_path):

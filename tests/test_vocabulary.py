@@ -266,7 +266,7 @@ def test_weight_decay_and_adamw_train_like_the_numpy_reference(backend):
     if get_backend(backend).unavailable_reason():
         pytest.skip(get_backend(backend).unavailable_reason())
     for check in CHECKS:
-        if check.name in ("weight-decay", "adamw", "schedule"):
+        if check.name in ("weight-decay", "adamw", "schedule", "clipping-smoothing"):
             assert "max abs difference" in run_check(check, backend)
 
 
@@ -329,3 +329,32 @@ def _rates(optimizer) -> list[float]:
     job = tiny_job(optimizer=optimizer, max_steps=7)
     run_epochs(job, Quiet(), lambda indices: (0.0, 0.0), lambda: (0.0, 0.0), lambda: {}, None, rates.append)
     return rates
+
+
+def test_label_smoothing_is_pytorch_s_and_its_gradient_is_finite_differences():
+    torch = pytest.importorskip("torch")
+    from convexp_plugins.numpy_backend import ops
+
+    rng = np.random.default_rng(3)
+    logits, labels = rng.standard_normal((6, 10)) * 3, rng.integers(0, 10, 6)
+    loss, _, grad = ops.softmax_cross_entropy(logits, labels, 0.1)
+    reference = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels), label_smoothing=0.1)
+    assert loss == pytest.approx(float(reference), rel=1e-12)
+    numeric = numeric_grad(lambda: ops.softmax_cross_entropy(logits, labels, 0.1)[0], logits)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_clipping_scales_every_gradient_by_the_global_norm_as_pytorch_clips():
+    torch = pytest.importorskip("torch")
+    from convexp.training import clip_factor
+
+    rng = np.random.default_rng(4)
+    grads = [rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3), rng.standard_normal((54, 10))]
+    norm = math.sqrt(sum((g**2).sum() for g in grads))
+    assert clip_factor(norm, norm * 2) == 1.0 and clip_factor(norm, norm / 4) == pytest.approx(0.25)
+    tensors = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64)) for g in grads]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.from_numpy(g.copy())
+    torch.nn.utils.clip_grad_norm_(tensors, 1.0)  # torch divides by norm + 1e-6: equal to 1e-6 relative
+    for t, g in zip(tensors, grads):
+        np.testing.assert_allclose(g * clip_factor(norm, 1.0), t.grad.numpy(), rtol=1e-5)

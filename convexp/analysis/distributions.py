@@ -39,6 +39,14 @@ class Spread:
         return cls(tuple(float(v) for v in np.percentile(flat, PERCENTILES)), float(flat.mean()), float(flat.std()))
 
 
+def _spreads(rows: np.ndarray) -> list[Spread]:
+    """:meth:`Spread.of` of each row of a (snapshots, values) array, computed for all rows at once."""
+    values = rows.astype(np.float64)
+    levels = np.percentile(values, PERCENTILES, axis=1).T
+    means, stds = values.mean(axis=1), values.std(axis=1)
+    return [Spread(tuple(float(v) for v in row), float(m), float(s)) for row, m, s in zip(levels, means, stds)]
+
+
 def sampled_steps(steps: list[int], points: int) -> list[int]:
     """At most ``points`` of the recorded ``steps``, evenly spread over their positions, first and last included."""
     if points < 2:
@@ -64,14 +72,11 @@ def layer_distribution(store: Store, run_id: int, layer: str, points: int = MAX_
         whole = store.self_contained_steps(run_id, layer)
         if len(whole) >= points:
             steps = sorted({recorded[0], *sampled_steps(whole, points)[1:-1], recorded[-1]})
-    kernels: list[Spread] = []
-    biases: list[Spread] = []
     snapshots = store.snapshots_at(run_id, layer, steps)
     steps = [s.step for s in snapshots]
-    for snapshot in snapshots:
-        kernels.append(Spread.of(snapshot.kernel_array))
-        if snapshot.bias is not None:
-            biases.append(Spread.of(np.frombuffer(snapshot.bias, dtype="<f4")))
+    kernels = _spreads(np.stack([s.kernel_array.reshape(-1) for s in snapshots]))
+    bias_bytes = [s.bias for s in snapshots if s.bias is not None]
+    biases = _spreads(np.stack([np.frombuffer(b, "<f4") for b in bias_bytes])) if len(bias_bytes) == len(snapshots) else []
 
     def series(spreads: list[Spread]) -> dict[str, Any] | None:
         if len(spreads) != len(steps):

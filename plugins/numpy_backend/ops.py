@@ -156,13 +156,21 @@ def _softmax_parts(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, 
     return exp, sums, log_probs_true
 
 
-def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Mean softmax cross-entropy, accuracy, and the gradient of the mean loss w.r.t. the logits."""
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, smoothing: float = 0.0) -> tuple[float, float, np.ndarray]:
+    """Mean softmax cross-entropy, accuracy, and the gradient of the mean loss w.r.t. the logits. With
+    ``smoothing`` s the targets are (1 - s) one-hot + s / classes: loss -(1 - s) log p_y - s / K sum_k log p_k."""
     exp, sums, log_probs_true = _softmax_parts(logits, labels)
-    loss = float(-log_probs_true.mean())
     accuracy = float((logits.argmax(axis=1) == labels).mean())
     grad = exp / sums
-    grad[np.arange(len(labels)), labels] -= 1.0
+    if smoothing:
+        classes = logits.shape[1]
+        log_probs = logits - logits.max(axis=1, keepdims=True) - np.log(sums)
+        loss = float(-((1 - smoothing) * log_probs_true + smoothing / classes * log_probs.sum(axis=1)).mean())
+        grad -= np.float32(smoothing / classes)
+        grad[np.arange(len(labels)), labels] -= np.float32(1.0 - smoothing)
+    else:
+        loss = float(-log_probs_true.mean())
+        grad[np.arange(len(labels)), labels] -= 1.0
     grad /= len(labels)
     return loss, accuracy, grad
 

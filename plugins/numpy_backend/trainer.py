@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
 
 from convexp.seeding import backend_rng, initial_weights
-from convexp.training import TrainingJob, TrainingObserver, run_epochs
+from convexp.training import TrainingJob, TrainingObserver, clip_factor, run_epochs
 
 from . import ops
 from .network import Network
@@ -65,9 +66,15 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
 
     def train_batch(indices):
         logits = network.forward(train_x[indices], training=True)
-        loss, accuracy, grad = ops.softmax_cross_entropy(logits, train_y[indices])
+        loss, accuracy, grad = ops.softmax_cross_entropy(logits, train_y[indices], job.label_smoothing)
         network.backward(grad)
-        updater.step(params, network.grads)
+        grads = network.grads
+        if job.gradient_clip_norm is not None:
+            norm = math.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in grads))
+            factor = clip_factor(norm, job.gradient_clip_norm)
+            if factor < 1.0:
+                grads = [g * np.float32(factor) for g in grads]
+        updater.step(params, grads)
         return loss, accuracy
 
     run_epochs(

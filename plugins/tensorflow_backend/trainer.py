@@ -15,6 +15,20 @@ from .model import build, conv_snapshots, load_weights
 EVAL_BATCH = 1000
 
 
+def _training_loss(smoothing: float, classes: int):
+    """The training loss: sparse softmax cross-entropy; with label smoothing s, -(1 - s) log p_y - s / K sum_k log p_k
+    (Keras's sparse loss takes no smoothing, and its dense one would need one-hot labels)."""
+    if not smoothing:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def smoothed(y, logits):
+        log_probs = tf.nn.log_softmax(logits)
+        true = tf.gather(log_probs, y, axis=1, batch_dims=1)
+        return -tf.reduce_mean((1 - smoothing) * true + smoothing / classes * tf.reduce_sum(log_probs, axis=1))
+
+    return smoothed
+
+
 def _own_momentum(config) -> bool:
     """Whether the train step keeps SGD's velocity itself: with momentum and a schedule. Keras folds the rate into
     its velocity (m = momentum * m - rate * g), torch and convexp apply it after (v = momentum * v + g,
@@ -74,7 +88,7 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
     if job.initial_weights is not None:
         load_weights(model, job.layers, job.initial_weights)
     optimizer = make_optimizer(job.optimizer)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss_fn = _training_loss(job.label_smoothing, job.layers[-1].output_shape[0])
     channels, height, width = job.layers[0].input_shape
     spec = (tf.TensorSpec([None, height, width, channels], tf.float32), tf.TensorSpec([None], tf.int64))
 
@@ -83,6 +97,7 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
     l2 = 0.0 if isinstance(job.optimizer, AdamW) else job.optimizer.weight_decay
     kernels = {id(layer.kernel) for layer in model.layers if getattr(layer, "kernel", None) is not None}
     decayed = [l2 > 0 and id(v) in kernels for v in model.trainable_weights]
+    clip = job.gradient_clip_norm
     config = job.optimizer
     own = isinstance(config, SGD) and _own_momentum(config)
     momentum = config.momentum if isinstance(config, SGD) and own else 0.0
@@ -95,6 +110,8 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
             logits = model(x, training=True)
             loss = loss_fn(y, logits)
         grads = tape.gradient(loss, model.trainable_weights)
+        if clip is not None:  # min(1, c / ||g||), as convexp defines it (tf.clip_by_global_norm computes the same)
+            grads, _ = tf.clip_by_global_norm(grads, clip)
         grads = [g + l2 * v if d else g for g, v, d in zip(grads, model.trainable_weights, decayed)]
         if velocities:  # v = momentum * v + g; the step is rate * v (Nesterov: rate * (g + momentum * v))
             for g, velocity in zip(grads, velocities):

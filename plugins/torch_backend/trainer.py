@@ -37,6 +37,18 @@ def make_optimizer(config, model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.learning_rate, betas=betas, eps=config.epsilon)
 
 
+@torch.no_grad()
+def _clip(model: torch.nn.Module, clip_norm: float) -> None:
+    """Scale every gradient by min(1, clip_norm / ||g||), ||g|| their norm all together: convexp's
+    :func:`~convexp.training.clip_factor` (torch's clip_grad_norm_ divides by ||g|| + 1e-6 instead)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in grads]))
+    if norm > clip_norm:
+        factor = (clip_norm / norm).to(grads[0].dtype)
+        for g in grads:
+            g.mul_(factor)
+
+
 def _set_learning_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
     """The rate the next update uses, in every parameter group (a schedule's, as convexp defines it)."""
     for group in optimizer.param_groups:
@@ -115,8 +127,10 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
             x, y = train_x[batch], train_y[batch]
             optimizer.zero_grad()
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=job.label_smoothing)
             loss.backward()
+            if job.gradient_clip_norm is not None:
+                _clip(model, job.gradient_clip_norm)
             optimizer.step()
             return loss.item(), (logits.argmax(1) == y).float().mean().item()
 

@@ -36,6 +36,16 @@ CX.maxAbs = function (values) {
   return m || 1;
 };
 
+// The colour map as 256 whole RGBA pixels in the machine's byte order, for writing a pixel in one store.
+CX.packedColours = function () {
+  if (!CX._packed) {
+    const bytes = new Uint8ClampedArray(256 * 4);
+    CX.cmap.forEach(([r, g, b], i) => bytes.set([r, g, b, 255], 4 * i));
+    CX._packed = new Uint32Array(bytes.buffer);
+  }
+  return CX._packed;
+};
+
 CX.colour = function (value, limit) {
   let index = Math.round((value / limit + 1) / 2 * 255);
   if (index < 0) index = 0; else if (index > 255) index = 255;
@@ -143,14 +153,15 @@ class KernelGrid {
     // the background between the cells, filled as whole pixels (one native fill, in the machine's byte order)
     if (!this.backgroundWord) this.backgroundWord = new Uint32Array(new Uint8ClampedArray([...CX.background(), 255]).buffer)[0];
     new Uint32Array(data.buffer).fill(this.backgroundWord);
+    const words = new Uint32Array(data.buffer), colours = CX.packedColours();
     for (const cell of this.cells()) {
       const { x: x0, y: y0 } = this.origin(cell.row, cell.col);
       for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
-        const [r, g, b] = CX.colour(this.cellValue(values, cell.filter, cell.channel, i, j), limit);
-        for (let dy = 0; dy < p; dy++) {
-          let o = ((y0 + i * p + dy) * width + x0 + j * p) * 4;
-          for (let dx = 0; dx < p; dx++, o += 4) { data[o] = r; data[o + 1] = g; data[o + 2] = b; data[o + 3] = 255; }
-        }
+        // the colour map's entry for the value, as CX.colour picks it; each row of the value's square is one fill
+        let index = Math.round((this.cellValue(values, cell.filter, cell.channel, i, j) / limit + 1) / 2 * 255);
+        index = index < 0 ? 0 : index > 255 ? 255 : index;
+        const colour = colours[index];
+        for (let dy = 0, o = (y0 + i * p) * width + x0 + j * p; dy < p; dy++, o += width) words.fill(colour, o, o + p);
       }
     }
     const ctx = this.canvas.getContext("2d");

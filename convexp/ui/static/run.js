@@ -209,7 +209,6 @@ function draw(snapshot) {
   canvas.dataset.step = snapshot.step; canvas.dataset.layer = state.layer; canvas.dataset.limit = state.limit;
   $("step-label").textContent = `step ${snapshot.step} (epoch ${snapshot.epoch}) · snapshot ${state.index + 1} of ${state.steps.length}`;
   trajectoryCharts.forEach((chart) => chart.setMarker(snapshot.step));  // the shown step on the filter's curves
-  if (spread.chart) spread.chart.setMarker(snapshot.step);
   if (state.selected !== null) showValues();
   if (!state.playing) scheduleAnalysis();
 }
@@ -326,6 +325,8 @@ function scheduleAnalysis() {
 
 async function loadAnalysis() {
   if (!state.snapshot) return;
+  // the shown step on the spread's chart: redrawn once scrubbing rests, like the analysis, not on every move
+  if (spread.chart) spread.chart.setMarker(state.snapshot.step);
   loadHistogram().catch((error) => { $("histogram-readout").textContent = String(error.message || error); });
   const step = state.snapshot.step, layer = state.layer;
   const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(layer)}/analysis?step=${step}`);
