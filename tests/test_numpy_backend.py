@@ -106,8 +106,10 @@ def test_softmax_cross_entropy_gradient_and_value():
     assert total == pytest.approx(loss * 5) and correct == round(accuracy * 5)
 
 
-def small_network(dtype=np.float64):
-    layers = [
+def small_network(dtype=np.float64, layers=None):
+    """A numpy network on (2, 9, 9) inputs with 3 classes (``layers``, or a conv/pool/dense mix), its weights drawn
+    at random, its parameters in ``dtype``."""
+    layers = layers or [
         Conv(type="conv", filters=3, kernel_size=3, activation="relu", padding="same"),
         Conv(type="conv", filters=4, kernel_size=3, stride=2),
         ReLU(type="relu"),
@@ -136,7 +138,11 @@ def small_network(dtype=np.float64):
 
 
 def test_whole_network_gradient_matches_finite_differences():
-    network = small_network()
+    assert_gradients_match_finite_differences(small_network())
+
+
+def assert_gradients_match_finite_differences(network) -> None:
+    """Every parameter gradient of a network on (2, 9, 9) inputs, 3 classes, against central differences."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 9, 9, 2))
     labels = np.array([0, 2, 1, 2])

@@ -6,6 +6,7 @@ The pages themselves are driven in Chromium in test_ui_browser.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +257,40 @@ def start_ui(*args: str) -> tuple[subprocess.Popen, str]:
             return process, found.group(1)
     process.wait(timeout=30)
     raise AssertionError("convexp ui did not start: " + "".join(lines))
+
+
+@contextlib.contextmanager
+def browsing(db: Path, viewport: dict | None = None) -> Iterator[dict]:
+    """A `convexp ui` on ``db`` and the system's Chromium through playwright: yields ``url`` and ``new_page(**options)``
+    (a page of one shared context, or of its own with options such as ``color_scheme``), each page's errors and
+    requests collected. Afterwards: the server logged no traceback, no page had an error, and nothing was
+    fetched from anywhere but the app (every asset ships in the package)."""
+    import shutil
+
+    from playwright import sync_api
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    server, url = start_ui("--db", str(db))
+    requested: list[str] = []
+    errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        context = browser.new_context(viewport=viewport or {"width": 1400, "height": 1100}, accept_downloads=True)
+
+        def new_page(**options):
+            page = browser.new_page(**options) if options else context.new_page()
+            page.on("request", lambda request: requested.append(request.url))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            return page
+
+        yield {"url": url, "new_page": new_page, "errors": errors, "requested": requested}
+        browser.close()
+    server.send_signal(signal.SIGINT)
+    _, log = server.communicate(timeout=30)
+    assert "Traceback" not in log, log
+    assert not errors, errors
+    assert all(r.startswith(url) or r.startswith("data:") for r in requested), [r for r in requested if not r.startswith(url)]
 
 
 def test_the_server_keeps_serving_and_logs_no_traceback(two_runs_db):

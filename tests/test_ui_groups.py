@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import sqlite3
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
-from tests.test_ui import start_ui
+from tests.test_ui import browsing
 from tests.test_ui_browser import hover_value
 
 pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
@@ -50,27 +49,8 @@ def world(tmp_path_factory):
     experiments = write_experiments(folder / "experiments.yaml", {"grid": grid, "single": two_convs})
     for name in ("grid", "single"):
         assert run_cli("run", str(experiments), "-e", name, "--db", str(db)).returncode == 0
-    server, url = start_ui("--db", str(db))
-    requested: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        context = browser.new_context(viewport={"width": 1400, "height": 1100})
-        errors: list[str] = []
-
-        def new_page():
-            page = context.new_page()
-            page.on("request", lambda request: requested.append(request.url))
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-            return page
-
-        yield {"db": db, "url": url, "new_page": new_page, "errors": errors, "requested": requested}
-        browser.close()
-    server.send_signal(signal.SIGINT)
-    _, log = server.communicate(timeout=30)
-    assert "Traceback" not in log, log
-    assert not errors, errors
-    assert all(r.startswith(url) or r.startswith("data:") for r in requested), [r for r in requested if not r.startswith(url)]
+    with browsing(db) as session:
+        yield {"db": db, **session}
 
 
 def _ids(db, where: str) -> list[str]:

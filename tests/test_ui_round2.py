@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import io
 import shutil
-import signal
 import sqlite3
 
 import numpy as np
 import pytest
 
 from tests.conftest import TINY_DIGITS, run_cli, stored_kernel, write_experiments
-from tests.test_ui import start_ui
+from tests.test_ui import browsing
 
 pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
@@ -48,27 +47,8 @@ def world(tmp_path_factory):
     assert ran.returncode == 0, ran.stderr
     assert run_cli("name", "1", "two layers", "--db", str(db)).returncode == 0
     assert run_cli("tag", "3", "baseline", "--db", str(db)).returncode == 0
-    server, url = start_ui("--db", str(db))
-    requested: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-        errors: list[str] = []
-
-        def new_page(**options):
-            page = browser.new_page(**options) if options else context.new_page()
-            page.on("request", lambda request: requested.append(request.url))
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-            return page
-
-        yield {"db": db, "url": url, "new_page": new_page}
-        browser.close()
-    server.send_signal(signal.SIGINT)
-    _, log = server.communicate(timeout=30)
-    assert "Traceback" not in log, log
-    assert not errors, errors
-    assert all(r.startswith(url) or r.startswith("data:") for r in requested), [r for r in requested if not r.startswith(url)]
+    with browsing(db) as session:
+        yield {"db": db, **session}
 
 
 def _query(db, sql, *args):

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from convexp import activations
-from convexp.layers import ACTIVATION_NAMES, ActivationLayer, AvgPool, Conv, Dense, GlobalAvgPool, plan
-from convexp.training import KernelSnapshot
+from convexp.layers import ACTIVATION_NAMES, ActivationLayer, AvgPool, Conv, Dense, GlobalAvgPool
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
-from tests.test_numpy_backend import numeric_grad
+from tests.test_numpy_backend import assert_gradients_match_finite_differences, numeric_grad, small_network
 
 X = np.linspace(-4, 4, 81)  # 0 included
 
@@ -69,32 +68,9 @@ def test_each_activation_gradient_matches_finite_differences(name):
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
 
 
-def _network(layers, input_shape, classes):
-    from convexp_plugins.numpy_backend.network import Network
-
-    planned = tuple(plan(list(layers), input_shape, classes))
-    rng = np.random.default_rng(4)
-    weights = {
-        p.name: KernelSnapshot(
-            rng.standard_normal(p.kernel_shape) * 0.5,
-            rng.standard_normal(p.kernel_shape[0] if len(p.kernel_shape) == 4 else p.kernel_shape[1]) * 0.1,
-        )
-        for p in planned
-        if p.kernel_shape
-    }
-    network = Network(planned, weights, np.random.default_rng(0))
-    for layer in network.layers:  # float64, for exact finite differences
-        if layer.params:
-            layer.kernel, layer.bias = layer.kernel.astype(np.float64), layer.bias.astype(np.float64)
-            layer.params = [layer.kernel, layer.bias]
-    return network
-
-
 def test_a_network_of_every_new_part_has_the_gradient_of_finite_differences():
-    from convexp_plugins.numpy_backend import ops
-
-    network = _network(
-        [
+    network = small_network(
+        layers=[
             Conv(type="conv", filters=3, kernel_size=3, padding="same", activation="tanh"),
             AvgPool(type="avgpool", pool_size=2),  # 9x9 -> 4x4: the last row and column dropped
             ActivationLayer(type="activation", activation="gelu"),
@@ -103,21 +79,9 @@ def test_a_network_of_every_new_part_has_the_gradient_of_finite_differences():
             GlobalAvgPool(type="global_avgpool"),
             Dense(type="dense", units=5, activation="sigmoid"),
             Dense(type="dense", units=3, activation="linear"),
-        ],
-        (2, 9, 9),
-        3,
+        ]
     )
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((4, 9, 9, 2))
-    labels = np.array([0, 2, 1, 2])
-
-    def loss():
-        return ops.softmax_cross_entropy(network.forward(x, training=True), labels)[0]
-
-    _, _, grad_logits = ops.softmax_cross_entropy(network.forward(x, training=True), labels)
-    network.backward(grad_logits)
-    for param, grad in zip(network.params, network.grads):
-        np.testing.assert_allclose(grad, numeric_grad(loss, param), rtol=1e-5, atol=1e-8)
+    assert_gradients_match_finite_differences(network)
 
 
 def test_average_pooling_is_the_window_mean_and_global_pooling_the_map_mean():
