@@ -91,10 +91,19 @@ class RunSpec(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        from convexp.datasets import DATASET_NAMES
+        from convexp.datasets import DATASET_NAMES, dataset_info
 
+        if value.startswith("npz:"):  # your own arrays: checked now, so a bad file is refused before any run
+            try:
+                dataset_info(value)
+            except ConvexpError as exc:
+                raise ValueError(str(exc)) from None
+            return value
         if value not in DATASET_NAMES:
-            raise ValueError(f"unknown dataset '{value}'{did_you_mean(value, DATASET_NAMES)}; known: {', '.join(DATASET_NAMES)}")
+            raise ValueError(
+                f"unknown dataset '{value}'{did_you_mean(value, DATASET_NAMES)}; known: {', '.join(DATASET_NAMES)}, "
+                "or {path: FILE.npz} for your own arrays"
+            )
         return value
 
     @field_validator("initializer", "bias_initializer")
@@ -335,6 +344,7 @@ class Grid:
     ):
         raw = dict(raw)
         self.tags, self.notes = _labels(path, experiment, raw.pop("tags", None), raw.pop("notes", None))
+        raw["dataset"] = _dataset(path, experiment, raw.get("dataset"))
         self.path, self.experiment, self.raw = path, experiment, raw
         self.overrides, self.backends = dict(overrides or {}), backends
         self.axes = tuple(key for key, value in raw.items() if key not in NOT_GRIDDED and isinstance(value, list))
@@ -398,6 +408,25 @@ class Grid:
             raise SpecError(
                 f"{self.path}: experiment '{self.experiment}': {text if text.startswith('field ') else 'field ' + text}{given}"
             ) from None
+
+
+def _dataset(path: str | Path, experiment: str, dataset: Any) -> Any:
+    """An experiment's ``dataset`` with ``{path: FILE.npz}`` (your own arrays, relative to the experiments file)
+    made the name a run records, ``npz:`` and the absolute path; a list of them likewise (a grid axis)."""
+    if isinstance(dataset, list):
+        return [_dataset(path, experiment, d) for d in dataset]
+    if not isinstance(dataset, dict):
+        return dataset
+    from convexp.datasets.arrays import dataset_name
+
+    if set(dataset) != {"path"} or not isinstance(dataset["path"], str):
+        raise SpecError(
+            f"{path}: experiment '{experiment}': field 'dataset': a dataset name, or {{path: FILE.npz}} (got {dataset!r})"
+        )
+    try:
+        return dataset_name(dataset["path"], Path(path).parent)
+    except ConvexpError as exc:
+        raise SpecError(f"{path}: experiment '{experiment}': field 'dataset': {exc}") from None
 
 
 def _labels(path: str | Path, experiment: str, tags: Any, notes: Any) -> tuple[tuple[str, ...], str | None]:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +101,38 @@ DATASET_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of dataset ``name``; raises with the known names if there is none."""
+    """The :class:`DatasetInfo` of dataset ``name`` (a named one, or ``npz:PATH``: your own arrays, see
+    :mod:`convexp.datasets.arrays`); raises with the known names if there is none."""
+    if name.startswith("npz:"):
+        return _arrays_info(name)
     if name not in _REGISTRY:
         raise unknown_name("dataset", name, DATASET_NAMES)
     return _REGISTRY[name]()
+
+
+def _arrays_info(name: str) -> DatasetInfo:
+    from convexp.datasets import arrays
+
+    file = arrays.file_of(name)
+    stat = file.stat() if file.is_file() else None
+    shape, classes, examples = _described(name, None if stat is None else (stat.st_mtime_ns, stat.st_size))
+    return DatasetInfo(
+        name,
+        shape,
+        classes,
+        examples,
+        f"your own arrays in {file}",
+        lambda data_dir: arrays.load(name),
+        lambda data_dir: {"file": file} if file.is_file() else arrays.load(name),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _described(name: str, version: tuple[int, int] | None) -> tuple[tuple[int, int, int], int, int]:
+    """The file's shape, classes and size, read once per version of the file (``version``: its mtime and size)."""
+    from convexp.datasets import arrays
+
+    return arrays.describe(name)
 
 
 def fingerprint(data: Dataset) -> str:

@@ -1,0 +1,155 @@
+"""Your own images as a dataset: a NumPy ``.npz`` file with the four arrays of a train/test split.
+
+An experiment names it ``dataset: {path: my-images.npz}`` (a path relative to the experiments file), which
+convexp records as ``npz:`` and the file's absolute path. The file holds ``train_images``, ``train_labels``,
+``test_images`` and ``test_labels`` (or Keras's names ``x_train``, ``y_train``, ``x_test``, ``y_test``):
+
+- images (N, H, W) for one channel, or (N, C, H, W) or (N, H, W, C) with C 1 or 3 (channels first when the
+  second axis is 1 or 3); ``uint8`` (scaled to [0, 1] by 255) or floating point, finite;
+- labels one whole number per image, from 0; the classes are 0 to the largest label in either split.
+
+Everything is checked when the experiment is validated, each problem one line naming the file and the array.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from convexp.errors import DatasetError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from convexp.datasets import Dataset
+
+PREFIX = "npz:"
+KEYS = {"train_images": "x_train", "train_labels": "y_train", "test_images": "x_test", "test_labels": "y_test"}
+#: The longest dataset name a run records (``runs.dataset``): ``npz:`` and the file's path.
+MAX_NAME = 100
+
+
+def dataset_name(path: str | Path, relative_to: Path | None = None) -> str:
+    """The dataset name an experiment's ``{path: ...}`` stands for: ``npz:`` and the absolute path."""
+    file = Path(path).expanduser()
+    if not file.is_absolute() and relative_to is not None:
+        file = relative_to / file
+    name = PREFIX + str(file.resolve())
+    if len(name) > MAX_NAME:
+        raise DatasetError(
+            f"{file}: a dataset path of at most {MAX_NAME - len(PREFIX)} characters is recorded with a run; move the file"
+        )
+    return name
+
+
+def file_of(name: str) -> Path:
+    """The file a ``npz:`` dataset name stands for."""
+    return Path(name[len(PREFIX) :])
+
+
+def _headers(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Each array's shape and dtype in an .npz file, read from the .npy headers without loading the data."""
+    import numpy as np
+
+    found = {}
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for member in archive.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                with archive.open(member) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(stream)
+                found[member[: -len(".npy")]] = (tuple(shape), np.dtype(dtype).str)
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise DatasetError(f"{file}: cannot be read as a NumPy .npz file ({exc})") from None
+    return found
+
+
+def _key(file: Path, present: dict, key: str) -> str:
+    if key in present:
+        return key
+    if KEYS[key] in present:
+        return KEYS[key]
+    raise DatasetError(f"{file}: holds no '{key}' (or '{KEYS[key]}') array; it holds {', '.join(sorted(present)) or 'none'}")
+
+
+def _chw(file: Path, key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Where each axis of an images array of ``shape`` goes in (N, C, H, W): the transposition to apply."""
+    if len(shape) == 3:
+        return (0, 1, 2)
+    if len(shape) == 4 and shape[1] in (1, 3):
+        return (0, 1, 2, 3)
+    if len(shape) == 4 and shape[3] in (1, 3):
+        return (0, 3, 1, 2)
+    raise DatasetError(
+        f"{file}: '{key}' has shape {list(shape)}; images are (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3"
+    )
+
+
+def describe(name: str) -> tuple[tuple[int, int, int], int, int]:
+    """(input shape (C, H, W), classes, training examples) of a ``npz:`` dataset, every array read and checked
+    (so that a bad file is refused when the experiment is validated, before anything runs)."""
+    data = load(name)
+    return data.train_images.shape[1:], data.num_classes, len(data.train_labels)  # type: ignore[return-value]
+
+
+def _classes(file: Path, train: np.ndarray, test: np.ndarray) -> int:
+    classes = int(max(train.max(initial=0), test.max(initial=0))) + 1
+    if classes < 2:
+        raise DatasetError(f"{file}: every label is 0; a classifier needs two classes or more")
+    return classes
+
+
+def _images(file: Path, key: str, array: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    order = _chw(file, key, array.shape)
+    array = array[:, None] if len(order) == 3 else array.transpose(order)
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array, dtype=np.float32) / np.float32(255.0)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DatasetError(f"{file}: '{key}' holds {array.dtype}; images are uint8 (0-255) or floating point")
+    images = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(images).all():
+        raise DatasetError(f"{file}: '{key}' holds NaN or infinity")
+    return images
+
+
+def _labels(file: Path, key: str, array: np.ndarray, count: int) -> np.ndarray:
+    import numpy as np
+
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise DatasetError(
+            f"{file}: '{key}' is {array.dtype} of shape {list(array.shape)}; labels are one whole number per image"
+        )
+    if len(array) != count:
+        raise DatasetError(f"{file}: '{key}' has {len(array)} labels for {count} images")
+    if len(array) and array.min() < 0:
+        raise DatasetError(f"{file}: '{key}' holds the label {int(array.min())}; labels count from 0")
+    return array.astype(np.int64)
+
+
+def load(name: str) -> Dataset:
+    """The dataset in a ``npz:`` file, each array checked (see the module's docs)."""
+    import numpy as np
+
+    from convexp.datasets import Dataset
+
+    file = file_of(name)
+    if not file.is_file():
+        raise DatasetError(f"{file}: no such file (the experiment's dataset path)")
+    present = _headers(file)
+    keys = {key: _key(file, present, key) for key in KEYS}
+    with np.load(file, allow_pickle=False) as arrays:
+        train = _images(file, keys["train_images"], arrays[keys["train_images"]])
+        test = _images(file, keys["test_images"], arrays[keys["test_images"]])
+        train_labels = _labels(file, keys["train_labels"], arrays[keys["train_labels"]], len(train))
+        test_labels = _labels(file, keys["test_labels"], arrays[keys["test_labels"]], len(test))
+    if train.shape[1:] != test.shape[1:]:
+        raise DatasetError(f"{file}: train images are {list(train.shape[1:])} (C, H, W), test images {list(test.shape[1:])}")
+    if not len(train):
+        raise DatasetError(f"{file}: '{keys['train_images']}' holds no images")
+    return Dataset(name, train, train_labels, test, test_labels, _classes(file, train_labels, test_labels))
