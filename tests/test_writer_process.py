@@ -235,3 +235,26 @@ def test_a_writer_moves_to_its_process_part_way_and_keeps_order_and_bits(db_path
     assert snapshots == list(range(1, first + 20))
     wide = stored_kernels(db_path, "wide", run_id)
     assert all(wide[step].tobytes() == flat.tobytes() for step, flat in flats.items())
+
+
+def test_a_writer_process_whose_parent_is_gone_ends_quietly(db_path, new_run):
+    """Its parent killed or its Dask task cancelled, the writer finds no one to answer: it ends, with no traceback."""
+    import pickle
+    import subprocess
+    import sys
+
+    from convexp.store.writer_process import _HEADER
+
+    store, run_id = new_run
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from convexp.store.writer_process import main; main()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.close()  # the parent stops listening before the writer answers
+    meta = pickle.dumps((store.url, run_id, 5.0, (0, "")))
+    child.stdin.write(_HEADER.pack(b"I", len(meta), 0) + meta)
+    child.stdin.close()
+    stderr = child.stderr.read()
+    assert child.wait(timeout=60) == 0 and b"Traceback" not in stderr, stderr.decode()

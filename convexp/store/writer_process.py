@@ -368,7 +368,11 @@ def main() -> None:
                     write_batch(store, run_id, _batch_from(bytes(meta), raw), owner)
             except BaseException as exc:  # noqa: BLE001 -- handed to the training process
                 error, failed = exc, True
-            os.write(outgoing, _answer_bytes(error))
+            try:
+                os.write(outgoing, _answer_bytes(error))
+            except BrokenPipeError:
+                return  # the parent is gone (killed, or its task cancelled): there is no one to answer
+
             if kind == b"C":
                 # Everything is committed. Leave at once, without closing the database: SQLite would
                 # first fold the WAL back into the file, after the parent had moved on; the parent's
