@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from convexp.datasets import mnist
-from convexp.datasets.download import fetch_mnist
+from convexp.datasets.download import fetch
+from convexp.datasets.idx import MNIST
 from convexp.errors import DatasetError
 from tests.conftest import run_cli
 
@@ -63,7 +64,7 @@ def gz_folder(mnist_dir, tmp_path):
 def test_fetch_resumes_broken_transfers_and_verifies(gz_folder, tmp_path):
     server, url, state = serve(gz_folder, cut_first_transfer=True)
     try:
-        written = fetch_mnist([url], tmp_path / "cache", attempts=3, timeout=10)
+        written = fetch(MNIST, [url], tmp_path / "cache", attempts=3, timeout=10)
     finally:
         server.shutdown()
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(p.name for p in written.values())
@@ -76,7 +77,7 @@ def test_a_corrupt_mirror_is_skipped_for_a_good_one(gz_folder, tmp_path):
     bad, bad_url, _ = serve(gz_folder, corrupt=True)
     good, good_url, _ = serve(gz_folder)
     try:
-        fetch_mnist([bad_url, good_url], tmp_path / "cache", attempts=1, timeout=10)
+        fetch(MNIST, [bad_url, good_url], tmp_path / "cache", attempts=1, timeout=10)
     finally:
         bad.shutdown()
         good.shutdown()
@@ -90,7 +91,7 @@ def test_failed_download_leaves_nothing_half_written(gz_folder, tmp_path):
         with pytest.raises(
             DatasetError, match=r"could not download train-images-idx3-ubyte.gz: .*cannot be read as gzip.*; .*HTTP 404"
         ):
-            fetch_mnist([bad_url, empty_url], tmp_path / "cache", attempts=1, timeout=10)
+            fetch(MNIST, [bad_url, empty_url], tmp_path / "cache", attempts=1, timeout=10)
     finally:
         bad.shutdown()
         empty.shutdown()

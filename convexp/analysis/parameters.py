@@ -59,12 +59,13 @@ def resolved_spec(spec: dict[str, Any], model: RunSpec | None = None) -> dict[st
     return spec if model is None else model.model_dump(mode="json")
 
 
-def run_parameters(run: RunRecord, model: RunSpec | None = None) -> dict[str, Any]:
-    """One run's parameters as flat fields (see the module's docs); ``model``: its :func:`run_spec`, if made already."""
+def run_parameters(run: RunRecord, model: RunSpec | None = None, spec_fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One run's parameters as flat fields (see the module's docs); ``model``: its :func:`run_spec`, and
+    ``spec_fields``: its spec flattened (``flatten(resolved_spec(...))``), if made already."""
     return {
         "experiment": run.experiment,
         "backend": run.backend,
-        **flatten(resolved_spec(run.spec, model)),
+        **(spec_fields if spec_fields is not None else flatten(resolved_spec(run.spec, model))),
         "kernel_initializer": run.kernel_initializer,  # the concrete one: 'default' is the backend's own
     }
 

@@ -48,27 +48,7 @@ def file_of(name: str) -> Path:
     return Path(name[len(PREFIX) :])
 
 
-def _headers(file: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Each array's shape and dtype in an .npz file, read from the .npy headers without loading the data."""
-    import numpy as np
-
-    found = {}
-    try:
-        with zipfile.ZipFile(file) as archive:
-            for member in archive.namelist():
-                if not member.endswith(".npy"):
-                    continue
-                with archive.open(member) as stream:
-                    version = np.lib.format.read_magic(stream)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read(stream)
-                found[member[: -len(".npy")]] = (tuple(shape), np.dtype(dtype).str)
-    except (OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise DatasetError(f"{file}: cannot be read as a NumPy .npz file ({exc})") from None
-    return found
-
-
-def _key(file: Path, present: dict, key: str) -> str:
+def _key(file: Path, present: list[str], key: str) -> str:
     if key in present:
         return key
     if KEYS[key] in present:
@@ -141,13 +121,15 @@ def load(name: str) -> Dataset:
     file = file_of(name)
     if not file.is_file():
         raise DatasetError(f"{file}: no such file (the experiment's dataset path)")
-    present = _headers(file)
-    keys = {key: _key(file, present, key) for key in KEYS}
-    with np.load(file, allow_pickle=False) as arrays:
-        train = _images(file, keys["train_images"], arrays[keys["train_images"]])
-        test = _images(file, keys["test_images"], arrays[keys["test_images"]])
-        train_labels = _labels(file, keys["train_labels"], arrays[keys["train_labels"]], len(train))
-        test_labels = _labels(file, keys["test_labels"], arrays[keys["test_labels"]], len(test))
+    try:
+        with np.load(file, allow_pickle=False) as arrays:
+            keys = {key: _key(file, arrays.files, key) for key in KEYS}
+            train = _images(file, keys["train_images"], arrays[keys["train_images"]])
+            test = _images(file, keys["test_images"], arrays[keys["test_images"]])
+            train_labels = _labels(file, keys["train_labels"], arrays[keys["train_labels"]], len(train))
+            test_labels = _labels(file, keys["test_labels"], arrays[keys["test_labels"]], len(test))
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:  # not an .npz, or an array that needs pickle
+        raise DatasetError(f"{file}: cannot be read as a NumPy .npz file ({exc})") from None
     if train.shape[1:] != test.shape[1:]:
         raise DatasetError(f"{file}: train images are {list(train.shape[1:])} (C, H, W), test images {list(test.shape[1:])}")
     if not len(train):

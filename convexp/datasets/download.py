@@ -19,8 +19,6 @@ from pathlib import Path
 from convexp.datasets.idx import MNIST, IdxCollection, read_raw
 from convexp.errors import DatasetError
 
-#: Public mirrors of MNIST's four gzip files (each collection lists its own: ``IdxCollection.mirrors``).
-DEFAULT_MIRRORS = MNIST.mirrors
 CHUNK = 1 << 16
 
 #: progress(file name, bytes so far, total bytes or None)
@@ -120,15 +118,3 @@ def fetch(
         key: fetch_file(key, chosen, destination, attempts=attempts, timeout=timeout, progress=progress, collection=collection)
         for key in collection.files
     }
-
-
-def fetch_mnist(
-    mirrors: list[str] | None = None,
-    destination: Path | None = None,
-    *,
-    attempts: int = 3,
-    timeout: float = 30.0,
-    progress: Progress | None = None,
-) -> dict[str, Path]:
-    """Download the four MNIST files into the cache (or ``destination``), each verified by its MD5."""
-    return fetch(MNIST, mirrors, destination, attempts=attempts, timeout=timeout, progress=progress)

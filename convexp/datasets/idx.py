@@ -142,7 +142,8 @@ class IdxCollection:
 
     def load(self, data_dir: Path | None = None) -> Dataset:
         """The collection with pixels scaled to [0, 1], images shaped (N, 1, 28, 28)."""
-        arrays = {key: self.read_verified(key, path) for key, path in self.locate(data_dir).items()}
+        paths = self.locate(data_dir)
+        arrays = {key: self.read_verified(key, path) for key, path in paths.items()}
 
         def images(key: str) -> np.ndarray:
             return (arrays[key].astype(np.float32) / np.float32(255.0))[:, None, :, :]
@@ -151,7 +152,7 @@ class IdxCollection:
         for key, values in labels.items():
             if values.size and not 0 <= values.min() <= values.max() < len(self.classes):
                 raise DatasetError(
-                    f"{key}: labels from {values.min()} to {values.max()}; {self.title} has {len(self.classes)} classes"
+                    f"{paths[key]}: labels from {values.min()} to {values.max()}; {self.title} has {len(self.classes)} classes"
                 )
         return Dataset(
             self.name,
@@ -208,12 +209,6 @@ def _decompress(path: Path, raw: bytes) -> bytes:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"{path}: cannot be read as gzip or IDX data ({exc})") from None
-
-
-def read_bytes(path: Path) -> bytes:
-    """The decompressed bytes of an IDX file, gzip or plain; raises :class:`DatasetError` if corrupt."""
-    raw = read_raw(path)
-    return _decompress(path, raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
 def _files(sizes: dict[str, tuple[int, ...]], gz_md5: dict[str, str]) -> dict[str, IdxFile]:

@@ -68,20 +68,19 @@ def planned_steps(spec: RunSpec | None) -> int | None:
 
 
 @functools.lru_cache(maxsize=512)
-def _spec_facts(spec_json: str) -> tuple[int | None, tuple[tuple[str, Any], ...]]:
-    """A recorded spec's planned steps and its parameters as shown (the description aside: long, and not a
-    setting), worked out once per distinct spec: the runs of a grid share most of theirs."""
+def _spec_facts(spec_json: str) -> tuple[int | None, dict[str, Any]]:
+    """A recorded spec's planned steps and its fields flattened with today's defaults, worked out once per
+    distinct spec (the runs of a grid share most of theirs); callers must not change the dict."""
     spec = json.loads(spec_json)
     model = run_spec(spec)
-    shown = {k: shown_value(v) for k, v in flatten(resolved_spec(spec, model)).items() if k != "description"}
-    return planned_steps(model), tuple(shown.items())
+    return planned_steps(model), flatten(resolved_spec(spec, model))
 
 
 def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
     """A run as a row of the runs table: the columns ``convexp runs`` prints, plus the planned epochs and
     steps; while it trains, ``seconds`` is the time so far and ``seconds_left`` a guess from its pace."""
     status = run.shown_status(now)
-    planned, spec_parameters = _spec_facts(json.dumps(run.spec, default=str))
+    planned, spec_fields = _spec_facts(json.dumps(run.spec, default=str))
     seconds, left = run.seconds, None
     if run.finished_at is None and status in ("running", "stale"):
         seconds = ((now or datetime.now(timezone.utc).replace(tzinfo=None)) - run.started_at).total_seconds()
@@ -106,13 +105,8 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "dataset": run.dataset,
         "seed": run.seed,
         "initializer": run.kernel_initializer,
-        # its parameters as `convexp runs` and `summary` name them (run_parameters' fields, in its order)
-        "params": {
-            "experiment": shown_value(run.experiment),
-            "backend": shown_value(run.backend),
-            **dict(spec_parameters),
-            "kernel_initializer": shown_value(run.kernel_initializer),
-        },
+        # its parameters as `convexp runs` and `summary` name them (the description aside: long, and not a setting)
+        "params": {k: shown_value(v) for k, v in run_parameters(run, spec_fields=spec_fields).items() if k != "description"},
     }
 
 
@@ -286,8 +280,7 @@ def filters_gif(store: Store, run: RunRecord, layer: str, first: str | None, las
             f"{layer} of run {run.id} has no snapshot from step {start} to {stop}; it has steps {steps[0]} to {steps[-1]}"
         )
     steps = distributions.sampled_steps(recorded, frames) if len(recorded) > 1 else recorded
-    snapshots = [store.snapshot(run.id, layer, s) for s in steps]
-    kernels = np.stack([s.kernel_array for s in snapshots])
+    kernels = np.stack([s.kernel_array for s in store.snapshots_at(run.id, layer, steps)])
     buffer = io.BytesIO()
     evolution_gif(kernels, np.array(steps), f"run {run.id} {layer}", buffer, frames=len(steps))
     return buffer.getvalue()
