@@ -33,6 +33,7 @@ from convexp.conformance_layers import (
     check_adamw,
     check_average_pooling,
     check_clipping_and_smoothing,
+    check_dilation_and_groups,
     check_schedule,
     check_weight_decay,
 )
@@ -490,6 +491,7 @@ CHECKS: tuple[Check, ...] = (
     _check("strided-same", check_strided_same),
     _check("activations", check_activations),
     _check("average-pooling", check_average_pooling),
+    _check("dilation-groups", check_dilation_and_groups),
     _check("dropout", check_dropout_scaling),
     _check("snapshots", check_snapshot_layout),
     _check("trainer", check_trainer),

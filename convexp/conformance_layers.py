@@ -81,6 +81,19 @@ def check_average_pooling(backend: Backend) -> str:
     return _same_as_reference(backend, layers, 3, "avgpool and global_avgpool")
 
 
+def check_dilation_and_groups(backend: Backend) -> str:
+    """A dilated conv (3x3 taps 2 pixels apart, 'same'), a grouped conv (2 groups) and a depthwise conv (groups =
+    channels, two filters each) train three SGD steps like the numpy backend. Kernels are (out, in / groups, kh, kw)."""
+    layers = (
+        Conv(type="conv", filters=4, kernel_size=3, padding="same", dilation=2, activation="relu"),
+        Conv(type="conv", filters=6, kernel_size=3, groups=2, activation="tanh"),
+        Conv(type="conv", filters=12, kernel_size=2, stride=2, groups=6, padding="same"),
+        Flatten(type="flatten"),
+        Dense(type="dense", units=10),
+    )
+    return _same_as_reference(backend, layers, 3, "dilation 2, 2 groups, depthwise")
+
+
 def check_schedule(backend: Backend) -> str:
     """A learning-rate schedule: two updates of linear warmup, then cosine decay (SGD with momentum), and a step
     schedule (Adam): six updates each give the numpy backend's kernels and biases."""

@@ -32,6 +32,8 @@ ALL_FEATURES = frozenset(
     {
         *LAYER_TYPE_NAMES,
         *(f"activation:{a}" for a in ACTIVATION_NAMES),
+        "conv:dilation",
+        "conv:groups",
         "optimizer:sgd",
         "optimizer:adam",
         "optimizer:adamw",
@@ -51,12 +53,15 @@ def features_of_spec(spec: Any) -> frozenset[str]:
 
 
 def features_needed(layers: Sequence[Any], optimizer: Any = None) -> frozenset[str]:
-    """What ``layers`` (and ``optimizer``, if given) ask of a backend: each layer type, ``activation:NAME`` for
-    each activation, ``optimizer:NAME``, ``weight_decay`` for an L2 term on sgd or adam, and ``schedule`` for a
+    """What ``layers`` (and ``optimizer``, if given) ask of a backend: each layer type, ``conv:dilation`` and
+    ``conv:groups`` for a conv that dilates or groups, ``activation:NAME`` for each activation, ``optimizer:NAME``, ``weight_decay`` for an L2 term on sgd or adam, and ``schedule`` for a
     learning-rate schedule."""
     needed = set()
     for layer in layers:
         needed.add(layer.type)
+        for option in ("dilation", "groups"):
+            if getattr(layer, option, 1) > 1:
+                needed.add(f"conv:{option}")
         activation = getattr(layer, "activation", None)
         if activation is not None:
             needed.add(f"activation:{activation}")

@@ -44,12 +44,26 @@ class Conv(_Layer):
     stride: int = Field(default=1, ge=1)
     padding: Padding = "valid"
     activation: Activation = "none"
+    dilation: int = Field(
+        default=1, ge=1, description="spacing of the kernel's taps: a k x k kernel spans (k - 1) * dilation + 1 pixels"
+    )
+    groups: int = Field(
+        default=1,
+        ge=1,
+        description="split the input and output channels into this many groups, each convolved on its own; "
+        "groups = input channels is a depthwise convolution",
+    )
 
     @property
     def kernel_hw(self) -> tuple[int, int]:
         """(kh, kw)."""
         k = self.kernel_size
         return (k, k) if isinstance(k, int) else tuple(k)  # type: ignore[return-value]
+
+    @property
+    def span_hw(self) -> tuple[int, int]:
+        """How many input rows and columns one output sees: the kernel size, spread by the dilation."""
+        return tuple((k - 1) * self.dilation + 1 for k in self.kernel_hw)  # type: ignore[return-value]
 
 
 class MaxPool(_Layer):
@@ -144,7 +158,7 @@ class PlannedLayer:
         """Canonical kernel shape: conv (out, in, kh, kw), dense (in, units); None for no weights."""
         if isinstance(self.layer, Conv):
             kh, kw = self.layer.kernel_hw
-            return (self.layer.filters, self.input_shape[0], kh, kw)
+            return (self.layer.filters, self.input_shape[0] // self.layer.groups, kh, kw)
         if isinstance(self.layer, Dense):
             return (self.input_shape[0], self.layer.units)
         return None
@@ -186,6 +200,20 @@ def plan(layers: list, input_shape: tuple[int, int, int], num_classes: int) -> l
     return planned
 
 
+def _check_conv(layer: Conv, channels: int, where: str) -> None:
+    """Raise :class:`ShapeError` when a conv's groups do not divide its channels, or when it asks for both a stride
+    and a dilation (Keras's Conv2D and TensorFlow's convolution refuse that pair, so no backend is asked for it)."""
+    if channels % layer.groups or layer.filters % layer.groups:
+        raise ShapeError(
+            f"{where}: groups = {layer.groups} must divide both its {channels} input channels and its {layer.filters} filters"
+        )
+    if layer.stride > 1 and layer.dilation > 1:
+        raise ShapeError(
+            f"{where}: stride {layer.stride} with dilation {layer.dilation}: a conv may have one of them above 1, "
+            "not both (TensorFlow's convolution does not compute that pair)"
+        )
+
+
 def _output_shape(layer, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
     if isinstance(layer, GlobalAvgPool):
         if len(shape) != 3:
@@ -196,8 +224,13 @@ def _output_shape(layer, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
             raise ShapeError(f"{where}: needs (channels, height, width) input, got a flat vector of {shape[0]}")
         channels, height, width = shape
         if isinstance(layer, Conv):
-            (kh, kw), stride, padding = layer.kernel_hw, layer.stride, layer.padding
-            what = f"kernel {kh}x{kw}"
+            _check_conv(layer, channels, where)
+            (kh, kw), stride, padding = layer.span_hw, layer.stride, layer.padding
+            what = (
+                f"kernel {kh}x{kw}"
+                if layer.dilation == 1
+                else f"kernel {layer.kernel_hw[0]}x{layer.kernel_hw[1]} dilated by {layer.dilation} (spanning {kh}x{kw})"
+            )
         else:
             kh = kw = stride = layer.pool_size
             padding = "valid"

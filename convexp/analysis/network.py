@@ -108,7 +108,7 @@ def receptive_field(layers: Sequence[PlannedLayer]) -> ReceptiveField:
 def _window(p: PlannedLayer, axis: int) -> tuple[int, int, int]:
     """(kernel, stride, padding before) of a layer along one spatial axis; (1, 1, 0) for element-wise layers."""
     if isinstance(p.layer, Conv):
-        kernel, stride = p.layer.kernel_hw[axis], p.layer.stride
+        kernel, stride = p.layer.span_hw[axis], p.layer.stride
         before = same_padding(p.input_shape[1 + axis], kernel, stride)[0] if p.layer.padding == "same" else 0
         return kernel, stride, before
     if isinstance(p.layer, (MaxPool, AvgPool)):
@@ -117,14 +117,29 @@ def _window(p: PlannedLayer, axis: int) -> tuple[int, int, int]:
 
 
 def conv2d(
-    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, stride: int, pads: tuple[tuple[int, int], tuple[int, int]]
+    x: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None,
+    stride: int,
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    dilation: int = 1,
+    groups: int = 1,
 ) -> np.ndarray:
-    """Cross-correlation of (N, C, H, W) inputs with (O, C, kh, kw) kernels: (N, O, H', W') plus the bias."""
+    """Cross-correlation of (N, C, H, W) inputs with (O, C / groups, kh, kw) kernels: (N, O, H', W') plus the bias.
+    The kernel's taps are ``dilation`` pixels apart; output channel o sees the input channels of group
+    o // (O / groups) only."""
     if any(any(p) for p in pads):
         x = np.pad(x, ((0, 0), (0, 0), pads[0], pads[1]))
-    kh, kw = kernel.shape[2:]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
-    out = np.tensordot(windows, kernel, axes=([1, 4, 5], [1, 2, 3]))  # (N, H', W', O)
+    out_channels, per_group, kh, kw = kernel.shape
+    span = ((kh - 1) * dilation + 1, (kw - 1) * dilation + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))[:, :, ::stride, ::stride, ::dilation, ::dilation]
+    if groups == 1:
+        out = np.tensordot(windows, kernel, axes=([1, 4, 5], [1, 2, 3]))  # (N, H', W', O)
+    else:
+        n, _, ho, wo = windows.shape[:4]
+        grouped = windows.reshape(n, groups, per_group, ho, wo, kh, kw)
+        out = np.einsum("ngchwij,gocij->nhwgo", grouped, kernel.reshape(groups, out_channels // groups, per_group, kh, kw))
+        out = out.reshape(n, ho, wo, out_channels)
     if bias is not None:
         out = out + bias
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
@@ -161,8 +176,8 @@ def _pads(p: PlannedLayer) -> tuple[tuple[int, int], tuple[int, int]]:
     if not isinstance(layer, Conv) or layer.padding != "same":
         return (0, 0), (0, 0)
     return (
-        same_padding(p.input_shape[1], layer.kernel_hw[0], layer.stride),
-        same_padding(p.input_shape[2], layer.kernel_hw[1], layer.stride),
+        same_padding(p.input_shape[1], layer.span_hw[0], layer.stride),
+        same_padding(p.input_shape[2], layer.span_hw[1], layer.stride),
     )
 
 
@@ -183,7 +198,8 @@ def _apply(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, pads, last:
     layer = p.layer
     if isinstance(layer, Conv):
         kernel, bias = network.weights[p.name]
-        x = conv2d(x, kernel.astype(x.dtype), None if bias is None else bias.astype(x.dtype), layer.stride, pads)
+        bias = None if bias is None else bias.astype(x.dtype)
+        x = conv2d(x, kernel.astype(x.dtype), bias, layer.stride, pads, layer.dilation, layer.groups)
         return x if last or layer.activation == "none" else activations.apply(layer.activation, x)
     if isinstance(layer, MaxPool):
         return max_pool(x, layer.pool_size)
@@ -237,16 +253,22 @@ def _backward(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, y: np.nd
         if not last and layer.activation == "relu":
             dy = dy * (y > 0)
         elif not last and layer.activation != "none":
-            pre = conv2d(x, kernel, _bias64(network, p), layer.stride, ((0, 0), (0, 0)))
+            pre = conv2d(x, kernel, _bias64(network, p), layer.stride, ((0, 0), (0, 0)), layer.dilation, layer.groups)
             dy = activations.gradient(layer.activation, pre, y, dy)
-        stride = layer.stride
-        kh, kw = kernel.shape[2:]
-        ho, wo = dy.shape[2:]
-        columns = np.tensordot(dy, kernel, axes=([1], [0]))  # (N, H', W', C, kh, kw): what each window receives
+        stride, dilation, groups = layer.stride, layer.dilation, layer.groups
+        out_channels, per_group, kh, kw = kernel.shape
+        n, _, ho, wo = dy.shape
+        if groups == 1:
+            columns = np.tensordot(dy, kernel, axes=([1], [0]))  # (N, H', W', C, kh, kw): what each window receives
+        else:
+            grouped_kernel = kernel.reshape(groups, out_channels // groups, per_group, kh, kw)
+            grouped_dy = dy.reshape(n, groups, out_channels // groups, ho, wo)
+            columns = np.einsum("ngohw,gocij->nhwgcij", grouped_dy, grouped_kernel).reshape(n, ho, wo, -1, kh, kw)
         dx = np.zeros_like(x)
         for i in range(kh):
             for j in range(kw):
-                dx[:, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride] += columns[
+                top, left = i * dilation, j * dilation
+                dx[:, :, top : top + stride * (ho - 1) + 1 : stride, left : left + stride * (wo - 1) + 1 : stride] += columns[
                     :, :, :, :, i, j
                 ].transpose(0, 3, 1, 2)
         return dx

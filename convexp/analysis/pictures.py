@@ -208,15 +208,34 @@ def init_histogram_figure(kernel: np.ndarray, initializer: str, title: str) -> F
     return figure
 
 
-def correlate_layer(image: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, stride: int, padding: Padding) -> np.ndarray:
-    """A conv layer's pre-activation output (out, H', W') for one (C, H, W) image, computed with scipy."""
+def correlate_layer(
+    image: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None,
+    stride: int,
+    padding: Padding,
+    dilation: int = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """A conv layer's pre-activation output (out, H', W') for one (C, H, W) image, computed with scipy: a dilated
+    kernel is correlated as the kernel with dilation - 1 zeros between its taps; filter o of a grouped conv sees the
+    input channels of its group."""
     from scipy.signal import correlate2d
 
     image = image.astype(np.float64)
+    out_channels, per_group, kh, kw = kernel.shape
+    spread = np.zeros((out_channels, per_group, (kh - 1) * dilation + 1, (kw - 1) * dilation + 1))
+    spread[:, :, ::dilation, ::dilation] = kernel
     if padding == "same":
-        pads = [same_padding(image.shape[axis], kernel.shape[axis], stride) for axis in (1, 2)]
+        pads = [same_padding(image.shape[axis], spread.shape[axis + 1], stride) for axis in (1, 2)]
         image = np.pad(image, ((0, 0), pads[0], pads[1]))
-    maps = np.stack([sum(correlate2d(image[c], k[c], mode="valid") for c in range(image.shape[0])) for k in kernel])
+    per_filter = out_channels // groups
+    maps = np.stack(
+        [
+            sum(correlate2d(image[(o // per_filter) * per_group + c], k[c], mode="valid") for c in range(per_group))
+            for o, k in enumerate(spread)
+        ]
+    )
     maps = maps[:, ::stride, ::stride]
     return maps + (0 if bias is None else bias[:, None, None])
 
@@ -377,7 +396,8 @@ def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Fig
     image = data.test_images[options.image_index]
     index = snapshot_index(series, options.step)
     biases = None if series.biases is None else series.biases[index]
-    maps = correlate_layer(image, series.kernels[index], biases, planned.layer.stride, planned.layer.padding)
+    layer = planned.layer
+    maps = correlate_layer(image, series.kernels[index], biases, layer.stride, layer.padding, layer.dilation, layer.groups)
     if planned.layer.activation != "none":
         from convexp.activations import apply
 

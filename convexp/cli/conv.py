@@ -26,11 +26,21 @@ def conv_command(
         PaddingChoice, typer.Option(help="'valid' uses only full windows; 'same' pads to ceil(H / stride).")
     ] = PaddingChoice.valid,
     stride: Annotated[int, typer.Option(help="Stride in both directions.")] = 1,
+    dilation: Annotated[int, typer.Option(help="Space the kernel's taps this many pixels apart.")] = 1,
+    groups: Annotated[
+        int,
+        typer.Option(help="Split channels and filters into this many groups; each filter sees its group's channels only."),
+    ] = 1,
     out: Annotated[
         Optional[Path], typer.Option(help="Write the result (N, out, H', W') to this .npy instead of printing it.")
     ] = None,
     explain: Annotated[
-        bool, typer.Option("--explain", help="Walk through a 5x5 image, 3x3 kernel, valid padding (or your 2-D arrays).")
+        bool,
+        typer.Option(
+            "--explain",
+            help="Walk through a 5x5 image and 3x3 kernel (or your 2-D arrays) with the padding, stride and dilation given; "
+            "with --groups, a depthwise example too.",
+        ),
     ] = False,
 ) -> None:
     """Cross-correlate an image with a kernel on a backend, as its conv layer does (the kernel is not flipped)."""
@@ -59,18 +69,25 @@ def conv_command(
     images, kernel_array = array(image, random_image, "image"), array(kernel, random_kernel, "kernel")
     bias_array = convolution.load_array(bias, "--bias") if bias else None
     if explain:
-        typer.echo(convolution.format_explanation(convolution.explain(chosen, images, kernel_array), chosen.name))
+        typer.echo(
+            convolution.format_explanation(
+                convolution.explain(chosen, images, kernel_array, stride, padding.value, dilation, groups), chosen.name
+            )
+        )
         return
     if images is None or kernel_array is None:
         raise ConvexpError(
             "give an image (--image FILE or --random-image SHAPE) and a kernel (--kernel FILE or --random-kernel SHAPE), or use --explain"
         )
-    result = convolution.convolve(chosen, images, kernel_array, bias_array, stride, padding.value)
+    result = convolution.convolve(chosen, images, kernel_array, bias_array, stride, padding.value, dilation, groups)
     if out is not None:
         np.save(out, result)
         typer.echo(f"wrote {out}: shape {result.shape}")
         return
     typer.echo(
-        f"output {result.shape} (N, out_channels, H', W') from backend '{chosen.name}', {padding} padding, stride {stride}:"
+        f"output {result.shape} (N, out_channels, H', W') from backend '{chosen.name}', {padding} padding, stride {stride}"
+        + (f", dilation {dilation}" if dilation > 1 else "")
+        + (f", {groups} groups" if groups > 1 else "")
+        + ":"
     )
     typer.echo(np.array2string(result, precision=5, suppress_small=True, max_line_width=120, threshold=10_000))

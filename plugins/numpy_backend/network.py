@@ -49,6 +49,7 @@ class ConvLayer(_Layer):
         layer: Conv = planned.layer  # type: ignore[assignment]
         self.name = planned.name
         self.stride, self.padding = layer.stride, layer.padding
+        self.dilation, self.groups = layer.dilation, layer.groups
         self.activation = layer.activation
         self.relu = layer.activation == "relu"
         self.kernel = np.ascontiguousarray(kernel_oihw.transpose(2, 3, 1, 0), dtype=np.float32)
@@ -57,7 +58,7 @@ class ConvLayer(_Layer):
         self.need_input_grad = not is_first
 
     def forward(self, x, training):
-        out, self.cache = ops.conv_forward(x, self.kernel, self.bias, self.stride, self.padding)
+        out, self.cache = ops.conv_forward(x, self.kernel, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if self.relu:
             np.maximum(out, 0, out=out)
             self.out = out

@@ -20,10 +20,12 @@ from convexp.layers import Padding, conv_output_size, same_padding
 class ConvCache:
     """What the backward pass of a conv needs from its forward pass."""
 
-    columns: np.ndarray  # (N*H'*W', kh*kw*C), plus a column of ones when there is a bias
+    columns: np.ndarray  # (N*H'*W', kh*kw*C) plus a ones column for the bias; grouped: (G, N*H'*W', kh*kw*C/G)
     input_shape: tuple[int, int, int, int]  # (N, H, W, C) before padding
     pads: tuple[tuple[int, int], tuple[int, int]]
     out_hw: tuple[int, int]
+    dilation: int = 1
+    groups: int = 1
 
 
 def _pads(height: int, width: int, kh: int, kw: int, stride: int, padding: Padding):
@@ -33,39 +35,64 @@ def _pads(height: int, width: int, kh: int, kw: int, stride: int, padding: Paddi
 
 
 def conv_forward(
-    x: np.ndarray, kernel_hwio: np.ndarray, bias: np.ndarray | None, stride: int, padding: Padding
+    x: np.ndarray,
+    kernel_hwio: np.ndarray,
+    bias: np.ndarray | None,
+    stride: int,
+    padding: Padding,
+    dilation: int = 1,
+    groups: int = 1,
 ) -> tuple[np.ndarray, ConvCache]:
-    """Cross-correlate x (N, H, W, C) with kernel (kh, kw, C, O): returns (N, H', W', O) and a cache.
+    """Cross-correlate x (N, H, W, C) with kernel (kh, kw, C / groups, O): returns (N, H', W', O) and a cache.
 
     The bias rides in the matmul as one more row of weights against a column of ones, so that
-    adding it (and, backwards, summing its gradient) costs no extra pass over the output.
+    adding it (and, backwards, summing its gradient) costs no extra pass over the output. With groups,
+    output channel o sees only the input channels of its group (o // (O / groups)): one matmul per group.
     """
     n, height, width, channels = x.shape
     kh, kw, _, out_channels = kernel_hwio.shape
-    pads = _pads(height, width, kh, kw, stride, padding)
+    span_h, span_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    pads = _pads(height, width, span_h, span_w, stride, padding)
     if pads != ((0, 0), (0, 0)):
         x = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    out_h = conv_output_size(height, kh, stride, padding)
-    out_w = conv_output_size(width, kw, stride, padding)
-    columns = _im2col(x, kh, kw, stride, out_h, out_w, ones_column=bias is not None)
-    weights = kernel_hwio.reshape(kh * kw * channels, out_channels)
-    if bias is not None:
-        weights = np.concatenate([weights, bias.reshape(1, out_channels).astype(weights.dtype)])
-    out = columns @ weights
-    cache = ConvCache(columns, (n, height, width, channels), pads, (out_h, out_w))
+    out_h = conv_output_size(height, span_h, stride, padding)
+    out_w = conv_output_size(width, span_w, stride, padding)
+    grouped = groups > 1
+    columns = _im2col(x, kh, kw, stride, dilation, out_h, out_w, ones_column=bias is not None and not grouped)
+    if grouped:
+        rows, per_group = n * out_h * out_w, channels // groups
+        columns = np.ascontiguousarray(
+            columns.reshape(rows, kh * kw, groups, per_group).transpose(2, 0, 1, 3).reshape(groups, rows, kh * kw * per_group)
+        )
+        out = (columns @ _grouped_weights(kernel_hwio, groups)).transpose(1, 0, 2).reshape(rows, out_channels)
+        if bias is not None:
+            out += bias.astype(out.dtype)
+    else:
+        weights = kernel_hwio.reshape(kh * kw * channels, out_channels)
+        if bias is not None:
+            weights = np.concatenate([weights, bias.reshape(1, out_channels).astype(weights.dtype)])
+        out = columns @ weights
+    cache = ConvCache(columns, (n, height, width, channels), pads, (out_h, out_w), dilation, groups)
     return out.reshape(n, out_h, out_w, out_channels), cache
 
 
-def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, out_h: int, out_w: int, ones_column: bool) -> np.ndarray:
+def _grouped_weights(kernel_hwio: np.ndarray, groups: int) -> np.ndarray:
+    """(kh, kw, C/G, O) as (G, kh*kw*C/G, O/G): group g's kernel is output channels g*O/G to (g+1)*O/G."""
+    kh, kw, per_group, out_channels = kernel_hwio.shape
+    return kernel_hwio.reshape(kh * kw * per_group, groups, out_channels // groups).transpose(1, 0, 2)
+
+
+def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, dilation: int, out_h: int, out_w: int, ones_column: bool) -> np.ndarray:
     """The (N*H'*W', kh*kw*C [+ 1]) matrix of every window, columns ordered (kh, kw, C) like the HWIO kernel."""
     n, _, _, channels = x.shape
     size = kh * kw * channels
     columns = np.empty((n, out_h, out_w, size + ones_column), dtype=x.dtype)
     windows = columns[..., :size].reshape(n, out_h, out_w, kh, kw, channels)  # a view into columns
-    if channels < 8:  # few channels: kh*kw strided slice copies beat a transposed window view
+    if channels < 8 or dilation > 1:  # few channels: kh*kw strided slice copies beat a transposed window view
         for i in range(kh):
             for j in range(kw):
-                windows[:, :, :, i, j, :] = x[:, i : i + stride * out_h : stride, j : j + stride * out_w : stride, :]
+                top, left = i * dilation, j * dilation
+                windows[:, :, :, i, j, :] = x[:, top : top + stride * out_h : stride, left : left + stride * out_w : stride, :]
     else:
         view = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride][:, :out_h, :out_w]
         windows[...] = view.transpose(0, 1, 2, 4, 5, 3)  # (N, H', W', C, kh, kw) -> (N, H', W', kh, kw, C)
@@ -77,13 +104,21 @@ def _im2col(x: np.ndarray, kh: int, kw: int, stride: int, out_h: int, out_w: int
 def conv_backward(
     grad_out: np.ndarray, kernel_hwio: np.ndarray, cache: ConvCache, stride: int, need_input_grad: bool
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """Gradients of a conv: (d input or None, d kernel (kh, kw, C, O), d bias (O,) or None without bias)."""
-    kh, kw, channels, out_channels = kernel_hwio.shape
-    size = kh * kw * channels
+    """Gradients of a conv: (d input or None, d kernel (kh, kw, C/G, O), d bias (O,) or None without bias)."""
+    kh, kw, per_group, out_channels = kernel_hwio.shape
+    groups, dilation = cache.groups, cache.dilation
+    channels = per_group * groups
+    size = kh * kw * per_group
     grad_2d = grad_out.reshape(-1, out_channels)
-    grad_weights = cache.columns.T @ grad_2d  # its last row, against the ones column, is the bias gradient
-    grad_kernel = grad_weights[:size].reshape(kernel_hwio.shape)
-    grad_bias = grad_weights[size] if cache.columns.shape[1] > size else None
+    if groups > 1:
+        grad_groups = grad_2d.reshape(len(grad_2d), groups, out_channels // groups).transpose(1, 0, 2)  # (G, M, O/G)
+        grad_weights = cache.columns.transpose(0, 2, 1) @ grad_groups  # (G, kh*kw*C/G, O/G)
+        grad_kernel = np.ascontiguousarray(grad_weights.transpose(1, 0, 2)).reshape(kernel_hwio.shape)
+        grad_bias = grad_2d.sum(axis=0)
+    else:
+        grad_weights = cache.columns.T @ grad_2d  # its last row, against the ones column, is the bias gradient
+        grad_kernel = grad_weights[:size].reshape(kernel_hwio.shape)
+        grad_bias = grad_weights[size] if cache.columns.shape[1] > size else None
     if not need_input_grad:
         return None, grad_kernel, grad_bias
     n, height, width, _ = cache.input_shape
@@ -92,8 +127,13 @@ def conv_backward(
     grad_padded = np.zeros((n, height + top + bottom, width + left + right, channels), dtype=grad_out.dtype)
     for i in range(kh):  # col2im, one kernel offset at a time: each product lands contiguous, ready to add
         for j in range(kw):
-            contribution = (grad_2d @ kernel_hwio[i, j].T).reshape(n, out_h, out_w, channels)
-            grad_padded[:, i : i + stride * out_h : stride, j : j + stride * out_w : stride, :] += contribution
+            if groups > 1:  # (G, M, O/G) @ (G, O/G, C/G) -> (G, M, C/G) -> (M, C)
+                tap = kernel_hwio[i, j].reshape(per_group, groups, out_channels // groups).transpose(1, 2, 0)
+                contribution = (grad_groups @ tap).transpose(1, 0, 2).reshape(n, out_h, out_w, channels)
+            else:
+                contribution = (grad_2d @ kernel_hwio[i, j].T).reshape(n, out_h, out_w, channels)
+            row, col = i * dilation, j * dilation
+            grad_padded[:, row : row + stride * out_h : stride, col : col + stride * out_w : stride, :] += contribution
     return grad_padded[:, top : top + height, left : left + width, :], grad_kernel, grad_bias
 
 

@@ -64,6 +64,8 @@ def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str
                     layer.kernel_hw,
                     strides=layer.stride,
                     padding=layer.padding,
+                    dilation_rate=layer.dilation,
+                    groups=layer.groups,
                     activation=activation,
                     name=p.name,
                     **inits,

@@ -70,10 +70,17 @@ def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
     for p in layers:
         layer = p.layer
         if isinstance(layer, Conv):
-            pad = conv_padding(p.input_shape[1:], layer.kernel_hw, layer.stride, layer.padding)
+            pad = conv_padding(p.input_shape[1:], layer.span_hw, layer.stride, layer.padding)
             if any(pad):
                 modules[f"{p.name}_pad"] = nn.ZeroPad2d(pad)
-            modules[p.name] = nn.Conv2d(p.input_shape[0], layer.filters, layer.kernel_hw, stride=layer.stride)
+            modules[p.name] = nn.Conv2d(
+                p.input_shape[0],
+                layer.filters,
+                layer.kernel_hw,
+                stride=layer.stride,
+                dilation=layer.dilation,
+                groups=layer.groups,
+            )
             _activated(modules, p.name, layer.activation)
         elif isinstance(layer, Dense):
             modules[p.name] = nn.Linear(p.input_shape[0], layer.units)
