@@ -32,6 +32,7 @@ from convexp.conformance_layers import (
     check_activations,
     check_adamw,
     check_average_pooling,
+    check_batch_norm,
     check_clipping_and_smoothing,
     check_dilation_and_groups,
     check_schedule,
@@ -251,9 +252,12 @@ def check_initializers(backend: Backend) -> str:
     return ", ".join(checked)
 
 
-def _same_steps_as_reference(backend: Backend, job: TrainingJob, steps: int, what: str, tolerance: float = STEP_TOLERANCE) -> str:
+def _same_steps_as_reference(
+    backend: Backend, job: TrainingJob, steps: int, what: str, tolerance: float = STEP_TOLERANCE, test_loss: bool = False
+) -> str:
     """Train ``steps`` updates of ``job`` from shared initial weights on ``backend`` and on the numpy reference;
-    the conv kernels and biases after the last step must agree within ``tolerance``."""
+    the recorded layers (conv kernels and biases, batch_norm's rows) after the last step must agree within
+    ``tolerance``, and with ``test_loss`` the test loss evaluated after them too."""
     job = with_shared_init(replace(job, max_steps=steps))
     mine, reference = CollectingObserver(), CollectingObserver()
     backend.train(job, mine)
@@ -263,6 +267,8 @@ def _same_steps_as_reference(backend: Backend, job: TrainingJob, steps: int, wha
     for layer, expected in reference.snapshots[steps].items():
         got = mine.snapshots[steps][layer]
         for part, a, b in (("kernel", got.kernel, expected.kernel), ("bias", got.bias, expected.bias)):
+            if a is None and b is None:  # batch_norm's snapshots have no bias
+                continue
             if a is None or b is None or np.shape(a) != np.shape(b):
                 raise ConformanceFailure(
                     f"{layer} {part}: {None if a is None else np.shape(a)}, expected {None if b is None else np.shape(b)}"
@@ -275,7 +281,16 @@ def _same_steps_as_reference(backend: Backend, job: TrainingJob, steps: int, wha
             )
             worst = max(worst, difference)
     moved = float(np.abs(reference.snapshots[steps]["conv1"].kernel - reference.snapshots[0]["conv1"].kernel).max())
-    return f"{what}, {steps} step(s): max abs difference {worst:.2e} (training moved kernels by up to {moved:.2e})"
+    tested = ""
+    if test_loss:
+        require(bool(mine.epochs), "no epoch end was reported, so no test loss to compare")
+        got_loss, expected_loss = mine.epochs[-1][2]["test_loss"], reference.epochs[-1][2]["test_loss"]
+        require(
+            abs(got_loss - expected_loss) <= tolerance * max(1.0, abs(expected_loss)),
+            f"test loss after {steps} step(s) of {what}: {got_loss:.7g}, the numpy reference's {expected_loss:.7g}",
+        )
+        tested = f", test loss {got_loss:.6g} (reference {expected_loss:.6g})"
+    return f"{what}, {steps} step(s): max abs difference {worst:.2e} (training moved kernels by up to {moved:.2e}){tested}"
 
 
 def check_one_step(backend: Backend) -> str:
@@ -492,6 +507,7 @@ CHECKS: tuple[Check, ...] = (
     _check("activations", check_activations),
     _check("average-pooling", check_average_pooling),
     _check("dilation-groups", check_dilation_and_groups),
+    _check("batch-norm", check_batch_norm),
     _check("dropout", check_dropout_scaling),
     _check("snapshots", check_snapshot_layout),
     _check("trainer", check_trainer),

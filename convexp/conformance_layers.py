@@ -6,17 +6,20 @@ not implement a feature (:attr:`convexp.backend.Backend.features`) has the check
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from convexp.features import described, features_needed
-from convexp.layers import ActivationLayer, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
+from convexp.layers import ActivationLayer, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
 from convexp.training import SGD, Adam, AdamW, Schedule
 
 if TYPE_CHECKING:
     from convexp.backend import Backend
 
 
-def _same_as_reference(backend: Backend, layers: tuple | None, steps: int, what: str, optimizer=None, **settings) -> str:
+def _same_as_reference(
+    backend: Backend, layers: tuple | None, steps: int, what: str, optimizer=None, test_loss: bool = False, **settings
+) -> str:
     from convexp.conformance import CheckSkipped, _same_steps_as_reference, digits_network, tiny_job
 
     optimizer = optimizer or SGD(name="sgd", learning_rate=0.5)
@@ -26,7 +29,8 @@ def _same_as_reference(backend: Backend, layers: tuple | None, steps: int, what:
     missing = sorted(needed - backend.features)
     if missing:
         raise CheckSkipped(f"the backend does not implement {described(missing)}")
-    return _same_steps_as_reference(backend, job, steps, what)
+    job = replace(job, snapshot_layers=tuple(p.name for p in job.layers if p.snapshot_shape))
+    return _same_steps_as_reference(backend, job, steps, what, test_loss=test_loss)
 
 
 def check_weight_decay(backend: Backend) -> str:
@@ -92,6 +96,26 @@ def check_dilation_and_groups(backend: Backend) -> str:
         Dense(type="dense", units=10),
     )
     return _same_as_reference(backend, layers, 3, "dilation 2, 2 groups, depthwise")
+
+
+def check_batch_norm(backend: Backend) -> str:
+    """batch_norm after a conv (per channel) and after a dense layer (per feature), with two momentums: three SGD
+    steps with momentum give the numpy backend's kernels, gamma, beta and running statistics (their (4, C)
+    snapshots), and the test loss after them, computed with the running statistics, is the numpy backend's."""
+    layers = (
+        Conv(type="conv", filters=4, kernel_size=3, padding="same"),
+        BatchNorm(type="batch_norm"),
+        ActivationLayer(type="activation", activation="relu"),
+        MaxPool(type="maxpool", pool_size=2),
+        Conv(type="conv", filters=6, kernel_size=3),
+        BatchNorm(type="batch_norm", momentum=0.5, epsilon=1e-5),
+        Flatten(type="flatten"),
+        Dense(type="dense", units=16, activation="tanh"),
+        BatchNorm(type="batch_norm", momentum=0.9),
+        Dense(type="dense", units=10),
+    )
+    optimizer = SGD(name="sgd", learning_rate=0.1, momentum=0.9)
+    return _same_as_reference(backend, layers, 3, "batch_norm after conv and dense", optimizer, test_loss=True)
 
 
 def check_schedule(backend: Backend) -> str:

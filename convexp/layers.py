@@ -112,6 +112,24 @@ class Dropout(_Layer):
     rate: float = Field(ge=0.0, lt=1.0)
 
 
+class BatchNorm(_Layer):
+    """Batch normalisation of each channel (after a conv) or feature (after a dense layer):
+    y = gamma * (x - mean) / sqrt(var + epsilon) + beta.
+
+    In training, mean and var are the batch's (var the biased 1/n variance, over the batch and, for maps, every
+    position), and the running statistics move towards them: running = momentum * running + (1 - momentum) *
+    batch, Keras's convention (torch's ``momentum`` is 1 minus this one, and torch updates the running variance
+    with the unbiased variance: the torch backend does not). In evaluation the running statistics are used.
+    gamma starts at 1 and beta at 0 (both trained, never weight-decayed), the running mean at 0 and the running
+    variance at 1. Its snapshots are (4, C): gamma, beta, running mean, running variance."""
+
+    type: Literal["batch_norm"]
+    momentum: float = Field(
+        default=0.99, ge=0, lt=1, description="running = momentum * running + (1 - momentum) * batch (Keras's default)"
+    )
+    epsilon: float = Field(default=1e-3, gt=0, description="added to the variance before its square root (Keras's default)")
+
+
 class Dense(_Layer):
     """Fully connected layer with bias. The last dense layer's outputs are the logits."""
 
@@ -121,10 +139,13 @@ class Dense(_Layer):
 
 
 Layer = Annotated[
-    Union[Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, Flatten, Dropout, Dense], Field(discriminator="type")
+    Union[Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, BatchNorm, Flatten, Dropout, Dense],
+    Field(discriminator="type"),
 ]
 #: Every layer model, for those that list them (did-you-mean, the backends' features).
-LAYER_TYPES = (Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, Flatten, Dropout, Dense)
+LAYER_TYPES = (Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, BatchNorm, Flatten, Dropout, Dense)
+#: What the rows of a batch_norm layer's (4, C) snapshot are.
+BATCH_NORM_ROWS = ("gamma", "beta", "running_mean", "running_variance")
 #: Every layer type's name (``type:`` in an experiment).
 LAYER_TYPE_NAMES: tuple[str, ...] = tuple(get_args(t.model_fields["type"].annotation)[0] for t in LAYER_TYPES)
 
@@ -149,9 +170,19 @@ class PlannedLayer:
 
     index: int
     name: str
-    layer: Conv | MaxPool | AvgPool | GlobalAvgPool | ReLU | ActivationLayer | Flatten | Dropout | Dense
+    layer: Conv | MaxPool | AvgPool | GlobalAvgPool | ReLU | ActivationLayer | BatchNorm | Flatten | Dropout | Dense
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+
+    @property
+    def snapshot_shape(self) -> tuple[int, ...] | None:
+        """What a snapshot of this layer holds: a conv's kernel (out, in, kh, kw), a batch_norm's (4, C) rows of
+        :data:`BATCH_NORM_ROWS`; None for layers that are not recorded."""
+        if isinstance(self.layer, Conv):
+            return self.kernel_shape
+        if isinstance(self.layer, BatchNorm):
+            return (len(BATCH_NORM_ROWS), self.input_shape[0])
+        return None
 
     @property
     def kernel_shape(self) -> tuple[int, ...] | None:
@@ -259,21 +290,33 @@ class LayerParameters:
     kernel_shape: tuple[int, ...] | None
     weights: int
     biases: int
+    #: What the layer keeps but training's gradients do not change: a batch_norm's running mean and variance.
+    statistics: int = 0
+
+    @property
+    def trainable(self) -> int:
+        """Weights plus biases: everything training's updates change in this layer."""
+        return self.weights + self.biases
 
     @property
     def parameters(self) -> int:
-        """Weights plus biases: everything training changes in this layer."""
-        return self.weights + self.biases
+        """Everything the layer keeps, as Keras's summary counts it: the trainable ones plus the statistics."""
+        return self.trainable + self.statistics
 
 
 def parameter_table(planned: Sequence[PlannedLayer]) -> list[LayerParameters]:
-    """Per layer: output shape, kernel shape, how many weights and biases (conv and dense layers have a bias per output)."""
+    """Per layer: output shape, kernel shape, how many weights and biases (conv and dense layers have a bias per output;
+    a batch_norm layer's gamma counts as weights, its beta as biases, and its running mean and variance as statistics)."""
     rows = []
     for p in planned:
         kernel = p.kernel_shape
         # a layer with weights has one bias per output channel (conv) or unit (dense): output_shape[0]
         weights, biases = (math.prod(kernel), p.output_shape[0]) if kernel else (0, 0)
-        rows.append(LayerParameters(p.name, p.layer.type, p.output_shape, kernel, weights, biases))
+        statistics = 0
+        if isinstance(p.layer, BatchNorm):
+            weights = biases = p.output_shape[0]
+            statistics = 2 * p.output_shape[0]
+        rows.append(LayerParameters(p.name, p.layer.type, p.output_shape, kernel, weights, biases, statistics))
     return rows
 
 
@@ -295,32 +338,32 @@ def filters_sentence(planned: Sequence[PlannedLayer]) -> str:
 def format_parameter_table(planned: Sequence[PlannedLayer]) -> list[str]:
     """The parameter table as aligned text lines, with the total and :func:`filters_sentence` under it."""
     rows = parameter_table(planned)
-    cells = [["layer", "output", "kernel", "weights", "biases", "parameters"]]
+    statistics = any(r.statistics for r in rows)  # the column is shown for networks with batch_norm layers
+
+    def numbers(weights: int, biases: int, kept: int, parameters: int) -> list[str]:
+        return [str(weights), str(biases), *([str(kept)] if statistics else []), str(parameters)]
+
+    cells = [["layer", "output", "kernel", "weights", "biases", *(["statistics"] if statistics else []), "parameters"]]
     cells += [
         [
             r.name,
             "x".join(map(str, r.output_shape)),
             "x".join(map(str, r.kernel_shape)) if r.kernel_shape else "-",
-            str(r.weights),
-            str(r.biases),
-            str(r.parameters),
+            *numbers(r.weights, r.biases, r.statistics, r.parameters),
         ]
         for r in rows
     ]
-    cells.append(
-        [
-            "total",
-            "",
-            "",
-            str(sum(r.weights for r in rows)),
-            str(sum(r.biases for r in rows)),
-            str(sum(r.parameters for r in rows)),
-        ]
-    )
+    totals = [sum(r.weights for r in rows), sum(r.biases for r in rows), sum(r.statistics for r in rows)]
+    cells.append(["total", "", "", *numbers(totals[0], totals[1], totals[2], sum(r.parameters for r in rows))])
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = [
         "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in cells
     ]
+    if statistics:
+        lines.append(
+            f"trainable: {totals[0] + totals[1]}, non-trainable: {totals[2]} (each batch_norm layer's gamma counts as "
+            "weights and beta as biases; its running mean and variance are the statistics)"
+        )
     return [*lines, filters_sentence(planned)]
 
 

@@ -52,14 +52,18 @@ class MemoryEstimate:
 def estimate_memory(spec: RunSpec) -> MemoryEstimate:
     """The least memory one run of ``spec`` holds while it trains (see the module's docs)."""
     planned = spec.plan()
-    parameters = sum(row.weights + row.biases for row in parameter_table(planned))
+    parameters = sum(row.trainable for row in parameter_table(planned))
     optimizer = spec.optimizer
     states = 2 if optimizer.name == "adam" else (1 if getattr(optimizer, "momentum", 0) else 0)
     info = dataset_info(spec.dataset)
     outputs = sum(math.prod(p.output_shape) for p in planned) + math.prod(info.input_shape)
     train = min(info.train_examples, spec.train_examples or info.train_examples)
     recorded = set(spec.snapshot_layers())
-    kernels = sum(math.prod(p.kernel_shape) + p.output_shape[0] for p in planned if p.name in recorded and p.kernel_shape)
+    kernels = sum(
+        math.prod(p.snapshot_shape) + (p.output_shape[0] if p.kernel_shape else 0)
+        for p in planned
+        if p.name in recorded and p.snapshot_shape
+    )
     return MemoryEstimate(
         weights=(2 + states) * parameters * FLOAT,
         activations=2 * outputs * spec.batch_size * FLOAT,

@@ -78,7 +78,7 @@ class PlanCheck:
     def for_job(cls, plugin: str, job: TrainingJob) -> PlanCheck:
         """What ``job`` allows backend ``plugin`` to hand back."""
         recorded = set(job.snapshot_layers) or {p.name for p in job.layers if isinstance(p.layer, Conv)}
-        shapes = {p.name: tuple(p.kernel_shape or ()) for p in job.layers if p.name in recorded}
+        shapes = {p.name: tuple(p.snapshot_shape or ()) for p in job.layers if p.name in recorded}
         resume = None if job.resume_from is None else (job.resume_from.epoch, job.resume_from.step)
         return cls(plugin, shapes, job.total_steps, job.steps_per_epoch, job.epochs, resume)
 
@@ -103,7 +103,7 @@ class PlanCheck:
             if kernel.shape != shape:
                 raise PluginBreach(
                     f"backend '{self.plugin}' handed back {name}'s kernel at step {step} with shape {list(kernel.shape)}; "
-                    f"the plan's is {list(shape)} (out, in, kh, kw)"
+                    f"the plan's is {list(shape)} ({'out, in, kh, kw' if len(shape) == 4 else 'gamma, beta, running mean, running variance'})"
                 )
             bias = getattr(snapshot, "bias", None)
             if bias is not None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convexp.errors import ConvexpError, SpecError, did_you_mean
-from convexp.layers import Conv, Layer, PlannedLayer, plan
+from convexp.layers import BatchNorm, Conv, Layer, PlannedLayer, plan
 from convexp.names import experiment_name_problem, tag_problem
 from convexp.training import Adam, Optimizer
 
@@ -139,10 +139,11 @@ class RunSpec(BaseModel):
             raise ValueError(f"layers: {exc}") from None
 
     def snapshot_layers(self) -> tuple[str, ...]:
-        """Names of the conv layers whose kernels are recorded."""
-        if self.snapshots.layers:
-            return tuple(self.snapshots.layers)
-        return tuple(p.name for p in self.plan() if isinstance(p.layer, Conv))
+        """Names of the layers recorded at each snapshot: the conv layers chosen (all by default) and every
+        batch_norm layer (its gamma, beta and running statistics, which replaying the network needs)."""
+        planned = self.plan()
+        chosen = set(self.snapshots.layers or (p.name for p in planned if isinstance(p.layer, Conv)))
+        return tuple(p.name for p in planned if p.name in chosen or isinstance(p.layer, BatchNorm))
 
 
 @dataclass(frozen=True)

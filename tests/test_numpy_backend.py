@@ -131,7 +131,12 @@ def small_network(dtype=np.float64, layers=None):
     }
     network = Network(planned, weights, np.random.default_rng(0))
     for layer in network.layers:  # float64 copies of the parameters, for exact finite differences
-        if layer.params:
+        if hasattr(layer, "gamma"):  # batch_norm: gamma and beta away from 1 and 0, so that they matter
+            layer.gamma = (1 + 0.3 * rng.standard_normal(layer.gamma.shape)).astype(dtype)
+            layer.beta = (0.2 * rng.standard_normal(layer.beta.shape)).astype(dtype)
+            layer.running_mean, layer.running_var = layer.running_mean.astype(dtype), layer.running_var.astype(dtype)
+            layer.params, layer.buffers = [layer.gamma, layer.beta], [layer.running_mean, layer.running_var]
+        elif layer.params:
             layer.kernel, layer.bias = layer.kernel.astype(dtype), layer.bias.astype(dtype)
             layer.params = [layer.kernel, layer.bias]
     return network

@@ -3,8 +3,8 @@
 A filter of conv2 acts on conv1's feature maps, not on pixels, so what it "is" shows only through
 the layers below it. This module replays the recorded network from the input to a chosen conv
 layer with the recorded kernels and biases of one step and the layer plan's padding, stride,
-activations and pooling (dropout is the identity at test time), using nothing but numpy: no
-backend is loaded, so a run can be analysed after its framework is gone.
+activations and pooling (dropout is the identity at test time; batch_norm applies its recorded running
+statistics, as at test time), using nothing but numpy: no backend is loaded, so a run can be analysed after its framework is gone.
 
 A filter's *response* is its conv layer's output before that layer's activation function
 (w·x + b over the input window). ReLU, tanh, sigmoid, ELU and leaky ReLU are monotone, so ranking
@@ -29,6 +29,7 @@ from convexp.errors import ConvexpError
 from convexp.layers import (
     ActivationLayer,
     AvgPool,
+    BatchNorm,
     Conv,
     Dense,
     Flatten,
@@ -61,7 +62,8 @@ class RecordedNetwork:
     run_id: int
     step: int
     layers: tuple[PlannedLayer, ...]
-    weights: dict[str, tuple[np.ndarray, np.ndarray | None]]  # conv layer name -> (kernel, bias), float64
+    #: conv layer name -> (kernel, bias); batch_norm layer name -> ((4, C) rows, None); float64
+    weights: dict[str, tuple[np.ndarray, np.ndarray | None]]
 
     @property
     def target(self) -> PlannedLayer:
@@ -209,7 +211,19 @@ def _apply(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, pads, last:
         return np.maximum(x, 0)
     if isinstance(layer, ActivationLayer):
         return activations.apply(layer.activation, x)
+    if isinstance(layer, BatchNorm):
+        scale, shift = _batch_norm_affine(network, p, x.dtype)
+        return x * scale + shift
     return x  # dropout: the identity at test time
+
+
+def _batch_norm_affine(network: RecordedNetwork, p: PlannedLayer, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A batch_norm layer at test time, as (scale, shift) per channel shaped to broadcast over (N, C, H, W):
+    y = gamma * (x - running mean) / sqrt(running variance + epsilon) + beta = scale * x + shift."""
+    gamma, beta, mean, variance = network.weights[p.name][0].astype(np.float64)
+    scale = gamma / np.sqrt(variance + p.layer.epsilon)  # type: ignore[union-attr]
+    shift = beta - mean * scale
+    return scale.astype(dtype)[:, None, None], shift.astype(dtype)[:, None, None]
 
 
 def window_responses(
@@ -292,6 +306,8 @@ def _backward(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, y: np.nd
         return dy * (x > 0)
     if isinstance(layer, ActivationLayer):
         return activations.gradient(layer.activation, x, y, dy)
+    if isinstance(layer, BatchNorm):
+        return dy * _batch_norm_affine(network, p, dy.dtype)[0]
     return dy
 
 
@@ -316,7 +332,7 @@ def load_network(store, run, layer: str, step: int | str = "last") -> RecordedNe
     chosen = steps[step_index(steps, step, run.id, layer)]
     weights = {}
     for p in layers:
-        if isinstance(p.layer, Conv):
+        if isinstance(p.layer, (Conv, BatchNorm)):
             recorded = store.snapshot_steps(run.id, p.name)
             if chosen not in recorded:
                 raise ConvexpError(

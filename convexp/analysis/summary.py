@@ -72,6 +72,7 @@ class RunDescription:
                     "kernel_shape": None if r.kernel_shape is None else list(r.kernel_shape),
                     "weights": r.weights,
                     "biases": r.biases,
+                    "statistics": r.statistics,
                     "parameters": r.parameters,
                 }
                 for r in parameter_table(self.plan)

@@ -26,10 +26,16 @@ class SnapshotReads:
     engine: Engine
 
     def snapshot_layers(self, run_id: int) -> list[str]:
-        """Names of the layers that have snapshots in a run."""
-        query = select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)
+        """Names of the layers whose snapshots in a run are filters: conv kernels (out, in, kh, kw). A batch_norm
+        layer's (4, C) statistics, recorded beside them for the analysis, are not listed (:meth:`snapshot_summary` is)."""
+        query = (
+            select(KernelSnapshot.layer, func.min(KernelSnapshot.shape))
+            .where(KernelSnapshot.run_id == run_id)
+            .group_by(KernelSnapshot.layer)
+            .order_by(KernelSnapshot.layer)
+        )
         with self.engine.connect() as connection:
-            return list(connection.execute(query).scalars())
+            return [layer for layer, shape in connection.execute(query) if len(json.loads(shape)) == 4]
 
     def snapshot_summary(self, run_id: int) -> list[LayerSnapshots]:
         """Per layer with snapshots: how many, the first and last step, and the kernel shape (no kernel bytes read)."""

@@ -143,6 +143,7 @@ def run_details(store: Store, run: RunRecord) -> dict[str, Any]:
     details["conv_layers"] = [
         {"layer": s.layer, "shape": list(s.shape), "count": s.count, "first_step": s.first_step, "last_step": s.last_step}
         for s in description.snapshots
+        if len(s.shape) == 4  # filters; a batch_norm layer's (4, C) statistics are not drawn
     ]
     details["siblings"] = siblings(store, run)
     details["filters_sentence"] = None

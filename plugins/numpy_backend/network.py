@@ -15,6 +15,7 @@ from convexp import activations
 from convexp.layers import (
     ActivationLayer,
     AvgPool,
+    BatchNorm,
     Conv,
     Dense,
     Dropout,
@@ -32,6 +33,10 @@ from . import ops
 class _Layer:
     name: str
     params: list[np.ndarray] = []
+    #: Whether weight decay applies to ``params[0]`` (conv and dense kernels; nothing else is decayed).
+    decays_first = False
+    #: Arrays the layer keeps that are not trained (a checkpoint saves them with the parameters).
+    buffers: list[np.ndarray] = []
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         raise NotImplementedError
@@ -43,8 +48,14 @@ class _Layer:
     def grads(self) -> list[np.ndarray]:
         return []
 
+    def snapshot(self) -> KernelSnapshot:
+        """What a snapshot records of this layer (conv and batch_norm layers are recorded)."""
+        raise TypeError(f"{self.name} is not recorded in snapshots")
+
 
 class ConvLayer(_Layer):
+    decays_first = True
+
     def __init__(self, planned: PlannedLayer, kernel_oihw: np.ndarray, bias: np.ndarray, is_first: bool):
         layer: Conv = planned.layer  # type: ignore[assignment]
         self.name = planned.name
@@ -83,6 +94,54 @@ class ConvLayer(_Layer):
 
     def snapshot(self) -> KernelSnapshot:
         return KernelSnapshot(np.ascontiguousarray(self.kernel.transpose(3, 2, 0, 1)), self.bias.copy())
+
+
+class BatchNormLayer(_Layer):
+    """convexp's batch_norm (see :class:`convexp.layers.BatchNorm`) over the last axis of (N, H, W, C) or (N, C)."""
+
+    def __init__(self, planned: PlannedLayer, state: np.ndarray | None):
+        layer: BatchNorm = planned.layer  # type: ignore[assignment]
+        self.name, self.momentum, self.epsilon = planned.name, layer.momentum, layer.epsilon
+        channels = planned.input_shape[0]
+        rows = (
+            state
+            if state is not None
+            else np.array([np.ones(channels), np.zeros(channels), np.zeros(channels), np.ones(channels)])
+        )
+        self.gamma, self.beta, self.running_mean, self.running_var = (np.array(row, dtype=np.float32) for row in rows)
+        self.params = [self.gamma, self.beta]
+        self.buffers = [self.running_mean, self.running_var]
+
+    def forward(self, x, training):
+        axes = tuple(range(x.ndim - 1))
+        if training:
+            mean = x.mean(axis=axes, dtype=x.dtype)
+            var = np.square(x - mean).mean(axis=axes, dtype=x.dtype)  # biased, 1/n
+            keep = self.running_mean.dtype.type(self.momentum)
+            self.running_mean[...] = keep * self.running_mean + (1 - keep) * mean
+            self.running_var[...] = keep * self.running_var + (1 - keep) * var
+        else:
+            mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
+        self.inv_std = 1 / np.sqrt(var + x.dtype.type(self.epsilon))
+        self.normalised = (x - mean) * self.inv_std
+        return self.normalised * self.gamma.astype(x.dtype) + self.beta.astype(x.dtype)
+
+    def backward(self, grad):
+        axes = tuple(range(grad.ndim - 1))
+        self.grad_gamma = (grad * self.normalised).sum(axis=axes)
+        self.grad_beta = grad.sum(axis=axes)
+        grad_normalised = grad * self.gamma.astype(grad.dtype)
+        # d/dx of (x - mean) / std with the batch's own mean and std: both depend on every x of the channel
+        mean_grad = grad_normalised.mean(axis=axes)
+        mean_grad_x = (grad_normalised * self.normalised).mean(axis=axes)
+        return (grad_normalised - mean_grad - self.normalised * mean_grad_x) * self.inv_std
+
+    @property
+    def grads(self):
+        return [self.grad_gamma, self.grad_beta]
+
+    def snapshot(self) -> KernelSnapshot:
+        return KernelSnapshot(np.stack([self.gamma, self.beta, self.running_mean, self.running_var]), None)
 
 
 class MaxPoolLayer(_Layer):
@@ -179,6 +238,8 @@ class DropoutLayer(_Layer):
 
 
 class DenseLayer(_Layer):
+    decays_first = True
+
     def __init__(self, planned: PlannedLayer, kernel: np.ndarray, bias: np.ndarray, is_first: bool):
         self.name = planned.name
         self.activation = planned.layer.activation  # type: ignore[union-attr]
@@ -242,6 +303,9 @@ class Network:
                 self.layers.append(ActivationFunctionLayer(p))
             elif isinstance(p.layer, ReLU):
                 self.layers.append(ReLULayer(p))
+            elif isinstance(p.layer, BatchNorm):
+                given = weights.get(p.name)
+                self.layers.append(BatchNormLayer(p, None if given is None else given.kernel))
             elif isinstance(p.layer, Flatten):
                 self.layers.append(FlattenLayer(p))
             elif isinstance(p.layer, Dropout):
@@ -273,14 +337,20 @@ class Network:
         return [g for layer in self.layers for g in layer.grads]
 
     @property
+    def buffers(self) -> list[np.ndarray]:
+        """What the layers keep but do not train (batch_norm's running statistics), for checkpoints."""
+        return [b for layer in self.layers for b in layer.buffers]
+
+    @property
     def decayed(self) -> list[bool]:
         """For each of :attr:`params`, whether weight decay applies to it: the kernels, not the biases."""
-        return [index == 0 for layer in self.layers for index, _ in enumerate(layer.params)]
+        return [index == 0 and layer.decays_first for layer in self.layers for index, _ in enumerate(layer.params)]
 
     def conv_snapshots(self, names: tuple[str, ...] | None = None) -> dict[str, KernelSnapshot]:
-        """Copies of the conv kernels in canonical layout, for the layers in ``names`` (all if None)."""
+        """Copies of the recorded layers in canonical layout: conv kernels and biases, batch_norm's (4, C) rows,
+        for the layers in ``names`` (every conv layer if None)."""
         return {
             layer.name: layer.snapshot()
             for layer in self.layers
-            if isinstance(layer, ConvLayer) and (not names or layer.name in names)
+            if (isinstance(layer, ConvLayer) and not names) or (names and layer.name in names)
         }

@@ -32,9 +32,11 @@ def evaluate(network: Network, images_nhwc: np.ndarray, labels: np.ndarray) -> t
     return total_loss / len(labels), correct / len(labels)
 
 
-def save_state(params: list[np.ndarray], updater, rng: np.random.Generator) -> bytes:
-    """Weights, optimizer state and the dropout generator's state, as an .npz file's bytes."""
+def save_state(params: list[np.ndarray], buffers: list[np.ndarray], updater, rng: np.random.Generator) -> bytes:
+    """Weights, optimizer state, the layers' statistics (batch_norm) and the dropout generator's state, as an .npz
+    file's bytes."""
     arrays = {f"param{i}": p for i, p in enumerate(params)}
+    arrays.update({f"buffer{i}": b for i, b in enumerate(buffers)})
     arrays.update({f"optimizer_{k}": v for k, v in updater.state().items()})
     arrays["rng"] = np.array(json.dumps(rng.bit_generator.state))
     buffer = io.BytesIO()
@@ -42,11 +44,13 @@ def save_state(params: list[np.ndarray], updater, rng: np.random.Generator) -> b
     return buffer.getvalue()
 
 
-def load_state(state: bytes, params: list[np.ndarray], updater, rng: np.random.Generator) -> None:
+def load_state(state: bytes, params: list[np.ndarray], buffers: list[np.ndarray], updater, rng: np.random.Generator) -> None:
     """Restore what :func:`save_state` saved, in place."""
     with np.load(io.BytesIO(state), allow_pickle=False) as arrays:
         for i, param in enumerate(params):
             param[...] = arrays[f"param{i}"]
+        for i, buffer in enumerate(buffers):
+            buffer[...] = arrays[f"buffer{i}"]
         prefix = "optimizer_"
         updater.load_state({k[len(prefix) :]: arrays[k] for k in arrays.files if k.startswith(prefix)})
         rng.bit_generator.state = json.loads(str(arrays["rng"]))
@@ -60,7 +64,7 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
     params = network.params
     updater = make_updater(job.optimizer, params, network.decayed)
     if job.resume_from is not None:
-        load_state(job.resume_from.state, params, updater, rng)
+        load_state(job.resume_from.state, params, network.buffers, updater, rng)
     train_x, train_y = _channels_last(job.train_images), job.train_labels
     test_x, test_y = _channels_last(job.test_images), job.test_labels
 
@@ -83,6 +87,6 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         train_batch,
         lambda: evaluate(network, test_x, test_y),
         lambda: network.conv_snapshots(job.snapshot_layers),
-        lambda: save_state(params, updater, rng),
+        lambda: save_state(params, network.buffers, updater, rng),
         lambda rate: setattr(updater, "learning_rate", rate),
     )

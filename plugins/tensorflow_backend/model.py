@@ -8,7 +8,19 @@ import numpy as np
 
 from convexp.activations import LEAKY_SLOPE
 from convexp.initializers import Fans, fans_of, get_initializer
-from convexp.layers import ActivationLayer, AvgPool, Conv, Dense, Dropout, Flatten, GlobalAvgPool, MaxPool, PlannedLayer, ReLU
+from convexp.layers import (
+    ActivationLayer,
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    PlannedLayer,
+    ReLU,
+)
 from convexp.training import KernelSnapshot
 
 from .keras_import import keras
@@ -83,6 +95,10 @@ def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str
             model_layers.append(keras.layers.Activation(activation, name=p.name))
         elif isinstance(layer, ReLU):
             model_layers.append(keras.layers.ReLU(name=p.name))
+        elif isinstance(layer, BatchNorm):  # Keras's BatchNormalization is convexp's definition, momentum and all
+            model_layers.append(
+                keras.layers.BatchNormalization(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, name=p.name)
+            )
         elif isinstance(layer, Flatten):
             model_layers.append(keras.layers.Flatten(name=p.name))
         elif isinstance(layer, Dropout):
@@ -108,11 +124,22 @@ def load_weights(model, job_layers: tuple[PlannedLayer, ...], weights) -> None:
         layer.bias.assign(weights[p.name].bias)
 
 
+def snapshot_tensors(layer) -> tuple:
+    """What a snapshot of a Keras layer holds, as tensors: a conv's (kernel in canonical (out, in, kh, kw) layout,
+    bias); a BatchNormalization's (its (4, C) rows: gamma, beta, moving mean, moving variance,)."""
+    import tensorflow as tf
+
+    if isinstance(layer, keras.layers.BatchNormalization):
+        rows = (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance)
+        return (tf.stack([tf.convert_to_tensor(row) for row in rows]),)
+    return tf.transpose(layer.kernel, (3, 2, 0, 1)), tf.identity(layer.bias)
+
+
+def as_snapshot(tensors: tuple) -> KernelSnapshot:
+    """A :class:`KernelSnapshot` of :func:`snapshot_tensors`' tensors."""
+    return KernelSnapshot(np.ascontiguousarray(tensors[0].numpy()), tensors[1].numpy() if len(tensors) > 1 else None)
+
+
 def conv_snapshots(model, names: tuple[str, ...]) -> dict[str, KernelSnapshot]:
-    """Copies of the named conv layers' kernels in canonical (out, in, kh, kw) layout, and biases."""
-    snapshots = {}
-    for name in names:
-        layer = model.get_layer(name)
-        kernel = np.ascontiguousarray(layer.kernel.numpy().transpose(3, 2, 0, 1))
-        snapshots[name] = KernelSnapshot(kernel, layer.bias.numpy().copy())
-    return snapshots
+    """Copies of the named layers: conv kernels in canonical (out, in, kh, kw) layout and biases, batch_norm's rows."""
+    return {name: as_snapshot(snapshot_tensors(model.get_layer(name))) for name in names}

@@ -7,10 +7,10 @@ import io
 
 import numpy as np
 
-from convexp.training import SGD, AdamW, KernelSnapshot, TrainingJob, TrainingObserver, run_epochs
+from convexp.training import SGD, AdamW, TrainingJob, TrainingObserver, run_epochs
 
 from .keras_import import keras, tf
-from .model import build, conv_snapshots, load_weights
+from .model import as_snapshot, build, conv_snapshots, load_weights, snapshot_tensors
 
 EVAL_BATCH = 1000
 
@@ -46,7 +46,8 @@ def make_optimizer(config):
     settings = dict(learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon)
     if isinstance(config, AdamW):
         optimizer = keras.optimizers.AdamW(weight_decay=config.weight_decay, **settings)
-        optimizer.exclude_from_weight_decay(var_names=["bias"])  # convexp decays kernels, not biases
+        # convexp decays kernels, not biases nor batch_norm's gamma and beta
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         return optimizer
     return keras.optimizers.Adam(**settings)
 
@@ -121,7 +122,7 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32))
         # The updated kernels, already in canonical layout: handing them out of the step costs far
         # less than reading the variables from Python afterwards, at the steps that are recorded.
-        kernels = [(tf.transpose(layer.kernel, (3, 2, 0, 1)), tf.identity(layer.bias)) for layer in snapshot_layers]
+        kernels = [snapshot_tensors(layer) for layer in snapshot_layers]
         return loss, accuracy, kernels
 
     @tf.function(input_signature=spec)
@@ -152,10 +153,7 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
     def read_kernels():
         if not after_last_step:  # before the first step
             return conv_snapshots(model, job.snapshot_layers)
-        return {
-            name: KernelSnapshot(kernel.numpy(), bias.numpy())
-            for name, (kernel, bias) in zip(job.snapshot_layers, after_last_step)
-        }
+        return {name: as_snapshot(tensors) for name, tensors in zip(job.snapshot_layers, after_last_step)}
 
     def evaluate():
         total, correct = 0.0, 0

@@ -8,12 +8,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from convexp.activations import LEAKY_SLOPE
 from convexp.initializers import Fans, fans_of, get_initializer
 from convexp.layers import (
     ActivationLayer,
     AvgPool,
+    BatchNorm,
     Conv,
     Dense,
     Dropout,
@@ -58,6 +60,40 @@ def activation_module(name: str) -> nn.Module:
     return modules[name]()
 
 
+class ConvexpBatchNorm(nn.Module):
+    """convexp's batch_norm (:class:`convexp.layers.BatchNorm`) over dim 1 of (N, C, H, W) or (N, C).
+
+    nn.BatchNorm2d normalises the same way, but moves its running variance towards the batch's unbiased
+    variance, where convexp (as Keras) uses the biased one the batch was normalised with; so the running
+    statistics are kept here: ``running = momentum * running + (1 - momentum) * batch``."""
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
+    def __init__(self, channels: int, momentum: float, epsilon: float):
+        super().__init__()
+        self.momentum, self.epsilon = momentum, epsilon
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                dims = [0, *range(2, x.dim())]
+                var, mean = torch.var_mean(x, dim=dims, correction=0)
+                self.running_mean.mul_(self.momentum).add_(mean * (1 - self.momentum))
+                self.running_var.mul_(self.momentum).add_(var * (1 - self.momentum))
+            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.epsilon)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.epsilon)
+
+    def snapshot(self) -> np.ndarray:
+        """gamma, beta, running mean and running variance as convexp's (4, C) batch_norm snapshot."""
+        rows = (self.weight, self.bias, self.running_mean, self.running_var)
+        return torch.stack([row.detach() for row in rows]).cpu().numpy()
+
+
 def _activated(modules: OrderedDict[str, nn.Module], name: str, activation: str) -> None:
     """The activation after a conv or dense layer, as a module of its own (none: nothing)."""
     if activation != "none":
@@ -95,6 +131,8 @@ def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
             modules[p.name] = activation_module(layer.activation)
         elif isinstance(layer, ReLU):
             modules[p.name] = nn.ReLU()
+        elif isinstance(layer, BatchNorm):
+            modules[p.name] = ConvexpBatchNorm(p.input_shape[0], layer.momentum, layer.epsilon)
         elif isinstance(layer, Flatten):
             modules[p.name] = nn.Flatten()
         elif isinstance(layer, Dropout):
@@ -151,10 +189,14 @@ def initialise(
 
 
 def conv_snapshots(model: nn.Sequential, names: tuple[str, ...]) -> dict[str, KernelSnapshot]:
-    """Copies of the named conv layers' kernels (out, in, kh, kw) and biases."""
-    return {
-        name: KernelSnapshot(
-            getattr(model, name).weight.detach().cpu().numpy().copy(), getattr(model, name).bias.detach().cpu().numpy().copy()
-        )
-        for name in names
-    }
+    """Copies of the named layers: conv kernels (out, in, kh, kw) and biases, batch_norm's (4, C) rows."""
+    snapshots = {}
+    for name in names:
+        module = getattr(model, name)
+        if isinstance(module, ConvexpBatchNorm):
+            snapshots[name] = KernelSnapshot(module.snapshot(), None)
+        else:
+            snapshots[name] = KernelSnapshot(
+                module.weight.detach().cpu().numpy().copy(), module.bias.detach().cpu().numpy().copy()
+            )
+    return snapshots

@@ -19,15 +19,15 @@ EVAL_BATCH = 1000
 
 def make_optimizer(config, model: torch.nn.Module) -> torch.optim.Optimizer:
     """torch.optim's SGD, Adam or AdamW with the experiment's settings. With weight decay the kernels and the
-    biases are two parameter groups, the biases' without decay (as convexp defines weight decay); without, one
-    group, as before (so that a checkpoint of an older run loads)."""
+    other parameters (biases, batch_norm's gamma and beta) are two parameter groups, the others' without decay (as
+    convexp defines weight decay); without, one group, as before (so that a checkpoint of an older run loads)."""
     params: Any = list(model.parameters())
     decay = config.weight_decay
     if decay:
-        named = list(model.named_parameters())
+        kernels = {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
         params = [
-            {"params": [p for name, p in named if not name.endswith("bias")], "weight_decay": decay},
-            {"params": [p for name, p in named if name.endswith("bias")], "weight_decay": 0.0},
+            {"params": [p for p in model.parameters() if id(p) in kernels], "weight_decay": decay},
+            {"params": [p for p in model.parameters() if id(p) not in kernels], "weight_decay": 0.0},
         ]
     if isinstance(config, SGD):
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, nesterov=config.nesterov)
