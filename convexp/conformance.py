@@ -31,6 +31,7 @@ from convexp.backend import Backend
 from convexp.conformance_layers import (
     check_activations,
     check_adamw,
+    check_augmentation,
     check_average_pooling,
     check_batch_norm,
     check_clipping_and_smoothing,
@@ -508,6 +509,7 @@ CHECKS: tuple[Check, ...] = (
     _check("average-pooling", check_average_pooling),
     _check("dilation-groups", check_dilation_and_groups),
     _check("batch-norm", check_batch_norm),
+    _check("augmentation", check_augmentation),
     _check("dropout", check_dropout_scaling),
     _check("snapshots", check_snapshot_layout),
     _check("trainer", check_trainer),

@@ -118,6 +118,18 @@ def check_batch_norm(backend: Backend) -> str:
     return _same_as_reference(backend, layers, 3, "batch_norm after conv and dense", optimizer, test_loss=True)
 
 
+def check_augmentation(backend: Backend) -> str:
+    """Seeded augmentation (shifts of up to 2 pixels and left-right flips): the backend trains on the images
+    convexp hands it for each step, not on those the batch's indices select, so three SGD steps give the numpy
+    backend's kernels."""
+    from convexp.augmentation import Augmentation
+
+    optimizer = SGD(name="sgd", learning_rate=0.5)
+    return _same_as_reference(
+        backend, None, 3, "augmented: shift 2, flip", optimizer, augmentation=Augmentation(shift=2, flip=True)
+    )
+
+
 def check_schedule(backend: Backend) -> str:
     """A learning-rate schedule: two updates of linear warmup, then cosine decay (SGD with momentum), and a step
     schedule (Adam): six updates each give the numpy backend's kernels and biases."""

@@ -41,14 +41,18 @@ ALL_FEATURES = frozenset(
         "schedule",
         "gradient_clip_norm",
         "label_smoothing",
+        "augmentation",
     }
 )
 
 
 def features_of_spec(spec: Any) -> frozenset[str]:
     """What a run's spec asks of a backend: :func:`features_needed` of its layers and optimizer, and its training
-    settings (``gradient_clip_norm``, ``label_smoothing``) where they are set."""
+    settings (``gradient_clip_norm``, ``label_smoothing``, ``augmentation``) where they are set."""
     settings = {name for name in ("gradient_clip_norm", "label_smoothing") if getattr(spec, name, None)}
+    augmentation = getattr(spec, "augmentation", None)
+    if augmentation is not None and augmentation.active:
+        settings.add("augmentation")
     return features_needed(spec.layers, spec.optimizer) | settings
 
 

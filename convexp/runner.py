@@ -169,6 +169,7 @@ def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
         device=run.device,
         gradient_clip_norm=spec.gradient_clip_norm,
         label_smoothing=spec.label_smoothing,
+        augmentation=spec.augmentation,
         snapshot_layers=spec.snapshot_layers(),
         initial_weights=(
             initial_weights(run.layers, run.kernel_initializer, run.bias_initializer, spec.seed) if spec.shared_init else None

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from convexp.layers import PlannedLayer
 
-_WEIGHTS, _BATCHES, _BACKEND = 0, 1, 2
+_WEIGHTS, _BATCHES, _BACKEND, _AUGMENTATION = 0, 1, 2, 3
 
 
 def initial_weights(
@@ -55,3 +55,10 @@ def backend_rng(seed: int, stream: int = 0) -> np.random.Generator:
     import numpy as np
 
     return np.random.default_rng([seed, _BACKEND, stream])
+
+
+def augmentation_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of epoch ``epoch``'s augmentation draws (:mod:`convexp.augmentation`), shared by every backend."""
+    import numpy as np
+
+    return np.random.default_rng([seed, _AUGMENTATION, epoch])

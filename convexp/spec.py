@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from convexp.augmentation import Augmentation
 from convexp.errors import ConvexpError, SpecError, did_you_mean
 from convexp.layers import BatchNorm, Conv, Layer, PlannedLayer, plan
 from convexp.names import experiment_name_problem, tag_problem
@@ -78,6 +79,9 @@ class RunSpec(BaseModel):
     )
     label_smoothing: float = Field(
         default=0.0, ge=0, lt=1, description="train on targets (1 - s) one-hot + s / classes (the test loss stays plain)"
+    )
+    augmentation: Augmentation | None = Field(
+        default=None, description="shift and flip each training image by seeded draws: {shift: 2, flip: true}"
     )
     snapshots: SnapshotSchedule = Field(default_factory=SnapshotSchedule)
     device: Literal["auto", "cpu", "cuda"] = Field(

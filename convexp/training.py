@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # what a backend hands back lives in a leaf module; re-exported here, where backends look for it
+from convexp.augmentation import Augmentation
 from convexp.types import Checkpoint, KernelReader, KernelSnapshot, StateReader
 
 __all__ = [
@@ -174,6 +175,9 @@ class TrainingJob:
     gradient_clip_norm: float | None = None
     #: The training loss's targets are (1 - s) * one-hot + s / num_classes (the test loss is plain cross-entropy).
     label_smoothing: float = 0.0
+    #: When set, each batch's images are shifted and flipped (:mod:`convexp.augmentation`) before the step, and
+    #: ``train_batch`` is given them (see :func:`run_epochs`).
+    augmentation: Augmentation | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -210,7 +214,7 @@ class TrainingObserver(Protocol):
 def run_epochs(
     job: TrainingJob,
     observer: TrainingObserver,
-    train_batch: Callable[[np.ndarray], tuple[float, float]],
+    train_batch: Callable[..., tuple[float, float]],
     evaluate: Callable[[], tuple[float, float]],
     kernels: KernelReader,
     state: StateReader | None = None,
@@ -222,13 +226,16 @@ def run_epochs(
     loop goes on with the epoch after it), then each epoch visits the training examples in the seeded batch order
     (:func:`convexp.seeding.batch_order`); ``train_batch(indices)`` makes one update on those
     examples and returns its (loss, accuracy); ``evaluate()`` returns the test set's
-    (mean loss, accuracy). Stops after ``job.max_steps`` updates if set. ``epoch_seconds``
+    (mean loss, accuracy). With ``job.augmentation`` it is called ``train_batch(indices, images)``, ``images`` the
+    batch's (N, C, H, W) float32 images shifted and flipped by that epoch's seeded draws, to train on instead of
+    those ``indices`` select. Stops after ``job.max_steps`` updates if set. ``epoch_seconds``
     times the training pass, including the observer's work, not the evaluation. With a learning-rate
     schedule, ``set_learning_rate(rate)`` is called before each update with :func:`learning_rate_at`'s rate
     (a backend that implements schedules passes it; the rate of a resumed run follows from its step).
     """
     import time
 
+    from convexp.augmentation import augment, epoch_draws
     from convexp.seeding import batch_order
 
     if job.resume_from is None:
@@ -240,15 +247,23 @@ def run_epochs(
     scheduled = job.optimizer.schedule is not None
     if scheduled and set_learning_rate is None:
         raise ValueError("this backend's trainer does not set the learning rate per update: it cannot train a schedule")
+    augmentation = job.augmentation if job.augmentation is not None and job.augmentation.active else None
     for epoch in range(first_epoch, job.epochs + 1):
         started = time.perf_counter()
         order = batch_order(len(job.train_labels), epoch, job.seed, job.shuffle)
+        if augmentation is not None:
+            shifts, flips = epoch_draws(augmentation, len(order), epoch, job.seed)
         for start in range(0, len(order), job.batch_size):
             if step >= total_steps:
                 break
             if scheduled:
                 set_learning_rate(learning_rate_at(job.optimizer, step, total_steps))  # type: ignore[misc]
-            loss, accuracy = train_batch(order[start : start + job.batch_size])
+            indices = order[start : start + job.batch_size]
+            if augmentation is None:
+                loss, accuracy = train_batch(indices)
+            else:
+                end = start + len(indices)
+                loss, accuracy = train_batch(indices, augment(job.train_images[indices], shifts[start:end], flips[start:end]))
             step += 1
             observer.on_step(step, epoch, {"train_loss": float(loss), "train_accuracy": float(accuracy)}, kernels)
         seconds = time.perf_counter() - started

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -86,12 +87,30 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def mnist_keras_run(tmp_path_factory) -> Path:
-    """A database holding one run: one MNIST epoch of mnist-keras-convnet on numpy (run 1), as a user runs it."""
+def mnist_keras_run(tmp_path_factory, worker_id) -> Path:
+    """A database holding one run: one MNIST epoch of mnist-keras-convnet on numpy (run 1), as a user runs it.
+
+    Trained once per test session: the pytest-xdist workers share it through their common temporary folder,
+    the first to need it training it while the others wait on its lock."""
+    from filelock import FileLock
+
     folder = mnist_folder()
     if folder is None:
         pytest.skip(f"MNIST IDX files not found: set {MNIST_ENV} or put them in ../shared/data/mnist")
-    db = tmp_path_factory.mktemp("mnist-run") / "r.db"
+    if worker_id == "master":  # no xdist: this session's own folder
+        return _mnist_keras_run(folder, tmp_path_factory.mktemp("mnist-run") / "r.db")
+    shared = tmp_path_factory.getbasetemp().parent  # this session's folder, above every worker's own
+    with FileLock(str(shared / "mnist-run.lock")):
+        db, trained = shared / "mnist-run" / "r.db", shared / "mnist-run" / "trained"
+        if not trained.exists():  # first, or after a worker whose training failed: train afresh
+            shutil.rmtree(db.parent, ignore_errors=True)
+            db.parent.mkdir()
+            _mnist_keras_run(folder, db)
+            trained.touch()
+        return db
+
+
+def _mnist_keras_run(folder: Path, db: Path) -> Path:
     result = run_cli(
         "run",
         "-e",

@@ -68,8 +68,9 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
     train_x, train_y = _channels_last(job.train_images), job.train_labels
     test_x, test_y = _channels_last(job.test_images), job.test_labels
 
-    def train_batch(indices):
-        logits = network.forward(train_x[indices], training=True)
+    def train_batch(indices, images=None):  # images: the batch augmented (N, C, H, W), when the run augments
+        x = train_x[indices] if images is None else _channels_last(images)
+        logits = network.forward(x, training=True)
         loss, accuracy, grad = ops.softmax_cross_entropy(logits, train_y[indices], job.label_smoothing)
         network.backward(grad)
         grads = network.grads

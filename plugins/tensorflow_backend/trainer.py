@@ -145,8 +145,9 @@ def _train(job: TrainingJob, observer: TrainingObserver) -> None:
 
     after_last_step: list = []  # the kernels the last train step handed out
 
-    def train_batch(indices):
-        loss, accuracy, kernels = train_step(train_x[indices], train_y[indices])
+    def train_batch(indices, images=None):  # images: the batch augmented (N, C, H, W), when the run augments
+        x = train_x[indices] if images is None else np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+        loss, accuracy, kernels = train_step(x, train_y[indices])
         after_last_step[:] = kernels
         return loss, accuracy
 

@@ -122,9 +122,10 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
         train_x, train_y = torch.from_numpy(job.train_images).to(device), torch.from_numpy(job.train_labels).to(device)
         test_x, test_y = torch.from_numpy(job.test_images).to(device), torch.from_numpy(job.test_labels).to(device)
 
-        def train_batch(indices):
+        def train_batch(indices, images=None):  # images: the batch augmented (N, C, H, W), when the run augments
             batch = torch.from_numpy(indices).to(device)
-            x, y = train_x[batch], train_y[batch]
+            x = train_x[batch] if images is None else torch.from_numpy(images).to(device)
+            y = train_y[batch]
             optimizer.zero_grad()
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=job.label_smoothing)
