@@ -36,11 +36,12 @@ from convexp.conformance_layers import (
     check_batch_norm,
     check_clipping_and_smoothing,
     check_dilation_and_groups,
+    check_residual,
     check_schedule,
     check_weight_decay,
 )
 from convexp.initializers import explain
-from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, plan
+from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, flat, plan
 from convexp.plugin_output import NonFiniteKernel, PlanCheck, PluginBreach
 from convexp.plugins import get_backend
 from convexp.seeding import initial_weights
@@ -391,7 +392,7 @@ def check_snapshot_layout(backend: Backend) -> str:
     backend.train(job, observer)
     observer.finished()
     for layer in ("conv1", "conv2"):
-        expected_shape = next(tuple(p.kernel_shape or ()) for p in job.layers if p.name == layer)
+        expected_shape = next(tuple(p.kernel_shape or ()) for p in flat(job.layers) if p.name == layer)
         for step, snapshots in observer.snapshots.items():
             snap = snapshots[layer]
             require(snap.kernel.dtype == np.float32, f"{layer} step {step}: dtype {snap.kernel.dtype}")
@@ -509,6 +510,7 @@ CHECKS: tuple[Check, ...] = (
     _check("average-pooling", check_average_pooling),
     _check("dilation-groups", check_dilation_and_groups),
     _check("batch-norm", check_batch_norm),
+    _check("residual", check_residual),
     _check("augmentation", check_augmentation),
     _check("dropout", check_dropout_scaling),
     _check("snapshots", check_snapshot_layout),

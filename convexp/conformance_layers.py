@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from convexp.features import described, features_needed
-from convexp.layers import ActivationLayer, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool
+from convexp.layers import ActivationLayer, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Residual, flat
 from convexp.training import SGD, Adam, AdamW, Schedule
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def _same_as_reference(
     missing = sorted(needed - backend.features)
     if missing:
         raise CheckSkipped(f"the backend does not implement {described(missing)}")
-    job = replace(job, snapshot_layers=tuple(p.name for p in job.layers if p.snapshot_shape))
+    job = replace(job, snapshot_layers=tuple(p.name for p in flat(job.layers) if p.snapshot_shape))
     return _same_steps_as_reference(backend, job, steps, what, test_loss=test_loss)
 
 
@@ -116,6 +116,31 @@ def check_batch_norm(backend: Backend) -> str:
     )
     optimizer = SGD(name="sgd", learning_rate=0.1, momentum=0.9)
     return _same_as_reference(backend, layers, 3, "batch_norm after conv and dense", optimizer, test_loss=True)
+
+
+def check_residual(backend: Backend) -> str:
+    """Residual blocks: one with a 1x1 conv shortcut (stride 2, more channels) and a relu after the sum, one with the
+    identity shortcut and batch_norm in its body; three SGD steps with momentum give the numpy backend's kernels."""
+    layers = (
+        Conv(type="conv", filters=4, kernel_size=3, padding="same", activation="relu"),
+        Residual(
+            type="residual",
+            layers=[
+                Conv(type="conv", filters=6, kernel_size=3, stride=2, padding="same", activation="relu"),
+                Conv(type="conv", filters=6, kernel_size=3, padding="same"),
+            ],
+            shortcut="conv",
+            activation="relu",
+        ),
+        Residual(
+            type="residual",
+            layers=[Conv(type="conv", filters=6, kernel_size=3, padding="same"), BatchNorm(type="batch_norm", momentum=0.9)],
+        ),
+        GlobalAvgPool(type="global_avgpool"),
+        Dense(type="dense", units=10),
+    )
+    optimizer = SGD(name="sgd", learning_rate=0.1, momentum=0.9)
+    return _same_as_reference(backend, layers, 3, "residual blocks (conv and identity shortcuts)", optimizer, test_loss=True)
 
 
 def check_augmentation(backend: Backend) -> str:

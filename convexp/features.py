@@ -60,8 +60,10 @@ def features_needed(layers: Sequence[Any], optimizer: Any = None) -> frozenset[s
     """What ``layers`` (and ``optimizer``, if given) ask of a backend: each layer type, ``conv:dilation`` and
     ``conv:groups`` for a conv that dilates or groups, ``activation:NAME`` for each activation, ``optimizer:NAME``, ``weight_decay`` for an L2 term on sgd or adam, and ``schedule`` for a
     learning-rate schedule."""
-    needed = set()
+    needed: set[str] = set()
     for layer in layers:
+        if getattr(layer, "type", None) == "residual":
+            needed |= features_needed(layer.layers)
         needed.add(layer.type)
         for option in ("dilation", "groups"):
             if getattr(layer, option, 1) > 1:

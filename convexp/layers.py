@@ -138,12 +138,27 @@ class Dense(_Layer):
     activation: Activation = "none"
 
 
+class Residual(_Layer):
+    """A residual block: ``activation(body(x) + shortcut(x))``, the body being ``layers`` in order.
+
+    The ``identity`` shortcut is x itself, so the body must give x's shape back; the ``conv`` shortcut is a
+    1x1 conv with a bias (named after the block: ``residual1_shortcut``) that gives the body's channels, with
+    the stride that gives its height and width. The body's layers are named as if they stood outside it
+    (conv2, conv3, ...); a block holds no other block."""
+
+    type: Literal["residual"]
+    layers: list[Layer] = Field(min_length=1)  # type: ignore[valid-type]  # Layer is defined below
+    shortcut: Literal["identity", "conv"] = "identity"
+    activation: Activation = "none"
+
+
 Layer = Annotated[
-    Union[Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, BatchNorm, Flatten, Dropout, Dense],
+    Union[Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, BatchNorm, Flatten, Dropout, Dense, Residual],
     Field(discriminator="type"),
 ]
+Residual.model_rebuild()
 #: Every layer model, for those that list them (did-you-mean, the backends' features).
-LAYER_TYPES = (Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, BatchNorm, Flatten, Dropout, Dense)
+LAYER_TYPES = (Conv, MaxPool, AvgPool, GlobalAvgPool, ReLU, ActivationLayer, BatchNorm, Flatten, Dropout, Dense, Residual)
 #: What the rows of a batch_norm layer's (4, C) snapshot are.
 BATCH_NORM_ROWS = ("gamma", "beta", "running_mean", "running_variance")
 #: Every layer type's name (``type:`` in an experiment).
@@ -170,9 +185,13 @@ class PlannedLayer:
 
     index: int
     name: str
-    layer: Conv | MaxPool | AvgPool | GlobalAvgPool | ReLU | ActivationLayer | BatchNorm | Flatten | Dropout | Dense
+    layer: Conv | MaxPool | AvgPool | GlobalAvgPool | ReLU | ActivationLayer | BatchNorm | Flatten | Dropout | Dense | Residual
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+    #: A residual block's body, planned (its layers' indices follow the block's).
+    body: tuple[PlannedLayer, ...] = ()
+    #: A residual block's 1x1 conv shortcut, planned; None for the identity (and for every other layer).
+    shortcut: PlannedLayer | None = None
 
     @property
     def snapshot_shape(self) -> tuple[int, ...] | None:
@@ -195,6 +214,16 @@ class PlannedLayer:
         return None
 
 
+def flat(planned: Sequence[PlannedLayer]) -> list[PlannedLayer]:
+    """Every planned layer, those inside residual blocks too: each block followed by its body and its shortcut.
+    What holds weights or is recorded is found here (a conv inside a block is a conv layer like any other)."""
+    out = []
+    for p in planned:
+        out.append(p)
+        out += [*p.body, *([p.shortcut] if p.shortcut else [])]
+    return out
+
+
 def describe_plan(planned: Sequence[PlannedLayer]) -> str:
     """A planned network in one line, each layer with its output shape: ``input[1, 8, 8] -> conv1[32, 6, 6] -> ...``."""
     if not planned:
@@ -208,17 +237,9 @@ def plan(layers: list, input_shape: tuple[int, int, int], num_classes: int) -> l
     ``input_shape`` is (C, H, W). Conv layers are named conv1, conv2, ...; dense layers
     dense1, ...; others by their type and position, unless a layer sets ``name``.
     """
-    planned: list[PlannedLayer] = []
     counters: dict[str, int] = {}
-    shape: tuple[int, ...] = tuple(input_shape)
-    for index, layer in enumerate(layers, start=1):
-        counters[layer.type] = counters.get(layer.type, 0) + 1
-        name = layer.name or f"{layer.type}{counters[layer.type]}"
-        where = f"layer {index} ({name})"
-        out = _output_shape(layer, shape, where)
-        planned.append(PlannedLayer(index, name, layer, shape, out))
-        shape = out
-    names = [p.name for p in planned]
+    planned, _ = _plan_sequence(layers, tuple(input_shape), counters, 1, "layer ")
+    names = [p.name for p in flat(planned)]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ShapeError(f"layer names must be unique: {', '.join(duplicates)} appears more than once")
@@ -229,6 +250,67 @@ def plan(layers: list, input_shape: tuple[int, int, int], num_classes: int) -> l
             f"the last layer ({planned[-1].name}) has {planned[-1].layer.units} units but the dataset has {num_classes} classes"
         )
     return planned
+
+
+def _plan_sequence(
+    layers: Sequence, shape: tuple[int, ...], counters: dict[str, int], index: int, where_prefix: str
+) -> tuple[list[PlannedLayer], int]:
+    """Plan ``layers`` from input ``shape``, numbering from ``index`` (every layer, nested ones too, gets the next
+    number): (the planned layers, the next free index)."""
+    planned: list[PlannedLayer] = []
+    for position, layer in enumerate(layers, start=1):
+        counters[layer.type] = counters.get(layer.type, 0) + 1
+        name = layer.name or f"{layer.type}{counters[layer.type]}"
+        where = f"{where_prefix}{position} ({name})"
+        if isinstance(layer, Residual):
+            block, index = _plan_residual(layer, name, shape, counters, index, where)
+            planned.append(block)
+            shape = block.output_shape
+            continue
+        out = _output_shape(layer, shape, where)
+        planned.append(PlannedLayer(index, name, layer, shape, out))
+        index += 1
+        shape = out
+    return planned, index
+
+
+def _plan_residual(
+    layer: Residual, name: str, shape: tuple[int, ...], counters: dict[str, int], index: int, where: str
+) -> tuple[PlannedLayer, int]:
+    """A residual block planned with its body and shortcut; raises :class:`ShapeError` where they cannot add up."""
+    if any(isinstance(inner, Residual) for inner in layer.layers):
+        raise ShapeError(f"{where}: a residual block's layers cannot hold another residual block")
+    prefix = where.split(" (")[0] + "."  # layer 3 -> layer 3.1, 3.2, ... inside it
+    body, next_index = _plan_sequence(layer.layers, shape, counters, index + 1, prefix)
+    out = body[-1].output_shape
+    shortcut = None
+    if layer.shortcut == "identity":
+        if out != shape:
+            raise ShapeError(
+                f"{where}: its layers turn {list(shape)} into {list(out)}, so the identity shortcut cannot be added; "
+                "use shortcut: conv, or layers that keep the shape (padding: same, no stride or pooling)"
+            )
+    else:
+        if len(shape) != 3 or len(out) != 3:
+            raise ShapeError(f"{where}: a conv shortcut needs (channels, height, width) maps in and out, not {shape} -> {out}")
+        stride = _shortcut_stride(shape[1:], out[1:])
+        if stride is None:
+            raise ShapeError(
+                f"{where}: no 1x1 conv stride turns {shape[1]}x{shape[2]} into its layers' {out[1]}x{out[2]}; "
+                "use padding: same in the block so the size only changes by a stride"
+            )
+        conv = Conv(type="conv", filters=out[0], kernel_size=1, stride=stride)
+        shortcut = PlannedLayer(next_index, f"{name}_shortcut", conv, shape, out)
+        next_index += 1
+    return PlannedLayer(index, name, layer, shape, out, tuple(body), shortcut), next_index
+
+
+def _shortcut_stride(size_in: tuple[int, ...], size_out: tuple[int, ...]) -> int | None:
+    """The stride s at which a 1x1 'valid' conv turns size_in into size_out ((H - 1) // s + 1 on each axis)."""
+    for stride in range(1, max(size_in) + 1):
+        if all((i - 1) // stride + 1 == o for i, o in zip(size_in, size_out)):
+            return stride
+    return None
 
 
 def _check_conv(layer: Conv, channels: int, where: str) -> None:
@@ -292,6 +374,8 @@ class LayerParameters:
     biases: int
     #: What the layer keeps but training's gradients do not change: a batch_norm's running mean and variance.
     statistics: int = 0
+    #: Whether it stands inside a residual block (its body or its shortcut).
+    nested: bool = False
 
     @property
     def trainable(self) -> int:
@@ -308,7 +392,8 @@ def parameter_table(planned: Sequence[PlannedLayer]) -> list[LayerParameters]:
     """Per layer: output shape, kernel shape, how many weights and biases (conv and dense layers have a bias per output;
     a batch_norm layer's gamma counts as weights, its beta as biases, and its running mean and variance as statistics)."""
     rows = []
-    for p in planned:
+    inside = {id(q) for p in planned for q in flat([p])[1:]}
+    for p in flat(planned):
         kernel = p.kernel_shape
         # a layer with weights has one bias per output channel (conv) or unit (dense): output_shape[0]
         weights, biases = (math.prod(kernel), p.output_shape[0]) if kernel else (0, 0)
@@ -316,14 +401,14 @@ def parameter_table(planned: Sequence[PlannedLayer]) -> list[LayerParameters]:
         if isinstance(p.layer, BatchNorm):
             weights = biases = p.output_shape[0]
             statistics = 2 * p.output_shape[0]
-        rows.append(LayerParameters(p.name, p.layer.type, p.output_shape, kernel, weights, biases, statistics))
+        rows.append(LayerParameters(p.name, p.layer.type, p.output_shape, kernel, weights, biases, statistics, id(p) in inside))
     return rows
 
 
 def filters_sentence(planned: Sequence[PlannedLayer]) -> str:
     """What a conv layer's filters are, in numbers: '32 filters of 3x3x1 = 288 weights + 32 biases' for each conv layer."""
     parts = []
-    for p in planned:
+    for p in flat(planned):
         if isinstance(p.layer, Conv):
             out, channels, kh, kw = p.kernel_shape  # type: ignore[misc]
             parts.append(f"{p.name}: {out} filters of {kh}x{kw}x{channels} = {out * channels * kh * kw} weights + {out} biases")
@@ -346,7 +431,7 @@ def format_parameter_table(planned: Sequence[PlannedLayer]) -> list[str]:
     cells = [["layer", "output", "kernel", "weights", "biases", *(["statistics"] if statistics else []), "parameters"]]
     cells += [
         [
-            r.name,
+            ("  " if r.nested else "") + r.name,
             "x".join(map(str, r.output_shape)),
             "x".join(map(str, r.kernel_shape)) if r.kernel_shape else "-",
             *numbers(r.weights, r.biases, r.statistics, r.parameters),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
-from convexp.layers import parameter_table
+from convexp.layers import flat, parameter_table
 from convexp.spec import Grid, RunSpec
 from convexp.store.background import FLUSH_BYTES, MAX_PENDING
 from convexp.store.space import format_bytes
@@ -56,12 +56,12 @@ def estimate_memory(spec: RunSpec) -> MemoryEstimate:
     optimizer = spec.optimizer
     states = 2 if optimizer.name == "adam" else (1 if getattr(optimizer, "momentum", 0) else 0)
     info = dataset_info(spec.dataset)
-    outputs = sum(math.prod(p.output_shape) for p in planned) + math.prod(info.input_shape)
+    outputs = sum(math.prod(p.output_shape) for p in flat(planned)) + math.prod(info.input_shape)
     train = min(info.train_examples, spec.train_examples or info.train_examples)
     recorded = set(spec.snapshot_layers())
     kernels = sum(
         math.prod(p.snapshot_shape) + (p.output_shape[0] if p.kernel_shape else 0)
-        for p in planned
+        for p in flat(planned)
         if p.name in recorded and p.snapshot_shape
     )
     return MemoryEstimate(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from convexp.layers import Conv
+from convexp.layers import Conv, flat
 from convexp.types import non_finite
 
 if TYPE_CHECKING:
@@ -77,8 +77,8 @@ class PlanCheck:
     @classmethod
     def for_job(cls, plugin: str, job: TrainingJob) -> PlanCheck:
         """What ``job`` allows backend ``plugin`` to hand back."""
-        recorded = set(job.snapshot_layers) or {p.name for p in job.layers if isinstance(p.layer, Conv)}
-        shapes = {p.name: tuple(p.snapshot_shape or ()) for p in job.layers if p.name in recorded}
+        recorded = set(job.snapshot_layers) or {p.name for p in flat(job.layers) if isinstance(p.layer, Conv)}
+        shapes = {p.name: tuple(p.snapshot_shape or ()) for p in flat(job.layers) if p.name in recorded}
         resume = None if job.resume_from is None else (job.resume_from.epoch, job.resume_from.step)
         return cls(plugin, shapes, job.total_steps, job.steps_per_epoch, job.epochs, resume)
 

@@ -27,8 +27,10 @@ def initial_weights(
     """Kernel and bias of every conv and dense layer, drawn in canonical layout from ``seed``."""
     import numpy as np
 
+    from convexp.layers import flat
+
     weights = {}
-    for layer in layers:
+    for layer in flat(layers):
         shape = layer.kernel_shape
         if shape is None:
             continue

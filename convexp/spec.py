@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from convexp.augmentation import Augmentation
 from convexp.errors import ConvexpError, SpecError, did_you_mean
-from convexp.layers import BatchNorm, Conv, Layer, PlannedLayer, plan
+from convexp.layers import BatchNorm, Conv, Layer, PlannedLayer, flat, plan
 from convexp.names import experiment_name_problem, tag_problem
 from convexp.training import Adam, Optimizer
 
@@ -123,7 +123,7 @@ class RunSpec(BaseModel):
     @model_validator(mode="after")
     def _fits_together(self) -> RunSpec:
         planned = self.plan()
-        conv_names = [p.name for p in planned if isinstance(p.layer, Conv)]
+        conv_names = [p.name for p in flat(planned) if isinstance(p.layer, Conv)]
         for name in self.snapshots.layers or []:
             if name not in conv_names:
                 raise ValueError(
@@ -146,8 +146,8 @@ class RunSpec(BaseModel):
         """Names of the layers recorded at each snapshot: the conv layers chosen (all by default) and every
         batch_norm layer (its gamma, beta and running statistics, which replaying the network needs)."""
         planned = self.plan()
-        chosen = set(self.snapshots.layers or (p.name for p in planned if isinstance(p.layer, Conv)))
-        return tuple(p.name for p in planned if p.name in chosen or isinstance(p.layer, BatchNorm))
+        chosen = set(self.snapshots.layers or (p.name for p in flat(planned) if isinstance(p.layer, Conv)))
+        return tuple(p.name for p in flat(planned) if p.name in chosen or isinstance(p.layer, BatchNorm))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convexp.datasets import dataset_info
+from convexp.layers import flat
 from convexp.spec import Grid, RunSpec
 from convexp.store.database import resolve_url, sqlite_path
 from convexp.store.space import format_bytes
@@ -125,7 +126,7 @@ def _counts(train, batch_size, epochs, max_steps, log_every, every, epoch_end: b
 def _row_sizes(spec: RunSpec) -> tuple[int, int]:
     """(layers recorded, bytes a step's snapshot rows take) for ``spec``."""
     recorded = set(spec.snapshot_layers())
-    planned = [p for p in spec.plan() if p.name in recorded and p.snapshot_shape]
+    planned = [p for p in flat(spec.plan()) if p.name in recorded and p.snapshot_shape]
     # a conv row holds its kernel and a bias per filter; a batch_norm row its (4, C) statistics
     sizes = [math.prod(p.snapshot_shape) * 4 + (p.output_shape[0] * 4 if p.kernel_shape else 0) for p in planned]  # type: ignore[arg-type]
     return len(sizes), sum(size + SNAPSHOT_ROW_OVERHEAD for size in sizes)

@@ -7,7 +7,7 @@ import pytest
 from convexp_plugins.numpy_backend import ops
 from convexp_plugins.numpy_backend.network import Network
 
-from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU, plan
+from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU, flat, plan
 from convexp.plugins import get_backend
 from convexp.training import KernelSnapshot
 from tests.reference import CONV_CASES, scipy_conv
@@ -126,11 +126,11 @@ def small_network(dtype=np.float64, layers=None):
             rng.standard_normal(p.kernel_shape) * 0.5,
             rng.standard_normal(p.kernel_shape[0] if len(p.kernel_shape) == 4 else p.kernel_shape[1]) * 0.1,
         )
-        for p in planned
+        for p in flat(planned)
         if p.kernel_shape
     }
     network = Network(planned, weights, np.random.default_rng(0))
-    for layer in network.layers:  # float64 copies of the parameters, for exact finite differences
+    for layer in network.all_layers:  # float64 copies of the parameters, for exact finite differences
         if hasattr(layer, "gamma"):  # batch_norm: gamma and beta away from 1 and 0, so that they matter
             layer.gamma = (1 + 0.3 * rng.standard_normal(layer.gamma.shape)).astype(dtype)
             layer.beta = (0.2 * rng.standard_normal(layer.beta.shape)).astype(dtype)

@@ -37,6 +37,8 @@ from convexp.layers import (
     MaxPool,
     PlannedLayer,
     ReLU,
+    Residual,
+    flat,
     same_padding,
 )
 
@@ -82,29 +84,45 @@ class RecordedNetwork:
 
 
 def conv_layers_up_to(planned: Sequence[PlannedLayer], layer: str) -> tuple[PlannedLayer, ...]:
-    """The planned layers from the input up to conv layer ``layer``; raises naming the conv layers there are."""
-    convs = [p.name for p in planned if isinstance(p.layer, Conv)]
+    """The planned layers on the way from the input to conv layer ``layer``: those before it, and for a conv inside a
+    residual block, the layers before the block and the block's own layers (or its shortcut) up to it. Raises naming
+    the conv layers there are."""
+    convs = [p.name for p in flat(planned) if isinstance(p.layer, Conv)]
     for index, p in enumerate(planned):
+        inside = [q.name for q in p.body] + ([p.shortcut.name] if p.shortcut else [])
+        if p.name != layer and layer not in inside:
+            continue
         if p.name == layer:
-            if not isinstance(p.layer, Conv):
-                raise ConvexpError(f"'{layer}' is a {p.layer.type} layer; filters belong to conv layers ({', '.join(convs)})")
-            below = planned[:index]
-            if any(isinstance(q.layer, (Dense, Flatten, GlobalAvgPool)) for q in below):
-                raise ConvexpError(f"'{layer}' comes after a flatten, dense or global pooling layer; its inputs are not images")
-            return tuple(planned[: index + 1])
+            path = tuple(planned[: index + 1])
+        elif p.shortcut is not None and layer == p.shortcut.name:
+            path = (*planned[:index], p.shortcut)
+        else:
+            path = (*planned[:index], *p.body[: inside.index(layer) + 1])
+        target = path[-1]
+        if not isinstance(target.layer, Conv):
+            raise ConvexpError(f"'{layer}' is a {target.layer.type} layer; filters belong to conv layers ({', '.join(convs)})")
+        if any(isinstance(q.layer, (Dense, Flatten, GlobalAvgPool)) for q in flat(path[:-1])):
+            raise ConvexpError(f"'{layer}' comes after a flatten, dense or global pooling layer; its inputs are not images")
+        return path
     raise ConvexpError(f"the network has no layer '{layer}' (its conv layers: {', '.join(convs) or 'none'})")
 
 
 def receptive_field(layers: Sequence[PlannedLayer]) -> ReceptiveField:
     """The receptive field of a unit of the last of ``layers`` (a prefix of a network, from the input)."""
     size, jump, offset = [1, 1], [1, 1], [0, 0]
-    for p in layers:
+    for p in _through_bodies(layers):
         for axis in (0, 1):
             kernel, stride, before = _window(p, axis)
             offset[axis] -= before * jump[axis]
             size[axis] += (kernel - 1) * jump[axis]
             jump[axis] *= stride
     return ReceptiveField(tuple(size), tuple(jump), tuple(offset))  # type: ignore[arg-type]
+
+
+def _through_bodies(layers: Sequence[PlannedLayer]) -> list[PlannedLayer]:
+    """``layers`` with each residual block replaced by its body: the path a unit's field grows along (the shortcut, a
+    1x1 conv with the body's stride or the identity, sees a part of what the body sees)."""
+    return [q for p in layers for q in (p.body if p.body else (p,))]
 
 
 def _window(p: PlannedLayer, axis: int) -> tuple[int, int, int]:
@@ -188,15 +206,54 @@ def responses(network: RecordedNetwork, images: np.ndarray, batch: int = 500) ->
     out = []
     for start in range(0, len(images), batch):
         x = np.asarray(images[start : start + batch], dtype=np.float32)
-        for p in network.layers:
-            x = _apply(network, p, x, pads=_pads(p) if isinstance(p.layer, Conv) else None, last=p is network.target)
-        out.append(x)
+        out.append(_forward(network, network.layers, x, windows=False)[0])
     if not out:
         return np.zeros((0, network.filters, *network.target.output_shape[1:]), dtype=np.float32)
     return np.concatenate(out)
 
 
+def _forward(network: RecordedNetwork, layers: Sequence[PlannedLayer], x: np.ndarray, windows: bool) -> tuple[np.ndarray, list]:
+    """``x`` through ``layers`` (the target's activation left off), and the trace :func:`_backward_trace` goes back
+    along: (layer, input, output, what a residual block needs) per layer. ``windows``: every conv 'valid', for
+    inputs that are receptive-field windows (see :func:`window_responses`)."""
+    trace = []
+    for p in layers:
+        before, extra = x, None
+        if isinstance(p.layer, Residual):
+            x, extra = _residual(network, p, x, windows)
+        else:
+            pads = ((0, 0), (0, 0)) if windows or not isinstance(p.layer, Conv) else _pads(p)
+            x = _apply(network, p, x, pads=pads, last=p is network.target)
+        trace.append((p, before, x, extra))
+    return x, trace
+
+
+def _residual(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, windows: bool) -> tuple[np.ndarray, tuple]:
+    """A residual block's output, and (body trace, shortcut trace, crop, sum before the activation) for going back.
+
+    On windows, the body's 'valid' convs leave fewer units than the shortcut: body unit v is the block's unit
+    v + P / J, P the rows of 'same' padding the body adds before and J its stride, so the shortcut's units are
+    cropped from there."""
+    body, body_trace = _forward(network, p.body, x, windows)
+    shortcut, shortcut_trace = (x, []) if p.shortcut is None else _forward(network, (p.shortcut,), x, windows)
+    crop = (0, 0)
+    if windows:
+        field = receptive_field(p.body)
+        if any(-offset % jump for offset, jump in zip(field.offset, field.jump)):
+            raise ConvexpError(
+                f"{p.name}: its layers pad by rows that are not a multiple of their stride, so a window of the input "
+                "cannot be replayed through it; see these filters with --patches instead"
+            )
+        crop = (-field.offset[0] // field.jump[0], -field.offset[1] // field.jump[1])
+        shortcut = shortcut[:, :, crop[0] : crop[0] + body.shape[2], crop[1] : crop[1] + body.shape[3]]
+    total = body + shortcut
+    activation = p.layer.activation  # type: ignore[union-attr]
+    out = total if activation == "none" else activations.apply(activation, total)
+    return out, (body_trace, shortcut_trace, crop, total)
+
+
 def _apply(network: RecordedNetwork, p: PlannedLayer, x: np.ndarray, pads, last: bool) -> np.ndarray:
+    """``x`` through one layer that is not a residual block."""
     layer = p.layer
     if isinstance(layer, Conv):
         kernel, bias = network.weights[p.name]
@@ -236,12 +293,7 @@ def window_responses(
     input ends in a single unit: the response of a unit whose field lies inside the image. Computed
     in float64, so the gradient can be checked against finite differences.
     """
-    x = np.asarray(windows, dtype=np.float64)
-    trace = []
-    for p in network.layers:
-        before = x
-        x = _apply(network, p, x, pads=((0, 0), (0, 0)), last=p is network.target)
-        trace.append((p, before, x))
+    x, trace = _forward(network, network.layers, np.asarray(windows, dtype=np.float64), windows=True)
     if x.shape[2:] != (1, 1):
         raise ConvexpError(f"a {windows.shape[2]}x{windows.shape[3]} window does not end in one unit of {network.target.name}")
     rows = np.arange(len(x))
@@ -249,9 +301,26 @@ def window_responses(
     values = x[rows, chosen, 0, 0]
     grad = np.zeros_like(x)
     grad[rows, chosen, 0, 0] = 1.0
-    for p, before, after in reversed(trace):
-        grad = _backward(network, p, before, after, grad, last=p is network.target)
-    return values, grad
+    return values, _backward_trace(network, trace, grad)
+
+
+def _backward_trace(network: RecordedNetwork, trace: list, grad: np.ndarray) -> np.ndarray:
+    """The gradient with respect to the input of the layers :func:`_forward` traced, given the output's."""
+    for p, before, after, extra in reversed(trace):
+        if extra is None:
+            grad = _backward(network, p, before, after, grad, last=p is network.target)
+            continue
+        body_trace, shortcut_trace, crop, total = extra
+        activation = p.layer.activation
+        if activation != "none":
+            grad = activations.gradient(activation, total, after, grad)
+        height, width = grad.shape[2:]
+        shortcut_out = shortcut_trace[0][2] if shortcut_trace else before
+        full = np.zeros((*grad.shape[:2], *shortcut_out.shape[2:]), dtype=grad.dtype)
+        full[:, :, crop[0] : crop[0] + height, crop[1] : crop[1] + width] = grad
+        through_shortcut = _backward_trace(network, shortcut_trace, full) if shortcut_trace else full
+        grad = _backward_trace(network, body_trace, grad) + through_shortcut
+    return grad
 
 
 def window_response(network: RecordedNetwork, window: np.ndarray, filter_index: int) -> tuple[float, np.ndarray]:
@@ -331,7 +400,7 @@ def load_network(store, run, layer: str, step: int | str = "last") -> RecordedNe
     steps = store.snapshot_steps(run.id, layer)
     chosen = steps[step_index(steps, step, run.id, layer)]
     weights = {}
-    for p in layers:
+    for p in flat(layers):
         if isinstance(p.layer, (Conv, BatchNorm)):
             recorded = store.snapshot_steps(run.id, p.name)
             if chosen not in recorded:

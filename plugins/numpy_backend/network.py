@@ -24,6 +24,7 @@ from convexp.layers import (
     MaxPool,
     PlannedLayer,
     ReLU,
+    Residual,
 )
 from convexp.training import KernelSnapshot
 
@@ -282,36 +283,94 @@ def _bias(weights: Mapping[str, KernelSnapshot], p: PlannedLayer) -> np.ndarray:
     return bias
 
 
+class ResidualLayer(_Layer):
+    """activation(body(x) + shortcut(x)): the body's layers in order, the shortcut the identity or a 1x1 conv."""
+
+    def __init__(self, planned: PlannedLayer, weights: Mapping[str, KernelSnapshot], rng: np.random.Generator):
+        self.name = planned.name
+        self.activation = planned.layer.activation  # type: ignore[union-attr]
+        self.body = build_layers(planned.body, weights, rng, first=False)
+        self.shortcut = (
+            None
+            if planned.shortcut is None
+            else ConvLayer(planned.shortcut, weights[planned.shortcut.name].kernel, _bias(weights, planned.shortcut), False)
+        )
+
+    @property
+    def inner(self) -> list[_Layer]:
+        """The body's layers, then the shortcut conv: those that hold parameters and snapshots."""
+        return [*self.body, *([self.shortcut] if self.shortcut else [])]
+
+    def forward(self, x, training):
+        out = x
+        for layer in self.body:
+            out = layer.forward(out, training)
+        out = out + (x if self.shortcut is None else self.shortcut.forward(x, training))
+        if self.activation != "none":
+            self.pre, out = out, activations.apply(self.activation, out)
+        self.out = out
+        return out
+
+    def backward(self, grad):
+        if self.activation != "none":
+            grad = activations.gradient(self.activation, self.pre, self.out, grad)
+        # the body's layers may change the gradient they are handed in place: the shortcut gets its own copy
+        through_shortcut = grad.copy() if self.shortcut is None else self.shortcut.backward(grad.copy())
+        for layer in reversed(self.body):
+            grad = layer.backward(grad)
+        return grad + through_shortcut
+
+
+def build_layers(
+    planned: tuple[PlannedLayer, ...], weights: Mapping[str, KernelSnapshot], rng: np.random.Generator, first: bool = True
+) -> list[_Layer]:
+    """The numpy layers of ``planned``; ``first``: whether they start the network (its first layer needs no input gradient)."""
+    layers: list[_Layer] = []
+    for position, p in enumerate(planned):
+        is_first = first and position == 0
+        if isinstance(p.layer, Conv):
+            layers.append(ConvLayer(p, weights[p.name].kernel, _bias(weights, p), is_first))
+        elif isinstance(p.layer, Dense):
+            layers.append(DenseLayer(p, weights[p.name].kernel, _bias(weights, p), is_first))
+        elif isinstance(p.layer, MaxPool):
+            layers.append(MaxPoolLayer(p))
+        elif isinstance(p.layer, AvgPool):
+            layers.append(AvgPoolLayer(p))
+        elif isinstance(p.layer, GlobalAvgPool):
+            layers.append(GlobalAvgPoolLayer(p))
+        elif isinstance(p.layer, ActivationLayer):
+            layers.append(ActivationFunctionLayer(p))
+        elif isinstance(p.layer, ReLU):
+            layers.append(ReLULayer(p))
+        elif isinstance(p.layer, BatchNorm):
+            given = weights.get(p.name)
+            layers.append(BatchNormLayer(p, None if given is None else given.kernel))
+        elif isinstance(p.layer, Flatten):
+            layers.append(FlattenLayer(p))
+        elif isinstance(p.layer, Dropout):
+            layers.append(DropoutLayer(p, rng))
+        elif isinstance(p.layer, Residual):
+            layers.append(ResidualLayer(p, weights, rng))
+        else:  # pragma: no cover - layers.py defines no other type
+            raise TypeError(f"numpy backend cannot build {p.layer!r}")
+    return layers
+
+
 class Network:
     """The layers in order, with forward, backward and access to parameters and kernels."""
 
     def __init__(self, planned: tuple[PlannedLayer, ...], weights: Mapping[str, KernelSnapshot], rng: np.random.Generator):
-        self.layers: list[_Layer] = []
-        for position, p in enumerate(planned):
-            first = position == 0
-            if isinstance(p.layer, Conv):
-                self.layers.append(ConvLayer(p, weights[p.name].kernel, _bias(weights, p), first))
-            elif isinstance(p.layer, Dense):
-                self.layers.append(DenseLayer(p, weights[p.name].kernel, _bias(weights, p), first))
-            elif isinstance(p.layer, MaxPool):
-                self.layers.append(MaxPoolLayer(p))
-            elif isinstance(p.layer, AvgPool):
-                self.layers.append(AvgPoolLayer(p))
-            elif isinstance(p.layer, GlobalAvgPool):
-                self.layers.append(GlobalAvgPoolLayer(p))
-            elif isinstance(p.layer, ActivationLayer):
-                self.layers.append(ActivationFunctionLayer(p))
-            elif isinstance(p.layer, ReLU):
-                self.layers.append(ReLULayer(p))
-            elif isinstance(p.layer, BatchNorm):
-                given = weights.get(p.name)
-                self.layers.append(BatchNormLayer(p, None if given is None else given.kernel))
-            elif isinstance(p.layer, Flatten):
-                self.layers.append(FlattenLayer(p))
-            elif isinstance(p.layer, Dropout):
-                self.layers.append(DropoutLayer(p, rng))
-            else:  # pragma: no cover - layers.py defines no other type
-                raise TypeError(f"numpy backend cannot build {p.layer!r}")
+        self.layers = build_layers(planned, weights, rng)
+
+    @property
+    def all_layers(self) -> list[_Layer]:
+        """Every layer, those inside residual blocks too, in the plan's order (:func:`convexp.layers.flat`)."""
+        out: list[_Layer] = []
+        for layer in self.layers:
+            out.append(layer)
+            if isinstance(layer, ResidualLayer):
+                out += layer.inner
+        return out
 
     def forward(self, x_nhwc: np.ndarray, training: bool) -> np.ndarray:
         """Logits (N, classes) for a channels-last batch."""
@@ -330,27 +389,27 @@ class Network:
 
     @property
     def params(self) -> list[np.ndarray]:
-        return [p for layer in self.layers for p in layer.params]
+        return [p for layer in self.all_layers for p in layer.params]
 
     @property
     def grads(self) -> list[np.ndarray]:
-        return [g for layer in self.layers for g in layer.grads]
+        return [g for layer in self.all_layers for g in layer.grads]
 
     @property
     def buffers(self) -> list[np.ndarray]:
         """What the layers keep but do not train (batch_norm's running statistics), for checkpoints."""
-        return [b for layer in self.layers for b in layer.buffers]
+        return [b for layer in self.all_layers for b in layer.buffers]
 
     @property
     def decayed(self) -> list[bool]:
         """For each of :attr:`params`, whether weight decay applies to it: the kernels, not the biases."""
-        return [index == 0 and layer.decays_first for layer in self.layers for index, _ in enumerate(layer.params)]
+        return [index == 0 and layer.decays_first for layer in self.all_layers for index, _ in enumerate(layer.params)]
 
     def conv_snapshots(self, names: tuple[str, ...] | None = None) -> dict[str, KernelSnapshot]:
         """Copies of the recorded layers in canonical layout: conv kernels and biases, batch_norm's (4, C) rows,
         for the layers in ``names`` (every conv layer if None)."""
         return {
             layer.name: layer.snapshot()
-            for layer in self.layers
+            for layer in self.all_layers
             if (isinstance(layer, ConvLayer) and not names) or (names and layer.name in names)
         }

@@ -1,4 +1,4 @@
-"""Build the experiment's network as a Keras Sequential model, initialised from convexp's initializer definitions."""
+"""Build the experiment's network as a Keras functional model, initialised from convexp's initializer definitions."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from convexp.layers import (
     MaxPool,
     PlannedLayer,
     ReLU,
+    Residual,
+    flat,
 )
 from convexp.training import KernelSnapshot
 
@@ -52,58 +54,70 @@ def keras_activation(name: str):
 
 
 def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str, seed: int):
-    """A keras.Sequential with one named Keras layer per convexp layer, channels-last.
+    """A Keras functional model with one named Keras layer per convexp layer, channels-last; a residual block is
+    its body's layers, its shortcut conv, an Add layer named after the block and its activation.
 
     Initializers are seeded per layer, so a run is reproducible; Keras's own default
     (glorot_uniform kernel, zeros bias) is drawn the same way, from the same formula.
     """
     channels, height, width = job_layers[0].input_shape
-    model_layers = [keras.Input(shape=(height, width, channels))]
+    inputs = keras.Input(shape=(height, width, channels))
+    x = inputs
     for p in job_layers:
-        layer = p.layer
-        inits = {}
-        if p.kernel_shape is not None:
-            seed_k, seed_b = seed * 1000 + 2 * p.index, seed * 1000 + 2 * p.index + 1
-            inits = {
-                "kernel_initializer": keras_initializer(kernel_init, p.kernel_shape, seed_k),
-                "bias_initializer": keras_initializer(bias_init, (_units(p),), seed_b, fans_of(p.kernel_shape)),
-            }
-        activation = keras_activation(getattr(layer, "activation", "none"))
-        if isinstance(layer, Conv):
-            model_layers.append(
-                keras.layers.Conv2D(
-                    layer.filters,
-                    layer.kernel_hw,
-                    strides=layer.stride,
-                    padding=layer.padding,
-                    dilation_rate=layer.dilation,
-                    groups=layer.groups,
-                    activation=activation,
-                    name=p.name,
-                    **inits,
-                )
-            )
-        elif isinstance(layer, Dense):
-            model_layers.append(keras.layers.Dense(layer.units, activation=activation, name=p.name, **inits))
-        elif isinstance(layer, MaxPool):
-            model_layers.append(keras.layers.MaxPooling2D(layer.pool_size, name=p.name))
-        elif isinstance(layer, AvgPool):
-            model_layers.append(keras.layers.AveragePooling2D(layer.pool_size, name=p.name))
-        elif isinstance(layer, GlobalAvgPool):
-            model_layers.append(keras.layers.GlobalAveragePooling2D(name=p.name))
-        elif isinstance(layer, ActivationLayer):
-            model_layers.append(keras.layers.Activation(activation, name=p.name))
-        elif isinstance(layer, ReLU):
-            model_layers.append(keras.layers.ReLU(name=p.name))
-        elif isinstance(layer, BatchNorm):  # Keras's BatchNormalization is convexp's definition, momentum and all
-            model_layers.append(
-                keras.layers.BatchNormalization(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, name=p.name)
-            )
-        elif isinstance(layer, Flatten):
-            model_layers.append(keras.layers.Flatten(name=p.name))
-        elif isinstance(layer, Dropout):
-            model_layers.append(keras.layers.Dropout(layer.rate, seed=seed, name=p.name))
-    return keras.Sequential(model_layers)
+        x = _apply(p, x, kernel_init, bias_init, seed)
+    return keras.Model(inputs, x)
+
+
+def _apply(p: PlannedLayer, x, kernel_init: str, bias_init: str, seed: int):
+    """``x`` through convexp layer ``p``, built as Keras layers."""
+    layer = p.layer
+    if isinstance(layer, Residual):
+        body = x
+        for q in p.body:
+            body = _apply(q, body, kernel_init, bias_init, seed)
+        shortcut = x if p.shortcut is None else _apply(p.shortcut, x, kernel_init, bias_init, seed)
+        added = keras.layers.Add(name=p.name)([body, shortcut])
+        activation = keras_activation(layer.activation)
+        return added if activation is None else keras.layers.Activation(activation, name=f"{p.name}_{layer.activation}")(added)
+    inits = {}
+    if p.kernel_shape is not None:
+        seed_k, seed_b = seed * 1000 + 2 * p.index, seed * 1000 + 2 * p.index + 1
+        inits = {
+            "kernel_initializer": keras_initializer(kernel_init, p.kernel_shape, seed_k),
+            "bias_initializer": keras_initializer(bias_init, (_units(p),), seed_b, fans_of(p.kernel_shape)),
+        }
+    activation = keras_activation(getattr(layer, "activation", "none"))
+    if isinstance(layer, Conv):
+        return keras.layers.Conv2D(
+            layer.filters,
+            layer.kernel_hw,
+            strides=layer.stride,
+            padding=layer.padding,
+            dilation_rate=layer.dilation,
+            groups=layer.groups,
+            activation=activation,
+            name=p.name,
+            **inits,
+        )(x)
+    if isinstance(layer, Dense):
+        return keras.layers.Dense(layer.units, activation=activation, name=p.name, **inits)(x)
+    if isinstance(layer, MaxPool):
+        return keras.layers.MaxPooling2D(layer.pool_size, name=p.name)(x)
+    if isinstance(layer, AvgPool):
+        return keras.layers.AveragePooling2D(layer.pool_size, name=p.name)(x)
+    if isinstance(layer, GlobalAvgPool):
+        return keras.layers.GlobalAveragePooling2D(name=p.name)(x)
+    if isinstance(layer, ActivationLayer):
+        return keras.layers.Activation(activation, name=p.name)(x)
+    if isinstance(layer, ReLU):
+        return keras.layers.ReLU(name=p.name)(x)
+    if isinstance(layer, BatchNorm):  # Keras's BatchNormalization is convexp's definition, momentum and all
+        return keras.layers.BatchNormalization(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, name=p.name)(x)
+    if isinstance(layer, Flatten):
+        return keras.layers.Flatten(name=p.name)(x)
+    if isinstance(layer, Dropout):
+        return keras.layers.Dropout(layer.rate, seed=seed, name=p.name)(x)
+    raise TypeError(f"the tensorflow backend cannot build {layer!r}")  # pragma: no cover - layers.py has no other type
 
 
 def _units(p: PlannedLayer) -> int:
@@ -115,7 +129,7 @@ def _units(p: PlannedLayer) -> int:
 
 def load_weights(model, job_layers: tuple[PlannedLayer, ...], weights) -> None:
     """Set conv and dense weights from canonical arrays (conv kernels go to Keras's (kh, kw, in, out))."""
-    for p in job_layers:
+    for p in flat(job_layers):
         if p.kernel_shape is None:
             continue
         kernel = weights[p.name].kernel

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,8 @@ from convexp.layers import (
     Padding,
     PlannedLayer,
     ReLU,
+    Residual,
+    flat,
     same_padding,
 )
 from convexp.training import KernelSnapshot
@@ -100,8 +103,25 @@ def _activated(modules: OrderedDict[str, nn.Module], name: str, activation: str)
         modules[f"{name}_relu" if activation == "relu" else f"{name}_{activation}"] = activation_module(activation)
 
 
-def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
-    """An nn.Sequential with one named module per layer (plus padding and ReLU modules where needed)."""
+class ResidualBlock(nn.Module):
+    """activation(body(x) + shortcut(x)), the shortcut the identity or a 1x1 conv registered under its own name."""
+
+    def __init__(self, p: PlannedLayer):
+        super().__init__()
+        self.body = nn.Sequential(_modules(p.body))
+        self.shortcut_name = None if p.shortcut is None else p.shortcut.name
+        if p.shortcut is not None:
+            conv: Conv = p.shortcut.layer  # type: ignore[assignment]
+            self.add_module(p.shortcut.name, nn.Conv2d(p.input_shape[0], conv.filters, 1, stride=conv.stride))
+        self.activation = activation_module(p.layer.activation)  # type: ignore[union-attr]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.shortcut_name is None else getattr(self, self.shortcut_name)(x)
+        return self.activation(self.body(x) + shortcut)
+
+
+def _modules(layers: tuple[PlannedLayer, ...]) -> OrderedDict[str, nn.Module]:
+    """One named module per layer (plus padding and activation modules where needed)."""
     modules: OrderedDict[str, nn.Module] = OrderedDict()
     for p in layers:
         layer = p.layer
@@ -137,7 +157,26 @@ def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
             modules[p.name] = nn.Flatten()
         elif isinstance(layer, Dropout):
             modules[p.name] = nn.Dropout(layer.rate)
-    return nn.Sequential(modules)
+        elif isinstance(layer, Residual):
+            modules[p.name] = ResidualBlock(p)
+    return modules
+
+
+def build(layers: tuple[PlannedLayer, ...]) -> nn.Sequential:
+    """An nn.Sequential with one named module per layer (plus padding and activation modules where needed); a
+    residual block's layers are inside its module."""
+    return nn.Sequential(_modules(layers))
+
+
+def layer_modules(model: nn.Module, layers: tuple[PlannedLayer, ...]) -> dict[str, nn.Module]:
+    """Each convexp layer's module by the layer's name, those inside residual blocks too."""
+    paths = {}
+    for p in layers:
+        paths[p.name] = p.name
+        paths.update({q.name: f"{p.name}.body.{q.name}" for q in p.body})
+        if p.shortcut is not None:
+            paths[p.shortcut.name] = f"{p.name}.{p.shortcut.name}"
+    return {name: model.get_submodule(path) for name, path in paths.items()}
 
 
 def fill_(
@@ -166,13 +205,14 @@ def initialise(
     generator = torch.Generator().manual_seed(seed)
     keep_module_defaults = (kernel_init, bias_init) == ("torch_default", "torch_default")
     flattened_from = None  # the (C, H, W) shape the features of a dense layer were flattened from
-    for p in layers:
+    modules = layer_modules(model, layers)
+    for p in flat(layers):
         if isinstance(p.layer, Flatten):
             flattened_from = p.input_shape if len(p.input_shape) == 3 else None
         shape = p.kernel_shape
         if shape is None:
             continue
-        module = getattr(model, p.name)
+        module: Any = modules[p.name]
         if weights is not None:
             kernel = weights[p.name].kernel
             if len(shape) == 2:
@@ -188,11 +228,12 @@ def initialise(
             flattened_from = None  # a later dense layer's features are this layer's units
 
 
-def conv_snapshots(model: nn.Sequential, names: tuple[str, ...]) -> dict[str, KernelSnapshot]:
-    """Copies of the named layers: conv kernels (out, in, kh, kw) and biases, batch_norm's (4, C) rows."""
+def conv_snapshots(modules: dict[str, nn.Module], names: tuple[str, ...]) -> dict[str, KernelSnapshot]:
+    """Copies of the named layers (``modules``: :func:`layer_modules`): conv kernels (out, in, kh, kw) and biases,
+    batch_norm's (4, C) rows."""
     snapshots = {}
     for name in names:
-        module = getattr(model, name)
+        module: Any = modules[name]
         if isinstance(module, ConvexpBatchNorm):
             snapshots[name] = KernelSnapshot(module.snapshot(), None)
         else:

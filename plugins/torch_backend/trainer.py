@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from convexp.training import SGD, AdamW, TrainingJob, TrainingObserver, run_epochs
 
-from .model import build, conv_snapshots, initialise
+from .model import build, conv_snapshots, initialise, layer_modules
 
 EVAL_BATCH = 1000
 
@@ -136,12 +136,13 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
             return loss.item(), (logits.argmax(1) == y).float().mean().item()
 
         model.train()
+        modules = layer_modules(model, job.layers)
         run_epochs(
             job,
             observer,
             train_batch,
             lambda: evaluate(model, test_x, test_y),
-            lambda: conv_snapshots(model, job.snapshot_layers),
+            lambda: conv_snapshots(modules, job.snapshot_layers),
             lambda: save_state(model, optimizer),
             lambda rate: _set_learning_rate(optimizer, rate),
         )
