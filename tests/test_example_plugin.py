@@ -54,6 +54,8 @@ def test_example_plugin_passes_convexp_check(example_site):
         "average-pooling",
         "dilation-groups",
         "batch-norm",
+        "residual",
+        "augmentation",
         "weight-decay",
         "adamw",
         "schedule",

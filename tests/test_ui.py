@@ -393,6 +393,7 @@ def test_show_prints_the_parameter_table(two_runs_db):
         "kernel_shape": [4, 1, 3, 3],
         "weights": 36,
         "biases": 4,
+        "statistics": 0,
         "parameters": 40,
     }
 

@@ -97,6 +97,20 @@ class ConvLayer(_Layer):
         return KernelSnapshot(np.ascontiguousarray(self.kernel.transpose(3, 2, 0, 1)), self.bias.copy())
 
 
+def _channel_sums(values: np.ndarray) -> np.ndarray:
+    """The float64 sums over every axis but the last (channels).
+
+    A float32 sum over the batch and every position (tens of thousands of values, along strided axes that numpy
+    adds one by one) loses about 1e-3 of its value; batch normalisation's gradient then loses as much, where
+    torch's and TensorFlow's reductions stay near float32's 1e-7."""
+    return values.reshape(-1, values.shape[-1]).sum(axis=0, dtype=np.float64)
+
+
+def _channel_means(values: np.ndarray) -> np.ndarray:
+    """The means over every axis but the last, summed in float64, in the values' dtype."""
+    return (_channel_sums(values) / (values.size // values.shape[-1])).astype(values.dtype)
+
+
 class BatchNormLayer(_Layer):
     """convexp's batch_norm (see :class:`convexp.layers.BatchNorm`) over the last axis of (N, H, W, C) or (N, C)."""
 
@@ -114,10 +128,9 @@ class BatchNormLayer(_Layer):
         self.buffers = [self.running_mean, self.running_var]
 
     def forward(self, x, training):
-        axes = tuple(range(x.ndim - 1))
         if training:
-            mean = x.mean(axis=axes, dtype=x.dtype)
-            var = np.square(x - mean).mean(axis=axes, dtype=x.dtype)  # biased, 1/n
+            mean = _channel_means(x)
+            var = _channel_means(np.square(x - mean))  # biased, 1/n
             keep = self.running_mean.dtype.type(self.momentum)
             self.running_mean[...] = keep * self.running_mean + (1 - keep) * mean
             self.running_var[...] = keep * self.running_var + (1 - keep) * var
@@ -128,13 +141,12 @@ class BatchNormLayer(_Layer):
         return self.normalised * self.gamma.astype(x.dtype) + self.beta.astype(x.dtype)
 
     def backward(self, grad):
-        axes = tuple(range(grad.ndim - 1))
-        self.grad_gamma = (grad * self.normalised).sum(axis=axes)
-        self.grad_beta = grad.sum(axis=axes)
+        self.grad_gamma = _channel_sums(grad * self.normalised).astype(grad.dtype)
+        self.grad_beta = _channel_sums(grad).astype(grad.dtype)
         grad_normalised = grad * self.gamma.astype(grad.dtype)
         # d/dx of (x - mean) / std with the batch's own mean and std: both depend on every x of the channel
-        mean_grad = grad_normalised.mean(axis=axes)
-        mean_grad_x = (grad_normalised * self.normalised).mean(axis=axes)
+        mean_grad = _channel_means(grad_normalised)
+        mean_grad_x = _channel_means(grad_normalised * self.normalised)
         return (grad_normalised - mean_grad - self.normalised * mean_grad_x) * self.inv_std
 
     @property
@@ -178,7 +190,7 @@ class GlobalAvgPoolLayer(_Layer):
 
     def forward(self, x, training):
         self.shape = x.shape
-        return x.mean(axis=(1, 2), dtype=x.dtype)
+        return x.mean(axis=(1, 2), dtype=np.float64).astype(x.dtype)  # summed in float64, as batch_norm's means
 
     def backward(self, grad):
         _, height, width, _ = self.shape
