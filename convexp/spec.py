@@ -61,6 +61,11 @@ class RunSpec(BaseModel):
     dataset: str
     backend: str = "numpy"
     layers: list[Layer] = Field(min_length=1)
+    architecture: str | None = Field(
+        default=None,
+        description="with layers given as named lists ({plain: [...], batch_norm: [...]}), the one this run trains "
+        "(a list of names is a grid axis; by default, every one)",
+    )
     initializer: str = "glorot_uniform"
     bias_initializer: str = "zeros"
     optimizer: Optimizer = Field(default_factory=lambda: Adam(name="adam"), discriminator="name")
@@ -91,6 +96,26 @@ class RunSpec(BaseModel):
     checkpoints: bool = Field(
         default=True, description="keep the training state of the last finished epoch, so `convexp run --resume` can continue"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named_layers(cls, data: Any) -> Any:
+        """``layers`` given as named lists: the one ``architecture`` names."""
+        if not isinstance(data, dict):
+            return data
+        layers, name = data.get("layers"), data.get("architecture")
+        if isinstance(layers, dict):
+            if not layers:
+                raise ValueError("field 'layers': no named layer lists")
+            names = ", ".join(map(str, layers))
+            if name is None:
+                raise ValueError(f"field 'architecture': the layers are named ({names}); name the one to train")
+            if name not in layers:
+                raise ValueError(f"field 'architecture': '{name}' is not one of the named layer lists ({names})")
+            return {**data, "layers": layers[name]}
+        if name is not None:
+            raise ValueError("field 'architecture': it names one of several layer lists, but 'layers' is a single list")
+        return data
 
     @field_validator("dataset")
     @classmethod
@@ -350,6 +375,8 @@ class Grid:
         raw = dict(raw)
         self.tags, self.notes = _labels(path, experiment, raw.pop("tags", None), raw.pop("notes", None))
         raw["dataset"] = _dataset(path, experiment, raw.get("dataset"))
+        if isinstance(raw.get("layers"), dict) and "architecture" not in raw:  # named layer lists: a run of each
+            raw["architecture"] = list(raw["layers"])
         self.path, self.experiment, self.raw = path, experiment, raw
         self.overrides, self.backends = dict(overrides or {}), backends
         self.axes = tuple(key for key, value in raw.items() if key not in NOT_GRIDDED and isinstance(value, list))

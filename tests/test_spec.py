@@ -133,3 +133,28 @@ def test_reading_experiments_needs_no_backend(tmp_path):
     assert run.spec.backend == "not-installed-here"
     with pytest.raises(SpecError, match=r"field 'backend': unknown backend 'not-installed-here'; known: numpy"):
         resolve_runs(path, backends={"numpy": get_backend("numpy")})
+
+
+def test_named_layer_lists_are_a_grid_over_architecture_and_a_wrong_name_is_refused(tmp_path):
+    from tests.conftest import run_cli
+
+    small = [{"type": "conv", "filters": 2, "kernel_size": 3}, {"type": "flatten"}, {"type": "dense", "units": 10}]
+    normed = [small[0], {"type": "batch_norm"}, *small[1:]]
+    path = write_experiments(tmp_path / "e.yaml", {"pair": {**TINY_DIGITS, "layers": {"plain": small, "normed": normed}}})
+    runs = resolve_runs(path)
+    assert [(r.spec.architecture, [layer.type for layer in r.spec.layers]) for r in runs] == [
+        ("plain", ["conv", "flatten", "dense"]),
+        ("normed", ["conv", "batch_norm", "flatten", "dense"]),
+    ]
+    one = write_experiments(tmp_path / "one.yaml", {"pair": {**TINY_DIGITS, "layers": {"plain": small}, "architecture": "plain"}})
+    assert len(resolve_runs(one)) == 1
+    for wrong, message in (
+        (
+            {"layers": {"plain": small}, "architecture": "fancy"},
+            "field 'architecture': 'fancy' is not one of the named layer lists (plain)",
+        ),
+        ({"layers": small, "architecture": "plain"}, "'layers' is a single list"),
+    ):
+        bad = write_experiments(tmp_path / "bad.yaml", {"bad": {**TINY_DIGITS, **wrong}})
+        result = run_cli("validate", str(bad))
+        assert result.returncode != 0 and message in result.stderr, result.stderr

@@ -104,6 +104,23 @@ class FilterInfo:
     orientation: float
     orientedness: float
     gabor: GaborFit | None = None  # for filters of 5x5 and larger
+    #: For a filter over a colour image: the measures of each channel (red, green, blue), the main ones being the
+    #: luminance's (the channels' mean).
+    channels: tuple[ChannelMeasures, ...] = ()
+    #: For a filter over a colour image: :func:`convexp.analysis.colour.chromatic_share`.
+    chromatic_share: float | None = None
+
+
+@dataclass(frozen=True)
+class ChannelMeasures:
+    """One colour channel of a filter: its best operator, orientation and Gabor fit, as for a whole filter."""
+
+    channel: str
+    best_operator: str
+    correlation: float
+    orientation: float
+    orientedness: float
+    gabor: GaborFit | None = None
 
 
 @dataclass(frozen=True)
@@ -150,8 +167,10 @@ def orientation(filter_2d: np.ndarray) -> tuple[float, float]:
     return angle, coherence
 
 
-def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True) -> LayerFilters:
-    """Analyse every filter of an (out, in, k, k) kernel, k odd; with a Gabor fit per filter when k >= 5 and ``gabor``."""
+def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True, channels: tuple[str, ...] = ()) -> LayerFilters:
+    """Analyse every filter of an (out, in, k, k) kernel, k odd; with a Gabor fit per filter when k >= 5 and ``gabor``.
+    The measures are of the filter's mean over its input channels; with ``channels`` (their names, for a layer over
+    a colour image) each channel is measured too, and the filter's chromatic share."""
     if kernels.ndim != 4 or kernels.shape[2] != kernels.shape[3] or kernels.shape[2] % 2 == 0 or kernels.shape[2] < 3:
         raise ConvexpError(
             "filter analysis compares square filters of odd size (3x3, 5x5, 7x7 ...) with operators of "
@@ -163,6 +182,13 @@ def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True) -> LayerFi
         name, correlation = best_operator(filter_2d)
         angle, coherence = orientation(filter_2d)
         fit = fit_gabor(filter_2d) if gabor and filter_2d.shape[0] >= GABOR_MIN_SIZE else None
+        per_channel: tuple[ChannelMeasures, ...] = ()
+        share = None
+        if channels:
+            from convexp.analysis.colour import chromatic_share
+
+            per_channel = tuple(_channel_measures(name, plane, gabor) for name, plane in zip(channels, kernel))
+            share = chromatic_share(kernel)
         infos.append(
             FilterInfo(
                 index,
@@ -174,6 +200,15 @@ def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True) -> LayerFi
                 angle,
                 coherence,
                 fit,
+                per_channel,
+                share,
             )
         )
     return LayerFilters(step, infos)
+
+
+def _channel_measures(name: str, plane: np.ndarray, gabor: bool) -> ChannelMeasures:
+    operator, correlation = best_operator(plane)
+    angle, coherence = orientation(plane)
+    fit = fit_gabor(plane) if gabor and plane.shape[0] >= GABOR_MIN_SIZE else None
+    return ChannelMeasures(name, operator, correlation, angle, coherence, fit)

@@ -83,10 +83,33 @@ def _numbered_grid(images: np.ndarray, title: str, limit: float | None, cell: fl
     return figure
 
 
-def filter_grid_figure(kernels: np.ndarray, title: str, limit: float | None = None) -> Figure:
-    """All filters of a layer in a grid, on one shared diverging scale (±``limit``, default the largest |weight|)."""
+def filter_grid_figure(kernels: np.ndarray, title: str, limit: float | None = None, rgb: bool = False) -> Figure:
+    """All filters of a layer in a grid, on one shared diverging scale (±``limit``, default the largest |weight|);
+    with ``rgb`` (a layer over a colour image) each filter in colour (:func:`convexp.analysis.colour.as_colours`)."""
+    if rgb:
+        return _colour_grid(kernels, title, limit)
     suffix = " (mean over input channels)" if kernels.shape[1] > 1 else ""
     return _numbered_grid(_filters_2d(kernels), title + suffix, limit, cell=1.1)
+
+
+def _colour_grid(kernels: np.ndarray, title: str, limit: float | None) -> Figure:
+    """Filters over a colour image drawn as colours: red, green and blue weights as those intensities, grey = 0."""
+    from convexp.analysis.colour import as_colours
+
+    colours = as_colours(kernels, limit)
+    rows, columns = _grid_shape(len(colours))
+    figure = _figure(max(1.1 * columns + 0.4, 4.8), 1.1 * rows + 0.9)
+    for index, ax in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if index < len(colours):
+            ax.imshow(colours[index], interpolation="nearest")
+            ax.set_title(str(index), fontsize=7, pad=2)
+        else:
+            ax.axis("off")
+    shown = limit or float(np.abs(kernels).max()) or 1.0
+    figure.suptitle(f"{title}\nred, green, blue weights as colours: grey = 0, full = ±{shown:.3g}", fontsize=9)
+    return figure
 
 
 def _even_indices(count: int, wanted: int) -> list[int]:
@@ -115,14 +138,16 @@ def filter_evolution_figure(
     return figure
 
 
-def evolution_gif(kernels: np.ndarray, steps: np.ndarray, title: str, path: Path | IO[bytes], frames: int = 40) -> None:
+def evolution_gif(
+    kernels: np.ndarray, steps: np.ndarray, title: str, path: Path | IO[bytes], frames: int = 40, rgb: bool = False
+) -> None:
     """An animated GIF of the whole filter grid over the snapshots, every frame on the same scale, into a
-    file (a path, or a binary file object such as ``io.BytesIO``)."""
+    file (a path, or a binary file object such as ``io.BytesIO``); ``rgb``: in colour."""
     from PIL import Image
 
-    limit = float(np.abs(_filters_2d(kernels)).max()) or 1.0
+    limit = float(np.abs(kernels if rgb else _filters_2d(kernels)).max()) or 1.0
     images = [
-        Image.open(io.BytesIO(png_bytes(filter_grid_figure(kernels[i], f"{title}, step {steps[i]}", limit)))).convert("RGB")
+        Image.open(io.BytesIO(png_bytes(filter_grid_figure(kernels[i], f"{title}, step {steps[i]}", limit, rgb)))).convert("RGB")
         for i in _even_indices(len(steps), frames)
     ]
     images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=200, loop=0)
@@ -335,8 +360,11 @@ def draw(kind: str, store: Store, runs: Sequence[RunRecord], options: PictureOpt
         return _maximize(store, run, options, name)
     series = store.kernel_series(run.id, options.layer)
     if kind == "filters":
+        from convexp.analysis.colour import sees_colour_image
+
         index = snapshot_index(series, options.step)
-        return filter_grid_figure(series.kernels[index], f"{name}, step {series.steps[index]}")
+        rgb = sees_colour_image(run.spec, options.layer)
+        return filter_grid_figure(series.kernels[index], f"{name}, step {series.steps[index]}", rgb=rgb)
     if kind == "evolution":
         out_channels = series.kernels.shape[1]
         filters = [f for f in options.filters if f < out_channels] or [0]

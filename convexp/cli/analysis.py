@@ -122,20 +122,30 @@ def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, f
     with Store(db, must_exist=True) as store:
         record = select_run(store, run)
         series = store.kernel_series(record.id, layer)
+    from convexp.analysis.colour import RGB, sees_colour_image
+
     chosen = snapshot_index(series, parse_step(step))
+    channels = RGB if sees_colour_image(record.spec, layer) else ()
     first = analyse_layer(series.kernels[0], int(series.steps[0]), gabor=False)
-    report = analyse_layer(series.kernels[chosen], int(series.steps[chosen]))
+    report = analyse_layer(series.kernels[chosen], int(series.steps[chosen]), channels=channels)
     columns = ["filter", "best_operator", "correlation", "edge_like", "norm", "mean", "orientation_deg", "orientedness"]
     gabor = report.filters[0].gabor is not None
     if gabor:
         columns += ["gabor_orientation_deg", "gabor_wavelength", "gabor_phase_deg", "gabor_r2"]
     # full precision for json and csv; the table rounds for reading
-    digits = [None, None, 3, None, 4, 4, 1, 3, 1, 2, 1, 3] if fmt == Format.table else [None] * len(columns)
+    digits = [None, None, 3, None, 4, 4, 1, 3] + ([1, 2, 1, 3] if gabor else [])
+    if channels:  # over a colour image: the measures above are the luminance's; each channel's, and the colour share
+        columns += ["chromatic_share", *(f"{c}_{m}" for c in channels for m in ("operator", "correlation", "orientation_deg"))]
+        digits += [3, *([None, 3, 1] * len(channels))]
+    if fmt != Format.table:
+        digits = [None] * len(columns)
     rows = []
     for f in report.filters:
         row: list = [f.index, f.best_operator, f.correlation, f.edge_like, f.norm, f.mean, f.orientation, f.orientedness]
         if f.gabor is not None:
             row += [f.gabor.orientation, f.gabor.wavelength, f.gabor.phase, f.gabor.r2]
+        if channels:
+            row += [f.chromatic_share, *(v for c in f.channels for v in (c.best_operator, c.correlation, c.orientation))]
         rows.append([v if d is None else round(v, d) for v, d in zip(row, digits)])
     if fmt == Format.json:
         typer.echo(
@@ -217,7 +227,10 @@ def plot_command(
         records = select_runs(store, runs)
         if kind_name == "evolution" and out.suffix.lower() == ".gif":
             series = store.kernel_series(records[0].id, options.layer)
-            pictures.evolution_gif(series.kernels, series.steps, f"run {records[0].id} {options.layer}", out)
+            from convexp.analysis.colour import sees_colour_image
+
+            rgb = sees_colour_image(records[0].spec, options.layer)
+            pictures.evolution_gif(series.kernels, series.steps, f"run {records[0].id} {options.layer}", out, rgb=rgb)
         else:
             pictures.save(pictures.draw(kind_name, store, records, options), out)
     typer.echo(f"wrote {out}")

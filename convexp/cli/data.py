@@ -8,27 +8,30 @@ from typing import Annotated, Optional
 import typer
 
 app = typer.Typer(
-    help="Datasets: download or import MNIST, Fashion-MNIST or KMNIST into the convexp cache.",
+    help="Datasets: download or import MNIST, Fashion-MNIST, KMNIST or CIFAR-10 into the convexp cache.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 
 
 def _collection(name: str):
-    from convexp.datasets.idx import COLLECTIONS
-    from convexp.errors import unknown_name
+    from convexp.datasets import downloadable
 
-    if name not in COLLECTIONS:
-        raise unknown_name("downloadable dataset", name, list(COLLECTIONS))
-    return COLLECTIONS[name]
+    return downloadable(name)
 
 
-@app.command("import", short_help="Import a dataset's IDX files, checking their MD5s.")
+@app.command("import", short_help="Import a dataset's files, checking their MD5s.")
 def import_command(
-    directory: Annotated[Path, typer.Argument(help="Folder holding the four IDX files (MNIST: .gz or plain; the others: .gz).")],
-    dataset: Annotated[str, typer.Option(help="Which dataset they are: mnist, fashion-mnist or kmnist.")] = "mnist",
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder holding the dataset's files: the four IDX files (MNIST: .gz or plain; the others: .gz), "
+            "or cifar-10-python.tar.gz."
+        ),
+    ],
+    dataset: Annotated[str, typer.Option(help="Which dataset they are: mnist, fashion-mnist, kmnist or cifar10.")] = "mnist",
 ) -> None:
-    """Copy a dataset's four IDX files into the convexp cache after checking the published MD5s."""
+    """Copy a dataset's files into the convexp cache after checking the published MD5s."""
     collection = _collection(dataset)
     written = collection.import_files(directory)
     for path in written.values():
@@ -38,7 +41,7 @@ def import_command(
 
 @app.command("fetch", short_help="Download a dataset, checking its MD5s.")
 def fetch_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset to download: mnist, fashion-mnist or kmnist.")],
+    dataset: Annotated[str, typer.Argument(help="Dataset to download: mnist, fashion-mnist, kmnist or cifar10.")],
     mirror: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -52,8 +55,6 @@ def fetch_command(
     """Download a dataset into the convexp cache, verifying each file's published MD5."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
-    from convexp.datasets.download import fetch
-
     collection = _collection(dataset)
     tasks: dict[str, TaskID] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True) as bar:
@@ -63,7 +64,7 @@ def fetch_command(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done, total=total)
 
-        written = fetch(collection, mirror, attempts=attempts, timeout=timeout, progress=progress)
+        written = collection.fetch(mirror, attempts=attempts, timeout=timeout, progress=progress)
     for path in written.values():
         typer.echo(f"verified {path}")
     typer.echo(f"{collection.title} is ready in {collection.cache_dir()}")

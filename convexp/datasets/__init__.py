@@ -2,7 +2,8 @@
 
 ``digits`` is scikit-learn's bundled 8x8 digits (no download, the embedded default);
 ``mnist``, ``fashion-mnist`` and ``kmnist`` are 60,000/10,000 28x28 images read from their four IDX files
-(:mod:`convexp.datasets.idx`).
+(:mod:`convexp.datasets.idx`); ``cifar10`` is 50,000/10,000 32x32 colour photos from the python-version archive
+(:mod:`convexp.datasets.cifar`).
 """
 
 from __future__ import annotations
@@ -93,11 +94,39 @@ def _idx_info(name: str) -> Callable[[], DatasetInfo]:
     return info
 
 
+def _cifar_info() -> DatasetInfo:
+    from convexp.datasets.cifar import ARCHIVES
+
+    archive = ARCHIVES["cifar10"]  # looked up when asked, like the IDX collections
+    return DatasetInfo(
+        "cifar10",
+        (3, 32, 32),
+        len(archive.classes),
+        archive.train_examples,
+        "CIFAR-10 32x32 colour photos, 10 classes (50,000 train / 10,000 test, the python-version archive)",
+        archive.load,
+        archive.locate,
+    )
+
+
 _REGISTRY: dict[str, Callable[[], DatasetInfo]] = {
     "digits": _digits_info,
     **{name: _idx_info(name) for name in _IDX_DESCRIPTIONS},
+    "cifar10": _cifar_info,
 }
 DATASET_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def downloadable(name: str):
+    """What ``convexp data fetch/import`` gets for dataset ``name``: an IDX collection or an archive, each with
+    ``fetch``, ``import_files``, ``title`` and ``cache_dir``; raises with the names there are."""
+    from convexp.datasets.cifar import ARCHIVES
+    from convexp.datasets.idx import COLLECTIONS
+
+    sources = {**COLLECTIONS, **ARCHIVES}
+    if name not in sources:
+        raise unknown_name("downloadable dataset", name, list(sources))
+    return sources[name]
 
 
 def dataset_info(name: str) -> DatasetInfo:

@@ -163,6 +163,20 @@ class IdxCollection:
             len(self.classes),
         )
 
+    def fetch(
+        self,
+        mirrors: list[str] | None = None,
+        destination: Path | None = None,
+        *,
+        attempts: int = 3,
+        timeout: float = 30.0,
+        progress=None,
+    ) -> dict[str, Path]:
+        """Download the four files into the cache (or ``destination``), each verified (:func:`convexp.datasets.download.fetch`)."""
+        from convexp.datasets.download import fetch
+
+        return fetch(self, mirrors, destination, attempts=attempts, timeout=timeout, progress=progress)
+
     def import_files(self, source: Path, destination: Path | None = None) -> dict[str, Path]:
         """Copy the four files from ``source`` into the cache after verifying every checksum.
 

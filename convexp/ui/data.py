@@ -283,7 +283,10 @@ def filters_gif(store: Store, run: RunRecord, layer: str, first: str | None, las
     steps = distributions.sampled_steps(recorded, frames) if len(recorded) > 1 else recorded
     kernels = np.stack([s.kernel_array for s in store.snapshots_at(run.id, layer, steps)])
     buffer = io.BytesIO()
-    evolution_gif(kernels, np.array(steps), f"run {run.id} {layer}", buffer, frames=len(steps))
+    from convexp.analysis.colour import sees_colour_image
+
+    rgb = sees_colour_image(run.spec, layer)
+    evolution_gif(kernels, np.array(steps), f"run {run.id} {layer}", buffer, frames=len(steps), rgb=rgb)
     return buffer.getvalue()
 
 
