@@ -169,3 +169,21 @@ def test_a_one_epoch_colour_run_end_to_end_draws_its_filters_in_colour(tmp_path,
     assert drawn.returncode == 0, drawn.stderr
     pixels = np.asarray(Image.open(tmp_path / "f.png").convert("RGB")).astype(int)
     assert (np.ptp(pixels, axis=2) > 60).sum() > 100  # coloured, not grey: the filters are drawn in colour
+    from tests.test_ui import browsing
+
+    # the web UI draws the same filters in colour: the pixel of each weight is 0.5 + w / (2 limit) per channel
+    with browsing(db) as session:
+        page = session["new_page"]()
+        page.goto(session["url"] + "runs/1")
+        page.wait_for_function(f"() => document.getElementById('kernel-canvas').dataset.step == '{run.steps_completed}'")
+        assert page.eval_on_selector("#view", "v => v.value") == "colour"
+        limit = float(np.abs(kernel).max())
+        for filter_index, row, col in ((0, 0, 0), (3, 2, 4), (5, 4, 1)):
+            centre = page.evaluate("a => window.cxRun.state.grid.centre(...a)", [filter_index, 0, row, col])
+            pixel = page.evaluate(
+                "c => Array.from(document.getElementById('kernel-canvas').getContext('2d')"
+                ".getImageData(Math.floor(c.x), Math.floor(c.y), 1, 1).data)",
+                centre,
+            )
+            expected = np.round((0.5 + kernel[filter_index, :, row, col] / (2 * limit)) * 255)
+            assert pixel[:3] == pytest.approx(expected.tolist(), abs=1)

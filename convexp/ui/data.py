@@ -209,9 +209,12 @@ def _layer_shape(store: Store, run: RunRecord, layer: str) -> tuple[int, ...]:
 
 def layer_steps(store: Store, run: RunRecord, layer: str, after_step: int = -1) -> dict[str, Any]:
     """The steps (and their epochs) at which a layer was recorded, after ``after_step``, and its kernel shape."""
+    from convexp.analysis.colour import sees_colour_image
+
     shape = _layer_shape(store, run, layer)
     steps = store.snapshot_steps(run.id, layer, after_step)
-    return {"run": run.id, "layer": layer, "shape": list(shape), "steps": steps}
+    rgb = len(shape) == 4 and shape[1] == 3 and sees_colour_image(run.spec, layer)
+    return {"run": run.id, "layer": layer, "shape": list(shape), "steps": steps, "rgb": rgb}
 
 
 def kernels_at(store: Store, run: RunRecord, layer: str, step: str | None, count: int = 1) -> list[StoredSnapshot]:

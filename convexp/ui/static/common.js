@@ -88,7 +88,8 @@ CX.colorbar = function (canvas, low, high, limit) {
 
 // Draws the filters of a conv layer, (out, in, kh, kw), into a canvas on one shared scale centred on 0.
 // view "filters": one cell per filter (its mean over input channels, or the filter itself for one channel);
-// view "channels": a row per filter, a cell per input channel. `order` lists the filters in drawing order.
+// view "channels": a row per filter, a cell per input channel; view "colour" (a layer over a colour image): one
+// cell per filter, its red, green and blue weights as those intensities, grey = 0. `order` lists the filters.
 // With `numbers` (the default), each filter's number stands above its cell (or left of its row, with the
 // channel numbers above the columns), outside the kernel's pixels.
 class KernelGrid {
@@ -126,7 +127,7 @@ class KernelGrid {
   // several input channels the cells are channel means, much smaller than its largest single weight.
   maxAbs(values) {
     const [, inC, kh, kw] = this.shape;
-    if (this.view === "channels" || inC === 1) return CX.maxAbs(values);
+    if (this.view !== "filters" || inC === 1) return CX.maxAbs(values);
     let m = 0;
     for (const filter of this.order) for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
       m = Math.max(m, Math.abs(this.cellValue(values, filter, null, i, j)));
@@ -154,7 +155,18 @@ class KernelGrid {
     if (!this.backgroundWord) this.backgroundWord = new Uint32Array(new Uint8ClampedArray([...CX.background(), 255]).buffer)[0];
     new Uint32Array(data.buffer).fill(this.backgroundWord);
     const words = new Uint32Array(data.buffer), colours = CX.packedColours();
+    const rgba = new Uint8ClampedArray(4), packed = new Uint32Array(rgba.buffer);
+    rgba[3] = 255;
     for (const cell of this.cells()) {
+      if (this.view === "colour") {  // each channel's weight as its colour's intensity: 0.5 + w / (2 limit)
+        const { x: x0, y: y0 } = this.origin(cell.row, cell.col);
+        for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
+          for (let c = 0; c < 3; c++) rgba[c] = Math.round((0.5 + this.cellValue(values, cell.filter, c, i, j) / (2 * limit)) * 255);
+          const colour = packed[0];
+          for (let dy = 0, o = (y0 + i * p) * width + x0 + j * p; dy < p; dy++, o += width) words.fill(colour, o, o + p);
+        }
+        continue;
+      }
       const { x: x0, y: y0 } = this.origin(cell.row, cell.col);
       for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
         // the colour map's entry for the value, as CX.colour picks it; each row of the value's square is one fill

@@ -232,7 +232,11 @@ async function selectLayer(name) {
   out.textContent = ""; for (const key of Object.keys(out.dataset)) delete out.dataset[key];
   const body = await CX.json(`/api/runs/${RUN.id}/layers/${encodeURIComponent(name)}/steps`);
   state.shape = body.shape; state.steps = body.steps;
-  $("view").value = state.shape[1] === 1 ? "filters" : "channels";
+  // a layer over a colour image gets a view of its filters in colour, and starts in it
+  const view = $("view"), colour = view.querySelector('option[value="colour"]');
+  if (body.rgb && !colour) view.add(new Option("in colour (red, green, blue weights)", "colour"));
+  if (!body.rgb && colour) colour.remove();
+  view.value = body.rgb ? "colour" : state.shape[1] === 1 ? "filters" : "channels";
   $("step-slider").max = Math.max(0, state.steps.length - 1);
   newGrid();
   spread.body = null; spread.first = null; spread.histogram = null;
