@@ -27,23 +27,24 @@ ActivationName = Literal["none", "relu", "leaky_relu", "elu", "gelu", "tanh", "s
 #: Every activation function an experiment may name (``linear`` is read as ``none``); their formulas are
 #: in :mod:`convexp.activations`.
 ACTIVATION_NAMES: tuple[str, ...] = get_args(ActivationName)
+ACTIVATION_HELP = "applied to the output: " + ", ".join(ACTIVATION_NAMES) + " (linear = none)"
 Activation = Annotated[ActivationName, BeforeValidator(lambda value: "none" if value == "linear" else value)]
 
 
 class _Layer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str | None = None
+    name: str | None = Field(default=None, description="the layer's name (default: its type and number, conv1, conv2, ...)")
 
 
 class Conv(_Layer):
     """2-D convolution (cross-correlation) with bias."""
 
     type: Literal["conv"]
-    filters: int = Field(gt=0)
-    kernel_size: int | tuple[int, int] = 3
-    stride: int = Field(default=1, ge=1)
-    padding: Padding = "valid"
-    activation: Activation = "none"
+    filters: int = Field(gt=0, description="how many filters: the output channels")
+    kernel_size: int | tuple[int, int] = Field(default=3, description="k (k x k) or [kh, kw]")
+    stride: int = Field(default=1, ge=1, description="step between windows, in both directions")
+    padding: Padding = Field(default="valid", description="valid: full windows only; same: zeros around, output ceil(H / stride)")
+    activation: Activation = Field(default="none", description=ACTIVATION_HELP)
     dilation: int = Field(
         default=1, ge=1, description="spacing of the kernel's taps: a k x k kernel spans (k - 1) * dilation + 1 pixels"
     )
@@ -70,14 +71,14 @@ class MaxPool(_Layer):
     """Max pooling over pool_size x pool_size windows with stride pool_size (remainders dropped)."""
 
     type: Literal["maxpool"]
-    pool_size: int = Field(default=2, ge=1)
+    pool_size: int = Field(default=2, ge=1, description="window size and stride")
 
 
 class AvgPool(_Layer):
     """Average pooling over pool_size x pool_size windows with stride pool_size (remainders dropped)."""
 
     type: Literal["avgpool"]
-    pool_size: int = Field(default=2, ge=1)
+    pool_size: int = Field(default=2, ge=1, description="window size and stride")
 
 
 class GlobalAvgPool(_Layer):
@@ -96,7 +97,7 @@ class ActivationLayer(_Layer):
     """An activation function as a layer of its own (see :mod:`convexp.activations` for the formulas)."""
 
     type: Literal["activation"]
-    activation: Activation
+    activation: Activation = Field(description=ACTIVATION_HELP.replace("applied to the output", "the function"))
 
 
 class Flatten(_Layer):
@@ -109,7 +110,7 @@ class Dropout(_Layer):
     """Inverted dropout: zero a share ``rate`` of activations in training, scale the rest."""
 
     type: Literal["dropout"]
-    rate: float = Field(ge=0.0, lt=1.0)
+    rate: float = Field(ge=0.0, lt=1.0, description="the share of activations zeroed in training")
 
 
 class BatchNorm(_Layer):
@@ -134,8 +135,8 @@ class Dense(_Layer):
     """Fully connected layer with bias. The last dense layer's outputs are the logits."""
 
     type: Literal["dense"]
-    units: int = Field(gt=0)
-    activation: Activation = "none"
+    units: int = Field(gt=0, description="outputs (the last dense layer: one per class)")
+    activation: Activation = Field(default="none", description=ACTIVATION_HELP)
 
 
 class Residual(_Layer):
@@ -147,9 +148,11 @@ class Residual(_Layer):
     (conv2, conv3, ...); a block holds no other block."""
 
     type: Literal["residual"]
-    layers: list[Layer] = Field(min_length=1)  # type: ignore[valid-type]  # Layer is defined below
-    shortcut: Literal["identity", "conv"] = "identity"
-    activation: Activation = "none"
+    layers: list[Layer] = Field(min_length=1, description="the body, in order")  # type: ignore[valid-type]  # Layer is below
+    shortcut: Literal["identity", "conv"] = Field(
+        default="identity", description="identity: x itself; conv: a 1x1 conv to the body's channels and size"
+    )
+    activation: Activation = Field(default="none", description="applied to the sum: " + ", ".join(ACTIVATION_NAMES))
 
 
 Layer = Annotated[

@@ -57,22 +57,36 @@ class RunSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    description: str = ""
-    dataset: str
-    backend: str = "numpy"
-    layers: list[Layer] = Field(min_length=1)
+    description: str = Field(default="", description="free text: what the experiment asks")
+    dataset: str = Field(
+        description="digits (bundled), mnist, fashion-mnist, kmnist, cifar10 (`convexp data fetch NAME`), or "
+        "{path: FILE.npz} for your own arrays"
+    )
+    backend: str = Field(default="numpy", description="the backend plugin that trains it (`convexp plugins` lists them)")
+    layers: list[Layer] = Field(
+        min_length=1,
+        description="the network, input to logits (the last layer: dense, one unit per class); or named lists of "
+        "layers, a run of each",
+    )
     architecture: str | None = Field(
         default=None,
         description="with layers given as named lists ({plain: [...], batch_norm: [...]}), the one this run trains "
         "(a list of names is a grid axis; by default, every one)",
     )
-    initializer: str = "glorot_uniform"
-    bias_initializer: str = "zeros"
-    optimizer: Optimizer = Field(default_factory=lambda: Adam(name="adam"), discriminator="name")
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    seed: int = Field(default=0, ge=0, lt=2**63)
-    shuffle: bool = True
+    initializer: str = Field(
+        default="glorot_uniform",
+        description="how conv and dense kernels are drawn (`convexp init NAME` gives the formula); default: the framework's own",
+    )
+    bias_initializer: str = Field(default="zeros", description="how biases are drawn (the fans of their layer's kernel)")
+    optimizer: Optimizer = Field(
+        default_factory=lambda: Adam(name="adam"), discriminator="name", description="sgd, adam or adamw, with its settings"
+    )
+    epochs: int = Field(ge=1, description="passes over the training set")
+    batch_size: int = Field(default=32, ge=1, description="examples per update (the last batch of an epoch may be smaller)")
+    seed: int = Field(
+        default=0, ge=0, lt=2**63, description="initial weights, batch order, dropout and augmentation follow from it"
+    )
+    shuffle: bool = Field(default=True, description="visit the training examples in a seeded random order each epoch")
     shared_init: bool = Field(
         default=False, description="draw initial weights once with numpy from the seed and load them into the backend"
     )
@@ -88,7 +102,7 @@ class RunSpec(BaseModel):
     augmentation: Augmentation | None = Field(
         default=None, description="shift and flip each training image by seeded draws: {shift: 2, flip: true}"
     )
-    snapshots: SnapshotSchedule = Field(default_factory=SnapshotSchedule)
+    snapshots: SnapshotSchedule = Field(default_factory=SnapshotSchedule, description="when kernels are recorded")
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description="where to train: auto (a GPU when the backend sees one, else the CPU), cpu, or cuda (a GPU or an error)",

@@ -89,9 +89,9 @@ class SGD(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: Literal["sgd"]
-    learning_rate: float = Field(default=0.01, gt=0)
-    momentum: float = Field(default=0.0, ge=0, lt=1)
-    nesterov: bool = False
+    learning_rate: float = Field(default=0.01, gt=0, description="the step size (a schedule's base)")
+    momentum: float = Field(default=0.0, ge=0, lt=1, description="v = momentum * v + g; the step is learning_rate * v")
+    nesterov: bool = Field(default=False, description="step by learning_rate * (g + momentum * v) instead")
     weight_decay: float = Field(default=0.0, ge=0, description=WEIGHT_DECAY)
     schedule: Schedule | None = Field(default=None, description="how the learning rate changes over the updates")
 
@@ -101,10 +101,12 @@ class Adam(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: Literal["adam"]
-    learning_rate: float = Field(default=0.001, gt=0)
-    beta_1: float = Field(default=0.9, ge=0, lt=1)
-    beta_2: float = Field(default=0.999, ge=0, lt=1)
-    epsilon: float = Field(default=1e-7, gt=0)
+    learning_rate: float = Field(default=0.001, gt=0, description="the step size (a schedule's base)")
+    beta_1: float = Field(default=0.9, ge=0, lt=1, description="decay of the mean of the gradients")
+    beta_2: float = Field(default=0.999, ge=0, lt=1, description="decay of the mean of their squares")
+    epsilon: float = Field(
+        default=1e-7, gt=0, description="added to the root of the second moment (Keras's 1e-7; torch's is 1e-8)"
+    )
     weight_decay: float = Field(default=0.0, ge=0, description=WEIGHT_DECAY)
     schedule: Schedule | None = Field(default=None, description="how the learning rate changes over the updates")
 
@@ -116,10 +118,12 @@ class AdamW(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: Literal["adamw"]
-    learning_rate: float = Field(default=0.001, gt=0)
-    beta_1: float = Field(default=0.9, ge=0, lt=1)
-    beta_2: float = Field(default=0.999, ge=0, lt=1)
-    epsilon: float = Field(default=1e-7, gt=0)
+    learning_rate: float = Field(default=0.001, gt=0, description="the step size (a schedule's base)")
+    beta_1: float = Field(default=0.9, ge=0, lt=1, description="decay of the mean of the gradients")
+    beta_2: float = Field(default=0.999, ge=0, lt=1, description="decay of the mean of their squares")
+    epsilon: float = Field(
+        default=1e-7, gt=0, description="added to the root of the second moment (Keras's 1e-7; torch's is 1e-8)"
+    )
     weight_decay: float = Field(default=0.01, ge=0, description="decoupled: w -= learning_rate * weight_decay * w each step")
     schedule: Schedule | None = Field(default=None, description="how the learning rate changes over the updates")
 

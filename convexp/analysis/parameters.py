@@ -73,7 +73,8 @@ def run_parameters(run: RunRecord, model: RunSpec | None = None, spec_fields: di
 def varying_fields(parameters: Sequence[dict[str, Any]]) -> list[str]:
     """The fields whose values are not the same in every run (a field a run lacks counts as None), in spec
     order; a field whose values repeat an earlier varying field's in every run (``kernel_initializer``
-    beside ``initializer``) is left out."""
+    beside ``initializer``) is left out, and so are the layers' fields where the runs' ``architecture`` (the
+    name of their layer list) varies: it says which layers each run has in one column."""
     keys: dict[str, None] = {}
     for fields in parameters:
         keys.update(dict.fromkeys(fields))
@@ -82,7 +83,10 @@ def varying_fields(parameters: Sequence[dict[str, Any]]) -> list[str]:
         column = tuple(_key(p.get(k)) for p in parameters)
         if len(set(column)) > 1:
             varying.setdefault(column, k)
-    return list(varying.values())
+    found = list(varying.values())
+    if "architecture" in found:
+        found = [k for k in found if not k.startswith("layers.")]
+    return found
 
 
 def _key(value: Any) -> str:

@@ -27,7 +27,9 @@ app = typer.Typer(
 from convexp.cli import run, results, labels, groups, ui, analysis, conv, backends  # noqa: E402, I001
 from convexp.cli import data, db  # noqa: E402
 
-app.add_typer(data.app, name="data", short_help="Download or import MNIST, Fashion-MNIST or KMNIST into the convexp cache.")
+app.add_typer(
+    data.app, name="data", short_help="Download or import MNIST, Fashion-MNIST, KMNIST or CIFAR-10 into the convexp cache."
+)
 app.add_typer(db.app, name="db", short_help="Migrate the results database; copy or delete runs.")
 
 

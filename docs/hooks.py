@@ -1,0 +1,197 @@
+"""MkDocs hook: the reference pages are generated from the code, so they cannot drift from it.
+
+A page holding ``<!-- reference: NAME -->`` gets that marker replaced by :func:`reference` ``(NAME)``: ``cli``
+(every command and option, from the Typer app), ``yaml`` (every experiment field, from the spec's pydantic
+models) or ``database`` (every table and column, from the SQLAlchemy models). tests/test_docs.py checks that
+every command, field and column appears, and builds the site with ``--strict``.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from typing import Any
+
+MARKER = re.compile(r"<!-- reference: (\w+) -->")
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """Replace each reference marker with its generated Markdown."""
+    return MARKER.sub(lambda match: reference(match.group(1)), markdown)
+
+
+def reference(name: str) -> str:
+    """The generated reference ``name``: cli, yaml or database."""
+    return {"cli": cli_reference, "yaml": yaml_reference, "database": database_reference}[name]()
+
+
+def _cell(text: Any) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+# --- the command line -------------------------------------------------------------------------------------------
+
+
+def cli_commands() -> list[tuple[str, Any]]:
+    """Every command of ``convexp`` (groups' subcommands too) as (full name, click command), in the app's order."""
+    import typer.main
+
+    from convexp.cli import app
+
+    root = typer.main.get_command(app)
+    found: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, command: Any) -> None:
+        subcommands = getattr(command, "commands", None)  # a group (Typer carries its own click: duck-typed)
+        if subcommands:
+            for name, sub in subcommands.items():
+                if not getattr(sub, "hidden", False):
+                    walk(f"{prefix} {name}", sub)
+        else:
+            found.append((prefix, command))
+
+    walk("convexp", root)
+    return found
+
+
+def cli_reference() -> str:
+    """Each command: what it does, its arguments and options with their defaults."""
+    out = []
+    for name, command in cli_commands():
+        parts = [f"## `{name}`", "", (command.help or "").strip().split("\n\n")[0], ""]
+        params = [p for p in command.params if p.name != "help"]
+        if params:
+            parts += ["| argument or option | default | what it does |", "|---|---|---|"]
+            for param in params:
+                if param.param_type_name == "argument":
+                    label = f"`{param.name.upper()}`" + (" ..." if getattr(param, "nargs", 1) == -1 else "")
+                    default = "required" if param.required else _default(param)
+                    text = getattr(param, "help", None) or ""
+                else:
+                    label = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
+                    default = "required" if param.required else _default(param)
+                    text = param.help or ""
+                parts.append(f"| {label} | {_cell(default)} | {_cell(text)} |")
+            parts.append("")
+        out.append("\n".join(parts))
+    return "\n".join(out)
+
+
+def _default(param: Any) -> str:
+    if getattr(param, "is_flag", False):
+        return "on" if param.default else "off"
+    default = param.default
+    if default is None or default == () or default == []:
+        return ""
+    if hasattr(default, "value"):
+        default = default.value
+    return f"`{default}`"
+
+
+# --- the experiment file ----------------------------------------------------------------------------------------
+
+
+def yaml_models() -> list[tuple[str, Any]]:
+    """(heading, pydantic model) for the experiment and every model it nests: the run's fields, the snapshot
+    schedule, augmentation, the optimizers and their schedule, and every layer type."""
+    from convexp.augmentation import Augmentation
+    from convexp.layers import LAYER_TYPES
+    from convexp.spec import RunSpec, SnapshotSchedule
+    from convexp.training import SGD, Adam, AdamW, Schedule
+
+    models: list[tuple[str, Any]] = [
+        ("An experiment", RunSpec),
+        ("snapshots", SnapshotSchedule),
+        ("augmentation", Augmentation),
+        ("optimizer: sgd", SGD),
+        ("optimizer: adam", Adam),
+        ("optimizer: adamw", AdamW),
+        ("optimizer schedule", Schedule),
+    ]
+    for model in LAYER_TYPES:
+        layer_type = typing.get_args(model.model_fields["type"].annotation)[0]
+        models.append((f"layer: {layer_type}", model))
+    return models
+
+
+def yaml_reference() -> str:
+    """Each model's fields: type, default, constraints and description."""
+    out = []
+    for heading, model in yaml_models():
+        doc = (model.__doc__ or "").strip().split("\n\n")[0]
+        rows = ["| field | type | default | constraints | what it is |", "|---|---|---|---|---|"]
+        for field, info in model.model_fields.items():
+            if heading.startswith("layer") and field == "type" or heading.startswith("optimizer:") and field == "name":
+                continue
+            default = "required" if info.is_required() else f"`{_shown(info.get_default(call_default_factory=True))}`"
+            constraints = ", ".join(_constraint(m) for m in info.metadata if _constraint(m))
+            rows.append(
+                f"| `{field}` | {_cell(_type_name(info.annotation))} | {_cell(default)} | {_cell(constraints)} | "
+                f"{_cell(info.description or '')} |"
+            )
+        out.append("\n".join([f"## {heading}", "", _cell(doc), "", *rows, ""]))
+    out.append(
+        "Besides these, an experiment may have `tags:` (a list of labels) and `notes:` (free text): they label its "
+        "runs and are not part of their spec. A list given for any field but `layers`, `description` and `tags` "
+        "is a grid axis: a run for each value."
+    )
+    return "\n".join(out)
+
+
+def _shown(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return value
+
+
+def _type_name(annotation: Any) -> str:
+    """A field's type as a reader of YAML thinks of it: ``int | null``, ``list of layers``, ``valid | same``."""
+    import types
+
+    from convexp.layers import LAYER_TYPES
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        if all(arg in LAYER_TYPES for arg in args):
+            return "layer"
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is list:
+        inner = _type_name(args[0])
+        return "list of layers" if inner == "layer" else f"list of {inner}"
+    if origin is tuple:
+        return "[" + ", ".join(_type_name(arg) for arg in args) + "]"
+    if origin is typing.Literal:
+        return " | ".join(str(arg) for arg in args)
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _constraint(metadata: Any) -> str:
+    for attribute, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "at least")):
+        value = getattr(metadata, attribute, None)
+        if value is not None:
+            return f"{symbol} {value}" + (" items" if attribute == "min_length" else "")
+    return ""
+
+
+# --- the database -----------------------------------------------------------------------------------------------
+
+
+def database_reference() -> str:
+    """Each table: what it holds (its model's docstring) and its columns: type, null or not, keys."""
+    from convexp.store.models import Base
+
+    models = {mapper.class_.__tablename__: mapper.class_ for mapper in Base.registry.mappers}
+    out = []
+    for table in Base.metadata.sorted_tables:
+        doc = (models[table.name].__doc__ or "").strip().split("\n\n")[0] if table.name in models else ""
+        rows = ["| column | type | null | key |", "|---|---|---|---|"]
+        for column in table.columns:
+            keys = ["primary key"] if column.primary_key else []
+            keys += [f"references {fk.target_fullname}" for fk in column.foreign_keys]
+            rows.append(f"| `{column.name}` | {column.type} | {'yes' if column.nullable else 'no'} | {', '.join(keys)} |")
+        out.append("\n".join([f"## `{table.name}`", "", _cell(doc), "", *rows, ""]))
+    return "\n".join(out)

@@ -1,0 +1,108 @@
+"""The documentation site: its references name every command, option, experiment field, table and column there
+is -- each checked against something other than the generator (the CLI's own --help, the example experiments,
+a database the Alembic migrations built) -- and the site builds with MkDocs' --strict, offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, run_cli
+
+
+def hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", REPO / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def help_commands(*group: str) -> list[str]:
+    """The commands ``convexp [GROUP] --help`` lists."""
+    result = run_cli(*group, "--help")
+    assert result.returncode == 0, result.stderr
+    block = result.stdout.split("Commands:")[1]
+    # a command's line starts two spaces in; a wrapped description's continuation, further in
+    return [line.split()[0] for line in block.splitlines() if re.match(r"  \S", line)]
+
+
+def test_the_cli_reference_has_every_command_and_option_the_help_lists():
+    text = hooks().reference("cli")
+    groups = {"data", "db"}
+    for command in help_commands():
+        names = [f"{command} {sub}" for sub in help_commands(command)] if command in groups else [command]
+        for name in names:
+            assert f"## `convexp {name}`" in text, name
+            listed = run_cli(*name.split(), "--help").stdout
+            # the options' own lines: "  --backend TEXT  ..." or "  -e, --experiment TEXT  ..."
+            options = [m.group(1) for m in re.finditer(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", listed, re.M)]
+            assert options or name in ("ui",), name
+            section = text.split(f"## `convexp {name}`")[1].split("\n## ")[0]
+            for option in set(options) - {"--help"}:
+                assert f"`{option}`" in section, (name, option)
+
+
+def test_the_yaml_reference_has_every_field_the_examples_use():
+    text = hooks().reference("yaml")
+    used: set[str] = set()
+
+    def collect(value, under_layers=False):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if not (under_layers and isinstance(inner, list)):  # a named layer list: its name is the user's
+                    used.add(key)
+                collect(inner, under_layers=key == "layers")
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    for experiment in yaml.safe_load((REPO / "experiments.yaml").read_text())["experiments"].values():
+        collect(experiment)
+    missing = sorted(key for key in used if f"| `{key}` |" not in text and key not in ("type", "name", "tags", "notes"))
+    assert not missing
+    for layer_type in re.findall(r"\{type: (\w+)|- type: (\w+)", (REPO / "experiments.yaml").read_text()):
+        layer_type = layer_type[0] or layer_type[1]
+        if layer_type in ("cosine", "step", "constant"):  # a schedule's type, not a layer's
+            continue
+        assert f"## layer: {layer_type}" in text
+
+
+def test_the_database_reference_has_every_table_and_column_the_migrations_create(tmp_path):
+    from convexp.store import Store
+
+    Store(str(tmp_path / "r.db")).close()  # created by running every Alembic migration
+    connection = sqlite3.connect(tmp_path / "r.db")
+    tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    text = hooks().reference("database")
+    for table in tables:
+        if table == "alembic_version":
+            continue
+        assert f"## `{table}`" in text, table
+        section = text.split(f"## `{table}`")[1].split("\n## ")[0]
+        for column in (row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')):
+            assert f"| `{column}` |" in section, (table, column)
+
+
+def test_the_site_builds_strictly_and_offline(tmp_path):
+    if shutil.which("mkdocs") is None and importlib.util.find_spec("mkdocs") is None:
+        pytest.skip("mkdocs is not installed: pip install -e '.[docs]'")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (tmp_path / "site" / "reference" / "yaml" / "index.html").read_text()
+    assert "layer: batch_norm" in page and "<!-- reference" not in page
+    for html in (tmp_path / "site").rglob("*.html"):  # nothing fetched from elsewhere when the pages are read
+        assert not re.search(r"""(src|href)=["']https?://(?!www\.mkdocs\.org|squidfunk|github\.com)""", html.read_text()), html
