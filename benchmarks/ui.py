@@ -302,7 +302,7 @@ def page_times(url: str, repeats: int) -> dict[str, dict[str, float]]:
 
 
 def table_rows(r: dict) -> list[tuple[str, str, str]]:
-    """(measure, measured, target) of each figure of a report; the README's table is made from these too."""
+    """(measure, measured, target) of each figure of a report; the performance page's table is made from these too."""
     t = r["targets"]
     rows = [
         (

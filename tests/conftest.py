@@ -24,7 +24,7 @@ MNIST_ENV = "CONVEXP_TEST_MNIST"
 
 def decode_kernels(rows) -> dict[int, np.ndarray]:
     """step -> flat float32 kernel, from stored rows (step, encoding, kernel bytes) of one layer in step
-    order starting at a raw row, decoded by the format the README documents (not convexp's own code):
+    order starting at a raw row, decoded by the format docs/guides/database.md documents (not convexp's own code):
     a raw row holds float32 bytes; an 'xor-delta' row holds the XOR of its words with the previous
     row's, as byte planes by significance: planes 0 and 1 as they are, planes 2 and 3 deflated."""
     out: dict[int, np.ndarray] = {}
@@ -58,10 +58,11 @@ def stored_kernel(db: Path | str, run_id: int, layer: str, step: int) -> np.ndar
 
 
 def readme_read_kernel():
-    """The README's ``read_kernel(db, run_id, layer, step)`` recipe (sqlite3 + numpy), run as a user copies it."""
+    """The documented ``read_kernel(db, run_id, layer, step)`` recipe (docs/guides/database.md: sqlite3 + numpy),
+    run as a user copies it."""
     import re
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "guides" / "database.md").read_text()
     recipe = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "def read_kernel" in block)
     namespace: dict = {}
     exec(recipe.split("\nkernel = read_kernel")[0], namespace)

@@ -154,7 +154,7 @@ def test_a_run_records_batch_norm_and_the_analysis_replays_it_as_at_test_time(tm
     assert ran.returncode == 0, ran.stderr
     patches = run_cli("filters", "1", "--patches", "--layer", "conv2", "--top", "1", "--format", "json", "--db", str(db))
     assert patches.returncode == 0, patches.stderr
-    # the same response recomputed with torch's own ops from the stored rows (kernels read with the README's recipe)
+    # the same response recomputed with torch's own ops from the stored rows (kernels read with the documented recipe)
     from convexp.store import Store
 
     read_kernel = readme_read_kernel()

@@ -49,7 +49,7 @@ def test_store_benchmark_runs(tmp_path):
 
 
 def test_ui_benchmark_runs_and_reports(tmp_path):
-    """benchmarks/ui.py on a small digits run: every figure it reports is there (the MNIST figures are in the README)."""
+    """benchmarks/ui.py on a small digits run: every figure it reports is there (the MNIST figures are in docs/performance.md)."""
     import pytest
 
     pytest.importorskip("starlette", reason="convexp ui needs the ui extra")
@@ -85,7 +85,7 @@ def test_ui_benchmark_runs_and_reports(tmp_path):
 
 
 def test_fidelity_script_runs_and_reports(tmp_path):
-    """benchmarks/fidelity.py on a quick digits experiment (the 12-epoch MNIST figures are in the README)."""
+    """benchmarks/fidelity.py on a quick digits experiment (the 12-epoch MNIST figures are in docs/tour.md)."""
     from tests.conftest import TINY_DIGITS, write_experiments
 
     experiments = write_experiments(tmp_path / "e.yaml", {"tiny": {**TINY_DIGITS, "snapshots": {"every": 5}}})

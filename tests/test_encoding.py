@@ -1,5 +1,5 @@
 """Kernel snapshots stored as XOR deltas: lossless against the recorded weights, readable without
-convexp by the README's recipe, read the same through every store method, and kept readable by
+convexp by the documented recipe, read the same through every store method, and kept readable by
 thinning, packing, copying, failed writes and old databases."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_chains_are_raw_every_tenth_snapshot_and_decode_bit_for_bit():
     assert [s.encoding for s in stored] == ([RAW] + [XOR_DELTA] * 9) * 2 + [RAW] + [XOR_DELTA] * 4
     assert [s.base_step for s in stored[:3]] == [None, 0, 1]
     assert all(len(s.data) < 0.8 * kernels[0].nbytes for s in stored if s.encoding == XOR_DELTA)
-    # the test's own decoder (the README's format) and convexp's agree with the kernels, bit for bit
+    # the test's own decoder (the documented format) and convexp's agree with the kernels, bit for bit
     mine = decode_kernels((step, s.encoding, s.data) for step, s in enumerate(stored))
     theirs = dict(decode_chain((step, s.encoding, s.base_step, s.data) for step, s in enumerate(stored)))
     for step, kernel in enumerate(kernels):
@@ -133,9 +133,9 @@ def test_a_real_run_is_stored_as_deltas_and_every_read_agrees_with_the_readme_re
     encodings = [encoding for _, encoding, _, _ in rows]
     assert encodings[0] == RAW and encodings.count(XOR_DELTA) > len(rows) // 2
     assert {encoding for _, encoding, _, _ in rows_of(db, 1, "conv1")} == {RAW}
-    # independent decoding (the test's own, from the README's description of the format)
+    # independent decoding (the test's own, from docs/guides/database.md's description of the format)
     expected = {layer: stored_kernels(db, layer) for layer in ("conv1", "conv2")}
-    # the README's recipe, run as a user would copy it
+    # the documented recipe, run as a user would copy it
     read_kernel = readme_read_kernel()
     with Store(db, must_exist=True) as store:
         for layer, kernels in expected.items():

@@ -2,7 +2,7 @@
 are classes of ``__main__``): PyTorch's mnist/main.py (a subclassed ``Net``, Adadelta, StepLR) and
 keras.io's simple MNIST convnet (Sequential, functional and subclassed), in examples/recording/.
 
-Each records every conv layer at every step; the last snapshot, read back with the README's
+Each records every conv layer at every step; the last snapshot, read back with the documented
 sqlite3 recipe (not through convexp's store), equals the script's own final weights bit for bit;
 a crash at step N leaves steps 0..N and ``failed``, Ctrl-C leaves ``interrupted``."""
 

@@ -26,7 +26,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("Chromium is not installed (Debian: apt-get install chromium)", allow_module_level=True)
 
-#: Set to write the run page's screenshot into docs/images/ for the README.
+#: Set to write the run page's screenshot into docs/images/ for the docs.
 DOCS_IMAGES_ENV = "CONVEXP_WRITE_DOCS_IMAGES"
 
 
@@ -299,7 +299,7 @@ def test_every_request_went_to_the_app_itself_and_no_page_failed(world):
 
 
 def test_a_screenshot_of_the_run_page(world):
-    """The README's picture of the UI: the quickstart's page, taken here (CONVEXP_WRITE_DOCS_IMAGES=1 writes it to docs/images)."""
+    """The docs' picture of the UI: the quickstart's page, taken here (CONVEXP_WRITE_DOCS_IMAGES=1 writes it to docs/images)."""
     assert run_cli("run", "--epochs", "3", "--db", str(world["db"]), cwd=REPO).returncode == 0  # run 5: quickstart, 32 filters
     page = world["new_page"]()
     page.set_viewport_size({"width": 1280, "height": 900})

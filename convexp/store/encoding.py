@@ -17,10 +17,10 @@ every :data:`KEYFRAME_EVERY`-th one after it, and any whose delta would not be s
 so one step decodes from at most that many rows and no snapshot takes more than its raw bytes;
 kernels under :data:`MIN_DELTA_BYTES` are always raw.
 Biases are always raw. On MNIST every-step runs this stores about a third fewer bytes (measured
-by benchmarks/encoding.py; the numbers are in the README).
+by benchmarks/encoding.py; the numbers are in docs/performance.md).
 
-To read a kernel without convexp (sqlite3 + numpy), see "Reading the database yourself" in the
-README, or :func:`decode_chain` here.
+To read a kernel without convexp (sqlite3 + numpy), see the ``read_kernel`` recipe in
+docs/guides/database.md, or :func:`decode_chain` here.
 """
 
 from __future__ import annotations
