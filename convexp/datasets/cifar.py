@@ -66,14 +66,9 @@ class CifarArchive:
 
     def locate(self, data_dir: Path | None = None) -> dict[str, Path]:
         """{"archive": its path}; raises :class:`DatasetError` naming where it looked and how to get it."""
-        from convexp.datasets.idx import DATA_DIR_ENV
+        from convexp.datasets.idx import where_to_look
 
-        if data_dir is not None:
-            directory, why = Path(data_dir), "--data-dir"
-        elif os.environ.get(DATA_DIR_ENV):
-            directory, why = Path(os.environ[DATA_DIR_ENV]), DATA_DIR_ENV
-        else:
-            directory, why = self.cache_dir(), "the convexp cache"
+        directory, why = where_to_look(data_dir, self.cache_dir())
         found = self.find_in(directory)
         if found is None:
             raise DatasetError(f"{self.title} ({self.filename}) not found in {directory} ({why}): {self.how_to_get}")

@@ -84,12 +84,7 @@ class IdxCollection:
 
     def locate(self, data_dir: Path | None = None) -> dict[str, Path]:
         """Paths of the four files; raises :class:`DatasetError` naming where it looked and how to get them."""
-        if data_dir is not None:
-            directory, why = Path(data_dir), "--data-dir"
-        elif os.environ.get(DATA_DIR_ENV):
-            directory, why = Path(os.environ[DATA_DIR_ENV]), DATA_DIR_ENV
-        else:
-            directory, why = self.cache_dir(), "the convexp cache"
+        directory, why = where_to_look(data_dir, self.cache_dir())
         found = self.find_in(directory)
         if found:
             return found
@@ -208,6 +203,16 @@ class IdxCollection:
                 raise
             written[key] = target
         return written
+
+
+def where_to_look(data_dir: Path | None, cache_dir: Path) -> tuple[Path, str]:
+    """The folder a dataset's files are looked for in, and why there: ``--data-dir``, else ``$CONVEXP_DATA_DIR``,
+    else the dataset's folder in the user cache."""
+    if data_dir is not None:
+        return Path(data_dir), "--data-dir"
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]), DATA_DIR_ENV
+    return cache_dir, "the convexp cache"
 
 
 def read_raw(path: Path) -> bytes:
