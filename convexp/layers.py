@@ -197,6 +197,19 @@ class PlannedLayer:
     shortcut: PlannedLayer | None = None
 
     @property
+    def inner(self) -> tuple[PlannedLayer, ...]:
+        """A residual block's layers: its body, then its conv shortcut; () for every other layer."""
+        return (*self.body, *((self.shortcut,) if self.shortcut else ()))
+
+    @property
+    def snapshot_values(self) -> int:
+        """How many float32 values a snapshot row of this layer holds: a conv's kernel and a bias per filter, a
+        batch_norm's (4, C) rows; 0 for layers that are not recorded."""
+        if self.snapshot_shape is None:
+            return 0
+        return math.prod(self.snapshot_shape) + (self.output_shape[0] if self.kernel_shape else 0)
+
+    @property
     def snapshot_shape(self) -> tuple[int, ...] | None:
         """What a snapshot of this layer holds: a conv's kernel (out, in, kh, kw), a batch_norm's (4, C) rows of
         :data:`BATCH_NORM_ROWS`; None for layers that are not recorded."""
@@ -220,11 +233,7 @@ class PlannedLayer:
 def flat(planned: Sequence[PlannedLayer]) -> list[PlannedLayer]:
     """Every planned layer, those inside residual blocks too: each block followed by its body and its shortcut.
     What holds weights or is recorded is found here (a conv inside a block is a conv layer like any other)."""
-    out = []
-    for p in planned:
-        out.append(p)
-        out += [*p.body, *([p.shortcut] if p.shortcut else [])]
-    return out
+    return [q for p in planned for q in (p, *p.inner)]
 
 
 def describe_plan(planned: Sequence[PlannedLayer]) -> str:
@@ -395,7 +404,7 @@ def parameter_table(planned: Sequence[PlannedLayer]) -> list[LayerParameters]:
     """Per layer: output shape, kernel shape, how many weights and biases (conv and dense layers have a bias per output;
     a batch_norm layer's gamma counts as weights, its beta as biases, and its running mean and variance as statistics)."""
     rows = []
-    inside = {id(q) for p in planned for q in flat([p])[1:]}
+    inside = {id(q) for p in planned for q in p.inner}
     for p in flat(planned):
         kernel = p.kernel_shape
         # a layer with weights has one bias per output channel (conv) or unit (dense): output_shape[0]

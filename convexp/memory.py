@@ -59,11 +59,7 @@ def estimate_memory(spec: RunSpec) -> MemoryEstimate:
     outputs = sum(math.prod(p.output_shape) for p in flat(planned)) + math.prod(info.input_shape)
     train = min(info.train_examples, spec.train_examples or info.train_examples)
     recorded = set(spec.snapshot_layers())
-    kernels = sum(
-        math.prod(p.snapshot_shape) + (p.output_shape[0] if p.kernel_shape else 0)
-        for p in flat(planned)
-        if p.name in recorded and p.snapshot_shape
-    )
+    kernels = sum(p.snapshot_values for p in flat(planned) if p.name in recorded)
     return MemoryEstimate(
         weights=(2 + states) * parameters * FLOAT,
         activations=2 * outputs * spec.batch_size * FLOAT,

@@ -126,9 +126,7 @@ def _counts(train, batch_size, epochs, max_steps, log_every, every, epoch_end: b
 def _row_sizes(spec: RunSpec) -> tuple[int, int]:
     """(layers recorded, bytes a step's snapshot rows take) for ``spec``."""
     recorded = set(spec.snapshot_layers())
-    planned = [p for p in flat(spec.plan()) if p.name in recorded and p.snapshot_shape]
-    # a conv row holds its kernel and a bias per filter; a batch_norm row its (4, C) statistics
-    sizes = [math.prod(p.snapshot_shape) * 4 + (p.output_shape[0] * 4 if p.kernel_shape else 0) for p in planned]  # type: ignore[arg-type]
+    sizes = [4 * p.snapshot_values for p in flat(spec.plan()) if p.name in recorded and p.snapshot_shape]
     return len(sizes), sum(size + SNAPSHOT_ROW_OVERHEAD for size in sizes)
 
 

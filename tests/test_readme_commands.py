@@ -5,24 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer.main
-
-from convexp.cli import app
+from tests.test_docs import hooks
 
 
 def cli_commands() -> dict[str, Any]:
-    """Every command of the CLI by its full name ("run", "db copy", ...), as the click commands Typer builds."""
-    found: dict[str, Any] = {}
-
-    def walk(group: Any, prefix: str) -> None:
-        for name, command in group.commands.items():
-            if hasattr(command, "commands"):  # a group of subcommands
-                walk(command, f"{prefix}{name} ")
-            else:
-                found[f"{prefix}{name}"] = command
-
-    walk(typer.main.get_command(app), "")
-    return found
+    """Every command of the CLI by its full name ("run", "db copy", ...), as the click commands Typer builds (walked
+    as the generated command reference walks them)."""
+    return {name.removeprefix("convexp "): command for name, command in hooks().cli_commands()}
 
 
 def test_every_command_that_prints_data_takes_the_same_format_option():

@@ -89,7 +89,7 @@ def conv_layers_up_to(planned: Sequence[PlannedLayer], layer: str) -> tuple[Plan
     the conv layers there are."""
     convs = [p.name for p in flat(planned) if isinstance(p.layer, Conv)]
     for index, p in enumerate(planned):
-        inside = [q.name for q in p.body] + ([p.shortcut.name] if p.shortcut else [])
+        inside = [q.name for q in p.inner]
         if p.name != layer and layer not in inside:
             continue
         if p.name == layer:

@@ -247,10 +247,11 @@ def correlate_layer(
     input channels of its group."""
     from scipy.signal import correlate2d
 
+    from convexp.convolution import spread_kernel
+
     image = image.astype(np.float64)
-    out_channels, per_group, kh, kw = kernel.shape
-    spread = np.zeros((out_channels, per_group, (kh - 1) * dilation + 1, (kw - 1) * dilation + 1))
-    spread[:, :, ::dilation, ::dilation] = kernel
+    out_channels, per_group = kernel.shape[:2]
+    spread = spread_kernel(np.asarray(kernel, dtype=np.float64), dilation)
     if padding == "same":
         pads = [same_padding(image.shape[axis], spread.shape[axis + 1], stride) for axis in (1, 2)]
         image = np.pad(image, ((0, 0), pads[0], pads[1]))

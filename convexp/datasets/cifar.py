@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from convexp.datasets import Dataset, cache_root
+from convexp.datasets.idx import copy_into_place, where_to_look
 from convexp.errors import DatasetError
 
 FOLDER = "cifar-10-batches-py"
@@ -66,7 +64,6 @@ class CifarArchive:
 
     def locate(self, data_dir: Path | None = None) -> dict[str, Path]:
         """{"archive": its path}; raises :class:`DatasetError` naming where it looked and how to get it."""
-        from convexp.datasets.idx import where_to_look
 
         directory, why = where_to_look(data_dir, self.cache_dir())
         found = self.find_in(directory)
@@ -108,32 +105,15 @@ class CifarArchive:
     ) -> dict[str, Path]:
         """Download the archive into the cache (or ``destination``) from the first mirror that delivers it with the
         published MD5, resuming broken transfers; nothing is left behind on failure."""
-        from convexp.datasets.download import _download
+        from convexp.datasets.download import fetch_verified
 
         destination = Path(destination) if destination else self.cache_dir()
         destination.mkdir(parents=True, exist_ok=True)
-        target, partial = destination / self.filename, destination / f".{self.filename}.partial"
-        if target.is_file():
-            try:
-                self.verify(target)
-                return {"archive": target}
-            except DatasetError:
-                pass
-        failures = []
-        for mirror in mirrors or self.mirrors:
-            url = mirror.rstrip("/") + "/" + self.filename
-            partial.unlink(missing_ok=True)
-            error = _download(url, partial, attempts, timeout, progress, 1.0)
-            if error is None:
-                try:
-                    self.verify(partial)
-                    partial.replace(target)
-                    return {"archive": target}
-                except DatasetError as exc:
-                    error = str(exc).split(": ", 1)[-1]
-            failures.append(f"{url}: {error}")
-        partial.unlink(missing_ok=True)
-        raise DatasetError(f"could not download {self.filename}: " + "; ".join(failures))
+        chosen = list(mirrors or self.mirrors)
+        target = fetch_verified(
+            self.filename, self.verify, chosen, destination, attempts=attempts, timeout=timeout, progress=progress
+        )
+        return {"archive": target}
 
     def import_files(self, source: Path, destination: Path | None = None) -> dict[str, Path]:
         """Copy the archive from ``source`` into the cache once its MD5 matches; written under a temporary name and
@@ -145,14 +125,7 @@ class CifarArchive:
         destination = Path(destination) if destination else self.cache_dir()
         destination.mkdir(parents=True, exist_ok=True)
         target = destination / self.filename
-        fd, tmp = tempfile.mkstemp(dir=destination, prefix=f".{self.filename}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out, open(found, "rb") as src:
-                shutil.copyfileobj(src, out)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        copy_into_place(found, target)
         return {"archive": target}
 
 

@@ -75,11 +75,36 @@ def fetch_file(
     collection: IdxCollection = MNIST,
 ) -> Path:
     """Download one file of ``collection`` (``train_images`` ...) into ``destination``, verified; raises DatasetError."""
-    name = collection.files[key].filename + ".gz"
+    return fetch_verified(
+        collection.files[key].filename + ".gz",
+        lambda path: collection.verify(key, path, read_raw(path)),
+        mirrors,
+        destination,
+        attempts=attempts,
+        timeout=timeout,
+        progress=progress,
+        wait=wait,
+    )
+
+
+def fetch_verified(
+    name: str,
+    verify: Callable[[Path], object],
+    mirrors: list[str],
+    destination: Path,
+    *,
+    attempts: int = 3,
+    timeout: float = 30.0,
+    progress: Progress | None = None,
+    wait: float = 1.0,
+) -> Path:
+    """Download file ``name`` into ``destination`` from the first mirror whose copy ``verify`` (raising
+    :class:`DatasetError` on a wrong file) accepts; a copy already there and verified is kept. Raises DatasetError
+    naming every mirror's failure; no partial file is left behind."""
     target, partial = destination / name, destination / f".{name}.partial"
     if target.exists():
         try:
-            collection.verify(key, target, read_raw(target))
+            verify(target)
             return target  # already here and correct
         except DatasetError:
             pass
@@ -90,7 +115,7 @@ def fetch_file(
         error = _download(url, partial, attempts, timeout, progress, wait)
         if error is None:
             try:
-                collection.verify(key, partial, read_raw(partial))
+                verify(partial)
                 partial.replace(target)
                 return target
             except DatasetError as exc:

@@ -191,18 +191,24 @@ class IdxCollection:
             for stale in (destination / self.files[key].filename, destination / (self.files[key].filename + ".gz")):
                 if stale != target and stale.exists():
                     stale.unlink()
-            fd, tmp = tempfile.mkstemp(dir=destination, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                    shutil.copyfileobj(src, out)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            copy_into_place(path, target)
             written[key] = target
         return written
+
+
+def copy_into_place(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` through a temporary file beside it, synced and then renamed, so that ``target``
+    is either the whole copy or untouched."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def where_to_look(data_dir: Path | None, cache_dir: Path) -> tuple[Path, str]:
