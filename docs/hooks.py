@@ -181,17 +181,19 @@ def _constraint(metadata: Any) -> str:
 
 
 def database_reference() -> str:
-    """Each table: what it holds (its model's docstring) and its columns: type, null or not, keys."""
+    """Each table: what it holds (its model's docstring) and its columns: type, null or not, keys, what each holds
+    (its ``doc``)."""
     from convexp.store.models import Base
 
     models = {mapper.class_.__tablename__: mapper.class_ for mapper in Base.registry.mappers}
     out = []
     for table in Base.metadata.sorted_tables:
         doc = (models[table.name].__doc__ or "").strip().split("\n\n")[0] if table.name in models else ""
-        rows = ["| column | type | null | key |", "|---|---|---|---|"]
+        rows = ["| column | type | null | key | what it holds |", "|---|---|---|---|---|"]
         for column in table.columns:
             keys = ["primary key"] if column.primary_key else []
             keys += [f"references {fk.target_fullname}" for fk in column.foreign_keys]
-            rows.append(f"| `{column.name}` | {column.type} | {'yes' if column.nullable else 'no'} | {', '.join(keys)} |")
+            null = "yes" if column.nullable else "no"
+            rows.append(f"| `{column.name}` | {column.type} | {null} | {', '.join(keys)} | {_cell(column.doc or '')} |")
         out.append("\n".join([f"## `{table.name}`", "", _cell(doc), "", *rows, ""]))
     return "\n".join(out)

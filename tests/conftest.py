@@ -89,7 +89,9 @@ def mnist_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_keras_run(tmp_path_factory, worker_id) -> Path:
-    """A database holding one run: one MNIST epoch of mnist-keras-convnet on numpy (run 1), as a user runs it.
+    """A database holding one run: one MNIST epoch of mnist-keras-convnet on numpy (run 1), made by the command
+    the docs show (docs/examples.py's MNIST_NUMPY) in a folder of its own; what it printed is kept beside it
+    in output.txt.
 
     Trained once per test session: the pytest-xdist workers share it through their common temporary folder,
     the first to need it training it while the others wait on its lock."""
@@ -99,35 +101,37 @@ def mnist_keras_run(tmp_path_factory, worker_id) -> Path:
     if folder is None:
         pytest.skip(f"MNIST IDX files not found: set {MNIST_ENV} or put them in ../shared/data/mnist")
     if worker_id == "master":  # no xdist: this session's own folder
-        return _mnist_keras_run(folder, tmp_path_factory.mktemp("mnist-run") / "r.db")
+        return _mnist_keras_run(folder, tmp_path_factory.mktemp("mnist-run"))
     shared = tmp_path_factory.getbasetemp().parent  # this session's folder, above every worker's own
     with FileLock(str(shared / "mnist-run.lock")):
-        db, trained = shared / "mnist-run" / "r.db", shared / "mnist-run" / "trained"
+        where, trained = shared / "mnist-run", shared / "mnist-run-trained"
         if not trained.exists():  # first, or after a worker whose training failed: train afresh
-            shutil.rmtree(db.parent, ignore_errors=True)
-            db.parent.mkdir()
-            _mnist_keras_run(folder, db)
+            shutil.rmtree(where, ignore_errors=True)
+            where.mkdir()
+            _mnist_keras_run(folder, where)
             trained.touch()
-        return db
+        return where / "convexp.db"
 
 
-def _mnist_keras_run(folder: Path, db: Path) -> Path:
-    result = run_cli(
-        "run",
-        "-e",
-        "mnist-keras-convnet",
-        "--backend",
-        "numpy",
-        "--epochs",
-        "1",
-        "--data-dir",
-        str(folder),
-        "--db",
-        str(db),
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    return db
+def _mnist_keras_run(mnist: Path, where: Path) -> Path:
+    examples = docs_examples()
+    shutil.copy(REPO / "experiments.yaml", where / "experiments.yaml")
+    status, printed = examples.run_command(examples.MNIST_NUMPY, where, examples.environment(mnist))
+    assert status == 0, printed
+    (where / "output.txt").write_text(printed)
+    return where / "convexp.db"
+
+
+def docs_examples():
+    """docs/examples.py: the documentation's examples and how they are checked."""
+    import importlib.util
+
+    if "docs_examples" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("docs_examples", REPO / "docs" / "examples.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["docs_examples"] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["docs_examples"]
 
 
 @pytest.fixture

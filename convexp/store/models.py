@@ -43,47 +43,80 @@ class Run(Base):
 
     __tablename__ = "runs"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    experiment: Mapped[str] = mapped_column(String(200))
-    backend: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(20))
-    seed: Mapped[int] = mapped_column(Integer)
-    dataset: Mapped[str] = mapped_column(String(100))
-    kernel_initializer: Mapped[str] = mapped_column(String(100))
-    bias_initializer: Mapped[str] = mapped_column(String(100))
-    spec: Mapped[dict] = mapped_column(JSON)
-    convexp_version: Mapped[str] = mapped_column(String(50))
-    backend_version: Mapped[str] = mapped_column(String(50))
-    framework: Mapped[str] = mapped_column(String(100))
-    framework_version: Mapped[str] = mapped_column(String(50))
-    epochs_completed: Mapped[int] = mapped_column(Integer, default=0)
-    steps_completed: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # Liveness of a running run: written with every batch the recorder flushes (at least every
-    # few seconds); a run still 'running' whose process is gone or silent is shown as stale.
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    #: How many times the run was started: 1, plus one for each resume or retry.
-    attempts: Mapped[int] = mapped_column(Integer, server_default="1")
-    #: The run's identity across databases (ids differ between them): `convexp db copy` skips a run
-    #: whose uid the destination already holds.
-    uid: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True, unique=True)
-    #: The data the run trained on: {"dir": the folder its files came from, or null for a bundled dataset,
-    #: "fingerprint": a digest of the arrays}. `convexp run --resume` finds the data there and checks it.
-    data_source: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    # The device the run trained on (cpu, cuda): its spec's ``device`` as the backend resolved it.
-    device: Mapped[str | None] = mapped_column(String(20), nullable=True)
-    #: When the owner process (``pid`` on ``host``) started: on that host a run is running while this
-    #: very process lives, and a later process that is given the same pid is told apart.
-    owner_started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    #: What the user calls the run, its tags (a JSON list of strings) and notes: set from the YAML, the
-    #: tracking API or ``convexp name/tag/note``; shown and filtered by ``convexp runs`` and the UI.
-    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    tags: Mapped[list | None] = mapped_column(JSON, nullable=True)
-    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, doc="The run's number in this database (`convexp show ID`).")
+    experiment: Mapped[str] = mapped_column(
+        String(200), doc="The experiment's name in the YAML (or the name given to `convexp.track`)."
+    )
+    backend: Mapped[str] = mapped_column(
+        String(100),
+        doc="The backend plugin that trained it (`numpy`, `torch`, `tensorflow`, ...; `external` for a run recorded from your own loop).",
+    )
+    status: Mapped[str] = mapped_column(String(20), doc="queued, running, finished, failed, interrupted or diverged.")
+    seed: Mapped[int] = mapped_column(Integer, doc="The seed of initial weights, batch order and dropout.")
+    dataset: Mapped[str] = mapped_column(
+        String(100), doc="The dataset's name (`digits`, `mnist`, ...; the file for your own arrays)."
+    )
+    kernel_initializer: Mapped[str] = mapped_column(
+        String(100), doc="The initializer of conv and dense kernels, as resolved (`default` named as the framework's own)."
+    )
+    bias_initializer: Mapped[str] = mapped_column(String(100), doc="The initializer of the biases.")
+    spec: Mapped[dict] = mapped_column(
+        JSON, doc="The run's whole resolved experiment, as JSON: layers, optimizer, epochs, snapshots and the rest."
+    )
+    convexp_version: Mapped[str] = mapped_column(String(50), doc="The convexp version that recorded it.")
+    backend_version: Mapped[str] = mapped_column(String(50), doc="The backend plugin's version.")
+    framework: Mapped[str] = mapped_column(String(100), doc="The framework the backend trains with (numpy, torch, tensorflow).")
+    framework_version: Mapped[str] = mapped_column(String(50), doc="That framework's version.")
+    epochs_completed: Mapped[int] = mapped_column(
+        Integer, default=0, doc="Whole epochs done, committed with their metrics and checkpoint."
+    )
+    steps_completed: Mapped[int] = mapped_column(Integer, default=0, doc="Optimizer steps done and recorded.")
+    started_at: Mapped[datetime] = mapped_column(DateTime, doc="When the run started (UTC).")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, doc="When it ended (UTC); NULL while it runs.")
+    message: Mapped[str | None] = mapped_column(
+        Text, nullable=True, doc="Why it ended as it did (an error, a divergence, Ctrl-C); NULL when it finished."
+    )
+    heartbeat_at: Mapped[datetime | None] = mapped_column(
+        DateTime,
+        nullable=True,
+        doc="Liveness of a running run: written with every batch the recorder flushes (at least every few seconds); a run still running whose process is gone or silent is shown as stale.",
+    )
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="The process recording the run.")
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True, doc="The machine that process runs on.")
+    attempts: Mapped[int] = mapped_column(
+        Integer, server_default="1", doc="How many times the run was started: 1, plus one for each resume or retry."
+    )
+    uid: Mapped[str | None] = mapped_column(
+        String(32),
+        nullable=True,
+        index=True,
+        unique=True,
+        doc="The run's identity across databases (ids differ between them): `convexp db copy` skips a run whose uid the destination already holds.",
+    )
+    data_source: Mapped[dict | None] = mapped_column(
+        JSON,
+        nullable=True,
+        doc='The data the run trained on: {"dir": the folder its files came from, or null for a bundled dataset, "fingerprint": a digest of the arrays}. `convexp run --resume` finds the data there and checks it.',
+    )
+    device: Mapped[str | None] = mapped_column(
+        String(20),
+        nullable=True,
+        doc="The device the run trained on (cpu, cuda): its spec's `device` as the backend resolved it.",
+    )
+    owner_started_at: Mapped[datetime | None] = mapped_column(
+        DateTime,
+        nullable=True,
+        doc="When the owner process (`pid` on `host`) started: on that host a run is running while this very process lives, and a later process given the same pid is told apart.",
+    )
+    name: Mapped[str | None] = mapped_column(
+        String(200), nullable=True, doc="What the user calls the run (YAML, the tracking API or `convexp name`)."
+    )
+    tags: Mapped[list | None] = mapped_column(
+        JSON, nullable=True, doc="Its tags, a JSON list of strings (YAML, the tracking API or `convexp tag`)."
+    )
+    notes: Mapped[str | None] = mapped_column(
+        Text, nullable=True, doc="Free-text notes (YAML, the tracking API or `convexp note`)."
+    )
 
 
 class Metric(Base):
@@ -95,14 +128,20 @@ class Metric(Base):
         UniqueConstraint("run_id", "name", "step"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    step: Mapped[int] = mapped_column(Integer)
-    epoch: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(String(64))
-    value: Mapped[float] = mapped_column(Float)
-    #: When the training loop handed the value over: Unix time in seconds (UTC); NULL in older rows.
-    wall_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, doc="The row's number.")
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), doc="The run it belongs to.")
+    step: Mapped[int] = mapped_column(
+        Integer, doc="The optimizer step it was measured at (an epoch's metrics: that epoch's last step)."
+    )
+    epoch: Mapped[int] = mapped_column(Integer, doc="The epoch of that step (the first is 1).")
+    name: Mapped[str] = mapped_column(
+        String(64),
+        doc="The metric: train_loss, train_accuracy, test_loss, test_accuracy, epoch_seconds, or any name a tracked loop logs.",
+    )
+    value: Mapped[float] = mapped_column(Float, doc="Its value (finite).")
+    wall_time: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="When the training loop handed the value over: Unix time in seconds (UTC); NULL in older rows."
+    )
 
 
 class KernelSnapshot(Base):
@@ -123,17 +162,35 @@ class KernelSnapshot(Base):
         UniqueConstraint("run_id", "layer", "step"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    layer: Mapped[str] = mapped_column(String(64))
-    step: Mapped[int] = mapped_column(Integer)
-    epoch: Mapped[int] = mapped_column(Integer)
-    shape: Mapped[str] = mapped_column(String(100))
-    kernel: Mapped[bytes] = mapped_column(LargeBinary)
-    bias: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    encoding: Mapped[str] = mapped_column(String(24), server_default="raw")
-    base_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    checksum: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, doc="The row's number.")
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), doc="The run it belongs to.")
+    layer: Mapped[str] = mapped_column(
+        String(64), doc="The layer's name (`conv1`, a torch module's path, a Keras layer's name; batch_norm layers' rows too)."
+    )
+    step: Mapped[int] = mapped_column(Integer, doc="The optimizer step after which the kernel was read (0: the initial weights).")
+    epoch: Mapped[int] = mapped_column(Integer, doc="The epoch of that step (0 for step 0).")
+    shape: Mapped[str] = mapped_column(
+        String(100),
+        doc="The kernel's shape as a JSON list: (out_channels, in_channels / groups, kh, kw); (4, C) for a batch_norm layer.",
+    )
+    kernel: Mapped[bytes] = mapped_column(
+        LargeBinary,
+        doc="The kernel: little-endian float32 bytes when `encoding` is raw, else an XOR delta against the row at `base_step`.",
+    )
+    bias: Mapped[bytes | None] = mapped_column(
+        LargeBinary, nullable=True, doc="out_channels float32 values, always raw; NULL for a layer without bias."
+    )
+    encoding: Mapped[str] = mapped_column(
+        String(24), server_default="raw", doc="raw or xor-delta (see the database guide for decoding)."
+    )
+    base_step: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="The step whose kernel an xor-delta row is XOR-ed onto; NULL for a raw row."
+    )
+    checksum: Mapped[int | None] = mapped_column(
+        BigInteger,
+        nullable=True,
+        doc="CRC-32 of the decoded float32 kernel and bias, checked by every reader; NULL in rows recorded before checksums (`convexp db check --fix` adds it).",
+    )
 
 
 class RunCheckpoint(Base):
@@ -145,8 +202,12 @@ class RunCheckpoint(Base):
 
     __tablename__ = "checkpoints"
 
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    epoch: Mapped[int] = mapped_column(Integer)
-    step: Mapped[int] = mapped_column(Integer)
-    state: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True, doc="The run it belongs to (one checkpoint per run)."
+    )
+    epoch: Mapped[int] = mapped_column(Integer, doc="The epoch it was taken after.")
+    step: Mapped[int] = mapped_column(Integer, doc="The step it was taken after.")
+    state: Mapped[bytes] = mapped_column(
+        LargeBinary, doc="The backend's whole training state (weights, optimizer state, random generators), to resume from."
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, doc="When it was taken (UTC).")

@@ -5,6 +5,6 @@ from convexp.hookspecs import hookimpl
 
 @hookimpl
 def register_backends(register):
-    from .backend import ExampleBackend
+    from .backend import ExampleBackend  # import your framework lazily, inside the backend
 
     register(ExampleBackend())
