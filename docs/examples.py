@@ -24,6 +24,10 @@ How a block is checked follows from its language, or from an HTML comment on the
   scripts asked for their ``--help``, ``pip install`` extras looked up in pyproject.toml).
 - ``layout``: every file and folder named in the tree exists.
 
+Commands named inline in the prose, in backticks (as ``convexp show RUN``), are parsed by the CLI too
+(:func:`inline_command_problem`): a command that does not exist, an option it does not take or an argument
+too many is reported; a command named without its arguments, or with upper-case placeholders, is fine.
+
 Commands that train for minutes (:data:`HEAVY`) make their blocks heavy: the test suite leaves them to
 ``python -m pytest -m heavy``, which ``.ci/run`` runs as well.
 """
@@ -42,6 +46,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
@@ -369,3 +374,46 @@ def _first_line_of_server(command: list[str], folder: Path, env: dict[str, str])
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+# --- commands named in the prose -------------------------------------------------------------------------------
+
+
+def inline_commands() -> list[tuple[Path, str]]:
+    """Every ``convexp ...`` command written inline (in backticks) in the pages' prose, outside fenced blocks."""
+    found = []
+    for page in PAGES:
+        prose = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+        found += [(page, " ".join(span.split())) for span in re.findall(r"`(convexp [^`]+)`", prose)]
+    return found
+
+
+def inline_command_problem(span: str) -> str | None:
+    """Why a command named in the prose is not one convexp takes, or None. A command may be named without its
+    arguments; an upper-case word is a placeholder (``RUN``, ``DIR``), ``a|b`` means either, ``a/b`` names both."""
+    import typer.main
+
+    from convexp.cli import app
+
+    words = shlex.split(span)[1:]
+    if words and "/" in words[0] and not words[0].startswith("-"):  # `convexp name/tag/note`
+        return next(filter(None, (inline_command_problem(f"convexp {name}") for name in words[0].split("/"))), None)
+    command: Any = typer.main.get_command(app)
+    while getattr(command, "commands", None) and words and not words[0].startswith("-"):
+        if words[0].isupper():  # `convexp COMMAND --help`
+            return None
+        if words[0] not in command.commands:
+            return f"`{span}`: convexp has no command {words[0]!r}"
+        command, words = command.commands[words[0]], words[1:]
+    if getattr(command, "commands", None):  # convexp itself, or a group, named with options only (--help)
+        return None
+    values = [word.split("|")[0] for word in words if word != "--help"]  # every command has --help
+    values = ["1" if value.isupper() else value for value in values]
+    try:
+        command.make_context(command.name, values)
+    except Exception as error:  # Typer carries its own click: its exceptions are told apart by name
+        if type(error).__name__ in ("MissingParameter", "Exit"):  # named without its arguments; --help
+            return None
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        return f"`{span}`: {message}"
+    return None

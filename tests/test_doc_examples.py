@@ -50,6 +50,22 @@ def test_the_output_matcher_tells_a_changed_number_from_a_duration():
     assert examples.mismatch(table, " id ┃ seconds ┃ test_accuracy\n━━╇━━╇━━\n 1 │ 0.8 │ 0.98\n")
 
 
+def test_every_command_named_in_the_prose_is_one_convexp_takes():
+    named = examples.inline_commands()
+    assert len(named) > 50
+    problems = [
+        f"{page.relative_to(REPO)}: {problem}" for page, span in named if (problem := examples.inline_command_problem(span))
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_prose_check_tells_a_wrong_command_from_a_placeholder():
+    for wrong in ("convexp data import mnist DIR", "convexp show --nonsense", "convexp frobnicate", "convexp name/tga"):
+        assert examples.inline_command_problem(wrong), wrong
+    for right in ("convexp show", "convexp run --resume RUN", "convexp name/tag/note", "convexp COMMAND --help"):
+        assert examples.inline_command_problem(right) is None, right
+
+
 def _folder_and_env(tmp_path, block, request):
     needs_mnist = "mnist" in block.text or "mnist" in block.marker or "edge-detectors" in block.text + block.marker
     mnist = mnist_folder()
