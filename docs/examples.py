@@ -25,7 +25,7 @@ How a block is checked follows from its language, or from an HTML comment on the
 - ``layout``: every file and folder named in the tree exists.
 
 Commands named inline in the prose, in backticks (as ``convexp show RUN``), are parsed by the CLI too
-(:func:`inline_command_problem`): a command that does not exist, an option it does not take or an argument
+(:func:`command_problem`): a command that does not exist, an option it does not take or an argument
 too many is reported; a command named without its arguments, or with upper-case placeholders, is fine.
 
 Commands that train for minutes (:data:`HEAVY`) make their blocks heavy: the test suite leaves them to
@@ -388,16 +388,17 @@ def inline_commands() -> list[tuple[Path, str]]:
     return found
 
 
-def inline_command_problem(span: str) -> str | None:
-    """Why a command named in the prose is not one convexp takes, or None. A command may be named without its
-    arguments; an upper-case word is a placeholder (``RUN``, ``DIR``), ``a|b`` means either, ``a/b`` names both."""
+def command_problem(span: str, complete: bool = False) -> str | None:
+    """Why a ``convexp ...`` command is not one convexp takes, or None. An upper-case word is a placeholder (``RUN``,
+    ``DIR``), ``a|b`` means either, ``a/b`` names both. Named in the prose, a command may go without its arguments;
+    ``complete`` (a line of a shell example, to be typed as it is) says that a missing argument is a problem too."""
     import typer.main
 
     from convexp.cli import app
 
     words = shlex.split(span)[1:]
     if words and "/" in words[0] and not words[0].startswith("-"):  # `convexp name/tag/note`
-        return next(filter(None, (inline_command_problem(f"convexp {name}") for name in words[0].split("/"))), None)
+        return next(filter(None, (command_problem(f"convexp {name}", complete) for name in words[0].split("/"))), None)
     command: Any = typer.main.get_command(app)
     while getattr(command, "commands", None) and words and not words[0].startswith("-"):
         if words[0].isupper():  # `convexp COMMAND --help`
@@ -412,8 +413,8 @@ def inline_command_problem(span: str) -> str | None:
     try:
         command.make_context(command.name, values)
     except Exception as error:  # Typer carries its own click: its exceptions are told apart by name
-        if type(error).__name__ in ("MissingParameter", "Exit"):  # named without its arguments; --help
-            return None
+        if type(error).__name__ == "Exit" or (type(error).__name__ == "MissingParameter" and not complete):
+            return None  # --help; a command named without its arguments
         message = error.format_message() if hasattr(error, "format_message") else str(error)
         return f"`{span}`: {message}"
     return None

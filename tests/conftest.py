@@ -122,16 +122,22 @@ def _mnist_keras_run(mnist: Path, where: Path) -> Path:
     return where / "convexp.db"
 
 
-def docs_examples():
-    """docs/examples.py: the documentation's examples and how they are checked."""
+def docs_module(name: str):
+    """docs/NAME.py (the site's hooks, the examples' checks), loaded once: docs/ is not a package."""
     import importlib.util
 
-    if "docs_examples" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("docs_examples", REPO / "docs" / "examples.py")
+    key = f"docs_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, REPO / "docs" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
-        sys.modules["docs_examples"] = module  # its dataclasses look their module up
+        sys.modules[key] = module  # a dataclass in it looks its module up
         spec.loader.exec_module(module)
-    return sys.modules["docs_examples"]
+    return sys.modules[key]
+
+
+def docs_examples():
+    """docs/examples.py: the documentation's examples and how they are checked."""
+    return docs_module("examples")
 
 
 @pytest.fixture

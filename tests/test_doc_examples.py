@@ -53,17 +53,16 @@ def test_the_output_matcher_tells_a_changed_number_from_a_duration():
 def test_every_command_named_in_the_prose_is_one_convexp_takes():
     named = examples.inline_commands()
     assert len(named) > 50
-    problems = [
-        f"{page.relative_to(REPO)}: {problem}" for page, span in named if (problem := examples.inline_command_problem(span))
-    ]
+    problems = [f"{page.relative_to(REPO)}: {problem}" for page, span in named if (problem := examples.command_problem(span))]
     assert not problems, "\n".join(problems)
 
 
 def test_the_prose_check_tells_a_wrong_command_from_a_placeholder():
     for wrong in ("convexp data import mnist DIR", "convexp show --nonsense", "convexp frobnicate", "convexp name/tga"):
-        assert examples.inline_command_problem(wrong), wrong
+        assert examples.command_problem(wrong), wrong
     for right in ("convexp show", "convexp run --resume RUN", "convexp name/tag/note", "convexp COMMAND --help"):
-        assert examples.inline_command_problem(right) is None, right
+        assert examples.command_problem(right) is None, right
+    assert examples.command_problem("convexp show", complete=True)  # typed as it is, it lacks its run
 
 
 def _folder_and_env(tmp_path, block, request):
@@ -138,10 +137,6 @@ def test_set_up_commands_are_what_ci_runs(block):
 
 @pytest.mark.parametrize("block", cases("shell"))
 def test_shell_example_commands_exist_with_their_options(block):
-    import typer.main
-
-    from convexp.cli import app
-
     tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     for line in block.text.splitlines():
@@ -149,10 +144,8 @@ def test_shell_example_commands_exist_with_their_options(block):
         if not words:
             continue
         if words[0] == "convexp":
-            command, rest = typer.main.get_command(app), words[1:]
-            while getattr(command, "commands", None) and rest and rest[0] in command.commands:
-                command, rest = command.commands[rest[0]], rest[1:]
-            command.make_context(" ".join(words[: len(words) - len(rest)]), rest)  # a usage error raises
+            problem = examples.command_problem(shlex.join(words), complete=True)
+            assert problem is None, f"{block.name}: {problem}"
         elif words[:2] == ["python", words[1]] and words[1].endswith(".py"):
             script = REPO / words[1]
             assert script.exists(), f"{block.name}: {words[1]} does not exist"

@@ -14,14 +14,12 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, docs_module, run_cli
 
 
 def hooks():
-    spec = importlib.util.spec_from_file_location("docs_hooks", REPO / "docs" / "hooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """docs/hooks.py, which generates the references."""
+    return docs_module("hooks")
 
 
 def help_commands(*group: str) -> list[str]:

@@ -147,13 +147,8 @@ class Metric(Base):
 class KernelSnapshot(Base):
     """One conv layer's kernel and bias at one step.
 
-    The kernel is in (out_channels, in_channels, kh, kw) order with ``shape`` that list as JSON;
-    ``kernel`` holds its little-endian float32 bytes when ``encoding`` is 'raw', or an XOR delta
-    against the layer's snapshot at ``base_step`` when it is 'xor-delta' (see
-    :mod:`convexp.store.encoding`). ``bias`` holds out_channels float32 values (NULL for a layer
-    without bias), always raw. ``checksum`` is the CRC-32 of the float32 kernel and bias the row
-    stands for (decoded; see :func:`convexp.store.encoding.snapshot_checksum`), checked by every
-    reader; NULL in rows recorded before checksums (``convexp db check --fix`` adds it).
+    Each column's ``doc`` says what it holds; :mod:`convexp.store.encoding` encodes and decodes ``kernel``
+    (:func:`~convexp.store.encoding.snapshot_checksum` computes ``checksum``).
     """
 
     __tablename__ = "kernel_snapshots"
