@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from convexp.conformance_kit import same_steps_as_reference
 from convexp.features import described, features_needed
 from convexp.layers import ActivationLayer, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Residual, flat
 from convexp.training import SGD, Adam, AdamW, Schedule
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 def _same_as_reference(
     backend: Backend, layers: tuple | None, steps: int, what: str, optimizer=None, test_loss: bool = False, **settings
 ) -> str:
-    from convexp.conformance import CheckSkipped, _same_steps_as_reference, digits_network, tiny_job
+    from convexp.conformance import CheckSkipped, digits_network, tiny_job
 
     optimizer = optimizer or SGD(name="sgd", learning_rate=0.5)
     changes = {"optimizer": optimizer, **settings} | ({} if layers is None else {"layers": digits_network(*layers)})
@@ -30,7 +31,7 @@ def _same_as_reference(
     if missing:
         raise CheckSkipped(f"the backend does not implement {described(missing)}")
     job = replace(job, snapshot_layers=tuple(p.name for p in flat(job.layers) if p.snapshot_shape))
-    return _same_steps_as_reference(backend, job, steps, what, test_loss=test_loss)
+    return same_steps_as_reference(backend, job, steps, what, test_loss=test_loss)
 
 
 def check_weight_decay(backend: Backend) -> str:

@@ -18,7 +18,8 @@ A run recorded this way is a run like any other: ``convexp runs``, ``show``, ``c
 ``filters``, ``plot``, ``report`` and the UI read it. It is written as ``convexp run`` writes:
 rows go to the database in whole steps (a step is complete once a later step is logged,
 :meth:`TrackedRun.end_step` says so, or the run finishes), one transaction per batch, on a writer
-thread, with the run's heartbeat at least every second (also while the loop logs nothing, as in a
+thread (which hands the writing to a process of its own once it proves heavy and training leaves a
+core free: :mod:`convexp.store.writer_process`), with the run's heartbeat at least every second (also while the loop logs nothing, as in a
 long evaluation). A run whose process dies shows as stale with every complete step kept; leaving
 the ``with`` block by Ctrl-C marks it interrupted, by an exception failed (a step not yet
 complete is then left out, as it may be partial). A run never finished is closed when the

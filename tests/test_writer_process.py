@@ -258,3 +258,54 @@ def test_a_writer_process_whose_parent_is_gone_ends_quietly(db_path, new_run):
     child.stdin.close()
     stderr = child.stderr.read()
     assert child.wait(timeout=60) == 0 and b"Traceback" not in stderr, stderr.decode()
+
+
+def _train_for(seconds: float, busy: bool) -> None:
+    """Stand in for a training loop over ``seconds``: keeping a core busy, or waiting (as a GPU's loop does)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not busy:
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize(("cores", "busy", "moves"), [(1, True, False), (2, False, True)])
+def test_the_default_writer_moves_only_to_a_core_that_training_leaves_free(db_path, new_run, cores, busy, moves):
+    """Training that keeps every core busy gains nothing from a writer process and pays for its start:
+    the writer stays in place. One that leaves a core free gets the process. The measure is real: this
+    test's own loop, spinning or waiting, on the cores the writer is told training may use."""
+    from convexp.store.writer_process import MEASURE_SECONDS
+
+    store, run_id = new_run
+    writer = ProcessWriter(store, run_id, move_after_cpu_seconds=1e-9, cores=cores)
+    first = 1
+    for _ in range(4):
+        _train_for(MEASURE_SECONDS * 1.2, busy)
+        writer.submit(step_batch(first, first + 9))
+        writer.drain()
+        first += 10
+    deadline = time.monotonic() + 60
+    while moves and not writer._moved and time.monotonic() < deadline:  # the process answers its start
+        writer.submit(step_batch(first, first + 9))
+        writer.drain()
+        first += 10
+        time.sleep(0.05)
+    writer.close()
+    assert (writer._process is not None, writer._moved) == (moves, moves)
+    assert committed(db_path, run_id) == (first - 1, list(range(1, first)), list(range(1, first)))
+
+
+def test_a_spare_core_is_what_training_leaves_of_the_cores():
+    from convexp.store.writer_process import SPARE_CORE, spare_cores
+
+    assert spare_cores(2, 1.0, 1.0) == 1.0 >= SPARE_CORE  # one torch thread on two cores
+    assert spare_cores(2, 3.96, 2.0) < SPARE_CORE  # two torch threads, spinning while they wait
+    assert spare_cores(8, 2.0, 1.0) == 6.0
+
+
+def test_the_default_writer_measures_on_the_cores_this_process_may_use(new_run, monkeypatch):
+    from convexp.store.writer_process import make_writer
+
+    monkeypatch.delenv("CONVEXP_WRITER", raising=False)
+    writer = make_writer(*new_run)
+    writer.close()
+    assert isinstance(writer, ProcessWriter) and writer._cores == len(os.sched_getaffinity(0))

@@ -14,10 +14,15 @@ each batch's acknowledgement before sending the next, and queues at most
 has been idle for a second, whatever training is doing.
 
 A second interpreter costs about half a second of CPU to start, more than a light run's whole writing,
-so by default (``CONVEXP_WRITER=auto``) the writer thread writes in place, as
-:class:`BackgroundWriter` does, until its writing has cost :data:`MOVE_AFTER_CPU_SECONDS`; then it
-starts the child, goes on writing in place until the child has answered its start, and from the next
-batch on sends every batch there. One thread hands every batch over, so the order holds across the move.
+and it only helps where it has a core to itself: where training keeps every core busy (two torch
+threads on two cores), the process's start and the pipe are CPU taken from training on top of the
+writing, and the writer thread in place costs training less (benchmarks/tracking.py, two-conv-2t).
+So by default (``CONVEXP_WRITER=auto``) the writer thread writes in place, as :class:`BackgroundWriter`
+does, until its writing has cost :data:`MOVE_AFTER_CPU_SECONDS` and training, measured over the last
+:data:`MEASURE_SECONDS` or more, leaves at least :data:`SPARE_CORE` of a core free (see
+:func:`spare_cores`); then it starts the child, goes on writing in place until the child has
+answered its start, and from the next batch on sends every batch there. One thread hands every batch
+over, so the order holds across the move.
 
 The child runs in a session of its own (Ctrl-C in the terminal reaches the training process, which
 ends the run as before). It exits as soon as it has acknowledged the close, leaving its database
@@ -67,6 +72,11 @@ WRITERS = ("auto", "process", "thread")
 #: run (a short loop, or snapshots once an epoch) never pays for a second interpreter; a heavy one pays
 #: for a little in-process writing before it moves, as a renter buys once the rent nears the price.
 MOVE_AFTER_CPU_SECONDS = 0.25
+#: How much of a core training must leave unused for the writer to move to a process of its own: one
+#: torch thread on two cores leaves 1.0, two leave about 0.01 (their threads spin while they wait).
+SPARE_CORE = 0.75
+#: The shortest stretch of wall time over which the cores training uses are measured, seconds.
+MEASURE_SECONDS = 0.5
 
 
 def writer_kind() -> str:
@@ -82,8 +92,24 @@ def make_writer(store: Store, run_id: int, heartbeat_seconds: float | None = Non
     kind = writer_kind()
     if kind == "thread":
         return BackgroundWriter(store, run_id, heartbeat_seconds=heartbeat_seconds)
-    move_after = MOVE_AFTER_CPU_SECONDS if kind == "auto" else 0.0
-    return ProcessWriter(store, run_id, heartbeat_seconds=heartbeat_seconds, move_after_cpu_seconds=move_after)
+    if kind == "process":
+        return ProcessWriter(store, run_id, heartbeat_seconds=heartbeat_seconds)
+    return ProcessWriter(
+        store, run_id, heartbeat_seconds=heartbeat_seconds, move_after_cpu_seconds=MOVE_AFTER_CPU_SECONDS, cores=usable_cores()
+    )
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system says, else all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def spare_cores(cores: int, others_cpu_seconds: float, wall_seconds: float) -> float:
+    """How much of ``cores`` the rest of this process left unused: ``others_cpu_seconds`` is the CPU time
+    its other threads (training's) used over ``wall_seconds``. A writer process only helps on what is left."""
+    return cores - others_cpu_seconds / wall_seconds
 
 
 # --- what crosses the pipe -------------------------------------------------------------------
@@ -196,6 +222,8 @@ class ProcessWriter(BackgroundWriter):
     """A :class:`BackgroundWriter` whose thread, once its own writing has cost
     ``move_after_cpu_seconds`` of CPU, starts a writer process and from then on sends it each batch
     (see the module's docs) instead of writing it itself; with 0, every batch goes to the process.
+    With ``cores`` (those training may use), it moves only while training leaves :data:`SPARE_CORE`
+    of them free, measured over at least :data:`MEASURE_SECONDS`; until then it writes in place.
 
     The move keeps the order: one thread hands every batch over, the ones before the process is ready
     written in place, the ones after sent. ``cpu_seconds`` is the writing's CPU time in both places.
@@ -208,8 +236,13 @@ class ProcessWriter(BackgroundWriter):
         max_pending: int = MAX_PENDING,
         heartbeat_seconds: float | None = None,
         move_after_cpu_seconds: float = 0.0,
+        cores: int | None = None,
     ):
         self._move_after = move_after_cpu_seconds
+        self._cores = cores
+        # where the current measure of training's cores began: wall time and the process's CPU time
+        self._measured_from = (time.monotonic(), time.process_time())
+        self._thread_cpu_at_measure = 0.0  # the writer thread's CPU time then (a new thread's starts at 0)
         self._process: subprocess.Popen[bytes] | None = None
         self._moved = False  # the writer process answered its start: batches go there
         self._pid = os.getpid()
@@ -272,7 +305,7 @@ class ProcessWriter(BackgroundWriter):
 
     def _write(self, batch: Batch | None) -> None:
         if not self._moved:
-            if self._process is None and time.thread_time() >= self._move_after:
+            if self._process is None and time.thread_time() >= self._move_after and self._core_to_spare():
                 self._start_process()
             # with 0, wait for it to start; else write here until it has
             if self._process is not None and (self._move_after <= 0 or select.select([self._from_child], [], [], 0)[0]):
@@ -287,6 +320,20 @@ class ProcessWriter(BackgroundWriter):
         meta, buffers = _batch_frame(batch)
         self._send(b"B", meta, buffers)
         self._answer()
+
+    def _core_to_spare(self) -> bool:
+        """Whether training left a core free for a writer process since the measure began (then each
+        measure covers at least :data:`MEASURE_SECONDS`, so that a change in training is seen)."""
+        if self._cores is None:
+            return True
+        wall, cpu = time.monotonic(), time.process_time()
+        began_wall, began_cpu = self._measured_from
+        if wall - began_wall < MEASURE_SECONDS:
+            return False
+        # this thread's own writing is not training's: what it spent over the same stretch is left out
+        writing = time.thread_time() - self._thread_cpu_at_measure
+        self._measured_from, self._thread_cpu_at_measure = (wall, cpu), time.thread_time()
+        return spare_cores(self._cores, cpu - began_cpu - writing, wall - began_wall) >= SPARE_CORE
 
     def _cpu_seconds(self) -> float:
         return self._thread_cpu + self._child_cpu
