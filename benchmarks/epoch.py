@@ -200,7 +200,8 @@ def main() -> None:
         "(A/B: median over repeats of every-step epoch time / default-schedule epoch time, run back to back\n"
         " in alternating order, minus 1; recorder: the training thread's time in convexp's recorder, copying\n"
         " kernels and handing them to the writer, as a share of the every-step epoch; writer: the CPU time\n"
-        " the database writer (its process, by default) uses beyond the default schedule's, as a share of the epoch)"
+        " the database writer uses beyond the default schedule's (in the training process, or in its own where\n"
+        " training leaves a core free), as a share of the epoch)"
     )
     print(f"\n{'memory over 3 epochs (RSS MiB after each)':44} {'peak':>6}")
     for backend, m in memory.items():
