@@ -1,7 +1,7 @@
 """The :class:`Store`: reading and writing the results database (runs, metrics, snapshots, checkpoints).
 
-Its snapshot readers live in :mod:`convexp.store.snapshot_reads`, the inserts of the recorder's
-batches in :mod:`convexp.store.inserts`."""
+Its snapshot readers live in :mod:`convexp.store.snapshot_reads`, its metric readers in
+:mod:`convexp.store.metric_reads`, the inserts of the recorder's batches in :mod:`convexp.store.inserts`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from convexp.store import database
 from convexp.store.encoding import ChainEncoder, default_encoding
 from convexp.store.inserts import insert_many, snapshot_row
 from convexp.store.interrupts import interrupts_deferred
+from convexp.store.metric_reads import MetricReads
 from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
 from convexp.store.records import MAX_ID, MetricRecord, RunRecord, SnapshotRow, process_started_at
 from convexp.store.snapshot_reads import SnapshotReads
@@ -46,7 +47,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-class Store(SnapshotReads):
+class Store(SnapshotReads, MetricReads):
     """A results database, migrated to the current schema when opened.
 
     ``db`` is a SQLAlchemy URL or a SQLite file path (default: ``CONVEXP_DB`` or
@@ -430,84 +431,6 @@ class Store(SnapshotReads):
             query = query.where(where)
         with self.engine.connect() as connection:
             return [RunRecord(**row._mapping) for row in connection.execute(query.order_by(Run.id))]
-
-    def metrics(self, run_id: int, names: Iterable[str] | None = None) -> list[MetricRecord]:
-        """A run's metrics in step order, optionally only those called one of ``names``."""
-        query = select(Metric.step, Metric.epoch, Metric.name, Metric.value, Metric.wall_time).where(Metric.run_id == run_id)
-        if names is not None:
-            query = query.where(Metric.name.in_(list(names)))
-        with self.engine.connect() as connection:
-            rows = connection.execute(query.order_by(Metric.step, Metric.name)).all()
-        return [MetricRecord(*row) for row in rows]
-
-    def metrics_of_runs(self, run_ids: Iterable[int], names: Iterable[str]) -> dict[int, list[MetricRecord]]:
-        """Several runs' metrics called one of ``names``, each run's in step order, in one query (runs
-        without any are absent): what a summary over many runs reads."""
-        ids = list(run_ids)
-        series: dict[int, list[MetricRecord]] = {}
-        query = (
-            select(Metric.run_id, Metric.step, Metric.epoch, Metric.name, Metric.value)
-            .where(Metric.run_id.in_(ids), Metric.name.in_(list(names)))
-            .order_by(Metric.run_id, Metric.step, Metric.name)
-        )
-        with self.engine.connect() as connection:
-            for run_id, step, epoch, name, value in connection.execute(query).all():
-                series.setdefault(run_id, []).append(MetricRecord(step, epoch, name, value))
-        return series
-
-    def metric_names(self, run_ids: Iterable[int]) -> list[str]:
-        """The names of the metrics any of these runs recorded, sorted."""
-        query = select(Metric.name).where(Metric.run_id.in_(list(run_ids))).distinct().order_by(Metric.name)
-        with self.engine.connect() as connection:
-            return list(connection.execute(query).scalars())
-
-    def metrics_frame(self, run_id: int, names: Iterable[str] | None = None):
-        """A run's metrics as a pandas DataFrame with columns step, epoch, name, value, wall_time (Unix
-        seconds when the value was logged; NaN in rows recorded before convexp stored it) (needs pandas).
-
-        ``frame.pivot_table(index="step", columns="name", values="value")`` gives one column per metric.
-        """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise StoreError("metrics_frame needs pandas: pip install pandas (or use Store.metrics for plain rows)") from None
-        rows = self.metrics(run_id, names)
-        return pd.DataFrame(
-            {
-                "step": [m.step for m in rows],
-                "epoch": [m.epoch for m in rows],
-                "name": [m.name for m in rows],
-                "value": [m.value for m in rows],
-                "wall_time": [m.wall_time for m in rows],
-            }
-        )
-
-    def last_metrics(self, run_id: int) -> dict[str, MetricRecord]:
-        """Each metric's value at the last step it was recorded, by name."""
-        last = (
-            select(Metric.name, func.max(Metric.step).label("step"))
-            .where(Metric.run_id == run_id)
-            .group_by(Metric.name)
-            .subquery()
-        )
-        query = (
-            select(Metric.step, Metric.epoch, Metric.name, Metric.value, Metric.wall_time)
-            .join(last, (Metric.name == last.c.name) & (Metric.step == last.c.step))
-            .where(Metric.run_id == run_id)
-            .order_by(Metric.name)
-        )
-        with self.engine.connect() as connection:
-            return {row.name: MetricRecord(*row) for row in connection.execute(query)}
-
-    def metrics_after(self, run_id: int, after_step: int = -1) -> list[MetricRecord]:
-        """A run's metrics at steps after ``after_step``, in step order: what a live view fetches as a run trains."""
-        query = (
-            select(Metric.step, Metric.epoch, Metric.name, Metric.value, Metric.wall_time)
-            .where(Metric.run_id == run_id, Metric.step > after_step)
-            .order_by(Metric.step, Metric.name)
-        )
-        with self.engine.connect() as connection:
-            return [MetricRecord(*row) for row in connection.execute(query)]
 
 
 def _this_process() -> dict[str, Any]:
