@@ -53,7 +53,7 @@ from convexp.conformance_layers import (
     check_weight_decay,
 )
 from convexp.initializers import explain
-from convexp.layers import Conv, Dense, Flatten, MaxPool, flat
+from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, flat
 from convexp.plugin_output import PlanCheck
 from convexp.plugins import get_backend
 from convexp.training import (
@@ -201,7 +201,6 @@ def check_dropout_scaling(backend: Backend) -> str:
     the update without dropout. Measured on the input dropout of a conv layer whose first update is linear in its
     input (zero kernel, no activation): the update's projection on the no-dropout update must be 1 (within 20%;
     an unscaled dropout gives 1 - rate = 0.5)."""
-    from convexp.layers import Dropout
 
     def network(rate: float):
         return digits_network(
@@ -311,8 +310,6 @@ def check_reproducible(backend: Backend) -> str:
 
 def check_resume(backend: Backend) -> str:
     """A run resumed from its epoch-1 checkpoint ends with the kernels of the run left alone (within 1e-6)."""
-    from convexp.layers import Dropout
-
     layers = digits_network(
         Conv(type="conv", filters=4, kernel_size=3, padding="same", activation="relu"),
         MaxPool(type="maxpool", pool_size=2),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from convexp.conformance_kit import same_steps_as_reference
+from convexp.conformance_kit import CheckSkipped, digits_network, same_steps_as_reference, tiny_job
 from convexp.features import described, features_needed
 from convexp.layers import ActivationLayer, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Residual, flat
 from convexp.training import SGD, Adam, AdamW, Schedule
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 def _same_as_reference(
     backend: Backend, layers: tuple | None, steps: int, what: str, optimizer=None, test_loss: bool = False, **settings
 ) -> str:
-    from convexp.conformance import CheckSkipped, digits_network, tiny_job
-
     optimizer = optimizer or SGD(name="sgd", learning_rate=0.5)
     changes = {"optimizer": optimizer, **settings} | ({} if layers is None else {"layers": digits_network(*layers)})
     job = tiny_job(**changes)

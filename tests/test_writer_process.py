@@ -213,15 +213,22 @@ def test_a_writer_process_started_too_late_for_any_batch_is_stopped_and_nothing_
     assert committed(db_path, run_id) == (10, list(range(1, 11)), list(range(1, 11)))
 
 
-def test_a_writer_moves_to_its_process_part_way_and_keeps_order_and_bits(db_path, new_run):
-    store, run_id = new_run
-    writer = ProcessWriter(store, run_id, move_after_cpu_seconds=1e-9)  # starts it at the first batch
-    first, deadline = 1, time.monotonic() + 60
+def _write_until_moved(writer: ProcessWriter, first: int) -> int:
+    """Submit whole batches of 10 steps from ``first`` until the writer process has answered its start
+    (60 s at most); returns the next step."""
+    deadline = time.monotonic() + 60
     while not writer._moved and time.monotonic() < deadline:
         writer.submit(step_batch(first, first + 9))
         writer.drain()
         first += 10
         time.sleep(0.01)
+    return first
+
+
+def test_a_writer_moves_to_its_process_part_way_and_keeps_order_and_bits(db_path, new_run):
+    store, run_id = new_run
+    writer = ProcessWriter(store, run_id, move_after_cpu_seconds=1e-9)  # starts it at the first batch
+    first = _write_until_moved(writer, 1)
     assert writer._moved and first > 11, "the writer should write in place while its process starts, then move"
     in_place = writer.cpu_seconds
     rng = np.random.default_rng(1)
@@ -283,12 +290,8 @@ def test_the_default_writer_moves_only_to_a_core_that_training_leaves_free(db_pa
         writer.submit(step_batch(first, first + 9))
         writer.drain()
         first += 10
-    deadline = time.monotonic() + 60
-    while moves and not writer._moved and time.monotonic() < deadline:  # the process answers its start
-        writer.submit(step_batch(first, first + 9))
-        writer.drain()
-        first += 10
-        time.sleep(0.05)
+    if moves:
+        first = _write_until_moved(writer, first)
     writer.close()
     assert (writer._process is not None, writer._moved) == (moves, moves)
     assert committed(db_path, run_id) == (first - 1, list(range(1, first)), list(range(1, first)))

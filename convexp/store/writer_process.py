@@ -326,13 +326,13 @@ class ProcessWriter(BackgroundWriter):
         measure covers at least :data:`MEASURE_SECONDS`, so that a change in training is seen)."""
         if self._cores is None:
             return True
-        wall, cpu = time.monotonic(), time.process_time()
+        wall, cpu, mine = time.monotonic(), time.process_time(), time.thread_time()
         began_wall, began_cpu = self._measured_from
         if wall - began_wall < MEASURE_SECONDS:
             return False
         # this thread's own writing is not training's: what it spent over the same stretch is left out
-        writing = time.thread_time() - self._thread_cpu_at_measure
-        self._measured_from, self._thread_cpu_at_measure = (wall, cpu), time.thread_time()
+        writing = mine - self._thread_cpu_at_measure
+        self._measured_from, self._thread_cpu_at_measure = (wall, cpu), mine
         return spare_cores(self._cores, cpu - began_cpu - writing, wall - began_wall) >= SPARE_CORE
 
     def _cpu_seconds(self) -> float:
