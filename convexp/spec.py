@@ -124,8 +124,8 @@ class RunSpec(BaseModel):
             names = ", ".join(map(str, layers))
             if name is None:
                 raise ValueError(f"field 'architecture': the layers are named ({names}); name the one to train")
-            if name not in layers:
-                raise ValueError(f"field 'architecture': '{name}' is not one of the named layer lists ({names})")
+            if not isinstance(name, str) or name not in layers:
+                raise ValueError(f"field 'architecture': {name!r} is not one of the named layer lists ({names})")
             return {**data, "layers": layers[name]}
         if name is not None:
             raise ValueError("field 'architecture': it names one of several layer lists, but 'layers' is a single list")

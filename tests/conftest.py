@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,6 +193,18 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, input:
         timeout=900,
         input=input,
     )
+
+
+def wait_until(condition, what: str, limit: float = 600) -> None:
+    """Poll ``condition`` (errors reading a database still being created count as not yet) until it holds;
+    the limit only stops a broken test from hanging, it is not a timing the test relies on."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.Error, TypeError):
+            if condition():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"waited {limit:.0f} s for {what}")
 
 
 #: A PostgreSQL URL (a role that may create databases) for the PostgreSQL variants of the store

@@ -15,6 +15,7 @@ import pytest
 from convexp.store import MetricRecord, SnapshotRow
 from convexp.store.background import BackgroundWriter, Batch
 from convexp.store.writer_process import ProcessWriter
+from tests.conftest import wait_until
 
 
 def step_batch(first: int, last: int) -> Batch:
@@ -93,13 +94,15 @@ def test_submit_waits_while_the_database_is_behind(db_path, new_run, writer_clas
 
     thread = threading.Thread(target=trainer)
     thread.start()
-    time.sleep(1.0)
-    # one batch taken by the writer (waiting for the lock) and two queued: the fourth waits
+    # one batch taken by the writer (waiting for the lock) and two queued: the fourth waits, for as long as
+    # the lock is held -- however long the test looks (the wait below only gives a wrong writer time to err)
+    wait_until(lambda: len(submitted) >= 3, "three batches submitted")
+    time.sleep(0.5)
     assert submitted == [1, 11, 21], submitted
     assert thread.is_alive()
     blocker.rollback()
     blocker.close()
-    thread.join(timeout=30)
+    thread.join(timeout=600)
     assert not thread.is_alive()
     writer.close()
     assert committed(db_path, run_id) == (60, list(range(1, 61)), list(range(1, 61)))
@@ -132,7 +135,7 @@ def test_a_quiet_run_still_beats_when_asked_to(db_path, new_run):
     store, run_id = new_run
     writer = BackgroundWriter(store, run_id, heartbeat_seconds=0.2)
     beats = set()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 600  # a bound on a broken writer, not a timing: it stops at the third beat
     while len(beats) < 3 and time.monotonic() < deadline:
         with sqlite3.connect(db_path) as connection:
             beats.add(connection.execute("SELECT heartbeat_at FROM runs").fetchone()[0])

@@ -50,6 +50,30 @@ def test_the_output_matcher_tells_a_changed_number_from_a_duration():
     assert examples.mismatch(table, " id ┃ seconds ┃ test_accuracy\n━━╇━━╇━━\n 1 │ 0.8 │ 0.98\n")
 
 
+def test_numbers_from_training_are_compared_within_the_tolerance_and_all_others_exactly():
+    """The README's 0.0448 printed as 0.0449 on another CPU passes in what `convexp run` prints; an initializer's
+    limit, a count or a trained number off by more than the tolerance does not."""
+    shown = ["  epoch 20/20: test_loss 0.0448, test_accuracy 0.9833, 0.01 s"]
+    assert examples.trained("convexp run -e quickstart") and not examples.trained("convexp init glorot_uniform")
+    assert examples.mismatch(shown, "  epoch 20/20: test_loss 0.0449, test_accuracy 0.9833, 0.01 s\n", toleranced=True) is None
+    assert examples.mismatch(shown, "  epoch 20/20: test_loss 0.0449, test_accuracy 0.9833, 0.01 s\n", toleranced=False)
+    assert examples.mismatch(shown, "  epoch 20/20: test_loss 0.0460, test_accuracy 0.9833, 0.01 s\n", toleranced=True)
+    assert examples.mismatch(shown, "  epoch 19/20: test_loss 0.0448, test_accuracy 0.9833, 0.01 s\n", toleranced=True)
+    assert examples.mismatch(shown, "  epoch 20/20: test_cost 0.0448, test_accuracy 0.9833, 0.01 s\n", toleranced=True)
+    # the tolerance is a share of the value shown plus one unit in its last digit, never a unit of a digit it lacks
+    assert examples.same_number("0.0448262", "0.0448754") and not examples.same_number("0.0448262", "0.0458262")
+    assert examples.same_number("1e-07", "1.004e-07") and not examples.same_number("1e-07", "3e-07")
+    assert not examples.same_number("900", "901")  # counts are exact
+    assert not examples.same_number("0.983333", "0.975")  # 0.8% off
+
+
+def test_the_contributing_notes_state_the_rule_that_docs_examples_applies():
+    notes = (REPO / "docs" / "layout.md").read_text().split("## Writing examples in the docs")[1]
+    assert f"within {examples.TRAINED_TOLERANCE:.1%}" in notes
+    named = re.search(r"in what (.*?) print", " ".join(notes.split())).group(1)
+    assert re.findall(r"`(?:convexp )?(\w+)`", named) == list(examples.TRAINED_COMMANDS)
+
+
 def test_every_command_named_in_the_prose_is_one_convexp_takes():
     named = examples.inline_commands()
     assert len(named) > 50

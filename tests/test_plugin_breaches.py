@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, write_experiments
+from tests.conftest import run_cli, wait_until, write_experiments
 
 BACKEND = '''
 import os
@@ -92,10 +92,15 @@ class Misbehaving(Backend):
                     sys.exit(0)
                 if KIND == "ctrl-c" and step == 5:
                     raise KeyboardInterrupt
-                if KIND == "slow" and step == 3:  # a long evaluation: nothing handed over for a while
+                if KIND == "held" and step == 3:  # a long evaluation, held by the test until it releases it
                     import time
+                    from pathlib import Path
 
-                    time.sleep(float(os.environ.get("MISBEHAVE_SLEEP", "10")))
+                    hold = Path(os.environ["MISBEHAVE_HOLD"])
+                    (hold / "held").touch()
+                    deadline = time.monotonic() + 600  # never forever, should the test die
+                    while not (hold / "release").exists() and time.monotonic() < deadline:
+                        time.sleep(0.05)
                 if KIND == "raises" and step == 5:
                     raise RuntimeError("the plugin's own bug")
                 conv = {k: KernelSnapshot(v.kernel * np.float32(0.9), v.bias) for k, v in conv.items()}
@@ -253,21 +258,24 @@ def test_the_conformance_kit_meets_a_breach_first(installed, tmp_path):
 
 
 def test_a_live_run_is_never_taken_over_unless_forced(installed, tmp_path):
-    """A backend quiet for seconds keeps its run alive (heartbeats come from the writer thread); on this
-    host a run whose process is alive is running however old its heartbeat; --resume refuses it,
-    --resume --force takes it over and says so; the first process then records nothing more, exits
-    non-zero with one line, and leaves the final status to the process that took over."""
+    """A backend quiet for as long as the test holds it keeps its run alive (heartbeats come from the
+    writer thread); on this host a run whose process is alive is running however old its heartbeat;
+    --resume refuses it, --resume --force takes it over and says so; the first process, released, then
+    records nothing more, exits non-zero with one line, and leaves the final status to the process that
+    took over. The test waits on states (the backend says it is held; the heartbeat moves), never on a
+    clock: the run cannot finish before the test lets it go."""
     import subprocess
     import sys
-    import time
 
     experiments = write_experiments(tmp_path / "e.yaml", {"probe": SPEC})
     db = tmp_path / "r.db"
+    hold = tmp_path / "hold"
+    hold.mkdir()
     path = os.pathsep.join(p for p in (str(installed), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "PYTHONPATH": path, "COLUMNS": "200"}
     first = subprocess.Popen(
         [sys.executable, "-m", "convexp", "run", str(experiments), "--db", str(db)],
-        env={**env, "MISBEHAVE": "slow", "MISBEHAVE_SLEEP": "12"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**env, "MISBEHAVE": "held", "MISBEHAVE_HOLD": str(hold)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
 
@@ -275,17 +283,11 @@ def test_a_live_run_is_never_taken_over_unless_forced(installed, tmp_path):
             with contextlib.closing(sqlite3.connect(db)) as connection:
                 return connection.execute("SELECT steps_completed, heartbeat_at FROM runs WHERE id = 1").fetchone()
 
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if db.exists():
-                with contextlib.suppress(sqlite3.Error, TypeError):
-                    if heartbeat()[1] is not None:  # the run is recording; at step 3 it goes quiet
-                        break
-            time.sleep(0.2)
-        time.sleep(1.5)
+        wait_until(lambda: (hold / "held").exists() or first.poll() is not None, "the backend to reach step 3")
+        assert first.poll() is None, first.communicate()
+        wait_until(lambda: heartbeat()[1] is not None, "a first heartbeat")
         before = heartbeat()[1]
-        time.sleep(2.5)
-        assert heartbeat()[1] > before, "no heartbeat while the backend was quiet"
+        wait_until(lambda: heartbeat()[1] > before, "a heartbeat while the backend is quiet")
         shown = json.loads(run_cli("runs", "--db", str(db), "--format", "json").stdout)
         assert shown[0]["status"] == "running", shown
         refused = run_cli("run", "--resume", "1", "--db", str(db), env={"PYTHONPATH": path})
@@ -293,8 +295,10 @@ def test_a_live_run_is_never_taken_over_unless_forced(installed, tmp_path):
         taken = run_cli("run", "--resume", "1", "--force", "--db", str(db), env={"PYTHONPATH": path})
         assert taken.returncode == 0, taken.stderr
         assert f"--force: taking over run 1 from pid {first.pid}" in taken.stderr
-        out, err = first.communicate(timeout=60)
+        (hold / "release").touch()
+        out, err = first.communicate(timeout=600)
     finally:
+        (hold / "release").touch()
         if first.poll() is None:
             first.kill()
     assert first.returncode == 1, (out, err)

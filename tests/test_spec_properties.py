@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from convexp.errors import SpecError
@@ -42,6 +42,7 @@ changes = st.dictionaries(st.sampled_from(FIELDS), values, max_size=4)
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=changes, layer_list=st.one_of(st.none(), layers), drop=st.sets(st.sampled_from(list(TINY_DIGITS)), max_size=2))
+@example(changes={"layers": {"": None}, "architecture": {}}, layer_list=None, drop=set())  # found by hypothesis: a TypeError
 def test_validation_accepts_or_raises_spec_error(changes, layer_list, drop):
     body = {k: v for k, v in TINY_DIGITS.items() if k not in drop}
     body.update(changes)

@@ -255,7 +255,7 @@ def start_ui(*args: str) -> tuple[subprocess.Popen, str]:
         found = re.search(r"at (http://\S+/)", line)
         if found:
             return process, found.group(1)
-    process.wait(timeout=30)
+    process.wait(timeout=600)
     raise AssertionError("convexp ui did not start: " + "".join(lines))
 
 
@@ -287,7 +287,7 @@ def browsing(db: Path, viewport: dict | None = None) -> Iterator[dict]:
         yield {"url": url, "new_page": new_page, "errors": errors, "requested": requested}
         browser.close()
     server.send_signal(signal.SIGINT)
-    _, log = server.communicate(timeout=30)
+    _, log = server.communicate(timeout=600)
     assert "Traceback" not in log, log
     assert not errors, errors
     assert all(r.startswith(url) or r.startswith("data:") for r in requested), [r for r in requested if not r.startswith(url)]
@@ -312,7 +312,7 @@ def test_the_server_keeps_serving_and_logs_no_traceback(two_runs_db):
         assert analysis["filters_count"] == 4 and analysis["step"] == 46
     finally:
         process.send_signal(signal.SIGINT)
-        _, log = process.communicate(timeout=30)
+        _, log = process.communicate(timeout=600)
     assert "Traceback" not in log and "Error" not in log, log
     assert url.startswith("http://127.0.0.1:")
 
@@ -363,7 +363,7 @@ def test_a_public_host_prints_a_warning_line(two_runs_db):
     )
     first = process.stderr.readline()
     process.send_signal(signal.SIGINT)
-    process.communicate(timeout=30)
+    process.communicate(timeout=600)
     assert first.startswith("warning: --host 0.0.0.0 is not a loopback address: the results in ")
     assert "readable by anyone who can reach this port" in first
 

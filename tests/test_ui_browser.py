@@ -108,7 +108,7 @@ def world(tmp_path_factory):
         yield {"db": db, "url": url, "experiments": experiments, "new_page": new_page, "requested": requested, "errors": errors}
         browser.close()
     server.send_signal(signal.SIGINT)
-    _, log = server.communicate(timeout=30)
+    _, log = server.communicate(timeout=600)
     assert "Traceback" not in log, log
 
 

@@ -213,15 +213,16 @@ def test_a_writer_process_started_too_late_for_any_batch_is_stopped_and_nothing_
     assert committed(db_path, run_id) == (10, list(range(1, 11)), list(range(1, 11)))
 
 
-def _write_until_moved(writer: ProcessWriter, first: int) -> int:
-    """Submit whole batches of 10 steps from ``first`` until the writer process has answered its start
-    (60 s at most); returns the next step."""
-    deadline = time.monotonic() + 60
+def _write_until_moved(writer: ProcessWriter, first: int, between=lambda: time.sleep(0.01)) -> int:
+    """Submit whole batches of 10 steps from ``first``, calling ``between`` after each, until the writer
+    process has answered its start (600 s at most: a bound on a broken test, not a timing); returns the
+    next step."""
+    deadline = time.monotonic() + 600
     while not writer._moved and time.monotonic() < deadline:
         writer.submit(step_batch(first, first + 9))
         writer.drain()
         first += 10
-        time.sleep(0.01)
+        between()
     return first
 
 
@@ -267,26 +268,35 @@ def test_a_writer_process_whose_parent_is_gone_ends_quietly(db_path, new_run):
     assert child.wait(timeout=60) == 0 and b"Traceback" not in stderr, stderr.decode()
 
 
-def _train_for(seconds: float, busy: bool) -> None:
-    """Stand in for a training loop over ``seconds``: keeping a core busy, or waiting (as a GPU's loop does)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not busy:
-            time.sleep(0.01)
+class TrainingClocks:
+    """Clocks for a writer as training of a given kind would drive them: each call to the wall clock is a
+    further stretch of ``stretch`` seconds in which training used ``cores_used`` cores' worth of CPU (the
+    writer's own CPU time stays 0). The machine's real load cannot change what the writer sees."""
+
+    def __init__(self, cores_used: float, stretch: float):
+        self.cores_used, self.stretch, self.now = cores_used, stretch, 0.0
+
+    def wall(self) -> float:
+        self.now += self.stretch
+        return self.now
+
+    def process_cpu(self) -> float:
+        return self.now * self.cores_used
 
 
-@pytest.mark.parametrize(("cores", "busy", "moves"), [(1, True, False), (2, False, True)])
-def test_the_default_writer_moves_only_to_a_core_that_training_leaves_free(db_path, new_run, cores, busy, moves):
+@pytest.mark.parametrize(("cores", "cores_used", "moves"), [(1, 1.0, False), (2, 1.99, False), (2, 1.0, True), (8, 2.0, True)])
+def test_the_default_writer_moves_only_to_a_core_that_training_leaves_free(db_path, new_run, cores, cores_used, moves):
     """Training that keeps every core busy gains nothing from a writer process and pays for its start:
-    the writer stays in place. One that leaves a core free gets the process. The measure is real: this
-    test's own loop, spinning or waiting, on the cores the writer is told training may use."""
-    from convexp.store.writer_process import MEASURE_SECONDS
+    the writer stays in place. One that leaves a core free gets the process. The clocks are the test's,
+    so the machine's own load cannot decide it."""
+    from convexp.store.writer_process import MEASURE_SECONDS, Clocks
 
     store, run_id = new_run
-    writer = ProcessWriter(store, run_id, move_after_cpu_seconds=1e-9, cores=cores)
+    training = TrainingClocks(cores_used, stretch=MEASURE_SECONDS)
+    clocks = Clocks(wall=training.wall, process_cpu=training.process_cpu, writer_cpu=lambda: 0.0)
+    writer = ProcessWriter(store, run_id, move_after_cpu_seconds=1e-9, cores=cores, clocks=clocks)
     first = 1
     for _ in range(4):
-        _train_for(MEASURE_SECONDS * 1.2, busy)
         writer.submit(step_batch(first, first + 9))
         writer.drain()
         first += 10
@@ -294,6 +304,18 @@ def test_the_default_writer_moves_only_to_a_core_that_training_leaves_free(db_pa
         first = _write_until_moved(writer, first)
     writer.close()
     assert (writer._process is not None, writer._moved) == (moves, moves)
+    assert committed(db_path, run_id) == (first - 1, list(range(1, first)), list(range(1, first)))
+
+
+def test_a_writer_measures_training_on_the_real_clocks(db_path, new_run):
+    """With the real clocks, a loop that waits (as a GPU's does) leaves a core of two free, however busy
+    the machine is: the writer moves. (A loop that spins may be given less than a core by a loaded
+    machine, so the opposite case is decided with the test's clocks above.)"""
+    store, run_id = new_run
+    writer = ProcessWriter(store, run_id, move_after_cpu_seconds=1e-9, cores=2)
+    first = _write_until_moved(writer, 1, between=lambda: time.sleep(0.05))
+    writer.close()
+    assert writer._moved
     assert committed(db_path, run_id) == (first - 1, list(range(1, first)), list(range(1, first)))
 
 

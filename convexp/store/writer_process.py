@@ -48,8 +48,9 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from convexp.errors import StoreError
 from convexp.store.background import HEARTBEAT_SECONDS, MAX_PENDING, BackgroundWriter, Batch, write_batch
@@ -77,6 +78,16 @@ MOVE_AFTER_CPU_SECONDS = 0.25
 SPARE_CORE = 0.75
 #: The shortest stretch of wall time over which the cores training uses are measured, seconds.
 MEASURE_SECONDS = 0.5
+
+
+class Clocks(NamedTuple):
+    """The clocks the writer measures training's use of the cores with: wall time, the process's CPU
+    time and the writer thread's own CPU time (called from that thread). Tests hand in their own, so
+    that what they assert does not depend on how busy the machine is."""
+
+    wall: Callable[[], float] = time.monotonic
+    process_cpu: Callable[[], float] = time.process_time
+    writer_cpu: Callable[[], float] = time.thread_time
 
 
 def writer_kind() -> str:
@@ -237,11 +248,13 @@ class ProcessWriter(BackgroundWriter):
         heartbeat_seconds: float | None = None,
         move_after_cpu_seconds: float = 0.0,
         cores: int | None = None,
+        clocks: Clocks = Clocks(),
     ):
         self._move_after = move_after_cpu_seconds
         self._cores = cores
+        self._clocks = clocks
         # where the current measure of training's cores began: wall time and the process's CPU time
-        self._measured_from = (time.monotonic(), time.process_time())
+        self._measured_from = (clocks.wall(), clocks.process_cpu())
         self._thread_cpu_at_measure = 0.0  # the writer thread's CPU time then (a new thread's starts at 0)
         self._process: subprocess.Popen[bytes] | None = None
         self._moved = False  # the writer process answered its start: batches go there
@@ -326,7 +339,7 @@ class ProcessWriter(BackgroundWriter):
         measure covers at least :data:`MEASURE_SECONDS`, so that a change in training is seen)."""
         if self._cores is None:
             return True
-        wall, cpu, mine = time.monotonic(), time.process_time(), time.thread_time()
+        wall, cpu, mine = self._clocks.wall(), self._clocks.process_cpu(), self._clocks.writer_cpu()
         began_wall, began_cpu = self._measured_from
         if wall - began_wall < MEASURE_SECONDS:
             return False

@@ -62,6 +62,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: How long a stopped server lets the requests in flight finish before it closes them, seconds.
+SHUTDOWN_SECONDS = 5
+
+
 def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve ``app`` on host:port until Ctrl-C or SIGTERM; ``on_ready`` gets the address once it listens."""
     import uvicorn
@@ -73,7 +77,10 @@ def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765, on_ready: C
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"http://{shown}:{bound_port}/"
     configure_logging()
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # Ctrl-C waits for requests in flight (a long GIF) at most this long, then closes them: stopping is bounded.
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=SHUTDOWN_SECONDS
+    )
     server = uvicorn.Server(config)
     if on_ready:
         on_ready(url)
