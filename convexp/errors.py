@@ -53,6 +53,15 @@ class DamagedSnapshotError(StoreError):
         )
 
 
+class DamagedDatabaseError(StoreError):
+    """The database file itself is damaged (SQLite finds its pages malformed, or it is no database);
+    ``reason`` is what SQLite said."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 class SchemaTooNewError(StoreError):
     """The database was written by a newer convexp than this one."""
 

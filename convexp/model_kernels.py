@@ -141,16 +141,19 @@ def _torch_reader(torch: Any, model: Any, layers: list[str] | None) -> KernelRea
     layout: Layout = tuple(
         (name, tuple(m.weight.shape), None if m.bias is None else int(m.bias.shape[0])) for name, m in convs.items()
     )
-    modules = list(convs.values())
+    names = list(convs)
     cached: dict[str, Any] = {"current": None, "arrays": None}
 
     def read_torch() -> np.ndarray:
+        # the modules there now (a layer replaced by assignment, model.conv1 = nn.Conv2d(...), is read anew)
+        modules = [_module_now(nn, model, name) for name in names]
         # views of the parameters' data are made once and kept while every parameter is the same
         # object on the same memory (optimizers update in place); anything else remakes them
         params = [p for m in modules for p in (m._parameters["weight"], m._parameters.get("bias")) if p is not None]
         # ids of the parameters held in the cache (so no id is reused meanwhile), and their memory
         current = [(id(p), p.data_ptr()) for p in params]
         if current != cached["current"]:
+            _check_torch_layout(layout, modules)  # a parameter swapped for one of another shape is refused
             arrays = None
             # contiguous parameters on the CPU: numpy views of their memory, made once, and one np.concatenate
             # copies them all (~3 us; torch.cat ~30). Anything else (a GPU, channels_last, a dtype numpy
@@ -170,6 +173,32 @@ def _torch_reader(torch: Any, model: Any, layers: list[str] | None) -> KernelRea
 
     groups = {name: int(m.groups) for name, m in convs.items() if m.groups != 1}
     return KernelReader(layout, read_torch, groups)
+
+
+def _module_now(nn: Any, model: Any, name: str) -> Any:
+    """The conv module named ``name`` in ``model`` now; a layer removed, or replaced by something that is no Conv2d,
+    is refused (the layers recorded are chosen once, when recording starts)."""
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        raise ModelError(
+            f"layer {name} is no longer in the model: the layers recorded are those it had when recording began"
+        ) from None
+    if not isinstance(module, nn.Conv2d):
+        raise ModelError(f"layer {name} is now a {type(module).__name__}, not the Conv2d recorded before")
+    return module
+
+
+def _check_torch_layout(layout: Layout, modules: list[Any]) -> None:
+    """Each layer's weight and bias still have the shapes recorded: rows are stored by the layout, so a kernel of
+    another shape would be stored as the wrong numbers."""
+    for (name, shape, biases), module in zip(layout, modules):
+        now = (tuple(module.weight.shape), None if module.bias is None else int(module.bias.shape[0]))
+        if now != (shape, biases):
+            raise ModelError(
+                f"layer {name}: kernel shape {list(now[0])} (bias {now[1]}) now, {list(shape)} (bias {biases}) when "
+                "recording began; a layer keeps its shape in one run"
+            )
 
 
 def _keras_reader(keras: Any, model: Any, layers: list[str] | None) -> KernelReader:

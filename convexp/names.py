@@ -45,3 +45,15 @@ def run_name_problem(name: object) -> str | None:
     if any(not c.isprintable() for c in name):
         return "a run name cannot hold control characters such as a newline or a tab"
     return None
+
+
+def notes_problem(notes: object) -> str | None:
+    """Why ``notes`` cannot be a run's notes, or None: text of any length and lines, that UTF-8 can store (a
+    command-line argument that was not UTF-8 arrives holding lone surrogates, which it cannot)."""
+    if not isinstance(notes, str):
+        return f"notes are a string, not {type(notes).__name__}"
+    try:
+        notes.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"the notes are not UTF-8 text (character {exc.start + 1} is a byte that is no character); write them in UTF-8"
+    return None

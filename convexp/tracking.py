@@ -48,10 +48,12 @@ import numpy as np
 from convexp import __version__
 from convexp.errors import ConvexpError, StoreError
 from convexp.model_kernels import KernelReader, kernel_reader, kernels_of
-from convexp.names import experiment_name_problem, run_name_problem, tag_problem
+from convexp.names import experiment_name_problem, notes_problem, run_name_problem
 from convexp.store import MetricRecord, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
+from convexp.store.labels import checked_tags
 from convexp.store.packed import Layout, PackedSnapshots, unpack
+from convexp.store.records import MAX_ID
 from convexp.store.writer_process import make_writer
 from convexp.types import non_finite
 
@@ -121,8 +123,12 @@ class TrackedRun:
         return True
 
     def _at(self, step: int, epoch: int | None) -> None:
-        if not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f"step must be a whole number >= 0, not {step!r}")
+        if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or not 0 <= step <= MAX_ID:
+            raise ValueError(f"step must be a whole number from 0 to {MAX_ID}, not {step!r}")
+        if epoch is not None and (
+            not isinstance(epoch, (int, np.integer)) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_ID
+        ):
+            raise ValueError(f"epoch must be a whole number from 0 to {MAX_ID}, not {epoch!r}")
         if self.step is not None and step < self.step:
             raise ValueError(f"step {step} is before step {self.step}, which was already logged; steps only go forward")
         if self.step is not None and step > self.step:
@@ -295,9 +301,12 @@ def track(
         raise ValueError(f"experiment {experiment!r}: {problem}")
     if name is not None and (problem := run_name_problem(name)):
         raise ValueError(f"name {name!r}: {problem}")
-    for tag in tags or ():
-        if problem := tag_problem(tag):
-            raise ValueError(problem)
+    try:
+        tags = checked_tags(tags or (), "tags: ")
+    except StoreError as exc:  # the tracking API's bad arguments are ValueErrors
+        raise ValueError(str(exc)) from None
+    if notes is not None and (problem := notes_problem(notes)):
+        raise ValueError(problem)
     settings = dict(config or {})
     store = Store(db)
     try:
@@ -315,7 +324,7 @@ def track(
             framework=framework,
             framework_version=_framework_version(framework),
             name=name,
-            tags=list(dict.fromkeys(tags or ())) or None,
+            tags=tags or None,
             notes=notes or None,
         )
         return TrackedRun(store, run_id, layers)

@@ -75,3 +75,18 @@ def parse_indices(text: str, what: str) -> tuple[int, ...]:
     if not indices or min(indices) < 0:
         raise ConvexpError(f"{what}: '{text}' is not a list of filter numbers (e.g. 0,1,2,3)")
     return indices
+
+
+def filter_count(store: Store, run_id: int, layer: str) -> int:
+    """How many filters ``layer`` of a run has (its kernels' first axis). A layer recorded without filters (a
+    batch_norm layer's statistics) is refused with the layers that have them: a picture or a GIF of filters
+    needs a conv kernel. A layer not recorded at all is left to the reader that asks for its snapshots."""
+    shapes = {s.layer: s.shape for s in store.snapshot_summary(run_id)}
+    shape = shapes.get(layer)
+    if shape is None or len(shape) == 4:
+        return shape[0] if shape else 0
+    with_filters = ", ".join(name for name, s in shapes.items() if len(s) == 4) or "none"
+    raise ConvexpError(
+        f"run {run_id}: {layer} holds no filters (its rows have shape {list(shape)}: a batch_norm layer's statistics); "
+        f"layers with filters: {with_filters}"
+    )

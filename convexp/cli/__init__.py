@@ -49,6 +49,9 @@ def main() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="replace")
+    from convexp.cli.output import protect_terminal
+
+    protect_terminal()
     try:
         app()
     except ConvexpError as exc:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from convexp.analysis import TOP_PATCHES
+from convexp.cells import json_text
 from convexp.cli import app
 from convexp.cli.options import DEFAULT_LAYER, DEFAULT_STEP, DataDir, Db, OutputFormat, PlotKind, Run, Runs, Step
 from convexp.cli.output import Format, render
@@ -33,7 +33,7 @@ def compare_command(
     with Store(db, must_exist=True) as store:
         comparison = compare_runs(store, select_runs(store, runs), parse_step(step))
     if fmt == Format.json:
-        typer.echo(json.dumps(comparison_dict(comparison), indent=2, default=str))
+        typer.echo(json_text(comparison_dict(comparison), indent=2))
         return
     columns, rows = comparison_rows(comparison)
     render(columns, rows, fmt)
@@ -96,7 +96,7 @@ def filters_command(
         data = load_dataset(record.dataset, data_dir)
         found = patches_dict(top_patches(network, data.test_images, data.test_labels, top))
         if fmt == Format.json:
-            typer.echo(json.dumps(found, indent=2))
+            typer.echo(json_text(found, indent=2))
             return
         columns = ["filter", "rank", "image", "label", "row", "col", "top", "left", "response", "activation"]
         rows = [[f["filter"], *(p[c] for c in columns[1:])] for f in found["filters"] for p in f["patches"]]
@@ -116,11 +116,12 @@ def filters_command(
 
 def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, fmt: Format) -> None:
     from convexp.analysis.filters import EDGE_THRESHOLD, analyse_layer
-    from convexp.analysis.selection import parse_step, select_run, snapshot_index
+    from convexp.analysis.selection import filter_count, parse_step, select_run, snapshot_index
     from convexp.store import Store
 
     with Store(db, must_exist=True) as store:
         record = select_run(store, run)
+        filter_count(store, record.id, layer)
         series = store.kernel_series(record.id, layer)
     from convexp.analysis.colour import RGB, sees_colour_image
 
@@ -149,7 +150,7 @@ def _operator_analysis(run: str, layer: str, step: str | None, db: str | None, f
         rows.append([v if d is None else round(v, d) for v, d in zip(row, digits)])
     if fmt == Format.json:
         typer.echo(
-            json.dumps(
+            json_text(
                 {
                     "run": record.id,
                     "layer": layer,
@@ -210,7 +211,7 @@ def plot_command(
     summary draws an experiment's runs grouped by --by: each group's mean --metric or --measure over
     the steps with its 95% t band, the single runs faint (the numbers of `convexp summary`)."""
     from convexp.analysis import pictures
-    from convexp.analysis.selection import parse_indices, parse_step, select_runs
+    from convexp.analysis.selection import filter_count, parse_indices, parse_step, select_runs
     from convexp.store import Store
 
     kind_name = kind.value
@@ -225,6 +226,8 @@ def plot_command(
     )
     with Store(db, must_exist=True) as store:
         records = select_runs(store, runs)
+        if kind_name != "curves":
+            filter_count(store, records[0].id, options.layer)
         if kind_name == "evolution" and out.suffix.lower() == ".gif":
             series = store.kernel_series(records[0].id, options.layer)
             from convexp.analysis.colour import sees_colour_image

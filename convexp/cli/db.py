@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from convexp.cells import json_text
 from convexp.cli.options import Db, Format, OutputFormat
 
 app = typer.Typer(
@@ -183,7 +184,6 @@ def check_command(
     gives each one that decodes its checksum. Damaged rows are left as they are: delete the run
     (`convexp db delete`) or copy it from a backup."""
     import dataclasses
-    import json
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -202,7 +202,7 @@ def check_command(
     with bar:
         report = check_database(db, runs, fix=fix, progress=lambda done, total: bar.update(task, completed=done, total=total))
     if fmt == Format.json:
-        typer.echo(json.dumps({**dataclasses.asdict(report), "ok": report.ok}, indent=2))
+        typer.echo(json_text({**dataclasses.asdict(report), "ok": report.ok}, indent=2))
     else:
         for line in _check_lines(report):
             typer.echo(line)

@@ -11,9 +11,12 @@ from convexp.cli.options import Db, Run
 
 
 def _labels_line(run) -> str:
+    """The confirmation of a change: the run's labels, long notes cut short (`convexp show` prints them whole)."""
+    from convexp.cli.output import shortened
+
     name = f" '{run.name}'" if run.name else ""
     tags = ", ".join(run.tags or ()) or "none"
-    notes = f"; notes: {run.notes}" if run.notes else ""
+    notes = f"; notes: {shortened(run.notes)}" if run.notes else ""
     return f"run {run.id}{name}: tags {tags}{notes}"
 
 

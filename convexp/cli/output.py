@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import enum
 import io
-import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from convexp.cells import json_text
 from convexp.cells import plain_value as _plain
 
 
@@ -21,13 +22,61 @@ class Format(str, enum.Enum):
     csv = "csv"
 
 
+_ASCII_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: every control or format character but newline and tab written as its
+    Python escape (an escape sequence in a note prints as ``\\x1b]0;...``, it cannot set the window title or
+    move the cursor). The one rule for everything the CLI prints (see :func:`protect_terminal`)."""
+    if text.isascii():
+        return _ASCII_CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+    return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode() for c in text)
+
+
+def shortened(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters for a confirmation line, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+class _PrintableStream:
+    """A text stream that writes through :func:`printable`: what convexp prints cannot drive the terminal."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def protect_terminal() -> None:
+    """Put :func:`printable` between convexp and its stdout and stderr (the CLI's entry point does, once).
+    Rich, whose own escape codes draw colours and progress bars, writes to the raw streams and escapes the
+    text it is given itself (:func:`console`)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, _PrintableStream):
+            setattr(sys, name, _PrintableStream(stream))
+
+
 def console(stderr: bool = False, **options: Any):
     """A rich Console for the CLI: user text (experiment names, messages) is data, so rich's markup
     highlighting and ``:emoji:`` codes are off -- an experiment ``a:b`` with backend numpy prints as
-    ``a:b:numpy``, never with an emoji."""
+    ``a:b:numpy``, never with an emoji -- and control characters in it are escaped (:func:`printable`)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, emoji=False, **options)
+    class PrintableConsole(Console):
+        def render_str(self, text: str, **kwargs: Any):  # every str printed becomes Text here
+            return super().render_str(printable(text), **kwargs)
+
+    stream = sys.stderr if stderr else sys.stdout
+    if isinstance(stream, _PrintableStream) and "file" not in options:
+        options["file"] = stream.raw
+    return PrintableConsole(stderr=stderr, highlight=False, emoji=False, **options)
 
 
 def _cell(value: Any) -> str:
@@ -36,14 +85,13 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    return printable(str(value))
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: Format = Format.table, title: str | None = None) -> None:
     """Print rows under column names in the chosen format (tables go through rich)."""
     if fmt == Format.json:
-        json.dump([{c: _plain(v) for c, v in zip(columns, row)} for row in rows], sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(json_text([{c: _plain(v) for c, v in zip(columns, row)} for row in rows], indent=2) + "\n")
     elif fmt == Format.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

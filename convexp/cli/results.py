@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from convexp.cells import json_text
 from convexp.cli import app
 from convexp.cli.options import Db, OutputFormat, Run, StatusChoice
 from convexp.cli.output import Format, render
@@ -123,7 +124,7 @@ def show_command(
     with Store(db, must_exist=True) as store:
         description = describe_run(store, select_run(store, run), check_last=True)
     if fmt == Format.json:
-        typer.echo(json.dumps(description.as_dict(), indent=2, default=str))
+        typer.echo(json_text(description.as_dict(), indent=2))
     elif fmt == Format.csv:
         from convexp.analysis.parameters import flatten
 

@@ -43,6 +43,8 @@ class CifarArchive:
     test_examples: int
     mirrors: tuple[str, ...]
     classes: tuple[str, ...]
+    #: The published archive's size in bytes: a download stops there (None: not bounded).
+    size: int | None = None
 
     @property
     def how_to_get(self) -> str:
@@ -111,7 +113,14 @@ class CifarArchive:
         destination.mkdir(parents=True, exist_ok=True)
         chosen = list(mirrors or self.mirrors)
         target = fetch_verified(
-            self.filename, self.verify, chosen, destination, attempts=attempts, timeout=timeout, progress=progress
+            self.filename,
+            self.verify,
+            chosen,
+            destination,
+            attempts=attempts,
+            timeout=timeout,
+            progress=progress,
+            most_bytes=self.size,
         )
         return {"archive": target}
 
@@ -206,6 +215,7 @@ CIFAR10 = CifarArchive(
     10000,
     ("https://www.cs.toronto.edu/~kriz/",),
     ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    170_498_071,
 )
 #: Every archive dataset by name (what ``convexp data fetch`` and experiments' ``dataset`` name).
 ARCHIVES: dict[str, CifarArchive] = {CIFAR10.name: CIFAR10}

@@ -25,8 +25,13 @@ CHUNK = 1 << 16
 Progress = Callable[[str, int, "int | None"], None]
 
 
-def _transfer(url: str, partial: Path, timeout: float, progress: Progress | None) -> None:
-    """Append the rest of ``url`` to ``partial`` (resuming from its size when the server allows)."""
+class TooLarge(Exception):
+    """A mirror sent (or announced) more bytes than the file it stands for has."""
+
+
+def _transfer(url: str, partial: Path, timeout: float, progress: Progress | None, most_bytes: int | None = None) -> None:
+    """Append the rest of ``url`` to ``partial`` (resuming from its size when the server allows), stopping with
+    :class:`TooLarge` past ``most_bytes`` (a mirror that streams without end is not read without end)."""
     have = partial.stat().st_size if partial.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -34,24 +39,32 @@ def _transfer(url: str, partial: Path, timeout: float, progress: Progress | None
             have = 0
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
+        if most_bytes is not None and total is not None and total > most_bytes:
+            raise TooLarge(f"it announced {total:,} bytes; the file has at most {most_bytes:,}")
         with open(partial, "ab" if have else "wb") as out:
             done = have
             while chunk := response.read(CHUNK):
                 out.write(chunk)
                 done += len(chunk)
+                if most_bytes is not None and done > most_bytes:
+                    raise TooLarge(f"it sent more than the {most_bytes:,} bytes the file has; stopped there")
                 if progress:
                     progress(partial.name.removesuffix(".partial"), done, total)
         if total is not None and done < total:
             raise ConnectionError(f"{url}: connection closed after {done} of {total} bytes")
 
 
-def _download(url: str, partial: Path, attempts: int, timeout: float, progress: Progress | None, wait: float) -> str | None:
+def _download(
+    url: str, partial: Path, attempts: int, timeout: float, progress: Progress | None, wait: float, most_bytes: int | None = None
+) -> str | None:
     """Fetch ``url`` into ``partial``, resuming after a broken transfer; None on success, else why it failed."""
     error = "no attempt"
     for attempt in range(1, attempts + 1):
         try:
-            _transfer(url, partial, timeout, progress)
+            _transfer(url, partial, timeout, progress, most_bytes)
             return None
+        except TooLarge as exc:  # not this mirror's file: no point in retrying
+            return str(exc)
         except urllib.error.HTTPError as exc:
             if exc.code in (403, 404, 410):  # this mirror does not have it: no point in retrying
                 return f"HTTP {exc.code}"
@@ -75,15 +88,17 @@ def fetch_file(
     collection: IdxCollection = MNIST,
 ) -> Path:
     """Download one file of ``collection`` (``train_images`` ...) into ``destination``, verified; raises DatasetError."""
+    idx = collection.files[key]
     return fetch_verified(
-        collection.files[key].filename + ".gz",
-        lambda path: collection.verify(key, path, read_raw(path)),
+        idx.filename + ".gz",
+        lambda path: collection.verify(key, path, read_raw(path, idx.most_stored_bytes)),
         mirrors,
         destination,
         attempts=attempts,
         timeout=timeout,
         progress=progress,
         wait=wait,
+        most_bytes=idx.most_stored_bytes,
     )
 
 
@@ -97,10 +112,12 @@ def fetch_verified(
     timeout: float = 30.0,
     progress: Progress | None = None,
     wait: float = 1.0,
+    most_bytes: int | None = None,
 ) -> Path:
     """Download file ``name`` into ``destination`` from the first mirror whose copy ``verify`` (raising
-    :class:`DatasetError` on a wrong file) accepts; a copy already there and verified is kept. Raises DatasetError
-    naming every mirror's failure; no partial file is left behind."""
+    :class:`DatasetError` on a wrong file) accepts, reading at most ``most_bytes`` from each; a copy already there
+    and verified is kept. Raises DatasetError naming every mirror's failure; no partial file is left behind, also
+    when the download is stopped (Ctrl-C)."""
     target, partial = destination / name, destination / f".{name}.partial"
     if target.exists():
         try:
@@ -109,19 +126,21 @@ def fetch_verified(
         except DatasetError:
             pass
     failures = []
-    for mirror in mirrors:
-        url = mirror.rstrip("/") + "/" + name
+    try:
+        for mirror in mirrors:
+            url = mirror.rstrip("/") + "/" + name
+            partial.unlink(missing_ok=True)
+            error = _download(url, partial, attempts, timeout, progress, wait, most_bytes)
+            if error is None:
+                try:
+                    verify(partial)
+                    partial.replace(target)
+                    return target
+                except DatasetError as exc:
+                    error = str(exc).split(": ", 1)[-1]
+            failures.append(f"{url}: {error}")
+    finally:
         partial.unlink(missing_ok=True)
-        error = _download(url, partial, attempts, timeout, progress, wait)
-        if error is None:
-            try:
-                verify(partial)
-                partial.replace(target)
-                return target
-            except DatasetError as exc:
-                error = str(exc).split(": ", 1)[-1]
-        failures.append(f"{url}: {error}")
-    partial.unlink(missing_ok=True)
     raise DatasetError(f"could not download {name}: " + "; ".join(failures))
 
 

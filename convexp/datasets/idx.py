@@ -16,8 +16,8 @@ than read unchecked. A truncated, corrupt or different file is refused, naming i
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -45,6 +45,17 @@ class IdxFile:
     md5: str | None = None
     size: int | None = None
     gz_md5: str | None = None
+
+    @property
+    def expected_bytes(self) -> int:
+        """The size of the file's decompressed bytes, from its header's dims: the most a read of it may allocate."""
+        return 4 + 4 * len(self.dims) + math.prod(self.dims)
+
+    @property
+    def most_stored_bytes(self) -> int:
+        """The most bytes its stored copy (plain, or gzip, which adds at most a little to data it cannot shrink) can
+        have: a larger file is refused before it is read."""
+        return self.expected_bytes + self.expected_bytes // 100 + 4096
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ class IdxCollection:
             digest = hashlib.md5(raw).hexdigest()
             if digest != idx.gz_md5:
                 raise DatasetError(f"{path}: MD5 is {digest}, expected {idx.gz_md5} (checksum mismatch)")
-        data = _decompress(path, raw) if packed else raw
+        data = _decompress(path, raw, idx.expected_bytes) if packed else raw
         if idx.md5 is not None:
             if idx.size is not None and len(data) != idx.size:
                 raise DatasetError(
@@ -133,7 +144,7 @@ class IdxCollection:
 
     def read_verified(self, key: str, path: Path) -> np.ndarray:
         """Read, verify and parse one file."""
-        return self.parse(key, path, self.verify(key, path, read_raw(path)))
+        return self.parse(key, path, self.verify(key, path, read_raw(path, self.files[key].most_stored_bytes)))
 
     def load(self, data_dir: Path | None = None) -> Dataset:
         """The collection with pixels scaled to [0, 1], images shaped (N, 1, 28, 28)."""
@@ -182,7 +193,7 @@ class IdxCollection:
             names = ", ".join(f.filename + "[.gz]" for f in self.files.values())
             raise DatasetError(f"{source}: does not hold the four {self.title} files ({names})")
         for key, path in found.items():
-            self.verify(key, path, read_raw(path))
+            self.verify(key, path, read_raw(path, self.files[key].most_stored_bytes))
         destination = Path(destination) if destination else self.cache_dir()
         destination.mkdir(parents=True, exist_ok=True)
         written = {}
@@ -221,19 +232,30 @@ def where_to_look(data_dir: Path | None, cache_dir: Path) -> tuple[Path, str]:
     return cache_dir, "the convexp cache"
 
 
-def read_raw(path: Path) -> bytes:
-    """A file's bytes as stored; :class:`DatasetError` naming it if it cannot be read."""
+def read_raw(path: Path, most_bytes: int | None = None) -> bytes:
+    """A file's bytes as stored; :class:`DatasetError` naming it if it cannot be read, or (before anything is read)
+    if it is larger than ``most_bytes``."""
     try:
+        if most_bytes is not None and (size := path.stat().st_size) > most_bytes:
+            raise DatasetError(f"{path}: {size:,} bytes, more than the {most_bytes:,} the file it stands for can have")
         return path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
-def _decompress(path: Path, raw: bytes) -> bytes:
+def _decompress(path: Path, raw: bytes, expected: int) -> bytes:
+    """The gzip data ``raw`` decompressed, refused as soon as it would exceed ``expected`` bytes (a small file may
+    inflate to gigabytes: nothing beyond what the file should hold is allocated)."""
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+        data = inflate.decompress(raw, expected + 1)
+    except zlib.error as exc:
         raise DatasetError(f"{path}: cannot be read as gzip or IDX data ({exc})") from None
+    if len(data) > expected or inflate.unconsumed_tail:
+        raise DatasetError(f"{path}: decompresses to more than the {expected:,} bytes the file it stands for has")
+    if not inflate.eof:
+        raise DatasetError(f"{path}: cannot be read as gzip or IDX data (the compressed data ends early: truncated)")
+    return data
 
 
 def _files(sizes: dict[str, tuple[int, ...]], gz_md5: dict[str, str]) -> dict[str, IdxFile]:

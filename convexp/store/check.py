@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import DatabaseError
 
+from convexp.errors import DamagedDatabaseError
 from convexp.store.chains import layer_rows, read_row, shape_problem
 from convexp.store.database import sqlite_read_only_uri
 from convexp.store.encoding import XOR_DELTA, UndecodableSnapshot, snapshot_checksum
@@ -106,7 +107,7 @@ def check_runs(
             total_query = total_query.where(KernelSnapshot.run_id.in_(wanted))
         with store.engine.connect() as connection:
             total = connection.execute(total_query).scalar_one()
-    except DatabaseError as exc:
+    except (DatabaseError, DamagedDatabaseError) as exc:
         return [], _database_error(exc)
     missing = sorted(set(wanted or []) - {r.id for r in runs})
     if missing:
@@ -135,7 +136,7 @@ def check_runs(
                             additions.append({"run": run.id, "the_layer": layer, "the_step": row.step, "value": checksum})
                         if progress and done % 256 == 0:
                             progress(done, total)
-        except DatabaseError as exc:
+        except (DatabaseError, DamagedDatabaseError) as exc:
             check.unreadable = _database_error(exc)
         if additions:
             check.checksums_added = _add_checksums(store, additions)
@@ -168,14 +169,16 @@ def check_database(
     except (StoreError, DatabaseError) as exc:
         if not report.integrity:
             raise
-        report.unreadable = _database_error(exc) if isinstance(exc, DatabaseError) else str(exc)
+        report.unreadable = _database_error(exc) if isinstance(exc, (DatabaseError, DamagedDatabaseError)) else str(exc)
         return report
     with store:
         report.runs, report.unreadable = check_runs(store, run_ids, fix=fix, progress=progress)
     return report
 
 
-def _database_error(exc: DatabaseError) -> str:
+def _database_error(exc: DatabaseError | DamagedDatabaseError) -> str:
+    if isinstance(exc, DamagedDatabaseError):
+        return exc.reason
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 

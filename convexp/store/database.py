@@ -7,6 +7,7 @@ by a newer convexp (a revision this one does not know) is refused, never changed
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError
 
 from convexp import __version__
-from convexp.errors import SchemaTooNewError, StoreError
+from convexp.errors import DamagedDatabaseError, SchemaTooNewError, StoreError
 
 DB_ENV = "CONVEXP_DB"
 DEFAULT_DB = "convexp.db"
@@ -170,6 +171,7 @@ def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = 
     except Exception as exc:  # missing driver, bad URL
         raise StoreError(f"{describe(url)}: cannot open database ({exc})") from None
     if engine.dialect.name == "sqlite":
+        event.listen(engine, "handle_error", functools.partial(_on_damaged_file, path))
         handler = _on_guarded_sqlite_connect if read_only else _on_read_only_sqlite_connect if unwritable else _on_sqlite_connect
         event.listen(engine, "connect", handler)
         begin = "BEGIN IMMEDIATE" if for_writing else "BEGIN"
@@ -177,6 +179,22 @@ def create_db_engine(url: str, *, must_exist: bool = False, for_writing: bool = 
     elif read_only:
         event.listen(engine, "connect", _on_read_only_server_connect)
     return engine
+
+
+#: What SQLite says of a file whose pages are damaged (one that is no database at all is refused when it is opened).
+_DAMAGED = ("database disk image is malformed",)
+
+
+def _on_damaged_file(path: Path | None, context) -> None:
+    """Any statement on a damaged SQLite file: one line naming the file and ``convexp db check``, not the
+    driver's message with its SQL (``handle_error``: what is raised here replaces the driver's error)."""
+    reason = str(context.original_exception).strip()
+    if any(phrase in reason for phrase in _DAMAGED):
+        where = f" --db {path}" if path is not None else ""
+        raise DamagedDatabaseError(
+            f"{path}: the database file is damaged ({reason}); `convexp db check{where}` says which runs can still be read",
+            reason,
+        ) from None
 
 
 def _alembic_config(connection=None):

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from sqlalchemy import select, update
 
 from convexp.errors import StoreError
-from convexp.names import run_name_problem, tag_problem
+from convexp.names import notes_problem, run_name_problem, tag_problem
 from convexp.store.models import Run
 from convexp.store.records import RunRecord
 from convexp.store.store import Store
@@ -20,6 +20,8 @@ from convexp.store.store import Store
 def checked_tags(tags: Iterable[object], where: str = "") -> list[str]:
     """``tags`` as a list without repeats, in the order given; :class:`StoreError` (prefixed with ``where``)
     naming the first one that cannot tag a run."""
+    if isinstance(tags, (str, bytes)):  # a string is iterable: 'baseline' would be seven one-letter tags
+        raise StoreError(f"{where}tags are a list of strings, not the string {tags!r}: give [{tags!r}]")
     kept: list[str] = []
     for tag in tags:
         problem = tag_problem(tag)
@@ -39,6 +41,8 @@ def set_name(store: Store, run_id: int, name: str | None) -> RunRecord:
 
 def set_notes(store: Store, run_id: int, notes: str | None) -> RunRecord:
     """Replace a run's notes (None or empty removes them); returns the run as it now stands."""
+    if notes is not None and (problem := notes_problem(notes)):
+        raise StoreError(problem)
     return _change(store, run_id, notes=notes or None)
 
 

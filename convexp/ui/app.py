@@ -14,7 +14,6 @@ and anything unexpected a 500 with one line logged; the server keeps serving.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import time
@@ -34,6 +33,7 @@ from starlette.templating import Jinja2Templates
 
 from convexp import __version__
 from convexp.analysis import TOP_PATCHES
+from convexp.cells import json_text
 from convexp.cells import plain_value as _plain
 from convexp.errors import ConvexpError, DamagedSnapshotError, QueryError
 from convexp.store import Store
@@ -59,9 +59,26 @@ def colormap_table(name: str | None = None, size: int = 256) -> list[list[int]]:
     return (colours * 255).round().astype(int).tolist()
 
 
+def attachment(filename: str) -> str:
+    """A Content-Disposition header downloading as ``filename``, whatever characters it holds (a layer's name may hold
+    any): an ASCII stand-in for old clients and the exact name in RFC 6266's ``filename*`` (UTF-8, percent-encoded)."""
+    from urllib.parse import quote
+
+    plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\/;' else "_" for c in filename)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+class FiniteJSONResponse(JSONResponse):
+    """Every JSON answer of the app: valid JSON whatever the database holds (a tracked run's config may hold
+    NaN), non-finite numbers as null with the reason beside them (:func:`convexp.cells.json_text`)."""
+
+    def render(self, content: Any) -> bytes:
+        return json_text(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def script_json(value: Any) -> Markup:
     """``value`` as JSON that is safe inside a ``<script type="application/json">`` element."""
-    text = json.dumps(value, default=str)
+    text = json_text(value)
     return Markup(text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
 
 
@@ -127,7 +144,7 @@ def create_app(
 
     def error_page(request: Request, status: int, message: str) -> Response:
         if request.url.path.startswith("/api/") or request.url.path.endswith(".csv"):
-            return JSONResponse({"error": message, "status": status}, status_code=status)
+            return FiniteJSONResponse({"error": message, "status": status}, status_code=status)
         return templates.TemplateResponse(request, "error.html", {"status": status, "message": message}, status_code=status)
 
     def endpoint(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
@@ -182,7 +199,7 @@ def create_app(
 
     @endpoint
     def api_experiment(request: Request) -> Response:
-        return Response(json.dumps(_experiment(request), default=str), media_type="application/json")
+        return FiniteJSONResponse(_experiment(request))
 
     @endpoint
     def compare_page(request: Request) -> Response:
@@ -225,9 +242,9 @@ def create_app(
     @endpoint
     def api_runs(request: Request) -> Response:
         if "after" in request.query_params:
-            return JSONResponse({"runs": data.runs_update(store, _ids_param(request, "ids"), _int_param(request, "after"))})
+            return FiniteJSONResponse({"runs": data.runs_update(store, _ids_param(request, "ids"), _int_param(request, "after"))})
         params = request.query_params
-        return JSONResponse(
+        return FiniteJSONResponse(
             {
                 "runs": data.runs_table(
                     store, params.get("experiment") or None, params.get("backend") or None, params.get("status") or None
@@ -238,25 +255,25 @@ def create_app(
     @endpoint
     def api_run(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
-        return Response(json.dumps(data.run_details(store, run), default=str), media_type="application/json")
+        return FiniteJSONResponse(data.run_details(store, run))
 
     @endpoint
     def api_metrics(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
-        return JSONResponse(data.metrics_since(store, run, _int_param(request, "after", -1)))
+        return FiniteJSONResponse(data.metrics_since(store, run, _int_param(request, "after", -1)))
 
     @endpoint
     def metrics_csv(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
         name = f"run-{run.id}-curves.csv"
         return PlainTextResponse(
-            data.metrics_csv(store, run), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+            data.metrics_csv(store, run), media_type="text/csv", headers={"Content-Disposition": attachment(name)}
         )
 
     @endpoint
     def api_steps(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
-        return JSONResponse(data.layer_steps(store, run, request.path_params["layer"], _int_param(request, "after", -1)))
+        return FiniteJSONResponse(data.layer_steps(store, run, request.path_params["layer"], _int_param(request, "after", -1)))
 
     @endpoint
     def api_kernels(request: Request) -> Response:
@@ -279,33 +296,33 @@ def create_app(
         if not index.isdigit():
             raise NotFound(f"no filter '{index}': a filter is a whole number")
         points = _int_param(request, "points", data.TRAJECTORY_POINTS)
-        return JSONResponse(data.filter_trajectory(store, run, request.path_params["layer"], int(index), points))
+        return FiniteJSONResponse(data.filter_trajectory(store, run, request.path_params["layer"], int(index), points))
 
     @endpoint
     def filters_gif(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
         layer, params = request.path_params["layer"], request.query_params
-        frames = _int_param(request, "frames", data.GIF_FRAMES)
+        frames = _int_param(request, "frames") if params.get("frames") else None
         gif = data.filters_gif(store, run, layer, params.get("from"), params.get("to"), frames)
         name = f"run-{run.id}-{layer}-steps-{params.get('from') or 'first'}-{params.get('to') or 'last'}.gif"
-        return Response(gif, media_type="image/gif", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(gif, media_type="image/gif", headers={"Content-Disposition": attachment(name)})
 
     @endpoint
     def api_distribution(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
         points = _int_param(request, "points", data.distributions.MAX_POINTS)
-        return JSONResponse(data.layer_distribution(store, run, request.path_params["layer"], points))
+        return FiniteJSONResponse(data.layer_distribution(store, run, request.path_params["layer"], points))
 
     @endpoint
     def api_histogram(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
         layer, bins = request.path_params["layer"], _int_param(request, "bins", 30)
-        return JSONResponse(data.layer_histogram(store, run, layer, request.query_params.get("step"), bins))
+        return FiniteJSONResponse(data.layer_histogram(store, run, layer, request.query_params.get("step"), bins))
 
     @endpoint
     def api_analysis(request: Request) -> Response:
         run = data.get_run(store, request.path_params["run_id"])
-        return JSONResponse(data.layer_analysis(store, run, request.path_params["layer"], request.query_params.get("step")))
+        return FiniteJSONResponse(data.layer_analysis(store, run, request.path_params["layer"], request.query_params.get("step")))
 
     @endpoint
     def api_patches(request: Request) -> Response:
@@ -317,12 +334,12 @@ def create_app(
             if len(patches_cache) >= 8:
                 patches_cache.pop(next(iter(patches_cache)))
             patches_cache[key] = data.layer_patches(store, run, layer, str(step), top, load_dataset)
-        return JSONResponse(patches_cache[key])
+        return FiniteJSONResponse(patches_cache[key])
 
     @endpoint
     def api_compare(request: Request) -> Response:
         result = data.comparison(store, _runs_param(request), request.query_params.get("step", "last") or "last")
-        return Response(json.dumps(result, default=str), media_type="application/json")
+        return FiniteJSONResponse(result)
 
     @endpoint
     def api_query(request: Request) -> Response:
@@ -330,7 +347,7 @@ def create_app(
         limit = _int_param(request, "limit", QUERY_PAGE_ROWS)
         result = _query(sql, limit)
         rows = [[_plain(v) for v in row] for row in result.rows]
-        return JSONResponse({"columns": result.columns, "rows": rows, "truncated": result.truncated})
+        return FiniteJSONResponse({"columns": result.columns, "rows": rows, "truncated": result.truncated})
 
     @endpoint
     def query_csv(request: Request) -> Response:
@@ -343,7 +360,7 @@ def create_app(
         writer.writerow(result.columns)
         writer.writerows([["" if v is None else _plain(v) for v in row] for row in result.rows])
         return PlainTextResponse(
-            buffer.getvalue(), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="query.csv"'}
+            buffer.getvalue(), media_type="text/csv", headers={"Content-Disposition": attachment("query.csv")}
         )
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -352,13 +369,14 @@ def create_app(
         return error_page(request, status, f"{message}: {request.url.path}")
 
     run_path = "/api/runs/{run_id}"
-    layer_path = run_path + "/layers/{layer}"
+    # any name a layer or an experiment may have, "/" included (Keras names nested layers "block1/conv")
+    layer_path = run_path + "/layers/{layer:path}"
     routes = [
         Route("/", runs_page),
         Route("/runs/{run_id}", run_page),
         Route("/runs/{run_id}/curves.csv", metrics_csv),
-        Route("/runs/{run_id}/layers/{layer}/filters.gif", filters_gif),
-        Route("/experiments/{name}", experiment_page),
+        Route("/runs/{run_id}/layers/{layer:path}/filters.gif", filters_gif),
+        Route("/experiments/{name:path}", experiment_page),
         Route("/compare", compare_page),
         Route("/query", query_page),
         Route("/query.csv", query_csv),
@@ -372,7 +390,7 @@ def create_app(
         Route(layer_path + "/distribution", api_distribution),
         Route(layer_path + "/histogram", api_histogram),
         Route(layer_path + "/patches", api_patches),
-        Route("/api/experiments/{name}", api_experiment),
+        Route("/api/experiments/{name:path}", api_experiment),
         Route("/api/compare", api_compare),
         Route("/api/query", api_query),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -231,8 +231,8 @@ def filter_trajectory(
     shape = _layer_shape(store, run, layer)
     if not 0 <= filter_index < shape[0]:
         raise NotFound(f"layer {layer} of run {run.id} has filters 0 to {shape[0] - 1}, not {filter_index}")
-    if points < 2:
-        raise BadRequest(f"points must be at least 2, not {points}")
+    if not 2 <= points <= TRAJECTORY_POINTS:
+        raise BadRequest(f"points must be from 2 to {TRAJECTORY_POINTS}, not {points}")
     steps = distributions.sampled_steps(store.snapshot_steps(run.id, layer), points)
     recorded, values = store.filter_series(run.id, layer, filter_index, steps)
     drift = relative_drift(values)  # the filter's own ||w_t - w_0|| / ||w_0||
@@ -263,16 +263,33 @@ def layer_histogram(store: Store, run: RunRecord, layer: str, step: str | None, 
 GIF_FRAMES = 40
 
 
-def filters_gif(store: Store, run: RunRecord, layer: str, first: str | None, last: str | None, frames: int = GIF_FRAMES) -> bytes:
+#: The most filter cells one GIF draws, filters x frames (about 25 ms each): the default frames of a layer with many
+#: filters are fewer, and a request for more is refused, so one request cannot hold the server for minutes.
+MAX_GIF_CELLS = 1280
+
+
+def filters_gif(
+    store: Store, run: RunRecord, layer: str, first: str | None, last: str | None, frames: int | None = None
+) -> bytes:
     """An animated GIF of a layer's filter grid over the recorded steps from ``first`` to ``last`` (step numbers,
-    ``first`` or ``last``), at most ``frames`` snapshots evenly spread, every frame on one colour scale (as
-    ``convexp plot evolution --out x.gif`` draws it)."""
+    ``first`` or ``last``), at most ``frames`` snapshots evenly spread (default :data:`GIF_FRAMES`, fewer for a layer
+    with many filters: :data:`MAX_GIF_CELLS`), every frame on one colour scale (as ``convexp plot evolution --out
+    x.gif`` draws it)."""
     import io
 
     from convexp.analysis.pictures import evolution_gif
 
-    if not 2 <= frames <= 200:
-        raise BadRequest(f"frames must be from 2 to 200, not {frames}")
+    filters = _filter_count(store, run, layer)
+    most = MAX_GIF_CELLS // filters
+    if most < 2:
+        raise BadRequest(f"{layer} has {filters} filters: a GIF draws at most {MAX_GIF_CELLS} filter cells (filters x frames)")
+    if frames is None:
+        frames = min(GIF_FRAMES, most)
+    if not 2 <= frames <= min(200, most):
+        raise BadRequest(
+            f"frames must be from 2 to {min(200, most)} for {layer} ({filters} filters; a GIF draws at most "
+            f"{MAX_GIF_CELLS} filter cells, filters x frames), not {frames}"
+        )
     steps = _recorded_steps(store, run, layer)
     bounds = [parse_step(first or "first"), parse_step(last or "last")]
     start, stop = (b if isinstance(b, int) else steps[0] if b == "first" else steps[-1] for b in bounds)
@@ -411,6 +428,14 @@ def parse_step(text: str | None) -> int | str:
     return int(text)
 
 
+def _filter_count(store: Store, run: RunRecord, layer: str) -> int:
+    """How many filters ``layer`` of ``run`` has; a layer recorded without filters (batch_norm's statistics) is refused."""
+    from convexp.analysis.selection import filter_count
+
+    _recorded_steps(store, run, layer)  # a layer not recorded: 404
+    return filter_count(store, run.id, layer)
+
+
 def _recorded_steps(store: Store, run: RunRecord, layer: str) -> list[int]:
     steps = store.snapshot_steps(run.id, layer)
     if not steps:
@@ -446,9 +471,10 @@ def experiment_view(
     parameters = [run_parameters(r) for r in runs if r.status == "finished"]
     fields = [f for f in varying_fields(parameters) if f != "description"]
     if not by:
-        by = [next((f for f in fields if f != "seed"), fields[0] if fields else "seed")]
-    if metric is None and measure is None:
-        metric = "test_accuracy"
+        by = [next((f for f in fields if f != "seed"), fields[0] if fields else "experiment")]  # nothing varies: one group
+    if metric is None and measure is None:  # test accuracy, or what a tracked loop recorded
+        recorded = store.metric_names([r.id for r in runs if r.status == "finished"])
+        metric = "test_accuracy" if "test_accuracy" in recorded or not recorded else sorted(recorded)[0]
     grouped = group_runs(store, experiment, by)  # once, for the table and the curves
     summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer, grouped=grouped)
     curves = group_curves(store, experiment, by, metric, measure, layer, grouped=grouped)
