@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from convexp.errors import ConvexpError, ShapeError
+from convexp.names import layer_name_problem
 
 Padding = Literal["valid", "same"]
 ActivationName = Literal["none", "relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
@@ -34,6 +35,13 @@ Activation = Annotated[ActivationName, BeforeValidator(lambda value: "none" if v
 class _Layer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str | None = Field(default=None, description="the layer's name (default: its type and number, conv1, conv2, ...)")
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str | None) -> str | None:
+        if value is not None and (problem := layer_name_problem(value)):
+            raise ValueError(problem)
+        return value
 
 
 class Conv(_Layer):

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
+from convexp.free_memory import available_memory
 from convexp.layers import flat, parameter_table
 from convexp.spec import Grid, RunSpec
 from convexp.store.background import FLUSH_BYTES, MAX_PENDING
@@ -66,22 +66,6 @@ def estimate_memory(spec: RunSpec) -> MemoryEstimate:
         dataset=train * math.prod(info.input_shape) * FLOAT,
         snapshots=(MAX_PENDING + 1) * max(FLUSH_BYTES, kernels * FLOAT),
     )
-
-
-def available_memory() -> int | None:
-    """The memory this machine can give a new process now (Linux's MemAvailable), else its physical
-    memory; None where neither can be read."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def check_memory(experiment: str, spec: RunSpec, available: int | None = None) -> MemoryEstimate:

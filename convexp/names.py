@@ -57,3 +57,19 @@ def notes_problem(notes: object) -> str | None:
     except UnicodeEncodeError as exc:
         return f"the notes are not UTF-8 text (character {exc.start + 1} is a byte that is no character); write them in UTF-8"
     return None
+
+
+#: The longest layer name an experiment may give.
+MAX_LAYER_NAME = 100
+
+
+def layer_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a layer, or None: one printable line of at most :data:`MAX_LAYER_NAME` characters
+    (a name is shown in tables, pictures' titles and the UI's addresses)."""
+    if not name.strip():
+        return "a layer name cannot be empty"
+    if len(name) > MAX_LAYER_NAME:
+        return f"a layer name has at most {MAX_LAYER_NAME} characters ({len(name)} given)"
+    if any(not c.isprintable() for c in name):
+        return "a layer name cannot hold control characters such as a newline or a tab"
+    return None

@@ -169,6 +169,25 @@ class RunSpec(BaseModel):
                     f"snapshots.layers: '{name}' is not a conv layer{did_you_mean(name, conv_names)}; "
                     f"conv layers: {', '.join(conv_names) or 'none'}"
                 )
+        from convexp.datasets import dataset_info
+
+        info = dataset_info(self.dataset)
+        _, height, width = info.input_shape
+        if self.augmentation is not None and self.augmentation.shift >= min(height, width):
+            raise ValueError(
+                f"augmentation.shift: {self.augmentation.shift} pixels moves a {height}x{width} image out of its frame; "
+                f"at most {min(height, width) - 1}"
+            )
+        schedule = self.optimizer.schedule
+        if schedule is not None and schedule.warmup_steps > 0:
+            examples = min(info.train_examples, self.train_examples or info.train_examples)
+            updates = -(-examples // self.batch_size) * self.epochs
+            updates = min(updates, self.max_steps) if self.max_steps else updates
+            if schedule.warmup_steps > updates:
+                raise ValueError(
+                    f"optimizer.schedule.warmup_steps: {schedule.warmup_steps} updates of warmup, but the run makes "
+                    f"{updates}; the learning rate would never reach learning_rate"
+                )
         return self
 
     def plan(self) -> tuple[PlannedLayer, ...]:

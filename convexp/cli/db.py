@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from convexp.cells import json_text
-from convexp.cli.options import Db, Format, OutputFormat
+from convexp.cli.options import Db, Format, OutputFormat, distinct
 
 app = typer.Typer(
     help="The results database: schema migrations, copying, deleting, thinning and packing runs, reclaiming space, checking for damage.",
@@ -30,7 +30,9 @@ def upgrade_command(db: Db = None) -> None:
 def copy_command(
     source: Annotated[str, typer.Argument(help="Database to copy from: a SQLite file path or a SQLAlchemy URL.")],
     destination: Annotated[str, typer.Argument(help="Database to copy into (created and migrated if new).")],
-    run: Annotated[Optional[list[int]], typer.Option("--run", help="Copy only this run (repeat for several).")] = None,
+    run: Annotated[
+        Optional[list[int]], typer.Option("--run", help="Copy only this run (repeat for several).", callback=distinct)
+    ] = None,
 ) -> None:
     """Copy runs with their metrics, snapshots and checkpoints from SOURCE into DESTINATION.
 
@@ -60,7 +62,7 @@ def copy_command(
 
 @app.command("delete", short_help="Delete runs with everything they recorded.")
 def delete_command(
-    runs: Annotated[Optional[list[int]], typer.Argument(help="Run ids to delete.", show_default=False)] = None,
+    runs: Annotated[Optional[list[int]], typer.Argument(help="Run ids to delete.", show_default=False, callback=distinct)] = None,
     experiment: Annotated[Optional[str], typer.Option("--experiment", "-e", help="Delete the runs of this experiment.")] = None,
     status: Annotated[Optional[str], typer.Option(help="Delete the runs shown with this status, e.g. failed or stale.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -95,7 +97,7 @@ def delete_command(
 
 @app.command("thin", short_help="Delete most of runs' kernel snapshots, keeping every K-th step.")
 def thin_command(
-    runs: Annotated[list[int], typer.Argument(help="Run ids to thin.", show_default=False)],
+    runs: Annotated[list[int], typer.Argument(help="Run ids to thin.", show_default=False, callback=distinct)],
     keep_every: Annotated[
         Optional[int], typer.Option(min=1, help="Keep every K-th step (step % K == 0) [default: none beyond the ones below].")
     ] = None,
@@ -134,7 +136,7 @@ def thin_command(
 
 @app.command("pack", short_help="Store runs' kernel snapshots as XOR deltas (about 30% smaller), keeping every step.")
 def pack_command(
-    runs: Annotated[list[int], typer.Argument(help="Run ids to pack.", show_default=False)],
+    runs: Annotated[list[int], typer.Argument(help="Run ids to pack.", show_default=False, callback=distinct)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be freed.")] = False,
     vacuum: Annotated[
         bool, typer.Option("--vacuum", help="Then shrink the SQLite file (rewrites it; can take a while).")
@@ -167,10 +169,15 @@ def pack_command(
 @app.command("check", short_help="Find damaged rows: SQLite's integrity check, every snapshot against its checksum.")
 def check_command(
     runs: Annotated[
-        Optional[list[int]], typer.Argument(help="Run ids to check [default: every run].", show_default=False)
+        Optional[list[int]], typer.Argument(help="Run ids to check [default: every run].", show_default=False, callback=distinct)
     ] = None,
     fix: Annotated[
-        bool, typer.Option("--fix", help="Give a checksum to each snapshot recorded without one that decodes.")
+        bool,
+        typer.Option(
+            "--fix",
+            help="Give a checksum to each snapshot recorded without one that decodes (an XOR delta only when the "
+            "snapshot it decodes from matched its own checksum).",
+        ),
     ] = False,
     db: Db = None,
     fmt: OutputFormat = Format.table,

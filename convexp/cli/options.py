@@ -76,3 +76,8 @@ class PaddingChoice(str, enum.Enum):
 
     valid = "valid"
     same = "same"
+
+
+def distinct(ids: list[int] | None) -> list[int] | None:
+    """Run ids as given, each once (``db thin 1 1`` thins run 1 once, and counts it once)."""
+    return None if ids is None else list(dict.fromkeys(ids))

@@ -275,8 +275,9 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
     run of it holds (an experiment a run of which cannot fit in this machine's memory is an error);
     and the free space where --db lives."""
     from convexp import storage
+    from convexp.free_memory import available_memory
     from convexp.layers import describe_plan, format_parameter_table
-    from convexp.memory import available_memory, check_grids
+    from convexp.memory import check_grids
     from convexp.plugins import get_backends
     from convexp.spec import validate_file
 

@@ -6,16 +6,21 @@ convexp records as ``npz:`` and the file's absolute path. The file holds ``train
 
 - images (N, H, W) for one channel, or (N, C, H, W) or (N, H, W, C) with C 1 or 3 (channels first when the
   second axis is 1 or 3); ``uint8`` (scaled to [0, 1] by 255) or floating point, finite;
-- labels one whole number per image, from 0; the classes are 0 to the largest label in either split.
+- labels one whole number per image, from 0 to :data:`MAX_CLASSES` - 1; the classes are 0 to the largest label in
+  either split.
+
+Both splits hold at least one image. Each array's size is read from its header and checked against the memory
+there is before it is read (a small compressed file may hold gigabytes of zeros).
 
 Everything is checked when the experiment is validated, each problem one line naming the file and the array.
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from convexp.errors import DatasetError
 
@@ -28,6 +33,8 @@ PREFIX = "npz:"
 KEYS = {"train_images": "x_train", "train_labels": "y_train", "test_images": "x_test", "test_labels": "y_test"}
 #: The longest dataset name a run records (``runs.dataset``): ``npz:`` and the file's path.
 MAX_NAME = 100
+#: The most classes a dataset may have (ImageNet-21k has 21,841): a larger label is a mistake, not a class.
+MAX_CLASSES = 100_000
 
 
 def dataset_name(path: str | Path, relative_to: Path | None = None) -> str:
@@ -109,7 +116,34 @@ def _labels(file: Path, key: str, array: np.ndarray, count: int) -> np.ndarray:
         raise DatasetError(f"{file}: '{key}' has {len(array)} labels for {count} images")
     if len(array) and array.min() < 0:
         raise DatasetError(f"{file}: '{key}' holds the label {int(array.min())}; labels count from 0")
+    if len(array) and array.max() >= MAX_CLASSES:  # checked in its own type: int64 would wrap a large uint64
+        raise DatasetError(f"{file}: '{key}' holds the label {int(array.max())}; labels are below {MAX_CLASSES:,}")
     return array.astype(np.int64)
+
+
+def _check_sizes(file: Path, arrays: Any, names: list[str]) -> None:
+    """Refuse arrays whose headers declare more than the memory there is (read as float32, as training holds them),
+    or more bytes than their zip entry holds, before any is read."""
+    import numpy as np
+
+    from convexp.free_memory import available_memory
+
+    total = 0
+    for name in names:
+        member = arrays.zip.getinfo(name + ".npy")
+        with arrays.zip.open(member) as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(stream)
+        count = math.prod(shape)
+        if count * dtype.itemsize > member.file_size:
+            raise DatasetError(f"{file}: '{name}' declares {list(shape)} {dtype}, more than its {member.file_size:,} bytes")
+        total += count * max(dtype.itemsize, 4) * 2  # as read, and as the float32 copy training uses
+    available = available_memory()
+    if available is not None and total > available:
+        raise DatasetError(
+            f"{file}: its arrays need about {total / 2**30:.1f} GiB to read; this machine has {available / 2**30:.1f} GiB free"
+        )
 
 
 def load(name: str) -> Dataset:
@@ -122,8 +156,15 @@ def load(name: str) -> Dataset:
     if not file.is_file():
         raise DatasetError(f"{file}: no such file (the experiment's dataset path)")
     try:
-        with np.load(file, allow_pickle=False) as arrays:
+        loaded = np.load(file, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DatasetError(
+                f"{file}: a .npy file of one array; convexp reads a .npz of four arrays "
+                "(np.savez(path, train_images=..., train_labels=..., test_images=..., test_labels=...))"
+            )
+        with loaded as arrays:
             keys = {key: _key(file, arrays.files, key) for key in KEYS}
+            _check_sizes(file, arrays, list(keys.values()))
             train = _images(file, keys["train_images"], arrays[keys["train_images"]])
             test = _images(file, keys["test_images"], arrays[keys["test_images"]])
             train_labels = _labels(file, keys["train_labels"], arrays[keys["train_labels"]], len(train))
@@ -132,6 +173,7 @@ def load(name: str) -> Dataset:
         raise DatasetError(f"{file}: cannot be read as a NumPy .npz file ({exc})") from None
     if train.shape[1:] != test.shape[1:]:
         raise DatasetError(f"{file}: train images are {list(train.shape[1:])} (C, H, W), test images {list(test.shape[1:])}")
-    if not len(train):
-        raise DatasetError(f"{file}: '{keys['train_images']}' holds no images")
+    for key, images in (("train_images", train), ("test_images", test)):
+        if not len(images):  # an empty test split would fail only after a whole epoch
+            raise DatasetError(f"{file}: '{keys[key]}' holds no images; each split needs at least one")
     return Dataset(name, train, train_labels, test, test_labels, _classes(file, train_labels, test_labels))

@@ -184,8 +184,10 @@ def _database_error(exc: DatabaseError | DamagedDatabaseError) -> str:
 
 def _check_layer(check: RunCheck, layer: str, rows: Iterable[Any]) -> Iterator[tuple[Any, int | None]]:
     """Check a layer's rows in step order, recording what is found in ``check``; yields each row with the
-    checksum it should be given (None unless it decoded and has none)."""
+    checksum it should be given: None unless it decoded and has none, and, for an XOR delta, unless the row it
+    decodes from matched a checksum of its own (``--fix`` never vouches for a row whose base nothing verified)."""
     previous = None  # (step, words) of the last row that decoded
+    base_verified = False  # whether that row matched a checksum it was recorded with
     broken: DamagedSnapshot | None = None  # the damage the current chain is cut at
     for row in rows:
         check.snapshots += 1
@@ -204,10 +206,12 @@ def _check_layer(check: RunCheck, layer: str, rows: Iterable[Any]) -> Iterator[t
             previous = None
             yield row, None
             continue
-        previous = (row.step, words)
+        from_verified_base = row.encoding != XOR_DELTA or base_verified
+        previous, base_verified = (row.step, words), row.checksum is not None
         if row.checksum is None:
             check.unverified += 1
-            yield row, snapshot_checksum(kernel, bias)
+            # a delta decoded from a base no checksum vouched for may be damaged unseen: it gets none
+            yield row, snapshot_checksum(kernel, bias) if from_verified_base else None
         else:
             check.verified += 1
             yield row, None

@@ -474,7 +474,10 @@ def experiment_view(
         by = [next((f for f in fields if f != "seed"), fields[0] if fields else "experiment")]  # nothing varies: one group
     if metric is None and measure is None:  # test accuracy, or what a tracked loop recorded
         recorded = store.metric_names([r.id for r in runs if r.status == "finished"])
-        metric = "test_accuracy" if "test_accuracy" in recorded or not recorded else sorted(recorded)[0]
+        if recorded:
+            metric = "test_accuracy" if "test_accuracy" in recorded else sorted(recorded)[0]
+        else:  # kernels only: how far they moved
+            measure = "drift"
     grouped = group_runs(store, experiment, by)  # once, for the table and the curves
     summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer, grouped=grouped)
     curves = group_curves(store, experiment, by, metric, measure, layer, grouped=grouped)
