@@ -74,6 +74,39 @@ def fingerprint(db: Path) -> str:
     return digest.hexdigest()
 
 
+def _arrays(folder: Path, name: str) -> Path:
+    """A file of one's own images, wrong as its name says: one.npy (one array), wrap.npz (a uint64 label that int64
+    wraps to -1), empty.npz (a test split of no images)."""
+    import numpy as np
+
+    images = np.zeros((10, 8, 8), np.uint8)
+    labels = np.arange(10) % 2
+    path = folder / name
+    if name == "one.npy":
+        np.save(path, images)
+    elif name == "wrap.npz":
+        np.savez(
+            path, train_images=images, train_labels=np.full(10, 2**64 - 1, np.uint64), test_images=images, test_labels=labels
+        )
+    else:
+        np.savez(path, train_images=images, train_labels=labels, test_images=images[:0], test_labels=labels[:0])
+    return path
+
+
+def damaged_copy(db: Path, folder: Path) -> Path:
+    """A copy of the probe's database with random bytes over the pages after its first two (a bad disk)."""
+    import random
+
+    copy = folder / "damaged.db"
+    copy.write_bytes(db.read_bytes())
+    pages = copy.stat().st_size // 4096
+    with open(copy, "r+b") as file:
+        for page in range(2, pages):
+            file.seek(page * 4096)
+            file.write(random.Random(page).randbytes(4096))
+    return copy
+
+
 def write_files(folder: Path) -> dict[str, Path]:
     """The experiments files the CLI cases read, each wrong in one way."""
 
@@ -106,6 +139,17 @@ def write_files(folder: Path) -> dict[str, Path]:
         "colon-name": experiments("colon-name", "experiments:\n  'a:b': {dataset: digits}\n"),
         "empty-grid": experiments("empty-grid", {**SMALL, "seed": []}),
         "numeric-tag": experiments("numeric-tag", {**SMALL, "tags": [7]}),
+        "escape-in-layer-name": experiments(
+            "escape-in-layer-name",
+            {**SMALL, "layers": [{**SMALL["layers"][0], "name": "conv\x1b]0;title\x07"}, *SMALL["layers"][1:]]},
+        ),
+        "huge-shift": experiments("huge-shift", {**SMALL, "augmentation": {"shift": 1_000_000}}),
+        "long-warmup": experiments(
+            "long-warmup", {**SMALL, "optimizer": {"name": "sgd", "schedule": {"type": "cosine", "warmup_steps": 50}}}
+        ),
+        "npy-dataset": experiments("npy-dataset", {**SMALL, "dataset": {"path": str(_arrays(folder, "one.npy"))}}),
+        "wrapping-labels": experiments("wrapping-labels", {**SMALL, "dataset": {"path": str(_arrays(folder, "wrap.npz"))}}),
+        "empty-test-split": experiments("empty-test-split", {**SMALL, "dataset": {"path": str(_arrays(folder, "empty.npz"))}}),
         "billion-runs": experiments(
             "billion-runs",
             {
@@ -232,6 +276,15 @@ def cli_cases(db: Path, files: dict[str, Path], folder: Path) -> list[tuple[str,
         ("a name and --clear", ["name", "1", "x", "--clear", *d], 1, "or --clear", {}),
         ("notes without text", ["note", "1", *d], 1, "give the notes", {}),
         ("a tag as a number in the file", ["run", str(files["numeric-tag"]), *d], 2, "a tag is a string", {}),
+        ("an escape sequence in a layer name", ["validate", str(files["escape-in-layer-name"])], 2, "layer name", {}),
+        ("a shift larger than the image", ["run", str(files["huge-shift"]), *d], 2, "augmentation.shift", {}),
+        ("a warmup longer than the run", ["run", str(files["long-warmup"]), *d], 2, "warmup_steps", {}),
+        ("a .npy file as a dataset", ["run", str(files["npy-dataset"]), *d], 2, "a .npy file of one array", {}),
+        ("labels a wider integer type would wrap", ["run", str(files["wrapping-labels"]), *d], 2, "holds the label", {}),
+        ("a dataset with an empty test split", ["run", str(files["empty-test-split"]), *d], 2, "holds no images", {}),
+        ("a note that is not UTF-8", ["note", "1", "caf\udce9", *d], 1, "not UTF-8", {}),
+        ("a damaged database file", ["runs", "--db", str(damaged_copy(db, folder))], 1, "convexp db check", {}),
+        ("a damaged database file's run", ["show", "1", "--db", str(folder / "damaged.db")], 1, "convexp db check", {}),
     ]
 
 
@@ -320,6 +373,11 @@ def web_cases() -> list[tuple[str, str, str, tuple[int, ...]]]:
         ("a GIF from a word", "GET", "/runs/1/layers/conv1/filters.gif?from=soon", (400,)),
         ("a GIF of no frames", "GET", "/runs/1/layers/conv1/filters.gif?frames=1", (400,)),
         ("a GIF of steps with no snapshot", "GET", "/runs/1/layers/conv1/filters.gif?from=123456&to=123457", (400,)),
+        ("a GIF of more frames than its bound", "GET", "/runs/1/layers/conv1/filters.gif?frames=1000", (400,)),
+        ("a trajectory of a million points", "GET", "/api/runs/1/layers/conv1/filters/0?points=1000000", (400,)),
+        ("a layer with a slash that is not there", "GET", "/api/runs/1/layers/block1/conv/steps", (404,)),
+        ("an experiment with a slash that is not there", "GET", "/api/experiments/team/a", (404,)),
+        ("a GIF of a layer with a slash that is not there", "GET", "/runs/1/layers/a/b/filters.gif", (404,)),
     ]
 
 
@@ -385,7 +443,40 @@ def tracking_cases(folder: Path) -> list[tuple[str, Callable[[object], None]]]:
         ),
         ("a bias holding infinity", lambda run: run.log_kernels({"conv1": (kernel, np.full(4, np.inf, np.float32))}, step=1)),
         ("an experiment name with a colon", lambda run: convexp.track("a:b", db=str(folder / "colon.db"))),
+        ("a step beyond the database's integers", lambda run: run.log_metrics({"loss": 1.0}, step=2**63)),
+        ("a step that is True", lambda run: run.log_metrics({"loss": 1.0}, step=True)),
+        ("an epoch that is no number", lambda run: run.log_metrics({"loss": 1.0}, step=1, epoch="first")),
+        ("tags given as one string", lambda run: convexp.track("p", db=str(folder / "tags.db"), tags="baseline")),
+        ("notes given as a list", lambda run: convexp.track("p", db=str(folder / "notes.db"), notes=["a"])),
+        *_torch_cases(),
     ]
+
+
+def _torch_cases() -> list[tuple[str, Callable[[object], None]]]:
+    """Tracking cases of a torch model (a subclass, as a user writes one), where torch is installed."""
+    try:
+        import torch
+    except ImportError:
+        return []
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+
+    def swapped(run) -> None:
+        model = Net()
+        run.log_kernels(model, step=1)
+        model.conv.weight = torch.nn.Parameter(torch.zeros(6, 1, 3, 3))
+        run.log_kernels(model, step=2)
+
+    def removed(run) -> None:
+        model = Net()
+        run.log_kernels(model, step=1)
+        del model.conv
+        run.log_kernels(model, step=2)
+
+    return [("a torch kernel swapped for another shape", swapped), ("a torch conv layer removed", removed)]
 
 
 def probe_tracking(folder: Path, outcome: Outcome, deadline: float) -> None:
