@@ -495,7 +495,8 @@ def test_labels_of_the_wrong_type_are_refused_before_the_run_is_made(tmp_path, l
 # --- db check --fix vouches only for what it verified --------------------------------------------------------
 
 
-def test_fix_gives_no_checksum_to_a_delta_whose_base_no_checksum_verified(tmp_path):
+@pytest.mark.parametrize("command", [("db", "check", "--fix"), ("db", "pack", "1"), ("db", "thin", "1", "--keep-every", "1")])
+def test_no_command_gives_a_checksum_to_a_delta_whose_base_no_checksum_verified(tmp_path, command):
     from tests.test_checksums import STEPS, flip_bit, record_walks
 
     db = tmp_path / "walks.db"
@@ -504,7 +505,7 @@ def test_fix_gives_no_checksum_to_a_delta_whose_base_no_checksum_verified(tmp_pa
         connection.execute("UPDATE kernel_snapshots SET checksum = NULL WHERE layer = 'conv2'")
         connection.commit()
     flip_bit(db, 1, "conv2", 5)  # an XOR delta: damage nothing can see without a checksum
-    run_cli("db", "check", "--fix", "--db", str(db))
+    run_cli(*command, "--db", str(db))
     with contextlib.closing(sqlite3.connect(db)) as connection:
         given = dict(connection.execute("SELECT step, checksum FROM kernel_snapshots WHERE layer = 'conv2'").fetchall())
         encodings = dict(connection.execute("SELECT step, encoding FROM kernel_snapshots WHERE layer = 'conv2'").fetchall())

@@ -96,6 +96,13 @@ def verified(
         yield row, kernel, bias
 
 
+def may_vouch(row: Any, base_matched: bool) -> bool:
+    """Whether ``row``, recorded without a checksum and decoded, may be given one (``db check --fix``, thin, pack):
+    a raw row stands alone; an XOR delta only when the row it decodes from (``base_matched``) matched a checksum
+    of its own, since a delta decoded from an unverified base may be damaged unseen."""
+    return row.encoding == RAW or base_matched
+
+
 def _of_layer(run_id: int, layer: str):
     return (KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
 

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import DatabaseError
 
 from convexp.errors import DamagedDatabaseError
-from convexp.store.chains import layer_rows, read_row, shape_problem
+from convexp.store.chains import layer_rows, may_vouch, read_row, shape_problem
 from convexp.store.database import sqlite_read_only_uri
 from convexp.store.encoding import XOR_DELTA, UndecodableSnapshot, snapshot_checksum
 from convexp.store.models import KernelSnapshot
@@ -206,12 +206,11 @@ def _check_layer(check: RunCheck, layer: str, rows: Iterable[Any]) -> Iterator[t
             previous = None
             yield row, None
             continue
-        from_verified_base = row.encoding != XOR_DELTA or base_verified
+        vouch = may_vouch(row, base_verified)
         previous, base_verified = (row.step, words), row.checksum is not None
         if row.checksum is None:
             check.unverified += 1
-            # a delta decoded from a base no checksum vouched for may be damaged unseen: it gets none
-            yield row, snapshot_checksum(kernel, bias) if from_verified_base else None
+            yield row, snapshot_checksum(kernel, bias) if vouch else None
         else:
             check.verified += 1
             yield row, None

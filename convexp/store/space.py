@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, delete, func, select, update
 
 from convexp.errors import StoreError
-from convexp.store.chains import layer_rows, verified
+from convexp.store.chains import layer_rows, may_vouch, verified
 from convexp.store.encoding import RAW, ChainEncoder, snapshot_checksum
 from convexp.store.models import KernelSnapshot, Metric, Run, RunCheckpoint
 from convexp.store.store import Store
@@ -157,7 +157,9 @@ def thin_run(
         deleted = rewritten = freed = checksummed = 0
         kept_steps: set[int] = set()
         for layer in list(layers):
+            base_matched = False  # whether the row before matched a checksum of its own
             for row, kernel, bias in _decoded_rows(connection, run_id, layer):
+                vouch, base_matched = may_vouch(row, base_matched), row.checksum is not None
                 step = row.step
                 where = and_(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step == step)
                 if not kept(step):
@@ -175,7 +177,7 @@ def thin_run(
                     rewritten += 1
                     freed += len(row.kernel) - len(stored.data)
                     values = {"kernel": stored.data, "encoding": stored.encoding, "base_step": stored.base_step}
-                if row.checksum is None:  # recorded before checksums: it decoded, so it gains one
+                if row.checksum is None and vouch:  # recorded before checksums: it decoded from what was verified
                     checksummed += 1
                     values["checksum"] = snapshot_checksum(kernel, bias)
                 if values and not dry_run:
