@@ -48,7 +48,7 @@ import numpy as np
 from convexp import __version__
 from convexp.errors import ConvexpError, StoreError
 from convexp.model_kernels import KernelReader, kernel_reader, kernels_of
-from convexp.names import experiment_name_problem, notes_problem, run_name_problem
+from convexp.names import experiment_name_problem, layer_name_problem, notes_problem, run_name_problem
 from convexp.store import MetricRecord, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
 from convexp.store.labels import checked_tags
@@ -196,6 +196,9 @@ class TrackedRun:
     def _check_layout(self, layout: Layout, groups: dict[str, int], step: int) -> None:
         """Each layer keeps the kernel shape (and group count) it was first logged with."""
         for name, shape, _ in layout:
+            # a model that is itself a conv layer reads as the layer "" (torch's name for the root module)
+            if name not in self.shapes and name and (problem := layer_name_problem(str(name))):
+                raise ValueError(f"layer {name!r}: {problem}")
             known = self.shapes.setdefault(name, list(shape))
             if known != list(shape):
                 raise ValueError(f"layer {name}: kernel shape {list(shape)} at step {step}, {known} before")

@@ -492,6 +492,19 @@ def test_labels_of_the_wrong_type_are_refused_before_the_run_is_made(tmp_path, l
     assert not db.exists()
 
 
+@pytest.mark.parametrize("name", ["a\nb", "\x1b]0;t\x07", "x" * 101])
+def test_a_logged_layer_name_that_cannot_be_shown_is_refused_before_it_is_buffered(tmp_path, name):
+    import convexp
+
+    db = tmp_path / "t.db"
+    with convexp.track("names", db) as run:
+        run.log_kernels({"fine": np.zeros((2, 1, 3, 3), np.float32)}, step=0)
+        with pytest.raises(ValueError, match="layer name"):
+            run.log_kernels({name: np.zeros((2, 1, 3, 3), np.float32)}, step=1)
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        assert connection.execute("SELECT DISTINCT layer FROM kernel_snapshots").fetchall() == [("fine",)]
+
+
 # --- db check --fix vouches only for what it verified --------------------------------------------------------
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +13,7 @@ from convexp import __version__
 from convexp.analysis import pictures
 from convexp.analysis.compare import compare_runs, comparison_rows
 from convexp.analysis.filters import EDGE_THRESHOLD, analyse_layer
+from convexp.cells import json_text
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store
 
@@ -72,7 +72,7 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
         )
     )
     parts.append(
-        "<details><summary>Experiment spec</summary><pre>" + html.escape(json.dumps(run.spec, indent=2)) + "</pre></details>"
+        "<details><summary>Experiment spec</summary><pre>" + html.escape(json_text(run.spec, indent=2)) + "</pre></details>"
     )
     layer = _first_conv_layer(store, run)
     if layer is None:
