@@ -181,6 +181,17 @@ def sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
+def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """The one line a refused command printed on stderr (no traceback, a non-zero exit), holding every needle."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, input: str = "") -> subprocess.CompletedProcess:
     """Run the convexp command as a user would, in a fresh process (``input`` is what the user types)."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}

@@ -20,30 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli, write_experiments
+from tests.conftest import TINY_DIGITS, one_line_error, run_cli, write_experiments
 
-TINY = {
-    "dataset": "digits",
-    "backend": "numpy",
-    "layers": [
-        {"type": "conv", "filters": 4, "kernel_size": 3, "activation": "relu"},
-        {"type": "flatten"},
-        {"type": "dense", "units": 10},
-    ],
-    "epochs": 1,
-    "batch_size": 64,
-    "max_steps": 3,
-}
-
-
-def one_line_error(result, *needles: str) -> str:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+TINY = {**TINY_DIGITS, "max_steps": 3}
 
 
 @pytest.fixture(scope="module")

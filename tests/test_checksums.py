@@ -20,7 +20,7 @@ from convexp.errors import DamagedSnapshotError
 from convexp.store import Store
 from convexp.store.check import check_database
 from convexp.store.database import PAGE_SIZE, _alembic_config
-from tests.conftest import decode_kernels, run_cli
+from tests.conftest import decode_kernels, one_line_error, run_cli
 from tests.test_encoding import training_walk
 
 STEPS = 25  # conv2 (32 x 16 x 3 x 3, 18 KB) is raw at steps 0, 10, 20 and an XOR delta in between
@@ -71,15 +71,6 @@ def encodings(db: Path, layer: str = "conv2") -> list[str]:
         ]
 
 
-def one_line_refusal(result, *needles: str) -> None:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def test_every_row_carries_the_crc32_of_the_kernel_and_bias_it_stands_for(walks):
     db, logged = walks
     assert encodings(db)[:3] == ["raw", "xor-delta", "xor-delta"]
@@ -125,7 +116,7 @@ def test_a_flipped_bit_in_the_last_snapshot_is_refused_by_every_reader(walks):
         ("show", "1"),
         ("plot", "filters", "1", "--layer", "conv2", "--out", str(db.parent / "f.png")),
     ):
-        one_line_refusal(run_cli(*args, "--db", str(db)), damaged, "`convexp db check 1`")
+        one_line_error(run_cli(*args, "--db", str(db)), damaged, "`convexp db check 1`")
     assert not (db.parent / "f.png").exists()
     # run 2 is untouched and reads as before
     assert run_cli("filters", "2", "--layer", "conv2", "--db", str(db)).returncode == 0
@@ -192,16 +183,14 @@ def test_each_kind_of_damage_is_named(walks, column, value, reason):
     (damage,) = report.runs[0].damaged
     assert (damage.layer, damage.step, damage.dependent_steps) == ("conv2", 13, [14, 15, 16, 17, 18, 19])
     assert reason in damage.reason
-    one_line_refusal(
-        run_cli("filters", "1", "--layer", "conv2", "--step", "16", "--db", str(db)), "at step 13 is damaged", reason
-    )
+    one_line_error(run_cli("filters", "1", "--layer", "conv2", "--step", "16", "--db", str(db)), "at step 13 is damaged", reason)
 
 
 def test_thinning_and_packing_stop_at_a_damaged_snapshot_and_change_nothing(walks):
     db, _ = walks
     flip_bit(db, 1, "conv2", 5)
     for args in (("db", "thin", "1", "--keep-every", "4"), ("db", "pack", "1")):
-        one_line_refusal(run_cli(*args, "--db", str(db)), "run 1, layer conv2: the snapshot at step 5 is damaged")
+        one_line_error(run_cli(*args, "--db", str(db)), "run 1, layer conv2: the snapshot at step 5 is damaged")
     with contextlib.closing(sqlite3.connect(db)) as connection:  # nothing deleted or rewritten
         assert connection.execute("SELECT count(*) FROM kernel_snapshots WHERE run_id = 1").fetchone() == (2 * STEPS,)
 
