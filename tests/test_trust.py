@@ -108,7 +108,7 @@ def test_a_database_deleted_during_convexp_run_exits_non_zero(tmp_path):
         [sys.executable, "-m", "convexp", "run", str(experiments), "--db", str(db)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
         with contextlib.suppress(sqlite3.Error, TypeError):
             with contextlib.closing(sqlite3.connect(db)) as connection:

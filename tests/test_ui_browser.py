@@ -286,7 +286,7 @@ def test_a_run_started_elsewhere_appears_and_advances_without_a_reload(world):
         assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1  # never reloaded
     finally:
         training.send_signal(signal.SIGINT)
-        training.communicate(timeout=60)
+        training.communicate(timeout=600)
     page.wait_for_function("() => document.getElementById('run-status').dataset.status == 'interrupted'", timeout=15_000)
     page.close()
 

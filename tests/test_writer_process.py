@@ -112,7 +112,7 @@ def test_the_writer_process_ends_with_its_parent_and_keeps_whole_steps(tmp_path)
     assert moved_at is not None, "the writer never moved to its process"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline and _alive(child):
         time.sleep(0.1)
     assert not _alive(child), "the writer process outlived the process it wrote for"
@@ -265,7 +265,7 @@ def test_a_writer_process_whose_parent_is_gone_ends_quietly(db_path, new_run):
     child.stdin.write(_HEADER.pack(b"I", len(meta), 0) + meta)
     child.stdin.close()
     stderr = child.stderr.read()
-    assert child.wait(timeout=60) == 0 and b"Traceback" not in stderr, stderr.decode()
+    assert child.wait(timeout=600) == 0 and b"Traceback" not in stderr, stderr.decode()
 
 
 class TrainingClocks:
