@@ -279,6 +279,7 @@ def browsing(db: Path, viewport: dict | None = None) -> Iterator[dict]:
 
         def new_page(**options):
             page = browser.new_page(**options) if options else context.new_page()
+            page.set_default_timeout(120_000)  # a bound on a broken page, not a timing: a loaded machine is slow
             page.on("request", lambda request: requested.append(request.url))
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)

@@ -188,7 +188,7 @@ def test_play_runs_through_the_snapshots(world):
     page.wait_for_function("() => document.getElementById('kernel-canvas').dataset.step == '46'")
     page.select_option("#speed", "60")
     page.click("#play")  # from the end, play starts over at step 0
-    page.wait_for_function("() => document.getElementById('play').textContent == 'Play'", timeout=20_000)
+    page.wait_for_function("() => document.getElementById('play').textContent == 'Play'", timeout=120_000)
     assert page.eval_on_selector("#kernel-canvas", "c => c.dataset.step") == "46"
     page.close()
 
@@ -203,7 +203,7 @@ def test_the_patches_panel_draws_convexp_filters_patches(world):
     scrub_to(page, 20)
     page.select_option("#patches-top", "4")
     page.click("#patches-button")
-    page.wait_for_function("() => document.getElementById('patches-status').dataset.step == '20'", timeout=30_000)
+    page.wait_for_function("() => document.getElementById('patches-status').dataset.step == '20'", timeout=120_000)
     assert "3x3 receptive field, 360 test images searched" in page.inner_text("#patches-status")
     # hover filter 0's strongest patch: the first box of the first cell
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -269,15 +269,15 @@ def test_a_run_started_elsewhere_appears_and_advances_without_a_reload(world):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        page.wait_for_selector("#runs-table tr[data-run='4'][data-status='running']", timeout=60_000)
+        page.wait_for_selector("#runs-table tr[data-run='4'][data-status='running']", timeout=120_000)
         first = int(page.get_attribute("#runs-table tr[data-run='4']", "data-steps"))
         page.wait_for_function(
             f"() => Number(document.querySelector(\"#runs-table tr[data-run='4']\").dataset.steps) > {first}", timeout=15_000
         )
         page.click("#runs-table tr[data-run='4'] a")
-        page.wait_for_selector("#kernel-canvas[data-step]", timeout=30_000)
+        page.wait_for_selector("#kernel-canvas[data-step]", timeout=120_000)
         shown = int(page.get_attribute("#kernel-canvas", "data-step"))
-        page.wait_for_function(f"() => Number(document.getElementById('kernel-canvas').dataset.step) > {shown}", timeout=15_000)
+        page.wait_for_function(f"() => Number(document.getElementById('kernel-canvas').dataset.step) > {shown}", timeout=120_000)
         later = int(page.get_attribute("#kernel-canvas", "data-step"))
         assert np.array_equal(
             page.evaluate("() => Array.from(window.cxRun.state.snapshot.values)"),
@@ -287,7 +287,7 @@ def test_a_run_started_elsewhere_appears_and_advances_without_a_reload(world):
     finally:
         training.send_signal(signal.SIGINT)
         training.communicate(timeout=600)
-    page.wait_for_function("() => document.getElementById('run-status').dataset.status == 'interrupted'", timeout=15_000)
+    page.wait_for_function("() => document.getElementById('run-status').dataset.status == 'interrupted'", timeout=120_000)
     page.close()
 
 
