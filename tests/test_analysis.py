@@ -216,6 +216,7 @@ def test_report_opens_in_headless_chromium_with_every_image_and_no_network(two_s
             ],
         )
         page = browser.new_page()
+        page.set_default_timeout(120_000)  # a bound on a broken page, not a timing
         requested = []
         page.on("request", lambda request: requested.append(request.url))
         page.goto(out.as_uri())

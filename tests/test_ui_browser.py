@@ -89,6 +89,7 @@ def world(tmp_path_factory):
             ],
         )
         context = browser.new_context(viewport={"width": 1300, "height": 1000})
+        context.set_default_timeout(120_000)  # a bound on a broken page, not a timing
         errors: list[str] = []
 
         def new_page():
