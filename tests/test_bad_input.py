@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import TINY_DIGITS, one_line_error, run_cli, write_experiments
 
@@ -82,6 +84,16 @@ def on_a_terminal(*command: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)  # rich's own colours
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.text())
+def test_printable_leaves_no_character_that_could_drive_a_terminal(text):
+    from convexp.cli.output import printable
+
+    shown = printable(text)
+    assert all(c.isprintable() or c in "\n\t" for c in shown)
+    assert shown == text or any(not c.isprintable() and c not in "\n\t" for c in text)  # only what must change changes
+
+
 def test_a_confirmation_cuts_a_long_note_short_and_show_prints_it_whole(small_db, tmp_path):
     db = tmp_path / "r.db"
     db.write_bytes(small_db.read_bytes())
@@ -121,6 +133,21 @@ def test_every_json_document_holds_no_nan_and_says_which_number_was_not_finite()
         "n": 3,
         NON_FINITE_FIELD: {"lr": "nan", "top": "inf", "low": "-inf"},
     }
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_json_text_is_always_strict_json(value):
+    from convexp.cells import json_text
+
+    json.loads(json_text(value), parse_constant=lambda c: pytest.fail(f"{c} in {value!r}"))
 
 
 def test_a_tracked_config_holding_nan_leaves_the_runs_table_and_json_outputs_valid(tmp_path):
