@@ -89,6 +89,30 @@ def test_example_plugin_passes_its_own_tests(example_site):
     assert "failed" not in result.stdout and "passed" in result.stdout
 
 
+def test_a_plugin_test_written_from_the_first_guide_sees_checks_it_cannot_run_as_skips(example_site, tmp_path):
+    """The plugin guide once said: call run_check for every check in CHECKS. Checks added since, of features the
+    plugin does not declare, raise CheckSkipped -- a unittest.SkipTest -- which pytest reports as a skip, so such a
+    test keeps passing as convexp adds checks, without the plugin changing."""
+    (tmp_path / "test_first_guide.py").write_text(
+        "import pytest\n"
+        "from convexp.conformance import CHECKS, run_check\n\n\n"
+        '@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.name)\n'
+        "def test_conformance(check):\n"
+        '    run_check(check, "example")\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "test_first_guide.py"],
+        cwd=tmp_path,
+        env={**os.environ, **example_site},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " failed" not in result.stdout and " skipped" in result.stdout, result.stdout[-1000:]
+    assert "the backend does not implement optimizer adamw" in result.stdout
+
+
 def test_the_example_plugin_imports_only_the_plugin_api():
     import ast
 
