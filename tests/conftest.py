@@ -176,6 +176,17 @@ def tiny_experiments(tmp_path) -> Path:
     return write_experiments(tmp_path / "experiments.yaml", {"tiny": TINY_DIGITS})
 
 
+@pytest.fixture(scope="module")
+def small_db(tmp_path_factory) -> Path:
+    """A database holding one finished 3-step digits run (run 1), made once per test module: copy it to change it."""
+    db = tmp_path_factory.mktemp("small") / "r.db"
+    result = run_cli(
+        "run", str(write_experiments(db.parent / "e.yaml", {"tiny": {**TINY_DIGITS, "max_steps": 3}})), "--db", str(db)
+    )
+    assert result.returncode == 0, result.stderr
+    return db
+
+
 def sha256(path: Path) -> str | None:
     """Digest of a file (None if it does not exist): to prove a database was left as it was."""
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None

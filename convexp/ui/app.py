@@ -39,6 +39,7 @@ from convexp.errors import ConvexpError, DamagedSnapshotError, QueryError
 from convexp.store import Store
 from convexp.ui import data
 from convexp.ui.data import BadRequest, NotFound
+from convexp.ui.gif import filters_gif as filters_gif_bytes
 
 HERE = Path(__file__).resolve().parent
 #: Rows the query page shows (its CSV download has up to QUERY_CSV_ROWS).
@@ -303,7 +304,7 @@ def create_app(
         run = data.get_run(store, request.path_params["run_id"])
         layer, params = request.path_params["layer"], request.query_params
         frames = _int_param(request, "frames") if params.get("frames") else None
-        gif = data.filters_gif(store, run, layer, params.get("from"), params.get("to"), frames)
+        gif = filters_gif_bytes(store, run, layer, params.get("from"), params.get("to"), frames)
         name = f"run-{run.id}-{layer}-steps-{params.get('from') or 'first'}-{params.get('to') or 'last'}.gif"
         return Response(gif, media_type="image/gif", headers={"Content-Disposition": attachment(name)})
 

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from convexp.analysis import distributions
 from convexp.analysis.compare import compare_runs, comparison_dict
 from convexp.analysis.filters import analyse_layer
@@ -260,56 +258,6 @@ def layer_histogram(store: Store, run: RunRecord, layer: str, step: str | None, 
     return {"run": run.id, **distributions.layer_histogram(store, run.id, layer, step_of(store, run, layer, step), bins)}
 
 
-GIF_FRAMES = 40
-
-
-#: The most filter cells one GIF draws, filters x frames (about 25 ms each): the default frames of a layer with many
-#: filters are fewer, and a request for more is refused, so one request cannot hold the server for minutes.
-MAX_GIF_CELLS = 1280
-
-
-def filters_gif(
-    store: Store, run: RunRecord, layer: str, first: str | None, last: str | None, frames: int | None = None
-) -> bytes:
-    """An animated GIF of a layer's filter grid over the recorded steps from ``first`` to ``last`` (step numbers,
-    ``first`` or ``last``), at most ``frames`` snapshots evenly spread (default :data:`GIF_FRAMES`, fewer for a layer
-    with many filters: :data:`MAX_GIF_CELLS`), every frame on one colour scale (as ``convexp plot evolution --out
-    x.gif`` draws it)."""
-    import io
-
-    from convexp.analysis.pictures import evolution_gif
-
-    filters = _filter_count(store, run, layer)
-    most = MAX_GIF_CELLS // filters
-    if most < 2:
-        raise BadRequest(f"{layer} has {filters} filters: a GIF draws at most {MAX_GIF_CELLS} filter cells (filters x frames)")
-    if frames is None:
-        frames = min(GIF_FRAMES, most)
-    if not 2 <= frames <= min(200, most):
-        raise BadRequest(
-            f"frames must be from 2 to {min(200, most)} for {layer} ({filters} filters; a GIF draws at most "
-            f"{MAX_GIF_CELLS} filter cells, filters x frames), not {frames}"
-        )
-    steps = _recorded_steps(store, run, layer)
-    bounds = [parse_step(first or "first"), parse_step(last or "last")]
-    start, stop = (b if isinstance(b, int) else steps[0] if b == "first" else steps[-1] for b in bounds)
-    if stop < start:
-        raise BadRequest(f"the GIF's last step ({stop}) comes before its first ({start})")
-    recorded = [s for s in steps if start <= s <= stop]
-    if not recorded:
-        raise BadRequest(
-            f"{layer} of run {run.id} has no snapshot from step {start} to {stop}; it has steps {steps[0]} to {steps[-1]}"
-        )
-    steps = distributions.sampled_steps(recorded, frames) if len(recorded) > 1 else recorded
-    kernels = np.stack([s.kernel_array for s in store.snapshots_at(run.id, layer, steps)])
-    buffer = io.BytesIO()
-    from convexp.analysis.colour import sees_colour_image
-
-    rgb = sees_colour_image(run.spec, layer)
-    evolution_gif(kernels, np.array(steps), f"run {run.id} {layer}", buffer, frames=len(steps), rgb=rgb)
-    return buffer.getvalue()
-
-
 def layer_analysis(store: Store, run: RunRecord, layer: str, step: str | None) -> dict[str, Any]:
     """``convexp filters`` for one step: each filter's closest operator and the edge-like share, beside the first step's."""
     kernel = kernels_at(store, run, layer, step)[0]
@@ -428,15 +376,8 @@ def parse_step(text: str | None) -> int | str:
     return int(text)
 
 
-def _filter_count(store: Store, run: RunRecord, layer: str) -> int:
-    """How many filters ``layer`` of ``run`` has; a layer recorded without filters (batch_norm's statistics) is refused."""
-    from convexp.analysis.selection import filter_count
-
-    _recorded_steps(store, run, layer)  # a layer not recorded: 404
-    return filter_count(store, run.id, layer)
-
-
-def _recorded_steps(store: Store, run: RunRecord, layer: str) -> list[int]:
+def recorded_steps(store: Store, run: RunRecord, layer: str) -> list[int]:
+    """The steps at which ``layer`` of ``run`` was recorded; a layer not recorded is a 404 naming those that were."""
     steps = store.snapshot_steps(run.id, layer)
     if not steps:
         raise _no_layer(store, run, layer)
@@ -445,7 +386,7 @@ def _recorded_steps(store: Store, run: RunRecord, layer: str) -> list[int]:
 
 def step_of(store: Store, run: RunRecord, layer: str, step: str | None) -> int:
     """A step as the pages ask for it (a number, ``first`` or ``last``), checked against what was recorded."""
-    wanted, steps = parse_step(step), _recorded_steps(store, run, layer)
+    wanted, steps = parse_step(step), recorded_steps(store, run, layer)
     try:
         return steps[step_index(steps, wanted, run.id, layer)]
     except ConvexpError as exc:
