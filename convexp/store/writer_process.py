@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from convexp.errors import StoreError
+from convexp.free_memory import proc_bytes
 from convexp.store.background import HEARTBEAT_SECONDS, MAX_PENDING, BackgroundWriter, Batch, write_batch
 from convexp.store.packed import PackedSnapshots
 
@@ -201,13 +202,9 @@ def _read_exactly(fd: int, size: int) -> bytearray | None:
 def _peak_memory() -> int:
     """This process's peak resident memory in bytes, since it began running Python (Linux's VmHWM: the
     rusage maximum would count the parent's pages the child shared before its exec)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    peak = proc_bytes("/proc/self/status", "VmHWM:")
+    if peak is not None:
+        return peak
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux, bytes on macOS: a fallback
