@@ -38,12 +38,17 @@ def run_name_problem(name: object) -> str | None:
     """Why ``name`` cannot name a run, or None: one printable line of at most :data:`MAX_RUN_NAME` characters."""
     if not isinstance(name, str):
         return f"a run name is a string, not {type(name).__name__} {name!r}"
+    return _line_problem("a run name", name, MAX_RUN_NAME)
+
+
+def _line_problem(what: str, name: str, most: int) -> str | None:
+    """Why ``name`` is not one printable, non-empty line of at most ``most`` characters, or None."""
     if not name.strip():
-        return "a run name cannot be empty"
-    if len(name) > MAX_RUN_NAME:
-        return f"a run name has at most {MAX_RUN_NAME} characters ({len(name)} given)"
+        return f"{what} cannot be empty"
+    if len(name) > most:
+        return f"{what} has at most {most} characters ({len(name)} given)"
     if any(not c.isprintable() for c in name):
-        return "a run name cannot hold control characters such as a newline or a tab"
+        return f"{what} cannot hold control characters such as a newline or a tab"
     return None
 
 
@@ -66,10 +71,4 @@ MAX_LAYER_NAME = 100
 def layer_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a layer, or None: one printable line of at most :data:`MAX_LAYER_NAME` characters
     (a name is shown in tables, pictures' titles and the UI's addresses)."""
-    if not name.strip():
-        return "a layer name cannot be empty"
-    if len(name) > MAX_LAYER_NAME:
-        return f"a layer name has at most {MAX_LAYER_NAME} characters ({len(name)} given)"
-    if any(not c.isprintable() for c in name):
-        return "a layer name cannot hold control characters such as a newline or a tab"
-    return None
+    return _line_problem("a layer name", name, MAX_LAYER_NAME)
