@@ -69,8 +69,10 @@ MNIST_NUMPY = "convexp run -e mnist-keras-convnet --backend numpy --epochs 1"
 TRAINED_COMMANDS = ("run", "runs", "show", "filters", "summary", "compare")
 #: How far a trained number may be from the one shown: this share of the shown value, plus one unit in the shown
 #: value's last printed digit (its rounding). Measured: across OpenBLAS core types (SkylakeX, Haswell,
-#: Sandybridge, Prescott) and one or two threads the quickstart's numbers moved by at most 0.11%.
-TRAINED_TOLERANCE = 0.005
+#: Sandybridge, Prescott) and one or two threads the quickstart's numbers moved by at most 0.11%; the filters
+#: table after one MNIST epoch (docs/guides/analysis.md) by up to 0.66% beyond one unit with Haswell's kernels
+#: (a mean of -0.0602 printed as -0.0597). 2% leaves three times that.
+TRAINED_TOLERANCE = 0.02
 #: A table's columns whose values differ from run to run by nature.
 VOLATILE_COLUMNS = {"seconds", "started", "framework_version"}
 #: Terminal width for the commands: wide enough that no table the docs show is wrapped.

@@ -57,14 +57,15 @@ def test_numbers_from_training_are_compared_within_the_tolerance_and_all_others_
     assert examples.trained("convexp run -e quickstart") and not examples.trained("convexp init glorot_uniform")
     assert examples.mismatch(shown, "  epoch 20/20: test_loss 0.0449, test_accuracy 0.9833, 0.01 s\n", toleranced=True) is None
     assert examples.mismatch(shown, "  epoch 20/20: test_loss 0.0449, test_accuracy 0.9833, 0.01 s\n", toleranced=False)
-    assert examples.mismatch(shown, "  epoch 20/20: test_loss 0.0460, test_accuracy 0.9833, 0.01 s\n", toleranced=True)
+    assert examples.mismatch(shown, "  epoch 20/20: test_loss 0.0470, test_accuracy 0.9833, 0.01 s\n", toleranced=True)
     assert examples.mismatch(shown, "  epoch 19/20: test_loss 0.0448, test_accuracy 0.9833, 0.01 s\n", toleranced=True)
     assert examples.mismatch(shown, "  epoch 20/20: test_cost 0.0448, test_accuracy 0.9833, 0.01 s\n", toleranced=True)
     # the tolerance is a share of the value shown plus one unit in its last digit, never a unit of a digit it lacks
-    assert examples.same_number("0.0448262", "0.0448754") and not examples.same_number("0.0448262", "0.0458262")
+    assert examples.same_number("0.0448262", "0.0448754") and not examples.same_number("0.0448262", "0.0462262")
+    assert examples.same_number("-0.0602", "-0.0597")  # after one MNIST epoch, SkylakeX and Haswell kernels
     assert examples.same_number("1e-07", "1.004e-07") and not examples.same_number("1e-07", "3e-07")
     assert not examples.same_number("900", "901")  # counts are exact
-    assert not examples.same_number("0.983333", "0.975")  # 0.8% off
+    assert not examples.same_number("0.983333", "0.96")  # 2.4% off
 
 
 def test_the_contributing_notes_state_the_rule_that_docs_examples_applies():
