@@ -123,12 +123,9 @@ class TrackedRun:
         return True
 
     def _at(self, step: int, epoch: int | None) -> None:
-        if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or not 0 <= step <= MAX_ID:
-            raise ValueError(f"step must be a whole number from 0 to {MAX_ID}, not {step!r}")
-        if epoch is not None and (
-            not isinstance(epoch, (int, np.integer)) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_ID
-        ):
-            raise ValueError(f"epoch must be a whole number from 0 to {MAX_ID}, not {epoch!r}")
+        _check_count("step", step)
+        if epoch is not None:
+            _check_count("epoch", epoch)
         if self.step is not None and step < self.step:
             raise ValueError(f"step {step} is before step {self.step}, which was already logged; steps only go forward")
         if self.step is not None and step > self.step:
@@ -334,6 +331,12 @@ def track(
     except BaseException:
         store.close()
         raise
+
+
+def _check_count(what: str, value: object) -> None:
+    """Refuse a step or epoch that is not a whole number the database's integers hold (bool is no number here)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
+        raise ValueError(f"{what} must be a whole number from 0 to {MAX_ID}, not {value!r}")
 
 
 def _framework_version(framework: str) -> str:
