@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import convexp.runner as runner
-from convexp.recorder import RunRecorder
+import convexp.experiments.runner as runner
+from convexp.experiments.recorder import RunRecorder
 from convexp.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

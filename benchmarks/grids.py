@@ -78,7 +78,7 @@ def experiments_file(folder: Path, seeds: int) -> Path:
 
 def build(db: Path, runs: int, snapshot_runs: int, steps: int) -> None:
     """Insert finished runs with metrics, and every-step runs with conv1 snapshots, through the store."""
-    from convexp import runner
+    from convexp.experiments import runner
     from convexp.store import MetricRecord, SnapshotRow, Store
     from convexp.store.background import Batch, write_batch
 
@@ -207,16 +207,16 @@ def billion_grid(folder: Path) -> Path:
 
 def billion_grid_seconds(path: Path) -> float:
     """What `convexp validate` does with the file, timed in this process (start-up apart)."""
-    from convexp import storage
-    from convexp.memory import check_grids
-    from convexp.plugins import get_backends
-    from convexp.spec import validate_file
+    from convexp.backends.registry import get_backends
+    from convexp.experiments import estimate_disk
+    from convexp.experiments.estimate_memory import check_grids
+    from convexp.experiments.spec import validate_file
 
     backends = get_backends()
     start = time.perf_counter()
     (grid,) = validate_file(path, backends=backends).values()
     assert len(grid) == 10**9
-    storage.estimate_grid(grid)
+    estimate_disk.estimate_grid(grid)
     check_grids([grid])
     return time.perf_counter() - start
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from convexp.recorder import RunRecorder
-from convexp.spec import resolve_runs
+from convexp.experiments.recorder import RunRecorder
+from convexp.experiments.spec import resolve_runs
+from convexp.model.weights import KernelSnapshot
 from convexp.store import Store
-from convexp.training import KernelSnapshot
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

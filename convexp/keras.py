@@ -46,8 +46,8 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
     """A ``keras.callbacks.Callback`` recording ``model.fit`` as a convexp run (see the module's docs)."""
     import keras
 
-    from convexp.model_kernels import NotBuiltError
     from convexp.tracking import track
+    from convexp.tracking.model_kernels import NotBuiltError
 
     if every < 1:
         raise ValueError(f"every must be 1 or more, not {every}")

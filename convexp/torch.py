@@ -13,7 +13,7 @@ kernels of the model's ``nn.Conv2d`` modules (or ``layers``, by their ``named_mo
 (out, in, kh, kw) float32, through :func:`convexp.track`. ``recorder.end_epoch(test_loss=...,
 test_accuracy=...)`` records an epoch's metrics and its last step's kernels. convexp imports no
 framework: the model is read through the torch the script imported. Any ``nn.Module`` is read
-(see :mod:`convexp.model_kernels`), its conv layers named by their full path.
+(see :mod:`convexp.tracking.model_kernels`), its conv layers named by their full path.
 """
 
 from __future__ import annotations

@@ -94,10 +94,10 @@ def _default(param: Any) -> str:
 def yaml_models() -> list[tuple[str, Any]]:
     """(heading, pydantic model) for the experiment and every model it nests: the run's fields, the snapshot
     schedule, augmentation, the optimizers and their schedule, and every layer type."""
-    from convexp.augmentation import Augmentation
-    from convexp.layers import LAYER_TYPES
-    from convexp.spec import RunSpec, SnapshotSchedule
-    from convexp.training import SGD, Adam, AdamW, Schedule
+    from convexp.experiments.spec import RunSpec, SnapshotSchedule
+    from convexp.model.augmentation import Augmentation
+    from convexp.model.layers import LAYER_TYPES
+    from convexp.model.optimizers import SGD, Adam, AdamW, Schedule
 
     models: list[tuple[str, Any]] = [
         ("An experiment", RunSpec),
@@ -148,7 +148,7 @@ def _type_name(annotation: Any) -> str:
     """A field's type as a reader of YAML thinks of it: ``int | null``, ``list of layers``, ``valid | same``."""
     import types
 
-    from convexp.layers import LAYER_TYPES
+    from convexp.model.layers import LAYER_TYPES
 
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:

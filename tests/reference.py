@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import correlate2d
 
-from convexp.layers import same_padding
+from convexp.model.layers import same_padding
 
 
 def scipy_conv(images: np.ndarray, kernel: np.ndarray, stride: int, padding: str) -> np.ndarray:

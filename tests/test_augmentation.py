@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from convexp.augmentation import Augmentation, augment, epoch_draws
+from convexp.model.augmentation import Augmentation, augment, epoch_draws
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
 
 

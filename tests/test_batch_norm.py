@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from convexp.layers import BatchNorm, Conv, Dense, Flatten, ReLU, plan
+from convexp.model.layers import BatchNorm, Conv, Dense, Flatten, ReLU, plan
 from tests.conftest import TINY_DIGITS, readme_read_kernel, run_cli, write_experiments
 from tests.test_numpy_backend import assert_gradients_match_finite_differences, small_network
 

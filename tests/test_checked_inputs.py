@@ -88,12 +88,12 @@ def test_a_npy_file_is_refused_with_what_convexp_reads(tmp_path):
 def test_arrays_are_sized_from_their_headers_before_any_is_read(tmp_path, monkeypatch):
     """A header that declares more than its zip entry holds, and arrays bigger than the memory there is, are refused
     without reading them (a 1 MB file of zeros may hold gigabytes)."""
-    import convexp.free_memory
+    import convexp.machine
     from convexp.datasets.arrays import load
     from convexp.errors import DatasetError
 
     name = _npz(tmp_path / "d.npz")
-    monkeypatch.setattr(convexp.free_memory, "available_memory", lambda: 1000)
+    monkeypatch.setattr(convexp.machine, "available_memory", lambda: 1000)
     with pytest.raises(DatasetError, match="need about .* GiB to read; this machine has"):
         load(name)
     monkeypatch.undo()

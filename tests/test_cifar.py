@@ -130,7 +130,7 @@ def test_a_one_epoch_colour_run_end_to_end_draws_its_filters_in_colour(tmp_path,
     from PIL import Image
 
     from convexp.analysis.report import write_report
-    from convexp.runner import execute, plan_runs
+    from convexp.experiments.runner import execute, plan_runs
     from convexp.store import Store
 
     archive, _ = generated(tmp_path / "data")

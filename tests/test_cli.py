@@ -229,7 +229,7 @@ def test_db_upgrade_creates_and_reports(tmp_path):
 def test_conv_explain_walks_through_the_5x5_example():
     from scipy.signal import convolve2d, correlate2d
 
-    from convexp.convolution import EXAMPLE_IMAGE, EXAMPLE_KERNEL
+    from convexp.model.convolution import EXAMPLE_IMAGE, EXAMPLE_KERNEL
 
     result = run_cli("conv", "--explain")
     assert result.returncode == 0, result.stderr

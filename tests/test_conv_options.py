@@ -8,7 +8,7 @@ import pytest
 from scipy.signal import correlate2d
 
 from convexp.errors import ShapeError
-from convexp.layers import Conv, Dense, Flatten, plan
+from convexp.model.layers import Conv, Dense, Flatten, plan
 from tests.test_numpy_backend import assert_gradients_match_finite_differences, numeric_grad, small_network
 
 
@@ -44,7 +44,7 @@ CASES = [  # (stride, padding, dilation, groups, in channels, filters)
 def test_numpy_conv_with_dilation_and_groups_is_the_definition(stride, padding, dilation, groups, channels, filters):
     from convexp_plugins.numpy_backend import ops
 
-    from convexp.layers import same_padding
+    from convexp.model.layers import same_padding
 
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, channels, 9, 8))
@@ -181,7 +181,7 @@ def test_the_conv_command_computes_dilated_and_grouped_convs_as_torch_does(tmp_p
 def test_conv_explain_walks_through_stride_dilation_same_padding_and_groups():
     import torch
 
-    from convexp.convolution import EXAMPLE_IMAGE, EXAMPLE_KERNEL
+    from convexp.model.convolution import EXAMPLE_IMAGE, EXAMPLE_KERNEL
     from tests.conftest import run_cli
 
     result = run_cli("conv", "--explain", "--stride", "2")

@@ -161,7 +161,7 @@ def test_a_worker_of_convexps_cluster_drops_only_the_lost_scheduler_heartbeat_tr
 
     from distributed.comm.core import CommClosedError
 
-    from convexp import executors
+    from convexp.experiments import executors
 
     def record(message: str, error: BaseException) -> logging.LogRecord:
         return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, message, None, (type(error), error, None))

@@ -133,7 +133,7 @@ def test_example_is_part_of_the_file_it_names(block):
 
 @pytest.mark.parametrize("block", cases("experiments", "fragment"))
 def test_yaml_example_validates(block, tmp_path):
-    from convexp import runner
+    from convexp.experiments import runner
 
     if block.kind == "fragment":
         name = block.marker.split()[2]

@@ -45,7 +45,7 @@ def test_example_plugin_passes_convexp_check(example_site):
     result = run_cli("check", "example", "--format", "json", env=example_site)
     assert result.returncode == 0, result.stdout + result.stderr
     results = {r["check"]: r for r in json.loads(result.stdout)}
-    from convexp.conformance import CHECKS
+    from convexp.backends.conformance.checks import CHECKS
 
     # the example implements convexp's first vocabulary: the checks of what it does not build are skipped, saying
     # what it lacks (`convexp plugins` lists the same), and every other check passes
@@ -95,7 +95,7 @@ def test_a_plugin_test_written_from_the_first_guide_sees_checks_it_cannot_run_as
     test keeps passing as convexp adds checks, without the plugin changing."""
     (tmp_path / "test_first_guide.py").write_text(
         "import pytest\n"
-        "from convexp.conformance import CHECKS, run_check\n\n\n"
+        "from convexp.backends.conformance.checks import CHECKS, run_check\n\n\n"
         '@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.name)\n'
         "def test_conformance(check):\n"
         '    run_check(check, "example")\n'
@@ -118,13 +118,13 @@ def test_the_example_plugin_imports_only_the_plugin_api():
 
     package = REPO / "examples" / "convexp-example-backend" / "convexp_example_backend"
     allowed = {
-        "convexp.backend",
-        "convexp.training",
-        "convexp.types",
-        "convexp.layers",
-        "convexp.initializers",
-        "convexp.seeding",
-        "convexp.hookspecs",
+        "convexp.backends.protocol",
+        "convexp.backends.trainer",
+        "convexp.model.weights",
+        "convexp.model.layers",
+        "convexp.model.initializers",
+        "convexp.model.seeding",
+        "convexp.backends.hookspecs",
         "convexp.errors",
     }
     for path in package.glob("*.py"):
@@ -146,7 +146,7 @@ def test_check_fails_loudly_for_a_broken_backend(tmp_path):
     plugin = tmp_path / "flipped_plugin"
     plugin.mkdir()
     (plugin / "__init__.py").write_text(
-        "from convexp.hookspecs import hookimpl\n"
+        "from convexp.backends.hookspecs import hookimpl\n"
         "from convexp_plugins.numpy_backend.backend import NumpyBackend\n"
         "class Flipped(NumpyBackend):\n"
         "    name = 'flipped'\n"
@@ -157,7 +157,7 @@ def test_check_fails_loudly_for_a_broken_backend(tmp_path):
         "    register(Flipped())\n"
     )
     code = (
-        "import sys; from convexp.plugins import pm; import flipped_plugin; pm.register(flipped_plugin, name='flipped');"
+        "import sys; from convexp.backends.registry import pm; import flipped_plugin; pm.register(flipped_plugin, name='flipped');"
         "from convexp.cli import main; sys.argv = ['convexp', 'check', 'flipped', '--format', 'json']; main()"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -174,7 +174,7 @@ def test_checks_fail_a_wrong_optimizer_step_even_under_python_O(tmp_path):
     plugin.mkdir()
     (plugin / "__init__.py").write_text(
         "from dataclasses import replace\n"
-        "from convexp.hookspecs import hookimpl\n"
+        "from convexp.backends.hookspecs import hookimpl\n"
         "from convexp_plugins.numpy_backend.backend import NumpyBackend\n"
         "class Sloppy(NumpyBackend):\n"
         "    name = 'sloppy'\n"
@@ -190,7 +190,7 @@ def test_checks_fail_a_wrong_optimizer_step_even_under_python_O(tmp_path):
         "    register(Sloppy())\n"
     )
     code = (
-        "import sys; from convexp.plugins import pm; import sloppy_plugin; pm.register(sloppy_plugin, name='sloppy');"
+        "import sys; from convexp.backends.registry import pm; import sloppy_plugin; pm.register(sloppy_plugin, name='sloppy');"
         "from convexp.cli import main; sys.argv = ['convexp', 'check', 'sloppy', '--format', 'json']; main()"
     )
     result = subprocess.run([sys.executable, "-O", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -202,9 +202,9 @@ def test_checks_fail_a_wrong_optimizer_step_even_under_python_O(tmp_path):
 
 
 def test_a_check_that_cannot_run_is_skipped_with_its_reason(tmp_path):
-    from convexp import plugins
-    from convexp.conformance import check_backend
-    from convexp.hookspecs import hookimpl
+    from convexp.backends import registry as plugins
+    from convexp.backends.conformance.checks import check_backend
+    from convexp.backends.hookspecs import hookimpl
     from tests.test_plugins import FakeBackend
 
     class Plugin:

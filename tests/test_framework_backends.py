@@ -11,10 +11,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from convexp.conformance import CHECKS, run_check
+from convexp.backends.conformance.checks import CHECKS, run_check
+from convexp.backends.registry import describe_backends, get_backend
 from convexp.errors import BackendUnavailableError
-from convexp.plugins import describe_backends, get_backend
-from convexp.runner import plan_runs
+from convexp.experiments.runner import plan_runs
 from tests.conftest import REPO, TINY_DIGITS, run_cli, stored_kernel, write_experiments
 from tests.reference import CONV_CASES, scipy_conv
 

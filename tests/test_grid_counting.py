@@ -10,9 +10,9 @@ import sys
 import pytest
 import yaml
 
-from convexp import storage
-from convexp.memory import check_grids, estimate_memory
-from convexp.spec import Grid, resolve_grids
+from convexp.experiments import estimate_disk
+from convexp.experiments.estimate_memory import check_grids, estimate_memory
+from convexp.experiments.spec import Grid, resolve_grids
 from tests.conftest import REPO, run_cli
 
 SMALL_NET = [{"type": "conv", "filters": 4, "kernel_size": 3}, {"type": "flatten"}, {"type": "dense", "units": 10}]
@@ -35,7 +35,7 @@ def test_snapshot_steps_count_what_the_recorder_records():
             for every in (None, 1, 2, 3, 5, 7):
                 for epoch_end in (True, False):
                     expected = brute_force_snapshot_steps(total, per_epoch, every, epoch_end)
-                    assert storage.snapshot_steps(total, per_epoch, every, epoch_end) == expected, (
+                    assert estimate_disk.snapshot_steps(total, per_epoch, every, epoch_end) == expected, (
                         total,
                         per_epoch,
                         every,
@@ -66,7 +66,7 @@ def test_a_grid_is_sized_as_the_sum_of_its_runs():
     grid.check()
     runs = list(grid)
     assert len(grid) == len(runs) == 3 * 3 * 3 * 2 * 2 * 2 * 2 * 4
-    assert storage.estimate_grid(grid) == storage.estimate(r.spec for r in runs)
+    assert estimate_disk.estimate_grid(grid) == estimate_disk.estimate(r.spec for r in runs)
     assert check_grids([grid]) == max(estimate_memory(r.spec).total for r in runs)
     # in file order, the last axis fastest, as itertools.product and the old expansion gave them
     assert [(r.spec.epochs, r.spec.batch_size) for r in runs[:2]] == [(1, 7), (1, 7)]

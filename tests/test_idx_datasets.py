@@ -100,7 +100,7 @@ def test_a_one_epoch_fashion_mnist_format_run_end_to_end(tmp_path, monkeypatch):
     from convexp.analysis.filters import analyse_layer
     from convexp.analysis.report import write_report
     from convexp.datasets.download import fetch
-    from convexp.runner import execute, plan_runs
+    from convexp.experiments.runner import execute, plan_runs
     from convexp.store import Store
 
     collection, _ = generated(tmp_path / "served")

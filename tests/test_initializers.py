@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from convexp.errors import ConvexpError, UnknownNameError
-from convexp.initializers import INITIALIZER_NAMES, draw, explain, fans_of, get_initializer, shape_from_hwio
+from convexp.model.initializers import INITIALIZER_NAMES, draw, explain, fans_of, get_initializer, shape_from_hwio
 
 # A conv kernel large enough (64 x 32 x 3 x 3 = 18,432 weights) for tight statistics.
 SHAPE = (64, 32, 3, 3)

@@ -64,7 +64,7 @@ def test_an_experiments_tags_and_notes_label_each_of_its_runs_and_the_cli_change
 )
 def test_a_bad_tag_in_the_experiments_file_is_one_line_naming_the_field(tmp_path, tags, message):
     from convexp.errors import SpecError
-    from convexp.spec import resolve_runs
+    from convexp.experiments.spec import resolve_runs
 
     path = tmp_path / "experiments.yaml"
     path.write_text(
@@ -97,7 +97,7 @@ def test_tracked_runs_take_a_name_tags_and_notes_and_every_value_its_wall_time(t
 
 def test_labels_and_wall_times_through_the_library(tmp_path):
     from convexp.errors import StoreError
-    from convexp.runner import execute, plan_runs
+    from convexp.experiments.runner import execute, plan_runs
     from convexp.store import Store
     from convexp.store.labels import change_tags, set_name, set_notes
 

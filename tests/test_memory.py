@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from convexp.errors import ConvexpError
-from convexp.memory import check_memory, estimate_memory
-from convexp.spec import RunSpec
+from convexp.experiments.estimate_memory import check_memory, estimate_memory
+from convexp.experiments.spec import RunSpec
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import convexp
 from convexp.errors import ModelError
-from convexp.model_kernels import kernels_of
+from convexp.tracking.model_kernels import kernels_of
 from tests.conftest import stored_kernels
 
 
@@ -80,7 +80,7 @@ def test_every_read_of_a_training_torch_model_is_its_weights_at_that_moment(tmp_
     """The reader keeps views of the parameters' memory between reads; each read must still be the
     weights as they are then, after in-place updates and a parameter replaced, and in the (out, in,
     kh, kw) order also for channels_last weights (whose memory is laid out otherwise)."""
-    from convexp.model_kernels import kernel_reader
+    from convexp.tracking.model_kernels import kernel_reader
 
     torch, net = torch_net()
     if memory_format == "channels_last":
@@ -298,7 +298,7 @@ def test_a_framework_the_script_did_not_import_is_not_imported_to_refuse_a_model
 
     code = (
         "import sys, convexp\n"
-        "from convexp.model_kernels import kernels_of\n"
+        "from convexp.tracking.model_kernels import kernels_of\n"
         "class Net: pass\n"
         "try:\n    kernels_of(Net())\nexcept TypeError as e:\n    print(e)\n"
         "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"

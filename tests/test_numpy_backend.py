@@ -7,9 +7,9 @@ import pytest
 from convexp_plugins.numpy_backend import ops
 from convexp_plugins.numpy_backend.network import Network
 
-from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU, flat, plan
-from convexp.plugins import get_backend
-from convexp.training import KernelSnapshot
+from convexp.backends.registry import get_backend
+from convexp.model.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU, flat, plan
+from convexp.model.weights import KernelSnapshot
 from tests.reference import CONV_CASES, scipy_conv
 
 
@@ -178,7 +178,7 @@ def test_dropout_scales_kept_activations_and_is_off_in_evaluation():
 def test_sgd_and_adam_follow_their_update_rules():
     from convexp_plugins.numpy_backend.optimizers import make_updater
 
-    from convexp.training import SGD, Adam
+    from convexp.model.optimizers import SGD, Adam
 
     grad = np.array([0.5, -1.0], dtype=np.float32)
     param = np.array([1.0, 2.0], dtype=np.float32)

@@ -47,7 +47,7 @@ def test_wheel_ships_migrations_and_plugins_and_migrates(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = (
-        "import convexp, convexp_plugins; from convexp.store import Store; from convexp.plugins import get_backends;"
+        "import convexp, convexp_plugins; from convexp.store import Store; from convexp.backends.registry import get_backends;"
         "from convexp.ui.app import HERE; assert (HERE / 'static' / 'common.js').is_file();"
         "print(convexp.__file__); print(convexp_plugins.__file__); print(sorted(get_backends()));"
         f"Store({str(tmp_path / 'w.db')!r}).close()"

@@ -25,9 +25,9 @@ import sys
 
 import numpy as np
 
-from convexp.backend import Backend
-from convexp.hookspecs import hookimpl
-from convexp.types import KernelSnapshot
+from convexp.backends.protocol import Backend
+from convexp.backends.hookspecs import hookimpl
+from convexp.model.weights import KernelSnapshot
 
 KIND = os.environ.get("MISBEHAVE", "")
 AT = int(os.environ.get("MISBEHAVE_AT", "5"))
@@ -51,7 +51,7 @@ class Misbehaving(Backend):
         raise NotImplementedError
 
     def train(self, job, observer):
-        from convexp.seeding import initial_weights
+        from convexp.model.seeding import initial_weights
 
         weights = initial_weights(job.layers, job.kernel_initializer, job.bias_initializer, job.seed)
         conv = {k: v for k, v in weights.items() if k in job.snapshot_layers}

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from scipy.signal import correlate2d
 
-from convexp import hookspecs, plugins
-from convexp.backend import Backend
+from convexp.backends import hookspecs
+from convexp.backends import registry as plugins
+from convexp.backends.hookspecs import hookimpl
+from convexp.backends.protocol import Backend
 from convexp.errors import BackendUnavailableError, UnknownNameError
-from convexp.hookspecs import hookimpl
-from convexp.runner import execute, plan_runs
+from convexp.experiments.runner import execute, plan_runs
 from convexp.store import Store
 from tests.conftest import TINY_DIGITS, write_experiments
 
@@ -31,7 +32,7 @@ class FakeBackend(Backend):
         return "9.9"
 
     def initialize(self, initializer, shape, seed):
-        from convexp.initializers import draw
+        from convexp.model.initializers import draw
 
         return draw(self.resolve_initializer(initializer), shape, seed)
 
@@ -42,7 +43,7 @@ class FakeBackend(Backend):
         return out[:, :, ::stride, ::stride].astype(np.float32)
 
     def train(self, job, observer):
-        from convexp.seeding import initial_weights
+        from convexp.model.seeding import initial_weights
 
         weights = initial_weights(job.layers, job.kernel_initializer, job.bias_initializer, job.seed)
         conv = {k: v for k, v in weights.items() if k in job.snapshot_layers}
@@ -108,8 +109,8 @@ def test_register_backends_hook_feeds_the_runner_and_the_store(fake_plugin, tmp_
 
 def test_a_backend_without_checkpoints_resumes_by_starting_over(fake_plugin, tmp_path):
     """A plugin that hands out no training state still resumes correctly: from step 0, nothing twice."""
-    from convexp.conformance import CheckSkipped, check_resume
-    from convexp.runner import resume
+    from convexp.backends.conformance.checks import CheckSkipped, check_resume
+    from convexp.experiments.runner import resume
 
     with pytest.raises(CheckSkipped, match="no checkpoints handed out"):
         check_resume(FakeBackend())

@@ -105,7 +105,7 @@ def test_notes_that_are_not_utf8_are_refused_in_one_line(small_db, tmp_path):
 
 
 def test_every_json_document_holds_no_nan_and_says_which_number_was_not_finite():
-    from convexp.cells import NON_FINITE_FIELD, json_text
+    from convexp.analysis.cells import NON_FINITE_FIELD, json_text
 
     value = {"lr": float("nan"), "top": np.float32("inf"), "low": -math.inf, "kept": [1.0, float("nan")], "n": np.int64(3)}
     text = json_text(value)
@@ -130,7 +130,7 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_json_text_is_always_strict_json(value):
-    from convexp.cells import json_text
+    from convexp.analysis.cells import json_text
 
     json.loads(json_text(value), parse_constant=lambda c: pytest.fail(f"{c} in {value!r}"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from convexp.errors import SpecError
-from convexp.spec import resolve_runs, validate_file
+from convexp.experiments.spec import resolve_runs, validate_file
 from tests.conftest import REPO, TINY_DIGITS, write_experiments
 
 
@@ -82,7 +82,7 @@ def test_overrides_replace_fields_before_expansion(tmp_path):
     ],
 )
 def test_bad_specs_give_one_line_naming_file_experiment_and_field(tmp_path, changes, message):
-    from convexp.plugins import get_backends
+    from convexp.backends.registry import get_backends
 
     path = spec_file(tmp_path, **changes)
     with pytest.raises(SpecError, match=message) as info:
@@ -126,7 +126,7 @@ def test_unknown_experiment_and_missing_file(tmp_path, tiny_experiments):
 def test_reading_experiments_needs_no_backend(tmp_path):
     """A spec's shape is checked without the plugins; whether its backend is installed is checked when it is
     planned against the backends there are."""
-    from convexp.plugins import get_backend
+    from convexp.backends.registry import get_backend
 
     path = spec_file(tmp_path, backend="not-installed-here")
     (run,) = resolve_runs(path)

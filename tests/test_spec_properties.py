@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from convexp.errors import SpecError
-from convexp.spec import RunSpec, resolve_runs
+from convexp.experiments.spec import RunSpec, resolve_runs
 from tests.conftest import TINY_DIGITS
 
 FIELDS = list(RunSpec.model_fields) + ["epohcs", "lr", "snapshot", "type"]

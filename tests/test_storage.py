@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from convexp import storage
-from convexp.spec import resolve_runs
+from convexp.experiments import estimate_disk
+from convexp.experiments.spec import resolve_runs
 from tests.conftest import REPO, TINY_DIGITS, run_cli, sha256, write_experiments
 from tests.test_reliability import _one_error_line, mounted  # noqa: F401  (a fixture)
 
@@ -45,14 +45,14 @@ def test_the_estimate_is_what_a_real_run_writes(tmp_path, settings):
     spec = {**TINY_DIGITS, "layers": [{"type": "conv", "filters": 3, "kernel_size": 3}, *TINY_DIGITS["layers"]], **settings}
     path = write_experiments(tmp_path / "e.yaml", {"sized": spec})
     (run,) = resolve_runs(path)
-    expected = storage.estimate([run.spec])
+    expected = estimate_disk.estimate([run.spec])
     db = tmp_path / "r.db"
     # stored raw, the bytes are exactly the estimate's
     result = run_cli("run", str(path), "--db", str(db), env={"CONVEXP_SNAPSHOT_ENCODING": "raw"})
     assert result.returncode == 0, result.stderr
     rows, data, metrics = payload(db)
     assert (expected.snapshot_rows, expected.metric_rows) == (rows, metrics)
-    assert expected.snapshot_bytes == data + rows * storage.SNAPSHOT_ROW_OVERHEAD
+    assert expected.snapshot_bytes == data + rows * estimate_disk.SNAPSHOT_ROW_OVERHEAD
     assert f"this selection: 1 run(s), {expected.steps} steps, {rows} kernel snapshot(s)" in result.stderr
     # stored as XOR deltas (the default), they are fewer: the estimate is an upper bound
     encoded = tmp_path / "encoded.db"
@@ -69,7 +69,7 @@ def test_the_estimate_is_near_the_file_size_of_an_every_step_run(tmp_path):
     db = tmp_path / "r.db"
     assert run_cli("run", str(path), "--db", str(db)).returncode == 0
     grown = db.stat().st_size + sum(p.stat().st_size for p in tmp_path.glob("r.db-*"))
-    expected = storage.estimate(r.spec for r in resolve_runs(path)).total_bytes
+    expected = estimate_disk.estimate(r.spec for r in resolve_runs(path)).total_bytes
     empty = tmp_path / "empty.db"
     assert run_cli("db", "upgrade", "--db", str(empty)).returncode == 0
     assert 0.7 < expected / (grown - empty.stat().st_size) < 1.3
@@ -88,10 +88,10 @@ def test_a_ten_thousand_run_grid_is_counted_and_sized_before_anything_runs(tmp_p
     path = write_experiments(tmp_path / "e.yaml", {"grid": GRID})
     result = run_cli("validate", str(path), "--db", str(tmp_path / "r.db"))
     assert result.returncode == 0, result.stderr
-    single = {b: storage.estimate_run(resolve_runs(path)[0].spec.model_copy(update={"batch_size": b})) for b in (32, 64)}
+    single = {b: estimate_disk.estimate_run(resolve_runs(path)[0].spec.model_copy(update={"batch_size": b})) for b in (32, 64)}
     total = 5000 * (single[32].total_bytes + single[64].total_bytes)
     assert "grid: 10,000 run(s), digits" in result.stdout
-    assert f"up to {storage.format_bytes(total)}" in result.stdout
+    assert f"up to {estimate_disk.format_bytes(total)}" in result.stdout
     assert "free space where" in result.stdout and str(tmp_path / "r.db") in result.stdout
 
 
@@ -182,7 +182,10 @@ def test_thinning_keeps_every_kth_step_and_the_last_and_frees_what_it_says(every
     rows, data, metrics = payload(db)
     freed = bytes_before - data
     assert rows_before - rows == 2 * (470 - 48) and metrics == metrics_before
-    assert f"deleted {2 * (470 - 48)} snapshot row(s), {storage.format_bytes(freed)} of kernels; 48 step(s) kept" in result.stdout
+    assert (
+        f"deleted {2 * (470 - 48)} snapshot row(s), {estimate_disk.format_bytes(freed)} of kernels; 48 step(s) kept"
+        in result.stdout
+    )
     shrunk = size_before - db.stat().st_size
     # never less than it says; more by the pages' slack around the rows it deleted (16 KB pages)
     assert freed <= shrunk <= freed * 1.10 + 2**16, (freed, shrunk)
@@ -227,7 +230,7 @@ def test_runs_and_show_give_each_runs_size(tmp_path):
         assert run["size_mb"] == round(shown["total_bytes"] / 1e6, 2)
     assert shown["checkpoint_bytes"] == state
     text = run_cli("show", "2", "--db", str(db)).stdout
-    assert f"  storage     {storage.format_bytes(shown['total_bytes'])}: {rows} kernel snapshot(s)" in text
+    assert f"  storage     {estimate_disk.format_bytes(shown['total_bytes'])}: {rows} kernel snapshot(s)" in text
 
 
 def test_ctrl_c_stops_a_run_started_with_sigint_ignored(tmp_path):

@@ -199,7 +199,7 @@ def test_duplicate_snapshot_is_refused_and_the_batch_rolls_back(db_url):
 
 
 def test_a_checkpoint_is_replaced_and_reopening_drops_what_came_after_it(db_url):
-    from convexp.training import Checkpoint
+    from convexp.model.weights import Checkpoint
 
     store = Store(db_url)
     run_id = store.create_run(**RUN_FIELDS)
@@ -308,7 +308,7 @@ def test_list_runs_filters_by_experiment_backend_and_shown_status(db_path):
 def test_deleting_runs_removes_everything_they_recorded_or_nothing(db_url):
     from sqlalchemy import text
 
-    from convexp.training import Checkpoint
+    from convexp.model.weights import Checkpoint
 
     store = Store(db_url)
     k = np.zeros((1, 1, 3, 3), np.float32)

@@ -330,7 +330,7 @@ def test_a_run_without_a_with_block_is_ended_by_finish_and_refuses_more_logging_
     other.finish("failed", "a test")
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT id, status FROM runs ORDER BY id").fetchall() == [(1, "running"), (2, "finished")]
-    (first,) = [open_run for open_run in convexp.tracking._open_runs if open_run.store.location == str(db)]
+    (first,) = [open_run for open_run in convexp.tracking.run._open_runs if open_run.store.location == str(db)]
     first.finish()  # what interpreter exit would do
     assert sorted(stored(db, "c")) == [0, 1, 2]
 

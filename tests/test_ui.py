@@ -31,7 +31,7 @@ EVERY_STEP = {**TINY_DIGITS, "seed": [0, 1], "snapshots": {"every": 1}, "epochs"
 
 def record_two_seeds(tmp_path: Path, db: str) -> None:
     """Two finished every-step runs of a small digits network (seeds 0 and 1) into ``db``, through the Python API."""
-    from convexp.runner import execute, plan_runs
+    from convexp.experiments.runner import execute, plan_runs
     from convexp.store import Store
 
     path = write_experiments(tmp_path / "experiments.yaml", {"tiny": EVERY_STEP})

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from convexp import activations
-from convexp.layers import ACTIVATION_NAMES, ActivationLayer, AvgPool, Conv, Dense, GlobalAvgPool
+from convexp.model import activations
+from convexp.model.layers import ACTIVATION_NAMES, ActivationLayer, AvgPool, Conv, Dense, GlobalAvgPool
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
 from tests.test_numpy_backend import assert_gradients_match_finite_differences, numeric_grad, small_network
 
@@ -127,10 +127,10 @@ def test_an_experiment_with_the_new_parts_runs_and_its_filters_are_analysed(tmp_
 
 def test_an_experiment_a_backend_cannot_build_is_refused_in_one_line(tmp_path):
     from convexp.errors import SpecError
-    from convexp.spec import resolve_runs
+    from convexp.experiments.spec import resolve_runs
 
     class Old:  # a third-party backend written before the new layers: the first vocabulary only
-        from convexp.features import BASE_FEATURES as features
+        from convexp.backends.features import BASE_FEATURES as features
 
         devices = ("cpu",)
         default_initializers = None
@@ -174,7 +174,7 @@ def test_weight_decay_and_adamw_updates_follow_their_formulas():
     AdamW shrinks a kernel by lr * wd of itself before the Adam step; biases are never decayed."""
     from convexp_plugins.numpy_backend.optimizers import make_updater
 
-    from convexp.training import SGD, Adam, AdamW
+    from convexp.model.optimizers import SGD, Adam, AdamW
 
     rng = np.random.default_rng(0)
     kernel, bias = rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
@@ -211,10 +211,10 @@ def test_weight_decay_and_adamw_updates_follow_their_formulas():
 
 def test_an_optimizer_a_backend_lacks_is_refused_in_one_line(tmp_path):
     from convexp.errors import SpecError
-    from convexp.spec import resolve_runs
+    from convexp.experiments.spec import resolve_runs
 
     class Old:
-        from convexp.features import BASE_FEATURES as features
+        from convexp.backends.features import BASE_FEATURES as features
 
         devices = ("cpu",)
         default_initializers = None
@@ -235,7 +235,7 @@ def test_an_optimizer_a_backend_lacks_is_refused_in_one_line(tmp_path):
 def test_a_schedule_s_rate_at_each_update_is_its_formula():
     """Rates written out by hand: warmup k / W for the first W updates, then cosine from 1 to min_factor over the
     rest, or a step down by gamma every step_size updates; the shared loop hands each update its rate."""
-    from convexp.training import SGD, Schedule, learning_rate_at
+    from convexp.model.optimizers import SGD, Schedule, learning_rate_at
 
     cosine = Schedule(type="cosine", warmup_steps=2, min_factor=0.2)
     expected = [0.5, 1.0] + [0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * t / 8)) for t in range(8)]
@@ -251,8 +251,8 @@ def test_a_schedule_s_rate_at_each_update_is_its_formula():
 
 def _rates(optimizer) -> list[float]:
     """The rate the shared epoch loop sets before each of a 7-update job's updates."""
-    from convexp.conformance import tiny_job
-    from convexp.training import run_epochs
+    from convexp.backends.conformance.checks import tiny_job
+    from convexp.backends.trainer import run_epochs
 
     class Quiet:
         def on_train_start(self, kernels):
@@ -285,7 +285,7 @@ def test_label_smoothing_is_pytorch_s_and_its_gradient_is_finite_differences():
 
 def test_clipping_scales_every_gradient_by_the_global_norm_as_pytorch_clips():
     torch = pytest.importorskip("torch")
-    from convexp.training import clip_factor
+    from convexp.model.optimizers import clip_factor
 
     rng = np.random.default_rng(4)
     grads = [rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3), rng.standard_normal((54, 10))]

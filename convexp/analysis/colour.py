@@ -22,8 +22,8 @@ def sees_colour_image(spec: Mapping[str, Any], layer: str) -> bool:
     """Whether conv layer ``layer`` of a recorded run's spec takes the network's input directly and that input has 3
     channels (a run recorded from your own loop has no plan: False)."""
     from convexp.analysis.network import conv_layers_up_to
+    from convexp.analysis.recorded_plan import plan_recorded
     from convexp.errors import ConvexpError
-    from convexp.layers import plan_recorded
 
     try:
         path = conv_layers_up_to(plan_recorded(dict(spec)), layer)

@@ -10,7 +10,7 @@ A filter's *response* is its conv layer's output before that layer's activation 
 (w·x + b over the input window). ReLU, tanh, sigmoid, ELU and leaky ReLU are monotone, so ranking
 by response ranks by the activated output too (GELU's dip below zero aside), and the response
 still orders inputs the ReLU would clip to zero. Activations, average pooling and global average
-pooling below the layer are replayed with :mod:`convexp.activations`' definitions.
+pooling below the layer are replayed with :mod:`convexp.model.activations`' definitions.
 
 Every unit of a layer sees a square window of the input, its *receptive field*: with the window
 of each layer below (kernel or pool size k, stride s), the field grows by (k - 1) times the
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convexp import activations
 from convexp.errors import ConvexpError
-from convexp.layers import (
+from convexp.model import activations
+from convexp.model.layers import (
     ActivationLayer,
     AvgPool,
     BatchNorm,
@@ -389,8 +389,8 @@ def load_network(store, run, layer: str, step: int | str = "last") -> RecordedNe
     """The recorded network of ``run`` up to conv layer ``layer`` with the weights recorded at ``step``
     (a step number, ``first`` or ``last`` of that layer's snapshots); every conv layer below it must
     have been recorded at that step too."""
+    from convexp.analysis.recorded_plan import plan_recorded
     from convexp.analysis.selection import step_index
-    from convexp.layers import plan_recorded
 
     try:
         planned = plan_recorded(run.spec)

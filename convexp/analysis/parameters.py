@@ -21,7 +21,7 @@ from convexp.store import RunRecord, Store
 if TYPE_CHECKING:
     import pandas
 
-    from convexp.spec import RunSpec
+    from convexp.experiments.spec import RunSpec
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -44,7 +44,7 @@ def run_spec(spec: dict[str, Any]) -> RunSpec | None:
     its default); None if it no longer validates (e.g. its backend's plugin is gone, or it is a tracked run's)."""
     from pydantic import ValidationError
 
-    from convexp.spec import RunSpec
+    from convexp.experiments.spec import RunSpec
 
     try:
         return RunSpec.model_validate(spec)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convexp.activations import apply
 from convexp.analysis import TOP_PATCHES
 from convexp.analysis.network import ReceptiveField, RecordedNetwork, receptive_field, responses
 from convexp.errors import ConvexpError
-from convexp.layers import Conv
+from convexp.model.activations import apply
+from convexp.model.layers import Conv
 
 
 @dataclass(frozen=True)

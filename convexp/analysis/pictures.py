@@ -19,8 +19,8 @@ import numpy as np
 
 from convexp.analysis import PICTURE_KINDS, TOP_PATCHES
 from convexp.errors import ConvexpError
-from convexp.initializers import fans_of, get_initializer
-from convexp.layers import Padding, same_padding
+from convexp.model.initializers import fans_of, get_initializer
+from convexp.model.layers import Padding, same_padding
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -247,7 +247,7 @@ def correlate_layer(
     input channels of its group."""
     from scipy.signal import correlate2d
 
-    from convexp.convolution import spread_kernel
+    from convexp.model.convolution import spread_kernel
 
     image = image.astype(np.float64)
     out_channels, per_group = kernel.shape[:2]
@@ -408,9 +408,10 @@ def _maximize(store, run, options: PictureOptions, name: str) -> Figure:
 
 
 def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Figure:
+    from convexp.analysis.recorded_plan import plan_recorded
     from convexp.analysis.selection import snapshot_index
     from convexp.datasets import load_dataset
-    from convexp.layers import Conv, plan_recorded
+    from convexp.model.layers import Conv
 
     try:
         planned_layers = plan_recorded(run.spec)
@@ -428,7 +429,7 @@ def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Fig
     layer = planned.layer
     maps = correlate_layer(image, series.kernels[index], biases, layer.stride, layer.padding, layer.dilation, layer.groups)
     if planned.layer.activation != "none":
-        from convexp.activations import apply
+        from convexp.model.activations import apply
 
         maps = apply(planned.layer.activation, maps)
     label = int(data.test_labels[options.image_index])
@@ -448,7 +449,7 @@ def picture_suffixes(kind: str) -> set[str]:
 
 def check_picture_request(kind: str, path: Path) -> None:
     """Refuse an unknown picture kind, or a ``--out`` that cannot be written, before drawing."""
-    from convexp.outputs import check_output_path
+    from convexp.analysis.output_files import check_output_path
 
     if kind not in KINDS:
         from convexp.errors import unknown_name

@@ -11,9 +11,9 @@ from typing import Any
 
 from convexp import __version__
 from convexp.analysis import pictures
+from convexp.analysis.cells import json_text
 from convexp.analysis.compare import compare_runs, comparison_rows
 from convexp.analysis.filters import EDGE_THRESHOLD, analyse_layer
-from convexp.cells import json_text
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store
 

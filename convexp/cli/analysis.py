@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from convexp.analysis import TOP_PATCHES
-from convexp.cells import json_text
+from convexp.analysis.cells import json_text
 from convexp.cli import app
 from convexp.cli.options import DEFAULT_LAYER, DEFAULT_STEP, DataDir, Db, OutputFormat, PlotKind, Run, Runs, Step
 from convexp.cli.output import Format, render
@@ -277,10 +277,10 @@ def report_command(
 
     With --by, RUN is an experiment: the report starts with its groups (the tables of `convexp
     summary` and each group's curves with 95% bands) and goes on with its finished runs."""
+    from convexp.analysis.output_files import check_output_path
     from convexp.analysis.report import write_report
     from convexp.analysis.selection import select_runs
     from convexp.cli.output import console
-    from convexp.outputs import check_output_path
     from convexp.store import Store
 
     check_output_path(out, "--out", {".html", ".htm"})

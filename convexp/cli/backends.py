@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,14 +11,17 @@ from convexp.cli import app
 from convexp.cli.options import Device, OutputFormat
 from convexp.cli.output import Format, render
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 @app.command("plugins", short_help="List the backends and whether each is usable.")
 def plugins_command(fmt: OutputFormat = Format.table) -> None:
     """List every backend found through the convexp.backends entry points, whether it is usable, and
     which of convexp's layers and activations it does not implement (an experiment that needs one is
     refused by `validate` and `run`)."""
-    from convexp.features import described
-    from convexp.plugins import describe_backends
+    from convexp.backends.features import described
+    from convexp.backends.registry import describe_backends
 
     infos = describe_backends()
     columns = ["name", "plugin", "plugin_version", "framework", "framework_version", "usable", "reason", "lacks"]
@@ -39,8 +43,8 @@ def init_command(
     seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
 ) -> None:
     """Explain an initializer for a conv kernel: formula, fan_in, fan_out, limit or stddev, variance."""
-    from convexp.initializers import SampleStats, explain, get_initializer, shape_from_hwio
-    from convexp.plugins import get_backend
+    from convexp.backends.registry import get_backend
+    from convexp.model.initializers import explain, get_initializer, shape_from_hwio
 
     canonical = shape_from_hwio(shape)
     chosen = get_backend(backend, require_usable=sample)
@@ -100,7 +104,7 @@ def check_command(
     The numpy backend is the reference. A check that cannot run on the backend says 'skipped' with the reason.
     Exits 1 if any check fails.
     """
-    from convexp.conformance import check_backend
+    from convexp.backends.conformance.checks import check_backend
     from convexp.errors import ConvexpError
 
     try:
@@ -114,3 +118,21 @@ def check_command(
     )
     if not all(r.passed for r in results):
         raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class SampleStats:
+    """Statistics of a drawn kernel, to hold against :class:`~convexp.model.initializers.TheoreticalStats`."""
+
+    mean: float
+    variance: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> SampleStats:
+        """Mean, variance (population), min and max of an array, computed in float64."""
+        import numpy as np
+
+        v = np.asarray(values, dtype=np.float64)
+        return cls(float(v.mean()), float(v.var()), float(v.min()), float(v.max()))

@@ -46,12 +46,13 @@ def conv_command(
     """Cross-correlate an image with a kernel on a backend, as its conv layer does (the kernel is not flipped)."""
     import numpy as np
 
-    from convexp import convolution
+    from convexp.backends.registry import get_backend
+    from convexp.cli.conv_text import format_explanation
     from convexp.errors import ConvexpError
-    from convexp.plugins import get_backend
+    from convexp.model import convolution
 
     if out is not None:
-        from convexp.outputs import check_output_path
+        from convexp.analysis.output_files import check_output_path
 
         check_output_path(out, "--out", {".npy"})
     chosen = get_backend(backend)
@@ -70,7 +71,7 @@ def conv_command(
     bias_array = convolution.load_array(bias, "--bias") if bias else None
     if explain:
         typer.echo(
-            convolution.format_explanation(
+            format_explanation(
                 convolution.explain(chosen, images, kernel_array, stride, padding.value, dilation, groups), chosen.name
             )
         )

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from convexp.cells import json_text
+from convexp.analysis.cells import json_text
 from convexp.cli.options import Db, Format, OutputFormat, distinct
 
 app = typer.Typer(

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from convexp.cells import json_text
-from convexp.cells import plain_value as _plain
+from convexp.analysis.cells import json_text
+from convexp.analysis.cells import plain_value as _plain
 
 
 class Format(str, enum.Enum):

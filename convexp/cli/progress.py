@@ -85,7 +85,7 @@ class RunPrinter:
 class GridPrinter:
     """Runs on a cluster: one bar of runs done / failed / running, and a line per run as it ends.
 
-    Used as the ``listener`` of :func:`convexp.executors.run_on_dask`."""
+    Used as the ``listener`` of :func:`convexp.experiments.executors.run_on_dask`."""
 
     def __init__(self, total_runs: int):
         self.progress = Progress(

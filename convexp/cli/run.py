@@ -14,7 +14,7 @@ from convexp.cli import app
 from convexp.cli.options import DataDir, Db, Device, Executor
 
 if TYPE_CHECKING:
-    from convexp.runner import PlannedRuns
+    from convexp.experiments.runner import PlannedRuns
 
 ExperimentsFile = Annotated[
     Optional[Path],
@@ -26,7 +26,7 @@ ExperimentsFile = Annotated[
 
 def _experiments_file(file: Optional[Path]) -> Path:
     """The file to read; says so on stderr when it is convexp's bundled examples."""
-    from convexp.spec import experiments_file
+    from convexp.experiments.spec import experiments_file
 
     path, bundled = experiments_file(file)
     if bundled:
@@ -107,8 +107,8 @@ def run_command(
     With --executor dask every worker writes into --db: use a database they can all reach
     (PostgreSQL: --db postgresql+psycopg://user@host/convexp).
     """
-    from convexp import runner
     from convexp.errors import ConvexpError
+    from convexp.experiments import runner
     from convexp.store import Store
 
     overrides = {
@@ -181,7 +181,7 @@ def run_command(
 
 def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection: str = "") -> None:
     from convexp.cli.progress import GridPrinter
-    from convexp.executors import run_on_dask
+    from convexp.experiments.executors import run_on_dask
     from convexp.store import Store
 
     where = scheduler or f"a LocalCluster of {workers or 'one per CPU'} worker(s)"
@@ -223,42 +223,46 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 
 
 def _free_space_line(db: str | None, free: int | None) -> str:
-    from convexp import storage
+    from convexp.experiments import estimate_disk
     from convexp.store.database import describe, resolve_url
 
     where = describe(resolve_url(db))
     if free is None:
         return f"free space: not known for {where} (a server database; check its disk yourself)"
-    return f"free space where {where} lives: {storage.format_bytes(free)}"
+    return f"free space where {where} lives: {estimate_disk.format_bytes(free)}"
 
 
 def _check_storage(planned: PlannedRuns, db: str | None, yes: bool, memory_here: bool = True) -> str:
     """Refuse a selection a run of which cannot fit in this machine's memory (``memory_here``: the runs
     train here), or that the disk cannot hold; ask before a big one; returns the line saying what it
     will write (printed once the database has opened: an error there stays one line)."""
-    from convexp import storage
     from convexp.errors import ConvexpError, StoreError
-    from convexp.memory import check_grids
+    from convexp.experiments import estimate_disk
+    from convexp.experiments.allocator import tuning_setting
+    from convexp.experiments.estimate_memory import check_grids
     from convexp.store.database import describe, resolve_url
     from convexp.store.store import check_recording_settings
 
     check_recording_settings()  # before anything is printed: a bad setting is the one line the user sees
+    tuning_setting()
     if memory_here:
         check_grids(planned.grids)
-    expected = sum((storage.estimate_grid(grid) for grid in planned.grids), storage.NOTHING)
-    free = storage.free_bytes(db)
+    expected = sum((estimate_disk.estimate_grid(grid) for grid in planned.grids), estimate_disk.NOTHING)
+    free = estimate_disk.free_bytes(db)
     if free is not None and expected.total_bytes > free:
         raise StoreError(
-            f"{describe(resolve_url(db))}: the runs would write up to {storage.format_bytes(expected.total_bytes)}, "
-            f"more than the {storage.format_bytes(free)} free on its disk; record fewer steps "
+            f"{describe(resolve_url(db))}: the runs would write up to {estimate_disk.format_bytes(expected.total_bytes)}, "
+            f"more than the {estimate_disk.format_bytes(free)} free on its disk; record fewer steps "
             "(snapshots: every), fewer runs, or use another --db"
         )
     line = f"this selection: {expected.describe()}"
-    if storage.needs_confirmation(expected) and not yes:
+    if estimate_disk.needs_confirmation(expected) and not yes:
         typer.echo(line, err=True)
         typer.echo(_free_space_line(db, free), err=True)
         if not typer.confirm(
-            f"start {expected.runs:,} run(s) writing up to {storage.format_bytes(expected.total_bytes)}?", default=False, err=True
+            f"start {expected.runs:,} run(s) writing up to {estimate_disk.format_bytes(expected.total_bytes)}?",
+            default=False,
+            err=True,
         ):
             raise ConvexpError("nothing was run (pass --yes to start without asking)")
         return ""
@@ -274,27 +278,27 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
     will write (snapshot rows, metric rows, bytes, estimated from the specs) and the least memory a
     run of it holds (an experiment a run of which cannot fit in this machine's memory is an error);
     and the free space where --db lives."""
-    from convexp import storage
-    from convexp.free_memory import available_memory
-    from convexp.layers import describe_plan, format_parameter_table
-    from convexp.memory import check_grids
-    from convexp.plugins import get_backends
-    from convexp.spec import validate_file
+    from convexp.backends.registry import get_backends
+    from convexp.experiments import estimate_disk
+    from convexp.experiments.estimate_memory import check_grids
+    from convexp.experiments.spec import validate_file
+    from convexp.machine import available_memory
+    from convexp.model.parameters import describe_plan, format_parameter_table
 
     file = _experiments_file(file)
     experiments = validate_file(file, backends=get_backends())
-    total = storage.NOTHING
+    total = estimate_disk.NOTHING
     available = available_memory()
     for name, grid in experiments.items():
         spec = grid.spec()
-        expected = storage.estimate_grid(grid)
+        expected = estimate_disk.estimate_grid(grid)
         total = total + expected
         typer.echo(f"{name}: {len(grid):,} run(s), {spec.dataset}, {describe_plan(spec.plan())}")
         typer.echo("\n".join(f"  {line}" for line in format_parameter_table(spec.plan())))
         typer.echo(f"  writes {expected.describe()}")
         needed = check_grids([grid], available)
         typer.echo(
-            f"  holds at least {storage.format_bytes(needed)} of memory a run (parameters, gradients, optimizer state, a batch's activations, the data)"
+            f"  holds at least {estimate_disk.format_bytes(needed)} of memory a run (parameters, gradients, optimizer state, a batch's activations, the data)"
         )
     typer.echo(f"{file}: {len(experiments)} experiment(s) valid; all of them: {total.describe()}")
-    typer.echo(_free_space_line(db, storage.free_bytes(db)))
+    typer.echo(_free_space_line(db, estimate_disk.free_bytes(db)))

@@ -126,7 +126,7 @@ def _check_sizes(file: Path, arrays: Any, names: list[str]) -> None:
     or more bytes than their zip entry holds, before any is read."""
     import numpy as np
 
-    from convexp.free_memory import available_memory
+    from convexp.machine import available_memory
 
     total = 0
     for name in names:

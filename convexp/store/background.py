@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from convexp.model.weights import Checkpoint
 from convexp.store.records import MetricRecord, SnapshotRow
-from convexp.types import Checkpoint
 
 if TYPE_CHECKING:
     from convexp.store.store import Store

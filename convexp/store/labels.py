@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from sqlalchemy import select, update
 
 from convexp.errors import StoreError
-from convexp.names import notes_problem, run_name_problem, tag_problem
+from convexp.model.names import notes_problem, run_name_problem, tag_problem
 from convexp.store.models import Run
 from convexp.store.records import RunRecord
 from convexp.store.store import Store

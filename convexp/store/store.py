@@ -29,17 +29,14 @@ from convexp.store.snapshot_reads import SnapshotReads
 from convexp.store.writer_process import writer_kind
 
 if TYPE_CHECKING:
-    from convexp.types import Checkpoint
+    from convexp.model.weights import Checkpoint
 
 
 def check_recording_settings() -> None:
-    """Refuse a bad ``CONVEXP_SNAPSHOT_ENCODING``, ``CONVEXP_WRITER`` or ``CONVEXP_MALLOC_TUNING`` in one line
-    (no store needed)."""
-    from convexp.allocator import tuning_setting
-
+    """Refuse a bad ``CONVEXP_SNAPSHOT_ENCODING`` or ``CONVEXP_WRITER`` in one line (no store needed). Training's
+    own setting, ``CONVEXP_MALLOC_TUNING``, is checked by :mod:`convexp.experiments.allocator`."""
     default_encoding()
     writer_kind()
-    tuning_setting()
 
 
 def utcnow() -> datetime:
@@ -444,7 +441,7 @@ def _owned(run_id: int, owner: tuple[int, str] | None) -> Any:
 
 
 def _read_checkpoint(connection, run_id: int) -> Checkpoint | None:
-    from convexp.types import Checkpoint
+    from convexp.model.weights import Checkpoint
 
     query = select(RunCheckpoint.epoch, RunCheckpoint.step, RunCheckpoint.state).where(RunCheckpoint.run_id == run_id)
     row = connection.execute(query).one_or_none()

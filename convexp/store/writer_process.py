@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from convexp.errors import StoreError
-from convexp.free_memory import proc_bytes
+from convexp.machine import proc_bytes
 from convexp.store.background import HEARTBEAT_SECONDS, MAX_PENDING, BackgroundWriter, Batch, write_batch
 from convexp.store.packed import PackedSnapshots
 

@@ -33,8 +33,8 @@ from starlette.templating import Jinja2Templates
 
 from convexp import __version__
 from convexp.analysis import TOP_PATCHES
-from convexp.cells import json_text
-from convexp.cells import plain_value as _plain
+from convexp.analysis.cells import json_text
+from convexp.analysis.cells import plain_value as _plain
 from convexp.errors import ConvexpError, DamagedSnapshotError, QueryError
 from convexp.store import Store
 from convexp.ui import data
@@ -71,7 +71,7 @@ def attachment(filename: str) -> str:
 
 class FiniteJSONResponse(JSONResponse):
     """Every JSON answer of the app: valid JSON whatever the database holds (a tracked run's config may hold
-    NaN), non-finite numbers as null with the reason beside them (:func:`convexp.cells.json_text`)."""
+    NaN), non-finite numbers as null with the reason beside them (:func:`convexp.analysis.cells.json_text`)."""
 
     def render(self, content: Any) -> bytes:
         return json_text(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

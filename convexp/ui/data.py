@@ -28,7 +28,7 @@ from convexp.store import RunRecord, Store, StoredSnapshot
 from convexp.store.records import MAX_ID
 
 if TYPE_CHECKING:
-    from convexp.spec import RunSpec
+    from convexp.experiments.spec import RunSpec
 
 #: The most points a filter's trajectory is drawn with (steps are thinned evenly beyond it).
 TRAJECTORY_POINTS = 600
@@ -55,7 +55,7 @@ def _number(value: float | None) -> float | None:
 
 def planned_steps(spec: RunSpec | None) -> int | None:
     """The updates a run of this spec makes if it finishes (None for a run recorded from your own loop)."""
-    from convexp.storage import estimate_run
+    from convexp.experiments.estimate_disk import estimate_run
 
     if spec is None:
         return None
@@ -146,7 +146,7 @@ def run_details(store: Store, run: RunRecord) -> dict[str, Any]:
     details["siblings"] = siblings(store, run)
     details["filters_sentence"] = None
     if description.plan is not None:
-        from convexp.layers import filters_sentence
+        from convexp.model.parameters import filters_sentence
 
         details["filters_sentence"] = filters_sentence(description.plan)
     return details

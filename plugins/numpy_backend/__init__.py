@@ -1,6 +1,6 @@
 """convexp's numpy backend, registered as a plugin through the ``convexp.backends`` entry point."""
 
-from convexp.hookspecs import hookimpl
+from convexp.plugin_api import hookimpl
 
 
 @hookimpl

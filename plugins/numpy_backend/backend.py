@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convexp.backend import Backend
-from convexp.features import ALL_FEATURES
-from convexp.initializers import draw
-from convexp.layers import Padding
-from convexp.training import TrainingJob, TrainingObserver
+from convexp.plugin_api import ALL_FEATURES, Backend, Padding, TrainingJob, TrainingObserver, draw
 
 from . import ops, trainer
 

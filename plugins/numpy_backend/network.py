@@ -11,8 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from convexp import activations
-from convexp.layers import (
+from convexp.plugin_api import (
     ActivationLayer,
     AvgPool,
     BatchNorm,
@@ -21,12 +20,13 @@ from convexp.layers import (
     Dropout,
     Flatten,
     GlobalAvgPool,
+    KernelSnapshot,
     MaxPool,
     PlannedLayer,
     ReLU,
     Residual,
+    activations,
 )
-from convexp.training import KernelSnapshot
 
 from . import ops
 
@@ -112,7 +112,7 @@ def _channel_means(values: np.ndarray) -> np.ndarray:
 
 
 class BatchNormLayer(_Layer):
-    """convexp's batch_norm (see :class:`convexp.layers.BatchNorm`) over the last axis of (N, H, W, C) or (N, C)."""
+    """convexp's batch_norm (see :class:`convexp.model.layers.BatchNorm`) over the last axis of (N, H, W, C) or (N, C)."""
 
     def __init__(self, planned: PlannedLayer, state: np.ndarray | None):
         layer: BatchNorm = planned.layer  # type: ignore[assignment]
@@ -376,7 +376,7 @@ class Network:
 
     @property
     def all_layers(self) -> list[_Layer]:
-        """Every layer, those inside residual blocks too, in the plan's order (:func:`convexp.layers.flat`)."""
+        """Every layer, those inside residual blocks too, in the plan's order (:func:`convexp.model.layers.flat`)."""
         out: list[_Layer] = []
         for layer in self.layers:
             out.append(layer)

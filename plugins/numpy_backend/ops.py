@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from convexp.layers import Padding, conv_output_size, same_padding
+from convexp.plugin_api import Padding, conv_output_size, same_padding
 
 
 @dataclass

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from convexp.training import SGD, Adam, AdamW, Optimizer
+from convexp.plugin_api import SGD, Adam, AdamW, Optimizer
 
 
 def _with_l2(grads: list[np.ndarray], params: list[np.ndarray], decay: list[bool], weight_decay: float) -> list[np.ndarray]:

@@ -8,8 +8,7 @@ import math
 
 import numpy as np
 
-from convexp.seeding import backend_rng, initial_weights
-from convexp.training import TrainingJob, TrainingObserver, clip_factor, run_epochs
+from convexp.plugin_api import TrainingJob, TrainingObserver, backend_rng, clip_factor, initial_weights, run_epochs
 
 from . import ops
 from .network import Network

@@ -7,10 +7,7 @@ import importlib.util
 
 import numpy as np
 
-from convexp.backend import Backend
-from convexp.features import ALL_FEATURES
-from convexp.layers import Padding
-from convexp.training import TrainingJob, TrainingObserver
+from convexp.plugin_api import ALL_FEATURES, Backend, Padding, TrainingJob, TrainingObserver
 
 
 class TensorflowBackend(Backend):

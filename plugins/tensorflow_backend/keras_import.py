@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 
-from convexp.errors import BackendUnavailableError
+from convexp.plugin_api import BackendUnavailableError
 
 
 @contextlib.contextmanager

@@ -6,24 +6,28 @@ import functools
 
 import numpy as np
 
-from convexp.activations import LEAKY_SLOPE
-from convexp.initializers import Fans, fans_of, get_initializer
-from convexp.layers import (
+from convexp.plugin_api import (
+    LEAKY_SLOPE,
     ActivationLayer,
     AvgPool,
     BatchNorm,
     Conv,
     Dense,
     Dropout,
+    Fans,
     Flatten,
     GlobalAvgPool,
+    KernelSnapshot,
     MaxPool,
     PlannedLayer,
     ReLU,
     Residual,
+    dropout_seed,
+    fans_of,
     flat,
+    framework_seed,
+    get_initializer,
 )
-from convexp.training import KernelSnapshot
 
 from .keras_import import keras
 
@@ -42,7 +46,7 @@ def keras_initializer(name: str, canonical_shape: tuple[int, ...], seed: int, fa
 
 
 def keras_activation(name: str):
-    """What Keras computes convexp activation ``name`` with (see :mod:`convexp.activations`): its name, or a
+    """What Keras computes convexp activation ``name`` with (see :mod:`convexp.model.activations`): its name, or a
     function where Keras's default differs (leaky_relu's slope, gelu's exact form); None for none."""
     if name == "none":
         return None
@@ -81,7 +85,7 @@ def _apply(p: PlannedLayer, x, kernel_init: str, bias_init: str, seed: int):
         return added if activation is None else keras.layers.Activation(activation, name=f"{p.name}_{layer.activation}")(added)
     inits = {}
     if p.kernel_shape is not None:
-        seed_k, seed_b = seed * 1000 + 2 * p.index, seed * 1000 + 2 * p.index + 1
+        seed_k, seed_b = framework_seed(seed, p.index, 0), framework_seed(seed, p.index, 1)
         inits = {
             "kernel_initializer": keras_initializer(kernel_init, p.kernel_shape, seed_k),
             "bias_initializer": keras_initializer(bias_init, (_units(p),), seed_b, fans_of(p.kernel_shape)),
@@ -116,7 +120,7 @@ def _apply(p: PlannedLayer, x, kernel_init: str, bias_init: str, seed: int):
     if isinstance(layer, Flatten):
         return keras.layers.Flatten(name=p.name)(x)
     if isinstance(layer, Dropout):
-        return keras.layers.Dropout(layer.rate, seed=seed, name=p.name)(x)
+        return keras.layers.Dropout(layer.rate, seed=dropout_seed(seed, p.index), name=p.name)(x)
     raise TypeError(f"the tensorflow backend cannot build {layer!r}")  # pragma: no cover - layers.py has no other type
 
 

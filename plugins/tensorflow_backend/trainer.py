@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 
-from convexp.training import SGD, AdamW, TrainingJob, TrainingObserver, run_epochs
+from convexp.plugin_api import SGD, AdamW, TrainingJob, TrainingObserver, run_epochs
 
 from .keras_import import keras, tf
 from .model import as_snapshot, build, conv_snapshots, load_weights, snapshot_tensors

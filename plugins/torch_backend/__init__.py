@@ -3,7 +3,7 @@
 Registering imports nothing from torch: the framework is imported when the backend is used.
 """
 
-from convexp.hookspecs import hookimpl
+from convexp.plugin_api import hookimpl
 
 
 @hookimpl

@@ -11,26 +11,29 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convexp.activations import LEAKY_SLOPE
-from convexp.initializers import Fans, fans_of, get_initializer
-from convexp.layers import (
+from convexp.plugin_api import (
+    LEAKY_SLOPE,
     ActivationLayer,
     AvgPool,
     BatchNorm,
     Conv,
     Dense,
     Dropout,
+    Fans,
     Flatten,
     GlobalAvgPool,
+    KernelSnapshot,
     MaxPool,
     Padding,
     PlannedLayer,
     ReLU,
     Residual,
+    fans_of,
     flat,
+    framework_seed,
+    get_initializer,
     same_padding,
 )
-from convexp.training import KernelSnapshot
 
 
 def conv_padding(size_hw, kernel_hw, stride: int, padding: Padding) -> tuple[int, int, int, int]:
@@ -50,7 +53,7 @@ def hwc_order(shape_chw: tuple[int, ...]) -> np.ndarray:
 
 
 def activation_module(name: str) -> nn.Module:
-    """The module computing convexp activation ``name`` (see :mod:`convexp.activations`)."""
+    """The module computing convexp activation ``name`` (see :mod:`convexp.model.activations`)."""
     modules: dict[str, Callable[[], nn.Module]] = {
         "relu": nn.ReLU,
         "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE),
@@ -64,7 +67,7 @@ def activation_module(name: str) -> nn.Module:
 
 
 class ConvexpBatchNorm(nn.Module):
-    """convexp's batch_norm (:class:`convexp.layers.BatchNorm`) over dim 1 of (N, C, H, W) or (N, C).
+    """convexp's batch_norm (:class:`convexp.model.layers.BatchNorm`) over dim 1 of (N, C, H, W) or (N, C).
 
     nn.BatchNorm2d normalises the same way, but moves its running variance towards the batch's unbiased
     variance, where convexp (as Keras) uses the biased one the batch was normalised with; so the running
@@ -202,7 +205,7 @@ def initialise(
     """Set every conv and dense layer's weights: from ``weights`` (canonical arrays) if given, else drawn
     from the named initializers with a generator seeded from ``seed``. ``torch_default`` for both keeps
     the modules' own reset_parameters, which is exactly PyTorch's default."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(framework_seed(seed))
     keep_module_defaults = (kernel_init, bias_init) == ("torch_default", "torch_default")
     flattened_from = None  # the (C, H, W) shape the features of a dense layer were flattened from
     modules = layer_modules(model, layers)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from convexp.training import SGD, AdamW, TrainingJob, TrainingObserver, run_epochs
+from convexp.plugin_api import SGD, AdamW, TrainingJob, TrainingObserver, framework_seed, run_epochs
 
 from .model import build, conv_snapshots, initialise, layer_modules
 
@@ -40,7 +40,7 @@ def make_optimizer(config, model: torch.nn.Module) -> torch.optim.Optimizer:
 @torch.no_grad()
 def _clip(model: torch.nn.Module, clip_norm: float) -> None:
     """Scale every gradient by min(1, clip_norm / ||g||), ||g|| their norm all together: convexp's
-    :func:`~convexp.training.clip_factor` (torch's clip_grad_norm_ divides by ||g|| + 1e-6 instead)."""
+    :func:`~convexp.backends.trainer.clip_factor` (torch's clip_grad_norm_ divides by ||g|| + 1e-6 instead)."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in grads]))
     if norm > clip_norm:
@@ -112,7 +112,7 @@ def train(job: TrainingJob, observer: TrainingObserver) -> None:
     copies nothing but its batch's indices."""
     device = torch.device(job.device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _full_float32(device):
-        torch.manual_seed(job.seed)  # dropout masks (CPU and GPU generators alike)
+        torch.manual_seed(framework_seed(job.seed))  # dropout masks (CPU and GPU generators alike)
         model = build(job.layers)
         initialise(model, job.layers, job.kernel_initializer, job.bias_initializer, job.seed, job.initial_weights)
         model.to(device)

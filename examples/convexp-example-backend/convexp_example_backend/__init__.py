@@ -1,6 +1,6 @@
 """An example convexp backend plugin."""
 
-from convexp.hookspecs import hookimpl
+from convexp.plugin_api import hookimpl
 
 
 @hookimpl

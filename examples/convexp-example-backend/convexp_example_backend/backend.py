@@ -7,9 +7,7 @@ import importlib.metadata
 import numpy as np
 from scipy.signal import correlate2d
 
-from convexp.backend import Backend
-from convexp.initializers import draw
-from convexp.layers import same_padding
+from convexp.plugin_api import Backend, draw, same_padding
 
 
 class ExampleBackend(Backend):

@@ -2,9 +2,9 @@
 
 Everything convexp asks of a trainer, in one file, using only the plugin API:
 
-- the network is built from ``job.layers`` (convexp.layers: Conv, MaxPool, ReLU, Flatten, Dropout, Dense);
-- initial weights are ``job.initial_weights`` when given, else drawn with ``convexp.seeding.initial_weights``;
-- ``convexp.training.run_epochs`` runs the epochs and reports to the observer;
+- the network is built from ``job.layers`` (convexp.model.layers: Conv, MaxPool, ReLU, Flatten, Dropout, Dense);
+- initial weights are ``job.initial_weights`` when given, else drawn with ``convexp.model.seeding.initial_weights``;
+- ``convexp.backends.trainer.run_epochs`` runs the epochs and reports to the observer;
 - ``kernels()`` hands out float32 copies of the conv kernels in (out, in, kh, kw) layout;
 - ``state()`` saves weights, optimizer state and the dropout generator, and ``job.resume_from`` restores them.
 """
@@ -16,9 +16,23 @@ import json
 
 import numpy as np
 
-from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, PlannedLayer, ReLU, same_padding
-from convexp.seeding import backend_rng, initial_weights
-from convexp.training import SGD, KernelSnapshot, TrainingJob, TrainingObserver, run_epochs
+from convexp.plugin_api import (
+    SGD,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    KernelSnapshot,
+    MaxPool,
+    PlannedLayer,
+    ReLU,
+    TrainingJob,
+    TrainingObserver,
+    backend_rng,
+    initial_weights,
+    run_epochs,
+    same_padding,
+)
 
 
 class Network:

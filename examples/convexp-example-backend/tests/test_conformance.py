@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from convexp_example_backend.backend import ExampleBackend
 
-from convexp.conformance import CHECKS, CheckSkipped, CollectingObserver, run_check, tiny_job, with_shared_init
+from convexp.plugin_api import CHECKS, CheckSkipped, CollectingObserver, run_check, tiny_job, with_shared_init
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.name)

@@ -29,7 +29,7 @@ step before one already logged is refused. A process forked from the one that op
 (a data-loader worker) neither records into it nor closes it.
 
 Kernels are stored canonically, (out_channels, in_channels / groups, kh, kw) float32, whatever the
-framework (see :mod:`convexp.model_kernels` for which models and layers are read, and how). The
+framework (see :mod:`convexp.tracking.model_kernels` for which models and layers are read, and how). The
 run's spec is marked ``external``, with your ``config``, each recorded layer's kernel shape and
 the group count of grouped layers.
 """
@@ -47,15 +47,15 @@ import numpy as np
 
 from convexp import __version__
 from convexp.errors import ConvexpError, StoreError
-from convexp.model_kernels import KernelReader, kernel_reader, kernels_of
-from convexp.names import experiment_name_problem, layer_name_problem, notes_problem, run_name_problem
+from convexp.model.names import experiment_name_problem, layer_name_problem, notes_problem, run_name_problem
+from convexp.model.weights import non_finite
 from convexp.store import MetricRecord, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
 from convexp.store.labels import checked_tags
 from convexp.store.packed import Layout, PackedSnapshots, unpack
 from convexp.store.records import MAX_ID
 from convexp.store.writer_process import make_writer
-from convexp.types import non_finite
+from convexp.tracking.model_kernels import KernelReader, kernel_reader, kernels_of
 
 __all__ = ["EXTERNAL", "TrackedRun", "kernel_reader", "kernels_of", "track", "unpack"]
 
@@ -159,7 +159,7 @@ class TrackedRun:
             self._current_metrics[name] = MetricRecord(int(step), self.epoch, str(name), number, now)
 
     def log_kernels(self, model: Any, step: int, epoch: int | None = None) -> None:
-        """Record the conv kernels of ``model`` (see :func:`convexp.model_kernels.kernels_of`) at ``step``."""
+        """Record the conv kernels of ``model`` (see :func:`convexp.tracking.model_kernels.kernels_of`) at ``step``."""
         if not self._recording():
             return
         self._at(step, epoch)

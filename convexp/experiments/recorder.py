@@ -13,13 +13,13 @@ import time
 from collections.abc import Mapping
 from typing import NoReturn, Protocol
 
-from convexp.plugin_output import NonFiniteKernel, PlanCheck
-from convexp.spec import RunSpec
+from convexp.backends.output_checks import NonFiniteKernel, PlanCheck
+from convexp.experiments.spec import RunSpec
+from convexp.model.weights import Checkpoint, KernelReader, StateReader
 from convexp.store import MetricRecord, SnapshotRow, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.writer_process import make_writer
-from convexp.types import Checkpoint, KernelReader, StateReader
 
 #: Buffered metric rows that trigger a write in the middle of an epoch.
 FLUSH_METRICS = 5000
@@ -44,7 +44,7 @@ class ProgressListener(Protocol):
 
 
 class RunRecorder:
-    """A :class:`~convexp.training.TrainingObserver` that records one run into a :class:`Store`."""
+    """A :class:`~convexp.backends.trainer.TrainingObserver` that records one run into a :class:`Store`."""
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 Run them with ``convexp check BACKEND``, or from a plugin package's own tests::
 
-    from convexp.conformance import CHECKS, run_check
+    from convexp.backends.conformance.checks import CHECKS, run_check
 
     @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.name)
     def test_conformance(check):
@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from convexp.backend import Backend
-from convexp.conformance_kit import (
+from convexp.backends.conformance.kit import (
     CONV_TOLERANCE,
     REFERENCE,
     VARIANCE_TOLERANCE,
@@ -40,7 +39,7 @@ from convexp.conformance_kit import (
     tiny_job,
     with_shared_init,
 )
-from convexp.conformance_layers import (
+from convexp.backends.conformance.layers import (
     check_activations,
     check_adamw,
     check_augmentation,
@@ -52,19 +51,14 @@ from convexp.conformance_layers import (
     check_schedule,
     check_weight_decay,
 )
-from convexp.initializers import explain
-from convexp.layers import Conv, Dense, Dropout, Flatten, MaxPool, flat
-from convexp.plugin_output import PlanCheck
-from convexp.plugins import get_backend
-from convexp.training import (
-    EPOCH_METRICS,
-    SGD,
-    STEP_METRICS,
-    Adam,
-    KernelSnapshot,
-    TrainingJob,
-    TrainingObserver,
-)
+from convexp.backends.output_checks import PlanCheck
+from convexp.backends.protocol import Backend
+from convexp.backends.registry import get_backend
+from convexp.backends.trainer import EPOCH_METRICS, STEP_METRICS, TrainingJob, TrainingObserver
+from convexp.model.initializers import explain
+from convexp.model.layers import Conv, Dense, Dropout, Flatten, MaxPool, flat
+from convexp.model.optimizers import SGD, Adam
+from convexp.model.weights import KernelSnapshot
 
 #: What a plugin's tests import from here: the checks, and the kit they are made of.
 __all__ = [

@@ -1,7 +1,7 @@
 """Seeded data augmentation: random shifts (a random crop of the zero-padded image) and horizontal flips.
 
 The draws are made here, in numpy, from the run's seed and the epoch, and the shifted and flipped
-batch is handed to the backend (:func:`convexp.training.run_epochs`), so every backend trains on the
+batch is handed to the backend (:func:`convexp.backends.trainer.run_epochs`), so every backend trains on the
 same pixels for a seed, and a resumed run draws what the run left alone would have drawn.
 """
 
@@ -38,7 +38,7 @@ def epoch_draws(augmentation: Augmentation, count: int, epoch: int, seed: int) -
     batch order: the i-th image the epoch visits gets row i."""
     import numpy as np
 
-    from convexp.seeding import augmentation_rng
+    from convexp.model.seeding import augmentation_rng
 
     rng = augmentation_rng(seed, epoch)
     shifts = rng.integers(-augmentation.shift, augmentation.shift + 1, size=(count, 2))

@@ -20,13 +20,13 @@ from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from convexp.errors import ConvexpError, ShapeError
-from convexp.names import layer_name_problem
+from convexp.errors import ShapeError
+from convexp.model.names import layer_name_problem
 
 Padding = Literal["valid", "same"]
 ActivationName = Literal["none", "relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
 #: Every activation function an experiment may name (``linear`` is read as ``none``); their formulas are
-#: in :mod:`convexp.activations`.
+#: in :mod:`convexp.model.activations`.
 ACTIVATION_NAMES: tuple[str, ...] = get_args(ActivationName)
 ACTIVATION_HELP = "applied to the output: " + ", ".join(ACTIVATION_NAMES) + " (linear = none)"
 Activation = Annotated[ActivationName, BeforeValidator(lambda value: "none" if value == "linear" else value)]
@@ -102,7 +102,7 @@ class ReLU(_Layer):
 
 
 class ActivationLayer(_Layer):
-    """An activation function as a layer of its own (see :mod:`convexp.activations` for the formulas)."""
+    """An activation function as a layer of its own (see :mod:`convexp.model.activations` for the formulas)."""
 
     type: Literal["activation"]
     activation: Activation = Field(description=ACTIVATION_HELP.replace("applied to the output", "the function"))
@@ -244,13 +244,6 @@ def flat(planned: Sequence[PlannedLayer]) -> list[PlannedLayer]:
     return [q for p in planned for q in (p, *p.inner)]
 
 
-def describe_plan(planned: Sequence[PlannedLayer]) -> str:
-    """A planned network in one line, each layer with its output shape: ``input[1, 8, 8] -> conv1[32, 6, 6] -> ...``."""
-    if not planned:
-        return ""
-    return " -> ".join([f"input{list(planned[0].input_shape)}", *(f"{p.name}{list(p.output_shape)}" for p in planned)])
-
-
 def plan(layers: list, input_shape: tuple[int, int, int], num_classes: int) -> list[PlannedLayer]:
     """Name every layer and infer every shape; raise :class:`ShapeError` naming the layer that cannot apply.
 
@@ -380,112 +373,3 @@ def _output_shape(layer, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
             raise ShapeError(f"{where}: dense needs a flat input; add a flatten layer before it (input is {shape})")
         return (layer.units,)
     return shape
-
-
-@dataclass(frozen=True)
-class LayerParameters:
-    """One row of a network's parameter table: what a layer outputs and what it learns."""
-
-    name: str
-    type: str
-    output_shape: tuple[int, ...]
-    kernel_shape: tuple[int, ...] | None
-    weights: int
-    biases: int
-    #: What the layer keeps but training's gradients do not change: a batch_norm's running mean and variance.
-    statistics: int = 0
-    #: Whether it stands inside a residual block (its body or its shortcut).
-    nested: bool = False
-
-    @property
-    def trainable(self) -> int:
-        """Weights plus biases: everything training's updates change in this layer."""
-        return self.weights + self.biases
-
-    @property
-    def parameters(self) -> int:
-        """Everything the layer keeps, as Keras's summary counts it: the trainable ones plus the statistics."""
-        return self.trainable + self.statistics
-
-
-def parameter_table(planned: Sequence[PlannedLayer]) -> list[LayerParameters]:
-    """Per layer: output shape, kernel shape, how many weights and biases (conv and dense layers have a bias per output;
-    a batch_norm layer's gamma counts as weights, its beta as biases, and its running mean and variance as statistics)."""
-    rows = []
-    inside = {id(q) for p in planned for q in p.inner}
-    for p in flat(planned):
-        kernel = p.kernel_shape
-        # a layer with weights has one bias per output channel (conv) or unit (dense): output_shape[0]
-        weights, biases = (math.prod(kernel), p.output_shape[0]) if kernel else (0, 0)
-        statistics = 0
-        if isinstance(p.layer, BatchNorm):
-            weights = biases = p.output_shape[0]
-            statistics = 2 * p.output_shape[0]
-        rows.append(LayerParameters(p.name, p.layer.type, p.output_shape, kernel, weights, biases, statistics, id(p) in inside))
-    return rows
-
-
-def filters_sentence(planned: Sequence[PlannedLayer]) -> str:
-    """What a conv layer's filters are, in numbers: '32 filters of 3x3x1 = 288 weights + 32 biases' for each conv layer."""
-    parts = []
-    for p in flat(planned):
-        if isinstance(p.layer, Conv):
-            out, channels, kh, kw = p.kernel_shape  # type: ignore[misc]
-            parts.append(f"{p.name}: {out} filters of {kh}x{kw}x{channels} = {out * channels * kh * kw} weights + {out} biases")
-    if not parts:
-        return "This network has no conv layer."
-    return (
-        "A conv layer's filters are its weights, and with the biases they are the only parameters training "
-        "changes there (" + "; ".join(parts) + ")."
-    )
-
-
-def format_parameter_table(planned: Sequence[PlannedLayer]) -> list[str]:
-    """The parameter table as aligned text lines, with the total and :func:`filters_sentence` under it."""
-    rows = parameter_table(planned)
-    statistics = any(r.statistics for r in rows)  # the column is shown for networks with batch_norm layers
-
-    def numbers(weights: int, biases: int, kept: int, parameters: int) -> list[str]:
-        return [str(weights), str(biases), *([str(kept)] if statistics else []), str(parameters)]
-
-    cells = [["layer", "output", "kernel", "weights", "biases", *(["statistics"] if statistics else []), "parameters"]]
-    cells += [
-        [
-            ("  " if r.nested else "") + r.name,
-            "x".join(map(str, r.output_shape)),
-            "x".join(map(str, r.kernel_shape)) if r.kernel_shape else "-",
-            *numbers(r.weights, r.biases, r.statistics, r.parameters),
-        ]
-        for r in rows
-    ]
-    totals = [sum(r.weights for r in rows), sum(r.biases for r in rows), sum(r.statistics for r in rows)]
-    cells.append(["total", "", "", *numbers(totals[0], totals[1], totals[2], sum(r.parameters for r in rows))])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    lines = [
-        "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in cells
-    ]
-    if statistics:
-        lines.append(
-            f"trainable: {totals[0] + totals[1]}, non-trainable: {totals[2]} (each batch_norm layer's gamma counts as "
-            "weights and beta as biases; its running mean and variance are the statistics)"
-        )
-    return [*lines, filters_sentence(planned)]
-
-
-def plan_recorded(spec: dict) -> tuple[PlannedLayer, ...]:
-    """The layer plan of a recorded run's spec, from its layers and dataset alone.
-
-    Unlike validating the whole spec, this needs no installed backend: a run can be described
-    after its backend's plugin is gone. Raises ``ValueError`` when the layers do not validate."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from convexp.datasets import dataset_info
-
-    if spec.get("external"):
-        raise ValueError("it was recorded from its own training loop (convexp.track): convexp has its kernels, not its network")
-    try:
-        layers = TypeAdapter(list[Layer]).validate_python(spec.get("layers") or [])
-        info = dataset_info(str(spec.get("dataset")))
-        return tuple(plan(layers, info.input_shape, info.num_classes))
-    except (ValidationError, ConvexpError) as exc:  # ShapeError is a ConvexpError
-        raise ValueError(f"the recorded layers do not plan: {exc}") from None

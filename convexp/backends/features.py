@@ -1,6 +1,6 @@
 """What an experiment can ask of a backend, named: its layer types, activations, optimizers and weight decay.
 
-A backend says which it implements (:attr:`convexp.backend.Backend.features`); an experiment that needs
+A backend says which it implements (:attr:`convexp.backends.protocol.Backend.features`); an experiment that needs
 another is refused in one line before it runs, ``convexp plugins`` lists what each backend lacks, and
 the conformance checks of what it lacks are skipped.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from convexp.layers import ACTIVATION_NAMES, LAYER_TYPE_NAMES
+from convexp.model.layers import ACTIVATION_NAMES, LAYER_TYPE_NAMES
 
 #: What every backend had before features were named: what a backend that does not say implements.
 BASE_FEATURES = frozenset(

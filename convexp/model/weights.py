@@ -1,8 +1,9 @@
-"""What a backend hands back to convexp: kernel snapshots, the readers that produce them, checkpoints, and
-the test that the values handed back are finite.
+"""A network's weights as convexp holds them, whoever produced them: a layer's kernel and bias at one moment
+(:class:`KernelSnapshot`, canonical layout, float32), the readers that produce them, a trainer's checkpoint, and
+the test that values are finite. Backends hand these back; the seeded initial weights and the store use them.
 
-A leaf module: it imports nothing of convexp, so the trainer interface (:mod:`convexp.training`),
-the initial weights (:mod:`convexp.seeding`) and the store can all use these types without
+A leaf module: it imports nothing of convexp, so the trainer interface (:mod:`convexp.backends.trainer`),
+the initial weights (:mod:`convexp.model.seeding`) and the store can all use these types without
 importing each other.
 """
 

@@ -2,20 +2,20 @@
 trains a small network that uses them from shared initial weights and compares the kernels with the numpy
 reference's, whose layers and updates are tested against independent references (scipy, finite differences,
 the update formulas written out) in convexp's own tests. A backend that does
-not implement a feature (:attr:`convexp.backend.Backend.features`) has the check skipped, saying what it lacks."""
+not implement a feature (:attr:`convexp.backends.protocol.Backend.features`) has the check skipped, saying what it lacks."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from convexp.conformance_kit import CheckSkipped, digits_network, same_steps_as_reference, tiny_job
-from convexp.features import described, features_needed
-from convexp.layers import ActivationLayer, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Residual, flat
-from convexp.training import SGD, Adam, AdamW, Schedule
+from convexp.backends.conformance.kit import CheckSkipped, digits_network, same_steps_as_reference, tiny_job
+from convexp.backends.features import described, features_needed
+from convexp.model.layers import ActivationLayer, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Residual, flat
+from convexp.model.optimizers import SGD, Adam, AdamW, Schedule
 
 if TYPE_CHECKING:
-    from convexp.backend import Backend
+    from convexp.backends.protocol import Backend
 
 
 def _same_as_reference(
@@ -146,7 +146,7 @@ def check_augmentation(backend: Backend) -> str:
     """Seeded augmentation (shifts of up to 2 pixels and left-right flips): the backend trains on the images
     convexp hands it for each step, not on those the batch's indices select, so three SGD steps give the numpy
     backend's kernels."""
-    from convexp.augmentation import Augmentation
+    from convexp.model.augmentation import Augmentation
 
     optimizer = SGD(name="sgd", learning_rate=0.5)
     return _same_as_reference(

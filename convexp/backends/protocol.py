@@ -10,14 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
-from convexp.features import BASE_FEATURES
-from convexp.initializers import INITIALIZER_NAMES
+from convexp.backends.features import BASE_FEATURES
+from convexp.model.initializers import INITIALIZER_NAMES
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from convexp.layers import Padding
-    from convexp.training import TrainingJob, TrainingObserver
+    from convexp.backends.trainer import TrainingJob, TrainingObserver
+    from convexp.model.layers import Padding
 
 
 class Backend(ABC):
@@ -39,8 +39,8 @@ class Backend(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     #: The layer types, activations (``activation:NAME``), optimizers (``optimizer:NAME``) and ``weight_decay``
     #: its trainer implements: an experiment that needs another is refused before it runs.
-    #: :data:`convexp.features.ALL_FEATURES` lists them all; a backend that does not say implements the
-    #: first vocabulary, :data:`convexp.features.BASE_FEATURES`.
+    #: :data:`convexp.backends.features.ALL_FEATURES` lists them all; a backend that does not say implements the
+    #: first vocabulary, :data:`convexp.backends.features.BASE_FEATURES`.
     features: ClassVar[frozenset[str]] = BASE_FEATURES
 
     def unavailable_reason(self) -> str | None:

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from convexp.layers import ACTIVATION_NAMES
+from convexp.model.layers import ACTIVATION_NAMES
 
 #: The negative slope of ``leaky_relu`` (PyTorch's default).
 LEAKY_SLOPE = 0.01

@@ -2,7 +2,7 @@
 
 Usable from Python as from the CLI::
 
-    from convexp.runner import plan_runs, execute
+    from convexp.experiments.runner import plan_runs, execute
     from convexp.store import Store
     outcomes = execute(plan_runs("experiments.yaml", ["quickstart"]), Store("convexp.db"))
 """
@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from convexp import __version__
-from convexp.allocator import keep_freed_memory
-from convexp.backend import Backend
+from convexp.backends.output_checks import PlanCheck, PluginBreach
+from convexp.backends.protocol import Backend
+from convexp.backends.registry import call_backend, get_backend, get_backends, plugin_version
+from convexp.backends.trainer import TrainingJob
 from convexp.datasets import Dataset, data_source, dataset_info, load_dataset
 from convexp.errors import DatasetError, SpecError, StoreError
-from convexp.layers import PlannedLayer
-from convexp.plugin_output import PlanCheck, PluginBreach
-from convexp.plugins import call_backend, get_backend, get_backends, plugin_version
-from convexp.recorder import Diverged, ProgressListener, RunRecorder
-from convexp.seeding import initial_weights
-from convexp.spec import Grid, ResolvedRun, RunSpec, resolve_grids
+from convexp.experiments.allocator import keep_freed_memory
+from convexp.experiments.recorder import Diverged, ProgressListener, RunRecorder
+from convexp.experiments.spec import Grid, ResolvedRun, RunSpec, resolve_grids
+from convexp.model.layers import PlannedLayer
+from convexp.model.seeding import initial_weights
 from convexp.store import RunRecord, Store
-from convexp.training import TrainingJob
 
 
 @dataclass(frozen=True)

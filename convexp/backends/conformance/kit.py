@@ -5,8 +5,8 @@
 :func:`with_shared_init` gives it initial weights drawn once with numpy, so two backends start from
 the same weights; :class:`CollectingObserver` keeps what a trainer reports; and
 :func:`same_steps_as_reference` trains a job on a backend and on the numpy reference and compares
-the kernels. :mod:`convexp.conformance` (the checks themselves, and where a plugin imports these
-from) and :mod:`convexp.conformance_layers` are made of them.
+the kernels. :mod:`convexp.backends.conformance.checks` (the checks themselves, and where a plugin imports these
+from) and :mod:`convexp.backends.conformance.layers` are made of them.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from convexp.backend import Backend
-from convexp.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, plan
-from convexp.plugin_output import NonFiniteKernel, PlanCheck, PluginBreach
-from convexp.plugins import get_backend
-from convexp.seeding import initial_weights
-from convexp.training import SGD, Checkpoint, KernelReader, KernelSnapshot, StateReader, TrainingJob
+from convexp.backends.output_checks import NonFiniteKernel, PlanCheck, PluginBreach
+from convexp.backends.protocol import Backend
+from convexp.backends.registry import get_backend
+from convexp.backends.trainer import TrainingJob
+from convexp.model.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, plan
+from convexp.model.optimizers import SGD
+from convexp.model.seeding import initial_weights
+from convexp.model.weights import Checkpoint, KernelReader, KernelSnapshot, StateReader
 
 
 class ConformanceFailure(AssertionError):
@@ -51,7 +53,7 @@ VARIANCE_TOLERANCE = 0.05
 
 @contextlib.contextmanager
 def _breach_fails() -> Iterator[None]:
-    """A breach of the plan (:mod:`convexp.plugin_output`) inside the block is a failed check, with its line."""
+    """A breach of the plan (:mod:`convexp.backends.output_checks`) inside the block is a failed check, with its line."""
     try:
         yield
     except (PluginBreach, NonFiniteKernel) as exc:
@@ -63,7 +65,7 @@ class CollectingObserver:
     """A TrainingObserver that keeps everything it is told, with a kernel snapshot at every step.
 
     With a ``plan`` it checks what the backend hands back as the runner does
-    (:class:`~convexp.plugin_output.PlanCheck`), so a plugin author meets a breach here first."""
+    (:class:`~convexp.backends.output_checks.PlanCheck`), so a plugin author meets a breach here first."""
 
     snapshots: dict[int, dict[str, KernelSnapshot]] = field(default_factory=dict)
     steps: list[tuple[int, int, dict[str, float]]] = field(default_factory=list)
@@ -147,7 +149,7 @@ def tiny_job(**changes: Any) -> TrainingJob:
 
 
 def with_shared_init(job: TrainingJob) -> TrainingJob:
-    """``job`` with initial weights drawn once with numpy from its seed (:func:`convexp.seeding.initial_weights`):
+    """``job`` with initial weights drawn once with numpy from its seed (:func:`convexp.model.seeding.initial_weights`):
     every backend given it starts from the same weights, so their steps can be compared."""
     weights = initial_weights(job.layers, job.kernel_initializer, job.bias_initializer, job.seed)
     return replace(job, initial_weights=weights)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convexp.errors import ConvexpError, RunStillRunningError
-from convexp.runner import PlannedRun, RunOutcome, create_run, resume
+from convexp.experiments.allocator import tuning_setting
+from convexp.experiments.runner import PlannedRun, RunOutcome, create_run, resume
 from convexp.store import Store
 from convexp.store.records import STALE_AFTER_SECONDS
 
@@ -82,6 +83,7 @@ def run_on_dask(
     except ImportError:
         raise ConvexpError("--executor dask needs dask.distributed: pip install 'convexp[dask]'") from None
     store.check_recording_settings()  # a bad CONVEXP_SNAPSHOT_ENCODING or CONVEXP_WRITER is refused before any run is queued
+    tuning_setting()  # and a bad CONVEXP_MALLOC_TUNING
     run_ids = [create_run(run, store, queued=True) for run in runs]
     data = str(data_dir) if data_dir else None
     with dask.config.set({"distributed.scheduler.allowed-failures": max_retries}):

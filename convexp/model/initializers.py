@@ -268,24 +268,6 @@ def shape_from_hwio(text: str) -> tuple[int, int, int, int]:
 
 
 @dataclass(frozen=True)
-class SampleStats:
-    """Statistics of a drawn kernel, to hold against :class:`TheoreticalStats`."""
-
-    mean: float
-    variance: float
-    low: float
-    high: float
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> SampleStats:
-        """Mean, variance (population), min and max of an array, computed in float64."""
-        import numpy as np
-
-        v = np.asarray(values, dtype=np.float64)
-        return cls(float(v.mean()), float(v.var()), float(v.min()), float(v.max()))
-
-
-@dataclass(frozen=True)
 class KernelInitExplanation:
     """What an initializer means for one conv kernel shape: formula, fans, parameter and moments."""
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from convexp.layers import Conv, flat
-from convexp.types import non_finite
+from convexp.model.layers import Conv, flat
+from convexp.model.weights import non_finite
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from convexp.training import TrainingJob
+    from convexp.backends.trainer import TrainingJob
 
 
 class PluginBreach(Exception):

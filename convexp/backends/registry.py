@@ -15,10 +15,10 @@ from typing import Any
 
 import pluggy
 
-from convexp import hookspecs
-from convexp.backend import Backend
+from convexp.backends import hookspecs
+from convexp.backends.features import ALL_FEATURES
+from convexp.backends.protocol import Backend
 from convexp.errors import BackendUnavailableError, ConvexpError, unknown_name
-from convexp.features import ALL_FEATURES
 
 ENTRY_POINT_GROUP = "convexp.backends"
 LOAD_PLUGINS_ENV = "CONVEXP_LOAD_PLUGINS"
@@ -46,7 +46,7 @@ class BackendInfo:
     version: str | None
     usable: bool
     reason: str | None
-    #: What of convexp's layer vocabulary it lacks (``convexp.features.ALL_FEATURES`` less its features).
+    #: What of convexp's layer vocabulary it lacks (``convexp.backends.features.ALL_FEATURES`` less its features).
     missing: tuple[str, ...] = ()
 
 
@@ -118,7 +118,9 @@ def get_backends() -> dict[str, Backend]:
 
         def register(backend: Backend, _plugin_name: str = plugin_name) -> None:
             if not isinstance(backend, Backend):
-                raise ConvexpError(f"plugin '{_plugin_name}' registered {backend!r}, which is not a convexp.backend.Backend")
+                raise ConvexpError(
+                    f"plugin '{_plugin_name}' registered {backend!r}, which is not a convexp.backends.protocol.Backend"
+                )
             if backend.name in backends and owners[backend.name] != _plugin_name:
                 raise ConvexpError(
                     f"backend '{backend.name}' is registered by both '{owners[backend.name]}' and '{_plugin_name}'"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from convexp.backend import Backend
+    from convexp.backends.protocol import Backend
 
 hookspec = pluggy.HookspecMarker("convexp")
 hookimpl = pluggy.HookimplMarker("convexp")

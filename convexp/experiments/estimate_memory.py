@@ -2,7 +2,7 @@
 
 A conv layer of 100,000,000 filters validates (the shapes fit) and would start, to fail half a
 minute later asking for hundreds of GiB. The estimate comes from the spec alone, like the
-storage estimate (:mod:`convexp.storage`): float32 parameters and their gradients, the
+storage estimate (:mod:`convexp.experiments.estimate_disk`): float32 parameters and their gradients, the
 optimizer's state (Adam's two moments; SGD's momentum buffer), one batch's activations and
 their gradients (every planned layer's output), the training images as float32, and the
 snapshots waiting for the writer. It leaves out what a framework itself takes (hundreds of MB
@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
-from convexp.free_memory import available_memory
-from convexp.layers import flat, parameter_table
-from convexp.spec import Grid, RunSpec
+from convexp.experiments.spec import Grid, RunSpec
+from convexp.machine import available_memory
+from convexp.model.layers import flat
+from convexp.model.parameters import parameter_table
 from convexp.store.background import FLUSH_BYTES, MAX_PENDING
 from convexp.store.space import format_bytes
 

@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from convexp.augmentation import Augmentation
 from convexp.errors import ConvexpError, SpecError, did_you_mean
-from convexp.layers import BatchNorm, Conv, Layer, PlannedLayer, flat, plan
-from convexp.names import experiment_name_problem, tag_problem
-from convexp.training import Adam, Optimizer
+from convexp.model.augmentation import Augmentation
+from convexp.model.layers import BatchNorm, Conv, Layer, PlannedLayer, flat, plan
+from convexp.model.names import experiment_name_problem, tag_problem
+from convexp.model.optimizers import Adam, Optimizer
 
 if TYPE_CHECKING:
-    from convexp.backend import Backend
+    from convexp.backends.protocol import Backend
 
 DEFAULT_FILE = "experiments.yaml"
 NOT_GRIDDED = ("layers", "description", "tags")
@@ -152,7 +152,7 @@ class RunSpec(BaseModel):
     @field_validator("initializer", "bias_initializer")
     @classmethod
     def _known_initializer(cls, value: str) -> str:
-        from convexp.initializers import INITIALIZER_NAMES
+        from convexp.model.initializers import INITIALIZER_NAMES
 
         names = INITIALIZER_NAMES + ("default",)
         if value not in names:
@@ -222,7 +222,7 @@ class ResolvedRun:
 def bundled_examples() -> Path | None:
     """The example experiments that come with convexp: the repository's experiments.yaml, shipped
     inside an installed package as convexp/examples/experiments.yaml (None if neither is there)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # convexp/
     for candidate in (package / "examples" / DEFAULT_FILE, package.parent / DEFAULT_FILE):
         if candidate.is_file():
             return candidate
@@ -342,8 +342,8 @@ def _describe(error: ValidationError) -> str:
 
 def _field_names(loc: tuple) -> list[str]:
     """Field names of the model at ``loc`` in a RunSpec, for did-you-mean suggestions."""
-    from convexp.layers import LAYER_TYPES
-    from convexp.training import SGD, AdamW
+    from convexp.model.layers import LAYER_TYPES
+    from convexp.model.optimizers import SGD, AdamW
 
     if not loc:
         return [*RunSpec.model_fields, "tags", "notes"]
@@ -372,7 +372,7 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
             f"field 'device': backend '{spec.backend}' cannot train on {spec.device}; "
             f"it trains on {', '.join(backends[spec.backend].devices)}"
         )
-    from convexp.features import described, features_of_spec
+    from convexp.backends.features import described, features_of_spec
 
     missing = sorted(features_of_spec(spec) - backends[spec.backend].features)
     if missing:
@@ -542,7 +542,7 @@ def resolve_runs(
     """Validate the named experiments of a file (default: its default one) and expand them into runs.
 
     ``overrides`` replace fields before expansion (e.g. ``{"epochs": 1}`` from the command
-    line). With ``backends`` (name -> backend, as :func:`convexp.plugins.get_backends` gives), each
+    line). With ``backends`` (name -> backend, as :func:`convexp.backends.registry.get_backends` gives), each
     run is also checked against them (:func:`check_backend`); without, only the spec's own shape
     is, so reading experiments needs no installed backend. Raises :class:`SpecError` naming the
     file, experiment and field on any problem. Lists every run: for a grid of any size use

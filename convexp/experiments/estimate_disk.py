@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convexp.datasets import dataset_info
-from convexp.layers import flat
-from convexp.spec import Grid, RunSpec
+from convexp.experiments.spec import Grid, RunSpec
+from convexp.model.layers import flat
 from convexp.store.database import resolve_url, sqlite_path
 from convexp.store.space import format_bytes
 
