@@ -79,7 +79,7 @@ def experiments_file(folder: Path, seeds: int) -> Path:
 def build(db: Path, runs: int, snapshot_runs: int, steps: int) -> None:
     """Insert finished runs with metrics, and every-step runs with conv1 snapshots, through the store."""
     from convexp.experiments import runner
-    from convexp.store import MetricRecord, SnapshotRow, Store
+    from convexp.store import MetricRecord, SnapshotToWrite, Store
     from convexp.store.background import Batch, write_batch
 
     folder = db.parent
@@ -107,7 +107,7 @@ def build(db: Path, runs: int, snapshot_runs: int, steps: int) -> None:
                 rows = []
                 for step in range(first, min(first + 50, steps)):
                     kernel = kernel + rng.normal(0, 0.01, kernel.shape).astype(np.float32)
-                    rows.append(SnapshotRow("conv1", step, 0, kernel.copy(), np.zeros(32, np.float32)))
+                    rows.append(SnapshotToWrite("conv1", step, 0, kernel.copy(), np.zeros(32, np.float32)))
                 write_batch(store, run_id, Batch([MetricRecord(first, 0, "test_accuracy", 0.9)], rows, 0, rows[-1].step), owner)
             store.finish_run(run_id, "finished")
 
@@ -210,7 +210,7 @@ def billion_grid_seconds(path: Path) -> float:
     from convexp.backends.registry import get_backends
     from convexp.experiments import estimate_disk
     from convexp.experiments.estimate_memory import check_grids
-    from convexp.experiments.spec import validate_file
+    from convexp.experiments.grids import validate_file
 
     backends = get_backends()
     start = time.perf_counter()

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convexp.experiments.grids import resolve_runs
 from convexp.experiments.recorder import RunRecorder
-from convexp.experiments.spec import resolve_runs
 from convexp.model.weights import KernelSnapshot
 from convexp.store import Store
 

@@ -80,7 +80,7 @@ def record(db: Path, experiments: Path, mnist: str | None, backend: str, epochs:
 
 def many_runs(db: Path, count: int) -> None:
     """A database of ``count`` finished runs with 20 epochs of metrics each (the runs page's load)."""
-    from convexp.experiments.spec import resolve_runs
+    from convexp.experiments.grids import resolve_runs
     from convexp.store import MetricRecord, Store
 
     spec = resolve_runs(REPO / "experiments.yaml", ["quickstart"])[0].spec.model_dump(mode="json")

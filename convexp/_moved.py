@@ -43,7 +43,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "convexp.recorder": ("convexp.experiments.recorder",),
     "convexp.runner": ("convexp.experiments.runner",),
     "convexp.seeding": ("convexp.model.seeding",),
-    "convexp.spec": ("convexp.experiments.spec",),
+    "convexp.spec": ("convexp.experiments.spec", "convexp.experiments.grids", "convexp.experiments.experiments_file"),
     "convexp.storage": ("convexp.experiments.estimate_disk",),
     "convexp.training": ("convexp.backends.trainer", "convexp.model.optimizers", "convexp.model.weights"),
     "convexp.types": ("convexp.model.weights",),

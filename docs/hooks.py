@@ -1,7 +1,8 @@
 """MkDocs hook: the reference pages are generated from the code, so they cannot drift from it.
 
 A page holding ``<!-- reference: NAME -->`` gets that marker replaced by :func:`reference` ``(NAME)``: ``cli``
-(every command and option, from the Typer app), ``yaml`` (every experiment field, from the spec's pydantic
+(every command and option, from the Typer app), ``layout`` (every package and module of convexp and its
+backends, with the first line of its docstring), ``yaml`` (every experiment field, from the spec's pydantic
 models) or ``database`` (every table and column, from the SQLAlchemy models). tests/test_docs.py checks that
 every command, field and column appears, and builds the site with ``--strict``.
 """
@@ -21,8 +22,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 
 def reference(name: str) -> str:
-    """The generated reference ``name``: cli, yaml or database."""
-    return {"cli": cli_reference, "yaml": yaml_reference, "database": database_reference}[name]()
+    """The generated reference ``name``: cli, yaml, database or layout."""
+    return {"cli": cli_reference, "yaml": yaml_reference, "database": database_reference, "layout": layout_reference}[name]()
 
 
 def _cell(text: Any) -> str:
@@ -197,3 +198,52 @@ def database_reference() -> str:
             rows.append(f"| `{column.name}` | {column.type} | {null} | {', '.join(keys)} | {_cell(column.doc or '')} |")
         out.append("\n".join([f"## `{table.name}`", "", _cell(doc), "", *rows, ""]))
     return "\n".join(out)
+
+
+# --- the code's layout ------------------------------------------------------------------------------------------
+
+#: The folders whose packages and modules the layout lists, and the name each is imported as.
+LAYOUT_ROOTS = (("convexp", "convexp"), ("plugins", "convexp_plugins"))
+
+
+def layout_modules() -> list[tuple[str, str, str]]:
+    """Every package and module under convexp/ and plugins/, in tree order, as (path, import name, the first line of
+    its docstring): read from the files, so that the map is the tree."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    found = []
+    for folder, package in LAYOUT_ROOTS:
+        root = repo / folder
+        for path in sorted(root.rglob("*.py"), key=lambda p: (p.parent.relative_to(root).parts, p.name != "__init__.py", p.name)):
+            parts = path.relative_to(root).with_suffix("").parts
+            name = ".".join((package, *parts[:-1])) if parts[-1] == "__init__" else ".".join((package, *parts))
+            docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+            shown = str(path.relative_to(repo)) if parts[-1] != "__init__" else str(path.parent.relative_to(repo)) + "/"
+            found.append((shown, name, first_sentence(docstring)))
+    return found
+
+
+def first_sentence(docstring: str) -> str:
+    """The first sentence of a docstring's first paragraph (its lines joined)."""
+    import re
+
+    paragraph = " ".join(docstring.strip().split("\n\n")[0].split())
+    match = re.search(r"(?<!e\.g|i\.e)\.(\s|$)", paragraph)
+    sentence = paragraph[: match.start() + 1] if match else paragraph
+    sentence = re.sub(
+        r":\w+:`~?([^`]+)`", lambda m: f"`{m.group(1).rsplit('.', 1)[-1] if m.group(0).count('~') else m.group(1)}`", sentence
+    )
+    return sentence.replace("``", "`")
+
+
+def layout_reference() -> str:
+    """A table per package: each module and what it is, in one line."""
+    out = []
+    for shown, _name, line in layout_modules():
+        if shown.endswith("/"):
+            out += ["", f"### `{shown}`", "", _cell(line), "", "| module | what it is |", "|---|---|"]
+        else:
+            out.append(f"| `{shown.rsplit('/', 1)[-1]}` | {_cell(line)} |")
+    return "\n".join(out).strip() + "\n"

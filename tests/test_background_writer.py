@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from convexp.store import MetricRecord, SnapshotRow
+from convexp.store import MetricRecord, SnapshotToWrite
 from convexp.store.background import BackgroundWriter, Batch
 from convexp.store.writer_process import ProcessWriter
 from tests.conftest import wait_until
@@ -23,7 +23,7 @@ def step_batch(first: int, last: int) -> Batch:
     return Batch(
         [MetricRecord(s, 1, "train_loss", 1.0 / s) for s in range(first, last + 1)],
         [
-            SnapshotRow("conv1", s, 1, np.full((2, 1, 3, 3), s, np.float32), np.zeros(2, np.float32))
+            SnapshotToWrite("conv1", s, 1, np.full((2, 1, 3, 3), s, np.float32), np.zeros(2, np.float32))
             for s in range(first, last + 1)
         ],
         epochs_completed=0,
@@ -115,7 +115,7 @@ def test_a_failed_write_reaches_the_trainer_and_nothing_after_it_is_written(db_p
     writer.drain()
     broken = Batch(
         [MetricRecord(11, 1, "train_loss", 1.0)],
-        [SnapshotRow("conv1", 11, 1, np.zeros((2, 1, 3, 3), np.float32), np.zeros(2, np.float32))] * 2,  # duplicate key
+        [SnapshotToWrite("conv1", 11, 1, np.zeros((2, 1, 3, 3), np.float32), np.zeros(2, np.float32))] * 2,  # duplicate key
         steps_completed=11,
     )
     writer.submit(broken)

@@ -14,7 +14,7 @@ from tests.test_numpy_backend import assert_gradients_match_finite_differences, 
 
 
 def numpy_batch_norm(channels: int, momentum: float = 0.99, epsilon: float = 1e-3):
-    from convexp_plugins.numpy_backend.network import BatchNormLayer
+    from convexp_plugins.numpy_backend.model import BatchNormLayer
 
     (planned,) = plan(
         [BatchNorm(type="batch_norm", momentum=momentum, epsilon=epsilon), Flatten(type="flatten"), Dense(type="dense", units=2)],

@@ -156,8 +156,7 @@ class _Endless(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_download_stops_at_the_files_size_and_leaves_no_partial_file(tmp_path):
-    from convexp.datasets.download import fetch_file
-    from convexp.datasets.idx import MNIST
+    from convexp.datasets.idx import MNIST, fetch_file
     from convexp.errors import DatasetError
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
@@ -174,7 +173,7 @@ def test_a_download_stops_at_the_files_size_and_leaves_no_partial_file(tmp_path)
 
 
 def test_a_download_stopped_by_ctrl_c_leaves_no_partial_file(tmp_path):
-    from convexp.datasets.download import fetch_file
+    from convexp.datasets.idx import fetch_file
 
     def interrupt(name, done, total):
         if done > 1 << 17:

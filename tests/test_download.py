@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from convexp.datasets import mnist
-from convexp.datasets.download import fetch
-from convexp.datasets.idx import MNIST
+from convexp.datasets.idx import MNIST, fetch
 from convexp.errors import DatasetError
 from tests.conftest import run_cli
 

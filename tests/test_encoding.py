@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 
 from convexp.errors import StoreError
-from convexp.store import SnapshotRow, Store
+from convexp.store import SnapshotToWrite, Store
 from convexp.store.database import _alembic_config
 from convexp.store.encoding import RAW, XOR_DELTA, ChainEncoder, decode_chain
 from convexp.store.space import format_bytes, run_sizes, thin_run
@@ -84,12 +84,13 @@ def test_a_failed_write_does_not_advance_the_chain(db_path):
     kernels = training_walk(4)
     with Store(db_path) as store:
         run_id = store.create_run(**RUN_FIELDS)
-        store.record(run_id, snapshots=[SnapshotRow("conv2", 0, 0, kernels[0], None)])
+        store.record(run_id, snapshots=[SnapshotToWrite("conv2", 0, 0, kernels[0], None)])
         with pytest.raises(IntegrityError):  # step 1 together with a duplicate of step 0: refused whole
             store.record(
-                run_id, snapshots=[SnapshotRow("conv2", 1, 0, kernels[1], None), SnapshotRow("conv2", 0, 0, kernels[0], None)]
+                run_id,
+                snapshots=[SnapshotToWrite("conv2", 1, 0, kernels[1], None), SnapshotToWrite("conv2", 0, 0, kernels[0], None)],
             )
-        store.record(run_id, snapshots=[SnapshotRow("conv2", s, 0, kernels[s], None) for s in (1, 2, 3)])
+        store.record(run_id, snapshots=[SnapshotToWrite("conv2", s, 0, kernels[s], None) for s in (1, 2, 3)])
         series = store.kernel_series(run_id, "conv2")
     assert [(step, encoding, base) for step, encoding, base, _ in rows_of(db_path, run_id)] == [
         (0, RAW, None),
@@ -230,7 +231,7 @@ def test_an_old_database_reads_as_raw_after_the_migration(tmp_path):
     with Store(db) as store:  # migrates to the head
         assert [r[1] for r in rows_of(db)] == [RAW] * 3
         np.testing.assert_array_equal(store.kernel_series(1, "conv2").kernels, np.stack(kernels[:3]))
-        store.record(1, snapshots=[SnapshotRow("conv2", s, 0, kernels[s], None) for s in (3, 4)])
+        store.record(1, snapshots=[SnapshotToWrite("conv2", s, 0, kernels[s], None) for s in (3, 4)])
         np.testing.assert_array_equal(store.kernel_series(1, "conv2").kernels, np.stack(kernels))
     assert [r[1] for r in rows_of(db)] == [RAW] * 4 + [XOR_DELTA]
     assert run_cli("db", "pack", "1", "--db", str(db)).returncode == 0

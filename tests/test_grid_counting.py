@@ -12,7 +12,7 @@ import yaml
 
 from convexp.experiments import estimate_disk
 from convexp.experiments.estimate_memory import check_grids, estimate_memory
-from convexp.experiments.spec import Grid, resolve_grids
+from convexp.experiments.grids import Grid, resolve_grids
 from tests.conftest import REPO, run_cli
 
 SMALL_NET = [{"type": "conv", "filters": 4, "kernel_size": 3}, {"type": "flatten"}, {"type": "dense", "units": 10}]

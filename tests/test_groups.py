@@ -282,7 +282,7 @@ def test_the_permutation_test_draws_with_a_fixed_seed_when_relabellings_are_many
 
 
 def test_the_edge_detectors_experiment_is_three_initializers_by_five_seeds_of_the_keras_example():
-    from convexp.experiments.spec import resolve_runs
+    from convexp.experiments.grids import resolve_runs
 
     runs = resolve_runs(REPO / "experiments.yaml", ["edge-detectors"], {}, backends=None)
     assert sorted((r.spec.initializer, r.spec.seed) for r in runs) == sorted(

@@ -52,7 +52,7 @@ def generated(folder: Path, seed: int = 0) -> tuple[idx.IdxCollection, dict[str,
 
 
 def test_fetched_files_are_verified_loaded_and_a_wrong_one_is_refused(tmp_path):
-    from convexp.datasets.download import fetch
+    from convexp.datasets.idx import fetch
 
     collection, arrays = generated(tmp_path / "served")
     server, url, _ = serve(tmp_path / "served")
@@ -99,7 +99,7 @@ def test_a_one_epoch_fashion_mnist_format_run_end_to_end(tmp_path, monkeypatch):
     """Fetch from the local server, run one epoch on every backend's reference (numpy), analyse the filters, write a report."""
     from convexp.analysis.filters import analyse_layer
     from convexp.analysis.report import write_report
-    from convexp.datasets.download import fetch
+    from convexp.datasets.idx import fetch
     from convexp.experiments.runner import execute, plan_runs
     from convexp.store import Store
 

@@ -64,7 +64,7 @@ def test_an_experiments_tags_and_notes_label_each_of_its_runs_and_the_cli_change
 )
 def test_a_bad_tag_in_the_experiments_file_is_one_line_naming_the_field(tmp_path, tags, message):
     from convexp.errors import SpecError
-    from convexp.experiments.spec import resolve_runs
+    from convexp.experiments.grids import resolve_runs
 
     path = tmp_path / "experiments.yaml"
     path.write_text(

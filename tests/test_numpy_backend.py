@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from convexp_plugins.numpy_backend import ops
-from convexp_plugins.numpy_backend.network import Network
+from convexp_plugins.numpy_backend.model import Network
 
 from convexp.backends.registry import get_backend
 from convexp.model.layers import Conv, Dense, Dropout, Flatten, MaxPool, ReLU, flat, plan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from convexp.errors import SpecError
-from convexp.experiments.spec import resolve_runs, validate_file
+from convexp.experiments.grids import resolve_runs, validate_file
 from tests.conftest import REPO, TINY_DIGITS, write_experiments
 
 

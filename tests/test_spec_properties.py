@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from convexp.errors import SpecError
-from convexp.experiments.spec import RunSpec, resolve_runs
+from convexp.experiments.grids import resolve_runs
+from convexp.experiments.spec import RunSpec
 from tests.conftest import TINY_DIGITS
 
 FIELDS = list(RunSpec.model_fields) + ["epohcs", "lr", "snapshot", "type"]

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from convexp.experiments import estimate_disk
-from convexp.experiments.spec import resolve_runs
+from convexp.experiments.grids import resolve_runs
 from tests.conftest import REPO, TINY_DIGITS, run_cli, sha256, write_experiments
 from tests.test_reliability import _one_error_line, mounted  # noqa: F401  (a fixture)
 

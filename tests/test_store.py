@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
 from convexp.errors import SchemaTooNewError, StoreError
-from convexp.store import MetricRecord, SnapshotRow, Store
+from convexp.store import MetricRecord, SnapshotToWrite, Store
 from convexp.store.database import _alembic_config, head_revision, resolve_url
 from convexp.store.models import Base
 from tests.conftest import decode_kernels, sha256
@@ -159,7 +159,7 @@ def test_metrics_and_snapshots_round_trip_as_float32_little_endian(db_url):
     store.record(
         run_id,
         [MetricRecord(1, 1, "train_loss", 0.5), MetricRecord(2, 1, "train_loss", 0.25), MetricRecord(2, 1, "test_accuracy", 0.9)],
-        [SnapshotRow("conv1", step, 0, k, np.arange(16, dtype=np.float32)) for step, k in enumerate(kernels)],
+        [SnapshotToWrite("conv1", step, 0, k, np.arange(16, dtype=np.float32)) for step, k in enumerate(kernels)],
         epochs_completed=1,
         steps_completed=2,
     )
@@ -189,11 +189,11 @@ def test_duplicate_snapshot_is_refused_and_the_batch_rolls_back(db_url):
     store = Store(db_url)
     run_id = store.create_run(**RUN_FIELDS)
     k = np.zeros((1, 1, 3, 3), np.float32)
-    store.record(run_id, [], [SnapshotRow("conv1", 0, 0, k, None)])
+    store.record(run_id, [], [SnapshotToWrite("conv1", 0, 0, k, None)])
     from sqlalchemy.exc import IntegrityError
 
     with pytest.raises(IntegrityError):
-        store.record(run_id, [MetricRecord(1, 1, "train_loss", 1.0)], [SnapshotRow("conv1", 0, 0, k, None)])
+        store.record(run_id, [MetricRecord(1, 1, "train_loss", 1.0)], [SnapshotToWrite("conv1", 0, 0, k, None)])
     assert store.metrics(run_id) == []  # the metric of the failed batch was not written either
     store.close()
 
@@ -207,7 +207,7 @@ def test_a_checkpoint_is_replaced_and_reopening_drops_what_came_after_it(db_url)
     store.record(
         run_id,
         [MetricRecord(s, 1, "train_loss", 1.0) for s in (1, 2)],
-        [SnapshotRow("conv1", s, 1, k, None) for s in (0, 1, 2)],
+        [SnapshotToWrite("conv1", s, 1, k, None) for s in (0, 1, 2)],
         checkpoint=Checkpoint(1, 2, b"first"),
         epochs_completed=1,
         steps_completed=2,
@@ -215,12 +215,12 @@ def test_a_checkpoint_is_replaced_and_reopening_drops_what_came_after_it(db_url)
     store.record(
         run_id,
         [MetricRecord(s, 2, "train_loss", 1.0) for s in (3, 4)],
-        [SnapshotRow("conv1", s, 2, k, None) for s in (3, 4)],
+        [SnapshotToWrite("conv1", s, 2, k, None) for s in (3, 4)],
         checkpoint=Checkpoint(2, 4, b"second \x00 bytes"),
         epochs_completed=2,
         steps_completed=4,
     )
-    store.record(run_id, [MetricRecord(5, 3, "train_loss", 1.0)], [SnapshotRow("conv1", 5, 3, k, None)], steps_completed=5)
+    store.record(run_id, [MetricRecord(5, 3, "train_loss", 1.0)], [SnapshotToWrite("conv1", 5, 3, k, None)], steps_completed=5)
     store.finish_run(run_id, "interrupted")
     assert store.reopen_run(run_id) == Checkpoint(2, 4, b"second \x00 bytes")
     assert list(store.kernel_series(run_id, "conv1").steps) == [0, 1, 2, 3, 4]
@@ -317,7 +317,7 @@ def test_deleting_runs_removes_everything_they_recorded_or_nothing(db_url):
         store.record(
             run_id,
             [MetricRecord(1, 1, "train_loss", 1.0)],
-            [SnapshotRow("conv1", s, 1, k, None) for s in (0, 1)],
+            [SnapshotToWrite("conv1", s, 1, k, None) for s in (0, 1)],
             checkpoint=Checkpoint(1, 1, b"state"),
             epochs_completed=1,
             steps_completed=1,
@@ -382,7 +382,7 @@ def test_ctrl_c_or_sigterm_during_a_write_lands_after_it(db_path, signum):
         kernel = np.zeros((1, 1, 3, 3), np.float32)
         with pytest.raises(KeyboardInterrupt):
             store.record(
-                run_id, [MetricRecord(1, 1, "train_loss", 0.5)], [SnapshotRow("conv1", 1, 1, kernel, None)], steps_completed=1
+                run_id, [MetricRecord(1, 1, "train_loss", 0.5)], [SnapshotToWrite("conv1", 1, 1, kernel, None)], steps_completed=1
             )
         event.remove(store.writer, "before_cursor_execute", signal_mid_write)
         started = time.monotonic()
@@ -405,7 +405,8 @@ def test_snapshot_summary_and_last_metrics_read_no_kernel_bytes_and_agree_with_t
     store.record(
         run_id,
         [MetricRecord(s, 1, "train_loss", 1.0 / s) for s in (1, 2, 3)] + [MetricRecord(3, 1, "test_accuracy", 0.5)],
-        [SnapshotRow("conv1", s, 1, k1, None) for s in (0, 1, 2, 3)] + [SnapshotRow("conv2", s, 1, k2, None) for s in (0, 3)],
+        [SnapshotToWrite("conv1", s, 1, k1, None) for s in (0, 1, 2, 3)]
+        + [SnapshotToWrite("conv2", s, 1, k2, None) for s in (0, 3)],
     )
     store.record(run_id, [MetricRecord(4, 2, "train_loss", 0.2)], [])
     assert store.snapshot_summary(run_id) == [

@@ -127,7 +127,7 @@ def test_an_experiment_with_the_new_parts_runs_and_its_filters_are_analysed(tmp_
 
 def test_an_experiment_a_backend_cannot_build_is_refused_in_one_line(tmp_path):
     from convexp.errors import SpecError
-    from convexp.experiments.spec import resolve_runs
+    from convexp.experiments.grids import resolve_runs
 
     class Old:  # a third-party backend written before the new layers: the first vocabulary only
         from convexp.backends.features import BASE_FEATURES as features
@@ -211,7 +211,7 @@ def test_weight_decay_and_adamw_updates_follow_their_formulas():
 
 def test_an_optimizer_a_backend_lacks_is_refused_in_one_line(tmp_path):
     from convexp.errors import SpecError
-    from convexp.experiments.spec import resolve_runs
+    from convexp.experiments.grids import resolve_runs
 
     class Old:
         from convexp.backends.features import BASE_FEATURES as features

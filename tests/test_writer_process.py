@@ -17,7 +17,7 @@ import pytest
 
 import convexp
 from convexp.errors import StoreError
-from convexp.store import MetricRecord, SnapshotRow
+from convexp.store import MetricRecord, SnapshotToWrite
 from convexp.store.background import Batch
 from convexp.store.packed import PackedSnapshots
 from convexp.store.writer_process import ProcessWriter
@@ -153,7 +153,7 @@ def test_rows_with_biases_and_without_travel_intact(db_path, new_run):
     writer = ProcessWriter(store, run_id)
     kernel = np.arange(2 * 3 * 5 * 5, dtype=np.float64).reshape(2, 3, 5, 5)  # float64 in: stored as float32
     writer.submit(
-        Batch([], [SnapshotRow("a", 0, 0, kernel, np.array([1.5, -2.0])), SnapshotRow("b", 0, 0, kernel[:1], None)], 0, 0)
+        Batch([], [SnapshotToWrite("a", 0, 0, kernel, np.array([1.5, -2.0])), SnapshotToWrite("b", 0, 0, kernel[:1], None)], 0, 0)
     )
     writer.close()
     assert stored_kernels(db_path, "a", run_id)[0].tobytes() == kernel.astype(np.float32).tobytes()
@@ -255,7 +255,7 @@ def test_a_writer_process_whose_parent_is_gone_ends_quietly(db_path, new_run):
 
     store, run_id = new_run
     child = subprocess.Popen(
-        [sys.executable, "-c", "from convexp.store.writer_process import main; main()"],
+        [sys.executable, "-c", "from convexp.store.writer_child import main; main()"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

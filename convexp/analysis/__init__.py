@@ -7,6 +7,6 @@ here calls a backend.
 #: How many test-image patches per filter `filters --patches`, `plot patches`, the report and the UI show
 #: unless asked otherwise (here, free of imports, so the CLI can show it in --help cheaply).
 TOP_PATCHES = 9
-#: The pictures `convexp plot` draws (convexp.analysis.pictures.draw; summary: an experiment's groups,
+#: The pictures `convexp plot` draws (convexp.analysis.plot.draw; summary: an experiment's groups,
 #: convexp.analysis.pictures.group_curves_figure).
 PICTURE_KINDS = ("filters", "evolution", "curves", "histogram", "features", "patches", "maximize", "summary")

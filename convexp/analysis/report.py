@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from convexp import __version__
-from convexp.analysis import pictures
+from convexp.analysis import pictures, plot
 from convexp.analysis.cells import json_text
 from convexp.analysis.compare import compare_runs, comparison_rows
 from convexp.analysis.filters import EDGE_THRESHOLD, analyse_layer
@@ -78,7 +78,7 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
     if layer is None:
         parts.append('<p class="note">No kernel snapshots were recorded.</p>')
         return "\n".join(parts)
-    options = pictures.PictureOptions(layer=layer, data_dir=data_dir)
+    options = plot.PictureOptions(layer=layer, data_dir=data_dir)
     for kind, caption in [
         ("filters", f"{layer} filters at the last step"),
         ("evolution", f"{layer} filters 0-7 during training"),
@@ -86,7 +86,7 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
         ("features", f"a test image through {layer}"),
     ]:
         try:
-            parts.append(f"<h3>{html.escape(caption)}</h3>" + _image(pictures.draw(kind, store, [run], options), caption))
+            parts.append(f"<h3>{html.escape(caption)}</h3>" + _image(plot.draw(kind, store, [run], options), caption))
         except ConvexpError as exc:
             parts.append(f'<p class="note">{html.escape(caption)}: not drawn ({html.escape(str(exc))})</p>')
     for deeper in store.snapshot_layers(run.id):
@@ -94,7 +94,7 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
             continue
         caption = f"{deeper}: each filter's strongest test-image patches"
         try:
-            figure = pictures.draw("patches", store, [run], pictures.PictureOptions(layer=deeper, data_dir=data_dir))
+            figure = plot.draw("patches", store, [run], plot.PictureOptions(layer=deeper, data_dir=data_dir))
             parts.append(
                 f"<h3>{html.escape(caption)}</h3>"
                 '<p class="note">A deeper filter acts on feature maps, not pixels; these are the input windows '
@@ -201,7 +201,7 @@ def build_report(
     ]
     if groups is not None:
         parts.append(_groups_section(store, *groups))
-    parts.append("<h2>Training curves</h2>" + _image(pictures.draw("curves", store, runs), "training curves"))
+    parts.append("<h2>Training curves</h2>" + _image(plot.draw("curves", store, runs), "training curves"))
     comparison = compare_runs(store, list(runs))
     columns, rows = comparison_rows(comparison)
     parts.append("<h2>Comparison</h2>")

@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import sys
 
-import typer
-
-app = typer.Typer(
-    name="convexp",
-    help="See what convolution filters are: how frameworks initialise them, what a conv layer "
-    "computes, and what the filters become as a network learns.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-    # Help texts are plain text: rich markup would swallow "[default: ...]" and "convexp[dask]".
-    rich_markup_mode=None,
-)
+from convexp.cli.app import app
 
 # Each module registers its commands on app when imported; --help lists them in this order.
-from convexp.cli import run, results, labels, groups, ui, analysis, conv, backends  # noqa: E402, I001
-from convexp.cli import data, db  # noqa: E402
+# isort: off
+from convexp.cli import run, results, labels, groups, ui, analysis, conv, backends
+from convexp.cli import data, db
+# isort: on
 
 app.add_typer(
     data.app, name="data", short_help="Download or import MNIST, Fashion-MNIST, KMNIST or CIFAR-10 into the convexp cache."

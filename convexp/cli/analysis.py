@@ -9,7 +9,7 @@ import typer
 
 from convexp.analysis import TOP_PATCHES
 from convexp.analysis.cells import json_text
-from convexp.cli import app
+from convexp.cli.app import app
 from convexp.cli.options import DEFAULT_LAYER, DEFAULT_STEP, DataDir, Db, OutputFormat, PlotKind, Run, Runs, Step
 from convexp.cli.output import Format, render
 from convexp.errors import ConvexpError
@@ -210,7 +210,7 @@ def plot_command(
 
     summary draws an experiment's runs grouped by --by: each group's mean --metric or --measure over
     the steps with its 95% t band, the single runs faint (the numbers of `convexp summary`)."""
-    from convexp.analysis import pictures
+    from convexp.analysis import pictures, plot
     from convexp.analysis.selection import filter_count, parse_indices, parse_step, select_runs
     from convexp.store import Store
 
@@ -221,7 +221,7 @@ def plot_command(
         return
     if by or metric or measure:
         raise ConvexpError("--by, --metric and --measure are for `convexp plot summary EXPERIMENT`")
-    options = pictures.PictureOptions(
+    options = plot.PictureOptions(
         layer or DEFAULT_LAYER, parse_step(step), parse_indices(filters, "--filters"), image, data_dir, top
     )
     with Store(db, must_exist=True) as store:
@@ -235,7 +235,7 @@ def plot_command(
             rgb = sees_colour_image(records[0].spec, options.layer)
             pictures.evolution_gif(series.kernels, series.steps, f"run {records[0].id} {options.layer}", out, rgb=rgb)
         else:
-            pictures.save(pictures.draw(kind_name, store, records, options), out)
+            pictures.save(plot.draw(kind_name, store, records, options), out)
     typer.echo(f"wrote {out}")
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from convexp.cli import app
+from convexp.cli.app import app
 from convexp.cli.options import Device, OutputFormat
 from convexp.cli.output import Format, render
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from convexp.cli import app
+from convexp.cli.app import app
 from convexp.cli.options import Db, Run
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from convexp.analysis.cells import json_text
-from convexp.cli import app
+from convexp.cli.app import app
 from convexp.cli.options import Db, OutputFormat, Run, StatusChoice
 from convexp.cli.output import Format, render
 

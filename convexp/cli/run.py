@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from convexp.cli import app
+from convexp.cli.app import app
 from convexp.cli.options import DataDir, Db, Device, Executor
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ ExperimentsFile = Annotated[
 
 def _experiments_file(file: Optional[Path]) -> Path:
     """The file to read; says so on stderr when it is convexp's bundled examples."""
-    from convexp.experiments.spec import experiments_file
+    from convexp.experiments.experiments_file import experiments_file
 
     path, bundled = experiments_file(file)
     if bundled:
@@ -241,7 +241,7 @@ def _check_storage(planned: PlannedRuns, db: str | None, yes: bool, memory_here:
     from convexp.experiments.allocator import tuning_setting
     from convexp.experiments.estimate_memory import check_grids
     from convexp.store.database import describe, resolve_url
-    from convexp.store.store import check_recording_settings
+    from convexp.store.settings import check_recording_settings
 
     check_recording_settings()  # before anything is printed: a bad setting is the one line the user sees
     tuning_setting()
@@ -281,7 +281,7 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
     from convexp.backends.registry import get_backends
     from convexp.experiments import estimate_disk
     from convexp.experiments.estimate_memory import check_grids
-    from convexp.experiments.spec import validate_file
+    from convexp.experiments.grids import validate_file
     from convexp.machine import available_memory
     from convexp.model.parameters import describe_plan, format_parameter_table
 

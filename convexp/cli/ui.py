@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from convexp.cli import app
+from convexp.cli.app import app
 from convexp.cli.options import DataDir, Db
 
 

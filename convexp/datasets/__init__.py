@@ -12,31 +12,21 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from convexp.datasets.dataset import Dataset, cache_root
+
+__all__ = [
+    "Dataset",
+    "DatasetInfo",
+    "DATASET_NAMES",
+    "cache_root",
+    "dataset_info",
+    "load_dataset",
+    "data_source",
+    "downloadable",
+    "fingerprint",
+]
 from convexp.errors import unknown_name
-
-if TYPE_CHECKING:
-    import numpy as np
-
-
-def cache_root() -> Path:
-    """convexp's folder in the user cache: ``$XDG_CACHE_HOME/convexp`` (default ``~/.cache/convexp``)."""
-    import os
-
-    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "convexp"
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A train/test split as numpy arrays."""
-
-    name: str
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    num_classes: int
 
 
 @dataclass(frozen=True)

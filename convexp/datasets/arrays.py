@@ -27,7 +27,7 @@ from convexp.errors import DatasetError
 if TYPE_CHECKING:
     import numpy as np
 
-    from convexp.datasets import Dataset
+    from convexp.datasets.dataset import Dataset
 
 PREFIX = "npz:"
 KEYS = {"train_images": "x_train", "train_labels": "y_train", "test_images": "x_test", "test_labels": "y_test"}
@@ -150,7 +150,7 @@ def load(name: str) -> Dataset:
     """The dataset in a ``npz:`` file, each array checked (see the module's docs)."""
     import numpy as np
 
-    from convexp.datasets import Dataset
+    from convexp.datasets.dataset import Dataset
 
     file = file_of(name)
     if not file.is_file():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convexp.datasets import Dataset, cache_root
+from convexp.datasets.dataset import Dataset, cache_root
 from convexp.datasets.idx import copy_into_place, where_to_look
 from convexp.errors import DatasetError
 

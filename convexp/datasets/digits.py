@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convexp.datasets import Dataset, cache_root
+from convexp.datasets.dataset import Dataset, cache_root
 
 TEST_SIZE = 360
 SPLIT_SEED = 20240607

@@ -1,9 +1,8 @@
-"""Downloading an IDX dataset (MNIST, Fashion-MNIST, KMNIST): from a list of mirrors, resuming dropped
-transfers, verifying every file.
+"""Downloading a dataset's file: from a list of mirrors, resuming dropped transfers, verifying what arrives.
 
-Each of the four files is fetched from the first mirror that delivers it whole and with the
-published MD5 (of its decompressed bytes for MNIST, of the .gz for the others). A transfer that breaks off is resumed with an HTTP
-Range request (or restarted where the server ignores ranges), a few times, before the next
+A file is fetched from the first mirror that delivers it whole and that the dataset's own check accepts (the
+published MD5: :meth:`convexp.datasets.idx.IdxCollection.fetch`, :meth:`convexp.datasets.cifar.CifarArchive.fetch`).
+A transfer that breaks off is resumed with an HTTP Range request (or restarted where the server ignores ranges), a few times, before the next
 mirror is tried. Bytes land in a ``.partial`` file beside the cache and are renamed into place
 only once verified; whatever fails leaves no partial file behind.
 """
@@ -16,7 +15,6 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from convexp.datasets.idx import MNIST, IdxCollection, read_raw
 from convexp.errors import DatasetError
 
 CHUNK = 1 << 16
@@ -76,32 +74,6 @@ def _download(
     return error
 
 
-def fetch_file(
-    key: str,
-    mirrors: list[str],
-    destination: Path,
-    *,
-    attempts: int = 3,
-    timeout: float = 30.0,
-    progress: Progress | None = None,
-    wait: float = 1.0,
-    collection: IdxCollection = MNIST,
-) -> Path:
-    """Download one file of ``collection`` (``train_images`` ...) into ``destination``, verified; raises DatasetError."""
-    idx = collection.files[key]
-    return fetch_verified(
-        idx.filename + ".gz",
-        lambda path: collection.verify(key, path, read_raw(path, idx.most_stored_bytes)),
-        mirrors,
-        destination,
-        attempts=attempts,
-        timeout=timeout,
-        progress=progress,
-        wait=wait,
-        most_bytes=idx.most_stored_bytes,
-    )
-
-
 def fetch_verified(
     name: str,
     verify: Callable[[Path], object],
@@ -142,23 +114,3 @@ def fetch_verified(
     finally:
         partial.unlink(missing_ok=True)
     raise DatasetError(f"could not download {name}: " + "; ".join(failures))
-
-
-def fetch(
-    collection: IdxCollection,
-    mirrors: list[str] | None = None,
-    destination: Path | None = None,
-    *,
-    attempts: int = 3,
-    timeout: float = 30.0,
-    progress: Progress | None = None,
-) -> dict[str, Path]:
-    """Download the four files of ``collection`` into the cache (or ``destination``), each verified by its MD5;
-    ``mirrors`` default to the collection's own."""
-    destination = Path(destination) if destination else collection.cache_dir()
-    destination.mkdir(parents=True, exist_ok=True)
-    chosen = list(mirrors or collection.mirrors)
-    return {
-        key: fetch_file(key, chosen, destination, attempts=attempts, timeout=timeout, progress=progress, collection=collection)
-        for key in collection.files
-    }

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convexp.datasets import Dataset, cache_root
+from convexp.datasets.dataset import Dataset, cache_root
+from convexp.datasets.download import Progress, fetch_verified
 from convexp.errors import DatasetError
 
 DATA_DIR_ENV = "CONVEXP_DATA_DIR"
@@ -178,9 +179,7 @@ class IdxCollection:
         timeout: float = 30.0,
         progress=None,
     ) -> dict[str, Path]:
-        """Download the four files into the cache (or ``destination``), each verified (:func:`convexp.datasets.download.fetch`)."""
-        from convexp.datasets.download import fetch
-
+        """Download the four files into the cache (or ``destination``), each verified (:func:`fetch`)."""
         return fetch(self, mirrors, destination, attempts=attempts, timeout=timeout, progress=progress)
 
     def import_files(self, source: Path, destination: Path | None = None) -> dict[str, Path]:
@@ -321,3 +320,51 @@ KMNIST = IdxCollection(
 )
 #: Every IDX collection by name (what ``convexp data fetch`` and experiments' ``dataset`` name).
 COLLECTIONS: dict[str, IdxCollection] = {c.name: c for c in (MNIST, FASHION_MNIST, KMNIST)}
+
+
+def fetch_file(
+    key: str,
+    mirrors: list[str],
+    destination: Path,
+    *,
+    attempts: int = 3,
+    timeout: float = 30.0,
+    progress: Progress | None = None,
+    wait: float = 1.0,
+    collection: IdxCollection | None = None,
+) -> Path:
+    """Download one file of ``collection`` (MNIST unless given: ``train_images`` ...) into ``destination``, verified;
+    raises DatasetError."""
+    collection = collection or MNIST
+    idx = collection.files[key]
+    return fetch_verified(
+        idx.filename + ".gz",
+        lambda path: collection.verify(key, path, read_raw(path, idx.most_stored_bytes)),
+        mirrors,
+        destination,
+        attempts=attempts,
+        timeout=timeout,
+        progress=progress,
+        wait=wait,
+        most_bytes=idx.most_stored_bytes,
+    )
+
+
+def fetch(
+    collection: IdxCollection,
+    mirrors: list[str] | None = None,
+    destination: Path | None = None,
+    *,
+    attempts: int = 3,
+    timeout: float = 30.0,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Download the four files of ``collection`` into the cache (or ``destination``), each verified by its MD5;
+    ``mirrors`` default to the collection's own."""
+    destination = Path(destination) if destination else collection.cache_dir()
+    destination.mkdir(parents=True, exist_ok=True)
+    chosen = list(mirrors or collection.mirrors)
+    return {
+        key: fetch_file(key, chosen, destination, attempts=attempts, timeout=timeout, progress=progress, collection=collection)
+        for key in collection.files
+    }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convexp.datasets import Dataset
+from convexp.datasets.dataset import Dataset
 from convexp.datasets.idx import MNIST, IdxFile
 
 __all__ = ["FILES", "import_files", "load", "locate"]

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convexp.datasets import dataset_info
-from convexp.experiments.spec import Grid, RunSpec
+from convexp.experiments.grids import Grid
+from convexp.experiments.spec import RunSpec
 from convexp.model.layers import flat
 from convexp.store.database import resolve_url, sqlite_path
 from convexp.store.space import format_bytes

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
-from convexp.experiments.spec import Grid, RunSpec
+from convexp.experiments.grids import Grid
+from convexp.experiments.spec import RunSpec
 from convexp.machine import available_memory
 from convexp.model.layers import flat
 from convexp.model.parameters import parameter_table

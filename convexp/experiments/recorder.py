@@ -16,7 +16,7 @@ from typing import NoReturn, Protocol
 from convexp.backends.output_checks import NonFiniteKernel, PlanCheck
 from convexp.experiments.spec import RunSpec
 from convexp.model.weights import Checkpoint, KernelReader, StateReader
-from convexp.store import MetricRecord, SnapshotRow, Store
+from convexp.store import MetricRecord, SnapshotToWrite, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.writer_process import make_writer
@@ -63,7 +63,7 @@ class RunRecorder:
         self.log_every = spec.log_every
         self.keep_checkpoints = spec.checkpoints
         self.metrics: list[MetricRecord] = []
-        self.snapshots: list[SnapshotRow] = []
+        self.snapshots: list[SnapshotToWrite] = []
         self.checkpoint: Checkpoint | None = None
         self.buffered_bytes = 0
         self.last_snapshot_step = resume_from.step if resume_from else -1
@@ -74,20 +74,20 @@ class RunRecorder:
         # evaluation hands nothing over for seconds, and the run must not look dead meanwhile
         self.writer = make_writer(store, run_id, heartbeat_seconds=HEARTBEAT_SECONDS)
 
-    def _snapshot_rows(self, step: int, epoch: int, kernels: KernelReader) -> list[SnapshotRow]:
+    def _snapshot_rows(self, step: int, epoch: int, kernels: KernelReader) -> list[SnapshotToWrite]:
         """The rows of the kernels at ``step`` (none if already taken), checked against the plan first."""
         if step == self.last_snapshot_step:
             return []
         handed = kernels()
         if self.plan is None:
-            return [SnapshotRow(layer, step, epoch, snapshot.kernel, snapshot.bias) for layer, snapshot in handed.items()]
+            return [SnapshotToWrite(layer, step, epoch, snapshot.kernel, snapshot.bias) for layer, snapshot in handed.items()]
         try:
             checked = self.plan.kernels(handed, step, epoch)
         except NonFiniteKernel as exc:
             self._diverged(step, epoch, str(exc))
-        return [SnapshotRow(layer, step, epoch, kernel, bias) for layer, kernel, bias in checked]
+        return [SnapshotToWrite(layer, step, epoch, kernel, bias) for layer, kernel, bias in checked]
 
-    def _keep(self, rows: list[SnapshotRow]) -> None:
+    def _keep(self, rows: list[SnapshotToWrite]) -> None:
         if rows:
             self.snapshots.extend(rows)  # every layer of the step, or (interrupted before this line) none
             self.buffered_bytes += sum(row.kernel.nbytes for row in rows)

@@ -23,8 +23,9 @@ from convexp.backends.trainer import TrainingJob
 from convexp.datasets import Dataset, data_source, dataset_info, load_dataset
 from convexp.errors import DatasetError, SpecError, StoreError
 from convexp.experiments.allocator import keep_freed_memory
+from convexp.experiments.grids import Grid, resolve_grids
 from convexp.experiments.recorder import Diverged, ProgressListener, RunRecorder
-from convexp.experiments.spec import Grid, ResolvedRun, RunSpec, resolve_grids
+from convexp.experiments.spec import ResolvedRun, RunSpec
 from convexp.model.layers import PlannedLayer
 from convexp.model.seeding import initial_weights
 from convexp.store import RunRecord, Store

@@ -1,4 +1,5 @@
-"""The experiments file: its format, its validation, and grid expansion.
+"""What an experiment may say, and its validation (grids: :mod:`convexp.experiments.grids`; reading the file:
+:mod:`convexp.experiments.experiments_file`).
 
 An experiments file is YAML::
 
@@ -21,25 +22,20 @@ one-line message names the file, the experiment and the field.
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from convexp.errors import ConvexpError, SpecError, did_you_mean
+from convexp.errors import ConvexpError, did_you_mean
 from convexp.model.augmentation import Augmentation
 from convexp.model.layers import BatchNorm, Conv, Layer, PlannedLayer, flat, plan
-from convexp.model.names import experiment_name_problem, tag_problem
 from convexp.model.optimizers import Adam, Optimizer
 
 if TYPE_CHECKING:
     from convexp.backends.protocol import Backend
 
-DEFAULT_FILE = "experiments.yaml"
 NOT_GRIDDED = ("layers", "description", "tags")
 
 
@@ -219,110 +215,11 @@ class ResolvedRun:
     notes: str | None = None
 
 
-def bundled_examples() -> Path | None:
-    """The example experiments that come with convexp: the repository's experiments.yaml, shipped
-    inside an installed package as convexp/examples/experiments.yaml (None if neither is there)."""
-    package = Path(__file__).resolve().parents[1]  # convexp/
-    for candidate in (package / "examples" / DEFAULT_FILE, package.parent / DEFAULT_FILE):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def experiments_file(path: str | Path | None = None) -> tuple[Path, bool]:
-    """The experiments file to read, and whether it is convexp's bundled examples.
-
-    An explicit ``path`` is used as given; without one, ./experiments.yaml if it exists, else
-    the examples that come with convexp (so that ``convexp run`` works in any folder)."""
-    if path is not None:
-        return Path(path), False
-    local = Path(DEFAULT_FILE)
-    if local.exists():
-        return local, False
-    bundled = bundled_examples()
-    return (bundled, True) if bundled is not None else (local, False)
-
-
-def read_file(path: str | Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
-    """Parse an experiments file into (default experiment name, raw experiments), checking its outline."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        hint = " (pass a file: convexp run PATH)" if path.name == DEFAULT_FILE else ""
-        raise SpecError(f"{path}: no such experiments file{hint}")
-    try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader())  # noqa: S506 - a SafeLoader
-    except DuplicateKey as exc:
-        raise SpecError(
-            f"{path}:{exc.line}: '{exc.key}' is given twice (lines {exc.first_line} and {exc.line}); keep one"
-        ) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise SpecError(f"{path}{where}: malformed YAML: {exc.problem or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: malformed YAML: {exc}") from None
-    if not isinstance(document, dict):
-        raise SpecError(f"{path}: must be a mapping with an 'experiments' key, not {type(document).__name__}")
-    unknown = set(document) - {"default", "experiments"}
-    if unknown:
-        key = sorted(map(str, unknown))[0]
-        raise SpecError(f"{path}: unknown top-level key '{key}'{did_you_mean(key, ['default', 'experiments'])}")
-    experiments = document.get("experiments")
-    if not isinstance(experiments, dict) or not experiments:
-        raise SpecError(f"{path}: 'experiments' must be a non-empty mapping of experiment names to experiments")
-    for name, body in experiments.items():
-        problem = experiment_name_problem(str(name))
-        if problem:
-            raise SpecError(f"{path}: experiment '{name}': {problem}")
-        if not isinstance(body, dict):
-            raise SpecError(f"{path}: experiment '{name}' must be a mapping of fields, not {type(body).__name__}")
-    default = document.get("default")
-    if default is not None and default not in experiments:
-        raise SpecError(f"{path}: default experiment '{default}' is not defined{did_you_mean(default, map(str, experiments))}")
-    return default, {str(k): v for k, v in experiments.items()}
-
-
-class DuplicateKey(Exception):
-    """A mapping in an experiments file gives one key twice (YAML would silently keep the last)."""
-
-    def __init__(self, key: object, first_line: int, line: int):
-        self.key, self.first_line, self.line = key, first_line, line
-
-
-def _unique_keys_loader() -> type:
-    """PyYAML's SafeLoader, but a mapping that gives a key twice raises :class:`DuplicateKey` with both lines:
-    two experiments of one name, or ``epochs`` twice, must not quietly become the last one."""
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        pass
-
-    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[object, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<' merges: later keys override on purpose
-                continue
-            key = loader.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in seen:
-                    raise DuplicateKey(key, seen[key], line)
-                seen[key] = line
-            except TypeError:  # an unhashable key: the mapping's own construction says so
-                break
-        return yaml.SafeLoader.construct_mapping(loader, node, deep)
-
-    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return UniqueKeyLoader
-
-
 #: Names people bring from other tools, and what convexp calls them.
 _ALIASES = {"lr": "learning_rate", "kernel": "kernel_size", "pool": "pool_size", "activation_fn": "activation"}
 
 
-def _describe(error: ValidationError) -> str:
+def describe_error(error: ValidationError) -> str:
     first = error.errors()[0]
     loc = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-after"))
     message = first["msg"].removeprefix("Value error, ")
@@ -389,170 +286,3 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
     for field in ("initializer", "bias_initializer"):
         if getattr(spec, field) == "default" and not backends[spec.backend].default_initializers:
             raise ValueError(f"field '{field}': backend '{spec.backend}' has no framework default initializer; name one")
-
-
-class Grid:
-    """One experiment's runs, counted and expanded without ever being listed: each list-valued field
-    (but ``layers`` and ``description``) is an axis, the runs are every combination in file order
-    (the last axis fastest), and their number is the product of the axes' lengths. Iterating gives
-    each run validated as it comes, so a grid of a billion runs costs constant memory."""
-
-    def __init__(
-        self,
-        path: str | Path,
-        experiment: str,
-        raw: dict[str, Any],
-        overrides: Mapping[str, Any] | None = None,
-        backends: Mapping[str, Backend] | None = None,
-    ):
-        raw = dict(raw)
-        self.tags, self.notes = _labels(path, experiment, raw.pop("tags", None), raw.pop("notes", None))
-        raw["dataset"] = _dataset(path, experiment, raw.get("dataset"))
-        if isinstance(raw.get("layers"), dict) and "architecture" not in raw:  # named layer lists: a run of each
-            raw["architecture"] = list(raw["layers"])
-        self.path, self.experiment, self.raw = path, experiment, raw
-        self.overrides, self.backends = dict(overrides or {}), backends
-        self.axes = tuple(key for key, value in raw.items() if key not in NOT_GRIDDED and isinstance(value, list))
-        self._validated_axes: dict[str, list[RunSpec]] = {}
-        for key in self.axes:
-            if not raw[key]:
-                raise SpecError(f"{path}: experiment '{experiment}': field '{key}': an empty list gives no runs")
-
-    def __len__(self) -> int:
-        return math.prod(len(self.raw[key]) for key in self.axes)
-
-    def sizes(self) -> dict[str, int]:
-        """Each axis and how many values it has."""
-        return {key: len(self.raw[key]) for key in self.axes}
-
-    def combination(self, **choices: Any) -> dict[str, Any]:
-        """The raw fields of the run taking each axis's first value, but the values ``choices`` gives."""
-        return {**self.raw, **{key: self.raw[key][0] for key in self.axes}, **choices}
-
-    def spec(self, **choices: Any) -> RunSpec:
-        """The validated spec of :meth:`combination` (raises :class:`SpecError` naming the field)."""
-        return self._validated(self.combination(**choices))
-
-    def validated(self, axis: str) -> list[RunSpec]:
-        """The spec of each value of ``axis`` in turn (the other axes at their first value), made once."""
-        if axis not in self._validated_axes:
-            self._validated_axes[axis] = [self.spec(**{axis: value}) for value in self.raw[axis]]
-        return self._validated_axes[axis]
-
-    def check(self) -> None:
-        """Validate every value of every axis (each in the first run, with the other axes at their first
-        value) -- the sum of the axes' lengths, not their product; raises :class:`SpecError`."""
-        self.spec()
-        for key in self.axes:
-            seen: set[str] = set()
-            for value in self.raw[key]:
-                marker = repr(value)
-                if marker not in seen:
-                    seen.add(marker)
-                    self.spec(**{key: value})
-
-    def __iter__(self) -> Iterator[ResolvedRun]:
-        for values in itertools.product(*(self.raw[key] for key in self.axes)):
-            spec = self._validated({**self.raw, **dict(zip(self.axes, values))})
-            yield ResolvedRun(self.experiment, spec, self.tags, self.notes)
-
-    def _validated(self, combo: dict[str, Any]) -> RunSpec:
-        try:
-            spec = RunSpec.model_validate(combo)
-            if self.backends is not None:
-                check_backend(spec, self.backends)
-            return spec
-        except ValidationError as exc:
-            field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
-            given = f" (given on the command line as --{field})" if field in self.overrides else ""
-            raise SpecError(f"{self.path}: experiment '{self.experiment}': {_describe(exc)}{given}") from None
-        except ValueError as exc:
-            text = str(exc)
-            field = text.split("'")[1] if text.startswith("field '") else ""
-            given = f" (given on the command line as --{field})" if field in self.overrides else ""
-            raise SpecError(
-                f"{self.path}: experiment '{self.experiment}': {text if text.startswith('field ') else 'field ' + text}{given}"
-            ) from None
-
-
-def _dataset(path: str | Path, experiment: str, dataset: Any) -> Any:
-    """An experiment's ``dataset`` with ``{path: FILE.npz}`` (your own arrays, relative to the experiments file)
-    made the name a run records, ``npz:`` and the absolute path; a list of them likewise (a grid axis)."""
-    if isinstance(dataset, list):
-        return [_dataset(path, experiment, d) for d in dataset]
-    if not isinstance(dataset, dict):
-        return dataset
-    from convexp.datasets.arrays import dataset_name
-
-    if set(dataset) != {"path"} or not isinstance(dataset["path"], str):
-        raise SpecError(
-            f"{path}: experiment '{experiment}': field 'dataset': a dataset name, or {{path: FILE.npz}} (got {dataset!r})"
-        )
-    try:
-        return dataset_name(dataset["path"], Path(path).parent)
-    except ConvexpError as exc:
-        raise SpecError(f"{path}: experiment '{experiment}': field 'dataset': {exc}") from None
-
-
-def _labels(path: str | Path, experiment: str, tags: Any, notes: Any) -> tuple[tuple[str, ...], str | None]:
-    """An experiment's ``tags`` (a list of tags, or one) and ``notes`` (text), checked; they label its runs
-    and are not part of what a run is asked to do (its spec)."""
-    where = f"{path}: experiment '{experiment}'"
-    if tags is None:
-        tags = []
-    elif isinstance(tags, str):
-        tags = [tags]
-    elif not isinstance(tags, list):
-        raise SpecError(f"{where}: field 'tags': a list of tags, e.g. [baseline, lr-sweep] (got {tags!r})")
-    for tag in tags:
-        if problem := tag_problem(tag):
-            raise SpecError(f"{where}: field 'tags': {problem}")
-    if notes is not None and not isinstance(notes, str):
-        raise SpecError(f"{where}: field 'notes': text (got {notes!r})")
-    return tuple(dict.fromkeys(tags)), notes or None
-
-
-def resolve_grids(
-    path: str | Path,
-    names: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    backends: Mapping[str, Backend] | None = None,
-) -> list[Grid]:
-    """The named experiments of a file (default: its default one) as grids, each value of each of
-    their fields validated (see :meth:`Grid.check`) without expanding them."""
-    default, experiments = read_file(path)
-    chosen = names or [default or next(iter(experiments))]
-    grids = []
-    for name in chosen:
-        if name not in experiments:
-            known = ", ".join(experiments)
-            raise SpecError(f"{path}: no experiment '{name}'{did_you_mean(name, experiments)}; defined: {known}")
-        grid = Grid(path, name, {**experiments[name], **(overrides or {})}, overrides, backends)
-        grid.check()
-        grids.append(grid)
-    return grids
-
-
-def resolve_runs(
-    path: str | Path,
-    names: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-    backends: Mapping[str, Backend] | None = None,
-) -> list[ResolvedRun]:
-    """Validate the named experiments of a file (default: its default one) and expand them into runs.
-
-    ``overrides`` replace fields before expansion (e.g. ``{"epochs": 1}`` from the command
-    line). With ``backends`` (name -> backend, as :func:`convexp.backends.registry.get_backends` gives), each
-    run is also checked against them (:func:`check_backend`); without, only the spec's own shape
-    is, so reading experiments needs no installed backend. Raises :class:`SpecError` naming the
-    file, experiment and field on any problem. Lists every run: for a grid of any size use
-    :func:`resolve_grids`.
-    """
-    return [run for grid in resolve_grids(path, names, overrides, backends) for run in grid]
-
-
-def validate_file(path: str | Path, backends: Mapping[str, Backend] | None = None) -> dict[str, Grid]:
-    """Validate every experiment of a file (against ``backends`` too, if given); returns each one's grid
-    of runs, counted, not expanded."""
-    _, experiments = read_file(path)
-    return {name: resolve_grids(path, [name], backends=backends)[0] for name in experiments}

@@ -9,7 +9,7 @@ and numpy arrays, never ORM objects::
     series = store.kernel_series(run_id=1, layer="conv1")   # series.kernels: (steps, out, in, kh, kw)
 """
 
-from convexp.store.records import KernelSeries, LayerSnapshots, MetricRecord, RunRecord, SnapshotRow, StoredSnapshot
+from convexp.store.records import KernelSeries, LayerSnapshots, MetricRecord, RunRecord, SnapshotToWrite, StoredSnapshot
 from convexp.store.store import Store
 
-__all__ = ["Store", "RunRecord", "MetricRecord", "KernelSeries", "LayerSnapshots", "SnapshotRow", "StoredSnapshot"]
+__all__ = ["Store", "RunRecord", "MetricRecord", "KernelSeries", "LayerSnapshots", "SnapshotToWrite", "StoredSnapshot"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from convexp.model.weights import Checkpoint
-from convexp.store.records import MetricRecord, SnapshotRow
+from convexp.store.records import MetricRecord, SnapshotToWrite
 
 if TYPE_CHECKING:
     from convexp.store.store import Store
@@ -45,7 +45,7 @@ class Batch:
     """One transaction's worth of a run's rows and progress (see :meth:`Store.record`)."""
 
     metrics: list[MetricRecord]
-    snapshots: Sequence[SnapshotRow]
+    snapshots: Sequence[SnapshotToWrite]
     epochs_completed: int | None = None
     steps_completed: int | None = None
     checkpoint: Checkpoint | None = None

@@ -14,18 +14,18 @@ from sqlalchemy import Connection, func, select
 
 from convexp.errors import DamagedSnapshotError, StoreError
 from convexp.store.encoding import RAW, UndecodableSnapshot, checksum_problem, decode_row
-from convexp.store.models import KernelSnapshot
+from convexp.store.models import KernelSnapshotRow
 from convexp.store.records import StoredSnapshot
 
 _COLUMNS = (
-    KernelSnapshot.step,
-    KernelSnapshot.epoch,
-    KernelSnapshot.shape,
-    KernelSnapshot.encoding,
-    KernelSnapshot.base_step,
-    KernelSnapshot.kernel,
-    KernelSnapshot.bias,
-    KernelSnapshot.checksum,
+    KernelSnapshotRow.step,
+    KernelSnapshotRow.epoch,
+    KernelSnapshotRow.shape,
+    KernelSnapshotRow.encoding,
+    KernelSnapshotRow.base_step,
+    KernelSnapshotRow.kernel,
+    KernelSnapshotRow.bias,
+    KernelSnapshotRow.checksum,
 )
 
 
@@ -40,8 +40,8 @@ def layer_rows(connection: Connection, run_id: int, layer: str) -> Iterator[Any]
     while True:
         query = select(*_COLUMNS).where(*_of_layer(run_id, layer))
         if after is not None:
-            query = query.where(KernelSnapshot.step > after)
-        rows = connection.execute(query.order_by(KernelSnapshot.step).limit(CHUNK)).all()
+            query = query.where(KernelSnapshotRow.step > after)
+        rows = connection.execute(query.order_by(KernelSnapshotRow.step).limit(CHUNK)).all()
         if not rows:
             return
         after = rows[-1].step
@@ -104,15 +104,15 @@ def may_vouch(row: Any, base_matched: bool) -> bool:
 
 
 def _of_layer(run_id: int, layer: str):
-    return (KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer)
+    return (KernelSnapshotRow.run_id == run_id, KernelSnapshotRow.layer == layer)
 
 
 def read_snapshots(connection: Connection, run_id: int, layer: str, first_step: int, count: int) -> list[StoredSnapshot]:
     """Up to ``count`` consecutive snapshots of a layer from ``first_step`` on, decoded and verified: the
     rows from the raw snapshot at or before ``first_step`` are read, and those before ``first_step`` dropped."""
     chain_start = (
-        select(func.max(KernelSnapshot.step))
-        .where(*_of_layer(run_id, layer), KernelSnapshot.step <= first_step, KernelSnapshot.encoding == RAW)
+        select(func.max(KernelSnapshotRow.step))
+        .where(*_of_layer(run_id, layer), KernelSnapshotRow.step <= first_step, KernelSnapshotRow.encoding == RAW)
         .scalar_subquery()
     )
     start = func.coalesce(chain_start, first_step)
@@ -120,14 +120,14 @@ def read_snapshots(connection: Connection, run_id: int, layer: str, first_step: 
         select(
             start,
             select(func.count())
-            .where(*_of_layer(run_id, layer), KernelSnapshot.step >= start, KernelSnapshot.step < first_step)
+            .where(*_of_layer(run_id, layer), KernelSnapshotRow.step >= start, KernelSnapshotRow.step < first_step)
             .scalar_subquery(),
         )
     ).one()
     query = (
         select(*_COLUMNS)
-        .where(*_of_layer(run_id, layer), KernelSnapshot.step >= before[0])
-        .order_by(KernelSnapshot.step)
+        .where(*_of_layer(run_id, layer), KernelSnapshotRow.step >= before[0])
+        .order_by(KernelSnapshotRow.step)
         .limit(before[1] + count)
     )
     rows = connection.execute(query).all()
@@ -142,7 +142,9 @@ def read_steps(connection: Connection, run_id: int, layer: str, steps: Sequence[
     """The snapshots of a layer at exactly ``steps`` (those recorded), in step order, decoded and verified:
     one query for them all, and a delta's chain read only for a step stored as a delta."""
     rows = connection.execute(
-        select(*_COLUMNS).where(*_of_layer(run_id, layer), KernelSnapshot.step.in_(list(steps))).order_by(KernelSnapshot.step)
+        select(*_COLUMNS)
+        .where(*_of_layer(run_id, layer), KernelSnapshotRow.step.in_(list(steps)))
+        .order_by(KernelSnapshotRow.step)
     ).all()
     found: list[StoredSnapshot] = []
     for row in rows:
@@ -177,7 +179,7 @@ def _readable(run_id: int, layer: str, row: Any, kernel: bytes, bias: bytes | No
 def read_layer(connection: Connection, run_id: int, layer: str, steps: Sequence[int] | None = None) -> Iterator[tuple]:
     """(step, epoch, shape, kernel bytes, bias bytes or None) of a layer's snapshots in step order (all,
     or those at ``steps``), decoded and verified; the rows a delta needs are read even when not wanted."""
-    rows = connection.execute(select(*_COLUMNS).where(*_of_layer(run_id, layer)).order_by(KernelSnapshot.step)).all()
+    rows = connection.execute(select(*_COLUMNS).where(*_of_layer(run_id, layer)).order_by(KernelSnapshotRow.step)).all()
     wanted = None if steps is None else set(steps)
     for row, kernel, bias in verified(run_id, layer, rows):
         if wanted is None or row.step in wanted:

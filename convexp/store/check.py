@@ -22,7 +22,7 @@ from convexp.errors import DamagedDatabaseError
 from convexp.store.chains import layer_rows, may_vouch, read_row, shape_problem
 from convexp.store.database import sqlite_read_only_uri
 from convexp.store.encoding import XOR_DELTA, UndecodableSnapshot, snapshot_checksum
-from convexp.store.models import KernelSnapshot
+from convexp.store.models import KernelSnapshotRow
 from convexp.store.store import Store
 
 
@@ -102,9 +102,9 @@ def check_runs(
     wanted = None if run_ids is None else list(run_ids)
     try:
         runs = store.list_runs(run_ids=wanted) if wanted else store.list_runs()
-        total_query = select(func.count()).select_from(KernelSnapshot)
+        total_query = select(func.count()).select_from(KernelSnapshotRow)
         if wanted:
-            total_query = total_query.where(KernelSnapshot.run_id.in_(wanted))
+            total_query = total_query.where(KernelSnapshotRow.run_id.in_(wanted))
         with store.engine.connect() as connection:
             total = connection.execute(total_query).scalar_one()
     except (DatabaseError, DamagedDatabaseError) as exc:
@@ -122,10 +122,10 @@ def check_runs(
             with store.engine.connect() as connection:
                 layers = list(
                     connection.execute(
-                        select(KernelSnapshot.layer)
-                        .where(KernelSnapshot.run_id == run.id)
+                        select(KernelSnapshotRow.layer)
+                        .where(KernelSnapshotRow.run_id == run.id)
                         .distinct()
-                        .order_by(KernelSnapshot.layer)
+                        .order_by(KernelSnapshotRow.layer)
                     ).scalars()
                 )
                 check.layers = len(layers)
@@ -224,12 +224,12 @@ def _damaged(check: RunCheck, layer: str, step: int, reason: str) -> DamagedSnap
 
 def _add_checksums(store: Store, additions: list[dict[str, Any]]) -> int:
     statement = (
-        update(KernelSnapshot)
+        update(KernelSnapshotRow)
         .where(
-            KernelSnapshot.run_id == bindparam("run"),
-            KernelSnapshot.layer == bindparam("the_layer"),
-            KernelSnapshot.step == bindparam("the_step"),
-            KernelSnapshot.checksum.is_(None),
+            KernelSnapshotRow.run_id == bindparam("run"),
+            KernelSnapshotRow.layer == bindparam("the_layer"),
+            KernelSnapshotRow.step == bindparam("the_step"),
+            KernelSnapshotRow.checksum.is_(None),
         )
         .values(checksum=bindparam("value"))
     )

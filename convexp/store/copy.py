@@ -15,7 +15,7 @@ from sqlalchemy import Table, func, insert, select, text
 
 from convexp.errors import StoreError
 from convexp.store import Store
-from convexp.store.models import KernelSnapshot, Metric, Run, RunCheckpoint
+from convexp.store.models import KernelSnapshotRow, Metric, Run, RunCheckpoint
 
 #: Rows read and written at a time, so that a run with many snapshots is never all in memory.
 CHUNK = 500
@@ -76,7 +76,7 @@ def _copy_one(reading, destination: Store, run: dict) -> int:
         taken = writing.execute(select(func.count()).select_from(Run).where(Run.id == run["id"])).scalar_one()
         values = {k: v for k, v in run.items() if not (k == "id" and taken)}
         new_id = int(writing.execute(insert(Run).returning(Run.id), values).scalar_one())
-        for model in (Metric, KernelSnapshot, RunCheckpoint):
+        for model in (Metric, KernelSnapshotRow, RunCheckpoint):
             table = cast(Table, model.__table__)
             columns = [c for c in table.columns if c.name != "id"]
             result = reading.execution_options(stream_results=True).execute(

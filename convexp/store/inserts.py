@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, insert
 
 from convexp.store.encoding import ChainEncoder, snapshot_checksum
-from convexp.store.records import SnapshotRow
+from convexp.store.records import SnapshotToWrite
 
 #: The columns :func:`insert_many` fills, in the order of its tuples.
 _INSERTED = {
@@ -35,7 +35,7 @@ def insert_many(connection: Connection, model: Any, rows: list[tuple]) -> None:
     connection.exec_driver_sql(statement, rows)
 
 
-def snapshot_row(run_id: int, snapshot: SnapshotRow, encoder: ChainEncoder) -> tuple:
+def snapshot_row(run_id: int, snapshot: SnapshotToWrite, encoder: ChainEncoder) -> tuple:
     """A snapshot as the tuple :func:`insert_many` writes into ``kernel_snapshots``: its kernel encoded,
     and the checksum of the kernel and bias it stands for."""
     import numpy as np

@@ -144,7 +144,7 @@ class Metric(Base):
     )
 
 
-class KernelSnapshot(Base):
+class KernelSnapshotRow(Base):
     """One conv layer's kernel and bias at one step.
 
     Each column's ``doc`` says what it holds; :mod:`convexp.store.encoding` encodes and decodes ``kernel``

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from convexp.store.records import SnapshotRow
+from convexp.store.records import SnapshotToWrite
 
 #: How one flat float32 array holds a model's conv layers: per layer its name, its canonical kernel
 #: shape (out, in / groups, kh, kw), and its bias length (None without a bias); the kernel's values
@@ -34,7 +34,7 @@ def unpack(layout: Layout, flat: np.ndarray) -> Iterator[tuple[str, tuple[np.nda
 PackedSteps = list[tuple[int, int, list[tuple[Layout, np.ndarray]]]]
 
 
-class PackedSnapshots(Sequence[SnapshotRow]):
+class PackedSnapshots(Sequence[SnapshotToWrite]):
     """Snapshot rows of complete steps, kept as each step's flat arrays: the rows are built where they
     are read (the writer), not on the training thread."""
 
@@ -45,11 +45,11 @@ class PackedSnapshots(Sequence[SnapshotRow]):
     def __len__(self) -> int:
         return self._count
 
-    def __iter__(self) -> Iterator[SnapshotRow]:
+    def __iter__(self) -> Iterator[SnapshotToWrite]:
         for step, epoch, logged in self.steps:
             for layout, flat in logged:
                 for name, (kernel, bias) in unpack(layout, flat):
-                    yield SnapshotRow(name, step, epoch, kernel, bias)
+                    yield SnapshotToWrite(name, step, epoch, kernel, bias)
 
     def __getitem__(self, index):  # a Sequence's; the writer only iterates
         return list(self)[index]

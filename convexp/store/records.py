@@ -132,7 +132,7 @@ class MetricRecord:
 
 
 @dataclass(frozen=True)
-class SnapshotRow:
+class SnapshotToWrite:
     """A conv layer's kernel (out, in, kh, kw) and bias (out,) to write."""
 
     layer: str

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from convexp.errors import StoreError
 from convexp.store import chains
-from convexp.store.models import KernelSnapshot
+from convexp.store.models import KernelSnapshotRow
 from convexp.store.records import KernelSeries, LayerSnapshots, StoredSnapshot
 
 if TYPE_CHECKING:
@@ -29,10 +29,10 @@ class SnapshotReads:
         """Names of the layers whose snapshots in a run are filters: conv kernels (out, in, kh, kw). A batch_norm
         layer's (4, C) statistics, recorded beside them for the analysis, are not listed (:meth:`snapshot_summary` is)."""
         query = (
-            select(KernelSnapshot.layer, func.min(KernelSnapshot.shape))
-            .where(KernelSnapshot.run_id == run_id)
-            .group_by(KernelSnapshot.layer)
-            .order_by(KernelSnapshot.layer)
+            select(KernelSnapshotRow.layer, func.min(KernelSnapshotRow.shape))
+            .where(KernelSnapshotRow.run_id == run_id)
+            .group_by(KernelSnapshotRow.layer)
+            .order_by(KernelSnapshotRow.layer)
         )
         with self.engine.connect() as connection:
             return [layer for layer, shape in connection.execute(query) if len(json.loads(shape)) == 4]
@@ -41,15 +41,15 @@ class SnapshotReads:
         """Per layer with snapshots: how many, the first and last step, and the kernel shape (no kernel bytes read)."""
         query = (
             select(
-                KernelSnapshot.layer,
+                KernelSnapshotRow.layer,
                 func.count(),
-                func.min(KernelSnapshot.step),
-                func.max(KernelSnapshot.step),
-                func.min(KernelSnapshot.shape),
+                func.min(KernelSnapshotRow.step),
+                func.max(KernelSnapshotRow.step),
+                func.min(KernelSnapshotRow.shape),
             )
-            .where(KernelSnapshot.run_id == run_id)
-            .group_by(KernelSnapshot.layer)
-            .order_by(KernelSnapshot.layer)
+            .where(KernelSnapshotRow.run_id == run_id)
+            .group_by(KernelSnapshotRow.layer)
+            .order_by(KernelSnapshotRow.layer)
         )
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
@@ -58,9 +58,9 @@ class SnapshotReads:
     def snapshot_steps(self, run_id: int, layer: str, after_step: int = -1) -> list[int]:
         """The steps after ``after_step`` at which a layer of a run has snapshots, in order (no kernel bytes read)."""
         query = (
-            select(KernelSnapshot.step)
-            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step > after_step)
-            .order_by(KernelSnapshot.step)
+            select(KernelSnapshotRow.step)
+            .where(KernelSnapshotRow.run_id == run_id, KernelSnapshotRow.layer == layer, KernelSnapshotRow.step > after_step)
+            .order_by(KernelSnapshotRow.step)
         )
         with self.engine.connect() as connection:
             return list(connection.execute(query).scalars())
@@ -71,9 +71,9 @@ class SnapshotReads:
         from convexp.store.encoding import RAW
 
         query = (
-            select(KernelSnapshot.step)
-            .where(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.encoding == RAW)
-            .order_by(KernelSnapshot.step)
+            select(KernelSnapshotRow.step)
+            .where(KernelSnapshotRow.run_id == run_id, KernelSnapshotRow.layer == layer, KernelSnapshotRow.encoding == RAW)
+            .order_by(KernelSnapshotRow.step)
         )
         with self.engine.connect() as connection:
             return list(connection.execute(query).scalars())

@@ -16,7 +16,7 @@ from sqlalchemy import and_, delete, func, select, update
 from convexp.errors import StoreError
 from convexp.store.chains import layer_rows, may_vouch, verified
 from convexp.store.encoding import RAW, ChainEncoder, snapshot_checksum
-from convexp.store.models import KernelSnapshot, Metric, Run, RunCheckpoint
+from convexp.store.models import KernelSnapshotRow, Metric, Run, RunCheckpoint
 from convexp.store.store import Store
 
 
@@ -49,7 +49,7 @@ METRIC_VALUE_BYTES = 40
 
 
 #: Kernel and bias bytes of a snapshot row.
-_PAYLOAD = func.length(KernelSnapshot.kernel) + func.coalesce(func.length(KernelSnapshot.bias), 0)
+_PAYLOAD = func.length(KernelSnapshotRow.kernel) + func.coalesce(func.length(KernelSnapshotRow.bias), 0)
 
 
 def run_sizes(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, RunSize]:
@@ -63,29 +63,29 @@ def run_sizes(store: Store, run_ids: Iterable[int] | None = None) -> dict[int, R
     def only_wanted(query, column):
         return query if wanted is None else query.where(column.in_(wanted))
 
-    raw = KernelSnapshot.encoding == RAW
+    raw = KernelSnapshotRow.encoding == RAW
     groups = only_wanted(
         select(
-            KernelSnapshot.run_id,
-            KernelSnapshot.layer,
+            KernelSnapshotRow.run_id,
+            KernelSnapshotRow.layer,
             func.count().label("rows"),
-            func.min(KernelSnapshot.step).label("first_step"),
+            func.min(KernelSnapshotRow.step).label("first_step"),
         )
         .where(raw)
-        .group_by(KernelSnapshot.run_id, KernelSnapshot.layer),
-        KernelSnapshot.run_id,
+        .group_by(KernelSnapshotRow.run_id, KernelSnapshotRow.layer),
+        KernelSnapshotRow.run_id,
     ).subquery()
     raw_per_layer = select(groups.c.run_id, groups.c.rows, _PAYLOAD).join(
-        KernelSnapshot,
+        KernelSnapshotRow,
         and_(
-            KernelSnapshot.run_id == groups.c.run_id,
-            KernelSnapshot.layer == groups.c.layer,
-            KernelSnapshot.step == groups.c.first_step,
+            KernelSnapshotRow.run_id == groups.c.run_id,
+            KernelSnapshotRow.layer == groups.c.layer,
+            KernelSnapshotRow.step == groups.c.first_step,
         ),
     )
     encoded = only_wanted(
-        select(KernelSnapshot.run_id, func.count(), func.sum(_PAYLOAD)).where(~raw).group_by(KernelSnapshot.run_id),
-        KernelSnapshot.run_id,
+        select(KernelSnapshotRow.run_id, func.count(), func.sum(_PAYLOAD)).where(~raw).group_by(KernelSnapshotRow.run_id),
+        KernelSnapshotRow.run_id,
     )
     with store.engine.connect() as connection:
         ids = [row[0] for row in connection.execute(only_wanted(select(Run.id), Run.id))]
@@ -152,7 +152,7 @@ def thin_run(
 
         encoder = ChainEncoder(store.encoder.encoding)
         layers = connection.execute(
-            select(KernelSnapshot.layer).where(KernelSnapshot.run_id == run_id).distinct().order_by(KernelSnapshot.layer)
+            select(KernelSnapshotRow.layer).where(KernelSnapshotRow.run_id == run_id).distinct().order_by(KernelSnapshotRow.layer)
         ).scalars()
         deleted = rewritten = freed = checksummed = 0
         kept_steps: set[int] = set()
@@ -161,12 +161,12 @@ def thin_run(
             for row, kernel, bias in _decoded_rows(connection, run_id, layer):
                 vouch, base_matched = may_vouch(row, base_matched), row.checksum is not None
                 step = row.step
-                where = and_(KernelSnapshot.run_id == run_id, KernelSnapshot.layer == layer, KernelSnapshot.step == step)
+                where = and_(KernelSnapshotRow.run_id == run_id, KernelSnapshotRow.layer == layer, KernelSnapshotRow.step == step)
                 if not kept(step):
                     deleted += 1
                     freed += len(row.kernel) + len(row.bias or b"")
                     if not dry_run:
-                        connection.execute(delete(KernelSnapshot).where(where))
+                        connection.execute(delete(KernelSnapshotRow).where(where))
                     continue
                 kept_steps.add(step)
                 stored = encoder.encode(run_id, layer, step, kernel)
@@ -181,7 +181,7 @@ def thin_run(
                     checksummed += 1
                     values["checksum"] = snapshot_checksum(kernel, bias)
                 if values and not dry_run:
-                    connection.execute(update(KernelSnapshot).where(where).values(**values))
+                    connection.execute(update(KernelSnapshotRow).where(where).values(**values))
         if not dry_run:
             store.encoder.forget(run_id)
     return ThinnedRun(run_id, len(kept_steps), deleted, freed, rewritten, checksummed)

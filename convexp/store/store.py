@@ -19,24 +19,17 @@ from sqlalchemy.exc import OperationalError
 
 from convexp.errors import RunNotResumableError, RunStillRunningError, StoreError
 from convexp.store import database
-from convexp.store.encoding import ChainEncoder, default_encoding
+from convexp.store.encoding import ChainEncoder
 from convexp.store.inserts import insert_many, snapshot_row
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.metric_reads import MetricReads
-from convexp.store.models import RUN_STATUSES, KernelSnapshot, Metric, Run, RunCheckpoint
-from convexp.store.records import MAX_ID, MetricRecord, RunRecord, SnapshotRow, process_started_at
+from convexp.store.models import RUN_STATUSES, KernelSnapshotRow, Metric, Run, RunCheckpoint
+from convexp.store.records import MAX_ID, MetricRecord, RunRecord, SnapshotToWrite, process_started_at
+from convexp.store.settings import check_recording_settings
 from convexp.store.snapshot_reads import SnapshotReads
-from convexp.store.writer_process import writer_kind
 
 if TYPE_CHECKING:
     from convexp.model.weights import Checkpoint
-
-
-def check_recording_settings() -> None:
-    """Refuse a bad ``CONVEXP_SNAPSHOT_ENCODING`` or ``CONVEXP_WRITER`` in one line (no store needed). Training's
-    own setting, ``CONVEXP_MALLOC_TUNING``, is checked by :mod:`convexp.experiments.allocator`."""
-    default_encoding()
-    writer_kind()
 
 
 def utcnow() -> datetime:
@@ -163,7 +156,7 @@ class Store(SnapshotReads, MetricReads):
         self,
         run_id: int,
         metrics: Sequence[MetricRecord] = (),
-        snapshots: Sequence[SnapshotRow] = (),
+        snapshots: Sequence[SnapshotToWrite] = (),
         *,
         epochs_completed: int | None = None,
         steps_completed: int | None = None,
@@ -211,7 +204,7 @@ class Store(SnapshotReads, MetricReads):
             if metrics:
                 insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value, m.wall_time) for m in metrics])
             if snapshots:
-                insert_many(connection, KernelSnapshot, [snapshot_row(run_id, s, encoder) for s in snapshots])
+                insert_many(connection, KernelSnapshotRow, [snapshot_row(run_id, s, encoder) for s in snapshots])
             if checkpoint is not None:
                 connection.execute(delete(RunCheckpoint).where(RunCheckpoint.run_id == run_id))
                 connection.execute(
@@ -261,7 +254,9 @@ class Store(SnapshotReads, MetricReads):
             checkpoint = _read_checkpoint(connection, run_id)
             keep_through = -1 if checkpoint is None else checkpoint.step
             connection.execute(delete(Metric).where(Metric.run_id == run_id, Metric.step > keep_through))
-            connection.execute(delete(KernelSnapshot).where(KernelSnapshot.run_id == run_id, KernelSnapshot.step > keep_through))
+            connection.execute(
+                delete(KernelSnapshotRow).where(KernelSnapshotRow.run_id == run_id, KernelSnapshotRow.step > keep_through)
+            )
             self.encoder.forget(run_id)
             now = utcnow()
             connection.execute(
@@ -322,7 +317,7 @@ class Store(SnapshotReads, MetricReads):
                     f"run {alive[0].id} is still running (pid {alive[0].pid} on {alive[0].host}); "
                     "stop it first; nothing was deleted"
                 )
-            for table in (Metric, KernelSnapshot, RunCheckpoint):
+            for table in (Metric, KernelSnapshotRow, RunCheckpoint):
                 connection.execute(delete(table).where(table.run_id.in_(wanted)))
             connection.execute(delete(Run).where(Run.id.in_(wanted)))
         return wanted

@@ -56,6 +56,7 @@ from convexp.errors import StoreError
 from convexp.machine import proc_bytes
 from convexp.store.background import HEARTBEAT_SECONDS, MAX_PENDING, BackgroundWriter, Batch, write_batch
 from convexp.store.packed import PackedSnapshots
+from convexp.store.settings import writer_kind
 
 if TYPE_CHECKING:
     from convexp.store.store import Store
@@ -64,11 +65,6 @@ _HEADER = struct.Struct("<cQQ")
 _LENGTH = struct.Struct("<Q")
 #: The most buffers one ``os.writev`` takes (Linux's IOV_MAX).
 _IOV_MAX = 1024
-#: Where the writer is chosen: ``auto`` (the default: in the training process until recording proves
-#: heavy, then in a process of its own), ``process`` (a process of its own from the start) or
-#: ``thread`` (always the writer thread of :class:`BackgroundWriter`, in the training process).
-WRITER_ENV = "CONVEXP_WRITER"
-WRITERS = ("auto", "process", "thread")
 #: CPU time the writer may spend writing in the training process before it moves to a process of its
 #: own: about half what that process costs to start (~0.5 s: it imports numpy and SQLAlchemy). A light
 #: run (a short loop, or snapshots once an epoch) never pays for a second interpreter; a heavy one pays
@@ -91,16 +87,8 @@ class Clocks(NamedTuple):
     writer_cpu: Callable[[], float] = time.thread_time
 
 
-def writer_kind() -> str:
-    """The writer recording uses: ``CONVEXP_WRITER``, or ``auto``."""
-    chosen = os.environ.get(WRITER_ENV, "auto")
-    if chosen not in WRITERS:
-        raise StoreError(f"{WRITER_ENV}={chosen!r} is not a writer; use one of {', '.join(WRITERS)}")
-    return chosen
-
-
 def make_writer(store: Store, run_id: int, heartbeat_seconds: float | None = None) -> BackgroundWriter:
-    """The writer for a run being recorded, as ``CONVEXP_WRITER`` says (see :data:`WRITERS`)."""
+    """The writer for a run being recorded, as ``CONVEXP_WRITER`` says (see :data:`~convexp.store.settings.WRITERS`)."""
     kind = writer_kind()
     if kind == "thread":
         return BackgroundWriter(store, run_id, heartbeat_seconds=heartbeat_seconds)
@@ -267,7 +255,7 @@ class ProcessWriter(BackgroundWriter):
         root = str(Path(__file__).resolve().parents[2])  # where convexp is imported from, for the child too
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "from convexp.store.writer_process import main; main()"],
+            [sys.executable, "-c", "from convexp.store.writer_child import main; main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -382,59 +370,3 @@ class ProcessWriter(BackgroundWriter):
 
 
 # --- the writer process ----------------------------------------------------------------------
-
-
-def main() -> None:
-    """Serve one run: commit each batch read from standard input, acknowledge it on standard output,
-    write the heartbeat when idle; end at ``C`` (close) or when the parent's pipe closes."""
-    from convexp.store.store import Store
-
-    incoming, outgoing = sys.stdin.fileno(), sys.stdout.fileno()
-    store: Store | None = None
-    run_id = 0
-    owner = (0, "")
-    heartbeat = HEARTBEAT_SECONDS
-    failed = False  # after a failed write nothing more is written: it would skip a batch
-    try:
-        while True:
-            if store is not None and not failed:
-                ready, _, _ = select.select([incoming], [], [], heartbeat)
-                if not ready:
-                    try:
-                        write_batch(store, run_id, None, owner)
-                    except BaseException:  # noqa: BLE001 -- the next batch's write says what is wrong
-                        pass
-                    continue
-            header = _read_exactly(incoming, _HEADER.size)
-            if header is None:
-                return  # the parent is gone: what was received whole is committed
-            kind, meta_size, raw_size = _HEADER.unpack(header)
-            meta = _read_exactly(incoming, meta_size) if meta_size else bytearray()
-            raw = _read_exactly(incoming, raw_size) if raw_size else bytearray()
-            if meta is None or raw is None:
-                return  # cut off part-way: a partial batch is never written
-            error: BaseException | None = None
-            try:
-                if kind == b"I":
-                    url, run_id, heartbeat, owner = pickle.loads(meta)
-                    store = Store(url)
-                elif kind == b"B":
-                    if failed:
-                        raise StoreError("an earlier write failed: nothing after it is written")
-                    assert store is not None
-                    write_batch(store, run_id, _batch_from(bytes(meta), raw), owner)
-            except BaseException as exc:  # noqa: BLE001 -- handed to the training process
-                error, failed = exc, True
-            try:
-                os.write(outgoing, _answer_bytes(error))
-            except BrokenPipeError:
-                return  # the parent is gone (killed, or its task cancelled): there is no one to answer
-
-            if kind == b"C":
-                # Everything is committed. Leave at once, without closing the database: SQLite would
-                # first fold the WAL back into the file, after the parent had moved on; the parent's
-                # own connection, the last one, does that when it closes (WAL mode is made for this).
-                os._exit(0)
-    finally:
-        if store is not None:
-            store.close()

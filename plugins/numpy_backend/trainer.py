@@ -11,7 +11,7 @@ import numpy as np
 from convexp.plugin_api import TrainingJob, TrainingObserver, backend_rng, clip_factor, initial_weights, run_epochs
 
 from . import ops
-from .network import Network
+from .model import Network
 from .optimizers import make_updater
 
 EVAL_BATCH = 1000

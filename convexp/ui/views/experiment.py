@@ -1,0 +1,43 @@
+"""An experiment's runs grouped by their parameters (``/experiments/NAME?by=...``): each group's mean, spread and
+interval, and its curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from convexp.ui import data
+from convexp.ui.views.base import FiniteJSONResponse, Views, script_json
+
+
+def _experiment(views: Views, request: Request) -> dict[str, Any]:
+    params = request.query_params
+    by = [f for value in params.getlist("by") for f in value.split(",") if f]
+    return data.experiment_view(
+        views.store,
+        request.path_params["name"],
+        by,
+        params.get("metric") or None,
+        params.get("measure") or None,
+        params.get("layer") or None,
+    )
+
+
+def experiment_page(views: Views, request: Request) -> Response:
+    view = _experiment(views, request)
+    return views.page(request, "experiment.html", view=view, view_json=script_json(view))
+
+
+def api_experiment(views: Views, request: Request) -> Response:
+    return FiniteJSONResponse(_experiment(views, request))
+
+
+def routes(views: Views) -> list[Route]:
+    """The experiment page and its JSON (an experiment's name may hold "/")."""
+    return [
+        Route("/experiments/{name:path}", views.endpoint(experiment_page)),
+        Route("/api/experiments/{name:path}", views.endpoint(api_experiment)),
+    ]
