@@ -2,7 +2,7 @@
 
     python benchmarks/convexp_epoch.py MNIST_DIR BACKEND [--every-step] [--epochs N] [--train-examples N] [--device cpu|cuda]
 
-Uses the library as a user's script would (plan_runs, execute, a SQLite store in a temporary
+Uses the library as a user's script would (prepare_runs, execute, a SQLite store in a temporary
 folder), with no progress display. The recorder is wrapped to time convexp's own recording
 work on the training thread (kernel copies, handing batches over) and the CPU time of its
 database writer (the writer process by default), and the process's resident memory is read at the end of every epoch.
@@ -78,7 +78,7 @@ def main() -> None:
     if args.train_examples:
         overrides["train_examples"] = args.train_examples
     runner.RunRecorder = TimedRecorder  # time convexp's recording work
-    planned = runner.plan_runs(REPO / "experiments.yaml", ["mnist-keras-convnet"], overrides, args.mnist_dir)
+    planned = runner.prepare_runs(REPO / "experiments.yaml", ["mnist-keras-convnet"], overrides, args.mnist_dir)
     with tempfile.TemporaryDirectory() as folder:
         store = Store(str(Path(folder) / "bench.db"))
         started = time.perf_counter()

@@ -87,7 +87,7 @@ def build(db: Path, runs: int, snapshot_runs: int, steps: int) -> None:
     path = experiments_file(folder, seeds)
     rng = np.random.default_rng(0)
     with Store(f"sqlite:///{db}") as store:
-        planned = list(itertools.islice(runner.plan_runs(path, ["grid"]), runs)) + list(runner.plan_runs(path, ["grid100"]))
+        planned = list(itertools.islice(runner.prepare_runs(path, ["grid"]), runs)) + list(runner.prepare_runs(path, ["grid100"]))
         for run in planned:
             run_id = runner.create_run(run, store)
             metrics = [MetricRecord(s, s // 100, "train_loss", float(rng.random())) for s in range(1, 1001, 10)]
@@ -100,7 +100,7 @@ def build(db: Path, runs: int, snapshot_runs: int, steps: int) -> None:
             store.finish_run(run_id, "finished")
         owner = (os.getpid(), socket.gethostname())
         for index in range(snapshot_runs):
-            run = list(runner.plan_runs(path, ["every-step"], {"seed": index}))[index % len(INITIALIZERS)]
+            run = list(runner.prepare_runs(path, ["every-step"], {"seed": index}))[index % len(INITIALIZERS)]
             run_id = runner.create_run(run, store)
             kernel = rng.normal(0, 0.3, (32, 1, 3, 3)).astype(np.float32)
             for first in range(0, steps, 50):

@@ -41,12 +41,24 @@ MOVED: dict[str, tuple[str, ...]] = {
     "convexp.plugin_output": ("convexp.backends.output_checks",),
     "convexp.plugins": ("convexp.backends.registry",),
     "convexp.recorder": ("convexp.experiments.recorder",),
-    "convexp.runner": ("convexp.experiments.runner",),
+    "convexp.runner": ("convexp.experiments.runner", "convexp.experiments.grids"),
     "convexp.seeding": ("convexp.model.seeding",),
     "convexp.spec": ("convexp.experiments.spec", "convexp.experiments.grids", "convexp.experiments.experiments_file"),
     "convexp.storage": ("convexp.experiments.estimate_disk",),
     "convexp.training": ("convexp.backends.trainer", "convexp.model.optimizers", "convexp.model.weights"),
     "convexp.types": ("convexp.model.weights",),
+}
+
+
+#: Names renamed as they moved (one meaning per word: a *plan* is a network's layer plan), by old path.
+RENAMED: dict[str, dict[str, str]] = {
+    "convexp.runner": {
+        "plan_runs": "prepare_runs",
+        "plan": "prepare",
+        "PlannedRun": "PreparedRun",
+        "PlannedRuns": "PreparedRuns",
+        "planned_from_record": "prepared_from_record",
+    },
 }
 
 
@@ -60,6 +72,7 @@ class _Forwarding(types.ModuleType):
     def __getattr__(self, attribute: str) -> Any:
         if attribute.startswith("__"):
             raise AttributeError(attribute)
+        attribute = RENAMED.get(self.__name__, {}).get(attribute, attribute)
         for home in self._homes:
             module = importlib.import_module(home)
             if hasattr(module, attribute):

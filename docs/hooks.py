@@ -3,7 +3,7 @@
 A page holding ``<!-- reference: NAME -->`` gets that marker replaced by :func:`reference` ``(NAME)``: ``cli``
 (every command and option, from the Typer app), ``layout`` (every package and module of convexp and its
 backends, with the first line of its docstring), ``yaml`` (every experiment field, from the spec's pydantic
-models) or ``database`` (every table and column, from the SQLAlchemy models). tests/test_docs.py checks that
+models) or ``database`` (every table and column, from the SQLAlchemy models). tests/docs/test_docs.py checks that
 every command, field and column appears, and builds the site with ``--strict``.
 """
 

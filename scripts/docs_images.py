@@ -74,10 +74,10 @@ def mnist_conv2(db: Path, mnist: Path | None) -> None:
 
 
 def ui_run(db: Path, mnist: Path | None) -> None:
-    print("$ CONVEXP_WRITE_DOCS_IMAGES=1 python -m pytest -n 0 tests/test_ui_browser.py -k screenshot", flush=True)
+    print("$ CONVEXP_WRITE_DOCS_IMAGES=1 python -m pytest -n 0 tests/ui/test_ui_browser.py -k screenshot", flush=True)
     env = {**os.environ, "CONVEXP_WRITE_DOCS_IMAGES": "1"}
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "0", "tests/test_ui_browser.py", "-k", "screenshot"],
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "tests/ui/test_ui_browser.py", "-k", "screenshot"],
         cwd=REPO,
         env=env,
         check=True,

@@ -13,7 +13,7 @@ input files and usage, 1 otherwise), and must leave the database's rows exactly 
 
 It builds its own database (a short run of quickstart), so it needs no network and no MNIST.
 Prints each failed case and a summary; exits 1 if any case failed or the time limit ran out.
-The test suite runs it (tests/test_probe.py), so CI does.
+The test suite runs it (tests/cli/test_probe.py), so CI does.
 """
 
 from __future__ import annotations

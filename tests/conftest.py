@@ -261,7 +261,7 @@ def postgres_url() -> Iterator[str]:
 def new_run(db_path):
     """A store on a fresh SQLite file and a run in it: (store, run_id); the store is closed afterwards."""
     from convexp.store import Store
-    from tests.test_store import RUN_FIELDS
+    from tests.store.test_store import RUN_FIELDS
 
     store = Store(str(db_path))
     yield store, store.create_run(**RUN_FIELDS)

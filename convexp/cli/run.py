@@ -14,7 +14,7 @@ from convexp.cli.app import app
 from convexp.cli.options import DataDir, Db, Device, Executor
 
 if TYPE_CHECKING:
-    from convexp.experiments.runner import PlannedRuns
+    from convexp.experiments.runner import PreparedRuns
 
 ExperimentsFile = Annotated[
     Optional[Path],
@@ -123,7 +123,7 @@ def run_command(
     if executor is Executor.dask:
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
-        planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
+        planned = runner.prepare_runs(_experiments_file(file), experiment, overrides, data_dir)
         selection = _check_storage(planned, db, yes, memory_here=scheduler is None)  # a cluster of one's own: its machines
         with _sigterm_as_ctrl_c():
             _run_on_dask(list(planned), db, data_dir, scheduler, workers, max_retries, selection)
@@ -146,7 +146,7 @@ def run_command(
             )
         planned_count = 1
     else:
-        planned = runner.plan_runs(_experiments_file(file), experiment, overrides, data_dir)
+        planned = runner.prepare_runs(_experiments_file(file), experiment, overrides, data_dir)
         selection = _check_storage(planned, db, yes)
         store = Store(db)
         if selection:
@@ -232,7 +232,7 @@ def _free_space_line(db: str | None, free: int | None) -> str:
     return f"free space where {where} lives: {estimate_disk.format_bytes(free)}"
 
 
-def _check_storage(planned: PlannedRuns, db: str | None, yes: bool, memory_here: bool = True) -> str:
+def _check_storage(planned: PreparedRuns, db: str | None, yes: bool, memory_here: bool = True) -> str:
     """Refuse a selection a run of which cannot fit in this machine's memory (``memory_here``: the runs
     train here), or that the disk cannot hold; ask before a big one; returns the line saying what it
     will write (printed once the database has opened: an error there stays one line)."""

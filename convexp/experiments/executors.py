@@ -20,7 +20,7 @@ from pathlib import Path
 
 from convexp.errors import ConvexpError, RunStillRunningError
 from convexp.experiments.allocator import tuning_setting
-from convexp.experiments.runner import PlannedRun, RunOutcome, create_run, resume
+from convexp.experiments.runner import PreparedRun, RunOutcome, create_run, resume
 from convexp.store import Store
 from convexp.store.records import STALE_AFTER_SECONDS
 
@@ -62,7 +62,7 @@ def train_queued_run(run_id: int, db_url: str, data_dir: str | None = None) -> R
 
 
 def run_on_dask(
-    runs: list[PlannedRun],
+    runs: list[PreparedRun],
     store: Store,
     data_dir: Path | None = None,
     *,

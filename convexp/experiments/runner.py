@@ -2,9 +2,9 @@
 
 Usable from Python as from the CLI::
 
-    from convexp.experiments.runner import plan_runs, execute
+    from convexp.experiments.runner import prepare_runs, execute
     from convexp.store import Store
-    outcomes = execute(plan_runs("experiments.yaml", ["quickstart"]), Store("convexp.db"))
+    outcomes = execute(prepare_runs("experiments.yaml", ["quickstart"]), Store("convexp.db"))
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from convexp.store import RunRecord, Store
 
 
 @dataclass(frozen=True)
-class PlannedRun:
+class PreparedRun:
     """A validated run, with its backend and resolved initializers, ready to execute."""
 
     experiment: str
@@ -64,15 +64,15 @@ class RunOutcome:
 class RunListener(ProgressListener, Protocol):
     """Progress of a whole batch of runs, for display."""
 
-    def run_start(self, run_id: int, run: PlannedRun, job: TrainingJob) -> None:
+    def run_start(self, run_id: int, run: PreparedRun, job: TrainingJob) -> None:
         """Before a run trains."""
 
     def run_end(self, outcome: RunOutcome) -> None:
         """After a run has ended, whatever its status."""
 
 
-class _Planner:
-    """Turns resolved runs into planned ones, asking each backend (usable? which device?) once."""
+class _Preparer:
+    """Turns resolved runs into prepared ones (each with its backend and its layer plan), asking each backend (usable? which device?) once."""
 
     def __init__(self, data_dir: Path | None = None):
         self.data_dir = data_dir
@@ -91,9 +91,9 @@ class _Planner:
             self.devices[key] = _resolve_device(backend, spec.device, where)
         return backend, self.devices[key]
 
-    def plan(self, run: ResolvedRun) -> PlannedRun:
+    def prepare(self, run: ResolvedRun) -> PreparedRun:
         backend, device = self.check(run.spec, f"experiment '{run.experiment}'")
-        return PlannedRun(
+        return PreparedRun(
             run.experiment,
             run.spec,
             backend,
@@ -106,47 +106,47 @@ class _Planner:
         )
 
 
-def plan(resolved: list[ResolvedRun], data_dir: Path | None = None) -> list[PlannedRun]:
+def prepare(resolved: list[ResolvedRun], data_dir: Path | None = None) -> list[PreparedRun]:
     """Check that every run can start (backend usable, data present) before any of them does."""
-    planner = _Planner(data_dir)
-    return [planner.plan(run) for run in resolved]
+    preparer = _Preparer(data_dir)
+    return [preparer.prepare(run) for run in resolved]
 
 
-class PlannedRuns:
-    """The runs of a selection of experiments, counted from their grids and planned one at a time as
+class PreparedRuns:
+    """The runs of a selection of experiments, counted from their grids and prepared one at a time as
     they are reached, so that a grid of any size costs constant memory. Everything a run needs that
     can be checked before the first starts is checked when this is made: each value of each field
     (:meth:`Grid.check`), and each backend, device and dataset the grids name."""
 
     def __init__(self, grids: list[Grid], data_dir: Path | None = None):
         self.grids = grids
-        self._planner = _Planner(data_dir)
+        self._preparer = _Preparer(data_dir)
         for grid in grids:
             for axis in ("backend", "device", "dataset"):
                 for spec in grid.validated(axis) if axis in grid.axes else [grid.spec()]:
-                    self._planner.check(spec, f"experiment '{grid.experiment}'")
+                    self._preparer.check(spec, f"experiment '{grid.experiment}'")
 
     def __len__(self) -> int:
         return sum(len(grid) for grid in self.grids)
 
-    def __iter__(self) -> Iterator[PlannedRun]:
+    def __iter__(self) -> Iterator[PreparedRun]:
         for grid in self.grids:
             for run in grid:
-                yield self._planner.plan(run)
+                yield self._preparer.prepare(run)
 
 
-def plan_runs(
+def prepare_runs(
     path: str | Path,
     names: list[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     data_dir: Path | None = None,
-) -> PlannedRuns:
+) -> PreparedRuns:
     """Validate the named experiments of a file against the installed backends, and everything they need,
     without expanding their grids; nothing is written. Iterate the result for the runs, in order."""
-    return PlannedRuns(resolve_grids(path, names, dict(overrides or {}), backends=get_backends()), data_dir)
+    return PreparedRuns(resolve_grids(path, names, dict(overrides or {}), backends=get_backends()), data_dir)
 
 
-def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
+def make_job(run: PreparedRun, data: Dataset) -> TrainingJob:
     """The backend-neutral description of one run's training."""
     spec = run.spec
     train_images, train_labels = data.train_images, data.train_labels
@@ -179,7 +179,7 @@ def make_job(run: PlannedRun, data: Dataset) -> TrainingJob:
 
 
 def execute(
-    runs: Iterable[PlannedRun], store: Store, data_dir: Path | None = None, listener: RunListener | None = None
+    runs: Iterable[PreparedRun], store: Store, data_dir: Path | None = None, listener: RunListener | None = None
 ) -> list[RunOutcome]:
     """Train and record each run in turn. A run that fails is recorded as failed, one whose loss
     becomes NaN or infinite as diverged (keeping its snapshots up to that step), and the rest go
@@ -217,7 +217,7 @@ def resume(
     source = recorded.data_source or {}
     if data_dir is None and source.get("dir") and Path(source["dir"]).is_dir():
         data_dir = Path(source["dir"])  # where the run found its data, unless told otherwise
-    planned = planned_from_record(recorded, data_dir)
+    planned = prepared_from_record(recorded, data_dir)
     data = load_dataset(planned.spec.dataset, data_dir)
     found = data_source(data, data_dir)
     if source.get("fingerprint") and source["fingerprint"] != found["fingerprint"]:
@@ -234,13 +234,13 @@ def resume(
     return _train_and_record(planned, job, store, run_id, listener)
 
 
-def planned_from_record(recorded: RunRecord, data_dir: Path | None = None) -> PlannedRun:
+def prepared_from_record(recorded: RunRecord, data_dir: Path | None = None) -> PreparedRun:
     """The run a database row describes, checked to be able to start here (backend usable, data present)."""
     spec = RunSpec.model_validate(recorded.spec)
     backend = get_backend(recorded.backend)
     dataset_info(spec.dataset).check_available(data_dir)
     device = _resolve_device(backend, spec.device, f"run {recorded.id}")
-    return PlannedRun(
+    return PreparedRun(
         recorded.experiment, spec, backend, spec.plan(), recorded.kernel_initializer, recorded.bias_initializer, device
     )
 
@@ -253,8 +253,8 @@ def _resolve_device(backend: Backend, requested: str, what: str) -> str:
         raise SpecError(f"{what}: {exc}") from None
 
 
-def create_run(run: PlannedRun, store: Store, *, queued: bool = False, data_source: dict[str, Any] | None = None) -> int:
-    """Insert a planned run into the database (status running in this process, or queued for an
+def create_run(run: PreparedRun, store: Store, *, queued: bool = False, data_source: dict[str, Any] | None = None) -> int:
+    """Insert a prepared run into the database (status running in this process, or queued for an
     executor to start elsewhere); returns its id. ``data_source`` is where its data came from
     (:func:`convexp.datasets.data_source`; a queued run notes it when it starts)."""
     backend = run.backend
@@ -278,7 +278,7 @@ def create_run(run: PlannedRun, store: Store, *, queued: bool = False, data_sour
     )
 
 
-def _train_and_record(run: PlannedRun, job: TrainingJob, store: Store, run_id: int, listener: RunListener | None) -> RunOutcome:
+def _train_and_record(run: PreparedRun, job: TrainingJob, store: Store, run_id: int, listener: RunListener | None) -> RunOutcome:
     backend = run.backend
     outcome = RunOutcome(run_id, run.experiment, backend.name, "running")
     plan = PlanCheck.for_job(backend.name, job)

@@ -102,7 +102,7 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "started": _time(run.started_at),
         "dataset": run.dataset,
         "seed": run.seed,
-        "initializer": run.kernel_initializer,
+        "kernel_initializer": run.kernel_initializer,  # the concrete one; params["initializer"] is what was asked for
         # its parameters as `convexp runs` and `summary` name them (the description aside: long, and not a setting)
         "params": {k: shown_value(v) for k, v in run_parameters(run, spec_fields=spec_fields).items() if k != "description"},
     }

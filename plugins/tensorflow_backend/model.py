@@ -57,7 +57,7 @@ def keras_activation(name: str):
     return name
 
 
-def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str, seed: int):
+def build(job_layers: tuple[PlannedLayer, ...], kernel_initializer: str, bias_initializer: str, seed: int):
     """A Keras functional model with one named Keras layer per convexp layer, channels-last; a residual block is
     its body's layers, its shortcut conv, an Add layer named after the block and its activation.
 
@@ -68,18 +68,18 @@ def build(job_layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str
     inputs = keras.Input(shape=(height, width, channels))
     x = inputs
     for p in job_layers:
-        x = _apply(p, x, kernel_init, bias_init, seed)
+        x = _apply(p, x, kernel_initializer, bias_initializer, seed)
     return keras.Model(inputs, x)
 
 
-def _apply(p: PlannedLayer, x, kernel_init: str, bias_init: str, seed: int):
+def _apply(p: PlannedLayer, x, kernel_initializer: str, bias_initializer: str, seed: int):
     """``x`` through convexp layer ``p``, built as Keras layers."""
     layer = p.layer
     if isinstance(layer, Residual):
         body = x
         for q in p.body:
-            body = _apply(q, body, kernel_init, bias_init, seed)
-        shortcut = x if p.shortcut is None else _apply(p.shortcut, x, kernel_init, bias_init, seed)
+            body = _apply(q, body, kernel_initializer, bias_initializer, seed)
+        shortcut = x if p.shortcut is None else _apply(p.shortcut, x, kernel_initializer, bias_initializer, seed)
         added = keras.layers.Add(name=p.name)([body, shortcut])
         activation = keras_activation(layer.activation)
         return added if activation is None else keras.layers.Activation(activation, name=f"{p.name}_{layer.activation}")(added)
@@ -87,8 +87,8 @@ def _apply(p: PlannedLayer, x, kernel_init: str, bias_init: str, seed: int):
     if p.kernel_shape is not None:
         seed_k, seed_b = framework_seed(seed, p.index, 0), framework_seed(seed, p.index, 1)
         inits = {
-            "kernel_initializer": keras_initializer(kernel_init, p.kernel_shape, seed_k),
-            "bias_initializer": keras_initializer(bias_init, (_units(p),), seed_b, fans_of(p.kernel_shape)),
+            "kernel_initializer": keras_initializer(kernel_initializer, p.kernel_shape, seed_k),
+            "bias_initializer": keras_initializer(bias_initializer, (_units(p),), seed_b, fans_of(p.kernel_shape)),
         }
     activation = keras_activation(getattr(layer, "activation", "none"))
     if isinstance(layer, Conv):

@@ -200,13 +200,18 @@ def fill_(
 
 
 def initialise(
-    model: nn.Sequential, layers: tuple[PlannedLayer, ...], kernel_init: str, bias_init: str, seed: int, weights=None
+    model: nn.Sequential,
+    layers: tuple[PlannedLayer, ...],
+    kernel_initializer: str,
+    bias_initializer: str,
+    seed: int,
+    weights=None,
 ) -> None:
     """Set every conv and dense layer's weights: from ``weights`` (canonical arrays) if given, else drawn
     from the named initializers with a generator seeded from ``seed``. ``torch_default`` for both keeps
     the modules' own reset_parameters, which is exactly PyTorch's default."""
     generator = torch.Generator().manual_seed(framework_seed(seed))
-    keep_module_defaults = (kernel_init, bias_init) == ("torch_default", "torch_default")
+    keep_module_defaults = (kernel_initializer, bias_initializer) == ("torch_default", "torch_default")
     flattened_from = None  # the (C, H, W) shape the features of a dense layer were flattened from
     modules = layer_modules(model, layers)
     for p in flat(layers):
@@ -225,8 +230,8 @@ def initialise(
                 module.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
                 module.bias.copy_(torch.from_numpy(np.ascontiguousarray(weights[p.name].bias)))
         elif not keep_module_defaults:
-            fill_(module.weight, kernel_init, shape, generator)
-            fill_(module.bias, bias_init, (module.bias.shape[0],), generator, fans_of(shape))
+            fill_(module.weight, kernel_initializer, shape, generator)
+            fill_(module.bias, bias_initializer, (module.bias.shape[0],), generator, fans_of(shape))
         if isinstance(p.layer, Dense):
             flattened_from = None  # a later dense layer's features are this layer's units
 

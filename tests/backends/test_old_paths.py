@@ -49,6 +49,19 @@ def test_an_old_path_gives_the_same_object_as_its_new_home(old, name, home):
     assert getattr(importlib.import_module(old), name) is getattr(importlib.import_module(home), name)
 
 
+def test_a_renamed_name_is_still_found_under_its_old_path():
+    import convexp.runner
+
+    from convexp.experiments import runner
+
+    assert (convexp.runner.plan_runs, convexp.runner.PlannedRun, convexp.runner.PlannedRuns) == (
+        runner.prepare_runs,
+        runner.PreparedRun,
+        runner.PreparedRuns,
+    )
+    assert not hasattr(runner, "plan_runs")  # the new path has the new names only
+
+
 @pytest.mark.parametrize("old", sorted(MOVED))
 def test_every_old_path_imports(old):
     module = importlib.import_module(old)

@@ -21,7 +21,7 @@ from convexp.store import Store
 from convexp.store.check import check_database
 from convexp.store.database import PAGE_SIZE, _alembic_config
 from tests.conftest import decode_kernels, one_line_error, run_cli
-from tests.test_encoding import training_walk
+from tests.store.test_encoding import training_walk
 
 STEPS = 25  # conv2 (32 x 16 x 3 x 3, 18 KB) is raw at steps 0, 10, 20 and an XOR delta in between
 

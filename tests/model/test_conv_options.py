@@ -9,7 +9,7 @@ from scipy.signal import correlate2d
 
 from convexp.errors import ShapeError
 from convexp.model.layers import Conv, Dense, Flatten, plan
-from tests.test_numpy_backend import assert_gradients_match_finite_differences, numeric_grad, small_network
+from tests.backends.test_numpy_backend import assert_gradients_match_finite_differences, numeric_grad, small_network
 
 
 def reference_conv(x_nchw: np.ndarray, kernel_oihw: np.ndarray, bias, stride: int, pads, dilation: int, groups: int):

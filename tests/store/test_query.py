@@ -8,7 +8,7 @@ from convexp.errors import QueryError, StoreError
 from convexp.store import Store
 from convexp.store.query import run_query
 from tests.conftest import sha256
-from tests.test_store import RUN_FIELDS
+from tests.store.test_store import RUN_FIELDS
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_the_cli_stops_an_endless_query_and_the_web_app_keeps_serving(filled_db)
     import urllib.request
 
     from tests.conftest import run_cli
-    from tests.test_ui import start_ui
+    from tests.ui.test_ui_api import start_ui
 
     result = run_cli("query", ENDLESS, "--time-limit", "0.5", "--db", str(filled_db))
     assert result.returncode == 1 and "query stopped: it ran longer than its time limit of 0.5 s" in result.stderr
@@ -143,7 +143,7 @@ def test_a_result_is_bounded_in_rows_and_bytes_and_says_so(filled_db):
 def test_the_command_lines_time_limits_are_the_librarys():
     """The CLI states its defaults for --help; they must be the ones the library applies to other callers."""
     from convexp.store.query import DEFAULT_TIME_LIMIT
-    from tests.test_readme_commands import cli_commands
+    from tests.cli.test_cli_conventions import cli_commands
 
     commands = cli_commands()
     default = {p.name: p.default for p in commands["query"].params}["time_limit"]

@@ -97,14 +97,14 @@ def test_tracked_runs_take_a_name_tags_and_notes_and_every_value_its_wall_time(t
 
 def test_labels_and_wall_times_through_the_library(tmp_path):
     from convexp.errors import StoreError
-    from convexp.experiments.runner import execute, plan_runs
+    from convexp.experiments.runner import execute, prepare_runs
     from convexp.store import Store
     from convexp.store.labels import change_tags, set_name, set_notes
 
     experiments = write_experiments(tmp_path / "experiments.yaml", {"tiny": {**TINY_DIGITS, "max_steps": 3, "log_every": 1}})
     with Store(str(tmp_path / "r.db")) as store:
         before = time.time()
-        (outcome,) = execute(plan_runs(experiments), store)
+        (outcome,) = execute(prepare_runs(experiments), store)
         after = time.time()
         metrics = store.metrics(outcome.run_id)
         assert metrics and all(before <= m.wall_time <= after for m in metrics)

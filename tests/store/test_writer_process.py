@@ -22,7 +22,7 @@ from convexp.store.background import Batch
 from convexp.store.packed import PackedSnapshots
 from convexp.store.writer_process import ProcessWriter
 from tests.conftest import REPO, stored_kernels
-from tests.test_background_writer import committed, step_batch
+from tests.store.test_background_writer import committed, step_batch
 
 
 def test_batches_of_rows_and_of_packed_steps_are_committed_in_order_bit_for_bit(db_path, new_run):

@@ -14,7 +14,7 @@ import pytest
 from convexp.backends.conformance.checks import CHECKS, run_check
 from convexp.backends.registry import describe_backends, get_backend
 from convexp.errors import BackendUnavailableError
-from convexp.experiments.runner import plan_runs
+from convexp.experiments.runner import prepare_runs
 from tests.conftest import REPO, TINY_DIGITS, run_cli, stored_kernel, write_experiments
 from tests.reference import CONV_CASES, scipy_conv
 
@@ -117,7 +117,7 @@ def test_missing_framework_is_reported_with_the_install_command(monkeypatch, tmp
     with pytest.raises(
         BackendUnavailableError, match=r"backend 'torch' is unavailable: torch is not installed: pip install 'convexp\[torch\]'"
     ):
-        plan_runs(path)
+        prepare_runs(path)
 
 
 def two_conv_digits(backend: str) -> dict:

@@ -185,7 +185,7 @@ def test_a_check_that_cannot_run_is_skipped_with_its_reason(tmp_path):
     from convexp.backends import registry as plugins
     from convexp.backends.conformance.checks import check_backend
     from convexp.backends.hookspecs import hookimpl
-    from tests.test_plugins import FakeBackend
+    from tests.backends.test_plugins import FakeBackend
 
     class Plugin:
         @hookimpl

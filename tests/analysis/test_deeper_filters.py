@@ -21,8 +21,8 @@ from convexp.analysis.gabor import fit_gabor, gabor
 from convexp.analysis.network import RecordedNetwork, conv_layers_up_to, receptive_field, responses, window_response
 from convexp.errors import ConvexpError
 from convexp.model.layers import Conv, Dense, Flatten, MaxPool, plan
+from tests.analysis.test_analysis import assert_real_picture
 from tests.conftest import mnist_folder, run_cli, stored_kernel
-from tests.test_analysis import assert_real_picture
 
 # --- filters of any odd size ----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""convexp ui, round 2 (issue 28) in a real browser (the system Chromium through playwright): tags, names and
+"""convexp ui's labels and charts in a real browser (the system Chromium through playwright): tags, names and
 notes; charts by epoch and wall time, zoomed, panned, per-chart log and resized; the spread of a layer's
 weights and biases; filter numbers; the compare page's shared slider, scales and layouts; a GIF of a step
 range; dark mode. Every number drawn is checked against the database, read with SQL and numpy."""
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_DIGITS, run_cli, stored_kernel, write_experiments
-from tests.test_ui import browsing
+from tests.ui.test_ui_api import browsing
 
 pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")

@@ -19,7 +19,7 @@ from convexp.store.database import _alembic_config
 from convexp.store.encoding import RAW, XOR_DELTA, ChainEncoder, decode_chain
 from convexp.store.space import format_bytes, run_sizes, thin_run
 from tests.conftest import TINY_DIGITS, decode_kernels, readme_read_kernel, run_cli, stored_kernels, write_experiments
-from tests.test_store import RUN_FIELDS
+from tests.store.test_store import RUN_FIELDS
 
 
 def training_walk(steps: int, shape=(32, 16, 3, 3), seed: int = 0) -> list[np.ndarray]:

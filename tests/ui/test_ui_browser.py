@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, TINY_DIGITS, run_cli, sha256, stored_kernel, write_experiments
-from tests.test_ui import start_ui
+from tests.ui.test_ui_api import start_ui
 
 pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")

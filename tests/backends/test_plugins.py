@@ -15,7 +15,7 @@ from convexp.backends import registry as plugins
 from convexp.backends.hookspecs import hookimpl
 from convexp.backends.protocol import Backend
 from convexp.errors import BackendUnavailableError, UnknownNameError
-from convexp.experiments.runner import execute, plan_runs
+from convexp.experiments.runner import execute, prepare_runs
 from convexp.store import Store
 from tests.conftest import TINY_DIGITS, write_experiments
 
@@ -94,7 +94,7 @@ def test_register_backends_hook_feeds_the_runner_and_the_store(fake_plugin, tmp_
     path = write_experiments(
         tmp_path / "e.yaml", {"f": {**TINY_DIGITS, "backend": "fake", "initializer": "default", "snapshots": {"every": 1}}}
     )
-    (run,) = plan_runs(path)
+    (run,) = prepare_runs(path)
     assert run.kernel_initializer == "he_uniform"  # `default` resolved to the backend's framework default
     with Store(str(tmp_path / "r.db")) as store:
         (outcome,) = execute([run], store)
@@ -118,7 +118,7 @@ def test_a_backend_without_checkpoints_resumes_by_starting_over(fake_plugin, tmp
         tmp_path / "e.yaml", {"f": {**TINY_DIGITS, "backend": "fake", "epochs": 2, "snapshots": {"every": 1}}}
     )
     with Store(str(tmp_path / "r.db")) as store:
-        (outcome,) = execute(plan_runs(path), store)
+        (outcome,) = execute(prepare_runs(path), store)
         store.finish_run(outcome.run_id, "interrupted")
         assert store.latest_checkpoint(outcome.run_id) is None
         resumed = resume(outcome.run_id, store)
@@ -131,7 +131,7 @@ def test_a_backend_without_checkpoints_resumes_by_starting_over(fake_plugin, tmp
 def test_unavailable_backend_is_refused_before_anything_runs(fake_plugin, tmp_path):
     path = write_experiments(tmp_path / "e.yaml", {"b": {**TINY_DIGITS, "backend": "broken"}})
     with pytest.raises(BackendUnavailableError, match="backend 'broken' is unavailable: fakeframework is not installed"):
-        plan_runs(path)
+        prepare_runs(path)
 
 
 def test_unknown_backend_lists_the_known_ones(fake_plugin):

@@ -21,7 +21,7 @@ import pytest
 from convexp.datasets import cifar
 from convexp.errors import DatasetError
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
-from tests.test_download import serve
+from tests.datasets.test_download import serve
 
 PER_BATCH, TEST = 60, 100
 #: a colour per class: the images are noise plus a square of their class's colour, so colour filters can learn
@@ -130,7 +130,7 @@ def test_a_one_epoch_colour_run_end_to_end_draws_its_filters_in_colour(tmp_path,
     from PIL import Image
 
     from convexp.analysis.report import write_report
-    from convexp.experiments.runner import execute, plan_runs
+    from convexp.experiments.runner import execute, prepare_runs
     from convexp.store import Store
 
     archive, _ = generated(tmp_path / "data")
@@ -150,7 +150,7 @@ def test_a_one_epoch_colour_run_end_to_end_draws_its_filters_in_colour(tmp_path,
     experiments = write_experiments(tmp_path / "experiments.yaml", {"colour": spec})
     db = tmp_path / "r.db"
     with Store(str(db)) as store:
-        (outcome,) = execute(plan_runs(experiments, data_dir=tmp_path / "data"), store, data_dir=tmp_path / "data")
+        (outcome,) = execute(prepare_runs(experiments, data_dir=tmp_path / "data"), store, data_dir=tmp_path / "data")
         assert outcome.status == "finished"
         run = store.get_run(outcome.run_id)
         assert run.test_accuracy > 0.3  # colours are easy to tell apart: well above the 10% of guessing
@@ -169,7 +169,7 @@ def test_a_one_epoch_colour_run_end_to_end_draws_its_filters_in_colour(tmp_path,
     assert drawn.returncode == 0, drawn.stderr
     pixels = np.asarray(Image.open(tmp_path / "f.png").convert("RGB")).astype(int)
     assert (np.ptp(pixels, axis=2) > 60).sum() > 100  # coloured, not grey: the filters are drawn in colour
-    from tests.test_ui import browsing
+    from tests.ui.test_ui_api import browsing
 
     # the web UI draws the same filters in colour: the pixel of each weight is 0.5 + w / (2 limit) per channel
     with browsing(db) as session:

@@ -31,12 +31,12 @@ EVERY_STEP = {**TINY_DIGITS, "seed": [0, 1], "snapshots": {"every": 1}, "epochs"
 
 def record_two_seeds(tmp_path: Path, db: str) -> None:
     """Two finished every-step runs of a small digits network (seeds 0 and 1) into ``db``, through the Python API."""
-    from convexp.experiments.runner import execute, plan_runs
+    from convexp.experiments.runner import execute, prepare_runs
     from convexp.store import Store
 
     path = write_experiments(tmp_path / "experiments.yaml", {"tiny": EVERY_STEP})
     with Store(db) as store:
-        outcomes = execute(plan_runs(path, ["tiny"]), store)
+        outcomes = execute(prepare_runs(path, ["tiny"]), store)
     assert [o.status for o in outcomes] == ["finished", "finished"]
 
 
@@ -319,7 +319,7 @@ def test_the_server_keeps_serving_and_logs_no_traceback(two_runs_db):
 
 
 def test_ui_refuses_a_database_it_cannot_show_in_one_line(tmp_path):
-    from tests.test_cli import assert_one_line_error
+    from tests.cli.test_cli import assert_one_line_error
 
     assert_one_line_error(run_cli("ui", "--db", str(tmp_path / "missing.db")), "missing.db: no such database")
     foreign = tmp_path / "foreign.db"
@@ -346,7 +346,7 @@ def test_ui_refuses_a_database_it_cannot_show_in_one_line(tmp_path):
 def test_a_port_in_use_is_one_line(two_runs_db):
     import socket
 
-    from tests.test_cli import assert_one_line_error
+    from tests.cli.test_cli import assert_one_line_error
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
-from tests.test_ui import browsing
-from tests.test_ui_browser import hover_value
+from tests.ui.test_ui_api import browsing
+from tests.ui.test_ui_browser import hover_value
 
 pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")

@@ -168,7 +168,7 @@ def test_evolution_as_animated_gif(two_seeds, tmp_path):
     ],
 )
 def test_an_out_that_cannot_be_written_is_refused_before_drawing(two_seeds, tmp_path, command, out, fragment):
-    from tests.test_cli import assert_one_line_error
+    from tests.cli.test_cli import assert_one_line_error
 
     result = run_cli(*command, "--out", str(tmp_path / out), "--db", str(two_seeds))
     assert_one_line_error(result, f"--out {tmp_path / out}", fragment)

@@ -12,8 +12,8 @@ import pytest
 
 from convexp.model import activations
 from convexp.model.layers import ACTIVATION_NAMES, ActivationLayer, AvgPool, Conv, Dense, GlobalAvgPool
+from tests.backends.test_numpy_backend import assert_gradients_match_finite_differences, numeric_grad, small_network
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
-from tests.test_numpy_backend import assert_gradients_match_finite_differences, numeric_grad, small_network
 
 X = np.linspace(-4, 4, 81)  # 0 included
 

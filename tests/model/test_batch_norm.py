@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from convexp.model.layers import BatchNorm, Conv, Dense, Flatten, ReLU, plan
+from tests.backends.test_numpy_backend import assert_gradients_match_finite_differences, small_network
 from tests.conftest import TINY_DIGITS, readme_read_kernel, run_cli, write_experiments
-from tests.test_numpy_backend import assert_gradients_match_finite_differences, small_network
 
 
 def numpy_batch_norm(channels: int, momentum: float = 0.99, epsilon: float = 1e-3):

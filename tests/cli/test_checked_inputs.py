@@ -285,7 +285,7 @@ def test_a_logged_layer_name_that_cannot_be_shown_is_refused_before_it_is_buffer
 
 @pytest.mark.parametrize("command", [("db", "check", "--fix"), ("db", "pack", "1"), ("db", "thin", "1", "--keep-every", "1")])
 def test_no_command_gives_a_checksum_to_a_delta_whose_base_no_checksum_verified(tmp_path, command):
-    from tests.test_checksums import STEPS, flip_bit, record_walks
+    from tests.store.test_checksums import STEPS, flip_bit, record_walks
 
     db = tmp_path / "walks.db"
     record_walks(str(db), runs=1)
@@ -306,7 +306,7 @@ def test_no_command_gives_a_checksum_to_a_delta_whose_base_no_checksum_verified(
 
 
 def test_a_damaged_file_is_one_line_naming_it_and_db_check(tmp_path):
-    from tests.test_checksums import PAGE_SIZE, record_walks
+    from tests.store.test_checksums import PAGE_SIZE, record_walks
 
     db = tmp_path / "walks.db"
     record_walks(str(db), runs=2)

@@ -17,7 +17,7 @@ import pytest
 from convexp.datasets import idx
 from convexp.errors import DatasetError
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
-from tests.test_download import serve
+from tests.datasets.test_download import serve
 
 TRAIN, TEST = 600, 200
 
@@ -100,7 +100,7 @@ def test_a_one_epoch_fashion_mnist_format_run_end_to_end(tmp_path, monkeypatch):
     from convexp.analysis.filters import analyse_layer
     from convexp.analysis.report import write_report
     from convexp.datasets.idx import fetch
-    from convexp.experiments.runner import execute, plan_runs
+    from convexp.experiments.runner import execute, prepare_runs
     from convexp.store import Store
 
     collection, _ = generated(tmp_path / "served")
@@ -124,7 +124,7 @@ def test_a_one_epoch_fashion_mnist_format_run_end_to_end(tmp_path, monkeypatch):
     }
     experiments = write_experiments(tmp_path / "experiments.yaml", {"fashion": spec})
     with Store(str(tmp_path / "r.db")) as store:
-        (outcome,) = execute(plan_runs(experiments, data_dir=tmp_path / "data"), store, data_dir=tmp_path / "data")
+        (outcome,) = execute(prepare_runs(experiments, data_dir=tmp_path / "data"), store, data_dir=tmp_path / "data")
         assert outcome.status == "finished"
         run = store.get_run(outcome.run_id)
         assert run.dataset == "fashion-mnist" and run.steps_completed == TRAIN // 50

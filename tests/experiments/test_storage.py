@@ -18,7 +18,7 @@ import pytest
 from convexp.experiments import estimate_disk
 from convexp.experiments.grids import resolve_runs
 from tests.conftest import REPO, TINY_DIGITS, run_cli, sha256, write_experiments
-from tests.test_reliability import _one_error_line, mounted  # noqa: F401  (a fixture)
+from tests.experiments.test_run_outcomes import _one_error_line, mounted  # noqa: F401  (a fixture)
 
 
 def payload(db, run_id: int | None = None) -> tuple[int, int, int]:

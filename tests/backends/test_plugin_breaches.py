@@ -322,7 +322,7 @@ def test_on_this_host_a_run_whose_process_is_alive_is_running_however_old_its_he
 
     from convexp.store import RunRecord
     from convexp.store.records import process_started_at
-    from tests.test_store import RUN_FIELDS
+    from tests.store.test_store import RUN_FIELDS
 
     started = process_started_at(os.getpid())
     if started is None:

@@ -1,11 +1,11 @@
 """The command line's conventions: every command that prints data takes the same -f/--format, and the CLI's
-choices are the library's. (The command reference is generated from the CLI: tests/test_docs.py.)"""
+choices are the library's. (The command reference is generated from the CLI: tests/docs/test_docs.py.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.test_docs import hooks
+from tests.docs.test_docs import hooks
 
 
 def cli_commands() -> dict[str, Any]:

@@ -145,7 +145,7 @@ def test_yaml_example_validates(block, tmp_path):
         names = None
     path = tmp_path / "experiments.yaml"
     path.write_text(yaml.safe_dump(experiments))
-    planned = list(runner.plan_runs(path, names))
+    planned = list(runner.prepare_runs(path, names))
     size = re.search(r"# (\d+) runs", block.text)
     if size:
         assert len(planned) == int(size.group(1))
