@@ -26,7 +26,7 @@ _moved.install()  # the module paths of earlier versions keep working (convexp/_
 def __getattr__(name: str) -> Any:
     """``convexp.track``, imported on first use (it needs the database layer, which ``import convexp`` does not load)."""
     if name == "track":
-        from convexp.tracking import track
+        from convexp.tracking import track  # convexp.track on first use: import convexp stays light
 
         return track
     raise AttributeError(f"module 'convexp' has no attribute {name!r}")

@@ -27,6 +27,9 @@ import os
 import warnings
 from typing import Any
 
+from convexp.tracking import track
+from convexp.tracking.model_kernels import NotBuiltError
+
 #: Keras log names and what convexp's own runs call them.
 RENAMED = {"loss": "train_loss", "accuracy": "train_accuracy", "val_loss": "test_loss", "val_accuracy": "test_accuracy"}
 
@@ -44,10 +47,7 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
     notes: str | None = None,
 ) -> Any:
     """A ``keras.callbacks.Callback`` recording ``model.fit`` as a convexp run (see the module's docs)."""
-    import keras
-
-    from convexp.tracking import track
-    from convexp.tracking.model_kernels import NotBuiltError
+    import keras  # the framework, only when a callback is made
 
     if every < 1:
         raise ValueError(f"every must be 1 or more, not {every}")

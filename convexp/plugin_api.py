@@ -142,7 +142,7 @@ _CONFORMANCE = {
 def __getattr__(name: str) -> Any:
     """A conformance entry point, imported on first use (it brings the runner, which a backend never needs)."""
     if name in _CONFORMANCE:
-        import importlib
+        import importlib  # conformance on first use
 
         return getattr(importlib.import_module(f"convexp.backends.conformance.{_CONFORMANCE[name]}"), name)
     raise AttributeError(f"module 'convexp.plugin_api' has no attribute {name!r}")

@@ -14,6 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from convexp.analysis.network import conv_layers_up_to
+from convexp.analysis.recorded_plan import plan_recorded
+from convexp.errors import ConvexpError
+
 #: The names of an RGB image's channels, in convexp's (C, H, W) order.
 RGB = ("red", "green", "blue")
 
@@ -21,9 +25,6 @@ RGB = ("red", "green", "blue")
 def sees_colour_image(spec: Mapping[str, Any], layer: str) -> bool:
     """Whether conv layer ``layer`` of a recorded run's spec takes the network's input directly and that input has 3
     channels (a run recorded from your own loop has no plan: False)."""
-    from convexp.analysis.network import conv_layers_up_to
-    from convexp.analysis.recorded_plan import plan_recorded
-    from convexp.errors import ConvexpError
 
     try:
         path = conv_layers_up_to(plan_recorded(dict(spec)), layer)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convexp.analysis.colour import chromatic_share
 from convexp.analysis.gabor import MIN_SIZE as GABOR_MIN_SIZE
 from convexp.analysis.gabor import GaborFit, coordinates, fit_gabor
 from convexp.errors import ConvexpError
@@ -185,8 +186,6 @@ def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True, channels: 
         per_channel: tuple[ChannelMeasures, ...] = ()
         share = None
         if channels:
-            from convexp.analysis.colour import chromatic_share
-
             per_channel = tuple(_channel_measures(name, plane, gabor) for name, plane in zip(channels, kernel))
             share = chromatic_share(kernel)
         infos.append(

@@ -144,7 +144,7 @@ def _starts(filter_2d: np.ndarray) -> list[np.ndarray]:
 
 def fit_gabor(filter_2d: np.ndarray) -> GaborFit:
     """The Gabor (see module docstring) that fits a 2-D filter best in least squares, with the fit's R^2."""
-    from scipy.optimize import least_squares
+    from scipy.optimize import least_squares  # heavy: loaded only when this is used
 
     target = np.asarray(filter_2d, dtype=np.float64)
     size = target.shape

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from convexp.analysis.filters import analyse_layer
 from convexp.analysis.groups import (
     GroupedRuns,
     check_measure,
@@ -22,6 +23,7 @@ from convexp.analysis.groups import (
     no_metric,
     t_interval,
 )
+from convexp.analysis.kernels import relative_drift
 from convexp.analysis.parameters import shown_value
 from convexp.errors import ConvexpError
 from convexp.store import Store
@@ -130,8 +132,6 @@ def group_curves(
 
 def _measure_series(store: Store, measure: str, layer: str, grouped: GroupedRuns) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Each run's measure at every snapshot of the layer (similarity: against the group's other runs at the same step)."""
-    from convexp.analysis.filters import analyse_layer
-    from convexp.analysis.kernels import relative_drift
 
     kernels = {r.id: store.kernel_series(r.id, layer) for r in grouped.runs}
     if measure == "edge_share":

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from convexp.analysis.filters import analyse_layer
+from convexp.analysis.kernels import match_filters, relative_drift
 from convexp.analysis.parameters import as_text, check_fields, run_parameters, shown_value
 from convexp.analysis.selection import step_index
 from convexp.errors import ConvexpError, did_you_mean
@@ -130,7 +132,7 @@ def t_interval(values: Sequence[float]) -> Stats:
 
 def welch_interval(a: Sequence[float], baseline: Sequence[float]) -> tuple[float | None, float | None]:
     """Welch's 95% interval of mean(a) - mean(baseline); None with fewer than two values on a side."""
-    from scipy.special import stdtrit
+    from scipy.special import stdtrit  # heavy: loaded only when this is used
 
     x, y = np.asarray(a, np.float64), np.asarray(baseline, np.float64)
     if len(x) < 2 or len(y) < 2:
@@ -372,8 +374,6 @@ def _kernels(store: Store, runs: list[RunRecord], layer: str, step: int | str) -
 def _measure_values(
     measure: str, kernels: dict[int, tuple[np.ndarray, np.ndarray]], groups: dict[tuple[str, ...], list[RunRecord]]
 ) -> dict[int, float]:
-    from convexp.analysis.filters import analyse_layer
-    from convexp.analysis.kernels import relative_drift
 
     if measure == "edge_share":
         return {i: analyse_layer(k, 0, gabor=False).edge_share for i, (_, k) in kernels.items()}
@@ -391,6 +391,5 @@ def _measure_values(
 def mean_similarity(kernel: np.ndarray, others: Sequence[np.ndarray]) -> float:
     """A run's filters against each other run's (Hungarian-matched cosine similarity), averaged: the
     ``similarity`` measure."""
-    from convexp.analysis.kernels import match_filters
 
     return float(np.mean([match_filters(kernel, other).mean_similarity for other in others]))

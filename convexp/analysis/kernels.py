@@ -44,7 +44,7 @@ class FilterMatching:
 
 def match_filters(a: np.ndarray, b: np.ndarray) -> FilterMatching:
     """Match the filters of ``a`` and ``b`` one-to-one so that the total cosine similarity is largest."""
-    from scipy.optimize import linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment  # heavy: loaded only when this is used
 
     if a.shape[1:] != b.shape[1:]:
         raise ValueError(f"filters of shape {a.shape[1:]} and {b.shape[1:]} cannot be compared")

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convexp.analysis.recorded_plan import plan_recorded
+from convexp.analysis.selection import step_index
 from convexp.errors import ConvexpError
 from convexp.model import activations
 from convexp.model.layers import (
@@ -389,8 +391,6 @@ def load_network(store, run, layer: str, step: int | str = "last") -> RecordedNe
     """The recorded network of ``run`` up to conv layer ``layer`` with the weights recorded at ``step``
     (a step number, ``first`` or ``last`` of that layer's snapshots); every conv layer below it must
     have been recorded at that step too."""
-    from convexp.analysis.recorded_plan import plan_recorded
-    from convexp.analysis.selection import step_index
 
     try:
         planned = plan_recorded(run.spec)

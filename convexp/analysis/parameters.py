@@ -15,7 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from convexp.errors import ConvexpError, did_you_mean
+from convexp.experiments.spec import RunSpec
 from convexp.store import RunRecord, Store
 
 if TYPE_CHECKING:
@@ -42,9 +45,6 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def run_spec(spec: dict[str, Any]) -> RunSpec | None:
     """A recorded spec as today's model, its defaults filled in (a run recorded before a field existed had
     its default); None if it no longer validates (e.g. its backend's plugin is gone, or it is a tracked run's)."""
-    from pydantic import ValidationError
-
-    from convexp.experiments.spec import RunSpec
 
     try:
         return RunSpec.model_validate(spec)
@@ -195,7 +195,7 @@ def runs_frame(
     """The runs as a pandas DataFrame indexed by run id: name, tags, status, test accuracy and times, then
     one column per parameter field (every field, varying or not; lists and mappings as JSON text)."""
     try:
-        import pandas
+        import pandas  # heavy: loaded only when this is used
     except ImportError:
         raise ConvexpError("runs_frame needs pandas: pip install pandas") from None
     found = runs_with_parameters(store, experiment, backend, status, where, tags)

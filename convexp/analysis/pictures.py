@@ -17,6 +17,10 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from convexp.analysis import PICTURE_KINDS
+from convexp.analysis.colour import as_colours
+from convexp.analysis.output_files import check_output_path
+from convexp.errors import unknown_name
+from convexp.model.convolution import spread_kernel
 from convexp.model.initializers import fans_of, get_initializer
 from convexp.model.layers import Padding, same_padding
 
@@ -32,7 +36,7 @@ KINDS = PICTURE_KINDS
 
 
 def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy: loaded only when this is used
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
@@ -91,7 +95,6 @@ def filter_grid_figure(kernels: np.ndarray, title: str, limit: float | None = No
 
 def _colour_grid(kernels: np.ndarray, title: str, limit: float | None) -> Figure:
     """Filters over a colour image drawn as colours: red, green and blue weights as those intensities, grey = 0."""
-    from convexp.analysis.colour import as_colours
 
     colours = as_colours(kernels, limit)
     rows, columns = _grid_shape(len(colours))
@@ -140,7 +143,7 @@ def evolution_gif(
 ) -> None:
     """An animated GIF of the whole filter grid over the snapshots, every frame on the same scale, into a
     file (a path, or a binary file object such as ``io.BytesIO``); ``rgb``: in colour."""
-    from PIL import Image
+    from PIL import Image  # heavy: loaded only when this is used
 
     limit = float(np.abs(kernels if rgb else _filters_2d(kernels)).max()) or 1.0
     images = [
@@ -195,7 +198,7 @@ def group_curves_figure(curves: GroupCurves) -> Figure:
 
 def init_histogram_figure(kernel: np.ndarray, initializer: str, title: str) -> Figure:
     """Histogram of step-0 kernel weights with the initializer's theoretical density on top."""
-    from scipy import stats
+    from scipy import stats  # heavy: loaded only when this is used
 
     init = get_initializer(initializer)
     shape = tuple(kernel.shape)
@@ -242,9 +245,7 @@ def correlate_layer(
     """A conv layer's pre-activation output (out, H', W') for one (C, H, W) image, computed with scipy: a dilated
     kernel is correlated as the kernel with dilation - 1 zeros between its taps; filter o of a grouped conv sees the
     input channels of its group."""
-    from scipy.signal import correlate2d
-
-    from convexp.model.convolution import spread_kernel
+    from scipy.signal import correlate2d  # heavy: loaded only when this is used
 
     image = image.astype(np.float64)
     out_channels, per_group = kernel.shape[:2]
@@ -281,7 +282,7 @@ def _mosaic(windows: Sequence[np.ndarray], columns: int) -> np.ndarray:
 
 def _image_grid(figure_or_subfigure, images: Sequence[np.ndarray], titles: Sequence[str], title: str) -> None:
     """Grey-scale images (pixel range 0 to 1, NaN drawn pale) in a grid, titled."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # heavy: loaded only when this is used
 
     cmap = colormaps["gray"].with_extremes(bad="#f0e6c8")
     rows, columns = _grid_shape(len(images))
@@ -329,7 +330,7 @@ def preferred_inputs_figure(columns: Sequence[tuple[str, Sequence[PreferredInput
 def picture_suffixes(kind: str) -> set[str]:
     """The file suffixes a picture of ``kind`` can be written as (what matplotlib can write; .gif
     for evolution is an animation)."""
-    from matplotlib.backend_bases import FigureCanvasBase
+    from matplotlib.backend_bases import FigureCanvasBase  # heavy: loaded only when this is used
 
     static = {f".{name}" for name in FigureCanvasBase.get_supported_filetypes()} - {".raw", ".rgba"}
     return static | {".gif"} if kind == "evolution" else static  # the animation is written with Pillow
@@ -337,11 +338,8 @@ def picture_suffixes(kind: str) -> set[str]:
 
 def check_picture_request(kind: str, path: Path) -> None:
     """Refuse an unknown picture kind, or a ``--out`` that cannot be written, before drawing."""
-    from convexp.analysis.output_files import check_output_path
 
     if kind not in KINDS:
-        from convexp.errors import unknown_name
-
         raise unknown_name("picture kind", kind, KINDS)
     check_output_path(path, "--out", picture_suffixes(kind))
 

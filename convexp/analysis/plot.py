@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convexp.analysis import TOP_PATCHES
+from convexp.analysis.colour import sees_colour_image
+from convexp.analysis.maximize import maximize_layer
+from convexp.analysis.network import load_network
+from convexp.analysis.patches import top_patches
 from convexp.analysis.pictures import (
     KINDS,
     correlate_layer,
@@ -22,7 +26,12 @@ from convexp.analysis.pictures import (
     preferred_inputs_figure,
     training_curves_figure,
 )
-from convexp.errors import ConvexpError
+from convexp.analysis.recorded_plan import plan_recorded
+from convexp.analysis.selection import snapshot_index
+from convexp.datasets import load_dataset
+from convexp.errors import ConvexpError, unknown_name
+from convexp.model.activations import apply
+from convexp.model.layers import Conv
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -44,11 +53,8 @@ class PictureOptions:
 
 def draw(kind: str, store: Store, runs: Sequence[RunRecord], options: PictureOptions = PictureOptions()) -> Figure:
     """The picture ``kind`` (one of :data:`KINDS`) for the given runs, from the store."""
-    from convexp.analysis.selection import snapshot_index
 
     if kind not in KINDS:
-        from convexp.errors import unknown_name
-
         raise unknown_name("picture kind", kind, KINDS)
     if kind == "summary":
         raise ConvexpError("a summary is drawn from an experiment's groups: convexp plot summary EXPERIMENT --by FIELD")
@@ -62,8 +68,6 @@ def draw(kind: str, store: Store, runs: Sequence[RunRecord], options: PictureOpt
         return _maximize(store, run, options, name)
     series = store.kernel_series(run.id, options.layer)
     if kind == "filters":
-        from convexp.analysis.colour import sees_colour_image
-
         index = snapshot_index(series, options.step)
         rgb = sees_colour_image(run.spec, options.layer)
         return filter_grid_figure(series.kernels[index], f"{name}, step {series.steps[index]}", rgb=rgb)
@@ -87,9 +91,6 @@ def _curves(store: Store, run_id: int) -> dict[str, tuple[np.ndarray, np.ndarray
 
 
 def _patches(store, run, options: PictureOptions, name: str) -> Figure:
-    from convexp.analysis.network import load_network
-    from convexp.analysis.patches import top_patches
-    from convexp.datasets import load_dataset
 
     network = load_network(store, run, options.layer, options.step)
     data = load_dataset(run.dataset, options.data_dir)
@@ -97,8 +98,6 @@ def _patches(store, run, options: PictureOptions, name: str) -> Figure:
 
 
 def _maximize(store, run, options: PictureOptions, name: str) -> Figure:
-    from convexp.analysis.maximize import maximize_layer
-    from convexp.analysis.network import load_network
 
     chosen = load_network(store, run, options.layer, options.step)
     first = load_network(store, run, options.layer, "first")
@@ -109,10 +108,6 @@ def _maximize(store, run, options: PictureOptions, name: str) -> Figure:
 
 
 def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Figure:
-    from convexp.analysis.recorded_plan import plan_recorded
-    from convexp.analysis.selection import snapshot_index
-    from convexp.datasets import load_dataset
-    from convexp.model.layers import Conv
 
     try:
         planned_layers = plan_recorded(run.spec)
@@ -130,8 +125,6 @@ def _feature_maps(store, run, series, options: PictureOptions, name: str) -> Fig
     layer = planned.layer
     maps = correlate_layer(image, series.kernels[index], biases, layer.stride, layer.padding, layer.dilation, layer.groups)
     if planned.layer.activation != "none":
-        from convexp.model.activations import apply
-
         maps = apply(planned.layer.activation, maps)
     label = int(data.test_labels[options.image_index])
     return feature_maps_figure(

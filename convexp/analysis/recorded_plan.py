@@ -3,6 +3,9 @@ after the backend that trained it is gone."""
 
 from __future__ import annotations
 
+from pydantic import TypeAdapter, ValidationError
+
+from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
 from convexp.model.layers import Layer, PlannedLayer, plan
 
@@ -12,9 +15,6 @@ def plan_recorded(spec: dict) -> tuple[PlannedLayer, ...]:
 
     Unlike validating the whole spec, this needs no installed backend: a run can be described
     after its backend's plugin is gone. Raises ``ValueError`` when the layers do not validate."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from convexp.datasets import dataset_info
 
     if spec.get("external"):
         raise ValueError("it was recorded from its own training loop (convexp.track): convexp has its kernels, not its network")

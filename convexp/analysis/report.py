@@ -14,6 +14,8 @@ from convexp.analysis import pictures, plot
 from convexp.analysis.cells import json_text
 from convexp.analysis.compare import compare_runs, comparison_rows
 from convexp.analysis.filters import EDGE_THRESHOLD, analyse_layer
+from convexp.analysis.group_curves import group_curves
+from convexp.analysis.groups import group_runs, summarise
 from convexp.errors import ConvexpError
 from convexp.store import RunRecord, Store
 
@@ -135,8 +137,6 @@ def _run_section(store: Store, run: RunRecord, data_dir: Path | None) -> str:
 def _groups_section(store: Store, experiment: str, by: Sequence[str]) -> str:
     """An experiment's groups: the summary tables (metrics; filter measures of its first conv layer) and
     each group's curves with their bands."""
-    from convexp.analysis.group_curves import group_curves
-    from convexp.analysis.groups import group_runs, summarise
 
     grouped = group_runs(store, experiment, by)  # once, for every table and curve below
     summary = summarise(store, experiment, by, grouped=grouped)

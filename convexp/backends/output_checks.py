@@ -36,7 +36,7 @@ class NonFiniteKernel(Exception):
 def exact_float32(values: Any, what: str, plugin: str) -> np.ndarray:
     """``values`` as a float32 array: float32 as it is, a smaller float dtype (float16) converted (exactly),
     float64 converted when every value survives the conversion; anything else raises :class:`PluginBreach`."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     array = np.asarray(values)
     if array.dtype == np.float32:

@@ -8,12 +8,14 @@ kernels (canonical layout, float32) only when the observer asks for them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from convexp.model.augmentation import Augmentation
+from convexp.model.augmentation import Augmentation, augment, epoch_draws
 from convexp.model.optimizers import Optimizer, learning_rate_at
+from convexp.model.seeding import batch_order
 from convexp.model.weights import Checkpoint, KernelReader, KernelSnapshot, StateReader
 
 __all__ = ["TrainingJob", "TrainingObserver", "run_epochs", "STEP_METRICS", "EPOCH_METRICS"]
@@ -113,10 +115,6 @@ def run_epochs(
     schedule, ``set_learning_rate(rate)`` is called before each update with :func:`learning_rate_at`'s rate
     (a backend that implements schedules passes it; the rate of a resumed run follows from its step).
     """
-    import time
-
-    from convexp.model.augmentation import augment, epoch_draws
-    from convexp.model.seeding import batch_order
 
     if job.resume_from is None:
         observer.on_train_start(kernels)

@@ -26,6 +26,8 @@ __all__ = [
     "downloadable",
     "fingerprint",
 ]
+import hashlib
+
 from convexp.errors import unknown_name
 
 
@@ -45,7 +47,7 @@ class DatasetInfo:
 
 
 def _digits_info() -> DatasetInfo:
-    from convexp.datasets import digits
+    from convexp.datasets import digits  # a dataset's module only once that dataset is named
 
     return DatasetInfo(
         "digits",
@@ -67,7 +69,7 @@ _IDX_DESCRIPTIONS = {
 
 def _idx_info(name: str) -> Callable[[], DatasetInfo]:
     def info() -> DatasetInfo:
-        from convexp.datasets.idx import COLLECTIONS
+        from convexp.datasets.idx import COLLECTIONS  # a dataset's module only once that dataset is named
 
         collection = COLLECTIONS[name]  # looked up when asked: the collection's files and checksums in one place
         channels_height_width = (1, *collection.files["train_images"].dims[1:])
@@ -85,7 +87,7 @@ def _idx_info(name: str) -> Callable[[], DatasetInfo]:
 
 
 def _cifar_info() -> DatasetInfo:
-    from convexp.datasets.cifar import ARCHIVES
+    from convexp.datasets.cifar import ARCHIVES  # a dataset's module only once that dataset is named
 
     archive = ARCHIVES["cifar10"]  # looked up when asked, like the IDX collections
     return DatasetInfo(
@@ -110,8 +112,8 @@ DATASET_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 def downloadable(name: str):
     """What ``convexp data fetch/import`` gets for dataset ``name``: an IDX collection or an archive, each with
     ``fetch``, ``import_files``, ``title`` and ``cache_dir``; raises with the names there are."""
-    from convexp.datasets.cifar import ARCHIVES
-    from convexp.datasets.idx import COLLECTIONS
+    from convexp.datasets.cifar import ARCHIVES  # a dataset's module only once that dataset is named
+    from convexp.datasets.idx import COLLECTIONS  # a dataset's module only once that dataset is named
 
     sources = {**COLLECTIONS, **ARCHIVES}
     if name not in sources:
@@ -130,7 +132,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def _arrays_info(name: str) -> DatasetInfo:
-    from convexp.datasets import arrays
+    from convexp.datasets import arrays  # a dataset's module only once that dataset is named
 
     file = arrays.file_of(name)
     stat = file.stat() if file.is_file() else None
@@ -149,16 +151,15 @@ def _arrays_info(name: str) -> DatasetInfo:
 @functools.lru_cache(maxsize=32)
 def _described(name: str, version: tuple[int, int] | None) -> tuple[tuple[int, int, int], int, int]:
     """The file's shape, classes and size, read once per version of the file (``version``: its mtime and size)."""
-    from convexp.datasets import arrays
+    from convexp.datasets import arrays  # a dataset's module only once that dataset is named
 
     return arrays.describe(name)
 
 
 def fingerprint(data: Dataset) -> str:
     """A digest of a dataset's arrays (BLAKE2b, 128 bits): equal only for the same images and labels in the same order."""
-    import hashlib
 
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     digest = hashlib.blake2b(digest_size=16)
     for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):

@@ -22,7 +22,9 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convexp.datasets.dataset import Dataset
 from convexp.errors import DatasetError
+from convexp.machine import available_memory
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,7 +93,7 @@ def _classes(file: Path, train: np.ndarray, test: np.ndarray) -> int:
 
 
 def _images(file: Path, key: str, array: np.ndarray) -> np.ndarray:
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     order = _chw(file, key, array.shape)
     array = array[:, None] if len(order) == 3 else array.transpose(order)
@@ -106,7 +108,7 @@ def _images(file: Path, key: str, array: np.ndarray) -> np.ndarray:
 
 
 def _labels(file: Path, key: str, array: np.ndarray, count: int) -> np.ndarray:
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
         raise DatasetError(
@@ -124,9 +126,7 @@ def _labels(file: Path, key: str, array: np.ndarray, count: int) -> np.ndarray:
 def _check_sizes(file: Path, arrays: Any, names: list[str]) -> None:
     """Refuse arrays whose headers declare more than the memory there is (read as float32, as training holds them),
     or more bytes than their zip entry holds, before any is read."""
-    import numpy as np
-
-    from convexp.machine import available_memory
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     total = 0
     for name in names:
@@ -148,9 +148,7 @@ def _check_sizes(file: Path, arrays: Any, names: list[str]) -> None:
 
 def load(name: str) -> Dataset:
     """The dataset in a ``npz:`` file, each array checked (see the module's docs)."""
-    import numpy as np
-
-    from convexp.datasets.dataset import Dataset
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     file = file_of(name)
     if not file.is_file():

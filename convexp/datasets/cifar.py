@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from convexp.datasets.dataset import Dataset, cache_root
+from convexp.datasets.download import fetch_verified
 from convexp.datasets.idx import copy_into_place, where_to_look
 from convexp.errors import DatasetError
 
@@ -107,7 +108,6 @@ class CifarArchive:
     ) -> dict[str, Path]:
         """Download the archive into the cache (or ``destination``) from the first mirror that delivers it with the
         published MD5, resuming broken transfers; nothing is left behind on failure."""
-        from convexp.datasets.download import fetch_verified
 
         destination = Path(destination) if destination else self.cache_dir()
         destination.mkdir(parents=True, exist_ok=True)

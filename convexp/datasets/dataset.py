@@ -4,6 +4,7 @@ each other)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
 
 def cache_root() -> Path:
     """convexp's folder in the user cache: ``$XDG_CACHE_HOME/convexp`` (default ``~/.cache/convexp``)."""
-    import os
 
     return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "convexp"
 

@@ -50,7 +50,7 @@ def load(data_dir: Path | None = None) -> Dataset:
 
 def build() -> Dataset:
     """The split, built from scikit-learn's copy of the digits."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # heavy: loaded only when this is used
 
     bunch = load_digits()
     images = (bunch.images.astype(np.float32) / np.float32(16.0))[:, None, :, :]

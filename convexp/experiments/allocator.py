@@ -18,6 +18,8 @@ import ctypes.util
 import os
 import sys
 
+from convexp.errors import ConvexpError
+
 TUNING_ENV = "CONVEXP_MALLOC_TUNING"
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 _THRESHOLD = 1 << 30
@@ -28,8 +30,6 @@ def tuning_setting() -> str:
     """``CONVEXP_MALLOC_TUNING``: '1' (the default) or '0'; anything else is one line naming it."""
     setting = os.environ.get(TUNING_ENV, "1").strip() or "1"
     if setting not in ("0", "1"):
-        from convexp.errors import ConvexpError
-
         raise ConvexpError(f"{TUNING_ENV}={setting!r}: use 1 to keep freed memory for reuse (the default) or 0 not to")
     return setting
 

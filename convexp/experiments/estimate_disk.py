@@ -11,6 +11,7 @@ how the weights move, which the specs cannot tell.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convexp.datasets import dataset_info
+from convexp.errors import ConvexpError
 from convexp.experiments.grids import Grid
 from convexp.experiments.spec import RunSpec
 from convexp.model.layers import flat
@@ -39,7 +41,6 @@ CONFIRM_BYTES = 5 * 10**9
 def confirm_threshold(variable: str, default: int) -> int:
     """A threshold from the environment variable ``variable`` (a whole number >= 0), else ``default``;
     a bad value is one line naming the variable and the value."""
-    from convexp.errors import ConvexpError
 
     value = os.environ.get(variable)
     if value is None or value.strip() == "":
@@ -105,7 +106,7 @@ def _counts(train, batch_size, epochs, max_steps, log_every, every, epoch_end: b
     """(steps, snapshot steps, metric rows) of runs, for numbers or numpy integer arrays alike (a grid
     is sized array-wise): ``max_steps`` and ``every`` are 0 for none. With ``total`` and ``per_epoch``
     given, those are used instead of being worked out from the others."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     if per_epoch is None:
         per_epoch = -(-np.asarray(train, dtype=np.int64) // batch_size)
@@ -171,9 +172,8 @@ def estimate_grid(grid: Grid) -> StorageEstimate:
     billion runs is sized in under a second. Axes that do not change what a run writes (seed,
     initializer...) multiply; whole-number axes (epochs, batch_size...) are summed array-wise, a
     chunk of combinations at a time; the dataset and the snapshot schedule, one value after another."""
-    import itertools
 
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     sizes = grid.sizes()
     numbers = [axis for axis in grid.axes if axis in _NUMBERS]

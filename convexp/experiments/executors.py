@@ -78,8 +78,8 @@ def run_on_dask(
     after that it is marked interrupted and the grid goes on.
     """
     try:
-        import dask
-        import distributed
+        import dask  # the optional dask extra
+        import distributed  # the optional dask extra
     except ImportError:
         raise ConvexpError("--executor dask needs dask.distributed: pip install 'convexp[dask]'") from None
     store.check_recording_settings()  # a bad CONVEXP_SNAPSHOT_ENCODING or CONVEXP_WRITER is refused before any run is queued
@@ -127,7 +127,7 @@ class _SchedulerGoneFilter(logging.Filter):
     which says nothing the grid's own message does not."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from distributed.comm.core import CommClosedError
+        from distributed.comm.core import CommClosedError  # the optional dask extra
 
         gone = record.exc_info is not None and isinstance(record.exc_info[1], CommClosedError)
         return not (gone and "heartbeat" in record.getMessage())

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from convexp.errors import SpecError, did_you_mean
 from convexp.model.names import experiment_name_problem
 
@@ -38,7 +40,6 @@ def experiments_file(path: str | Path | None = None) -> tuple[Path, bool]:
 
 def read_file(path: str | Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
     """Parse an experiments file into (default experiment name, raw experiments), checking its outline."""
-    import yaml
 
     path = Path(path)
     if not path.is_file():
@@ -87,7 +88,6 @@ class DuplicateKey(Exception):
 def _unique_keys_loader() -> type:
     """PyYAML's SafeLoader, but a mapping that gives a key twice raises :class:`DuplicateKey` with both lines:
     two experiments of one name, or ``epochs`` twice, must not quietly become the last one."""
-    import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):
         pass

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from convexp.datasets.arrays import dataset_name
 from convexp.errors import ConvexpError, SpecError, did_you_mean
 from convexp.experiments.experiments_file import read_file
 from convexp.experiments.spec import NOT_GRIDDED, ResolvedRun, RunSpec, check_backend, describe_error
@@ -111,7 +112,6 @@ def _dataset(path: str | Path, experiment: str, dataset: Any) -> Any:
         return [_dataset(path, experiment, d) for d in dataset]
     if not isinstance(dataset, dict):
         return dataset
-    from convexp.datasets.arrays import dataset_name
 
     if set(dataset) != {"path"} or not isinstance(dataset["path"], str):
         raise SpecError(

@@ -28,10 +28,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from convexp.backends.features import described, features_of_spec
+from convexp.datasets import DATASET_NAMES, dataset_info
 from convexp.errors import ConvexpError, did_you_mean
 from convexp.model.augmentation import Augmentation
-from convexp.model.layers import BatchNorm, Conv, Layer, PlannedLayer, flat, plan
-from convexp.model.optimizers import Adam, Optimizer
+from convexp.model.initializers import INITIALIZER_NAMES
+from convexp.model.layers import LAYER_TYPES, BatchNorm, Conv, Layer, PlannedLayer, flat, plan
+from convexp.model.optimizers import SGD, Adam, AdamW, Optimizer
 
 if TYPE_CHECKING:
     from convexp.backends.protocol import Backend
@@ -130,7 +133,6 @@ class RunSpec(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        from convexp.datasets import DATASET_NAMES, dataset_info
 
         if value.startswith("npz:"):  # your own arrays: checked now, so a bad file is refused before any run
             try:
@@ -148,7 +150,6 @@ class RunSpec(BaseModel):
     @field_validator("initializer", "bias_initializer")
     @classmethod
     def _known_initializer(cls, value: str) -> str:
-        from convexp.model.initializers import INITIALIZER_NAMES
 
         names = INITIALIZER_NAMES + ("default",)
         if value not in names:
@@ -165,7 +166,6 @@ class RunSpec(BaseModel):
                     f"snapshots.layers: '{name}' is not a conv layer{did_you_mean(name, conv_names)}; "
                     f"conv layers: {', '.join(conv_names) or 'none'}"
                 )
-        from convexp.datasets import dataset_info
 
         info = dataset_info(self.dataset)
         _, height, width = info.input_shape
@@ -188,7 +188,6 @@ class RunSpec(BaseModel):
 
     def plan(self) -> tuple[PlannedLayer, ...]:
         """The layers with names and shapes for this spec's dataset (raises ValueError if they cannot apply)."""
-        from convexp.datasets import dataset_info
 
         info = dataset_info(self.dataset)
         try:
@@ -239,8 +238,6 @@ def describe_error(error: ValidationError) -> str:
 
 def _field_names(loc: tuple) -> list[str]:
     """Field names of the model at ``loc`` in a RunSpec, for did-you-mean suggestions."""
-    from convexp.model.layers import LAYER_TYPES
-    from convexp.model.optimizers import SGD, AdamW
 
     if not loc:
         return [*RunSpec.model_fields, "tags", "notes"]
@@ -269,7 +266,6 @@ def check_backend(spec: RunSpec, backends: Mapping[str, Backend]) -> None:
             f"field 'device': backend '{spec.backend}' cannot train on {spec.device}; "
             f"it trains on {', '.join(backends[spec.backend].devices)}"
         )
-    from convexp.backends.features import described, features_of_spec
 
     missing = sorted(features_of_spec(spec) - backends[spec.backend].features)
     if missing:

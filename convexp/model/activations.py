@@ -32,7 +32,7 @@ LEAKY_SLOPE = 0.01
 def _phi(x: np.ndarray) -> np.ndarray:
     """The standard normal CDF, as erfc(-x / sqrt 2) / 2: no cancellation in the far negative tail, where
     1 + erf(x / sqrt 2) would lose every digit."""
-    from scipy.special import erfc
+    from scipy.special import erfc  # heavy: loaded only when this is used
 
     return 0.5 * erfc(-x / math.sqrt(2.0))
 
@@ -53,7 +53,7 @@ def apply(name: str, x: np.ndarray) -> np.ndarray:
     if name == "tanh":
         return np.tanh(x)
     if name == "sigmoid":
-        from scipy.special import expit
+        from scipy.special import expit  # heavy: loaded only when this is used
 
         return expit(x).astype(dtype, copy=False)
     raise ValueError(f"unknown activation '{name}'; known: {', '.join(ACTIVATION_NAMES)}")

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from convexp.model.seeding import augmentation_rng
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -36,9 +38,7 @@ class Augmentation(BaseModel):
 def epoch_draws(augmentation: Augmentation, count: int, epoch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The shifts (count, 2) as (dy, dx) and flips (count,) of the ``count`` images an epoch visits, in its
     batch order: the i-th image the epoch visits gets row i."""
-    import numpy as np
-
-    from convexp.model.seeding import augmentation_rng
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     rng = augmentation_rng(seed, epoch)
     shifts = rng.integers(-augmentation.shift, augmentation.shift + 1, size=(count, 2))
@@ -49,7 +49,7 @@ def epoch_draws(augmentation: Augmentation, count: int, epoch: int, seed: int) -
 def augment(images: np.ndarray, shifts: np.ndarray, flips: np.ndarray) -> np.ndarray:
     """(N, C, H, W) images moved by ``shifts`` (dy, dx) with zeros coming in at the edges, then mirrored left to
     right where ``flips``: a new array; output pixel (y, x) of image n is input pixel (y - dy, x - dx), or 0."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     n, channels, height, width = images.shape
     reach = int(np.abs(shifts).max(initial=0))

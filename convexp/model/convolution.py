@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from convexp.errors import ConvexpError, ShapeError
-from convexp.model.layers import Padding, conv_output_size
+from convexp.model.layers import Padding, conv_output_size, same_padding
 
 
 class Convolver(Protocol):
@@ -175,7 +175,6 @@ def explain(
     """Work through a single-channel convolution (default: the 5x5 image and 3x3 kernel example) with this stride,
     padding and dilation; with ``groups`` G, also a depthwise conv of G channels (channel g is the image times
     g + 1) with G copies of the kernel, each filter seeing only its own channel."""
-    from convexp.model.layers import same_padding
 
     image = EXAMPLE_IMAGE if image is None else np.asarray(image, dtype=np.float32)
     kernel = EXAMPLE_KERNEL if kernel is None else np.asarray(kernel, dtype=np.float32)

@@ -93,7 +93,7 @@ class Initializer:
 
     def sample(self, shape: tuple[int, ...], rng: np.random.Generator, fans: Fans | None = None) -> np.ndarray:
         """Draw a float32 array of ``shape`` from this initializer with ``rng``."""
-        import numpy as np
+        import numpy as np  # numpy on first use: the store and the spec load without it
 
         fans = fans or fans_of(shape)
         s = self.scale(fans)
@@ -127,7 +127,7 @@ def _unit_truncated_normal_variance(bound: float) -> float:
 
 def _truncated_normal(rng: np.random.Generator, stddev: float, shape: tuple[int, ...]) -> np.ndarray:
     """Normal(0, stddev) with values beyond ±2 stddev re-drawn (as Keras does)."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     values = rng.standard_normal(size=shape)
     outside = np.abs(values) > 2.0
@@ -148,7 +148,7 @@ def _orthogonal_matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
 
 def _orthogonal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """A kernel whose units' weight vectors are orthonormal (or whose columns are, if wider)."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     units, length = _orthogonal_matrix_shape(shape)
     a = rng.standard_normal(size=(max(units, length), min(units, length)))
@@ -250,7 +250,7 @@ def get_initializer(name: str) -> Initializer:
 
 def draw(name: str, shape: tuple[int, ...], seed: int, fans: Fans | None = None) -> np.ndarray:
     """Draw a float32 kernel (or bias, with ``fans``) from initializer ``name`` with ``seed``."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     return get_initializer(name).sample(shape, np.random.default_rng(seed), fans)
 

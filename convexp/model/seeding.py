@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from convexp.model.initializers import fans_of, get_initializer
+from convexp.model.layers import flat
 from convexp.model.weights import KernelSnapshot
 
 if TYPE_CHECKING:
@@ -27,9 +28,7 @@ def initial_weights(
     layers: tuple[PlannedLayer, ...], kernel_initializer: str, bias_initializer: str, seed: int
 ) -> dict[str, KernelSnapshot]:
     """Kernel and bias of every conv and dense layer, drawn in canonical layout from ``seed``."""
-    import numpy as np
-
-    from convexp.model.layers import flat
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     weights = {}
     for layer in flat(layers):
@@ -47,7 +46,7 @@ def initial_weights(
 
 def batch_order(num_examples: int, epoch: int, seed: int, shuffle: bool) -> np.ndarray:
     """The order in which epoch ``epoch`` (1-based) visits the training examples."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     if not shuffle:
         return np.arange(num_examples)
@@ -56,14 +55,14 @@ def batch_order(num_examples: int, epoch: int, seed: int, shuffle: bool) -> np.n
 
 def backend_rng(seed: int, stream: int = 0) -> np.random.Generator:
     """A generator for a backend's own randomness (e.g. dropout masks), independent of the shared draws."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     return np.random.default_rng([seed, _BACKEND, stream])
 
 
 def augmentation_rng(seed: int, epoch: int) -> np.random.Generator:
     """The generator of epoch ``epoch``'s augmentation draws (:mod:`convexp.model.augmentation`), shared by every backend."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     return np.random.default_rng([seed, _AUGMENTATION, epoch])
 
@@ -71,7 +70,7 @@ def augmentation_rng(seed: int, epoch: int) -> np.random.Generator:
 def dropout_seed(seed: int, layer_index: int) -> int:
     """The seed of dropout layer ``layer_index``'s masks, for a framework whose dropout layers take a seed each:
     distinct layers get distinct streams (one seed for all would give two layers of the same shape one mask)."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     return int(np.random.SeedSequence([seed, _DROPOUT, layer_index]).generate_state(1)[0] >> 1)
 

@@ -47,7 +47,7 @@ class Checkpoint:
 
 def non_finite(values: np.ndarray) -> str | None:
     """What non-finite value an array holds ("NaN" before "infinity"), or None when all are finite."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     if np.isfinite(values).all():
         return None

@@ -7,6 +7,8 @@ snapshots before it back to the last raw one, so reads start at that row; a chai
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -65,8 +67,6 @@ def read_row(previous: tuple[int, Any] | None, row: Any) -> tuple[Any, bytes, by
 def shape_problem(shape_text: str, kernel: bytes, bias: bytes | None) -> tuple[tuple[int, ...], str | None]:
     """A row's kernel shape (from its ``shape`` JSON), and why it does not fit the bytes the row decoded
     to (None when it does)."""
-    import json
-    import math
 
     try:
         shape = tuple(int(n) for n in json.loads(shape_text))
@@ -162,7 +162,7 @@ def _readable(run_id: int, layer: str, row: Any, kernel: bytes, bias: bytes | No
     """A verified row's shape, once it is known to fit its bytes and to hold finite values only; else
     one line naming run, layer and step (convexp records only finite kernels: such a row comes from
     elsewhere, and no analysis of it holds)."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     shape, problem = shape_problem(row.shape, kernel, bias)
     if problem is not None:

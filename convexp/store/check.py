@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import DatabaseError
 
-from convexp.errors import DamagedDatabaseError
+from convexp.errors import DamagedDatabaseError, StoreError
 from convexp.store.chains import layer_rows, may_vouch, read_row, shape_problem
-from convexp.store.database import sqlite_read_only_uri
+from convexp.store.database import describe, resolve_url, sqlite_path, sqlite_read_only_uri
 from convexp.store.encoding import XOR_DELTA, UndecodableSnapshot, snapshot_checksum
 from convexp.store.models import KernelSnapshotRow
 from convexp.store.store import Store
@@ -111,8 +111,6 @@ def check_runs(
         return [], _database_error(exc)
     missing = sorted(set(wanted or []) - {r.id for r in runs})
     if missing:
-        from convexp.errors import StoreError
-
         raise StoreError(f"{store.location}: no run with id {', '.join(map(str, missing))}")
     checks, done = [], 0
     for run in sorted(runs, key=lambda r: r.id):
@@ -156,8 +154,6 @@ def check_database(
     """The whole check of the database ``db`` (a path or URL, as ``--db``): SQLite's integrity check of
     its file first, then :func:`check_runs`. A file too damaged to open as a convexp database is
     reported (``unreadable``) rather than raised, after its integrity check."""
-    from convexp.errors import StoreError
-    from convexp.store.database import describe, resolve_url, sqlite_path
 
     url = resolve_url(db)
     path = sqlite_path(url)

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,8 +19,10 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError
 
+import convexp.migrations
 from convexp import __version__
 from convexp.errors import DamagedDatabaseError, SchemaTooNewError, StoreError
+from convexp.store.models import Base
 
 DB_ENV = "CONVEXP_DB"
 DEFAULT_DB = "convexp.db"
@@ -198,9 +201,7 @@ def _on_damaged_file(path: Path | None, context) -> None:
 
 
 def _alembic_config(connection=None):
-    from alembic.config import Config
-
-    import convexp.migrations
+    from alembic.config import Config  # only to migrate or check the schema
 
     config = Config()
     config.set_main_option("script_location", str(Path(convexp.migrations.__file__).parent))
@@ -242,7 +243,6 @@ def _create_new_sqlite(engine: Engine, url: str, writer: Engine) -> bool:
                 return False
     except DatabaseError:  # not a database: the full check says so
         return False
-    from convexp.store.models import Base
 
     with _migration_lock(url):
         try:
@@ -259,14 +259,14 @@ def _create_new_sqlite(engine: Engine, url: str, writer: Engine) -> bool:
 
 def head_revision() -> str:
     """The newest schema revision this convexp knows."""
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # only to migrate or check the schema
 
     return str(ScriptDirectory.from_config(_alembic_config()).get_current_head())
 
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision a database is at (None for an empty database)."""
-    from alembic.runtime.migration import MigrationContext
+    from alembic.runtime.migration import MigrationContext  # only to migrate or check the schema
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
@@ -281,7 +281,7 @@ def _migration_lock(url: str):
         yield
         return
     try:
-        import fcntl
+        import fcntl  # POSIX only
     except ImportError:  # not a POSIX system: SQLite's own locking is all there is
         yield
         return
@@ -298,7 +298,6 @@ FULL_DISK_BYTES = 256 * 1024
 
 
 def _disk_full(url: str) -> bool:
-    import shutil
 
     path = sqlite_path(url)
     try:
@@ -339,9 +338,9 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Cal
         return
     if upgrade and _create_new_sqlite(engine, url, writer() if writer else engine):  # a new file: no Alembic either
         return
-    from alembic import command
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
+    from alembic import command  # only to migrate or check the schema
+    from alembic.script import ScriptDirectory  # only to migrate or check the schema
+    from alembic.util import CommandError  # only to migrate or check the schema
 
     where = describe(url)
     script = ScriptDirectory.from_config(_alembic_config())
@@ -351,7 +350,7 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Cal
         # (PostgreSQL's default READ COMMITTED takes a new snapshot per statement: ask for one per transaction)
         snapshot = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
         with engine.connect().execution_options(**snapshot) as connection:
-            from alembic.runtime.migration import MigrationContext
+            from alembic.runtime.migration import MigrationContext  # only to migrate or check the schema
 
             current = MigrationContext.configure(connection).get_current_revision()
             tables = set(inspect(connection).get_table_names())
@@ -382,7 +381,7 @@ def ensure_schema(engine: Engine, url: str, *, upgrade: bool = True, writer: Cal
         # and a kill part-way leaves it at the old revision.
         try:
             with (writer() if writer else engine).begin() as connection:
-                from alembic.runtime.migration import MigrationContext
+                from alembic.runtime.migration import MigrationContext  # only to migrate or check the schema
 
                 if connection.dialect.name == "postgresql":  # the server's own lock, held to the end of the transaction
                     connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")

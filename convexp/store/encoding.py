@@ -58,7 +58,7 @@ def default_encoding() -> str:
 
 
 def _words(kernel: bytes | np.ndarray) -> np.ndarray:
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     if isinstance(kernel, bytes | bytearray | memoryview):
         return np.frombuffer(kernel, dtype="<u4")
@@ -76,7 +76,7 @@ def xor_delta(words: np.ndarray, base: np.ndarray) -> bytes:
 
 def undo_xor_delta(data: bytes, base: np.ndarray) -> np.ndarray:
     """The uint32 words an XOR delta (``data``) encodes against ``base``."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     low = 2 * base.size
     planes = np.empty((4, base.size), dtype="u1")
@@ -176,7 +176,7 @@ def snapshot_checksum(kernel: Buffer, bias: Buffer | None) -> int:
 def decode_row(previous: tuple[int, np.ndarray] | None, step: int, encoding: str, base_step: int | None, data) -> np.ndarray:
     """The uint32 words of one stored kernel, given the (step, words) of the row before it in its
     layer (None at a chain's start); raises :class:`UndecodableSnapshot` naming the step."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     if encoding == RAW:
         if len(data) % 4:

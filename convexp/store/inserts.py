@@ -38,7 +38,7 @@ def insert_many(connection: Connection, model: Any, rows: list[tuple]) -> None:
 def snapshot_row(run_id: int, snapshot: SnapshotToWrite, encoder: ChainEncoder) -> tuple:
     """A snapshot as the tuple :func:`insert_many` writes into ``kernel_snapshots``: its kernel encoded,
     and the checksum of the kernel and bias it stands for."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     kernel = np.ascontiguousarray(snapshot.kernel, dtype="<f4")
     bias = None if snapshot.bias is None else np.ascontiguousarray(snapshot.bias, dtype="<f4").tobytes()

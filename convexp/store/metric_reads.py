@@ -54,7 +54,7 @@ class MetricReads:
         ``frame.pivot_table(index="step", columns="name", values="value")`` gives one column per metric.
         """
         try:
-            import pandas as pd
+            import pandas as pd  # heavy: loaded only when this is used
         except ImportError:
             raise StoreError("metrics_frame needs pandas: pip install pandas (or use Store.metrics for plain rows)") from None
         rows = self.metrics(run_id, names)

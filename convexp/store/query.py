@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import text
 
 from convexp.errors import QueryError
-from convexp.store import database
+from convexp.store import Store, database
 
 SQLITE_READONLY = 8  # the primary result code of "attempt to write a readonly database"
 
@@ -133,7 +133,6 @@ def run_query(
     values), stopping it after ``time_limit`` seconds; writing is refused."""
     url = database.resolve_url(db)
     # Opening through Store checks the file and its schema revision (and refuses a newer one).
-    from convexp.store import Store
 
     Store(db, must_exist=True).close()
     return read_only_query(url, sql, limit, time_limit, max_bytes)

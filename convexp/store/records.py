@@ -181,13 +181,13 @@ class StoredSnapshot:
     @property
     def kernel_array(self) -> np.ndarray:
         """The kernel as a read-only float32 array of ``shape`` (no copy)."""
-        import numpy as np
+        import numpy as np  # numpy on first use: the store and the spec load without it
 
         return np.frombuffer(self.kernel, dtype="<f4").reshape(self.shape)
 
     @property
     def bias_array(self) -> np.ndarray | None:
         """The bias as a read-only float32 array, or None."""
-        import numpy as np
+        import numpy as np  # numpy on first use: the store and the spec load without it
 
         return None if self.bias is None else np.frombuffer(self.bias, dtype="<f4")

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from convexp.errors import StoreError
 from convexp.store import chains
+from convexp.store.encoding import RAW
 from convexp.store.models import KernelSnapshotRow
 from convexp.store.records import KernelSeries, LayerSnapshots, StoredSnapshot
 
@@ -68,7 +69,6 @@ class SnapshotReads:
     def self_contained_steps(self, run_id: int, layer: str) -> list[int]:
         """The steps whose snapshots of a layer decode from their own row alone (stored raw, not as a delta):
         the cheapest to read when any of several nearby steps will do, as for a distribution over steps."""
-        from convexp.store.encoding import RAW
 
         query = (
             select(KernelSnapshotRow.step)
@@ -109,7 +109,7 @@ class SnapshotReads:
         """One filter of a layer at every snapshot (or at ``steps``): (steps, values of shape (n, in, kh, kw)).
 
         Every snapshot is read whole and checked against its checksum, then the filter cut out of it."""
-        import numpy as np
+        import numpy as np  # numpy on first use: the store and the spec load without it
 
         summary = {s.layer: s for s in self.snapshot_summary(run_id)}
         if layer not in summary:
@@ -127,7 +127,7 @@ class SnapshotReads:
 
     def kernel_series(self, run_id: int, layer: str) -> KernelSeries:
         """All snapshots of one layer of one run, in step order, as stacked arrays."""
-        import numpy as np
+        import numpy as np  # numpy on first use: the store and the spec load without it
 
         with self.engine.connect() as connection:
             rows = list(chains.read_layer(connection, run_id, layer))

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 from sqlalchemy.exc import OperationalError
 
 from convexp.errors import RunNotResumableError, RunStillRunningError, StoreError
+from convexp.model.weights import Checkpoint
 from convexp.store import database
 from convexp.store.encoding import ChainEncoder
 from convexp.store.inserts import insert_many, snapshot_row
@@ -326,7 +327,6 @@ class Store(SnapshotReads, MetricReads):
         """Give the space of deleted rows back to the file system (SQLite VACUUM; PostgreSQL reclaims it itself)."""
         if self.engine.dialect.name != "sqlite":
             return
-        import sqlite3
 
         raw = self.writer.raw_connection()  # VACUUM cannot run inside the transaction SQLAlchemy would begin
         try:
@@ -436,7 +436,6 @@ def _owned(run_id: int, owner: tuple[int, str] | None) -> Any:
 
 
 def _read_checkpoint(connection, run_id: int) -> Checkpoint | None:
-    from convexp.model.weights import Checkpoint
 
     query = select(RunCheckpoint.epoch, RunCheckpoint.step, RunCheckpoint.state).where(RunCheckpoint.run_id == run_id)
     row = connection.execute(query).one_or_none()

@@ -56,6 +56,7 @@ from convexp.errors import StoreError
 from convexp.machine import proc_bytes
 from convexp.store.background import HEARTBEAT_SECONDS, MAX_PENDING, BackgroundWriter, Batch, write_batch
 from convexp.store.packed import PackedSnapshots
+from convexp.store.records import MetricRecord
 from convexp.store.settings import writer_kind
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def spare_cores(cores: int, others_cpu_seconds: float, wall_seconds: float) -> f
 def _batch_frame(batch: Batch) -> tuple[bytes, list[Any]]:
     """A batch as (meta pickle, raw buffers): snapshot arrays travel as their bytes, not pickled, each
     step's as packed steps (a layout and a size per flat array); plain rows go as one-layer steps."""
-    import numpy as np
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     buffers: list[Any] = []
     steps = []
@@ -145,9 +146,7 @@ def _batch_frame(batch: Batch) -> tuple[bytes, list[Any]]:
 
 def _batch_from(meta: bytes, raw: bytearray) -> Batch:
     """The batch :func:`_batch_frame` sent (arrays are views of ``raw``)."""
-    import numpy as np
-
-    from convexp.store.records import MetricRecord
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     metrics, sent, epochs_completed, steps_completed, checkpoint = pickle.loads(meta)
     values = np.frombuffer(raw, dtype="<f4")
@@ -193,14 +192,13 @@ def _peak_memory() -> int:
     peak = proc_bytes("/proc/self/status", "VmHWM:")
     if peak is not None:
         return peak
-    import resource
+    import resource  # POSIX only
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux, bytes on macOS: a fallback
 
 
 def _answer_bytes(error: BaseException | None) -> bytes:
     """The acknowledgement of a frame: its error (None) and the writer process's CPU time and peak memory."""
-    import time
 
     usage = (time.process_time(), _peak_memory())
     try:

@@ -37,6 +37,7 @@ the group count of grouped layers.
 from __future__ import annotations
 
 import atexit
+import importlib.metadata
 import os
 import sys
 import time
@@ -340,7 +341,6 @@ def _check_count(what: str, value: object) -> None:
 
 
 def _framework_version(framework: str) -> str:
-    import importlib.metadata
 
     try:
         return importlib.metadata.version(framework)

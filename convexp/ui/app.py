@@ -13,8 +13,6 @@ and anything unexpected a 500 with one line logged; the server keeps serving.
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
 from pathlib import Path
 
@@ -28,10 +26,10 @@ from starlette.staticfiles import StaticFiles
 
 from convexp.store import Store
 from convexp.ui.views import api, compare, experiment, query, run, runs
-from convexp.ui.views.base import HERE, Views, log
+from convexp.ui.views.base import HERE, Views
 from convexp.ui.views.query import QUERY_TIME_LIMIT
 
-__all__ = ["HERE", "QUERY_TIME_LIMIT", "ServerTiming", "configure_logging", "create_app"]
+__all__ = ["HERE", "QUERY_TIME_LIMIT", "ServerTiming", "create_app"]
 
 #: The page modules, each listing its routes.
 PAGES = (runs, run, api, experiment, compare, query)
@@ -80,12 +78,3 @@ class ServerTiming:
             await send(message)
 
         await self.app(scope, receive, timed)
-
-
-def configure_logging() -> None:
-    """One line per server error on stderr (the app's own log; uvicorn's access log stays off)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("convexp ui: %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False

@@ -8,7 +8,10 @@ be read from a step on, and the runs table refreshes only the rows that can stil
 
 from __future__ import annotations
 
+import base64
+import csv
 import functools
+import io
 import json
 import math
 from collections.abc import Callable
@@ -16,14 +19,21 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from convexp.analysis import distributions
+from convexp.analysis.colour import sees_colour_image
 from convexp.analysis.compare import compare_runs, comparison_dict
 from convexp.analysis.filters import analyse_layer
+from convexp.analysis.group_curves import group_curves
+from convexp.analysis.groups import MEASURES, group_runs, summarise
 from convexp.analysis.kernels import relative_drift
+from convexp.analysis.network import load_network
 from convexp.analysis.parameters import flatten, resolved_spec, run_parameters, run_spec, shown_value, varying_fields
+from convexp.analysis.patches import patches_dict, top_patches
 from convexp.analysis.selection import step_index
 from convexp.analysis.summary import describe_run
 from convexp.datasets import Dataset
 from convexp.errors import ConvexpError
+from convexp.experiments.estimate_disk import estimate_run
+from convexp.model.parameters import filters_sentence
 from convexp.store import RunRecord, Store, StoredSnapshot
 from convexp.store.records import MAX_ID
 
@@ -55,7 +65,6 @@ def _number(value: float | None) -> float | None:
 
 def planned_steps(spec: RunSpec | None) -> int | None:
     """The updates a run of this spec makes if it finishes (None for a run recorded from your own loop)."""
-    from convexp.experiments.estimate_disk import estimate_run
 
     if spec is None:
         return None
@@ -146,8 +155,6 @@ def run_details(store: Store, run: RunRecord) -> dict[str, Any]:
     details["siblings"] = siblings(store, run)
     details["filters_sentence"] = None
     if description.plan is not None:
-        from convexp.model.parameters import filters_sentence
-
         details["filters_sentence"] = filters_sentence(description.plan)
     return details
 
@@ -182,8 +189,6 @@ def metrics_csv(store: Store, run: RunRecord) -> str:
     """A run's curves as CSV, one row per recorded value (step, epoch, name, value, wall_time), as the
     metrics table holds them: the values repr-exact, so a spreadsheet or pandas reads back what was
     recorded; wall_time is Unix seconds when the value was logged (empty in older rows)."""
-    import csv
-    import io
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -207,7 +212,6 @@ def _layer_shape(store: Store, run: RunRecord, layer: str) -> tuple[int, ...]:
 
 def layer_steps(store: Store, run: RunRecord, layer: str, after_step: int = -1) -> dict[str, Any]:
     """The steps (and their epochs) at which a layer was recorded, after ``after_step``, and its kernel shape."""
-    from convexp.analysis.colour import sees_colour_image
 
     shape = _layer_shape(store, run, layer)
     steps = store.snapshot_steps(run.id, layer, after_step)
@@ -313,8 +317,6 @@ def layer_patches(
 ) -> dict[str, Any]:
     """``convexp filters --patches --format json`` for one step, with each patch's pixels (mean over channels,
     row by row) so the page can draw them; ``load`` gives a dataset by name (the app keeps them loaded)."""
-    from convexp.analysis.network import load_network
-    from convexp.analysis.patches import patches_dict, top_patches
 
     if not 1 <= top <= MAX_TOP_PATCHES:
         raise BadRequest(f"top must be between 1 and {MAX_TOP_PATCHES}, not {top}")
@@ -348,7 +350,6 @@ def comparison(store: Store, run_ids: list[str], step: str) -> dict[str, Any]:
 def compared_kernels(store: Store, comparison: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The snapshots the compare page draws first (each run's at its compared step, per layer) as the stored
     float32 bytes in base64, to embed in the page: it draws at once instead of asking for each."""
-    import base64
 
     embedded: dict[str, list[dict[str, Any]]] = {}
     for layer in comparison["layers"]:
@@ -403,8 +404,6 @@ def experiment_view(
 ) -> dict[str, Any]:
     """An experiment's groups: the fields it can be grouped by, the summary of the chosen quantity at the
     last step (as ``convexp summary -f json``) and its curves with 95% bands (as ``convexp plot summary``)."""
-    from convexp.analysis.group_curves import group_curves
-    from convexp.analysis.groups import MEASURES, group_runs, summarise
 
     runs = store.list_runs(experiment=experiment)
     if not runs:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from convexp.analysis import distributions
+from convexp.analysis.colour import sees_colour_image
+from convexp.analysis.pictures import evolution_gif
+from convexp.analysis.selection import filter_count
 from convexp.store import RunRecord, Store
 from convexp.ui.data import BadRequest, parse_step, recorded_steps
 
@@ -24,9 +29,6 @@ def filters_gif(
     ``first`` or ``last``), at most ``frames`` snapshots evenly spread (default :data:`GIF_FRAMES`, fewer for a layer
     with many filters: :data:`MAX_GIF_CELLS`), every frame on one colour scale (as ``convexp plot evolution --out
     x.gif`` draws it)."""
-    import io
-
-    from convexp.analysis.pictures import evolution_gif
 
     filters = _filter_count(store, run, layer)
     most = MAX_GIF_CELLS // filters
@@ -52,7 +54,6 @@ def filters_gif(
     steps = distributions.sampled_steps(recorded, frames) if len(recorded) > 1 else recorded
     kernels = np.stack([s.kernel_array for s in store.snapshots_at(run.id, layer, steps)])
     buffer = io.BytesIO()
-    from convexp.analysis.colour import sees_colour_image
 
     rgb = sees_colour_image(run.spec, layer)
     evolution_gif(kernels, np.array(steps), f"run {run.id} {layer}", buffer, frames=len(steps), rgb=rgb)
@@ -61,7 +62,6 @@ def filters_gif(
 
 def _filter_count(store: Store, run: RunRecord, layer: str) -> int:
     """How many filters ``layer`` of ``run`` has; a layer recorded without filters (batch_norm's statistics) is refused."""
-    from convexp.analysis.selection import filter_count
 
     recorded_steps(store, run, layer)  # a layer not recorded: 404
     return filter_count(store, run.id, layer)

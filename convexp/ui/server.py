@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +23,7 @@ def create_app(db: str | None = None, data_dir: Path | None = None, query_time_l
     ``data_dir``: where datasets that need files are (the patches panel replays networks on the test images);
     ``query_time_limit``: seconds a query of the query page may run."""
     try:
-        from convexp.ui.app import create_app as build
+        from convexp.ui.app import create_app as build  # starlette, of the optional ui extra: refused in one line without it
     except ImportError as exc:
         raise ConvexpError(f"{INSTALL_HINT} ({exc})") from None
     return build(db, data_dir=data_dir, query_time_limit=query_time_limit)
@@ -68,9 +70,7 @@ SHUTDOWN_SECONDS = 5
 
 def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve ``app`` on host:port until Ctrl-C or SIGTERM; ``on_ready`` gets the address once it listens."""
-    import uvicorn
-
-    from convexp.ui.app import configure_logging
+    import uvicorn  # the optional ui extra, only to serve
 
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
@@ -85,3 +85,13 @@ def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765, on_ready: C
     if on_ready:
         on_ready(url)
     server.run(sockets=[sock])
+
+
+def configure_logging() -> None:
+    """One line per server error on stderr (the app's own log; uvicorn's access log stays off)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("convexp ui: %(message)s"))
+    log = logging.getLogger("convexp.ui")  # the views' log (convexp.ui.views.base)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False

@@ -55,6 +55,7 @@ from convexp.backends.output_checks import PlanCheck
 from convexp.backends.protocol import Backend
 from convexp.backends.registry import get_backend
 from convexp.backends.trainer import EPOCH_METRICS, STEP_METRICS, TrainingJob, TrainingObserver
+from convexp.datasets import load_dataset
 from convexp.model.initializers import explain
 from convexp.model.layers import Conv, Dense, Dropout, Flatten, MaxPool, flat
 from convexp.model.optimizers import SGD, Adam
@@ -204,8 +205,6 @@ def check_dropout_scaling(backend: Backend) -> str:
             Dense(type="dense", units=10),
         )
 
-    from convexp.datasets import load_dataset
-
     data = load_dataset("digits")  # every training image in one batch, so the masks average out
     job = with_shared_init(
         tiny_job(
@@ -264,7 +263,6 @@ def check_snapshot_layout(backend: Backend) -> str:
 
 def check_trainer(backend: Backend) -> str:
     """Training on digits reports every step and epoch, and learns (test accuracy above 0.7; chance is 0.1)."""
-    from convexp.datasets import load_dataset
 
     data = load_dataset("digits")
     job = tiny_job(

@@ -23,6 +23,7 @@ from convexp.backends.output_checks import NonFiniteKernel, PlanCheck, PluginBre
 from convexp.backends.protocol import Backend
 from convexp.backends.registry import get_backend
 from convexp.backends.trainer import TrainingJob
+from convexp.datasets import load_dataset
 from convexp.model.layers import Conv, Dense, Flatten, MaxPool, PlannedLayer, plan
 from convexp.model.optimizers import SGD
 from convexp.model.seeding import initial_weights
@@ -116,7 +117,6 @@ def digits_network(*layers: Any) -> tuple[PlannedLayer, ...]:
 def tiny_job(**changes: Any) -> TrainingJob:
     """A small job for checks and a plugin's tests: conv 3x3 'same' (4) -> maxpool -> conv 3x3 (6) -> dense, plain SGD,
     one epoch on 256 of scikit-learn's digits (bundled, no download); ``changes`` replace any field."""
-    from convexp.datasets import load_dataset
 
     data = load_dataset("digits")
     layers = digits_network(

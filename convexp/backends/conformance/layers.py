@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from convexp.backends.conformance.kit import CheckSkipped, digits_network, same_steps_as_reference, tiny_job
 from convexp.backends.features import described, features_needed
+from convexp.model.augmentation import Augmentation
 from convexp.model.layers import ActivationLayer, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Residual, flat
 from convexp.model.optimizers import SGD, Adam, AdamW, Schedule
 
@@ -146,7 +147,6 @@ def check_augmentation(backend: Backend) -> str:
     """Seeded augmentation (shifts of up to 2 pixels and left-right flips): the backend trains on the images
     convexp hands it for each step, not on those the batch's indices select, so three SGD steps give the numpy
     backend's kernels."""
-    from convexp.model.augmentation import Augmentation
 
     optimizer = SGD(name="sgd", learning_rate=0.5)
     return _same_as_reference(

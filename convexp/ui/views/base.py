@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -16,6 +17,8 @@ from starlette.templating import Jinja2Templates
 
 from convexp import __version__
 from convexp.analysis.cells import json_text
+from convexp.analysis.pictures import CMAP
+from convexp.datasets import load_dataset
 from convexp.errors import ConvexpError, DamagedSnapshotError, QueryError
 from convexp.store import Store
 from convexp.ui import data
@@ -45,7 +48,6 @@ class Views:
 
     def load_dataset(self, name: str) -> Any:
         """Dataset ``name``, loaded once (for the top patches)."""
-        from convexp.datasets import load_dataset
 
         if name not in self.datasets:
             self.datasets[name] = load_dataset(name, self.data_dir)
@@ -85,10 +87,8 @@ class Views:
 
 def colormap_table(name: str | None = None, size: int = 256) -> list[list[int]]:
     """The pictures' diverging colormap as ``size`` RGB triples, for the browser to colour kernels with."""
-    import matplotlib
-    import numpy as np
-
-    from convexp.analysis.pictures import CMAP
+    import matplotlib  # heavy: loaded only when this is used
+    import numpy as np  # numpy on first use: the store and the spec load without it
 
     colours = matplotlib.colormaps[name or CMAP](np.linspace(0.0, 1.0, size))[:, :3]
     return (colours * 255).round().astype(int).tolist()
@@ -97,7 +97,6 @@ def colormap_table(name: str | None = None, size: int = 256) -> list[list[int]]:
 def attachment(filename: str) -> str:
     """A Content-Disposition header downloading as ``filename``, whatever characters it holds (a layer's name may hold
     any): an ASCII stand-in for old clients and the exact name in RFC 6266's ``filename*`` (UTF-8, percent-encoded)."""
-    from urllib.parse import quote
 
     plain = "".join(c if c.isascii() and c.isprintable() and c not in '"\\/;' else "_" for c in filename)
     return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"

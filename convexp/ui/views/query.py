@@ -3,12 +3,16 @@ in rows and in time, as datasette serves its queries."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from convexp.analysis.cells import plain_value
 from convexp.errors import QueryError
+from convexp.store.query import read_only_query
 from convexp.ui.views.base import FiniteJSONResponse, Views, attachment, int_param
 
 #: Rows the query page shows (its CSV download has up to QUERY_CSV_ROWS).
@@ -20,7 +24,6 @@ QUERY_TIME_LIMIT = 2.0
 
 
 def _query(views: Views, sql: str, limit: int):
-    from convexp.store.query import read_only_query
 
     return read_only_query(views.store.url, sql, limit, views.query_time_limit)
 
@@ -55,8 +58,6 @@ def api_query(views: Views, request: Request) -> Response:
 
 
 def query_csv(views: Views, request: Request) -> Response:
-    import csv
-    import io
 
     result = _query(views, request.query_params.get("sql", ""), QUERY_CSV_ROWS)
     buffer = io.StringIO()
