@@ -1,15 +1,16 @@
 """convexp: see what convolution filters are, and what they become as a network learns.
 
 The package root stays light on purpose: ``import convexp`` and ``convexp --help``
-import no numerical framework. Import the submodules you need:
+import no numerical framework. Its packages, one per concept (docs/layout.md maps every module):
 
-- :mod:`convexp.model.initializers` — the initializer formulas (the one source of truth)
-- :mod:`convexp.experiments.spec` — the experiments YAML format and its validation
-- :mod:`convexp.backends.registry` — backend discovery through the ``convexp.backends`` entry points
-- :mod:`convexp.experiments.runner` — run experiments and record them
-- :mod:`convexp.store` — the results database
-- :func:`convexp.track` (:mod:`convexp.tracking`) — record a run from your own training loop;
+- :mod:`convexp.model` — what a network is: layers, initializer formulas (the one source of truth), optimizers
+- :mod:`convexp.backends` — what a backend is; a backend's author imports :mod:`convexp.plugin_api` alone
+- :mod:`convexp.experiments` — the experiments YAML, its grids, and running and recording them
+- :mod:`convexp.tracking` — :func:`convexp.track`, recording from your own training loop;
   :mod:`convexp.keras` (a Keras callback) and :mod:`convexp.torch` (a PyTorch helper) build on it
+- :mod:`convexp.store` — the results database; :mod:`convexp.analysis` reads it back
+- :mod:`convexp.ui` and :mod:`convexp.cli` — the web app and the command line, thin over the rest
+- :mod:`convexp.datasets` — the data runs train on
 """
 
 from __future__ import annotations

@@ -33,7 +33,12 @@ MOVED: dict[str, tuple[str, ...]] = {
     "convexp.free_memory": ("convexp.machine",),
     "convexp.hookspecs": ("convexp.backends.hookspecs",),
     "convexp.initializers": ("convexp.model.initializers", "convexp.cli.backends"),
-    "convexp.layers": ("convexp.model.layers", "convexp.model.parameters", "convexp.analysis.recorded_plan"),
+    "convexp.layers": (
+        "convexp.model.layers",
+        "convexp.model.parameters",
+        "convexp.analysis.plan_text",
+        "convexp.analysis.recorded_plan",
+    ),
     "convexp.memory": ("convexp.experiments.estimate_memory",),
     "convexp.model_kernels": ("convexp.tracking.model_kernels",),
     "convexp.names": ("convexp.model.names",),

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from convexp.analysis.plan_text import describe_plan, format_parameter_table
 from convexp.analysis.recorded_plan import plan_recorded
 from convexp.model.layers import PlannedLayer
-from convexp.model.parameters import describe_plan, format_parameter_table, parameter_table
+from convexp.model.parameters import parameter_table
 from convexp.store import LayerSnapshots, MetricRecord, RunRecord, Store
 from convexp.store.space import RunSize, format_bytes, run_sizes
 

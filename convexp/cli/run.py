@@ -278,12 +278,12 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
     will write (snapshot rows, metric rows, bytes, estimated from the specs) and the least memory a
     run of it holds (an experiment a run of which cannot fit in this machine's memory is an error);
     and the free space where --db lives."""
+    from convexp.analysis.plan_text import describe_plan, format_parameter_table
     from convexp.backends.registry import get_backends
     from convexp.experiments import estimate_disk
     from convexp.experiments.estimate_memory import check_grids
     from convexp.experiments.grids import validate_file
     from convexp.machine import available_memory
-    from convexp.model.parameters import describe_plan, format_parameter_table
 
     file = _experiments_file(file)
     experiments = validate_file(file, backends=get_backends())

@@ -28,12 +28,12 @@ from convexp.analysis.kernels import relative_drift
 from convexp.analysis.network import load_network
 from convexp.analysis.parameters import flatten, resolved_spec, run_parameters, run_spec, shown_value, varying_fields
 from convexp.analysis.patches import patches_dict, top_patches
+from convexp.analysis.plan_text import filters_sentence
 from convexp.analysis.selection import step_index
 from convexp.analysis.summary import describe_run
 from convexp.datasets import Dataset
 from convexp.errors import ConvexpError
 from convexp.experiments.estimate_disk import estimate_run
-from convexp.model.parameters import filters_sentence
 from convexp.store import RunRecord, Store, StoredSnapshot
 from convexp.store.records import MAX_ID
 

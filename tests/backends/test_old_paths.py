@@ -28,7 +28,7 @@ OLD_NAMES = [
     ("convexp.types", "KernelSnapshot", "convexp.model.weights"),
     ("convexp.layers", "Conv", "convexp.model.layers"),
     ("convexp.layers", "plan_recorded", "convexp.analysis.recorded_plan"),
-    ("convexp.layers", "format_parameter_table", "convexp.model.parameters"),
+    ("convexp.layers", "format_parameter_table", "convexp.analysis.plan_text"),
     ("convexp.initializers", "draw", "convexp.model.initializers"),
     ("convexp.seeding", "initial_weights", "convexp.model.seeding"),
     ("convexp.conformance", "CHECKS", "convexp.backends.conformance.checks"),

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from convexp.analysis.plan_text import format_parameter_table
 from convexp.errors import ShapeError
 from convexp.model.layers import BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, Residual, flat, plan
-from convexp.model.parameters import format_parameter_table
 from tests.backends.test_numpy_backend import assert_gradients_match_finite_differences, numeric_grad, small_network
 from tests.conftest import TINY_DIGITS, run_cli, write_experiments
 
