@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from convexp.datasets.dataset import Dataset
 from convexp.errors import DatasetError
-from convexp.machine import available_memory
+from convexp import machine
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,7 +139,7 @@ def _check_sizes(file: Path, arrays: Any, names: list[str]) -> None:
         if count * dtype.itemsize > member.file_size:
             raise DatasetError(f"{file}: '{name}' declares {list(shape)} {dtype}, more than its {member.file_size:,} bytes")
         total += count * max(dtype.itemsize, 4) * 2  # as read, and as the float32 copy training uses
-    available = available_memory()
+    available = machine.available_memory()  # looked up on the module: a test stands in a small machine
     if available is not None and total > available:
         raise DatasetError(
             f"{file}: its arrays need about {total / 2**30:.1f} GiB to read; this machine has {available / 2**30:.1f} GiB free"
