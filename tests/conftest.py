@@ -282,3 +282,17 @@ def sigint_as_a_terminal_delivers_it() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def install_plugin(tmp_path_factory, package: Path) -> dict[str, str]:
+    """A plugin package installed as a third party's would be (non-editable, no dependencies), from a copy so
+    that pip's build/ folder is not left beside the source; the environment that finds it (PYTHONPATH)."""
+    site, source = tmp_path_factory.mktemp(f"{package.name}-site"), tmp_path_factory.mktemp(f"{package.name}-source")
+    shutil.copytree(package, source / package.name, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site), str(source / package.name)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}

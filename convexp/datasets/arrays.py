@@ -22,9 +22,9 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convexp import machine
 from convexp.datasets.dataset import Dataset
 from convexp.errors import DatasetError
-from convexp import machine
 
 if TYPE_CHECKING:
     import numpy as np

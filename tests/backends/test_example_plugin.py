@@ -9,30 +9,13 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, TINY_DIGITS, run_cli, write_experiments
+from tests.conftest import REPO, TINY_DIGITS, install_plugin, run_cli, write_experiments
 
 
 @pytest.fixture(scope="module")
 def example_site(tmp_path_factory):
     """The example package installed (non-editable, no dependencies) into a folder of its own."""
-    site = tmp_path_factory.mktemp("example-site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--quiet",
-            "--target",
-            str(site),
-            str(REPO / "examples" / "convexp-example-backend"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    return install_plugin(tmp_path_factory, REPO / "examples" / "convexp-example-backend")
 
 
 def test_example_plugin_is_discovered_through_its_entry_point(example_site):

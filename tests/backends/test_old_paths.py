@@ -7,14 +7,11 @@ from __future__ import annotations
 import ast
 import importlib
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from convexp._moved import MOVED
-from tests.conftest import REPO, TINY_DIGITS, run_cli, write_experiments
+from tests.conftest import REPO, TINY_DIGITS, install_plugin, run_cli, write_experiments
 
 #: What a third party imported from the old paths (the plugin guide, the example plugin, user scripts), and where
 #: each name lives now.
@@ -86,27 +83,7 @@ def test_nothing_in_convexp_or_its_backends_imports_an_old_path():
 @pytest.fixture(scope="module")
 def old_paths_site(tmp_path_factory):
     """The backend written against the old paths, installed as a third party's would be (non-editable)."""
-    site = tmp_path_factory.mktemp("old-paths-site")
-    source = tmp_path_factory.mktemp("old-paths-source")
-    # built from a copy, so that pip's build/ folder is not left in the repository
-    subprocess.run(["cp", "-r", str(REPO / "tests" / "backends" / "old-paths-backend"), str(source)], check=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--quiet",
-            "--target",
-            str(site),
-            str(source / "old-paths-backend"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    return install_plugin(tmp_path_factory, REPO / "tests" / "backends" / "old-paths-backend")
 
 
 def test_a_backend_written_against_the_old_paths_passes_convexp_check(old_paths_site):
