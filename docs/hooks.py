@@ -133,8 +133,10 @@ def yaml_reference() -> str:
         out.append("\n".join([f"## {heading}", "", _cell(doc), "", *rows, ""]))
     out.append(
         "Besides these, an experiment may have `tags:` (a list of labels) and `notes:` (free text): they label its "
-        "runs and are not part of their spec. A list given for any field but `layers`, `description` and `tags` "
-        "is a grid axis: a run for each value."
+        "runs and are not part of their spec. A list given for any field but `layers`, `description` and `tags`, "
+        "nested fields too, is a grid axis: a run for each value; `grid:` maps dotted paths (a layer's fields too: "
+        "`layers.0.filters`) to lists of values, and `{range: [start, stop]}` is a run per whole number. "
+        "`convexp run --set PATH=VALUE` sets any field from the command line."
     )
     return "\n".join(out)
 

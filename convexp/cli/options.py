@@ -23,6 +23,17 @@ DataDir = Annotated[
     ),
 ]
 OutputFormat = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+#: Any field of an experiment, set from the command line.
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        metavar="PATH=VALUE",
+        help="Set any field of the experiment, nested and a layer's too: optimizer.learning_rate=0.001, "
+        "layers.0.filters=16, snapshots.every=10. The value is read as YAML; values separated by commas are an axis, "
+        "one run each (seed=0,1,2). Repeatable; validated as the experiments file is.",
+    ),
+]
 
 
 #: One run, as every command that takes one names it.

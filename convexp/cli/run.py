@@ -6,14 +6,15 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from convexp.cli.app import app
-from convexp.cli.options import DataDir, Db, Device, Executor
+from convexp.cli.options import DataDir, Db, Device, Executor, SetOption
 
 if TYPE_CHECKING:
+    from convexp.experiments.overrides import Override
     from convexp.experiments.runner import PreparedRuns
 
 ExperimentsFile = Annotated[
@@ -46,6 +47,7 @@ def run_command(
     backend: Annotated[Optional[str], typer.Option(help="Run on this backend instead of the experiment's.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override the number of epochs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
+    set_: SetOption = None,
     device: Annotated[
         Optional[Device],
         typer.Option(help="Train on this device instead of the experiment's (auto: a GPU when the backend sees one)."),
@@ -111,11 +113,7 @@ def run_command(
     from convexp.experiments import runner
     from convexp.store import Store
 
-    overrides = {
-        k: v
-        for k, v in (("backend", backend), ("epochs", epochs), ("seed", seed), ("device", device and device.value))
-        if v is not None
-    }
+    overrides = _overrides({"backend": backend, "epochs": epochs, "seed": seed, "device": device and device.value}, set_)
     if executor is Executor.local and (scheduler or workers):
         raise ConvexpError(f"--{'scheduler' if scheduler else 'workers'} needs --executor dask")
     if executor is Executor.dask and scheduler and workers:
@@ -124,7 +122,9 @@ def run_command(
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
         planned = runner.prepare_runs(_experiments_file(file), experiment, overrides, data_dir)
-        selection = _check_storage(planned, db, yes, memory_here=scheduler is None)  # a cluster of one's own: its machines
+        selection = _check_storage(
+            planned, db, yes, memory_here=scheduler is None, overrides=overrides
+        )  # a cluster of one's own: its machines
         with _sigterm_as_ctrl_c():
             _run_on_dask(list(planned), db, data_dir, scheduler, workers, max_retries, selection)
         return
@@ -132,7 +132,7 @@ def run_command(
         raise ConvexpError("--force takes over a run to resume: give it with --resume RUN")
     if resume is not None:
         if overrides or experiment:
-            given = ", ".join(f"--{k}" for k in overrides) or "--experiment"
+            given = ", ".join(o.given for o in overrides) or "--experiment"
             raise ConvexpError(f"--resume {resume} continues the run as recorded; it cannot be combined with {given}")
         store = Store(db, must_exist=True)
         taken = store.get_run(resume)
@@ -147,7 +147,7 @@ def run_command(
         planned_count = 1
     else:
         planned = runner.prepare_runs(_experiments_file(file), experiment, overrides, data_dir)
-        selection = _check_storage(planned, db, yes)
+        selection = _check_storage(planned, db, yes, overrides=overrides)
         store = Store(db)
         if selection:
             typer.echo(selection, err=True)
@@ -232,7 +232,17 @@ def _free_space_line(db: str | None, free: int | None) -> str:
     return f"free space where {where} lives: {estimate_disk.format_bytes(free)}"
 
 
-def _check_storage(planned: PreparedRuns, db: str | None, yes: bool, memory_here: bool = True) -> str:
+def _overrides(options: dict[str, Any], sets: list[str] | None) -> list[Override]:
+    """The fields the command line sets: the options given (``--epochs 2``), then each ``--set PATH=VALUE``."""
+    from convexp.experiments.overrides import Override, parse_set
+
+    given = [Override(name, value, f"--{name}") for name, value in options.items() if value is not None]
+    return given + [parse_set(text) for text in sets or []]
+
+
+def _check_storage(
+    planned: PreparedRuns, db: str | None, yes: bool, memory_here: bool = True, overrides: list[Override] | None = None
+) -> str:
     """Refuse a selection a run of which cannot fit in this machine's memory (``memory_here``: the runs
     train here), or that the disk cannot hold; ask before a big one; returns the line saying what it
     will write (printed once the database has opened: an error there stays one line)."""
@@ -255,7 +265,8 @@ def _check_storage(planned: PreparedRuns, db: str | None, yes: bool, memory_here
             f"more than the {estimate_disk.format_bytes(free)} free on its disk; record fewer steps "
             "(snapshots: every), fewer runs, or use another --db"
         )
-    line = f"this selection: {expected.describe()}"
+    sets = " ".join(o.given for o in overrides or [] if o.given.startswith("--set "))
+    line = f"this selection{f' ({sets})' if sets else ''}: {expected.describe()}"
     if estimate_disk.needs_confirmation(expected) and not yes:
         typer.echo(line, err=True)
         typer.echo(_free_space_line(db, free), err=True)
@@ -270,7 +281,7 @@ def _check_storage(planned: PreparedRuns, db: str | None, yes: bool, memory_here
 
 
 @app.command("validate", short_help="Check an experiments file without running it.")
-def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
+def validate_command(file: ExperimentsFile = None, set_: SetOption = None, db: Db = None) -> None:
     """Check an experiments file without running anything: structure, names, shapes and grids.
 
     Prints each experiment's network with its parameter table: per layer the output shape, kernel
@@ -286,7 +297,7 @@ def validate_command(file: ExperimentsFile = None, db: Db = None) -> None:
     from convexp.machine import available_memory
 
     file = _experiments_file(file)
-    experiments = validate_file(file, backends=get_backends())
+    experiments = validate_file(file, backends=get_backends(), overrides=_overrides({}, set_))
     total = estimate_disk.NOTHING
     available = available_memory()
     for name, grid in experiments.items():

@@ -11,7 +11,6 @@ how the weights move, which the specs cannot tell.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
+from convexp.experiments.axes import product
 from convexp.experiments.grids import Grid
 from convexp.experiments.spec import RunSpec
 from convexp.model.layers import flat
@@ -167,6 +167,11 @@ _NUMBERS = ("epochs", "batch_size", "max_steps", "train_examples", "log_every")
 _CHUNK = 1 << 20
 
 
+def _top(axis: str) -> str:
+    """The experiment field an axis is in: ``snapshots`` for ``snapshots.every``."""
+    return axis.split(".")[0]
+
+
 def estimate_grid(grid: Grid) -> StorageEstimate:
     """What every run of a grid writes in all, from the sizes of its axes: never expanded, so a grid of a
     billion runs is sized in under a second. Axes that do not change what a run writes (seed,
@@ -177,12 +182,12 @@ def estimate_grid(grid: Grid) -> StorageEstimate:
 
     sizes = grid.sizes()
     numbers = [axis for axis in grid.axes if axis in _NUMBERS]
-    others = [axis for axis in grid.axes if axis in SIZING_FIELDS and axis not in _NUMBERS]
-    repeats = math.prod(n for axis, n in sizes.items() if axis not in SIZING_FIELDS)
+    others = [axis for axis in grid.axes if _top(axis) in SIZING_FIELDS and axis not in _NUMBERS]
+    repeats = math.prod(n for axis, n in sizes.items() if _top(axis) not in SIZING_FIELDS)
     values = {axis: np.array([getattr(v, axis) or 0 for v in grid.validated(axis)], dtype=np.int64) for axis in numbers}
     shape = tuple(len(values[axis]) for axis in numbers)
     runs = steps = snapshot_rows = snapshot_bytes = metric_rows = 0
-    for choice in itertools.product(*(grid.raw[axis] for axis in others)):
+    for choice in product([grid.values(axis) for axis in others]):
         spec = grid.spec(**dict(zip(others, choice)))
         layers, per_step = _row_sizes(spec)
         dataset_train = dataset_info(spec.dataset).train_examples

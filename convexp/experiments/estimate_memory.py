@@ -12,13 +12,13 @@ one under it may still not.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
+from convexp.experiments.axes import product
 from convexp.experiments.grids import Grid
 from convexp.experiments.spec import RunSpec
 from convexp.machine import available_memory
@@ -93,9 +93,9 @@ def check_grids(grids: Iterable[Grid], available: int | None = None) -> int:
     available = available_memory() if available is None else available
     most = 0
     for grid in grids:
-        axes = [axis for axis in grid.axes if axis in MEMORY_FIELDS]
+        axes = [axis for axis in grid.axes if axis.split(".")[0] in MEMORY_FIELDS]
         seen: set[str] = set()
-        for choice in itertools.product(*(grid.raw[axis] for axis in axes)):
+        for choice in product([grid.values(axis) for axis in axes]):
             spec = grid.spec(**dict(zip(axes, choice)))
             key = spec.model_dump_json(include=set(MEMORY_FIELDS))
             if key not in seen:

@@ -3,9 +3,8 @@ file's experiments into the runs to make, each validated before anything runs.""
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +12,10 @@ from pydantic import ValidationError
 
 from convexp.datasets.arrays import dataset_name
 from convexp.errors import ConvexpError, SpecError, did_you_mean
+from convexp.experiments.axes import GRID_KEY, check_path, find_axes, product, set_path, with_default
 from convexp.experiments.experiments_file import read_file
-from convexp.experiments.spec import NOT_GRIDDED, ResolvedRun, RunSpec, check_backend, describe_error
+from convexp.experiments.overrides import Axis, Override, as_overrides
+from convexp.experiments.spec import ResolvedRun, RunSpec, check_backend, describe_error
 from convexp.model.names import tag_problem
 
 if TYPE_CHECKING:
@@ -22,42 +23,71 @@ if TYPE_CHECKING:
 
 
 class Grid:
-    """One experiment's runs, counted and expanded without ever being listed: each list-valued field
-    (but ``layers`` and ``description``) is an axis, the runs are every combination in file order
-    (the last axis fastest), and their number is the product of the axes' lengths. Iterating gives
-    each run validated as it comes, so a grid of a billion runs costs constant memory."""
+    """One experiment's runs, counted and expanded without ever being listed: each axis (a list where a field
+    takes one value, nested fields and the ``grid:`` block's dotted paths included: :mod:`convexp.experiments.axes`)
+    multiplies the runs, which are every combination in file order (the last axis fastest). Iterating gives
+    each run validated as it comes, so a grid of a billion runs costs constant memory. ``overrides`` (fields set
+    from the command line: :mod:`convexp.experiments.overrides`) are applied first."""
 
     def __init__(
         self,
         path: str | Path,
         experiment: str,
         raw: dict[str, Any],
-        overrides: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | Sequence[Override] | None = None,
         backends: Mapping[str, Backend] | None = None,
     ):
+        self.path, self.experiment, self.backends = path, experiment, backends
+        self.overrides = as_overrides(overrides)
         raw = dict(raw)
         self.tags, self.notes = _labels(path, experiment, raw.pop("tags", None), raw.pop("notes", None))
-        raw["dataset"] = _dataset(path, experiment, raw.get("dataset"))
-        if isinstance(raw.get("layers"), dict) and "architecture" not in raw:  # named layer lists: a run of each
-            raw["architecture"] = list(raw["layers"])
-        self.path, self.experiment, self.raw = path, experiment, raw
-        self.overrides, self.backends = dict(overrides or {}), backends
-        self.axes = tuple(key for key, value in raw.items() if key not in NOT_GRIDDED and isinstance(value, list))
+        try:
+            raw = self._overridden(raw)
+            raw["dataset"] = _dataset(path, experiment, raw.get("dataset"))
+            if isinstance(raw.get("layers"), dict) and "architecture" not in raw:  # named layer lists: a run of each
+                raw["architecture"] = list(raw["layers"])
+            self.axis_values = find_axes(raw, RunSpec)
+        except ValueError as exc:
+            raise SpecError(f"{path}: experiment '{experiment}': {self._given(str(exc))}") from None
+        base = {key: value for key, value in raw.items() if key != GRID_KEY}
+        for axis, values in self.axis_values.items():
+            base = set_path(base, axis, values[0])
+        self.raw, self.axes = base, tuple(self.axis_values)
         self._validated_axes: dict[str, list[RunSpec]] = {}
-        for key in self.axes:
-            if not raw[key]:
-                raise SpecError(f"{path}: experiment '{experiment}': field '{key}': an empty list gives no runs")
+
+    def _overridden(self, raw: dict[str, Any]) -> dict[str, Any]:
+        for override in self.overrides:
+            check_path(raw, override.path, RunSpec)
+            grid = dict(raw.get(GRID_KEY) or {})
+            grid.pop(override.path, None)
+            value = override.value
+            if isinstance(value, Axis):
+                grid[override.path] = list(value.values)
+                value = value.values[0]
+            raw = set_path(with_default(raw, override.path), override.path, value)
+            if grid:
+                raw[GRID_KEY] = grid
+            else:
+                raw.pop(GRID_KEY, None)
+        return raw
 
     def __len__(self) -> int:
-        return math.prod(len(self.raw[key]) for key in self.axes)
+        return math.prod(len(values) for values in self.axis_values.values())
 
     def sizes(self) -> dict[str, int]:
         """Each axis and how many values it has."""
-        return {key: len(self.raw[key]) for key in self.axes}
+        return {axis: len(values) for axis, values in self.axis_values.items()}
+
+    def values(self, axis: str) -> Sequence[Any]:
+        """The values of ``axis``, in order."""
+        return self.axis_values[axis]
 
     def combination(self, **choices: Any) -> dict[str, Any]:
-        """The raw fields of the run taking each axis's first value, but the values ``choices`` gives."""
-        return {**self.raw, **{key: self.raw[key][0] for key in self.axes}, **choices}
+        """The raw fields of the run taking each axis's first value, but the values ``choices`` gives (by path)."""
+        combo = self.raw
+        for axis, value in choices.items():
+            combo = set_path(combo, axis, value)
+        return combo
 
     def spec(self, **choices: Any) -> RunSpec:
         """The validated spec of :meth:`combination` (raises :class:`SpecError` naming the field)."""
@@ -66,25 +96,36 @@ class Grid:
     def validated(self, axis: str) -> list[RunSpec]:
         """The spec of each value of ``axis`` in turn (the other axes at their first value), made once."""
         if axis not in self._validated_axes:
-            self._validated_axes[axis] = [self.spec(**{axis: value}) for value in self.raw[axis]]
+            self._validated_axes[axis] = [self.spec(**{axis: value}) for value in self.values(axis)]
         return self._validated_axes[axis]
 
     def check(self) -> None:
         """Validate every value of every axis (each in the first run, with the other axes at their first
-        value) -- the sum of the axes' lengths, not their product; raises :class:`SpecError`."""
+        value) -- the sum of the axes' lengths, not their product; raises :class:`SpecError`. A range's
+        values are checked at its ends (they differ only in the number)."""
         self.spec()
-        for key in self.axes:
+        for axis, values in self.axis_values.items():
+            if isinstance(values, range):
+                values = [values[0], values[-1]]
             seen: set[str] = set()
-            for value in self.raw[key]:
+            for value in values:
                 marker = repr(value)
                 if marker not in seen:
                     seen.add(marker)
-                    self.spec(**{key: value})
+                    self.spec(**{axis: value})
 
     def __iter__(self) -> Iterator[ResolvedRun]:
-        for values in itertools.product(*(self.raw[key] for key in self.axes)):
-            spec = self._validated({**self.raw, **dict(zip(self.axes, values))})
+        for values in product(list(self.axis_values.values())):
+            spec = self._validated(self.combination(**dict(zip(self.axes, values))))
             yield ResolvedRun(self.experiment, spec, self.tags, self.notes)
+
+    def _given(self, message: str) -> str:
+        """``message`` naming what the command line gave, when the field it is about came from there."""
+        field = message.split("'")[1] if message.startswith("field '") else ""
+        for override in self.overrides:
+            if field and _same_field(field.split("."), override.path.split(".")):
+                return f"{message} (given on the command line as {override.given})"
+        return message
 
     def _validated(self, combo: dict[str, Any]) -> RunSpec:
         try:
@@ -93,16 +134,21 @@ class Grid:
                 check_backend(spec, self.backends)
             return spec
         except ValidationError as exc:
-            field = str(exc.errors()[0]["loc"][0]) if exc.errors()[0]["loc"] else ""
-            given = f" (given on the command line as --{field})" if field in self.overrides else ""
-            raise SpecError(f"{self.path}: experiment '{self.experiment}': {describe_error(exc)}{given}") from None
+            raise SpecError(f"{self.path}: experiment '{self.experiment}': {self._given(describe_error(exc))}") from None
         except ValueError as exc:
             text = str(exc)
-            field = text.split("'")[1] if text.startswith("field '") else ""
-            given = f" (given on the command line as --{field})" if field in self.overrides else ""
-            raise SpecError(
-                f"{self.path}: experiment '{self.experiment}': {text if text.startswith('field ') else 'field ' + text}{given}"
-            ) from None
+            text = text if text.startswith("field ") else "field " + text
+            raise SpecError(f"{self.path}: experiment '{self.experiment}': {self._given(text)}") from None
+
+
+def _same_field(named: list[str], given: list[str]) -> bool:
+    """Whether a field an error names (``optimizer.adam.learning_rate``: pydantic names the optimizer's kind) is,
+    holds or lies in the one a path names (``optimizer.learning_rate``)."""
+    if named[0] != given[0]:
+        return False
+    shorter, longer = sorted((named, given), key=len)
+    parts = iter(longer)
+    return all(part in parts for part in shorter)
 
 
 def _dataset(path: str | Path, experiment: str, dataset: Any) -> Any:
@@ -144,7 +190,7 @@ def _labels(path: str | Path, experiment: str, tags: Any, notes: Any) -> tuple[t
 def resolve_grids(
     path: str | Path,
     names: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: Mapping[str, Any] | Sequence[Override] | None = None,
     backends: Mapping[str, Backend] | None = None,
 ) -> list[Grid]:
     """The named experiments of a file (default: its default one) as grids, each value of each of
@@ -156,7 +202,7 @@ def resolve_grids(
         if name not in experiments:
             known = ", ".join(experiments)
             raise SpecError(f"{path}: no experiment '{name}'{did_you_mean(name, experiments)}; defined: {known}")
-        grid = Grid(path, name, {**experiments[name], **(overrides or {})}, overrides, backends)
+        grid = Grid(path, name, experiments[name], overrides, backends)
         grid.check()
         grids.append(grid)
     return grids
@@ -165,7 +211,7 @@ def resolve_grids(
 def resolve_runs(
     path: str | Path,
     names: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: Mapping[str, Any] | Sequence[Override] | None = None,
     backends: Mapping[str, Backend] | None = None,
 ) -> list[ResolvedRun]:
     """Validate the named experiments of a file (default: its default one) and expand them into runs.
@@ -180,8 +226,12 @@ def resolve_runs(
     return [run for grid in resolve_grids(path, names, overrides, backends) for run in grid]
 
 
-def validate_file(path: str | Path, backends: Mapping[str, Backend] | None = None) -> dict[str, Grid]:
-    """Validate every experiment of a file (against ``backends`` too, if given); returns each one's grid
-    of runs, counted, not expanded."""
+def validate_file(
+    path: str | Path,
+    backends: Mapping[str, Backend] | None = None,
+    overrides: Mapping[str, Any] | Sequence[Override] | None = None,
+) -> dict[str, Grid]:
+    """Validate every experiment of a file (against ``backends`` too, if given; with ``overrides`` set in each);
+    returns each one's grid of runs, counted, not expanded."""
     _, experiments = read_file(path)
-    return {name: resolve_grids(path, [name], backends=backends)[0] for name in experiments}
+    return {name: resolve_grids(path, [name], overrides, backends)[0] for name in experiments}

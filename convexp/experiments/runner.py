@@ -10,7 +10,7 @@ Usable from Python as from the CLI::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from convexp.datasets import Dataset, data_source, dataset_info, load_dataset
 from convexp.errors import DatasetError, SpecError, StoreError
 from convexp.experiments.allocator import keep_freed_memory
 from convexp.experiments.grids import Grid, resolve_grids
+from convexp.experiments.overrides import Override
 from convexp.experiments.recorder import Diverged, ProgressListener, RunRecorder
 from convexp.experiments.spec import ResolvedRun, RunSpec
 from convexp.model.layers import PlannedLayer
@@ -138,12 +139,14 @@ class PreparedRuns:
 def prepare_runs(
     path: str | Path,
     names: list[str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | Sequence[Override] | None = None,
     data_dir: Path | None = None,
 ) -> PreparedRuns:
     """Validate the named experiments of a file against the installed backends, and everything they need,
-    without expanding their grids; nothing is written. Iterate the result for the runs, in order."""
-    return PreparedRuns(resolve_grids(path, names, dict(overrides or {}), backends=get_backends()), data_dir)
+    without expanding their grids; nothing is written. Iterate the result for the runs, in order. ``overrides``
+    set fields first: field -> value (``{"epochs": 2}``), or :class:`~convexp.experiments.overrides.Override`\\ s
+    (``--set``: :func:`~convexp.experiments.overrides.parse_set`)."""
+    return PreparedRuns(resolve_grids(path, names, overrides, backends=get_backends()), data_dir)
 
 
 def make_job(run: PreparedRun, data: Dataset) -> TrainingJob:

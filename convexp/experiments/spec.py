@@ -39,8 +39,6 @@ from convexp.model.optimizers import SGD, Adam, AdamW, Optimizer
 if TYPE_CHECKING:
     from convexp.backends.protocol import Backend
 
-NOT_GRIDDED = ("layers", "description", "tags")
-
 
 class SnapshotSchedule(BaseModel):
     """When kernels are recorded. Step 0 (before any update) is always recorded."""
