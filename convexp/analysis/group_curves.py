@@ -91,13 +91,14 @@ def group_curves(
     measure: str | None = None,
     layer: str | None = None,
     grouped: GroupedRuns | None = None,
+    where: Sequence[str] = (),
 ) -> GroupCurves:
     """A metric (at every step it was recorded) or a filter measure (at every snapshot of ``layer``) of
     the experiment's finished runs, averaged per group at each step with its 95% t interval; the same
     numbers ``summarise`` gives at one step. ``grouped``: the runs as :func:`group_runs` grouped them already."""
     if (metric is None) == (measure is None):
         raise ConvexpError("draw either a --metric NAME or a --measure NAME")
-    grouped = grouped or group_runs(store, experiment, by)
+    grouped = grouped or group_runs(store, experiment, by, where)
     series: dict[int, tuple[np.ndarray, np.ndarray]]
     if metric is not None:
         quantity = metric

@@ -29,7 +29,7 @@ import numpy as np
 
 from convexp.analysis.filters import analyse_layer
 from convexp.analysis.kernels import match_filters, relative_drift
-from convexp.analysis.parameters import as_text, check_fields, run_parameters, shown_value
+from convexp.analysis.parameters import Condition, as_text, check_fields, run_parameters, shown_value
 from convexp.analysis.selection import step_index
 from convexp.errors import ConvexpError, did_you_mean
 from convexp.store import MetricRecord, RunRecord, Store
@@ -190,9 +190,10 @@ class GroupedRuns:
     left_out: dict[str, int]  # status -> runs not finished
 
 
-def group_runs(store: Store, experiment: str, by: Sequence[str]) -> GroupedRuns:
-    """The experiment's finished runs grouped by the ``by`` fields, groups in natural order (numbers by
-    value); raises naming what there is for an unknown experiment or field, or no finished run."""
+def group_runs(store: Store, experiment: str, by: Sequence[str], where: Sequence[str | Condition] = ()) -> GroupedRuns:
+    """The experiment's finished runs (those meeting every ``where`` condition, as ``convexp runs --where``)
+    grouped by the ``by`` fields, groups in natural order (numbers by value); raises naming what there is for an
+    unknown experiment or field, or no finished run."""
     runs = store.list_runs(experiment=experiment)
     if not runs:
         experiments = sorted({r.experiment for r in store.list_runs()})
@@ -200,6 +201,13 @@ def group_runs(store: Store, experiment: str, by: Sequence[str]) -> GroupedRuns:
             f"no runs of experiment '{experiment}' in {store.location}{did_you_mean(experiment, experiments)}"
             + (f"; experiments there: {', '.join(experiments)}" if experiments else "")
         )
+    if where:
+        conditions = [c if isinstance(c, Condition) else Condition.parse(c) for c in where]
+        every = {r.id: run_parameters(r) for r in runs}
+        check_fields([c.field for c in conditions], list(every.values()), "--where")
+        runs = [r for r in runs if all(c.matches(every[r.id]) for c in conditions)]
+        if not runs:
+            raise ConvexpError(f"no run of experiment '{experiment}' meets --where {' '.join(map(str, where))}")
     finished = [r for r in runs if r.status == "finished"]
     left_out = dict(Counter(r.shown_status() for r in runs if r.status != "finished"))
     if not finished:
@@ -238,6 +246,7 @@ def summarise(
     step: int | str = "last",
     baseline: str | None = None,
     grouped: GroupedRuns | None = None,
+    where: Sequence[str] = (),
 ) -> Summary:
     """Group the experiment's finished runs by the ``by`` fields and summarise each group's metrics and
     filter measures at ``step`` (see the module's docs); runs not finished are left out and counted.
@@ -245,8 +254,9 @@ def summarise(
     With two groups, or a ``baseline`` group (its values joined with commas), every other group gets
     its difference from the baseline. Raises naming what there is for a bad field, metric, measure,
     layer or step, and for an experiment with no finished runs. ``grouped``: the runs as
-    :func:`group_runs` grouped them already (a page or a report asking for several quantities)."""
-    grouped = grouped or group_runs(store, experiment, by)
+    :func:`group_runs` grouped them already (a page or a report asking for several quantities); ``where``: only
+    the runs meeting these conditions (as ``convexp runs --where``)."""
+    grouped = grouped or group_runs(store, experiment, by, where)
     for measure in measures:
         check_measure(measure)
     groups, keys, finished = grouped.groups, grouped.keys, grouped.runs

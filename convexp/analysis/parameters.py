@@ -99,28 +99,47 @@ def shown_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
+#: The comparisons ``--where`` takes, longest first where one begins another.
+OPERATORS = ("<=", ">=", "!=", "==", "<", ">", "=")
+
+
 @dataclass(frozen=True)
 class Condition:
-    """``FIELD=VALUE``: a run matches when its field equals the value, as numbers when both are numbers."""
+    """``FIELD=VALUE``, ``FIELD!=VALUE`` or an order (``FIELD<VALUE``, ``<=``, ``>``, ``>=``): a run matches when
+    its field equals the value (or has a value, not null, that differs), as numbers when both are numbers, or, for
+    an order, when its field is a number that compares so -- as SQL's comparisons of the stored spec. The same rule is the runs page's and the experiment page's (``runs.js``)."""
 
     field: str
     value: str
+    operator: str = "="
 
     @classmethod
     def parse(cls, text: str) -> Condition:
-        """A condition from ``FIELD=VALUE``; raises naming the text when it has no ``=``."""
-        field, sep, value = text.partition("=")
-        if not sep or not field.strip():
-            raise ConvexpError(f"--where '{text}': write FIELD=VALUE, e.g. --where initializer=he_normal")
-        return cls(field.strip(), value.strip())
+        """A condition from its text; raises naming the text when it has no comparison, or orders a value that
+        is not a number."""
+        found = [(text.find(op), -len(op), op) for op in OPERATORS if op in text]
+        if not found:
+            raise ConvexpError(f"--where '{text}': write FIELD=VALUE (or !=, <, <=, >, >=), e.g. --where initializer=he_normal")
+        at, _, operator = min(found)
+        field, value = text[:at].strip(), text[at + len(operator) :].strip()
+        if not field:
+            raise ConvexpError(f"--where '{text}': write FIELD=VALUE (or !=, <, <=, >, >=), e.g. --where initializer=he_normal")
+        operator = "=" if operator == "==" else operator
+        if operator in ("<", "<=", ">", ">=") and _number(value) is None:
+            raise ConvexpError(f"--where '{text}': {operator} compares numbers, and '{value}' is not one")
+        return cls(field, value, operator)
 
     def matches(self, parameters: dict[str, Any]) -> bool:
         """Whether a run with these parameters meets the condition."""
         actual = parameters.get(self.field)
         wanted = _number(self.value)
-        if wanted is not None and isinstance(actual, (int, float)) and not isinstance(actual, bool):
-            return float(actual) == wanted
-        return as_text(actual) == self.value
+        number = float(actual) if isinstance(actual, (int, float)) and not isinstance(actual, bool) else None
+        if self.operator in ("=", "!="):
+            equal = number == wanted if wanted is not None and number is not None else as_text(actual) == self.value
+            return equal if self.operator == "=" else not equal and actual is not None  # != holds for a value only
+        if number is None or wanted is None:
+            return False
+        return {"<": number < wanted, "<=": number <= wanted, ">": number > wanted, ">=": number >= wanted}[self.operator]
 
 
 def _number(text: str) -> float | None:

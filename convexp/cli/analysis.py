@@ -10,7 +10,7 @@ import typer
 from convexp.analysis import TOP_PATCHES
 from convexp.analysis.cells import json_text
 from convexp.cli.app import app
-from convexp.cli.options import DEFAULT_LAYER, DEFAULT_STEP, DataDir, Db, OutputFormat, PlotKind, Run, Runs, Step
+from convexp.cli.options import DEFAULT_LAYER, DEFAULT_STEP, DataDir, Db, OutputFormat, PlotKind, Run, Runs, Step, Where
 from convexp.cli.output import Format, render
 from convexp.errors import ConvexpError
 
@@ -198,6 +198,7 @@ def plot_command(
         Optional[str],
         typer.Option(metavar="NAME", help="summary: the filter measure of --layer drawn: edge_share, drift or similarity."),
     ] = None,
+    where: Where = None,
     db: Db = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -217,10 +218,10 @@ def plot_command(
     kind_name = kind.value
     pictures.check_picture_request(kind_name, out)
     if kind_name == "summary":
-        _plot_summary(runs, out, by or [], metric, measure, layer, db)
+        _plot_summary(runs, out, by or [], metric, measure, layer, db, where or [])
         return
-    if by or metric or measure:
-        raise ConvexpError("--by, --metric and --measure are for `convexp plot summary EXPERIMENT`")
+    if by or metric or measure or where:
+        raise ConvexpError("--by, --metric, --measure and --where are for `convexp plot summary EXPERIMENT`")
     options = plot.PictureOptions(
         layer or DEFAULT_LAYER, parse_step(step), parse_indices(filters, "--filters"), image, data_dir, top
     )
@@ -239,7 +240,7 @@ def plot_command(
     typer.echo(f"wrote {out}")
 
 
-def _plot_summary(experiments: list[str], out: Path, by: list[str], metric, measure, layer, db) -> None:
+def _plot_summary(experiments: list[str], out: Path, by: list[str], metric, measure, layer, db, where: list[str]) -> None:
     from convexp.analysis import pictures
     from convexp.analysis.group_curves import group_curves
     from convexp.store import Store
@@ -251,7 +252,7 @@ def _plot_summary(experiments: list[str], out: Path, by: list[str], metric, meas
     if metric is None and measure is None:
         metric = "test_accuracy"
     with Store(db, must_exist=True) as store:
-        curves = group_curves(store, experiments[0], by, metric, measure, layer)
+        curves = group_curves(store, experiments[0], by, metric, measure, layer, where=where)
     pictures.save(pictures.group_curves_figure(curves), out)
     typer.echo(f"wrote {out}")
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from convexp.cli.app import app
-from convexp.cli.options import DEFAULT_STEP, Db, OutputFormat
+from convexp.cli.options import DEFAULT_STEP, Db, OutputFormat, Where
 from convexp.cli.output import Format, render
 
 
@@ -52,6 +52,7 @@ def summary_command(
             "when there are exactly two groups].",
         ),
     ] = None,
+    where: Where = None,
     db: Db = None,
     fmt: OutputFormat = Format.table,
 ) -> None:
@@ -69,8 +70,10 @@ def summary_command(
     from convexp.store import Store
 
     with Store(db, must_exist=True) as store:
-        summary = summarise(store, experiment, by, metric or (), measure or (), layer, parse_step(step), baseline)
-    title = f"{experiment}: finished runs by {', '.join(by)} at step {summary.step}; 95% t intervals"
+        summary = summarise(
+            store, experiment, by, metric or (), measure or (), layer, parse_step(step), baseline, where=where or ()
+        )
+    title = f"{experiment}: finished runs{' where ' + ' '.join(where) if where else ''} by {', '.join(by)} at step {summary.step}; 95% t intervals"
     if summary.baseline is not None:
         title += f"; differences from {summary.baseline} (Welch interval, permutation p)"
     render(summary.columns(), summary.table(), fmt, title=title)

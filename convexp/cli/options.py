@@ -23,6 +23,18 @@ DataDir = Annotated[
     ),
 ]
 OutputFormat = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+#: Runs by their parameters (``convexp runs``, ``summary``, ``plot summary``; the UI's pages take the same text).
+Where = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--where",
+        "-w",
+        metavar="FIELD=VALUE",
+        help="Only runs whose parameter FIELD equals VALUE (repeatable: all must hold; numbers compared as numbers); "
+        "also FIELD!=VALUE and, for numbers, FIELD<VALUE, <=, >, >=: --where initializer=he_normal "
+        "--where 'optimizer.learning_rate<0.01'.",
+    ),
+]
 #: Any field of an experiment, set from the command line.
 SetOption = Annotated[
     Optional[list[str]],

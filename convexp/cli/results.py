@@ -8,7 +8,7 @@ import typer
 
 from convexp.analysis.cells import json_text
 from convexp.cli.app import app
-from convexp.cli.options import Db, OutputFormat, Run, StatusChoice
+from convexp.cli.options import Db, OutputFormat, Run, StatusChoice, Where
 from convexp.cli.output import Format, render
 
 
@@ -20,16 +20,7 @@ def runs_command(
         Optional[StatusChoice],
         typer.Option(help="Only runs shown with this status (stale: marked running, but its process is gone)."),
     ] = None,
-    where: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--where",
-            "-w",
-            metavar="FIELD=VALUE",
-            help="Only runs whose parameter FIELD equals VALUE (repeatable: all must hold; numbers compared as "
-            "numbers), e.g. --where initializer=he_normal --where optimizer.learning_rate=0.005.",
-        ),
-    ] = None,
+    where: Where = None,
     tag: Annotated[
         Optional[list[str]],
         typer.Option("--tag", "-t", help="Only runs with this tag (repeatable: all must hold; see `convexp tag`)."),

@@ -401,9 +401,11 @@ def experiment_view(
     metric: str | None = None,
     measure: str | None = None,
     layer: str | None = None,
+    where: list[str] | None = None,
 ) -> dict[str, Any]:
     """An experiment's groups: the fields it can be grouped by, the summary of the chosen quantity at the
-    last step (as ``convexp summary -f json``) and its curves with 95% bands (as ``convexp plot summary``)."""
+    last step (as ``convexp summary -f json``) and its curves with 95% bands (as ``convexp plot summary``);
+    ``where``, only the runs meeting those conditions (as ``--where``)."""
 
     runs = store.list_runs(experiment=experiment)
     if not runs:
@@ -418,7 +420,7 @@ def experiment_view(
             metric = "test_accuracy" if "test_accuracy" in recorded else sorted(recorded)[0]
         else:  # kernels only: how far they moved
             measure = "drift"
-    grouped = group_runs(store, experiment, by)  # once, for the table and the curves
+    grouped = group_runs(store, experiment, by, where or ())  # once, for the table and the curves
     summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer, grouped=grouped)
     curves = group_curves(store, experiment, by, metric, measure, layer, grouped=grouped)
     ids = sorted({i for row in summary.rows for i in row.run_ids} | {int(i) for c in curves.curves for i in c.runs})
@@ -427,6 +429,7 @@ def experiment_view(
     return {
         "experiment": experiment,
         "by": by,
+        "where": where or [],
         "fields": fields,
         "metric": metric,
         "measure": measure,

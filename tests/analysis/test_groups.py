@@ -79,6 +79,13 @@ def test_runs_of_an_experiment_show_the_parameters_that_vary(grid_db):
         ),
         (["config.lr=0.1"], "json_extract(spec, '$.config.lr') = 0.1"),
         (["experiment=grid", "shuffle=true"], "experiment = 'grid' AND json_extract(spec, '$.shuffle') = 1"),
+        (["seed<2", "batch_size>=64"], "json_extract(spec, '$.seed') < 2 AND json_extract(spec, '$.batch_size') >= 64"),
+        (["seed>0.5", "seed<=1"], "json_extract(spec, '$.seed') > 0.5 AND json_extract(spec, '$.seed') <= 1"),
+        (
+            ["initializer!=he_normal", "experiment==grid"],
+            "json_extract(spec, '$.initializer') != 'he_normal' AND experiment = 'grid'",
+        ),
+        (["batch_size!=32.0"], "json_extract(spec, '$.batch_size') != 32"),
     ],
 )
 def test_where_keeps_exactly_the_runs_an_sql_query_of_their_specs_finds(grid_db, where, sql):
@@ -96,6 +103,31 @@ def test_a_field_no_run_has_is_one_line_naming_the_fields(grid_db):
     assert "--where learning_rate: no such field in these runs" in line and "optimizer.learning_rate" in line
     assert "Traceback" not in result.stderr
     assert run_cli("runs", "--where", "seed", "--db", str(grid_db)).returncode == 1
+    ordered = run_cli("runs", "--where", "initializer<he", "--db", str(grid_db))
+    assert ordered.returncode == 1 and "< compares numbers, and 'he' is not one" in ordered.stderr
+
+
+def test_a_summary_where_equals_one_of_the_runs_a_query_keeps(grid_db):
+    result = run_cli(
+        "summary", "grid", "--by", "initializer", "--metric", "test_accuracy", "--where", "seed<2", "--where", "batch_size=64",
+        "--db", str(grid_db), "-f", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {r["initializer"]: r for r in json.loads(result.stdout)}
+    for initializer, row in rows.items():
+        ids = [
+            i
+            for (i,) in _sql(
+                grid_db,
+                "SELECT id FROM runs WHERE experiment = 'grid' AND status = 'finished' AND json_extract(spec, '$.seed') < 2 "
+                "AND json_extract(spec, '$.batch_size') = 64 AND json_extract(spec, '$.initializer') = ?",
+                initializer,
+            )
+        ]
+        values = [_final(grid_db, i, "test_accuracy") for i in ids]
+        assert row["n"] == len(ids) == 2 and row["mean"] == pytest.approx(np.mean(values))
+    none = run_cli("summary", "grid", "--by", "seed", "--where", "seed>5", "--db", str(grid_db))
+    assert none.returncode == 1 and "no run of experiment 'grid' meets --where seed>5" in none.stderr
 
 
 def test_the_runs_as_a_dataframe_one_column_per_parameter(grid_db):

@@ -85,6 +85,25 @@ def test_the_runs_page_shows_and_filters_parameters_and_keeps_its_view_in_the_ur
     assert _shown(page) == _ids(
         world["db"], "json_extract(spec, '$.seed') = 1 AND json_extract(spec, '$.initializer') = 'he_normal'"
     )
+    # comparisons, as convexp runs --where takes them, against SQL over the recorded specs
+    for text, sql in [
+        ("seed<2", "json_extract(spec, '$.seed') < 2"),
+        (
+            "seed>=1 initializer!=he_normal",
+            "json_extract(spec, '$.seed') >= 1 AND json_extract(spec, '$.initializer') != 'he_normal'",
+        ),
+        ("seed<=0.5", "json_extract(spec, '$.seed') <= 0.5"),
+    ]:
+        page.fill("#filter-where", text)
+        page.press("#filter-where", "Enter")
+        assert sorted(_shown(page), key=int) == _ids(world["db"], f"experiment = 'grid' AND {sql}"), text
+        cli = run_cli(
+            "runs", "-e", "grid", *[a for w in text.split() for a in ("--where", w)], "-f", "json", "--db", str(world["db"])
+        )
+        assert sorted(_shown(page), key=int) == [str(r["id"]) for r in json.loads(cli.stdout)], text
+    page.fill("#filter-where", "seed<low")
+    page.press("#filter-where", "Enter")
+    assert "< compares numbers, and 'low' is not one" in page.text_content("#where-error")
     page.fill("#filter-where", "seed=1.0")
     page.press("#filter-where", "Enter")
     shared = page.url
@@ -504,4 +523,40 @@ def test_export_the_curves_as_csv_and_the_filters_at_a_step_as_png(world, tmp_pa
         "() => [document.getElementById('kernel-canvas').height, document.getElementById('kernel-canvas').width]"
     )
     assert list(image.shape[:2]) == size and image.std() > 0  # the grid as drawn, not a blank canvas
+    page.close()
+
+
+def test_the_experiment_page_takes_where_as_convexp_summary_does(world):
+    summary = run_cli(
+        "summary",
+        "grid",
+        "--by",
+        "initializer",
+        "--metric",
+        "test_accuracy",
+        "--where",
+        "seed<2",
+        "--db",
+        str(world["db"]),
+        "-f",
+        "json",
+    )
+    assert summary.returncode == 0, summary.stderr
+    rows = {r["initializer"]: r for r in json.loads(summary.stdout)}
+    assert {r["n"] for r in rows.values()} == {2}  # seeds 0 and 1 of each initializer
+    page = world["new_page"]()
+    page.goto(f"{world['url']}experiments/grid?by=initializer&metric=test_accuracy")
+    page.wait_for_selector("body[data-drawn='true']")
+    page.fill("#where", "seed<2")
+    page.click("#experiment-controls button")
+    page.wait_for_url("**where=seed%3C2**")
+    page.wait_for_selector("body[data-drawn='true']")
+    view = json.loads(page.text_content("#experiment-data"))
+    assert view["where"] == ["seed<2"] and page.input_value("#where") == "seed<2"
+    expected = _ids(world["db"], "experiment = 'grid' AND json_extract(spec, '$.seed') < 2")
+    assert sorted(str(i) for g in view["curves"]["groups"] for i in g["runs"]) == expected
+    for row in view["summary"]["rows"]:
+        assert row["n"] == rows[row["initializer"]]["n"] and row["mean"] == pytest.approx(rows[row["initializer"]]["mean"])
+    answer = page.request.get(f"{world['url']}api/experiments/grid?by=initializer&where=seed%3E9")
+    assert answer.status == 400 and answer.json()["error"] == "no run of experiment 'grid' meets --where seed>9"
     page.close()

@@ -29,6 +29,7 @@ function go() {
   const by = [...$("by").selectedOptions].map((o) => o.value);
   if (by.length) next.set("by", by.join(","));
   for (const key of ["metric", "measure", "layer"]) if ($(key).value) next.set(key, $(key).value);
+  if ($("where").value.trim()) next.set("where", $("where").value.trim());
   if ($("single-runs").checked) next.set("runs", "1");
   location.search = next.toString();
 }

@@ -15,12 +15,22 @@ const $ = (id) => document.getElementById(id);
 // a run's value of a column: its own field, or a parameter (p:FIELD)
 const valueOf = (row, key) => key.startsWith("p:") ? row.params[key.slice(2)] : row[key];
 
-// "FIELD=VALUE FIELD=VALUE" as conditions; numbers compare as numbers (as convexp runs --where)
+// "FIELD=VALUE FIELD<VALUE ..." as conditions, the grammar of convexp runs --where (convexp/analysis/parameters.py's
+// Condition): =, == and != compare numbers as numbers, else as text; <, <=, >, >= compare numbers only
+const OPERATORS = ["<=", ">=", "!=", "==", "<", ">", "="];
 function parseWhere(text) {
   return text.trim().split(/\s+/).filter(Boolean).map((part) => {
-    const at = part.indexOf("=");
-    if (at <= 0) throw new Error(`where '${part}': write FIELD=VALUE, e.g. initializer=he_normal`);
-    return { field: part.slice(0, at), value: part.slice(at + 1) };
+    let at = -1, operator = "";
+    for (const op of OPERATORS) {
+      const i = part.indexOf(op);
+      if (i >= 0 && (at < 0 || i < at || (i === at && op.length > operator.length))) { at = i; operator = op; }
+    }
+    if (at <= 0) throw new Error(`where '${part}': write FIELD=VALUE (or !=, <, <=, >, >=), e.g. initializer=he_normal`);
+    const value = part.slice(at + operator.length);
+    if (["<", "<=", ">", ">="].includes(operator) && (value.trim() === "" || !isFinite(Number(value)))) {
+      throw new Error(`where '${part}': ${operator} compares numbers, and '${value}' is not one`);
+    }
+    return { field: part.slice(0, at), value, operator: operator === "==" ? "=" : operator };
   });
 }
 
@@ -33,9 +43,14 @@ function asText(value) {
 
 function matches(row, condition) {
   const actual = row.params[condition.field];
-  const wanted = Number(condition.value);
-  if (condition.value.trim() !== "" && isFinite(wanted) && typeof actual === "number") return actual === wanted;
-  return asText(actual) === condition.value;
+  const wanted = condition.value.trim() === "" ? NaN : Number(condition.value);
+  const number = typeof actual === "number" ? actual : NaN;
+  if (condition.operator === "=" || condition.operator === "!=") {
+    const equal = isFinite(wanted) && isFinite(number) ? number === wanted : asText(actual) === condition.value;
+    return condition.operator === "=" ? equal : !equal && actual !== null && actual !== undefined;  // != holds for a value only
+  }
+  if (!isFinite(wanted) || !isFinite(number)) return false;
+  return { "<": number < wanted, "<=": number <= wanted, ">": number > wanted, ">=": number >= wanted }[condition.operator];
 }
 
 function cell(row, key) {

@@ -23,6 +23,7 @@ def _experiment(views: Views, request: Request) -> dict[str, Any]:
         params.get("metric") or None,
         params.get("measure") or None,
         params.get("layer") or None,
+        [w for value in params.getlist("where") for w in value.split() if w],
     )
 
 
