@@ -267,12 +267,12 @@ def summarise(
     if names:
         read = store.metrics_of_runs([r.id for r in finished], names)  # every metric in one query
         for name in names:
-            quantities.append((name, _metric_values(store, finished, name, step, read)))
+            quantities.append((name, metric_values(store, finished, name, step, read)))
     if measures:
         chosen_layer = common_layer(store, finished, layer)
-        kernels = _kernels(store, finished, chosen_layer, step)
+        kernels = kernels_at(store, finished, chosen_layer, step)
         for measure in measures:
-            quantities.append((f"{measure}({chosen_layer})", _measure_values(measure, kernels, groups)))
+            quantities.append((f"{measure}({chosen_layer})", measure_values(measure, kernels, groups)))
 
     rows = []
     for quantity, values in quantities:
@@ -325,7 +325,7 @@ def _baseline(keys: list[tuple[str, ...]], baseline: str | None) -> tuple[str, .
     return keys[0] if len(keys) == 2 else None
 
 
-def _metric_values(
+def metric_values(
     store: Store, runs: list[RunRecord], name: str, step: int | str, read: dict[int, list[MetricRecord]]
 ) -> dict[int, float]:
     """Each run's value of a metric at ``step``: the first, the last, or the last recorded at or before it
@@ -370,7 +370,7 @@ def common_layer(store: Store, runs: list[RunRecord], layer: str | None) -> str:
     return layer
 
 
-def _kernels(store: Store, runs: list[RunRecord], layer: str, step: int | str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def kernels_at(store: Store, runs: list[RunRecord], layer: str, step: int | str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Each run's first kernel of the layer and its kernel at ``step``."""
     kernels = {}
     for run in runs:
@@ -381,9 +381,11 @@ def _kernels(store: Store, runs: list[RunRecord], layer: str, step: int | str) -
     return kernels
 
 
-def _measure_values(
+def measure_values(
     measure: str, kernels: dict[int, tuple[np.ndarray, np.ndarray]], groups: dict[tuple[str, ...], list[RunRecord]]
 ) -> dict[int, float]:
+    """Each run's value of a filter measure from its first kernel and its kernel at the step (``kernels``:
+    :func:`kernels_at`); similarity, against the other runs of its group."""
 
     if measure == "edge_share":
         return {i: analyse_layer(k, 0, gabor=False).edge_share for i, (_, k) in kernels.items()}

@@ -15,11 +15,11 @@ from convexp.cli.output import Format, render
 def summary_command(
     experiment: Annotated[str, typer.Argument(metavar="EXPERIMENT", help="The experiment whose finished runs are grouped.")],
     by: Annotated[
-        list[str],
+        Optional[list[str]],
         typer.Option(
             "--by", metavar="FIELD", help="Group by this parameter (repeatable), e.g. initializer, seed, optimizer.learning_rate."
         ),
-    ],
+    ] = None,
     metric: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -52,6 +52,15 @@ def summary_command(
             "when there are exactly two groups].",
         ),
     ] = None,
+    importance: Annotated[
+        bool,
+        typer.Option(
+            "--importance",
+            help="Instead of groups: rank the parameters that vary by their importance for the objective (--metric, "
+            "default test_accuracy, or --measure of --layer), a random forest's (100 trees, seed 0), with each "
+            "number's correlation with it.",
+        ),
+    ] = False,
     where: Where = None,
     db: Db = None,
     fmt: OutputFormat = Format.table,
@@ -69,14 +78,38 @@ def summary_command(
     from convexp.analysis.selection import parse_step
     from convexp.store import Store
 
+    if importance:
+        _importance(experiment, by, metric, measure, layer, parse_step(step), where or [], db, fmt)
+        return
     with Store(db, must_exist=True) as store:
         summary = summarise(
-            store, experiment, by, metric or (), measure or (), layer, parse_step(step), baseline, where=where or ()
+            store, experiment, by or [], metric or (), measure or (), layer, parse_step(step), baseline, where=where or ()
         )
-    title = f"{experiment}: finished runs{' where ' + ' '.join(where) if where else ''} by {', '.join(by)} at step {summary.step}; 95% t intervals"
+    title = f"{experiment}: finished runs{' where ' + ' '.join(where) if where else ''} by {', '.join(by or [])} at step {summary.step}; 95% t intervals"
     if summary.baseline is not None:
         title += f"; differences from {summary.baseline} (Welch interval, permutation p)"
     render(summary.columns(), summary.table(), fmt, title=title)
     if summary.left_out:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.left_out.items()))
         typer.echo(f"left out: {sum(summary.left_out.values())} run(s) not finished ({counts})", err=True)
+
+
+def _importance(experiment: str, by, metric, measure, layer, step, where: list[str], db: str | None, fmt: Format) -> None:
+    from convexp.analysis.importance import TREES, parameter_importance
+    from convexp.errors import ConvexpError
+    from convexp.store import Store
+
+    if by:
+        raise ConvexpError("--importance ranks every parameter that varies: leave out --by")
+    if metric and len(metric) > 1 or measure and len(measure) > 1 or metric and measure:
+        raise ConvexpError("--importance takes one objective: one --metric NAME or one --measure NAME")
+    with Store(db, must_exist=True) as store:
+        found = parameter_importance(
+            store, experiment, metric[0] if metric else None, measure[0] if measure else None, layer, step, where
+        )
+    title = (
+        f"{experiment}: what each parameter does for {found.objective} at step {step} over {found.runs} finished runs"
+        f"{' where ' + ' '.join(where) if where else ''}: a random forest's importance ({TREES} trees, seed 0) "
+        "and Pearson r"
+    )
+    render(found.columns(), found.table(), fmt, title=title)
