@@ -8,5 +8,5 @@ here calls a backend.
 #: unless asked otherwise (here, free of imports, so the CLI can show it in --help cheaply).
 TOP_PATCHES = 9
 #: The pictures `convexp plot` draws (convexp.analysis.plot.draw; summary: an experiment's groups,
-#: convexp.analysis.pictures.group_curves_figure).
-PICTURE_KINDS = ("filters", "evolution", "curves", "histogram", "features", "patches", "maximize", "summary")
+#: convexp.analysis.pictures.group_curves_figure; sweep: a parameter against what it does, sweep_figure).
+PICTURE_KINDS = ("filters", "evolution", "curves", "histogram", "features", "patches", "maximize", "summary", "sweep")

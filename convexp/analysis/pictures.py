@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from convexp.analysis.group_curves import GroupCurves
     from convexp.analysis.maximize import PreferredInput
     from convexp.analysis.patches import LayerPatches
+    from convexp.analysis.sweep_points import SweepPoints
 
 CMAP = "RdBu_r"
 KINDS = PICTURE_KINDS
@@ -193,6 +194,37 @@ def group_curves_figure(curves: GroupCurves) -> Figure:
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title=", ".join(curves.by), title_fontsize=8)
+    return figure
+
+
+def sweep_figure(points: SweepPoints) -> Figure:
+    """One point per run: a parameter on x (log when it spans decades), the objective on y, coloured by another
+    parameter (a colour per value for text, a colormap for numbers)."""
+    figure = _figure(7, 4.5)
+    ax = figure.subplots()
+    numeric_x = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in points.xs)
+    categories = list(dict.fromkeys(map(str, points.xs)))
+    xs = points.xs if numeric_x else [categories.index(str(x)) for x in points.xs]
+    if points.colour_field and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in points.colours):
+        drawn = ax.scatter(xs, points.ys, c=points.colours, cmap="viridis", s=28)
+        figure.colorbar(drawn, ax=ax, label=points.colour_field)
+    elif points.colour_field:
+        for index, value in enumerate(dict.fromkeys(map(str, points.colours))):
+            chosen = [i for i, c in enumerate(points.colours) if str(c) == value]
+            ax.scatter([xs[i] for i in chosen], [points.ys[i] for i in chosen], s=28, color=f"C{index}", label=value)
+        ax.legend(fontsize=8, title=points.colour_field, title_fontsize=8)
+    else:
+        ax.scatter(xs, points.ys, s=28)
+    if not numeric_x:
+        ax.set_xticks(range(len(categories)), categories)
+    elif points.log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel=points.x_field, ylabel=points.y_name)
+    ax.set_title(
+        f"{points.experiment}: {points.y_name} against {points.x_field}, one point per finished run ({len(points.ids)})",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
     return figure
 
 

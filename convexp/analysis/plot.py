@@ -56,8 +56,11 @@ def draw(kind: str, store: Store, runs: Sequence[RunRecord], options: PictureOpt
 
     if kind not in KINDS:
         raise unknown_name("picture kind", kind, KINDS)
-    if kind == "summary":
-        raise ConvexpError("a summary is drawn from an experiment's groups: convexp plot summary EXPERIMENT --by FIELD")
+    if kind in ("summary", "sweep"):
+        raise ConvexpError(
+            "summary and sweep are drawn from an experiment's runs: convexp plot summary EXPERIMENT --by FIELD, "
+            "convexp plot sweep EXPERIMENT --x FIELD"
+        )
     if kind == "curves":
         return training_curves_figure([(f"run {r.id} {r.experiment}:{r.backend}", _curves(store, r.id)) for r in runs])
     run = runs[0]

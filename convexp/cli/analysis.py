@@ -179,7 +179,8 @@ def plot_command(
         list[str],
         typer.Argument(
             metavar="RUN...",
-            help="Runs: ids, or EXPERIMENT:BACKEND (curves draws all; the others the first); for summary, an EXPERIMENT.",
+            help="Runs: ids, or EXPERIMENT:BACKEND (curves draws all; the others the first); for summary and sweep, "
+            "an EXPERIMENT.",
         ),
     ],
     out: Annotated[Path, typer.Option(help="Picture file to write (.png; evolution also .gif for an animation).")],
@@ -198,6 +199,14 @@ def plot_command(
         Optional[str],
         typer.Option(metavar="NAME", help="summary: the filter measure of --layer drawn: edge_share, drift or similarity."),
     ] = None,
+    x: Annotated[Optional[str], typer.Option("--x", metavar="FIELD", help="sweep: the parameter on x.")] = None,
+    y: Annotated[
+        str,
+        typer.Option("--y", metavar="NAME", help="sweep: the metric on y, or a filter measure of --layer (edge_share, drift)."),
+    ] = "test_accuracy",
+    color: Annotated[
+        Optional[str], typer.Option("--color", metavar="FIELD", help="sweep: the parameter that colours the points.")
+    ] = None,
     where: Where = None,
     db: Db = None,
     data_dir: DataDir = None,
@@ -210,7 +219,9 @@ def plot_command(
     and at --step side by side (maximize).
 
     summary draws an experiment's runs grouped by --by: each group's mean --metric or --measure over
-    the steps with its 95% t band, the single runs faint (the numbers of `convexp summary`)."""
+    the steps with its 95% t band, the single runs faint (the numbers of `convexp summary`). sweep draws
+    an experiment's finished runs as points, the parameter --x against --y (log x where x spans two
+    decades), coloured by --color."""
     from convexp.analysis import pictures, plot
     from convexp.analysis.selection import filter_count, parse_indices, parse_step, select_runs
     from convexp.store import Store
@@ -220,8 +231,13 @@ def plot_command(
     if kind_name == "summary":
         _plot_summary(runs, out, by or [], metric, measure, layer, db, where or [])
         return
+    if kind_name == "sweep":
+        _plot_sweep(runs, out, x, y, color, layer, parse_step(step), db, where or [])
+        return
     if by or metric or measure or where:
         raise ConvexpError("--by, --metric, --measure and --where are for `convexp plot summary EXPERIMENT`")
+    if x or color:
+        raise ConvexpError("--x, --y and --color are for `convexp plot sweep EXPERIMENT`")
     options = plot.PictureOptions(
         layer or DEFAULT_LAYER, parse_step(step), parse_indices(filters, "--filters"), image, data_dir, top
     )
@@ -254,6 +270,23 @@ def _plot_summary(experiments: list[str], out: Path, by: list[str], metric, meas
     with Store(db, must_exist=True) as store:
         curves = group_curves(store, experiments[0], by, metric, measure, layer, where=where)
     pictures.save(pictures.group_curves_figure(curves), out)
+    typer.echo(f"wrote {out}")
+
+
+def _plot_sweep(
+    experiments: list[str], out: Path, x: str | None, y: str, colour: str | None, layer, step, db, where: list[str]
+) -> None:
+    from convexp.analysis import pictures
+    from convexp.analysis.sweep_points import sweep_points
+    from convexp.store import Store
+
+    if len(experiments) != 1:
+        raise ConvexpError(f"plot sweep draws one experiment, not {len(experiments)}: convexp plot sweep EXPERIMENT --x FIELD")
+    if x is None:
+        raise ConvexpError("plot sweep needs --x FIELD: the parameter on x, e.g. --x optimizer.learning_rate")
+    with Store(db, must_exist=True) as store:
+        points = sweep_points(store, experiments[0], x, y, colour, layer, step, where)
+    pictures.save(pictures.sweep_figure(points), out)
     typer.echo(f"wrote {out}")
 
 

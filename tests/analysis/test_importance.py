@@ -87,3 +87,31 @@ def test_importance_of_a_filter_measure_and_where(sweep_db):
 )
 def test_bad_importance_requests_are_one_line(sweep_db, args, message):
     one_line_error(run_cli("summary", *args, "--db", str(sweep_db)), message)
+
+
+def test_plot_sweep_draws_each_finished_run_at_its_parameter_and_objective(sweep_db, tmp_path):
+    from convexp.analysis.pictures import sweep_figure
+    from convexp.analysis.sweep_points import SweepPoints, sweep_points
+    from convexp.store import Store
+
+    out = tmp_path / "sweep.png"
+    result = run_cli(
+        "plot", "sweep", "sweep", "--x", "optimizer.learning_rate", "--color", "initializer", "--out", str(out),
+        "--db", str(sweep_db),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Store(str(sweep_db), read_only=True) as store:
+        points = sweep_points(store, "sweep", "optimizer.learning_rate", "test_accuracy", "initializer")
+    figure = sweep_figure(points)
+    drawn = sorted((float(x), float(y), c.get_label()) for c in figure.axes[0].collections for x, y in c.get_offsets())
+    expected = sorted((r[2], r[4], r[1]) for r in _from_sql(sweep_db))
+    assert np.allclose([(x, y) for x, y, _ in drawn], [(x, y) for x, y, _ in expected])
+    assert sorted(label for _, _, label in drawn) == sorted(label for _, _, label in expected)
+    assert figure.axes[0].get_xscale() == "linear"  # 0.01 to 0.3: under two decades
+    decades = SweepPoints("e", "lr", "test_accuracy", None, [1, 2], [1e-4, 1e-1], [0.5, 0.6], [])
+    assert decades.log_x and sweep_figure(decades).axes[0].get_xscale() == "log"
+    one_line_error(
+        run_cli("plot", "sweep", "sweep", "--x", "lr", "--out", str(out), "--db", str(sweep_db)), "--x lr: no such field"
+    )
+    one_line_error(run_cli("plot", "sweep", "sweep", "--out", str(out), "--db", str(sweep_db)), "plot sweep needs --x FIELD")

@@ -1,0 +1,62 @@
+"""A parameter against what it does (``convexp plot sweep``): one point per finished run of an experiment, a
+parameter on x, the objective on y (a metric at a step, or a filter measure of a layer), another parameter as the
+colour; x is drawn on a log axis when its values are positive and span two decades or more, as swept learning
+rates do."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from convexp.analysis.groups import MEASURES
+from convexp.analysis.importance import objective_values
+from convexp.analysis.parameters import check_fields
+from convexp.store import Store
+
+#: How far apart (a ratio) positive x values must be for a log axis.
+LOG_SPAN = 100.0
+
+
+@dataclass(frozen=True)
+class SweepPoints:
+    """The points of a sweep's scatter, one per run (``ids``), and what they show."""
+
+    experiment: str
+    x_field: str
+    y_name: str
+    colour_field: str | None
+    ids: list[int]
+    xs: list[Any]
+    ys: list[float]
+    colours: list[Any]
+
+    @property
+    def log_x(self) -> bool:
+        """Whether x is drawn on a log axis (positive numbers spanning :data:`LOG_SPAN` or more)."""
+        numbers = [x for x in self.xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        return len(numbers) == len(self.xs) > 1 and min(numbers) > 0 and max(numbers) / min(numbers) >= LOG_SPAN
+
+
+def sweep_points(
+    store: Store, experiment: str, x: str, y: str = "test_accuracy", colour: str | None = None,
+    layer: str | None = None, step: int | str = "last", where: Sequence[str] = (),
+) -> SweepPoints:  # fmt: skip
+    """Each finished run's ``x`` parameter and its ``y`` (a metric, or a filter measure of ``layer``: edge_share,
+    drift), coloured by the ``colour`` parameter; raises naming the fields there are for an unknown one."""
+    measure = y if y in MEASURES else None
+    name, values, parameters = objective_values(store, experiment, None if measure else y, measure, layer, step, where)
+    ids = sorted(values)
+    check_fields([x], [parameters[i] for i in ids], "--x")
+    if colour:
+        check_fields([colour], [parameters[i] for i in ids], "--color")
+    return SweepPoints(
+        experiment,
+        x,
+        name,
+        colour,
+        ids,
+        [parameters[i].get(x) for i in ids],
+        [values[i] for i in ids],
+        [parameters[i].get(colour) for i in ids] if colour else [],
+    )
