@@ -73,6 +73,24 @@ def mnist_conv2(db: Path, mnist: Path | None) -> None:
         convexp("plot", kind, "1", "--layer", "conv2", "--data-dir", str(mnist), "--out", str(out), "--db", str(db))
 
 
+def lr_sweep(db: Path, mnist: Path | None) -> None:
+    convexp(
+        "run",
+        "-e",
+        "quickstart",
+        "--set",
+        "optimizer.learning_rate=0.0003,0.001,0.003,0.01",
+        "--set",
+        "seed=0,1",
+        "--db",
+        str(db),
+    )
+    out = IMAGES / "lr-sweep.png"
+    convexp(
+        "plot", "sweep", "quickstart", "--x", "optimizer.learning_rate", "--color", "seed", "--out", str(out), "--db", str(db)
+    )
+
+
 def ui_run(db: Path, mnist: Path | None) -> None:
     print("$ CONVEXP_WRITE_DOCS_IMAGES=1 python -m pytest -n 0 tests/ui/test_ui_browser.py -k screenshot", flush=True)
     env = {**os.environ, "CONVEXP_WRITE_DOCS_IMAGES": "1"}
@@ -94,6 +112,7 @@ PICTURES = {
     "quickstart-evolution": quickstart_evolution,
     "edge-detectors": edge_detectors,
     "mnist-conv2": mnist_conv2,
+    "lr-sweep": lr_sweep,
     "ui-run": ui_run,
 }
 

@@ -1,6 +1,6 @@
 """A parameter against what it does (``convexp plot sweep``): one point per finished run of an experiment, a
 parameter on x, the objective on y (a metric at a step, or a filter measure of a layer), another parameter as the
-colour; x is drawn on a log axis when its values are positive and span two decades or more, as swept learning
+colour; x is drawn on a log axis when its values are positive and span a decade or more, as swept learning
 rates do."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from convexp.analysis.parameters import check_fields
 from convexp.store import Store
 
 #: How far apart (a ratio) positive x values must be for a log axis.
-LOG_SPAN = 100.0
+LOG_SPAN = 10.0
 
 
 @dataclass(frozen=True)

@@ -220,8 +220,8 @@ def plot_command(
 
     summary draws an experiment's runs grouped by --by: each group's mean --metric or --measure over
     the steps with its 95% t band, the single runs faint (the numbers of `convexp summary`). sweep draws
-    an experiment's finished runs as points, the parameter --x against --y (log x where x spans two
-    decades), coloured by --color."""
+    an experiment's finished runs as points, the parameter --x against --y (log x where x spans a
+    decade or more), coloured by --color."""
     from convexp.analysis import pictures, plot
     from convexp.analysis.selection import filter_count, parse_indices, parse_step, select_runs
     from convexp.store import Store

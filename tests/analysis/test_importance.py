@@ -108,8 +108,10 @@ def test_plot_sweep_draws_each_finished_run_at_its_parameter_and_objective(sweep
     expected = sorted((r[2], r[4], r[1]) for r in _from_sql(sweep_db))
     assert np.allclose([(x, y) for x, y, _ in drawn], [(x, y) for x, y, _ in expected])
     assert sorted(label for _, _, label in drawn) == sorted(label for _, _, label in expected)
-    assert figure.axes[0].get_xscale() == "linear"  # 0.01 to 0.3: under two decades
+    assert figure.axes[0].get_xscale() == "log"  # 0.01 to 0.3: more than a decade
     decades = SweepPoints("e", "lr", "test_accuracy", None, [1, 2], [1e-4, 1e-1], [0.5, 0.6], [])
+    narrow = SweepPoints("e", "lr", "test_accuracy", None, [1, 2], [0.002, 0.01], [0.5, 0.6], [])
+    assert not narrow.log_x and sweep_figure(narrow).axes[0].get_xscale() == "linear"
     assert decades.log_x and sweep_figure(decades).axes[0].get_xscale() == "log"
     one_line_error(
         run_cli("plot", "sweep", "sweep", "--x", "lr", "--out", str(out), "--db", str(sweep_db)), "--x lr: no such field"
