@@ -22,8 +22,6 @@ from convexp.analysis import distributions
 from convexp.analysis.colour import sees_colour_image
 from convexp.analysis.compare import compare_runs, comparison_dict
 from convexp.analysis.filters import analyse_layer
-from convexp.analysis.group_curves import group_curves
-from convexp.analysis.groups import MEASURES, group_runs, summarise
 from convexp.analysis.kernels import relative_drift
 from convexp.analysis.network import load_network
 from convexp.analysis.parameters import flatten, resolved_spec, run_parameters, run_spec, shown_value, varying_fields
@@ -58,7 +56,7 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(sep=" ", timespec="seconds")
 
 
-def _number(value: float | None) -> float | None:
+def number(value: float | None) -> float | None:
     """A float JSON can carry (NaN and infinities become None)."""
     return None if value is None or not math.isfinite(value) else value
 
@@ -105,7 +103,7 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "epochs_planned": run.spec.get("epochs"),
         "steps": run.steps_completed,
         "steps_planned": planned,
-        "test_accuracy": _number(run.test_accuracy),
+        "test_accuracy": number(run.test_accuracy),
         "seconds": None if seconds is None else round(seconds, 2),
         "seconds_left": None if left is None else round(left, 1),
         "started": _time(run.started_at),
@@ -179,7 +177,7 @@ def metrics_since(store: Store, run: RunRecord, after_step: int = -1) -> dict[st
         entry = series.setdefault(m.name, {"steps": [], "epochs": [], "values": [], "times": []})
         entry["steps"].append(m.step)
         entry["epochs"].append(m.epoch)
-        entry["values"].append(_number(m.value))
+        entry["values"].append(number(m.value))
         entry["times"].append(m.wall_time)  # Unix seconds when logged; None in rows recorded before convexp kept it
     last = max((entry["steps"][-1] for entry in series.values()), default=after_step)
     return {"run": run_row(run), "metrics": series, "last_step": last}
@@ -245,7 +243,7 @@ def filter_trajectory(
         "shape": list(values.shape[1:]),
         "steps": recorded,
         "values": values.reshape(len(recorded), -1).tolist(),
-        "drift": [_number(float(d)) for d in drift],
+        "drift": [number(float(d)) for d in drift],
     }
 
 
@@ -392,61 +390,3 @@ def step_of(store: Store, run: RunRecord, layer: str, step: str | None) -> int:
         return steps[step_index(steps, wanted, run.id, layer)]
     except ConvexpError as exc:
         raise NotFound(str(exc)) from None
-
-
-def experiment_view(
-    store: Store,
-    experiment: str,
-    by: list[str],
-    metric: str | None = None,
-    measure: str | None = None,
-    layer: str | None = None,
-    where: list[str] | None = None,
-) -> dict[str, Any]:
-    """An experiment's groups: the fields it can be grouped by, the summary of the chosen quantity at the
-    last step (as ``convexp summary -f json``) and its curves with 95% bands (as ``convexp plot summary``);
-    ``where``, only the runs meeting those conditions (as ``--where``)."""
-
-    runs = store.list_runs(experiment=experiment)
-    if not runs:
-        raise NotFound(f"no runs of experiment '{experiment}'")
-    parameters = [run_parameters(r) for r in runs if r.status == "finished"]
-    fields = [f for f in varying_fields(parameters) if f != "description"]
-    if not by:
-        by = [next((f for f in fields if f != "seed"), fields[0] if fields else "experiment")]  # nothing varies: one group
-    if metric is None and measure is None:  # test accuracy, or what a tracked loop recorded
-        recorded = store.metric_names([r.id for r in runs if r.status == "finished"])
-        if recorded:
-            metric = "test_accuracy" if "test_accuracy" in recorded else sorted(recorded)[0]
-        else:  # kernels only: how far they moved
-            measure = "drift"
-    grouped = group_runs(store, experiment, by, where or ())  # once, for the table and the curves
-    summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer, grouped=grouped)
-    curves = group_curves(store, experiment, by, metric, measure, layer, grouped=grouped)
-    ids = sorted({i for row in summary.rows for i in row.run_ids} | {int(i) for c in curves.curves for i in c.runs})
-    layer_sets = [set(store.snapshot_layers(i)) for i in ids]
-    columns = summary.columns()
-    return {
-        "experiment": experiment,
-        "by": by,
-        "where": where or [],
-        "fields": fields,
-        "metric": metric,
-        "measure": measure,
-        "layer": layer,
-        "metrics": store.metric_names(ids),
-        "measures": list(MEASURES),
-        "layers": sorted(set.intersection(*layer_sets)) if layer_sets else [],
-        "summary": {
-            "columns": columns,
-            "rows": [dict(zip(columns, [_cell(v) for v in row])) for row in summary.table()],
-            "baseline": summary.baseline,
-            "left_out": summary.left_out,
-            "step": summary.step,
-        },
-        "curves": curves.as_dict(),
-    }
-
-
-def _cell(value: Any) -> Any:
-    return _number(value) if isinstance(value, float) else value

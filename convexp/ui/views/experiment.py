@@ -9,14 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from convexp.ui import data
+from convexp.ui.experiment_data import experiment_view
 from convexp.ui.views.base import FiniteJSONResponse, Views, script_json
 
 
 def _experiment(views: Views, request: Request) -> dict[str, Any]:
     params = request.query_params
     by = [f for value in params.getlist("by") for f in value.split(",") if f]
-    return data.experiment_view(
+    return experiment_view(
         views.store,
         request.path_params["name"],
         by,
