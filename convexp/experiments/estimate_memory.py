@@ -87,13 +87,20 @@ def check_memory(experiment: str, spec: RunSpec, available: int | None = None) -
 MEMORY_FIELDS = ("dataset", "layers", "batch_size", "train_examples", "optimizer", "snapshots")
 
 
+def decides_memory(axis: str) -> bool:
+    """Whether a grid axis can change the memory a run holds: one in :data:`MEMORY_FIELDS`, but not an optimizer's
+    numbers (its kind decides the state it keeps; a learning rate does not)."""
+    top = axis.split(".")[0]
+    return top in MEMORY_FIELDS and not (top == "optimizer" and axis not in ("optimizer", "optimizer.name"))
+
+
 def check_grids(grids: Iterable[Grid], available: int | None = None) -> int:
     """Check every run of each grid without expanding it: one run per combination of the values of the
     axes that decide memory (:data:`MEMORY_FIELDS`); returns the most a run needs."""
     available = available_memory() if available is None else available
     most = 0
     for grid in grids:
-        axes = [axis for axis in grid.axes if axis.split(".")[0] in MEMORY_FIELDS]
+        axes = [axis for axis in grid.axes if decides_memory(axis)]
         seen: set[str] = set()
         for choice in product([grid.values(axis) for axis in axes]):
             spec = grid.spec(**dict(zip(axes, choice)))

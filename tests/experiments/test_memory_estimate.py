@@ -42,3 +42,13 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line_by_validate_and_run_and_wr
     assert not (tmp_path / "r.db").exists()
     with pytest.raises(ConvexpError, match="needs at least"):
         check_memory("huge", RunSpec.model_validate(TINY_DIGITS), available=1000)
+
+
+def test_only_axes_that_can_change_a_runs_memory_are_checked_one_by_one():
+    """An optimizer's numbers do not change the state it keeps; its kind, the layers and the batch do."""
+    from convexp.experiments.estimate_memory import decides_memory
+
+    assert [decides_memory(a) for a in ("optimizer", "optimizer.name", "layers.0.filters", "batch_size", "snapshots.layers")] == [
+        True
+    ] * 5
+    assert [decides_memory(a) for a in ("optimizer.learning_rate", "optimizer.schedule.gamma", "seed", "epochs")] == [False] * 4
