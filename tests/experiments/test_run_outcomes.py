@@ -124,9 +124,11 @@ def test_ctrl_c_is_the_same_as_sigterm(tmp_path):
     process = start("run", str(path), "--db", str(db))
     wait_for(db, "SELECT epochs_completed FROM runs", 2)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 130, stderr
-    assert sqlite3.connect(db).execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+    stdout, stderr = process.communicate(timeout=600)
+    # the run's status and message, and what was printed on both streams, say how it ended if it did not end here
+    ended = sqlite3.connect(db).execute("SELECT status, message FROM runs").fetchone()
+    assert process.returncode == 130, (ended, stdout, stderr)
+    assert ended[0] == "interrupted"
 
 
 def test_concurrent_runs_into_one_sqlite_file_lose_nothing(tmp_path):
