@@ -234,9 +234,9 @@ def _free_space_line(db: str | None, free: int | None) -> str:
 
 def _overrides(options: dict[str, Any], sets: list[str] | None) -> list[Override]:
     """The fields the command line sets: the options given (``--epochs 2``), then each ``--set PATH=VALUE``."""
-    from convexp.experiments.overrides import Override, parse_set
+    from convexp.experiments.overrides import as_overrides, parse_set
 
-    given = [Override(name, value, f"--{name}") for name, value in options.items() if value is not None]
+    given = as_overrides({name: value for name, value in options.items() if value is not None})
     return given + [parse_set(text) for text in sets or []]
 
 

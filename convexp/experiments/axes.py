@@ -45,20 +45,19 @@ def expand_range(value: Any, where: str) -> Any:
     return values
 
 
-def find_axes(raw: Mapping[str, Any], spec_model: type[BaseModel]) -> dict[str, Sequence[Any]]:
+def find_axes(raw: Mapping[str, Any]) -> dict[str, Sequence[Any]]:
     """Every axis of an experiment's fields, dotted path -> its values, in file order (the ``grid:`` block's
     where it stands). Raises ``ValueError("field '...': ...")`` for an empty axis, a bad range, a ``grid:``
     entry that is not a list or names no field, or a path given twice."""
     axes: dict[str, Sequence[Any]] = {}
     for key, value in raw.items():
         if key == GRID_KEY:
-            for path, values in _grid_block(raw, value, spec_model).items():
+            for path, values in _grid_block(raw, value).items():
                 if path in axes or any(path.startswith(p + ".") or p.startswith(path + ".") for p in axes):
                     raise ValueError(f"field '{GRID_KEY}.{path}': '{path}' is a list in the experiment already; give it once")
                 axes[path] = values
         elif key not in NOT_GRIDDED:
-            annotation = spec_model.model_fields[key].annotation if key in spec_model.model_fields else None
-            _collect(key, value, annotation, axes)
+            _collect(key, value, _field_annotation(RunSpec, None, key), axes)
     return axes
 
 
@@ -82,7 +81,7 @@ def _lists(values: list[Any]) -> bool:
     return all(isinstance(v, list) or v is None for v in values) and any(isinstance(v, list) for v in values)
 
 
-def _grid_block(raw: Mapping[str, Any], block: Any, spec_model: type[BaseModel]) -> dict[str, Sequence[Any]]:
+def _grid_block(raw: Mapping[str, Any], block: Any) -> dict[str, Sequence[Any]]:
     if not isinstance(block, dict) or not block:
         raise ValueError(
             f"field '{GRID_KEY}': dotted paths, each with a list of values, e.g. {{optimizer.learning_rate: [0.001, 0.01]}}"
@@ -90,7 +89,7 @@ def _grid_block(raw: Mapping[str, Any], block: Any, spec_model: type[BaseModel])
     found: dict[str, Sequence[Any]] = {}
     for path, values in block.items():
         where = f"{GRID_KEY}.{path}"
-        check_path(raw, str(path), spec_model, where)
+        check_path(raw, str(path), where)
         values = expand_range(values, where)
         if not isinstance(values, (list, range)):
             raise ValueError(f"field '{where}': a list of values, or {{range: [start, stop]}} (got {values!r})")
@@ -148,46 +147,44 @@ def split_path(path: str) -> list[str]:
     return path.split(".")
 
 
-def check_path(raw: Mapping[str, Any], path: str, spec_model: type[BaseModel], where: str | None = None) -> None:
+def top_field(path: str) -> str:
+    """The experiment field a path lies in: ``snapshots`` for ``snapshots.every``."""
+    return split_path(path)[0]
+
+
+def check_path(raw: Mapping[str, Any], path: str, where: str | None = None) -> None:
     """That ``path`` names a field of this experiment: each part a field of the model there (a layer's by its
     ``type``, an optimizer's by its ``name``), a layer by its index. Raises ``ValueError("field 'WHERE': ...")``
     naming the fields there are."""
     where = where or path
     parts = split_path(path)
     node: Any = raw
-    annotation: Any = None
-    fields: list[str] = [*spec_model.model_fields]
+    annotation: Any = RunSpec
     for depth, part in enumerate(parts):
         here = ".".join(parts[:depth]) or "the experiment"
-        if depth and parts[depth - 1] == "layers" or (isinstance(node, list) and depth):
+        mapping = node if isinstance(node, dict) else None
+        if parts[depth - 1 : depth] == ["layers"]:
             layers = node if isinstance(node, list) else []
             if not part.isdigit() or int(part) >= len(layers):
                 raise ValueError(f"field '{where}': '{part}' is not a layer of {here} (0 to {len(layers) - 1})")
             node = layers[int(part)]
             kind = node.get("type") if isinstance(node, dict) else None
-            model = next((m for m in LAYER_TYPES if kind in _literals(m.model_fields["type"].annotation)), None)
-            fields = [*model.model_fields] if model else []
-            annotation = model
+            annotation = next((m for m in LAYER_TYPES if kind in _literals(m.model_fields["type"].annotation)), None)
             continue
+        fields = list(dict.fromkeys(f for m in _models(annotation, mapping) for f in m.model_fields))
         if part not in fields:
             raise ValueError(f"field '{where}': {here} has no field '{part}'{did_you_mean(part, fields)}")
-        if depth == 0:
-            annotation = spec_model.model_fields[part].annotation
-        else:
-            annotation = _field_annotation(annotation, node if isinstance(node, dict) else None, part)
-        node = node.get(part) if isinstance(node, dict) else None
+        annotation = _field_annotation(annotation, mapping, part)
+        node = mapping.get(part) if mapping is not None else None
         if isinstance(node, list) and part != "layers" and node and all(isinstance(v, dict) for v in node):
             node = node[0]  # a list of whole mappings (an axis): its fields are those of its first
-        models = _models(annotation, node if isinstance(node, dict) else None)
-        fields = sorted({f for m in models for f in m.model_fields}, key=[f for m in models for f in m.model_fields].index)
 
 
-def with_default(raw: Mapping[str, Any], path: str, spec_model: type[BaseModel] | None = None) -> dict[str, Any]:
+def with_default(raw: Mapping[str, Any], path: str) -> dict[str, Any]:
     """``raw`` with the top field of ``path`` written out when the experiment leaves it to its default and it is a
     mapping (the default optimizer, ``{name: adam}``), so that setting a field inside it keeps the rest."""
-    model = spec_model or RunSpec
-    top = split_path(path)[0]
-    field = model.model_fields.get(top)
+    top = top_field(path)
+    field = RunSpec.model_fields.get(top)
     if top in raw or field is None or field.default_factory is None or len(split_path(path)) == 1:
         return dict(raw)
     default = field.default_factory()  # type: ignore[call-arg]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
-from convexp.experiments.axes import product
+from convexp.experiments.axes import product, top_field
 from convexp.experiments.grids import Grid
 from convexp.experiments.spec import RunSpec
 from convexp.model.layers import flat
@@ -167,11 +167,6 @@ _NUMBERS = ("epochs", "batch_size", "max_steps", "train_examples", "log_every")
 _CHUNK = 1 << 20
 
 
-def _top(axis: str) -> str:
-    """The experiment field an axis is in: ``snapshots`` for ``snapshots.every``."""
-    return axis.split(".")[0]
-
-
 def estimate_grid(grid: Grid) -> StorageEstimate:
     """What every run of a grid writes in all, from the sizes of its axes: never expanded, so a grid of a
     billion runs is sized in under a second. Axes that do not change what a run writes (seed,
@@ -182,8 +177,8 @@ def estimate_grid(grid: Grid) -> StorageEstimate:
 
     sizes = grid.sizes()
     numbers = [axis for axis in grid.axes if axis in _NUMBERS]
-    others = [axis for axis in grid.axes if _top(axis) in SIZING_FIELDS and axis not in _NUMBERS]
-    repeats = math.prod(n for axis, n in sizes.items() if _top(axis) not in SIZING_FIELDS)
+    others = [axis for axis in grid.axes if top_field(axis) in SIZING_FIELDS and axis not in _NUMBERS]
+    repeats = math.prod(n for axis, n in sizes.items() if top_field(axis) not in SIZING_FIELDS)
     values = {axis: np.array([getattr(v, axis) or 0 for v in grid.validated(axis)], dtype=np.int64) for axis in numbers}
     shape = tuple(len(values[axis]) for axis in numbers)
     runs = steps = snapshot_rows = snapshot_bytes = metric_rows = 0

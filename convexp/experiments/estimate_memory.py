@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from convexp.datasets import dataset_info
 from convexp.errors import ConvexpError
-from convexp.experiments.axes import product
+from convexp.experiments.axes import product, top_field
 from convexp.experiments.grids import Grid
 from convexp.experiments.spec import RunSpec
 from convexp.machine import available_memory
@@ -90,7 +90,7 @@ MEMORY_FIELDS = ("dataset", "layers", "batch_size", "train_examples", "optimizer
 def decides_memory(axis: str) -> bool:
     """Whether a grid axis can change the memory a run holds: one in :data:`MEMORY_FIELDS`, but not an optimizer's
     numbers (its kind decides the state it keeps; a learning rate does not)."""
-    top = axis.split(".")[0]
+    top = top_field(axis)
     return top in MEMORY_FIELDS and not (top == "optimizer" and axis not in ("optimizer", "optimizer.name"))
 
 

@@ -46,7 +46,7 @@ class Grid:
             raw["dataset"] = _dataset(path, experiment, raw.get("dataset"))
             if isinstance(raw.get("layers"), dict) and "architecture" not in raw:  # named layer lists: a run of each
                 raw["architecture"] = list(raw["layers"])
-            self.axis_values = find_axes(raw, RunSpec)
+            self.axis_values = find_axes(raw)
         except ValueError as exc:
             raise SpecError(f"{path}: experiment '{experiment}': {self._given(str(exc))}") from None
         base = {key: value for key, value in raw.items() if key != GRID_KEY}
@@ -57,7 +57,7 @@ class Grid:
 
     def _overridden(self, raw: dict[str, Any]) -> dict[str, Any]:
         for override in self.overrides:
-            check_path(raw, override.path, RunSpec)
+            check_path(raw, override.path)
             grid = dict(raw.get(GRID_KEY) or {})
             grid.pop(override.path, None)
             value = override.value
