@@ -190,10 +190,19 @@ class GroupedRuns:
     left_out: dict[str, int]  # status -> runs not finished
 
 
-def group_runs(store: Store, experiment: str, by: Sequence[str], where: Sequence[str | Condition] = ()) -> GroupedRuns:
-    """The experiment's finished runs (those meeting every ``where`` condition, as ``convexp runs --where``)
-    grouped by the ``by`` fields, groups in natural order (numbers by value); raises naming what there is for an
-    unknown experiment or field, or no finished run."""
+@dataclass(frozen=True)
+class FinishedRuns:
+    """An experiment's finished runs meeting the conditions asked, each one's parameters, and how many runs
+    (by status) were left out as not finished."""
+
+    runs: list[RunRecord]
+    parameters: dict[int, dict[str, Any]]
+    left_out: dict[str, int]
+
+
+def finished_runs(store: Store, experiment: str, where: Sequence[str | Condition] = ()) -> FinishedRuns:
+    """The experiment's finished runs that meet every ``where`` condition (as ``convexp runs --where``), with their
+    parameters; raises naming what there is for an unknown experiment or field, or no finished run."""
     runs = store.list_runs(experiment=experiment)
     if not runs:
         experiments = sorted({r.experiment for r in store.list_runs()})
@@ -201,11 +210,12 @@ def group_runs(store: Store, experiment: str, by: Sequence[str], where: Sequence
             f"no runs of experiment '{experiment}' in {store.location}{did_you_mean(experiment, experiments)}"
             + (f"; experiments there: {', '.join(experiments)}" if experiments else "")
         )
+    # each run's parameters, read once: the conditions take them from every run, the groups from the finished
+    parameters = {r.id: run_parameters(r) for r in runs} if where else {}
     if where:
         conditions = [c if isinstance(c, Condition) else Condition.parse(c) for c in where]
-        every = {r.id: run_parameters(r) for r in runs}
-        check_fields([c.field for c in conditions], list(every.values()), "--where")
-        runs = [r for r in runs if all(c.matches(every[r.id]) for c in conditions)]
+        check_fields([c.field for c in conditions], list(parameters.values()), "--where")
+        runs = [r for r in runs if all(c.matches(parameters[r.id]) for c in conditions)]
         if not runs:
             raise ConvexpError(f"no run of experiment '{experiment}' meets --where {' '.join(map(str, where))}")
     finished = [r for r in runs if r.status == "finished"]
@@ -213,9 +223,19 @@ def group_runs(store: Store, experiment: str, by: Sequence[str], where: Sequence
     if not finished:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(left_out.items()))
         raise ConvexpError(f"experiment '{experiment}' has no finished runs yet ({counts})")
+    if not where:
+        parameters = {r.id: run_parameters(r) for r in finished}
+    return FinishedRuns(finished, {r.id: parameters[r.id] for r in finished}, left_out)
+
+
+def group_runs(store: Store, experiment: str, by: Sequence[str], where: Sequence[str | Condition] = ()) -> GroupedRuns:
+    """The experiment's finished runs (those meeting every ``where`` condition, as ``convexp runs --where``)
+    grouped by the ``by`` fields, groups in natural order (numbers by value); raises naming what there is for an
+    unknown experiment or field, or no finished run."""
+    found = finished_runs(store, experiment, where)
+    finished, parameters, left_out = found.runs, found.parameters, found.left_out
     if not by:
         raise ConvexpError("group the runs by at least one --by FIELD (e.g. --by initializer)")
-    parameters = {r.id: run_parameters(r) for r in finished}
     check_fields(by, list(parameters.values()), "--by")
     groups: dict[tuple[str, ...], list[RunRecord]] = {}
     values: dict[tuple[str, ...], tuple[Any, ...]] = {}

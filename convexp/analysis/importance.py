@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from convexp.analysis.groups import check_measure, common_layer, group_runs, kernels_at, measure_values, metric_values
-from convexp.analysis.parameters import as_text, run_parameters, varying_fields
+from convexp.analysis.groups import check_measure, common_layer, finished_runs, kernels_at, measure_values, metric_values
+from convexp.analysis.parameters import as_text, varying_fields
 from convexp.errors import ConvexpError
 from convexp.store import Store
 
@@ -64,19 +64,18 @@ def objective_values(
     """The objective's name, its value for each finished run that has one, and those runs' parameters."""
     if metric is not None and measure is not None:
         raise ConvexpError("the objective is either a --metric NAME or a --measure NAME")
-    grouped = group_runs(store, experiment, ["experiment"], where)
-    runs = grouped.runs
+    found = finished_runs(store, experiment, where)
+    runs = found.runs
     if measure is not None:
         check_measure(measure)
         if measure == "similarity":
             raise ConvexpError("--measure similarity compares a run with its group's: use edge_share or drift as an objective")
         chosen = common_layer(store, runs, layer)
-        name, values = f"{measure}({chosen})", measure_values(measure, kernels_at(store, runs, chosen, step), grouped.groups)
+        name, values = f"{measure}({chosen})", measure_values(measure, kernels_at(store, runs, chosen, step), {(): runs})
     else:
         name = metric or "test_accuracy"
         values = metric_values(store, runs, name, step, store.metrics_of_runs([r.id for r in runs], [name]))
-    parameters = {r.id: run_parameters(r) for r in runs if r.id in values}
-    return name, {i: values[i] for i in parameters}, parameters
+    return name, values, {i: found.parameters[i] for i in values}
 
 
 def parameter_importance(
