@@ -67,7 +67,7 @@ class SchemaTooNewError(StoreError):
 
 
 class RunNotResumableError(StoreError):
-    """A run cannot be resumed: it finished, diverged, or is still running."""
+    """A run cannot be resumed: it finished, diverged, was pruned, or is still running."""
 
 
 class RunStillRunningError(RunNotResumableError):

@@ -144,6 +144,7 @@ def format_description(description: RunDescription) -> str:
             if run.notes
             else []
         ),
+        *([f"  sweep       trial {run.trial} of sweep {run.sweep_id}"] if run.sweep_id is not None else []),
         f"  dataset     {run.dataset}, seed {run.seed}, batch {run.spec.get('batch_size')}",
         f"  progress    {run.epochs_completed} of {run.spec.get('epochs')} epoch(s), {run.steps_completed} steps"
         + ("" if run.seconds is None else f", {run.seconds:.2f} s"),

@@ -91,6 +91,7 @@ class StatusChoice(str, enum.Enum):
     failed = "failed"
     interrupted = "interrupted"
     diverged = "diverged"
+    pruned = "pruned"
     stale = "stale"
 
 

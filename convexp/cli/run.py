@@ -61,6 +61,15 @@ def run_command(
             "epoch checkpoint, recording into the same run; uses the run's own recorded spec.",
         ),
     ] = None,
+    resume_sweep: Annotated[
+        bool,
+        typer.Option(
+            "--resume-sweep",
+            help="For an experiment with a sweep: block: continue its newest sweep in --db with the same definition "
+            "(--set sweep.trials=N may raise its trials) instead of starting a new one: its interrupted trials "
+            "resume from their checkpoints, then the trials it lacks run; finished trials are never repeated.",
+        ),
+    ] = False,
     force: Annotated[
         bool,
         typer.Option(
@@ -130,6 +139,8 @@ def run_command(
         return
     if force and resume is None:
         raise ConvexpError("--force takes over a run to resume: give it with --resume RUN")
+    if resume_sweep and resume is not None:
+        raise ConvexpError("--resume RUN continues one run; --resume-sweep continues an experiment's sweep: give one")
     if resume is not None:
         if overrides or experiment:
             given = ", ".join(o.given for o in overrides) or "--experiment"
@@ -147,6 +158,9 @@ def run_command(
         planned_count = 1
     else:
         planned = runner.prepare_runs(_experiments_file(file), experiment, overrides, data_dir)
+        if resume_sweep and not any(grid.sweep for grid in planned.grids):
+            names = ", ".join(grid.experiment for grid in planned.grids)
+            raise ConvexpError(f"--resume-sweep continues a sweep, but experiment(s) {names} have no sweep: block")
         selection = _check_storage(planned, db, yes, overrides=overrides)
         store = Store(db)
         if selection:
@@ -160,9 +174,13 @@ def run_command(
             if resume is not None:
                 outcomes = [runner.resume(resume, store, data_dir, listener, force=force)]
             else:
-                outcomes = runner.execute(planned, store, data_dir, listener)
+                outcomes = runner.execute(planned, store, data_dir, listener, resume_sweeps=resume_sweep)
+        _print_sweeps(store, outcomes)
     except KeyboardInterrupt:
-        typer.secho("interrupted: the current run is marked 'interrupted'; what was recorded is kept", err=True, fg="yellow")
+        continued = " (continue a sweep with --resume-sweep)" if resume is None and any(g.sweep for g in planned.grids) else ""
+        typer.secho(
+            f"interrupted: the current run is marked 'interrupted'; what was recorded is kept{continued}", err=True, fg="yellow"
+        )
         raise typer.Exit(130) from None
     finally:
         store.close()
@@ -175,8 +193,16 @@ def run_command(
             f"`convexp plot filters {last}{where} --out filters.png`",
             err=True,
         )
-    if any(o.status != "finished" for o in outcomes):
+    if any(o.status not in ("finished", "pruned") for o in outcomes):
         raise typer.Exit(1)
+
+
+def _print_sweeps(store, outcomes) -> None:
+    """A line per sweep the runs were trials of: its trials by status, and its best."""
+    from convexp.experiments.sweeping import summarise_sweep
+
+    for sweep_id in dict.fromkeys(o.sweep_id for o in outcomes if o.sweep_id is not None):
+        typer.echo(summarise_sweep(store, sweep_id).describe())
 
 
 def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection: str = "") -> None:
@@ -304,7 +330,8 @@ def validate_command(file: ExperimentsFile = None, set_: SetOption = None, db: D
         spec = grid.spec()
         expected = estimate_disk.estimate_grid(grid)
         total = total + expected
-        typer.echo(f"{name}: {len(grid):,} run(s), {spec.dataset}, {describe_plan(spec.plan())}")
+        runs = grid.sweep.describe() if grid.sweep else f"{len(grid):,} run(s)"
+        typer.echo(f"{name}: {runs}, {spec.dataset}, {describe_plan(spec.plan())}")
         typer.echo("\n".join(f"  {line}" for line in format_parameter_table(spec.plan())))
         typer.echo(f"  writes {expected.describe()}")
         needed = check_grids([grid], available)

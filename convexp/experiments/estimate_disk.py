@@ -171,7 +171,10 @@ def estimate_grid(grid: Grid) -> StorageEstimate:
     """What every run of a grid writes in all, from the sizes of its axes: never expanded, so a grid of a
     billion runs is sized in under a second. Axes that do not change what a run writes (seed,
     initializer...) multiply; whole-number axes (epochs, batch_size...) are summed array-wise, a
-    chunk of combinations at a time; the dataset and the snapshot schedule, one value after another."""
+    chunk of combinations at a time; the dataset and the snapshot schedule, one value after another.
+    A sweep's (:func:`estimate_sweep`): its trials times the most one of them can write."""
+    if grid.sweep is not None:
+        return estimate_sweep(grid)
 
     import numpy as np  # numpy on first use: the store and the spec load without it
 
@@ -209,6 +212,26 @@ def estimate_grid(grid: Grid) -> StorageEstimate:
             metric_rows += int(np.sum(np.broadcast_to(metrics, (chunk,)), dtype=np.int64))
     return StorageEstimate(
         runs * repeats, steps * repeats, snapshot_rows * repeats, snapshot_bytes * repeats, metric_rows * repeats
+    )
+
+
+def estimate_sweep(grid: Grid) -> StorageEstimate:
+    """The most a sweep's trials write: each trial as much as the largest run its parameters allow, found among
+    the ends of each swept field that sizes a run (both ends of a range, every choice), so a sweep of any
+    number of trials is sized at once."""
+    sizing = [axis for axis in grid.axes if top_field(axis) in SIZING_FIELDS]
+    ends = [grid.bounds(axis) for axis in sizing]
+    largest = max(
+        (estimate_run(grid.spec(**dict(zip(sizing, choice)))) for choice in product(ends)),
+        key=lambda e: (e.total_bytes, e.steps),
+    )
+    trials = len(grid)
+    return StorageEstimate(
+        trials,
+        largest.steps * trials,
+        largest.snapshot_rows * trials,
+        largest.snapshot_bytes * trials,
+        largest.metric_rows * trials,
     )
 
 

@@ -102,7 +102,7 @@ def check_grids(grids: Iterable[Grid], available: int | None = None) -> int:
     for grid in grids:
         axes = [axis for axis in grid.axes if decides_memory(axis)]
         seen: set[str] = set()
-        for choice in product([grid.values(axis) for axis in axes]):
+        for choice in product([grid.bounds(axis) if grid.sweep else grid.values(axis) for axis in axes]):
             spec = grid.spec(**dict(zip(axes, choice)))
             key = spec.model_dump_json(include=set(MEMORY_FIELDS))
             if key not in seen:

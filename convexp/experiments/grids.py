@@ -16,6 +16,7 @@ from convexp.experiments.axes import GRID_KEY, check_path, find_axes, product, s
 from convexp.experiments.experiments_file import read_file
 from convexp.experiments.overrides import Axis, Override, as_overrides
 from convexp.experiments.spec import ResolvedRun, RunSpec, check_backend, describe_error
+from convexp.experiments.sweep_spec import SWEEP_KEY, SweepSpec, check_objective, parse_sweep, sweep_digest
 from convexp.model.names import tag_problem
 
 if TYPE_CHECKING:
@@ -27,7 +28,12 @@ class Grid:
     takes one value, nested fields and the ``grid:`` block's dotted paths included: :mod:`convexp.experiments.axes`)
     multiplies the runs, which are every combination in file order (the last axis fastest). Iterating gives
     each run validated as it comes, so a grid of a billion runs costs constant memory. ``overrides`` (fields set
-    from the command line: :mod:`convexp.experiments.overrides`) are applied first."""
+    from the command line: :mod:`convexp.experiments.overrides`) are applied first.
+
+    An experiment with a ``sweep:`` block (:mod:`convexp.experiments.sweep_spec`) is a search instead: its
+    :attr:`sweep` says how, its length is its number of trials, each axis is a swept field's extent (the values
+    that bound it, for validation and the estimates), and its runs are sampled as it runs
+    (:func:`convexp.experiments.runner.execute`), not iterated."""
 
     def __init__(
         self,
@@ -41,22 +47,45 @@ class Grid:
         self.overrides = as_overrides(overrides)
         raw = dict(raw)
         self.tags, self.notes = _labels(path, experiment, raw.pop("tags", None), raw.pop("notes", None))
+        #: The search, for an experiment with a ``sweep:`` block.
+        self.sweep: SweepSpec | None = None
         try:
-            raw = self._overridden(raw)
+            raw, block = self._overridden(raw, raw.pop(SWEEP_KEY, None))
             raw["dataset"] = _dataset(path, experiment, raw.get("dataset"))
             if isinstance(raw.get("layers"), dict) and "architecture" not in raw:  # named layer lists: a run of each
                 raw["architecture"] = list(raw["layers"])
             self.axis_values = find_axes(raw)
+            if block is not None:
+                self.sweep, raw = self._searched(block, raw)
+                self.axis_values = {p: d.extent() for p, d in self.sweep.parameters.items()}
         except ValueError as exc:
             raise SpecError(f"{path}: experiment '{experiment}': {self._given(str(exc))}") from None
+        #: What identifies a sweep (its fields and block, less its number of trials), for resuming it.
+        self.sweep_digest = sweep_digest(raw, self.sweep) if self.sweep else None
         base = {key: value for key, value in raw.items() if key != GRID_KEY}
         for axis, values in self.axis_values.items():
             base = set_path(base, axis, values[0])
         self.raw, self.axes = base, tuple(self.axis_values)
         self._validated_axes: dict[str, list[RunSpec]] = {}
 
-    def _overridden(self, raw: dict[str, Any]) -> dict[str, Any]:
+    def _searched(self, block: Any, raw: dict[str, Any]) -> tuple[SweepSpec, dict[str, Any]]:
+        """The sweep of a ``sweep:`` block, and the fields with each swept one written out (a default optimizer's)."""
+        if self.axis_values:
+            axis = next(iter(self.axis_values))
+            raise ValueError(
+                f"field '{axis}': a sweep samples the values of its parameters, so the experiment's other fields "
+                f"take one value each; sweep this one too (sweep.parameters: {{{axis}: {{choice: [...]}}}})"
+            )
+        sweep = parse_sweep(block, raw)
+        for swept in sweep.parameters:
+            raw = with_default(raw, swept)
+        return sweep, raw
+
+    def _overridden(self, raw: dict[str, Any], block: Any) -> tuple[dict[str, Any], Any]:
         for override in self.overrides:
+            if override.path.split(".")[0] == SWEEP_KEY:
+                block = _set_in_sweep(block, override)
+                continue
             check_path(raw, override.path)
             grid = dict(raw.get(GRID_KEY) or {})
             grid.pop(override.path, None)
@@ -69,9 +98,11 @@ class Grid:
                 raw[GRID_KEY] = grid
             else:
                 raw.pop(GRID_KEY, None)
-        return raw
+        return raw, block
 
     def __len__(self) -> int:
+        if self.sweep is not None:
+            return self.sweep.total_trials
         return math.prod(len(values) for values in self.axis_values.values())
 
     def sizes(self) -> dict[str, int]:
@@ -81,6 +112,12 @@ class Grid:
     def values(self, axis: str) -> Sequence[Any]:
         """The values of ``axis``, in order."""
         return self.axis_values[axis]
+
+    def bounds(self, axis: str) -> Sequence[Any]:
+        """The values of ``axis`` that bound what a run of it needs: a range's two ends, else every value (a sweep
+        samples anywhere in between, and a run's size grows or shrinks with a number, never both)."""
+        values = self.axis_values[axis]
+        return [values[0], values[-1]] if isinstance(values, range) and len(values) > 1 else values
 
     def combination(self, **choices: Any) -> dict[str, Any]:
         """The raw fields of the run taking each axis's first value, but the values ``choices`` gives (by path)."""
@@ -102,8 +139,14 @@ class Grid:
     def check(self) -> None:
         """Validate every value of every axis (each in the first run, with the other axes at their first
         value) -- the sum of the axes' lengths, not their product; raises :class:`SpecError`. A range's
-        values are checked at its ends (they differ only in the number)."""
-        self.spec()
+        values are checked at its ends (they differ only in the number). A sweep's objective is checked against
+        the network (a measure's layer is a recorded conv layer)."""
+        first = self.spec()
+        if self.sweep is not None:
+            try:
+                self.sweep = check_objective(self.sweep, first)
+            except ValueError as exc:
+                raise SpecError(f"{self.path}: experiment '{self.experiment}': {exc}") from None
         for axis, values in self.axis_values.items():
             if isinstance(values, range):
                 values = [values[0], values[-1]]
@@ -115,9 +158,18 @@ class Grid:
                     self.spec(**{axis: value})
 
     def __iter__(self) -> Iterator[ResolvedRun]:
+        if self.sweep is not None:
+            raise ConvexpError(
+                f"experiment '{self.experiment}' is a {self.sweep.method} search: its trials are sampled as it runs "
+                "(convexp.experiments.runner.execute)"
+            )
         for values in product(list(self.axis_values.values())):
             spec = self._validated(self.combination(**dict(zip(self.axes, values))))
             yield ResolvedRun(self.experiment, spec, self.tags, self.notes)
+
+    def resolved(self, **choices: Any) -> ResolvedRun:
+        """The run taking ``choices`` (by path) and the first value of the other axes, with the experiment's labels."""
+        return ResolvedRun(self.experiment, self.spec(**choices), self.tags, self.notes)
 
     def _given(self, message: str) -> str:
         """``message`` naming what the command line gave, when the field it is about came from there."""
@@ -139,6 +191,26 @@ class Grid:
             text = str(exc)
             text = text if text.startswith("field ") else "field " + text
             raise SpecError(f"{self.path}: experiment '{self.experiment}': {self._given(text)}") from None
+
+
+def _set_in_sweep(block: Any, override: Override) -> Any:
+    """The ``sweep:`` block with an override of one of its fields (``--set sweep.trials=20``)."""
+    if block is None:
+        raise ValueError(f"field '{override.path}': the experiment has no sweep: block (given as {override.given})")
+    if isinstance(override.value, Axis):
+        raise ValueError(f"field '{override.path}': a sweep's settings take one value (given as {override.given})")
+    rest = override.path.split(".")[1:]
+    if not rest:
+        return override.value
+    if not isinstance(block, dict):
+        return block  # the block's own error says what it should be
+    if rest[0] == "parameters" and len(rest) > 1:  # its keys are dotted paths themselves
+        parameters = block.get("parameters")
+        return {
+            **block,
+            "parameters": {**(parameters if isinstance(parameters, dict) else {}), ".".join(rest[1:]): override.value},
+        }
+    return set_path(block, ".".join(rest), override.value)
 
 
 def _same_field(named: list[str], given: list[str]) -> bool:

@@ -33,6 +33,28 @@ class Diverged(Exception):
         self.step, self.epoch = step, epoch
 
 
+class Pruned(Exception):
+    """A sweep's pruning rule stopped the run after ``epoch`` (the message says why)."""
+
+    def __init__(self, epoch: int, message: str):
+        super().__init__(message)
+        self.epoch = epoch
+
+
+class EpochHook(Protocol):
+    """Something measured at each epoch's end that may stop the run: a sweep's trial
+    (:class:`convexp.experiments.sweeping.TrialJudge`)."""
+
+    def start(self, kernels: KernelReader) -> None:
+        """Before the first update, with the initial kernels (not called for a resumed run)."""
+
+    def epoch_end(self, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> Mapping[str, float]:
+        """What it measured at the epoch's end: more metrics, recorded with the epoch's."""
+
+    def verdict(self, epoch: int) -> str | None:
+        """Once the epoch is recorded: why the run stops here, or None to go on."""
+
+
 class ProgressListener(Protocol):
     """Where a runner reports progress for people to see (the CLI draws a progress bar)."""
 
@@ -54,10 +76,12 @@ class RunRecorder:
         progress: ProgressListener | None = None,
         resume_from: Checkpoint | None = None,
         plan: PlanCheck | None = None,
+        hook: EpochHook | None = None,
     ):
         """``resume_from``: the checkpoint a resumed run goes on from (what precedes it is recorded);
-        ``plan``: what the backend may hand back (checked before anything is buffered), if checked."""
-        self.store, self.run_id, self.progress, self.plan = store, run_id, progress, plan
+        ``plan``: what the backend may hand back (checked before anything is buffered), if checked;
+        ``hook``: what is measured at each epoch's end, and may end the run :class:`Pruned`."""
+        self.store, self.run_id, self.progress, self.plan, self.hook = store, run_id, progress, plan, hook
         self.every = spec.snapshots.every
         self.epoch_end_snapshots = spec.snapshots.epoch_end
         self.log_every = spec.log_every
@@ -102,6 +126,8 @@ class RunRecorder:
     def on_train_start(self, kernels: KernelReader) -> None:
         self._keep(self._snapshot_rows(0, 0, kernels))
         self.flush()
+        if self.hook is not None:
+            self.hook.start(kernels)
 
     def on_step(self, step: int, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
         if self.plan is not None:
@@ -131,8 +157,10 @@ class RunRecorder:
         if self.plan is not None:
             self.plan.epoch_end(epoch, step)
         rows = self._snapshot_rows(step, epoch, kernels) if self.epoch_end_snapshots else []
+        measured = self.hook.epoch_end(epoch, metrics, kernels) if self.hook is not None else {}
         now = time.time()
-        self.metrics.extend(MetricRecord(step, epoch, name, float(value), now) for name, value in metrics.items())
+        for name, value in {**metrics, **measured}.items():
+            self.metrics.append(MetricRecord(step, epoch, name, float(value), now))
         self._keep(rows)
         if self.keep_checkpoints and state is not None:
             self.checkpoint = Checkpoint(epoch, step, state())
@@ -140,6 +168,9 @@ class RunRecorder:
         self.flush()
         if self.progress:
             self.progress.epoch_end(epoch, metrics)
+        reason = self.hook.verdict(epoch) if self.hook is not None else None
+        if reason is not None:
+            raise Pruned(epoch, reason)
 
     def finished(self) -> None:
         """After the backend's train returned: raises :class:`PluginBreach` unless it made every step and epoch."""

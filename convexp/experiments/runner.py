@@ -25,8 +25,9 @@ from convexp.errors import DatasetError, SpecError, StoreError
 from convexp.experiments.allocator import keep_freed_memory
 from convexp.experiments.grids import Grid, resolve_grids
 from convexp.experiments.overrides import Override
-from convexp.experiments.recorder import Diverged, ProgressListener, RunRecorder
+from convexp.experiments.recorder import Diverged, ProgressListener, Pruned, RunRecorder
 from convexp.experiments.spec import ResolvedRun, RunSpec
+from convexp.experiments.sweeping import judge_for, open_sweep
 from convexp.model.layers import PlannedLayer
 from convexp.model.seeding import initial_weights
 from convexp.store import RunRecord, Store
@@ -47,6 +48,10 @@ class PreparedRun:
     #: The experiment's tags and notes, which the run starts with.
     tags: tuple[str, ...] = ()
     notes: str | None = None
+    #: For a sweep's trial: the sweep's id, the trial's number and the values sampled for it (path -> value).
+    sweep_id: int | None = None
+    trial: int | None = None
+    sampled: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -60,6 +65,10 @@ class RunOutcome:
     test_accuracy: float | None = None
     epoch_seconds: list[float] = field(default_factory=list)
     message: str | None = None
+    #: For a sweep's trial: its sweep, its number, and its objective at the last epoch it reached.
+    sweep_id: int | None = None
+    trial: int | None = None
+    objective: float | None = None
 
 
 class RunListener(ProgressListener, Protocol):
@@ -131,9 +140,19 @@ class PreparedRuns:
         return sum(len(grid) for grid in self.grids)
 
     def __iter__(self) -> Iterator[PreparedRun]:
+        """The runs of the grids (a sweep's trials are sampled as it runs: :func:`execute`)."""
         for grid in self.grids:
-            for run in grid:
-                yield self._preparer.prepare(run)
+            if grid.sweep is None:
+                yield from self.of(grid)
+
+    def of(self, grid: Grid) -> Iterator[PreparedRun]:
+        """The runs of one grid, prepared as they are reached."""
+        for run in grid:
+            yield self._preparer.prepare(run)
+
+    def prepare(self, run: ResolvedRun) -> PreparedRun:
+        """One resolved run, prepared (its backend and device were checked when this was made)."""
+        return self._preparer.prepare(run)
 
 
 def prepare_runs(
@@ -182,23 +201,54 @@ def make_job(run: PreparedRun, data: Dataset) -> TrainingJob:
 
 
 def execute(
-    runs: Iterable[PreparedRun], store: Store, data_dir: Path | None = None, listener: RunListener | None = None
+    runs: Iterable[PreparedRun],
+    store: Store,
+    data_dir: Path | None = None,
+    listener: RunListener | None = None,
+    *,
+    resume_sweeps: bool = False,
 ) -> list[RunOutcome]:
     """Train and record each run in turn. A run that fails is recorded as failed, one whose loss
     becomes NaN or infinite as diverged (keeping its snapshots up to that step), and the rest go
-    on; Ctrl-C marks the current run interrupted (keeping what was recorded) and stops."""
+    on; Ctrl-C marks the current run interrupted (keeping what was recorded) and stops.
+
+    Given :class:`PreparedRuns`, an experiment with a ``sweep:`` block runs as a search: each trial's values
+    are sampled once the trials before it are recorded, and a trial the pruning rule stops ends ``pruned``.
+    With ``resume_sweeps`` a sweep continues the newest one of the same definition in ``store``: its
+    interrupted trials first (from their checkpoints), then the trials it lacks."""
     store.check_recording_settings()  # a bad CONVEXP_SNAPSHOT_ENCODING or CONVEXP_WRITER is refused before any run starts
     keep_freed_memory()
-    datasets: dict[str, tuple[Dataset, dict[str, Any]]] = {}
+    training = _Training(store, data_dir, listener)
+    if not isinstance(runs, PreparedRuns):
+        return [training.new(run) for run in runs]
     outcomes = []
-    for run in runs:
-        if run.spec.dataset not in datasets:
-            data = load_dataset(run.spec.dataset, data_dir)
-            datasets[run.spec.dataset] = data, data_source(data, data_dir)
-        data, source = datasets[run.spec.dataset]
-        job = make_job(run, data)
-        outcomes.append(_train_and_record(run, job, store, create_run(run, store, data_source=source), listener))
+    for grid in runs.grids:
+        if grid.sweep is None:
+            outcomes += [training.new(run) for run in runs.of(grid)]
+            continue
+        sweep = open_sweep(store, grid, resume_sweeps)
+        outcomes += [resume(run_id, store, data_dir, listener) for run_id in sweep.unfinished()]
+        while (trial := sweep.next_trial()) is not None:
+            prepared = replace(runs.prepare(trial.run), sweep_id=sweep.id, trial=trial.number, sampled=trial.values)
+            outcomes.append(training.new(prepared))
     return outcomes
+
+
+class _Training:
+    """Trains new runs one after another, loading each dataset once."""
+
+    def __init__(self, store: Store, data_dir: Path | None, listener: RunListener | None):
+        self.store, self.data_dir, self.listener = store, data_dir, listener
+        self.datasets: dict[str, tuple[Dataset, dict[str, Any]]] = {}
+
+    def new(self, run: PreparedRun) -> RunOutcome:
+        """Record ``run`` as a new run and train it."""
+        if run.spec.dataset not in self.datasets:
+            data = load_dataset(run.spec.dataset, self.data_dir)
+            self.datasets[run.spec.dataset] = data, data_source(data, self.data_dir)
+        data, source = self.datasets[run.spec.dataset]
+        run_id = create_run(run, self.store, data_source=source)
+        return _train_and_record(run, make_job(run, data), self.store, run_id, self.listener)
 
 
 def resume(
@@ -244,7 +294,15 @@ def prepared_from_record(recorded: RunRecord, data_dir: Path | None = None) -> P
     dataset_info(spec.dataset).check_available(data_dir)
     device = _resolve_device(backend, spec.device, f"run {recorded.id}")
     return PreparedRun(
-        recorded.experiment, spec, backend, spec.plan(), recorded.kernel_initializer, recorded.bias_initializer, device
+        recorded.experiment,
+        spec,
+        backend,
+        spec.plan(),
+        recorded.kernel_initializer,
+        recorded.bias_initializer,
+        device,
+        sweep_id=recorded.sweep_id,
+        trial=recorded.trial,
     )
 
 
@@ -278,6 +336,8 @@ def create_run(run: PreparedRun, store: Store, *, queued: bool = False, data_sou
         device=run.device,
         tags=list(run.tags) or None,
         notes=run.notes,
+        sweep_id=run.sweep_id,
+        trial=run.trial,
     )
 
 
@@ -285,7 +345,8 @@ def _train_and_record(run: PreparedRun, job: TrainingJob, store: Store, run_id: 
     backend = run.backend
     outcome = RunOutcome(run_id, run.experiment, backend.name, "running")
     plan = PlanCheck.for_job(backend.name, job)
-    recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from, plan=plan)
+    judge = judge_for(store, run_id, job.epochs)  # a sweep's trial: its objective measured, the pruning rule applied
+    recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from, plan=plan, hook=judge)
     if listener:
         listener.run_start(run_id, run, job)
     stopping = True  # until the run ends in a way that lets the next run go on
@@ -313,6 +374,8 @@ def _train_and_record(run: PreparedRun, job: TrainingJob, store: Store, run_id: 
         raise
     except Diverged as exc:  # recorded up to the step before; the next run goes on
         outcome.status, outcome.message, stopping = "diverged", str(exc), False
+    except Pruned as exc:  # recorded to the end of the epoch it stopped after; the next trial goes on
+        outcome.status, outcome.message, stopping = "pruned", str(exc), False
     except PluginBreach as exc:  # the backend handed back what its plan does not allow: nothing of it is stored
         outcome.status, outcome.message, stopping = "failed", str(exc), False
     except Exception as exc:  # the run failed; record why and go on with the next
@@ -323,6 +386,8 @@ def _train_and_record(run: PreparedRun, job: TrainingJob, store: Store, run_id: 
             with contextlib.suppress(Exception):
                 _finish(store, outcome, recorder.writer.owner, listener if outcome.status == "interrupted" else None)
         else:
+            if judge is not None:
+                outcome.sweep_id, outcome.trial, outcome.objective = judge.sweep_id, judge.trial, judge.last_value()
             _finish(store, outcome, recorder.writer.owner, listener)
     return outcome
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -31,17 +32,44 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("queued", "running", "finished", "failed", "interrupted", "diverged")
+RUN_STATUSES = ("queued", "running", "finished", "failed", "interrupted", "diverged", "pruned")
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class Sweep(Base):
+    """A search over an experiment's fields (its ``sweep:`` block): each of its trials is a run."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, doc="The sweep's number in this database.")
+    uid: Mapped[str] = mapped_column(
+        String(32), unique=True, doc="The sweep's identity across databases (`convexp db copy` keeps its trials together)."
+    )
+    experiment: Mapped[str] = mapped_column(String(200), doc="The experiment's name in the YAML.")
+    method: Mapped[str] = mapped_column(String(20), doc="grid, random or tpe.")
+    definition: Mapped[dict] = mapped_column(
+        JSON,
+        doc="The sweep block as run: method, trials, seed, parameters (dotted path -> distribution), objective, prune.",
+    )
+    digest: Mapped[str] = mapped_column(
+        String(64),
+        index=True,
+        doc="SHA-256 of the experiment's fields and the sweep block less its trials: `convexp run --resume-sweep` continues the latest sweep with the same.",
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, doc="When it started (UTC).")
+
+
 class Run(Base):
     """One training run: one experiment on one backend with one resolved spec."""
 
     __tablename__ = "runs"
+    __table_args__ = (
+        # a trial number is taken once per sweep, even by two processes continuing it at once
+        Index("ix_runs_sweep_id_trial", "sweep_id", "trial", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, doc="The run's number in this database (`convexp show ID`).")
     experiment: Mapped[str] = mapped_column(
@@ -51,7 +79,9 @@ class Run(Base):
         String(100),
         doc="The backend plugin that trained it (`numpy`, `torch`, `tensorflow`, ...; `external` for a run recorded from your own loop).",
     )
-    status: Mapped[str] = mapped_column(String(20), doc="queued, running, finished, failed, interrupted or diverged.")
+    status: Mapped[str] = mapped_column(
+        String(20), doc="queued, running, finished, failed, interrupted, diverged, or pruned (a sweep stopped it early)."
+    )
     seed: Mapped[int] = mapped_column(Integer, doc="The seed of initial weights, batch order and dropout.")
     dataset: Mapped[str] = mapped_column(
         String(100), doc="The dataset's name (`digits`, `mnist`, ...; the file for your own arrays)."
@@ -116,6 +146,12 @@ class Run(Base):
     )
     notes: Mapped[str | None] = mapped_column(
         Text, nullable=True, doc="Free-text notes (YAML, the tracking API or `convexp note`)."
+    )
+    sweep_id: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="The id of the sweep it is a trial of (`sweeps.id`); NULL for any other run."
+    )
+    trial: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="Its trial number in that sweep (1, 2, ...): its sampled values are in its spec."
     )
 
 

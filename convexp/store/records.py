@@ -95,6 +95,9 @@ class RunRecord:
     tags: list[str] | None
     notes: str | None
     test_accuracy: float | None
+    #: The sweep it is a trial of, and its trial number there (None for any other run).
+    sweep_id: int | None = None
+    trial: int | None = None
 
     def is_stale(self, now: datetime | None = None) -> bool:
         """Whether a run still marked running has died. On this host its owner process decides: alive

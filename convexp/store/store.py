@@ -233,7 +233,7 @@ class Store(SnapshotReads, MetricReads):
     def reopen_run(self, run_id: int, force: bool = False) -> Checkpoint | None:
         """Claim a queued run, or one that stopped before finishing, to train it on from its latest checkpoint.
 
-        In one transaction: refuse a run that finished or diverged or whose process is still
+        In one transaction: refuse a run that finished, diverged or was pruned, or whose process is still
         alive; delete what it recorded after its checkpoint (all of it when it has none, so it
         starts over from step 0); mark it running in this process. Returns the checkpoint to
         resume from, or None to start from scratch. Nothing is ever recorded twice. With ``force`` a
@@ -244,7 +244,7 @@ class Store(SnapshotReads, MetricReads):
             if row is None:
                 raise StoreError(f"{self.location}: no run with id {run_id}")
             run = RunRecord(**row._mapping, test_accuracy=None)
-            if run.status in ("finished", "diverged"):
+            if run.status in ("finished", "diverged", "pruned"):
                 raise RunNotResumableError(f"run {run_id} is {run.status}: there is nothing to resume")
             if run.status == "running" and not run.is_stale() and not force:  # a retry waits for the heartbeat to age
                 beat = "no heartbeat yet" if run.heartbeat_at is None else f"last heartbeat {run.heartbeat_at:%H:%M:%S} UTC"

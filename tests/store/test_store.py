@@ -99,7 +99,7 @@ def test_a_new_sqlite_file_gets_the_schema_the_migrations_make_without_alembic(t
         command.upgrade(_alembic_config(connection), "head")
     engine.dispose()
     assert schema_of(f"sqlite:///{created}") == schema_of(migrated)
-    assert set(schema_of(migrated)) == {"alembic_version", "runs", "metrics", "kernel_snapshots", "checkpoints"}
+    assert set(schema_of(migrated)) == {"alembic_version", "runs", "metrics", "kernel_snapshots", "checkpoints", "sweeps"}
     with Store(str(created)) as store:  # and it is a database like any other
         run_id = store.create_run(**RUN_FIELDS)
         store.record(run_id, [MetricRecord(1, 1, "train_loss", 0.5)])
