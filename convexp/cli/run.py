@@ -163,6 +163,12 @@ def run_command(
             raise ConvexpError(f"--resume-sweep continues a sweep, but experiment(s) {names} have no sweep: block")
         selection = _check_storage(planned, db, yes, overrides=overrides)
         store = Store(db)
+        if resume_sweep:
+            from convexp.experiments.sweeping import resumable_sweep
+
+            for grid in planned.grids:
+                if grid.sweep is not None:
+                    resumable_sweep(store, grid)  # one line before anything is printed or run
         if selection:
             typer.echo(selection, err=True)
         planned_count = len(planned)
@@ -175,7 +181,7 @@ def run_command(
                 outcomes = [runner.resume(resume, store, data_dir, listener, force=force)]
             else:
                 outcomes = runner.execute(planned, store, data_dir, listener, resume_sweeps=resume_sweep)
-        _print_sweeps(store, outcomes)
+        _print_sweeps(store, outcomes, [] if resume is not None else planned.grids)
     except KeyboardInterrupt:
         continued = " (continue a sweep with --resume-sweep)" if resume is None and any(g.sweep for g in planned.grids) else ""
         typer.secho(
@@ -197,12 +203,14 @@ def run_command(
         raise typer.Exit(1)
 
 
-def _print_sweeps(store, outcomes) -> None:
-    """A line per sweep the runs were trials of: its trials by status, and its best."""
-    from convexp.experiments.sweeping import summarise_sweep
+def _print_sweeps(store, outcomes, grids) -> None:
+    """A line per sweep of the selection, or that a resumed run was a trial of: its trials by status, and its best."""
+    from convexp.experiments.sweeping import newest_sweep, summarise_sweep
 
-    for sweep_id in dict.fromkeys(o.sweep_id for o in outcomes if o.sweep_id is not None):
-        typer.echo(summarise_sweep(store, sweep_id).describe())
+    ran = [o.sweep_id for o in outcomes if o.sweep_id is not None]
+    for sweep_id in dict.fromkeys([*ran, *(newest_sweep(store, grid) for grid in grids if grid.sweep)]):
+        if sweep_id is not None:
+            typer.echo(summarise_sweep(store, sweep_id).describe())
 
 
 def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection: str = "") -> None:

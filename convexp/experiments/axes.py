@@ -19,8 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from convexp.errors import did_you_mean
-from convexp.experiments.spec import RunSpec
+from convexp.experiments.spec import RunSpec, suggestion
 from convexp.model.layers import LAYER_TYPES
 
 #: Fields whose lists are never axes: the network (its own lists are its shape), the description, the labels.
@@ -173,7 +172,7 @@ def check_path(raw: Mapping[str, Any], path: str, where: str | None = None) -> N
             continue
         fields = list(dict.fromkeys(f for m in _models(annotation, mapping) for f in m.model_fields))
         if part not in fields:
-            raise ValueError(f"field '{where}': {here} has no field '{part}'{did_you_mean(part, fields)}")
+            raise ValueError(f"field '{where}': {here} has no field '{part}'{suggestion(part, fields)}")
         annotation = _field_annotation(annotation, mapping, part)
         node = mapping.get(part) if mapping is not None else None
         if isinstance(node, list) and part != "layers" and node and all(isinstance(v, dict) for v in node):

@@ -141,7 +141,7 @@ class Grid:
         value) -- the sum of the axes' lengths, not their product; raises :class:`SpecError`. A range's
         values are checked at its ends (they differ only in the number). A sweep's objective is checked against
         the network (a measure's layer is a recorded conv layer)."""
-        first = self.spec()
+        first = self._check_value()
         if self.sweep is not None:
             try:
                 self.sweep = check_objective(self.sweep, first)
@@ -155,7 +155,22 @@ class Grid:
                 marker = repr(value)
                 if marker not in seen:
                     seen.add(marker)
-                    self.spec(**{axis: value})
+                    self._check_value(axis, value)
+
+    def _check_value(self, axis: str | None = None, value: Any = None) -> RunSpec:
+        """The spec with ``axis`` at ``value`` (all at their first value without); a sweep's error names the swept
+        field it comes from."""
+        try:
+            return self.spec(**({axis: value} if axis else {}))
+        except SpecError as exc:
+            if self.sweep is None:
+                raise
+            message = str(exc).split(": ", 2)[-1]
+            field = message.split("'")[1] if message.startswith("field '") else ""
+            for path, swept in self.sweep.parameters.items():
+                if field and _same_field(field.split("."), path.split(".")):
+                    raise SpecError(f"{exc} (a value of sweep.parameters.{path}: {swept.describe()})") from None
+            raise
 
     def __iter__(self) -> Iterator[ResolvedRun]:
         if self.sweep is not None:

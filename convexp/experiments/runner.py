@@ -26,6 +26,7 @@ from convexp.experiments.allocator import keep_freed_memory
 from convexp.experiments.grids import Grid, resolve_grids
 from convexp.experiments.overrides import Override
 from convexp.experiments.recorder import Diverged, ProgressListener, Pruned, RunRecorder
+from convexp.experiments.samplers import optuna_module
 from convexp.experiments.spec import ResolvedRun, RunSpec
 from convexp.experiments.sweeping import judge_for, open_sweep
 from convexp.model.layers import PlannedLayer
@@ -132,6 +133,8 @@ class PreparedRuns:
         self.grids = grids
         self._preparer = _Preparer(data_dir)
         for grid in grids:
+            if grid.sweep is not None and grid.sweep.needs_optuna():
+                optuna_module()  # one line, before anything is printed or written, where Optuna is missing
             for axis in ("backend", "device", "dataset"):
                 for spec in grid.validated(axis) if axis in grid.axes else [grid.spec()]:
                     self._preparer.check(spec, f"experiment '{grid.experiment}'")

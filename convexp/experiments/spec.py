@@ -216,6 +216,13 @@ class ResolvedRun:
 _ALIASES = {"lr": "learning_rate", "kernel": "kernel_size", "pool": "pool_size", "activation_fn": "activation"}
 
 
+def suggestion(name: str, fields: list[str]) -> str:
+    """`` (did you mean 'learning_rate'?)`` for a misspelt field, or a name another tool uses (``lr``)."""
+    if name in _ALIASES and _ALIASES[name] in fields:
+        return f" (did you mean '{_ALIASES[name]}'?)"
+    return did_you_mean(name, fields)
+
+
 def describe_error(error: ValidationError) -> str:
     first = error.errors()[0]
     loc = ".".join(str(part) for part in first["loc"] if not str(part).startswith("function-after"))
@@ -223,10 +230,7 @@ def describe_error(error: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         parent = first["loc"][:-1]
         key = str(first["loc"][-1])
-        if key in _ALIASES and _ALIASES[key] in _field_names(parent):
-            message = f"unknown field (did you mean '{_ALIASES[key]}'?)"
-        else:
-            message = f"unknown field{did_you_mean(key, _field_names(parent))}"
+        message = f"unknown field{suggestion(key, _field_names(parent))}"
     elif first["type"] not in ("value_error", "missing"):
         message += f" (got {first['input']!r})"
     more = error.error_count() - 1

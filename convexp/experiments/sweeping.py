@@ -81,16 +81,29 @@ def open_sweep(store: Store, grid: Grid, resume: bool = False) -> OpenSweep:
     if sweep.needs_optuna():
         optuna_module()  # one line before anything is written where Optuna is missing
     if resume:
-        record = latest_sweep(store, grid.experiment, grid.sweep_digest)
-        if record is None:
-            raise ConvexpError(
-                f"{store.location}: no sweep of experiment '{grid.experiment}' as it is defined now to continue; "
-                "run it without --resume-sweep to start one"
-            )
+        record = resumable_sweep(store, grid)
         if record.definition.get("trials") != sweep.trials:  # continued with another number of trials
             record = set_trials(store, record.id, sweep.trials)
         return OpenSweep(store, grid, record)
     return OpenSweep(store, grid, create_sweep(store, grid.experiment, sweep.method, sweep.definition(), grid.sweep_digest))
+
+
+def resumable_sweep(store: Store, grid: Grid) -> SweepRecord:
+    """The sweep ``--resume-sweep`` continues: the newest of ``grid``'s experiment with its definition (all but the
+    number of trials); :class:`ConvexpError` naming the experiment when there is none."""
+    record = latest_sweep(store, grid.experiment, grid.sweep_digest) if grid.sweep_digest else None
+    if record is None:
+        raise ConvexpError(
+            f"{store.location}: no sweep of experiment '{grid.experiment}' as it is defined now to continue; "
+            "run it without --resume-sweep to start one"
+        )
+    return record
+
+
+def newest_sweep(store: Store, grid: Grid) -> int | None:
+    """The id of the newest sweep in ``store`` of ``grid``'s experiment as it is defined now, if any."""
+    record = latest_sweep(store, grid.experiment, grid.sweep_digest) if grid.sweep_digest else None
+    return None if record is None else record.id
 
 
 def sweep_of(store: Store, sweep_id: int) -> SweepSpec:
