@@ -30,8 +30,8 @@ def format_values(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{path}={value:.4g}" if isinstance(value, float) else f"{path}={value}" for path, value in values.items())
 
 
-def _run_label(run_id: int, experiment: str, backend: str) -> str:
-    return escape(f"run {run_id} {experiment}/{backend}")
+def _run_label(run_id: int, experiment: str, backend: str, trial: int | None = None) -> str:
+    return escape(f"run {run_id} {experiment}/{backend}" + (f" trial {trial}" if trial is not None else ""))
 
 
 class RunPrinter:
@@ -61,9 +61,8 @@ class RunPrinter:
     def run_start(self, run_id, run, job) -> None:
         self.index += 1
         self.run_id, self.epochs, self.job = run_id, job.epochs, job
-        self.label = _run_label(run_id, run.experiment, run.backend.name)
+        self.label = _run_label(run_id, run.experiment, run.backend.name, run.trial)
         if run.trial is not None:
-            self.label += f" trial {run.trial}"
             if run.sampled:
                 self.console.print(f"[bold]{self.label}[/bold]: " + escape(format_values(run.sampled)))
         resumed = job.resume_from
@@ -126,5 +125,5 @@ class GridPrinter:
             counts=f"{state.done} done, {state.failed} failed, {state.running} running",
         )
         if outcome is not None:
-            label = _run_label(outcome.run_id, outcome.experiment, outcome.backend)
+            label = _run_label(outcome.run_id, outcome.experiment, outcome.backend, outcome.trial)
             self.progress.console.print(outcome_line(outcome, label))

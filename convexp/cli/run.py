@@ -130,12 +130,12 @@ def run_command(
     if executor is Executor.dask:
         if resume is not None:
             raise ConvexpError("--resume runs here; it cannot be combined with --executor dask")
-        planned = runner.prepare_runs(_experiments_file(file), experiment, overrides, data_dir)
+        planned = _prepared(file, experiment, overrides, data_dir, resume_sweep)
         selection = _check_storage(
             planned, db, yes, memory_here=scheduler is None, overrides=overrides
         )  # a cluster of one's own: its machines
         with _sigterm_as_ctrl_c():
-            _run_on_dask(list(planned), db, data_dir, scheduler, workers, max_retries, selection)
+            _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection, resume_sweep)
         return
     if force and resume is None:
         raise ConvexpError("--force takes over a run to resume: give it with --resume RUN")
@@ -157,18 +157,11 @@ def run_command(
             )
         planned_count = 1
     else:
-        planned = runner.prepare_runs(_experiments_file(file), experiment, overrides, data_dir)
-        if resume_sweep and not any(grid.sweep for grid in planned.grids):
-            names = ", ".join(grid.experiment for grid in planned.grids)
-            raise ConvexpError(f"--resume-sweep continues a sweep, but experiment(s) {names} have no sweep: block")
+        planned = _prepared(file, experiment, overrides, data_dir, resume_sweep)
         selection = _check_storage(planned, db, yes, overrides=overrides)
         store = Store(db)
         if resume_sweep:
-            from convexp.experiments.sweeping import resumable_sweep
-
-            for grid in planned.grids:
-                if grid.sweep is not None:
-                    resumable_sweep(store, grid)  # one line before anything is printed or run
+            _check_resumable(store, planned.grids)  # one line before anything is printed or run
         if selection:
             typer.echo(selection, err=True)
         planned_count = len(planned)
@@ -203,6 +196,18 @@ def run_command(
         raise typer.Exit(1)
 
 
+def _prepared(file, experiment, overrides, data_dir, resume_sweep: bool) -> PreparedRuns:
+    """The selection, validated; with --resume-sweep, one with a sweep."""
+    from convexp.errors import ConvexpError
+    from convexp.experiments import runner
+
+    planned = runner.prepare_runs(_experiments_file(file), experiment, overrides, data_dir)
+    if resume_sweep and not any(grid.sweep for grid in planned.grids):
+        names = ", ".join(grid.experiment for grid in planned.grids)
+        raise ConvexpError(f"--resume-sweep continues a sweep, but experiment(s) {names} have no sweep: block")
+    return planned
+
+
 def _print_sweeps(store, outcomes, grids) -> None:
     """A line per sweep of the selection, or that a resumed run was a trial of: its trials by status, and its best."""
     from convexp.experiments.sweeping import newest_sweep, summarise_sweep
@@ -213,33 +218,53 @@ def _print_sweeps(store, outcomes, grids) -> None:
             typer.echo(summarise_sweep(store, sweep_id).describe())
 
 
-def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection: str = "") -> None:
+def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection: str = "", resume_sweep=False) -> None:
     from convexp.cli.progress import GridPrinter
     from convexp.experiments.executors import run_on_dask
     from convexp.store import Store
 
     where = scheduler or f"a LocalCluster of {workers or 'one per CPU'} worker(s)"
     with Store(db) as store:
+        if resume_sweep:
+            _check_resumable(store, planned.grids)
         if selection:
             typer.echo(selection, err=True)
         typer.echo(f"{len(planned)} run(s) on {where}, recording into {store.location}", err=True)
         try:
             with GridPrinter(len(planned)) as show:
                 outcomes = run_on_dask(
-                    planned, store, data_dir, scheduler=scheduler, workers=workers, max_retries=max_retries, listener=show
+                    planned,
+                    store,
+                    data_dir,
+                    scheduler=scheduler,
+                    workers=workers,
+                    max_retries=max_retries,
+                    listener=show,
+                    resume_sweeps=resume_sweep,
                 )
         except KeyboardInterrupt:
+            sweeps = " (a sweep with --resume-sweep)" if any(g.sweep for g in planned.grids) else ""
             typer.secho(
                 "interrupted: the grid stopped; its runs that had not finished are marked 'interrupted' "
-                "(continue one with convexp run --resume RUN)",
+                f"(continue one with convexp run --resume RUN{sweeps})",
                 err=True,
                 fg="yellow",
             )
             raise typer.Exit(130) from None
-    finished = sum(o.status == "finished" for o in outcomes)
-    typer.echo(f"grid: {finished}/{len(outcomes)} run(s) finished")
-    if finished != len(outcomes):
+        _print_sweeps(store, outcomes, planned.grids)
+    finished, pruned = (sum(o.status == status for o in outcomes) for status in ("finished", "pruned"))
+    typer.echo(f"grid: {finished}/{len(outcomes)} run(s) finished" + (f", {pruned} pruned" if pruned else ""))
+    if finished + pruned != len(outcomes):
         raise typer.Exit(1)
+
+
+def _check_resumable(store, grids) -> None:
+    """That each sweep of the selection has a sweep to continue in ``store``: one line before anything runs."""
+    from convexp.experiments.sweeping import resumable_sweep
+
+    for grid in grids:
+        if grid.sweep is not None:
+            resumable_sweep(store, grid)
 
 
 @contextlib.contextmanager

@@ -176,3 +176,51 @@ def test_a_worker_of_convexps_cluster_drops_only_the_lost_scheduler_heartbeat_tr
         assert quiet.filter(record("Compute Failed", CommClosedError("closed")))
     finally:
         logger.filters.clear()
+
+
+def test_a_sweep_on_a_local_cluster_trains_trials_in_parallel_with_the_sampler_in_the_client(tmp_path):
+    """A random search with pruning on two workers: the trials are those the same seed samples here, each recorded
+    once, two at a time (their recorded metric times overlap); pruning is decided on the workers. Continued with
+    one more trial, the sweep adds exactly that one."""
+    pytest.importorskip("optuna", reason="pruning needs convexp[sweeps]")
+    body = {
+        **TINY_DIGITS,
+        "epochs": 3,
+        "sweep": {
+            "method": "random",
+            "trials": 4,
+            "seed": 5,
+            "parameters": {"optimizer.learning_rate": {"loguniform": [1e-5, 1.0]}},
+            "prune": {"startup_trials": 1},
+        },
+    }
+    path = write_experiments(tmp_path / "e.yaml", {"lr": body})
+    url = f"sqlite:///{tmp_path / 'cluster.db'}"
+    result = run_cli("run", str(path), "--executor", "dask", "--workers", "2", "--db", url)
+    assert result.returncode == 0, result.stderr
+    assert "sweep 1 of 'lr': 4/4 trial(s)" in result.stdout
+
+    def trials(url: str) -> list[tuple]:
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT trial, status, json_extract(spec, '$.optimizer.learning_rate'), message, "
+                "(SELECT min(wall_time) FROM metrics m WHERE m.run_id = r.id), "
+                "(SELECT max(wall_time) FROM metrics m WHERE m.run_id = r.id) FROM runs r ORDER BY trial"
+            ).all()
+        engine.dispose()
+        return [tuple(r) for r in rows]
+
+    on_cluster = trials(url)
+    local = f"sqlite:///{tmp_path / 'local.db'}"
+    assert run_cli("run", str(path), "--db", local).returncode == 0
+    assert [t[:1] + t[2:3] for t in on_cluster] == [t[:1] + t[2:3] for t in trials(local)]
+    assert {t[1] for t in on_cluster} <= {"finished", "pruned"}
+    assert all("median rule" in t[3] for t in on_cluster if t[1] == "pruned")
+    spans = [(t[4], t[5]) for t in on_cluster]
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :]), spans
+    more = run_cli(
+        "run", str(path), "--executor", "dask", "--workers", "2", "--db", url, "--resume-sweep", "--set", "sweep.trials=5"
+    )
+    assert more.returncode == 0, more.stderr
+    assert [t[0] for t in trials(url)] == [1, 2, 3, 4, 5] and trials(url)[:4] == on_cluster
