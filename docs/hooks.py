@@ -96,6 +96,7 @@ def yaml_models() -> list[tuple[str, Any]]:
     """(heading, pydantic model) for the experiment and every model it nests: the run's fields, the snapshot
     schedule, augmentation, the optimizers and their schedule, and every layer type."""
     from convexp.experiments.spec import RunSpec, SnapshotSchedule
+    from convexp.experiments.sweep_spec import Objective, Pruning, SweepSpec
     from convexp.model.augmentation import Augmentation
     from convexp.model.layers import LAYER_TYPES
     from convexp.model.optimizers import SGD, Adam, AdamW, Schedule
@@ -108,6 +109,9 @@ def yaml_models() -> list[tuple[str, Any]]:
         ("optimizer: adam", Adam),
         ("optimizer: adamw", AdamW),
         ("optimizer schedule", Schedule),
+        ("sweep", SweepSpec),
+        ("sweep objective", Objective),
+        ("sweep prune", Pruning),
     ]
     for model in LAYER_TYPES:
         layer_type = typing.get_args(model.model_fields["type"].annotation)[0]
@@ -130,7 +134,14 @@ def yaml_reference() -> str:
                 f"| `{field}` | {_cell(_type_name(info.annotation))} | {_cell(default)} | {_cell(constraints)} | "
                 f"{_cell(info.description or '')} |"
             )
+        if model.__name__ == "RunSpec":
+            rows.append(
+                "| `sweep` | mapping | none |  | a search over some fields instead of a grid of them: a run per trial "
+                "(see sweep below; `convexp run --resume-sweep` continues one) |"
+            )
         out.append("\n".join([f"## {heading}", "", _cell(doc), "", *rows, ""]))
+        if heading == "sweep":
+            out.append(_distributions())
     out.append(
         "Besides these, an experiment may have `tags:` (a list of labels) and `notes:` (free text): they label its "
         "runs and are not part of their spec. A list given for any field but `layers`, `description` and `tags`, "
@@ -139,6 +150,20 @@ def yaml_reference() -> str:
         "`convexp run --set PATH=VALUE` sets any field from the command line."
     )
     return "\n".join(out)
+
+
+def _distributions() -> str:
+    """The distributions a sweep's parameter may be drawn from."""
+    from convexp.experiments.sweep_spec import KINDS
+
+    what = {
+        "uniform": "`{uniform: [low, high]}`: any number between, evenly",
+        "loguniform": "`{loguniform: [low, high]}` (0 < low): evenly in log space, as learning rates are swept",
+        "int": "`{int: [low, high]}`: a whole number, both ends included",
+        "choice": "`{choice: [a, b, ...]}`: one of the values (any YAML value, a list or a mapping too)",
+    }
+    rows = ["| distribution | what it draws |", "|---|---|", *(f"| `{kind}` | {what[kind]} |" for kind in KINDS)]
+    return "\n".join(["### sweep parameters", "", "`parameters` maps dotted paths (as `grid:`'s) to one of:", "", *rows, ""])
 
 
 def _shown(value: Any) -> Any:

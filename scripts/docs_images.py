@@ -6,7 +6,8 @@
 Each picture is the output of the convexp commands the docs show, run on a fresh database in a temporary
 folder: the quickstart's filters during training, conv1's edge share by initializer across 5 seeds
 (the ``edge-detectors`` grid, one MNIST epoch each), conv2's top patches and preferred inputs after 12
-epochs of ``mnist-keras-convnet`` on tensorflow, and the web UI's run page (through the browser test that
+epochs of ``mnist-keras-convnet`` on tensorflow, the quickstart's learning rates and the lr-sweep's TPE trials
+against what they did, and the web UI's run page (through the browser test that
 checks it, with CONVEXP_WRITE_DOCS_IMAGES=1).
 """
 
@@ -91,6 +92,15 @@ def lr_sweep(db: Path, mnist: Path | None) -> None:
     )
 
 
+def lr_sweep_tpe(db: Path, mnist: Path | None) -> None:
+    convexp("run", "-e", "lr-sweep", "--db", str(db))
+    out = IMAGES / "lr-sweep-tpe.png"
+    convexp(
+        "plot", "sweep", "lr-sweep", "--x", "optimizer.learning_rate", "--y", "edge_share", "--layer", "conv1",
+        "--out", str(out), "--db", str(db),
+    )  # fmt: skip
+
+
 def ui_run(db: Path, mnist: Path | None) -> None:
     print("$ CONVEXP_WRITE_DOCS_IMAGES=1 python -m pytest -n 0 tests/ui/test_ui_browser.py -k screenshot", flush=True)
     env = {**os.environ, "CONVEXP_WRITE_DOCS_IMAGES": "1"}
@@ -113,6 +123,7 @@ PICTURES = {
     "edge-detectors": edge_detectors,
     "mnist-conv2": mnist_conv2,
     "lr-sweep": lr_sweep,
+    "lr-sweep-tpe": lr_sweep_tpe,
     "ui-run": ui_run,
 }
 

@@ -205,16 +205,25 @@ def sweep_figure(points: SweepPoints) -> Figure:
     numeric_x = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in points.xs)
     categories = list(dict.fromkeys(map(str, points.xs)))
     xs = points.xs if numeric_x else [categories.index(str(x)) for x in points.xs]
-    if points.colour_field and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in points.colours):
+    numeric_colour = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in points.colours)
+    if points.colour_field and numeric_colour:
         drawn = ax.scatter(xs, points.ys, c=points.colours, cmap="viridis", s=28)
         figure.colorbar(drawn, ax=ax, label=points.colour_field)
     elif points.colour_field:
         for index, value in enumerate(dict.fromkeys(map(str, points.colours))):
             chosen = [i for i, c in enumerate(points.colours) if str(c) == value]
             ax.scatter([xs[i] for i in chosen], [points.ys[i] for i in chosen], s=28, color=f"C{index}", label=value)
-        ax.legend(fontsize=8, title=points.colour_field, title_fontsize=8)
     else:
         ax.scatter(xs, points.ys, s=28)
+    shown = [(x if numeric_x else categories.index(str(x)), y) for x, y in zip(points.pruned_xs, points.pruned_ys)
+             if numeric_x or str(x) in categories]  # fmt: skip
+    if shown:
+        ax.scatter(
+            [x for x, _ in shown], [y for _, y in shown], s=28, facecolors="none", edgecolors="0.45",
+            label=f"pruned ({len(shown)}): at the epoch it stopped",
+        )  # fmt: skip
+    if shown or (points.colour_field and not numeric_colour):
+        ax.legend(fontsize=8, title=None if numeric_colour else points.colour_field, title_fontsize=8)
     if not numeric_x:
         ax.set_xticks(range(len(categories)), categories)
     elif points.log_x:

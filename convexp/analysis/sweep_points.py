@@ -1,18 +1,19 @@
 """A parameter against what it does (``convexp plot sweep``): one point per finished run of an experiment, a
 parameter on x, the objective on y (a metric at a step, or a filter measure of a layer), another parameter as the
-colour; x is drawn on a log axis when its values are positive and span a decade or more, as swept learning
-rates do."""
+colour. x is drawn on a log axis when the experiment's sweep drew it log-uniformly, on a linear one when it drew it
+uniformly, and otherwise when its values are positive and span a decade or more, as swept learning rates do."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from convexp.analysis.groups import MEASURES
+from convexp.analysis.groups import MEASURES, kernels_at, measure_values
 from convexp.analysis.importance import objective_values
-from convexp.analysis.parameters import check_fields
+from convexp.analysis.parameters import Condition, check_fields, run_parameters
 from convexp.store import Store
+from convexp.store.sweeps import list_sweeps
 
 #: How far apart (a ratio) positive x values must be for a log axis.
 LOG_SPAN = 10.0
@@ -30,10 +31,19 @@ class SweepPoints:
     xs: list[Any]
     ys: list[float]
     colours: list[Any]
+    #: How the experiment's newest sweep drew x (``loguniform``, ``uniform``, ``int``, ``choice``), if it did.
+    distribution: str | None = None
+    #: The trials a sweep's pruning rule stopped: their ids, x, and y at the last step they reached.
+    pruned_ids: list[int] = field(default_factory=list)
+    pruned_xs: list[Any] = field(default_factory=list)
+    pruned_ys: list[float] = field(default_factory=list)
 
     @property
     def log_x(self) -> bool:
-        """Whether x is drawn on a log axis (positive numbers spanning :data:`LOG_SPAN` or more)."""
+        """Whether x is drawn on a log axis: as the sweep drew it, else for positive numbers spanning
+        :data:`LOG_SPAN` or more."""
+        if self.distribution in ("loguniform", "uniform"):
+            return self.distribution == "loguniform"
         numbers = [x for x in self.xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
         return len(numbers) == len(self.xs) > 1 and min(numbers) > 0 and max(numbers) / min(numbers) >= LOG_SPAN
 
@@ -43,7 +53,8 @@ def sweep_points(
     layer: str | None = None, step: int | str = "last", where: Sequence[str] = (),
 ) -> SweepPoints:  # fmt: skip
     """Each finished run's ``x`` parameter and its ``y`` (a metric, or a filter measure of ``layer``: edge_share,
-    drift), coloured by the ``colour`` parameter; raises naming the fields there are for an unknown one."""
+    drift), coloured by the ``colour`` parameter, and each pruned trial's at the last step it reached; raises naming
+    the fields there are for an unknown one."""
     measure = y if y in MEASURES else None
     name, values, parameters = objective_values(store, experiment, None if measure else y, measure, layer, step, where)
     ids = sorted(values)
@@ -59,4 +70,34 @@ def sweep_points(
         [parameters[i].get(x) for i in ids],
         [values[i] for i in ids],
         [parameters[i].get(colour) for i in ids] if colour else [],
+        swept_distribution(store, experiment, x),
+        *_pruned(store, experiment, x, name, measure, layer, where),
     )
+
+
+def _pruned(
+    store: Store, experiment: str, x: str, name: str, measure: str | None, layer: str | None, where: Sequence[str]
+) -> tuple[list[int], list[Any], list[float]]:
+    """The pruned trials meeting ``where``: ids, x, and the objective at the last step each reached."""
+    conditions = [Condition.parse(c) for c in where]
+    runs = [r for r in store.list_runs(experiment=experiment, status="pruned")]
+    parameters = {r.id: run_parameters(r) for r in runs}
+    runs = [r for r in runs if all(c.matches(parameters[r.id]) for c in conditions)]
+    if not runs:
+        return [], [], []
+    if measure is not None:
+        values = measure_values(measure, kernels_at(store, runs, name.split("(")[1].rstrip(")"), "last"), {})
+    else:
+        read = store.metrics_of_runs([r.id for r in runs], [name])
+        values = {i: records[-1].value for i, records in read.items() if records}
+    ids = sorted(values)
+    return ids, [parameters[i].get(x) for i in ids], [values[i] for i in ids]
+
+
+def swept_distribution(store: Store, experiment: str, path: str) -> str | None:
+    """How the newest sweep of ``experiment`` that swept ``path`` drew it (``loguniform``...), or None."""
+    for sweep in reversed(list_sweeps(store, experiment)):
+        swept = (sweep.definition.get("parameters") or {}).get(path)
+        if isinstance(swept, dict) and len(swept) == 1:
+            return str(next(iter(swept)))
+    return None

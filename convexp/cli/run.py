@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,7 +175,7 @@ def run_command(
                 outcomes = [runner.resume(resume, store, data_dir, listener, force=force)]
             else:
                 outcomes = runner.execute(planned, store, data_dir, listener, resume_sweeps=resume_sweep)
-        _print_sweeps(store, outcomes, [] if resume is not None else planned.grids)
+        _print_sweeps(store, outcomes, [] if resume is not None else planned.grids, db)
     except KeyboardInterrupt:
         continued = " (continue a sweep with --resume-sweep)" if resume is None and any(g.sweep for g in planned.grids) else ""
         typer.secho(
@@ -184,8 +185,6 @@ def run_command(
     finally:
         store.close()
     if outcomes:
-        import shlex
-
         last, where = outcomes[-1].run_id, "" if db is None else f" --db {shlex.quote(db)}"
         typer.echo(
             f"recorded in {store.location}; next: `convexp show {last}{where}`, "
@@ -208,14 +207,17 @@ def _prepared(file, experiment, overrides, data_dir, resume_sweep: bool) -> Prep
     return planned
 
 
-def _print_sweeps(store, outcomes, grids) -> None:
+def _print_sweeps(store, outcomes, grids, db: str | None) -> None:
     """A line per sweep of the selection, or that a resumed run was a trial of: its trials by status, and its best."""
     from convexp.experiments.sweeping import newest_sweep, summarise_sweep
 
     ran = [o.sweep_id for o in outcomes if o.sweep_id is not None]
     for sweep_id in dict.fromkeys([*ran, *(newest_sweep(store, grid) for grid in grids if grid.sweep)]):
         if sweep_id is not None:
-            typer.echo(summarise_sweep(store, sweep_id).describe())
+            summary = summarise_sweep(store, sweep_id)
+            typer.echo(summary.describe())
+            where = "" if db is None else f" --db {shlex.quote(db)}"
+            typer.echo(f"draw it: `{summary.plot_command}{where}`", err=True)
 
 
 def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selection: str = "", resume_sweep=False) -> None:
@@ -251,7 +253,7 @@ def _run_on_dask(planned, db, data_dir, scheduler, workers, max_retries, selecti
                 fg="yellow",
             )
             raise typer.Exit(130) from None
-        _print_sweeps(store, outcomes, planned.grids)
+        _print_sweeps(store, outcomes, planned.grids, db)
     finished, pruned = (sum(o.status == status for o in outcomes) for status in ("finished", "pruned"))
     typer.echo(f"grid: {finished}/{len(outcomes)} run(s) finished" + (f", {pruned} pruned" if pruned else ""))
     if finished + pruned != len(outcomes):

@@ -9,6 +9,7 @@ all decide alike. The runner trains the trials (:func:`convexp.experiments.runne
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -202,6 +203,8 @@ class SweepSummary:
     best_trial: int | None
     best_value: float | None
     best_values: dict[str, Any]
+    #: The command that draws the sweep's first parameter against its objective.
+    plot_command: str = ""
 
     def describe(self) -> str:
         """One line: the trials by status, and the best."""
@@ -239,4 +242,11 @@ def summarise_sweep(store: Store, sweep_id: int) -> SweepSummary:
         best.trial if best else None,
         best.objective[max(best.objective)] if best else None,
         {path: value_at(best.spec, path) for path in sweep.parameters} if best else {},
+        _plot_command(record.experiment, sweep),
     )
+
+
+def _plot_command(experiment: str, sweep: SweepSpec) -> str:
+    objective = sweep.objective
+    y = f"--y {objective.metric}" if objective.metric else f"--y {objective.measure} --layer {objective.layer}"
+    return f"convexp plot sweep {shlex.quote(experiment)} --x {next(iter(sweep.parameters))} {y} --out sweep.png"

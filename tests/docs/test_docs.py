@@ -51,12 +51,13 @@ def test_the_yaml_reference_has_every_field_the_examples_use():
     text = hooks().reference("yaml")
     used: set[str] = set()
 
-    def collect(value, under_layers=False):
+    def collect(value, under_layers=False, paths=False):
         if isinstance(value, dict):
             for key, inner in value.items():
-                if not (under_layers and isinstance(inner, list)):  # a named layer list: its name is the user's
+                # a named layer list's name, and a sweep parameter's dotted path, are the user's
+                if not (under_layers and isinstance(inner, list)) and not paths:
                     used.add(key)
-                collect(inner, under_layers=key == "layers")
+                collect(inner, under_layers=key == "layers", paths=key == "parameters")
         elif isinstance(value, list):
             for item in value:
                 collect(item)
@@ -64,6 +65,7 @@ def test_the_yaml_reference_has_every_field_the_examples_use():
     for experiment in yaml.safe_load((REPO / "experiments.yaml").read_text())["experiments"].values():
         collect(experiment)
     missing = sorted(key for key in used if f"| `{key}` |" not in text and key not in ("type", "name", "tags", "notes"))
+    assert "sweep" in used and "loguniform" in used  # the example sweep's fields are among them
     assert not missing
     for layer_type in re.findall(r"\{type: (\w+)|- type: (\w+)", (REPO / "experiments.yaml").read_text()):
         layer_type = layer_type[0] or layer_type[1]
