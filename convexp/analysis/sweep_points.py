@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from convexp.analysis.groups import MEASURES, kernels_at, measure_values
+from convexp.analysis.groups import MEASURES
 from convexp.analysis.importance import objective_values
-from convexp.analysis.parameters import Condition, check_fields, run_parameters
+from convexp.analysis.parameters import check_fields
+from convexp.analysis.sweep_table import pruned_trials, swept_distributions
 from convexp.store import Store
-from convexp.store.sweeps import list_sweeps
 
 #: How far apart (a ratio) positive x values must be for a log axis.
 LOG_SPAN = 10.0
@@ -59,6 +59,7 @@ def sweep_points(
     name, values, parameters = objective_values(store, experiment, None if measure else y, measure, layer, step, where)
     ids = sorted(values)
     check_fields([x], [parameters[i] for i in ids], "--x")
+    pruned = dict(sorted(pruned_trials(store, experiment, name, measure, where).items()))
     if colour:
         check_fields([colour], [parameters[i] for i in ids], "--color")
     return SweepPoints(
@@ -70,34 +71,8 @@ def sweep_points(
         [parameters[i].get(x) for i in ids],
         [values[i] for i in ids],
         [parameters[i].get(colour) for i in ids] if colour else [],
-        swept_distribution(store, experiment, x),
-        *_pruned(store, experiment, x, name, measure, layer, where),
+        swept_distributions(store, experiment).get(x),
+        [i for i in pruned],
+        [p.get(x) for p, _ in pruned.values()],
+        [v for _, v in pruned.values()],
     )
-
-
-def _pruned(
-    store: Store, experiment: str, x: str, name: str, measure: str | None, layer: str | None, where: Sequence[str]
-) -> tuple[list[int], list[Any], list[float]]:
-    """The pruned trials meeting ``where``: ids, x, and the objective at the last step each reached."""
-    conditions = [Condition.parse(c) for c in where]
-    runs = [r for r in store.list_runs(experiment=experiment, status="pruned")]
-    parameters = {r.id: run_parameters(r) for r in runs}
-    runs = [r for r in runs if all(c.matches(parameters[r.id]) for c in conditions)]
-    if not runs:
-        return [], [], []
-    if measure is not None:
-        values = measure_values(measure, kernels_at(store, runs, name.split("(")[1].rstrip(")"), "last"), {})
-    else:
-        read = store.metrics_of_runs([r.id for r in runs], [name])
-        values = {i: records[-1].value for i, records in read.items() if records}
-    ids = sorted(values)
-    return ids, [parameters[i].get(x) for i in ids], [values[i] for i in ids]
-
-
-def swept_distribution(store: Store, experiment: str, path: str) -> str | None:
-    """How the newest sweep of ``experiment`` that swept ``path`` drew it (``loguniform``...), or None."""
-    for sweep in reversed(list_sweeps(store, experiment)):
-        swept = (sweep.definition.get("parameters") or {}).get(path)
-        if isinstance(swept, dict) and len(swept) == 1:
-            return str(next(iter(swept)))
-    return None

@@ -8,6 +8,7 @@ from typing import Any
 from convexp.analysis.group_curves import group_curves
 from convexp.analysis.groups import MEASURES, group_runs, summarise
 from convexp.analysis.parameters import run_parameters, varying_fields
+from convexp.analysis.sweep_table import sweep_table
 from convexp.store import Store
 from convexp.ui.data import NotFound, number
 
@@ -22,8 +23,9 @@ def experiment_view(
     where: list[str] | None = None,
 ) -> dict[str, Any]:
     """An experiment's groups: the fields it can be grouped by, the summary of the chosen quantity at the
-    last step (as ``convexp summary -f json``) and its curves with 95% bands (as ``convexp plot summary``);
-    ``where``, only the runs meeting those conditions (as ``--where``)."""
+    last step (as ``convexp summary -f json``) and its curves with 95% bands (as ``convexp plot summary``),
+    and each run (a sweep's pruned trials too) with its varying parameters and that quantity (the parallel
+    coordinates and the scatter); ``where``, only the runs meeting those conditions (as ``--where``)."""
 
     runs = store.list_runs(experiment=experiment)
     if not runs:
@@ -42,6 +44,7 @@ def experiment_view(
     summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer, grouped=grouped)
     curves = group_curves(store, experiment, by, metric, measure, layer, grouped=grouped)
     ids = sorted({i for row in summary.rows for i in row.run_ids} | {int(i) for c in curves.curves for i in c.runs})
+    swept = sweep_table(store, experiment, metric, measure, layer, where or ())
     layer_sets = [set(store.snapshot_layers(i)) for i in ids]
     columns = summary.columns()
     return {
@@ -63,6 +66,8 @@ def experiment_view(
             "step": summary.step,
         },
         "curves": curves.as_dict(),
+        # each run through its parameters to the quantity: the parallel coordinates and the scatter
+        "sweep": swept.as_dict() if swept.fields else None,
     }
 
 

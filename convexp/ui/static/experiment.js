@@ -31,6 +31,7 @@ function go() {
   for (const key of ["metric", "measure", "layer"]) if ($(key).value) next.set(key, $(key).value);
   if ($("where").value.trim()) next.set("where", $("where").value.trim());
   if ($("single-runs").checked) next.set("runs", "1");
+  if (params.get("sweep-x")) next.set("sweep-x", params.get("sweep-x"));
   location.search = next.toString();
 }
 
@@ -44,5 +45,34 @@ $("single-runs").addEventListener("change", () => {
   draw();
 });
 draw();
+
+// a sweep seen whole: parallel coordinates (brushing an axis keeps a range of runs) and a scatter, linked
+window.cxExperiment = { chart: chart };
+if (VIEW.sweep) {
+  const selection = $("sweep-selection");
+  const total = VIEW.sweep.rows.length;
+  const scatter = new ScatterChart($("scatter-chart"), VIEW.sweep, { width: 640, height: 340 });
+  const showSelection = (ids) => {
+    selection.dataset.count = String(ids.length);
+    selection.textContent = ids.length === total ? `all ${total} runs; ` : `${ids.length} of ${total} runs: `;
+    [...ids].sort((a, b) => a - b).forEach((id, n) => {
+      const link = document.createElement("a");
+      link.href = `/runs/${id}`; link.textContent = String(id);
+      selection.append(n ? ", " : "", link);
+    });
+    scatter.setKept(ids.length === total ? null : ids);
+  };
+  const parallel = new ParallelChart($("parallel-chart"), VIEW.sweep, { width: 900, height: 340, onSelect: showSelection });
+  const chosen = params.get("sweep-x");
+  if (chosen && VIEW.sweep.fields.includes(chosen)) { $("scatter-x").value = chosen; scatter.setField(chosen); }
+  $("scatter-x").addEventListener("change", () => {
+    scatter.setField($("scatter-x").value);
+    const next = new URLSearchParams(location.search);
+    next.set("sweep-x", $("scatter-x").value);
+    history.replaceState(null, "", `${location.pathname}?${next}`);
+  });
+  showSelection(parallel.selected());
+  Object.assign(window.cxExperiment, { parallel: parallel, scatter: scatter });
+}
 document.body.dataset.drawn = "true";
 window.cxReadyAt = performance.now();  // ms since the navigation began: when the page is drawn (benchmarks/ui.py)
