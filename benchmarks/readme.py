@@ -153,6 +153,20 @@ def ui_table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def sweeps_table(r: dict) -> str:
+    """benchmarks/sweeps.py's results: what a sweep costs beyond its runs."""
+    lines = [
+        f"Measured {r['date'][:10]} on {r['machine']}; a process's measures are the median of {r['repeats']}:",
+        "",
+        "| measure | measured | target |",
+        "|---|---|---|",
+    ]
+    for name, m in r["measures"].items():
+        target = "" if m["target"] is None else f"< {m['target']:g}" + ("" if m["value"] < m["target"] else " (missed)")
+        lines.append(f"| {name} | {m['value']:.3f} | {target} |")
+    return "\n".join(lines)
+
+
 TABLES = {
     "epoch": epoch_table,
     "store": store_table,
@@ -160,6 +174,7 @@ TABLES = {
     "tracking": tracking_table,
     "grids": grids_table,
     "ui": ui_table,
+    "sweeps": sweeps_table,
 }
 
 

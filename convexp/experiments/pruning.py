@@ -28,7 +28,9 @@ def prune_reason(sweep: SweepSpec, history: Sequence[Trial], objective: Mapping[
         n_warmup_steps=rule.warmup_epochs + 1,  # Optuna counts steps from 0, epochs from 1
     )
     current = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values=dict(objective))
-    if not pruner.prune(optuna_study(sweep, finished), current):
+    if len(finished) < rule.startup_trials:  # the rule's own first check, without building a study
+        return None
+    if not pruner.prune(optuna_study(sweep, finished, with_params=False), current):
         return None
     epoch = max(objective)
     at_epoch = [t.objective[epoch] for t in finished if epoch in t.objective]

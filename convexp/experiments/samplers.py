@@ -40,7 +40,8 @@ class Trial:
 
 
 def sample(sweep: SweepSpec, number: int, history: Sequence[Trial] = ()) -> dict[str, Any]:
-    """The values trial ``number`` (1, 2, ...) takes, each swept path -> its value, in the order of the parameters."""
+    """The values trial ``number`` (1, 2, ...) takes, each swept path -> its value, in the order of the parameters
+    (a sweep that draws many trials keeps a :class:`TpeSearch` instead, for TPE)."""
     if sweep.method == "grid":
         return _grid_values(sweep, number)
     if sweep.method == "random":
@@ -94,15 +95,25 @@ def optuna_distributions(sweep: SweepSpec) -> dict[str, Any]:
     return found
 
 
-def optuna_study(sweep: SweepSpec, history: Sequence[Trial], sampler: Any = None) -> Any:
-    """An in-memory Optuna study holding ``history`` (the trials whose values fit the parameters)."""
+def optuna_study(
+    sweep: SweepSpec, history: Sequence[Trial], sampler: Any = None, with_params: bool = True, storage: Any = None
+) -> Any:
+    """An in-memory Optuna study holding ``history`` (the trials whose values fit the parameters); without
+    ``with_params``, their objectives alone (all a pruner looks at)."""
+    optuna = optuna_module()
+    direction = "maximize" if sweep.objective.maximize else "minimize"
+    study = optuna.create_study(direction=direction, sampler=sampler, storage=storage)
+    study.add_trials(_frozen_trials(sweep, history, optuna_distributions(sweep) if with_params else {}, with_params))
+    return study
+
+
+def _frozen_trials(sweep: SweepSpec, history: Sequence[Trial], distributions: dict[str, Any], with_params: bool) -> list[Any]:
+    """The trials of ``history`` as Optuna's (those whose values fit the parameters)."""
     optuna = optuna_module()
     state = optuna.trial.TrialState
-    distributions = optuna_distributions(sweep)
-    study = optuna.create_study(direction="maximize" if sweep.objective.maximize else "minimize", sampler=sampler)
     frozen = []
     for trial in history:
-        params = _optuna_params(sweep, trial.values)
+        params = _optuna_params(sweep, trial.values) if with_params else {}
         if params is None:
             continue
         kind = {"complete": state.COMPLETE, "pruned": state.PRUNED, "running": state.RUNNING, "failed": state.FAIL}[trial.state]
@@ -117,8 +128,7 @@ def optuna_study(sweep: SweepSpec, history: Sequence[Trial], sampler: Any = None
                 intermediate_values=dict(trial.objective),
             )
         )
-    study.add_trials(frozen)
-    return study
+    return frozen
 
 
 def _optuna_params(sweep: SweepSpec, values: dict[str, Any]) -> dict[str, Any] | None:
@@ -137,21 +147,55 @@ def _optuna_params(sweep: SweepSpec, values: dict[str, Any]) -> dict[str, Any] |
 
 
 def _tpe_values(sweep: SweepSpec, number: int, history: Sequence[Trial]) -> dict[str, Any]:
-    optuna = optuna_module()
-    # a sampler of its own per trial, seeded by the trial's number: what it draws depends on the trials before it
-    # and nothing else, so a sweep continued after a crash draws as the uninterrupted one would have
-    seed = int(np.random.SeedSequence([sweep.seed, number]).generate_state(1)[0])
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=sweep.startup_trials)
-    study = optuna_study(sweep, history, sampler)
-    asked = study.ask(optuna_distributions(sweep))
-    values = {}
-    for path, d in sweep.parameters.items():
-        value = asked.params[path]
-        if d.kind == "choice":
-            value = copy.deepcopy(d.choices[value])
-        elif d.kind == "int":
-            value = int(value)
-        else:
-            value = float(value)
-        values[path] = value
-    return values
+    return TpeSearch(sweep).sample(number, history)
+
+
+class TpeSearch:
+    """Optuna's TPE over a sweep, keeping one in-memory study across trials: a trial is added to it once, and one
+    added while it ran is told how it ended when it has, so a trial's draw costs what TPE's own does, not the
+    rebuilding of every trial before it. The study holds what a study built afresh from the database would, in the
+    same order, so a sweep continued after a crash draws as the uninterrupted one did."""
+
+    def __init__(self, sweep: SweepSpec):
+        self.sweep, self.optuna = sweep, optuna_module()
+        self.storage = self.optuna.storages.InMemoryStorage()
+        self.study = optuna_study(sweep, [], storage=self.storage)
+        self.study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        self.distributions = optuna_distributions(sweep)
+        self.known: dict[int, tuple[int, str]] = {}  # trial number -> (Optuna's trial id, its state when last told)
+
+    def sample(self, number: int, history: Sequence[Trial]) -> dict[str, Any]:
+        """Trial ``number``'s values, given every trial so far (``history``)."""
+        self._sync(history)
+        # a sampler of its own per trial, seeded by the trial's number: what it draws depends on the trials before it
+        # and nothing else, so a sweep continued after a crash draws as the uninterrupted one would have
+        seed = int(np.random.SeedSequence([self.sweep.seed, number]).generate_state(1)[0])
+        self.study.sampler = self.optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.sweep.startup_trials)
+        asked = self.study.ask(self.distributions)
+        self.known[number] = (self.storage.get_trial_id_from_study_id_trial_number(self.study_id, asked.number), "running")
+        values = {}
+        for path, d in self.sweep.parameters.items():
+            value = asked.params[path]
+            values[path] = (
+                copy.deepcopy(d.choices[value]) if d.kind == "choice" else int(value) if d.kind == "int" else float(value)
+            )
+        return values
+
+    def _sync(self, history: Sequence[Trial]) -> None:
+        state = self.optuna.trial.TrialState
+        for trial in sorted(history, key=lambda t: t.number):
+            known = self.known.get(trial.number)
+            if known is None:
+                frozen = _frozen_trials(self.sweep, [trial], self.distributions, True)
+                if frozen:
+                    trial_id = self.storage.create_new_trial(self.study_id, template_trial=frozen[0])
+                    self.known[trial.number] = (trial_id, trial.state)
+            elif known[1] == "running" and trial.state != "running":  # it ended since: tell the study how
+                trial_id = known[0]
+                for epoch, value in trial.objective.items():
+                    self.storage.set_trial_intermediate_value(trial_id, epoch, value)
+                kind = {"complete": state.COMPLETE, "pruned": state.PRUNED, "failed": state.FAIL}[trial.state]
+                if kind == state.COMPLETE and trial.value is None:
+                    kind = state.FAIL
+                self.storage.set_trial_state_values(trial_id, kind, [trial.value] if kind == state.COMPLETE else None)
+                self.known[trial.number] = (trial_id, trial.state)

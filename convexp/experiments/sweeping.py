@@ -21,12 +21,12 @@ from convexp.errors import ConvexpError
 from convexp.experiments.axes import split_path
 from convexp.experiments.grids import Grid
 from convexp.experiments.pruning import prune_reason
-from convexp.experiments.samplers import Trial, TrialState, optuna_module, sample
+from convexp.experiments.samplers import TpeSearch, Trial, TrialState, optuna_module, sample
 from convexp.experiments.spec import ResolvedRun
 from convexp.experiments.sweep_spec import SweepSpec
 from convexp.model.weights import KernelReader
 from convexp.store import Store
-from convexp.store.sweeps import SweepRecord, create_sweep, get_sweep, latest_sweep, set_trials, trials
+from convexp.store.sweeps import SweepRecord, create_sweep, get_sweep, last_trial, latest_sweep, set_trials, trials
 
 #: How a trial's run status reads to a sampler.
 _STATES: dict[str, TrialState] = {"finished": "complete", "pruned": "pruned", "running": "running", "queued": "running"}
@@ -49,6 +49,7 @@ class OpenSweep:
     def __init__(self, store: Store, grid: Grid, record: SweepRecord):
         assert grid.sweep is not None
         self.store, self.grid, self.record, self.sweep = store, grid, record, grid.sweep
+        self.tpe: TpeSearch | None = None  # made on the first TPE draw, kept for the next
 
     @property
     def id(self) -> int:
@@ -65,11 +66,15 @@ class OpenSweep:
 
     def next_trial(self) -> NextTrial | None:
         """The next trial with its sampled values, or None once the sweep has all its trials."""
-        so_far = self.history()
-        number = max((t.number for t in so_far), default=0) + 1
+        number = last_trial(self.store, self.id) + 1
         if number > self.sweep.total_trials:
             return None
-        values = sample(self.sweep, number, so_far)
+        # grid and random draw from the seed and the trial's number alone; only TPE reads the trials so far
+        if self.sweep.method == "tpe":
+            self.tpe = self.tpe or TpeSearch(self.sweep)
+            values = self.tpe.sample(number, self.history())
+        else:
+            values = sample(self.sweep, number)
         return NextTrial(number, self.grid.resolved(**values), values)
 
 
@@ -175,10 +180,12 @@ class TrialJudge:
         """Why the trial stops after ``epoch`` (the pruning rule), or None; never after its last epoch."""
         if self.sweep.prune is None or epoch >= self.epochs:
             return None
-        recorded = history(self.store, self.sweep_id, self.sweep)
-        own = next((t.objective for t in recorded if t.number == self.trial), {})  # a resumed trial's earlier epochs
-        others = [t for t in recorded if t.number != self.trial]
-        return prune_reason(self.sweep, others, {**own, **self.objective})
+        # what the rule compares: the finished trials' objective at each epoch, and this trial's own so far (a
+        # resumed trial's earlier epochs are recorded, not measured here)
+        recorded = trials(self.store, self.sweep_id, self.sweep.objective.name, specs=False, statuses=("finished", "running"))
+        own = next((t.objective for t in recorded if t.trial == self.trial), {})
+        finished = [Trial(t.trial, {}, "complete", t.objective) for t in recorded if t.status == "finished"]
+        return prune_reason(self.sweep, finished, {**own, **self.objective})
 
 
 def judge_for(store: Store, run_id: int, epochs: int) -> TrialJudge | None:

@@ -61,6 +61,18 @@ def owner_alive(pid: int, owner_started: datetime | None, since: datetime | None
     return since is None or started <= since + timedelta(seconds=1)
 
 
+def owner_gone(
+    pid: int | None, host: str | None, owner_started: datetime | None, last_sign: datetime, now: datetime | None = None
+) -> bool:
+    """Whether the process recording a running run is gone: on this host, its owner process (``pid``, started at
+    ``owner_started``) decides; a run of another host is gone once its last sign of life (``last_sign``: its
+    heartbeat, else its start) is :data:`STALE_AFTER_SECONDS` old."""
+    if host == socket.gethostname() and pid is not None:
+        return not owner_alive(pid, owner_started, last_sign)
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    return now - last_sign > timedelta(seconds=STALE_AFTER_SECONDS)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """A row of ``runs`` plus the run's last test accuracy."""
@@ -106,11 +118,7 @@ class RunRecord:
         :data:`STALE_AFTER_SECONDS`."""
         if self.status != "running":
             return False
-        if self.host == socket.gethostname() and self.pid is not None:
-            return not owner_alive(self.pid, self.owner_started_at, self.heartbeat_at or self.started_at)
-        now = now or datetime.now(timezone.utc).replace(tzinfo=None)
-        last = self.heartbeat_at or self.started_at
-        return now - last > timedelta(seconds=STALE_AFTER_SECONDS)
+        return owner_gone(self.pid, self.host, self.owner_started_at, self.heartbeat_at or self.started_at, now)
 
     def shown_status(self, now: datetime | None = None) -> str:
         """The status to show: ``stale`` for a running run whose process died, else the recorded one."""

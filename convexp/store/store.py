@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, true, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from convexp.errors import RunNotResumableError, RunStillRunningError, StoreError
 from convexp.model.weights import Checkpoint
@@ -150,8 +150,16 @@ class Store(SnapshotReads, MetricReads):
         now = utcnow()
         owner = {"status": "queued"} if queued else {"status": "running", "heartbeat_at": now, **_this_process()}
         values = {"started_at": now, "uid": uuid.uuid4().hex, **owner, **fields}
-        with self.transaction() as connection:
-            return int(connection.execute(insert(Run).returning(Run.id), values).scalar_one())
+        try:
+            with self.transaction() as connection:
+                return int(connection.execute(insert(Run).returning(Run.id), values).scalar_one())
+        except IntegrityError:
+            if fields.get("sweep_id") is None:
+                raise
+            raise StoreError(
+                f"trial {fields.get('trial')} of sweep {fields['sweep_id']} was started by another process at the same "
+                "time: continue the sweep in one process at a time (--resume-sweep)"
+            ) from None
 
     def record(
         self,

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from convexp.errors import StoreError
 from convexp.store.models import Metric, Run, Sweep
-from convexp.store.records import RunRecord
+from convexp.store.records import RunRecord, owner_gone
 from convexp.store.store import Store, utcnow
 
 
@@ -98,22 +98,40 @@ def sweep_runs(store: Store, sweep_id: int) -> list[RunRecord]:
     return sorted(store._select_runs(Run.sweep_id == sweep_id), key=lambda run: run.trial or 0)
 
 
-def trials(store: Store, sweep_id: int, objective: str) -> list[TrialRecord]:
-    """A sweep's trials in order, each with the metric ``objective`` at every epoch it recorded it."""
-    runs = sweep_runs(store, sweep_id)
-    values: dict[int, dict[int, float]] = {run.id: {} for run in runs}
-    if runs:
-        query = (
-            select(Metric.run_id, Metric.epoch, Metric.value)
-            .where(Metric.run_id.in_(list(values)), Metric.name == objective)
-            .order_by(Metric.run_id, Metric.step)
-        )
-        with store.engine.connect() as connection:
-            for run_id, epoch, value in connection.execute(query):
+def last_trial(store: Store, sweep_id: int) -> int:
+    """The highest trial number a sweep has taken (0 before its first)."""
+    with store.engine.connect() as connection:
+        return int(connection.execute(select(func.max(Run.trial)).where(Run.sweep_id == sweep_id)).scalar() or 0)
+
+
+#: The columns a trial is read with: what its shown status needs, and (``specs``) its spec.
+_TRIAL_COLUMNS = (Run.id, Run.trial, Run.status, Run.pid, Run.host, Run.owner_started_at, Run.heartbeat_at, Run.started_at)
+
+
+def trials(
+    store: Store, sweep_id: int, objective: str, *, specs: bool = True, statuses: tuple[str, ...] | None = None
+) -> list[TrialRecord]:
+    """A sweep's trials in order (those with ``statuses`` as recorded, if given), each with the metric ``objective``
+    at every epoch it recorded it; without ``specs`` their specs are left empty (what pruning needs is read
+    quicker)."""
+    query = select(*_TRIAL_COLUMNS, *((Run.spec,) if specs else ())).where(Run.sweep_id == sweep_id)
+    if statuses is not None:
+        query = query.where(Run.status.in_(statuses))
+    with store.engine.connect() as connection:
+        rows = connection.execute(query.order_by(Run.trial)).all()
+        values: dict[int, dict[int, float]] = {row.id: {} for row in rows}
+        if rows:
+            metrics = (
+                select(Metric.run_id, Metric.epoch, Metric.value)
+                .where(Metric.run_id.in_(query.with_only_columns(Run.id).order_by(None)), Metric.name == objective)
+                .order_by(Metric.run_id, Metric.step)
+            )
+            for run_id, epoch, value in connection.execute(metrics):
                 values[run_id][epoch] = value  # an epoch's last value
-    return [TrialRecord(run.id, run.trial or 0, run.shown_status(), run.spec, values[run.id]) for run in runs]
-
-
-def taken_trial(store: Store, sweep_id: int, trial: int) -> StoreError:
-    """The error for a trial number another process took first."""
-    return StoreError(f"trial {trial} of sweep {sweep_id} was started by another process at the same time; run it again")
+    found = []
+    for row in rows:
+        status = row.status
+        if status == "running" and owner_gone(row.pid, row.host, row.owner_started_at, row.heartbeat_at or row.started_at):
+            status = "stale"
+        found.append(TrialRecord(row.id, row.trial or 0, status, row.spec if specs else {}, values[row.id]))
+    return found

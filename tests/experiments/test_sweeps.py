@@ -16,6 +16,9 @@ import pytest
 
 from convexp.analysis.filters import analyse_layer
 from convexp.experiments.runner import execute, prepare_runs
+from convexp.experiments.samplers import sample
+from convexp.experiments.sweeping import history
+from convexp.experiments.sweeping import sweep_of as sweep_of_record
 from convexp.store import Store
 from tests.conftest import TINY_DIGITS, one_line_error, run_cli, sha256, stored_kernel, wait_until, write_experiments
 
@@ -136,6 +139,10 @@ def test_tpe_with_pruning_prunes_trials_and_records_them_pruned(tmp_path, object
                 assert run.epochs_completed < 4 and "by the median rule" in run.message
             else:
                 assert run.epochs_completed == 4
+            if objective == "metric":  # each trial drew what TPE draws from the trials before it, afresh
+                sweep = sweep_of_record(store, run.sweep_id)
+                before = [t for t in history(store, run.sweep_id, sweep) if t.number < outcome.trial]
+                assert sample(sweep, outcome.trial, before) == {"optimizer.learning_rate": run.spec["optimizer"]["learning_rate"]}
             if objective == "measure":  # the recorded measure is that of the kernel recorded at the epoch's end
                 for epoch, value in values.items():
                     step = max(m.step for m in store.metrics(run.id, ["test_accuracy"]) if m.epoch == epoch)
