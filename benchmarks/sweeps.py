@@ -100,7 +100,12 @@ def bookkeeping(path: Path, db: Path, experiment: str) -> list[float]:
             status = "finished"
             for epoch in range(1, EPOCHS + 1):
                 accuracy = float(np.clip(0.95 - (math.log10(lr) + 2.5) ** 2 / 12 + rng.normal(0, 0.01) - 0.1 / epoch, 0, 1))
-                store.record(run_id, [MetricRecord(epoch * 45, epoch, "test_accuracy", accuracy)], epochs_completed=epoch, steps_completed=epoch * 45)
+                store.record(
+                    run_id,
+                    [MetricRecord(epoch * 45, epoch, "test_accuracy", accuracy)],
+                    epochs_completed=epoch,
+                    steps_completed=epoch * 45,
+                )
                 judge.epoch_end(epoch, {"test_accuracy": accuracy}, lambda: {})
                 if judge.verdict(epoch) is not None:
                     status = "pruned"

@@ -37,7 +37,8 @@ def runs_command(
     optimizer.learning_rate, layers.0.filters; config.NAME for a run recorded from your own loop).
 
     A run still marked running whose process has died (or that has written nothing for 30 s)
-    shows as 'stale'. attempts counts starts: more than 1 after a --resume or a cluster retry."""
+    shows as 'stale'. attempts counts starts: more than 1 after a --resume or a cluster retry; trial is a sweep's
+    trial number, shown when a listed run is one."""
     from convexp.analysis.parameters import runs_with_parameters, shown_value
     from convexp.store import Store
     from convexp.store.space import run_sizes
@@ -73,6 +74,9 @@ def runs_command(
         "tags",
     ]
     columns.append("started")
+    trials = any(r.trial is not None for r in found.runs)  # a sweep's trials among them: their numbers too
+    if trials:
+        columns.insert(columns.index("status") + 1, "trial")
     varying = [f for f in found.varying if f not in columns] if experiment is not None or where else []
     rows = [
         [
@@ -81,6 +85,7 @@ def runs_command(
             r.experiment,
             r.backend,
             r.shown_status(),
+            *([r.trial] if trials else []),
             r.attempts,
             r.epochs_completed,
             r.test_accuracy,

@@ -2,7 +2,8 @@
 
 A run is recognised by its ``uid``, not its id (ids are per database): a run the destination
 already holds is skipped, so copying twice never duplicates anything. Each run is copied
-whole, with its metrics, snapshots and checkpoint, in one transaction of the destination.
+whole, with its metrics, snapshots and checkpoint, in one transaction of the destination; a
+sweep's trial brings its sweep (recognised by its uid too, so its trials stay together).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import Table, func, insert, select, text
 
 from convexp.errors import StoreError
 from convexp.store import Store
-from convexp.store.models import KernelSnapshotRow, Metric, Run, RunCheckpoint
+from convexp.store.models import KernelSnapshotRow, Metric, Run, RunCheckpoint, Sweep
 
 #: Rows read and written at a time, so that a run with many snapshots is never all in memory.
 CHUNK = 500
@@ -71,10 +72,24 @@ def _stale(store: Store, run_id: int) -> bool:
     return store.get_run(run_id).is_stale()
 
 
+def _copy_sweep(reading, writing, sweep_id: int) -> int | None:
+    """The destination's id of the source's sweep ``sweep_id``, copied there first if it is not (by its uid)."""
+    row = reading.execute(select(Sweep.__table__).where(Sweep.id == sweep_id)).one_or_none()
+    if row is None:
+        return None
+    there = writing.execute(select(Sweep.id).where(Sweep.uid == row.uid)).scalar_one_or_none()
+    if there is not None:
+        return int(there)
+    values = {k: v for k, v in row._mapping.items() if k != "id"}
+    return int(writing.execute(insert(Sweep).returning(Sweep.id), values).scalar_one())
+
+
 def _copy_one(reading, destination: Store, run: dict) -> int:
     with destination.transaction(hold_interrupts=False) as writing:  # Ctrl-C rolls the whole run back at once
         taken = writing.execute(select(func.count()).select_from(Run).where(Run.id == run["id"])).scalar_one()
         values = {k: v for k, v in run.items() if not (k == "id" and taken)}
+        if run.get("sweep_id") is not None:  # a sweep's trial: its sweep goes along (once), under the id it gets there
+            values["sweep_id"] = _copy_sweep(reading, writing, run["sweep_id"])
         new_id = int(writing.execute(insert(Run).returning(Run.id), values).scalar_one())
         for model in (Metric, KernelSnapshotRow, RunCheckpoint):
             table = cast(Table, model.__table__)

@@ -3,6 +3,7 @@ after a crash, and the one-line refusals of a bad block -- against real training
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -54,6 +55,10 @@ def test_a_random_sweep_with_the_same_seed_samples_the_same_trials(tmp_path):
     rates = [t[4] for t in first]
     assert len(set(rates)) == 4 and all(1e-4 <= r <= 0.5 for r in rates)
     assert "sweep 1 of 'lr': 4/4 trial(s) (4 finished)" in result.stdout
+    listed = json.loads(run_cli("runs", "-e", "lr", "--db", str(tmp_path / "a.db"), "--format", "json").stdout)
+    assert [(r["trial"], r["optimizer.learning_rate"]) for r in listed] == [(t[0], t[4]) for t in first]
+    shown = run_cli("show", "3", "--db", str(tmp_path / "a.db")).stdout
+    assert "sweep       trial 3 of sweep 1" in shown
     other = run_cli("run", str(path), "--db", str(tmp_path / "c.db"), "--set", "sweep.seed=8")
     assert other.returncode == 0, other.stderr
     assert [t[4] for t in trials(tmp_path / "c.db")] != rates

@@ -83,3 +83,33 @@ def test_copy_reports_its_progress_run_by_run(tmp_path):
     with Store(tmp_path / "a.db") as source, Store(tmp_path / "b.db") as destination:
         report = copy_runs(source, destination, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)] and [a for a, _ in report.copied] == [1, 2, 3]
+
+
+def test_a_sweep_s_trials_are_copied_with_their_sweep_once(tmp_path):
+    """Trials keep their sweep and numbers in the destination, whose own sweep 1 is another; copying part of a sweep
+    and then the rest puts every trial under one sweep, and --resume-sweep there sees all of it."""
+    sweep = {"method": "grid", "parameters": {"seed": {"int": [0, 2]}}}
+    path = write_experiments(
+        tmp_path / "e.yaml", {"s": {**TINY_DIGITS, "sweep": sweep}, "other": {**TINY_DIGITS, "sweep": sweep}}
+    )
+    a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    assert run_cli("run", str(path), "-e", "s", "--db", a).returncode == 0
+    assert run_cli("run", str(path), "-e", "other", "--db", b).returncode == 0  # b's sweep 1 is another sweep
+    assert run_cli("db", "copy", a, b, "--run", "1").returncode == 0
+    assert run_cli("db", "copy", a, b).returncode == 0
+
+    def trials(url: str) -> list[tuple]:
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT s.uid, s.experiment, r.trial, r.seed FROM runs r JOIN sweeps s ON s.id = r.sweep_id "
+                "WHERE r.experiment = 's' ORDER BY r.trial"
+            ).all()
+            sweeps = connection.exec_driver_sql("SELECT count(*) FROM sweeps").scalar()
+        engine.dispose()
+        return [tuple(r) for r in rows], sweeps
+
+    (source, _), (copied, sweeps) = trials(f"sqlite:///{a}"), trials(f"sqlite:///{b}")
+    assert copied == source and [t[2] for t in copied] == [1, 2, 3] and sweeps == 2
+    resumed = run_cli("run", str(path), "-e", "s", "--db", b, "--resume-sweep")
+    assert resumed.returncode == 0 and "sweep 2 of 's': 3/3 trial(s) (3 finished)" in resumed.stdout, resumed.stdout
