@@ -72,12 +72,14 @@ def kernel_reader(model: Any, layers: list[str] | None = None) -> KernelReader:
             return first.pop()[1] if first else _packed(_from_mapping(model, layers))[1]
 
         return KernelReader(first[0][0], read_mapping)
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(model, torch.nn.Module):
-        return _torch_reader(torch, model, layers)
+    # Keras before torch: on Keras's torch backend every Keras layer is a torch Module too, and its kernels are
+    # the Keras layer's (in Keras's layout), not whatever torch parameters it keeps
     keras = sys.modules.get("keras")
     if keras is not None and isinstance(model, keras.layers.Layer):
         return _keras_reader(keras, model, layers)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return _torch_reader(torch, model, layers)
     raise ModelError(
         f"cannot read conv kernels from a {type(model).__qualname__}: pass a torch nn.Module, "
         "a Keras model, or a mapping of layer name to (out, in, kh, kw) arrays"
@@ -131,29 +133,38 @@ def _torch_reader(torch: Any, model: Any, layers: list[str] | None) -> KernelRea
     unbuilt: dict[str, str] = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
-            if isinstance(module.weight, nn.parameter.UninitializedParameter):
+            if isinstance(_tensor_of(torch, module, "weight"), nn.parameter.UninitializedParameter):
                 unbuilt[name] = f"a {type(module).__name__} not initialised yet: run a forward pass before recording"
             else:
                 recorded[name] = module
         elif isinstance(module, other_convs):
             refused[name] = f"a {type(module).__name__}: {_NOT_RECORDED} (Conv2d)"
+        elif _scripted_conv(torch, module):  # a torch.jit.script'ed model: its convs are known by what they hold
+            weight = module._parameters["weight"]
+            if weight.dim() == 4 and not module.transposed:
+                recorded[name] = module
+            else:
+                kind = f"{weight.dim() - 2}-D{' transposed' if module.transposed else ''}"
+                refused[name] = f"a TorchScript {kind} convolution: {_NOT_RECORDED} (Conv2d)"
     convs = _chosen(model, recorded, refused, unbuilt, layers)
     layout: Layout = tuple(
-        (name, tuple(m.weight.shape), None if m.bias is None else int(m.bias.shape[0])) for name, m in convs.items()
+        (name, tuple(_tensor_of(torch, m, "weight").shape), None if m.bias is None else int(m.bias.shape[0]))
+        for name, m in convs.items()
     )
     names = list(convs)
     cached: dict[str, Any] = {"current": None, "arrays": None}
 
     def read_torch() -> np.ndarray:
         # the modules there now (a layer replaced by assignment, model.conv1 = nn.Conv2d(...), is read anew)
-        modules = [_module_now(nn, model, name) for name in names]
+        modules = [_module_now(torch, model, name) for name in names]
         # views of the parameters' data are made once and kept while every parameter is the same
-        # object on the same memory (optimizers update in place); anything else remakes them
-        params = [p for m in modules for p in (m._parameters["weight"], m._parameters.get("bias")) if p is not None]
+        # object on the same memory (optimizers update in place); anything else remakes them (a parametrized
+        # kernel is computed afresh at each read, so its views are)
+        params = [p for m in modules for p in (_tensor_of(torch, m, "weight"), _tensor_of(torch, m, "bias")) if p is not None]
         # ids of the parameters held in the cache (so no id is reused meanwhile), and their memory
         current = [(id(p), p.data_ptr()) for p in params]
         if current != cached["current"]:
-            _check_torch_layout(layout, modules)  # a parameter swapped for one of another shape is refused
+            _check_torch_layout(torch, layout, modules)  # a parameter swapped for one of another shape is refused
             arrays = None
             # contiguous parameters on the CPU: numpy views of their memory, made once, and one np.concatenate
             # copies them all (~3 us; torch.cat ~30). Anything else (a GPU, channels_last, a dtype numpy
@@ -171,29 +182,72 @@ def _torch_reader(torch: Any, model: Any, layers: list[str] | None) -> KernelRea
             flat = flat.float()
         return flat.cpu().numpy()
 
-    groups = {name: int(m.groups) for name, m in convs.items() if m.groups != 1}
+    groups = {name: int(m.groups) for name, m in convs.items() if int(m.groups) != 1}
     return KernelReader(layout, read_torch, groups)
 
 
-def _module_now(nn: Any, model: Any, name: str) -> Any:
+def _scripted_conv(torch: Any, module: Any) -> bool:
+    """Whether ``module`` is a convolution of a ``torch.jit.script``'ed model: a script module holding a ``weight``
+    and a convolution's settings (its class is gone: a script module's type is RecursiveScriptModule)."""
+    return (
+        isinstance(module, torch.jit.RecursiveScriptModule)
+        and "weight" in module._parameters
+        and all(hasattr(module, a) for a in ("kernel_size", "stride", "padding", "dilation", "groups", "transposed"))
+    )
+
+
+def _tensor_of(torch: Any, module: Any, name: str) -> Any:
+    """A conv module's ``weight`` or ``bias`` as its forward uses it, read without side effects: its parameter, or,
+    for a parametrized one (``parametrizations.spectral_norm``, ``weight_norm``), the value its parametrization
+    computes in eval mode without gradients (no power iteration runs, nothing in the model changes); for one
+    under the older ``torch.nn.utils.spectral_norm`` / ``weight_norm`` hooks, what the hook computes."""
+    parameter = module._parameters[name] if name in module._parameters else None  # a script module's has no get()
+    if parameter is not None or name not in getattr(module, "parametrizations", {}) and not _hooked(module, name):
+        return parameter
+    with torch.no_grad():
+        if name in getattr(module, "parametrizations", {}):
+            chain = module.parametrizations[name]
+            modes = [(m, m.training) for m in chain.modules()]
+            chain.eval()
+            try:
+                return getattr(module, name).detach()
+            finally:
+                for m, training in modes:
+                    m.training = training
+        hook = _hooked(module, name)
+        try:  # the older spectral norm: without its power iteration
+            return hook.compute_weight(module, do_power_iteration=False).detach()
+        except TypeError:  # the older weight norm
+            return hook.compute_weight(module).detach()
+
+
+def _hooked(module: Any, name: str) -> Any:
+    """The forward pre-hook of the older ``torch.nn.utils.spectral_norm`` / ``weight_norm`` computing ``name``, if any."""
+    for hook in module._forward_pre_hooks.values():
+        if getattr(hook, "name", None) == name and callable(getattr(hook, "compute_weight", None)):
+            return hook
+    return None
+
+
+def _module_now(torch: Any, model: Any, name: str) -> Any:
     """The conv module named ``name`` in ``model`` now; a layer removed, or replaced by something that is no Conv2d,
     is refused (the layers recorded are chosen once, when recording starts)."""
-    try:
-        module = model.get_submodule(name)
-    except AttributeError:
-        raise ModelError(
-            f"layer {name} is no longer in the model: the layers recorded are those it had when recording began"
-        ) from None
-    if not isinstance(module, nn.Conv2d):
+    module = model
+    for part in name.split(".") if name else []:  # as get_submodule, which a script module lacks
+        module = module._modules[part] if part in module._modules else None
+        if module is None:
+            raise ModelError(f"layer {name} is no longer in the model: the layers recorded are those it had when recording began")
+    if not isinstance(module, torch.nn.Conv2d) and not _scripted_conv(torch, module):
         raise ModelError(f"layer {name} is now a {type(module).__name__}, not the Conv2d recorded before")
     return module
 
 
-def _check_torch_layout(layout: Layout, modules: list[Any]) -> None:
+def _check_torch_layout(torch: Any, layout: Layout, modules: list[Any]) -> None:
     """Each layer's weight and bias still have the shapes recorded: rows are stored by the layout, so a kernel of
     another shape would be stored as the wrong numbers."""
     for (name, shape, biases), module in zip(layout, modules):
-        now = (tuple(module.weight.shape), None if module.bias is None else int(module.bias.shape[0]))
+        bias = _tensor_of(torch, module, "bias")
+        now = (tuple(_tensor_of(torch, module, "weight").shape), None if bias is None else int(bias.shape[0]))
         if now != (shape, biases):
             raise ModelError(
                 f"layer {name}: kernel shape {list(now[0])} (bias {now[1]}) now, {list(shape)} (bias {biases}) when "
