@@ -12,6 +12,13 @@ epoch's end the epoch's metrics (``val_loss`` / ``val_accuracy`` as ``test_loss`
 ``test_accuracy``, what convexp's own runs call them, when ``fit`` has validation data), all
 through :func:`convexp.track`. Keras is imported when the callback is made, not before.
 
+Steps are the optimizer's updates (``model.optimizer.iterations``): with ``model.compile(steps_per_execution=4)``
+Keras calls back every 4 batches, and the steps recorded are 0, 4, 8, ... Each ``fit`` is a run of its own by
+default, its steps counted from 0 at that ``fit``'s start; with ``continue_run=True`` a second ``fit`` with the
+same callback (freeze, fit, unfreeze, recompile, fit again) continues the first one's run, its steps going on
+from where the first ended (a recompiled optimizer counts from 0 again: its updates are added to the run's
+count), and the run ends when ``recorder.run.finish()`` is called or the interpreter exits.
+
 A subclassed model that ``fit`` builds in its first step has no kernels before it: the run then
 starts at step 1, with a warning and a note in the run's spec (build the model before ``fit``
 to record step 0). ``fit`` ends the run (finished) at ``on_train_end``. If ``fit`` dies instead (an error in a
@@ -45,8 +52,10 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
     name: str | None = None,
     tags: list[str] | None = None,
     notes: str | None = None,
+    continue_run: bool = False,
 ) -> Any:
-    """A ``keras.callbacks.Callback`` recording ``model.fit`` as a convexp run (see the module's docs)."""
+    """A ``keras.callbacks.Callback`` recording ``model.fit`` as a convexp run (see the module's docs); with
+    ``continue_run`` a later ``fit`` with it goes on recording the same run."""
     import keras  # the framework, only when a callback is made
 
     if every < 1:
@@ -59,8 +68,20 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
             self.epoch = 0
             self._unbuilt = False  # the model had no weights at step 0: record them at the first step
             self.run: Any = None
+            self._offset = 0  # the run's step when this fit began
+            self._epochs_before = 0  # the run's epochs when this fit began
+
+        def _updates(self) -> int:
+            """The optimizer's updates in this fit."""
+            return int(self.model.optimizer.iterations.numpy()) - self._first_iteration
 
         def on_train_begin(self, logs=None):
+            self._first_iteration = 0
+            self._first_iteration = self._updates()  # a recompiled optimizer counts from 0, a kept one goes on
+            if continue_run and self.run is not None and self.run.status is None:
+                self._offset, self._epochs_before = self.step, self.epoch
+                return  # the run goes on: this fit's first kernels are the last fit's last
+            self._offset, self._epochs_before, self.step, self.epoch = 0, 0, 0, 0
             settings = {"keras_optimizer": type(self.model.optimizer).__name__, **(config or {})}
             self.run = track(
                 experiment, db, settings, layers=layers, dataset=dataset, framework="keras", name=name, tags=tags, notes=notes
@@ -82,10 +103,13 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
             self.run.end_step()
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch + 1
+            self.epoch = self._epochs_before + epoch + 1
 
         def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
+            step = self._offset + self._updates()  # steps_per_execution: several updates between two calls
+            if step <= self.step:
+                return  # no update since the last call
+            self.step = step
             metrics = {RENAMED.get(k, k): v for k, v in (logs or {}).items() if k in ("loss", "accuracy")}
             self.run.log_metrics(metrics, step=self.step, epoch=self.epoch)
             if self.step % every == 0 or self._unbuilt:
@@ -101,7 +125,7 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
             self.run.end_step()
 
         def on_train_end(self, logs=None):
-            if self.run is not None:
+            if self.run is not None and not continue_run:
                 self.run.finish()
 
     return _KernelRecorder()

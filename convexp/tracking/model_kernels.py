@@ -10,15 +10,23 @@ exist, so convexp imports none on its own.
   its ``Conv2d`` modules (``LazyConv2d`` once initialised) named by their full ``named_modules``
   path (``features.0``, ``block1.conv``). Kernels are (out, in / groups, kh, kw), as torch keeps
   them.
-- **Keras 3**: any layer or model (Sequential, functional, a ``keras.Model`` subclass, nested
-  models and layers), its ``Conv2D`` and ``DepthwiseConv2D`` layers, a top-level layer named by
-  its name and a nested one by its path (``block1/conv``). ``Conv2D`` kernels (kh, kw, in / groups,
-  out) are transposed to (out, in / groups, kh, kw); a ``DepthwiseConv2D`` kernel
-  (kh, kw, in, multiplier) is stored as the grouped convolution it is: (in * multiplier, 1, kh, kw),
-  output channel ``c * multiplier + m``, ``groups = in``.
+- **Keras 3** (on any Keras backend; read as Keras first, since on the torch backend a Keras layer
+  is a torch Module too): any layer or model (Sequential, functional, a ``keras.Model`` subclass,
+  nested models and layers), its ``Conv2D``, ``DepthwiseConv2D`` and ``SeparableConv2D`` layers, a
+  top-level layer named by its name and a nested one by its path (``block1/conv``). ``Conv2D``
+  kernels (kh, kw, in / groups, out) are transposed to (out, in / groups, kh, kw); a
+  ``DepthwiseConv2D`` kernel (kh, kw, in, multiplier) is stored as the grouped convolution it is:
+  (in * multiplier, 1, kh, kw), output channel ``c * multiplier + m``, ``groups = in``; a
+  ``SeparableConv2D`` is its two convolutions, ``NAME/depthwise`` (as a depthwise layer's, no bias)
+  and ``NAME/pointwise`` ((out, in * multiplier, 1, 1), with the layer's bias).
+- **TorchScript**: a ``torch.jit.script``'ed model's convs, known by what they hold (a ``weight`` and a
+  convolution's settings), by the same paths.
+- A conv under a **parametrization** (``torch.nn.utils.parametrizations.spectral_norm``,
+  ``weight_norm``, or the older hooks) is read as the kernel it computes with, in eval mode and
+  without gradients: reading it runs no power iteration and changes nothing in the model.
 - **A mapping** of layer name to a (out, in, kh, kw) array, or to a (kernel, bias) pair.
 
-Conv layers convexp does not record (1-D, 3-D, transposed, separable) are refused in one line that
+Conv layers convexp does not record (1-D, 3-D, transposed) are refused in one line that
 names the layer and says how to record the rest (``layers=``): never skipped silently. So is a
 model with no 2-D conv layer at all, and (:class:`NotBuiltError`) one whose conv layers have no
 weights yet.
@@ -258,42 +266,53 @@ def _check_torch_layout(torch: Any, layout: Layout, modules: list[Any]) -> None:
 def _keras_reader(keras: Any, model: Any, layers: list[str] | None) -> KernelReader:
     kl = keras.layers
     other_convs = (kl.Conv1D, kl.Conv3D, kl.Conv1DTranspose, kl.Conv2DTranspose, kl.Conv3DTranspose, kl.DepthwiseConv1D)
-    recorded: dict[str, Any] = {}
+    recorded: dict[str, Any] = {}  # name -> (layer, which kernel: "kernel", "depthwise" or "pointwise")
     refused: dict[str, str] = {}
     unbuilt: dict[str, str] = {}
     for name, layer in _keras_layers(model):
-        if isinstance(layer, (kl.Conv2D, kl.DepthwiseConv2D)):
+        if isinstance(layer, (kl.Conv2D, kl.DepthwiseConv2D, kl.SeparableConv2D)):
             if not layer.built:
                 unbuilt[name] = f"a {type(layer).__name__} not built yet: build the model (or call it once) before recording"
+            elif isinstance(layer, kl.SeparableConv2D):  # its two kernels, as the two convolutions it makes
+                recorded[f"{name}/depthwise"], recorded[f"{name}/pointwise"] = (layer, "depthwise"), (layer, "pointwise")
             else:
-                recorded[name] = layer
-        elif isinstance(layer, (kl.SeparableConv1D, kl.SeparableConv2D)):
-            refused[name] = (
-                f"a {type(layer).__name__} (a depthwise then a pointwise kernel): {_NOT_RECORDED} (Conv2D, DepthwiseConv2D)"
-            )
+                recorded[name] = (layer, "depthwise" if isinstance(layer, kl.DepthwiseConv2D) else "kernel")
+        elif isinstance(layer, kl.SeparableConv1D):
+            refused[name] = f"a SeparableConv1D: {_NOT_RECORDED} (Conv2D, DepthwiseConv2D, SeparableConv2D)"
         elif isinstance(layer, other_convs):
-            refused[name] = f"a {type(layer).__name__}: {_NOT_RECORDED} (Conv2D, DepthwiseConv2D)"
+            refused[name] = f"a {type(layer).__name__}: {_NOT_RECORDED} (Conv2D, DepthwiseConv2D, SeparableConv2D)"
     convs = _chosen(model, recorded, refused, unbuilt, layers)
 
-    def canonical(layer: Any) -> np.ndarray:
-        kernel = np.asarray(layer.kernel.numpy(), dtype=np.float32)
-        if isinstance(layer, kl.DepthwiseConv2D):  # (kh, kw, in, multiplier) -> (in * multiplier, 1, kh, kw)
+    def canonical(layer: Any, which: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if which == "kernel":  # (kh, kw, in / groups, out) -> (out, in / groups, kh, kw)
+            kernel = _keras_array(layer.kernel).transpose(3, 2, 0, 1)
+        elif which == "depthwise":  # (kh, kw, in, multiplier) -> (in * multiplier, 1, kh, kw): a grouped conv
+            depthwise = layer.kernel if isinstance(layer, kl.DepthwiseConv2D) else layer.depthwise_kernel
+            kernel = _keras_array(depthwise)
             kh, kw = kernel.shape[:2]
-            return kernel.transpose(2, 3, 0, 1).reshape(-1, 1, kh, kw)
-        return kernel.transpose(3, 2, 0, 1)
+            kernel = kernel.transpose(2, 3, 0, 1).reshape(-1, 1, kh, kw)
+            if isinstance(layer, kl.SeparableConv2D):  # the bias is added after the pointwise kernel
+                return kernel, None
+        else:  # a separable conv's pointwise kernel (1, 1, in * multiplier, out) -> (out, in * multiplier, 1, 1)
+            kernel = _keras_array(layer.pointwise_kernel).transpose(3, 2, 0, 1)
+        return kernel, None if layer.bias is None else _keras_array(layer.bias)
 
     def read_keras() -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-        return {
-            name: (canonical(layer), None if layer.bias is None else np.asarray(layer.bias.numpy(), dtype=np.float32))
-            for name, layer in convs.items()
-        }
+        return {name: canonical(layer, which) for name, (layer, which) in convs.items()}
 
     layout = _packed(read_keras())[0]
     groups = {
-        name: int(layer.kernel.shape[2]) if isinstance(layer, kl.DepthwiseConv2D) else int(layer.groups)
-        for name, layer in convs.items()
+        name: int(layer.kernel.shape[2] if isinstance(layer, kl.DepthwiseConv2D) else layer.depthwise_kernel.shape[2])
+        if which == "depthwise"
+        else int(getattr(layer, "groups", 1))
+        for name, (layer, which) in convs.items()
     }
     return KernelReader(layout, lambda: _packed(read_keras())[1], {n: g for n, g in groups.items() if g != 1})
+
+
+def _keras_array(variable: Any) -> np.ndarray:
+    """A Keras variable's value as float32 numpy, on any Keras backend."""
+    return np.asarray(variable.numpy(), dtype=np.float32)
 
 
 def _keras_layers(layer: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -145,3 +145,65 @@ def test_keras_on_its_torch_backend_is_read_as_keras(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr
+
+
+def _keras_model(keras):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, name="conv"), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+
+
+def _keras_data():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((64, 8, 8, 1)).astype(np.float32), rng.integers(0, 10, 64)
+
+
+def _runs(db) -> list[tuple]:
+    with __import__("sqlite3").connect(db) as connection:
+        return connection.execute(
+            "SELECT id, status, (SELECT group_concat(step) FROM (SELECT DISTINCT step FROM kernel_snapshots k "
+            "WHERE k.run_id = r.id ORDER BY step)) FROM runs r ORDER BY id"
+        ).fetchall()
+
+
+def test_keras_steps_are_the_optimizer_s_updates_with_steps_per_execution(tmp_path):
+    keras = pytest.importorskip("keras")
+    import convexp.keras
+
+    model = _keras_model(keras)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", steps_per_execution=4)
+    x, y = _keras_data()
+    db = tmp_path / "r.db"
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[convexp.keras.KernelRecorder("spe", str(db))])
+    assert _runs(db) == [(1, "finished", "0,4,8,12,16")]  # 16 updates, a callback every 4
+    last = stored_kernels(db, "conv")[16]
+    assert last.tobytes() == np.asarray(model.get_layer("conv").kernel.numpy()).transpose(3, 2, 0, 1).tobytes()
+
+
+def test_a_keras_callback_used_for_two_fits_records_two_runs_or_continues_one(tmp_path):
+    """Freeze, fit, unfreeze, recompile, fit again: by default a run per fit, each counted from 0; with
+    continue_run one run whose steps go on through the second fit's (recompiled) optimizer."""
+    keras = pytest.importorskip("keras")
+    import convexp.keras
+
+    x, y = _keras_data()
+    for continue_run, expected in (
+        (False, [(1, "finished", "0,1,2,3,4,5,6,7,8"), (2, "finished", "0,1,2,3,4,5,6,7,8")]),
+        (True, [(1, "running", ",".join(map(str, range(17))))]),
+    ):
+        model = _keras_model(keras)
+        db = tmp_path / f"continue-{continue_run}.db"
+        recorder = convexp.keras.KernelRecorder("two-fits", str(db), continue_run=continue_run)
+        model.get_layer("conv").trainable = False
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[recorder])
+        model.get_layer("conv").trainable = True
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")  # a new optimizer: 0 updates
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[recorder])
+        if continue_run:
+            recorder.run.finish()
+            expected = [(1, "finished", expected[0][2])]
+        assert _runs(db) == expected
+        last = stored_kernels(db, "conv", run_id=len(expected))[8 if not continue_run else 16]
+        assert last.tobytes() == np.asarray(model.get_layer("conv").kernel.numpy()).transpose(3, 2, 0, 1).tobytes()
