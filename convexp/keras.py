@@ -52,6 +52,7 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
     name: str | None = None,
     tags: list[str] | None = None,
     notes: str | None = None,
+    quiet: bool = False,
     continue_run: bool = False,
 ) -> Any:
     """A ``keras.callbacks.Callback`` recording ``model.fit`` as a convexp run (see the module's docs); with
@@ -84,8 +85,9 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
             self._offset, self._epochs_before, self.step, self.epoch = 0, 0, 0, 0
             settings = {"keras_optimizer": type(self.model.optimizer).__name__, **(config or {})}
             self.run = track(
-                experiment, db, settings, layers=layers, dataset=dataset, framework="keras", name=name, tags=tags, notes=notes
-            )
+                experiment, db, settings, layers=layers, dataset=dataset, framework="keras", name=name, tags=tags, notes=notes,
+                quiet=quiet,
+            )  # fmt: skip
             try:
                 self.run.log_kernels(self.model, step=0, epoch=0)
             except NotBuiltError:  # a subclassed model that fit builds in its first step

@@ -76,12 +76,15 @@ def record(
     name: str | None = None,
     tags: list[str] | None = None,
     notes: str | None = None,
+    quiet: bool = False,
 ) -> LoopRecorder:
     """Start recording a PyTorch model's training loop as a convexp run (see the module's docs): use it
     in a ``with`` block, or call ``finish()`` when done."""
     if every < 1:
         raise ValueError(f"every must be 1 or more, not {every}")
-    run = track(experiment, db, config, layers=layers, dataset=dataset, framework="torch", name=name, tags=tags, notes=notes)
+    run = track(
+        experiment, db, config, layers=layers, dataset=dataset, framework="torch", name=name, tags=tags, notes=notes, quiet=quiet
+    )
     try:
         return LoopRecorder(run, model, every)
     except BaseException as exc:  # the model cannot be read: the run never started

@@ -77,6 +77,19 @@ def parse_indices(text: str, what: str) -> tuple[int, ...]:
     return indices
 
 
+def default_layer(store: Store, run: RunRecord) -> str:
+    """The conv layer a command looks at when none is named: ``conv1`` where the run recorded it (convexp's own
+    runs), else the first conv layer it recorded, in the model's order (a tracked ``nn.Sequential``'s ``0``, a
+    Keras model's ``conv2d``). Raises naming the run when it recorded none."""
+    recorded = store.snapshot_layers(run.id)
+    if "conv1" in recorded or not recorded:
+        if not recorded:
+            raise ConvexpError(f"run {run.id} recorded no conv kernels: there is no layer to look at")
+        return "conv1"
+    in_order = [name for name in (run.spec.get("kernel_shapes") or {}) if name in recorded]
+    return (in_order or recorded)[0]
+
+
 def filter_count(store: Store, run_id: int, layer: str) -> int:
     """How many filters ``layer`` of a run has (its kernels' first axis). A layer recorded without filters (a
     batch_norm layer's statistics) is refused with the layers that have them: a picture or a GIF of filters

@@ -128,6 +128,34 @@ def _plan(spec: dict[str, Any]) -> tuple[PlannedLayer, ...] | None:
         return None
 
 
+def _trained_lines(description: RunDescription, optimizer: dict[str, Any], settings: str) -> list[str]:
+    """What `show` says of a run convexp trained: its data, progress, network, initializers and optimizer."""
+    run = description.run
+    return [
+        f"  dataset     {run.dataset}, seed {run.seed}, batch {run.spec.get('batch_size')}",
+        f"  progress    {run.epochs_completed} of {run.spec.get('epochs')} epoch(s), {run.steps_completed} steps"
+        + ("" if run.seconds is None else f", {run.seconds:.2f} s"),
+        f"  layers      {description.architecture or 'n/a (the recorded spec does not validate with this convexp)'}",
+        f"  initializer {run.kernel_initializer} (bias {run.bias_initializer})",
+        f"  optimizer   {optimizer.get('name', 'n/a')}" + (f": {settings}" if settings else ""),
+    ]
+
+
+def _tracked_lines(run: RunRecord) -> list[str]:
+    """What `show` says of a run recorded from the user's own loop: how, what it recorded, its config."""
+    shapes = run.spec.get("kernel_shapes") or {}
+    config = run.spec.get("config") or {}
+    return [
+        f"  recorded    from its own {run.framework} training loop (convexp.track), dataset {run.dataset}",
+        f"  progress    {run.epochs_completed} epoch(s), {run.steps_completed} steps"
+        + ("" if run.seconds is None else f", {run.seconds:.2f} s"),
+        "  layers      "
+        + (", ".join(f"{name} {list(shape)}" for name, shape in shapes.items()) or "none recorded")
+        + (" (conv kernels: out, in / groups, kh, kw)" if shapes else ""),
+        "  config      " + (", ".join(f"{key} {value}" for key, value in config.items()) or "none given"),
+    ]
+
+
 def format_description(description: RunDescription) -> str:
     """The description as the lines ``convexp show`` prints."""
     run = description.run
@@ -145,15 +173,12 @@ def format_description(description: RunDescription) -> str:
             else []
         ),
         *([f"  sweep       trial {run.trial} of sweep {run.sweep_id}"] if run.sweep_id is not None else []),
-        f"  dataset     {run.dataset}, seed {run.seed}, batch {run.spec.get('batch_size')}",
-        f"  progress    {run.epochs_completed} of {run.spec.get('epochs')} epoch(s), {run.steps_completed} steps"
-        + ("" if run.seconds is None else f", {run.seconds:.2f} s"),
+        *(_tracked_lines(run) if run.spec.get("external") else _trained_lines(description, optimizer, settings)),
         f"  started     {run.started_at:%Y-%m-%d %H:%M:%S} UTC on {run.host or '?'}"
         + ("" if run.finished_at is None else f"; ended {run.finished_at:%Y-%m-%d %H:%M:%S} UTC"),
-        f"  layers      {description.architecture or 'n/a (the recorded spec does not validate with this convexp)'}",
-        f"  initializer {run.kernel_initializer} (bias {run.bias_initializer})",
-        f"  optimizer   {optimizer.get('name', 'n/a')}" + (f": {settings}" if settings else ""),
-        f"  framework   {run.framework} {run.framework_version} (backend plugin {run.backend_version}, convexp {run.convexp_version})"
+        f"  framework   {run.framework} {run.framework_version} ("
+        + ("" if run.spec.get("external") else f"backend plugin {run.backend_version}, ")
+        + f"convexp {run.convexp_version})"
         + (f" on {run.device}" if run.device else ""),
         "  checkpoint  "
         + (

@@ -65,8 +65,13 @@ def compare_command(
 def filters_command(
     run: Run,
     layer: Annotated[
-        str, typer.Option(help="Conv layer (square kernels of odd size for the operator analysis).")
-    ] = DEFAULT_LAYER,
+        Optional[str],
+        typer.Option(
+            help=f"Conv layer (square kernels of odd size for the operator analysis) [default: {DEFAULT_LAYER}, or the "
+            "first conv layer the run recorded].",
+            show_default=False,
+        ),
+    ] = None,
     step: Step = DEFAULT_STEP,
     patches: Annotated[bool, typer.Option("--patches", help="List each filter's strongest test-image patches instead.")] = False,
     top: Annotated[int, typer.Option(help="With --patches: how many patches (test images) per filter.")] = TOP_PATCHES,
@@ -85,6 +90,11 @@ def filters_command(
     from convexp.analysis.selection import parse_step, select_run
     from convexp.store import Store
 
+    if layer is None:
+        from convexp.analysis.selection import default_layer
+
+        with Store(db, must_exist=True) as store:
+            layer = default_layer(store, select_run(store, run))
     if patches:
         from convexp.analysis.network import load_network
         from convexp.analysis.patches import patches_dict, top_patches
@@ -185,7 +195,11 @@ def plot_command(
     ],
     out: Annotated[Path, typer.Option(help="Picture file to write (.png; evolution also .gif for an animation).")],
     layer: Annotated[
-        Optional[str], typer.Option(help=f"Conv layer [default: {DEFAULT_LAYER}; summary: the only one recorded].")
+        Optional[str],
+        typer.Option(
+            help=f"Conv layer [default: {DEFAULT_LAYER}, or the first conv layer the run recorded; summary: the only one "
+            "recorded]."
+        ),
     ] = None,
     step: Step = DEFAULT_STEP,
     filters: Annotated[str, typer.Option(help="Filters for evolution, e.g. 0,1,2,3.")] = "0,1,2,3,4,5,6,7",
@@ -238,11 +252,15 @@ def plot_command(
         raise ConvexpError("--by, --metric, --measure and --where are for `convexp plot summary EXPERIMENT`")
     if x or color:
         raise ConvexpError("--x, --y and --color are for `convexp plot sweep EXPERIMENT`")
-    options = plot.PictureOptions(
-        layer or DEFAULT_LAYER, parse_step(step), parse_indices(filters, "--filters"), image, data_dir, top
-    )
     with Store(db, must_exist=True) as store:
         records = select_runs(store, runs)
+        if layer is None and kind_name != "curves":
+            from convexp.analysis.selection import default_layer
+
+            layer = default_layer(store, records[0])
+        options = plot.PictureOptions(
+            layer or DEFAULT_LAYER, parse_step(step), parse_indices(filters, "--filters"), image, data_dir, top
+        )
         if kind_name != "curves":
             filter_count(store, records[0].id, options.layer)
         if kind_name == "evolution" and out.suffix.lower() == ".gif":

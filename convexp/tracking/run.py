@@ -3,6 +3,7 @@
     import convexp
 
     with convexp.track(experiment="my-net", db="convexp.db", config={"lr": 0.001}) as run:
+        run.log_kernels(model, step=0)            # the initial weights
         for step, (x, y) in enumerate(batches, start=1):
             loss = train_step(x, y)
             run.log_metrics({"train_loss": loss}, step=step)
@@ -74,8 +75,10 @@ class TrackedRun:
     """A run being recorded from the user's own loop, made by :func:`track`: a context manager, or a
     plain object ended by :meth:`finish` (or at interpreter exit)."""
 
-    def __init__(self, store: Store, run_id: int, layers: list[str] | None = None):
-        self.store, self.run_id, self.layers = store, run_id, layers
+    def __init__(self, store: Store, run_id: int, layers: list[str] | None = None, quiet: bool = False):
+        #: The run's id in the database: ``convexp show RUN_ID``.
+        self.run_id = run_id
+        self.store, self.layers, self.quiet = store, layers, quiet
         self.writer = make_writer(store, run_id, heartbeat_seconds=HEARTBEAT_SECONDS)
         self.pid = os.getpid()  # the process that records: a forked child does nothing with the run
         #: How the run ended (``finished``, ``failed``, ``interrupted``), None while it records.
@@ -249,11 +252,14 @@ class TrackedRun:
             failure = failure or exc
         finally:
             problem = self.store.file_problem(self.run_id) if failure is not None else None  # the likeliest cause, plainly
+            location = self.store.location
             self.store.close()
         if problem is not None:
             raise StoreError(problem) from None
         if failure is not None:
             raise failure
+        if not self.quiet:  # where it went, once, as `convexp run` says it
+            print(f"convexp: recorded as run {self.run_id} ({self.status}) in {location}", file=sys.stderr)
 
 
 #: Runs recorded by this process and not ended yet: kept alive here, ended at interpreter exit.
@@ -289,6 +295,7 @@ def track(
     name: str | None = None,
     tags: list[str] | None = None,
     notes: str | None = None,
+    quiet: bool = False,
 ) -> TrackedRun:
     """Start recording a run from your own training loop into ``db`` (a SQLite path or SQLAlchemy
     URL; default ``$CONVEXP_DB`` or ./convexp.db), as experiment ``experiment``; see the module's
@@ -296,7 +303,9 @@ def track(
 
     ``config`` is kept as the run's settings (JSON-able values; ``seed``, if there, is also the
     run's seed); ``layers`` limits the recorded conv layers by name; ``dataset`` and ``framework``
-    are noted with the run; ``name``, ``tags`` and ``notes`` label it (as ``convexp name/tag/note`` do)."""
+    are noted with the run; ``name``, ``tags`` and ``notes`` label it (as ``convexp name/tag/note`` do). When it
+    ends it says ``convexp: recorded as run N (finished) in FILE`` on stderr, unless ``quiet``; its id is
+    :attr:`TrackedRun.run_id`."""
     problem = experiment_name_problem(str(experiment))
     if problem:
         raise ValueError(f"experiment {experiment!r}: {problem}")
@@ -328,7 +337,7 @@ def track(
             tags=tags or None,
             notes=notes or None,
         )
-        return TrackedRun(store, run_id, layers)
+        return TrackedRun(store, run_id, layers, quiet)
     except BaseException:
         store.close()
         raise

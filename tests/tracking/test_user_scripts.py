@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import convexp.torch
-from tests.conftest import stored_kernels
+from tests.conftest import run_cli, stored_kernels
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -207,3 +207,36 @@ def test_a_keras_callback_used_for_two_fits_records_two_runs_or_continues_one(tm
         assert _runs(db) == expected
         last = stored_kernels(db, "conv", run_id=len(expected))[8 if not continue_run else 16]
         assert last.tobytes() == np.asarray(model.get_layer("conv").kernel.numpy()).transpose(3, 2, 0, 1).tobytes()
+
+
+def test_a_tracked_sequential_run_says_where_it_went_and_reads_like_any_run(tmp_path):
+    """The end of a tracked run names it on stderr; `show` lists the layers recorded and the config (no n/a);
+    `filters` and `plot` look at the model's first conv layer without --layer."""
+    script = textwrap.dedent(
+        f"""
+        import torch, convexp.torch
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3), torch.nn.Flatten(),
+                                    torch.nn.Linear(2 * 4 * 4, 10))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        with convexp.torch.record(model, experiment="seq", db={str(tmp_path / "r.db")!r}, config={{"lr": 0.1}}) as recorder:
+            for _ in range(3):
+                optimizer.zero_grad(); model(torch.randn(4, 1, 8, 8)).sum().backward(); optimizer.step()
+                recorder.step(train_loss=1.0)
+        assert recorder.run.run_id == 1
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"convexp: recorded as run 1 (finished) in {tmp_path / 'r.db'}"
+    db = ["--db", str(tmp_path / "r.db")]
+    shown = run_cli("show", "1", *db).stdout
+    assert "n/a" not in shown and "None" not in shown
+    assert "  layers      0 [4, 1, 3, 3], 2 [2, 4, 3, 3] (conv kernels: out, in / groups, kh, kw)" in shown
+    assert "  config      lr 0.1" in shown and "from its own torch training loop" in shown
+    filters = run_cli("filters", "1", *db)
+    assert filters.returncode == 0 and "step 3: " in filters.stdout, filters.stderr
+    drawn = run_cli("plot", "filters", "1", "--out", str(tmp_path / "f.png"), *db)
+    assert drawn.returncode == 0 and (tmp_path / "f.png").exists(), drawn.stderr
+    missing = run_cli("filters", "1", "--layer", "conv1", *db)
+    assert missing.returncode == 1 and "layers with snapshots: 0, 2" in missing.stderr
