@@ -372,7 +372,9 @@ def test_a_run_never_finished_is_closed_at_interpreter_exit_as_the_process_ended
         [sys.executable, str(script)], capture_output=True, text=True, cwd=REPO, preexec_fn=sigint_as_a_terminal_delivers_it
     )
     assert (result.returncode == 0) == (status == "finished"), result.stderr
-    assert "convexp" not in result.stderr.replace(str(script), "")  # no error of convexp's at exit
+    said = f"convexp: recorded as run 1 ({status}) in {db}"
+    assert said in result.stderr.splitlines()  # where the run went, said once
+    assert "convexp" not in result.stderr.replace(str(script), "").replace(said, "")  # and no error of convexp's at exit
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT status, message, steps_completed FROM runs").fetchone() == (status, message, steps)
         assert connection.execute("SELECT step, value FROM metrics ORDER BY step").fetchall() == [(0, 1.0), (1, 2.0), (2, 3.0)]
