@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from convexp.analysis.plan_text import describe_plan, format_parameter_table
@@ -145,8 +146,15 @@ def _tracked_lines(run: RunRecord) -> list[str]:
     """What `show` says of a run recorded from the user's own loop: how, what it recorded, its config."""
     shapes = run.spec.get("kernel_shapes") or {}
     config = run.spec.get("config") or {}
+    files = run.spec.get("imported") or []
+    how = (
+        f"imported from {len(files)} saved {run.framework} file(s) (convexp import): "
+        + ", ".join(f"{Path(f.get('path', '?')).name} as step {f.get('step')}" for f in files)
+        if files
+        else f"from its own {run.framework} training loop (convexp.track), dataset {run.dataset}"
+    )
     return [
-        f"  recorded    from its own {run.framework} training loop (convexp.track), dataset {run.dataset}",
+        f"  recorded    {how}",
         f"  progress    {run.epochs_completed} epoch(s), {run.steps_completed} steps"
         + ("" if run.seconds is None else f", {run.seconds:.2f} s"),
         "  layers      "

@@ -14,7 +14,7 @@ from convexp.cli.app import app
 
 # Each module registers its commands on app when imported; --help lists them in this order.
 # isort: off
-from convexp.cli import run, results, labels, groups, ui, analysis, conv, backends
+from convexp.cli import run, results, labels, groups, ui, analysis, conv, backends, saved
 from convexp.cli import data, db
 # isort: on
 
