@@ -18,8 +18,9 @@ def import_command(
         list[Path],
         typer.Argument(
             metavar="FILE...",
-            help="Saved weights: a PyTorch state dict or checkpoint (.pt, .pth, Lightning's .ckpt), .safetensors, or an "
-            "ONNX model (.onnx). Several files are one run, a snapshot each.",
+            help="Saved weights: a PyTorch state dict or checkpoint (.pt, .pth, Lightning's .ckpt), .safetensors, an "
+            "ONNX model (.onnx), a Keras model (.keras) or its weights (.weights.h5). Several files are one run, a "
+            "snapshot each.",
         ),
     ],
     experiment: Annotated[str, typer.Option("--experiment", "-e", help="The experiment the run belongs to.")],
@@ -40,8 +41,9 @@ def import_command(
     """Record the conv kernels of saved model files as one run, so that `show`, `filters`, `compare`, `plot`,
     `report` and the web UI read them as any run's.
 
-    Conv kernels are the 4-D NAME.weight tensors of a state dict (NAME.bias as their bias), or the kernels feeding
-    an ONNX graph's Conv nodes, stored (out, in / groups, kh, kw) float32. A torch file is read with
+    Conv kernels are the 4-D NAME.weight tensors of a state dict (NAME.bias as their bias), the kernels feeding
+    an ONNX graph's Conv nodes, or a Keras model's Conv2D, DepthwiseConv2D and SeparableConv2D layers, stored
+    (out, in / groups, kh, kw) float32. A torch file is read with
     weights_only=True: a pickled whole model is refused (save its state dict). Every file is read and checked
     before anything is written; a file imported before is refused with the run it went into."""
     from convexp.errors import ConvexpError

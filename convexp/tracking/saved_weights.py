@@ -1,12 +1,15 @@
 """Reading the conv kernels out of a saved model's file: PyTorch state dicts and checkpoints (``.pt``, ``.pth``,
-Lightning's ``.ckpt``), ``.safetensors`` files and ONNX models.
+Lightning's ``.ckpt``), ``.safetensors`` files, ONNX models, and Keras's ``.keras`` and ``.weights.h5`` files.
 
 Each format needs only its own library, imported when a file of it is read (torch; ``safetensors``, ``onnx``:
 ``pip install 'convexp[import]'``), and each file is read without running anything it holds: torch's loader
 with ``weights_only=True`` (a pickled whole model is refused, with how to save its state dict instead).
 
-Which tensors are conv kernels: in an ONNX graph, the initializers feeding a ``Conv`` node (its kernel, already
-(out, in / groups, kh, kw), and its bias); in a bare state dict (torch, safetensors), every 4-D floating tensor
+Which tensors are conv kernels: in a ``.keras`` file, the model's ``Conv2D``, ``DepthwiseConv2D`` and
+``SeparableConv2D`` layers, read as a recorded Keras model's are (the model is loaded with Keras, ``safe_mode``);
+in a ``.weights.h5`` file (weights without the model), the variables of the layers Keras saved as ``conv2d``,
+``depthwise_conv2d`` and ``separable_conv2d``; in an ONNX graph, the initializers feeding a ``Conv`` node (its
+kernel, already (out, in / groups, kh, kw), and its bias); in a bare state dict (torch, safetensors), every 4-D floating tensor
 named ``NAME.weight``, with ``NAME.bias`` as its bias when it has one value per output channel -- a transposed
 convolution's kernel cannot be told from a state dict, so ``layers=`` chooses the layers to keep. Kernels are
 float32 copies in convexp's canonical (out, in / groups, kh, kw) layout.
@@ -26,7 +29,16 @@ import numpy as np
 from convexp.errors import ConvexpError
 
 #: The suffixes read, and the format each is.
-FORMATS = {".pt": "torch", ".pth": "torch", ".ckpt": "torch", ".bin": "torch", ".safetensors": "safetensors", ".onnx": "onnx"}
+FORMATS = {
+    ".pt": "torch",
+    ".pth": "torch",
+    ".ckpt": "torch",
+    ".bin": "torch",
+    ".safetensors": "safetensors",
+    ".onnx": "onnx",
+    ".keras": "keras",
+    ".h5": "keras-weights",
+}
 
 
 class SavedModelError(ConvexpError):
@@ -63,8 +75,12 @@ def read_saved(path: str | Path, layers: list[str] | None = None) -> SavedWeight
         kernels = _state_dict_kernels(path, tensors)
     elif kind == "safetensors":
         kernels = _state_dict_kernels(path, _safetensors_file(path))
-    else:
+    elif kind == "onnx":
         kernels = _onnx_kernels(path)
+    elif kind == "keras":
+        kernels = _keras_file(path)
+    else:
+        kernels = _keras_weights_file(path)
     if not kernels:
         raise SavedModelError(f"{path}: no conv kernel in it (no 4-D NAME.weight tensor{', no Conv node' * (kind == 'onnx')})")
     if layers is not None:
@@ -163,3 +179,67 @@ def _onnx_kernels(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]
         name = node.name or node.input[1].removesuffix(".weight") or f"conv{index}"
         kernels[name] = (np.ascontiguousarray(kernel, dtype=np.float32), None if bias is None else bias.astype(np.float32))
     return kernels
+
+
+def _keras_file(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """A ``.keras`` model's conv kernels, by layer path, as :mod:`convexp.tracking.model_kernels` reads a live one."""
+    try:
+        import keras  # the file's own framework, only to read it (an import-linter exception says so)
+    except ImportError:
+        raise SavedModelError(f"{path}: reading a .keras file needs keras: pip install keras") from None
+    from convexp.tracking.model_kernels import kernels_of
+
+    try:
+        model = keras.saving.load_model(str(path), compile=False)
+    except Exception as exc:  # noqa: BLE001 -- a truncated file, an unknown (subclassed) class: one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SavedModelError(f"{path}: Keras cannot load it ({first})") from None
+    try:
+        return kernels_of(model)
+    except ConvexpError as exc:
+        if "no 2-D conv layer" in str(exc):
+            return {}
+        raise SavedModelError(f"{path}: {exc}") from None
+
+
+#: What Keras names a saved layer of each kind in a ``.weights.h5`` file (before its ``_N``).
+_KERAS_SAVED = {"conv2d": "kernel", "depthwise_conv2d": "depthwise", "separable_conv2d": "separable"}
+
+
+def _keras_weights_file(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """The conv kernels of a Keras ``.weights.h5`` file, by the paths Keras saved them under."""
+    if not path.name.endswith(".weights.h5"):
+        raise SavedModelError(f"{path}: an .h5 file convexp reads is Keras's model.save_weights (NAME.weights.h5)")
+    h5py = _library("h5py", path)
+    try:
+        handle = h5py.File(path, "r")
+    except Exception as exc:  # noqa: BLE001 -- a truncated or foreign file: one line
+        raise SavedModelError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
+    kernels: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    with handle:
+
+        def visit(group: Any, prefix: str) -> None:
+            for key in group.get("layers", {}):
+                layer = group["layers"][key]
+                name = f"{prefix}{key}"
+                kind = _KERAS_SAVED.get(re.sub(r"_\d+$", "", key))
+                variables = [np.asarray(layer["vars"][str(i)], dtype=np.float32) for i in range(len(layer.get("vars", {})))]
+                if kind is not None and variables and variables[0].ndim == 4:
+                    kernels.update(_keras_saved_layer(name, kind, variables))
+                visit(layer, name + "/")
+
+        visit(handle, "")
+    return kernels
+
+
+def _keras_saved_layer(name: str, kind: str, variables: list[np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """One saved Keras conv layer's variables in convexp's layout (as :mod:`~convexp.tracking.model_kernels` reads)."""
+    bias = variables[-1] if variables[-1].ndim == 1 else None
+    if kind == "kernel":  # (kh, kw, in / groups, out)
+        return {name: (np.ascontiguousarray(variables[0].transpose(3, 2, 0, 1)), bias)}
+    kh, kw = variables[0].shape[:2]
+    depthwise = np.ascontiguousarray(variables[0].transpose(2, 3, 0, 1).reshape(-1, 1, kh, kw))
+    if kind == "depthwise":
+        return {name: (depthwise, bias)}
+    pointwise = np.ascontiguousarray(variables[1].transpose(3, 2, 0, 1))
+    return {f"{name}/depthwise": (depthwise, None), f"{name}/pointwise": (pointwise, bias)}

@@ -163,3 +163,43 @@ def test_bad_files_are_one_line_each_and_write_nothing(tmp_path):
     assert run_cli("import", str(good), "-e", "saved", "--db", str(db)).returncode == 0
     compared = run_cli("compare", "1", "2", "--db", str(db))
     assert compared.returncode == 0 and "conv1" in compared.stdout, compared.stderr
+
+
+def test_keras_files_are_read_as_keras_saved_them(tmp_path):
+    """A .keras model (its layers by name, as a recorded Keras model's) and its .weights.h5 (the layers by the
+    names Keras saved them under): Conv2D, DepthwiseConv2D and SeparableConv2D kernels in convexp's layout, equal
+    bit for bit to the model's, the asymmetric pattern where it was put."""
+    pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("keras")
+    from convexp.tracking.model_kernels import kernels_of
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((9, 9, 1)),
+            keras.layers.Conv2D(4, 3, name="c1"),
+            keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+            keras.layers.SeparableConv2D(5, 3, name="sep"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+    kernel = model.get_layer("c1").kernel.numpy()
+    kernel[:, :, 0, 2] = PATTERN  # filter 2, input channel 0: (kh, kw, in, out) in Keras
+    model.get_layer("c1").kernel.assign(kernel)
+    expected = kernels_of(model)
+    assert np.array_equal(expected["c1"][0][2, 0], PATTERN)
+    model.save(tmp_path / "net.keras")
+    model.save_weights(tmp_path / "net.weights.h5")
+    saved_names = {"c1": "conv2d", "dw": "depthwise_conv2d", "sep/depthwise": "separable_conv2d/depthwise"}
+    saved_names["sep/pointwise"] = "separable_conv2d/pointwise"
+    for file, names in (("net.keras", {n: n for n in saved_names}), ("net.weights.h5", saved_names)):
+        db = tmp_path / f"{file}.db"
+        result = run_cli("import", str(tmp_path / file), "-e", "keras", "--db", str(db))
+        assert result.returncode == 0, result.stderr
+        for ours, stored_as in names.items():
+            assert stored_kernels(db, stored_as)[0].tobytes() == expected[ours][0].tobytes(), (file, ours)
+        with sqlite3.connect(db) as connection:
+            biases = dict(connection.execute("SELECT layer, bias FROM kernel_snapshots").fetchall())
+        assert np.frombuffer(biases[names["c1"]], "<f4").tobytes() == expected["c1"][1].tobytes()
+        assert biases[names["sep/depthwise"]] is None and biases[names["sep/pointwise"]] is not None
