@@ -8,7 +8,8 @@ import no numerical framework. Its packages, one per concept (docs/layout.md map
 - :mod:`convexp.experiments` — the experiments YAML, its grids, and running and recording them
 - :mod:`convexp.tracking` — :func:`convexp.track`, recording from your own training loop;
   :mod:`convexp.keras` (a Keras callback) and :mod:`convexp.torch` (a PyTorch helper) build on it
-- :mod:`convexp.store` — the results database; :mod:`convexp.analysis` reads it back
+- :mod:`convexp.store` — the results database; :mod:`convexp.analysis` reads it back (``convexp.open(db)`` in a
+  notebook: :mod:`convexp.analysis.notebook`)
 - :mod:`convexp.ui` and :mod:`convexp.cli` — the web app and the command line, thin over the rest
 - :mod:`convexp.datasets` — the data runs train on
 """
@@ -25,9 +26,14 @@ _moved.install()  # the module paths of earlier versions keep working (convexp/_
 
 
 def __getattr__(name: str) -> Any:
-    """``convexp.track``, imported on first use (it needs the database layer, which ``import convexp`` does not load)."""
+    """``convexp.track`` and ``convexp.open``, imported on first use (they need the database layer, which ``import
+    convexp`` does not load)."""
     if name == "track":
         from convexp.tracking import track  # convexp.track on first use: import convexp stays light
 
         return track
+    if name == "open":
+        from convexp.analysis.notebook import open_results  # a results database in a notebook
+
+        return open_results
     raise AttributeError(f"module 'convexp' has no attribute {name!r}")
