@@ -80,3 +80,35 @@ def test_a_lightning_fit_is_recorded_at_its_global_steps(tmp_path, accumulate):
         names = {n for (n,) in connection.execute("SELECT DISTINCT name FROM metrics")}
         last = connection.execute("SELECT max(step) FROM metrics WHERE name = 'val_accuracy'").fetchone()[0]
     assert {"train_loss", "val_accuracy"} <= names and last == steps
+
+
+def test_lightning_s_own_checkpoints_import_as_one_run_at_their_global_steps(tmp_path):
+    """Three epochs' checkpoints as Lightning's ModelCheckpoint writes them (weights_only loading of the real files),
+    given in any order: one run of three snapshots at their global steps, each equal to the module's weights then."""
+    from tests.conftest import run_cli
+
+    class Snapshots(pl.Callback):  # the test's own copy of the weights at each epoch's end
+        def __init__(self):
+            self.kernels = {}
+
+        def on_train_epoch_end(self, trainer, module):
+            self.kernels[trainer.global_step] = module.features[0].weight.detach().numpy().copy()
+
+    torch.manual_seed(0)
+    module, copies = DigitsNet(), Snapshots()
+    checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1)
+    trainer = pl.Trainer(
+        max_epochs=3, callbacks=[checkpoints, copies], logger=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path,
+    )  # fmt: skip
+    train, test = _loaders()
+    trainer.fit(module, train, test)
+    files = sorted((tmp_path / "ckpt").glob("*.ckpt"), reverse=True)
+    assert len(files) == 3
+    db = tmp_path / "r.db"
+    result = run_cli("import", *map(str, files), "-e", "lightning-checkpoints", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    recorded = stored_kernels(db, "features.0")
+    assert sorted(recorded) == sorted(copies.kernels) == [10, 20, 30]
+    for step, kernel in copies.kernels.items():
+        assert recorded[step].tobytes() == kernel.tobytes()
