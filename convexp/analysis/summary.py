@@ -130,7 +130,8 @@ def _plan(spec: dict[str, Any]) -> tuple[PlannedLayer, ...] | None:
 
 
 def _trained_lines(description: RunDescription, optimizer: dict[str, Any], settings: str) -> list[str]:
-    """What `show` says of a run convexp trained: its data, progress, network, initializers and optimizer."""
+    """What `show` says of a run convexp trained: its data and progress, then (after when it ran) its network,
+    initializers and optimizer."""
     run = description.run
     return [
         f"  dataset     {run.dataset}, seed {run.seed}, batch {run.spec.get('batch_size')}",
@@ -143,7 +144,8 @@ def _trained_lines(description: RunDescription, optimizer: dict[str, Any], setti
 
 
 def _tracked_lines(run: RunRecord) -> list[str]:
-    """What `show` says of a run recorded from the user's own loop: how, what it recorded, its config."""
+    """What `show` says of a run recorded from the user's own loop or imported: how and its progress, then (after
+    when it ran) what it recorded and its config."""
     shapes = run.spec.get("kernel_shapes") or {}
     config = run.spec.get("config") or {}
     files = run.spec.get("imported") or []
@@ -181,9 +183,10 @@ def format_description(description: RunDescription) -> str:
             else []
         ),
         *([f"  sweep       trial {run.trial} of sweep {run.sweep_id}"] if run.sweep_id is not None else []),
-        *(_tracked_lines(run) if run.spec.get("external") else _trained_lines(description, optimizer, settings)),
+        *(what := _tracked_lines(run) if run.spec.get("external") else _trained_lines(description, optimizer, settings))[:2],
         f"  started     {run.started_at:%Y-%m-%d %H:%M:%S} UTC on {run.host or '?'}"
         + ("" if run.finished_at is None else f"; ended {run.finished_at:%Y-%m-%d %H:%M:%S} UTC"),
+        *what[2:],
         f"  framework   {run.framework} {run.framework_version} ("
         + ("" if run.spec.get("external") else f"backend plugin {run.backend_version}, ")
         + f"convexp {run.convexp_version})"
