@@ -82,9 +82,9 @@ def default_layer(store: Store, run: RunRecord) -> str:
     runs), else the first conv layer it recorded, in the model's order (a tracked ``nn.Sequential``'s ``0``, a
     Keras model's ``conv2d``). Raises naming the run when it recorded none."""
     recorded = store.snapshot_layers(run.id)
-    if "conv1" in recorded or not recorded:
-        if not recorded:
-            raise ConvexpError(f"run {run.id} recorded no conv kernels: there is no layer to look at")
+    if not recorded:
+        raise ConvexpError(f"run {run.id} recorded no conv kernels: there is no layer to look at")
+    if "conv1" in recorded:
         return "conv1"
     in_order = [name for name in (run.spec.get("kernel_shapes") or {}) if name in recorded]
     return (in_order or recorded)[0]

@@ -171,6 +171,8 @@ def format_description(description: RunDescription) -> str:
     run = description.run
     optimizer = run.spec.get("optimizer") or {}
     settings = ", ".join(f"{k} {v}" for k, v in optimizer.items() if k != "name")
+    # how and how far, then when (as ever), then what it is
+    what = _tracked_lines(run) if run.spec.get("external") else _trained_lines(description, optimizer, settings)
     lines = [
         f"run {run.id} {run.experiment}/{run.backend}: {run.shown_status()}"
         + (f" ({run.message})" if run.message else "")
@@ -183,7 +185,7 @@ def format_description(description: RunDescription) -> str:
             else []
         ),
         *([f"  sweep       trial {run.trial} of sweep {run.sweep_id}"] if run.sweep_id is not None else []),
-        *(what := _tracked_lines(run) if run.spec.get("external") else _trained_lines(description, optimizer, settings))[:2],
+        *what[:2],
         f"  started     {run.started_at:%Y-%m-%d %H:%M:%S} UTC on {run.host or '?'}"
         + ("" if run.finished_at is None else f"; ended {run.finished_at:%Y-%m-%d %H:%M:%S} UTC"),
         *what[2:],

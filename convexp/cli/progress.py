@@ -5,9 +5,6 @@ Names and messages are data, not markup: they are escaped before rich prints the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -23,11 +20,6 @@ def outcome_line(outcome, label: str) -> str:
     reason = f" ({escape(outcome.message)})" if outcome.message else ""
     objective = f", objective {outcome.objective:.4g}" if outcome.objective is not None else ""
     return f"{label}: [{colour}]{outcome.status}[/{colour}]{reason}, test accuracy {accuracy}{objective}{per_epoch}"
-
-
-def format_values(values: Mapping[str, Any]) -> str:
-    """``optimizer.learning_rate=0.00123, layers.0.filters=16``: a trial's sampled values."""
-    return ", ".join(f"{path}={value:.4g}" if isinstance(value, float) else f"{path}={value}" for path, value in values.items())
 
 
 def _run_label(run_id: int, experiment: str, backend: str, trial: int | None = None) -> str:
@@ -62,9 +54,10 @@ class RunPrinter:
         self.index += 1
         self.run_id, self.epochs, self.job = run_id, job.epochs, job
         self.label = _run_label(run_id, run.experiment, run.backend.name, run.trial)
-        if run.trial is not None:
-            if run.sampled:
-                self.console.print(f"[bold]{self.label}[/bold]: " + escape(format_values(run.sampled)))
+        if run.sampled:  # a sweep's new trial: the values drawn for it
+            from convexp.experiments.sweeping import format_values  # loaded with the runner that calls this
+
+            self.console.print(f"[bold]{self.label}[/bold]: " + escape(format_values(run.sampled)))
         resumed = job.resume_from
         self.console.print(
             f"[bold]{self.label}[/bold] ({self.index}/{self.total_runs}): {escape(run.spec.dataset)}, "

@@ -21,15 +21,15 @@ def prune_reason(sweep: SweepSpec, history: Sequence[Trial], objective: Mapping[
     rule = sweep.prune
     if rule is None or not objective:
         return None
-    optuna = optuna_module()
     finished = [t for t in history if t.state == "complete" and t.value is not None]
+    if len(finished) < rule.startup_trials:  # the rule's own first check, without building a study
+        return None
+    optuna = optuna_module()
     pruner = optuna.pruners.MedianPruner(
         n_startup_trials=rule.startup_trials,
         n_warmup_steps=rule.warmup_epochs + 1,  # Optuna counts steps from 0, epochs from 1
     )
     current = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values=dict(objective))
-    if len(finished) < rule.startup_trials:  # the rule's own first check, without building a study
-        return None
     if not pruner.prune(optuna_study(sweep, finished, with_params=False), current):
         return None
     epoch = max(objective)

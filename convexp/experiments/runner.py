@@ -348,7 +348,9 @@ def _train_and_record(run: PreparedRun, job: TrainingJob, store: Store, run_id: 
     backend = run.backend
     outcome = RunOutcome(run_id, run.experiment, backend.name, "running")
     plan = PlanCheck.for_job(backend.name, job)
-    judge = judge_for(store, run_id, job.epochs)  # a sweep's trial: its objective measured, the pruning rule applied
+    judge = judge_for(
+        store, run_id, run.sweep_id, run.trial, job.epochs
+    )  # a sweep's trial: its objective measured, the pruning rule applied
     recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from, plan=plan, hook=judge)
     if listener:
         listener.run_start(run_id, run, job)

@@ -116,9 +116,7 @@ def _frozen_trials(sweep: SweepSpec, history: Sequence[Trial], distributions: di
         params = _optuna_params(sweep, trial.values) if with_params else {}
         if params is None:
             continue
-        kind = {"complete": state.COMPLETE, "pruned": state.PRUNED, "running": state.RUNNING, "failed": state.FAIL}[trial.state]
-        if kind == state.COMPLETE and trial.value is None:
-            kind = state.FAIL  # finished without its objective: nothing to learn from
+        kind = _optuna_state(optuna, trial)
         frozen.append(
             optuna.trial.create_trial(
                 state=kind,
@@ -129,6 +127,14 @@ def _frozen_trials(sweep: SweepSpec, history: Sequence[Trial], distributions: di
             )
         )
     return frozen
+
+
+def _optuna_state(optuna: Any, trial: Trial) -> Any:
+    """A trial's state as Optuna's; a finished trial without its objective is a failed one (nothing to learn from)."""
+    state = optuna.trial.TrialState
+    if trial.state == "complete" and trial.value is None:
+        return state.FAIL
+    return {"complete": state.COMPLETE, "pruned": state.PRUNED, "running": state.RUNNING, "failed": state.FAIL}[trial.state]
 
 
 def _optuna_params(sweep: SweepSpec, values: dict[str, Any]) -> dict[str, Any] | None:
@@ -194,8 +200,6 @@ class TpeSearch:
                 trial_id = known[0]
                 for epoch, value in trial.objective.items():
                     self.storage.set_trial_intermediate_value(trial_id, epoch, value)
-                kind = {"complete": state.COMPLETE, "pruned": state.PRUNED, "failed": state.FAIL}[trial.state]
-                if kind == state.COMPLETE and trial.value is None:
-                    kind = state.FAIL
+                kind = _optuna_state(self.optuna, trial)
                 self.storage.set_trial_state_values(trial_id, kind, [trial.value] if kind == state.COMPLETE else None)
                 self.known[trial.number] = (trial_id, trial.state)

@@ -61,7 +61,7 @@ class OpenSweep:
 
     def unfinished(self) -> list[int]:
         """The runs of trials that stopped before their end (interrupted, or their process died): continued first."""
-        recorded = trials(self.store, self.id, self.sweep.objective.name)
+        recorded = trials(self.store, self.id, self.sweep.objective.name, specs=False)
         return [t.run_id for t in recorded if t.status in UNFINISHED]
 
     def next_trial(self) -> NextTrial | None:
@@ -97,7 +97,7 @@ def open_sweep(store: Store, grid: Grid, resume: bool = False) -> OpenSweep:
 def resumable_sweep(store: Store, grid: Grid) -> SweepRecord:
     """The sweep ``--resume-sweep`` continues: the newest of ``grid``'s experiment with its definition (all but the
     number of trials); :class:`ConvexpError` naming the experiment when there is none."""
-    record = latest_sweep(store, grid.experiment, grid.sweep_digest) if grid.sweep_digest else None
+    record = _newest(store, grid)
     if record is None:
         raise ConvexpError(
             f"{store.location}: no sweep of experiment '{grid.experiment}' as it is defined now to continue; "
@@ -108,8 +108,12 @@ def resumable_sweep(store: Store, grid: Grid) -> SweepRecord:
 
 def newest_sweep(store: Store, grid: Grid) -> int | None:
     """The id of the newest sweep in ``store`` of ``grid``'s experiment as it is defined now, if any."""
-    record = latest_sweep(store, grid.experiment, grid.sweep_digest) if grid.sweep_digest else None
+    record = _newest(store, grid)
     return None if record is None else record.id
+
+
+def _newest(store: Store, grid: Grid) -> SweepRecord | None:
+    return latest_sweep(store, grid.experiment, grid.sweep_digest) if grid.sweep_digest else None
 
 
 def sweep_of(store: Store, sweep_id: int) -> SweepSpec:
@@ -188,12 +192,11 @@ class TrialJudge:
         return prune_reason(self.sweep, finished, {**own, **self.objective})
 
 
-def judge_for(store: Store, run_id: int, epochs: int) -> TrialJudge | None:
-    """The epoch hook of run ``run_id`` when it is a sweep's trial, else None."""
-    run = store.get_run(run_id)
-    if run.sweep_id is None:
+def judge_for(store: Store, run_id: int, sweep_id: int | None, trial: int | None, epochs: int) -> TrialJudge | None:
+    """The epoch hook of run ``run_id`` when it is trial ``trial`` of sweep ``sweep_id``, else None."""
+    if sweep_id is None:
         return None
-    return TrialJudge(store, run_id, run.sweep_id, run.trial or 0, sweep_of(store, run.sweep_id), epochs)
+    return TrialJudge(store, run_id, sweep_id, trial or 0, sweep_of(store, sweep_id), epochs)
 
 
 @dataclass(frozen=True)
@@ -220,11 +223,16 @@ class SweepSummary:
         line = f"sweep {self.sweep_id} of '{self.experiment}': {done}/{self.total} trial(s) ({counts or 'none yet'})"
         if self.best_trial is None or self.best_value is None:
             return line + f"; no trial has finished with {self.objective} yet"
-        values = ", ".join(f"{p}={v:.4g}" if isinstance(v, float) else f"{p}={v}" for p, v in self.best_values.items())
+        values = format_values(self.best_values)
         goal = "highest" if self.maximize else "lowest"
         return line + (
             f"; {goal} {self.objective}: {self.best_value:.4g}, trial {self.best_trial} (run {self.best_run}): {values}"
         )
+
+
+def format_values(values: Mapping[str, Any]) -> str:
+    """``optimizer.learning_rate=0.00123, layers.0.filters=16``: a trial's values, as the CLI shows them."""
+    return ", ".join(f"{path}={value:.4g}" if isinstance(value, float) else f"{path}={value}" for path, value in values.items())
 
 
 def summarise_sweep(store: Store, sweep_id: int) -> SweepSummary:

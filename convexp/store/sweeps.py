@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select, update
 
 from convexp.errors import StoreError
 from convexp.store.models import Metric, Run, Sweep
-from convexp.store.records import RunRecord, owner_gone
+from convexp.store.records import owner_gone
 from convexp.store.store import Store, utcnow
 
 
@@ -91,11 +91,6 @@ def list_sweeps(store: Store, experiment: str | None = None) -> list[SweepRecord
         query = query.where(Sweep.experiment == experiment)
     with store.engine.connect() as connection:
         return [SweepRecord(**row._mapping) for row in connection.execute(query)]
-
-
-def sweep_runs(store: Store, sweep_id: int) -> list[RunRecord]:
-    """The runs of a sweep's trials, in trial order."""
-    return sorted(store._select_runs(Run.sweep_id == sweep_id), key=lambda run: run.trial or 0)
 
 
 def last_trial(store: Store, sweep_id: int) -> int:

@@ -168,11 +168,12 @@ def _torch_reader(torch: Any, model: Any, layers: list[str] | None) -> KernelRea
         # views of the parameters' data are made once and kept while every parameter is the same
         # object on the same memory (optimizers update in place); anything else remakes them (a parametrized
         # kernel is computed afresh at each read, so its views are)
-        params = [p for m in modules for p in (_tensor_of(torch, m, "weight"), _tensor_of(torch, m, "bias")) if p is not None]
+        tensors = [(_tensor_of(torch, m, "weight"), _tensor_of(torch, m, "bias")) for m in modules]
+        params = [p for pair in tensors for p in pair if p is not None]
         # ids of the parameters held in the cache (so no id is reused meanwhile), and their memory
         current = [(id(p), p.data_ptr()) for p in params]
         if current != cached["current"]:
-            _check_torch_layout(torch, layout, modules)  # a parameter swapped for one of another shape is refused
+            _check_torch_layout(layout, tensors)  # a parameter swapped for one of another shape is refused
             arrays = None
             # contiguous parameters on the CPU: numpy views of their memory, made once, and one np.concatenate
             # copies them all (~3 us; torch.cat ~30). Anything else (a GPU, channels_last, a dtype numpy
@@ -250,12 +251,11 @@ def _module_now(torch: Any, model: Any, name: str) -> Any:
     return module
 
 
-def _check_torch_layout(torch: Any, layout: Layout, modules: list[Any]) -> None:
-    """Each layer's weight and bias still have the shapes recorded: rows are stored by the layout, so a kernel of
-    another shape would be stored as the wrong numbers."""
-    for (name, shape, biases), module in zip(layout, modules):
-        bias = _tensor_of(torch, module, "bias")
-        now = (tuple(_tensor_of(torch, module, "weight").shape), None if bias is None else int(bias.shape[0]))
+def _check_torch_layout(layout: Layout, tensors: list[tuple[Any, Any]]) -> None:
+    """Each layer's weight and bias (``tensors``, as read now) still have the shapes recorded: rows are stored by the
+    layout, so a kernel of another shape would be stored as the wrong numbers."""
+    for (name, shape, biases), (weight, bias) in zip(layout, tensors):
+        now = (tuple(weight.shape), None if bias is None else int(bias.shape[0]))
         if now != (shape, biases):
             raise ModelError(
                 f"layer {name}: kernel shape {list(now[0])} (bias {now[1]}) now, {list(shape)} (bias {biases}) when "
