@@ -68,7 +68,7 @@ def _collect(path: str, value: Any, annotation: Any, axes: dict[str, Sequence[An
         if not value:
             raise ValueError(f"field '{path}': an empty list gives no runs")
         axes[path] = value
-    elif isinstance(value, dict):
+    elif isinstance(value, dict) and _models(annotation, value):  # a field that takes a mapping: its fields
         for key, inner in value.items():
             if key in axes or f"{path}.{key}" in axes:
                 continue
