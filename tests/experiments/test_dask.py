@@ -180,8 +180,8 @@ def test_a_worker_of_convexps_cluster_drops_only_the_lost_scheduler_heartbeat_tr
 
 def test_a_sweep_on_a_local_cluster_trains_trials_in_parallel_with_the_sampler_in_the_client(tmp_path):
     """A random search with pruning on two workers: the trials are those the same seed samples here, each recorded
-    once, two at a time (their recorded metric times overlap); pruning is decided on the workers. Continued with
-    one more trial, the sweep adds exactly that one."""
+    once; pruning is decided on the workers. Continued with one more trial, the sweep adds exactly that one. (That
+    the client keeps as many trials queued as there are workers is checked without a cluster, in test_sweeps.)"""
     pytest.importorskip("optuna", reason="pruning needs convexp[sweeps]")
     body = {
         **TINY_DIGITS,
@@ -204,9 +204,7 @@ def test_a_sweep_on_a_local_cluster_trains_trials_in_parallel_with_the_sampler_i
         engine = create_engine(url)
         with engine.connect() as connection:
             rows = connection.exec_driver_sql(
-                "SELECT trial, status, json_extract(spec, '$.optimizer.learning_rate'), message, "
-                "(SELECT min(wall_time) FROM metrics m WHERE m.run_id = r.id), "
-                "(SELECT max(wall_time) FROM metrics m WHERE m.run_id = r.id) FROM runs r ORDER BY trial"
+                "SELECT trial, status, json_extract(spec, '$.optimizer.learning_rate'), message FROM runs r ORDER BY trial"
             ).all()
         engine.dispose()
         return [tuple(r) for r in rows]
@@ -217,8 +215,6 @@ def test_a_sweep_on_a_local_cluster_trains_trials_in_parallel_with_the_sampler_i
     assert [t[:1] + t[2:3] for t in on_cluster] == [t[:1] + t[2:3] for t in trials(local)]
     assert {t[1] for t in on_cluster} <= {"finished", "pruned"}
     assert all("median rule" in t[3] for t in on_cluster if t[1] == "pruned")
-    spans = [(t[4], t[5]) for t in on_cluster]
-    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :]), spans
     more = run_cli(
         "run", str(path), "--executor", "dask", "--workers", "2", "--db", url, "--resume-sweep", "--set", "sweep.trials=5"
     )

@@ -302,3 +302,21 @@ def test_a_sweep_is_counted_and_estimated_by_its_trials(tmp_path):
     expected = estimate_grid(grid)
     assert expected.runs == 1000 and expected.total_bytes == 1000 * largest.total_bytes
     assert math.isclose(expected.steps, 1000 * largest.steps)
+
+
+def test_the_client_keeps_as_many_trials_queued_as_workers_and_draws_the_next_when_one_ends(tmp_path):
+    """The Dask executor's sampler, without a cluster: two workers get trials 1 and 2 queued before either has
+    ended, each ending queues the next, and none is queued beyond the sweep's trials."""
+    from convexp.experiments.executors import _SweepFeeder
+    from convexp.experiments.sweeping import open_sweep
+
+    path = write_experiments(tmp_path / "e.yaml", {"lr": sweep_of(trials=3)})
+    planned = prepare_runs(path, ["lr"])
+    with Store(str(tmp_path / "r.db")) as store:
+        feeder = _SweepFeeder([open_sweep(store, planned.grids[0])], planned, store, parallel=2)
+        first = feeder.first()
+        assert [run.trial for _, run in first] == [1, 2]
+        assert set(store.statuses([run_id for run_id, _ in first]).values()) == {"queued"}  # none has ended
+        assert [run.trial for _, run in feeder.ended()] == [3]
+        assert feeder.ended() == [] and feeder.ended() == []
+        assert [t[0] for t in trials(tmp_path / "r.db")] == [1, 2, 3]
