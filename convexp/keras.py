@@ -34,6 +34,7 @@ import os
 import warnings
 from typing import Any
 
+from convexp.store.budget import budget_problem
 from convexp.tracking import track
 from convexp.tracking.model_kernels import NotBuiltError
 
@@ -54,13 +55,18 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
     notes: str | None = None,
     quiet: bool = False,
     continue_run: bool = False,
+    budget: float | None = None,
 ) -> Any:
     """A ``keras.callbacks.Callback`` recording ``model.fit`` as a convexp run (see the module's docs); with
-    ``continue_run`` a later ``fit`` with it goes on recording the same run."""
+    ``continue_run`` a later ``fit`` with it goes on recording the same run; with ``budget`` (0.05 = 5% of
+    training time) steps' kernels are left out while recording them all would cost more (see
+    :mod:`convexp.store.budget`)."""
     import keras  # the framework, only when a callback is made
 
     if every < 1:
         raise ValueError(f"every must be 1 or more, not {every}")
+    if budget is not None and (problem := budget_problem(budget)):
+        raise ValueError(problem)
 
     class _KernelRecorder(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -86,7 +92,7 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
             settings = {"keras_optimizer": type(self.model.optimizer).__name__, **(config or {})}
             self.run = track(
                 experiment, db, settings, layers=layers, dataset=dataset, framework="keras", name=name, tags=tags, notes=notes,
-                quiet=quiet,
+                quiet=quiet, budget=budget,
             )  # fmt: skip
             try:
                 self.run.log_kernels(self.model, step=0, epoch=0)
@@ -122,8 +128,8 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
         def on_epoch_end(self, epoch, logs=None):
             ended = {RENAMED.get(k, k): v for k, v in (logs or {}).items() if k.startswith("val_")}
             self.run.log_metrics(ended, step=self.step, epoch=self.epoch)
-            if self.step % every:  # the epoch's last step, as convexp's own runs record it
-                self.run.log_kernels(self.model, step=self.step, epoch=self.epoch)
+            if self.run.kernels_step != self.step:  # the epoch's last step, as convexp's own runs record it
+                self.run.log_kernels(self.model, step=self.step, epoch=self.epoch, epoch_end=True)
             self.run.end_step()
 
         def on_train_end(self, logs=None):

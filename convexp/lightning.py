@@ -25,6 +25,7 @@ import os
 import sys
 from typing import Any
 
+from convexp.store.budget import budget_problem
 from convexp.tracking import track
 
 
@@ -55,16 +56,20 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a Lightning Callback
     tags: list[str] | None = None,
     notes: str | None = None,
     quiet: bool = False,
+    budget: float | None = None,
 ) -> Any:
-    """A Lightning ``Callback`` recording ``Trainer.fit`` as a convexp run (see the module's docs)."""
+    """A Lightning ``Callback`` recording ``Trainer.fit`` as a convexp run (see the module's docs); with
+    ``budget`` (0.05 = 5% of training time) steps' kernels are left out while recording them all would cost
+    more (see :mod:`convexp.store.budget`)."""
     if every < 1:
         raise ValueError(f"every must be 1 or more, not {every}")
+    if budget is not None and (problem := budget_problem(budget)):
+        raise ValueError(problem)
 
     class _KernelRecorder(_callback_base()):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.run: Any = None
-            self.last_step = -1  # the last step whose kernels were recorded
 
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             if not trainer.is_global_zero:
@@ -73,16 +78,15 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a Lightning Callback
             settings.update(config or {})
             self.run = track(
                 experiment, db, settings, layers=layers, dataset=dataset, framework="torch", name=name, tags=tags,
-                notes=notes, quiet=quiet,
+                notes=notes, quiet=quiet, budget=budget,
             )  # fmt: skip
             self._kernels(trainer, pl_module)
             self.run.end_step()
 
-        def _kernels(self, trainer: Any, pl_module: Any) -> None:
+        def _kernels(self, trainer: Any, pl_module: Any, epoch_end: bool = False) -> None:
             step = int(trainer.global_step)
-            if step != self.last_step:
-                self.run.log_kernels(pl_module, step=step, epoch=int(trainer.current_epoch) if step else 0)
-                self.last_step = step
+            if step != self.run.kernels_step:
+                self.run.log_kernels(pl_module, step=step, epoch=int(trainer.current_epoch) if step else 0, epoch_end=epoch_end)
 
         def _metrics(self, trainer: Any) -> dict[str, float]:
             found = {}
@@ -107,7 +111,7 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a Lightning Callback
             if self.run is None or trainer.global_step == 0:
                 return
             self.run.log_metrics(self._metrics(trainer), step=int(trainer.global_step), epoch=int(trainer.current_epoch) + 1)
-            self._kernels(trainer, pl_module)
+            self._kernels(trainer, pl_module, epoch_end=True)
             self.run.end_step()
 
         def on_fit_end(self, trainer: Any, pl_module: Any) -> None:

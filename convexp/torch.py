@@ -48,8 +48,8 @@ class LoopRecorder:
         """After an epoch: record its metrics (e.g. test_loss, test_accuracy) and its last step's kernels."""
         if metrics:
             self.run.log_metrics(metrics, step=self.steps, epoch=self.epoch)
-        if self.steps % self.every:
-            self.run.log_kernels(self.model, step=self.steps, epoch=self.epoch)
+        if self.run.kernels_step != self.steps:  # not taken at step() (every, or the budget, left it out)
+            self.run.log_kernels(self.model, step=self.steps, epoch=self.epoch, epoch_end=True)
         self.run.end_step()
         self.epoch += 1
 
@@ -77,14 +77,18 @@ def record(
     tags: list[str] | None = None,
     notes: str | None = None,
     quiet: bool = False,
+    budget: float | None = None,
 ) -> LoopRecorder:
     """Start recording a PyTorch model's training loop as a convexp run (see the module's docs): use it
-    in a ``with`` block, or call ``finish()`` when done."""
+    in a ``with`` block, or call ``finish()`` when done. ``budget`` (0.05 = 5% of training time): record
+    every step's kernels only while that costs at most this share, else every k-th step (step 0, the
+    first steps, each epoch's end and the last step always; see :mod:`convexp.store.budget`)."""
     if every < 1:
         raise ValueError(f"every must be 1 or more, not {every}")
     run = track(
-        experiment, db, config, layers=layers, dataset=dataset, framework="torch", name=name, tags=tags, notes=notes, quiet=quiet
-    )
+        experiment, db, config, layers=layers, dataset=dataset, framework="torch", name=name, tags=tags, notes=notes,
+        quiet=quiet, budget=budget,
+    )  # fmt: skip
     try:
         return LoopRecorder(run, model, every)
     except BaseException as exc:  # the model cannot be read: the run never started

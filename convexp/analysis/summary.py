@@ -166,6 +166,34 @@ def _tracked_lines(run: RunRecord) -> list[str]:
     ]
 
 
+def recording_line(recording: dict[str, Any]) -> str:
+    """What a run recorded under a budget kept, and why, as one line (from ``runs.recording``)."""
+    share = recording.get("budget")
+    head = f"recording may cost {share:.1%} of training time" if isinstance(share, int | float) else "recorded under a budget"
+    if "snapshots_kept" not in recording:
+        return head + " (the run did not end: what it kept is not summarised)"
+    always = recording.get("always_kept") or {}
+    why = [f"{reason} {_steps(steps)}" for reason, steps in always.items()]
+    if recording.get("kept_by_cadence"):
+        every = sorted({c["every"] for c in recording.get("cadence") or []})
+        cadence = f"every {every[0]}" if len(every) == 1 else f"every {every[0]} to {every[-1]}" if every else "every"
+        why.append(f"{recording['kept_by_cadence']} by the budget ({cadence} steps)")
+    spent, trained = recording.get("recording_seconds"), recording.get("training_seconds")
+    cost = f"; recording took {spent / trained:.1%} of training" if spent is not None and trained else ""
+    return (
+        f"{head}: kept {recording['snapshots_kept']} of {recording.get('steps_offered', '?')} steps' kernels"
+        + (f" ({'; '.join(why)})" if why else "")
+        + cost
+    )
+
+
+def _steps(steps: list[int]) -> str:
+    shown = ", ".join(str(s) for s in steps[:5])
+    return (
+        f"step {shown}" if len(steps) == 1 else f"steps {shown}" + (f" ... {steps[-1]} ({len(steps)})" if len(steps) > 5 else "")
+    )
+
+
 def format_description(description: RunDescription) -> str:
     """The description as the lines ``convexp show`` prints."""
     run = description.run
@@ -217,6 +245,8 @@ def format_description(description: RunDescription) -> str:
         lines += [f"    {line}" for line in format_parameter_table(description.plan)]
     for s in description.snapshots:
         lines.append(f"  snapshots   {s.layer} {list(s.shape)}: {s.count} from step {s.first_step} to {s.last_step}")
+    if run.recording:
+        lines.append("  budget      " + recording_line(run.recording))
     if not description.snapshots:
         lines.append("  snapshots   none")
     elif description.last_checked is not None:

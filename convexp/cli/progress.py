@@ -50,6 +50,10 @@ class RunPrinter:
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
 
+    def note(self, line: str) -> None:
+        """A line about the run being trained (that its budget leaves steps out), above the progress bar."""
+        self.console.print(f"{self.label}: " + escape(line))
+
     def run_start(self, run_id, run, job) -> None:
         self.index += 1
         self.run_id, self.epochs, self.job = run_id, job.epochs, job

@@ -49,6 +49,16 @@ def run_command(
     epochs: Annotated[Optional[int], typer.Option(help="Override the number of epochs.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the seed.")] = None,
     set_: SetOption = None,
+    budget: Annotated[
+        Optional[float],
+        typer.Option(
+            metavar="SHARE",
+            help="Let recording kernels cost at most this share of training time (0.05 = 5%): when every scheduled "
+            "step would cost more, every k-th is recorded, k adapted to the measured costs; step 0, the first "
+            "steps, epoch ends and the last step are always kept, and the run records which it kept and why "
+            "(`convexp show`). Same as --set snapshots.budget=SHARE.",
+        ),
+    ] = None,
     device: Annotated[
         Optional[Device],
         typer.Option(help="Train on this device instead of the experiment's (auto: a GPU when the backend sees one)."),
@@ -124,6 +134,10 @@ def run_command(
     from convexp.store import Store
 
     overrides = _overrides({"backend": backend, "epochs": epochs, "seed": seed, "device": device and device.value}, set_)
+    if budget is not None:
+        from convexp.experiments.overrides import Override
+
+        overrides.insert(0, Override("snapshots.budget", budget, "--budget"))
     if executor is Executor.local and (scheduler or workers):
         raise ConvexpError(f"--{'scheduler' if scheduler else 'workers'} needs --executor dask")
     if executor is Executor.dask and scheduler and workers:

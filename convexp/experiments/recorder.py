@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NoReturn, Protocol
 
 from convexp.backends.output_checks import NonFiniteKernel, PlanCheck
@@ -18,6 +18,7 @@ from convexp.experiments.spec import RunSpec
 from convexp.model.weights import Checkpoint, KernelReader, StateReader
 from convexp.store import MetricRecord, SnapshotToWrite, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
+from convexp.store.budget import CADENCE, EPOCH_END, FIRST, LAST, START, RecordingBudget, save_recording
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.writer_process import make_writer
 
@@ -77,8 +78,9 @@ class RunRecorder:
         resume_from: Checkpoint | None = None,
         plan: PlanCheck | None = None,
         hook: EpochHook | None = None,
+        say: Callable[[str], None] | None = None,
     ):
-        """``resume_from``: the checkpoint a resumed run goes on from (what precedes it is recorded);
+        """``say``: where a line for the user goes (that the budget leaves steps out); ``resume_from``: the checkpoint a resumed run goes on from (what precedes it is recorded);
         ``plan``: what the backend may hand back (checked before anything is buffered), if checked;
         ``hook``: what is measured at each epoch's end, and may end the run :class:`Pruned`."""
         self.store, self.run_id, self.progress, self.plan, self.hook = store, run_id, progress, plan, hook
@@ -97,6 +99,11 @@ class RunRecorder:
         # heartbeats come from the writer whatever the backend does: a slow first step or a long
         # evaluation hands nothing over for seconds, and the run must not look dead meanwhile
         self.writer = make_writer(store, run_id, heartbeat_seconds=HEARTBEAT_SECONDS)
+        #: Which steps' kernels are recorded under the spec's budget (``snapshots.budget``), if it has one.
+        self.budget = None if spec.snapshots.budget is None else RecordingBudget(spec.snapshots.budget, say=say)
+        self.final_epoch = spec.epochs
+        if self.budget is not None:  # stated before anything is recorded: a run that dies still says it had one
+            save_recording(store, run_id, {"budget": self.budget.share})
 
     def _snapshot_rows(self, step: int, epoch: int, kernels: KernelReader) -> list[SnapshotToWrite]:
         """The rows of the kernels at ``step`` (none if already taken), checked against the plan first."""
@@ -111,6 +118,24 @@ class RunRecorder:
             self._diverged(step, epoch, str(exc))
         return [SnapshotToWrite(layer, step, epoch, kernel, bias) for layer, kernel, bias in checked]
 
+    def _budgeted_rows(self, step: int, epoch: int, kernels: KernelReader, reason: str | None) -> list[SnapshotToWrite]:
+        """The rows of ``step``'s kernels when the budget keeps them (``reason``: why it must, else it decides)."""
+        if self.budget is None:
+            return self._snapshot_rows(step, epoch, kernels)
+        if step == self.last_snapshot_step:
+            return []
+        self.budget.writer_measured(*self.writer.written)
+        wanted = self.budget.wanted(step)
+        if reason is None:
+            if not wanted:
+                return []
+            reason = START if step == 0 else FIRST if step <= self.budget.first_steps else CADENCE
+        began = time.perf_counter()
+        rows = self._snapshot_rows(step, epoch, kernels)
+        size = sum(row.kernel.nbytes + (0 if row.bias is None else row.bias.nbytes) for row in rows)
+        self.budget.kept(step, reason, time.perf_counter() - began, size)
+        return rows
+
     def _keep(self, rows: list[SnapshotToWrite]) -> None:
         if rows:
             self.snapshots.extend(rows)  # every layer of the step, or (interrupted before this line) none
@@ -124,7 +149,7 @@ class RunRecorder:
         raise Diverged(step, epoch, message)
 
     def on_train_start(self, kernels: KernelReader) -> None:
-        self._keep(self._snapshot_rows(0, 0, kernels))
+        self._keep(self._budgeted_rows(0, 0, kernels, START))
         self.flush()
         if self.hook is not None:
             self.hook.start(kernels)
@@ -136,7 +161,7 @@ class RunRecorder:
             if not math.isfinite(value):
                 # keep everything recorded before this step; the run is then marked diverged
                 self._diverged(step, epoch, f"{name} became {value} at step {step} (epoch {epoch})")
-        rows = self._snapshot_rows(step, epoch, kernels) if self.every and step % self.every == 0 else []
+        rows = self._budgeted_rows(step, epoch, kernels, None) if self.every and step % self.every == 0 else []
         if step % self.log_every == 0:
             now = time.time()
             self.metrics.extend(MetricRecord(step, epoch, name, float(value), now) for name, value in metrics.items())
@@ -156,7 +181,11 @@ class RunRecorder:
     ) -> None:
         if self.plan is not None:
             self.plan.epoch_end(epoch, step)
-        rows = self._snapshot_rows(step, epoch, kernels) if self.epoch_end_snapshots else []
+        rows = []
+        if self.epoch_end_snapshots:
+            rows = self._budgeted_rows(step, epoch, kernels, EPOCH_END)
+        elif self.budget is not None and epoch == self.final_epoch:  # a budgeted run always keeps its last step
+            rows = self._budgeted_rows(step, epoch, kernels, LAST)
         measured = self.hook.epoch_end(epoch, metrics, kernels) if self.hook is not None else {}
         now = time.time()
         for name, value in {**metrics, **measured}.items():
@@ -183,10 +212,13 @@ class RunRecorder:
         batch = Batch(self.metrics, self.snapshots, self.epochs_completed, self.steps_completed, self.checkpoint)
         # Ctrl-C between queueing the batch and emptying the buffers would write its rows twice
         # (or, the other way round, lose them while a later batch claims their steps)
+        began = time.perf_counter()
         with interrupts_deferred():
             self.writer.submit(batch)
             self.metrics, self.snapshots, self.buffered_bytes, self.checkpoint = [], [], 0, None
         self.last_flush = time.monotonic()
+        if self.budget is not None:  # waiting for the writer (back-pressure) is recording's cost too
+            self.budget.spent_elsewhere(time.perf_counter() - began)
 
     def close(self) -> None:
         """Write what is buffered and wait until everything is committed: call before the run's
@@ -195,3 +227,5 @@ class RunRecorder:
             self.flush()  # also the progress and heartbeat of the last steps
         finally:
             self.writer.close()
+        if self.budget is not None:
+            save_recording(self.store, self.run_id, self.budget.summary())

@@ -351,7 +351,8 @@ def _train_and_record(run: PreparedRun, job: TrainingJob, store: Store, run_id: 
     judge = judge_for(
         store, run_id, run.sweep_id, run.trial, job.epochs
     )  # a sweep's trial: its objective measured, the pruning rule applied
-    recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from, plan=plan, hook=judge)
+    say = getattr(listener, "note", None)  # a line for the user (the budget's), where the listener shows one
+    recorder = RunRecorder(store, run_id, run.spec, listener, resume_from=job.resume_from, plan=plan, hook=judge, say=say)
     if listener:
         listener.run_start(run_id, run, job)
     stopping = True  # until the run ends in a way that lets the next run go on

@@ -47,6 +47,19 @@ class SnapshotSchedule(BaseModel):
     every: int | None = Field(default=None, ge=1, description="record every N steps (1 = every step)")
     epoch_end: bool = Field(default=True, description="record at the last step of each epoch")
     layers: list[str] | None = Field(default=None, description="conv layer names to record (default: all conv layers)")
+    budget: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="share of training time recording may cost (0.05 = 5%): above it, every k-th of the `every` steps "
+        "is recorded, k adapted to the measured costs (step 0, the first steps, epoch ends and the last step always)",
+    )
+
+    @model_validator(mode="after")
+    def _budget_needs_steps(self) -> SnapshotSchedule:
+        if self.budget is not None and self.every is None:
+            raise ValueError("budget thins the snapshots taken every N steps: set every (1 = every step) with it")
+        return self
 
 
 class RunSpec(BaseModel):

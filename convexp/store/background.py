@@ -50,6 +50,13 @@ class Batch:
     steps_completed: int | None = None
     checkpoint: Checkpoint | None = None
 
+    def kernel_bytes(self) -> int:
+        """The float32 kernel bytes of the batch's snapshots (what a recording budget charges the writer's time to)."""
+        steps = getattr(self.snapshots, "steps", None)  # packed steps: their flat arrays, biases included
+        if steps is not None:
+            return sum(flat.nbytes for _, _, logged in steps for _, flat in logged)
+        return sum(row.kernel.nbytes for row in self.snapshots)
+
 
 _STOP = object()
 
@@ -84,6 +91,10 @@ class BackgroundWriter:
         #: CPU time the writer thread has used (encoding and writing), as of its last batch, in seconds:
         #: on a machine whose cores training keeps busy, this is what the writer takes from training.
         self.cpu_seconds = 0.0
+        #: (CPU seconds spent encoding and inserting snapshot rows, the kernel bytes of the batches written so far),
+        #: set together after each batch: what one kernel byte costs the writer (:mod:`convexp.store.budget`).
+        self.written: tuple[float, int] = (0.0, 0)
+        self._kernel_bytes = 0
         self._thread = threading.Thread(target=self._work, name=f"convexp-writer-run-{run_id}", daemon=True)
         self._thread.start()
 
@@ -104,10 +115,12 @@ class BackgroundWriter:
                 if self._error is None:  # after a failure nothing more is written: it would skip a batch
                     assert isinstance(batch, Batch)
                     self._write(batch)
+                    self._kernel_bytes += batch.kernel_bytes()
             except BaseException as exc:  # handed to the training thread
                 self._error = exc
             finally:
                 self.cpu_seconds = self._cpu_seconds()
+                self.written = (self._snapshot_cpu_seconds(), self._kernel_bytes)
                 self._queue.task_done()
 
     def _write(self, batch: Batch | None) -> None:
@@ -116,6 +129,9 @@ class BackgroundWriter:
 
     def _cpu_seconds(self) -> float:
         return time.thread_time()
+
+    def _snapshot_cpu_seconds(self) -> float:
+        return self.store.encoder.cpu_seconds
 
     def _raise_error(self) -> None:
         if self._error is not None:

@@ -153,6 +153,12 @@ class Run(Base):
     trial: Mapped[int | None] = mapped_column(
         Integer, nullable=True, doc="Its trial number in that sweep (1, 2, ...): its sampled values are in its spec."
     )
+    recording: Mapped[dict | None] = mapped_column(
+        JSON,
+        nullable=True,
+        doc="Recorded under a budget (a share of training time): which steps' kernels were kept, why, and the measured "
+        "costs (see convexp.store.budget); NULL when every scheduled step was recorded.",
+    )
 
 
 class Metric(Base):

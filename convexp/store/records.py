@@ -110,6 +110,8 @@ class RunRecord:
     #: The sweep it is a trial of, and its trial number there (None for any other run).
     sweep_id: int | None = None
     trial: int | None = None
+    #: Recorded under a budget: what was kept and why (:meth:`convexp.store.budget.RecordingBudget.summary`), else None.
+    recording: dict[str, Any] | None = None
 
     def is_stale(self, now: datetime | None = None) -> bool:
         """Whether a run still marked running has died. On this host its owner process decides: alive

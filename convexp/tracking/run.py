@@ -53,6 +53,7 @@ from convexp.model.names import experiment_name_problem, layer_name_problem, not
 from convexp.model.weights import non_finite
 from convexp.store import MetricRecord, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
+from convexp.store.budget import CADENCE, EPOCH_END, FIRST, LAST, START, RecordingBudget, budget_problem, save_recording
 from convexp.store.labels import checked_tags
 from convexp.store.packed import Layout, PackedSnapshots, unpack
 from convexp.store.records import MAX_ID
@@ -75,10 +76,18 @@ class TrackedRun:
     """A run being recorded from the user's own loop, made by :func:`track`: a context manager, or a
     plain object ended by :meth:`finish` (or at interpreter exit)."""
 
-    def __init__(self, store: Store, run_id: int, layers: list[str] | None = None, quiet: bool = False):
+    def __init__(
+        self, store: Store, run_id: int, layers: list[str] | None = None, quiet: bool = False, budget: float | None = None
+    ):
         #: The run's id in the database: ``convexp show RUN_ID``.
         self.run_id = run_id
         self.store, self.layers, self.quiet = store, layers, quiet
+        #: Which steps' kernels are recorded, when the run has a budget (see :mod:`convexp.store.budget`).
+        self.budget = None if budget is None else RecordingBudget(budget, say=None if quiet else _say)
+        self._offered: tuple[int, bool] | None = None  # the step whose kernels the budget was asked about, and its answer
+        self._left_out: tuple[int, int, Any] | None = None  # (step, epoch, model) of a step the budget left out
+        #: The step of the kernels logged last (None before any).
+        self.kernels_step: int | None = None
         self.writer = make_writer(store, run_id, heartbeat_seconds=HEARTBEAT_SECONDS)
         self.pid = os.getpid()  # the process that records: a forked child does nothing with the run
         #: How the run ended (``finished``, ``failed``, ``interrupted``), None while it records.
@@ -140,6 +149,7 @@ class TrackedRun:
             self.epoch = int(epoch)
 
     def _complete_current(self) -> None:
+        self._left_out = None  # a later step came: the one left out was not the last
         self._metrics.extend(self._current_metrics.values())
         if self._current_kernels and self.step is not None:
             self._snapshots.append((self.step, self.epoch, list(self._current_kernels.values())))
@@ -162,11 +172,43 @@ class TrackedRun:
                 raise ValueError(f"metric {name} at step {step} is {number}: only finite values are recorded")
             self._current_metrics[name] = MetricRecord(int(step), self.epoch, str(name), number, now)
 
-    def log_kernels(self, model: Any, step: int, epoch: int | None = None) -> None:
-        """Record the conv kernels of ``model`` (see :func:`convexp.tracking.model_kernels.kernels_of`) at ``step``."""
+    def log_kernels(self, model: Any, step: int, epoch: int | None = None, *, epoch_end: bool = False) -> None:
+        """Record the conv kernels of ``model`` (see :func:`convexp.tracking.model_kernels.kernels_of`) at ``step``.
+
+        With a budget (:func:`track`'s ``budget``) the kernels of a step may be left out; ``epoch_end``
+        says the step is an epoch's last, whose kernels are always kept, as are step 0's, the first
+        steps' and the last step's (read from ``model`` when the run finishes: change the model no
+        further between the last ``log_kernels`` and :meth:`finish`)."""
         if not self._recording():
             return
         self._at(step, epoch)
+        if self.budget is None:
+            self._read_kernels(model, step)
+            return
+        reason = self._budget_reason(step, epoch_end)
+        if reason is None:
+            # the last step's kernels are read at finish: a model's as it is then, a mapping's as it is now
+            kept = kernels_of(model, self.layers) if isinstance(model, Mapping) else model
+            self._left_out = (step, self.epoch, kept)
+            return
+        began = time.perf_counter()
+        size = self._read_kernels(model, step)
+        self.budget.kept(step, reason, time.perf_counter() - began, size)
+
+    def _budget_reason(self, step: int, epoch_end: bool) -> str | None:
+        """Why the budget keeps this step's kernels (:mod:`convexp.store.budget`'s reasons), or None: it leaves them out."""
+        assert self.budget is not None
+        if self._offered is None or self._offered[0] != step:
+            self.budget.writer_measured(*self.writer.written)
+            self._offered = (step, self.budget.wanted(step))
+        if epoch_end:
+            return EPOCH_END
+        if not self._offered[1]:
+            return None
+        return START if step == 0 else FIRST if step <= self.budget.first_steps else CADENCE
+
+    def _read_kernels(self, model: Any, step: int) -> int:
+        """Read and keep ``model``'s kernels as the current step's; their bytes."""
         cached = self._readers.get(id(model))
         if cached is not None and cached[0] is model:  # a model seen before: its reader, its layout checked
             layout, flat = cached[1]()
@@ -186,6 +228,9 @@ class TrackedRun:
                 raise ValueError(f"layer {', '.join(sorted(taken))} logged twice at step {step}, from two models")
         self._current_kernels[names] = (layout, flat)
         self._bytes += flat.nbytes
+        self.kernels_step = step
+        self._left_out = None
+        return int(flat.nbytes)
 
     def end_step(self) -> None:
         """Say the current step is whole: if the run then ends by an error or Ctrl-C before another step
@@ -193,6 +238,16 @@ class TrackedRun:
         at the same step afterwards is allowed; call this again after it."""
         if self._recording():
             self._step_ended = True
+
+    def _keep_last_step(self) -> None:
+        """The run's last step was left out by the budget: read its kernels from the model now (a finished run keeps them)."""
+        assert self._left_out is not None and self.budget is not None
+        step, _, model = self._left_out
+        if step != self.step or self.kernels_step == step:
+            return
+        began = time.perf_counter()
+        size = self._read_kernels(model, step)
+        self.budget.kept(step, LAST, time.perf_counter() - began, size)
 
     def _check_layout(self, layout: Layout, groups: dict[str, int], step: int) -> None:
         """Each layer keeps the kernel shape (and group count) it was first logged with."""
@@ -210,9 +265,12 @@ class TrackedRun:
         """Hand the complete steps to the writer thread (done by itself at least every second)."""
         if os.getpid() != self.pid:
             return
+        began = time.perf_counter()
         self.writer.submit(Batch(self._metrics, PackedSnapshots(self._snapshots), self.epoch, self._steps_completed))
         self._metrics, self._snapshots, self._bytes = [], [], 0
         self._last_flush = time.monotonic()
+        if self.budget is not None:  # waiting for the writer (back-pressure) is recording's cost too
+            self.budget.spent_elsewhere(time.perf_counter() - began)
 
     def finish(self, status: str = "finished", message: str | None = None) -> None:
         """End the run: write what is logged and set its status (``finished``, ``failed`` or
@@ -227,6 +285,8 @@ class TrackedRun:
         _open_runs.discard(self)
         failure: BaseException | None = None
         try:
+            if status == "finished" and self._left_out is not None:
+                self._keep_last_step()
             if status == "finished" or self._step_ended:
                 self._complete_current()
             self.flush()
@@ -247,6 +307,8 @@ class TrackedRun:
             # a run another process has taken over (--resume after this one was thought dead) is left to it
             if self.store.finish_run(self.run_id, self.status, message, owner=self.writer.owner):
                 self.store.update_spec(self.run_id, changes)
+                if self.budget is not None:
+                    save_recording(self.store, self.run_id, self.budget.summary())
             self.store.confirm_recorded(self.run_id)
         except StoreError as exc:
             failure = failure or exc
@@ -296,6 +358,7 @@ def track(
     tags: list[str] | None = None,
     notes: str | None = None,
     quiet: bool = False,
+    budget: float | None = None,
 ) -> TrackedRun:
     """Start recording a run from your own training loop into ``db`` (a SQLite path or SQLAlchemy
     URL; default ``$CONVEXP_DB`` or ./convexp.db), as experiment ``experiment``; see the module's
@@ -305,7 +368,13 @@ def track(
     run's seed); ``layers`` limits the recorded conv layers by name; ``dataset`` and ``framework``
     are noted with the run; ``name``, ``tags`` and ``notes`` label it (as ``convexp name/tag/note`` do). When it
     ends it says ``convexp: recorded as run N (finished) in FILE`` on stderr, unless ``quiet``; its id is
-    :attr:`TrackedRun.run_id`."""
+    :attr:`TrackedRun.run_id`.
+
+    ``budget`` (a share of training time, 0.05 = 5%): record kernels at every step only while that costs
+    at most this share, else every k-th step (see :mod:`convexp.store.budget`); what was kept, and why, is
+    kept in the run's spec (``recording``). Without it, every ``log_kernels`` call is recorded."""
+    if budget is not None and (problem := budget_problem(budget)):
+        raise ValueError(problem)
     problem = experiment_name_problem(str(experiment))
     if problem:
         raise ValueError(f"experiment {experiment!r}: {problem}")
@@ -337,10 +406,16 @@ def track(
             tags=tags or None,
             notes=notes or None,
         )
-        return TrackedRun(store, run_id, layers, quiet)
+        if budget is not None:  # stated before anything is recorded: a run that dies still says it had one
+            save_recording(store, run_id, {"budget": budget})
+        return TrackedRun(store, run_id, layers, quiet, budget)
     except BaseException:
         store.close()
         raise
+
+
+def _say(line: str) -> None:
+    print(f"convexp: {line}", file=sys.stderr)
 
 
 def _check_count(what: str, value: object) -> None:
