@@ -11,6 +11,7 @@ from convexp.analysis.recorded_plan import plan_recorded
 from convexp.model.layers import PlannedLayer
 from convexp.model.parameters import parameter_table
 from convexp.store import LayerSnapshots, MetricRecord, RunRecord, Store
+from convexp.store.budget import percent
 from convexp.store.space import RunSize, format_bytes, run_sizes
 
 
@@ -169,7 +170,9 @@ def _tracked_lines(run: RunRecord) -> list[str]:
 def recording_line(recording: dict[str, Any]) -> str:
     """What a run recorded under a budget kept, and why, as one line (from ``runs.recording``)."""
     share = recording.get("budget")
-    head = f"recording may cost {share:.1%} of training time" if isinstance(share, int | float) else "recorded under a budget"
+    head = (
+        f"recording may cost {percent(share)} of training time" if isinstance(share, int | float) else "recorded under a budget"
+    )
     if "snapshots_kept" not in recording:
         return head + " (the run did not end: what it kept is not summarised)"
     always = recording.get("always_kept") or {}

@@ -75,7 +75,8 @@ class RecordingBudget:
         self.by_cadence = 0
         self.offered = 0  # steps whose kernels could have been recorded
         self.last_kept: int | None = None
-        self.snapshot_seconds: float | None = None  # the running mean of one snapshot's cost
+        self._reading: float | None = None  # the running mean of the training thread's time for a snapshot
+        self._bytes: float | None = None  # the running mean of a snapshot's kernel bytes
         self.step_seconds: float | None = None  # the running mean of a step's time without recording
         self.spent = 0.0  # the run's recording cost so far (training thread and writer), seconds
         self._began = clock()
@@ -84,6 +85,7 @@ class RecordingBudget:
         self._writer = (0.0, 0)  # the writer's CPU seconds and kernel bytes at its last report
         self._per_byte: float | None = None  # the writer's CPU seconds per kernel byte
         self._told = False
+        self._answer = True  # the decision for the step asked last
 
     # --- what the recorder tells it ---
 
@@ -106,8 +108,15 @@ class RecordingBudget:
         self.last_kept = step
         self._recording_seconds += seconds
         self.spent += seconds
-        cost = seconds + (self._per_byte or 0.0) * kernel_bytes
-        self.snapshot_seconds = cost if self.snapshot_seconds is None else _mean(self.snapshot_seconds, cost)
+        self._reading = seconds if self._reading is None else _mean(self._reading, seconds)
+        self._bytes = kernel_bytes if self._bytes is None else _mean(self._bytes, kernel_bytes)
+
+    @property
+    def snapshot_seconds(self) -> float | None:
+        """What one snapshot costs, as measured: the training thread's time for it, and the writer's for its bytes."""
+        if self._reading is None or self._bytes is None:
+            return None
+        return self._reading + (self._per_byte or 0.0) * self._bytes
 
     def spent_elsewhere(self, seconds: float) -> None:
         """Training-thread time recording took outside a snapshot's reading (a flush waiting for the writer)."""
@@ -119,8 +128,14 @@ class RecordingBudget:
     def wanted(self, step: int) -> bool:
         """Whether the kernels at ``step`` (an update's, about to be read) are to be recorded: always at step 0
         and the first updates; afterwards every k-th step, when the run's recording is within its budget."""
+        if self._last_offer is not None and self._last_offer[0] == step:
+            return self._answer  # asked again (an epoch's end after its last update): the same step, the same answer
         self._measure_step(step)
         self.offered += 1
+        self._answer = self._decide(step)
+        return self._answer
+
+    def _decide(self, step: int) -> bool:
         if step == 0 or step <= self.first_steps:
             return True
         if self.last_kept is not None and step - self.last_kept < self.every:
@@ -158,7 +173,7 @@ class RecordingBudget:
             self.say(
                 f"recording every step would cost {self.snapshot_seconds / self.step_seconds:.1%} of training time "
                 f"({self.snapshot_seconds * 1e3:.1f} ms a snapshot, {self.step_seconds * 1e3:.1f} ms a step); "
-                f"recording every {_ordinal(every)} step to stay within the {self.share:.1%} budget "
+                f"recording every {_ordinal(every)} step to stay within the {percent(self.share)} budget "
                 "(step 0, the first steps, each epoch's end and the last step are always kept)"
             )
 
@@ -182,6 +197,11 @@ class RecordingBudget:
         if self.step_seconds is not None:
             found["step_ms"] = round(self.step_seconds * 1e3, 3)
         return found
+
+
+def percent(share: float) -> str:
+    """A budget as people write it: 0.05 as 5%, 0.0001 as 0.01%."""
+    return f"{share * 100:.3g}%"
 
 
 def _ends(items: list[Any], most: int) -> list[Any]:
