@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+import zstandard
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_ENV = "CONVEXP_TEST_MNIST"
@@ -26,17 +27,19 @@ MNIST_ENV = "CONVEXP_TEST_MNIST"
 def decode_kernels(rows) -> dict[int, np.ndarray]:
     """step -> flat float32 kernel, from stored rows (step, encoding, kernel bytes) of one layer in step
     order starting at a raw row, decoded by the format docs/guides/database.md documents (not convexp's own code):
-    a raw row holds float32 bytes; an 'xor-delta' row holds the XOR of its words with the previous
-    row's, as byte planes by significance: planes 0 and 1 as they are, planes 2 and 3 deflated."""
+    a raw row holds float32 bytes; an 'xor-zstd' row holds the XOR of its words with the previous
+    row's, as byte planes by significance: planes 0 and 1 as they are, planes 2 and 3 as one Zstandard
+    frame ('xor-delta', the rows of before: deflated)."""
     out: dict[int, np.ndarray] = {}
     words = None
     for step, encoding, blob in rows:
         if encoding == "raw":
             words = np.frombuffer(bytes(blob), "<u4")
         else:
-            assert encoding == "xor-delta" and words is not None, (step, encoding)
+            assert encoding in ("xor-zstd", "xor-delta") and words is not None, (step, encoding)
             blob, low = bytes(blob), 2 * words.size
-            planes = np.frombuffer(blob[:low] + zlib.decompress(blob[low:]), np.uint8).reshape(4, -1)
+            unpack = zstandard.ZstdDecompressor().decompress if encoding == "xor-zstd" else zlib.decompress
+            planes = np.frombuffer(blob[:low] + unpack(blob[low:]), np.uint8).reshape(4, -1)
             words = np.ascontiguousarray(planes.T).view("<u4").ravel() ^ words
         out[step] = words.view("<f4")
     return out

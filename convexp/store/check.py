@@ -21,7 +21,7 @@ from sqlalchemy.exc import DatabaseError
 from convexp.errors import DamagedDatabaseError, StoreError
 from convexp.store.chains import layer_rows, may_vouch, read_row, shape_problem
 from convexp.store.database import describe, resolve_url, sqlite_path, sqlite_read_only_uri
-from convexp.store.encoding import XOR_DELTA, UndecodableSnapshot, snapshot_checksum
+from convexp.store.encoding import RAW, UndecodableSnapshot, snapshot_checksum
 from convexp.store.models import KernelSnapshotRow
 from convexp.store.store import Store
 
@@ -187,7 +187,7 @@ def _check_layer(check: RunCheck, layer: str, rows: Iterable[Any]) -> Iterator[t
     broken: DamagedSnapshot | None = None  # the damage the current chain is cut at
     for row in rows:
         check.snapshots += 1
-        if broken is not None and row.encoding == XOR_DELTA:
+        if broken is not None and row.encoding != RAW:
             broken.dependent_steps.append(row.step)
             yield row, None
             continue

@@ -2,25 +2,28 @@
 
 Between consecutive steps a kernel changes in the low bits of each float's mantissa, so the XOR
 of two consecutive snapshots has mostly zero bytes in its high positions. A snapshot with
-``encoding = 'xor-delta'`` holds, for its ``n`` float32 values,
+``encoding = 'xor-zstd'`` (what convexp writes) holds, for its ``n`` float32 values,
 
-    planes[0] + planes[1] + deflate(planes[2] + planes[3])
+    planes[0] + planes[1] + zstd(planes[2] + planes[3])
 
 where ``planes[i]`` is byte ``i`` (0 = least significant) of every word of
 ``words XOR base_words``, ``n`` bytes each; ``words`` are the snapshot's little-endian float32
 kernel values read as uint32 and ``base_words`` those of the same run and layer at
 ``base_step`` (the layer's previous snapshot, itself raw or an XOR delta). The two low planes
-are close to random and stored as they are; the two high ones, mostly zeros, are deflated
-(zlib's format: ``zlib.decompress`` reads them). A row with ``encoding = 'raw'`` holds the
-float32 bytes themselves and starts a chain: every layer's first snapshot (step 0 included),
-every :data:`KEYFRAME_EVERY`-th one after it, and any whose delta would not be smaller are raw,
-so one step decodes from at most that many rows and no snapshot takes more than its raw bytes;
-kernels under :data:`MIN_DELTA_BYTES` are always raw.
-Biases are always raw. On MNIST every-step runs this stores about a third fewer bytes (measured
-by benchmarks/encoding.py; the numbers are in docs/performance.md).
+are close to random and stored as they are; the two high ones, mostly zeros, are compressed as one
+Zstandard frame at level 1 (``zstandard.ZstdDecompressor().decompress`` reads them). Rows written
+before convexp 0.x.45 have ``encoding = 'xor-delta'``: the same planes, the high ones deflated (zlib's
+format, ``zlib.decompress``); they keep reading. Zstandard replaced deflate because on the kernels of an
+every-step ResNet-18 it encodes about 2.5 times as fast and decodes twice as fast, in slightly fewer bytes
+(measured by benchmarks/encoding.py; the numbers are in docs/performance.md).
 
-To read a kernel without convexp (sqlite3 + numpy), see the ``read_kernel`` recipe in
-docs/guides/database.md, or :func:`decode_chain` here.
+A row with ``encoding = 'raw'`` holds the float32 bytes themselves and starts a chain: every
+layer's first snapshot (step 0 included), every :data:`KEYFRAME_EVERY`-th one after it, and any whose
+delta would not be smaller are raw, so one step decodes from at most that many rows and no snapshot
+takes more than its raw bytes; kernels under :data:`MIN_DELTA_BYTES` are always raw. Biases are always raw.
+
+To read a kernel without convexp (sqlite3 + numpy, and zstandard for ``xor-zstd`` rows), see the
+``read_kernel`` recipe in docs/guides/database.md, or :func:`decode_chain` here.
 """
 
 from __future__ import annotations
@@ -38,8 +41,13 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 RAW = "raw"
+#: The high byte planes deflated (zlib): what convexp wrote before ``xor-zstd``; still read.
 XOR_DELTA = "xor-delta"
-ENCODINGS = (RAW, XOR_DELTA)
+#: The high byte planes as one Zstandard frame: what convexp writes.
+XOR_ZSTD = "xor-zstd"
+ENCODINGS = (RAW, XOR_ZSTD, XOR_DELTA)
+#: The Zstandard level of the high planes: level 1 is the fastest that keeps deflate's size.
+ZSTD_LEVEL = 1
 #: A raw snapshot starts a new chain after this many snapshots of a layer.
 KEYFRAME_EVERY = 10
 #: Kernels smaller than this are stored raw: their deltas would save a few hundred bytes a step
@@ -50,8 +58,8 @@ ENCODING_ENV = "CONVEXP_SNAPSHOT_ENCODING"
 
 
 def default_encoding() -> str:
-    """The encoding new snapshots are written with: ``CONVEXP_SNAPSHOT_ENCODING``, or XOR deltas."""
-    chosen = os.environ.get(ENCODING_ENV, XOR_DELTA)
+    """The encoding new snapshots are written with: ``CONVEXP_SNAPSHOT_ENCODING``, or XOR deltas with Zstandard."""
+    chosen = os.environ.get(ENCODING_ENV, XOR_ZSTD)
     if chosen not in ENCODINGS:
         raise StoreError(f"{ENCODING_ENV}={chosen!r} is not a snapshot encoding; use one of {', '.join(ENCODINGS)}")
     return chosen
@@ -65,27 +73,64 @@ def _words(kernel: bytes | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(kernel, dtype="<f4").reshape(-1).view("<u4")
 
 
-def xor_delta(words: np.ndarray, base: np.ndarray) -> bytes:
-    """The stored bytes of ``words`` as an XOR delta against ``base`` (both little-endian uint32 arrays)."""
+def xor_delta(words: np.ndarray, base: np.ndarray, encoding: str = XOR_ZSTD) -> bytes:
+    """The stored bytes of ``words`` as an XOR delta against ``base`` (both little-endian uint32 arrays), its
+    high planes compressed as ``encoding`` says (``xor-zstd``, or the older ``xor-delta``)."""
     if words.shape != base.shape:
         raise StoreError(f"a kernel of {words.size} values cannot be a delta of one of {base.size}")
     planes = (words ^ base).view("u1").reshape(-1, 4).T
+    high = planes[2:].tobytes()
+    if encoding == XOR_ZSTD:
+        return planes[:2].tobytes() + _zstd().compress(high)
     packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # Z_RLE: the zero runs are what there is to find
-    return planes[:2].tobytes() + packer.compress(planes[2:].tobytes()) + packer.flush()
+    return planes[:2].tobytes() + packer.compress(high) + packer.flush()
 
 
-def undo_xor_delta(data: bytes, base: np.ndarray) -> np.ndarray:
-    """The uint32 words an XOR delta (``data``) encodes against ``base``."""
+def undo_xor_delta(data: bytes, base: np.ndarray, encoding: str = XOR_ZSTD) -> np.ndarray:
+    """The uint32 words an XOR delta (``data``, of ``encoding``) encodes against ``base``."""
     import numpy as np  # numpy on first use: the store and the spec load without it
 
     low = 2 * base.size
     planes = np.empty((4, base.size), dtype="u1")
     planes[:2] = np.frombuffer(data, dtype="u1", count=low).reshape(2, -1)
-    high = np.frombuffer(zlib.decompress(memoryview(data)[low:]), dtype="u1")
+    packed = memoryview(data)[low:]
+    if encoding == XOR_ZSTD:
+        unpacked = _unzstd().decompress(packed, max_output_size=low)
+    else:
+        unpacked = zlib.decompress(packed)
+    high = np.frombuffer(unpacked, dtype="u1")
     if high.size != low:
         raise StoreError(f"an XOR delta of {high.size // 2} values against a kernel of {base.size}")
     planes[2:] = high.reshape(2, -1)
     return planes.T.copy().view("<u4").reshape(-1) ^ base
+
+
+_codecs: dict[str, object] = {}
+
+
+def _zstd():
+    """A Zstandard compressor at :data:`ZSTD_LEVEL` (one per thread: they are not shared safely)."""
+    import threading
+
+    import zstandard  # on first use: the store and the spec load without it
+
+    key = f"c{threading.get_ident()}"
+    found = _codecs.get(key)
+    if found is None:
+        found = _codecs[key] = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return found
+
+
+def _unzstd():
+    import threading
+
+    import zstandard
+
+    key = f"d{threading.get_ident()}"
+    found = _codecs.get(key)
+    if found is None:
+        found = _codecs[key] = zstandard.ZstdDecompressor()
+    return found
 
 
 @dataclass(frozen=True)
@@ -136,12 +181,12 @@ class ChainEncoder:
         ):
             self._pending[key] = _Link(step, words.copy(), 0)
             return EncodedKernel(RAW, None, words.tobytes())
-        delta = xor_delta(words, last.words)
+        delta = xor_delta(words, last.words, self.encoding)
         if len(delta) >= words.nbytes:  # a tiny kernel, or one that moved a lot: raw is smaller
             self._pending[key] = _Link(step, words.copy(), 0)
             return EncodedKernel(RAW, None, words.tobytes())
         self._pending[key] = _Link(step, words.copy(), last.since_keyframe + 1)
-        return EncodedKernel(XOR_DELTA, last.step, delta)
+        return EncodedKernel(self.encoding, last.step, delta)
 
     def commit(self) -> None:
         """The rows encoded since the last commit or rollback are in the database: chain on from them."""
@@ -157,6 +202,13 @@ class ChainEncoder:
         for chains in (self._chains, self._pending):
             for key in [k for k in chains if k[0] == run_id]:
                 del chains[key]
+
+
+def _zstd_error() -> type[Exception]:
+    """zstandard's error class (imported when a row fails to decode, not before)."""
+    import zstandard
+
+    return zstandard.ZstdError
 
 
 class UndecodableSnapshot(StoreError):
@@ -184,14 +236,14 @@ def decode_row(previous: tuple[int, np.ndarray] | None, step: int, encoding: str
         if len(data) % 4:
             raise UndecodableSnapshot(step, f"holds {len(data)} bytes, not a whole number of float32 values")
         return np.frombuffer(bytes(data), dtype="<u4")
-    if encoding != XOR_DELTA:
+    if encoding not in (XOR_ZSTD, XOR_DELTA):
         raise UndecodableSnapshot(step, f"has an unknown encoding {encoding!r}")
     if previous is None or previous[0] != base_step:
         after = "the chain's start" if previous is None else f"step {previous[0]}"
         raise UndecodableSnapshot(step, f"is a delta of step {base_step}, but follows {after}")
     try:
-        return undo_xor_delta(bytes(data), previous[1])
-    except (zlib.error, ValueError, StoreError) as exc:
+        return undo_xor_delta(bytes(data), previous[1], encoding)
+    except (zlib.error, ValueError, StoreError, _zstd_error()) as exc:
         raise UndecodableSnapshot(step, f"does not decode: {exc}") from None
 
 

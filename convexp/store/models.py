@@ -218,10 +218,10 @@ class KernelSnapshotRow(Base):
         LargeBinary, nullable=True, doc="out_channels float32 values, always raw; NULL for a layer without bias."
     )
     encoding: Mapped[str] = mapped_column(
-        String(24), server_default="raw", doc="raw or xor-delta (see the database guide for decoding)."
+        String(24), server_default="raw", doc="raw, xor-zstd or (rows of before) xor-delta (see the database guide for decoding)."
     )
     base_step: Mapped[int | None] = mapped_column(
-        Integer, nullable=True, doc="The step whose kernel an xor-delta row is XOR-ed onto; NULL for a raw row."
+        Integer, nullable=True, doc="The step whose kernel an XOR-delta row is XOR-ed onto; NULL for a raw row."
     )
     checksum: Mapped[int | None] = mapped_column(
         BigInteger,

@@ -73,7 +73,7 @@ def encodings(db: Path, layer: str = "conv2") -> list[str]:
 
 def test_every_row_carries_the_crc32_of_the_kernel_and_bias_it_stands_for(walks):
     db, logged = walks
-    assert encodings(db)[:3] == ["raw", "xor-delta", "xor-delta"]
+    assert encodings(db)[:3] == ["raw", "xor-zstd", "xor-zstd"]
     with contextlib.closing(sqlite3.connect(db)) as connection:
         for run_id, layers in logged.items():
             for layer in ("conv1", "conv2"):
@@ -108,7 +108,7 @@ def test_checksums_round_trip_on_sqlite_and_postgresql(db_url):
 def test_a_flipped_bit_in_the_last_snapshot_is_refused_by_every_reader(walks):
     db, _ = walks
     flip_bit(db, 1, "conv2", STEPS - 1)  # an XOR delta: its low byte planes are stored as they are
-    assert encodings(db)[STEPS - 1] == "xor-delta"
+    assert encodings(db)[STEPS - 1] == "xor-zstd"
     damaged = "run 1, layer conv2: the snapshot at step 24 is damaged"
     for args in (
         ("filters", "1", "--layer", "conv2"),

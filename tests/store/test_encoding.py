@@ -10,13 +10,16 @@ import sqlite3
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 
 from convexp.errors import StoreError
 from convexp.store import SnapshotToWrite, Store
 from convexp.store.database import _alembic_config
-from convexp.store.encoding import RAW, XOR_DELTA, ChainEncoder, decode_chain
+from convexp.store.encoding import RAW, XOR_DELTA, XOR_ZSTD, ChainEncoder, decode_chain
 from convexp.store.space import format_bytes, run_sizes, thin_run
 from tests.conftest import TINY_DIGITS, decode_kernels, readme_read_kernel, run_cli, stored_kernels, write_experiments
 from tests.store.test_store import RUN_FIELDS
@@ -39,16 +42,17 @@ def rows_of(db, run_id: int = 1, layer: str = "conv2") -> list[tuple]:
         ).fetchall()
 
 
-def test_chains_are_raw_every_tenth_snapshot_and_decode_bit_for_bit():
+@pytest.mark.parametrize("delta", [XOR_ZSTD, XOR_DELTA])  # what convexp writes, and wrote before
+def test_chains_are_raw_every_tenth_snapshot_and_decode_bit_for_bit(delta):
     kernels = training_walk(25)
-    encoder = ChainEncoder(XOR_DELTA)
+    encoder = ChainEncoder(delta)
     stored = []
     for step, kernel in enumerate(kernels):
         stored.append(encoder.encode(1, "conv1", step, kernel))
         encoder.commit()
-    assert [s.encoding for s in stored] == ([RAW] + [XOR_DELTA] * 9) * 2 + [RAW] + [XOR_DELTA] * 4
+    assert [s.encoding for s in stored] == ([RAW] + [delta] * 9) * 2 + [RAW] + [delta] * 4
     assert [s.base_step for s in stored[:3]] == [None, 0, 1]
-    assert all(len(s.data) < 0.8 * kernels[0].nbytes for s in stored if s.encoding == XOR_DELTA)
+    assert all(len(s.data) < 0.8 * kernels[0].nbytes for s in stored if s.encoding == delta)
     # the test's own decoder (the documented format) and convexp's agree with the kernels, bit for bit
     mine = decode_kernels((step, s.encoding, s.data) for step, s in enumerate(stored))
     theirs = dict(decode_chain((step, s.encoding, s.base_step, s.data) for step, s in enumerate(stored)))
@@ -56,9 +60,10 @@ def test_chains_are_raw_every_tenth_snapshot_and_decode_bit_for_bit():
         assert mine[step].tobytes() == theirs[step] == kernel.tobytes()
 
 
-def test_a_delta_that_would_not_be_smaller_is_stored_raw_and_so_are_a_new_shape_and_small_kernels():
+@pytest.mark.parametrize("delta", [XOR_ZSTD, XOR_DELTA])  # what convexp writes, and wrote before
+def test_a_delta_that_would_not_be_smaller_is_stored_raw_and_so_are_a_new_shape_and_small_kernels(delta):
     rng = np.random.default_rng(1)
-    encoder = ChainEncoder(XOR_DELTA)
+    encoder = ChainEncoder(delta)
     first = encoder.encode(1, "conv2", 0, rng.standard_normal((32, 16, 3, 3)).astype(np.float32))
     noise = rng.integers(0, 2**32, (32, 16, 3, 3), dtype=np.uint32).view(np.float32)  # every bit random
     unrelated = encoder.encode(1, "conv2", 1, noise)
@@ -67,16 +72,17 @@ def test_a_delta_that_would_not_be_smaller_is_stored_raw_and_so_are_a_new_shape_
     small = training_walk(3, shape=(8, 3, 3, 3))  # 864 bytes: under MIN_DELTA_BYTES
     assert {encoder.encode(1, "conv1", step, k).encoding for step, k in enumerate(small)} == {RAW}
     # without the floor, the same small kernels are deltas
-    unfloored = ChainEncoder(XOR_DELTA, min_bytes=0)
-    assert [unfloored.encode(1, "conv1", step, k).encoding for step, k in enumerate(small)] == [RAW, XOR_DELTA, XOR_DELTA]
+    unfloored = ChainEncoder(delta, min_bytes=0)
+    assert [unfloored.encode(1, "conv1", step, k).encoding for step, k in enumerate(small)] == [RAW, delta, delta]
 
 
-def test_a_broken_chain_is_an_error_naming_the_steps():
+@pytest.mark.parametrize("delta", [XOR_ZSTD, XOR_DELTA])  # what convexp writes, and wrote before
+def test_a_broken_chain_is_an_error_naming_the_steps(delta):
     kernels = training_walk(3)
-    encoder = ChainEncoder(XOR_DELTA)
+    encoder = ChainEncoder(delta)
     stored = [encoder.encode(1, "conv1", step, k) for step, k in enumerate(kernels)]
     with pytest.raises(StoreError, match="the snapshot at step 2 is a delta of step 1, but follows step 0"):
-        list(decode_chain([(0, RAW, None, stored[0].data), (2, XOR_DELTA, 1, stored[2].data)]))
+        list(decode_chain([(0, RAW, None, stored[0].data), (2, delta, 1, stored[2].data)]))
 
 
 def test_a_failed_write_does_not_advance_the_chain(db_path):
@@ -94,9 +100,9 @@ def test_a_failed_write_does_not_advance_the_chain(db_path):
         series = store.kernel_series(run_id, "conv2")
     assert [(step, encoding, base) for step, encoding, base, _ in rows_of(db_path, run_id)] == [
         (0, RAW, None),
-        (1, XOR_DELTA, 0),
-        (2, XOR_DELTA, 1),
-        (3, XOR_DELTA, 2),
+        (1, XOR_ZSTD, 0),
+        (2, XOR_ZSTD, 1),
+        (3, XOR_ZSTD, 2),
     ]
     np.testing.assert_array_equal(series.kernels, np.stack(kernels))
 
@@ -132,7 +138,7 @@ def test_a_real_run_is_stored_as_deltas_and_every_read_agrees_with_the_readme_re
     db = every_step_run
     rows = rows_of(db, 1, "conv2")  # 32 x 16 x 3 x 3: 18 KB; conv1 (576 bytes) is raw throughout
     encodings = [encoding for _, encoding, _, _ in rows]
-    assert encodings[0] == RAW and encodings.count(XOR_DELTA) > len(rows) // 2
+    assert encodings[0] == RAW and encodings.count(XOR_ZSTD) > len(rows) // 2
     assert {encoding for _, encoding, _, _ in rows_of(db, 1, "conv1")} == {RAW}
     # independent decoding (the test's own, from docs/guides/database.md's description of the format)
     expected = {layer: stored_kernels(db, layer) for layer in ("conv1", "conv2")}
@@ -175,7 +181,7 @@ def test_thinning_an_encoded_run_keeps_the_kept_steps_bit_for_bit(every_step_run
         assert all(after[step].tobytes() == kernels[step].tobytes() for step in kept)
     # every delta's base is the kept row before it
     rows = rows_of(db)
-    assert all(base == rows[i - 1][0] for i, (_, encoding, base, _) in enumerate(rows) if encoding == XOR_DELTA)
+    assert all(base == rows[i - 1][0] for i, (_, encoding, base, _) in enumerate(rows) if encoding != RAW)
 
 
 def test_a_raw_run_packs_smaller_and_reads_the_same(tmp_path):
@@ -233,9 +239,9 @@ def test_an_old_database_reads_as_raw_after_the_migration(tmp_path):
         np.testing.assert_array_equal(store.kernel_series(1, "conv2").kernels, np.stack(kernels[:3]))
         store.record(1, snapshots=[SnapshotToWrite("conv2", s, 0, kernels[s], None) for s in (3, 4)])
         np.testing.assert_array_equal(store.kernel_series(1, "conv2").kernels, np.stack(kernels))
-    assert [r[1] for r in rows_of(db)] == [RAW] * 4 + [XOR_DELTA]
+    assert [r[1] for r in rows_of(db)] == [RAW] * 4 + [XOR_ZSTD]
     assert run_cli("db", "pack", "1", "--db", str(db)).returncode == 0
-    assert [r[1] for r in rows_of(db)] == [RAW] + [XOR_DELTA] * 4
+    assert [r[1] for r in rows_of(db)] == [RAW] + [XOR_ZSTD] * 4
     with Store(db) as store:
         np.testing.assert_array_equal(store.kernel_series(1, "conv2").kernels, np.stack(kernels))
 
@@ -244,5 +250,52 @@ def test_a_bad_encoding_setting_is_one_clear_error(tmp_path):
     path = write_experiments(tmp_path / "e.yaml", {"tiny": TINY_DIGITS})
     result = run_cli("run", str(path), "--db", str(tmp_path / "r.db"), env={"CONVEXP_SNAPSHOT_ENCODING": "gzip"})
     assert result.returncode == 1
-    assert "CONVEXP_SNAPSHOT_ENCODING='gzip' is not a snapshot encoding; use one of raw, xor-delta" in result.stderr
+    assert "CONVEXP_SNAPSHOT_ENCODING='gzip' is not a snapshot encoding; use one of raw, xor-zstd, xor-delta" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- the Zstandard deltas (issue 45): any float32 bit pattern, and the rows written before them ---
+
+#: float32 bit patterns training never makes but a kernel may hold: NaN payloads, -0.0, denormals, infinities.
+ODD_WORDS = [0x7FC00001, 0xFFC12345, 0x7F800001, 0x80000000, 0x00000001, 0x807FFFFF, 0x7F800000, 0xFF800000]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=6),
+    data=st.data(),
+)
+def test_xor_zstd_round_trips_any_bit_pattern(shape, data):
+    size = int(np.prod(shape))
+    words = st.one_of(st.sampled_from(ODD_WORDS), st.integers(0, 2**32 - 1))
+    first = data.draw(hnp.arrays(np.uint32, size, elements=words))
+    flips = data.draw(hnp.arrays(np.uint32, (3, size), elements=st.sampled_from([0, 1, 0x80000000, 0x00400000, 0xFFFFFFFF])))
+    series = [first]
+    for flip in flips:
+        series.append(series[-1] ^ flip)
+    encoder = ChainEncoder(XOR_ZSTD, min_bytes=0)
+    stored = []
+    for step, kernel in enumerate(series):
+        stored.append(encoder.encode(1, "conv", step, kernel.view("<f4").reshape(shape)))
+        encoder.commit()
+    decoded = dict(decode_chain((step, s.encoding, s.base_step, s.data) for step, s in enumerate(stored)))
+    mine = decode_kernels((step, s.encoding, s.data) for step, s in enumerate(stored))  # the documented format
+    for step, kernel in enumerate(series):
+        assert decoded[step] == kernel.tobytes() == mine[step].tobytes()
+        assert len(stored[step].data) <= kernel.nbytes  # never more than raw
+
+
+def test_rows_written_as_xor_delta_keep_reading_beside_new_xor_zstd_rows(db_path):
+    kernels = training_walk(8)
+    with Store(db_path) as store:
+        run_id = store.create_run(**RUN_FIELDS)
+        store.encoder.encoding = XOR_DELTA  # as convexp wrote them before
+        store.record(run_id, snapshots=[SnapshotToWrite("conv2", s, 0, kernels[s], None) for s in range(4)])
+    with Store(db_path) as store:  # a later convexp: its own encoder, Zstandard deltas
+        store.record(run_id, snapshots=[SnapshotToWrite("conv2", s, 0, kernels[s], None) for s in range(4, 8)])
+        series = store.kernel_series(run_id, "conv2")
+    assert [r[1] for r in rows_of(db_path, run_id)] == [RAW] + [XOR_DELTA] * 3 + [RAW] + [XOR_ZSTD] * 3
+    np.testing.assert_array_equal(series.kernels, np.stack(kernels))
+    recorded = stored_kernels(db_path, "conv2", run_id)  # the test's own decoder of the documented format
+    assert all(recorded[s].tobytes() == kernels[s].tobytes() for s in range(8))
+    assert run_cli("db", "check", "--db", str(db_path)).returncode == 0

@@ -178,7 +178,7 @@ def test_metrics_and_snapshots_round_trip_as_float32_little_endian(db_url):
     engine.dispose()
     assert {r.shape for r in rows} == {"[16, 32, 3, 3]"}
     # step 0 starts the chain as plain float32 bytes; the steps after it are XOR deltas
-    assert [r.encoding for r in rows] == ["raw", "xor-delta", "xor-delta"]
+    assert [r.encoding for r in rows] == ["raw", "xor-zstd", "xor-zstd"]
     assert np.frombuffer(bytes(rows[0].kernel), "<f4").reshape(16, 32, 3, 3).tolist() == kernels[0].tolist()
     decoded = decode_kernels((r.step, r.encoding, r.kernel) for r in rows)
     for step in (1, 2):
