@@ -48,7 +48,22 @@ JOBS = {
     },
     "two-conv-2t": {"steps": 3600, "threads": 2, "target": 1.10, "about": "the same, 2 torch threads"},
     "mnist-main": {"steps": 300, "threads": 0, "target": 1.03, "about": "PyTorch's mnist/main.py Net, batch 64, Adadelta"},
+    "resnet18": {
+        "steps": 40,
+        "threads": 0,
+        "target": 1.25,
+        "budget_target": 1.07,
+        "about": "a ResNet-18 defined in the script, width 16 (2.8 MB of kernels a step), 28x28, batch 32, SGD",
+    },
+    "lightning": {
+        "steps": 40,
+        "threads": 0,
+        "target": 1.10,
+        "about": "a LightningModule with two convs on the digits, batch 32, Trainer.fit (its whole fit timed)",
+    },
 }
+#: The budget the budgeted variants record under (``record(..., budget=BUDGET)``).
+BUDGET = 0.05
 #: Targets of opening a run on a new database and of ending it (everything committed), seconds.
 OPEN_TARGET = CLOSE_TARGET = 0.1
 
@@ -62,7 +77,61 @@ job, variant, steps, folder, threads, mnist = sys.argv[1], sys.argv[2], int(sys.
 if threads:
     torch.set_num_threads(threads)
 torch.manual_seed(0)
-if job == "mnist-main":
+if job == "lightning":
+    import lightning
+    from convexp.datasets import load_dataset
+    data = load_dataset("digits")
+    x, y = torch.from_numpy(data.train_images[: steps * 32]), torch.from_numpy(data.train_labels[: steps * 32])
+
+    class TwoConvModule(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+            self.conv2 = nn.Conv2d(16, 32, 3)
+            self.fc = nn.Linear(32 * 6 * 6, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(F.relu(self.conv2(F.relu(self.conv1(x)))), 1))
+
+        def training_step(self, batch, index):
+            loss = F.cross_entropy(self(batch[0]), batch[1])
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+    callbacks = []
+    begun = time.perf_counter()
+    if variant != "plain":
+        import convexp.lightning
+        callbacks = [convexp.lightning.KernelRecorder("lightning", folder + "/t.db", quiet=True,
+                                                      budget=float(variant.split("budget=")[1]) if "budget=" in variant else None)]
+    opened = time.perf_counter() - begun
+    trainer = lightning.Trainer(max_epochs=1, callbacks=callbacks, logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1)
+    module = TwoConvModule()
+    started = time.perf_counter()
+    trainer.fit(module, loader)
+    seconds = time.perf_counter() - started + opened  # the callback's import counts: a Lightning job pays it in full
+    if callbacks:
+        writer_cpu, writer_rss = callbacks[0].run.writer.cpu_seconds, getattr(callbacks[0].run.writer, "peak_rss_bytes", 0)
+    print(json.dumps({
+        "seconds": seconds, "us_per_step": 0.0, "open": opened, "close": 0.0, "writer_cpu": writer_cpu if callbacks else 0.0,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "writer_rss_mb": (writer_rss if callbacks else 0) / 2**20,
+    }))
+    sys.exit(0)
+if job == "resnet18":
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("torch_resnet18", sys.argv[8])
+    example = importlib.util.module_from_spec(spec); spec.loader.exec_module(example)
+    model = example.ResNet18(16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    batches = [slice(None)] * steps
+    loss_of = F.cross_entropy
+elif job == "mnist-main":
     import importlib.util
     spec = importlib.util.spec_from_file_location("torch_mnist_main", sys.argv[7])
     example = importlib.util.module_from_spec(spec); spec.loader.exec_module(example)
@@ -110,15 +179,17 @@ def update(index):
 update(batches[0])  # warm-up: torch.optim's first step imports and builds what it needs
 convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
 inside = opened = closed = writer_cpu = writer_rss = 0.0
+kept = steps + 1
 if variant == "plain":
     started = time.perf_counter()
     for index in batches:
         update(index)
     seconds = time.perf_counter() - started
-elif variant == "convexp.torch":
+elif variant.startswith("convexp.torch"):
     import convexp.torch
     begun = time.perf_counter()
-    recorder = convexp.torch.record(model, experiment="peer", db=folder + "/t.db")
+    budget = float(variant.split("budget=")[1]) if "budget=" in variant else None
+    recorder = convexp.torch.record(model, experiment="peer", db=folder + "/t.db", budget=budget, quiet=True)
     opened = time.perf_counter() - begun
     started = time.perf_counter()
     for index in batches:
@@ -130,6 +201,9 @@ elif variant == "convexp.torch":
     begun = time.perf_counter()
     recorder.finish()
     closed = time.perf_counter() - begun
+    if budget is not None:
+        import sqlite3
+        kept = json.loads(sqlite3.connect(folder + "/t.db").execute("SELECT recording FROM runs").fetchone()[0])["snapshots_kept"]
     writer_cpu, writer_rss = recorder.run.writer.cpu_seconds, getattr(recorder.run.writer, "peak_rss_bytes", 0)
 elif variant == "convexp.track":
     from convexp.tracking import track
@@ -178,13 +252,17 @@ elif variant == "tensorboard add_histogram":
 print(json.dumps({
     "seconds": seconds, "us_per_step": inside / steps * 1e6, "open": opened, "close": closed,
     "writer_cpu": writer_cpu, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "writer_rss_mb": writer_rss / 2**20,
+    "writer_rss_mb": writer_rss / 2**20, "kept": kept,
 }))
 """
 
 
 def variants(job: str) -> list[str]:
+    if job == "lightning":
+        return ["plain", "convexp.lightning", f"convexp.lightning budget={BUDGET}"]
     found = ["plain", "convexp.torch", "convexp.track"]
+    if job == "resnet18":
+        found.append(f"convexp.torch budget={BUDGET}")
     if job == "peer":
         found += [
             name
@@ -194,6 +272,11 @@ def variants(job: str) -> list[str]:
     return found
 
 
+def target_of(job: str, variant: str) -> float:
+    """The ratio to plain a variant must keep: the job's every-step target, or its budgeted one."""
+    return JOBS[job].get("budget_target", 1 + BUDGET * 1.4) if "budget" in variant else JOBS[job]["target"]
+
+
 def mnist_folder(given: str | None) -> Path | None:
     folder = Path(given or os.environ.get("CONVEXP_TEST_MNIST") or REPO.parent / "shared" / "data" / "mnist")
     return folder if (folder / "train-images-idx3-ubyte.gz").exists() or (folder / "train-images-idx3-ubyte").exists() else None
@@ -201,8 +284,11 @@ def mnist_folder(given: str | None) -> Path | None:
 
 def measure(job: str, variant: str, steps: int, threads: int, mnist: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        example = str(REPO / "examples" / "recording" / "torch_mnist_main.py")
-        command = [sys.executable, "-c", LOOP, job, variant, str(steps), folder, str(threads), str(mnist or ""), example]
+        examples = REPO / "examples" / "recording"
+        command = [
+            sys.executable, "-c", LOOP, job, variant, str(steps), folder, str(threads), str(mnist or ""),
+            str(examples / "torch_mnist_main.py"), str(examples / "torch_resnet18.py"),
+        ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if result.returncode != 0:
         sys.exit(f"{job} / {variant} failed:\n{result.stderr[-3000:]}")
@@ -226,6 +312,9 @@ def main() -> None:
     if "mnist-main" in jobs and mnist is None:
         jobs.remove("mnist-main")
         skipped.append("mnist-main (no MNIST folder: --mnist DIR)")
+    if "lightning" in jobs and not importlib.util.find_spec("lightning"):
+        jobs.remove("lightning")
+        skipped.append("lightning (not installed: pip install 'convexp[lightning]')")
     runs: dict[str, dict[str, list[dict]]] = {job: {v: [] for v in variants(job)} for job in jobs}
     for repeat in range(args.repeats):
         for job in jobs:
@@ -248,7 +337,7 @@ def main() -> None:
     }
     print(f"median of {args.repeats} interleaved fresh processes\n")
     print(
-        f"{'job':12} {'variant':26} {'loop s':>7} {'ratio':>6} {'target':>6} {'us/step':>8} {'writer s':>8} {'RSS MB':>7} {'writer MB':>9} {'open s':>7} {'close s':>7}"
+        f"{'job':12} {'variant':30} {'loop s':>7} {'ratio':>6} {'target':>6} {'us/step':>8} {'writer s':>8} {'RSS MB':>7} {'writer MB':>9} {'open s':>7} {'close s':>7} {'kept':>5}"
     )
     for job, by_variant in runs.items():
         steps = args.steps or JOBS[job]["steps"]
@@ -256,12 +345,10 @@ def main() -> None:
         plain = medians["plain"]["seconds"]
         for variant, m in medians.items():
             m["ratio"] = m["seconds"] / plain
-            target = (
-                "" if variant == "plain" or variant not in ("convexp.torch", "convexp.track") else f"{JOBS[job]['target']:.2f}"
-            )
+            target = "" if variant == "plain" else f"{target_of(job, variant):.2f}"
             print(
-                f"{job:12} {variant:26} {m['seconds']:7.3f} {m['ratio']:6.3f} {target:>6} {m['us_per_step']:8.1f} {m['writer_cpu']:8.3f}"
-                f" {m['rss_mb']:7.0f} {m['writer_rss_mb']:9.0f} {m['open']:7.3f} {m['close']:7.3f}"
+                f"{job:12} {variant:30} {m['seconds']:7.3f} {m['ratio']:6.3f} {target:>6} {m['us_per_step']:8.1f} {m['writer_cpu']:8.3f}"
+                f" {m['rss_mb']:7.0f} {m['writer_rss_mb']:9.0f} {m['open']:7.3f} {m['close']:7.3f} {m.get('kept', 0):5.0f}"
             )
         report["jobs"][job] = {
             **JOBS[job],

@@ -177,3 +177,31 @@ def test_tracking_benchmark_runs_and_reports(tmp_path):
             assert medians[variant]["us_per_step"] > 0 and medians[variant]["writer_cpu"] > 0
             # 30 light steps never move the writer out of the training process: no writer process, no memory of its own
             assert medians[variant]["writer_rss_mb"] == 0 and 0 < medians[variant]["open"] and 0 < medians[variant]["close"]
+
+
+def test_batch_norm_benchmark_runs_and_reports(tmp_path, mnist_dir):
+    out = tmp_path / "batch_norm.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/batch_norm.py",
+            "--mnist",
+            str(mnist_dir),
+            "--examples",
+            "640",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["examples"] == 640 and set(report["medians"]) == {"plain", "batch_norm"}
+    assert all(seconds > 0 for seconds in report["medians"].values())
+    assert report["ratio"] == report["medians"]["batch_norm"] / report["medians"]["plain"]
+    assert "batch_norm / plain" in result.stdout

@@ -80,9 +80,10 @@ class RunRecorder:
         hook: EpochHook | None = None,
         say: Callable[[str], None] | None = None,
     ):
-        """``say``: where a line for the user goes (that the budget leaves steps out); ``resume_from``: the checkpoint a resumed run goes on from (what precedes it is recorded);
+        """``resume_from``: the checkpoint a resumed run goes on from (what precedes it is recorded);
         ``plan``: what the backend may hand back (checked before anything is buffered), if checked;
-        ``hook``: what is measured at each epoch's end, and may end the run :class:`Pruned`."""
+        ``hook``: what is measured at each epoch's end, and may end the run :class:`Pruned`;
+        ``say``: where a line for the user goes (that the spec's budget leaves steps out)."""
         self.store, self.run_id, self.progress, self.plan, self.hook = store, run_id, progress, plan, hook
         self.every = spec.snapshots.every
         self.epoch_end_snapshots = spec.snapshots.epoch_end

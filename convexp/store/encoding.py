@@ -73,15 +73,26 @@ def _words(kernel: bytes | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(kernel, dtype="<f4").reshape(-1).view("<u4")
 
 
-def xor_delta(words: np.ndarray, base: np.ndarray, encoding: str = XOR_ZSTD) -> bytes:
+def xor_delta(words: np.ndarray, base: np.ndarray, encoding: str = XOR_ZSTD) -> bytes | memoryview:
     """The stored bytes of ``words`` as an XOR delta against ``base`` (both little-endian uint32 arrays), its
-    high planes compressed as ``encoding`` says (``xor-zstd``, or the older ``xor-delta``)."""
+    high planes compressed as ``encoding`` says (``xor-zstd``, or the older ``xor-delta``).
+
+    Written where it runs beside training (the recorder's writer thread): every pass over the kernel is a numpy
+    copy or a codec call, which let go of Python's lock, so training's own Python is not kept waiting; the
+    ``xor-zstd`` result is a view of one buffer, not a further copy into ``bytes``."""
+    import numpy as np  # numpy on first use: the store and the spec load without it
+
     if words.shape != base.shape:
         raise StoreError(f"a kernel of {words.size} values cannot be a delta of one of {base.size}")
     planes = (words ^ base).view("u1").reshape(-1, 4).T
-    high = planes[2:].tobytes()
+    high = np.ascontiguousarray(planes[2:])
     if encoding == XOR_ZSTD:
-        return planes[:2].tobytes() + _zstd().compress(high)
+        packed = _zstd().compress(high)
+        low = 2 * words.size
+        stored = np.empty(low + len(packed), dtype="u1")
+        stored[:low].reshape(2, -1)[...] = planes[:2]
+        stored[low:] = np.frombuffer(packed, dtype="u1")
+        return memoryview(stored)
     packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # Z_RLE: the zero runs are what there is to find
     return planes[:2].tobytes() + packer.compress(high) + packer.flush()
 
@@ -139,7 +150,7 @@ class EncodedKernel:
 
     encoding: str
     base_step: int | None
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass

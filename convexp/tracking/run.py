@@ -85,7 +85,7 @@ class TrackedRun:
         #: Which steps' kernels are recorded, when the run has a budget (see :mod:`convexp.store.budget`).
         self.budget = None if budget is None else RecordingBudget(budget, say=None if quiet else _say)
         self._offered: tuple[int, bool] | None = None  # the step whose kernels the budget was asked about, and its answer
-        self._left_out: tuple[int, int, Any] | None = None  # (step, epoch, model) of a step the budget left out
+        self._left_out: tuple[int, Any] | None = None  # (step, model) of a step the budget left out
         #: The step of the kernels logged last (None before any).
         self.kernels_step: int | None = None
         self.writer = make_writer(store, run_id, heartbeat_seconds=HEARTBEAT_SECONDS)
@@ -189,7 +189,7 @@ class TrackedRun:
         if reason is None:
             # the last step's kernels are read at finish: a model's as it is then, a mapping's as it is now
             kept = kernels_of(model, self.layers) if isinstance(model, Mapping) else model
-            self._left_out = (step, self.epoch, kept)
+            self._left_out = (step, kept)
             return
         began = time.perf_counter()
         size = self._read_kernels(model, step)
@@ -242,7 +242,7 @@ class TrackedRun:
     def _keep_last_step(self) -> None:
         """The run's last step was left out by the budget: read its kernels from the model now (a finished run keeps them)."""
         assert self._left_out is not None and self.budget is not None
-        step, _, model = self._left_out
+        step, model = self._left_out
         if step != self.step or self.kernels_step == step:
             return
         began = time.perf_counter()

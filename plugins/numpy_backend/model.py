@@ -97,22 +97,28 @@ class ConvLayer(_Layer):
         return KernelSnapshot(np.ascontiguousarray(self.kernel.transpose(3, 2, 0, 1)), self.bias.copy())
 
 
-def _channel_sums(values: np.ndarray) -> np.ndarray:
-    """The float64 sums over every axis but the last (channels).
+def _channel_sums(values: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+    """The float64 sums over every axis but the last (channels) of ``values``, or of ``values * times``.
 
     A float32 sum over the batch and every position (tens of thousands of values, along strided axes that numpy
     adds one by one) loses about 1e-3 of its value; batch normalisation's gradient then loses as much, where
-    torch's and TensorFlow's reductions stay near float32's 1e-7."""
-    return values.reshape(-1, values.shape[-1]).sum(axis=0, dtype=np.float64)
-
-
-def _channel_means(values: np.ndarray) -> np.ndarray:
-    """The means over every axis but the last, summed in float64, in the values' dtype."""
-    return (_channel_sums(values) / (values.size // values.shape[-1])).astype(values.dtype)
+    torch's and TensorFlow's reductions stay near float32's 1e-7. ``einsum`` sums in float64 without a float64
+    copy of the values, and takes a product in the same pass."""
+    flat = values.reshape(-1, values.shape[-1])
+    if times is None:
+        return np.einsum("ij->j", flat, dtype=np.float64)
+    return np.einsum("ij,ij->j", flat, times.reshape(flat.shape), dtype=np.float64)
 
 
 class BatchNormLayer(_Layer):
-    """convexp's batch_norm (see :class:`convexp.model.layers.BatchNorm`) over the last axis of (N, H, W, C) or (N, C)."""
+    """convexp's batch_norm (see :class:`convexp.model.layers.BatchNorm`) over the last axis of (N, H, W, C) or (N, C).
+
+    Training: the batch's mean and (biased, 1/n) variance per channel from float64 sums of x and of x * x, one
+    pass each (in float64, E[x^2] - mean^2 keeps what a float32 value can show, even for a channel far from
+    zero), then ``(x - mean) / sqrt(var + epsilon) * gamma + beta`` (subtracting the mean first: scaling x before
+    would cancel float32's digits). The gradient takes two float64 sums, of the incoming gradient and of it
+    times the normalised input; the parameters' gradients are those sums, and the input's mean terms are
+    them over n, so no further pass over the batch sums anything."""
 
     def __init__(self, planned: PlannedLayer, state: np.ndarray | None):
         layer: BatchNorm = planned.layer  # type: ignore[assignment]
@@ -129,25 +135,34 @@ class BatchNormLayer(_Layer):
 
     def forward(self, x, training):
         if training:
-            mean = _channel_means(x)
-            var = _channel_means(np.square(x - mean))  # biased, 1/n
+            count = x.size // x.shape[-1]
+            mean64 = _channel_sums(x) / count
+            var64 = np.maximum(_channel_sums(x, x) / count - mean64 * mean64, 0.0)  # biased, 1/n
+            mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
             keep = self.running_mean.dtype.type(self.momentum)
             self.running_mean[...] = keep * self.running_mean + (1 - keep) * mean
             self.running_var[...] = keep * self.running_var + (1 - keep) * var
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
         self.inv_std = 1 / np.sqrt(var + x.dtype.type(self.epsilon))
-        self.normalised = (x - mean) * self.inv_std
-        return self.normalised * self.gamma.astype(x.dtype) + self.beta.astype(x.dtype)
+        self.normalised = x - mean
+        self.normalised *= self.inv_std
+        out = self.normalised * self.gamma.astype(x.dtype)
+        out += self.beta.astype(x.dtype)
+        return out
 
     def backward(self, grad):
-        self.grad_gamma = _channel_sums(grad * self.normalised).astype(grad.dtype)
-        self.grad_beta = _channel_sums(grad).astype(grad.dtype)
-        grad_normalised = grad * self.gamma.astype(grad.dtype)
-        # d/dx of (x - mean) / std with the batch's own mean and std: both depend on every x of the channel
-        mean_grad = _channel_means(grad_normalised)
-        mean_grad_x = _channel_means(grad_normalised * self.normalised)
-        return (grad_normalised - mean_grad - self.normalised * mean_grad_x) * self.inv_std
+        count = grad.size // grad.shape[-1]
+        sum_grad, sum_grad_normalised = _channel_sums(grad), _channel_sums(grad, self.normalised)
+        self.grad_gamma, self.grad_beta = sum_grad_normalised.astype(grad.dtype), sum_grad.astype(grad.dtype)
+        # d/dx of (x - mean) / std with the batch's own mean and std (both depend on every x of the channel):
+        # gamma * inv_std * (grad - mean(grad) - normalised * mean(grad * normalised))
+        mean_grad, mean_grad_normalised = (sum_grad / count).astype(grad.dtype), (sum_grad_normalised / count).astype(grad.dtype)
+        out = self.normalised * -mean_grad_normalised
+        out += grad
+        out -= mean_grad
+        out *= self.gamma.astype(grad.dtype) * self.inv_std
+        return out
 
     @property
     def grads(self):

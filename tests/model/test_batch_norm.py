@@ -44,6 +44,35 @@ def test_training_normalises_with_the_batch_and_moves_the_running_statistics_by_
     np.testing.assert_allclose(layer.running_mean, 0.1 * mean, rtol=1e-5)
 
 
+def test_a_large_batch_far_from_zero_is_normalised_and_differentiated_as_in_float64():
+    """The statistics come from float64 sums of x and x * x: a channel at 1000 +- 0.01 over 43,264 values (where
+    float32 sums of x * x would lose the variance, and scaling x before subtracting the mean would cancel its
+    digits) and one at 0 +- 1 agree with float64 arithmetic on the same float32 inputs, within what float32's
+    x - mean allows (the mean rounds to 3e-5, a third of a percent of that channel's 0.01)."""
+    rng = np.random.default_rng(1)
+    shape = (64, 26, 26, 2)
+    x = (rng.standard_normal(shape) * [0.01, 1.0] + [1000.0, 0.0]).astype(np.float32)
+    grad = rng.standard_normal(shape).astype(np.float32)
+    layer = numpy_batch_norm(2, epsilon=1e-8)
+    layer.gamma[...] = [2.0, 0.5]
+    out = layer.forward(x, training=True)
+    dx = layer.backward(grad)
+    x64, g64, gamma = x.astype(np.float64), grad.astype(np.float64), layer.gamma.astype(np.float64)
+    axes = (0, 1, 2)
+    mean = x64.mean(axis=axes)
+    normalised = (x64 - mean) / np.sqrt(((x64 - mean) ** 2).mean(axis=axes) + 1e-8)
+    np.testing.assert_allclose(out, gamma * normalised + layer.beta, rtol=0, atol=1e-2)
+    expected_dx = (
+        gamma
+        / np.sqrt(((x64 - mean) ** 2).mean(axis=axes) + 1e-8)
+        * (g64 - g64.mean(axis=axes) - normalised * (g64 * normalised).mean(axis=axes))
+    )
+    scale = np.abs(expected_dx).max(axis=axes)
+    assert (np.abs(dx - expected_dx).max(axis=axes) / scale).max() < 1e-2
+    np.testing.assert_allclose(layer.grad_gamma, (g64 * normalised).sum(axis=axes), rtol=1e-3, atol=0.5)
+    np.testing.assert_allclose(layer.grad_beta, g64.sum(axis=axes), rtol=1e-5, atol=1e-3)
+
+
 def test_the_numpy_layer_matches_torch_s_batch_norm_and_its_gradient():
     import torch
 
