@@ -4,7 +4,7 @@ Recording a large network's kernels at every step can cost more than users will 
 ResNet-18 pays about 15 ms a step for 2.8 MB of kernels: the copy, the encoding, the checksum and the
 insert). With a budget -- ``record(..., budget=0.05)``, ``convexp run --budget 0.05`` -- the recorder
 measures what one snapshot costs (the training thread's time reading, checking and handing it over,
-plus the writer's CPU time for its bytes) against a step's time without it, and when recording every
+plus the writer's time for its bytes, waits for a core included) against a step's time without it, and when recording every
 step would cost more than the budget it records every k-th step, k = the smallest whole number with
 ``snapshot cost / (k * step time) <= budget``, adapted as the measures change. Snapshots always kept
 (step 0 and the first :data:`FIRST_STEPS` updates, every epoch's end, the last step) count against the
@@ -55,7 +55,7 @@ class RecordingBudget:
 
     The recorder calls :meth:`wanted` before reading a step's kernels, :meth:`kept` after handing them
     over (with the seconds the training thread spent on them), and :meth:`writer_measured` with the
-    writer's CPU time and the kernel bytes it has written. ``say`` receives the one line that tells
+    writer's time on kernel snapshots and the kernel bytes it has written. ``say`` receives the one line that tells
     the user, once, that steps are being left out."""
 
     def __init__(
@@ -82,22 +82,22 @@ class RecordingBudget:
         self._began = clock()
         self._recording_seconds = 0.0  # the training thread's time in recording, all of it
         self._last_offer: tuple[int, float, float] | None = None  # (step, clock, recording seconds) then
-        self._writer = (0.0, 0)  # the writer's CPU seconds and kernel bytes at its last report
-        self._per_byte: float | None = None  # the writer's CPU seconds per kernel byte
+        self._writer = (0.0, 0)  # the writer's seconds on snapshots and its kernel bytes at its last report
+        self._per_byte: float | None = None  # the writer's seconds per kernel byte
         self._told = False
         self._answer = True  # the decision for the step asked last
 
     # --- what the recorder tells it ---
 
-    def writer_measured(self, cpu_seconds: float, kernel_bytes: int) -> None:
-        """The writer's CPU time and the kernel bytes it has written, both since the run began."""
-        cpu, count = self._writer
+    def writer_measured(self, seconds: float, kernel_bytes: int) -> None:
+        """The writer's time on kernel snapshots and the kernel bytes it has written, both since the run began."""
+        spent, count = self._writer
         if kernel_bytes > count:
-            # the share of its CPU the new bytes took: the writer's cost of a byte, as a running mean
-            per_byte = max(cpu_seconds - cpu, 0.0) / (kernel_bytes - count)
+            # the time the new bytes took: the writer's cost of a byte, as a running mean
+            per_byte = max(seconds - spent, 0.0) / (kernel_bytes - count)
             self._per_byte = per_byte if self._per_byte is None else _mean(self._per_byte, per_byte)
-            self.spent += max(cpu_seconds - cpu, 0.0)
-            self._writer = (cpu_seconds, kernel_bytes)
+            self.spent += max(seconds - spent, 0.0)
+            self._writer = (seconds, kernel_bytes)
 
     def kept(self, step: int, reason: str, seconds: float, kernel_bytes: int) -> None:
         """A step's kernels were handed over (why: :data:`START` ...), having cost the training thread ``seconds``."""

@@ -173,8 +173,6 @@ class ChainEncoder:
         self.keyframe_every, self.min_bytes = keyframe_every, min_bytes
         self._chains: dict[tuple[int, str], _Link] = {}
         self._pending: dict[tuple[int, str], _Link] = {}
-        #: CPU seconds spent encoding and inserting snapshot rows with this encoder (counted by the inserts).
-        self.cpu_seconds = 0.0
 
     def encode(self, run_id: int, layer: str, step: int, kernel: bytes | np.ndarray) -> EncodedKernel:
         """A snapshot's stored form (``kernel``: float32 values or their little-endian bytes); snapshots of

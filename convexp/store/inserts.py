@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert
 
 from convexp.store.encoding import ChainEncoder, snapshot_checksum
-from convexp.store.models import KernelSnapshotRow
 from convexp.store.records import SnapshotToWrite
 
 #: The columns :func:`insert_many` fills, in the order of its tuples.
@@ -36,14 +33,6 @@ def insert_many(connection: Connection, model: Any, rows: list[tuple]) -> None:
         return
     statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([placeholder] * len(columns))})"
     connection.exec_driver_sql(statement, rows)
-
-
-def insert_snapshots(connection: Connection, run_id: int, snapshots: Sequence[SnapshotToWrite], encoder: ChainEncoder) -> None:
-    """Encode and insert a batch's snapshot rows; the writer's CPU time for them is added to ``encoder.cpu_seconds``
-    (what a recording budget charges a snapshot's bytes with: :mod:`convexp.store.budget`)."""
-    began = time.thread_time()
-    insert_many(connection, KernelSnapshotRow, [snapshot_row(run_id, s, encoder) for s in snapshots])
-    encoder.cpu_seconds += time.thread_time() - began
 
 
 def snapshot_row(run_id: int, snapshot: SnapshotToWrite, encoder: ChainEncoder) -> tuple:

@@ -21,7 +21,7 @@ from convexp.errors import RunNotResumableError, RunStillRunningError, StoreErro
 from convexp.model.weights import Checkpoint
 from convexp.store import database
 from convexp.store.encoding import ChainEncoder
-from convexp.store.inserts import insert_many, insert_snapshots
+from convexp.store.inserts import insert_many, snapshot_row
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.metric_reads import MetricReads
 from convexp.store.models import RUN_STATUSES, KernelSnapshotRow, Metric, Run, RunCheckpoint
@@ -213,7 +213,7 @@ class Store(SnapshotReads, MetricReads):
             if metrics:
                 insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value, m.wall_time) for m in metrics])
             if snapshots:
-                insert_snapshots(connection, run_id, snapshots, encoder)
+                insert_many(connection, KernelSnapshotRow, [snapshot_row(run_id, s, encoder) for s in snapshots])
             if checkpoint is not None:
                 connection.execute(delete(RunCheckpoint).where(RunCheckpoint.run_id == run_id))
                 connection.execute(

@@ -1,7 +1,7 @@
 """The recording budget's decisions, on a clock the test drives: which steps it keeps, how many, and what it says.
 
 A simulated loop whose steps take 40 ms and whose snapshots cost 10 ms (2 ms on the training thread, 8 ms of the
-writer's CPU for 1 MB) under a 5% budget (2 ms a step): recording every step would cost 25%, so the cadence must
+writer's time for 1 MB) under a 5% budget (2 ms a step): recording every step would cost 25%, so the cadence must
 settle at every 5th step -- the arithmetic, not the code's output, is the reference."""
 
 from __future__ import annotations
