@@ -14,7 +14,8 @@ The jobs (each a loop of ``steps`` updates, kernels of every conv layer and the 
   and StepLR, batch 64, 300 steps on MNIST (``--mnist``, default $CONVEXP_TEST_MNIST or
   ../shared/data/mnist; skipped when absent).
 
-Variants, each in a fresh process, interleaved over the repeats: plain (the loop alone),
+Variants, each in a fresh process, interleaved over the repeats (a variant's ratio is the median over the repeats
+of its time against the plain run of the same repeat): plain (the loop alone),
 convexp.torch (``convexp.torch.record``), convexp.track (``log_kernels`` / ``log_metrics``), and for
 the peer job MLflow and TensorBoard where installed. Reported per job and variant: the loop's
 median seconds and its ratio to plain; the training thread's time in convexp's calls per step; the
@@ -341,9 +342,11 @@ def main() -> None:
     for job, by_variant in runs.items():
         steps = args.steps or JOBS[job]["steps"]
         medians = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in by_variant.items()}
-        plain = medians["plain"]["seconds"]
+        paired = {v: [r["seconds"] / p["seconds"] for r, p in zip(rs, by_variant["plain"])] for v, rs in by_variant.items()}
         for variant, m in medians.items():
-            m["ratio"] = m["seconds"] / plain
+            # the median of each repeat's ratio to the plain run beside it: drift in the machine's speed between
+            # repeats (a shared machine's minutes differ by 10-20%) cancels within a repeat
+            m["ratio"] = statistics.median(paired[variant])
             target = "" if variant == "plain" else f"{target_of(job, variant):.2f}"
             print(
                 f"{job:12} {variant:30} {m['seconds']:7.3f} {m['ratio']:6.3f} {target:>6} {m['us_per_step']:8.1f} {m['writer_cpu']:8.3f}"
@@ -353,9 +356,7 @@ def main() -> None:
             **JOBS[job],
             "steps": steps,
             "medians": medians,
-            "ratios_each_repeat": {
-                v: [r["seconds"] / p["seconds"] for r, p in zip(rs, by_variant["plain"])] for v, rs in by_variant.items()
-            },
+            "ratios_each_repeat": paired,
         }
     print(f"\ntargets: recording <= the job's target x plain; opening a new database and ending a run <= {OPEN_TARGET} s each")
     for line in skipped + [f"{n}: not installed" for n in report["not_installed"]]:
