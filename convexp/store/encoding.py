@@ -92,9 +92,9 @@ def xor_delta(words: np.ndarray, base: np.ndarray, encoding: str = XOR_ZSTD) -> 
         stored = np.empty(low + len(packed), dtype="u1")
         stored[:low].reshape(2, -1)[...] = planes[:2]
         stored[low:] = np.frombuffer(packed, dtype="u1")
-        return memoryview(stored)
+        return stored.data
     packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # Z_RLE: the zero runs are what there is to find
-    return planes[:2].tobytes() + packer.compress(high) + packer.flush()
+    return planes[:2].tobytes() + packer.compress(high.data) + packer.flush()
 
 
 def undo_xor_delta(data: bytes, base: np.ndarray, encoding: str = XOR_ZSTD) -> np.ndarray:
