@@ -91,13 +91,11 @@ class BackgroundWriter:
         #: CPU time the writer thread has used (encoding and writing), as of its last batch, in seconds:
         #: on a machine whose cores training keeps busy, this is what the writer takes from training.
         self.cpu_seconds = 0.0
-        #: (seconds the writer spent on kernel snapshots, the kernel bytes of the batches written so far), set
-        #: together after each batch: what one kernel byte costs the writer (:mod:`convexp.store.budget`). A
-        #: batch's seconds are its wall time, waits for a core included, less what a batch without kernels takes.
+        #: (wall seconds the writer spent writing kernel snapshots: their encoding, inserts and commits, waits for
+        #: a core included; the kernel bytes of the batches written), set together after each batch: what one
+        #: kernel byte costs the writer (:mod:`convexp.store.budget`).
         self.written: tuple[float, int] = (0.0, 0)
         self._kernel_bytes = 0
-        self._kernel_seconds = 0.0
-        self._plain_seconds: float | None = None  # the running mean of a batch without kernels
         self._thread = threading.Thread(target=self._work, name=f"convexp-writer-run-{run_id}", daemon=True)
         self._thread.start()
 
@@ -117,23 +115,14 @@ class BackgroundWriter:
                     return
                 if self._error is None:  # after a failure nothing more is written: it would skip a batch
                     assert isinstance(batch, Batch)
-                    began = time.perf_counter()
                     self._write(batch)
-                    self._count(batch.kernel_bytes(), time.perf_counter() - began)
+                    self._kernel_bytes += batch.kernel_bytes()
             except BaseException as exc:  # handed to the training thread
                 self._error = exc
             finally:
                 self.cpu_seconds = self._cpu_seconds()
-                self.written = (self._kernel_seconds, self._kernel_bytes)
+                self.written = (self._snapshot_seconds(), self._kernel_bytes)
                 self._queue.task_done()
-
-    def _count(self, kernel_bytes: int, seconds: float) -> None:
-        """Charge a written batch's time to its kernels, beyond what a batch without any takes."""
-        if not kernel_bytes:
-            self._plain_seconds = seconds if self._plain_seconds is None else 0.8 * self._plain_seconds + 0.2 * seconds
-            return
-        self._kernel_bytes += kernel_bytes
-        self._kernel_seconds += max(seconds - (self._plain_seconds or 0.0), 0.0)
 
     def _write(self, batch: Batch | None) -> None:
         """Commit one batch (None: the heartbeat alone), into the run only while it is this process's."""
@@ -141,6 +130,9 @@ class BackgroundWriter:
 
     def _cpu_seconds(self) -> float:
         return time.thread_time()
+
+    def _snapshot_seconds(self) -> float:
+        return self.store.encoder.seconds
 
     def _raise_error(self) -> None:
         if self._error is not None:

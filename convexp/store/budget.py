@@ -4,15 +4,16 @@ Recording a large network's kernels at every step can cost more than users will 
 ResNet-18 pays about 15 ms a step for 2.8 MB of kernels: the copy, the encoding, the checksum and the
 insert). With a budget -- ``record(..., budget=0.05)``, ``convexp run --budget 0.05`` -- the recorder
 measures what one snapshot costs (the training thread's time reading, checking and handing it over,
-plus the writer's time for its bytes, waits for a core included) against a step's time without it, and when recording every
-step would cost more than the budget it records every k-th step, k = the smallest whole number with
+plus the writer's wall time encoding, inserting and committing its bytes, waits for a core included)
+against a step's time without it, and when recording every step would cost more than the budget it
+records every k-th step, k = the smallest whole number with
 ``snapshot cost / (k * step time) <= budget``, adapted as the measures change. Snapshots always kept
 (step 0 and the first :data:`FIRST_STEPS` updates, every epoch's end, the last step) count against the
 budget too: the next step of the cadence waits until the run's whole recording cost is back within
 the budget of its whole training time, so a short run keeps its share as a long one does.
 
 The decision is made before a step's kernels are read, so a step left out costs nothing. What was
-kept, and why, is summarised by :meth:`RecordingBudget.summary` into the run's spec (``recording``).
+kept, and why, is summarised by :meth:`RecordingBudget.summary` into the run's ``runs.recording``.
 """
 
 from __future__ import annotations

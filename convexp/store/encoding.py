@@ -173,6 +173,9 @@ class ChainEncoder:
         self.keyframe_every, self.min_bytes = keyframe_every, min_bytes
         self._chains: dict[tuple[int, str], _Link] = {}
         self._pending: dict[tuple[int, str], _Link] = {}
+        #: Wall seconds spent writing the snapshots this encoder encoded: their encoding, inserts and commits
+        #: (counted by :meth:`Store.record`; what a recording budget charges their bytes with).
+        self.seconds = 0.0
 
     def encode(self, run_id: int, layer: str, step: int, kernel: bytes | np.ndarray) -> EncodedKernel:
         """A snapshot's stored form (``kernel``: float32 values or their little-endian bytes); snapshots of

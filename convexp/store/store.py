@@ -9,6 +9,7 @@ import contextlib
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -206,6 +207,7 @@ class Store(SnapshotReads, MetricReads):
         return self._encoder
 
     def _write(self, run_id, metrics, snapshots, progress, checkpoint, encoder: ChainEncoder, owner) -> None:
+        began = None  # from the snapshots' inserts to the commit's end: their writing time, in encoder.seconds
         with self.transaction() as connection:
             # the progress first: with an owner, it is the check that the run is still ours
             if connection.execute(update(Run).where(_owned(run_id, owner)).values(**progress)).rowcount != 1:
@@ -213,19 +215,14 @@ class Store(SnapshotReads, MetricReads):
             if metrics:
                 insert_many(connection, Metric, [(run_id, m.step, m.epoch, m.name, m.value, m.wall_time) for m in metrics])
             if snapshots:
+                began = time.perf_counter()
                 insert_many(connection, KernelSnapshotRow, [snapshot_row(run_id, s, encoder) for s in snapshots])
             if checkpoint is not None:
                 connection.execute(delete(RunCheckpoint).where(RunCheckpoint.run_id == run_id))
-                connection.execute(
-                    insert(RunCheckpoint),
-                    {
-                        "run_id": run_id,
-                        "epoch": checkpoint.epoch,
-                        "step": checkpoint.step,
-                        "state": checkpoint.state,
-                        "created_at": utcnow(),
-                    },
-                )
+                values = {"epoch": checkpoint.epoch, "step": checkpoint.step, "state": checkpoint.state}
+                connection.execute(insert(RunCheckpoint), {"run_id": run_id, **values, "created_at": utcnow()})
+        if began is not None:
+            encoder.seconds += time.perf_counter() - began
 
     def not_ours(self, run_id: int, action: str) -> StoreError:
         """The error for a run this process no longer owns (another took it over, or it was deleted): what

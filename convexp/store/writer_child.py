@@ -55,7 +55,7 @@ def main() -> None:
             except BaseException as exc:  # noqa: BLE001 -- handed to the training process
                 error, failed = exc, True
             try:
-                os.write(outgoing, _answer_bytes(error))
+                os.write(outgoing, _answer_bytes(error, 0.0 if store is None else store.encoder.seconds))
             except BrokenPipeError:
                 return  # the parent is gone (killed, or its task cancelled): there is no one to answer
 

@@ -36,7 +36,7 @@ The protocol: the parent sends frames ``kind (1 byte), meta length, raw length (
 meta (pickle), raw bytes``: ``I`` (the URL, run and heartbeat), ``B`` (a batch: its metrics and
 packed steps' layouts in meta, the float32 kernel and bias bytes in raw), ``C`` (close). The child
 answers each ``I``, ``B`` and ``C`` with ``length (uint64 LE), pickle((error or None, CPU seconds,
-peak memory bytes))``.
+peak memory bytes, seconds writing snapshots))``.
 """
 
 from __future__ import annotations
@@ -197,10 +197,11 @@ def _peak_memory() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux, bytes on macOS: a fallback
 
 
-def _answer_bytes(error: BaseException | None) -> bytes:
-    """The acknowledgement of a frame: its error (None) and the writer process's CPU time and peak memory."""
+def _answer_bytes(error: BaseException | None, snapshot_seconds: float = 0.0) -> bytes:
+    """The acknowledgement of a frame: its error (None), the writer process's CPU time and peak memory, and its
+    time writing snapshots (:attr:`ChainEncoder.seconds <convexp.store.encoding.ChainEncoder.seconds>`)."""
 
-    usage = (time.process_time(), _peak_memory())
+    usage = (time.process_time(), _peak_memory(), snapshot_seconds)
     try:
         payload = pickle.dumps((error, *usage))
         pickle.loads(payload)  # an exception that pickles but does not unpickle
@@ -243,6 +244,7 @@ class ProcessWriter(BackgroundWriter):
         self._moved = False  # the writer process answered its start: batches go there
         self._pid = os.getpid()
         self._child_cpu = 0.0
+        self._child_snapshot_seconds = 0.0
         self._thread_cpu = 0.0
         #: The writer process's peak resident memory, as of its last acknowledgement, in bytes (0: none).
         self.peak_rss_bytes = 0
@@ -282,7 +284,7 @@ class ProcessWriter(BackgroundWriter):
                 self._unanswered = 0
                 raise first or self._died()
             self._unanswered -= 1
-            error, self._child_cpu, self.peak_rss_bytes = pickle.loads(payload)
+            error, self._child_cpu, self.peak_rss_bytes, self._child_snapshot_seconds = pickle.loads(payload)
             first = first or error
         if first is not None:
             raise first
@@ -333,6 +335,9 @@ class ProcessWriter(BackgroundWriter):
 
     def _cpu_seconds(self) -> float:
         return self._thread_cpu + self._child_cpu
+
+    def _snapshot_seconds(self) -> float:
+        return super()._snapshot_seconds() + self._child_snapshot_seconds
 
     def close(self) -> None:
         """Write what is queued, then stop the writer process; raises the first write that failed."""

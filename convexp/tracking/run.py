@@ -371,8 +371,9 @@ def track(
     :attr:`TrackedRun.run_id`.
 
     ``budget`` (a share of training time, 0.05 = 5%): record kernels at every step only while that costs
-    at most this share, else every k-th step (see :mod:`convexp.store.budget`); what was kept, and why, is
-    kept in the run's spec (``recording``). Without it, every ``log_kernels`` call is recorded."""
+    at most this share, else every k-th step (see :mod:`convexp.store.budget`); what was kept, and why,
+    goes into the run's ``runs.recording`` (``convexp show`` prints it). Without it, every ``log_kernels``
+    call is recorded."""
     if budget is not None and (problem := budget_problem(budget)):
         raise ValueError(problem)
     problem = experiment_name_problem(str(experiment))
