@@ -34,7 +34,7 @@ import os
 import warnings
 from typing import Any
 
-from convexp.store.budget import budget_problem
+from convexp.store.budget import check_budget
 from convexp.tracking import track
 from convexp.tracking.model_kernels import NotBuiltError
 
@@ -65,8 +65,7 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a keras.callbacks.Cal
 
     if every < 1:
         raise ValueError(f"every must be 1 or more, not {every}")
-    if budget is not None and (problem := budget_problem(budget)):
-        raise ValueError(problem)
+    check_budget(budget)  # here, not first at fit's start
 
     class _KernelRecorder(keras.callbacks.Callback):
         def __init__(self) -> None:

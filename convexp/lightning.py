@@ -25,7 +25,7 @@ import os
 import sys
 from typing import Any
 
-from convexp.store.budget import budget_problem
+from convexp.store.budget import check_budget
 from convexp.tracking import track
 
 
@@ -63,8 +63,7 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a Lightning Callback
     more (see :mod:`convexp.store.budget`)."""
     if every < 1:
         raise ValueError(f"every must be 1 or more, not {every}")
-    if budget is not None and (problem := budget_problem(budget)):
-        raise ValueError(problem)
+    check_budget(budget)  # here, not first at fit's start
 
     class _KernelRecorder(_callback_base()):  # type: ignore[misc]
         def __init__(self) -> None:

@@ -18,7 +18,7 @@ from convexp.experiments.spec import RunSpec
 from convexp.model.weights import Checkpoint, KernelReader, StateReader
 from convexp.store import MetricRecord, SnapshotToWrite, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
-from convexp.store.budget import CADENCE, EPOCH_END, FIRST, LAST, START, RecordingBudget, save_recording
+from convexp.store.budget import EPOCH_END, LAST, START, RecordingBudget, save_recording
 from convexp.store.interrupts import interrupts_deferred
 from convexp.store.writer_process import make_writer
 
@@ -125,12 +125,9 @@ class RunRecorder:
             return self._snapshot_rows(step, epoch, kernels)
         if step == self.last_snapshot_step:
             return []
-        self.budget.writer_measured(*self.writer.written)
-        wanted = self.budget.wanted(step)
+        reason = self.budget.offer(step, self.writer.written, reason)
         if reason is None:
-            if not wanted:
-                return []
-            reason = START if step == 0 else FIRST if step <= self.budget.first_steps else CADENCE
+            return []
         began = time.perf_counter()
         rows = self._snapshot_rows(step, epoch, kernels)
         size = sum(row.kernel.nbytes + (0 if row.bias is None else row.bias.nbytes) for row in rows)

@@ -51,13 +51,19 @@ def budget_problem(share: object) -> str | None:
     return None
 
 
+def check_budget(share: float | None) -> None:
+    """Raise ValueError with :func:`budget_problem`'s line unless ``share`` is None or a recording budget."""
+    if share is not None and (problem := budget_problem(share)):
+        raise ValueError(problem)
+
+
 class RecordingBudget:
     """Decides, step by step, whether a step's kernels are recorded under a budget ``share`` of training time.
 
-    The recorder calls :meth:`wanted` before reading a step's kernels, :meth:`kept` after handing them
-    over (with the seconds the training thread spent on them), and :meth:`writer_measured` with the
-    writer's time on kernel snapshots and the kernel bytes it has written. ``say`` receives the one line that tells
-    the user, once, that steps are being left out."""
+    The recorder calls :meth:`offer` before reading a step's kernels (with the writer's time on kernel snapshots
+    and the kernel bytes it has written) and :meth:`kept` after handing them over (with the seconds the training
+    thread spent on them). ``say`` receives the one line that tells the user, once, that steps are being left
+    out."""
 
     def __init__(
         self,
@@ -125,6 +131,18 @@ class RecordingBudget:
         self.spent += seconds
 
     # --- the decision ---
+
+    def offer(self, step: int, written: tuple[float, int], must: str | None = None) -> str | None:
+        """Why the kernels at ``step`` are recorded (:data:`START`, :data:`FIRST`, :data:`CADENCE`, or ``must``:
+        a reason the recorder keeps them whatever the budget, as an epoch's end), or None: left out. ``written`` is
+        the writer's (seconds on snapshots, kernel bytes) so far; a step offered again gets the same decision."""
+        self.writer_measured(*written)
+        wanted = self.wanted(step)
+        if must is not None:
+            return must
+        if not wanted:
+            return None
+        return START if step == 0 else FIRST if step <= self.first_steps else CADENCE
 
     def wanted(self, step: int) -> bool:
         """Whether the kernels at ``step`` (an update's, about to be read) are to be recorded: always at step 0

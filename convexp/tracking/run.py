@@ -53,7 +53,7 @@ from convexp.model.names import experiment_name_problem, layer_name_problem, not
 from convexp.model.weights import non_finite
 from convexp.store import MetricRecord, Store
 from convexp.store.background import FLUSH_BYTES, HEARTBEAT_SECONDS, Batch
-from convexp.store.budget import CADENCE, EPOCH_END, FIRST, LAST, START, RecordingBudget, budget_problem, save_recording
+from convexp.store.budget import EPOCH_END, LAST, RecordingBudget, check_budget, save_recording
 from convexp.store.labels import checked_tags
 from convexp.store.packed import Layout, PackedSnapshots, unpack
 from convexp.store.records import MAX_ID
@@ -84,7 +84,6 @@ class TrackedRun:
         self.store, self.layers, self.quiet = store, layers, quiet
         #: Which steps' kernels are recorded, when the run has a budget (see :mod:`convexp.store.budget`).
         self.budget = None if budget is None else RecordingBudget(budget, say=None if quiet else _say)
-        self._offered: tuple[int, bool] | None = None  # the step whose kernels the budget was asked about, and its answer
         self._left_out: tuple[int, Any] | None = None  # (step, model) of a step the budget left out
         #: The step of the kernels logged last (None before any).
         self.kernels_step: int | None = None
@@ -185,7 +184,7 @@ class TrackedRun:
         if self.budget is None:
             self._read_kernels(model, step)
             return
-        reason = self._budget_reason(step, epoch_end)
+        reason = self.budget.offer(step, self.writer.written, EPOCH_END if epoch_end else None)
         if reason is None:
             # the last step's kernels are read at finish: a model's as it is then, a mapping's as it is now
             kept = kernels_of(model, self.layers) if isinstance(model, Mapping) else model
@@ -194,18 +193,6 @@ class TrackedRun:
         began = time.perf_counter()
         size = self._read_kernels(model, step)
         self.budget.kept(step, reason, time.perf_counter() - began, size)
-
-    def _budget_reason(self, step: int, epoch_end: bool) -> str | None:
-        """Why the budget keeps this step's kernels (:mod:`convexp.store.budget`'s reasons), or None: it leaves them out."""
-        assert self.budget is not None
-        if self._offered is None or self._offered[0] != step:
-            self.budget.writer_measured(*self.writer.written)
-            self._offered = (step, self.budget.wanted(step))
-        if epoch_end:
-            return EPOCH_END
-        if not self._offered[1]:
-            return None
-        return START if step == 0 else FIRST if step <= self.budget.first_steps else CADENCE
 
     def _read_kernels(self, model: Any, step: int) -> int:
         """Read and keep ``model``'s kernels as the current step's; their bytes."""
@@ -374,8 +361,7 @@ def track(
     at most this share, else every k-th step (see :mod:`convexp.store.budget`); what was kept, and why,
     goes into the run's ``runs.recording`` (``convexp show`` prints it). Without it, every ``log_kernels``
     call is recorded."""
-    if budget is not None and (problem := budget_problem(budget)):
-        raise ValueError(problem)
+    check_budget(budget)
     problem = experiment_name_problem(str(experiment))
     if problem:
         raise ValueError(f"experiment {experiment!r}: {problem}")

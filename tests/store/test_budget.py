@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from convexp.store.budget import CADENCE, EPOCH_END, FIRST, FIRST_STEPS, START, RecordingBudget, budget_problem
+from convexp.store.budget import EPOCH_END, FIRST_STEPS, RecordingBudget, budget_problem
 
 STEP, READ, WRITE, SIZE = 0.040, 0.002, 0.008, 1_000_000
 
@@ -25,11 +25,9 @@ def simulate(share: float, steps: int, epoch_every: int | None = None, step_seco
     for step in range(steps + 1):
         if step:
             now[0] += step_seconds(step)
-        budget.writer_measured(*written)
-        wanted = budget.wanted(step)
         epoch_end = epoch_every is not None and step and step % epoch_every == 0
-        if wanted or epoch_end:
-            reason = EPOCH_END if epoch_end else START if step == 0 else FIRST if step <= budget.first_steps else CADENCE
+        reason = budget.offer(step, (written[0], written[1]), EPOCH_END if epoch_end else None)
+        if reason is not None:
             now[0] += READ
             budget.kept(step, reason, READ, SIZE)
             written = [written[0] + WRITE, written[1] + SIZE]
