@@ -29,6 +29,7 @@ To read a kernel without convexp (sqlite3 + numpy, and zstandard for ``xor-zstd`
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -116,32 +117,27 @@ def undo_xor_delta(data: bytes, base: np.ndarray, encoding: str = XOR_ZSTD) -> n
     return planes.T.copy().view("<u4").reshape(-1) ^ base
 
 
-_codecs: dict[str, object] = {}
+#: Each thread's Zstandard compressor and decompressor (they are not shared safely between threads); a
+#: thread's go with it, where a table keyed by thread id would keep one pair for every writer thread ever run.
+_codecs = threading.local()
 
 
 def _zstd():
-    """A Zstandard compressor at :data:`ZSTD_LEVEL` (one per thread: they are not shared safely)."""
-    import threading
-
+    """This thread's Zstandard compressor at :data:`ZSTD_LEVEL`."""
     import zstandard  # on first use: the store and the spec load without it
 
-    key = f"c{threading.get_ident()}"
-    found = _codecs.get(key)
-    if found is None:
-        found = _codecs[key] = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return found
+    if not hasattr(_codecs, "compressor"):
+        _codecs.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return _codecs.compressor
 
 
 def _unzstd():
-    import threading
-
+    """This thread's Zstandard decompressor."""
     import zstandard
 
-    key = f"d{threading.get_ident()}"
-    found = _codecs.get(key)
-    if found is None:
-        found = _codecs[key] = zstandard.ZstdDecompressor()
-    return found
+    if not hasattr(_codecs, "decompressor"):
+        _codecs.decompressor = zstandard.ZstdDecompressor()
+    return _codecs.decompressor
 
 
 @dataclass(frozen=True)
