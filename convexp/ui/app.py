@@ -13,6 +13,8 @@ and anything unexpected a 500 with one line logged; the server keeps serving.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -29,7 +31,9 @@ from convexp.ui.views import api, compare, experiment, query, run, runs
 from convexp.ui.views.base import HERE, Views
 from convexp.ui.views.query import QUERY_TIME_LIMIT
 
-__all__ = ["HERE", "QUERY_TIME_LIMIT", "ServerTiming", "create_app"]
+__all__ = ["HERE", "QUERY_TIME_LIMIT", "ClosedAtShutdown", "ServerTiming", "create_app"]
+
+log = logging.getLogger("convexp.ui")
 
 #: The page modules, each listing its routes.
 PAGES = (runs, run, api, experiment, compare, query)
@@ -50,7 +54,11 @@ def create_app(
 
     routes: list[BaseRoute] = [route for page in PAGES for route in page.routes(views)]
     routes.append(Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"))
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found}, middleware=[Middleware(ServerTiming)])
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: not_found},
+        middleware=[Middleware(ClosedAtShutdown), Middleware(ServerTiming)],
+    )
     app.state.store = views.store
     return app
 
@@ -78,3 +86,33 @@ class ServerTiming:
             await send(message)
 
         await self.app(scope, receive, timed)
+
+
+class ClosedAtShutdown:
+    """A request still being answered when a stopped server's grace runs out is cancelled by the server: it is
+    answered ``503`` (when nothing of it was sent yet) and logged in one line, not as a server traceback.
+    Cancellation reaches the app from nowhere else (a client that goes away is a message, not a cancel)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except asyncio.CancelledError:
+            log.warning("stopped before %s %s was answered: closed it", scope["method"], scope["path"])
+            if not started:
+                body = b"convexp ui stopped before this answer was ready\n"
+                headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+                await send({"type": "http.response.start", "status": 503, "headers": headers})
+                await send({"type": "http.response.body", "body": body})

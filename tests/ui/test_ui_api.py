@@ -318,6 +318,37 @@ def test_the_server_keeps_serving_and_logs_no_traceback(two_runs_db):
     assert url.startswith("http://127.0.0.1:")
 
 
+def test_a_request_in_flight_when_the_server_stops_is_closed_with_a_503_and_one_line(two_runs_db):
+    """Ctrl-C while a request is still being answered (an endless query, stopped by its time limit only well after
+    the server's grace): the server closes it with a 503 and says so in one line, not a traceback."""
+    import socket
+    import urllib.parse
+
+    from convexp.ui.server import SHUTDOWN_SECONDS
+
+    process, url = start_ui("--db", str(two_runs_db), "--query-time-limit", str(SHUTDOWN_SECONDS + 10))
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    address = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((address.hostname, address.port), timeout=600) as slow:
+            path = "/api/query?sql=" + urllib.parse.quote(endless)
+            slow.sendall(f"GET {path} HTTP/1.1\r\nHost: {address.netloc}\r\n\r\n".encode())
+            # a later request answered on another connection: the server has read the first and is answering it
+            with urllib.request.urlopen(url + "api/runs", timeout=600) as response:
+                assert response.status == 200
+            process.send_signal(signal.SIGINT)
+            answer = b""
+            while chunk := slow.recv(65536):
+                answer += chunk
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, log = process.communicate(timeout=600)
+    assert answer.startswith(b"HTTP/1.1 503"), answer
+    assert b"stopped before this answer was ready" in answer
+    assert "Traceback" not in log, log
+    assert "stopped before GET /api/query was answered" in log, log
+
+
 def test_ui_refuses_a_database_it_cannot_show_in_one_line(tmp_path):
     from tests.cli.test_cli import assert_one_line_error
 
