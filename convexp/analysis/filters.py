@@ -142,17 +142,51 @@ class LayerFilters:
         return self.edge_like / len(self.filters) if self.filters else float("nan")
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
-    denominator = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / denominator) if denominator > 0 else 0.0
+@functools.cache
+def _unit_bank(size: int) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """A bank's names, its operators centred and scaled to unit norm as rows (operators, size*size), and which are
+    edge operators."""
+    bank = operator_bank(size)
+    rows = np.stack([k.ravel() - k.mean() for k in bank.values()])
+    names = tuple(bank)
+    return names, rows / np.linalg.norm(rows, axis=1, keepdims=True), np.array([is_edge_operator(n) for n in names])
+
+
+def _scores(filters_2d: np.ndarray) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The Pearson correlation of each of n square filters (n, k, k) with each operator of their size's bank (n, ops);
+    0 for a constant filter. Each row is computed alone, in the same order, whatever n is: a filter scores the same
+    analysed on its own, with its layer, or with every snapshot of a run."""
+    names, unit, edge = _unit_bank(filters_2d.shape[-1])
+    flat = np.asarray(filters_2d, dtype=np.float64).reshape(len(filters_2d), -1)
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("nk,nk->n", centred, centred))
+    products = np.einsum("nk,ok->no", centred, unit)  # einsum's own loops (not BLAS): a row does not depend on n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return names, np.where(norms[:, None] > 0, products / norms[:, None], 0.0), edge
+
+
+def best_operators(filters_2d: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """For each of n square filters (n, k, k): the operator of its size's bank it correlates best with (Pearson; the
+    first in the bank's order on a tie) and that correlation."""
+    names, scores, _ = _scores(filters_2d)
+    best = scores.argmax(axis=1)
+    return [names[i] for i in best], scores[np.arange(len(best)), best]
 
 
 def best_operator(filter_2d: np.ndarray) -> tuple[str, float]:
     """The operator of the filter's size's bank that correlates best with a square 2-D filter, and the correlation."""
-    scores = {name: _pearson(filter_2d, op) for name, op in operator_bank(filter_2d.shape[0]).items()}
-    name = max(scores, key=lambda n: scores[n])
-    return name, scores[name]
+    names, correlations = best_operators(np.asarray(filter_2d)[None])
+    return names[0], float(correlations[0])
+
+
+def edge_shares(kernels: np.ndarray) -> np.ndarray:
+    """The edge share of each snapshot of a layer (snapshots, out, in, k, k): what ``analyse_layer(kernel).edge_share``
+    gives for each, computed over all snapshots at once (the experiment page's curves, thousands of snapshots)."""
+    filters_2d = np.asarray(kernels, dtype=np.float64).mean(axis=2)
+    names, scores, edge = _scores(filters_2d.reshape(-1, *filters_2d.shape[2:]))
+    best = scores.argmax(axis=1)
+    edge_like = edge[best] & (scores[np.arange(len(best)), best] >= EDGE_THRESHOLD)
+    return edge_like.reshape(filters_2d.shape[:2]).sum(axis=1) / filters_2d.shape[1]
 
 
 def orientation(filter_2d: np.ndarray) -> tuple[float, float]:
@@ -178,9 +212,11 @@ def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True, channels: 
             f"that size; this layer's kernels are {'x'.join(map(str, kernels.shape[2:]))}"
         )
     infos = []
-    for index, kernel in enumerate(kernels.astype(np.float64)):
-        filter_2d = kernel.mean(axis=0)
-        name, correlation = best_operator(filter_2d)
+    wide = kernels.astype(np.float64)
+    means = wide.mean(axis=1)
+    names, correlations = best_operators(means)
+    for index, kernel in enumerate(wide):
+        filter_2d, name, correlation = means[index], names[index], float(correlations[index])
         angle, coherence = orientation(filter_2d)
         fit = fit_gabor(filter_2d) if gabor and filter_2d.shape[0] >= GABOR_MIN_SIZE else None
         per_channel: tuple[ChannelMeasures, ...] = ()

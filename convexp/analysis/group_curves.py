@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from convexp.analysis.filters import analyse_layer
+from convexp.analysis.filters import edge_shares
 from convexp.analysis.groups import (
     GroupedRuns,
     check_measure,
@@ -136,10 +136,7 @@ def _measure_series(store: Store, measure: str, layer: str, grouped: GroupedRuns
 
     kernels = {r.id: store.kernel_series(r.id, layer) for r in grouped.runs}
     if measure == "edge_share":
-        return {
-            i: (np.asarray(k.steps), np.array([analyse_layer(w, 0, gabor=False).edge_share for w in k.kernels]))
-            for i, k in kernels.items()
-        }
+        return {i: (np.asarray(k.steps), edge_shares(k.kernels)) for i, k in kernels.items()}
     if measure == "drift":
         return {i: (np.asarray(k.steps), relative_drift(k.kernels)) for i, k in kernels.items()}
     result = {}

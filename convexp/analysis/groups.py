@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from convexp.analysis.filters import analyse_layer
+from convexp.analysis.filters import edge_shares
 from convexp.analysis.kernels import match_filters, relative_drift
 from convexp.analysis.parameters import Condition, as_text, check_fields, run_parameters, shown_value
 from convexp.analysis.selection import step_index
@@ -408,7 +408,7 @@ def measure_values(
     :func:`kernels_at`); similarity, against the other runs of its group."""
 
     if measure == "edge_share":
-        return {i: analyse_layer(k, 0, gabor=False).edge_share for i, (_, k) in kernels.items()}
+        return {i: float(edge_shares(k[None])[0]) for i, (_, k) in kernels.items()}
     if measure == "drift":
         return {i: float(relative_drift(np.stack([w0, w]))[-1]) for i, (w0, w) in kernels.items()}
     values = {}

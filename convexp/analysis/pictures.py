@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from convexp.analysis import PICTURE_KINDS
+from convexp.analysis.animation import filter_frames, filters_2d, write_gif
 from convexp.analysis.colour import as_colours
 from convexp.analysis.output_files import check_output_path
 from convexp.errors import unknown_name
@@ -53,11 +54,6 @@ def _show(ax, image: np.ndarray, limit: float, cmap: str = CMAP):
     return ax.imshow(image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
 
 
-def _filters_2d(kernels: np.ndarray) -> np.ndarray:
-    """(out, in, kh, kw) -> (out, kh, kw): the filter itself for one input channel, else the mean over channels."""
-    return kernels.mean(axis=1)
-
-
 def _numbered_grid(images: np.ndarray, title: str, limit: float | None, cell: float, first=None) -> Figure:
     """Images numbered 0, 1, ... in a grid on one shared diverging scale, with a colorbar.
 
@@ -91,7 +87,7 @@ def filter_grid_figure(kernels: np.ndarray, title: str, limit: float | None = No
     if rgb:
         return _colour_grid(kernels, title, limit)
     suffix = " (mean over input channels)" if kernels.shape[1] > 1 else ""
-    return _numbered_grid(_filters_2d(kernels), title + suffix, limit, cell=1.1)
+    return _numbered_grid(filters_2d(kernels), title + suffix, limit, cell=1.1)
 
 
 def _colour_grid(kernels: np.ndarray, title: str, limit: float | None) -> Figure:
@@ -122,7 +118,7 @@ def filter_evolution_figure(
 ) -> Figure:
     """Chosen filters (rows) at evenly spaced snapshots (columns), on one shared scale."""
     chosen = _even_indices(len(steps), columns)
-    stack = _filters_2d(kernels[chosen][:, list(filters)].reshape(-1, *kernels.shape[2:])).reshape(
+    stack = filters_2d(kernels[chosen][:, list(filters)].reshape(-1, *kernels.shape[2:])).reshape(
         len(chosen), len(filters), *kernels.shape[3:]
     )
     limit = float(np.abs(stack).max()) or 1.0
@@ -142,16 +138,12 @@ def filter_evolution_figure(
 def evolution_gif(
     kernels: np.ndarray, steps: np.ndarray, title: str, path: Path | IO[bytes], frames: int = 40, rgb: bool = False
 ) -> None:
-    """An animated GIF of the whole filter grid over the snapshots, every frame on the same scale, into a
-    file (a path, or a binary file object such as ``io.BytesIO``); ``rgb``: in colour."""
-    from PIL import Image  # heavy: loaded only when this is used
-
-    limit = float(np.abs(kernels if rgb else _filters_2d(kernels)).max()) or 1.0
-    images = [
-        Image.open(io.BytesIO(png_bytes(filter_grid_figure(kernels[i], f"{title}, step {steps[i]}", limit, rgb)))).convert("RGB")
-        for i in _even_indices(len(steps), frames)
-    ]
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=200, loop=0)
+    """An animated GIF of the whole filter grid over at most ``frames`` evenly spread snapshots, every frame on the
+    same scale (the largest |weight| drawn in any frame), into a file (a path, or a binary file object such as
+    ``io.BytesIO``); ``rgb``: in colour. Drawn by :mod:`convexp.analysis.animation`."""
+    chosen = _even_indices(len(steps), frames)
+    drawn, _, _ = filter_frames(kernels[chosen], np.asarray(steps)[chosen], title, rgb)
+    write_gif(drawn, path)
 
 
 def training_curves_figure(curves: Sequence[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]]) -> Figure:

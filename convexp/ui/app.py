@@ -60,6 +60,7 @@ def create_app(
         middleware=[Middleware(ClosedAtShutdown), Middleware(ServerTiming)],
     )
     app.state.store = views.store
+    app.state.views = views
     return app
 
 

@@ -107,6 +107,8 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "seconds": None if seconds is None else round(seconds, 2),
         "seconds_left": None if left is None else round(left, 1),
         "started": _time(run.started_at),
+        "ended": _time(run.finished_at),
+        "message": run.message,
         "dataset": run.dataset,
         "seed": run.seed,
         "kernel_initializer": run.kernel_initializer,  # the concrete one; params["initializer"] is what was asked for

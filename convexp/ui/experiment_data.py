@@ -44,7 +44,8 @@ def experiment_view(
     summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer, grouped=grouped)
     curves = group_curves(store, experiment, by, metric, measure, layer, grouped=grouped)
     ids = sorted({i for row in summary.rows for i in row.run_ids} | {int(i) for c in curves.curves for i in c.runs})
-    swept = sweep_table(store, experiment, metric, measure, layer, where or ())
+    # similarity compares a run with its group's: no objective of a run alone for the parallel coordinates
+    swept = sweep_table(store, experiment, metric, measure, layer, where or ()) if measure != "similarity" else None
     layer_sets = [set(store.snapshot_layers(i)) for i in ids]
     columns = summary.columns()
     return {
@@ -67,7 +68,7 @@ def experiment_view(
         },
         "curves": curves.as_dict(),
         # each run through its parameters to the quantity: the parallel coordinates and the scatter
-        "sweep": swept.as_dict() if swept.fields else None,
+        "sweep": swept.as_dict() if swept and swept.fields else None,
     }
 
 

@@ -294,6 +294,19 @@ def browsing(db: Path, viewport: dict | None = None) -> Iterator[dict]:
     assert all(r.startswith(url) or r.startswith("data:") for r in requested), [r for r in requested if not r.startswith(url)]
 
 
+def test_an_experiments_groups_are_computed_once_while_its_runs_do_not_change(tmp_path, client_for):
+    db = tmp_path / "kept.db"
+    record_two_seeds(tmp_path, str(db))
+    client = client_for(str(db))
+    kept = client.app.state.views.experiment_cache
+    path = "/api/experiments/tiny?by=seed&measure=edge_share&layer=conv1"
+    first = client.get(path).json()
+    assert client.get(path).json() == first and kept.computed == 1  # the same answer, not computed again
+    assert client.get(path.replace("edge_share", "drift")).status_code == 200 and kept.computed == 2
+    assert run_cli("tag", "2", "checked", "--db", str(db)).returncode == 0  # a run changes: computed afresh
+    assert client.get(path).json() == first and kept.computed == 3
+
+
 def test_the_server_keeps_serving_and_logs_no_traceback(two_runs_db):
     process, url = start_ui("--db", str(two_runs_db))
     try:

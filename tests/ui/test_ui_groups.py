@@ -135,6 +135,8 @@ def _hover_last(page) -> list[str]:
     [
         ("by=initializer&metric=test_accuracy", ["--metric", "test_accuracy"]),
         ("by=initializer&measure=drift&layer=conv1", ["--measure", "drift", "--layer", "conv1"]),
+        ("by=initializer&measure=edge_share&layer=conv1", ["--measure", "edge_share", "--layer", "conv1"]),
+        ("by=initializer&measure=similarity&layer=conv1", ["--measure", "similarity", "--layer", "conv1"]),
     ],
 )
 def test_the_experiment_page_draws_each_groups_mean_and_band_as_convexp_summary_reports_them(world, query, args):
@@ -367,8 +369,10 @@ def test_a_training_run_shows_its_progress_by_steps_its_time_so_far_and_left(wor
             page.wait_for_selector(f"#runs-table tr[data-run='{run_id}']")
             row = f"#runs-table tr[data-run='{run_id}']"
             assert float(page.get_attribute(f"{row} .progress", "data-share")) == pytest.approx(30 / 69)
-            cells = page.eval_on_selector_all(f"{row} td", "cells => cells.map(c => c.textContent)")
-            assert cells[9] == "0.5000" and float(cells[10]) >= 60  # test accuracy so far; seconds so far (after the name)
+            cells = page.eval_on_selector_all(
+                f"{row} td[data-key]", "cells => Object.fromEntries(cells.map(c => [c.dataset.key, c.textContent]))"
+            )
+            assert cells["test_accuracy"] == "0.5000" and float(cells["seconds"]) >= 60  # test accuracy so far; seconds so far
             left = page.text_content(f"{row} .time-left").strip()  # 60 s for 30 of 69 steps: 78 s more, and the seconds since
             assert left.startswith("~") and left.endswith(" s left") and 78 <= int(left[1:-7]) <= 89, left
             page.close()

@@ -12,7 +12,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_DIGITS, run_cli, stored_kernel, write_experiments
+from tests.conftest import TINY_DIGITS, run_cli, stored_kernel, stored_kernels, write_experiments
 from tests.ui.test_ui_api import browsing
 
 pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
@@ -91,8 +91,11 @@ def test_tags_names_and_notes_are_shown_and_a_tag_filters_the_runs(world):
     page.goto(f"{world['url']}?tags=two-convs")  # the view from its URL
     page.wait_for_selector("#runs-table tbody tr")
     assert shown() == [1]
-    cells = page.eval_on_selector_all("#runs-table tr[data-run='1'] td", "cells => cells.map(c => c.textContent.trim())")
-    assert cells[2] == "two layers" and "baseline" in cells[-2] and "two-convs" in cells[-2]
+    cells = page.eval_on_selector_all(
+        "#runs-table tr[data-run='1'] td[data-key]",
+        "cells => Object.fromEntries(cells.map(c => [c.dataset.key, c.textContent.trim()]))",
+    )
+    assert cells["name"] == "two layers" and "baseline" in cells["tags"] and "two-convs" in cells["tags"]
     page.goto(f"{world['url']}runs/1")
     assert page.text_content("#run-name") == "two layers"
     assert page.eval_on_selector_all("#run-tags a.tag", "tags => tags.map(t => t.textContent)") == ["baseline", "two-convs"]
@@ -295,6 +298,11 @@ def test_a_gif_of_a_step_range_has_a_frame_per_recorded_step_on_one_scale(world)
     assert download.value.suggested_filename == "run-1-conv1-steps-3-9.gif"
     image = Image.open(io.BytesIO(data))
     assert image.format == "GIF" and image.n_frames == 7  # steps 3 to 9, every step recorded
+    from convexp.analysis.animation import GridLayout
+    from tests.analysis.test_animation import assert_gif_on_one_scale
+
+    recorded = stored_kernels(world["db"], "conv1")  # read with sqlite3 and the documented recipe
+    assert_gif_on_one_scale(data, np.stack([recorded[step] for step in range(3, 10)]), GridLayout.for_filters(4, 3, 3))
     import urllib.error
     import urllib.request
 

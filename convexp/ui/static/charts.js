@@ -29,6 +29,27 @@ function niceTicks(x0, x1, count, integer) {
   return ticks;
 }
 
+// Ticks of a log axis, in log10 units from l0 to l1: the decades, else 1, 2 and 5 times them, else every digit,
+// else round values between; at most about `count` of them.
+function logTicks(l0, l1, count) {
+  for (const digits of [[1], [1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
+    let ticks = [];
+    for (let k = Math.floor(l0); k <= Math.ceil(l1); k++) for (const d of digits) {
+      const t = k + Math.log10(d);
+      if (t >= l0 - 1e-9 && t <= l1 + 1e-9) ticks.push(t);
+    }
+    if (ticks.length > count && digits.length === 1) {  // many decades: every n-th
+      const every = Math.ceil(ticks.length / count);
+      ticks = ticks.filter((t) => Math.round(t) % every === 0);
+    }
+    if (ticks.length >= 2) return ticks;
+  }
+  return niceTicks(Math.pow(10, l0), Math.pow(10, l1), count, false).filter((v) => v > 0).map(Math.log10);
+}
+
+// A tick's value as written: the shortest of its round value.
+function tickText(v) { return String(Number(v.toPrecision(6))); }
+
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 class LineChart {
@@ -135,6 +156,9 @@ class LineChart {
     const weight = this.options.smoothing || 0;
     this.series = [];
     this.given.forEach((s, n) => {
+      // a band of a quantity that is never negative (a loss, a share) is drawn from 0 up: a t interval of few
+      // runs can reach below zero, the quantity cannot (the readout still says the interval)
+      if (s.lows) s.bandFloor = s.ys.every((v) => v === null || !(v < 0)) ? 0 : -Infinity;
       if (!s.smooth || !(weight > 0)) { this.series.push(s); return; }
       const colour = s.colour || PALETTE[n % PALETTE.length];
       this.series.push(Object.assign({}, s, { colour, faint: true }));
@@ -153,7 +177,7 @@ class LineChart {
     const view = this.view;
     for (const s of this.series) for (let i = 0; i < s.xs.length; i++) {
       if (s.xs[i] === null || (view && (s.xs[i] < view.x0 || s.xs[i] > view.x1))) continue;  // zoomed: y fits what is shown
-      for (const v of [s.ys[i], s.lows ? s.lows[i] : null, s.highs ? s.highs[i] : null]) {
+      for (const v of [s.ys[i], s.lows && s.lows[i] !== null ? Math.max(s.bandFloor, s.lows[i]) : null, s.highs ? s.highs[i] : null]) {
         const y = this.y(v);
         if (v === null || !isFinite(y)) continue;
         x0 = Math.min(x0, s.xs[i]); x1 = Math.max(x1, s.xs[i]); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
@@ -165,16 +189,16 @@ class LineChart {
     }
     if (!isFinite(x0)) return null;
     if (x1 === x0) { x0 -= 1; x1 += 1; }  // one step: its point in the middle, not on the edge
-    if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
-    const pad = (y1 - y0) * 0.05;
     // a quantity that is never negative (a loss, a drift, a share) gets no axis below zero from the padding
     const floor = !this.options.log && y0 >= 0 ? 0 : -Infinity;
+    if (y1 === y0) { const half = Math.abs(y0) / 2 || 0.5; y0 -= half; y1 += half; }  // one value: in the middle
+    const pad = (y1 - y0) * 0.05;
     return { x0, x1, y0: Math.max(floor, y0 - pad), y1: y1 + pad };
   }
 
   draw(hoverX) {
     const ctx = this.canvas.getContext("2d"), W = this.canvas.width, H = this.canvas.height;
-    const left = 52, right = 8, bottom = 28;
+    const left = 52, right = 8, bottom = 34;
     const theme = CX.theme();
     ctx.clearRect(0, 0, W, H);
     ctx.font = "11px sans-serif"; ctx.fillStyle = theme.fg;
@@ -198,23 +222,25 @@ class LineChart {
     const py = (y) => top + (1 - (y - e.y0) / (e.y1 - e.y0)) * (H - top - bottom);
     this.frame = { e, px, left, right, W, top };
     ctx.strokeStyle = theme.line; ctx.fillStyle = theme.muted; ctx.lineWidth = 1;
-    for (let k = 0; k <= 4; k++) {
-      const yv = e.y0 + (e.y1 - e.y0) * k / 4, y = py(yv);
+    const yCount = Math.max(3, Math.min(6, Math.floor((H - top - bottom) / 28)));
+    this.yTicks = this.options.log ? logTicks(e.y0, e.y1, yCount) : niceTicks(e.y0, e.y1, yCount, false);
+    for (const yv of this.yTicks) {  // round values: 0.2, 0.25 -> 0.2, 0.4; a log axis on its decades
+      const y = py(yv);
       ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(W - right, y); ctx.stroke();
-      const label = this.options.log ? Number(Math.pow(10, yv)).toPrecision(2) : Number(yv).toPrecision(3);
-      ctx.fillText(label, 2, y + 3);
+      ctx.fillText(tickText(this.options.log ? Math.pow(10, yv) : yv), 2, y + 3);
     }
     const xTicks = niceTicks(e.x0, e.x1, Math.max(3, Math.floor((W - left - right) / 90)), this.options.xInteger);
     this.xTicks = xTicks;
     for (const xv of xTicks) {
       const x = px(xv);
       ctx.textAlign = x - left < 15 ? "left" : W - right - x < 15 ? "right" : "center";
-      ctx.fillText(this.fmtX(xv), x, H - 14);
+      ctx.fillText(this.fmtX(xv), x, H - 20);
       ctx.textAlign = "left";
     }
+    // the x axis's name under its ticks, outside the plot's clip
+    ctx.textAlign = "center"; ctx.fillText(this.options.xLabel, left + (W - left - right) / 2, H - 4); ctx.textAlign = "left";
     ctx.save();  // lines and bands stay inside the plot when zoomed
     ctx.beginPath(); ctx.rect(left, top - 2, W - left - right, H - bottom - top + 4); ctx.clip();
-    ctx.textAlign = "right"; ctx.fillText(this.options.xLabel, W - right, H - 2); ctx.textAlign = "left";
     this.series.forEach((s, n) => {  // bands first, under every line: each run of steps with an interval is one polygon
       if (!s.lows) return;
       ctx.fillStyle = s.colour || PALETTE[n % PALETTE.length]; ctx.globalAlpha = 0.2;
@@ -223,13 +249,14 @@ class LineChart {
         if (run.length > 1) {
           ctx.beginPath();
           run.forEach((i, k) => { const x = px(s.xs[i]), y = py(this.y(s.highs[i])); if (k) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
-          for (let k = run.length - 1; k >= 0; k--) ctx.lineTo(px(s.xs[run[k]]), py(this.y(s.lows[run[k]])));
+          for (let k = run.length - 1; k >= 0; k--) ctx.lineTo(px(s.xs[run[k]]), py(this.y(Math.max(s.bandFloor, s.lows[run[k]]))));
           ctx.closePath(); ctx.fill();
         }
         run = [];
       };
       for (let i = 0; i < s.xs.length; i++) {
-        if (s.lows[i] === null || s.highs[i] === null || !isFinite(this.y(s.lows[i])) || !isFinite(this.y(s.highs[i]))) flush();
+        const low = s.lows[i] === null ? null : Math.max(s.bandFloor, s.lows[i]);
+        if (low === null || s.highs[i] === null || !isFinite(this.y(low)) || !isFinite(this.y(s.highs[i]))) flush();
         else run.push(i);
       }
       flush();
@@ -302,14 +329,21 @@ class LineChart {
       if (shownX === null) shownX = s.xs[best];
       const band = s.lows && s.lows[best] !== null ? ` [${CX.fmt(s.lows[best], 6)}, ${CX.fmt(s.highs[best], 6)}]` : "";
       const n = s.ns ? ` n=${s.ns[best]}` : "";
+      // the x once at the end when every series is read at it; else each line says its own
       const step = s.steps && this.options.xLabel !== "step" ? `, step ${s.steps[best]}` : "";  // x by epoch or time: the step too
-      lines.push(`${s.name} ${CX.fmt(s.ys[best], 6)}${band}${n} (${this.options.xLabel} ${this.fmtX(s.xs[best])}${step})`);
+      lines.push({ text: `${s.name} ${CX.fmt(s.ys[best], 6)}${band}${n}`, at: `${this.options.xLabel} ${this.fmtX(s.xs[best])}${step}` });
     }
     if (shownX === null) return;
     this.draw(shownX);
-    this.tip.textContent = lines.join("\n");
+    const shared = lines.every((l) => l.at === lines[0].at);
+    this.tip.textContent = shared ? [...lines.map((l) => l.text), `at ${lines[0].at}`].join("\n") : lines.map((l) => `${l.text} (${l.at})`).join("\n");
     this.tip.hidden = false;
-    this.tip.style.left = Math.min(x + 12, W - 160) + "px";
+    // beside the pointer, on the side where it fits inside this chart: never over the neighbouring one
+    const width = this.tip.offsetWidth, rendered = this.canvas.getBoundingClientRect().width || W;
+    const at = x * rendered / W;
+    const left = at + 12 + width <= rendered ? at + 12 : Math.max(0, at - 12 - width);
+    this.tip.style.left = left + "px";
+    this.tip.style.maxWidth = rendered + "px";
     this.tip.style.top = "20px";
   }
 }

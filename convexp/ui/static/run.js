@@ -97,6 +97,9 @@ function drawCharts() {
   if (!Object.keys(state.metrics).length && !charts.empty) {
     charts.empty = new LineChart($("charts"), { title: "metrics" });
     charts.empty.setSeries([]);
+  } else if (Object.keys(state.metrics).length && charts.empty) {  // the first metrics came: their charts replace it
+    charts.empty.box.remove();
+    delete charts.empty;
   }
   layoutCharts();
 }
@@ -138,7 +141,9 @@ function showRow(row) {
   $("run-progress").textContent = `${row.epochs} of ${row.epochs_planned} epoch(s), ${row.steps}` +
     (row.steps_planned ? ` of ${row.steps_planned}` : "") + " steps" +
     (row.test_accuracy !== null ? `, test accuracy ${CX.fmt(row.test_accuracy, 4)}` : "") +
-    (row.status === "running" && row.seconds_left !== null ? `, about ${CX.duration(row.seconds_left)} left` : "");
+    (row.status === "running" && row.seconds_left !== null ? `, about ${CX.duration(row.seconds_left)} left` : "") +
+    (row.message ? ` · ${row.message}` : "");
+  $("run-ended").textContent = row.ended ? `; ended ${row.ended}` : "";
 }
 
 $("log-scale").addEventListener("change", (e) => Object.values(charts).forEach((c) => c.setLog(e.target.checked)));

@@ -4,12 +4,20 @@
 
 const LIVE_STATUSES = ["queued", "running"];
 const rows = new Map(JSON.parse(document.getElementById("runs-data").textContent).map((r) => [r.id, r]));
-const COLUMNS = ["id", "name", "experiment", "backend", "status", "attempts", "epochs", "steps", "test_accuracy", "seconds", "tags", "started"];
+// the key columns first (what a run is and how it went), so that they stay in view on a narrow window
+const COLUMNS = ["id", "name", "status", "steps", "test_accuracy", "seconds", "tags", "experiment", "backend", "epochs", "attempts", "started"];
+// id and name stay in place when the table scrolls sideways (with the tick before them)
+const STICKY = ["tick", "id", "name"];
+// parameter columns sharing a first part (layers.0.filters, layers.1.units ...) with at least this many members
+// are shown as one collapsed column until opened
+const GROUP_AT = 4;
 const FILTERS = ["experiment", "backend", "status"];
 const selected = new Set();
 const url = new URLSearchParams(location.search);
 let sortKey = url.get("sort") || "id", sortDescending = url.get("desc") === "1";
-let paramColumns = [];
+let paramColumns = [], paramColumnsAll = [];  // [{field, head}] or [{group, fields}] in order: shown, and all
+const hidden = new Set((url.get("hide") || "").split(",").filter(Boolean));  // columns the chooser took out
+const opened = new Set((url.get("open") || "").split(",").filter(Boolean));  // parameter groups shown in full
 const $ = (id) => document.getElementById(id);
 
 // a run's value of a column: its own field, or a parameter (p:FIELD)
@@ -55,6 +63,7 @@ function matches(row, condition) {
 
 function cell(row, key) {
   const td = document.createElement("td");
+  td.dataset.key = key;
   const value = valueOf(row, key);
   if (key === "id") {
     const a = document.createElement("a"); a.href = `/runs/${row.id}`; a.textContent = row.id; td.append(a);
@@ -84,6 +93,8 @@ function cell(row, key) {
       a.addEventListener("click", (e) => { e.preventDefault(); addTagFilter(tag); });
       td.append(a, " ");
     }
+  } else if (key === "name") {
+    td.textContent = value || ""; if (value) td.title = value;  // a long name is cut short here: all of it on hover
   } else if (key === "test_accuracy") {
     td.textContent = value === null ? "" : Number(value).toFixed(4); td.className = "n";
   } else {
@@ -108,15 +119,89 @@ function varying(shown) {
   return result;
 }
 
+// the varying parameters as columns: those sharing a first part with GROUP_AT or more others as one group,
+// collapsed unless opened
+function grouped(fields) {
+  const counts = new Map();
+  for (const f of fields) { const head = f.split(".")[0]; counts.set(head, (counts.get(head) || 0) + (f.includes(".") ? 1 : 0)); }
+  const columns = [], groups = new Map();
+  for (const f of fields) {
+    const head = f.split(".")[0];
+    if (!f.includes(".") || counts.get(head) < GROUP_AT || opened.has(head)) { columns.push({ field: f, head: counts.get(head) >= GROUP_AT ? head : null }); continue; }
+    if (!groups.has(head)) { const group = { group: head, fields: [] }; groups.set(head, group); columns.push(group); }
+    groups.get(head).fields.push(f);
+  }
+  return columns;
+}
+const columnKey = (c) => c.group ? `g:${c.group}` : `p:${c.field}`;
+
+function toggleGroup(head) {
+  opened.has(head) ? opened.delete(head) : opened.add(head);
+  render();
+}
+
 function header() {
   const tr = $("runs-table").tHead.rows[0];
-  tr.querySelectorAll("th.param").forEach((th) => th.remove());
-  for (const field of paramColumns) {
+  tr.querySelectorAll("th.param, th.param-group").forEach((th) => th.remove());
+  tr.querySelectorAll("th[data-key]").forEach((th) => { th.hidden = hidden.has(th.dataset.key); });
+  for (const column of paramColumns) {
     const th = document.createElement("th");
-    th.className = "param"; th.dataset.key = `p:${field}`; th.textContent = field; th.title = "a parameter of the run's spec";
-    th.addEventListener("click", () => sortBy(th.dataset.key));
+    if (column.group) {
+      th.className = "param-group"; th.dataset.group = column.group;
+      th.textContent = `${column.group}.* (${column.fields.length}) ▸`;
+      th.title = `${column.fields.length} parameters that vary: ${column.fields.join(", ")}; click to show each`;
+      th.addEventListener("click", () => toggleGroup(column.group));
+    } else {
+      th.className = "param"; th.dataset.key = `p:${column.field}`; th.textContent = column.field; th.title = "a parameter of the run's spec";
+      th.addEventListener("click", () => sortBy(th.dataset.key));
+      if (column.head) {  // an opened group: its first column closes it again
+        const close = document.createElement("button"); close.className = "ungroup"; close.textContent = "◂";
+        close.title = `show ${column.head}.* as one column`; close.dataset.group = column.head;
+        close.addEventListener("click", (e) => { e.stopPropagation(); toggleGroup(column.head); });
+        if (paramColumns.find((c) => c.head === column.head) === column) th.prepend(close);
+      }
+    }
     tr.append(th);
   }
+}
+
+// a collapsed group's cell: the run's values of its parameters, cut short (all of them on hover)
+function groupCell(row, column) {
+  const td = document.createElement("td");
+  td.className = "group-cell"; td.dataset.group = column.group;
+  const text = column.fields.map((f) => `${f.slice(column.group.length + 1)}=${asText(row.params[f])}`).join(" ");
+  td.textContent = text; td.title = text;
+  return td;
+}
+
+// id and name stay put when the table scrolls sideways: each sticky cell's offset is the width of those before it
+function pinColumns() {
+  const table = $("runs-table"), first = table.tBodies[0].rows[0] || table.tHead.rows[0];
+  let left = 0;
+  const offsets = {};
+  for (const key of STICKY) {
+    const at = key === "tick" ? first.cells[0] : first.querySelector(`[data-key="${key}"]`);
+    if (!at || at.hidden) continue;
+    offsets[key] = left; left += at.getBoundingClientRect().width;
+  }
+  for (const [key, offset] of Object.entries(offsets)) {
+    const selector = key === "tick" ? "tr > :first-child" : `[data-key="${key}"]`;
+    table.querySelectorAll(selector).forEach((c) => { c.classList.add("sticky"); c.style.left = `${offset}px`; });
+  }
+}
+
+// the column chooser: every column but id, and each parameter column or group, ticked when shown
+function fillChooser() {
+  const list = $("column-list");
+  const keys = COLUMNS.filter((k) => k !== "id").map((k) => [k, k]);
+  const params = paramColumnsAll.map((c) => [columnKey(c), c.group ? `${c.group}.*` : c.field]);
+  list.replaceChildren(...[...keys, ...params].map(([key, label]) => {
+    const item = document.createElement("label");
+    const box = document.createElement("input"); box.type = "checkbox"; box.checked = !hidden.has(key); box.dataset.key = key;
+    box.addEventListener("change", () => { box.checked ? hidden.delete(key) : hidden.add(key); render(); });
+    item.append(box, ` ${label}`);
+    return item;
+  }));
 }
 
 function saveState() {
@@ -124,6 +209,8 @@ function saveState() {
   for (const key of FILTERS) if ($(`filter-${key}`).value) next.set(key, $(`filter-${key}`).value);
   if ($("filter-where").value.trim()) next.set("where", $("filter-where").value.trim());
   if (wantedTags().length) next.set("tags", wantedTags().join(","));
+  if (hidden.size) next.set("hide", [...hidden].join(","));
+  if (opened.size) next.set("open", [...opened].join(","));
   if (sortKey !== "id") next.set("sort", sortKey);
   if (sortDescending) next.set("desc", "1");
   const query = next.toString();
@@ -153,8 +240,11 @@ function render() {
     $("where-error").textContent = error.message; $("where-error").hidden = false; conditions = [];
   }
   shown = shown.filter((r) => conditions.every((c) => matches(r, c)));
-  paramColumns = want.experiment || conditions.length ? varying(shown) : [];
+  const fields = want.experiment || conditions.length ? varying(shown) : [];
+  paramColumnsAll = grouped(fields);  // every parameter column, for the chooser
+  paramColumns = paramColumnsAll.filter((c) => !hidden.has(columnKey(c)));
   header();
+  fillChooser();
   // a parameter sorted by stays the order while its column is hidden (the runs shown all have one value)
   const th = document.querySelector(`th[data-key="${CSS.escape(sortKey)}"]`);
   const numeric = (th && th.dataset.type === "number") ||
@@ -172,8 +262,8 @@ function render() {
     const tick = document.createElement("input"); tick.type = "checkbox"; tick.checked = selected.has(row.id);
     tick.title = "compare"; tick.addEventListener("change", () => { tick.checked ? selected.add(row.id) : selected.delete(row.id); updateCompare(); });
     const first = document.createElement("td"); first.append(tick); tr.append(first);
-    COLUMNS.forEach((key) => tr.append(cell(row, key)));
-    paramColumns.forEach((field) => tr.append(cell(row, `p:${field}`)));
+    COLUMNS.filter((key) => !hidden.has(key)).forEach((key) => tr.append(cell(row, key)));
+    paramColumns.forEach((c) => tr.append(c.group ? groupCell(row, c) : cell(row, `p:${c.field}`)));
     return tr;
   }));
   $("runs-count").textContent = `${shown.length} of ${rows.size} run(s)`;
@@ -181,6 +271,7 @@ function render() {
     th.classList.toggle("sorted-asc", th.dataset.key === sortKey && !sortDescending);
     th.classList.toggle("sorted-desc", th.dataset.key === sortKey && sortDescending);
   });
+  pinColumns();  // last: the sort mark widens its header
   saveState();
 }
 
@@ -231,4 +322,5 @@ $("filter-tags").addEventListener("change", render);
 $("compare-button").addEventListener("click", () => { location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`; });
 fillFilters(true);
 render();
+new ResizeObserver(() => pinColumns()).observe($("runs-table"));
 setTimeout(poll, 1000);

@@ -17,7 +17,6 @@ from convexp.ui.views.run import RUN_API
 #: Any name a layer may have, "/" included.
 LAYER_API = RUN_API + "/layers/{layer:path}"
 #: How many layers' top patches are kept, computed, for the next request.
-PATCHES_KEPT = 8
 
 
 def api_steps(views: Views, request: Request) -> Response:
@@ -72,12 +71,10 @@ def api_patches(views: Views, request: Request) -> Response:
     layer, top = request.path_params["layer"], int_param(request, "top", TOP_PATCHES)
     step = data.step_of(views.store, run, layer, request.query_params.get("step"))
     key = (run.id, run.uid, layer, step, top)  # a recorded step never changes
-    cache = views.patches_cache
-    if key not in cache:
-        if len(cache) >= PATCHES_KEPT:
-            cache.pop(next(iter(cache)))
-        cache[key] = data.layer_patches(views.store, run, layer, str(step), top, views.load_dataset)
-    return FiniteJSONResponse(cache[key])
+    patches = views.patches_cache.get(
+        key, lambda: data.layer_patches(views.store, run, layer, str(step), top, views.load_dataset)
+    )
+    return FiniteJSONResponse(patches)
 
 
 def routes(views: Views) -> list[Route]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,30 @@ log = logging.getLogger("convexp.ui")
 View = Callable[["Views", Request], Response]
 
 
+class Kept:
+    """The last ``size`` answers of a costly view by key, the oldest forgotten first; the key says everything the
+    answer depends on (a recorded step never changes; an experiment's runs are fingerprinted)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.answers: dict[Any, Any] = {}
+        self.computed = 0  # how many answers were computed rather than found
+        self.lock = threading.Lock()  # views answer in a pool of threads
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """The answer kept for ``key``, else ``compute()``'s, kept."""
+        with self.lock:
+            if key in self.answers:
+                return self.answers[key]
+        answer = compute()
+        with self.lock:
+            self.computed += 1
+            self.answers[key] = answer
+            while len(self.answers) > self.size:
+                self.answers.pop(next(iter(self.answers)))
+        return answer
+
+
 class Views:
     """The state every view reads: the read-only ``store``, the templates, the datasets loaded for the patches
     panel (from ``data_dir``), and how long a query may run."""
@@ -42,7 +67,9 @@ class Views:
         self.data_dir = data_dir
         self.query_time_limit = query_time_limit
         self.datasets: dict[str, Any] = {}
-        self.patches_cache: dict[tuple, dict] = {}
+        #: The answers that cost seconds: the top patches of a step, an experiment's groups.
+        self.patches_cache = Kept(8)
+        self.experiment_cache = Kept(16)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals.update(version=__version__, location=store.location, colormap=script_json(colormap_table()))
 

@@ -14,17 +14,18 @@ from convexp.ui.views.base import FiniteJSONResponse, Views, script_json
 
 
 def _experiment(views: Views, request: Request) -> dict[str, Any]:
+    """The experiment's view, computed once while its runs do not change (a run that finishes, is added, deleted,
+    renamed or tagged makes a new one)."""
     params = request.query_params
+    name = request.path_params["name"]
     by = [f for value in params.getlist("by") for f in value.split(",") if f]
-    return experiment_view(
-        views.store,
-        request.path_params["name"],
-        by,
-        params.get("metric") or None,
-        params.get("measure") or None,
-        params.get("layer") or None,
-        [w for value in params.getlist("where") for w in value.split() if w],
+    chosen = (params.get("metric") or None, params.get("measure") or None, params.get("layer") or None)
+    where = [w for value in params.getlist("where") for w in value.split() if w]
+    runs = tuple(
+        (r.id, r.uid, r.status, r.steps_completed, r.name, tuple(r.tags or ())) for r in views.store.list_runs(experiment=name)
     )
+    key = (name, tuple(by), chosen, tuple(where), runs)
+    return views.experiment_cache.get(key, lambda: experiment_view(views.store, name, by, *chosen, where))
 
 
 def experiment_page(views: Views, request: Request) -> Response:

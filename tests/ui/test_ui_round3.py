@@ -1,0 +1,206 @@
+"""convexp ui, round 3, in a real browser (the system Chromium through playwright): the runs table keeps its key
+columns in view at 800 px (sticky id and name, long names cut short, parameter groups collapsed, a column chooser),
+field labels never break inside a word, charts name their x axis and tick round values, a live run's page drops its
+empty chart when metrics come and says when it ended, and the compare page says which column is which run."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from tests.conftest import TINY_DIGITS, run_cli, write_experiments
+from tests.ui.test_ui_api import browsing
+
+pytest.importorskip("starlette", reason="convexp ui needs the ui extra: pip install 'convexp[ui]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
+    pytest.skip("Chromium is not installed (Debian: apt-get install chromium)", allow_module_level=True)
+
+LONG_NAME = "a run whose name says everything about it: " + "wider filters, a lower learning rate, seed one " * 2
+LONG_NAME = LONG_NAME[:100]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Runs 1-2 (`small`: one conv layer, seeds 0 and 1), run 3 (`wide`: two conv layers and a long description,
+    seed 1), run 2 named with 100 characters; a `convexp ui` serving them, a browser."""
+    folder = tmp_path_factory.mktemp("ui-round3")
+    db = folder / "ui.db"
+    small = {**TINY_DIGITS, "seed": [0, 1]}
+    wide = {
+        **TINY_DIGITS,
+        "description": "A second architecture with two conv layers, described at length " * 6,
+        "layers": [
+            {"type": "conv", "filters": 4, "kernel_size": 3, "activation": "relu"},
+            {"type": "conv", "filters": 6, "kernel_size": 3, "padding": "same", "activation": "tanh"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 10},
+        ],
+        "seed": 1,
+    }
+    experiments = write_experiments(folder / "experiments.yaml", {"small": small, "wide": wide})
+    ran = run_cli("run", str(experiments), "-e", "small", "-e", "wide", "--db", str(db))
+    assert ran.returncode == 0, ran.stderr
+    assert run_cli("name", "2", LONG_NAME, "--db", str(db)).returncode == 0
+    with browsing(db) as session:
+        yield {"db": db, **session}
+
+
+def _right_edges(page, selector: str) -> dict[str, float]:
+    return page.eval_on_selector_all(
+        selector, "ths => Object.fromEntries(ths.map(th => [th.dataset.key, th.getBoundingClientRect().right]))"
+    )
+
+
+def test_the_runs_table_keeps_its_key_columns_in_view_at_800_px(world):
+    page = world["new_page"](viewport={"width": 800, "height": 900})
+    page.goto(world["url"] + "?where=seed%3D1")  # two experiments: their layers differ in many fields
+    page.wait_for_selector("#runs-table tbody tr")
+    width = page.evaluate("() => window.innerWidth")
+    edges = _right_edges(page, "#runs-table thead th[data-key]")
+    for key in ("id", "name", "status", "steps", "test_accuracy"):
+        assert edges[key] <= width, (key, edges)
+    # the layers.* fields that differ are one column until opened
+    group = page.text_content("#runs-table th.param-group[data-group='layers']")
+    assert group.startswith("layers.* (") and int(group.split("(")[1].split(")")[0]) >= 4
+    assert page.eval_on_selector_all("#runs-table th.param", "ths => ths.map(th => th.textContent)") == []
+    # a long name is cut short, all of it on hover
+    name = page.locator("#runs-table tr[data-run='2'] td[data-key='name']")
+    assert name.get_attribute("title") == LONG_NAME and name.bounding_box()["width"] < 300
+    # scrolled sideways, id and name stay where they were
+    before = {k: page.locator(f"#runs-table tr[data-run='3'] td[data-key='{k}']").bounding_box()["x"] for k in ("id", "name")}
+    scrolled = page.evaluate(
+        "() => { const t = document.getElementById('runs-table'); t.scrollLeft = t.scrollWidth; return t.scrollLeft; }"
+    )
+    assert scrolled > 0  # the table is wider than the window, so this is a real scroll
+    page.wait_for_function("() => document.getElementById('runs-table').scrollLeft > 0")
+    after = {k: page.locator(f"#runs-table tr[data-run='3'] td[data-key='{k}']").bounding_box()["x"] for k in ("id", "name")}
+    assert after == pytest.approx(before, abs=1)
+    # opened, each field is a column, and the view is in the URL
+    page.click("#runs-table th.param-group[data-group='layers']")
+    fields = page.eval_on_selector_all("#runs-table th.param", "ths => ths.map(th => th.dataset.key)")
+    assert len(fields) >= 4 and all(f.startswith("p:layers.") for f in fields)
+    assert parse_qs(urlparse(page.url).query)["open"] == ["layers"]
+    page.click("#runs-table button.ungroup")
+    assert page.locator("#runs-table th.param-group[data-group='layers']").count() == 1
+    # the column chooser takes a column out, and the URL keeps it out
+    page.click("#column-chooser summary")
+    page.uncheck("#column-list input[data-key='experiment']")
+    assert page.locator("#runs-table thead th[data-key='experiment']").is_hidden()
+    assert page.locator("#runs-table td[data-key='experiment']").count() == 0
+    page.goto(page.url)
+    page.wait_for_selector("#runs-table tbody tr")
+    assert parse_qs(urlparse(page.url).query)["hide"] == ["experiment"]
+    assert page.locator("#runs-table td[data-key='experiment']").count() == 0
+    page.close()
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_field_labels_never_break_inside_a_word_and_the_parameter_table_shows_every_column(world, width):
+    page = world["new_page"](viewport={"width": width, "height": 900})
+    page.goto(world["url"] + "runs/3")
+    page.wait_for_selector("#kernel-canvas[data-step]")
+    lines = page.eval_on_selector_all(
+        "table.kv th",
+        "ths => ths.map(th => { const r = document.createRange(); r.selectNodeContents(th); return [th.textContent, r.getClientRects().length]; })",
+    )
+    assert lines and all(count == 1 for _, count in lines), lines
+    table = page.locator("#parameter-table")
+    assert table.evaluate("t => t.scrollWidth <= t.clientWidth + 1")  # no column hidden behind a scroll
+    assert table.bounding_box()["x"] + table.bounding_box()["width"] <= width
+    page.close()
+
+
+def test_charts_name_their_x_axis_and_tick_round_values_on_decades_when_log(world):
+    page = world["new_page"]()
+    page.goto(world["url"] + "runs/2")
+    page.wait_for_function("() => Object.keys(window.cxRun.charts).length > 0")
+    inked = page.evaluate(
+        """() => Object.values(window.cxRun.charts).map(chart => {
+             const c = chart.canvas, data = c.getContext('2d').getImageData(c.width / 4, c.height - 12, c.width / 2, 12).data;
+             let ink = 0; for (let i = 3; i < data.length; i += 4) ink += data[i] > 0;
+             return [chart.options.xLabel, ink];
+           })"""
+    )
+    assert inked and all(label == "step" and ink > 10 for label, ink in inked), inked
+    for chart_ticks in page.evaluate("() => Object.values(window.cxRun.charts).map(c => c.yTicks)"):
+        assert _round_and_even(chart_ticks), chart_ticks
+    page.check("#log-scale")
+    for values in page.evaluate("() => Object.values(window.cxRun.charts).map(c => c.yTicks.map(t => Math.pow(10, t)))"):
+        # a log axis ticks 1, 2 and 5 (or each digit) times its decades; over less than that, round values between
+        digits = [v / 10 ** math.floor(math.log10(v) + 1e-9) for v in values]
+        assert all(abs(d - round(d)) < 1e-6 for d in digits) or _round_and_even(values), values
+    page.close()
+
+
+def _round_and_even(ticks: list[float]) -> bool:
+    """Whether ticks are evenly spaced by 1, 2 or 5 times a power of ten, each a multiple of that gap."""
+    gaps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
+    if len(ticks) < 2 or len(gaps) != 1:
+        return False
+    gap = gaps.pop()
+    mantissa = gap / 10 ** math.floor(math.log10(gap) + 1e-9)
+    return round(mantissa, 6) in (1, 2, 5) and all(abs(t / gap - round(t / gap)) < 1e-6 for t in ticks)
+
+
+def test_the_compare_page_says_which_column_is_which_run_and_fits_the_window(world):
+    page = world["new_page"](viewport={"width": 1400, "height": 900})
+    page.goto(world["url"] + "compare?runs=2,3")
+    page.wait_for_selector("#spec-differences")
+    heads = page.eval_on_selector_all("#spec-differences thead th", "ths => ths.map(th => th.textContent)")
+    assert heads == ["field", f"run 2 ({LONG_NAME})", "run 3"]
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    description = page.locator("#spec-differences tr:has(th:text-is('description')) td").nth(1)
+    assert description.get_attribute("title").startswith("A second architecture") and description.bounding_box()["width"] < 400
+    page.close()
+
+
+LIVE_SCRIPT = """
+import sys
+import convexp
+
+run = convexp.track("live-page", db=sys.argv[1], quiet=True)
+print(run.run_id, flush=True)
+sys.stdin.readline()  # the page is open: the metrics come
+for step in range(1, 6):
+    run.log_metrics({"train_loss": 1.0 / step}, step=step)
+run.end_step()
+run.flush()
+print("logged", flush=True)
+sys.stdin.readline()
+run.finish()
+"""
+
+
+def test_a_live_runs_page_drops_its_empty_chart_when_metrics_come_and_says_when_it_ended(world, tmp_path):
+    script = tmp_path / "live.py"
+    script.write_text(LIVE_SCRIPT)
+    loop = subprocess.Popen(
+        [sys.executable, str(script), str(world["db"])], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        run_id = int(loop.stdout.readline())
+        page = world["new_page"]()
+        page.goto(f"{world['url']}runs/{run_id}")
+        page.wait_for_function("() => window.cxRun.charts.empty !== undefined")  # nothing recorded yet
+        assert page.text_content("#run-ended") == ""
+        loop.stdin.write("go\n")
+        loop.stdin.flush()
+        assert loop.stdout.readline().strip() == "logged"
+        page.wait_for_function("() => window.cxRun.charts.empty === undefined && Object.keys(window.cxRun.charts).length > 0")
+        assert page.locator("#charts canvas").count() == len(page.evaluate("() => Object.keys(window.cxRun.charts)"))
+        loop.stdin.write("end\n")
+        loop.stdin.flush()
+        assert loop.wait(timeout=600) == 0
+        page.wait_for_function("() => document.getElementById('run-status').dataset.status == 'finished'")
+        assert page.text_content("#run-ended").startswith("; ended 20")
+        page.close()
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+            loop.wait()
