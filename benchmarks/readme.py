@@ -162,6 +162,21 @@ def ui_table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def ui_views_table(r: dict) -> str:
+    """benchmarks/ui_views.py's results: the UI's views that do seconds of work (its rows are the script's own)."""
+    sys.path.insert(0, str(HERE))
+    from ui_views import table_rows
+
+    lines = [
+        f"Measured {r['date']} on this machine, server times the median of {r['repeats']} fresh servers:",
+        "",
+        "| measure | measured | target |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {value} | {target} |" for name, value, target in table_rows(r)]
+    return "\n".join(lines)
+
+
 def sweeps_table(r: dict) -> str:
     """benchmarks/sweeps.py's results: what a sweep costs beyond its runs."""
     lines = [
@@ -199,6 +214,7 @@ TABLES = {
     "tracking": tracking_table,
     "grids": grids_table,
     "ui": ui_table,
+    "ui_views": ui_views_table,
     "sweeps": sweeps_table,
     "batch_norm": batch_norm_table,
 }

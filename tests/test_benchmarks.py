@@ -84,6 +84,22 @@ def test_ui_benchmark_runs_and_reports(tmp_path):
     assert [done for done, _ in report["rss_mib_while_scrubbing"]] == [0, 40, 80, 120, 160, 200]
 
 
+def test_ui_views_benchmark_runs_and_reports(tmp_path):
+    """benchmarks/ui_views.py at its small sizes: the GIF, the experiment view cold and kept, the runs page."""
+    import pytest
+
+    pytest.importorskip("starlette", reason="convexp ui needs the ui extra")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    report = run("benchmarks/ui_views.py", "--quick", "--repeats", "1", "--json", str(tmp_path / "views.json"))
+    assert report["gif_snapshots"] == 61 and report["grid_snapshots"] == 13 and report["runs"] == 50
+    assert report["gif_s"] > 0 and report["experiment_cold_s"] > 0 and report["runs_page_ms"] > 0
+    assert report["experiment_warm_s"] > 0
+
+
 def test_fidelity_script_runs_and_reports(tmp_path):
     """benchmarks/fidelity.py on a quick digits experiment (the 12-epoch MNIST figures are in docs/tour.md)."""
     from tests.conftest import TINY_DIGITS, write_experiments

@@ -72,10 +72,12 @@ def planned_steps(spec: RunSpec | None) -> int | None:
         return None
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=8192)
 def _spec_facts(spec_json: str) -> tuple[int | None, dict[str, Any]]:
     """A recorded spec's planned steps and its fields flattened with today's defaults, worked out once per
-    distinct spec (the runs of a grid share most of theirs); callers must not change the dict."""
+    distinct spec (the runs of a grid share most of theirs; a sweep's trials each have their own, so the cache
+    holds thousands: a table of more runs than it holds would work them all out again on every load); callers
+    must not change the dict."""
     spec = json.loads(spec_json)
     model = run_spec(spec)
     return planned_steps(model), flatten(resolved_spec(spec, model))

@@ -61,6 +61,28 @@ def test_edge_like_share_of_a_layer():
     assert layer.filters[3].mean == pytest.approx(0.1) and layer.filters[0].norm == pytest.approx(np.linalg.norm(kernels[0]))
 
 
+@pytest.mark.parametrize("size, channels", [(3, 1), (3, 32), (5, 3), (7, 16)])
+def test_a_runs_edge_shares_at_once_are_each_snapshots_and_the_correlations_are_pearsons(size, channels):
+    from scipy.stats import pearsonr
+
+    from convexp.analysis.filters import best_operators, edge_shares, operator_bank
+
+    rng = np.random.default_rng(size * channels)
+    bank = list(operator_bank(size).values())
+    noise = np.linspace(0.0, 1.5, 30)[:, None, None, None, None]  # from exact operators to mostly noise
+    filters = np.stack([bank[i % len(bank)] for i in range(10)])[None, :, None] + noise * rng.normal(size=(30, 10, 1, size, size))
+    kernels = (filters + 0.05 * rng.normal(size=(30, 10, channels, size, size))).astype(np.float32)
+    shares = edge_shares(kernels)
+    assert shares.tolist() == [analyse_layer(k, 0, gabor=False).edge_share for k in kernels]  # bit for bit
+    assert shares[0] > 0.5 and shares.min() < shares[0]
+    means = kernels[-1].astype(np.float64).mean(axis=1)
+    names, correlations = best_operators(means)
+    for mean, name, correlation in zip(means, names, correlations):
+        expected = max(pearsonr(mean.ravel(), op.ravel())[0] for op in bank)
+        assert correlation == pytest.approx(expected, abs=1e-12)
+        assert pearsonr(mean.ravel(), operator_bank(size)[name].ravel())[0] == pytest.approx(expected, abs=1e-12)
+
+
 def test_random_filters_are_rarely_edge_like():
     kernels = np.random.default_rng(0).uniform(-1, 1, size=(2000, 1, 3, 3))
     assert analyse_layer(kernels, 0).edge_share < 0.15

@@ -8,11 +8,14 @@ const rows = new Map(JSON.parse(document.getElementById("runs-data").textContent
 const COLUMNS = ["id", "name", "status", "steps", "test_accuracy", "seconds", "tags", "experiment", "backend", "epochs", "attempts", "started"];
 // id and name stay in place when the table scrolls sideways (with the tick before them)
 const STICKY = ["tick", "id", "name"];
-// parameter columns sharing a first part (layers.0.filters, layers.1.units ...) with at least this many members
-// are shown as one collapsed column until opened
+// the fields of a list's items (layers.0.filters, layers.1.units ...), when at least this many vary, are shown as
+// one collapsed column until opened
 const GROUP_AT = 4;
 const FILTERS = ["experiment", "backend", "status"];
 const selected = new Set();
+// rows drawn at first, and added by each "show more": the table of a large sweep is drawn in a blink
+const ROWS_AT_ONCE = 100;
+let rowsShown = ROWS_AT_ONCE;
 const url = new URLSearchParams(location.search);
 let sortKey = url.get("sort") || "id", sortDescending = url.get("desc") === "1";
 let paramColumns = [], paramColumnsAll = [];  // [{field, head}] or [{group, fields}] in order: shown, and all
@@ -122,12 +125,14 @@ function varying(shown) {
 // the varying parameters as columns: those sharing a first part with GROUP_AT or more others as one group,
 // collapsed unless opened
 function grouped(fields) {
+  // fields of a list's items (layers.0.filters, layers.3.units): a field with a number among its parts
+  const itemOf = (f) => f.split(".").slice(1).some((part) => /^\d+$/.test(part));
   const counts = new Map();
-  for (const f of fields) { const head = f.split(".")[0]; counts.set(head, (counts.get(head) || 0) + (f.includes(".") ? 1 : 0)); }
+  for (const f of fields) if (itemOf(f)) { const head = f.split(".")[0]; counts.set(head, (counts.get(head) || 0) + 1); }
   const columns = [], groups = new Map();
   for (const f of fields) {
-    const head = f.split(".")[0];
-    if (!f.includes(".") || counts.get(head) < GROUP_AT || opened.has(head)) { columns.push({ field: f, head: counts.get(head) >= GROUP_AT ? head : null }); continue; }
+    const head = f.split(".")[0], many = itemOf(f) && counts.get(head) >= GROUP_AT;
+    if (!many || opened.has(head)) { columns.push({ field: f, head: many ? head : null }); continue; }
     if (!groups.has(head)) { const group = { group: head, fields: [] }; groups.set(head, group); columns.push(group); }
     groups.get(head).fields.push(f);
   }
@@ -256,7 +261,8 @@ function render() {
     return (sortDescending ? -order : order) || a.id - b.id;
   });
   const tbody = $("runs-table").tBodies[0];
-  tbody.replaceChildren(...shown.map((row) => {
+  const drawn = shown.slice(0, rowsShown);  // the first rows; the rest a click away (a sweep has thousands)
+  tbody.replaceChildren(...drawn.map((row) => {
     const tr = document.createElement("tr");
     tr.dataset.run = row.id; tr.dataset.status = row.status; tr.dataset.steps = row.steps;
     const tick = document.createElement("input"); tick.type = "checkbox"; tick.checked = selected.has(row.id);
@@ -267,6 +273,8 @@ function render() {
     return tr;
   }));
   $("runs-count").textContent = `${shown.length} of ${rows.size} run(s)`;
+  $("more-runs").hidden = drawn.length === shown.length;
+  $("more-count").textContent = `${drawn.length} of ${shown.length} shown`;
   document.querySelectorAll("th[data-key]").forEach((th) => {
     th.classList.toggle("sorted-asc", th.dataset.key === sortKey && !sortDescending);
     th.classList.toggle("sorted-desc", th.dataset.key === sortKey && sortDescending);
@@ -319,8 +327,11 @@ $("filter-where").value = url.get("where") || "";
 $("filter-where").addEventListener("change", render);
 $("filter-tags").value = (url.get("tags") || "").split(",").filter(Boolean).join(" ");
 $("filter-tags").addEventListener("change", render);
+$("show-more").addEventListener("click", () => { rowsShown += ROWS_AT_ONCE; render(); });
+$("show-all").addEventListener("click", () => { rowsShown = Infinity; render(); });
 $("compare-button").addEventListener("click", () => { location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`; });
 fillFilters(true);
 render();
+window.cxReadyAt = performance.now();  // ms since the navigation began: the table drawn (benchmarks/ui_views.py)
 new ResizeObserver(() => pinColumns()).observe($("runs-table"));
 setTimeout(poll, 1000);
