@@ -37,7 +37,7 @@ def ui_command(
     Nothing in the app can write to the database. Ctrl-C stops the server. Needs the ui extra:
     pip install 'convexp[ui]'."""
     from convexp.ui import create_app, serve
-    from convexp.ui.server import is_loopback
+    from convexp.ui.server import exit_now, is_loopback
 
     application = create_app(db, data_dir, query_time_limit)
     location = application.state.store.location
@@ -56,3 +56,4 @@ def ui_command(
             webbrowser.open(url)
 
     serve(application, host, port, on_ready=ready)
+    exit_now()  # read-only: nothing to close that the process's end does not

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -69,7 +70,9 @@ SHUTDOWN_SECONDS = 5
 
 
 def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve ``app`` on host:port until Ctrl-C or SIGTERM; ``on_ready`` gets the address once it listens."""
+    """Serve ``app`` on host:port until Ctrl-C or SIGTERM (then return); ``on_ready`` gets the address once it
+    listens. A request the server closed at its stop may still be running in a worker thread (a query, until its
+    time limit): the caller decides whether to wait for it (:func:`exit_now` does not)."""
     import uvicorn  # the optional ui extra, only to serve
 
     sock = bind(host, port)
@@ -84,7 +87,10 @@ def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8765, on_ready: C
     server = uvicorn.Server(config)
     if on_ready:
         on_ready(url)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn hands back the Ctrl-C that stopped it, once it has stopped: done
+        pass
 
 
 def configure_logging() -> None:
@@ -95,3 +101,12 @@ def configure_logging() -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+
+
+def exit_now() -> None:
+    """End the process now that its server has stopped, without waiting for worker threads still running a request
+    the server already closed (a query runs until its time limit): Ctrl-C stops ``convexp ui`` at once, and a
+    second Ctrl-C never meets the interpreter waiting for them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

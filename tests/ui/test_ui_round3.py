@@ -31,7 +31,7 @@ def world(tmp_path_factory):
     seed 1), run 2 named with 100 characters; a `convexp ui` serving them, a browser."""
     folder = tmp_path_factory.mktemp("ui-round3")
     db = folder / "ui.db"
-    small = {**TINY_DIGITS, "seed": [0, 1]}
+    small = {**TINY_DIGITS, "seed": [0, 1], "snapshots": {"every": 5}}
     wide = {
         **TINY_DIGITS,
         "description": "A second architecture with two conv layers, described at length " * 6,
@@ -42,6 +42,7 @@ def world(tmp_path_factory):
             {"type": "dense", "units": 10},
         ],
         "seed": 1,
+        "snapshots": {"every": 5},
     }
     experiments = write_experiments(folder / "experiments.yaml", {"small": small, "wide": wide})
     ran = run_cli("run", str(experiments), "-e", "small", "-e", "wide", "--db", str(db))
@@ -204,3 +205,72 @@ def test_a_live_runs_page_drops_its_empty_chart_when_metrics_come_and_says_when_
         if loop.poll() is None:
             loop.kill()
             loop.wait()
+
+
+def _swatch_colours(page, selector: str) -> dict[str, str]:
+    return page.eval_on_selector_all(
+        selector, "spans => Object.fromEntries(spans.map(s => [s.dataset.run, getComputedStyle(s).backgroundColor]))"
+    )
+
+
+def test_a_run_keeps_its_colour_across_pages_and_the_compare_page_overlays_their_curves_in_it(world):
+    page = world["new_page"]()
+    page.goto(world["url"])
+    page.wait_for_selector("#runs-table tbody tr")
+    table = _swatch_colours(page, "#runs-table .swatch")
+    assert {"1", "2", "3"} <= set(table) and len({table[r] for r in "123"}) == 3  # three runs, three colours
+    page.goto(world["url"] + "runs/3")
+    assert _swatch_colours(page, "h1 .swatch") == {"3": table["3"]}
+    page.goto(world["url"] + "compare?runs=2,3")
+    page.wait_for_selector("body[data-compare-ready='true']")
+    assert _swatch_colours(page, "figcaption .swatch") == {"2": table["2"], "3": table["3"]}
+    page.wait_for_function("() => Object.keys(window.cxCompare.curveCharts).length > 0")
+    drawn = page.evaluate(
+        """() => Object.values(window.cxCompare.curveCharts).map(c => c.series.filter(s => !s.faint).map(s => {
+             const probe = document.createElement('span'); probe.style.color = s.colour; document.body.append(probe);
+             const colour = getComputedStyle(probe).color; probe.remove(); return [String(s.run), colour, s.xs.length];
+           }))"""
+    )
+    assert drawn and all(colour == table[run] and points > 0 for chart in drawn for run, colour, points in chart), drawn
+    assert {run for chart in drawn for run, _, _ in chart} == {"2", "3"}
+    # the slider's step stays in the address: a reload shows the same step
+    steps = page.evaluate("() => window.cxCompare.allSteps()")
+    assert len(steps) >= 3
+    page.eval_on_selector("#sync-slider", "(s) => { s.value = 1; s.dispatchEvent(new Event('input')); }")
+    shown = f"() => document.querySelector('.compare-canvas').dataset.step == '{steps[1]}'"  # not a step shown at first
+    page.wait_for_function(shown)
+    assert parse_qs(urlparse(page.url).query)["at"] == [str(steps[1])]
+    page.reload()
+    page.wait_for_function(shown)
+    assert page.input_value("#sync-slider") == "1"
+    page.close()
+
+
+def test_a_reload_keeps_the_run_pages_layer_step_filter_log_scale_and_zoom(world):
+    page = world["new_page"]()
+    page.goto(world["url"] + "runs/3")
+    page.wait_for_selector("#kernel-canvas[data-step]")
+    page.select_option("#layer", "conv2")
+    page.wait_for_function("() => window.cxRun.state.layer == 'conv2' && window.cxRun.state.snapshot !== null")
+    steps = page.evaluate("() => window.cxRun.state.steps")
+    page.fill("#step-box", str(steps[1]))
+    page.press("#step-box", "Enter")
+    page.wait_for_function(f"() => document.getElementById('kernel-canvas').dataset.step == '{steps[1]}'")
+    page.evaluate("() => window.cxRun.selectFilter({filter: 4, channel: null})")
+    page.wait_for_selector("#filter-detail:not([hidden])")
+    page.check("#log-scale")
+    page.evaluate("() => window.cxRun.charts.loss.setView({x0: 5, x1: 15})")
+    query = parse_qs(urlparse(page.url).query)
+    assert query["layer"] == ["conv2"] and query["step"] == [str(steps[1])] and query["filter"] == ["4"]
+    assert query["log"] == ["1"] and query["chart.loss"] == ["log,5,15"]
+    page.reload()
+    page.wait_for_function(f"() => document.getElementById('kernel-canvas').dataset.step == '{steps[1]}'")
+    page.wait_for_selector("#filter-detail:not([hidden])")
+    assert page.input_value("#layer") == "conv2" and page.is_checked("#log-scale")
+    assert page.text_content("#detail-title").startswith("filter 4,")
+    page.wait_for_function("() => window.cxRun.charts.loss !== undefined")
+    assert page.evaluate("() => [window.cxRun.charts.loss.options.log, window.cxRun.charts.loss.view]") == [
+        True,
+        {"x0": 5, "x1": 15},
+    ]
+    page.close()

@@ -50,7 +50,7 @@ function logTicks(l0, l1, count) {
 // A tick's value as written: the shortest of its round value.
 function tickText(v) { return String(Number(v.toPrecision(6))); }
 
-const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const PALETTE = CX.RUN_COLOURS;  // common.js: series without a colour of their own take these in turn
 
 class LineChart {
   // series: [{name, xs, ys, colour?, width?, dash?, lows?, highs?, ns?, faint?, legend?, smooth?}]: lows/highs draw
@@ -98,7 +98,23 @@ class LineChart {
     this.view = view && view.x1 > view.x0 ? view : null;
     this.resetButton.hidden = this.view === null;
     this.draw();
+    this.changed();
   }
+  // What a reader chose on this chart, as text for a page's address ("log", "x0,x1", "log,x0,x1"; null: nothing),
+  // and back: options.onState(chart) hears of each change.
+  state() {
+    const parts = [...(this.options.log ? ["log"] : []), ...(this.view ? [this.view.x0, this.view.x1] : [])];
+    return parts.length ? parts.join(",") : null;
+  }
+  applyState(text) {
+    if (!text) return;
+    const parts = text.split(","), log = parts[0] === "log", range = parts.slice(log ? 1 : 0).map(Number);
+    this.options.log = log; this.logBox.checked = log;
+    this.view = range.length === 2 && range.every(isFinite) && range[1] > range[0] ? { x0: range[0], x1: range[1] } : null;
+    this.resetButton.hidden = this.view === null;
+    this.draw();
+  }
+  changed() { if (this.options.onState) this.options.onState(this); }
   // A new width in canvas pixels (the page resized): the chart is drawn again at that size.
   resize(width) {
     width = Math.max(240, Math.round(width));
@@ -148,6 +164,7 @@ class LineChart {
   setAxis(xLabel, xFormat, xInteger) {
     Object.assign(this.options, { xLabel, xFormat, xInteger });
     this.view = null; this.resetButton.hidden = true;
+    this.changed();
   }
   fmtX(x) { return this.options.xFormat ? this.options.xFormat(x) : String(x); }
   setSmoothing(weight) { this.options.smoothing = weight; this.smoothen(); }
@@ -168,7 +185,7 @@ class LineChart {
   }
   // A step marked by a dashed vertical line (the step the page shows); null removes it.
   setMarker(x) { this.marker = x; this.draw(); }
-  setLog(log) { this.options.log = log; this.logBox.checked = log; this.draw(); }
+  setLog(log) { this.options.log = log; this.logBox.checked = log; this.draw(); this.changed(); }
 
   y(v) { return this.options.log ? (v > 0 ? Math.log10(v) : NaN) : v; }
 

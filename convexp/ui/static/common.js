@@ -30,6 +30,17 @@ CX.kernels = async function (runId, layer, step, count) {
   });
 };
 
+// A run's colour, the same on every page and chart (its swatch in the runs table, its curves when compared).
+CX.RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+CX.runColour = (id) => CX.RUN_COLOURS[(Number(id) - 1) % CX.RUN_COLOURS.length];
+// A small square of a run's colour, put before its name wherever a run is named.
+CX.swatch = function (id) {
+  const span = document.createElement("span");
+  span.className = "swatch"; span.dataset.run = id; span.style.background = CX.runColour(id); span.title = `run ${id}'s colour on every chart`;
+  return span;
+};
+document.querySelectorAll(".swatch[data-run]").forEach((s) => { s.style.background = CX.runColour(s.dataset.run); });
+
 CX.maxAbs = function (values) {
   let m = 0;
   for (let i = 0; i < values.length; i++) { const a = Math.abs(values[i]); if (a > m) m = a; }

@@ -91,7 +91,25 @@ function saveState() {
   for (const [id, fallback] of [["scale-mode", "shared"], ["layout", "grid"]]) {
     if ($(id).value !== fallback) next.set(id, $(id).value); else next.delete(id);
   }
+  const slider = $("sync-slider");  // the slider's step, once moved: a reload comes back to it
+  if (slider.dataset.moved && allSteps.length) next.set("at", allSteps[Number(slider.value)]); else next.delete("at");
   history.replaceState(null, "", `${location.pathname}?${next}`);
+}
+
+// One chart per metric any compared run recorded, a line per run in the run's colour.
+const curveCharts = {};
+async function drawCurves() {
+  const metrics = await Promise.all(RUNS.map(async (r) => (await CX.json(`/api/runs/${r.id}/metrics`)).metrics));
+  const names = [...new Set(metrics.flatMap((m) => Object.keys(m)))].sort();
+  const width = Math.max(320, Math.min(460, Math.floor(($("compare-charts").clientWidth - 32) / 3)));
+  for (const name of names) {
+    const chart = curveCharts[name] || (curveCharts[name] = new LineChart($("compare-charts"), { title: name, width, height: 220 }));
+    chart.setSeries(RUNS.map((r, k) => metrics[k][name] && {
+      name: `run ${r.id}`, run: r.id, xs: metrics[k][name].steps, ys: metrics[k][name].values, colour: CX.runColour(r.id),
+      smooth: name.startsWith("train_"),
+    }).filter(Boolean));
+  }
+  if (!names.length) $("compare-charts").textContent = "no metrics recorded in these runs";
 }
 
 async function start() {
@@ -110,17 +128,21 @@ async function start() {
   slider.max = Math.max(0, allSteps.length - 1);
   slider.value = allSteps.indexOf(Math.max(...layers[0] ? layers[0].layer.steps : [0]));
   if (slider.value < 0) slider.value = slider.max;
-  slider.addEventListener("input", () => drawAll(allSteps[Number(slider.value)]));
+  const at = allSteps.indexOf(Number(params.get("at")));
+  if (params.has("at") && at >= 0) {  // the slider's step of the address: where it was left
+    slider.value = at; slider.dataset.moved = "1"; await drawAll(allSteps[at]);
+  }
+  slider.addEventListener("input", () => { slider.dataset.moved = "1"; saveState(); drawAll(allSteps[Number(slider.value)]); });
   const redraw = () => {
     saveState();
     document.body.classList.toggle("compare-one-row", $("layout").value === "row");
     drawAll(slider.dataset.moved ? allSteps[Number(slider.value)] : null);
   };
-  slider.addEventListener("input", () => { slider.dataset.moved = "1"; });
   for (const id of ["scale-mode", "layout", "numbers"]) $(id).addEventListener("change", redraw);
   window.addEventListener("resize", () => { if ($("layout").value === "row") redraw(); });
   document.body.dataset.compareReady = "true";
 }
 
 start().catch((error) => { $("compare-readout").textContent = String(error.message || error); });
-window.cxCompare = { layers, drawAll, allSteps: () => allSteps };
+drawCurves().catch((error) => { $("compare-charts").textContent = String(error.message || error); });
+window.cxCompare = { layers, drawAll, allSteps: () => allSteps, curveCharts };

@@ -70,6 +70,14 @@ function xsOf(all, metric, live, planned) {
   return metric.steps;
 }
 
+// The page's address keeps what the reader chose (a reload or a shared link shows the same): value null removes it.
+const given = new URLSearchParams(location.search);
+function setParam(key, value) {
+  const next = new URLSearchParams(location.search);
+  if (value === null || value === undefined) next.delete(key); else next.set(key, String(value));
+  history.replaceState(null, "", next.toString() ? `${location.pathname}?${next}` : location.pathname);
+}
+
 function drawCharts() {
   const groups = chartGroups(), axis = AXES[xAxis()];
   const live = LIVE.includes(state.status);
@@ -77,9 +85,14 @@ function drawCharts() {
   const empty = xAxis() === "time" ? "no wall times: recorded before convexp kept them" : xAxis() === "epoch" ? "this run records no epochs" : null;
   for (const [title, names] of Object.entries(groups)) {
     if (!names.length) continue;
-    if (!charts[title]) charts[title] = new LineChart($("charts"), { title, log: $("log-scale").checked, smoothing: smoothing() });
+    const fresh = !charts[title];
+    if (fresh) charts[title] = new LineChart($("charts"), { title, log: $("log-scale").checked, smoothing: smoothing() });
     charts[title].options.empty = empty;
     if (charts[title].options.xLabel !== axis.label) charts[title].setAxis(axis.label, axis.format, axis.integer);
+    if (fresh) {  // its log scale and zoom as the address says (chart.TITLE=log,x0,x1), and kept there
+      charts[title].applyState(given.get(`chart.${title}`));
+      charts[title].options.onState = (chart) => setParam(`chart.${title}`, chart.state());
+    }
     // per-step metrics (train_*) are the noisy ones the smoothing slider is for
     const smooth = (n) => n.startsWith("train_");
     const series = names.map((n, k) => ({ name: n, xs: xsOf(state.metrics, state.metrics[n], live, planned), steps: state.metrics[n].steps,
@@ -117,9 +130,7 @@ new ResizeObserver(() => layoutCharts()).observe($("charts"));
   if (given in AXES) $("x-axis").value = given;
 }
 $("x-axis").addEventListener("change", () => {
-  const next = new URLSearchParams(location.search);
-  if (xAxis() !== "step") next.set("x", xAxis()); else next.delete("x");
-  history.replaceState(null, "", next.toString() ? `${location.pathname}?${next}` : location.pathname);
+  setParam("x", xAxis() !== "step" ? xAxis() : null);
   drawCharts();
 });
 
@@ -146,7 +157,11 @@ function showRow(row) {
   $("run-ended").textContent = row.ended ? `; ended ${row.ended}` : "";
 }
 
-$("log-scale").addEventListener("change", (e) => Object.values(charts).forEach((c) => c.setLog(e.target.checked)));
+if (given.get("log") === "1") $("log-scale").checked = true;
+$("log-scale").addEventListener("change", (e) => {
+  setParam("log", e.target.checked ? "1" : null);
+  Object.values(charts).forEach((c) => c.setLog(e.target.checked));
+});
 
 // smoothing of the per-step curves: 0 draws the recorded values; in the URL as ?smoothing=
 function smoothing() { return Number($("smoothing").value) || 0; }
@@ -158,17 +173,13 @@ function smoothing() { return Number($("smoothing").value) || 0; }
 $("smoothing").addEventListener("input", () => {
   $("smoothing-value").textContent = smoothing().toFixed(2);
   Object.values(charts).forEach((c) => c.setSmoothing(smoothing()));
-  const next = new URLSearchParams(location.search);
-  if (smoothing() > 0) next.set("smoothing", String(smoothing())); else next.delete("smoothing");
-  history.replaceState(null, "", next.toString() ? `${location.pathname}?${next}` : location.pathname);
+  setParam("smoothing", smoothing() > 0 ? smoothing() : null);
 });
 
 async function setOverlays(ids) {
   for (const id of [...overlays.keys()]) if (!ids.includes(id)) overlays.delete(id);
   for (const id of ids) if (!overlays.has(id)) overlays.set(id, (await CX.json(`/api/runs/${id}/metrics`)).metrics);
-  const next = new URLSearchParams(location.search);
-  if (ids.length) next.set("overlay", ids.join(",")); else next.delete("overlay");
-  history.replaceState(null, "", next.toString() ? `${location.pathname}?${next}` : location.pathname);
+  setParam("overlay", ids.length ? ids.join(",") : null);
   drawCharts();
   $("charts").dataset.overlays = ids.join(",");
 }
@@ -215,7 +226,10 @@ function draw(snapshot) {
   $("step-label").textContent = `step ${snapshot.step} (epoch ${snapshot.epoch}) · snapshot ${state.index + 1} of ${state.steps.length}`;
   trajectoryCharts.forEach((chart) => chart.setMarker(snapshot.step));  // the shown step on the filter's curves
   if (state.selected !== null) showValues();
-  if (!state.playing) scheduleAnalysis();
+  if (!state.playing) {
+    scheduleAnalysis();
+    setParam("step", state.index === state.steps.length - 1 ? null : snapshot.step);  // the last step: no need to say
+  }
 }
 
 // Show the snapshot at slider position `index` (the newest request wins if several are in flight).
@@ -246,6 +260,8 @@ async function selectLayer(name) {
   newGrid();
   spread.body = null; spread.first = null; spread.histogram = null;
   loadDistribution().catch((error) => { $("dist-status").textContent = String(error.message || error); });
+  setParam("layer", name === RUN.conv_layers[0].layer ? null : name);
+  setParam("filter", null);  // a filter of another layer
   await show(state.steps.length - 1);
 }
 
@@ -288,6 +304,7 @@ let trajectoryCharts = [], trajectory = null;
 async function selectFilter(hit) {
   const [, inC] = state.shape;
   state.selected = { filter: hit.filter, channel: hit.channel };
+  setParam("filter", hit.filter);
   const choice = $("detail-channel");
   choice.replaceChildren(...(inC > 1 ? [new Option(`mean over ${inC} channels`, "mean")] : []),
     ...Array.from({ length: inC }, (_, c) => new Option(`channel ${c}`, String(c))));
@@ -596,7 +613,16 @@ if (RUN.conv_layers.length) {
     if (state.playing) stop();
     show(Math.max(0, Math.min(state.steps.length - 1, state.index + by * (e.shiftKey ? 10 : 1))));
   });
-  selectLayer(RUN.conv_layers[0].layer);
+  // the layer, step and filter the address names (a reload comes back to them), else the first layer's last step
+  const layer = RUN.conv_layers.some((l) => l.layer === given.get("layer")) ? given.get("layer") : RUN.conv_layers[0].layer;
+  $("layer").value = layer;
+  selectLayer(layer).then(async () => {
+    if (given.has("step") && state.steps.length) await show(nearestIndex(Number(given.get("step"))));
+    const filter = Number(given.get("filter"));
+    if (given.has("filter") && Number.isInteger(filter) && filter >= 0 && filter < state.shape[0]) {
+      await selectFilter({ filter, channel: null });
+    }
+  });
 }
 
 // The position of the recorded step nearest to ``step`` (a thinned run lacks most steps).

@@ -69,7 +69,7 @@ function cell(row, key) {
   td.dataset.key = key;
   const value = valueOf(row, key);
   if (key === "id") {
-    const a = document.createElement("a"); a.href = `/runs/${row.id}`; a.textContent = row.id; td.append(a);
+    const a = document.createElement("a"); a.href = `/runs/${row.id}`; a.textContent = row.id; td.append(CX.swatch(row.id), a);
   } else if (key === "experiment") {
     const a = document.createElement("a"); a.href = `/experiments/${encodeURIComponent(value)}`; a.textContent = value;
     a.title = "its runs grouped by a parameter"; td.append(a);
