@@ -7,8 +7,8 @@ Each picture is the output of the convexp commands the docs show, run on a fresh
 folder: the quickstart's filters during training, conv1's edge share by initializer across 5 seeds
 (the ``edge-detectors`` grid, one MNIST epoch each), conv2's top patches and preferred inputs after 12
 epochs of ``mnist-keras-convnet`` on tensorflow, the quickstart's learning rates and the lr-sweep's TPE trials
-against what they did, and the web UI's run page (through the browser test that
-checks it, with CONVEXP_WRITE_DOCS_IMAGES=1).
+against what they did, and the web UI's pages (the run page, and the runs and run pages at 800 and 1,400 px,
+light and dark, through the browser tests that check them, with CONVEXP_WRITE_DOCS_IMAGES=1).
 """
 
 from __future__ import annotations
@@ -112,6 +112,17 @@ def ui_run(db: Path, mnist: Path | None) -> None:
     )
 
 
+def ui_pages(db: Path, mnist: Path | None) -> None:
+    print("$ CONVEXP_WRITE_DOCS_IMAGES=1 python -m pytest -n 0 tests/ui/test_ui_round3.py -k screenshots", flush=True)
+    env = {**os.environ, "CONVEXP_WRITE_DOCS_IMAGES": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "tests/ui/test_ui_round3.py", "-k", "screenshots"],
+        cwd=REPO,
+        env=env,
+        check=True,
+    )
+
+
 def _needs(mnist: Path | None) -> Path:
     if mnist is None:
         sys.exit("this picture trains on MNIST: give --mnist DIR (the four IDX files)")
@@ -125,6 +136,7 @@ PICTURES = {
     "lr-sweep": lr_sweep,
     "lr-sweep-tpe": lr_sweep_tpe,
     "ui-run": ui_run,
+    "ui-pages": ui_pages,
 }
 
 

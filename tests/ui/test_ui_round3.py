@@ -274,3 +274,30 @@ def test_a_reload_keeps_the_run_pages_layer_step_filter_log_scale_and_zoom(world
         {"x0": 5, "x1": 15},
     ]
     page.close()
+
+
+#: (page, width, colour scheme) of each of the docs' pictures of the UI at the two widths it is built for.
+SCREENSHOTS = [("", 1400, "light"), ("", 800, "dark"), ("runs/3", 1400, "dark"), ("runs/3", 800, "light")]
+
+
+@pytest.mark.parametrize("path, width, scheme", SCREENSHOTS)
+def test_screenshots_of_the_runs_and_run_pages_at_800_and_1400_px_light_and_dark(world, path, width, scheme):
+    """The docs' pictures (CONVEXP_WRITE_DOCS_IMAGES=1 writes them to docs/images, as scripts/docs_images.py does):
+    nothing wider than the window, and the page in the scheme asked for."""
+    import os
+
+    from tests.conftest import REPO
+
+    page = world["new_page"](viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page.goto(world["url"] + path + ("?where=seed%3D1" if not path else ""))
+    page.wait_for_selector("#kernel-canvas[data-step]" if path else "#runs-table tbody tr")
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert (background == "rgb(255, 255, 255)") == (scheme == "light"), background
+    name = f"ui-{'run' if path else 'runs'}-{width}-{scheme}.png"
+    out = world["db"].parent / name
+    page.screenshot(path=str(out), full_page=not path)
+    page.close()
+    assert out.stat().st_size > 10_000
+    if os.environ.get("CONVEXP_WRITE_DOCS_IMAGES"):
+        shutil.copyfile(out, REPO / "docs" / "images" / name)
