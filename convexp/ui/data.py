@@ -97,6 +97,7 @@ def run_row(run: RunRecord, now: datetime | None = None) -> dict[str, Any]:
         "id": run.id,
         "name": run.name,
         "tags": list(run.tags or ()),
+        "notes": run.notes,
         "experiment": run.experiment,
         "backend": run.backend,
         "status": status,

@@ -40,6 +40,8 @@ def experiment_view(
             metric = "test_accuracy" if "test_accuracy" in recorded else sorted(recorded)[0]
         else:  # kernels only: how far they moved
             measure = "drift"
+    if measure is not None and layer is None:  # a measure chosen before a layer: the first layer every run recorded
+        layer = _first_shared_layer(store, [r.id for r in runs if r.status == "finished"])
     grouped = group_runs(store, experiment, by, where or ())  # once, for the table and the curves
     summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer, grouped=grouped)
     curves = group_curves(store, experiment, by, metric, measure, layer, grouped=grouped)
@@ -70,6 +72,14 @@ def experiment_view(
         # each run through its parameters to the quantity: the parallel coordinates and the scatter
         "sweep": swept.as_dict() if swept and swept.fields else None,
     }
+
+
+def _first_shared_layer(store: Store, run_ids: list[int]) -> str | None:
+    """The first layer (in the first run's order) that every one of the runs recorded; None if there is none."""
+    if not run_ids:
+        return None
+    layers = [store.snapshot_layers(i) for i in run_ids]
+    return next((name for name in layers[0] if all(name in others for others in layers[1:])), None)
 
 
 def _cell(value: Any) -> Any:

@@ -562,5 +562,7 @@ def test_the_experiment_page_takes_where_as_convexp_summary_does(world):
     for row in view["summary"]["rows"]:
         assert row["n"] == rows[row["initializer"]]["n"] and row["mean"] == pytest.approx(rows[row["initializer"]]["mean"])
     answer = page.request.get(f"{world['url']}api/experiments/grid?by=initializer&where=seed%3E9")
-    assert answer.status == 400 and answer.json()["error"] == "no run of experiment 'grid' meets --where seed>9"
+    assert (
+        answer.status == 400 and answer.json()["error"] == "no run of experiment 'grid' meets where seed>9"
+    )  # the page's parameter, not the CLI's option
     page.close()

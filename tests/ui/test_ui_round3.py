@@ -301,3 +301,30 @@ def test_screenshots_of_the_runs_and_run_pages_at_800_and_1400_px_light_and_dark
     assert out.stat().st_size > 10_000
     if os.environ.get("CONVEXP_WRITE_DOCS_IMAGES"):
         shutil.copyfile(out, REPO / "docs" / "images" / name)
+
+
+def test_free_text_search_over_ids_names_experiments_tags_and_notes_and_a_chart_saved_as_png(world):
+    import io
+
+    from PIL import Image
+
+    page = world["new_page"]()
+    page.goto(world["url"])
+    page.wait_for_selector("#runs-table tbody tr")
+    shown = lambda: page.eval_on_selector_all("#runs-table tbody tr", "rows => rows.map(r => Number(r.dataset.run))")  # noqa: E731
+    page.fill("#filter-text", "WIDER FILTERS")  # run 2's name, in any case
+    page.wait_for_function("() => document.querySelectorAll('#runs-table tbody tr').length == 1")
+    assert shown() == [2] and parse_qs(urlparse(page.url).query)["q"] == ["WIDER FILTERS"]
+    page.fill("#filter-text", "small")  # the experiment's name
+    page.wait_for_function("() => document.querySelectorAll('#runs-table tbody tr').length == 2")
+    assert shown() == [1, 2]
+    page.goto(world["url"] + "runs/3")
+    page.wait_for_function("() => window.cxRun.charts.loss !== undefined")
+    with page.expect_download() as download:
+        page.locator(".chart-png").first.click()
+    assert download.value.suggested_filename == "loss.png"
+    picture = Image.open(io.BytesIO(download.value.path().read_bytes()))
+    assert picture.format == "PNG" and picture.size == tuple(
+        page.evaluate("() => [window.cxRun.charts.loss.canvas.width, window.cxRun.charts.loss.canvas.height]")
+    )
+    page.close()

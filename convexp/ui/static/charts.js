@@ -76,7 +76,10 @@ class LineChart {
     this.resetButton.addEventListener("click", () => this.setView(null));
     const hint = document.createElement("span");
     hint.className = "muted"; hint.textContent = "drag: zoom · shift+drag: pan";
-    bar.append(log, this.resetButton, hint);
+    const png = document.createElement("button");
+    png.className = "chart-png"; png.textContent = "PNG"; png.title = "save this chart as drawn (a PNG file)";
+    png.addEventListener("click", () => { this.draw(); CX.savePng(this.canvas, `${(this.options.title || "chart").replace(/[^\w.-]+/g, "_")}.png`); });
+    bar.append(log, this.resetButton, png, hint);
     this.canvas = document.createElement("canvas");
     this.canvas.width = this.options.width; this.canvas.height = this.options.height;
     this.tip = document.createElement("div");

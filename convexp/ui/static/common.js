@@ -41,6 +41,14 @@ CX.swatch = function (id) {
 };
 document.querySelectorAll(".swatch[data-run]").forEach((s) => { s.style.background = CX.runColour(s.dataset.run); });
 
+// A canvas as drawn, saved as a PNG file (made in the page: nothing is fetched).
+CX.savePng = function (canvas, name) {
+  const link = document.createElement("a");
+  link.href = canvas.toDataURL("image/png");
+  link.download = name;
+  document.body.append(link); link.click(); link.remove();
+};
+
 CX.maxAbs = function (values) {
   let m = 0;
   for (let i = 0; i < values.length; i++) { const a = Math.abs(values[i]); if (a > m) m = a; }

@@ -632,18 +632,11 @@ function nearestIndex(step) {
   return best;
 }
 loadMetrics().then(() => { if (LIVE.includes(state.status)) setTimeout(poll, 1000); });
-// export: a canvas as drawn, as a PNG file (made in the page: nothing is fetched)
-function savePng(canvas, name) {
-  const link = document.createElement("a");
-  link.href = canvas.toDataURL("image/png");
-  link.download = name;
-  document.body.append(link); link.click(); link.remove();
-}
 if ($("grid-png")) {
-  $("grid-png").addEventListener("click", () => savePng($("kernel-canvas"), `run-${RUN.id}-${state.layer}-step-${state.steps[state.index]}.png`));
+  $("grid-png").addEventListener("click", () => CX.savePng($("kernel-canvas"), `run-${RUN.id}-${state.layer}-step-${state.steps[state.index]}.png`));
   $("patches-png").addEventListener("click", () => {
     const canvas = $("patches-canvas");
-    savePng(canvas, `run-${RUN.id}-${canvas.dataset.layer}-step-${canvas.dataset.step}-patches.png`);
+    CX.savePng(canvas, `run-${RUN.id}-${canvas.dataset.layer}-step-${canvas.dataset.step}-patches.png`);
   });
 }
 

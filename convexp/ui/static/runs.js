@@ -212,6 +212,7 @@ function fillChooser() {
 function saveState() {
   const next = new URLSearchParams();
   for (const key of FILTERS) if ($(`filter-${key}`).value) next.set(key, $(`filter-${key}`).value);
+  if ($("filter-text").value.trim()) next.set("q", $("filter-text").value.trim());
   if ($("filter-where").value.trim()) next.set("where", $("filter-where").value.trim());
   if (wantedTags().length) next.set("tags", wantedTags().join(","));
   if (hidden.size) next.set("hide", [...hidden].join(","));
@@ -232,8 +233,10 @@ function addTagFilter(tag) {
 function render() {
   const want = Object.fromEntries(FILTERS.map((k) => [k, $(`filter-${k}`).value]));
   const tags = wantedTags();
+  const text = $("filter-text").value.trim().toLowerCase();
   let shown = [...rows.values()].filter((r) => Object.entries(want).every(([k, v]) => !v || String(r[k]) === v))
-    .filter((r) => tags.every((t) => r.tags.includes(t)));
+    .filter((r) => tags.every((t) => r.tags.includes(t)))
+    .filter((r) => !text || [String(r.id), r.name, r.experiment, ...r.tags, r.notes].some((v) => v && v.toLowerCase().includes(text)));
   let conditions = [];
   $("where-error").hidden = true;
   try {
@@ -323,6 +326,8 @@ async function poll() {
 
 document.querySelectorAll("th[data-key]").forEach((th) => th.addEventListener("click", () => sortBy(th.dataset.key)));
 FILTERS.forEach((key) => $(`filter-${key}`).addEventListener("change", render));
+$("filter-text").value = url.get("q") || "";
+$("filter-text").addEventListener("input", () => { rowsShown = ROWS_AT_ONCE; render(); });
 $("filter-where").value = url.get("where") || "";
 $("filter-where").addEventListener("change", render);
 $("filter-tags").value = (url.get("tags") || "").split(",").filter(Boolean).join(" ");

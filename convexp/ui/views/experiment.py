@@ -3,14 +3,20 @@ interval, and its curves."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from convexp.errors import ConvexpError
+from convexp.ui.data import BadRequest
 from convexp.ui.experiment_data import experiment_view
 from convexp.ui.views.base import FiniteJSONResponse, Views, script_json
+
+#: A CLI option named in a library error, where this page has the query parameter of that name.
+OPTION = re.compile(r"--(by|metric|measure|layer|where)\b")
 
 
 def _experiment(views: Views, request: Request) -> dict[str, Any]:
@@ -25,7 +31,12 @@ def _experiment(views: Views, request: Request) -> dict[str, Any]:
         (r.id, r.uid, r.status, r.steps_completed, r.name, tuple(r.tags or ())) for r in views.store.list_runs(experiment=name)
     )
     key = (name, tuple(by), chosen, tuple(where), runs)
-    return views.experiment_cache.get(key, lambda: experiment_view(views.store, name, by, *chosen, where))
+    try:
+        return views.experiment_cache.get(key, lambda: experiment_view(views.store, name, by, *chosen, where))
+    except BadRequest:
+        raise
+    except ConvexpError as exc:  # the library speaks of the CLI's options; this page's are its query parameters
+        raise BadRequest(OPTION.sub(r"\1", str(exc))) from None
 
 
 def experiment_page(views: Views, request: Request) -> Response:
