@@ -328,3 +328,15 @@ def test_free_text_search_over_ids_names_experiments_tags_and_notes_and_a_chart_
         page.evaluate("() => [window.cxRun.charts.loss.canvas.width, window.cxRun.charts.loss.canvas.height]")
     )
     page.close()
+
+
+def test_a_list_of_several_choices_takes_plain_clicks(world):
+    page = world["new_page"]()
+    page.goto(world["url"] + "runs/1")
+    page.wait_for_selector("#overlay")
+    page.click("#overlay option[value='2']")  # no ctrl: the click chooses it
+    page.wait_for_function("() => document.getElementById('charts').dataset.overlays == '2'")
+    assert parse_qs(urlparse(page.url).query)["overlay"] == ["2"]
+    page.click("#overlay option[value='2']")  # and a second click lets it go
+    page.wait_for_function("() => document.getElementById('charts').dataset.overlays == ''")
+    page.close()

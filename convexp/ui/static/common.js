@@ -41,6 +41,18 @@ CX.swatch = function (id) {
 };
 document.querySelectorAll(".swatch[data-run]").forEach((s) => { s.style.background = CX.runColour(s.dataset.run); });
 
+// A list that takes several choices (overlay runs, group by) toggles the clicked one on a plain click: no ctrl-click
+// needed to keep the others.
+document.addEventListener("mousedown", (event) => {
+  const option = event.target;
+  const select = option instanceof HTMLOptionElement ? option.closest("select") : null;
+  if (!select || !select.multiple || option.disabled) return;
+  event.preventDefault();
+  option.selected = !option.selected;
+  select.focus();
+  select.dispatchEvent(new Event("change", { bubbles: true }));
+});
+
 // A canvas as drawn, saved as a PNG file (made in the page: nothing is fetched).
 CX.savePng = function (canvas, name) {
   const link = document.createElement("a");
