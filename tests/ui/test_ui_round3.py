@@ -340,3 +340,26 @@ def test_a_list_of_several_choices_takes_plain_clicks(world):
     page.click("#overlay option[value='2']")  # and a second click lets it go
     page.wait_for_function("() => document.getElementById('charts').dataset.overlays == ''")
     page.close()
+
+
+def test_a_click_on_a_legend_entry_hides_its_run_and_a_second_brings_it_back(world):
+    page = world["new_page"]()
+    page.goto(world["url"] + "compare?runs=2,3")
+    page.wait_for_function("() => window.cxCompare.curveCharts.test_accuracy !== undefined")
+    shown = "() => window.cxCompare.curveCharts.test_accuracy.shown().map(s => s.name)"
+    assert page.evaluate(shown) == ["run 2", "run 3"]
+
+    def click_entry(name: str) -> None:
+        point = page.evaluate(
+            """(name) => { const c = window.cxCompare.curveCharts.test_accuracy, b = c.legendBoxes.find(b => b.name === name);
+                 const r = c.canvas.getBoundingClientRect(), k = r.width / c.canvas.width;
+                 return [r.left + (b.x + 5) * k, r.top + (b.y + 3) * k]; }""",
+            name,
+        )
+        page.mouse.click(*point)
+
+    click_entry("run 2")
+    assert page.evaluate(shown) == ["run 3"]
+    click_entry("run 2")
+    assert page.evaluate(shown) == ["run 2", "run 3"]
+    page.close()

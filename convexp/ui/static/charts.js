@@ -88,6 +88,7 @@ class LineChart {
     parent.append(this.box);
     this.series = [];
     this.given = [];
+    this.off = new Set();  // the series a click on their legend entry hid (by their given name)
     this.view = null;  // the x range shown when zoomed: {x0, x1}; null: everything
     this.canvas.addEventListener("mousedown", (e) => this.press(e));
     this.canvas.addEventListener("mousemove", (e) => this.drag ? this.dragTo(e) : this.hover(e));
@@ -130,8 +131,19 @@ class LineChart {
     const x = CX.canvasPoint(this.canvas, event).x;
     return e.x0 + (x - left) / (W - left - right) * (e.x1 - e.x0);
   }
+  // The series drawn: all but those hidden from the legend.
+  shown() { return this.series.filter((s) => !this.off.has(s.key)); }
+  // Hide or show a series (its given name), as a click on its legend entry does.
+  toggle(key) {
+    if (this.off.has(key)) this.off.delete(key); else this.off.add(key);
+    this.draw();
+  }
   press(event) {
-    if (!this.frame || event.button !== 0) return;
+    if (event.button !== 0) return;
+    const p = CX.canvasPoint(this.canvas, event);
+    const entry = (this.legendBoxes || []).find((b) => p.x >= b.x && p.x <= b.x + b.w && p.y >= b.y - 4 && p.y <= b.y + 9);
+    if (entry) { event.preventDefault(); this.toggle(entry.key); return; }
+    if (!this.frame) return;
     event.preventDefault();
     const startX = CX.canvasPoint(this.canvas, event).x;
     this.drag = { from: this.xValue(event), to: this.xValue(event), pan: event.shiftKey, view: this.frame.e, startX };
@@ -179,10 +191,10 @@ class LineChart {
       // a band of a quantity that is never negative (a loss, a share) is drawn from 0 up: a t interval of few
       // runs can reach below zero, the quantity cannot (the readout still says the interval)
       if (s.lows) s.bandFloor = s.ys.every((v) => v === null || !(v < 0)) ? 0 : -Infinity;
-      if (!s.smooth || !(weight > 0)) { this.series.push(s); return; }
+      if (!s.smooth || !(weight > 0)) { this.series.push(Object.assign({}, s, { key: s.name, colour: s.colour || PALETTE[n % PALETTE.length] })); return; }
       const colour = s.colour || PALETTE[n % PALETTE.length];
-      this.series.push(Object.assign({}, s, { colour, faint: true }));
-      this.series.push(Object.assign({}, s, { colour, ys: emaSmooth(s.ys, weight), name: `${s.name} (smoothed ${weight})` }));
+      this.series.push(Object.assign({}, s, { key: s.name, colour, faint: true }));
+      this.series.push(Object.assign({}, s, { key: s.name, colour, ys: emaSmooth(s.ys, weight), name: `${s.name} (smoothed ${weight})` }));
     });
     this.draw();
   }
@@ -195,7 +207,7 @@ class LineChart {
   extent() {
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     const view = this.view;
-    for (const s of this.series) for (let i = 0; i < s.xs.length; i++) {
+    for (const s of this.shown()) for (let i = 0; i < s.xs.length; i++) {
       if (s.xs[i] === null || (view && (s.xs[i] < view.x0 || s.xs[i] > view.x1))) continue;  // zoomed: y fits what is shown
       for (const v of [s.ys[i], s.lows && s.lows[i] !== null ? Math.max(s.bandFloor, s.lows[i]) : null, s.highs ? s.highs[i] : null]) {
         const y = this.y(v);
@@ -230,7 +242,7 @@ class LineChart {
     for (const { s, n } of entries) {
       const w = 18 + ctx.measureText(s.name).width;
       if (lx + w > W - right && lx > left) { lx = left; ly += 13; }
-      boxes.push({ x: lx, y: ly, w, name: s.name, colour: s.colour || PALETTE[n % PALETTE.length] });
+      boxes.push({ x: lx, y: ly, w, name: s.name, key: s.key, colour: s.colour || PALETTE[n % PALETTE.length] });
       lx += w;
     }
     const top = boxes.length ? ly + 10 : 20;
@@ -261,7 +273,7 @@ class LineChart {
     ctx.textAlign = "center"; ctx.fillText(this.options.xLabel, left + (W - left - right) / 2, H - 4); ctx.textAlign = "left";
     ctx.save();  // lines and bands stay inside the plot when zoomed
     ctx.beginPath(); ctx.rect(left, top - 2, W - left - right, H - bottom - top + 4); ctx.clip();
-    this.series.forEach((s, n) => {  // bands first, under every line: each run of steps with an interval is one polygon
+    this.shown().forEach((s, n) => {  // bands first, under every line: each run of steps with an interval is one polygon
       if (!s.lows) return;
       ctx.fillStyle = s.colour || PALETTE[n % PALETTE.length]; ctx.globalAlpha = 0.2;
       let run = [];
@@ -282,7 +294,7 @@ class LineChart {
       flush();
       ctx.globalAlpha = 1;
     });
-    this.series.forEach((s, n) => {
+    this.shown().forEach((s, n) => {
       ctx.strokeStyle = s.colour || PALETTE[n % PALETTE.length]; ctx.lineWidth = s.width || 1.2;
       ctx.globalAlpha = s.faint ? 0.3 : 1;
       ctx.setLineDash(s.dash ? [5, 3] : []);
@@ -308,9 +320,12 @@ class LineChart {
       }
     });
     ctx.restore();
-    for (const b of boxes) {
+    for (const b of boxes) {  // a hidden series' entry stays, pale and struck through: click it to bring the series back
+      ctx.globalAlpha = this.off.has(b.key) ? 0.35 : 1;
       ctx.fillStyle = b.colour; ctx.fillRect(b.x, b.y + 1, 10, 3);
       ctx.fillStyle = theme.fg; ctx.fillText(b.name, b.x + 13, b.y + 6);
+      if (this.off.has(b.key)) { ctx.fillRect(b.x + 13, b.y + 3, b.w - 16, 1); }
+      ctx.globalAlpha = 1;
     }
     if (this.marker !== null && this.marker !== undefined && this.marker >= e.x0 && this.marker <= e.x1) {
       ctx.strokeStyle = theme.fg; ctx.setLineDash([3, 3]);
@@ -339,7 +354,7 @@ class LineChart {
     const xv = this.xValue(event);
     const lines = [];
     let shownX = null;
-    for (const s of this.series.filter((s) => !s.faint).slice(0, 12)) {
+    for (const s of this.shown().filter((s) => !s.faint).slice(0, 12)) {
       let best = -1, dist = Infinity;
       for (let i = 0; i < s.xs.length; i++) {
         if (s.xs[i] === null) continue;
