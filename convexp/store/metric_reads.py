@@ -1,5 +1,6 @@
-"""Reading a run's metrics back: all of them or some by name, several runs' at once, the last value of
-each, those after a step (what a live view fetches), or a pandas frame."""
+"""Reading a run's metrics back: all of them or some by name, several runs' at once, one value of a metric for
+every run (a column of the runs table), the last value of each, those after a step (what a live view fetches),
+or a pandas frame."""
 
 from __future__ import annotations
 
@@ -46,6 +47,30 @@ class MetricReads:
         query = select(Metric.name).where(Metric.run_id.in_(list(run_ids))).distinct().order_by(Metric.name)
         with self.engine.connect() as connection:
             return list(connection.execute(query).scalars())
+
+    def metric_of_runs(self, name: str, how: str = "last", step: int | None = None) -> dict[int, float]:
+        """One value of metric ``name`` for every run that recorded it, in one query: its ``last`` value, its
+        ``min`` or ``max`` over the steps, or (``at``) its value at ``step`` or the last step before it (runs
+        without one are absent): a column of the runs table."""
+        if how in ("min", "max"):
+            aggregate = func.min(Metric.value) if how == "min" else func.max(Metric.value)
+            query = select(Metric.run_id, aggregate).where(Metric.name == name).group_by(Metric.run_id)
+        elif how in ("last", "at"):
+            if how == "at" and step is None:
+                raise StoreError("a metric's value 'at' a step needs the step")
+            chosen = select(Metric.run_id, func.max(Metric.step).label("step")).where(Metric.name == name)
+            if how == "at":
+                chosen = chosen.where(Metric.step <= step)
+            latest = chosen.group_by(Metric.run_id).subquery()
+            query = (
+                select(Metric.run_id, Metric.value)
+                .join(latest, (Metric.run_id == latest.c.run_id) & (Metric.step == latest.c.step))
+                .where(Metric.name == name)
+            )
+        else:
+            raise StoreError(f"a metric's value is its last, min, max or at a step, not '{how}'")
+        with self.engine.connect() as connection:
+            return {run_id: value for run_id, value in connection.execute(query)}
 
     def metrics_frame(self, run_id: int, names: Iterable[str] | None = None):
         """A run's metrics as a pandas DataFrame with columns step, epoch, name, value, wall_time (Unix

@@ -363,3 +363,46 @@ def test_a_click_on_a_legend_entry_hides_its_run_and_a_second_brings_it_back(wor
     click_entry("run 2")
     assert page.evaluate(shown) == ["run 2", "run 3"]
     page.close()
+
+
+def test_a_metric_as_a_column_its_last_min_max_or_value_at_a_step_as_sql_gives_it(world):
+    import sqlite3
+
+    def sql(query: str) -> dict[str, float]:
+        with sqlite3.connect(world["db"]) as connection:
+            return {str(r): v for r, v in connection.execute(query).fetchall()}
+
+    page = world["new_page"]()
+    page.goto(world["url"])
+    page.wait_for_selector("#runs-table tbody tr")
+    page.click("#column-chooser summary")
+    page.wait_for_selector("#metric-name option[value='train_loss']", state="attached")
+    page.select_option("#metric-name", "test_loss")
+    page.select_option("#metric-how", "min")
+    page.click("#metric-add")
+    page.wait_for_selector("#runs-table th.metric[data-key='m:test_loss:min']")
+    page.select_option("#metric-name", "train_loss")
+    page.select_option("#metric-how", "at")
+    page.fill("#metric-step", "10")
+    page.click("#metric-add")
+    page.wait_for_selector("#runs-table th.metric[data-key='m:train_loss:at:10']")
+    assert parse_qs(urlparse(page.url).query)["metrics"] == ["test_loss:min,train_loss:at:10"]
+    page.reload()  # the columns come back from the address
+    page.wait_for_selector("#runs-table td[data-key='m:train_loss:at:10']")
+    cells = page.eval_on_selector_all(
+        "#runs-table tbody tr",
+        "rows => rows.map(r => [r.dataset.run, ...['m:test_loss:min', 'm:train_loss:at:10'].map(k => r.querySelector(`td[data-key='${k}']`).textContent)])",
+    )
+    least = sql("SELECT run_id, min(value) FROM metrics WHERE name = 'test_loss' GROUP BY run_id")
+    at_ten = sql(
+        "SELECT m.run_id, m.value FROM metrics m WHERE m.name = 'train_loss' AND m.step = "
+        "(SELECT max(step) FROM metrics WHERE run_id = m.run_id AND name = 'train_loss' AND step <= 10)"
+    )
+    for run, shown_least, shown_at in cells:  # a run without the metric (a tracked one) has an empty cell
+        assert (float(shown_least) if shown_least else None) == (pytest.approx(least[run], rel=1e-4) if run in least else None)
+        assert (float(shown_at) if shown_at else None) == (pytest.approx(at_ten[run], rel=1e-4) if run in at_ten else None)
+    assert {"1", "2", "3"} <= set(least) & set(at_ten)
+    refused = page.request.get(world["url"] + "api/metric-column?name=train_loss&how=at")
+    assert refused.status == 400 and "step" in refused.json()["error"]
+    assert page.request.get(world["url"] + "api/metric-column?name=train_loss&how=best").status == 400
+    page.close()

@@ -23,8 +23,14 @@ const hidden = new Set((url.get("hide") || "").split(",").filter(Boolean));  // 
 const opened = new Set((url.get("open") || "").split(",").filter(Boolean));  // parameter groups shown in full
 const $ = (id) => document.getElementById(id);
 
-// a run's value of a column: its own field, or a parameter (p:FIELD)
-const valueOf = (row, key) => key.startsWith("p:") ? row.params[key.slice(2)] : row[key];
+// metrics shown as columns: "m:NAME:HOW" or "m:NAME:at:STEP" -> {run id: value}, fetched from the app
+const metricColumns = (url.get("metrics") || "").split(",").filter(Boolean).map((m) => `m:${m}`);
+const metricValues = new Map();
+const metricLabel = (key) => { const [, name, how, step] = key.split(":"); return how === "at" ? `${name} at ${step}` : `${name} (${how})`; };
+
+// a run's value of a column: its own field, a parameter (p:FIELD), or a metric (m:...)
+const valueOf = (row, key) => key.startsWith("p:") ? row.params[key.slice(2)]
+  : key.startsWith("m:") ? (metricValues.get(key) || {})[row.id] ?? null : row[key];
 
 // "FIELD=VALUE FIELD<VALUE ..." as conditions, the grammar of convexp runs --where (convexp/analysis/parameters.py's
 // Condition): =, == and != compare numbers as numbers, else as text; <, <=, >, >= compare numbers only
@@ -98,6 +104,8 @@ function cell(row, key) {
     }
   } else if (key === "name") {
     td.textContent = value || ""; if (value) td.title = value;  // a long name is cut short here: all of it on hover
+  } else if (key.startsWith("m:")) {
+    td.textContent = value === null ? "" : CX.fmt(value, 5); td.className = "n";
   } else if (key === "test_accuracy") {
     td.textContent = value === null ? "" : Number(value).toFixed(4); td.className = "n";
   } else {
@@ -145,9 +153,33 @@ function toggleGroup(head) {
   render();
 }
 
+// fetch each metric column's values (again: a live run's change)
+async function loadMetricColumns() {
+  await Promise.all(metricColumns.map(async (key) => {
+    const [, name, how, step] = key.split(":");
+    const query = new URLSearchParams({ name, how, ...(how === "at" ? { step } : {}) });
+    metricValues.set(key, (await CX.json(`/api/metric-column?${query}`)).values);
+  }));
+}
+
+function metricHeaders(tr) {
+  const before = tr.querySelector('th[data-key="tags"]');
+  for (const key of metricColumns) {
+    const th = document.createElement("th");
+    th.className = "metric"; th.dataset.key = key; th.dataset.type = "number"; th.textContent = metricLabel(key);
+    th.title = "a metric of each run; click to sort";
+    th.addEventListener("click", () => sortBy(key));
+    const remove = document.createElement("button"); remove.textContent = "×"; remove.title = "remove this column";
+    remove.addEventListener("click", (e) => { e.stopPropagation(); metricColumns.splice(metricColumns.indexOf(key), 1); render(); });
+    th.append(remove);
+    tr.insertBefore(th, before);
+  }
+}
+
 function header() {
   const tr = $("runs-table").tHead.rows[0];
-  tr.querySelectorAll("th.param, th.param-group").forEach((th) => th.remove());
+  tr.querySelectorAll("th.param, th.param-group, th.metric").forEach((th) => th.remove());
+  metricHeaders(tr);
   tr.querySelectorAll("th[data-key]").forEach((th) => { th.hidden = hidden.has(th.dataset.key); });
   for (const column of paramColumns) {
     const th = document.createElement("th");
@@ -216,6 +248,7 @@ function saveState() {
   if ($("filter-where").value.trim()) next.set("where", $("filter-where").value.trim());
   if (wantedTags().length) next.set("tags", wantedTags().join(","));
   if (hidden.size) next.set("hide", [...hidden].join(","));
+  if (metricColumns.length) next.set("metrics", metricColumns.map((k) => k.slice(2)).join(","));
   if (opened.size) next.set("open", [...opened].join(","));
   if (sortKey !== "id") next.set("sort", sortKey);
   if (sortDescending) next.set("desc", "1");
@@ -271,7 +304,10 @@ function render() {
     const tick = document.createElement("input"); tick.type = "checkbox"; tick.checked = selected.has(row.id);
     tick.title = "compare"; tick.addEventListener("change", () => { tick.checked ? selected.add(row.id) : selected.delete(row.id); updateCompare(); });
     const first = document.createElement("td"); first.append(tick); tr.append(first);
-    COLUMNS.filter((key) => !hidden.has(key)).forEach((key) => tr.append(cell(row, key)));
+    COLUMNS.filter((key) => !hidden.has(key)).forEach((key) => {
+      if (key === "tags") metricColumns.forEach((m) => tr.append(cell(row, m)));  // metrics after the key columns
+      tr.append(cell(row, key));
+    });
     paramColumns.forEach((c) => tr.append(c.group ? groupCell(row, c) : cell(row, `p:${c.field}`)));
     return tr;
   }));
@@ -318,7 +354,11 @@ async function poll() {
         const old = rows.get(row.id);
         if (!old || JSON.stringify(old) !== JSON.stringify(row)) { rows.set(row.id, row); changed = true; }
       }
-      if (changed) { if ($("no-runs")) $("no-runs").remove(); fillFilters(); render(); }
+      if (changed) {
+        if ($("no-runs")) $("no-runs").remove();
+        if (metricColumns.length) await loadMetricColumns();
+        fillFilters(); render();
+      }
     }
   } catch (error) { /* the next poll tries again */ }
   setTimeout(poll, 1000);
@@ -335,8 +375,27 @@ $("filter-tags").addEventListener("change", render);
 $("show-more").addEventListener("click", () => { rowsShown += ROWS_AT_ONCE; render(); });
 $("show-all").addEventListener("click", () => { rowsShown = Infinity; render(); });
 $("compare-button").addEventListener("click", () => { location.href = `/compare?runs=${[...selected].sort((a, b) => a - b).join(",")}`; });
+// the chooser's metric columns: the names once it is opened, a column added on "add column"
+$("column-chooser").addEventListener("toggle", async () => {
+  if (!$("column-chooser").open || $("metric-name").options.length) return;
+  const names = (await CX.json("/api/metric-names")).names;
+  $("metric-name").replaceChildren(...names.map((n) => new Option(n, n)));
+});
+$("metric-how").addEventListener("change", () => { $("metric-step").hidden = $("metric-how").value !== "at"; });
+$("metric-add").addEventListener("click", async () => {
+  const name = $("metric-name").value, how = $("metric-how").value, step = $("metric-step").value;
+  if (!name || (how === "at" && step === "")) return;
+  const key = how === "at" ? `m:${name}:at:${Number(step)}` : `m:${name}:${how}`;
+  if (!metricColumns.includes(key)) metricColumns.push(key);
+  await loadMetricColumns();
+  render();
+});
 fillFilters(true);
-render();
-window.cxReadyAt = performance.now();  // ms since the navigation began: the table drawn (benchmarks/ui_views.py)
+function firstRender() {
+  render();
+  window.cxReadyAt = performance.now();  // ms since the navigation began: the table drawn (benchmarks/ui_views.py)
+}
+// metric columns in the address: their values first (a metric the database lacks leaves its column empty)
+if (metricColumns.length) loadMetricColumns().then(firstRender, firstRender); else firstRender();
 new ResizeObserver(() => pinColumns()).observe($("runs-table"));
 setTimeout(poll, 1000);

@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from convexp.ui import data
+from convexp.ui.data import BadRequest
 from convexp.ui.views.base import FiniteJSONResponse, Views, ids_param, int_param, script_json
 
 
@@ -25,6 +26,30 @@ def api_runs(views: Views, request: Request) -> Response:
     return FiniteJSONResponse({"runs": runs})
 
 
+def api_metric_names(views: Views, request: Request) -> Response:
+    """The names of every metric any run recorded: what the runs table offers as metric columns."""
+    return FiniteJSONResponse({"names": views.store.metric_names(r.id for r in views.store.list_runs())})
+
+
+def api_metric_column(views: Views, request: Request) -> Response:
+    """One value of a metric for every run that recorded it: ``how`` is last (default), min, max, or at (the
+    value at ``step``, or the last before it)."""
+    params = request.query_params
+    name, how = params.get("name", ""), params.get("how", "last")
+    if not name:
+        raise BadRequest("name: say which metric (a name as /api/metric-names lists them)")
+    if how not in ("last", "min", "max", "at"):
+        raise BadRequest(f"how must be last, min, max or at, not '{how}'")
+    step = int_param(request, "step") if how == "at" else None  # missing: the value at which step?
+    values = views.store.metric_of_runs(name, how, step)
+    return FiniteJSONResponse({"name": name, "how": how, "step": step, "values": {str(i): v for i, v in values.items()}})
+
+
 def routes(views: Views) -> list[Route]:
-    """The runs page and its JSON."""
-    return [Route("/", views.endpoint(runs_page)), Route("/api/runs", views.endpoint(api_runs))]
+    """The runs page and its JSON, and the metrics it can show as columns."""
+    return [
+        Route("/", views.endpoint(runs_page)),
+        Route("/api/runs", views.endpoint(api_runs)),
+        Route("/api/metric-names", views.endpoint(api_metric_names)),
+        Route("/api/metric-column", views.endpoint(api_metric_column)),
+    ]
