@@ -421,6 +421,29 @@ def test_snapshot_summary_and_last_metrics_read_no_kernel_bytes_and_agree_with_t
     store.close()
 
 
+def test_one_value_of_a_metric_for_every_run_last_least_greatest_or_at_a_step(db_url):
+    from convexp.errors import StoreError
+
+    store = Store(db_url)
+    losses = {1: [3.0, 1.0, 2.0, 0.5], 2: [4.0, 5.0]}  # run -> train_loss at steps 10, 20, ...
+    ids = {}
+    for run, values in losses.items():
+        ids[run] = store.create_run(**RUN_FIELDS)
+        store.record(ids[run], [MetricRecord(10 * (k + 1), 1, "train_loss", v) for k, v in enumerate(values)], [])
+    quiet = store.create_run(**RUN_FIELDS)  # records another metric only: absent from the column
+    store.record(quiet, [MetricRecord(1, 1, "test_accuracy", 0.5)], [])
+    column = lambda how, step=None: store.metric_of_runs("train_loss", how, step)  # noqa: E731
+    assert column("last") == {ids[1]: 0.5, ids[2]: 5.0}
+    assert column("min") == {ids[1]: 0.5, ids[2]: 4.0} and column("max") == {ids[1]: 3.0, ids[2]: 5.0}
+    assert column("at", 25) == {ids[1]: 1.0, ids[2]: 5.0}  # the last value recorded at or before step 25
+    assert column("at", 5) == {}
+    with pytest.raises(StoreError, match="not 'best'"):
+        column("best")
+    with pytest.raises(StoreError, match="needs the step"):
+        column("at")
+    store.close()
+
+
 def test_the_schema_head_constant_is_alembic_s_head():
     """SCHEMA_HEAD lets a database at head open without importing Alembic; it must name the newest migration."""
     from convexp.store.database import SCHEMA_HEAD
