@@ -406,3 +406,28 @@ def test_a_metric_as_a_column_its_last_min_max_or_value_at_a_step_as_sql_gives_i
     assert refused.status == 400 and "step" in refused.json()["error"]
     assert page.request.get(world["url"] + "api/metric-column?name=train_loss&how=best").status == 400
     page.close()
+
+
+def test_the_experiment_page_smooths_its_curves_as_tensorboard_does_and_keeps_it_in_the_address(world):
+    page = world["new_page"]()
+    page.goto(world["url"] + "experiments/small?by=seed&metric=train_loss")
+    page.wait_for_selector("body[data-drawn='true']")
+    page.eval_on_selector("#smoothing", "s => { s.value = '0.6'; s.dispatchEvent(new Event('input')); }")
+    assert parse_qs(urlparse(page.url).query)["smoothing"] == ["0.6"]
+    drawn = page.evaluate(
+        "() => window.cxExperiment.chart.series.map(s => ({name: s.name, ys: s.ys, faint: !!s.faint, band: !!s.lows}))"
+    )
+    view = page.evaluate("() => JSON.parse(document.getElementById('experiment-data').textContent).curves.groups")
+    for group in view:
+        smoothed = next(s for s in drawn if s["name"] == f"{group['label']} (smoothed 0.6)")
+        last, count, expected = 0.0, 0, []
+        for value in group["mean"]:  # TensorBoard's debiased exponential moving average, written out here
+            last, count = last * 0.6 + 0.4 * value, count + 1
+            expected.append(last / (1 - 0.6**count))
+        assert smoothed["ys"] == pytest.approx(expected, rel=1e-12) and smoothed["band"]
+        raw = next(s for s in drawn if s["name"] == group["label"])
+        assert raw["faint"] and raw["ys"] == group["mean"] and not raw["band"]  # the values faint behind, the band once
+    page.reload()
+    page.wait_for_selector("body[data-drawn='true']")
+    assert page.input_value("#smoothing") == "0.6"
+    page.close()

@@ -193,7 +193,7 @@ class LineChart {
       if (s.lows) s.bandFloor = s.ys.every((v) => v === null || !(v < 0)) ? 0 : -Infinity;
       if (!s.smooth || !(weight > 0)) { this.series.push(Object.assign({}, s, { key: s.name, colour: s.colour || PALETTE[n % PALETTE.length] })); return; }
       const colour = s.colour || PALETTE[n % PALETTE.length];
-      this.series.push(Object.assign({}, s, { key: s.name, colour, faint: true }));
+      this.series.push(Object.assign({}, s, { key: s.name, colour, faint: true, lows: undefined, highs: undefined }));  // the band once
       this.series.push(Object.assign({}, s, { key: s.name, colour, ys: emaSmooth(s.ys, weight), name: `${s.name} (smoothed ${weight})` }));
     });
     this.draw();

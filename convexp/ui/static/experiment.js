@@ -6,7 +6,13 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 $("single-runs").checked = params.get("runs") === "1";
 
-const chart = new LineChart($("group-chart"), { title: VIEW.curves.quantity, width: 900, height: 380 });
+const smoothing = () => Number($("smoothing").value) || 0;
+{
+  const given = Number(params.get("smoothing"));
+  if (given > 0 && given < 1) $("smoothing").value = String(given);
+  $("smoothing-value").textContent = smoothing().toFixed(2);
+}
+const chart = new LineChart($("group-chart"), { title: VIEW.curves.quantity, width: 900, height: 380, smoothing: smoothing() });
 chart.canvas.id = "group-canvas";
 
 function draw() {
@@ -18,7 +24,7 @@ function draw() {
         series.push({ name: `run ${id}`, xs: run.steps, ys: run.values, colour: colour, width: 0.6, faint: true, legend: false });
       }
     }
-    series.push({ name: g.label, xs: g.steps, ys: g.mean, lows: g.ci_low, highs: g.ci_high, ns: g.n, colour: colour, width: 2 });
+    series.push({ name: g.label, xs: g.steps, ys: g.mean, lows: g.ci_low, highs: g.ci_high, ns: g.n, colour: colour, width: 2, smooth: true });
   });
   chart.setSeries(series);
 }
@@ -31,11 +37,19 @@ function go() {
   for (const key of ["metric", "measure", "layer"]) if ($(key).value) next.set(key, $(key).value);
   if ($("where").value.trim()) next.set("where", $("where").value.trim());
   if ($("single-runs").checked) next.set("runs", "1");
+  if (smoothing() > 0) next.set("smoothing", String(smoothing()));
   if (params.get("sweep-x")) next.set("sweep-x", params.get("sweep-x"));
   location.search = next.toString();
 }
 
 $("experiment-controls").addEventListener("submit", (event) => { event.preventDefault(); go(); });
+$("smoothing").addEventListener("input", () => {
+  $("smoothing-value").textContent = smoothing().toFixed(2);
+  chart.setSmoothing(smoothing());
+  const next = new URLSearchParams(location.search);
+  if (smoothing() > 0) next.set("smoothing", String(smoothing())); else next.delete("smoothing");
+  history.replaceState(null, "", `${location.pathname}?${next}`);
+});
 $("metric").addEventListener("change", () => { if ($("metric").value) $("measure").value = ""; });
 $("measure").addEventListener("change", () => { if ($("measure").value) $("metric").value = ""; });
 $("single-runs").addEventListener("change", () => {
