@@ -147,34 +147,25 @@ def grids_table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _script_rows_table(script: str, intro: str, r: dict) -> str:
+    """A table of the rows a benchmark script makes itself (its ``table_rows``), under a sentence of intro."""
+    sys.path.insert(0, str(HERE))
+    rows = __import__(script).table_rows(r)
+    lines = [intro, "", "| measure | measured | target |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {target} |" for name, value, target in rows]
+    return "\n".join(lines)
+
+
 def ui_table(r: dict) -> str:
     """benchmarks/ui.py's results: convexp ui in headless Chromium (its rows are the script's own)."""
-    sys.path.insert(0, str(HERE))
-    from ui import table_rows
-
-    lines = [
-        f"Measured {r['date']} on this machine, {r['run']}, {r['snapshots_per_layer']:,} snapshots per layer:",
-        "",
-        "| measure | measured | target |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {name} | {value} | {target} |" for name, value, target in table_rows(r)]
-    return "\n".join(lines)
+    intro = f"Measured {r['date']} on this machine, {r['run']}, {r['snapshots_per_layer']:,} snapshots per layer:"
+    return _script_rows_table("ui", intro, r)
 
 
 def ui_views_table(r: dict) -> str:
     """benchmarks/ui_views.py's results: the UI's views that do seconds of work (its rows are the script's own)."""
-    sys.path.insert(0, str(HERE))
-    from ui_views import table_rows
-
-    lines = [
-        f"Measured {r['date']} on this machine, server times the median of {r['repeats']} fresh servers:",
-        "",
-        "| measure | measured | target |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {name} | {value} | {target} |" for name, value, target in table_rows(r)]
-    return "\n".join(lines)
+    intro = f"Measured {r['date']} on this machine, server times the median of {r['repeats']} fresh servers:"
+    return _script_rows_table("ui_views", intro, r)
 
 
 def sweeps_table(r: dict) -> str:

@@ -101,26 +101,19 @@ def lr_sweep_tpe(db: Path, mnist: Path | None) -> None:
     )  # fmt: skip
 
 
-def ui_run(db: Path, mnist: Path | None) -> None:
-    print("$ CONVEXP_WRITE_DOCS_IMAGES=1 python -m pytest -n 0 tests/ui/test_ui_browser.py -k screenshot", flush=True)
+def _browser_pictures(test_file: str, keyword: str) -> None:
+    """The pictures a browser test takes, written into docs/images (CONVEXP_WRITE_DOCS_IMAGES=1)."""
+    print(f"$ CONVEXP_WRITE_DOCS_IMAGES=1 python -m pytest -n 0 {test_file} -k {keyword}", flush=True)
     env = {**os.environ, "CONVEXP_WRITE_DOCS_IMAGES": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "0", "tests/ui/test_ui_browser.py", "-k", "screenshot"],
-        cwd=REPO,
-        env=env,
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", test_file, "-k", keyword], cwd=REPO, env=env, check=True)
+
+
+def ui_run(db: Path, mnist: Path | None) -> None:
+    _browser_pictures("tests/ui/test_ui_browser.py", "screenshot")
 
 
 def ui_pages(db: Path, mnist: Path | None) -> None:
-    print("$ CONVEXP_WRITE_DOCS_IMAGES=1 python -m pytest -n 0 tests/ui/test_ui_round3.py -k screenshots", flush=True)
-    env = {**os.environ, "CONVEXP_WRITE_DOCS_IMAGES": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "0", "tests/ui/test_ui_round3.py", "-k", "screenshots"],
-        cwd=REPO,
-        env=env,
-        check=True,
-    )
+    _browser_pictures("tests/ui/test_ui_round3.py", "screenshots")
 
 
 def _needs(mnist: Path | None) -> Path:
