@@ -431,3 +431,20 @@ def test_the_experiment_page_smooths_its_curves_as_tensorboard_does_and_keeps_it
     page.wait_for_selector("body[data-drawn='true']")
     assert page.input_value("#smoothing") == "0.6"
     page.close()
+
+
+def test_a_metric_against_another_metric_pairs_the_values_of_each_step(world):
+    import sqlite3
+
+    page = world["new_page"]()
+    page.goto(world["url"] + "runs/3?x=metric:test_accuracy")
+    page.wait_for_function("() => document.getElementById('x-axis').value == 'metric:test_accuracy'")
+    page.wait_for_function("() => window.cxRun.charts.loss && window.cxRun.charts.loss.options.xLabel == 'test_accuracy'")
+    drawn = page.evaluate("() => window.cxRun.charts.loss.series.find(s => s.name == 'test_loss')")
+    with sqlite3.connect(world["db"]) as connection:
+        pairs = connection.execute(
+            "SELECT a.value, l.value FROM metrics l JOIN metrics a ON a.run_id = l.run_id AND a.step = l.step "
+            "AND a.name = 'test_accuracy' WHERE l.run_id = 3 AND l.name = 'test_loss' ORDER BY l.step"
+        ).fetchall()
+    assert pairs and list(zip(drawn["xs"], drawn["ys"])) == [tuple(p) for p in pairs]
+    page.close()

@@ -35,6 +35,23 @@ const AXES = {
   time: { label: "seconds", integer: false, format: (x) => x < 120 ? `${Number(x.toPrecision(4))} s` : x < 7200 ? `${Number((x / 60).toPrecision(3))} min` : `${Number((x / 3600).toPrecision(3))} h` },
 };
 const xAxis = () => $("x-axis").value;
+// the axis of a choice: steps, epochs, time, or another metric ("metric:NAME": each value against that metric's value
+// at the same step, a metric-against-metric plot)
+function axisOf(choice) {
+  if (AXES[choice]) return AXES[choice];
+  return { label: choice.slice("metric:".length), integer: false, format: (x) => String(Number(x.toPrecision(6))) };
+}
+// every metric recorded is a choice of x axis; the address's (x=metric:NAME) is taken once that metric is there
+function addMetricAxes() {
+  const select = $("x-axis"), have = new Set([...select.options].map((o) => o.value));
+  for (const name of Object.keys(state.metrics).sort()) {
+    if (!have.has(`metric:${name}`)) select.add(new Option(`${name} (a metric)`, `metric:${name}`));
+  }
+  const wanted = given.get("x");
+  if (wanted && wanted.startsWith("metric:") && select.value === "step" && state.metrics[wanted.slice(7)] && !addMetricAxes.taken) {
+    select.value = wanted; addMetricAxes.taken = true;
+  }
+}
 
 // A run's steps as fractional epochs: a step k steps into epoch e (1-based) of n steps is e - 1 + k / n. Each
 // epoch's end is the last step recorded with it (its per-epoch metrics sit there); the epoch under way is as long
@@ -67,6 +84,12 @@ function xsOf(all, metric, live, planned) {
     for (const m of Object.values(all)) for (const t of m.times || []) if (t !== null && t < first) first = t;
     return (metric.times || metric.steps.map(() => null)).map((t) => (t === null || !isFinite(first) ? null : t - first));
   }
+  if (axis.startsWith("metric:")) {  // the other metric's value at each step both were recorded at
+    const other = all[axis.slice("metric:".length)];
+    if (!other) return metric.steps.map(() => null);
+    const at = new Map(other.steps.map((s, i) => [s, other.values[i]]));
+    return metric.steps.map((s) => at.has(s) ? at.get(s) : null);
+  }
   return metric.steps;
 }
 
@@ -79,10 +102,11 @@ function setParam(key, value) {
 }
 
 function drawCharts() {
-  const groups = chartGroups(), axis = AXES[xAxis()];
+  const groups = chartGroups(), axis = axisOf(xAxis());
   const live = LIVE.includes(state.status);
   const planned = RUN.row.steps_planned && RUN.row.epochs_planned ? RUN.row.steps_planned / RUN.row.epochs_planned : null;
-  const empty = xAxis() === "time" ? "no wall times: recorded before convexp kept them" : xAxis() === "epoch" ? "this run records no epochs" : null;
+  const empty = xAxis() === "time" ? "no wall times: recorded before convexp kept them" : xAxis() === "epoch" ? "this run records no epochs"
+    : xAxis().startsWith("metric:") ? `no step where ${xAxis().slice(7)} was recorded too` : null;
   for (const [title, names] of Object.entries(groups)) {
     if (!names.length) continue;
     const fresh = !charts[title];
@@ -141,6 +165,7 @@ async function loadMetrics() {
     into.steps.push(...m.steps); into.epochs.push(...m.epochs); into.values.push(...m.values); into.times.push(...m.times);
   }
   state.lastMetricStep = Math.max(state.lastMetricStep, body.last_step);
+  addMetricAxes();
   if (Object.keys(body.metrics).length || !Object.keys(charts).length) drawCharts();
   showRow(body.run);
 }
