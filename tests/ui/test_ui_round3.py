@@ -448,3 +448,28 @@ def test_a_metric_against_another_metric_pairs_the_values_of_each_step(world):
         ).fetchall()
     assert pairs and list(zip(drawn["xs"], drawn["ys"])) == [tuple(p) for p in pairs]
     page.close()
+
+
+def test_pinned_runs_stay_pinned_across_reloads_and_filters_and_are_compared(world):
+    page = world["new_page"]()
+    page.goto(world["url"])
+    page.wait_for_selector("#runs-table tbody tr")
+    for run in ("2", "3"):
+        page.check(f"#runs-table tr[data-run='{run}'] input[type=checkbox]")
+    page.fill("#filter-text", "small")  # run 3 filtered out, and still pinned
+    page.wait_for_function("() => !document.querySelector(\"#runs-table tr[data-run='3']\")")
+    page.goto(world["url"] + "?pinned=1")
+    page.wait_for_selector("#runs-table tbody tr")
+    assert page.eval_on_selector_all("#runs-table tbody tr", "rows => rows.map(r => r.dataset.run)") == ["2", "3"]
+    assert page.text_content("#compare-button") == "Compare 2 pinned runs"
+    page.click("#compare-button")
+    page.wait_for_selector("body[data-compare-ready='true']")
+    assert parse_qs(urlparse(page.url).query)["runs"] == ["2,3"]
+    page.goto(world["url"])
+    page.wait_for_selector("#runs-table tbody tr")
+    page.click("#unpin")
+    assert page.eval_on_selector_all("#runs-table tbody input:checked", "ticks => ticks.length") == 0
+    page.reload()
+    page.wait_for_selector("#runs-table tbody tr")
+    assert page.eval_on_selector_all("#runs-table tbody input:checked", "ticks => ticks.length") == 0
+    page.close()

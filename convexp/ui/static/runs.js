@@ -12,7 +12,10 @@ const STICKY = ["tick", "id", "name"];
 // one collapsed column until opened
 const GROUP_AT = 4;
 const FILTERS = ["experiment", "backend", "status"];
-const selected = new Set();
+// the ticked runs: a pinned set, kept in this browser for this database across reloads and filters, to compare
+const PINS = `convexp.pinned:${document.querySelector("header .where").textContent}`;
+const selected = new Set(JSON.parse(localStorage.getItem(PINS) || "[]"));
+const savePins = () => localStorage.setItem(PINS, JSON.stringify([...selected]));
 // rows drawn at first, and added by each "show more": the table of a large sweep is drawn in a blink
 const ROWS_AT_ONCE = 100;
 let rowsShown = ROWS_AT_ONCE;
@@ -245,6 +248,7 @@ function saveState() {
   const next = new URLSearchParams();
   for (const key of FILTERS) if ($(`filter-${key}`).value) next.set(key, $(`filter-${key}`).value);
   if ($("filter-text").value.trim()) next.set("q", $("filter-text").value.trim());
+  if ($("pinned-only").checked) next.set("pinned", "1");
   if ($("filter-where").value.trim()) next.set("where", $("filter-where").value.trim());
   if (wantedTags().length) next.set("tags", wantedTags().join(","));
   if (hidden.size) next.set("hide", [...hidden].join(","));
@@ -266,10 +270,11 @@ function addTagFilter(tag) {
 function render() {
   const want = Object.fromEntries(FILTERS.map((k) => [k, $(`filter-${k}`).value]));
   const tags = wantedTags();
-  const text = $("filter-text").value.trim().toLowerCase();
+  const text = $("filter-text").value.trim().toLowerCase(), pinnedOnly = $("pinned-only").checked;
   let shown = [...rows.values()].filter((r) => Object.entries(want).every(([k, v]) => !v || String(r[k]) === v))
     .filter((r) => tags.every((t) => r.tags.includes(t)))
-    .filter((r) => !text || [String(r.id), r.name, r.experiment, ...r.tags, r.notes].some((v) => v && v.toLowerCase().includes(text)));
+    .filter((r) => !text || [String(r.id), r.name, r.experiment, ...r.tags, r.notes].some((v) => v && v.toLowerCase().includes(text)))
+    .filter((r) => !pinnedOnly || selected.has(r.id));
   let conditions = [];
   $("where-error").hidden = true;
   try {
@@ -302,7 +307,8 @@ function render() {
     const tr = document.createElement("tr");
     tr.dataset.run = row.id; tr.dataset.status = row.status; tr.dataset.steps = row.steps;
     const tick = document.createElement("input"); tick.type = "checkbox"; tick.checked = selected.has(row.id);
-    tick.title = "compare"; tick.addEventListener("change", () => { tick.checked ? selected.add(row.id) : selected.delete(row.id); updateCompare(); });
+    tick.title = "pin to compare (kept across reloads)";
+    tick.addEventListener("change", () => { tick.checked ? selected.add(row.id) : selected.delete(row.id); savePins(); updateCompare(); });
     const first = document.createElement("td"); first.append(tick); tr.append(first);
     COLUMNS.filter((key) => !hidden.has(key)).forEach((key) => {
       if (key === "tags") metricColumns.forEach((m) => tr.append(cell(row, m)));  // metrics after the key columns
@@ -339,7 +345,8 @@ function fillFilters(initial) {
 function updateCompare() {
   const button = $("compare-button");
   button.disabled = selected.size < 2;
-  button.textContent = selected.size >= 2 ? `Compare ${selected.size} runs` : "Compare selected";
+  button.textContent = selected.size >= 2 ? `Compare ${selected.size} pinned runs` : "Compare pinned";
+  $("unpin").hidden = selected.size === 0;
 }
 
 async function poll() {
@@ -366,6 +373,9 @@ async function poll() {
 
 document.querySelectorAll("th[data-key]").forEach((th) => th.addEventListener("click", () => sortBy(th.dataset.key)));
 FILTERS.forEach((key) => $(`filter-${key}`).addEventListener("change", render));
+$("pinned-only").checked = url.get("pinned") === "1";
+$("pinned-only").addEventListener("change", render);
+$("unpin").addEventListener("click", () => { selected.clear(); savePins(); updateCompare(); render(); });
 $("filter-text").value = url.get("q") || "";
 $("filter-text").addEventListener("input", () => { rowsShown = ROWS_AT_ONCE; render(); });
 $("filter-where").value = url.get("where") || "";
@@ -393,6 +403,7 @@ $("metric-add").addEventListener("click", async () => {
 fillFilters(true);
 function firstRender() {
   render();
+  updateCompare();
   window.cxReadyAt = performance.now();  // ms since the navigation began: the table drawn (benchmarks/ui_views.py)
 }
 // metric columns in the address: their values first (a metric the database lacks leaves its column empty)
