@@ -473,3 +473,29 @@ def test_pinned_runs_stay_pinned_across_reloads_and_filters_and_are_compared(wor
     page.wait_for_selector("#runs-table tbody tr")
     assert page.eval_on_selector_all("#runs-table tbody input:checked", "ticks => ticks.length") == 0
     page.close()
+
+
+def test_a_chart_saved_as_svg_is_the_same_drawing_as_vectors(world):
+    import re
+    import xml.etree.ElementTree as ElementTree
+
+    page = world["new_page"]()
+    page.goto(world["url"] + "runs/3")
+    page.wait_for_function("() => window.cxRun.charts.loss !== undefined")
+    with page.expect_download() as download:
+        page.locator(".chart-svg").first.click()
+    assert download.value.suggested_filename == "loss.svg"
+    root = ElementTree.fromstring(download.value.path().read_text())
+    namespace = "{http://www.w3.org/2000/svg}"
+    chart = page.evaluate(
+        "() => { const c = window.cxRun.charts.loss; return {width: c.canvas.width, xTicks: c.xTicks, "
+        "series: c.shown().map(s => ({colour: s.colour, points: s.xs.length}))}; }"
+    )
+    assert root.tag == f"{namespace}svg" and int(root.get("width")) == chart["width"]
+    texts = [t.text for t in root.iter(f"{namespace}text")]
+    assert "step" in texts and all(str(tick) in texts for tick in chart["xTicks"])  # the axis's name and its ticks
+    lines = [p for p in root.iter(f"{namespace}path") if p.get("fill") == "none"]
+    for series in chart["series"]:  # each series is one path in its colour through each of its points
+        drawn = [p for p in lines if p.get("stroke") == series["colour"]]
+        assert any(len(re.findall(r"[ML]", p.get("d"))) == series["points"] for p in drawn), series
+    page.close()

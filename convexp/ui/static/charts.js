@@ -79,7 +79,10 @@ class LineChart {
     const png = document.createElement("button");
     png.className = "chart-png"; png.textContent = "PNG"; png.title = "save this chart as drawn (a PNG file)";
     png.addEventListener("click", () => { this.draw(); CX.savePng(this.canvas, `${(this.options.title || "chart").replace(/[^\w.-]+/g, "_")}.png`); });
-    bar.append(log, this.resetButton, png, hint);
+    const svg = document.createElement("button");
+    svg.className = "chart-svg"; svg.textContent = "SVG"; svg.title = "save this chart as a vector picture (an SVG file)";
+    svg.addEventListener("click", () => CX.saveSvg(this, `${(this.options.title || "chart").replace(/[^\w.-]+/g, "_")}.svg`));
+    bar.append(log, this.resetButton, png, svg, hint);
     this.canvas = document.createElement("canvas");
     this.canvas.width = this.options.width; this.canvas.height = this.options.height;
     this.tip = document.createElement("div");
@@ -228,8 +231,9 @@ class LineChart {
     return { x0, x1, y0: Math.max(floor, y0 - pad), y1: y1 + pad };
   }
 
-  draw(hoverX) {
-    const ctx = this.canvas.getContext("2d"), W = this.canvas.width, H = this.canvas.height;
+  // Draw the chart (with the hover line at hoverX) on its canvas, or into another 2-D context (svg.js's SvgContext).
+  draw(hoverX, context) {
+    const ctx = context || this.canvas.getContext("2d"), W = this.canvas.width, H = this.canvas.height;
     const left = 52, right = 8, bottom = 34;
     const theme = CX.theme();
     ctx.clearRect(0, 0, W, H);
