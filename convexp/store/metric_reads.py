@@ -72,6 +72,21 @@ class MetricReads:
         with self.engine.connect() as connection:
             return {run_id: value for run_id, value in connection.execute(query)}
 
+    def step_clock(self, run_ids: Iterable[int]) -> dict[int, list[tuple[int, int, float | None]]]:
+        """For each run, every step it recorded a metric at, in order, with that step's epoch and the earliest wall
+        time logged there (None in rows from before wall times were kept): how its steps map to epochs and seconds."""
+        query = (
+            select(Metric.run_id, Metric.step, func.max(Metric.epoch), func.min(Metric.wall_time))
+            .where(Metric.run_id.in_(list(run_ids)))
+            .group_by(Metric.run_id, Metric.step)
+            .order_by(Metric.run_id, Metric.step)
+        )
+        clock: dict[int, list[tuple[int, int, float | None]]] = {}
+        with self.engine.connect() as connection:
+            for run_id, step, epoch, wall_time in connection.execute(query):
+                clock.setdefault(run_id, []).append((step, epoch, wall_time))
+        return clock
+
     def metrics_frame(self, run_id: int, names: Iterable[str] | None = None):
         """A run's metrics as a pandas DataFrame with columns step, epoch, name, value, wall_time (Unix
         seconds when the value was logged; NaN in rows recorded before convexp stored it) (needs pandas).

@@ -8,6 +8,7 @@ from typing import Any
 from convexp.analysis.group_curves import group_curves
 from convexp.analysis.groups import MEASURES, group_runs, summarise
 from convexp.analysis.parameters import run_parameters, varying_fields
+from convexp.analysis.step_clock import group_clocks
 from convexp.analysis.sweep_table import sweep_table
 from convexp.store import Store
 from convexp.ui.data import NotFound, number
@@ -69,6 +70,8 @@ def experiment_view(
             "step": summary.step,
         },
         "curves": curves.as_dict(),
+        # each group's steps as epochs and as seconds: the chart's other x axes
+        "clocks": group_clocks(store, [(c.label, grouped.groups[key]) for key, c in zip(grouped.keys, curves.curves)]),
         # each run through its parameters to the quantity: the parallel coordinates and the scatter
         "sweep": swept.as_dict() if swept and swept.fields else None,
     }

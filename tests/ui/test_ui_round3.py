@@ -499,3 +499,25 @@ def test_a_chart_saved_as_svg_is_the_same_drawing_as_vectors(world):
         drawn = [p for p in lines if p.get("stroke") == series["colour"]]
         assert any(len(re.findall(r"[ML]", p.get("d"))) == series["points"] for p in drawn), series
     page.close()
+
+
+def test_the_experiment_page_draws_its_groups_by_epoch_and_by_wall_time(world):
+    import sqlite3
+
+    page = world["new_page"]()
+    page.goto(world["url"] + "experiments/small?by=seed&metric=train_loss&x=epoch")
+    page.wait_for_selector("body[data-drawn='true']")
+    assert page.input_value("#x-axis") == "epoch"
+    drawn = page.evaluate("() => window.cxExperiment.chart.series.map(s => ({name: s.name, xs: s.xs, steps: s.steps}))")
+    with sqlite3.connect(world["db"]) as connection:
+        (last_step,) = connection.execute("SELECT max(step) FROM metrics WHERE run_id = 1 AND epoch = 1").fetchone()
+        times = dict(connection.execute("SELECT step, min(wall_time) FROM metrics WHERE run_id = 1 GROUP BY step").fetchall())
+    for series in drawn:  # one epoch of last_step steps: step s is at s / last_step of it
+        assert series["xs"] == pytest.approx([s / last_step for s in series["steps"]], rel=1e-12)
+    page.select_option("#x-axis", "time")
+    assert parse_qs(urlparse(page.url).query)["x"] == ["time"]
+    seed_zero = page.evaluate("() => window.cxExperiment.chart.series.find(s => s.name == '0')")  # run 1 alone
+    first = min(times.values())
+    assert seed_zero["xs"] == pytest.approx([times[s] - first for s in seed_zero["steps"]], abs=1e-9)
+    assert page.evaluate("() => window.cxExperiment.chart.options.xLabel") == "seconds"
+    page.close()

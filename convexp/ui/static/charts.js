@@ -292,7 +292,7 @@ class LineChart {
       };
       for (let i = 0; i < s.xs.length; i++) {
         const low = s.lows[i] === null ? null : Math.max(s.bandFloor, s.lows[i]);
-        if (low === null || s.highs[i] === null || !isFinite(this.y(low)) || !isFinite(this.y(s.highs[i]))) flush();
+        if (low === null || s.highs[i] === null || s.xs[i] === null || !isFinite(this.y(low)) || !isFinite(this.y(s.highs[i]))) flush();
         else run.push(i);
       }
       flush();
@@ -320,7 +320,7 @@ class LineChart {
       ctx.globalAlpha = 1; ctx.setLineDash([]);
       if (s.xs.length < 60 && !s.faint) {  // few points (per-epoch metrics): mark them
         ctx.fillStyle = ctx.strokeStyle;
-        for (let i = 0; i < s.xs.length; i++) { const y = this.y(s.ys[i]); if (isFinite(y)) ctx.fillRect(px(s.xs[i]) - 2, py(y) - 2, 4, 4); }
+        for (let i = 0; i < s.xs.length; i++) { const y = this.y(s.ys[i]); if (isFinite(y) && s.xs[i] !== null) ctx.fillRect(px(s.xs[i]) - 2, py(y) - 2, 4, 4); }
       }
     });
     ctx.restore();

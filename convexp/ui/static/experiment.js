@@ -15,19 +15,55 @@ const smoothing = () => Number($("smoothing").value) || 0;
 const chart = new LineChart($("group-chart"), { title: VIEW.curves.quantity, width: 900, height: 380, smoothing: smoothing() });
 chart.canvas.id = "group-canvas";
 
+// x by step, by epoch or by wall time (?x=epoch, ?x=time), through each group's clock from the app
+if (["epoch", "time"].includes(params.get("x"))) $("x-axis").value = params.get("x");
+function xsOf(steps, clock) {
+  const axis = $("x-axis").value;
+  if (axis === "epoch") {  // a step k steps into epoch e of n steps: e - 1 + k / n
+    const ends = clock.epoch_ends;
+    return steps.map((s) => {
+      if (s === 0) return 0;
+      const k = ends.findIndex(([, end]) => end >= s);
+      if (k < 0) return null;
+      const before = k ? ends[k - 1][1] : 0, [epoch, end] = ends[k];
+      return epoch - 1 + (s - before) / (end - before);
+    });
+  }
+  if (axis === "time") {  // the mean seconds since each run's first value, between the steps that logged one
+    const at = clock.seconds;
+    return steps.map((s) => {
+      const k = at.findIndex(([step]) => step >= s);
+      if (k < 0 || (k === 0 && at[0][0] !== s)) return null;
+      if (at[k][0] === s) return at[k][1];
+      const [s0, t0] = at[k - 1], [s1, t1] = at[k];
+      return t0 + (t1 - t0) * (s - s0) / (s1 - s0);
+    });
+  }
+  return steps;
+}
+
 function draw() {
-  const series = [];
+  const series = [], axis = $("x-axis").value;
+  if (chart.options.xLabel !== { step: "step", epoch: "epoch", time: "seconds" }[axis]) {
+    chart.setAxis({ step: "step", epoch: "epoch", time: "seconds" }[axis], axis === "step" ? null : (x) => String(Number(x.toPrecision(4))), axis === "step");
+  }
   VIEW.curves.groups.forEach((g, n) => {
-    const colour = PALETTE[n % PALETTE.length];
+    const colour = PALETTE[n % PALETTE.length], clock = VIEW.clocks[g.label];
     if ($("single-runs").checked) {
       for (const [id, run] of Object.entries(g.runs)) {
-        series.push({ name: `run ${id}`, xs: run.steps, ys: run.values, colour: colour, width: 0.6, faint: true, legend: false });
+        series.push({ name: `run ${id}`, xs: xsOf(run.steps, clock), steps: run.steps, ys: run.values, colour: colour, width: 0.6, faint: true, legend: false });
       }
     }
-    series.push({ name: g.label, xs: g.steps, ys: g.mean, lows: g.ci_low, highs: g.ci_high, ns: g.n, colour: colour, width: 2, smooth: true });
+    series.push({ name: g.label, xs: xsOf(g.steps, clock), steps: g.steps, ys: g.mean, lows: g.ci_low, highs: g.ci_high, ns: g.n, colour: colour, width: 2, smooth: true });
   });
   chart.setSeries(series);
 }
+$("x-axis").addEventListener("change", () => {
+  const next = new URLSearchParams(location.search);
+  if ($("x-axis").value !== "step") next.set("x", $("x-axis").value); else next.delete("x");
+  history.replaceState(null, "", `${location.pathname}?${next}`);
+  draw();
+});
 
 // the form's choices, kept in the URL so that a view can be shared
 function go() {
@@ -38,6 +74,7 @@ function go() {
   if ($("where").value.trim()) next.set("where", $("where").value.trim());
   if ($("single-runs").checked) next.set("runs", "1");
   if (smoothing() > 0) next.set("smoothing", String(smoothing()));
+  if ($("x-axis").value !== "step") next.set("x", $("x-axis").value);
   if (params.get("sweep-x")) next.set("sweep-x", params.get("sweep-x"));
   location.search = next.toString();
 }
