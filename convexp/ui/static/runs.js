@@ -133,7 +133,7 @@ function varying(shown) {
   return result;
 }
 
-// the varying parameters as columns: those sharing a first part with GROUP_AT or more others as one group,
+// the varying parameters as columns: GROUP_AT or more fields of one list's items (layers.N.*) as one group column,
 // collapsed unless opened
 function grouped(fields) {
   // fields of a list's items (layers.0.filters, layers.3.units): a field with a number among its parts
