@@ -4,7 +4,7 @@ A frame is the filter grid of one snapshot: each weight a square of ``scale`` pi
 colour scale for every frame (the largest |weight| drawn over all of them: a filter that pales really shrank),
 and a colour bar labelled with that limit. Drawing into a fixed palette rather than through matplotlib makes a
 frame cost microseconds, not most of a second, and keeps colours exact: the weight ``w`` is palette entry
-``round((w / limit + 1) / 2 * (LEVELS - 1))`` of the :data:`~convexp.analysis.pictures.CMAP` colormap. Filters
+``round((w / limit + 1) / 2 * (LEVELS - 1))`` of the :data:`~convexp.analysis.colour.CMAP` colormap. Filters
 over a colour image are drawn as colours (:func:`~convexp.analysis.colour.as_colours`) and Pillow picks their
 palette.
 """
@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from convexp.analysis.colour import as_colours
+from convexp.analysis.colour import CMAP, as_colours
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -88,8 +88,6 @@ def palette() -> list[int]:
     """The flat RGB palette of a frame: :data:`LEVELS` colours of the colormap from -limit to +limit, then paper
     (white) and ink (black)."""
     from matplotlib import colormaps  # the colormap's values only; no figure is drawn
-
-    from convexp.analysis.pictures import CMAP
 
     colours = np.round(colormaps[CMAP](np.linspace(0.0, 1.0, LEVELS))[:, :3] * 255).astype(np.uint8)
     return [*colours.reshape(-1).tolist(), 255, 255, 255, 0, 0, 0]

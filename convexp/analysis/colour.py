@@ -20,6 +20,9 @@ from convexp.errors import ConvexpError
 
 #: The names of an RGB image's channels, in convexp's (C, H, W) order.
 RGB = ("red", "green", "blue")
+#: The diverging colormap every picture of weights is drawn in (matplotlib's name): blue negative, white 0, red
+#: positive, centred on zero.
+CMAP = "RdBu_r"
 
 
 def sees_colour_image(spec: Mapping[str, Any], layer: str) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 
 from convexp.analysis import PICTURE_KINDS
 from convexp.analysis.animation import filter_frames, filters_2d, write_gif
-from convexp.analysis.colour import as_colours
+from convexp.analysis.colour import CMAP, as_colours
 from convexp.analysis.output_files import check_output_path
 from convexp.errors import unknown_name
 from convexp.model.convolution import spread_kernel
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from convexp.analysis.patches import LayerPatches
     from convexp.analysis.sweep_points import SweepPoints
 
-CMAP = "RdBu_r"
 KINDS = PICTURE_KINDS
 
 

@@ -18,7 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from convexp import __version__
 from convexp.analysis.cells import json_text
-from convexp.analysis.pictures import CMAP
+from convexp.analysis.colour import CMAP
 from convexp.datasets import load_dataset
 from convexp.errors import ConvexpError, DamagedSnapshotError, QueryError
 from convexp.store import Store

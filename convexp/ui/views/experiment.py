@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from convexp.errors import ConvexpError
-from convexp.ui.data import BadRequest
+from convexp.ui.data import BadRequest, NotFound
 from convexp.ui.experiment_data import experiment_view
 from convexp.ui.views.base import FiniteJSONResponse, Views, script_json
 
@@ -33,7 +33,7 @@ def _experiment(views: Views, request: Request) -> dict[str, Any]:
     key = (name, tuple(by), chosen, tuple(where), runs)
     try:
         return views.experiment_cache.get(key, lambda: experiment_view(views.store, name, by, *chosen, where))
-    except BadRequest:
+    except (BadRequest, NotFound):  # what the page itself refused: as it is
         raise
     except ConvexpError as exc:  # the library speaks of the CLI's options; this page's are its query parameters
         raise BadRequest(OPTION.sub(r"\1", str(exc))) from None
