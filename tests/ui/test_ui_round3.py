@@ -521,3 +521,17 @@ def test_the_experiment_page_draws_its_groups_by_epoch_and_by_wall_time(world):
     assert seed_zero["xs"] == pytest.approx([times[s] - first for s in seed_zero["steps"]], abs=1e-9)
     assert page.evaluate("() => window.cxExperiment.chart.options.xLabel") == "seconds"
     page.close()
+
+
+def test_a_charts_readout_stays_inside_its_chart_at_either_edge(world):
+    page = world["new_page"](viewport={"width": 1400, "height": 900})
+    page.goto(world["url"] + "runs/3")
+    page.wait_for_function("() => window.cxRun.charts.loss !== undefined && window.cxRun.charts.loss.frame !== null")
+    canvas = page.locator("#charts canvas").first
+    box = canvas.bounding_box()
+    for x in (box["x"] + 60, box["x"] + box["width"] - 5):  # near the left edge, then the right
+        page.mouse.move(x, box["y"] + box["height"] / 2)
+        page.wait_for_selector("#charts .chart:first-child .tip:not([hidden])")
+        tip = page.locator("#charts .chart:first-child .tip").bounding_box()
+        assert box["x"] - 1 <= tip["x"] and tip["x"] + tip["width"] <= box["x"] + box["width"] + 1, (x, tip, box)
+    page.close()
