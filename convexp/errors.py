@@ -17,9 +17,19 @@ class ConvexpError(Exception):
 
 
 class SpecError(ConvexpError):
-    """An experiments file is malformed or names something that does not exist."""
+    """An experiments file is malformed or names something that does not exist. Its message is one line: a line
+    break or other control character a file's key or value brings along is written as an escape (``\\n``)."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(one_line(str(message)))
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters (line breaks, tabs, escapes) written as Python writes them in a string
+    literal (``\\n``, ``\\t``, ``\\x1b``), so that a message quoting what a user wrote stays one line."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 class UnknownNameError(ConvexpError):

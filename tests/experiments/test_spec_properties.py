@@ -44,6 +44,8 @@ changes = st.dictionaries(st.sampled_from(FIELDS), values, max_size=4)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=changes, layer_list=st.one_of(st.none(), layers), drop=st.sets(st.sampled_from(list(TINY_DIGITS)), max_size=2))
 @example(changes={"layers": {"": None}, "architecture": {}}, layer_list=None, drop=set())  # found by hypothesis: a TypeError
+@example(changes={"augmentation": {"\n": None}}, layer_list=None, drop=set())  # found in CI: a key's line break in the message
+@example(changes={"augmentation": {"\n": []}}, layer_list=None, drop=set())
 def test_validation_accepts_or_raises_spec_error(changes, layer_list, drop):
     body = {k: v for k, v in TINY_DIGITS.items() if k not in drop}
     body.update(changes)
