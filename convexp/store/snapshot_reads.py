@@ -38,6 +38,13 @@ class SnapshotReads:
         with self.engine.connect() as connection:
             return [layer for layer, shape in connection.execute(query) if len(json.loads(shape)) == 4]
 
+    def snapshot_count(self, run_ids: Iterable[int]) -> int:
+        """How many snapshots these runs hold together, in one query: a view computed from them is still
+        current while this and the runs' own fields stay the same (thinning a finished run changes only this)."""
+        query = select(func.count()).select_from(KernelSnapshotRow).where(KernelSnapshotRow.run_id.in_(list(run_ids)))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def snapshot_summary(self, run_id: int) -> list[LayerSnapshots]:
         """Per layer with snapshots: how many, the first and last step, and the kernel shape (no kernel bytes read)."""
         query = (

@@ -305,8 +305,11 @@ def test_an_experiments_groups_are_computed_once_while_its_runs_do_not_change(tm
     assert client.get(path.replace("edge_share", "drift")).status_code == 200 and kept.computed == 2
     assert run_cli("tag", "2", "checked", "--db", str(db)).returncode == 0  # a run changes: computed afresh
     assert client.get(path).json() == first and kept.computed == 3
+    assert run_cli("db", "thin", "1", "--keep-every", "5", "--db", str(db)).returncode == 0  # fewer snapshots: afresh
+    thinned = client.get(path).json()
+    assert kept.computed == 4 and len(thinned["curves"]["groups"][0]["runs"]["1"]["steps"]) < 47
     # a measure chosen before a layer: the first layer every run recorded, as if chosen
-    assert client.get(path.replace("&layer=conv1", "")).json()["summary"] == first["summary"]
+    assert client.get(path.replace("&layer=conv1", "")).json()["summary"] == thinned["summary"]
     # refusals name the page's parameters, not the CLI's options
     refused = client.get("/api/experiments/tiny?by=seeds").json()["error"]
     assert refused.startswith("by seeds: no such field in these runs") and "--" not in refused

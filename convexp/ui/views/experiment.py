@@ -21,16 +21,16 @@ OPTION = re.compile(r"--(by|metric|measure|layer|where)\b")
 
 def _experiment(views: Views, request: Request) -> dict[str, Any]:
     """The experiment's view, computed once while its runs do not change (a run that finishes, is added, deleted,
-    renamed or tagged makes a new one)."""
+    renamed or tagged makes a new one, and for a filter measure, snapshots thinned away)."""
     params = request.query_params
     name = request.path_params["name"]
     by = [f for value in params.getlist("by") for f in value.split(",") if f]
     chosen = (params.get("metric") or None, params.get("measure") or None, params.get("layer") or None)
     where = [w for value in params.getlist("where") for w in value.split() if w]
-    runs = tuple(
-        (r.id, r.uid, r.status, r.steps_completed, r.name, tuple(r.tags or ())) for r in views.store.list_runs(experiment=name)
-    )
-    key = (name, tuple(by), chosen, tuple(where), runs)
+    listed = views.store.list_runs(experiment=name)
+    runs = tuple((r.id, r.uid, r.status, r.steps_completed, r.name, tuple(r.tags or ())) for r in listed)
+    snapshots = views.store.snapshot_count(r.id for r in listed) if chosen[1] else None  # a measure: thinning counts
+    key = (name, tuple(by), chosen, tuple(where), runs, snapshots)
     try:
         return views.experiment_cache.get(key, lambda: experiment_view(views.store, name, by, *chosen, where))
     except (BadRequest, NotFound):  # what the page itself refused: as it is
