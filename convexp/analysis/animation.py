@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from convexp.analysis.colour import CMAP, as_colours
+from convexp.analysis.colour import as_colours, colormap_rgb
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -87,10 +87,7 @@ class GridLayout:
 def palette() -> list[int]:
     """The flat RGB palette of a frame: :data:`LEVELS` colours of the colormap from -limit to +limit, then paper
     (white) and ink (black)."""
-    from matplotlib import colormaps  # the colormap's values only; no figure is drawn
-
-    colours = np.round(colormaps[CMAP](np.linspace(0.0, 1.0, LEVELS))[:, :3] * 255).astype(np.uint8)
-    return [*colours.reshape(-1).tolist(), 255, 255, 255, 0, 0, 0]
+    return [*colormap_rgb(LEVELS).reshape(-1).tolist(), 255, 255, 255, 0, 0, 0]
 
 
 def levels(weights: np.ndarray, limit: float) -> np.ndarray:

@@ -25,6 +25,14 @@ RGB = ("red", "green", "blue")
 CMAP = "RdBu_r"
 
 
+def colormap_rgb(size: int, name: str = CMAP) -> np.ndarray:
+    """A colormap (default :data:`CMAP`: -limit at its first entry, +limit at its last) as ``size`` evenly spaced RGB
+    triples of 0-255 (uint8): the palette of convexp's GIFs, and the table the web UI colours kernels with."""
+    from matplotlib import colormaps  # heavy, and only its values are read: no figure is drawn
+
+    return np.round(colormaps[name](np.linspace(0.0, 1.0, size))[:, :3] * 255).astype(np.uint8)
+
+
 def sees_colour_image(spec: Mapping[str, Any], layer: str) -> bool:
     """Whether conv layer ``layer`` of a recorded run's spec takes the network's input directly and that input has 3
     channels (a run recorded from your own loop has no plan: False)."""

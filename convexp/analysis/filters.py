@@ -165,12 +165,21 @@ def _scores(filters_2d: np.ndarray) -> tuple[tuple[str, ...], np.ndarray, np.nda
         return names, np.where(norms[:, None] > 0, products / norms[:, None], 0.0), edge
 
 
+def _best(filters_2d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    """For each of n square filters (n, k, k): the index of the operator it correlates best with (the first in the
+    bank's order on a tie), that correlation, and whether the filter is edge-like (an edge operator, at least
+    :data:`EDGE_THRESHOLD`); and the bank's names."""
+    names, scores, edge = _scores(filters_2d)
+    best = scores.argmax(axis=1)
+    correlations = scores[np.arange(len(best)), best]
+    return best, correlations, edge[best] & (correlations >= EDGE_THRESHOLD), names
+
+
 def best_operators(filters_2d: np.ndarray) -> tuple[list[str], np.ndarray]:
     """For each of n square filters (n, k, k): the operator of its size's bank it correlates best with (Pearson; the
     first in the bank's order on a tie) and that correlation."""
-    names, scores, _ = _scores(filters_2d)
-    best = scores.argmax(axis=1)
-    return [names[i] for i in best], scores[np.arange(len(best)), best]
+    best, correlations, _, names = _best(filters_2d)
+    return [names[i] for i in best], correlations
 
 
 def best_operator(filter_2d: np.ndarray) -> tuple[str, float]:
@@ -183,9 +192,7 @@ def edge_shares(kernels: np.ndarray) -> np.ndarray:
     """The edge share of each snapshot of a layer (snapshots, out, in, k, k): what ``analyse_layer(kernel).edge_share``
     gives for each, computed over all snapshots at once (the experiment page's curves, thousands of snapshots)."""
     filters_2d = np.asarray(kernels, dtype=np.float64).mean(axis=2)
-    names, scores, edge = _scores(filters_2d.reshape(-1, *filters_2d.shape[2:]))
-    best = scores.argmax(axis=1)
-    edge_like = edge[best] & (scores[np.arange(len(best)), best] >= EDGE_THRESHOLD)
+    _, _, edge_like, _ = _best(filters_2d.reshape(-1, *filters_2d.shape[2:]))
     return edge_like.reshape(filters_2d.shape[:2]).sum(axis=1) / filters_2d.shape[1]
 
 
@@ -214,9 +221,9 @@ def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True, channels: 
     infos = []
     wide = kernels.astype(np.float64)
     means = wide.mean(axis=1)
-    names, correlations = best_operators(means)
+    best, correlations, edge_like, bank = _best(means)
     for index, kernel in enumerate(wide):
-        filter_2d, name, correlation = means[index], names[index], float(correlations[index])
+        filter_2d, name, correlation = means[index], bank[best[index]], float(correlations[index])
         angle, coherence = orientation(filter_2d)
         fit = fit_gabor(filter_2d) if gabor and filter_2d.shape[0] >= GABOR_MIN_SIZE else None
         per_channel: tuple[ChannelMeasures, ...] = ()
@@ -229,7 +236,7 @@ def analyse_layer(kernels: np.ndarray, step: int, gabor: bool = True, channels: 
                 index,
                 name,
                 correlation,
-                is_edge_operator(name) and correlation >= EDGE_THRESHOLD,
+                bool(edge_like[index]),
                 float(np.linalg.norm(kernel)),
                 float(kernel.mean()),
                 angle,

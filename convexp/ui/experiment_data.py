@@ -42,14 +42,13 @@ def experiment_view(
         else:  # kernels only: how far they moved
             measure = "drift"
     if measure is not None and layer is None:  # a measure chosen before a layer: the first layer every run recorded
-        layer = _first_shared_layer(store, [r.id for r in runs if r.status == "finished"])
+        layer = next(iter(_shared_layers(store, [r.id for r in runs if r.status == "finished"])), None)
     grouped = group_runs(store, experiment, by, where or ())  # once, for the table and the curves
     summary = summarise(store, experiment, by, [metric] if metric else [], [measure] if measure else [], layer, grouped=grouped)
     curves = group_curves(store, experiment, by, metric, measure, layer, grouped=grouped)
     ids = sorted({i for row in summary.rows for i in row.run_ids} | {int(i) for c in curves.curves for i in c.runs})
     # similarity compares a run with its group's: no objective of a run alone for the parallel coordinates
     swept = sweep_table(store, experiment, metric, measure, layer, where or ()) if measure != "similarity" else None
-    layer_sets = [set(store.snapshot_layers(i)) for i in ids]
     columns = summary.columns()
     return {
         "experiment": experiment,
@@ -61,7 +60,7 @@ def experiment_view(
         "layer": layer,
         "metrics": store.metric_names(ids),
         "measures": list(MEASURES),
-        "layers": sorted(set.intersection(*layer_sets)) if layer_sets else [],
+        "layers": sorted(_shared_layers(store, ids)),
         "summary": {
             "columns": columns,
             "rows": [dict(zip(columns, [_cell(v) for v in row])) for row in summary.table()],
@@ -77,12 +76,12 @@ def experiment_view(
     }
 
 
-def _first_shared_layer(store: Store, run_ids: list[int]) -> str | None:
-    """The first layer (in the first run's order) that every one of the runs recorded; None if there is none."""
+def _shared_layers(store: Store, run_ids: list[int]) -> list[str]:
+    """The layers every one of the runs recorded, in the first run's order (none for no runs)."""
     if not run_ids:
-        return None
+        return []
     layers = [store.snapshot_layers(i) for i in run_ids]
-    return next((name for name in layers[0] if all(name in others for others in layers[1:])), None)
+    return [name for name in layers[0] if all(name in others for others in layers[1:])]
 
 
 def _cell(value: Any) -> Any:

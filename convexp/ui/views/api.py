@@ -16,7 +16,6 @@ from convexp.ui.views.run import RUN_API
 
 #: Any name a layer may have, "/" included.
 LAYER_API = RUN_API + "/layers/{layer:path}"
-#: How many layers' top patches are kept, computed, for the next request.
 
 
 def api_steps(views: Views, request: Request) -> Response:

@@ -18,7 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from convexp import __version__
 from convexp.analysis.cells import json_text
-from convexp.analysis.colour import CMAP
+from convexp.analysis.colour import CMAP, colormap_rgb
 from convexp.datasets import load_dataset
 from convexp.errors import ConvexpError, DamagedSnapshotError, QueryError
 from convexp.store import Store
@@ -67,7 +67,8 @@ class Views:
         self.data_dir = data_dir
         self.query_time_limit = query_time_limit
         self.datasets: dict[str, Any] = {}
-        #: The answers that cost seconds: the top patches of a step, an experiment's groups.
+        #: The answers that cost seconds, kept for the next request: the top patches of a step (for 8 layers and
+        #: steps), an experiment's groups (16 views).
         self.patches_cache = Kept(8)
         self.experiment_cache = Kept(16)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -114,11 +115,7 @@ class Views:
 
 def colormap_table(name: str | None = None, size: int = 256) -> list[list[int]]:
     """The pictures' diverging colormap as ``size`` RGB triples, for the browser to colour kernels with."""
-    import matplotlib  # heavy: loaded only when this is used
-    import numpy as np  # numpy on first use: the store and the spec load without it
-
-    colours = matplotlib.colormaps[name or CMAP](np.linspace(0.0, 1.0, size))[:, :3]
-    return (colours * 255).round().astype(int).tolist()
+    return colormap_rgb(size, name or CMAP).tolist()
 
 
 def attachment(filename: str) -> str:
