@@ -50,6 +50,14 @@ function logTicks(l0, l1, count) {
 // A tick's value as written: the shortest of its round value.
 function tickText(v) { return String(Number(v.toPrecision(6))); }
 
+// The x axes training curves are drawn against (the run and experiment pages): steps, epochs (a step k steps
+// into an epoch of n at k/n of it), and wall seconds since the first value.
+const AXES = {
+  step: { label: "step", integer: true, format: (x) => String(x) },
+  epoch: { label: "epoch", integer: false, format: (x) => String(Number(x.toPrecision(6))) },
+  time: { label: "seconds", integer: false, format: (x) => x < 120 ? `${Number(x.toPrecision(4))} s` : x < 7200 ? `${Number((x / 60).toPrecision(3))} min` : `${Number((x / 3600).toPrecision(3))} h` },
+};
+
 const PALETTE = CX.RUN_COLOURS;  // common.js: series without a colour of their own take these in turn
 
 class LineChart {

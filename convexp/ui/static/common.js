@@ -53,6 +53,13 @@ document.addEventListener("mousedown", (event) => {
   select.dispatchEvent(new Event("change", { bubbles: true }));
 });
 
+// The page's address keeps what the reader chose (a reload or a shared link shows the same): value null removes it.
+CX.setParam = function (key, value) {
+  const next = new URLSearchParams(location.search);
+  if (value === null || value === undefined) next.delete(key); else next.set(key, String(value));
+  history.replaceState(null, "", next.toString() ? `${location.pathname}?${next}` : location.pathname);
+};
+
 // A canvas as drawn, saved as a PNG file (made in the page: nothing is fetched).
 CX.savePng = function (canvas, name) {
   const link = document.createElement("a");

@@ -87,13 +87,9 @@ async function drawAll(step) {
 }
 
 function saveState() {
-  const next = new URLSearchParams(location.search);
-  for (const [id, fallback] of [["scale-mode", "shared"], ["layout", "grid"]]) {
-    if ($(id).value !== fallback) next.set(id, $(id).value); else next.delete(id);
-  }
+  for (const [id, fallback] of [["scale-mode", "shared"], ["layout", "grid"]]) CX.setParam(id, $(id).value !== fallback ? $(id).value : null);
   const slider = $("sync-slider");  // the slider's step, once moved: a reload comes back to it
-  if (slider.dataset.moved && allSteps.length) next.set("at", allSteps[Number(slider.value)]); else next.delete("at");
-  history.replaceState(null, "", `${location.pathname}?${next}`);
+  CX.setParam("at", slider.dataset.moved && allSteps.length ? allSteps[Number(slider.value)] : null);
 }
 
 // One chart per metric any compared run recorded, a line per run in the run's colour.

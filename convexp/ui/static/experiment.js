@@ -43,10 +43,8 @@ function xsOf(steps, clock) {
 }
 
 function draw() {
-  const series = [], axis = $("x-axis").value;
-  if (chart.options.xLabel !== { step: "step", epoch: "epoch", time: "seconds" }[axis]) {
-    chart.setAxis({ step: "step", epoch: "epoch", time: "seconds" }[axis], axis === "step" ? null : (x) => String(Number(x.toPrecision(4))), axis === "step");
-  }
+  const series = [], axis = AXES[$("x-axis").value];
+  if (chart.options.xLabel !== axis.label) chart.setAxis(axis.label, axis.format, axis.integer);
   VIEW.curves.groups.forEach((g, n) => {
     const colour = PALETTE[n % PALETTE.length], clock = VIEW.clocks[g.label];
     if ($("single-runs").checked) {
@@ -59,9 +57,7 @@ function draw() {
   chart.setSeries(series);
 }
 $("x-axis").addEventListener("change", () => {
-  const next = new URLSearchParams(location.search);
-  if ($("x-axis").value !== "step") next.set("x", $("x-axis").value); else next.delete("x");
-  history.replaceState(null, "", `${location.pathname}?${next}`);
+  CX.setParam("x", $("x-axis").value !== "step" ? $("x-axis").value : null);
   draw();
 });
 
@@ -83,16 +79,12 @@ $("experiment-controls").addEventListener("submit", (event) => { event.preventDe
 $("smoothing").addEventListener("input", () => {
   $("smoothing-value").textContent = smoothing().toFixed(2);
   chart.setSmoothing(smoothing());
-  const next = new URLSearchParams(location.search);
-  if (smoothing() > 0) next.set("smoothing", String(smoothing())); else next.delete("smoothing");
-  history.replaceState(null, "", `${location.pathname}?${next}`);
+  CX.setParam("smoothing", smoothing() > 0 ? smoothing() : null);
 });
 $("metric").addEventListener("change", () => { if ($("metric").value) $("measure").value = ""; });
 $("measure").addEventListener("change", () => { if ($("measure").value) $("metric").value = ""; });
 $("single-runs").addEventListener("change", () => {
-  const next = new URLSearchParams(location.search);
-  if ($("single-runs").checked) next.set("runs", "1"); else next.delete("runs");
-  history.replaceState(null, "", `${location.pathname}?${next}`);
+  CX.setParam("runs", $("single-runs").checked ? "1" : null);
   draw();
 });
 draw();

@@ -29,11 +29,6 @@ const overlays = new Map();
 
 // --- the x axis: steps, epochs or wall time ------------------------------------------------------------
 
-const AXES = {
-  step: { label: "step", integer: true, format: (x) => String(x) },
-  epoch: { label: "epoch", integer: false, format: (x) => String(Number(x.toPrecision(6))) },
-  time: { label: "seconds", integer: false, format: (x) => x < 120 ? `${Number(x.toPrecision(4))} s` : x < 7200 ? `${Number((x / 60).toPrecision(3))} min` : `${Number((x / 3600).toPrecision(3))} h` },
-};
 const xAxis = () => $("x-axis").value;
 // the axis of a choice: steps, epochs, time, or another metric ("metric:NAME": each value against that metric's value
 // at the same step, a metric-against-metric plot)
@@ -93,13 +88,8 @@ function xsOf(all, metric, live, planned) {
   return metric.steps;
 }
 
-// The page's address keeps what the reader chose (a reload or a shared link shows the same): value null removes it.
+// what the address said when the page opened (the page keeps its choices there: CX.setParam)
 const given = new URLSearchParams(location.search);
-function setParam(key, value) {
-  const next = new URLSearchParams(location.search);
-  if (value === null || value === undefined) next.delete(key); else next.set(key, String(value));
-  history.replaceState(null, "", next.toString() ? `${location.pathname}?${next}` : location.pathname);
-}
 
 function drawCharts() {
   const groups = chartGroups(), axis = axisOf(xAxis());
@@ -115,7 +105,7 @@ function drawCharts() {
     if (charts[title].options.xLabel !== axis.label) charts[title].setAxis(axis.label, axis.format, axis.integer);
     if (fresh) {  // its log scale and zoom as the address says (chart.TITLE=log,x0,x1), and kept there
       charts[title].applyState(given.get(`chart.${title}`));
-      charts[title].options.onState = (chart) => setParam(`chart.${title}`, chart.state());
+      charts[title].options.onState = (chart) => CX.setParam(`chart.${title}`, chart.state());
     }
     // per-step metrics (train_*) are the noisy ones the smoothing slider is for
     const smooth = (n) => n.startsWith("train_");
@@ -149,12 +139,9 @@ function layoutCharts() {
   for (const chart of Object.values(charts)) chart.resize(Math.min(each, width - 2));
 }
 new ResizeObserver(() => layoutCharts()).observe($("charts"));
-{
-  const given = new URLSearchParams(location.search).get("x");
-  if (given in AXES) $("x-axis").value = given;
-}
+if (given.get("x") in AXES) $("x-axis").value = given.get("x");
 $("x-axis").addEventListener("change", () => {
-  setParam("x", xAxis() !== "step" ? xAxis() : null);
+  CX.setParam("x", xAxis() !== "step" ? xAxis() : null);
   drawCharts();
 });
 
@@ -184,33 +171,33 @@ function showRow(row) {
 
 if (given.get("log") === "1") $("log-scale").checked = true;
 $("log-scale").addEventListener("change", (e) => {
-  setParam("log", e.target.checked ? "1" : null);
+  CX.setParam("log", e.target.checked ? "1" : null);
   Object.values(charts).forEach((c) => c.setLog(e.target.checked));
 });
 
 // smoothing of the per-step curves: 0 draws the recorded values; in the URL as ?smoothing=
 function smoothing() { return Number($("smoothing").value) || 0; }
 {
-  const given = Number(new URLSearchParams(location.search).get("smoothing"));
-  if (given > 0 && given < 1) $("smoothing").value = String(given);
+  const chosen = Number(given.get("smoothing"));
+  if (chosen > 0 && chosen < 1) $("smoothing").value = String(chosen);
   $("smoothing-value").textContent = smoothing().toFixed(2);
 }
 $("smoothing").addEventListener("input", () => {
   $("smoothing-value").textContent = smoothing().toFixed(2);
   Object.values(charts).forEach((c) => c.setSmoothing(smoothing()));
-  setParam("smoothing", smoothing() > 0 ? smoothing() : null);
+  CX.setParam("smoothing", smoothing() > 0 ? smoothing() : null);
 });
 
 async function setOverlays(ids) {
   for (const id of [...overlays.keys()]) if (!ids.includes(id)) overlays.delete(id);
   for (const id of ids) if (!overlays.has(id)) overlays.set(id, (await CX.json(`/api/runs/${id}/metrics`)).metrics);
-  setParam("overlay", ids.length ? ids.join(",") : null);
+  CX.setParam("overlay", ids.length ? ids.join(",") : null);
   drawCharts();
   $("charts").dataset.overlays = ids.join(",");
 }
 
 if ($("overlay")) {
-  const wanted = (new URLSearchParams(location.search).get("overlay") || "").split(",").filter(Boolean);
+  const wanted = (given.get("overlay") || "").split(",").filter(Boolean);
   for (const option of $("overlay").options) option.selected = wanted.includes(option.value);
   $("overlay").addEventListener("change", () => setOverlays([...$("overlay").selectedOptions].map((o) => Number(o.value))));
   if (wanted.length) setOverlays(wanted.map(Number).filter((id) => RUN.siblings.some((s) => s.id === id)));
@@ -253,7 +240,7 @@ function draw(snapshot) {
   if (state.selected !== null) showValues();
   if (!state.playing) {
     scheduleAnalysis();
-    setParam("step", state.index === state.steps.length - 1 ? null : snapshot.step);  // the last step: no need to say
+    CX.setParam("step", state.index === state.steps.length - 1 ? null : snapshot.step);  // the last step: no need to say
   }
 }
 
@@ -285,8 +272,8 @@ async function selectLayer(name) {
   newGrid();
   spread.body = null; spread.first = null; spread.histogram = null;
   loadDistribution().catch((error) => { $("dist-status").textContent = String(error.message || error); });
-  setParam("layer", name === RUN.conv_layers[0].layer ? null : name);
-  setParam("filter", null);  // a filter of another layer
+  CX.setParam("layer", name === RUN.conv_layers[0].layer ? null : name);
+  CX.setParam("filter", null);  // a filter of another layer
   await show(state.steps.length - 1);
 }
 
@@ -329,7 +316,7 @@ let trajectoryCharts = [], trajectory = null;
 async function selectFilter(hit) {
   const [, inC] = state.shape;
   state.selected = { filter: hit.filter, channel: hit.channel };
-  setParam("filter", hit.filter);
+  CX.setParam("filter", hit.filter);
   const choice = $("detail-channel");
   choice.replaceChildren(...(inC > 1 ? [new Option(`mean over ${inC} channels`, "mean")] : []),
     ...Array.from({ length: inC }, (_, c) => new Option(`channel ${c}`, String(c))));
