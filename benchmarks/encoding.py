@@ -1,14 +1,14 @@
 """What a lossless encoding of the kernel bytes saves, and costs: measured on real every-step runs.
 
-    python benchmarks/encoding.py [--db FILE --run ID] [--mnist DIR] [--no-resnet]
+    python benchmarks/encoding.py [--db FILE --run ID] [--mnist DIR] [--no-resnet | --resnet-steps N]
 
 Two sources of kernels, every step:
 
 - MNIST: without --db it records one MNIST epoch of mnist-keras-convnet on torch with kernels at every
   step (470 snapshots of conv1 and conv2) into a temporary database first;
 - ResNet-18: the width-16 ResNet-18 of examples/recording/torch_resnet18.py (20 conv layers, 2.8 MB of
-  kernels a step) trained 40 steps of SGD with momentum on random batches of 32 (needs torch; --no-resnet
-  leaves it out).
+  kernels a step) trained 40 steps (--resnet-steps) of SGD with momentum on random batches of 32 (needs torch;
+  --no-resnet leaves it out).
 
 For each encoding it prints the bytes per snapshot (and as a share of raw), and the speed of encoding and
 decoding every snapshot (MB of raw kernel a second, one thread):
@@ -209,6 +209,7 @@ def main() -> None:
     parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "data" / "mnist"))
     parser.add_argument("--json", type=Path, default=HERE / "results" / "encoding.json")
     parser.add_argument("--no-resnet", dest="resnet", action="store_false", help="measure the MNIST run's kernels only")
+    parser.add_argument("--resnet-steps", type=int, default=40, help="the ResNet-18's training steps (default 40)")
     args = parser.parse_args()
 
     from convexp.store import Store
@@ -240,7 +241,7 @@ def main() -> None:
         print(f"  stored {name}: {r['snapshot_bytes'] / 1e6:.1f} MB of kernels and biases, read in {r['read_all_seconds']:.3f} s")
     if args.resnet and importlib.util.find_spec("torch"):
         print("\nResNet-18, width 16, every step:")
-        results_json["resnet18"] = measure_encodings(resnet_series())
+        results_json["resnet18"] = measure_encodings(resnet_series(args.resnet_steps))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results_json, indent=2))
     print(f"\nwrote {args.json}")

@@ -23,6 +23,13 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 MNIST_ENV = "CONVEXP_TEST_MNIST"
 
+# The suite runs a test file per core (pytest-xdist), so a torch run never has the cores to itself. torch's
+# OpenMP threads spin while they wait for work, which on shared cores takes them from the other worker: an MNIST
+# epoch on torch took 85 s beside scripts/busy.py, 49 s with passive waiting (20.5 s either way alone; on an
+# idle machine passive waiting costs torch about 20%, so convexp itself leaves torch's default alone). Set here,
+# before anything imports torch, so that every process the tests start inherits it; a value given is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def decode_kernels(rows) -> dict[int, np.ndarray]:
     """step -> flat float32 kernel, from stored rows (step, encoding, kernel bytes) of one layer in step

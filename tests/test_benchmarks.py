@@ -141,7 +141,7 @@ def test_encoding_benchmark_measures_lossless_encodings(tmp_path):
     assert run_cli("run", str(path), "--db", str(db)).returncode == 0
     out = tmp_path / "encoding.json"
     result = subprocess.run(
-        [sys.executable, "benchmarks/encoding.py", "--db", str(db), "--json", str(out)],
+        [sys.executable, "benchmarks/encoding.py", "--db", str(db), "--json", str(out), "--resnet-steps", "2"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -152,6 +152,8 @@ def test_encoding_benchmark_measures_lossless_encodings(tmp_path):
     assert report["snapshots"] == 24 and report["raw_bytes"] == 24 * 4 * 9 * 4
     assert report["encodings"]["raw"]["saved"] == 0
     assert all(0 < e["bytes_per_snapshot"] for e in report["encodings"].values())
+    if "resnet18" in report:  # where torch is installed: the ResNet-18's 20 conv layers at steps 0, 1 and 2
+        assert report["resnet18"]["snapshots"] == 20 * 3
 
 
 def test_the_readme_tables_are_the_recorded_results():

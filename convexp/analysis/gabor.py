@@ -20,6 +20,7 @@ a blob or a single bar; its quality is R^2 = 1 - SS_residual / SS_total (1 = a p
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -49,9 +50,18 @@ class GaborFit:
 
 def coordinates(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) of every pixel of a (kh, kw) kernel, from its centre, x right and y up."""
+    x, y = _coordinates(tuple(size))
+    return x.copy(), y.copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _coordinates(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    # kept per size and read-only: a fit samples its model thousands of times on the same kernel
     kh, kw = size
     rows, cols = np.mgrid[0:kh, 0:kw].astype(np.float64)
-    return cols - (kw - 1) / 2, (kh - 1) / 2 - rows
+    x, y = cols - (kw - 1) / 2, (kh - 1) / 2 - rows
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
 
 
 def gabor(
@@ -67,7 +77,7 @@ def gabor(
     offset: float = 0.0,
 ) -> np.ndarray:
     """The Gabor function of the module docstring sampled on a (kh, kw) kernel (angles in degrees)."""
-    x, y = coordinates(size)
+    x, y = _coordinates(tuple(size))
     theta = math.radians(orientation)
     u = (x - x0) * math.cos(theta) + (y - y0) * math.sin(theta)
     v = -(x - x0) * math.sin(theta) + (y - y0) * math.cos(theta)
@@ -150,10 +160,17 @@ def fit_gabor(filter_2d: np.ndarray) -> GaborFit:
     size = target.shape
     total = float(((target - target.mean()) ** 2).sum())
     best = None
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        difference = (_model(params, size) - target).ravel()
+        if np.isfinite(difference).all():  # almost always: nan_to_num's copy only where a step overflowed
+            return difference
+        return np.nan_to_num(difference, nan=1e6, posinf=1e6, neginf=-1e6)
+
     for start in _starts(target):
         with np.errstate(over="ignore", invalid="ignore"):
             result = least_squares(
-                lambda p: np.nan_to_num((_model(p, size) - target).ravel(), nan=1e6, posinf=1e6, neginf=-1e6),
+                residuals,
                 start,
                 method="lm",
                 max_nfev=600,

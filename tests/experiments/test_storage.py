@@ -133,6 +133,10 @@ def test_more_than_the_disk_holds_is_refused_in_one_line(tmp_path, mounted):  # 
     assert not db.exists()
 
 
+#: The every-step run's last update: not a multiple of the thinning's 10, so keeping the last step shows.
+LAST = 125
+
+
 def every_step_steps(db) -> list[int]:
     with contextlib.closing(sqlite3.connect(db)) as connection:
         return [s for (s,) in connection.execute("SELECT DISTINCT step FROM kernel_snapshots ORDER BY step")]
@@ -140,7 +144,7 @@ def every_step_steps(db) -> list[int]:
 
 @pytest.fixture(scope="module")
 def every_step_mnist(tmp_path_factory):
-    """One MNIST epoch of mnist-keras-convnet (torch) with kernels at every step: 470 snapshot steps."""
+    """mnist-keras-convnet (torch) on MNIST with kernels at every step, stopped after 125 updates: 126 snapshot steps."""
     from tests.conftest import mnist_folder
 
     folder = mnist_folder()
@@ -149,7 +153,7 @@ def every_step_mnist(tmp_path_factory):
     base = tmp_path_factory.mktemp("every-step")
     path = write_experiments(
         base / "e.yaml",
-        {"every-step": {**_keras_example(), "backend": "torch", "epochs": 1, "snapshots": {"every": 1}}},
+        {"every-step": {**_keras_example(), "backend": "torch", "epochs": 1, "max_steps": LAST, "snapshots": {"every": 1}}},
     )
     db = base / "r.db"
     result = run_cli("run", str(path), "--db", str(db), "--data-dir", str(folder))
@@ -167,23 +171,25 @@ def _keras_example() -> dict:
 def test_thinning_keeps_every_kth_step_and_the_last_and_frees_what_it_says(every_step_mnist, tmp_path):
     db = tmp_path / "thin.db"
     db.write_bytes(every_step_mnist.read_bytes())
-    assert every_step_steps(db) == list(range(470))
+    assert every_step_steps(db) == list(range(LAST + 1))
     rows_before, bytes_before, metrics_before = payload(db)
+    kept = [*range(0, LAST + 1, 10), LAST]  # every 10th step and the last (the run's only epoch end)
+    deleted = 2 * (LAST + 1 - len(kept))  # conv1's and conv2's rows
 
     dry = run_cli("db", "thin", "1", "--keep-every", "10", "--dry-run", "--db", str(db))
-    assert dry.returncode == 0 and f"run 1: would delete {2 * (470 - 48)} snapshot row(s)" in dry.stdout, dry.stdout + dry.stderr
-    assert every_step_steps(db) == list(range(470))
+    assert dry.returncode == 0 and f"run 1: would delete {deleted} snapshot row(s)" in dry.stdout, dry.stdout + dry.stderr
+    assert every_step_steps(db) == list(range(LAST + 1))
 
     assert run_cli("db", "vacuum", "--db", str(db)).returncode == 0
     size_before = db.stat().st_size
     result = run_cli("db", "thin", "1", "--keep-every", "10", "--vacuum", "--db", str(db))
     assert result.returncode == 0, result.stderr
-    assert every_step_steps(db) == [*range(0, 470, 10), 469]
+    assert every_step_steps(db) == kept
     rows, data, metrics = payload(db)
     freed = bytes_before - data
-    assert rows_before - rows == 2 * (470 - 48) and metrics == metrics_before
+    assert rows_before - rows == deleted and metrics == metrics_before
     assert (
-        f"deleted {2 * (470 - 48)} snapshot row(s), {estimate_disk.format_bytes(freed)} of kernels; 48 step(s) kept"
+        f"deleted {deleted} snapshot row(s), {estimate_disk.format_bytes(freed)} of kernels; {len(kept)} step(s) kept"
         in result.stdout
     )
     shrunk = size_before - db.stat().st_size
@@ -192,12 +198,12 @@ def test_thinning_keeps_every_kth_step_and_the_last_and_frees_what_it_says(every
 
     # everything that reads snapshots works on the steps that remain, and names them when asked for a gone one
     assert run_cli("compare", "1", "1", "--db", str(db)).returncode == 0
-    assert run_cli("plot", "filters", "1", "--step", "469", "--db", str(db), "--out", str(tmp_path / "f.png")).returncode == 0
+    assert run_cli("plot", "filters", "1", "--step", str(LAST), "--db", str(db), "--out", str(tmp_path / "f.png")).returncode == 0
     assert run_cli("plot", "evolution", "1", "--db", str(db), "--out", str(tmp_path / "e.png")).returncode == 0
     gone = _one_error_line(run_cli("filters", "1", "--step", "5", "--db", str(db)))
-    assert "no snapshot of conv1 at step 5 (recorded steps: 0, 10, 20, 30, 40, ..., 469)" in gone
+    assert f"no snapshot of conv1 at step 5 (recorded steps: 0, 10, 20, 30, 40, ..., {LAST})" in gone
     shown = json.loads(run_cli("show", "1", "--db", str(db), "-f", "json").stdout)
-    assert shown["snapshots"]["conv2"]["count"] == 48
+    assert shown["snapshots"]["conv2"]["count"] == len(kept)
     assert shown["storage"]["snapshot_bytes"] == data and shown["storage"]["snapshot_rows"] == rows
 
 
