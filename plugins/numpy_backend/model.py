@@ -133,6 +133,10 @@ class BatchNormLayer(_Layer):
         self.params = [self.gamma, self.beta]
         self.buffers = [self.running_mean, self.running_var]
 
+    #: Whether a relu layer that followed this one in the plan is applied here, on the output in place (as a conv
+    #: layer applies its own relu): a pass and an array fewer each way. Set by :func:`build_layers`.
+    relu = False
+
     def forward(self, x, training):
         if training:
             count = x.size // x.shape[-1]
@@ -144,14 +148,23 @@ class BatchNormLayer(_Layer):
             self.running_var[...] = keep * self.running_var + (1 - keep) * var
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
-        self.inv_std = 1 / np.sqrt(var + x.dtype.type(self.epsilon))
-        self.normalised = x - mean
-        self.normalised *= self.inv_std
-        out = self.normalised * self.gamma.astype(x.dtype)
+        inv_std = 1 / np.sqrt(var + x.dtype.type(self.epsilon))
+        if training:  # the normalised input is kept for the gradient
+            self.inv_std, self.normalised = inv_std, x - mean
+            self.normalised *= inv_std
+            out = self.normalised * self.gamma.astype(x.dtype)
+        else:  # no gradient follows: one array, scaled once by gamma / std
+            out = x - mean
+            out *= self.gamma.astype(x.dtype) * inv_std
         out += self.beta.astype(x.dtype)
+        if self.relu:
+            np.maximum(out, 0, out=out)
+            self.out = out
         return out
 
     def backward(self, grad):
+        if self.relu:  # a layer may change the gradient it is handed in place (see ResidualLayer.backward)
+            np.multiply(grad, self.out > 0, out=grad)
         count = grad.size // grad.shape[-1]
         sum_grad, sum_grad_normalised = _channel_sums(grad), _channel_sums(grad, self.normalised)
         self.grad_gamma, self.grad_beta = sum_grad_normalised.astype(grad.dtype), sum_grad.astype(grad.dtype)
@@ -367,6 +380,8 @@ def build_layers(
             layers.append(GlobalAvgPoolLayer(p))
         elif isinstance(p.layer, ActivationLayer):
             layers.append(ActivationFunctionLayer(p))
+        elif isinstance(p.layer, ReLU) and layers and isinstance(layers[-1], BatchNormLayer) and not layers[-1].relu:
+            layers[-1].relu = True  # batch_norm then relu, the usual pair: applied by the batch_norm layer
         elif isinstance(p.layer, ReLU):
             layers.append(ReLULayer(p))
         elif isinstance(p.layer, BatchNorm):
