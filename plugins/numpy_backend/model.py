@@ -97,19 +97,6 @@ class ConvLayer(_Layer):
         return KernelSnapshot(np.ascontiguousarray(self.kernel.transpose(3, 2, 0, 1)), self.bias.copy())
 
 
-def _channel_sums(values: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
-    """The float64 sums over every axis but the last (channels) of ``values``, or of ``values * times``.
-
-    A float32 sum over the batch and every position (tens of thousands of values, along strided axes that numpy
-    adds one by one) loses about 1e-3 of its value; batch normalisation's gradient then loses as much, where
-    torch's and TensorFlow's reductions stay near float32's 1e-7. ``einsum`` sums in float64 without a float64
-    copy of the values, and takes a product in the same pass."""
-    flat = values.reshape(-1, values.shape[-1])
-    if times is None:
-        return np.einsum("ij->j", flat, dtype=np.float64)
-    return np.einsum("ij,ij->j", flat, times.reshape(flat.shape), dtype=np.float64)
-
-
 class BatchNormLayer(_Layer):
     """convexp's batch_norm (see :class:`convexp.model.layers.BatchNorm`) over the last axis of (N, H, W, C) or (N, C).
 
@@ -140,8 +127,8 @@ class BatchNormLayer(_Layer):
     def forward(self, x, training):
         if training:
             count = x.size // x.shape[-1]
-            mean64 = _channel_sums(x) / count
-            var64 = np.maximum(_channel_sums(x, x) / count - mean64 * mean64, 0.0)  # biased, 1/n
+            mean64 = ops.channel_sums(x) / count
+            var64 = np.maximum(ops.channel_sums(x, x) / count - mean64 * mean64, 0.0)  # biased, 1/n
             mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
             keep = self.running_mean.dtype.type(self.momentum)
             self.running_mean[...] = keep * self.running_mean + (1 - keep) * mean
@@ -166,7 +153,7 @@ class BatchNormLayer(_Layer):
         if self.relu:  # a layer may change the gradient it is handed in place (see ResidualLayer.backward)
             np.multiply(grad, self.out > 0, out=grad)
         count = grad.size // grad.shape[-1]
-        sum_grad, sum_grad_normalised = _channel_sums(grad), _channel_sums(grad, self.normalised)
+        sum_grad, sum_grad_normalised = ops.channel_sums(grad), ops.channel_sums(grad, self.normalised)
         self.grad_gamma, self.grad_beta = sum_grad_normalised.astype(grad.dtype), sum_grad.astype(grad.dtype)
         # d/dx of (x - mean) / std with the batch's own mean and std (both depend on every x of the channel):
         # gamma * inv_std * (grad - mean(grad) - normalised * mean(grad * normalised))
