@@ -30,6 +30,8 @@ process goes on (a notebook, a caught exception), end it yourself with
 
 from __future__ import annotations
 
+__all__ = ["KernelRecorder"]
+
 import os
 import warnings
 from typing import Any

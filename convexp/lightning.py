@@ -20,6 +20,8 @@ one used where the script imported only that); Lightning is imported when a call
 
 from __future__ import annotations
 
+__all__ = ["KernelRecorder"]
+
 import math
 import os
 import sys

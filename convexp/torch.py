@@ -18,6 +18,8 @@ framework: the model is read through the torch the script imported. Any ``nn.Mod
 
 from __future__ import annotations
 
+__all__ = ["record", "LoopRecorder"]
+
 import os
 from typing import Any
 

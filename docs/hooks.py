@@ -21,9 +21,25 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return MARKER.sub(lambda match: reference(match.group(1)), markdown)
 
 
+#: A role of a docstring (``:func:`track```, ``:meth:`~Store.finish```) as the rendered HTML shows it.
+ROLE = re.compile(r":(?:meth|func|class|mod|attr|data|exc|obj):<code>(~?)([^<]+)</code>")
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """The docstrings' roles rendered as code: ``:meth:`TrackedRun.finish``` shows as ``TrackedRun.finish``, and
+    ``:func:`~convexp.tracking.track``` as ``track``."""
+    return ROLE.sub(lambda m: f"<code>{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}</code>", html)
+
+
 def reference(name: str) -> str:
-    """The generated reference ``name``: cli, yaml, database or layout."""
-    return {"cli": cli_reference, "yaml": yaml_reference, "database": database_reference, "layout": layout_reference}[name]()
+    """The generated reference ``name``: cli, yaml, database, layout or api."""
+    return {
+        "cli": cli_reference,
+        "yaml": yaml_reference,
+        "database": database_reference,
+        "layout": layout_reference,
+        "api": api_reference,
+    }[name]()
 
 
 def _cell(text: Any) -> str:
@@ -274,3 +290,51 @@ def layout_reference() -> str:
         else:
             out.append(f"| `{shown.rsplit('/', 1)[-1]}` | {_cell(line)} |")
     return "\n".join(out).strip() + "\n"
+
+
+# --- the Python API ---------------------------------------------------------------------------------------------
+
+
+def api_sections() -> list[tuple[str, str, tuple[str, ...]]]:
+    """The public Python API as (section title, module, names), each list from the code's own declaration: a
+    module's ``__all__``, or the ``PUBLIC`` table of a package whose modules a user imports one by one."""
+    import importlib
+
+    from convexp import analysis, experiments
+
+    def declared(module: str) -> tuple[str, ...]:
+        return tuple(importlib.import_module(module).__all__)
+
+    sections = [
+        ("Recording from your own loop", "convexp.tracking", declared("convexp.tracking")),
+        ("Recording from your own loop", "convexp.torch", declared("convexp.torch")),
+        ("Recording from your own loop", "convexp.keras", declared("convexp.keras")),
+        ("Recording from your own loop", "convexp.lightning", declared("convexp.lightning")),
+        ("The results database", "convexp.store", declared("convexp.store")),
+    ]
+    sections += [("Reading runs back: analysis", module, names) for module, names in analysis.PUBLIC.items()]
+    sections += [("Running experiments from Python", module, names) for module, names in experiments.PUBLIC.items()]
+    sections += [("Datasets", "convexp.datasets", declared("convexp.datasets"))]
+    sections += [("The plugin API", "convexp.plugin_api", declared("convexp.plugin_api"))]
+    return sections
+
+
+def api_reference() -> str:
+    """Each public module with its docstring and each of its public names, rendered by mkdocstrings (inherited
+    members included: the store's reads live on its parts)."""
+    out, title = [], None
+    for section, module, names in api_sections():
+        if section != title:
+            out += [f"## {section}", ""]
+            title = section
+        members = ", ".join(names)
+        out += [
+            f"::: {module}",
+            "    options:",
+            f"      members: [{members}]",
+            "      inherited_members: true",
+            f"      show_submodules: {'true' if module == 'convexp.plugin_api' else 'false'}",  # its activations module"
+            "      heading_level: 3",
+            "",
+        ]
+    return "\n".join(out)

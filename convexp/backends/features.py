@@ -12,7 +12,6 @@ from typing import Any
 
 from convexp.model.layers import ACTIVATION_NAMES, LAYER_TYPE_NAMES
 
-#: What every backend had before features were named: what a backend that does not say implements.
 BASE_FEATURES = frozenset(
     {
         "conv",
@@ -27,7 +26,7 @@ BASE_FEATURES = frozenset(
         "optimizer:adam",
     }
 )
-#: Everything an experiment can ask of a backend.
+"""What every backend had before features were named: what a backend that does not say implements."""
 ALL_FEATURES = frozenset(
     {
         *LAYER_TYPE_NAMES,
@@ -44,6 +43,7 @@ ALL_FEATURES = frozenset(
         "augmentation",
     }
 )
+"""Everything an experiment can ask of a backend."""
 
 
 def features_of_spec(spec: Any) -> frozenset[str]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker("convexp")
 hookimpl = pluggy.HookimplMarker("convexp")
+"""Marks a plugin's ``register_backends`` hook (pluggy's ``HookimplMarker`` for the project ``convexp``)."""
 
 
 @hookspec

@@ -152,6 +152,7 @@ def run_epochs(
             break
 
 
-#: Per-step metrics every trainer reports, and per-epoch ones.
 STEP_METRICS = ("train_loss", "train_accuracy")
+"""Per-step metrics every trainer reports."""
 EPOCH_METRICS = ("test_loss", "test_accuracy", "epoch_seconds")
+"""Per-epoch metrics every trainer reports."""

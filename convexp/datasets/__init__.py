@@ -107,6 +107,7 @@ _REGISTRY: dict[str, Callable[[], DatasetInfo]] = {
     "cifar10": _cifar_info,
 }
 DATASET_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+"""Every dataset name an experiment's ``dataset`` accepts."""
 
 
 def downloadable(name: str):

@@ -25,8 +25,8 @@ import numpy as np
 
 from convexp.model.layers import ACTIVATION_NAMES
 
-#: The negative slope of ``leaky_relu`` (PyTorch's default).
 LEAKY_SLOPE = 0.01
+"""The negative slope of ``leaky_relu`` (PyTorch's default)."""
 
 
 def _phi(x: np.ndarray) -> np.ndarray:

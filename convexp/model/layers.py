@@ -24,6 +24,7 @@ from convexp.errors import ShapeError
 from convexp.model.names import layer_name_problem
 
 Padding = Literal["valid", "same"]
+"""A conv or pooling layer's padding: ``valid`` (no padding: a 3x3 conv shrinks 5x5 to 3x3) or ``same`` (the output keeps the input's size at stride 1)."""
 ActivationName = Literal["none", "relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
 #: Every activation function an experiment may name (``linear`` is read as ``none``); their formulas are
 #: in :mod:`convexp.model.activations`.

@@ -97,6 +97,7 @@ class AdamW(BaseModel):
 
 
 Optimizer = Union[SGD, Adam, AdamW]
+"""An experiment's ``optimizer``: one of :class:`SGD`, :class:`Adam` or :class:`AdamW`, told apart by ``name``."""
 
 
 def clip_factor(global_norm: float, clip_norm: float | None) -> float:

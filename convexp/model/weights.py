@@ -25,12 +25,11 @@ class KernelSnapshot:
     bias: np.ndarray | None
 
 
-#: Called by the observer when it wants the current conv kernels, keyed by layer name.
 KernelReader = Callable[[], Mapping[str, KernelSnapshot]]
+"""Called by the observer when it wants the current conv kernels, keyed by layer name."""
 
-#: Called by the observer at the end of an epoch when it wants a checkpoint: the backend's whole
-#: training state (weights, optimizer state, random generators) as bytes in the backend's own format.
 StateReader = Callable[[], bytes]
+"""Called by the observer at the end of an epoch when it wants a checkpoint: the backend's whole training state (weights, optimizer state, random generators) as bytes in the backend's own format."""
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,8 @@ from convexp.tracking.model_kernels import KernelReader, kernel_reader, kernels_
 
 __all__ = ["EXTERNAL", "TrackedRun", "kernel_reader", "kernels_of", "track", "unpack"]
 
-#: How the runs table names the backend of a run recorded from a user's own loop.
 EXTERNAL = "external"
+"""How the runs table names the backend of a run recorded from a user's own loop."""
 #: How a run may end: :meth:`TrackedRun.finish`'s statuses.
 ENDINGS = ("finished", "failed", "interrupted")
 

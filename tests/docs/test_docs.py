@@ -92,11 +92,14 @@ def test_the_database_reference_has_every_table_and_column_the_migrations_create
             assert row.split(" | ")[-1].rstrip(" |"), f"{table}.{column} has no description"  # the last cell
 
 
-def test_the_site_builds_strictly_and_offline(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The documentation site, built once with ``mkdocs build --strict`` (the build fails on any warning)."""
     if shutil.which("mkdocs") is None and importlib.util.find_spec("mkdocs") is None:
         pytest.skip("mkdocs is not installed: pip install -e '.[docs]'")
+    where = tmp_path_factory.mktemp("site")
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(where)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -104,8 +107,64 @@ def test_the_site_builds_strictly_and_offline(tmp_path):
         env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    page = (tmp_path / "site" / "reference" / "yaml" / "index.html").read_text()
+    return where
+
+
+def test_the_site_builds_strictly_and_offline(site):
+    page = (site / "reference" / "yaml" / "index.html").read_text()
     assert "layer: batch_norm" in page and "<!-- reference" not in page
     fetched = re.compile(r"""<(?:script|img|iframe|source)\b[^>]*\bsrc=["']https?://|<link\b[^>]*\bhref=["']https?://""")
-    for html in (tmp_path / "site").rglob("*.html"):  # nothing fetched from elsewhere when a page is read
+    for html in site.rglob("*.html"):  # nothing fetched from elsewhere when a page is read
         assert not fetched.search(html.read_text()), html
+
+
+def public_api() -> dict[str, tuple[str, ...]]:
+    """Every public name, by module, as the code declares it: the ``__all__`` of the modules a user imports, and
+    the ``PUBLIC`` tables of convexp.analysis and convexp.experiments (whose modules are imported one by one)."""
+    from convexp import analysis, experiments
+
+    modules = ["convexp.tracking", "convexp.torch", "convexp.keras", "convexp.lightning", "convexp.store"]
+    declared = {name: tuple(importlib.import_module(name).__all__) for name in modules}
+    declared.update(analysis.PUBLIC)
+    declared.update(experiments.PUBLIC)
+    declared.update({name: tuple(importlib.import_module(name).__all__) for name in ("convexp.datasets", "convexp.plugin_api")})
+    return declared
+
+
+def entry_text(html: str, identifier: str) -> str:
+    """The text of the API page's entry ``identifier`` (its docstring, parameters, members), its signature left out."""
+    start = html.index(f'id="{identifier}"')
+    after_heading = html.index("</h", start)
+    following = html.find('class="doc doc-object', after_heading)
+    chunk = html[after_heading : following if following > 0 else len(html)]
+    chunk = re.sub(r'<div class="doc-signature.*?</div>|<pre.*?</pre>', "", chunk, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", chunk).split())
+
+
+def test_the_api_reference_has_an_entry_with_text_for_every_public_name(site):
+    import inspect
+
+    html = (site / "reference" / "api" / "index.html").read_text()
+    entries = set(re.findall(r'id="(convexp[^"]+)"', html))
+    wanted = []
+    for module, names in public_api().items():
+        imported = importlib.import_module(module)
+        for name in names:
+            wanted.append(f"{module}.{name}")
+            value = getattr(imported, name)
+            if not (inspect.isclass(value) and value.__module__.startswith("convexp")):
+                continue
+            for member in dir(value):  # its methods and properties, inherited ones too (the store's reads)
+                owner = next((k for k in value.__mro__ if member in vars(k)), None)
+                if member.startswith("_") or owner is None or not owner.__module__.startswith("convexp"):
+                    continue
+                if isinstance(vars(owner)[member], (property, classmethod, staticmethod)) or inspect.isfunction(
+                    vars(owner)[member]
+                ):
+                    wanted.append(f"{module}.{name}.{member}")
+    assert len(wanted) > 200  # the plugin API alone declares 65 names
+    assert not [name for name in wanted if name not in entries], "public names without an entry"
+    assert not [name for name in wanted if len(entry_text(html, name)) < 10], "entries that render empty"
+    # the docstrings' roles are rendered as code, not shown raw
+    assert not re.search(r":(?:meth|func|class|mod|attr|data|exc):<code>", html)
+    assert "Keras calls back every 4 batches" in html  # module docstrings are rendered (convexp.keras's)

@@ -367,6 +367,7 @@ CHECKS: tuple[Check, ...] = (
     _check("reproducible", check_reproducible),
     _check("resume", check_resume),
 )
+"""Every conformance check, in the order ``convexp check`` runs them (:func:`run_check` runs one)."""
 
 
 def run_check(check: Check, backend_name: str) -> str:

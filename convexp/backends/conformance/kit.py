@@ -83,9 +83,11 @@ class CollectingObserver:
         return handed
 
     def on_train_start(self, kernels: KernelReader) -> None:
+        """Keeps the kernels before the first update as step 0's snapshot."""
         self.snapshots[0] = self._kernels(kernels, 0, 0)
 
     def on_step(self, step: int, epoch: int, metrics: Mapping[str, float], kernels: KernelReader) -> None:
+        """Keeps the step's metrics and its kernels (checked against the plan, when there is one)."""
         if self.plan is not None:
             with _breach_fails():
                 self.plan.step(step, epoch)
@@ -95,6 +97,7 @@ class CollectingObserver:
     def on_epoch_end(
         self, epoch: int, step: int, metrics: Mapping[str, float], kernels: KernelReader, state: StateReader | None = None
     ) -> None:
+        """Keeps the epoch's metrics and its checkpoint, when the backend hands one out."""
         if self.plan is not None:
             with _breach_fails():
                 self.plan.epoch_end(epoch, step)
