@@ -3,8 +3,9 @@
 A page holding ``<!-- reference: NAME -->`` gets that marker replaced by :func:`reference` ``(NAME)``: ``cli``
 (every command and option, from the Typer app), ``layout`` (every package and module of convexp and its
 backends, with the first line of its docstring), ``yaml`` (every experiment field, from the spec's pydantic
-models) or ``database`` (every table and column, from the SQLAlchemy models). tests/docs/test_docs.py checks that
-every command, field and column appears, and builds the site with ``--strict``.
+models), ``database`` (every table and column, from the SQLAlchemy models), ``api`` (every public Python name,
+through mkdocstrings) or ``changelog`` (CHANGELOG.md, kept at the repository's root). tests/docs/test_docs.py
+checks that every command, field, column and public name appears, and builds the site with ``--strict``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,16 @@ def reference(name: str) -> str:
         "database": database_reference,
         "layout": layout_reference,
         "api": api_reference,
+        "changelog": changelog,
     }[name]()
+
+
+def changelog() -> str:
+    """CHANGELOG.md at the repository's root (its one copy), its links to docs/ pages made relative to the site."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "CHANGELOG.md").read_text()
+    return text.replace("](docs/", "](")
 
 
 def _cell(text: Any) -> str:

@@ -168,3 +168,22 @@ def test_the_api_reference_has_an_entry_with_text_for_every_public_name(site):
     # the docstrings' roles are rendered as code, not shown raw
     assert not re.search(r":(?:meth|func|class|mod|attr|data|exc):<code>", html)
     assert "Keras calls back every 4 batches" in html  # module docstrings are rendered (convexp.keras's)
+
+
+def test_the_changelog_lists_every_schema_revision_newest_first_up_to_the_migrations_head():
+    """CHANGELOG.md's table of schema revisions against the Alembic scripts themselves (revision, date)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config(str(REPO / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO / "migrations"))  # wherever the tests run from
+    script = ScriptDirectory.from_config(config)
+    revisions = list(script.walk_revisions())  # newest first
+    text = (REPO / "CHANGELOG.md").read_text()
+    table = text.split("## Schema revisions")[1].split("\n## ")[0]
+    rows = [line.split("|")[1:3] for line in table.splitlines() if re.match(r"\| \d{4} \|", line)]
+    listed = [(revision.strip(), date.strip()) for revision, date in rows]
+    assert listed[0][0] == script.get_current_head()
+    created = [re.search(r"Create Date: (\d{4}-\d\d-\d\d)", revision.longdoc or "") for revision in revisions]
+    expected = [(r.revision, match.group(1) if match else "") for r, match in zip(revisions, created)]
+    assert listed == expected
