@@ -66,7 +66,9 @@ class RunPrinter:
         self.console.print(
             f"[bold]{self.label}[/bold] ({self.index}/{self.total_runs}): {escape(run.spec.dataset)}, "
             f"{len(job.train_labels)} train / {len(job.test_labels)} test, {job.epochs} epoch(s) x "
-            f"{job.steps_per_epoch} steps, init {escape(run.kernel_initializer)}, {escape(run.spec.optimizer.name)}"
+            f"{job.steps_per_epoch} steps"
+            + (f", stopping at step {job.total_steps} (max_steps)" if job.total_steps < job.epochs * job.steps_per_epoch else "")
+            + f", init {escape(run.kernel_initializer)}, {escape(run.spec.optimizer.name)}"
             + (f"; resuming after epoch {resumed.epoch} (step {resumed.step})" if resumed else "")
         )
         self._new_task(resumed.epoch + 1 if resumed else 1)

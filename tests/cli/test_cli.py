@@ -99,6 +99,17 @@ def test_variance_of_a_large_glorot_layer_read_straight_from_sqlite(tmp_path):
     assert kernel.var() == pytest.approx(limit**2 / 3, rel=0.05)
 
 
+def test_a_run_stopped_by_max_steps_says_so_as_it_starts(tmp_path):
+    """The start line gives the epoch's steps and, when max_steps stops the run sooner, where it stops."""
+    path = write_experiments(tmp_path / "e.yaml", {"short": {**TINY_DIGITS, "epochs": 2, "max_steps": 7}})
+    result = run_cli("run", str(path), "--db", str(tmp_path / "r.db"), env={"COLUMNS": "300"})
+    assert result.returncode == 0, result.stderr
+    steps = math.ceil(1437 / 64)  # the digits' training split (1,437 images, as `convexp run` says) in batches of 64
+    assert f"1437 train / 360 test, 2 epoch(s) x {steps} steps, stopping at step 7 (max_steps), init" in result.stderr
+    whole = run_cli("run", str(path), "--db", str(tmp_path / "r.db"), "--set", "max_steps=46", env={"COLUMNS": "300"})
+    assert f"2 epoch(s) x {steps} steps, init" in whole.stderr  # max_steps at the run's own end stops nothing sooner
+
+
 def test_init_explains_glorot_uniform_for_a_keras_conv():
     result = run_cli("init", "glorot_uniform", "--shape", "3,3,1,32", "--sample", "--seed", "1")
     assert result.returncode == 0, result.stderr
