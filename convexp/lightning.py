@@ -10,8 +10,8 @@ Steps are Lightning's own ``trainer.global_step``: the optimizer's updates, so w
 (step 0) and every ``every`` steps after it, the kernels of the LightningModule's ``nn.Conv2d`` modules (or
 ``layers``, by their ``named_modules`` paths; read as :mod:`convexp.tracking.model_kernels` reads any module)
 are recorded, with the scalar metrics the module logged (``self.log("train_loss", ...)``: Lightning's
-``callback_metrics``) at that step; each epoch's end records the epoch's metrics and its last step's
-kernels. Only the process of global rank 0 records (under DDP every rank holds the same weights). ``fit``
+``callback_metrics``) at that step; each epoch's end records the epoch's metrics (what the validation loop logged
+among them, at epoch ends only) and its last step's kernels. Only the process of global rank 0 records (under DDP every rank holds the same weights). ``fit``
 ends the run finished; an exception in ``fit`` ends it failed (interrupted after Ctrl-C).
 
 Works with the ``lightning`` package (``lightning.pytorch``) and with the older ``pytorch_lightning`` name (the
@@ -71,6 +71,10 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a Lightning Callback
         def __init__(self) -> None:
             super().__init__()
             self.run: Any = None
+            #: Metrics the validation loop logged: Lightning keeps their last values among the callback metrics
+            #: through the next epoch's steps, so they are recorded at epoch ends only, not again at every step.
+            self.validation_metrics: set[str] = set()
+            self._before_validation: dict[str, float] = {}
 
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             if not trainer.is_global_zero:
@@ -103,10 +107,20 @@ def KernelRecorder(  # noqa: N802 - it is used as a class: a Lightning Callback
             step = int(trainer.global_step)
             if step == self.run.step:
                 return  # no optimizer step since the last batch (gradient accumulation)
-            self.run.log_metrics(self._metrics(trainer), step=step, epoch=int(trainer.current_epoch) + 1)
+            logged = {key: value for key, value in self._metrics(trainer).items() if key not in self.validation_metrics}
+            self.run.log_metrics(logged, step=step, epoch=int(trainer.current_epoch) + 1)
             if step % every == 0:
                 self._kernels(trainer, pl_module)
             self.run.end_step()
+
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            if self.run is not None:
+                self._before_validation = self._metrics(trainer)
+
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            if self.run is not None and not trainer.sanity_checking:
+                before = self._before_validation
+                self.validation_metrics |= {k for k, v in self._metrics(trainer).items() if before.get(k) != v}
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             if self.run is None or trainer.global_step == 0:

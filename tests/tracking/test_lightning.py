@@ -78,8 +78,12 @@ def test_a_lightning_fit_is_recorded_at_its_global_steps(tmp_path, accumulate):
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT status, framework FROM runs").fetchone() == ("finished", "torch")
         names = {n for (n,) in connection.execute("SELECT DISTINCT name FROM metrics")}
-        last = connection.execute("SELECT max(step) FROM metrics WHERE name = 'val_accuracy'").fetchone()[0]
-    assert {"train_loss", "val_accuracy"} <= names and last == steps
+        validated = [s for (s,) in connection.execute("SELECT step FROM metrics WHERE name = 'val_accuracy' ORDER BY step")]
+        trained = connection.execute("SELECT count(*) FROM metrics WHERE name = 'train_loss'").fetchone()[0]
+    assert {"train_loss", "val_accuracy"} <= names
+    # validation runs at each epoch's end: its metric is recorded there only, not again at every step of the next
+    # epoch (Lightning keeps its last value among the callback metrics); the training loss at every step
+    assert validated == [steps // 2, steps] and trained == steps
 
 
 def test_lightning_s_own_checkpoints_import_as_one_run_at_their_global_steps(tmp_path):
