@@ -1,7 +1,7 @@
-"""Write the benchmark tables of docs/performance.md from benchmarks/results/*.json, so that they are never typed by hand.
+"""Write the benchmark tables of docs/benchmarks.md from benchmarks/results/*.json, so that they are never typed by hand.
 
-    python benchmarks/readme.py           # rewrite the tables in docs/performance.md
-    python benchmarks/readme.py --check   # exit 1 if docs/performance.md's tables differ from the results
+    python benchmarks/readme.py           # rewrite the tables in docs/benchmarks.md
+    python benchmarks/readme.py --check   # exit 1 if docs/benchmarks.md's tables differ from the results
 
 Each table sits between ``<!-- benchmarks:NAME -->`` and ``<!-- /benchmarks:NAME -->`` in the
 page; NAME is the results file it comes from (epoch, store, encoding).
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-README = HERE.parent / "docs" / "performance.md"
+README = HERE.parent / "docs" / "benchmarks.md"
 
 
 def epoch_table(r: dict) -> str:
@@ -219,7 +219,7 @@ def render(readme: str) -> str:
             sys.exit(f"{results} is missing: run benchmarks/{name}.py (the performance page's table comes from it)")
         pattern = re.compile(rf"(<!-- benchmarks:{name} -->\n)(?:.*?\n)?(<!-- /benchmarks:{name} -->)", re.S)
         if not pattern.search(readme):
-            sys.exit(f"docs/performance.md has no <!-- benchmarks:{name} --> ... <!-- /benchmarks:{name} --> block")
+            sys.exit(f"docs/benchmarks.md has no <!-- benchmarks:{name} --> ... <!-- /benchmarks:{name} --> block")
         body = table(json.loads(results.read_text())) + "\n"
         readme = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), readme)
     return readme
@@ -227,17 +227,17 @@ def render(readme: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="only check that docs/performance.md is up to date")
+    parser.add_argument("--check", action="store_true", help="only check that docs/benchmarks.md is up to date")
     args = parser.parse_args()
     current = README.read_text()
     wanted = render(current)
     if args.check:
         if wanted != current:
-            sys.exit("docs/performance.md's benchmark tables differ from benchmarks/results: run python benchmarks/readme.py")
-        print("docs/performance.md's benchmark tables match benchmarks/results")
+            sys.exit("docs/benchmarks.md's benchmark tables differ from benchmarks/results: run python benchmarks/readme.py")
+        print("docs/benchmarks.md's benchmark tables match benchmarks/results")
         return
     README.write_text(wanted)
-    print("docs/performance.md's benchmark tables rewritten from benchmarks/results")
+    print("docs/benchmarks.md's benchmark tables rewritten from benchmarks/results")
 
 
 if __name__ == "__main__":

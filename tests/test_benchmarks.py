@@ -49,7 +49,7 @@ def test_store_benchmark_runs(tmp_path):
 
 
 def test_ui_benchmark_runs_and_reports(tmp_path):
-    """benchmarks/ui.py on a small digits run: every figure it reports is there (the MNIST figures are in docs/performance.md)."""
+    """benchmarks/ui.py on a small digits run: every figure it reports is there (the MNIST figures are in docs/benchmarks.md)."""
     import pytest
 
     pytest.importorskip("starlette", reason="convexp ui needs the ui extra")

@@ -15,7 +15,7 @@ Zstandard frame at level 1 (``zstandard.ZstdDecompressor().decompress`` reads th
 before convexp 0.x.45 have ``encoding = 'xor-delta'``: the same planes, the high ones deflated (zlib's
 format, ``zlib.decompress``); they keep reading. Zstandard replaced deflate because on the kernels of an
 every-step ResNet-18 it encodes about 2.5 times as fast and decodes twice as fast, in slightly fewer bytes
-(measured by benchmarks/encoding.py; the numbers are in docs/performance.md).
+(measured by benchmarks/encoding.py; the numbers are in docs/benchmarks.md).
 
 A row with ``encoding = 'raw'`` holds the float32 bytes themselves and starts a chain: every
 layer's first snapshot (step 0 included), every :data:`KEYFRAME_EVERY`-th one after it, and any whose

@@ -2,7 +2,7 @@
 
 Encoding snapshots and writing them into SQLite take about a millisecond of CPU per ten steps of a
 small network, much of it holding Python's GIL; in a thread beside the training loop that time is
-taken from training (measured in benchmarks/tracking.py and explained in docs/performance.md). Here the
+taken from training (measured in benchmarks/tracking.py and explained in docs/benchmarks.md). Here the
 training process's writer thread (:class:`ProcessWriter`, a :class:`BackgroundWriter`) only hands
 each batch's bytes to a pipe (``os.writev``, which releases the GIL); a child process (this
 module's :func:`main`) unpacks, encodes and commits them
