@@ -22,6 +22,9 @@ from convexp import _moved
 
 __version__ = "0.1.0"
 
+#: ``convexp.track`` and ``convexp.open``: loaded on first use (see ``__getattr__``); the API reference documents them.
+__all__ = ["__version__", "open", "track"]
+
 _moved.install()  # the module paths of earlier versions keep working (convexp/_moved.py)
 
 
