@@ -10,9 +10,10 @@ Steps are Lightning's own ``trainer.global_step``: the optimizer's updates, so w
 (step 0) and every ``every`` steps after it, the kernels of the LightningModule's ``nn.Conv2d`` modules (or
 ``layers``, by their ``named_modules`` paths; read as :mod:`convexp.tracking.model_kernels` reads any module)
 are recorded, with the scalar metrics the module logged (``self.log("train_loss", ...)``: Lightning's
-``callback_metrics``) at that step; each epoch's end records the epoch's metrics (what the validation loop logged
-among them, at epoch ends only) and its last step's kernels. Only the process of global rank 0 records (under DDP every rank holds the same weights). ``fit``
-ends the run finished; an exception in ``fit`` ends it failed (interrupted after Ctrl-C).
+``callback_metrics``) at that step; each epoch's end records the epoch's metrics (what the validation loop
+logged among them, at epoch ends only) and its last step's kernels. Only the process of global rank 0 records
+(under DDP every rank holds the same weights). ``fit`` ends the run finished; an exception in ``fit`` ends it
+failed (interrupted after Ctrl-C).
 
 Works with the ``lightning`` package (``lightning.pytorch``) and with the older ``pytorch_lightning`` name (the
 one used where the script imported only that); Lightning is imported when a callback is made, not before.

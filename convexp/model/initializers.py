@@ -238,7 +238,7 @@ INITIALIZERS: dict[str, Initializer] = {
 }
 
 INITIALIZER_NAMES: tuple[str, ...] = tuple(INITIALIZERS)
-"""Every initializer name an experiment's ``initializer`` (or a layer's) accepts, in the order ``convexp init --help`` lists them."""
+"""Every initializer name an experiment's ``initializer`` (or a layer's) and ``convexp init`` accept."""
 
 
 def get_initializer(name: str) -> Initializer:

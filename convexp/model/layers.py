@@ -24,7 +24,8 @@ from convexp.errors import ShapeError
 from convexp.model.names import layer_name_problem
 
 Padding = Literal["valid", "same"]
-"""A conv or pooling layer's padding: ``valid`` (no padding: a 3x3 conv shrinks 5x5 to 3x3) or ``same`` (the output keeps the input's size at stride 1)."""
+"""A conv layer's padding: ``valid`` (none: a 3x3 conv shrinks a 5x5 image to 3x3) or ``same`` (zeros around the
+image, so that at stride 1 the output keeps the input's size)."""
 ActivationName = Literal["none", "relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"]
 #: Every activation function an experiment may name (``linear`` is read as ``none``); their formulas are
 #: in :mod:`convexp.model.activations`.

@@ -29,7 +29,8 @@ KernelReader = Callable[[], Mapping[str, KernelSnapshot]]
 """Called by the observer when it wants the current conv kernels, keyed by layer name."""
 
 StateReader = Callable[[], bytes]
-"""Called by the observer at the end of an epoch when it wants a checkpoint: the backend's whole training state (weights, optimizer state, random generators) as bytes in the backend's own format."""
+"""Called by the observer at the end of an epoch when it wants a checkpoint: the backend's whole training state
+(weights, optimizer state, random generators) as bytes in the backend's own format."""
 
 
 @dataclass(frozen=True)
