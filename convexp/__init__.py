@@ -22,8 +22,9 @@ from convexp import _moved
 
 __version__ = "0.1.0"
 
-#: ``convexp.track`` and ``convexp.open``: loaded on first use (see ``__getattr__``); the API reference documents them.
-__all__ = ["__version__", "open", "track"]
+#: ``convexp.track`` is loaded on first use (see ``__getattr__``). ``convexp.open`` is too, but stays out of
+#: ``__all__``: ``from convexp import *`` would otherwise hide the built-in ``open``.
+__all__ = ["__version__", "track"]
 
 _moved.install()  # the module paths of earlier versions keep working (convexp/_moved.py)
 

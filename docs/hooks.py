@@ -343,7 +343,7 @@ def api_reference() -> str:
             "    options:",
             f"      members: [{members}]",
             "      inherited_members: true",
-            f"      show_submodules: {'true' if module == 'convexp.plugin_api' else 'false'}",  # its activations module"
+            f"      show_submodules: {'true' if module == 'convexp.plugin_api' else 'false'}",  # plugin_api.activations
             "      heading_level: 3",
             "",
         ]
