@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 
 from convexp.analysis.filters import analyse_layer, best_operator, operator_bank
 from convexp.analysis.gabor import fit_gabor, gabor
@@ -218,6 +219,24 @@ def _conv_weights(db: Path, layer: str, step: int) -> tuple[np.ndarray, np.ndarr
     return stored_kernel(db, 1, layer, step).astype(np.float64), np.frombuffer(bias, "<f4").astype(np.float64)
 
 
+def valid_correlation(images: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+    """Cross-correlation by its definition, out[n, y, x, f] = sum over (c, i, j) of images[n, y + i, x + j, c] *
+    kernels[f, c, i, j] ('valid': no padding, stride 1; images channels last): every window laid out as a row
+    and multiplied by the kernels as columns, a block of images at a time (all windows at once would be GBs)."""
+    columns = kernels.reshape(len(kernels), -1).T  # (C * kh * kw, F), in the windows' (c, i, j) order
+    blocks = []
+    for start in range(0, len(images), 250):
+        windows = sliding_window_view(images[start : start + 250], kernels.shape[2:], axis=(1, 2))  # (n, rows, cols, C, kh, kw)
+        n, rows, cols = windows.shape[:3]
+        blocks.append((windows.reshape(n * rows * cols, -1) @ columns).reshape(n, rows, cols, -1))
+    return np.concatenate(blocks)
+
+
+def max_pool_2x2(images: np.ndarray) -> np.ndarray:
+    """2x2 max pooling with stride 2, channels last: the largest of each window's four pixels."""
+    return np.maximum.reduce([images[:, i::2, j::2] for i in (0, 1) for j in (0, 1)])
+
+
 def test_top_patches_agree_with_an_independent_recomputation(mnist_keras_run):
     from scipy.signal import correlate
 
@@ -245,10 +264,20 @@ def test_top_patches_agree_with_an_independent_recomputation(mnist_keras_run):
     test = load_dataset("mnist", mnist_folder()).test_images[:, 0].astype(np.float64)  # (10000, 28, 28)
     k1, b1 = _conv_weights(mnist_keras_run, "conv1", step)
     k2, b2 = _conv_weights(mnist_keras_run, "conv2", step)
-    conv1 = np.stack([correlate(test, k[0][None], mode="valid") + b for k, b in zip(k1, b1)], axis=1)  # (N, 32, 26, 26)
-    pooled = np.maximum(conv1, 0).reshape(len(test), 32, 13, 2, 13, 2).max(axis=(3, 5))
-    for f in (0, 31, 63):
-        response = sum(correlate(pooled[:, c], k2[f, c][None], mode="valid") for c in range(32)) + b2[f]  # (N, 11, 11)
+    chosen = [0, 31, 63]
+    # conv1, its ReLU and the pooling a block of images at a time: conv1's whole output would be 1.7 GB
+    blocks = [test[start : start + 500, :, :, None] for start in range(0, len(test), 500)]
+    pooled = np.concatenate([max_pool_2x2(np.maximum(valid_correlation(x, k1) + b1, 0)) for x in blocks])  # (N, 13, 13, 32)
+    responses = valid_correlation(pooled, k2[chosen]) + b2[chosen]  # (N, 11, 11, 3)
+    # The reference is itself held to scipy.signal.correlate, channel by channel, on a slice of the images.
+    few = test[:50]
+    by_scipy = np.stack([correlate(few, k[0][None], mode="valid") + b for k, b in zip(k1, b1)], axis=-1)
+    assert np.allclose(valid_correlation(few[..., None], k1) + b1, by_scipy, rtol=1e-12, atol=1e-12)
+    for n, f in enumerate(chosen):
+        by_scipy = sum(correlate(pooled[:50, :, :, c], k2[f, c][None], mode="valid") for c in range(32)) + b2[f]
+        assert np.allclose(responses[:50, :, :, n], by_scipy, rtol=1e-12, atol=1e-12)
+    for n, f in enumerate(chosen):
+        response = responses[..., n]  # (N, 11, 11)
         best = response.reshape(len(test), -1).max(axis=1)
         expected = np.argsort(-best, kind="stable")[:5]
         patches = found["filters"][f]["patches"]
