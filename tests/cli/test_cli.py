@@ -152,6 +152,20 @@ def test_help_lists_the_commands():
         assert command in out
 
 
+def test_version_names_the_installed_distribution_and_the_newest_migration():
+    """``convexp --version``: the version pip installed (the package's metadata) and the schema revision of the
+    newest script in migrations/, the revision new databases get."""
+    from importlib.metadata import version
+
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(REPO / "migrations")).get_current_head()
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"convexp {version('convexp')} (database schema {head})\n"
+    assert "--version" in run_cli("--help").stdout
+
+
 def test_brackets_in_help_errors_and_tables_print_as_written(existing_db, tmp_path):
     """Rich reads "[word]" as markup: help, error lines and table cells must not lose such text."""
     help_text = " ".join(run_cli("run", "--help", env={"COLUMNS": "200"}).stdout.split())
