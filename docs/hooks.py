@@ -82,26 +82,37 @@ def cli_commands() -> list[tuple[str, Any]]:
 
 
 def cli_reference() -> str:
-    """Each command: what it does, its arguments and options with their defaults."""
-    out = []
+    """The options that come before any command, then each command: what it does, its arguments and options with
+    their defaults."""
+    import typer.main
+
+    from convexp.cli import app
+
+    root = typer.main.get_command(app)
+    out = ["\n".join(["## `convexp`", "", "Options given before any command.", "", *_params_table(root.params)])]
     for name, command in cli_commands():
         parts = [f"## `{name}`", "", (command.help or "").strip().split("\n\n")[0], ""]
-        params = [p for p in command.params if p.name != "help"]
-        if params:
-            parts += ["| argument or option | default | what it does |", "|---|---|---|"]
-            for param in params:
-                if param.param_type_name == "argument":
-                    label = f"`{param.name.upper()}`" + (" ..." if getattr(param, "nargs", 1) == -1 else "")
-                    default = "required" if param.required else _default(param)
-                    text = getattr(param, "help", None) or ""
-                else:
-                    label = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
-                    default = "required" if param.required else _default(param)
-                    text = param.help or ""
-                parts.append(f"| {label} | {_cell(default)} | {_cell(text)} |")
-            parts.append("")
+        parts += _params_table(command.params)
         out.append("\n".join(parts))
     return "\n".join(out)
+
+
+def _params_table(params: list[Any]) -> list[str]:
+    """A command's arguments and options (``--help`` left out) as the rows of a Markdown table; none, no table."""
+    params = [p for p in params if p.name != "help"]
+    if not params:
+        return []
+    rows = ["| argument or option | default | what it does |", "|---|---|---|"]
+    for param in params:
+        if param.param_type_name == "argument":
+            label = f"`{param.name.upper()}`" + (" ..." if getattr(param, "nargs", 1) == -1 else "")
+            text = getattr(param, "help", None) or ""
+        else:
+            label = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
+            text = param.help or ""
+        default = "required" if param.required else _default(param)
+        rows.append(f"| {label} | {_cell(default)} | {_cell(text)} |")
+    return [*rows, ""]
 
 
 def _default(param: Any) -> str:

@@ -33,6 +33,11 @@ def help_commands(*group: str) -> list[str]:
 
 def test_the_cli_reference_has_every_command_and_option_the_help_lists():
     text = hooks().reference("cli")
+    # the options before any command ("convexp --version"), in a section of their own
+    root = text.split("## `convexp`")[1].split("\n## ")[0]
+    for option in set(re.findall(r"^\s+(--[a-z][a-z-]*)", run_cli("--help").stdout, re.M)) - {"--help"}:
+        assert f"`{option}`" in root, option
+    assert "`--version`" in root
     groups = {"data", "db"}
     for command in help_commands():
         names = [f"{command} {sub}" for sub in help_commands(command)] if command in groups else [command]
