@@ -11,11 +11,12 @@ coordinates x (to the right) and y (upwards) measured from the kernel's centre:
 theta is the direction across the stripes (the direction in which intensity changes: 0 deg
 for vertical stripes, 90 deg for horizontal ones, as :func:`convexp.analysis.filters.orientation`),
 reported in [0, 180) with phase in [0, 360) and A >= 0. The fit is least squares
-(``scipy.optimize.least_squares``, Levenberg-Marquardt) from starts at the peak of the filter's Fourier
-spectrum, with the wavelength between 2 pixels (the shortest a kernel can show) and 4 kernel widths. A
-fitted wavelength near that upper end means no stripes: with an odd phase (90 or 270 deg) the filter is
-an edge, a single step from dark to bright across the orientation; with an even phase (0 or 180 deg),
-a blob or a single bar; its quality is R^2 = 1 - SS_residual / SS_total (1 = a perfect Gabor).
+(``scipy.optimize.least_squares``, Levenberg-Marquardt, with the model's exact Jacobian) from starts at
+the peak of the filter's Fourier spectrum, with the wavelength between 2 pixels (the shortest a kernel
+can show) and 4 kernel widths. A fitted wavelength near that upper end means no stripes: with an odd
+phase (90 or 270 deg) the filter is an edge, a single step from dark to bright across the orientation;
+with an even phase (0 or 180 deg), a blob or a single bar; its quality is R^2 = 1 - SS_residual /
+SS_total (1 = a perfect Gabor).
 """
 
 from __future__ import annotations
@@ -103,6 +104,41 @@ def _model(params: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     )
 
 
+def _jacobian(params: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """d _model / d params, (pixels, 9): the chain rule through u, v, the envelope and the cosine (the
+    parameters' order of :func:`_model`; a clamped exp has slope 0 beyond its clamp)."""
+    amplitude, theta, wavelength_logit, phase, log_sigma, log_aspect, x0, y0, _ = params
+    x, y = _coordinates(tuple(size))
+    cos_t, sin_t = math.cos(theta), math.sin(theta)
+    dx, dy = x - x0, y - y0
+    u, v = dx * cos_t + dy * sin_t, -dx * sin_t + dy * cos_t
+    wavelength, sigma, aspect = _wavelength(wavelength_logit, size), _exp(log_sigma), _exp(log_aspect)
+    # slopes of the unconstrained parameters' transforms
+    e = _exp(-wavelength_logit)
+    d_wavelength = (MAX_WAVELENGTH * max(size) - 2.0) * e / (1.0 + e) ** 2 if abs(wavelength_logit) <= 30 else 0.0
+    d_sigma = sigma if abs(log_sigma) <= 30 else 0.0
+    d_aspect = aspect if abs(log_aspect) <= 30 else 0.0
+    quadratic = (u**2 + (aspect * v) ** 2) / (2 * sigma**2)
+    envelope = np.exp(-quadratic)
+    argument = 2 * math.pi * u / wavelength + phase
+    cosine, sine = np.cos(argument), np.sin(argument)
+    scaled = amplitude * envelope
+    by_u = scaled * (-(u / sigma**2) * cosine - sine * (2 * math.pi / wavelength))  # d g / d u
+    by_v = scaled * (-(aspect**2) * v / sigma**2) * cosine  # d g / d v
+    columns = [
+        envelope * cosine,  # amplitude
+        by_u * v - by_v * u,  # theta: du/dtheta = v, dv/dtheta = -u
+        scaled * sine * (2 * math.pi * u / wavelength**2) * d_wavelength,
+        -scaled * sine,  # phase
+        scaled * cosine * (2 * quadratic / sigma) * d_sigma,
+        -scaled * cosine * (aspect * v**2 / sigma**2) * d_aspect,
+        -by_u * cos_t + by_v * sin_t,  # x0
+        -by_u * sin_t - by_v * cos_t,  # y0
+        np.ones_like(u),  # offset
+    ]
+    return np.stack([column.ravel() for column in columns], axis=1)
+
+
 def _exp(value: float) -> float:
     return math.exp(min(max(value, -30.0), 30.0))
 
@@ -167,14 +203,13 @@ def fit_gabor(filter_2d: np.ndarray) -> GaborFit:
             return difference
         return np.nan_to_num(difference, nan=1e6, posinf=1e6, neginf=-1e6)
 
+    def jacobian(params: np.ndarray) -> np.ndarray:
+        slopes = _jacobian(params, size)
+        return slopes if np.isfinite(slopes).all() else np.nan_to_num(slopes, nan=0.0, posinf=0.0, neginf=0.0)
+
     for start in _starts(target):
         with np.errstate(over="ignore", invalid="ignore"):
-            result = least_squares(
-                residuals,
-                start,
-                method="lm",
-                max_nfev=600,
-            )
+            result = least_squares(residuals, start, jac=jacobian, method="lm", max_nfev=600)
         if best is None or result.cost < best.cost:
             best = result
     if best is None:  # _starts always gives starts

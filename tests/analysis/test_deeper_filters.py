@@ -75,6 +75,21 @@ def test_gabor_fit_recovers_the_parameters_of_a_synthetic_gabor(size, orientatio
     assert fit.sigma == pytest.approx(size / 4, rel=0.05) and fit.amplitude == pytest.approx(2.0, rel=0.05)
 
 
+@pytest.mark.parametrize("size", [(5, 5), (7, 7), (5, 9)])
+def test_the_gabor_fits_jacobian_is_the_models_slope(size):
+    """The fit's analytic Jacobian against scipy's central differences of the model, at random parameters."""
+    from scipy.optimize._numdiff import approx_derivative
+
+    from convexp.analysis.gabor import _jacobian, _model
+
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        params = rng.normal(size=9)
+        params[4] = rng.uniform(-1.0, 1.5)  # log sigma: envelopes from a third of a pixel to 4.5 pixels
+        numeric = approx_derivative(lambda p: _model(p, size).ravel(), params, method="3-point")
+        assert np.allclose(_jacobian(params, size), numeric, rtol=1e-6, atol=1e-7 * max(1.0, np.abs(numeric).max()))
+
+
 def test_gabor_fit_with_noise_and_on_noise():
     rng = np.random.default_rng(1)
     kernel = gabor((7, 7), 30.0, 4.0, 0.0, sigma=1.8)
