@@ -115,9 +115,9 @@ def _jacobian(params: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     wavelength, sigma, aspect = _wavelength(wavelength_logit, size), _exp(log_sigma), _exp(log_aspect)
     # slopes of the unconstrained parameters' transforms
     e = _exp(-wavelength_logit)
-    d_wavelength = (MAX_WAVELENGTH * max(size) - 2.0) * e / (1.0 + e) ** 2 if abs(wavelength_logit) <= 30 else 0.0
-    d_sigma = sigma if abs(log_sigma) <= 30 else 0.0
-    d_aspect = aspect if abs(log_aspect) <= 30 else 0.0
+    d_wavelength = (MAX_WAVELENGTH * max(size) - 2.0) * e / (1.0 + e) ** 2 if abs(wavelength_logit) <= _EXP_CLAMP else 0.0
+    d_sigma = sigma if abs(log_sigma) <= _EXP_CLAMP else 0.0
+    d_aspect = aspect if abs(log_aspect) <= _EXP_CLAMP else 0.0
     quadratic = (u**2 + (aspect * v) ** 2) / (2 * sigma**2)
     envelope = np.exp(-quadratic)
     argument = 2 * math.pi * u / wavelength + phase
@@ -139,8 +139,11 @@ def _jacobian(params: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([column.ravel() for column in columns], axis=1)
 
 
+_EXP_CLAMP = 30.0  # the exponents _exp allows: the parameters' transforms stay finite (and flat beyond it)
+
+
 def _exp(value: float) -> float:
-    return math.exp(min(max(value, -30.0), 30.0))
+    return math.exp(min(max(value, -_EXP_CLAMP), _EXP_CLAMP))
 
 
 def _wavelength(logit: float, size: tuple[int, int]) -> float:

@@ -19,7 +19,7 @@ product of the strides below it. :func:`receptive_field` gives its size and wher
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,12 +203,17 @@ def _pads(p: PlannedLayer) -> tuple[tuple[int, int], tuple[int, int]]:
     )
 
 
-def responses(network: RecordedNetwork, images: np.ndarray, batch: int = 500) -> np.ndarray:
-    """The target layer's responses (N, filters, H', W') to (N, C, H, W) images, in float32, a batch at a time."""
-    out = []
+def response_batches(network: RecordedNetwork, images: np.ndarray, batch: int = 500) -> Iterator[np.ndarray]:
+    """The target layer's responses to (N, C, H, W) images, ``batch`` images at a time, in order: (n, filters, H',
+    W') float32 each, so that a search over a whole test set need not hold every response map at once."""
     for start in range(0, len(images), batch):
         x = np.asarray(images[start : start + batch], dtype=np.float32)
-        out.append(_forward(network, network.layers, x, windows=False)[0])
+        yield _forward(network, network.layers, x, windows=False)[0]
+
+
+def responses(network: RecordedNetwork, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """The target layer's responses (N, filters, H', W') to (N, C, H, W) images, in float32, a batch at a time."""
+    out = list(response_batches(network, images, batch))
     if not out:
         return np.zeros((0, network.filters, *network.target.output_shape[1:]), dtype=np.float32)
     return np.concatenate(out)

@@ -14,13 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from convexp.analysis import TOP_PATCHES
-from convexp.analysis.network import ReceptiveField, RecordedNetwork, receptive_field, responses
+from convexp.analysis.network import ReceptiveField, RecordedNetwork, receptive_field, response_batches
 from convexp.errors import ConvexpError
 from convexp.model.activations import apply
 from convexp.model.layers import Conv
-
-RESPONSE_BATCH = 500
-"""Images whose response maps are computed at a time while searching for top patches."""
 
 
 @dataclass(frozen=True)
@@ -67,16 +64,17 @@ def top_patches(network: RecordedNetwork, images: np.ndarray, labels: np.ndarray
         raise ConvexpError(f"--top must be at least 1, not {top}")
     if len(images) == 0:
         raise ConvexpError("no test images to search")
-    n = len(images)
-    filters, h, w = network.filters, *network.target.output_shape[1:]
+    n, filters, w = len(images), network.filters, network.target.output_shape[2]
     where = np.empty((n, filters), dtype=np.intp)  # each image's strongest unit per filter
     best = np.empty((n, filters), dtype=np.float32)  # and its response
-    # a batch of images at a time: only each image's strongest unit is kept, not every response map (GBs for a
-    # test set's first layer)
-    for start in range(0, n, RESPONSE_BATCH):
-        flat = responses(network, images[start : start + RESPONSE_BATCH]).reshape(-1, filters, h * w)
-        where[start : start + len(flat)] = flat.argmax(axis=2)
-        best[start : start + len(flat)] = np.take_along_axis(flat, where[start : start + len(flat), :, None], axis=2)[..., 0]
+    # only each image's strongest unit is kept, not every response map (GBs for a test set's first layer)
+    start = 0
+    for maps in response_batches(network, images):
+        flat = maps.reshape(len(maps), filters, -1)
+        stop = start + len(flat)
+        where[start:stop] = flat.argmax(axis=2)
+        best[start:stop] = np.take_along_axis(flat, where[start:stop, :, None], axis=2)[..., 0]
+        start = stop
     field = receptive_field(network.layers)
     target = network.target.layer
     function = target.activation if isinstance(target, Conv) else "none"
